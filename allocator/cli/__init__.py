@@ -1,0 +1,13 @@
+"""The `allocator` command line: one module per command group, all thin.
+
+Every command parses, calls the engine and formats. AllocatorError and
+pydantic validation errors become one-line messages on stderr and exit code
+2; a violated plan is exit code 1.
+"""
+
+from __future__ import annotations
+
+from allocator.cli.app import app, main
+from allocator.cli import solve as _solve  # noqa: F401  (registers commands)
+
+__all__ = ["app", "main"]

@@ -1,0 +1,44 @@
+"""The one entry point for solving a snapshot: `solve(snapshot) -> Plan`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from allocator.errors import InvalidInputError
+from allocator.problem import compile_snapshot
+from allocator.solvers import Budget, get_solver
+from allocator.solvers.base import assignment_from_plan
+from models import Plan, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+def solve(
+    snapshot: Snapshot,
+    *,
+    solver: str | None = None,
+    time_limit: float | None = None,
+    seed: int | None = None,
+    previous: Plan | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Plan:
+    """Solve a snapshot with the named backend (default: `snapshot.options.solver`).
+
+    Arguments override the snapshot's options. `previous` is a plan for an
+    earlier version of the snapshot; its assignment is the warm start.
+    """
+    opts = snapshot.options
+    name = solver or opts.solver
+    backend = get_solver(name)
+    limit = opts.time_limit if time_limit is None else time_limit
+    if not limit > 0:
+        raise InvalidInputError(f"must be > 0, got {limit}", field="time_limit")
+    budget = Budget(limit, workers=opts.workers) if clock is None else Budget(
+        limit, workers=opts.workers, clock=clock)
+    problem = compile_snapshot(snapshot)
+    warm = assignment_from_plan(problem, previous) if previous is not None else None
+    plan = backend(problem, budget=budget, seed=opts.seed if seed is None else seed, warm=warm)
+    log.info("solved %s with %s: %s objective=%s in %.3fs", snapshot.name or "snapshot", name,
+             plan.status, plan.objective, plan.wall_time_s)
+    return plan

@@ -1,0 +1,117 @@
+"""Why a task was left unassigned, in words a user can act on.
+
+Checked from the most structural cause to the least: no agent up, a missing
+skill, allow/forbid lists, a demand no agent can hold, a hard deadline no
+agent can meet, and finally competition for capacity or time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from allocator.problem import Problem
+from models import Unassigned, UnassignedReason
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray) -> Unassigned:
+    """The reason task j is not placed in assignment `agent_of`."""
+    snap = problem.snapshot
+    task = snap.tasks[j]
+    tid = problem.task_ids[j]
+    up = problem.up
+    if not up.any():
+        return Unassigned(task=tid, code=UnassignedReason.NO_AGENT_UP, reason="no agent is up")
+    if task.skills:
+        have = [set(snap.agents[i].skills) for i in np.flatnonzero(up)]
+        missing = [s for s in task.skills if not any(s in h for h in have)]
+        if missing:
+            return Unassigned(
+                task=tid,
+                code=UnassignedReason.MISSING_SKILL,
+                reason=f"no up agent has skill(s) {', '.join(missing)}",
+            )
+        if not any(set(task.skills) <= h for h in have):
+            return Unassigned(
+                task=tid,
+                code=UnassignedReason.MISSING_SKILL,
+                reason=f"no up agent has all of the skills {', '.join(task.skills)}",
+            )
+    static = problem.static_eligible[:, j]
+    if not static.any():
+        return Unassigned(
+            task=tid,
+            code=UnassignedReason.NOT_ALLOWED,
+            reason="every up agent with the skills is excluded by allowed_agents/forbidden_agents",
+        )
+    fits = static & problem.fits_alone[:, j]
+    if not fits.any():
+        cands = np.flatnonzero(static)
+        worst = []
+        for k, r in enumerate(problem.resources):
+            need = problem.demand[cands, j, k]
+            if np.all(need > problem.capacity[cands, k] * (1 + 1e-9) + 1e-12):
+                worst.append(
+                    f"{r} {_fmt(float(need.min()))} > max capacity "
+                    f"{_fmt(float(problem.capacity[cands, k].max()))}"
+                )
+        detail = "; ".join(worst) if worst else "no single resource, but no agent fits all"
+        return Unassigned(
+            task=tid,
+            code=UnassignedReason.DEMAND_EXCEEDS_CAPACITY,
+            reason=f"demand exceeds every eligible agent's capacity ({detail})",
+        )
+    if not (fits & problem.deadline_reachable[:, j]).any():
+        best = float(problem.duration[fits, j].min())
+        return Unassigned(
+            task=tid,
+            code=UnassignedReason.DEADLINE_UNREACHABLE,
+            reason=(
+                f"cannot meet deadline {_fmt(problem.deadline[j])}: released at "
+                f"{_fmt(problem.release[j])}, needs at least {_fmt(best)} on the fastest agent"
+            ),
+        )
+    elig = np.flatnonzero(problem.eligible[:, j])
+    # Capacity left on each eligible agent given the rest of the plan.
+    blocked = []
+    for i in elig:
+        on_i = np.flatnonzero(agent_of == i)
+        used = problem.demand[i, on_i].sum(axis=0) if on_i.size else 0.0
+        free = problem.capacity[i] - used
+        short = problem.demand[i, j] > free * (1 + 1e-9) + 1e-12
+        if short.any():
+            blocked.append(i)
+    if len(blocked) == len(elig):
+        return Unassigned(
+            task=tid,
+            code=UnassignedReason.CAPACITY_EXHAUSTED,
+            reason=f"capacity exhausted on all {len(elig)} eligible agent(s) by other tasks",
+        )
+    if problem.hard_deadline[j]:
+        return Unassigned(
+            task=tid,
+            code=UnassignedReason.DEADLINE_CONFLICT,
+            reason=(
+                f"cannot meet deadline {_fmt(problem.deadline[j])} on any eligible agent "
+                "given the higher-value work planned before it"
+            ),
+        )
+    cheapest = float(problem.cost[elig, j].min()) * problem.snapshot.weights.cost
+    penalty = float(problem.unassigned_penalty[j])
+    if cheapest > penalty:
+        return Unassigned(
+            task=tid,
+            code=UnassignedReason.NOT_WORTH_PLACING,
+            reason=(
+                f"leaving it out costs {_fmt(penalty)}, less than the cheapest placement "
+                f"({_fmt(cheapest)})"
+            ),
+        )
+    return Unassigned(
+        task=tid,
+        code=UnassignedReason.SOLVER_LIMIT,
+        reason="the solver found no better plan containing it within its budget",
+    )

@@ -1,0 +1,90 @@
+"""Snapshot and plan files (JSON). Errors name the file and the field."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from allocator.errors import InvalidInputError
+from models import Plan, Snapshot
+
+#: Refuse files larger than this before parsing them (bytes); a snapshot of
+#: 100k tasks is ~30 MB of JSON.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+
+def validation_message(err: ValidationError) -> tuple[str, str]:
+    """(field path, message) of the first error, for a typed InvalidInputError."""
+    e = err.errors()[0]
+    loc = ".".join(str(x) for x in e["loc"]) or "(root)"
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    if err.error_count() > 1:
+        msg += f" (and {err.error_count() - 1} more error(s))"
+    return loc, msg
+
+
+def parse_snapshot(data: Any, *, source: str = "snapshot") -> Snapshot:
+    """Validate a decoded JSON object as a Snapshot, raising InvalidInputError."""
+    try:
+        return Snapshot.model_validate(data)
+    except ValidationError as e:
+        loc, msg = validation_message(e)
+        raise InvalidInputError(msg, field=f"{source}: {loc}") from None
+
+
+def _read_json(path: str | Path) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError("no such file", field=str(p))
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise InvalidInputError(f"file larger than {MAX_FILE_BYTES} bytes", field=str(p))
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InvalidInputError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}",
+                                field=str(p)) from None
+    except UnicodeDecodeError:
+        raise InvalidInputError("not UTF-8 text", field=str(p)) from None
+
+
+def read_snapshot(path: str | Path) -> Snapshot:
+    """Read a snapshot JSON file."""
+    return parse_snapshot(_read_json(path), source=str(path))
+
+
+def read_plan(path: str | Path) -> Plan:
+    data = _read_json(path)
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as e:
+        loc, msg = validation_message(e)
+        raise InvalidInputError(msg, field=f"{path}: {loc}") from None
+
+
+def write_json_atomic(path: str | Path, payload: str) -> None:
+    """Write text so readers see the old file or the new one, never half of one."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dump_model(model: BaseModel) -> str:
+    return model.model_dump_json(indent=2, by_alias=True, exclude_none=False) + "\n"
+
+
+def write_plan(path: str | Path, plan: Plan) -> None:
+    write_json_atomic(path, dump_model(plan))

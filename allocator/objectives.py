@@ -1,0 +1,153 @@
+"""Schedules and objective terms, computed in one place on the compiled arrays.
+
+Every backend, the plan builder, the metrics and NSGA-II call these, so a
+plan's cost or makespan means the same whichever backend produced it.
+
+An *assignment* is an int array `agent_of[n]` (-1 = unassigned). A *schedule*
+adds `start[n]` and `end[n]` (NaN for unassigned tasks).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from allocator.problem import Problem
+
+#: Objective terms in reporting order; weights come from Snapshot.weights.
+TERMS = ("cost", "makespan", "imbalance", "tardiness", "migrations", "unassigned")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    agent_of: np.ndarray  # [n] int
+    start: np.ndarray  # [n] float, NaN when unassigned
+    end: np.ndarray  # [n] float, NaN when unassigned
+
+
+def default_order_key(problem: Problem) -> np.ndarray:
+    """[n] sequencing key when a solver gives no order: earliest due date first.
+
+    Ties by priority class, then release, then snapshot order, so sequencing
+    is deterministic. Tasks without a deadline go after those with one.
+    """
+    n = problem.n
+    keys = np.lexsort(
+        (np.arange(n), problem.release, problem.priority_rank, problem.deadline)
+    )
+    rank = np.empty(n, dtype=float)
+    rank[keys] = np.arange(n, dtype=float)
+    return rank
+
+
+def build_schedule(
+    problem: Problem, agent_of: np.ndarray, order_key: np.ndarray | None = None
+) -> Schedule:
+    """List-schedule each agent's tasks in `order_key` order on its concurrency lanes.
+
+    A task starts when a lane is free and it is released; durations are exact
+    (work / speed), so the result is feasible whatever order is given.
+    """
+    n = problem.n
+    key = default_order_key(problem) if order_key is None else np.asarray(order_key, float)
+    start = np.full(n, np.nan)
+    end = np.full(n, np.nan)
+    assigned = np.flatnonzero(agent_of >= 0)
+    if assigned.size == 0:
+        return Schedule(agent_of.copy(), start, end)
+    # Group by agent, then by key within the agent (stable on task index).
+    seq = assigned[np.lexsort((assigned, key[assigned], agent_of[assigned]))]
+    dur = problem.duration
+    current_agent = -1
+    lanes: list[float] = []
+    for j in seq:
+        i = int(agent_of[j])
+        if i != current_agent:
+            current_agent = i
+            lanes = [problem.now] * int(problem.concurrency[i])
+        free = heapq.heappop(lanes)
+        s = max(free, problem.release[j])
+        e = s + dur[i, j]
+        start[j], end[j] = s, e
+        heapq.heappush(lanes, e)
+    return Schedule(agent_of.copy(), start, end)
+
+
+def busy_time(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    """[m] total run time assigned to each agent divided by its concurrency."""
+    assigned = agent_of >= 0
+    j = np.flatnonzero(assigned)
+    i = agent_of[assigned]
+    load = np.bincount(i, weights=problem.duration[i, j], minlength=problem.m)
+    return load / problem.concurrency
+
+
+def term_cost(problem: Problem, agent_of: np.ndarray) -> float:
+    """Soft. Sum of the cost of each placed task on its agent; grows linearly."""
+    j = np.flatnonzero(agent_of >= 0)
+    return float(problem.cost[agent_of[j], j].sum())
+
+
+def term_makespan(problem: Problem, schedule: Schedule) -> float:
+    """Soft. Time from `now` until the last placed task ends; 0 with nothing placed."""
+    if not np.any(schedule.agent_of >= 0):
+        return 0.0
+    return float(np.nanmax(schedule.end) - problem.now)
+
+
+def term_imbalance(problem: Problem, agent_of: np.ndarray) -> float:
+    """Soft. Busiest minus idlest *up* agent, in busy time; linear in the spread."""
+    if not np.any(problem.up):
+        return 0.0
+    load = busy_time(problem, agent_of)[problem.up]
+    return float(load.max() - load.min())
+
+
+def term_tardiness(problem: Problem, schedule: Schedule) -> float:
+    """Soft. Sum over placed tasks of priority weight x lateness past the deadline."""
+    late = np.nan_to_num(schedule.end - problem.deadline, nan=0.0, neginf=0.0)
+    return float((problem.tardiness_weight * np.maximum(late, 0.0)).sum())
+
+
+def term_migrations(problem: Problem, agent_of: np.ndarray) -> float:
+    """Soft. Sum of migration costs of placed tasks that leave their current agent."""
+    moved = (problem.current >= 0) & (agent_of >= 0) & (agent_of != problem.current)
+    return float(problem.migration_cost[moved].sum())
+
+
+def term_unassigned(problem: Problem, agent_of: np.ndarray) -> float:
+    """Soft. Per-priority-class penalty for each task left unplaced."""
+    return float(problem.unassigned_penalty[agent_of < 0].sum())
+
+
+def evaluate(problem: Problem, schedule: Schedule) -> dict[str, float]:
+    """Raw value of every objective term (unweighted)."""
+    a = schedule.agent_of
+    return {
+        "cost": term_cost(problem, a),
+        "makespan": term_makespan(problem, schedule),
+        "imbalance": term_imbalance(problem, a),
+        "tardiness": term_tardiness(problem, schedule),
+        "migrations": term_migrations(problem, a),
+        "unassigned": term_unassigned(problem, a),
+    }
+
+
+def term_weights(problem: Problem) -> dict[str, float]:
+    """Weight of each term; `unassigned` penalties are already per task, so weight 1."""
+    w = problem.snapshot.weights
+    return {
+        "cost": w.cost,
+        "makespan": w.makespan,
+        "imbalance": w.imbalance,
+        "tardiness": w.tardiness,
+        "migrations": w.migrations,
+        "unassigned": 1.0,
+    }
+
+
+def weighted_total(problem: Problem, values: dict[str, float]) -> float:
+    weights = term_weights(problem)
+    return float(sum(weights[k] * values[k] for k in TERMS))

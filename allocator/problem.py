@@ -1,0 +1,202 @@
+"""Compile a Snapshot once into the arrays every backend shares.
+
+Indices: agents `i` in `0..m-1`, tasks `j` in `0..n-1`, resources `r` in
+`0..R-1`, in snapshot order. Matrices indexed by agent and task are
+`[m, n]`. Per-agent demand (the GAP's a[i][j]) is materialised only when a
+task overrides it; otherwise `demand_on(i)` is the task's base demand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from models import AgentStatus, Snapshot
+
+#: Slack allowed when comparing a sum of float demands with a capacity, so
+#: that 0.1 + 0.2 fits in 0.3. Relative to the capacity.
+CAPACITY_RTOL = 1e-9
+
+
+@dataclass(eq=False)
+class Problem:
+    """Array form of a Snapshot. Built by :func:`compile_snapshot`; treat as read-only."""
+
+    snapshot: Snapshot
+    agent_ids: list[str]
+    task_ids: list[str]
+    resources: list[str]
+    now: float
+    capacity: np.ndarray  # [m, R]
+    speed: np.ndarray  # [m]
+    concurrency: np.ndarray  # [m] int
+    cost_rate: np.ndarray  # [m]
+    up: np.ndarray  # [m] bool
+    work: np.ndarray  # [n]
+    release: np.ndarray  # [n], never before `now`
+    deadline: np.ndarray  # [n], +inf when none
+    hard_deadline: np.ndarray  # [n] bool
+    priority_rank: np.ndarray  # [n] int, 0 = critical
+    unassigned_penalty: np.ndarray  # [n]
+    tardiness_weight: np.ndarray  # [n]
+    current: np.ndarray  # [n] int, -1 = not placed
+    migration_cost: np.ndarray  # [n]
+    demand_base: np.ndarray  # [n, R]
+    cost_override: dict[tuple[int, int], float] = field(default_factory=dict)
+    demand_override: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    agent_index: dict[str, int] = field(default_factory=dict)
+    task_index: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def m(self) -> int:
+        return len(self.agent_ids)
+
+    @property
+    def n(self) -> int:
+        return len(self.task_ids)
+
+    @property
+    def n_resources(self) -> int:
+        return len(self.resources)
+
+    @cached_property
+    def duration(self) -> np.ndarray:
+        """[m, n] run time of task j on agent i: work / speed."""
+        return self.work[None, :] / self.speed[:, None]
+
+    @cached_property
+    def cost(self) -> np.ndarray:
+        """[m, n] cost of running task j on agent i (cost_rate x duration unless overridden)."""
+        c = self.cost_rate[:, None] * self.duration
+        if self.cost_override:
+            keys = np.array(list(self.cost_override.keys()), dtype=np.int64)
+            c[keys[:, 0], keys[:, 1]] = np.fromiter(self.cost_override.values(), dtype=float)
+        return c
+
+    @cached_property
+    def demand(self) -> np.ndarray:
+        """[m, n, R] demand of task j on agent i; a broadcast view when nothing is overridden."""
+        shape = (self.m, self.n, self.n_resources)
+        if not self.demand_override:
+            return np.broadcast_to(self.demand_base[None, :, :], shape)
+        d = np.repeat(self.demand_base[None, :, :], self.m, axis=0)
+        for (i, j), vec in self.demand_override.items():
+            d[i, j] = vec
+        return d
+
+    def demand_on(self, i: int) -> np.ndarray:
+        """[n, R] demands of every task if placed on agent i."""
+        return self.demand[i]
+
+    @cached_property
+    def fits_alone(self) -> np.ndarray:
+        """[m, n] task j's demand fits agent i's capacity when the agent is empty."""
+        cap = self.capacity[:, None, :] * (1 + CAPACITY_RTOL) + 1e-12
+        return np.all(self.demand <= cap, axis=2)
+
+    @cached_property
+    def static_eligible(self) -> np.ndarray:
+        """[m, n] skills, allowed / forbidden lists and agent status permit j on i."""
+        snap = self.snapshot
+        mask = np.repeat(self.up[:, None], self.n, axis=1)
+        agent_skills = [set(a.skills) for a in snap.agents]
+        for j, t in enumerate(snap.tasks):
+            if t.skills:
+                need = set(t.skills)
+                mask[:, j] &= np.array([need <= s for s in agent_skills], dtype=bool)
+            if t.allowed_agents is not None:
+                allowed = np.zeros(self.m, dtype=bool)
+                allowed[[self.agent_index[a] for a in t.allowed_agents]] = True
+                mask[:, j] &= allowed
+            if t.forbidden_agents:
+                mask[[self.agent_index[a] for a in t.forbidden_agents], j] = False
+        return mask
+
+    @cached_property
+    def deadline_reachable(self) -> np.ndarray:
+        """[m, n] a hard deadline can be met on agent i if j started at its release."""
+        end = self.release[None, :] + self.duration
+        ok = end <= self.deadline[None, :] + 1e-9
+        return ok | ~self.hard_deadline[None, :]
+
+    @cached_property
+    def eligible(self) -> np.ndarray:
+        """[m, n] j may be placed on i at all: static rules, fits alone, deadline reachable."""
+        return self.static_eligible & self.fits_alone & self.deadline_reachable
+
+    @cached_property
+    def has_time_constraints(self) -> bool:
+        """Whether start times matter beyond packing: releases after now or deadlines."""
+        return bool(np.any(self.release > self.now) or np.any(np.isfinite(self.deadline)))
+
+    def migration_source(self) -> dict[int, int]:
+        return {j: int(c) for j, c in enumerate(self.current) if c >= 0}
+
+
+def compile_snapshot(snapshot: Snapshot) -> Problem:
+    """Turn a validated Snapshot into a Problem (arrays in snapshot order)."""
+    agents, tasks, w = snapshot.agents, snapshot.tasks, snapshot.weights
+    agent_index = {a.id: i for i, a in enumerate(agents)}
+    task_index = {t.id: j for j, t in enumerate(tasks)}
+    resources = sorted({r for a in agents for r in a.capacity})
+    r_index = {r: k for k, r in enumerate(resources)}
+    m, n, R = len(agents), len(tasks), len(resources)
+
+    capacity = np.zeros((m, R))
+    for i, a in enumerate(agents):
+        for r, v in a.capacity.items():
+            capacity[i, r_index[r]] = v
+    demand_base = np.zeros((n, R))
+    cost_override: dict[tuple[int, int], float] = {}
+    demand_override: dict[tuple[int, int], np.ndarray] = {}
+    for j, t in enumerate(tasks):
+        for r, v in t.demand.items():
+            demand_base[j, r_index[r]] = v
+        for a_id, ov in t.overrides.items():
+            i = agent_index[a_id]
+            if ov.cost is not None:
+                cost_override[(i, j)] = float(ov.cost)
+            if ov.demand is not None:
+                vec = demand_base[j].copy()
+                for r, v in ov.demand.items():
+                    vec[r_index[r]] = v
+                demand_override[(i, j)] = vec
+
+    now = float(snapshot.time)
+    return Problem(
+        snapshot=snapshot,
+        agent_ids=[a.id for a in agents],
+        task_ids=[t.id for t in tasks],
+        resources=resources,
+        now=now,
+        capacity=capacity,
+        speed=np.array([a.speed for a in agents], dtype=float),
+        concurrency=np.array([a.concurrency for a in agents], dtype=np.int64),
+        cost_rate=np.array([a.cost_rate for a in agents], dtype=float),
+        up=np.array([a.status == AgentStatus.UP for a in agents], dtype=bool),
+        work=np.array([t.work for t in tasks], dtype=float),
+        release=np.array([max(t.release, now) for t in tasks], dtype=float),
+        deadline=np.array(
+            [np.inf if t.deadline is None else t.deadline for t in tasks], dtype=float
+        ),
+        hard_deadline=np.array([t.hard_deadline for t in tasks], dtype=bool),
+        priority_rank=np.array([t.priority.rank for t in tasks], dtype=np.int64),
+        unassigned_penalty=np.array([w.unassigned[t.priority] for t in tasks], dtype=float),
+        tardiness_weight=np.array(
+            [w.tardiness_by_priority[t.priority] for t in tasks], dtype=float
+        ),
+        current=np.array(
+            [agent_index[t.current_agent] if t.current_agent else -1 for t in tasks],
+            dtype=np.int64,
+        ),
+        migration_cost=np.array(
+            [1.0 if t.migration_cost is None else t.migration_cost for t in tasks], dtype=float
+        ),
+        demand_base=demand_base,
+        cost_override=cost_override,
+        demand_override=demand_override,
+        agent_index=agent_index,
+        task_index=task_index,
+    )

@@ -1,0 +1,187 @@
+"""The solver protocol, the budget, the registry and the shared Plan builder.
+
+A backend is a callable `solve(problem, *, budget, seed, warm) -> Plan`. It
+never mutates its input and never prints. Backends register by name; an
+unknown name raises UnknownSolverError listing the known ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from allocator.errors import UnknownSolverError
+from allocator.explain import explain_unassigned
+from allocator.metrics import plan_metrics
+from allocator.objectives import TERMS, build_schedule, evaluate, term_weights
+from allocator.problem import Problem
+from models import Migration, ObjectiveTerm, Plan, PlanStatus, SolutionPoint
+
+
+@dataclass
+class Budget:
+    """Wall-clock budget of one solve, measured from construction.
+
+    `clock` is injectable so tests can drive it; solvers ask `remaining()`.
+    """
+
+    time_limit: float
+    workers: int = 2
+    clock: Callable[[], float] = time.perf_counter
+    started: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def remaining(self) -> float:
+        return max(0.0, self.time_limit - self.elapsed())
+
+
+@dataclass
+class WarmStart:
+    """A known assignment to start from (previous plan, or a faster backend's result)."""
+
+    agent_of: np.ndarray
+    order_key: np.ndarray | None = None
+
+
+class Solver(Protocol):
+    def __call__(
+        self, problem: Problem, *, budget: Budget, seed: int, warm: WarmStart | None = None
+    ) -> Plan: ...
+
+
+_REGISTRY: dict[str, Solver] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register(name: str, description: str) -> Callable[[Solver], Solver]:
+    def deco(fn: Solver) -> Solver:
+        _REGISTRY[name] = fn
+        _DESCRIPTIONS[name] = description
+        return fn
+
+    return deco
+
+
+def get_solver(name: str) -> Solver:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise UnknownSolverError(f"unknown solver {name!r}; known: {known}",
+                                 field="options.solver") from None
+
+
+def solver_names() -> dict[str, str]:
+    """Registered solver names with a one-line description each."""
+    return dict(sorted(_DESCRIPTIONS.items()))
+
+
+def make_plan(
+    problem: Problem,
+    agent_of: np.ndarray,
+    *,
+    solver: str,
+    status: PlanStatus,
+    budget: Budget,
+    order_key: np.ndarray | None = None,
+    bound: float | None = None,
+    solutions: list[SolutionPoint] | None = None,
+    message: str | None = None,
+) -> Plan:
+    """Turn an assignment into a full Plan: schedule, objective terms, metrics, reasons."""
+    from models import Assignment
+
+    agent_of = np.asarray(agent_of, dtype=np.int64)
+    schedule = build_schedule(problem, agent_of, order_key)
+    values = evaluate(problem, schedule)
+    weights = term_weights(problem)
+    breakdown = [
+        ObjectiveTerm(name=k, value=values[k], weight=weights[k], weighted=weights[k] * values[k])
+        for k in TERMS
+    ]
+    objective = float(sum(t.weighted for t in breakdown))
+    gap = None
+    if status == PlanStatus.OPTIMAL:
+        bound, gap = objective if bound is None else min(bound, objective), 0.0
+    if bound is not None and gap is None:
+        bound = min(bound, objective)
+        gap = max(0.0, (objective - bound) / max(abs(objective), 1e-9))
+
+    ids, aids = problem.task_ids, problem.agent_ids
+    order = np.flatnonzero(agent_of >= 0)
+    order = order[np.lexsort((schedule.start[order], agent_of[order]))]
+    assignments = [
+        Assignment(task=ids[j], agent=aids[agent_of[j]], start=float(schedule.start[j]),
+                   end=float(schedule.end[j]))
+        for j in order
+    ]
+    unassigned = [explain_unassigned(problem, int(j), agent_of)
+                  for j in np.flatnonzero(agent_of < 0)]
+    migrations = [
+        Migration(task=ids[j], source=aids[problem.current[j]], target=aids[agent_of[j]],
+                  cost=float(problem.migration_cost[j]))
+        for j in np.flatnonzero(
+            (problem.current >= 0) & (agent_of >= 0) & (agent_of != problem.current)
+        )
+    ]
+    return Plan(
+        status=status,
+        solver=solver,
+        assignments=assignments,
+        unassigned=unassigned,
+        migrations=migrations,
+        objective=objective,
+        breakdown=breakdown,
+        bound=bound,
+        gap=gap,
+        metrics=plan_metrics(problem, schedule),
+        wall_time_s=budget.elapsed(),
+        solutions=solutions or [],
+        message=message,
+    )
+
+
+def plan_objective(problem: Problem, agent_of: np.ndarray,
+                   order_key: np.ndarray | None = None) -> float:
+    """Weighted objective of an assignment, exactly as make_plan reports it."""
+    schedule = build_schedule(problem, np.asarray(agent_of, dtype=np.int64), order_key)
+    values = evaluate(problem, schedule)
+    w = term_weights(problem)
+    return float(sum(w[k] * values[k] for k in TERMS))
+
+
+def assignment_from_plan(problem: Problem, plan: Plan) -> WarmStart:
+    """Read a (previous) plan back as arrays; tasks or agents no longer present are ignored."""
+    agent_of = np.full(problem.n, -1, dtype=np.int64)
+    order = np.full(problem.n, np.inf)
+    for a in plan.assignments:
+        j = problem.task_index.get(a.task)
+        i = problem.agent_index.get(a.agent)
+        if j is not None and i is not None:
+            agent_of[j] = i
+            order[j] = a.start
+    return WarmStart(agent_of=agent_of, order_key=order)
+
+
+def no_solution_plan(problem: Problem, *, status: PlanStatus, solver: str, budget: Budget,
+                     message: str) -> Plan:
+    """A plan for a run that found nothing: every task accounted for as unassigned."""
+    from models import Unassigned, UnassignedReason
+
+    return Plan(
+        status=status,
+        solver=solver,
+        unassigned=[Unassigned(task=t, code=UnassignedReason.SOLVER_LIMIT, reason=message)
+                    for t in problem.task_ids],
+        wall_time_s=budget.elapsed(),
+        message=message,
+    )

@@ -1,0 +1,309 @@
+"""OR-Tools CP-SAT backend.
+
+Two models over the same variables `x[i, j]` (task j on agent i, eligible
+pairs only) and `u[j]` (task j unassigned):
+
+* **assignment** (GAP-like): exactly one of x[:, j], u[j]; multi-resource
+  capacity per agent; loads for makespan and imbalance; migrations.
+* **scheduling**, used when releases or deadlines matter: in addition an
+  optional interval per (i, j) with presence x[i, j], no-overlap per agent
+  (cumulative when an agent runs several tasks at once), end times and
+  weighted tardiness.
+
+CP-SAT needs integers: times are scaled to integer ticks and costs to
+integer coefficients; a plan's reported numbers are always recomputed exactly
+by objectives.py from the solution, and `optimal` is claimed only when the
+scaling was exact. The greedy plan (or a given warm start) is a full hint.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from allocator.objectives import build_schedule
+from allocator.problem import Problem
+from allocator.solvers.base import Budget, WarmStart, make_plan, no_solution_plan, register
+from allocator.solvers.greedy import greedy_assign
+from models import Plan, PlanStatus, SolutionPoint
+
+#: Largest tick count of the scheduling horizon; keeps CP-SAT's domains and
+#: propagation cheap while giving sub-per-mille resolution on durations.
+MAX_TICKS = 100_000
+
+#: Largest integer objective coefficient after scaling. Unassigned penalties
+#: (up to 1e6 by default) and per-tick tardiness weights (1e-5) share one
+#: objective, so the range is wide; int64 sums still have ample headroom.
+MAX_COEF = 1e12
+
+
+@dataclass
+class _Scale:
+    factor: float
+    exact: bool
+
+
+def _int_scale(values: np.ndarray, limit: float) -> _Scale:
+    """Smallest power of ten making `values` integers, or a lossy one below `limit`."""
+    values = np.abs(values[np.isfinite(values)])
+    if values.size == 0 or values.max() == 0:
+        return _Scale(1.0, True)
+    vmax = float(values.max())
+    for p in range(0, 7):
+        f = 10.0**p
+        if vmax * f > limit:
+            break
+        scaled = values * f
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-9 * np.maximum(1.0, scaled)):
+            return _Scale(f, True)
+    return _Scale(limit / vmax, False)
+
+
+class _Collector(cp_model.CpSolverSolutionCallback):
+    """Collects improving solutions (anytime curve) without printing."""
+
+    def __init__(self, scale: float, offset: float, budget: Budget, stop: threading.Event):
+        super().__init__()
+        self.points: list[SolutionPoint] = []
+        self._scale, self._offset, self._budget, self._stop = scale, offset, budget, stop
+
+    def on_solution_callback(self) -> None:
+        self.points.append(
+            SolutionPoint(
+                time_s=self._budget.elapsed(),
+                objective=self.objective_value / self._scale + self._offset,
+                bound=self.best_objective_bound / self._scale + self._offset,
+            )
+        )
+        if self._stop.is_set():
+            self.stop_search()
+
+
+def use_scheduling_model(problem: Problem) -> bool:
+    """Whether start times change the objective or feasibility (see module docstring)."""
+    w = problem.snapshot.weights
+    timed = problem.has_time_constraints and (w.tardiness > 0 or bool(problem.hard_deadline.any()))
+    lanes = w.makespan > 0 and bool(
+        np.any(problem.release > problem.now) or np.any(problem.concurrency > 1)
+    )
+    return bool(timed or lanes)
+
+
+def solve_cpsat_arrays(
+    problem: Problem,
+    *,
+    budget: Budget,
+    seed: int,
+    warm: WarmStart | None = None,
+    scheduling: bool | None = None,
+    stop: threading.Event | None = None,
+    deterministic: bool = False,
+) -> tuple[np.ndarray | None, np.ndarray | None, PlanStatus, float | None, list[SolutionPoint],
+           str]:
+    """Build and solve; returns (agent_of, order_key, status, bound, points, message)."""
+    snap = problem.snapshot
+    w = snap.weights
+    m, n = problem.m, problem.n
+    sched = use_scheduling_model(problem) if scheduling is None else scheduling
+    elig = problem.eligible
+    pairs = [np.flatnonzero(elig[:, j]) for j in range(n)]
+
+    model = cp_model.CpModel()
+    x: dict[tuple[int, int], cp_model.IntVar] = {}
+    u = [model.new_bool_var(f"u{j}") for j in range(n)]
+    for j in range(n):
+        for i in pairs[j]:
+            x[int(i), j] = model.new_bool_var(f"x{i}_{j}")
+        model.add_exactly_one([x[int(i), j] for i in pairs[j]] + [u[j]])
+    by_agent: list[list[int]] = [[] for _ in range(m)]
+    for i, j in x:
+        by_agent[i].append(j)
+
+    # Capacity: demands rounded up and capacities down, so integer-feasible
+    # means float-feasible.
+    demand = problem.demand
+    for r in range(problem.n_resources):
+        col = np.concatenate([demand[:, :, r].ravel(), problem.capacity[:, r]])
+        sc = _int_scale(col, 1e12)
+        for i in range(m):
+            js = by_agent[i]
+            if not js:
+                continue
+            d = demand[i, js, r]
+            if not np.any(d > 0):
+                continue
+            cap = math.floor(problem.capacity[i, r] * sc.factor + 1e-6)
+            coefs = [math.ceil(v * sc.factor - 1e-6) for v in d]
+            if sum(coefs) <= cap:
+                continue  # can never bind
+            model.add(sum(c * x[i, j] for c, j in zip(coefs, js, strict=True) if c) <= cap)
+
+    # Time ticks.
+    dur = problem.duration
+    finite_dur = dur[elig] if elig.any() else np.zeros(1)
+    horizon = float(problem.release.max() - problem.now if n else 0.0) + float(
+        np.where(elig, dur, 0).max(axis=0).sum() if n else 0.0)
+    horizon = max(horizon, 1e-9)
+    tvals = np.concatenate([finite_dur, problem.release - problem.now,
+                            np.where(np.isfinite(problem.deadline),
+                                     problem.deadline - problem.now, 0.0)])
+    # Limit on max|t| * factor equivalent to horizon * factor <= MAX_TICKS.
+    tsc = _int_scale(tvals, MAX_TICKS / horizon * (float(np.max(np.abs(tvals))) or 1.0))
+    tick = tsc.factor
+    H = int(math.ceil(horizon * tick)) + 1
+    d_int = {(i, j): round(dur[i, j] * tick) for (i, j) in x}
+
+    terms: list[tuple[cp_model.LinearExprT, float]] = []  # (expr, float weight)
+    if w.cost:
+        for (i, j), v in x.items():
+            c = problem.cost[i, j] * w.cost
+            if c:
+                terms.append((v, c))
+    for j in range(n):
+        terms.append((u[j], float(problem.unassigned_penalty[j])))
+
+    loads: list[cp_model.LinearExpr | None] = [None] * m
+    need_loads = w.makespan > 0 or w.imbalance > 0
+    if need_loads:
+        for i in range(m):
+            if by_agent[i]:
+                loads[i] = sum(d_int[i, j] * x[i, j] for j in by_agent[i])
+    if w.imbalance > 0:
+        up = np.flatnonzero(problem.up)
+        lmax = model.new_int_var(0, H * max(1, m), "load_max")
+        lmin = model.new_int_var(0, H * max(1, m), "load_min")
+        for i in up:
+            k = int(problem.concurrency[i])
+            li = loads[i] if loads[i] is not None else 0
+            model.add(k * lmax >= li)
+            model.add(k * lmin <= li)
+        terms.append((lmax - lmin, w.imbalance / tick))
+
+    moved_exprs = []
+    for j in np.flatnonzero(problem.current >= 0):
+        j = int(j)
+        c = int(problem.current[j])
+        moved = 1 - u[j] - (x[c, j] if (c, j) in x else 0)
+        moved_exprs.append(moved)
+        if w.migrations:
+            terms.append((moved, w.migrations * float(problem.migration_cost[j])))
+    if snap.options.max_migrations is not None and moved_exprs:
+        model.add(sum(moved_exprs) <= snap.options.max_migrations)
+
+    starts: dict[tuple[int, int], cp_model.IntVar] = {}
+    if sched:
+        rel = np.round((problem.release - problem.now) * tick).astype(np.int64)
+        dl = np.where(np.isfinite(problem.deadline),
+                      np.floor((problem.deadline - problem.now) * tick + 1e-6), H).astype(np.int64)
+        ends = [model.new_int_var(0, H, f"end{j}") for j in range(n)]
+        for i in range(m):
+            ivs = []
+            for j in by_agent[i]:
+                lo = int(rel[j])
+                hi = H - d_int[i, j]
+                if problem.hard_deadline[j]:
+                    hi = min(hi, int(dl[j]) - d_int[i, j])
+                if hi < lo:  # rounding made it unreachable; keep consistent
+                    model.add(x[i, j] == 0)
+                    hi = lo
+                s = model.new_int_var(lo, hi, f"s{i}_{j}")
+                starts[i, j] = s
+                ivs.append(model.new_optional_fixed_size_interval_var(
+                    s, d_int[i, j], x[i, j], f"iv{i}_{j}"))
+                model.add(ends[j] == s + d_int[i, j]).only_enforce_if(x[i, j])
+            if not ivs:
+                continue
+            k = int(problem.concurrency[i])
+            if k == 1:
+                model.add_no_overlap(ivs)
+            elif k < len(ivs):
+                model.add_cumulative(ivs, [1] * len(ivs), k)
+        if w.tardiness > 0:
+            for j in range(n):
+                if np.isfinite(problem.deadline[j]):
+                    t = model.new_int_var(0, H, f"tard{j}")
+                    model.add(t >= ends[j] - int(dl[j]))
+                    terms.append((t, w.tardiness * float(problem.tardiness_weight[j]) / tick))
+        if w.makespan > 0:
+            mk = model.new_int_var(0, H, "makespan")
+            for j in range(n):
+                model.add(mk >= ends[j])
+            terms.append((mk, w.makespan / tick))
+    elif w.makespan > 0:
+        mk = model.new_int_var(0, H * max(1, n), "makespan")
+        for i in range(m):
+            if loads[i] is not None:
+                model.add(int(problem.concurrency[i]) * mk >= loads[i])
+        terms.append((mk, w.makespan / tick))
+
+    coefs = np.array([c for _, c in terms], dtype=float)
+    osc = _int_scale(coefs, MAX_COEF)
+    model.minimize(sum(round(c * osc.factor) * e for e, c in terms if round(c * osc.factor)))
+
+    # Hints: the warm start, else the greedy plan.
+    hint = warm.agent_of if warm is not None else greedy_assign(problem)
+    for (i, j), v in x.items():
+        model.add_hint(v, int(hint[j] == i))
+    for j in range(n):
+        model.add_hint(u[j], int(hint[j] < 0 or (int(hint[j]), j) not in x))
+    if sched and starts:
+        sch = build_schedule(problem, hint, warm.order_key if warm is not None else None)
+        for (i, j), s in starts.items():
+            if hint[j] == i:
+                model.add_hint(s, round((sch.start[j] - problem.now) * tick))
+
+    solver = cp_model.CpSolver()
+    p = solver.parameters
+    p.random_seed = int(seed)
+    p.log_search_progress = False
+    if deterministic:
+        p.num_workers = 1
+        p.max_deterministic_time = max(budget.remaining(), 0.01)
+        p.max_time_in_seconds = max(budget.remaining() * 4, 0.05)
+    else:
+        p.num_workers = max(1, budget.workers)
+        p.max_time_in_seconds = max(budget.remaining(), 0.01)
+    collector = _Collector(osc.factor, 0.0, budget, stop or threading.Event())
+    code = solver.solve(model, collector)
+
+    exact = osc.exact and (tsc.exact or not (sched or need_loads))
+    msg = f"model={'scheduling' if sched else 'assignment'} vars={len(x)}"
+    if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        agent_of = np.full(n, -1, dtype=np.int64)
+        order_key = None
+        for (i, j), v in x.items():
+            if solver.boolean_value(v):
+                agent_of[j] = i
+        if sched:
+            order_key = np.full(n, np.inf)
+            for (i, j), s in starts.items():
+                if agent_of[j] == i:
+                    order_key[j] = solver.value(s)
+        bound = solver.best_objective_bound / osc.factor
+        proven = code == cp_model.OPTIMAL and exact
+        status = PlanStatus.OPTIMAL if proven else PlanStatus.FEASIBLE
+        if code == cp_model.OPTIMAL and not exact:
+            msg += " (optimal for the integer-scaled model)"
+        return agent_of, order_key, status, (bound if exact else None), collector.points, msg
+    if code == cp_model.INFEASIBLE:
+        return None, None, PlanStatus.INFEASIBLE, None, [], msg + " infeasible"
+    return None, None, PlanStatus.TIMEOUT, None, [], msg + " no solution within the time limit"
+
+
+@register("cpsat", "OR-Tools CP-SAT: assignment model, or scheduling model with deadlines")
+def solve_cpsat(
+    problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
+) -> Plan:
+    deterministic = problem.snapshot.options.workers == 1
+    agent_of, order_key, status, bound, points, msg = solve_cpsat_arrays(
+        problem, budget=budget, seed=seed, warm=warm, deterministic=deterministic
+    )
+    if agent_of is None:
+        return no_solution_plan(problem, status=status, solver="cpsat", budget=budget,
+                                message=msg)
+    return make_plan(problem, agent_of, solver="cpsat", status=status, budget=budget,
+                     order_key=order_key, bound=bound, solutions=points, message=msg)

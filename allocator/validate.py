@@ -1,0 +1,137 @@
+"""Independent feasibility check of a Plan against its Snapshot.
+
+Deliberately written on the pydantic objects with plain Python, sharing no
+code with problem.py or the solvers' model builders: a bug there must not be
+able to hide itself here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from models import AgentStatus, Plan, Snapshot
+
+#: Tolerances: sums of float demands and float times are compared with slack.
+REL_TOL = 1e-6
+ABS_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str
+    message: str
+    task: str | None = None
+    agent: str | None = None
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.message}"
+
+
+def _close_le(a: float, b: float) -> bool:
+    return a <= b + ABS_TOL + REL_TOL * abs(b)
+
+
+def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
+    """Every violated hard constraint; an empty list means the plan is feasible."""
+    out: list[Violation] = []
+    agents = {a.id: a for a in snapshot.agents}
+    tasks = {t.id: t for t in snapshot.tasks}
+
+    seen: dict[str, int] = defaultdict(int)
+    for asg in plan.assignments:
+        seen[asg.task] += 1
+    for u in plan.unassigned:
+        if u.task in seen:
+            out.append(Violation("assigned_and_unassigned", f"task {u.task!r} is both", u.task))
+        if u.task not in tasks:
+            out.append(Violation("unknown_task", f"unassigned task {u.task!r} not in snapshot"))
+    for tid, count in seen.items():
+        if count > 1:
+            out.append(Violation("assigned_twice", f"task {tid!r} assigned {count} times", tid))
+    listed = set(seen) | {u.task for u in plan.unassigned}
+    for tid in tasks:
+        if tid not in listed:
+            out.append(Violation("missing_task", f"task {tid!r} neither assigned nor reported", tid))
+
+    used: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    per_agent: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for asg in plan.assignments:
+        task = tasks.get(asg.task)
+        agent = agents.get(asg.agent)
+        if task is None:
+            out.append(Violation("unknown_task", f"assigned task {asg.task!r} not in snapshot"))
+            continue
+        if agent is None:
+            out.append(
+                Violation("unknown_agent", f"task {asg.task!r} on unknown agent {asg.agent!r}",
+                          asg.task, asg.agent)
+            )
+            continue
+        t, a = asg.task, asg.agent
+        if agent.status != AgentStatus.UP:
+            out.append(Violation("agent_not_up", f"{t!r} on {a!r} which is {agent.status}", t, a))
+        missing = [s for s in task.skills if s not in agent.skills]
+        if missing:
+            out.append(Violation("skill", f"{t!r} needs {missing} which {a!r} lacks", t, a))
+        if task.allowed_agents is not None and a not in task.allowed_agents:
+            out.append(Violation("not_allowed", f"{t!r} is not allowed on {a!r}", t, a))
+        if a in task.forbidden_agents:
+            out.append(Violation("forbidden", f"{t!r} is forbidden on {a!r}", t, a))
+        demand = dict(task.demand)
+        override = task.overrides.get(a)
+        if override is not None and override.demand is not None:
+            demand.update(override.demand)
+        for r, v in demand.items():
+            used[a][r] += v
+        # Schedule consistency.
+        earliest = max(snapshot.time, task.release)
+        if not _close_le(earliest, asg.start):
+            out.append(
+                Violation("starts_early", f"{t!r} starts at {asg.start} before {earliest}", t, a)
+            )
+        expected = task.work / agent.speed
+        if abs((asg.end - asg.start) - expected) > ABS_TOL + REL_TOL * expected:
+            out.append(
+                Violation(
+                    "wrong_duration",
+                    f"{t!r} runs {asg.end - asg.start} on {a!r}, expected {expected}",
+                    t, a,
+                )
+            )
+        if task.hard_deadline and task.deadline is not None and not _close_le(asg.end,
+                                                                             task.deadline):
+            out.append(
+                Violation("hard_deadline", f"{t!r} ends {asg.end} after deadline {task.deadline}",
+                          t, a)
+            )
+        per_agent[a].append((asg.start, asg.end, t))
+
+    for a, res in used.items():
+        cap = agents[a].capacity
+        for r, v in res.items():
+            c = cap.get(r, 0.0)
+            if not _close_le(v, c):
+                out.append(Violation("capacity", f"{a!r} holds {v:g} {r} > capacity {c:g}",
+                                     agent=a))
+
+    for a, spans in per_agent.items():
+        limit = agents[a].concurrency
+        # Sweep: ends before starts at equal times, so back-to-back is not overlap.
+        events = sorted(
+            [(s, 1, t) for s, _, t in spans] + [(e - ABS_TOL, -1, t) for _, e, t in spans],
+            key=lambda ev: (ev[0], ev[1]),
+        )
+        running = 0
+        for time, delta, t in events:
+            running += delta
+            if running > limit:
+                out.append(
+                    Violation(
+                        "overlap",
+                        f"{a!r} runs {running} tasks at time {time:g} (concurrency {limit})",
+                        t, a,
+                    )
+                )
+                break
+    return out

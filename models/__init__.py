@@ -1,0 +1,49 @@
+"""Domain vocabulary shared by the engine, the API and the executor (pydantic v2, no I/O)."""
+
+from models.domain import (
+    DEFAULT_TARDINESS_WEIGHT,
+    DEFAULT_UNASSIGNED_PENALTY,
+    Agent,
+    AgentOverride,
+    AgentStatus,
+    Priority,
+    Snapshot,
+    SolveOptions,
+    Task,
+    Weights,
+)
+from models.plan import (
+    AgentLoad,
+    Assignment,
+    Migration,
+    ObjectiveTerm,
+    Plan,
+    PlanMetrics,
+    PlanStatus,
+    SolutionPoint,
+    Unassigned,
+    UnassignedReason,
+)
+
+__all__ = [
+    "DEFAULT_TARDINESS_WEIGHT",
+    "DEFAULT_UNASSIGNED_PENALTY",
+    "Agent",
+    "AgentLoad",
+    "AgentOverride",
+    "AgentStatus",
+    "Assignment",
+    "Migration",
+    "ObjectiveTerm",
+    "Plan",
+    "PlanMetrics",
+    "PlanStatus",
+    "Priority",
+    "SolutionPoint",
+    "Snapshot",
+    "SolveOptions",
+    "Task",
+    "Unassigned",
+    "UnassignedReason",
+    "Weights",
+]

@@ -1,0 +1,267 @@
+"""Input vocabulary: agents, tasks and the snapshot a solver is asked to plan.
+
+Everything here is plain data with strict validation; nothing does I/O or
+imports a solver. Numbers must be finite: NaN and infinity are rejected with
+an error naming the field, because a NaN in a capacity silently disables a
+constraint in every solver we use.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Priority(StrEnum):
+    """Priority class of a task; the order here is the order of importance."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for critical .. 3 for low, so sorting ascending puts critical first."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
+
+
+class AgentStatus(StrEnum):
+    """Whether an agent accepts work: only `up` agents receive tasks in a plan.
+
+    `draining` agents finish nothing new: a plan moves their tasks elsewhere.
+    """
+
+    UP = "up"
+    DRAINING = "draining"
+    DOWN = "down"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+
+def _check_resource_map(value: dict[str, float], field: str) -> dict[str, float]:
+    for name, amount in value.items():
+        if not name:
+            raise ValueError(f"{field}: resource names must be non-empty")
+        if not isinstance(amount, int | float) or math.isnan(amount) or math.isinf(amount):
+            raise ValueError(f"{field}[{name!r}] must be a finite number, got {amount!r}")
+        if amount < 0:
+            raise ValueError(f"{field}[{name!r}] must be >= 0, got {amount!r}")
+    return value
+
+
+class Agent(_Strict):
+    """A worker that runs tasks: a machine, a service replica, an LLM agent.
+
+    `capacity` is held by the tasks assigned to the agent (the sum of their
+    demands must fit, per resource). A resource the agent does not list is one
+    it does not have (capacity 0). `concurrency` is how many tasks run at the
+    same time; the rest queue in plan order.
+    """
+
+    id: Id
+    capacity: dict[str, float] = Field(default_factory=dict)
+    speed: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    concurrency: Annotated[int, Field(ge=1, le=100_000)] = 1
+    skills: list[str] = Field(default_factory=list)
+    cost_rate: NonNegative = 0.0
+    status: AgentStatus = AgentStatus.UP
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacity_finite(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_resource_map(v, "capacity")
+
+
+class AgentOverride(_Strict):
+    """Agent-specific cost and demand of one task (the GAP's c[i][j], a[i][j]).
+
+    Only the pairs that differ from the default need an entry, so users who do
+    not need a tasks x agents matrix never write one.
+    """
+
+    cost: Finite | None = None
+    demand: dict[str, float] | None = None
+
+    @field_validator("demand")
+    @classmethod
+    def _demand_finite(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        return None if v is None else _check_resource_map(v, "demand")
+
+
+class Task(_Strict):
+    """A unit of work to place on one agent.
+
+    Its duration on agent `a` is `work / a.speed`; its default cost there is
+    `a.cost_rate * duration`, unless `overrides[a.id].cost` says otherwise.
+    A deadline is soft (weighted tardiness) unless `hard_deadline` is set.
+    """
+
+    id: Id
+    work: NonNegative = 1.0
+    demand: dict[str, float] = Field(default_factory=dict)
+    priority: Priority = Priority.NORMAL
+    release: NonNegative = 0.0
+    deadline: NonNegative | None = None
+    hard_deadline: bool = False
+    skills: list[str] = Field(default_factory=list)
+    allowed_agents: list[str] | None = None
+    forbidden_agents: list[str] = Field(default_factory=list)
+    current_agent: str | None = None
+    progress: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    migration_cost: NonNegative | None = None
+    tenant: str | None = None
+    overrides: dict[str, AgentOverride] = Field(default_factory=dict)
+
+    @field_validator("demand")
+    @classmethod
+    def _demand_finite(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_resource_map(v, "demand")
+
+    @model_validator(mode="after")
+    def _deadline_after_release(self) -> Task:
+        if self.deadline is not None and self.deadline < self.release:
+            raise ValueError(
+                f"deadline ({self.deadline}) is before release ({self.release}) for task {self.id!r}"
+            )
+        if self.hard_deadline and self.deadline is None:
+            raise ValueError(f"hard_deadline is set but task {self.id!r} has no deadline")
+        return self
+
+
+# Default penalty for leaving a task unassigned, per priority class. Large
+# against typical per-task costs so that solvers place everything they can;
+# a factor of 10 between classes so a critical task is never dropped to make
+# room for several lower ones.
+DEFAULT_UNASSIGNED_PENALTY: dict[Priority, float] = {
+    Priority.CRITICAL: 1_000_000.0,
+    Priority.HIGH: 100_000.0,
+    Priority.NORMAL: 10_000.0,
+    Priority.LOW: 1_000.0,
+}
+
+# Tardiness weight per priority class: one unit of lateness of a critical task
+# costs as much as eight of a low one.
+DEFAULT_TARDINESS_WEIGHT: dict[Priority, float] = {
+    Priority.CRITICAL: 8.0,
+    Priority.HIGH: 4.0,
+    Priority.NORMAL: 2.0,
+    Priority.LOW: 1.0,
+}
+
+
+class Weights(_Strict):
+    """Weights of the objective terms; the objective is their weighted sum.
+
+    Terms (all minimised): cost, makespan (time units), imbalance (busiest
+    minus idlest up agent, in time units), tardiness (sum of per-class weight
+    x lateness), migrations (sum of migration costs of moved tasks), and the
+    per-class penalty for each unassigned task.
+    """
+
+    cost: NonNegative = 1.0
+    makespan: NonNegative = 0.0
+    imbalance: NonNegative = 0.0
+    tardiness: NonNegative = 0.0
+    migrations: NonNegative = 0.0
+    unassigned: dict[Priority, float] = Field(
+        default_factory=lambda: dict(DEFAULT_UNASSIGNED_PENALTY)
+    )
+    tardiness_by_priority: dict[Priority, float] = Field(
+        default_factory=lambda: dict(DEFAULT_TARDINESS_WEIGHT)
+    )
+
+    @field_validator("unassigned", "tardiness_by_priority")
+    @classmethod
+    def _complete(cls, v: dict[Priority, float], info: Any) -> dict[Priority, float]:
+        default = (
+            DEFAULT_UNASSIGNED_PENALTY if info.field_name == "unassigned"
+            else DEFAULT_TARDINESS_WEIGHT
+        )
+        merged = dict(default)
+        for k, x in v.items():
+            if math.isnan(x) or math.isinf(x) or x < 0:
+                raise ValueError(f"{info.field_name}[{k}] must be a finite number >= 0")
+            merged[Priority(k)] = float(x)
+        return merged
+
+
+class SolveOptions(_Strict):
+    """How to solve: backend name, wall-clock budget, seed, CPU workers."""
+
+    solver: str = "auto"
+    time_limit: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 10.0
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    workers: Annotated[int, Field(ge=1, le=256)] = 2
+    max_migrations: Annotated[int, Field(ge=0)] | None = None
+
+
+class Snapshot(_Strict):
+    """Agents, tasks and preferences at one instant: what a solver plans.
+
+    `time` is "now": no task starts before it. References between tasks and
+    agents are checked here, so a solver never sees a dangling id.
+    """
+
+    time: NonNegative = 0.0
+    agents: list[Agent]
+    tasks: list[Task] = Field(default_factory=list)
+    weights: Weights = Field(default_factory=Weights)
+    options: SolveOptions = Field(default_factory=SolveOptions)
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> Snapshot:
+        agent_ids: set[str] = set()
+        for i, a in enumerate(self.agents):
+            if a.id in agent_ids:
+                raise ValueError(f"agents[{i}].id: duplicate agent id {a.id!r}")
+            agent_ids.add(a.id)
+        resources = {r for a in self.agents for r in a.capacity}
+        task_ids: set[str] = set()
+        for j, t in enumerate(self.tasks):
+            where = f"tasks[{j}]"
+            if t.id in task_ids:
+                raise ValueError(f"{where}.id: duplicate task id {t.id!r}")
+            task_ids.add(t.id)
+            for r in t.demand:
+                if r not in resources:
+                    raise ValueError(
+                        f"{where}.demand: unknown resource {r!r} (no agent has it; "
+                        f"known: {sorted(resources)})"
+                    )
+            refs = [("current_agent", [t.current_agent] if t.current_agent else [])]
+            refs.append(("allowed_agents", t.allowed_agents or []))
+            refs.append(("forbidden_agents", t.forbidden_agents))
+            refs.append(("overrides", list(t.overrides)))
+            for field, ids in refs:
+                for a_id in ids:
+                    if a_id not in agent_ids:
+                        raise ValueError(f"{where}.{field}: unknown agent {a_id!r}")
+            for a_id, ov in t.overrides.items():
+                for r in ov.demand or {}:
+                    if r not in resources:
+                        raise ValueError(
+                            f"{where}.overrides[{a_id!r}].demand: unknown resource {r!r}"
+                        )
+        return self
+
+    def agent(self, agent_id: str) -> Agent:
+        """The agent with this id (KeyError if there is none)."""
+        for a in self.agents:
+            if a.id == agent_id:
+                return a
+        raise KeyError(agent_id)
