@@ -52,7 +52,9 @@ def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
     listed = set(seen) | {u.task for u in plan.unassigned}
     for tid in tasks:
         if tid not in listed:
-            out.append(Violation("missing_task", f"task {tid!r} neither assigned nor reported", tid))
+            out.append(
+                Violation("missing_task", f"task {tid!r} neither assigned nor reported", tid)
+            )
 
     used: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     per_agent: dict[str, list[tuple[float, float, str]]] = defaultdict(list)

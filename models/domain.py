@@ -135,7 +135,8 @@ class Task(_Strict):
     def _deadline_after_release(self) -> Task:
         if self.deadline is not None and self.deadline < self.release:
             raise ValueError(
-                f"deadline ({self.deadline}) is before release ({self.release}) for task {self.id!r}"
+                f"deadline ({self.deadline}) is before release ({self.release}) "
+                f"for task {self.id!r}"
             )
         if self.hard_deadline and self.deadline is None:
             raise ValueError(f"hard_deadline is set but task {self.id!r} has no deadline")

@@ -7,7 +7,8 @@ pydantic validation errors become one-line messages on stderr and exit code
 
 from __future__ import annotations
 
+from allocator.cli import bench as _bench  # noqa: F401  (registers commands)
+from allocator.cli import solve as _solve  # noqa: F401
 from allocator.cli.app import app, main
-from allocator.cli import solve as _solve  # noqa: F401  (registers commands)
 
 __all__ = ["app", "main"]

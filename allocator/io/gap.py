@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from allocator.errors import InvalidInputError
-from models import Agent, AgentOverride, Snapshot, SolveOptions, Task, Weights
+from models import Agent, AgentOverride, Priority, Snapshot, SolveOptions, Task, Weights
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def gap_to_snapshot(inst: GapInstance, *, sense: str = "min", time_limit: float 
                 for i in range(inst.m)
             },
         ))
-    weights = Weights(cost=1.0, unassigned={p: big for p in ("critical", "high", "normal", "low")})
+    weights = Weights(cost=1.0, unassigned=dict.fromkeys(Priority, big))
     return Snapshot(name=f"{inst.name} ({sense})", agents=agents, tasks=tasks, weights=weights,
                     options=SolveOptions(solver=solver, time_limit=time_limit, seed=seed))
 

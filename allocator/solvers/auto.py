@@ -11,12 +11,10 @@ Rules (documented in docs/solvers.md):
 
 from __future__ import annotations
 
-
-
 from allocator.problem import Problem
 from allocator.solvers.base import Budget, WarmStart, make_plan, register
 from allocator.solvers.cpsat import solve_cpsat_arrays, use_scheduling_model
-from allocator.solvers.greedy import greedy_assign
+from allocator.solvers.greedy import construct
 from models import Plan, PlanStatus
 
 #: Beyond this many eligible pairs the CP-SAT assignment model costs more to
@@ -30,7 +28,7 @@ CPSAT_MAX_SCHED_PAIRS = 30_000
 def solve_auto(
     problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
 ) -> Plan:
-    base = warm.agent_of if warm is not None else greedy_assign(problem)
+    base = warm.agent_of if warm is not None else construct(problem)
     base_order = warm.order_key if warm is not None else None
     pairs = int(problem.eligible.sum())
     sched = use_scheduling_model(problem)

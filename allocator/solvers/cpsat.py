@@ -28,7 +28,7 @@ from ortools.sat.python import cp_model
 from allocator.objectives import build_schedule
 from allocator.problem import Problem
 from allocator.solvers.base import Budget, WarmStart, make_plan, no_solution_plan, register
-from allocator.solvers.greedy import greedy_assign
+from allocator.solvers.greedy import construct
 from models import Plan, PlanStatus, SolutionPoint
 
 #: Largest tick count of the scheduling horizon; keeps CP-SAT's domains and
@@ -110,15 +110,15 @@ def solve_cpsat_arrays(
     m, n = problem.m, problem.n
     sched = use_scheduling_model(problem) if scheduling is None else scheduling
     elig = problem.eligible
-    pairs = [np.flatnonzero(elig[:, j]) for j in range(n)]
+    pairs: list[list[int]] = [np.flatnonzero(elig[:, j]).tolist() for j in range(n)]
 
     model = cp_model.CpModel()
     x: dict[tuple[int, int], cp_model.IntVar] = {}
     u = [model.new_bool_var(f"u{j}") for j in range(n)]
     for j in range(n):
         for i in pairs[j]:
-            x[int(i), j] = model.new_bool_var(f"x{i}_{j}")
-        model.add_exactly_one([x[int(i), j] for i in pairs[j]] + [u[j]])
+            x[i, j] = model.new_bool_var(f"x{i}_{j}")
+        model.add_exactly_one([x[i, j] for i in pairs[j]] + [u[j]])
     by_agent: list[list[int]] = [[] for _ in range(m)]
     for i, j in x:
         by_agent[i].append(j)
@@ -154,7 +154,7 @@ def solve_cpsat_arrays(
     # Limit on max|t| * factor equivalent to horizon * factor <= MAX_TICKS.
     tsc = _int_scale(tvals, MAX_TICKS / horizon * (float(np.max(np.abs(tvals))) or 1.0))
     tick = tsc.factor
-    H = int(math.ceil(horizon * tick)) + 1
+    H = math.ceil(horizon * tick) + 1
     d_int = {(i, j): round(dur[i, j] * tick) for (i, j) in x}
 
     terms: list[tuple[cp_model.LinearExprT, float]] = []  # (expr, float weight)
@@ -176,7 +176,7 @@ def solve_cpsat_arrays(
         up = np.flatnonzero(problem.up)
         lmax = model.new_int_var(0, H * max(1, m), "load_max")
         lmin = model.new_int_var(0, H * max(1, m), "load_min")
-        for i in up:
+        for i in up.tolist():
             k = int(problem.concurrency[i])
             li = loads[i] if loads[i] is not None else 0
             model.add(k * lmax >= li)
@@ -184,10 +184,9 @@ def solve_cpsat_arrays(
         terms.append((lmax - lmin, w.imbalance / tick))
 
     moved_exprs = []
-    for j in np.flatnonzero(problem.current >= 0):
-        j = int(j)
+    for j in np.flatnonzero(problem.current >= 0).tolist():
         c = int(problem.current[j])
-        moved = 1 - u[j] - (x[c, j] if (c, j) in x else 0)
+        moved = 1 - u[j] - x.get((c, j), 0)
         moved_exprs.append(moved)
         if w.migrations:
             terms.append((moved, w.migrations * float(problem.migration_cost[j])))
@@ -240,12 +239,11 @@ def solve_cpsat_arrays(
                 model.add(int(problem.concurrency[i]) * mk >= loads[i])
         terms.append((mk, w.makespan / tick))
 
-    coefs = np.array([c for _, c in terms], dtype=float)
-    osc = _int_scale(coefs, MAX_COEF)
+    osc = _int_scale(np.array([c for _, c in terms], dtype=float), MAX_COEF)
     model.minimize(sum(round(c * osc.factor) * e for e, c in terms if round(c * osc.factor)))
 
     # Hints: the warm start, else the greedy plan.
-    hint = warm.agent_of if warm is not None else greedy_assign(problem)
+    hint = warm.agent_of if warm is not None else construct(problem)
     for (i, j), v in x.items():
         model.add_hint(v, int(hint[j] == i))
     for j in range(n):

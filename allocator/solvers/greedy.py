@@ -87,10 +87,128 @@ def greedy_assign(problem: Problem, order: np.ndarray | None = None) -> np.ndarr
     return agent_of
 
 
+#: Up to this many (agent, task) pairs the regret is recomputed after every
+#: placement (Martello-Toth's dynamic regret, O(n^2 m)); beyond, it is static.
+DYNAMIC_REGRET_MAX_PAIRS = 200_000
+
+
+def _score_matrix(problem: Problem) -> np.ndarray:
+    w = problem.snapshot.weights
+    return w.cost * problem.cost + (w.makespan + w.imbalance) * problem.duration
+
+
+def regret_assign(problem: Problem, score: np.ndarray | None = None) -> np.ndarray:
+    """Dynamic-regret greedy for packing-bound problems (GAP-like).
+
+    Repeatedly place the unplaced task whose best and second-best *feasible*
+    agents differ most; a task with a single feasible agent goes first.
+    """
+    m, n = problem.m, problem.n
+    agent_of = np.full(n, -1, dtype=np.int64)
+    free = problem.capacity.copy() * (1 + CAPACITY_RTOL) + 1e-12
+    score = _score_matrix(problem) if score is None else score
+    demand = problem.demand
+    open_ = np.ones(n, dtype=bool)
+    prio = problem.priority_rank
+    while open_.any():
+        js = np.flatnonzero(open_)
+        fits = problem.eligible[:, js] & np.all(demand[:, js, :] <= free[:, None, :], axis=2)
+        s = np.where(fits, score[:, js], np.inf)
+        if m >= 2:
+            two = np.partition(s, 1, axis=0)[:2]
+        else:
+            two = np.vstack([s[0], np.full(js.size, np.inf)])
+        placeable = np.isfinite(two[0])
+        if not placeable.any():
+            break
+        with np.errstate(invalid="ignore"):
+            regret = np.where(np.isfinite(two[1]), two[1] - two[0], 1e30)
+        regret = np.where(placeable, regret, -np.inf)
+        # Highest priority class first, then the largest regret.
+        best_rank = prio[js][placeable].min()
+        regret = np.where(prio[js] == best_rank, regret, -np.inf)
+        k = int(np.argmax(regret))
+        j = int(js[k])
+        i = int(np.argmin(s[:, k]))
+        agent_of[j] = i
+        free[i] -= demand[i, j]
+        open_[j] = False
+    return agent_of
+
+
+def repair(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    """Place leftover tasks by ejecting one task to another agent with room (one level)."""
+    agent_of = agent_of.copy()
+    demand, elig = problem.demand, problem.eligible
+    used = np.zeros_like(problem.capacity)
+    for j in np.flatnonzero(agent_of >= 0):
+        used[agent_of[j]] += demand[agent_of[j], j]
+    cap = problem.capacity * (1 + CAPACITY_RTOL) + 1e-12
+    score = _score_matrix(problem)
+    for j in np.flatnonzero(agent_of < 0):
+        best: tuple[float, int, int, int] | None = None
+        for i in np.flatnonzero(elig[:, j]):
+            if np.all(used[i] + demand[i, j] <= cap[i]):
+                cand = (score[i, j], int(i), -1, -1)
+                best = cand if best is None or cand < best else best
+                continue
+            for k in np.flatnonzero(agent_of == i):
+                if not np.all(used[i] - demand[i, k] + demand[i, j] <= cap[i]):
+                    continue
+                room = elig[:, k] & np.all(used + demand[:, k, :] <= cap, axis=1)
+                room[i] = False
+                if not room.any():
+                    continue
+                i2 = int(np.flatnonzero(room)[np.argmin(score[room, k])])
+                delta = score[i, j] + score[i2, k] - score[i, k]
+                cand = (delta, int(i), int(k), i2)
+                best = cand if best is None or cand < best else best
+        if best is None or best[0] > problem.unassigned_penalty[j]:
+            continue
+        _, bi, bk, b2 = best
+        if bk >= 0:
+            used[bi] -= demand[bi, bk]
+            used[b2] += demand[b2, bk]
+            agent_of[bk] = b2
+        used[bi] += demand[bi, j]
+        agent_of[j] = bi
+    return agent_of
+
+
+def construct(problem: Problem) -> np.ndarray:
+    """The greedy's full construction: the right ordering for the problem, then repair."""
+    w = problem.snapshot.weights
+    packing = not (w.makespan or w.imbalance or w.tardiness) and not problem.has_time_constraints
+    small = problem.m * problem.n <= DYNAMIC_REGRET_MAX_PAIRS
+    if not (packing and small):
+        agent_of = greedy_assign(problem)
+        return repair(problem, agent_of) if small and np.any(agent_of < 0) else agent_of
+    # Tight capacities defeat a cost-only regret: also try the share of the
+    # agent's scarcest resource (Martello-Toth's a_ij / b_i) and the product,
+    # and keep the one that places most, then the cheapest.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(problem.capacity[:, None, :] > 0,
+                         problem.demand / problem.capacity[:, None, :], 0.0).max(axis=2)
+    cost = _score_matrix(problem)
+    best: tuple[int, float, np.ndarray] | None = None
+    for score in (cost, share, share * (cost - cost.min() + 1.0)):
+        a = regret_assign(problem, score)
+        if np.any(a < 0):
+            a = repair(problem, a)
+        j = np.flatnonzero(a >= 0)
+        key = (int((a < 0).sum()), float(cost[a[j], j].sum()), a)
+        if best is None or key[:2] < best[:2]:
+            best = key
+        if key[0] == 0 and score is cost:
+            break
+    assert best is not None
+    return best[2]
+
+
 @register("greedy", "regret-ordered greedy construction (fast, respects every hard constraint)")
 def solve_greedy(
     problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
 ) -> Plan:
-    agent_of = greedy_assign(problem)
+    agent_of = construct(problem)
     return make_plan(problem, agent_of, solver="greedy", status=PlanStatus.FEASIBLE,
                      budget=budget)

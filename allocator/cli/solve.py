@@ -1,0 +1,149 @@
+"""`allocator solve | validate | schema | solvers`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from allocator.cli.app import app, guarded
+from allocator.engine import solve as engine_solve
+from allocator.io import read_plan, read_snapshot, write_plan
+from allocator.solvers import solver_names
+from allocator.validate import validate as validate_plan
+from models import Plan, Snapshot
+
+console = Console(width=None if Console().is_terminal else 140)
+
+
+def render_plan(plan: Plan, snapshot: Snapshot, *, out: Console | None = None) -> None:
+    """Readable summary: status line, agents table, unassigned tasks, objective terms."""
+    c = out or console
+    gap = "n/a" if plan.gap is None else f"{plan.gap * 100:.2f}%"
+    bound = "n/a" if plan.bound is None else f"{plan.bound:.6g}"
+    obj = "n/a" if plan.objective is None else f"{plan.objective:.6g}"
+    c.print(
+        f"[bold]{snapshot.name or 'snapshot'}[/]: {len(snapshot.agents)} agents, "
+        f"{len(snapshot.tasks)} tasks | solver [cyan]{plan.solver}[/] | status "
+        f"[bold]{plan.status}[/] | objective {obj} | bound {bound} | gap {gap} | "
+        f"{plan.wall_time_s:.2f}s"
+    )
+    if plan.metrics is not None:
+        mt = plan.metrics
+        t = Table(title="Agents", show_lines=False)
+        t.add_column("agent")
+        t.add_column("status")
+        t.add_column("tasks", justify="right")
+        t.add_column("busy", justify="right")
+        t.add_column("finish", justify="right")
+        resources = sorted({r for a in mt.agents for r in a.utilisation})
+        for r in resources:
+            t.add_column(f"util {r}", justify="right")
+        status = {a.id: str(a.status) for a in snapshot.agents}
+        for a in mt.agents:
+            t.add_row(a.agent, status.get(a.agent, "?"), str(a.tasks), f"{a.busy_time:.4g}",
+                      f"{a.finish:.4g}",
+                      *[f"{a.utilisation.get(r, 0.0) * 100:.0f}%" for r in resources])
+        c.print(t)
+        c.print(
+            f"assigned {mt.assigned}, unassigned {mt.unassigned} | makespan {mt.makespan:.4g} | "
+            f"load variance {mt.load_variance:.4g} | CoV {mt.load_cov:.3f} | Jain "
+            f"{mt.jain_index:.3f} | max/mean {mt.max_mean_ratio:.3f} | weighted tardiness "
+            f"{mt.weighted_tardiness:.4g} | deadline misses {mt.deadline_misses} | "
+            f"migrations {mt.migrations}"
+        )
+    if plan.breakdown:
+        t = Table(title="Objective")
+        for col in ("term", "value", "weight", "weighted"):
+            t.add_column(col, justify="left" if col == "term" else "right")
+        for term in plan.breakdown:
+            if term.value or term.weight:
+                t.add_row(term.name, f"{term.value:.6g}", f"{term.weight:g}",
+                          f"{term.weighted:.6g}")
+        c.print(t)
+    if plan.unassigned:
+        t = Table(title=f"Unassigned tasks ({len(plan.unassigned)})")
+        t.add_column("task")
+        t.add_column("code")
+        t.add_column("reason")
+        for u in plan.unassigned[:50]:
+            t.add_row(u.task, str(u.code), u.reason)
+        if len(plan.unassigned) > 50:
+            t.add_row("...", "", f"{len(plan.unassigned) - 50} more in the plan file")
+        c.print(t)
+    if plan.migrations:
+        c.print(f"migrations: {len(plan.migrations)} "
+                + ", ".join(f"{m.task} {m.source}->{m.target}" for m in plan.migrations[:10])
+                + (" ..." if len(plan.migrations) > 10 else ""))
+    if plan.message:
+        c.print(f"[dim]{plan.message}[/]")
+
+
+@app.command()
+@guarded
+def solve(
+    snapshot: Annotated[Path, typer.Argument(help="Snapshot JSON file.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the plan JSON here.")]
+    = None,
+    solver: Annotated[str | None, typer.Option(help="Backend name (see `allocator solvers`).")]
+    = None,
+    time_limit: Annotated[float | None, typer.Option(help="Seconds (default: snapshot's).")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: snapshot's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan JSON instead.")]
+    = False,
+) -> None:
+    """Solve a snapshot and print the plan summary."""
+    snap = read_snapshot(snapshot)
+    plan = engine_solve(snap, solver=solver, time_limit=time_limit, seed=seed)
+    if output is not None:
+        write_plan(output, plan)
+    if as_json:
+        typer.echo(plan.model_dump_json(indent=2, by_alias=True))
+        return
+    render_plan(plan, snap)
+    if output is not None:
+        console.print(f"plan written to {output}")
+
+
+@app.command()
+@guarded
+def validate(
+    snapshot: Annotated[Path, typer.Argument(help="Snapshot JSON file.")],
+    plan: Annotated[Path, typer.Argument(help="Plan JSON file.")],
+) -> None:
+    """Check a plan against its snapshot; exit 1 if any hard constraint is violated."""
+    snap = read_snapshot(snapshot)
+    violations = validate_plan(snap, read_plan(plan))
+    if not violations:
+        typer.echo(f"valid: {plan} satisfies every hard constraint of {snapshot}")
+        return
+    for v in violations:
+        typer.echo(str(v))
+    typer.echo(f"{len(violations)} violation(s)", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def schema(
+    which: Annotated[str, typer.Argument(help="snapshot, plan or all")] = "all",
+) -> None:
+    """Print the JSON Schema of Snapshot and/or Plan."""
+    schemas = {"snapshot": Snapshot.model_json_schema(),
+               "plan": Plan.model_json_schema(by_alias=True)}
+    if which not in (*schemas, "all"):
+        typer.echo(f"error: unknown schema {which!r}; use snapshot, plan or all", err=True)
+        raise typer.Exit(2)
+    payload = schemas if which == "all" else schemas[which]
+    typer.echo(json.dumps(payload, indent=2))
+
+
+@app.command()
+def solvers() -> None:
+    """List the solver backends."""
+    for name, desc in solver_names().items():
+        typer.echo(f"{name:12s} {desc}")
