@@ -30,7 +30,8 @@ def task_order(problem: Problem) -> np.ndarray:
     score = np.where(problem.eligible, score, np.inf)
     if problem.m >= 2:
         two = np.partition(score, 1, axis=0)[:2]
-        regret = np.where(np.isfinite(two[1]), two[1] - two[0], 1e18)
+        with np.errstate(invalid="ignore"):
+            regret = np.where(np.isfinite(two[1]), two[1] - two[0], 1e18)
     else:
         regret = np.zeros(problem.n)
     regret = np.nan_to_num(regret, nan=0.0, posinf=1e18)

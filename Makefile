@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench-gap clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Create .venv, install, and solve the bundled overloaded-cluster example.
+demo: $(STAMP)
+	$(BIN)/allocator solve data/examples/seed-overloaded.json -o out/seed-overloaded.plan.json
+	$(BIN)/allocator validate data/examples/seed-overloaded.json out/seed-overloaded.plan.json
+
+## Lint, type-check and run the whole test suite (what CI runs).
+test: $(STAMP)
+	$(BIN)/ruff check allocator models api tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check allocator models api tests benchmarks
+	$(BIN)/mypy
+
+bench-gap: $(STAMP)
+	$(BIN)/allocator bench gap data/gap/orlib/gap*.txt --time-limit 10 --solver greedy --solver cpsat
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
