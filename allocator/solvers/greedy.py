@@ -180,6 +180,8 @@ def construct(problem: Problem) -> np.ndarray:
     """The greedy's full construction: the right ordering for the problem, then repair."""
     w = problem.snapshot.weights
     packing = not (w.makespan or w.imbalance or w.tardiness) and not problem.has_time_constraints
+    if problem.n == 0 or problem.m == 0:
+        return np.full(problem.n, -1, dtype=np.int64)
     small = problem.m * problem.n <= DYNAMIC_REGRET_MAX_PAIRS
     if not (packing and small):
         agent_of = greedy_assign(problem)
