@@ -112,9 +112,9 @@ def term_tardiness(problem: Problem, schedule: Schedule) -> float:
 
 
 def term_migrations(problem: Problem, agent_of: np.ndarray) -> float:
-    """Soft. Sum of migration costs of placed tasks that leave their current agent."""
-    moved = (problem.current >= 0) & (agent_of >= 0) & (agent_of != problem.current)
-    return float(problem.migration_cost[moved].sum())
+    """Soft. Sum of migration costs (base x pair factor) of placed tasks that leave their agent."""
+    j = np.flatnonzero(agent_of >= 0)
+    return float(problem.migration_matrix[agent_of[j], j].sum())
 
 
 def term_unassigned(problem: Problem, agent_of: np.ndarray) -> float:

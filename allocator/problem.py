@@ -42,8 +42,9 @@ class Problem:
     unassigned_penalty: np.ndarray  # [n]
     tardiness_weight: np.ndarray  # [n]
     current: np.ndarray  # [n] int, -1 = not placed
-    migration_cost: np.ndarray  # [n]
+    migration_cost: np.ndarray  # [n] base cost of moving task j (see models.MigrationPolicy)
     demand_base: np.ndarray  # [n, R]
+    migration_factor: np.ndarray | None = None  # [m, m] factor for a move a -> b; None = all 1
     cost_override: dict[tuple[int, int], float] = field(default_factory=dict)
     demand_override: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     agent_index: dict[str, int] = field(default_factory=dict)
@@ -131,8 +132,55 @@ class Problem:
         """Whether start times matter beyond packing: releases after now or deadlines."""
         return bool(np.any(self.release > self.now) or np.any(np.isfinite(self.deadline)))
 
+    @cached_property
+    def migration_matrix(self) -> np.ndarray:
+        """[m, n] cost of placing task j on agent i away from its current agent.
+
+        Base cost x pair factor (current -> i); 0 on the current agent and for
+        tasks with no current agent.
+        """
+        out = np.zeros((self.m, self.n))
+        js = np.flatnonzero(self.current >= 0)
+        if js.size == 0:
+            return out
+        src = self.current[js]
+        factor = (np.ones((self.m, js.size)) if self.migration_factor is None
+                  else self.migration_factor[src].T)
+        out[:, js] = self.migration_cost[js][None, :] * factor
+        out[src, js] = 0.0
+        return out
+
     def migration_source(self) -> dict[int, int]:
         return {j: int(c) for j, c in enumerate(self.current) if c >= 0}
+
+
+def default_migration_cost(snapshot: Snapshot) -> np.ndarray:
+    """[n] base migration cost: the task's own, else work x (size + progress shares)."""
+    pol = snapshot.migration
+    return np.array(
+        [t.work * (pol.size_share + pol.progress_share * t.progress)
+         if t.migration_cost is None else t.migration_cost for t in snapshot.tasks],
+        dtype=float,
+    )
+
+
+def migration_factors(snapshot: Snapshot) -> np.ndarray | None:
+    """[m, m] pair factor of a move a -> b (see models.MigrationPolicy); None when all are 1."""
+    pol = snapshot.migration
+    if not pol.label_factors and not pol.pair_factors:
+        return None
+    agents = snapshot.agents
+    m = len(agents)
+    best = np.full((m, m), -np.inf)  # largest factor over the labels that differ
+    for key, factor in pol.label_factors.items():
+        values = [a.labels.get(key) for a in agents]
+        differ = np.array([[va != vb for vb in values] for va in values], dtype=bool)
+        best = np.where(differ, np.maximum(best, factor), best)
+    f = np.where(np.isfinite(best), best, 1.0)
+    index = {a.id: i for i, a in enumerate(agents)}
+    for pf in pol.pair_factors:
+        f[index[pf.source], index[pf.target]] = pf.factor
+    return f
 
 
 def compile_snapshot(snapshot: Snapshot) -> Problem:
@@ -191,9 +239,8 @@ def compile_snapshot(snapshot: Snapshot) -> Problem:
             [agent_index[t.current_agent] if t.current_agent else -1 for t in tasks],
             dtype=np.int64,
         ),
-        migration_cost=np.array(
-            [1.0 if t.migration_cost is None else t.migration_cost for t in tasks], dtype=float
-        ),
+        migration_cost=default_migration_cost(snapshot),
+        migration_factor=migration_factors(snapshot),
         demand_base=demand_base,
         cost_override=cost_override,
         demand_override=demand_override,

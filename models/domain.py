@@ -200,6 +200,34 @@ class Weights(_Strict):
         return merged
 
 
+class PairFactor(_Strict):
+    """Migration cost factor for moves from agent `source` to agent `target` (directional)."""
+
+    source: Id = Field(alias="from", serialization_alias="from")
+    target: Id = Field(alias="to", serialization_alias="to")
+    factor: NonNegative
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class MigrationPolicy(_Strict):
+    """How much moving a task costs (the `migrations` objective term).
+
+    A task's base cost is `Task.migration_cost` when set, else
+    `work x (size_share + progress_share x progress)`: moving costs a share of
+    the task's size (state to ship, warm-up) plus the work already done. A
+    move from agent a to agent b multiplies the base cost by a pair factor:
+    the explicit `pair_factors` entry for (a, b) if there is one, else the
+    largest `label_factors[key]` over label keys whose values differ between
+    a and b (e.g. `{"zone": 2, "region": 5}`), else 1.
+    """
+
+    size_share: NonNegative = 0.1
+    progress_share: NonNegative = 1.0
+    label_factors: dict[str, NonNegative] = Field(default_factory=dict)
+    pair_factors: list[PairFactor] = Field(default_factory=list)
+
+
 class SolveOptions(_Strict):
     """How to solve: backend name, wall-clock budget, seed, CPU workers."""
 
@@ -222,6 +250,7 @@ class Snapshot(_Strict):
     tasks: list[Task] = Field(default_factory=list)
     weights: Weights = Field(default_factory=Weights)
     options: SolveOptions = Field(default_factory=SolveOptions)
+    migration: MigrationPolicy = Field(default_factory=MigrationPolicy)
     name: str | None = None
 
     @model_validator(mode="after")
@@ -231,6 +260,10 @@ class Snapshot(_Strict):
             if a.id in agent_ids:
                 raise ValueError(f"agents[{i}].id: duplicate agent id {a.id!r}")
             agent_ids.add(a.id)
+        for k, pf in enumerate(self.migration.pair_factors):
+            for a_id in (pf.source, pf.target):
+                if a_id not in agent_ids:
+                    raise ValueError(f"migration.pair_factors[{k}]: unknown agent {a_id!r}")
         resources = {r for a in self.agents for r in a.capacity}
         task_ids: set[str] = set()
         for j, t in enumerate(self.tasks):

@@ -184,12 +184,15 @@ def solve_cpsat_arrays(
         terms.append((lmax - lmin, w.imbalance / tick))
 
     moved_exprs = []
+    mig = problem.migration_matrix
     for j in np.flatnonzero(problem.current >= 0).tolist():
         c = int(problem.current[j])
         moved = 1 - u[j] - x.get((c, j), 0)
         moved_exprs.append(moved)
         if w.migrations:
-            terms.append((moved, w.migrations * float(problem.migration_cost[j])))
+            for i in pairs[j]:
+                if i != c and mig[i, j]:
+                    terms.append((x[i, j], w.migrations * float(mig[i, j])))
     if snap.options.max_migrations is not None and moved_exprs:
         model.add(sum(moved_exprs) <= snap.options.max_migrations)
 

@@ -73,8 +73,7 @@ def greedy_assign(problem: Problem, order: np.ndarray | None = None) -> np.ndarr
             score = score + w.tardiness * problem.tardiness_weight[j] * np.maximum(
                 end - problem.deadline[j], 0.0)
         if problem.current[j] >= 0:
-            moved = np.arange(m) != problem.current[j]
-            score = score + w.migrations * problem.migration_cost[j] * moved
+            score = score + w.migrations * problem.migration_matrix[:, j]
         score = score + _TIEBREAK * new_load
         score = np.where(ok, score, np.inf)
         i = int(np.argmin(score))
