@@ -1,0 +1,38 @@
+"""`Annotated` dependency aliases shared by the routers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+
+from api.errors import UnauthorizedError
+from api.schemas import JobState
+from api.security import key_ok
+from api.service import Service
+from api.settings import Settings
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def require_api_key(request: Request) -> None:
+    """Every route but the health probes: a valid bearer token when keys are configured."""
+    keys = request.app.state.settings.api_keys
+    if keys and not key_ok(request.headers.get("authorization"), keys):
+        raise UnauthorizedError("missing or invalid API key (Authorization: Bearer <key>)")
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+Authorized = Depends(require_api_key)
+
+JobId = Annotated[str, Path(min_length=1, max_length=64, description="Job id")]
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
+Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Jobs to skip")]
+StateFilter = Annotated[JobState | None, Query(description="Only jobs in this state")]

@@ -1,0 +1,95 @@
+"""One error shape for every failure: ``{"type", "message", "field"}``.
+
+Domain errors (AllocatorError) carry their HTTP status; request validation
+errors are 422 with the field path; HTTP errors keep their status. Anything
+else is a bug: logged with its traceback and answered 500 without details.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from allocator.errors import AllocatorError
+
+log = logging.getLogger(__name__)
+
+
+class UnauthorizedError(AllocatorError):
+    """Missing or wrong API key."""
+
+    http_status = 401
+
+
+class BodyTooLargeError(AllocatorError):
+    http_status = 413
+
+
+class NotReadyError(AllocatorError):
+    """The resource exists but is not in a state that has what was asked for."""
+
+    http_status = 409
+
+
+_STATUS_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 409: "conflict", 413: "body_too_large",
+                 415: "unsupported_media_type", 422: "invalid_input", 429: "over_capacity",
+                 503: "unavailable"}
+
+
+def error_type(exc: AllocatorError | str) -> str:
+    """`InvalidInputError` -> `invalid_input`, `NotFoundError` -> `not_found` ..."""
+    name = (exc if isinstance(exc, str) else type(exc).__name__).removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() or "error"
+
+
+def error_response(status: int, type_: str, message: str, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"type": type_, "message": message, "field": field},
+                        status_code=status, headers=headers)
+
+
+def _loc(loc: Any) -> str | None:
+    parts = [str(x) for x in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] if parts[0] == "body" else parts
+    return ".".join(parts) or None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    def retry_headers(status: int) -> dict[str, str] | None:
+        if status != 429:
+            return None
+        return {"Retry-After": str(app.state.settings.retry_after_s)}
+
+    @app.exception_handler(AllocatorError)
+    async def _domain(_: Request, exc: AllocatorError) -> JSONResponse:
+        status = exc.http_status
+        return error_response(status, error_type(exc), exc.message, exc.field,
+                              headers=retry_headers(status))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        if len(errors) > 1:
+            msg += f" (and {len(errors) - 1} more error(s))"
+        return error_response(422, "invalid_input", msg, _loc(first.get("loc", ())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = _STATUS_TYPES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, type_, str(exc.detail),
+                              headers=dict(exc.headers or {}) or retry_headers(exc.status_code))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal server error")

@@ -1,0 +1,91 @@
+"""Prometheus metrics of one app instance (its own registry, so apps never clash)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: Latency buckets (seconds) from sub-millisecond routes to long synchronous solves.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                   5, 10, 30, 60)
+SOLVE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+GAP_BUCKETS = (0.0, 0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class _JobsCollector:
+    """`allocator_jobs{state}` read from the store at scrape time."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Any:
+        g = GaugeMetricFamily("allocator_jobs", "Jobs in the store by state", labels=["state"])
+        try:
+            for state, n in self._counts().items():
+                g.add_metric([state], n)
+        except Exception:  # the store being down must not break the scrape
+            pass
+        yield g
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("allocator_http_requests_total", "HTTP requests",
+                                ["method", "route", "status"], registry=r)
+        self.latency = Histogram("allocator_http_request_duration_seconds",
+                                 "HTTP request latency", ["method", "route"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.solve_seconds = Histogram("allocator_solve_duration_seconds",
+                                       "Wall time of solves in workers", ["solver", "kind"],
+                                       buckets=SOLVE_BUCKETS, registry=r)
+        self.solve_gap = Histogram("allocator_solve_gap", "Relative optimality gap of plans",
+                                   ["solver"], buckets=GAP_BUCKETS, registry=r)
+        self.queue_depth = Gauge("allocator_queue_depth", "Work waiting for a worker",
+                                 ["queue"], registry=r)
+        self.workers_busy = Gauge("allocator_workers_busy", "Workers running a solve",
+                                  registry=r)
+        self.rejected = Counter("allocator_rejected_total", "Requests refused by admission "
+                                "control or limits", ["reason"], registry=r)
+        self.worker_crashes = Counter("allocator_worker_crashes_total",
+                                      "Worker processes that died during a solve", registry=r)
+
+    def watch_jobs(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_JobsCollector(counts))  # type: ignore[arg-type]
+
+
+class MetricsMiddleware:
+    """Counts requests and their latency by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None)
+            if path is None:
+                path = "/mcp" if scope["path"].startswith("/mcp") else "unmatched"
+            method = scope["method"]
+            self.metrics.requests.labels(method, path, str(status)).inc()
+            self.metrics.latency.labels(method, path).observe(time.perf_counter() - t0)

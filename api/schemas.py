@@ -1,0 +1,143 @@
+"""Request and response bodies of the HTTP API (separate from the domain models).
+
+Domain models (Snapshot, Plan) travel inside these envelopes unchanged; what
+is HTTP-specific (overrides, job state, paging, the error shape) lives here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models import Plan, Snapshot
+
+EXAMPLE_SNAPSHOT: dict[str, Any] = {
+    "agents": [
+        {"id": "a1", "capacity": {"cpu": 4}, "speed": 1.0, "cost_rate": 1.0},
+        {"id": "a2", "capacity": {"cpu": 2}, "speed": 2.0, "cost_rate": 3.0},
+    ],
+    "tasks": [
+        {"id": "t1", "work": 4, "demand": {"cpu": 2}},
+        {"id": "t2", "work": 2, "demand": {"cpu": 1}, "priority": "high"},
+        {"id": "t3", "work": 1, "demand": {"cpu": 1}, "deadline": 3},
+    ],
+    "weights": {"cost": 1.0, "makespan": 0.5},
+}
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SolveRequest(_In):
+    """A snapshot to solve; the optional fields override `snapshot.options`."""
+
+    snapshot: Snapshot
+    solver: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Backend name (GET /v1/solvers); default: snapshot.options.solver."
+    )
+    time_limit: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] | None = Field(
+        None, description="Seconds; capped by the server (sync_time_limit / job_time_limit)."
+    )
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"snapshot": EXAMPLE_SNAPSHOT, "solver": "auto",
+                                         "time_limit": 1.0}]},
+    )
+
+
+class ValidateRequest(_In):
+    """A snapshot and a plan for it; the answer lists every violated hard constraint."""
+
+    snapshot: Snapshot
+    plan: Plan
+
+
+class ViolationOut(BaseModel):
+    kind: str
+    message: str
+    task: str | None = None
+    agent: str | None = None
+
+
+class ValidateResponse(BaseModel):
+    valid: bool
+    violations: list[ViolationOut]
+
+
+class SolverInfo(BaseModel):
+    name: str
+    description: str
+
+
+class SolversResponse(BaseModel):
+    solvers: list[SolverInfo]
+    default: str = "auto"
+
+
+class JobState(StrEnum):
+    """Life of a job: queued -> running -> succeeded | failed | cancelled | interrupted.
+
+    `interrupted` is a job that was running when the server stopped and was not
+    re-queued (settings.on_restart, settings.max_attempts).
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def final(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of every 4xx/5xx answer."""
+
+    type: str = Field(description="Machine-readable kind, e.g. invalid_input, not_found.")
+    message: str
+    field: str | None = Field(None, description="Path of the offending input field, if any.")
+
+
+class JobOut(BaseModel):
+    """Status of a job; `progress` is elapsed / time limit while it runs, 1 when done."""
+
+    id: str
+    state: JobState
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    solver: str
+    time_limit: float
+    seed: int
+    agents: int
+    tasks: int
+    attempts: int = 0
+    progress: float = 0.0
+    best_objective: float | None = None
+    best_bound: float | None = None
+    gap: float | None = None
+    plan_status: str | None = Field(None, description="Status of the stored (best) plan.")
+    has_plan: bool = False
+    error: ErrorBody | None = None
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Health(BaseModel):
+    status: str
+    workers: int | None = None
+    queue_depth: int | None = None

@@ -1,0 +1,421 @@
+"""The service behind the HTTP routes and the MCP tools: jobs, sync solves, validation.
+
+One `Service` per process, created in the app's lifespan (or by `allocator
+mcp`). It owns the job store, the worker pool and the two queues:
+
+* synchronous solves (`/v1/solve`, MCP `solve`) wait in `sync_queue` and go
+  first, since a caller is holding a connection open;
+* jobs wait in `queue` (ids only; the snapshot is read back from the store when
+  a worker takes the job, so a restart loses nothing).
+
+Admission control: a job is refused (CapacityError -> 429 + Retry-After) when
+`max_queue` jobs are already queued or running; a sync solve when
+`max_sync_waiting` are already waiting for a worker.
+
+Every store write goes through one writer task, in order, on a thread: the
+event loop never blocks on the database and a job's writes never overtake
+each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from allocator import errors as engine_errors
+from allocator.errors import (
+    AllocatorError,
+    CapacityError,
+    InvalidInputError,
+    NotFoundError,
+    SolverFailedError,
+)
+from allocator.solvers import get_solver, solver_names
+from allocator.validate import validate
+from api.errors import NotReadyError, error_type
+from api.metrics import Metrics
+from api.pool import Work, WorkerPool
+from api.schemas import (
+    ErrorBody,
+    JobOut,
+    JobPage,
+    JobState,
+    SolveRequest,
+    SolverInfo,
+    SolversResponse,
+    ValidateRequest,
+    ValidateResponse,
+    ViolationOut,
+)
+from api.settings import Settings
+from api.store import JobRecord, JobStore
+from models import Snapshot
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Progress (best objective / bound) of a running job is written to the store at
+#: most this often; GET /v1/jobs/{id} reads the live value from memory anyway.
+PROGRESS_PERSIST_S = 1.0
+
+
+class SolveFailed(AllocatorError):
+    """A backend raised an unexpected exception (a bug, reported with its message)."""
+
+    http_status = 500
+
+
+@dataclass
+class _Live:
+    """A job a worker is running (or about to)."""
+
+    job_id: str
+    solver: str
+    time_limit: float
+    started: float = field(default_factory=time.monotonic)
+    best_objective: float | None = None
+    best_bound: float | None = None
+    cancelling: bool = False
+    last_persist: float = 0.0
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _gap(objective: float | None, bound: float | None) -> float | None:
+    if objective is None or bound is None:
+        return None
+    return max(0.0, (objective - bound) / max(abs(objective), 1e-9))
+
+
+def _engine_error(type_name: str, message: str, field_: str | None) -> AllocatorError:
+    cls = getattr(engine_errors, type_name, None)
+    if isinstance(cls, type) and issubclass(cls, AllocatorError):
+        return cls(message, field=field_)
+    return SolveFailed(message, field=field_)
+
+
+class Service:
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.store = JobStore(settings.database_url)
+        self.pool = WorkerPool(settings.workers, plugins=settings.plugins, on_idle=self._pump)
+        self.queue: deque[str] = deque()
+        self.sync_queue: deque[Work] = deque()
+        self.live: dict[str, _Live] = {}
+        self._writes: asyncio.Queue[tuple[Callable[[], Any], asyncio.Future[Any]]] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.started = False
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        version = await asyncio.to_thread(self.store.migrate)
+        ids = await asyncio.to_thread(self.store.recover, mode=self.settings.on_restart,
+                                      max_attempts=self.settings.max_attempts)
+        log.info("job store at schema version %s; %d job(s) queued", version, len(ids))
+        self.queue.extend(ids)
+        self._writes = asyncio.Queue()
+        self._spawn(self._writer())
+        m = self.metrics
+        m.queue_depth.labels("jobs").set_function(lambda: len(self.queue))
+        m.queue_depth.labels("sync").set_function(lambda: len(self.sync_queue))
+        m.workers_busy.set_function(lambda: self.pool.busy_count)
+        m.watch_jobs(self.store.counts)
+        self.pool.start()
+        self.started = True
+
+    async def close(self) -> None:
+        await self.pool.close()
+        if self._writes is not None:  # let queued writes land before closing the store
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            await self._writes.put((lambda: None, done))
+            await asyncio.wait_for(done, timeout=10)
+        for t in list(self._tasks):
+            t.cancel()
+        self.store.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.started and self.pool.ready_count > 0
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        t = asyncio.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    # -- store writes, in order -------------------------------------------------------
+
+    async def _writer(self) -> None:
+        assert self._writes is not None
+        while True:
+            fn, fut = await self._writes.get()
+            try:
+                result = await asyncio.to_thread(fn)
+            except Exception as e:  # reported to whoever awaits; logged otherwise
+                if not fut.done():
+                    fut.set_exception(e)
+                log.exception("job store write failed")
+            else:
+                if not fut.done():
+                    fut.set_result(result)
+
+    def _write_nowait(self, fn: Callable[..., T], *args: Any, **kw: Any) -> asyncio.Future[T]:
+        assert self._writes is not None
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # mark retrieved
+        self._writes.put_nowait((functools.partial(fn, *args, **kw), fut))
+        return fut
+
+    async def _write(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        return await self._write_nowait(fn, *args, **kw)
+
+    # -- input checks -----------------------------------------------------------------
+
+    def _prepare(self, req: SolveRequest, cap: float) -> tuple[Snapshot, str, float, int]:
+        snap = req.snapshot
+        if len(snap.agents) > self.settings.max_agents:
+            raise InvalidInputError(
+                f"{len(snap.agents)} agents; this server accepts at most "
+                f"{self.settings.max_agents}", field="snapshot.agents")
+        if len(snap.tasks) > self.settings.max_tasks:
+            raise InvalidInputError(
+                f"{len(snap.tasks)} tasks; this server accepts at most "
+                f"{self.settings.max_tasks}", field="snapshot.tasks")
+        solver = req.solver or snap.options.solver
+        try:
+            get_solver(solver)
+        except AllocatorError as e:
+            e.field = "solver" if req.solver else "snapshot.options.solver"
+            raise
+        limit = min(req.time_limit or snap.options.time_limit, cap)
+        seed = snap.options.seed if req.seed is None else req.seed
+        return snap, solver, limit, seed
+
+    # -- scheduling -------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Hand queued work to idle workers: synchronous solves first, then jobs."""
+        while self.sync_queue or self.queue:
+            w = self.pool.reserve()
+            if w is None:
+                return
+            if self.sync_queue:
+                self.pool.dispatch(w, self.sync_queue.popleft())
+            else:
+                self._spawn(self._launch(w, self.queue.popleft()))
+
+    async def _launch(self, w: Any, job_id: str) -> None:
+        try:
+            await self._write(self.store.mark_running, job_id)
+            rec = await asyncio.to_thread(self.store.get, job_id)
+            snap_json = await asyncio.to_thread(self.store.snapshot_json, job_id)
+            if rec is None or snap_json is None:
+                raise RuntimeError(f"job {job_id} vanished from the store")
+        except Exception:
+            log.exception("could not start job %s", job_id)
+            self.pool.release(w)
+            self._write_nowait(self.store.finish, job_id, JobState.FAILED,
+                               error=("store_error", "the job could not be read back", None))
+            return
+        live = self.live.setdefault(job_id, _Live(job_id, rec.solver, rec.time_limit))
+        live.started = time.monotonic()
+        self.pool.dispatch(w, Work(job_id, snap_json, rec.solver, rec.time_limit, rec.seed,
+                                   True, functools.partial(self._job_event, job_id)))
+        if live.cancelling:
+            self.pool.cancel(job_id, self.settings.cancel_grace_s)
+
+    def _job_event(self, job_id: str, kind: str, args: tuple[Any, ...]) -> None:
+        live = self.live.get(job_id)
+        if live is None:
+            return
+        store = self.store
+        if kind == "progress":
+            obj, bound = args
+            if live.best_objective is None or obj < live.best_objective:
+                live.best_objective = obj
+            live.best_bound = bound
+            now = time.monotonic()
+            if now - live.last_persist >= PROGRESS_PERSIST_S:
+                live.last_persist = now
+                self._write_nowait(store.record_progress, job_id,
+                                   objective=live.best_objective, bound=live.best_bound)
+            return
+        if kind == "best":
+            plan_json, status, obj, bound = args
+            if obj is not None and (live.best_objective is None or obj < live.best_objective):
+                live.best_objective, live.best_bound = obj, bound
+            self._write_nowait(store.save_plan, job_id, plan_json, plan_status=status,
+                               objective=obj, bound=bound)
+            return
+        elapsed = time.monotonic() - live.started
+        if kind == "done":
+            plan_json, status, obj, bound, cancelled = args
+            state = JobState.CANCELLED if (cancelled or live.cancelling) else JobState.SUCCEEDED
+            fut = self._write_nowait(store.finish, job_id, state, plan_json=plan_json,
+                                     plan_status=status, objective=obj, bound=bound)
+            self.metrics.solve_seconds.labels(live.solver, "job").observe(elapsed)
+            g = _gap(obj, bound)
+            if g is not None:
+                self.metrics.solve_gap.labels(live.solver).observe(g)
+        elif kind == "error":
+            type_name, message, field_ = args
+            fut = self._write_nowait(store.finish, job_id, JobState.FAILED,
+                                     error=(error_type(type_name), message, field_))
+        else:  # crash: the worker process died
+            (code,) = args
+            if live.cancelling:  # killed after the grace period: keep the best plan so far
+                fut = self._write_nowait(store.finish, job_id, JobState.CANCELLED)
+            else:
+                self.metrics.worker_crashes.inc()
+                fut = self._write_nowait(
+                    store.finish, job_id, JobState.FAILED,
+                    error=("worker_crashed", f"the solver process died (exit code {code}) "
+                           "during this job; the server carried on", None))
+        del self.live[job_id]
+        fut.add_done_callback(lambda _: live.finished.set())
+
+    # -- operations -------------------------------------------------------------------
+
+    async def solve(self, req: SolveRequest) -> str:
+        """Solve now in a worker; returns the Plan as JSON."""
+        snap, solver, limit, seed = self._prepare(req, self.settings.sync_time_limit)
+        if len(self.sync_queue) >= self.settings.max_sync_waiting:
+            self.metrics.rejected.labels("sync_queue_full").inc()
+            raise CapacityError(f"{len(self.sync_queue)} synchronous solves are already "
+                                "waiting; retry later or submit a job")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+        t0 = time.monotonic()
+
+        def sink(kind: str, args: tuple[Any, ...]) -> None:
+            if fut.done() or kind in ("progress", "best"):
+                return
+            if kind == "done":
+                fut.set_result(args[0])
+                self.metrics.solve_seconds.labels(solver, "sync").observe(time.monotonic() - t0)
+                g = _gap(args[2], args[3])
+                if g is not None:
+                    self.metrics.solve_gap.labels(solver).observe(g)
+            elif kind == "error":
+                fut.set_exception(_engine_error(*args))
+            else:
+                self.metrics.worker_crashes.inc()
+                fut.set_exception(SolverFailedError(
+                    f"the solver process died (exit code {args[0]}); the server carried on"))
+
+        work = Work(uuid.uuid4().hex, snap, solver, limit, seed, False, sink)
+        self.sync_queue.append(work)
+        self._pump()
+        try:
+            return await fut
+        except asyncio.CancelledError:  # the client went away: drop or stop its solve
+            if work in self.sync_queue:
+                self.sync_queue.remove(work)
+            else:
+                self.pool.cancel(work.id, self.settings.cancel_grace_s)
+            raise
+
+    async def validate(self, req: ValidateRequest) -> ValidateResponse:
+        if len(req.snapshot.agents) > self.settings.max_agents or (
+                len(req.snapshot.tasks) > self.settings.max_tasks):
+            raise InvalidInputError("snapshot larger than this server accepts "
+                                    f"(max_agents={self.settings.max_agents}, "
+                                    f"max_tasks={self.settings.max_tasks})", field="snapshot")
+        violations = await asyncio.to_thread(validate, req.snapshot, req.plan)
+        return ValidateResponse(
+            valid=not violations,
+            violations=[ViolationOut(kind=v.kind, message=v.message, task=v.task, agent=v.agent)
+                        for v in violations])
+
+    def solvers(self) -> SolversResponse:
+        return SolversResponse(solvers=[SolverInfo(name=k, description=v)
+                                        for k, v in solver_names().items()])
+
+    async def submit(self, req: SolveRequest) -> JobOut:
+        snap, solver, limit, seed = self._prepare(req, self.settings.job_time_limit)
+        active = len(self.queue) + len(self.live)
+        if active >= self.settings.max_queue:
+            self.metrics.rejected.labels("job_queue_full").inc()
+            raise CapacityError(f"{active} jobs are queued or running (limit "
+                                f"{self.settings.max_queue}); retry later")
+        snapshot_json = await asyncio.to_thread(snap.model_dump_json)
+        rec = await self._write(self.store.create, snapshot_json=snapshot_json, solver=solver,
+                                time_limit=limit, seed=seed, n_agents=len(snap.agents),
+                                n_tasks=len(snap.tasks))
+        self.queue.append(rec.id)
+        self._pump()
+        return self._out(rec)
+
+    async def _record(self, job_id: str) -> JobRecord:
+        rec = await asyncio.to_thread(self.store.get, job_id)
+        if rec is None:
+            raise NotFoundError(f"no job {job_id!r}", field="job_id")
+        return rec
+
+    def _out(self, rec: JobRecord) -> JobOut:
+        live = self.live.get(rec.id)
+        state = rec.state
+        obj, bound = rec.best_objective, rec.best_bound
+        progress = 1.0 if state.final else 0.0
+        if live is not None and not state.final:
+            if state == JobState.RUNNING:
+                progress = min(0.99, (time.monotonic() - live.started) / max(live.time_limit,
+                                                                            1e-9))
+            if live.best_objective is not None:
+                obj, bound = live.best_objective, live.best_bound
+        error = None
+        if rec.error_type:
+            error = ErrorBody(type=rec.error_type, message=rec.error_message or "",
+                              field=rec.error_field)
+        return JobOut(
+            id=rec.id, state=state, created_at=rec.created_at, started_at=rec.started_at,
+            finished_at=rec.finished_at, solver=rec.solver, time_limit=rec.time_limit,
+            seed=rec.seed, agents=rec.n_agents, tasks=rec.n_tasks, attempts=rec.attempts,
+            progress=round(progress, 4), best_objective=obj, best_bound=bound,
+            gap=_gap(obj, bound), plan_status=rec.plan_status, has_plan=rec.has_plan,
+            error=error)
+
+    async def job(self, job_id: str) -> JobOut:
+        return self._out(await self._record(job_id))
+
+    async def plan(self, job_id: str) -> str:
+        rec = await self._record(job_id)
+        text = await asyncio.to_thread(self.store.plan_json, job_id) if rec.has_plan else None
+        if text is None:
+            raise NotReadyError(f"job {job_id} is {rec.state.value} and has no plan yet",
+                                field="job_id")
+        return text
+
+    async def page(self, *, limit: int, offset: int, state: JobState | None) -> JobPage:
+        recs, total = await asyncio.to_thread(self.store.page, limit=limit, offset=offset,
+                                              state=state)
+        return JobPage(items=[self._out(r) for r in recs], total=total, limit=limit,
+                       offset=offset)
+
+    async def cancel(self, job_id: str) -> JobOut:
+        """Cancel a job; a running one stops and keeps its best plan so far."""
+        rec = await self._record(job_id)
+        if job_id in self.queue:
+            self.queue.remove(job_id)
+            await self._write(self.store.finish, job_id, JobState.CANCELLED)
+        elif job_id in self.live:
+            live = self.live[job_id]
+            if not live.cancelling:
+                live.cancelling = True
+                self.pool.cancel(job_id, self.settings.cancel_grace_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.finished.wait(),
+                                       timeout=self.settings.cancel_grace_s + 10)
+        elif not rec.state.final:  # being launched right now
+            self.live.setdefault(job_id, _Live(job_id, rec.solver, rec.time_limit)
+                                 ).cancelling = True
+        return await self.job(job_id)

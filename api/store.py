@@ -1,0 +1,299 @@
+"""Job store: jobs, their snapshots and plans, through SQLAlchemy 2 (SQLite by default).
+
+The schema is versioned: `schema_migrations` records which of `MIGRATIONS`
+have been applied, and `JobStore.migrate()` applies the missing ones in
+order, each in its own transaction. PostgreSQL works by changing the URL.
+
+All methods are synchronous and short; the service calls them from a thread
+(`asyncio.to_thread`) so the event loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, make_url
+
+from api.schemas import JobState
+
+metadata = MetaData()
+
+migrations_table = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("solver", String(64), nullable=False),
+    Column("time_limit", Float, nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("n_agents", Integer, nullable=False),
+    Column("n_tasks", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("snapshot", Text, nullable=False),
+    Column("plan", Text),
+    Column("plan_status", String(16)),
+    Column("best_objective", Float),
+    Column("best_bound", Float),
+    Column("error_type", String(64)),
+    Column("error_message", Text),
+    Column("error_field", String(500)),
+)
+
+
+def _m1_jobs(conn: Connection) -> None:
+    jobs.create(conn)
+
+
+def _m2_state_index(conn: Connection) -> None:
+    from sqlalchemy import Index
+
+    Index("ix_jobs_state_created", jobs.c.state, jobs.c.created_at).create(conn)
+
+
+#: (version, description, apply). Append only; never edit an applied migration.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "jobs table", _m1_jobs),
+    (2, "index jobs by state and creation time", _m2_state_index),
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(d: datetime | None) -> datetime | None:
+    return d.replace(tzinfo=UTC) if d is not None and d.tzinfo is None else d
+
+
+@dataclass
+class JobRecord:
+    """A job row without its (large) snapshot and plan texts."""
+
+    id: str
+    state: JobState
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    solver: str
+    time_limit: float
+    seed: int
+    n_agents: int
+    n_tasks: int
+    attempts: int
+    has_plan: bool
+    plan_status: str | None
+    best_objective: float | None
+    best_bound: float | None
+    error_type: str | None
+    error_message: str | None
+    error_field: str | None
+
+
+_SUMMARY = [c for c in jobs.c if c.name not in ("snapshot", "plan")]
+
+
+def _record(row: Any) -> JobRecord:
+    m = row._mapping
+    return JobRecord(
+        id=m["id"], state=JobState(m["state"]), created_at=_utc(m["created_at"]),  # type: ignore[arg-type]
+        started_at=_utc(m["started_at"]), finished_at=_utc(m["finished_at"]),
+        solver=m["solver"], time_limit=m["time_limit"], seed=m["seed"],
+        n_agents=m["n_agents"], n_tasks=m["n_tasks"], attempts=m["attempts"],
+        has_plan=bool(m["has_plan"]), plan_status=m["plan_status"],
+        best_objective=m["best_objective"], best_bound=m["best_bound"],
+        error_type=m["error_type"], error_message=m["error_message"],
+        error_field=m["error_field"],
+    )
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite files get WAL, a busy timeout and their directory."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if u.database and u.database != ":memory:":
+        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return engine
+
+
+class JobStore:
+    """Persistence of jobs. Thread-safe (one connection per call)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema -----------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            if not self.engine.dialect.has_table(conn, "schema_migrations"):
+                return 0
+            v = conn.execute(select(func.max(migrations_table.c.version))).scalar()
+            return int(v or 0)
+
+    def migrate(self) -> int:
+        """Apply the missing migrations in order; returns the resulting version."""
+        with self.engine.begin() as conn:
+            migrations_table.create(conn, checkfirst=True)
+        current = self.schema_version()
+        for version, description, apply in MIGRATIONS:
+            if version <= current:
+                continue
+            with self.engine.begin() as conn:
+                apply(conn)
+                conn.execute(migrations_table.insert().values(
+                    version=version, description=description, applied_at=_now()))
+            current = version
+        return current
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def create(self, *, snapshot_json: str, solver: str, time_limit: float, seed: int,
+               n_agents: int, n_tasks: int) -> JobRecord:
+        job_id = uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            conn.execute(jobs.insert().values(
+                id=job_id, state=JobState.QUEUED.value, created_at=_now(), solver=solver,
+                time_limit=time_limit, seed=seed, n_agents=n_agents, n_tasks=n_tasks,
+                attempts=0, snapshot=snapshot_json,
+            ))
+        rec = self.get(job_id)
+        assert rec is not None
+        return rec
+
+    def _select(self) -> Any:
+        return select(*_SUMMARY, (jobs.c.plan.is_not(None)).label("has_plan"))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._select().where(jobs.c.id == job_id)).first()
+        return _record(row) if row is not None else None
+
+    def snapshot_json(self, job_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(jobs.c.snapshot).where(jobs.c.id == job_id)).scalar()
+
+    def plan_json(self, job_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(jobs.c.plan).where(jobs.c.id == job_id)).scalar()
+
+    def page(self, *, limit: int, offset: int,
+             state: JobState | None = None) -> tuple[list[JobRecord], int]:
+        """Jobs newest first, and how many there are in all (with that state)."""
+        q = self._select().order_by(jobs.c.created_at.desc(), jobs.c.id)
+        count = select(func.count()).select_from(jobs)
+        if state is not None:
+            q = q.where(jobs.c.state == state.value)
+            count = count.where(jobs.c.state == state.value)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.limit(limit).offset(offset)).all()
+            total = int(conn.execute(count).scalar() or 0)
+        return [_record(r) for r in rows], total
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state)).all()
+        out = {s.value: 0 for s in JobState}
+        out.update({str(s): int(n) for s, n in rows})
+        return out
+
+    def mark_running(self, job_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(
+                state=JobState.RUNNING.value, started_at=_now(), attempts=jobs.c.attempts + 1))
+
+    def record_progress(self, job_id: str, *, objective: float | None,
+                        bound: float | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(
+                best_objective=objective, best_bound=bound))
+
+    def save_plan(self, job_id: str, plan_json: str, *, plan_status: str,
+                  objective: float | None, bound: float | None) -> None:
+        """Store a best-so-far plan without changing the job's state."""
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(
+                plan=plan_json, plan_status=plan_status, best_objective=objective,
+                best_bound=bound))
+
+    def finish(self, job_id: str, state: JobState, *, plan_json: str | None = None,
+               plan_status: str | None = None, objective: float | None = None,
+               bound: float | None = None, error: tuple[str, str, str | None] | None = None
+               ) -> None:
+        """Move a job to a final state; a given plan replaces the stored one."""
+        values: dict[str, Any] = {"state": state.value, "finished_at": _now()}
+        if plan_json is not None:
+            values.update(plan=plan_json, plan_status=plan_status, best_objective=objective,
+                          best_bound=bound)
+        if error is not None:
+            values.update(error_type=error[0], error_message=error[1], error_field=error[2])
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+    def recover(self, *, mode: str, max_attempts: int) -> list[str]:
+        """Account for every job after a (re)start; returns the ids to queue, oldest first.
+
+        Jobs found `running` were cut off by a crash or restart: they are queued
+        again (mode "requeue", fewer than `max_attempts` runs so far) or marked
+        `interrupted` with a reason. `queued` jobs stay queued.
+        """
+        with self.engine.begin() as conn:
+            running = conn.execute(select(jobs.c.id, jobs.c.attempts).where(
+                jobs.c.state == JobState.RUNNING.value)).all()
+            for job_id, attempts in running:
+                if mode == "requeue" and attempts < max_attempts:
+                    conn.execute(update(jobs).where(jobs.c.id == job_id).values(
+                        state=JobState.QUEUED.value, started_at=None))
+                else:
+                    why = ("the server stopped while this job was running"
+                           + (f" ({attempts} attempts)" if mode == "requeue" else ""))
+                    conn.execute(update(jobs).where(jobs.c.id == job_id).values(
+                        state=JobState.INTERRUPTED.value, finished_at=_now(),
+                        error_type="interrupted", error_message=why))
+            rows = conn.execute(select(jobs.c.id).where(
+                jobs.c.state == JobState.QUEUED.value).order_by(jobs.c.created_at)).all()
+        return [r[0] for r in rows]
