@@ -96,12 +96,17 @@ def solve(
     seed: Annotated[int | None, typer.Option(help="Random seed (default: snapshot's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan JSON instead.")]
     = False,
+    plot: Annotated[Path | None, typer.Option(help="Chart file: .png, .svg or .html.")] = None,
 ) -> None:
     """Solve a snapshot and print the plan summary."""
     snap = read_snapshot(snapshot)
     plan = engine_solve(snap, solver=solver, time_limit=time_limit, seed=seed)
     if output is not None:
         write_plan(output, plan)
+    if plot is not None:
+        from allocator.report.plots import plot_plan  # matplotlib only when asked
+
+        plot_plan(snap, plan, plot)
     if as_json:
         typer.echo(plan.model_dump_json(indent=2, by_alias=True))
         return

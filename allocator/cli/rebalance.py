@@ -1,0 +1,102 @@
+"""`allocator rebalance`: move few tasks to balance the load (see allocator.rebalance)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from allocator.cli.app import app, fail, guarded
+from allocator.io import read_snapshot, write_plan
+from allocator.rebalance import RebalanceResult
+from allocator.rebalance import rebalance as run_rebalance
+from allocator.validate import validate
+from models import Snapshot
+
+console = Console(width=None if Console().is_terminal else 140)
+
+
+def render_rebalance(result: RebalanceResult, snapshot: Snapshot, *, valid: bool,
+                     out: Console | None = None) -> None:
+    """Before/after table per agent, the balance measures and the list of moves."""
+    c = out or console
+    plan = result.plan
+    c.print(f"[bold]{snapshot.name or 'snapshot'}[/]: rebalance | status [bold]{plan.status}[/] "
+            f"| {len(plan.migrations)} migration(s) | valid {valid} | {plan.wall_time_s:.2f}s")
+    status = {a.id: str(a.status) for a in snapshot.agents}
+    t = Table(title="Load per agent (busy time)")
+    for col in ("agent", "status", "before", "after", "change"):
+        t.add_column(col, justify="left" if col in ("agent", "status") else "right")
+    for a, b in result.before.loads.items():
+        after = result.after.loads[a]
+        t.add_row(a, status[a], f"{b:.4g}", f"{after:.4g}", f"{after - b:+.4g}")
+    c.print(t)
+    t = Table(title="Balance (up agents)")
+    for col in ("measure", "before", "after"):
+        t.add_column(col, justify="left" if col == "measure" else "right")
+    t.add_row("load variance", f"{result.before.variance:.4g}", f"{result.after.variance:.4g}")
+    t.add_row("max / mean", f"{result.before.max_mean:.3f}", f"{result.after.max_mean:.3f}")
+    t.add_row("Jain's index", f"{result.before.jain:.3f}", f"{result.after.jain:.3f}")
+    c.print(t)
+    if plan.migrations:
+        t = Table(title="Migrations")
+        for col in ("task", "from", "to", "cost", "gain"):
+            t.add_column(col, justify="right" if col in ("cost", "gain") else "left")
+        for m in plan.migrations:
+            t.add_row(m.task, m.source, m.target, f"{m.cost:.4g}",
+                      "forced" if m.gain is None else f"{m.gain:.4g}")
+        c.print(t)
+    if plan.unassigned:
+        for u in plan.unassigned:
+            c.print(f"unassigned {u.task}: {u.reason}")
+    if result.dropped:
+        c.print(f"threshold {result.threshold:g} undid: {', '.join(result.dropped)}")
+    if result.below_threshold:
+        c.print(f"kept below threshold (source full): {', '.join(result.below_threshold)}")
+    if plan.message:
+        c.print(f"[dim]{plan.message}[/]")
+
+
+@app.command()
+@guarded
+def rebalance(
+    snapshot: Annotated[Path, typer.Argument(help="Snapshot JSON with current agents.")],
+    max_migrations: Annotated[int | None, typer.Option(
+        "--max-migrations", help="Cap on voluntary moves.")] = None,
+    threshold: Annotated[float, typer.Option(
+        help="Smallest gain (busy time) a move must have.")] = 0.0,
+    time_limit: Annotated[float | None, typer.Option(help="Seconds (default: snapshot's).")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: snapshot's).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the plan JSON.")]
+    = None,
+    plot: Annotated[Path | None, typer.Option(help="Chart file: .png, .svg or .html.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Rebalance: a plan that moves few tasks, with the load before and after."""
+    if max_migrations is not None and max_migrations < 0:
+        raise fail("--max-migrations must be >= 0")
+    if threshold < 0:
+        raise fail("--threshold must be >= 0")
+    snap = read_snapshot(snapshot)
+    result = run_rebalance(snap, max_migrations=max_migrations, threshold=threshold,
+                           time_limit=time_limit, seed=seed)
+    valid = not validate(snap, result.plan)
+    if output is not None:
+        write_plan(output, result.plan)
+    if plot is not None:
+        from allocator.report.plots import plot_plan  # matplotlib only when asked
+
+        plot_plan(snap, result.plan, plot)
+    if as_json:
+        typer.echo(json.dumps(result.summary(valid=valid)))
+        return
+    render_rebalance(result, snap, valid=valid)
+    if output is not None:
+        console.print(f"plan written to {output}")
+    if plot is not None:
+        console.print(f"chart written to {plot}")
