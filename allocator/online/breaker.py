@@ -1,0 +1,184 @@
+"""A per-agent circuit breaker: closed -> open -> half-open -> closed.
+
+Closed: calls pass; the last `window` outcomes are remembered and once at
+least `min_calls` are in, a failure share of `failure_rate` or more opens the
+breaker. Open: nothing passes until `open_timeout` has elapsed on the injected
+clock; then half-open. Half-open: up to `probes` calls pass at a time; one
+failure re-opens (with the timeout doubled, up to `max_open_timeout`),
+`probe_successes` successes close it and forget the window.
+
+The breaker reads time only from its clock, so tests drive it with a
+VirtualClock (pybreaker's state machine, minus the threading).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from allocator.errors import AllocatorError
+from allocator.online.clock import Clock
+
+T = TypeVar("T")
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitOpenError(AllocatorError):
+    """A call was refused because the breaker is open (or out of probe slots)."""
+
+    http_status = 503
+
+    def __init__(self, name: str, retry_at: float | None) -> None:
+        when = f"; retry after t={retry_at:.4g}" if retry_at is not None else ""
+        super().__init__(f"circuit breaker for {name!r} is open{when}")
+        self.name = name
+        self.retry_at = retry_at
+
+
+@dataclass(slots=True)
+class BreakerConfig:
+    #: Outcomes remembered while closed. 20 is enough to tell a 50% failure
+    #: rate from bad luck on a few calls, small enough to react within seconds.
+    window: int = 20
+    #: Never open on fewer outcomes than this (one early failure is not a trend).
+    min_calls: int = 5
+    failure_rate: float = 0.5
+    open_timeout: float = 30.0
+    max_open_timeout: float = 600.0
+    probes: int = 1
+    probe_successes: int = 1
+
+
+@dataclass(slots=True)
+class Transition:
+    time: float
+    source: BreakerState
+    target: BreakerState
+    reason: str
+
+
+class CircuitBreaker:
+    """The state machine; `allow`/`acquire` before a call, `record_*` after it."""
+
+    def __init__(self, name: str, config: BreakerConfig | None = None, *,
+                 clock: Clock) -> None:
+        self.name = name
+        self.config = config or BreakerConfig()
+        self.clock = clock
+        self._state = BreakerState.CLOSED
+        self._window: deque[bool] = deque(maxlen=self.config.window)
+        self._failures = 0
+        self._timeout = self.config.open_timeout
+        self.open_until: float | None = None
+        self._probes_in_flight = 0
+        self._probe_ok = 0
+        self.transitions: list[Transition] = []
+        self._reported = 0
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def state(self) -> BreakerState:
+        """Current state; an open breaker whose timeout passed turns half-open here."""
+        if (self._state is BreakerState.OPEN and self.open_until is not None
+                and self.clock.now() >= self.open_until):
+            self._move(BreakerState.HALF_OPEN, "open timeout elapsed")
+            self._probes_in_flight = 0
+            self._probe_ok = 0
+        return self._state
+
+    def _move(self, target: BreakerState, reason: str) -> None:
+        self.transitions.append(Transition(self.clock.now(), self._state, target, reason))
+        self._state = target
+
+    def new_transitions(self) -> list[Transition]:
+        """Transitions since the last call (the executor turns them into instructions)."""
+        out = self.transitions[self._reported:]
+        self._reported = len(self.transitions)
+        return out
+
+    @property
+    def failure_share(self) -> float:
+        return self._failures / len(self._window) if self._window else 0.0
+
+    # -- calls ---------------------------------------------------------------
+
+    def allow(self) -> bool:
+        """Would a call pass now? (Does not take a probe slot.)"""
+        s = self.state
+        if s is BreakerState.CLOSED:
+            return True
+        if s is BreakerState.HALF_OPEN:
+            return self._probes_in_flight < self.config.probes
+        return False
+
+    def acquire(self) -> bool:
+        """Take permission for one call; returns True when the call is a probe.
+
+        Raises CircuitOpenError when the call may not pass.
+        """
+        if not self.allow():
+            raise CircuitOpenError(self.name, self.open_until)
+        if self._state is BreakerState.HALF_OPEN:
+            self._probes_in_flight += 1
+            return True
+        return False
+
+    def record_success(self, *, probe: bool = False) -> None:
+        s = self.state
+        if s is BreakerState.HALF_OPEN:
+            if probe:
+                self._probes_in_flight = max(0, self._probes_in_flight - 1)
+            self._probe_ok += 1
+            if self._probe_ok >= self.config.probe_successes:
+                self._window.clear()
+                self._failures = 0
+                self._timeout = self.config.open_timeout
+                self.open_until = None
+                self._move(BreakerState.CLOSED, f"{self._probe_ok} probe(s) succeeded")
+        elif s is BreakerState.CLOSED:
+            self._push(False)
+
+    def record_failure(self, reason: str = "failure", *, probe: bool = False) -> None:
+        s = self.state
+        if s is BreakerState.HALF_OPEN:
+            if probe:
+                self._probes_in_flight = max(0, self._probes_in_flight - 1)
+            self._timeout = min(self._timeout * 2, self.config.max_open_timeout)
+            self._open(f"probe failed: {reason}")
+        elif s is BreakerState.CLOSED:
+            self._push(True)
+            n = len(self._window)
+            if n >= self.config.min_calls and self._failures / n >= self.config.failure_rate:
+                self._open(f"{self._failures}/{n} recent calls failed (last: {reason})")
+
+    def _push(self, failed: bool) -> None:
+        w = self._window
+        if len(w) == w.maxlen and w[0]:
+            self._failures -= 1
+        w.append(failed)
+        if failed:
+            self._failures += 1
+
+    def _open(self, reason: str) -> None:
+        self.open_until = self.clock.now() + self._timeout
+        self._move(BreakerState.OPEN, reason)
+
+    def call(self, fn: Callable[..., T], *args: object) -> T:
+        """Run `fn(*args)` through the breaker (synchronous convenience)."""
+        probe = self.acquire()
+        try:
+            result = fn(*args)
+        except Exception as e:
+            self.record_failure(repr(e), probe=probe)
+            raise
+        self.record_success(probe=probe)
+        return result

@@ -1,0 +1,329 @@
+"""The executor's vocabulary: events in, instructions out.
+
+Events are what happened (a driver reports them); instructions are what the
+core decided (a driver carries them out). Both are small slotted dataclasses.
+The core stamps every one with an `id` from one monotonic counter and the
+time it was handled; an instruction's `cause` is the id of the event that led
+to it, so a task's history reads as a chain.
+
+Exactly one *terminal* instruction (:class:`Complete`, :class:`Reject`,
+:class:`Fail`) is emitted for every submitted task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from models import Agent, Plan, Priority, Task
+
+
+class Code(StrEnum):
+    """Machine-readable reason of a rejection, failure, deferral or migration."""
+
+    NO_ELIGIBLE_AGENT = "no_eligible_agent"
+    DEADLINE_INFEASIBLE = "deadline_infeasible"
+    DEADLINE_EXPIRED = "deadline_expired"
+    QUEUE_CAP = "queue_cap"
+    THROTTLED = "throttled"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    NOT_RETRYABLE = "not_retryable"
+    CANCELLED = "cancelled"
+    SHUTDOWN = "shutdown"
+    TIMEOUT = "timeout"
+    AGENT_FAILED = "agent_failed"
+    AGENT_LEFT = "agent_left"
+    BREAKER_OPEN = "breaker_open"
+    PLAN = "plan"
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(slots=True)
+class RateLimit:
+    """Limits of an agent behind a quota (e.g. an LLM endpoint), per minute.
+
+    Each becomes a token bucket holding one minute's worth (so bursts up to the
+    per-minute amount are allowed), refilled continuously.
+    """
+
+    tokens_per_min: float | None = None
+    requests_per_min: float | None = None
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    """What the executor knows about a task when it is submitted.
+
+    Times are absolute, on the driver's clock. `work` is an estimate (the run
+    time on a speed-1 agent); `tokens` the estimated usage charged to rate
+    limits. `home` is where the task was produced or where its data lives: the
+    stealing policies queue it there, and running it elsewhere costs
+    `migration_cost` extra time.
+    """
+
+    id: str
+    work: float = 1.0
+    priority: Priority = Priority.NORMAL
+    deadline: float | None = None
+    hard_deadline: bool = False
+    tenant: str | None = None
+    skills: tuple[str, ...] = ()
+    allowed: tuple[str, ...] | None = None
+    forbidden: tuple[str, ...] = ()
+    demand: tuple[tuple[str, float], ...] = ()
+    tokens: float = 0.0
+    home: str | None = None
+    migration_cost: float = 0.0
+    timeout: float | None = None
+    max_retries: int | None = None
+    kind: str | None = None
+
+    @classmethod
+    def from_task(cls, task: Task, *, timeout: float | None = None,
+                  tokens: float = 0.0) -> TaskSpec:
+        """The online view of a domain Task (deadline and release on the same clock)."""
+        return cls(
+            id=task.id, work=task.work, priority=task.priority, deadline=task.deadline,
+            hard_deadline=task.hard_deadline, tenant=task.tenant, skills=tuple(task.skills),
+            allowed=tuple(task.allowed_agents) if task.allowed_agents is not None else None,
+            forbidden=tuple(task.forbidden_agents), demand=tuple(sorted(task.demand.items())),
+            tokens=tokens, home=task.current_agent, migration_cost=task.migration_cost or 0.0,
+            timeout=timeout,
+        )
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(slots=True, kw_only=True)
+class Event:
+    time: float = 0.0
+    id: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskSubmitted(Event):
+    task: TaskSpec
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskStarted(Event):
+    """Optional: the driver reports the moment an attempt really began."""
+
+    task_id: str
+    agent: str
+    attempt: int
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskCompleted(Event):
+    task_id: str
+    agent: str
+    attempt: int
+    duration: float | None = None
+    usage: dict[str, float] | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskFailed(Event):
+    task_id: str
+    agent: str
+    attempt: int
+    reason: str = "error"
+    retryable: bool = True
+    duration: float | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskCancelled(Event):
+    """The submitter withdraws a task (queued or running)."""
+
+    task_id: str
+    reason: str = "cancelled by submitter"
+
+
+@dataclass(slots=True, kw_only=True)
+class AgentJoined(Event):
+    agent: Agent
+    rate_limit: RateLimit | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class AgentLeft(Event):
+    """Graceful leave: queued work moves elsewhere, running work finishes."""
+
+    agent_id: str
+
+
+@dataclass(slots=True, kw_only=True)
+class AgentFailed(Event):
+    """Crash: running attempts are lost (retried elsewhere), queued work moves."""
+
+    agent_id: str
+    reason: str = "agent failed"
+
+
+@dataclass(slots=True, kw_only=True)
+class Tick(Event):
+    """Time passed: fire due timers (deferrals, back-offs, breaker and task timeouts)."""
+
+
+@dataclass(slots=True, kw_only=True)
+class PlanInstalled(Event):
+    plan: Plan
+
+
+@dataclass(slots=True, kw_only=True)
+class Shutdown(Event):
+    """Stop accepting work; `drain=False` returns every queued task unrun."""
+
+    drain: bool = True
+    cancel_running: bool = False
+
+
+# --------------------------------------------------------------------------- instructions
+
+
+@dataclass(slots=True, kw_only=True)
+class Instruction:
+    time: float = 0.0
+    id: int = 0
+    cause: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class Dispatch(Instruction):
+    """Start attempt `attempt` of the task on `agent` now."""
+
+    task_id: str
+    agent: str
+    attempt: int
+    work: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class Steal(Instruction):
+    """A queued task moved from `victim`'s deque to `thief`'s (informational)."""
+
+    task_id: str
+    victim: str
+    thief: str
+
+
+@dataclass(slots=True, kw_only=True)
+class Migrate(Instruction):
+    """A queued task moved between agents (plan, failure, breaker); `target` may be 'global'."""
+
+    task_id: str
+    source: str
+    target: str
+    code: Code = Code.PLAN
+
+
+@dataclass(slots=True, kw_only=True)
+class Defer(Instruction):
+    task_id: str
+    until: float
+    code: Code
+    reason: str
+
+
+@dataclass(slots=True, kw_only=True)
+class Retry(Instruction):
+    task_id: str
+    attempt: int
+    reason: str
+
+
+@dataclass(slots=True, kw_only=True)
+class Cancel(Instruction):
+    """Stop the running attempt; its late result, if any, will be ignored."""
+
+    task_id: str
+    agent: str
+    attempt: int
+    reason: str
+
+
+@dataclass(slots=True, kw_only=True)
+class Complete(Instruction):
+    """Terminal: the task finished."""
+
+    task_id: str
+    agent: str
+    attempt: int
+
+
+@dataclass(slots=True, kw_only=True)
+class Reject(Instruction):
+    """Terminal: the task was never run; `reason` goes back to the submitter."""
+
+    task_id: str
+    code: Code
+    reason: str
+
+
+@dataclass(slots=True, kw_only=True)
+class Fail(Instruction):
+    """Terminal: the task was tried and gave up (or was cancelled)."""
+
+    task_id: str
+    code: Code
+    reason: str
+
+
+@dataclass(slots=True, kw_only=True)
+class BreakerOpened(Instruction):
+    agent: str
+    reason: str
+    until: float
+
+
+@dataclass(slots=True, kw_only=True)
+class BreakerHalfOpen(Instruction):
+    agent: str
+
+
+@dataclass(slots=True, kw_only=True)
+class BreakerClosed(Instruction):
+    agent: str
+
+
+@dataclass(slots=True, kw_only=True)
+class SetTimer(Instruction):
+    """Send a Tick at time `at` (or soon after)."""
+
+    at: float
+
+
+TERMINAL = (Complete, Reject, Fail)
+
+
+def describe(x: Event | Instruction) -> str:
+    """One line for logs and task histories: `#id t=.. Kind field=value ...`."""
+    skip = {"id", "time", "cause"}
+    parts: list[str] = []
+    for name in getattr(x, "__dataclass_fields__", {}):
+        if name in skip:
+            continue
+        v: Any = getattr(x, name)
+        if isinstance(v, (TaskSpec, Agent)):
+            v = v.id
+        elif isinstance(v, Plan):
+            v = f"<plan {v.solver} {len(v.assignments)} assignments>"
+        parts.append(f"{name}={v}")
+    cause = getattr(x, "cause", 0)
+    tail = f" (cause #{cause})" if cause else ""
+    return f"#{x.id} t={x.time:.4g} {type(x).__name__} " + " ".join(parts) + tail
+
+
+__all__ = [
+    "TERMINAL", "AgentFailed", "AgentJoined", "AgentLeft", "BreakerClosed", "BreakerHalfOpen",
+    "BreakerOpened", "Cancel", "Code", "Complete", "Defer", "Dispatch", "Event", "Fail",
+    "Instruction", "Migrate", "PlanInstalled", "RateLimit", "Reject", "Retry", "SetTimer",
+    "Shutdown", "Steal", "TaskCancelled", "TaskCompleted", "TaskFailed", "TaskSpec",
+    "TaskStarted", "TaskSubmitted", "Tick", "describe",
+]

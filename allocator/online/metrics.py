@@ -1,0 +1,220 @@
+"""Online measures: counters, wait and latency samples, per-agent utilisation, Prometheus.
+
+Definitions (the CLI and the exporter print these):
+
+- wait: first dispatch minus submission; latency: end minus submission
+  (completed tasks only).
+- miss_rate: among tasks with a deadline, the share that did not complete by
+  it (late, rejected or failed all count as misses).
+- utilisation of an agent: busy time / (up time x concurrency); `utilisation`
+  is the total over agents, `jain` is Jain's index of the per-agent values
+  (allocator.metrics.jain_index) and `load_variance` their variance.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from allocator.metrics import jain_index, percentile, variance
+from allocator.online.events import TaskSpec
+
+if TYPE_CHECKING:
+    from allocator.online.core import Executor, TaskState
+
+#: EWMA weight for the learned ratio actual/estimated tokens per task kind.
+TOKEN_ALPHA = 0.2
+
+
+class OnlineMetrics:
+    """Counters and samples the core updates as it goes (cheap: appends and adds)."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.submitted = 0
+        self.completed = 0
+        self.rejected = 0
+        self.failed = 0
+        self.retries = 0
+        self.deferred = 0
+        self.dispatches = 0
+        self.steals = 0
+        self.steal_attempts = 0
+        self.failed_steals = 0
+        self.migrations = 0
+        self.requeued = 0
+        self.plans = 0
+        self.plan_skipped = 0
+        self.stale = 0
+        self.breaker_opens = 0
+        self.with_deadline = 0
+        self.misses = 0
+        self.first_submit: float | None = None
+        self.last_end = 0.0
+        self.codes: Counter[str] = Counter()
+        self.waits = array("d")
+        self.latencies = array("d")
+        self._token_ratio: dict[str, float] = {}
+
+    # -- updates from the core ------------------------------------------------
+
+    def on_submit(self, t: TaskState) -> None:
+        self.submitted += 1
+        if self.first_submit is None:
+            self.first_submit = t.submitted
+
+    def on_end(self, t: TaskState, kind: str, code: Any, now: float) -> None:
+        self.last_end = now
+        d = t.spec.deadline
+        if kind == "Complete":
+            self.completed += 1
+            self.latencies.append(now - t.submitted)
+            if d is not None:
+                self.with_deadline += 1
+                if now > d + 1e-9:
+                    self.misses += 1
+            return
+        if kind == "Reject":
+            self.rejected += 1
+        else:
+            self.failed += 1
+        self.codes[str(code)] += 1
+        if d is not None:
+            self.with_deadline += 1
+            self.misses += 1
+
+    def learn_tokens(self, spec: TaskSpec, actual: float) -> None:
+        if spec.tokens <= 0:
+            return
+        key = spec.kind or spec.tenant or ""
+        r = self._token_ratio.get(key, 1.0)
+        self._token_ratio[key] = r + TOKEN_ALPHA * (actual / spec.tokens - r)
+
+    def token_estimate(self, spec: TaskSpec) -> float:
+        """Estimated tokens of a task: its own estimate times the learned ratio."""
+        return spec.tokens * self._token_ratio.get(spec.kind or spec.tenant or "", 1.0)
+
+    # -- summaries -------------------------------------------------------------
+
+    @property
+    def ended(self) -> int:
+        return self.completed + self.rejected + self.failed
+
+
+def agent_utilisation(ex: Executor) -> dict[str, float]:
+    """busy / (up time x concurrency) per agent that has been up, counting running work."""
+    now = ex.now
+    out: dict[str, float] = {}
+    for a in ex.agents.values():
+        up = a.uptime + (now - a.up_since if a.status.value != "down" else 0.0)
+        busy = a.busy + sum(now - t.started for t in a.running.values())
+        if up > 0:
+            out[a.id] = busy / (up * a.concurrency)
+    return out
+
+
+def summary(ex: Executor) -> dict[str, Any]:
+    """The executor's measures as one flat dict (the CLI's and the exporter's source)."""
+    m = ex.metrics
+    util = agent_utilisation(ex)
+    u = np.fromiter(util.values(), dtype=float, count=len(util))
+    cap = 0.0
+    busy = 0.0
+    now = ex.now
+    for a in ex.agents.values():
+        up = a.uptime + (now - a.up_since if a.status.value != "down" else 0.0)
+        cap += up * a.concurrency
+        busy += a.busy + sum(now - t.started for t in a.running.values())
+    waits = np.frombuffer(m.waits, dtype=float) if len(m.waits) else np.zeros(0)
+    lat = np.frombuffer(m.latencies, dtype=float) if len(m.latencies) else np.zeros(0)
+    span = max(m.last_end - (m.first_submit or 0.0), 1e-12)
+    return {
+        "tasks": m.submitted,
+        "completed": m.completed,
+        "rejected": m.rejected,
+        "failed": m.failed,
+        "live": ex.live(),
+        "retries": m.retries,
+        "deferred": m.deferred,
+        "miss_rate": m.misses / m.with_deadline if m.with_deadline else 0.0,
+        "p50_wait": percentile(waits, 50),
+        "p99_wait": percentile(waits, 99),
+        "p50_latency": percentile(lat, 50),
+        "p99_latency": percentile(lat, 99),
+        "jain": jain_index(u),
+        "load_variance": variance(u),
+        "utilisation": busy / cap if cap > 0 else 0.0,
+        "steals": m.steals,
+        "steal_rate": m.steals / span,
+        "migrations": m.migrations,
+        "migration_rate": m.migrations / span,
+        "requeued": m.requeued,
+        "breaker_opens": m.breaker_opens,
+        "throughput": m.completed / span,
+        "stale": m.stale,
+        "events": m.events,
+    }
+
+
+class ExecutorCollector(Collector):
+    """Prometheus collector reading an Executor on every scrape."""
+
+    def __init__(self, ex: Executor, prefix: str = "allocator_online") -> None:
+        self.ex = ex
+        self.prefix = prefix
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        p = self.prefix
+        s = summary(self.ex)
+        tasks = CounterMetricFamily(f"{p}_tasks", "Tasks by outcome", labels=["outcome"])
+        for k in ("completed", "rejected", "failed"):
+            tasks.add_metric([k], s[k])
+        yield tasks
+        yield CounterMetricFamily(f"{p}_submitted", "Tasks submitted", value=s["tasks"])
+        yield CounterMetricFamily(f"{p}_steals", "Tasks moved by stealing", value=s["steals"])
+        yield CounterMetricFamily(f"{p}_migrations", "Tasks moved by plans",
+                                  value=s["migrations"])
+        yield CounterMetricFamily(f"{p}_retries", "Retried attempts", value=s["retries"])
+        for k, doc in (("load_variance", "Variance of per-agent utilisation"),
+                       ("jain", "Jain's index of per-agent utilisation"),
+                       ("utilisation", "Busy share of agent capacity"),
+                       ("miss_rate", "Share of deadline tasks not completed in time"),
+                       ("throughput", "Completed tasks per time unit"),
+                       ("steal_rate", "Steals per time unit"),
+                       ("migration_rate", "Plan migrations per time unit")):
+            yield GaugeMetricFamily(f"{p}_{k}", doc, value=s[k])
+        for name, keys in (("wait", ("p50_wait", "p99_wait")),
+                           ("latency", ("p50_latency", "p99_latency"))):
+            g = GaugeMetricFamily(f"{p}_{name}", f"{name} percentiles", labels=["quantile"])
+            g.add_metric(["0.5"], s[keys[0]])
+            g.add_metric(["0.99"], s[keys[1]])
+            yield g
+        util = GaugeMetricFamily(f"{p}_agent_utilisation", "Per-agent utilisation",
+                                 labels=["agent"])
+        for a, v in agent_utilisation(self.ex).items():
+            util.add_metric([a], v)
+        yield util
+        tok = CounterMetricFamily(f"{p}_agent_tokens", "Tokens reported used", labels=["agent"])
+        brk = GaugeMetricFamily(f"{p}_agent_breaker_open", "1 when the breaker is not closed",
+                                labels=["agent"])
+        for ag in self.ex.agents.values():
+            tok.add_metric([ag.id], ag.tokens_used)
+            brk.add_metric([ag.id], 0.0 if ag.breaker.state.value == "closed" else 1.0)
+        yield tok
+        yield brk
+
+
+def register(ex: Executor, registry: CollectorRegistry | None = None) -> CollectorRegistry:
+    """Export the executor's metrics through a (new by default) CollectorRegistry."""
+    reg = registry if registry is not None else CollectorRegistry()
+    reg.register(ExecutorCollector(ex))
+    return reg

@@ -1,0 +1,135 @@
+"""Named policies: where a new task is queued, in which order queues are served, and stealing.
+
+A policy is three pluggable choices:
+
+- placement (`global`, `round_robin`, `random`, `jsq`, `p2c`, `home`): where a
+  task goes on arrival, the global queue or one agent's deque;
+- discipline (`fifo`, `edf`, `priority`, `wfq`, `cfs`): the order inside every
+  queue (see allocator.online.queues);
+- stealing on or off, with its parameters (:class:`StealConfig`).
+
+`make_policy(name)` builds one from its name; `policy_names()` lists them. The
+names of the form `<discipline>+stealing` place at the task's home agent and
+let idle agents steal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from allocator.errors import InvalidInputError
+from allocator.online.queues import (
+    CfsQueue,
+    EdfQueue,
+    FifoQueue,
+    PriorityConfig,
+    PriorityQueue,
+    TaskQueue,
+    WfqQueue,
+)
+
+PLACEMENTS = ("global", "round_robin", "random", "jsq", "p2c", "home")
+DISCIPLINES = ("fifo", "edf", "priority", "wfq", "cfs")
+
+
+@dataclass(slots=True)
+class StealConfig:
+    """Work-stealing parameters (times in the clock's units).
+
+    A thief takes a task only if it would finish it sooner than the victim by
+    `margin_frac` of the task's own run time plus `latency` (the cost of moving
+    it). That is the threshold that stops ping-pong: the reverse move can never
+    pass the same test. dask's `stealing.py` uses the same shape (its LATENCY
+    is 0.1 s of network cost).
+    """
+
+    #: Required gain as a share of the task's run time on the thief: 20% keeps
+    #: estimate noise (±20% in our workloads) from triggering pointless moves.
+    margin_frac: float = 0.2
+    #: Fixed cost of one steal (transfer, bookkeeping), added to the thief's side.
+    latency: float = 0.0
+    #: Victims need at least this many queued (not running) tasks.
+    min_victim_queue: int = 1
+    #: Take up to half of the victim's queue, at most this many per steal.
+    max_batch: int = 32
+    #: How many of the most loaded victims a thief tries before giving up.
+    victims: int = 3
+    #: Back-off after a failed steal doubles from `backoff` to `max_backoff`.
+    backoff: float = 0.05
+    max_backoff: float = 2.0
+    #: A task is stolen at most this many times (bounded movement).
+    max_steals_per_task: int = 3
+    #: A home deque longer than this overflows to the global queue.
+    deque_cap: int = 100_000
+
+
+@dataclass(slots=True)
+class Policy:
+    name: str
+    placement: str = "global"
+    discipline: str = "fifo"
+    stealing: bool = False
+    steal: StealConfig = field(default_factory=StealConfig)
+    priority: PriorityConfig = field(default_factory=PriorityConfig)
+    #: Flow (tenant or class) weights for wfq and cfs.
+    flow_weights: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise InvalidInputError(f"unknown placement {self.placement!r}; known: "
+                                    f"{', '.join(PLACEMENTS)}", field="placement")
+        if self.discipline not in DISCIPLINES:
+            raise InvalidInputError(f"unknown discipline {self.discipline!r}; known: "
+                                    f"{', '.join(DISCIPLINES)}", field="discipline")
+
+    def new_queue(self) -> TaskQueue:
+        """A fresh queue of this policy's discipline (one per agent and per global pool)."""
+        d = self.discipline
+        if d == "fifo":
+            return FifoQueue()
+        if d == "edf":
+            return EdfQueue()
+        if d == "priority":
+            return PriorityQueue(self.priority)
+        if d == "wfq":
+            return WfqQueue(self.flow_weights)
+        return CfsQueue(self.flow_weights)
+
+
+_DESCRIPTIONS: dict[str, tuple[str, str, bool, str]] = {
+    "fifo": ("global", "fifo", False, "one global queue in arrival order, any free agent"),
+    "round-robin": ("round_robin", "fifo", False, "each arrival to the next eligible agent"),
+    "random": ("random", "fifo", False, "each arrival to a random eligible agent (seeded)"),
+    "jsq": ("jsq", "fifo", False, "join the shortest queue (queued + running tasks)"),
+    "p2c": ("p2c", "fifo", False, "power of two choices: the shorter of two random agents"),
+    "stealing": ("home", "fifo", True, "per-agent deques at the home agent, idle agents steal"),
+    "edf": ("global", "edf", False, "global queue by earliest deadline"),
+    "priority": ("global", "priority", False, "four classes, weighted shares, aging"),
+    "wfq": ("global", "wfq", False, "weighted fair queuing across tenants (virtual finish)"),
+    "cfs": ("global", "cfs", False, "fair scheduler on weighted virtual runtime per tenant"),
+}
+for _d in ("edf", "priority", "wfq", "cfs"):
+    _DESCRIPTIONS[f"{_d}+stealing"] = ("home", _d, True,
+                                       f"{_d} order in per-agent deques, idle agents steal")
+
+
+def policy_names() -> list[str]:
+    return list(_DESCRIPTIONS)
+
+
+def describe_policies() -> dict[str, str]:
+    return {k: v[3] for k, v in _DESCRIPTIONS.items()}
+
+
+def make_policy(name: str | Policy, **overrides: object) -> Policy:
+    """The policy called `name` (see `policy_names()`), with fields overridden."""
+    if isinstance(name, Policy):
+        return replace(name, **overrides) if overrides else name  # type: ignore[arg-type]
+    spec = _DESCRIPTIONS.get(name)
+    if spec is None:
+        raise InvalidInputError(
+            f"unknown policy {name!r}; known: {', '.join(_DESCRIPTIONS)}", field="policy")
+    placement, discipline, stealing, _ = spec
+    p = Policy(name=name, placement=placement, discipline=discipline, stealing=stealing)
+    return replace(p, **overrides) if overrides else p  # type: ignore[arg-type]
+

@@ -1,0 +1,367 @@
+"""Queue disciplines: the order in which an agent (or the global queue) serves tasks.
+
+Every queue has two ends. The *owner* end (`peek`/`take`) is the entry the
+discipline serves next; the *thief* end (`back`) is the entry it would serve
+last, which is what work stealing takes. Entries are `(key, seq, task)` tuples
+kept sorted, where `seq` is the task's submission number: ties between equal
+keys go to the earlier submission, deterministically. The key is:
+
+- fifo: 0.0 (so the order is submission order)
+- edf: the absolute deadline (+inf without one)
+- wfq: the virtual finish time `max(V, F_flow) + work / weight_flow`
+- priority: per class fifo queues, chosen by stride scheduling on the class
+  weights, with any head older than its class's aging limit served first
+- cfs: per flow fifo queues, the flow with the least weighted virtual runtime first
+
+`work` is the sum of the queued tasks' estimated work.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, insort
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from models import Priority
+
+if TYPE_CHECKING:
+    from allocator.online.core import TaskState
+
+Key = tuple[float, int]
+
+
+class TaskQueue(Protocol):
+    @property
+    def work(self) -> float: ...
+
+    def __len__(self) -> int: ...
+    def push(self, t: TaskState, now: float) -> None: ...
+    def peek(self, now: float) -> TaskState | None: ...
+    def take(self, t: TaskState, now: float) -> None: ...
+    def remove(self, t: TaskState) -> None: ...
+    def back(self, limit: int) -> list[TaskState]: ...
+    def peek_key(self, now: float) -> Key | None: ...
+    def charge(self, t: TaskState, delta: float) -> None: ...
+    def __iter__(self) -> Iterator[TaskState]: ...
+
+
+class SortedQueue:
+    """Entries sorted by (key, seq); owner end at `head`, thief end at the list's end.
+
+    Popping the head only advances an index (O(1)); appending a key not
+    smaller than the last is O(1); other inserts and removals are a bisect plus
+    a memmove. Used directly for fifo, edf, wfq and plan order.
+    """
+
+    __slots__ = ("_head", "_items", "work")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._head = 0
+        self.work = 0.0
+
+    def __len__(self) -> int:
+        return len(self._items) - self._head
+
+    def __iter__(self) -> Iterator[TaskState]:
+        items = self._items
+        for i in range(self._head, len(items)):
+            yield items[i][2]
+
+    def key_of(self, t: TaskState) -> float:
+        return 0.0
+
+    def push(self, t: TaskState, now: float) -> None:
+        self.push_key(t, self.key_of(t))
+
+    def push_key(self, t: TaskState, key: float) -> None:
+        e = (key, t.seq, t)
+        t.qkey = key
+        t.queue = self
+        items = self._items
+        if len(items) == self._head or (key, t.seq) > items[-1][:2]:
+            items.append(e)
+        else:
+            insort(items, e, lo=self._head)
+        self.work += t.est
+
+    def peek(self, now: float) -> TaskState | None:
+        return self._items[self._head][2] if len(self._items) > self._head else None
+
+    def peek_key(self, now: float) -> Key | None:
+        if len(self._items) == self._head:
+            return None
+        e = self._items[self._head]
+        return (e[0], e[1])
+
+    def take(self, t: TaskState, now: float) -> None:
+        items = self._items
+        if len(items) > self._head and items[self._head][2] is t:
+            items[self._head] = None
+            self._head += 1
+            if self._head > 64 and self._head * 2 > len(items):
+                del items[: self._head]
+                self._head = 0
+            self._detach(t)
+        else:
+            self.remove(t)
+
+    def remove(self, t: TaskState) -> None:
+        items = self._items
+        i = bisect_left(items, (t.qkey, t.seq), lo=self._head)
+        if i < len(items) and items[i][2] is t:
+            del items[i]
+            self._detach(t)
+        else:  # pragma: no cover - a broken invariant, not an input error
+            raise RuntimeError(f"task {t.id} is not in this queue")
+
+    def _detach(self, t: TaskState) -> None:
+        t.queue = None
+        self.work -= t.est
+        if len(self._items) == self._head:
+            self.work = 0.0
+
+    def back(self, limit: int) -> list[TaskState]:
+        items = self._items
+        lo = max(self._head, len(items) - limit)
+        return [items[i][2] for i in range(len(items) - 1, lo - 1, -1)]
+
+    def charge(self, t: TaskState, delta: float) -> None:
+        return None
+
+
+class FifoQueue(SortedQueue):
+    __slots__ = ()
+
+
+class EdfQueue(SortedQueue):
+    __slots__ = ()
+
+    def key_of(self, t: TaskState) -> float:
+        d = t.spec.deadline
+        return math.inf if d is None else d
+
+
+class PlanQueue(SortedQueue):
+    """Tasks placed by an installed plan, served in the plan's start order."""
+
+    __slots__ = ()
+
+
+def flow_of(t: TaskState) -> str:
+    """The fairness flow of a task: its tenant, else its priority class."""
+    return t.spec.tenant if t.spec.tenant is not None else t.spec.priority.value
+
+
+class WfqQueue(SortedQueue):
+    """Weighted fair queuing (self-clocked): serve the smallest virtual finish time.
+
+    A task of flow f gets `F = max(V, F_last[f]) + work / w_f` when queued,
+    where V is the finish time of the last task served. A backlogged flow with
+    weight w gets a share w / sum(w) of the served work.
+    """
+
+    __slots__ = ("_last", "_v", "weights")
+
+    def __init__(self, weights: dict[str, float] | None = None) -> None:
+        super().__init__()
+        self.weights = weights or {}
+        self._last: dict[str, float] = {}
+        self._v = 0.0
+
+    def key_of(self, t: TaskState) -> float:
+        f = flow_of(t)
+        w = self.weights.get(f, 1.0)
+        finish = max(self._v, self._last.get(f, 0.0)) + max(t.est, 1e-9) / w
+        self._last[f] = finish
+        return finish
+
+    def take(self, t: TaskState, now: float) -> None:
+        self._v = max(self._v, t.qkey)
+        super().take(t, now)
+
+
+@dataclass(slots=True)
+class PriorityConfig:
+    """Scheduling shares and aging limits of the four classes.
+
+    weights: when several classes are waiting, class c is served a share
+    w_c / sum(w) of the dispatches (stride scheduling).
+    aging: a head task that has waited this long is served before any
+    younger one regardless of class, so no class starves: with a steady
+    stream of higher classes, a low task waits at most about its aging limit
+    plus the time to serve the older aged heads.
+    """
+
+    weights: dict[Priority, float] = field(default_factory=lambda: {
+        Priority.CRITICAL: 8.0, Priority.HIGH: 4.0, Priority.NORMAL: 2.0, Priority.LOW: 1.0})
+    aging: dict[Priority, float] = field(default_factory=lambda: {
+        Priority.CRITICAL: math.inf, Priority.HIGH: 60.0, Priority.NORMAL: 30.0,
+        Priority.LOW: 30.0})
+
+
+_CLASSES = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
+
+
+class PriorityQueue:
+    """Multi-level queue: one fifo per class, stride scheduling on weights, aging."""
+
+    __slots__ = ("_aging", "_pass", "_qs", "_stride", "_vpass")
+
+    def __init__(self, config: PriorityConfig | None = None) -> None:
+        cfg = config or PriorityConfig()
+        self._qs = [FifoQueue() for _ in _CLASSES]
+        self._stride = [1.0 / max(cfg.weights.get(c, 1.0), 1e-9) for c in _CLASSES]
+        self._aging = [cfg.aging.get(c, math.inf) for c in _CLASSES]
+        self._pass = [0.0] * 4
+        self._vpass = 0.0
+
+    @property
+    def work(self) -> float:
+        return sum(q.work for q in self._qs)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._qs)
+
+    def __iter__(self) -> Iterator[TaskState]:
+        for q in self._qs:
+            yield from q
+
+    def push(self, t: TaskState, now: float) -> None:
+        c = t.spec.priority.rank
+        q = self._qs[c]
+        if not len(q):  # a class that was idle does not bank credit
+            self._pass[c] = max(self._pass[c], self._vpass)
+        q.push(t, now)
+        t.queue = self
+
+    def _choose(self, now: float) -> int:
+        best_aged = -1
+        oldest = math.inf
+        for c in range(4):
+            h = self._qs[c].peek(now)
+            if h is not None and now - h.enqueued >= self._aging[c] and h.enqueued < oldest:
+                best_aged, oldest = c, h.enqueued
+        if best_aged >= 0:
+            return best_aged
+        best = -1
+        for c in range(4):
+            if len(self._qs[c]) and (best < 0 or self._pass[c] < self._pass[best]):
+                best = c
+        return best
+
+    def peek(self, now: float) -> TaskState | None:
+        c = self._choose(now)
+        return None if c < 0 else self._qs[c].peek(now)
+
+    def peek_key(self, now: float) -> Key | None:
+        t = self.peek(now)
+        if t is None:
+            return None
+        aged = now - t.enqueued >= self._aging[t.spec.priority.rank]
+        return (0.0 if aged else 1.0 + t.spec.priority.rank, t.seq)
+
+    def take(self, t: TaskState, now: float) -> None:
+        c = t.spec.priority.rank
+        self._vpass = self._pass[c]
+        self._pass[c] += self._stride[c]
+        self._qs[c].take(t, now)
+
+    def remove(self, t: TaskState) -> None:
+        self._qs[t.spec.priority.rank].remove(t)
+
+    def back(self, limit: int) -> list[TaskState]:
+        out: list[TaskState] = []
+        for c in (3, 2, 1, 0):
+            if len(out) >= limit:
+                break
+            out.extend(self._qs[c].back(limit - len(out)))
+        return out
+
+    def charge(self, t: TaskState, delta: float) -> None:
+        return None
+
+
+class CfsQueue:
+    """Completely-fair style: per-flow fifo, serve the flow with least weighted vruntime.
+
+    A flow's vruntime grows by run time / weight: by the estimate when a task
+    is dispatched, corrected by `charge` when the actual run time is known. A
+    flow that becomes active starts at the current minimum vruntime (no banked
+    credit for having been idle).
+    """
+
+    __slots__ = ("_flows", "_min_v", "_vr", "weights")
+
+    def __init__(self, weights: dict[str, float] | None = None) -> None:
+        self.weights = weights or {}
+        self._flows: dict[str, FifoQueue] = {}
+        self._vr: dict[str, float] = {}
+        self._min_v = 0.0
+
+    @property
+    def work(self) -> float:
+        return sum(q.work for q in self._flows.values())
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._flows.values())
+
+    def __iter__(self) -> Iterator[TaskState]:
+        for q in self._flows.values():
+            yield from q
+
+    def push(self, t: TaskState, now: float) -> None:
+        f = flow_of(t)
+        q = self._flows.get(f)
+        if q is None:
+            q = self._flows[f] = FifoQueue()
+        if not len(q):
+            self._vr[f] = max(self._vr.get(f, 0.0), self._min_v)
+        q.push(t, now)
+        t.queue = self
+
+    def _best(self) -> str | None:
+        best: str | None = None
+        bv = math.inf
+        for f, q in self._flows.items():
+            if len(q) and self._vr[f] < bv:
+                best, bv = f, self._vr[f]
+        return best
+
+    def peek(self, now: float) -> TaskState | None:
+        f = self._best()
+        return None if f is None else self._flows[f].peek(now)
+
+    def peek_key(self, now: float) -> Key | None:
+        f = self._best()
+        if f is None:
+            return None
+        h = self._flows[f].peek(now)
+        assert h is not None
+        return (self._vr[f], h.seq)
+
+    def take(self, t: TaskState, now: float) -> None:
+        f = flow_of(t)
+        self._min_v = self._vr[f]
+        self._vr[f] += t.est / self.weights.get(f, 1.0)
+        self._flows[f].take(t, now)
+
+    def remove(self, t: TaskState) -> None:
+        self._flows[flow_of(t)].remove(t)
+
+    def back(self, limit: int) -> list[TaskState]:
+        order = sorted((f for f, q in self._flows.items() if len(q)),
+                       key=lambda f: -self._vr[f])
+        out: list[TaskState] = []
+        for f in order:
+            if len(out) >= limit:
+                break
+            out.extend(self._flows[f].back(limit - len(out)))
+        return out
+
+    def charge(self, t: TaskState, delta: float) -> None:
+        f = flow_of(t)
+        if f in self._vr:
+            self._vr[f] += delta / self.weights.get(f, 1.0)
