@@ -1,53 +1,297 @@
-"""`auto`: pick a backend by size and structure, and never come back empty-handed.
+"""`auto`: an anytime portfolio that picks its method by size and structure.
 
-Rules (documented in docs/solvers.md):
+The choice (documented with measurements in docs/solvers.md):
 
-* Greedy first, always: it is the fallback and the warm start.
-* CP-SAT next when the model is small enough to be worth it: at most
-  ``CPSAT_MAX_PAIRS`` eligible (task, agent) pairs for the assignment model,
-  ``CPSAT_MAX_SCHED_PAIRS`` when the scheduling model (intervals) is needed.
-* The better of the two by the shared objective is returned.
+1. **Scheduling snapshots** (start times matter: deadlines with tardiness or
+   hard deadlines, releases or multi-lane agents with makespan): greedy, then
+   CP-SAT's scheduling model hinted with it when the model is small enough
+   (``CPSAT_MAX_SCHED_PAIRS`` eligible pairs); the better plan wins. The LP
+   bound of the assignment relaxation is reported.
+2. **Very large pure load balancing** (more than ``LINEAR_MAX_PAIRS``
+   eligible pairs, or no pair matrix wanted): the structure-aware makespan
+   path (:mod:`allocator.solvers.balance`) - skill groups, agent-independent
+   demand, no tasks x agents matrix.
+3. **Everything else** (the assignment model): LP relaxation (the bound, and
+   a rounding for the start), greedy as a fallback, vectorised local search
+   (shift, swap, ejection chains), then two threads until the budget ends:
+
+   * large-neighbourhood search: free the tasks of a few related agents
+     (plus the unplaced ones), re-optimise that sub-MILP with HiGHS hinted
+     with the incumbent, accept when not worse; neighbourhood size adapts to
+     how fast sub-problems are solved; a local-search pass now and then;
+   * the full MILP in HiGHS (its own core), started from the same incumbent;
+     its improving solutions are passed to the LNS, and its dual bound
+     tightens the reported gap, and may prove optimality.
+
+   Both use one core each (HiGHS releases the GIL). The best plan by the
+   shared objective is returned; there is always one (the greedy plan at
+   worst), so `auto` is never empty-handed.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from allocator.bounds import best_bound, lp_relaxation
 from allocator.problem import Problem
 from allocator.solvers.base import Budget, WarmStart, make_plan, register
 from allocator.solvers.cpsat import solve_cpsat_arrays, use_scheduling_model
-from allocator.solvers.greedy import construct
-from models import Plan, PlanStatus
+from allocator.solvers.greedy import greedy_assign
+from allocator.solvers.linear import (
+    LinearModel,
+    build_highs,
+    build_linear,
+    read_assignment,
+    set_start,
+)
+from allocator.solvers.localsearch import local_search, round_lp
+from models import Plan, PlanStatus, SolutionPoint
 
-#: Beyond this many eligible pairs the CP-SAT assignment model costs more to
-#: build (seconds) than it returns within typical budgets.
-CPSAT_MAX_PAIRS = 400_000
-#: Optional intervals are far heavier than booleans.
+#: Optional intervals are far heavier than booleans: above this many eligible
+#: pairs the CP-SAT scheduling model is not built at all.
 CPSAT_MAX_SCHED_PAIRS = 30_000
+#: Above this many (task, agent) cells the assignment model's dense helpers
+#: (score / demand matrices) cost too much memory: the structure-aware path runs.
+LINEAR_MAX_CELLS = 4_000_000
+#: Free tasks per LNS sub-problem at the start; adapted within [MIN, MAX].
+LNS_START_TASKS, LNS_MIN_TASKS, LNS_MAX_TASKS = 90, 20, 400
+#: Per sub-problem time limit (s): sub-problems that need longer are too big.
+LNS_SUB_LIMIT = 0.5
+#: Target solve time of one sub-problem (s): many quick ones beat a few slow ones.
+LNS_FAST_S = 0.08
+#: Seconds kept back at the end for building the plan.
+RESERVE_S = 0.15
 
 
-@register("auto", "greedy, then CP-SAT when the model is small enough; best plan wins")
-def solve_auto(
-    problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
-) -> Plan:
-    base = warm.agent_of if warm is not None else construct(problem)
+@dataclass
+class _Shared:
+    """Incumbent shared by the LNS thread and the full-MILP thread."""
+
+    lm: LinearModel
+    agent_of: np.ndarray
+    obj: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    points: list[SolutionPoint] = field(default_factory=list)
+    source: str = "construction"
+
+    def offer(self, agent_of: np.ndarray, t: float, source: str) -> bool:
+        if not self.lm.feasible(agent_of):
+            return False
+        obj = self.lm.objective(agent_of)
+        with self.lock:
+            if obj < self.obj - 1e-9 * max(1.0, abs(self.obj)):
+                self.agent_of, self.obj, self.source = agent_of.copy(), obj, source
+                self.points.append(SolutionPoint(time_s=t, objective=obj))
+                return True
+            return False
+
+    def get(self) -> tuple[np.ndarray, float]:
+        with self.lock:
+            return self.agent_of.copy(), self.obj
+
+
+def _related(lm: LinearModel) -> np.ndarray:
+    """[m, m] how many tasks of agent a have agent b among their three best alternatives."""
+    S = lm.score[: lm.m]
+    k = min(3, lm.m)
+    best = np.argsort(S, axis=0)[:k]  # [k, n]
+    rel = np.zeros((lm.m, lm.m))
+    for r in range(1, k):
+        np.add.at(rel, (best[0], best[r]), 1.0)
+    rel = rel + rel.T
+    np.fill_diagonal(rel, 0.0)
+    return rel
+
+
+def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
+         stats: dict[str, int]) -> None:
+    lm = shared.lm
+    m, n = lm.m, lm.n
+    rng = np.random.default_rng(seed)
+    rel = _related(lm) + 0.5
+    target = float(LNS_START_TASKS)
+    since_ls = 0
+    per_agent = max(1.0, n / max(m, 1))
+    while not stop.is_set() and budget.remaining() > RESERVE_S + 0.05:
+        cur, obj = shared.get()
+        # Neighbourhood: a random agent, then related ones until ~target tasks.
+        k_agents = int(np.clip(round(target / per_agent), 2, m))
+        a0 = int(rng.integers(m))
+        chosen = [a0]
+        weight = rel[a0].copy()
+        while len(chosen) < k_agents:
+            weight[chosen] = 0.0
+            if weight.sum() <= 0:
+                break
+            b = int(rng.choice(m, p=weight / weight.sum()))
+            chosen.append(b)
+            weight += rel[b]
+        agents = np.array(sorted(chosen))
+        in_s = np.zeros(m + 1, dtype=bool)
+        in_s[agents] = True
+        rows = np.where(cur >= 0, cur, m)
+        free = np.flatnonzero(in_s[rows] | (cur < 0))
+        fixed = cur.copy()
+        fixed[free] = -1
+        fixed_used = lm.used(fixed)
+        fixed_loads = lm.loads(fixed)
+        on = np.flatnonzero(fixed >= 0)
+        fixed_moved = int(lm.moved[lm.pos[fixed[on], on]].sum()) if on.size else 0
+        hm = build_highs(lm, tasks=free, agents=agents, fixed_used=fixed_used,
+                         fixed_loads=fixed_loads, fixed_moved=fixed_moved)
+        h = hm.highs
+        limit = min(LNS_SUB_LIMIT, budget.remaining() - RESERVE_S)
+        if limit <= 0.02:
+            break
+        h.setOptionValue("time_limit", float(limit))  # type: ignore[attr-defined]
+        h.setOptionValue("random_seed", int(rng.integers(1 << 30)))  # type: ignore[attr-defined]
+        h.setOptionValue("mip_rel_gap", 0.0)  # type: ignore[attr-defined]
+        set_start(lm, hm, cur)
+        t_sub = time.perf_counter()
+        h.run()  # type: ignore[attr-defined]
+        stats["lns_subproblems"] += 1
+        info = h.getInfo()  # type: ignore[attr-defined]
+        import highspy
+
+        solved = h.getModelStatus() == highspy.HighsModelStatus.kOptimal  # type: ignore[attr-defined]
+        if info.primal_solution_status == 2:
+            cand = read_assignment(lm, hm, np.asarray(h.getSolution().col_value), cur)  # type: ignore[attr-defined]
+            if shared.offer(cand, budget.elapsed(), "lns"):
+                stats["lns_improvements"] += 1
+                since_ls += 1
+            elif lm.feasible(cand) and lm.objective(cand) <= obj + 1e-9 * max(1.0, abs(obj)):
+                with shared.lock:  # equal objective: move along the plateau
+                    if shared.obj >= lm.objective(cand) - 1e-9 * max(1.0, abs(obj)):
+                        shared.agent_of = cand
+        # Adapt: grow while sub-problems are solved to optimality quickly,
+        # shrink when they are not solved or take long.
+        took = time.perf_counter() - t_sub
+        if solved and took < LNS_FAST_S:
+            target = min(LNS_MAX_TASKS, target * 1.1)
+        elif not solved or took > 3 * LNS_FAST_S:
+            target = max(LNS_MIN_TASKS, target * 0.8)
+        if since_ls >= 10:
+            since_ls = 0
+            cur, _ = shared.get()
+            better = local_search(lm, cur, seed=int(rng.integers(1 << 30)), max_passes=3,
+                                  deadline=lambda: budget.remaining() < RESERVE_S + 0.1)
+            shared.offer(better, budget.elapsed(), "local search")
+
+
+def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object],
+               stop: threading.Event) -> None:
+    lm = shared.lm
+    hm = build_highs(lm)
+    h = hm.highs
+    h.setOptionValue("time_limit", float(max(budget.remaining() - RESERVE_S, 0.01)))  # type: ignore[attr-defined]
+    h.setOptionValue("random_seed", int(seed) % 2_147_483_647)  # type: ignore[attr-defined]
+    h.setOptionValue("mip_rel_gap", 0.0)  # type: ignore[attr-defined]
+    start, _ = shared.get()
+    set_start(lm, hm, start)
+
+    def on_improve(e) -> None:  # type: ignore[no-untyped-def]
+        try:
+            col = np.asarray(e.data_out.mip_solution)
+            cand = read_assignment(lm, hm, col, np.full(lm.n, -1, dtype=np.int64))
+            shared.offer(cand, budget.elapsed(), "milp")
+        except Exception:  # a callback must never take the solver down
+            pass
+
+    # Only the (rare) improving-solution callback: HiGHS calls interrupt
+    # callbacks constantly and each would take the GIL from the LNS thread.
+    h.cbMipImprovingSolution.subscribe(on_improve)  # type: ignore[attr-defined]
+    h.run()  # type: ignore[attr-defined]
+    import highspy
+
+    info = h.getInfo()  # type: ignore[attr-defined]
+    out["dual"] = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
+    out["optimal"] = h.getModelStatus() == highspy.HighsModelStatus.kOptimal  # type: ignore[attr-defined]
+    if info.primal_solution_status == 2:
+        col = np.asarray(h.getSolution().col_value)  # type: ignore[attr-defined]
+        cand = read_assignment(lm, hm, col, np.full(lm.n, -1, dtype=np.int64))
+        out["agent_of"] = cand
+        shared.offer(cand, budget.elapsed(), "milp")
+    if out.get("optimal"):
+        stop.set()  # nothing left for the LNS to find
+
+
+def solve_linear(problem: Problem, *, budget: Budget, seed: int,
+                 warm: WarmStart | None, parallel: bool = True) -> Plan:
+    """Strategy 3 of the module docstring."""
+    lm = build_linear(problem)
+    greedy = greedy_assign(problem)
+    starts = [greedy] + ([warm.agent_of] if warm is not None else [])
+    lp = lp_relaxation(problem, lm, time_limit=max(0.05, 0.3 * budget.remaining()))
+    if lp is not None:
+        starts.append(round_lp(lm, lp.x, greedy))
+    starts = [s for s in starts if lm.feasible(s)]
+    if not starts:  # cannot happen for greedy; keep anytime anyway
+        starts = [np.full(problem.n, -1, dtype=np.int64)]
+    best = min(starts, key=lm.objective)
+    best = local_search(lm, best, seed=seed,
+                        deadline=lambda: budget.remaining() < 0.5 * budget.time_limit)
+    shared = _Shared(lm, best, lm.objective(best))
+    shared.points.append(SolutionPoint(time_s=budget.elapsed(), objective=shared.obj))
+    stats = {"lns_subproblems": 0, "lns_improvements": 0}
+    out: dict[str, object] = {}
+    stop = threading.Event()
+    if lm.P > 0 and budget.remaining() > RESERVE_S + 0.1:
+        workers = max(1, budget.workers) if parallel else 1
+        th = None
+        if workers >= 2:
+            th = threading.Thread(target=_full_milp, args=(shared, budget, seed, out, stop),
+                                  daemon=True)
+            th.start()
+        try:
+            if lm.m >= 2:
+                _lns(shared, budget, stop, seed, stats)
+        finally:
+            stop.set()
+            if th is not None:
+                th.join()
+    agent_of, obj = shared.get()
+    lb = lp.bound - 1e-7 * max(1.0, abs(lp.bound)) if lp is not None else None
+    dual = out.get("dual")
+    bound = best_bound(lb, dual if isinstance(dual, float) else None)
+    status = PlanStatus.FEASIBLE
+    if bound is not None and obj <= bound + 1e-6 * max(1.0, abs(obj)):
+        status = PlanStatus.OPTIMAL  # the bound proves it
+    if out.get("optimal") and shared.source == "milp":
+        status = PlanStatus.OPTIMAL
+    msg = (f"assignment model: pairs={lm.P}; best from {shared.source}; "
+           f"lns {stats['lns_subproblems']} sub-problems, {stats['lns_improvements']} improved")
+    return make_plan(problem, agent_of, solver="auto", status=status, budget=budget,
+                     bound=bound, solutions=shared.points, message=msg)
+
+
+def _solve_scheduling(problem: Problem, *, budget: Budget, seed: int,
+                      warm: WarmStart | None) -> Plan:
+    """Strategy 1 of the module docstring."""
+    base = warm.agent_of if warm is not None else greedy_assign(problem)
     base_order = warm.order_key if warm is not None else None
+    lb = None
+    if problem.m * problem.n <= LINEAR_MAX_CELLS:
+        lp = lp_relaxation(problem, time_limit=max(0.05, 0.1 * budget.remaining()))
+        lb = None if lp is None else lp.bound - 1e-7 * max(1.0, abs(lp.bound))
     pairs = int(problem.eligible.sum())
-    sched = use_scheduling_model(problem)
-    limit = CPSAT_MAX_SCHED_PAIRS if sched else CPSAT_MAX_PAIRS
-    if pairs == 0 or pairs > limit or budget.remaining() < 0.05:
-        why = "no eligible pairs" if pairs == 0 else f"{pairs} eligible pairs > {limit}"
-        return make_plan(problem, base, solver="auto:greedy", status=PlanStatus.FEASIBLE,
-                         budget=budget, order_key=base_order, message=why)
+    fallback = make_plan(problem, base, solver="auto:greedy", status=PlanStatus.FEASIBLE,
+                         budget=budget, order_key=base_order, bound=lb)
+    if pairs == 0 or pairs > CPSAT_MAX_SCHED_PAIRS or budget.remaining() < 0.1:
+        why = "no eligible pairs" if pairs == 0 else f"{pairs} eligible pairs"
+        return fallback.model_copy(update={"message": f"scheduling model; {why}: greedy"})
     agent_of, order_key, status, bound, points, msg = solve_cpsat_arrays(
         problem, budget=budget, seed=seed, warm=WarmStart(base, base_order),
         deterministic=problem.snapshot.options.workers == 1,
     )
     if agent_of is None:
-        return make_plan(problem, base, solver="auto:greedy", status=PlanStatus.FEASIBLE,
-                         budget=budget, order_key=base_order, message=msg)
+        return fallback.model_copy(update={"message": f"cpsat: {msg}; greedy plan"})
     plan = make_plan(problem, agent_of, solver="auto:cpsat", status=status, budget=budget,
-                     order_key=order_key, bound=bound, solutions=points, message=msg)
-    fallback = make_plan(problem, base, solver="auto:greedy", status=PlanStatus.FEASIBLE,
-                         budget=budget, order_key=base_order, bound=bound)
+                     order_key=order_key, bound=best_bound(bound, lb), solutions=points,
+                     message=msg)
     if fallback.objective is not None and plan.objective is not None and (
         fallback.objective < plan.objective - 1e-9 * max(1.0, abs(plan.objective))
     ):
@@ -55,3 +299,19 @@ def solve_auto(
     return plan
 
 
+@register("auto", "portfolio: LP + local search + LNS/MILP in parallel, or CP-SAT scheduling, "
+                  "or the structure-aware balancer at scale")
+def solve_auto(
+    problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
+) -> Plan:
+    if use_scheduling_model(problem):
+        return _solve_scheduling(problem, budget=budget, seed=seed, warm=warm)
+    if problem.m * problem.n > LINEAR_MAX_CELLS:
+        from allocator.solvers.balance import solve_balance
+
+        plan = solve_balance(problem, budget=budget, seed=seed, warm=warm)
+        return plan.model_copy(update={"solver": "auto"})
+    deterministic = problem.snapshot.options.workers == 1
+    plan = solve_linear(problem, budget=budget, seed=seed, warm=warm,
+                        parallel=not deterministic)
+    return plan

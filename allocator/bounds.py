@@ -1,0 +1,157 @@
+"""Lower bounds on the weighted objective, and the LP duals behind them.
+
+* :func:`lp_bound` — the LP relaxation of the assignment model
+  (:mod:`allocator.solvers.linear`): every 0/1 becomes a fraction in [0, 1].
+  It is a valid bound for *every* snapshot, including those that need the
+  scheduling model, because that model only adds constraints (no overlap,
+  releases, hard deadlines) and a non-negative tardiness term; makespan is at
+  least the busiest agent's busy time divided by its concurrency.
+* :func:`makespan_bound` — a structure-aware bound for pure load balancing at
+  scale, where one column per (task, agent) pair would not fit in memory:
+  tasks are aggregated by eligibility group (same skills / allow lists), work
+  flows fractionally to eligible agents at their speeds (an LP with groups x
+  agents columns), and no task can finish before its own duration on the
+  fastest eligible agent.
+
+Bounds are reported by `milp`, `cpsat` and `auto` plans (`Plan.bound`,
+`Plan.gap`) and their duals feed :mod:`allocator.bottlenecks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from allocator.problem import Problem
+from allocator.solvers.linear import (
+    MAX_LINEAR_PAIRS,
+    LinearModel,
+    build_highs,
+    build_linear,
+    new_highs,
+)
+
+#: Above this many eligible pairs the LP is not attempted (seconds of HiGHS time).
+LP_MAX_PAIRS = 2_000_000
+
+
+@dataclass
+class LpResult:
+    """LP relaxation: bound, fractional solution and the duals of its rows."""
+
+    bound: float
+    x: np.ndarray  # [P] fractional pair values
+    u: np.ndarray  # [n] fractional unassigned values
+    cap_dual: np.ndarray  # [m, R] d objective / d capacity (<= 0: more capacity helps)
+    load_dual: float  # d objective / d (allowed makespan), aggregated, when present
+    optimal: bool
+
+
+def lp_relaxation(problem: Problem, lm: LinearModel | None = None, *,
+                  time_limit: float = 30.0) -> LpResult | None:
+    """Solve the LP relaxation; None when too large, empty, or not solved to optimality."""
+    import highspy
+
+    if problem.n == 0 or problem.m == 0:
+        return None
+    if lm is None:
+        if int(problem.m) * int(problem.n) > MAX_LINEAR_PAIRS:
+            return None
+        lm = build_linear(problem)
+    if lm.P > LP_MAX_PAIRS:
+        return None
+    hm = build_highs(lm, integer=False, all_cap_rows=True)
+    h = hm.highs
+    h.setOptionValue("time_limit", float(max(time_limit, 0.01)))  # type: ignore[attr-defined]
+    h.run()  # type: ignore[attr-defined]
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:  # type: ignore[attr-defined]
+        return None
+    sol = h.getSolution()  # type: ignore[attr-defined]
+    col = np.asarray(sol.col_value)
+    row_dual = np.asarray(sol.row_dual)
+    cap_dual = np.zeros_like(lm.cap)
+    base = hm.n_assign_rows
+    for k, (i, r) in enumerate(hm.cap_rows):
+        cap_dual[i, r] = row_dual[base + k]
+    load_dual = float(row_dual[base + len(hm.cap_rows):].sum()) if lm.has_load_terms else 0.0
+    bound = float(h.getInfo().objective_function_value)  # type: ignore[attr-defined]
+    P = hm.pairs.size
+    return LpResult(bound=bound, x=col[:P], u=col[P:P + lm.n], cap_dual=cap_dual,
+                    load_dual=load_dual, optimal=True)
+
+
+def lp_bound(problem: Problem, lm: LinearModel | None = None, *,
+             time_limit: float = 30.0) -> float | None:
+    """LP-relaxation lower bound on the weighted objective (None if not computed)."""
+    res = lp_relaxation(problem, lm, time_limit=time_limit)
+    if res is None:
+        return None
+    # Guard against the LP's own tolerances: a bound must never exceed an optimum.
+    return res.bound - 1e-7 * max(1.0, abs(res.bound))
+
+
+def best_bound(*bounds: float | None) -> float | None:
+    """The strongest (largest) of several lower bounds, ignoring unknown ones."""
+    known = [b for b in bounds if b is not None and np.isfinite(b)]
+    return max(known) if known else None
+
+
+def makespan_bound(
+    work: np.ndarray,
+    speed: np.ndarray,
+    group_of: np.ndarray,
+    group_agents: np.ndarray,
+    concurrency: np.ndarray | None = None,
+) -> float:
+    """Lower bound on makespan with eligibility groups (see module docstring).
+
+    Parameters
+    ----------
+    work : [n] work of each task.
+    speed : [m] agent speeds (work units per time unit).
+    group_of : [n] eligibility group of each task.
+    group_agents : [G, m] bool, agents a group's tasks may run on.
+    concurrency : [m] lanes per agent (default 1): capacity of an agent is
+        speed x lanes per time unit, and one task still needs work / speed.
+    """
+    import highspy
+    from scipy import sparse
+
+    m = speed.size
+    lanes = np.ones(m) if concurrency is None else concurrency.astype(float)
+    G = group_agents.shape[0]
+    W = np.bincount(group_of, weights=work, minlength=G)
+    # Single-task bound: each task needs its own duration on its fastest agent.
+    fastest = np.where(group_agents, speed[None, :], 0.0).max(axis=1)
+    with np.errstate(divide="ignore"):
+        single = float(np.max(work / fastest[group_of], initial=0.0))
+    gs, ag = np.nonzero(group_agents & (W[:, None] > 0))
+    if gs.size == 0:
+        return single
+    # Columns: y[g, i] >= 0 work of group g on agent i, then T. Minimise T.
+    k = gs.size
+    rate = speed[ag] * lanes[ag]
+    rows = np.concatenate([gs, G + ag, G + np.arange(m)])
+    cols = np.concatenate([np.arange(k), np.arange(k), np.full(m, k)])
+    vals = np.concatenate([np.ones(k), 1.0 / rate, -np.ones(m)])
+    mat = sparse.csc_matrix((vals, (rows, cols)), shape=(G + m, k + 1))
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = k + 1, G + m
+    lp.col_cost_ = np.concatenate([np.zeros(k), [1.0]])
+    lp.col_lower_ = np.zeros(k + 1)
+    lp.col_upper_ = np.full(k + 1, np.inf)
+    lp.row_lower_ = np.concatenate([W, np.full(m, -np.inf)])
+    lp.row_upper_ = np.concatenate([W, np.zeros(m)])
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = mat.indptr
+    lp.a_matrix_.index_ = mat.indices
+    lp.a_matrix_.value_ = mat.data
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = k + 1, G + m
+    h = new_highs()
+    h.passModel(lp)  # type: ignore[attr-defined]
+    h.run()  # type: ignore[attr-defined]
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:  # type: ignore[attr-defined]
+        return single
+    fluid = float(h.getInfo().objective_function_value)  # type: ignore[attr-defined]
+    return max(single, fluid * (1 - 1e-9))
