@@ -126,16 +126,16 @@ def build_figure(snapshot: Snapshot, plan: Plan, *, title: str | None = None) ->
 
     after = loads_after(snapshot, plan)
     before = loads_before(snapshot)
-    y = np.arange(len(agent_ids))
+    ys = np.arange(len(agent_ids))
     if before is not None:
-        bars.barh(y - 0.2, [before[a] for a in agent_ids], height=0.4, color="#CC79A7",
+        bars.barh(ys - 0.2, [before[a] for a in agent_ids], height=0.4, color="#CC79A7",
                   label="before")
-        bars.barh(y + 0.2, [after[a] for a in agent_ids], height=0.4, color="#009E73",
+        bars.barh(ys + 0.2, [after[a] for a in agent_ids], height=0.4, color="#009E73",
                   label="after")
         bars.legend(fontsize=7)
     else:
-        bars.barh(y, [after[a] for a in agent_ids], height=0.6, color="#009E73")
-    bars.set_yticks(y, labels=agent_ids)
+        bars.barh(ys, [after[a] for a in agent_ids], height=0.6, color="#009E73")
+    bars.set_yticks(ys, labels=agent_ids)
     bars.invert_yaxis()
     bars.set_xlabel("busy time")
     bars.set_title("load per agent")
