@@ -12,6 +12,7 @@ from models.domain import (
     Task,
     Weights,
 )
+from models.pareto import PARETO_OBJECTIVES, ParetoFront, ParetoPoint
 from models.plan import (
     AgentLoad,
     Assignment,
@@ -28,6 +29,7 @@ from models.plan import (
 __all__ = [
     "DEFAULT_TARDINESS_WEIGHT",
     "DEFAULT_UNASSIGNED_PENALTY",
+    "PARETO_OBJECTIVES",
     "Agent",
     "AgentLoad",
     "AgentOverride",
@@ -35,6 +37,8 @@ __all__ = [
     "Assignment",
     "Migration",
     "ObjectiveTerm",
+    "ParetoFront",
+    "ParetoPoint",
     "Plan",
     "PlanMetrics",
     "PlanStatus",
