@@ -1,0 +1,508 @@
+"""NSGA-II (pymoo) over assignments: a Pareto front of valid plans.
+
+Encoding: one integer gene per task that has at least one eligible agent;
+gene value `g` in `0..k_j-1` means the task's g-th eligible agent and `k_j`
+means "unassigned". Tasks no agent is eligible for are left out of the genome
+and out of every plan. Operators keep eligibility by construction: uniform
+crossover copies genes from a parent, mutation resets a gene to a random
+*eligible* agent (never to "unassigned"); the repair moves tasks off agents
+whose capacity is exceeded, and only when no agent has room leaves a task
+unassigned, so every genome after repair is a capacity-feasible plan.
+
+Unassigned tasks are a **constraint**, not an objective: the genome's
+unassigned penalty (allocator.objectives.term_unassigned) is pymoo's
+inequality constraint `G <= 0`. Constraint-domination makes a plan that
+leaves out less penalty win over any other; when no plan places everything,
+the front is the one among the plans with the least penalty found. The
+objective values are the raw (unweighted) terms of allocator.objectives.
+
+The initial population is seeded with the greedy construction and CP-SAT's
+weighted model (`solve_cpsat_arrays`, deterministic mode) at several
+weightings: each objective alone (with a tiny weight on the others, so the
+extremes are non-dominated) and balanced mixes, weights normalised by the
+spread of the greedy solutions. The rest is random eligible assignments,
+repaired. A run is deterministic for a seed and a generation budget; with a
+time budget it stops at whatever generation the clock allows. An external
+archive keeps every non-dominated plan seen (up to `archive_size`, thinned
+by crowding distance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.callback import Callback
+from pymoo.core.mutation import Mutation
+from pymoo.core.problem import Problem as MooProblem
+from pymoo.core.repair import Repair
+from pymoo.core.termination import TerminateIfAny, Termination
+from pymoo.operators.crossover.ux import UniformCrossover
+from pymoo.optimize import minimize
+from pymoo.termination.max_gen import MaximumGenerationTermination
+
+from allocator.objectives import (
+    build_schedule,
+    busy_time,
+    term_cost,
+    term_imbalance,
+    term_makespan,
+    term_migrations,
+    term_tardiness,
+    term_unassigned,
+)
+from allocator.pareto import build_front, nondominated, parse_objectives
+from allocator.problem import CAPACITY_RTOL, Problem, compile_snapshot
+from allocator.solvers.base import Budget, WarmStart, register
+from allocator.solvers.cpsat import solve_cpsat_arrays
+from allocator.solvers.greedy import construct
+from models import PARETO_OBJECTIVES, ParetoFront, Plan
+
+#: Tiny weight on the other objectives when seeding an extreme point, so the
+#: seed is the lexicographic optimum rather than any optimum of one term.
+_EXTREME_EPS = 1e-3
+
+
+@dataclass
+class Nsga2Config:
+    """Knobs of one NSGA-II run (the defaults suit 10 to 200 tasks)."""
+
+    pop_size: int = 60
+    #: Stop after this many generations (None: only the time budget stops it).
+    generations: int | None = None
+    #: Share of the time budget given to the CP-SAT seeds.
+    seed_time_share: float = 0.3
+    #: Seed with CP-SAT weighted solutions (greedy seeds are always added).
+    cpsat_seeds: bool = True
+    #: Expected number of genes a mutation changes.
+    genes_per_mutation: float = 2.0
+    crossover_prob: float = 0.9
+    archive_size: int = 100
+
+
+@dataclass(frozen=True)
+class Nsga2Progress:
+    """Reported after every generation through the `progress` callback."""
+
+    generation: int
+    evaluations: int
+    elapsed_s: float
+    front_size: int
+    ideal: list[float]
+
+
+class Encoding:
+    """Genome <-> assignment (see the module docstring)."""
+
+    def __init__(self, problem: Problem):
+        elig = problem.eligible
+        self.n = problem.n
+        self.tasks = np.flatnonzero(elig.any(axis=0))  # genome position -> task
+        self.choices = [np.flatnonzero(elig[:, j]) for j in self.tasks]
+        self.k = np.array([c.size for c in self.choices], dtype=np.int64)  # code of unassigned
+        kmax = int(self.k.max()) if self.k.size else 0
+        self.table = np.full((self.tasks.size, kmax + 1), -1, dtype=np.int64)
+        self.code = np.empty((problem.m + 1, self.tasks.size), dtype=np.int64)  # agent -> gene
+        self.code[:] = self.k  # row m (agent -1) and ineligible agents -> unassigned
+        for p, c in enumerate(self.choices):
+            self.table[p, : c.size] = c
+            self.code[c, p] = np.arange(c.size)
+
+    @property
+    def n_var(self) -> int:
+        return int(self.tasks.size)
+
+    def decode(self, x: np.ndarray) -> np.ndarray:
+        """Gene vector -> agent_of[n] (-1 unassigned)."""
+        agent_of = np.full(self.n, -1, dtype=np.int64)
+        agent_of[self.tasks] = self.table[np.arange(self.n_var), np.asarray(x, dtype=np.int64)]
+        return agent_of
+
+    def encode(self, agent_of: np.ndarray) -> np.ndarray:
+        """agent_of[n] -> gene vector (ineligible placements become unassigned)."""
+        a = np.asarray(agent_of, dtype=np.int64)[self.tasks]
+        return self.code[np.where(a >= 0, a, self.code.shape[0] - 1), np.arange(self.n_var)]
+
+
+class Evaluator:
+    """Objective vector and constraint of an assignment, from allocator.objectives.
+
+    When nothing is timed and every agent runs one task at a time, the list
+    schedule runs each agent's tasks back to back from `now`, so makespan is
+    the largest busy time (objectives.busy_time) and tardiness is 0; the
+    schedule is built only otherwise. Front values are recomputed by
+    make_plan in any case.
+    """
+
+    def __init__(self, problem: Problem, objectives: Sequence[str]):
+        self.problem = problem
+        self.objectives = list(objectives)
+        self.simple = not problem.has_time_constraints and bool(np.all(problem.concurrency == 1))
+        self.timed = bool({"makespan", "tardiness"} & set(objectives))
+        self.fixed_penalty = float(problem.unassigned_penalty[~problem.eligible.any(axis=0)].sum())
+
+    def values(self, agent_of: np.ndarray) -> np.ndarray:
+        p = self.problem
+        schedule = None
+        if self.timed and not self.simple:
+            schedule = build_schedule(p, agent_of)
+        out = []
+        for name in self.objectives:
+            if name == "cost":
+                out.append(term_cost(p, agent_of))
+            elif name == "imbalance":
+                out.append(term_imbalance(p, agent_of))
+            elif name == "migrations":
+                out.append(term_migrations(p, agent_of))
+            elif name == "makespan":
+                if schedule is not None:
+                    out.append(term_makespan(p, schedule))
+                else:
+                    out.append(float(busy_time(p, agent_of).max()) if np.any(agent_of >= 0)
+                               else 0.0)
+            elif name == "tardiness":
+                out.append(term_tardiness(p, schedule) if schedule is not None else 0.0)
+        return np.array(out)
+
+    def penalty(self, agent_of: np.ndarray) -> float:
+        """Unassigned penalty of the genome's tasks (0 when all placeable tasks are placed)."""
+        return max(0.0, term_unassigned(self.problem, agent_of) - self.fixed_penalty)
+
+
+def proxy_scores(problem: Problem, objectives: Sequence[str]) -> np.ndarray:
+    """[K, m, n] per-objective cost of placing j on i, each scaled to mean 1 on eligible pairs.
+
+    The repair uses a random mix of these to decide where a displaced task goes.
+    """
+    out = []
+    elig = problem.eligible
+    for name in objectives:
+        if name == "cost":
+            s = problem.cost.copy()
+        elif name == "migrations":
+            moved = (problem.current[None, :] >= 0) & (
+                np.arange(problem.m)[:, None] != problem.current[None, :])
+            s = moved * problem.migration_cost[None, :]
+        else:  # makespan, imbalance, tardiness: the time it adds to the agent
+            s = problem.duration / problem.concurrency[:, None]
+        mean = float(np.abs(s[elig]).mean()) if elig.any() else 1.0
+        out.append(s / (mean if mean > 0 else 1.0))
+    return np.array(out)
+
+
+class CapacityRepair(Repair):
+    """Move tasks off over-full agents (to the cheapest agent with room under a random
+    mix of the objectives), leave a task unassigned only when no agent has room, then
+    place unassigned tasks wherever they fit."""
+
+    def __init__(self, problem: Problem, enc: Encoding, objectives: Sequence[str], seed: int):
+        super().__init__()
+        self.p = problem
+        self.enc = enc
+        self.proxy = proxy_scores(problem, objectives)
+        self.rng = np.random.default_rng(seed)
+        self.cap = problem.capacity * (1 + CAPACITY_RTOL) + 1e-12
+        self.check = problem.n_resources > 0 and bool(np.any(np.isfinite(problem.capacity)))
+
+    def _do(self, problem: Any, X: np.ndarray, **kwargs: Any) -> np.ndarray:
+        X = np.asarray(X).astype(np.int64)
+        for r in range(X.shape[0]):
+            X[r] = self.repair_one(X[r])
+        return X
+
+    def repair_one(self, x: np.ndarray) -> np.ndarray:
+        p, enc = self.p, self.enc
+        a = enc.decode(x)
+        lam = self.rng.dirichlet(np.ones(self.proxy.shape[0]))
+        score = np.tensordot(lam, self.proxy, axes=1)  # [m, n]
+        if not self.check:
+            return enc.encode(a)
+        demand, cap, elig = p.demand, self.cap, p.eligible
+        used = np.zeros_like(p.capacity)
+        placed = np.flatnonzero(a >= 0)
+        np.add.at(used, a[placed], demand[a[placed], placed])
+        over = np.flatnonzero(np.any(used > cap, axis=1))
+        for i in over:
+            while np.any(used[i] > cap[i]):
+                js = np.flatnonzero(a == i)
+                # Destinations with room for each task on i: [m, |js|].
+                room = elig[:, js] & np.all(used[:, None, :] + demand[:, js, :] <= cap[:, None, :],
+                                            axis=2)
+                room[i] = False
+                if room.any():
+                    delta = np.where(room, score[:, js] - score[i, js][None, :], np.inf)
+                    dest, k = np.unravel_index(int(np.argmin(delta)), delta.shape)
+                    j = int(js[k])
+                    a[j] = int(dest)
+                    used[dest] += demand[dest, j]
+                else:  # nowhere to go: leave out the task using most of the over-full resource
+                    excess = (used[i] - cap[i]) > 0
+                    share = (demand[i, js][:, excess] / np.maximum(cap[i, excess], 1e-12)).max(
+                        axis=1)
+                    j = int(js[int(np.argmax(share))])
+                    a[j] = -1
+                used[i] -= demand[i, j]
+        # Place what is unassigned (in the genome) where it fits, cheapest first.
+        left = enc.tasks[a[enc.tasks] < 0]
+        for j in left[self.rng.permutation(left.size)]:
+            ok = elig[:, j] & np.all(used + demand[:, j, :] <= cap, axis=1)
+            if ok.any():
+                to = int(np.flatnonzero(ok)[np.argmin(score[ok, j])])
+                a[j] = to
+                used[to] += demand[to, j]
+        return enc.encode(a)
+
+
+class ReassignMutation(Mutation):
+    """Reset each gene with probability `rate` to a uniformly random eligible agent."""
+
+    def __init__(self, enc: Encoding, rate: float):
+        super().__init__()
+        self.enc = enc
+        self.rate = rate
+
+    def _do(self, problem: Any, X: np.ndarray, *args: Any, random_state: Any = None,
+            **kwargs: Any) -> np.ndarray:
+        rs = random_state if random_state is not None else np.random.default_rng(0)
+        X = np.asarray(X).astype(np.int64)
+        hit = rs.random(X.shape) < self.rate
+        new = np.floor(rs.random(X.shape) * self.enc.k[None, :]).astype(np.int64)
+        X[hit] = new[hit]
+        return X
+
+
+class _Moo(MooProblem):
+    def __init__(self, enc: Encoding, ev: Evaluator):
+        super().__init__(n_var=enc.n_var, n_obj=len(ev.objectives), n_ieq_constr=1,
+                         xl=np.zeros(enc.n_var), xu=enc.k.astype(float), vtype=int)
+        self.enc, self.ev = enc, ev
+
+    def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        F, G = [], []
+        for x in np.asarray(X).astype(np.int64):
+            a = self.enc.decode(x)
+            F.append(self.ev.values(a))
+            G.append([self.ev.penalty(a)])
+        out["F"] = np.array(F)
+        out["G"] = np.array(G)
+
+
+class _BudgetTermination(Termination):
+    """Stop when the Budget's (injectable) clock says the time is up."""
+
+    def __init__(self, budget: Budget):
+        super().__init__()
+        self.budget = budget
+
+    def _update(self, algorithm: Any) -> float:
+        return self.budget.elapsed() / max(self.budget.time_limit, 1e-9)
+
+
+class Archive:
+    """Every non-dominated genome seen among those with the least penalty."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.X = np.zeros((0, 0), dtype=np.int64)
+        self.F = np.zeros((0, 0))
+        self.penalty = np.inf
+
+    def add(self, X: np.ndarray, F: np.ndarray, G: np.ndarray) -> None:
+        g = np.asarray(G, dtype=float).reshape(len(X), -1)[:, 0]
+        if len(g) == 0:
+            return
+        best = float(g.min())
+        tol = 1e-9 * max(1.0, abs(best))
+        if best < self.penalty - tol:
+            self.X, self.F, self.penalty = X[:0].astype(np.int64), F[:0], best
+        elif best > self.penalty + tol:
+            return
+        sel = g <= self.penalty + tol
+        allX = np.vstack([self.X.reshape(-1, X.shape[1]), X[sel].astype(np.int64)])
+        allF = np.vstack([self.F.reshape(-1, F.shape[1]), F[sel]])
+        keep = nondominated(allF)
+        self.X, self.F = allX[keep], allF[keep]
+        if len(self.F) > self.limit:
+            idx = _crowding_truncate(self.F, self.limit)
+            self.X, self.F = self.X[idx], self.F[idx]
+
+
+def _crowding_truncate(F: np.ndarray, size: int) -> np.ndarray:
+    """Indices of `size` rows of a non-dominated set, dropping the most crowded one at a time."""
+    idx = np.arange(len(F))
+    while idx.size > size:
+        sub = F[idx]
+        d = np.zeros(idx.size)
+        for k in range(sub.shape[1]):
+            order = np.argsort(sub[:, k], kind="stable")
+            span = sub[order[-1], k] - sub[order[0], k] or 1.0
+            d[order[0]] = d[order[-1]] = np.inf
+            d[order[1:-1]] += (sub[order[2:], k] - sub[order[:-2], k]) / span
+        idx = np.delete(idx, int(np.argmin(d)))
+    return idx
+
+
+class _Watch(Callback):
+    def __init__(self, archive: Archive, budget: Budget,
+                 progress: Callable[[Nsga2Progress], None] | None):
+        super().__init__()
+        self.archive, self.budget, self.progress = archive, budget, progress
+
+    def notify(self, algorithm: Any) -> None:
+        pop = algorithm.pop
+        self.archive.add(pop.get("X"), pop.get("F"), pop.get("G"))
+        if self.progress is not None:
+            F = self.archive.F
+            self.progress(Nsga2Progress(
+                generation=int(algorithm.n_gen), evaluations=int(algorithm.evaluator.n_eval),
+                elapsed_s=self.budget.elapsed(), front_size=len(F),
+                ideal=F.min(axis=0).tolist() if len(F) else []))
+
+
+def _weighted(problem: Problem, weights: dict[str, float]) -> Problem:
+    """The problem with its objective weights replaced (unassigned penalties kept)."""
+    w = problem.snapshot.weights.model_copy(
+        update={k: float(weights.get(k, 0.0)) for k in PARETO_OBJECTIVES})
+    return compile_snapshot(problem.snapshot.model_copy(update={"weights": w}))
+
+
+def weightings(objectives: Sequence[str], scale: np.ndarray) -> list[dict[str, float]]:
+    """Seed weightings: each objective alone (others at a tiny weight), then mixes.
+
+    Weights are divided by `scale` (the spread of each objective) so a mix
+    means the same thing whatever the units.
+    """
+    k = len(objectives)
+    mixes: list[np.ndarray] = []
+    for e in range(k):
+        v = np.full(k, _EXTREME_EPS)
+        v[e] = 1.0
+        mixes.append(v)
+    mixes.append(np.ones(k))
+    if k == 2:
+        mixes += [np.array([3.0, 1.0]), np.array([1.0, 3.0])]
+    return [{o: float(v[i] / scale[i]) for i, o in enumerate(objectives)} for v in mixes]
+
+
+def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator, *,
+                     budget: Budget, seed: int, cpsat: bool,
+                     seed_time: float) -> list[np.ndarray]:
+    """Greedy and CP-SAT solutions at several weightings (see the module docstring)."""
+    seeds: list[np.ndarray] = []
+    greedy_vals = []
+    for e in range(len(objectives)):
+        unit = {o: (1.0 if i == e else _EXTREME_EPS) for i, o in enumerate(objectives)}
+        a = construct(_weighted(problem, unit))
+        seeds.append(a)
+        greedy_vals.append(ev.values(a))
+    G = np.array(greedy_vals)
+    scale = G.max(axis=0) - G.min(axis=0)
+    scale = np.where(scale > 0, scale, np.maximum(np.abs(G).max(axis=0), 1.0))
+    ws = weightings(objectives, scale)
+    for w in ws[len(objectives):]:
+        seeds.append(construct(_weighted(problem, w)))
+    if not cpsat:
+        return seeds
+    per = seed_time / len(ws)
+    for w in ws:
+        if budget.remaining() <= 0:
+            break
+        sub = Budget(min(per, budget.remaining()), workers=1, clock=budget.clock)
+        wp = _weighted(problem, w)
+        sol, _, _, _, _, _ = solve_cpsat_arrays(wp, budget=sub, seed=seed, deterministic=True)
+        if sol is not None:
+            seeds.append(sol)
+    return seeds
+
+
+def nsga2_front(
+    problem: Problem,
+    objectives: Sequence[str] | str,
+    *,
+    budget: Budget,
+    seed: int = 0,
+    config: Nsga2Config | None = None,
+    progress: Callable[[Nsga2Progress], None] | None = None,
+    extra_seeds: Sequence[np.ndarray] = (),
+) -> ParetoFront:
+    """Run NSGA-II and return the front of valid, mutually non-dominated plans.
+
+    Parameters
+    ----------
+    problem : the compiled snapshot.
+    objectives : 2 to 4 of cost, makespan, imbalance, tardiness, migrations.
+    budget : wall-clock budget (seeding included); `config.generations` adds
+        a generation limit, which makes the run deterministic for a seed.
+    progress : called after every generation with an Nsga2Progress.
+    extra_seeds : further assignments (agent_of arrays) for the first population.
+    """
+    cfg = config or Nsga2Config()
+    objectives = parse_objectives(objectives)
+    enc = Encoding(problem)
+    ev = Evaluator(problem, objectives)
+    if enc.n_var == 0:  # nothing can be placed: one plan, everything unassigned
+        return build_front(problem, objectives, [np.full(problem.n, -1)], method="nsga2",
+                           budget=budget, seed=seed, message="no task has an eligible agent")
+    seeds = seed_assignments(problem, objectives, ev, budget=budget, seed=seed,
+                             cpsat=cfg.cpsat_seeds,
+                             seed_time=cfg.seed_time_share * budget.time_limit)
+    seeds += [np.asarray(s, dtype=np.int64) for s in extra_seeds]
+    repair = CapacityRepair(problem, enc, objectives, seed)
+    rng = np.random.default_rng(seed)
+    rows = [repair.repair_one(enc.encode(a)) for a in seeds]
+    while len(rows) < cfg.pop_size:
+        rows.append(repair.repair_one(np.floor(rng.random(enc.n_var) * enc.k).astype(np.int64)))
+    X0 = np.unique(np.array(rows), axis=0, return_index=True)[1]
+    X0 = np.array(rows)[np.sort(X0)]
+    moo = _Moo(enc, ev)
+    algo = NSGA2(
+        pop_size=cfg.pop_size,
+        sampling=X0,
+        crossover=UniformCrossover(prob=cfg.crossover_prob),
+        mutation=ReassignMutation(enc, rate=min(1.0, cfg.genes_per_mutation / enc.n_var)),
+        repair=repair,
+        eliminate_duplicates=True,
+    )
+    archive = Archive(cfg.archive_size)
+    term: Termination = _BudgetTermination(budget)
+    if cfg.generations is not None:
+        term = TerminateIfAny(term, MaximumGenerationTermination(cfg.generations))
+    res = minimize(moo, algo, term, seed=seed, callback=_Watch(archive, budget, progress),
+                   verbose=False, copy_algorithm=False)
+    gens = int(res.algorithm.n_gen) if res.algorithm is not None else 0
+    n_eval = int(res.algorithm.evaluator.n_eval) if res.algorithm is not None else 0
+    assignments = [enc.decode(x) for x in archive.X]
+    front = build_front(problem, objectives, assignments, method="nsga2", budget=budget,
+                        seed=seed, message=f"{gens} generations, {n_eval} evaluations, "
+                                           f"{len(seeds)} seeds")
+    return front.model_copy(update={"generations": gens, "evaluations": n_eval})
+
+
+def pareto_objectives_of(problem: Problem) -> list[str]:
+    """Objectives a single-plan nsga2 solve trades off: the weighted ones (2 to 4)."""
+    w = problem.snapshot.weights
+    named = [o for o in PARETO_OBJECTIVES if getattr(w, o) > 0][:4]
+    for o in ("cost", "makespan", "imbalance"):
+        if len(named) >= 2:
+            break
+        if o not in named:
+            named.append(o)
+    return [o for o in PARETO_OBJECTIVES if o in named]
+
+
+@register("nsga2", "pymoo NSGA-II front; returns the plan best under the snapshot's weights")
+def solve_nsga2(
+    problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
+) -> Plan:
+    objectives = pareto_objectives_of(problem)
+    extra = [warm.agent_of] if warm is not None else []
+    front = nsga2_front(problem, objectives, budget=budget, seed=seed, extra_seeds=extra)
+    best = min(front.points, key=lambda p: p.plan.objective if p.plan.objective is not None
+               else np.inf)
+    return best.plan.model_copy(update={
+        "wall_time_s": budget.elapsed(),
+        "message": f"best of {len(front.points)} Pareto points ({', '.join(objectives)}) "
+                   f"under the snapshot's weights"})
