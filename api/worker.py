@@ -125,9 +125,17 @@ def _run(msg: tuple[Any, ...]) -> None:
             if cur.cancel.is_set():
                 _send(("done", work_id, *_plan_tuple(first), True))
                 return
+        else:
+            first = None
         remaining = max(0.05, time_limit - (time.perf_counter() - t0))
         plan = solve(snap, solver=solver, time_limit=remaining, seed=seed)
-        _send(("done", work_id, *_plan_tuple(plan), cur.cancel.is_set()))
+        cancelled = cur.cancel.is_set()
+        if first is not None and first.objective is not None and (
+            plan.objective is None or (cancelled and plan.objective > first.objective)
+        ):  # the early plan is the best there is: keep it rather than an empty one
+            why = "cancelled" if cancelled else f"{solver}: {plan.message or plan.status}"
+            plan = first.model_copy(update={"message": f"best plan so far ({why})"})
+        _send(("done", work_id, *_plan_tuple(plan), cancelled))
     except AllocatorError as e:
         _send(("error", work_id, type(e).__name__, e.message, e.field))
     except Exception as e:  # a bug in a backend: fail this solve, keep the worker

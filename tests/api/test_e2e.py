@@ -1,0 +1,213 @@
+"""End to end against a real `allocator serve` process: submit, poll, fetch, cancel."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from allocator.validate import validate
+from models import Plan, Snapshot
+from tests.api.conftest import slow_snapshot, small_snapshot
+from tests.api.server import Server
+
+
+@pytest.fixture(scope="module")
+def server(make_server: Any) -> Server:
+    return make_server(ALLOCATOR_MAX_QUEUE="4", ALLOCATOR_WORKERS="2")
+
+
+@pytest.fixture
+def client(server: Server) -> httpx.Client:
+    with server.client() as c:
+        yield c
+
+
+def wait_final(client: httpx.Client, job_id: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def assert_error(r: httpx.Response, status: int, type_: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"type", "message", "field"}
+    assert body["type"] == type_
+    return body
+
+
+def test_sync_solve_returns_a_valid_plan(client: httpx.Client) -> None:
+    snap = small_snapshot()
+    r = client.post("/v1/solve", json={"snapshot": snap, "solver": "cpsat"})
+    assert r.status_code == 200, r.text
+    plan = Plan.model_validate(r.json())
+    assert plan.status == "optimal"
+    assert validate(Snapshot.model_validate(snap), plan) == []
+
+
+def test_job_submit_poll_fetch(client: httpx.Client) -> None:
+    snap = small_snapshot(6)
+    r = client.post("/v1/jobs", json={"snapshot": snap, "solver": "cpsat", "time_limit": 2})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"/v1/jobs/{job['id']}"
+    assert job["state"] in ("queued", "running")
+    done = wait_final(client, job["id"])
+    assert done["state"] == "succeeded"
+    assert done["progress"] == 1.0 and done["has_plan"] and done["plan_status"] == "optimal"
+    assert done["attempts"] == 1 and done["gap"] == 0.0
+    plan = Plan.model_validate(client.get(f"/v1/jobs/{job['id']}/plan").json())
+    assert plan.objective == pytest.approx(done["best_objective"])
+    assert validate(Snapshot.model_validate(snap), plan) == []
+    page = client.get("/v1/jobs", params={"limit": 1, "state": "succeeded"}).json()
+    assert page["limit"] == 1 and page["total"] >= 1 and len(page["items"]) == 1
+
+
+def test_cancel_keeps_the_best_plan_so_far(client: httpx.Client) -> None:
+    snap = slow_snapshot()
+    job = client.post("/v1/jobs", json={"snapshot": snap, "solver": "cpsat",
+                                        "time_limit": 5}).json()
+    deadline = time.monotonic() + 10
+    while True:  # running, with a best objective reported
+        cur = client.get(f"/v1/jobs/{job['id']}").json()
+        if cur["state"] == "running" and cur["best_objective"] is not None:
+            break
+        assert time.monotonic() < deadline, cur
+        time.sleep(0.05)
+    assert 0 < cur["progress"] < 1
+    t0 = time.monotonic()
+    r = client.delete(f"/v1/jobs/{job['id']}")
+    assert r.status_code == 200
+    assert time.monotonic() - t0 < 3
+    gone = r.json()
+    assert gone["state"] == "cancelled" and gone["has_plan"]
+    plan = Plan.model_validate(client.get(f"/v1/jobs/{job['id']}/plan").json())
+    assert plan.status == "feasible"
+    assert validate(Snapshot.model_validate(snap), plan) == []
+    # cancelling again is harmless
+    assert client.delete(f"/v1/jobs/{job['id']}").json()["state"] == "cancelled"
+
+
+def test_crashing_solve_fails_its_job_and_the_server_carries_on(client: httpx.Client) -> None:
+    snap = small_snapshot()
+    job = client.post("/v1/jobs", json={"snapshot": snap, "solver": "test:crash"}).json()
+    failed = wait_final(client, job["id"])
+    assert failed["state"] == "failed"
+    assert failed["error"]["type"] == "worker_crashed"
+    assert "exit code" in failed["error"]["message"]
+    bug = client.post("/v1/jobs", json={"snapshot": snap, "solver": "test:bug"}).json()
+    failed = wait_final(client, bug["id"])
+    assert failed["state"] == "failed" and "ZeroDivisionError" in failed["error"]["message"]
+    r = client.post("/v1/solve", json={"snapshot": snap, "solver": "test:crash"})
+    assert_error(r, 503, "solver_failed")
+    # and the next solve works
+    assert client.post("/v1/solve", json={"snapshot": snap}).status_code == 200
+    metrics = client.get("/metrics").text
+    assert "allocator_worker_crashes_total 2.0" in metrics
+
+
+def test_over_capacity_is_429_with_retry_after(client: httpx.Client) -> None:
+    snap = slow_snapshot()
+    ids, refused = [], None
+    for _ in range(8):
+        r = client.post("/v1/jobs", json={"snapshot": snap, "solver": "cpsat", "time_limit": 5})
+        if r.status_code == 429:
+            refused = r
+            break
+        ids.append(r.json()["id"])
+    assert refused is not None and len(ids) == 4
+    assert_error(refused, 429, "capacity")
+    assert int(refused.headers["retry-after"]) > 0
+    for job_id in reversed(ids):
+        assert client.delete(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "type_", "field"),
+    [
+        pytest.param(b'{"snapshot": {"agents": [{"id": "a", "capacity": {"cpu": NaN}}]}}',
+                     422, "invalid_input", "snapshot.agents.0.capacity", id="NaN capacity"),
+        pytest.param(b'{"snapshot": {"agents": "many"}}', 422, "invalid_input",
+                     "snapshot.agents", id="wrong type"),
+        pytest.param(b'{"snapshot": ', 422, "invalid_input", None, id="broken JSON"),
+        pytest.param(b'[1, 2]', 422, "invalid_input", None, id="not an object"),
+        pytest.param(b'{"snapshot": {"agents": []}, "solver": "nope"}', 422, "unknown_solver",
+                     "solver", id="unknown solver"),
+        pytest.param(b'{"snapshot": {"agents": []}, "time_limit": -1}', 422, "invalid_input",
+                     "time_limit", id="negative time limit"),
+        pytest.param(json.dumps({"snapshot": {"agents": [{"id": f"a{i}"} for i in range(60)]}})
+                     .encode(), 422, "invalid_input", "snapshot.agents", id="too many agents"),
+        pytest.param(b'{"snapshot": {"agents": [], "tasks": [{"id": "t", "current_agent": "x"}]}}',
+                     422, "invalid_input", "snapshot", id="dangling reference"),
+    ],
+)
+def test_bad_input_is_one_error_shape(client: httpx.Client, body: bytes, status: int,
+                                      type_: str, field: str | None) -> None:
+    for route in ("/v1/solve", "/v1/jobs"):
+        r = client.post(route, content=body, headers={"content-type": "application/json"})
+        err = assert_error(r, status, type_)
+        if field is not None:
+            assert err["field"] is not None and err["field"].startswith(field), err
+
+
+def test_huge_bodies_are_413(client: httpx.Client) -> None:
+    big = b'{"snapshot": {"agents": [' + b'{"id": "a"},' * 40_000 + b'{"id": "z"}]}}'
+    assert_error(client.post("/v1/solve", content=big,
+                             headers={"content-type": "application/json"}),
+                 413, "body_too_large")
+
+    def chunks() -> Any:  # no Content-Length: streamed
+        for _ in range(100):
+            yield b" " * 10_000
+
+    assert_error(client.post("/v1/jobs", content=chunks(),
+                             headers={"content-type": "application/json"}),
+                 413, "body_too_large")
+
+
+def test_unknown_things_are_404(client: httpx.Client) -> None:
+    assert_error(client.get("/v1/jobs/nope"), 404, "not_found")
+    assert_error(client.get("/v1/jobs/nope/plan"), 404, "not_found")
+    assert_error(client.delete("/v1/jobs/nope"), 404, "not_found")
+    assert_error(client.get("/v2/nothing"), 404, "not_found")
+
+
+def test_validate_solvers_health_metrics(client: httpx.Client) -> None:
+    snap = small_snapshot()
+    plan = client.post("/v1/solve", json={"snapshot": snap}).json()
+    ok = client.post("/v1/validate", json={"snapshot": snap, "plan": plan}).json()
+    assert ok == {"valid": True, "violations": []}
+    plan["assignments"].append(dict(plan["assignments"][0]))
+    bad = client.post("/v1/validate", json={"snapshot": snap, "plan": plan}).json()
+    assert not bad["valid"] and bad["violations"]
+    names = {s["name"] for s in client.get("/v1/solvers").json()["solvers"]}
+    assert {"greedy", "cpsat", "auto"} <= names
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/readyz").json()["status"] == "ready"
+    text = client.get("/metrics").text
+    for name in ("allocator_http_requests_total", "allocator_http_request_duration_seconds",
+                 "allocator_solve_duration_seconds", "allocator_solve_gap",
+                 "allocator_queue_depth", 'allocator_jobs{state="succeeded"}'):
+        assert name in text
+    assert "access-control-allow-origin" not in client.get(
+        "/v1/solvers", headers={"origin": "http://evil.example"}).headers
+
+
+@pytest.mark.anyio
+async def test_mcp_over_streamable_http(server: Server) -> None:
+    from mcp import Client
+
+    async with Client(f"{server.url}/mcp") as mcp:
+        tools = {t.name for t in (await mcp.list_tools()).tools}
+        assert {"solve", "validate", "job_status", "submit_job", "solvers"} <= tools
+        result = await mcp.call_tool("solve", {"snapshot": small_snapshot()})
+        assert not result.is_error
+        assert result.structured_content["status"] == "optimal"
