@@ -350,8 +350,10 @@ class _Watch(Callback):
                  progress: Callable[[Nsga2Progress], None] | None):
         super().__init__()
         self.archive, self.budget, self.progress = archive, budget, progress
+        self.generations = 0
 
     def notify(self, algorithm: Any) -> None:
+        self.generations = int(algorithm.n_gen)
         pop = algorithm.pop
         self.archive.add(pop.get("X"), pop.get("F"), pop.get("G"))
         if self.progress is not None:
@@ -470,9 +472,10 @@ def nsga2_front(
     term: Termination = _BudgetTermination(budget)
     if cfg.generations is not None:
         term = TerminateIfAny(term, MaximumGenerationTermination(cfg.generations))
-    res = minimize(moo, algo, term, seed=seed, callback=_Watch(archive, budget, progress),
-                   verbose=False, copy_algorithm=False)
-    gens = int(res.algorithm.n_gen) if res.algorithm is not None else 0
+    watch = _Watch(archive, budget, progress)
+    res = minimize(moo, algo, term, seed=seed, callback=watch, verbose=False,
+                   copy_algorithm=False)
+    gens = watch.generations
     n_eval = int(res.algorithm.evaluator.n_eval) if res.algorithm is not None else 0
     assignments = [enc.decode(x) for x in archive.X]
     front = build_front(problem, objectives, assignments, method="nsga2", budget=budget,
