@@ -7,6 +7,7 @@ pydantic validation errors become one-line messages on stderr and exit code
 
 from __future__ import annotations
 
+from allocator.cli import batch as _batch  # noqa: F401
 from allocator.cli import bench as _bench  # noqa: F401  (registers commands)
 from allocator.cli import pareto as _pareto  # noqa: F401
 from allocator.cli import rebalance as _rebalance  # noqa: F401

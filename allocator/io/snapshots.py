@@ -66,6 +66,16 @@ def read_plan(path: str | Path) -> Plan:
         raise InvalidInputError(msg, field=f"{path}: {loc}") from None
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: Mode of files written atomically: what open() would have given them.
+_FILE_MODE = _umask_mode()
+
+
 def write_json_atomic(path: str | Path, payload: str) -> None:
     """Write text so readers see the old file or the new one, never half of one."""
     p = Path(path)
@@ -76,6 +86,7 @@ def write_json_atomic(path: str | Path, payload: str) -> None:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600; give the usual umask mode
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

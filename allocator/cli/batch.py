@@ -1,0 +1,116 @@
+"""`allocator batch` and `allocator run --watch` (see allocator.batch)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from allocator.batch import BatchResult, Tick, Watcher, parse_duration, run_batch
+from allocator.cli.app import app, fail, guarded
+
+console = Console(width=None if Console().is_terminal else 140)
+err_console = Console(stderr=True)
+
+
+def summary_table(results: list[BatchResult]) -> Table:
+    t = Table(title=f"Batch ({len(results)} inputs)")
+    for col in ("input", "outcome", "status", "objective", "assigned", "unassigned",
+                "migrations", "valid", "time s", "note"):
+        t.add_column(col, justify="right" if col in ("objective", "assigned", "unassigned",
+                                                     "migrations", "time s") else "left")
+
+    def cell(v: object, fmt: str = "{}") -> str:
+        return "" if v is None else fmt.format(v)
+
+    for r in results:
+        t.add_row(r.stem, r.outcome, cell(r.status), cell(r.objective, "{:.6g}"),
+                  cell(r.assigned), cell(r.unassigned), cell(r.migrations), cell(r.valid),
+                  f"{r.wall_s:.2f}", r.error or "")
+    return t
+
+
+@app.command()
+@guarded
+def batch(
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Snapshot JSON files or directories with agents/tasks tables.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    force: Annotated[bool, typer.Option(help="Solve again even if already solved.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="Assignments table: csv or parquet.")]
+    = "csv",
+    solver: Annotated[str | None, typer.Option(help="Backend (default: each snapshot's).")]
+    = None,
+    time_limit: Annotated[float | None, typer.Option(help="Seconds per input.")] = None,
+) -> None:
+    """Solve every input into --out: plans, assignments tables, a summary; exit 1 if any fail."""
+    if fmt not in ("csv", "parquet"):
+        raise fail(f"--format must be csv or parquet, got {fmt!r}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as progress:
+        bar = progress.add_task("solving", total=len(inputs))
+
+        def advance(r: BatchResult) -> None:
+            progress.update(bar, advance=1, description=f"{r.stem}: {r.outcome}")
+
+        results = run_batch(inputs, out, force=force, fmt=fmt,  # type: ignore[arg-type]
+                            solver=solver, time_limit=time_limit, on_result=advance)
+    console.print(summary_table(results))
+    failed = [r for r in results if r.outcome == "failed"]
+    counts = {k: sum(r.outcome == k for r in results) for k in ("solved", "skipped", "failed")}
+    console.print(f"solved {counts['solved']}, skipped {counts['skipped']}, "
+                  f"failed {counts['failed']} -> {out}")
+    for r in failed:
+        typer.echo(f"error: {r.error}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("run")
+@guarded
+def run_watch(
+    watch: Annotated[Path, typer.Option("--watch", help="Directory of snapshots to follow.")],
+    every: Annotated[str, typer.Option(help="Period: 30s, 5m, 1h.")] = "30s",
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Output directory (default: WATCH/plans).")] = None,
+    solver: Annotated[str | None, typer.Option(help="Backend (default: the snapshot's).")]
+    = None,
+    time_limit: Annotated[float | None, typer.Option(help="Seconds per solve.")] = None,
+    max_ticks: Annotated[int | None, typer.Option(help="Stop after this many ticks.")] = None,
+) -> None:
+    """Re-solve the newest snapshot in --watch periodically, warm from the previous plan.
+
+    Stops cleanly on SIGINT/SIGTERM (after the solve in progress, if any).
+    """
+    period = parse_duration(every)
+    stop = threading.Event()
+
+    def on_tick(t: Tick) -> None:
+        if t.action == "solved":
+            console.print(f"[{t.seq}] solved {t.input}: {t.status}, {t.migrations} migration(s)"
+                          f"{' (warm)' if t.warm else ''} -> {t.plan}")
+        elif t.action == "failed":
+            console.print(f"[{t.seq}] failed {t.input}: {t.error}")
+        else:
+            console.print(f"[dim][{t.seq}] {t.action}[/]")
+
+    watcher = Watcher(watch, out or watch / "plans", every=period, solver=solver,
+                      time_limit=time_limit, on_tick=on_tick)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        watcher.run(stop, max_ticks=max_ticks)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    console.print(f"stopped after {len(watcher.ticks)} tick(s), {watcher.solves} solve(s)")
