@@ -31,7 +31,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
@@ -55,6 +55,9 @@ from allocator.online.metrics import summary
 from allocator.online.policies import Policy, make_policy
 from allocator.workloads.base import Workload
 from models import Agent
+
+if TYPE_CHECKING:
+    from allocator.online.workload import Workload as OnlineWorkload
 
 #: Bounded-slowdown threshold (seconds): the usual 10 s of the parallel
 #: job-scheduling literature (Feitelson et al.), so a 1 s job that waits 1 min
@@ -371,3 +374,43 @@ def utilisation_series(records: pl.DataFrame, agents: int, bins: int = 100
     b = integral(edges)
     width = np.diff(edges)
     return edges[:-1], np.diff(b) / (width * agents)
+
+
+def to_online_workload(workload: Workload, *, agents: int | Sequence[Agent] = 4,
+                       speeds: Sequence[float] | None = None, home: HomeMode = "tenant"
+                       ) -> OnlineWorkload:
+    """The same tasks as the generated-workload simulator's array form.
+
+    allocator.online.simulator.Simulator can then replay the trace; task i
+    becomes `t{i}` (arrival order) and tenant k `tenant{k}` (tenants numbered in
+    order of first appearance). Use it to cross-check :func:`replay`, which
+    keeps per-task records the simulator does not.
+    """
+    from allocator.online.workload import Workload as Arrays
+
+    ags = make_agents(agents, speeds) if isinstance(agents, int) else list(agents)
+    t = workload.tasks
+    prio = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+    ten = t["tenant"].to_list()
+    codes: dict[str | None, int] = {}
+    for x in ten:
+        codes.setdefault(x, len(codes))
+    specs = workload.to_specs()
+    homes = _home_of(home, ags)
+    index = {a.id: i for i, a in enumerate(ags)}
+    home_idx = np.array([index.get(homes(i, s) or "", -1) for i, (_, s) in enumerate(specs)],
+                        dtype=np.int64)
+    work = t["work"].to_numpy().astype(float)
+    return Arrays(
+        agents=ags,
+        arrival=t["arrival"].to_numpy().astype(float),
+        work=work,
+        actual=work.copy(),
+        priority=np.array([prio[p] for p in t["priority"]], dtype=np.int64),
+        deadline=t["deadline"].fill_null(float("nan")).to_numpy().astype(float),
+        hard=np.zeros(t.height, dtype=bool),
+        home=home_idx,
+        tenant=np.array([codes[x] for x in ten], dtype=np.int64),
+        skill=np.zeros(t.height, dtype=bool),
+        true_speed={a.id: a.speed for a in ags},
+    )
