@@ -24,13 +24,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
 
-from allocator.workloads.base import Workload  # noqa: E402
-from allocator.workloads.replay import ReplayResult, utilisation_series  # noqa: E402
+from allocator.workloads.base import Workload
+from allocator.workloads.replay import ReplayResult, utilisation_series
 
 #: Columns of the comparison table, in order, with their number format.
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
