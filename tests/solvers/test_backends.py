@@ -89,7 +89,7 @@ def test_unassigned_tasks_carry_the_right_reason(backend: str) -> None:
 
 
 def test_unknown_solver_is_a_typed_error(small_snapshot: Snapshot) -> None:
-    with pytest.raises(UnknownSolverError, match="known: .*greedy"):
+    with pytest.raises(UnknownSolverError, match=r"known: .*greedy"):
         solve(small_snapshot, solver="simplex-magic")
 
 
