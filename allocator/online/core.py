@@ -66,7 +66,7 @@ from allocator.online.metrics import OnlineMetrics
 from allocator.online.policies import Policy, make_policy
 from allocator.online.queues import PlanQueue, TaskQueue
 from allocator.online.ratelimit import AgentLimiter
-from models import Agent, AgentStatus
+from models import Agent, AgentStatus, Plan, Snapshot, Task, Weights
 
 # Task phases (ints: compared on every event).
 SUBMITTED, DEFERRED, QUEUED, RUNNING, DONE = range(5)
@@ -339,6 +339,62 @@ class Executor:
         return {a.id: a.load(self.now) for a in self.agents.values()
                 if a.status is AgentStatus.UP}
 
+    # ------------------------------------------------------------------ plans and snapshots
+
+    def install(self, plan: Plan, *, time: float | None = None) -> list[Instruction]:
+        """Install a solver's plan (shorthand for `handle(PlanInstalled(...))`)."""
+        return self.handle(PlanInstalled(plan=plan, time=self.now if time is None else time))
+
+    def snapshot(self, *, name: str | None = None, weights: Weights | None = None) -> Snapshot:
+        """The current state as a Snapshot for the next solve.
+
+        Agents carry their learned speeds. Queued tasks keep their agent as
+        `current_agent` (so moving them counts as a migration); running tasks
+        are pinned to their agent (`allowed_agents`) with their estimated
+        remaining work, so the solver counts their load but cannot move them.
+        Deferred tasks are not admitted yet and are left out.
+        """
+        now = self.now
+        agents = [
+            Agent(id=a.id, capacity=a.capacity, speed=max(a.speed, 1e-9),
+                  concurrency=a.concurrency, skills=sorted(a.skills),
+                  cost_rate=a.spec.cost_rate, status=a.status, labels=a.spec.labels)
+            for a in self.agents.values()
+        ]
+        known = set(self.agents)
+        resources = {r for a in self.agents.values() for r in a.capacity}
+        tasks: list[Task] = []
+        for t in self.tasks.values():
+            if t.phase not in (QUEUED, RUNNING):
+                continue
+            spec = t.spec
+            if any(r not in resources for r, _ in spec.demand):
+                continue
+            allowed = ([x for x in spec.allowed if x in known]
+                       if spec.allowed is not None else None)
+            current = t.where.id if t.where is not None else None
+            work = t.est
+            progress = 0.0
+            if t.phase == RUNNING:
+                assert t.agent is not None
+                current = t.agent.id
+                allowed = [current]
+                done = (now - t.started) * t.agent.speed
+                work = max(t.est - done, 0.0)
+                progress = min(max(done / t.est, 0.0), 1.0) if t.est > 0 else 0.0
+            deadline = spec.deadline if spec.deadline is not None and spec.deadline >= 0 else None
+            tasks.append(Task(
+                id=t.id, work=work, demand=dict(spec.demand), priority=spec.priority,
+                deadline=deadline, hard_deadline=spec.hard_deadline and deadline is not None,
+                skills=list(spec.skills), allowed_agents=allowed,
+                forbidden_agents=[x for x in spec.forbidden if x in known],
+                current_agent=current, progress=progress,
+                migration_cost=spec.migration_cost or None, tenant=spec.tenant,
+            ))
+        return Snapshot(time=now, agents=agents, tasks=tasks,
+                        weights=weights if weights is not None else Weights(),
+                        name=name or f"executor@{now:.6g}")
+
     # ------------------------------------------------------------------ task events
 
     def _on_submitted(self, ev: TaskSubmitted) -> None:
@@ -452,13 +508,13 @@ class Executor:
         self._end(t, Fail, Code.CANCELLED, ev.reason)
 
     def _retry_or_fail(self, t: TaskState, reason: str, retryable: bool,
-                       avoid: str | None) -> None:
+                       avoid: str | None, code: Code = Code.RETRIES_EXHAUSTED) -> None:
+        """Queue another attempt, or end the task when it may not retry (code: why)."""
         limit = self.max_retries if t.spec.max_retries is None else t.spec.max_retries
         if not retryable:
             self._end(t, Fail, Code.NOT_RETRYABLE, reason)
         elif t.attempt > limit:
-            self._end(t, Fail, Code.RETRIES_EXHAUSTED,
-                      f"{t.attempt} attempt(s) failed; last: {reason}")
+            self._end(t, Fail, code, f"{t.attempt} attempt(s) failed; last: {reason}")
         else:
             self.metrics.retries += 1
             self._emit(Retry(task_id=t.id, attempt=t.attempt + 1, reason=reason))
@@ -782,7 +838,7 @@ class Executor:
                 a.used[r] -= d
             t.agent = None
             self._retry_or_fail(t, f"agent {a.id} failed mid-task: {ev.reason}", True,
-                                avoid=a.id)
+                                avoid=a.id, code=Code.AGENT_FAILED)
         self._evacuate(a, Code.AGENT_FAILED)
 
     def _evacuate(self, a: AgentState, code: Code) -> None:
@@ -927,5 +983,5 @@ class Executor:
         self._release(t, a)
         a.breaker.record_failure("timeout", probe=t.probe)
         self._breaker_moves(a)
-        self._retry_or_fail(t, f"{Code.TIMEOUT.value}: no result within {limit}", True,
-                            avoid=a.id)
+        self._retry_or_fail(t, f"no result within {limit}", True, avoid=a.id,
+                            code=Code.TIMEOUT)

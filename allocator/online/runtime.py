@@ -1,0 +1,304 @@
+"""Asyncio runtime: the executor core driving real callables.
+
+Coroutine functions run as asyncio tasks; plain functions run in a thread
+pool. The core decides what runs where (its agents are logical workers with
+a concurrency limit each); the runtime carries out Dispatch, Cancel and
+SetTimer, and reports completions and failures back as events. Events are
+batched: everything posted in one loop iteration goes to `core.handle` at
+once.
+
+Each `submit` returns an asyncio future resolved exactly once by the task's
+terminal instruction: the result, `TaskRejectedError` or `TaskFailedError`
+(with the last exception as `__cause__`). A task may report usage by
+returning `Reported(value, usage={"tokens": n})`.
+
+Caveat: a blocking function cannot be interrupted; when it times out or is
+cancelled the core moves on (its late result is stale and ignored) but the
+thread stays busy until the function returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import itertools
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from allocator.errors import AllocatorError, InvalidInputError
+from allocator.online.clock import Clock, MonotonicClock
+from allocator.online.core import Executor
+from allocator.online.events import (
+    AgentFailed,
+    AgentJoined,
+    AgentLeft,
+    Cancel,
+    Code,
+    Complete,
+    Dispatch,
+    Event,
+    Fail,
+    Instruction,
+    RateLimit,
+    Reject,
+    SetTimer,
+    Shutdown,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskSpec,
+    TaskSubmitted,
+    Tick,
+)
+from allocator.online.policies import Policy
+from models import Agent
+
+
+class TaskRejectedError(AllocatorError):
+    """The executor did not run the task (admission, shutdown, no eligible agent)."""
+
+    http_status = 429
+
+    def __init__(self, task_id: str, code: Code, reason: str) -> None:
+        super().__init__(f"task {task_id!r} rejected ({code.value}): {reason}")
+        self.task_id, self.code, self.reason = task_id, code, reason
+
+
+class TaskFailedError(AllocatorError):
+    """The task was tried and gave up, was cancelled or timed out."""
+
+    http_status = 500
+
+    def __init__(self, task_id: str, code: Code, reason: str) -> None:
+        super().__init__(f"task {task_id!r} failed ({code.value}): {reason}")
+        self.task_id, self.code, self.reason = task_id, code, reason
+
+
+@dataclass(slots=True)
+class Reported:
+    """A task's return value plus the usage it reports (e.g. {"tokens": 812})."""
+
+    value: Any
+    usage: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    is_coro: bool
+    results: dict[int, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
+class Runtime:
+    """Run callables on logical agents under an online policy.
+
+    Use as `async with Runtime(agents, "edf+stealing") as rt:`; leaving the
+    block drains (waits for every task). `await rt.shutdown(drain=False)`
+    instead returns every queued task unrun (their futures raise
+    TaskRejectedError with code `shutdown`) and lets running ones finish, or
+    cancels them with `cancel_running=True`.
+    """
+
+    def __init__(
+        self,
+        agents: Iterable[Agent | tuple[Agent, RateLimit | None]],
+        policy: str | Policy = "stealing",
+        *,
+        clock: Clock | None = None,
+        threads: int | None = None,
+        **executor_kwargs: Any,
+    ) -> None:
+        self.clock = clock or MonotonicClock()
+        executor_kwargs.setdefault("log", 10_000)
+        agents = list(agents)
+        self.core = Executor(policy, **executor_kwargs)
+        self._jobs: dict[str, _Job] = {}
+        self._running: dict[tuple[str, int], tuple[str, asyncio.Future[Any]]] = {}
+        self._pending: list[Event] = []
+        self._flushing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._ids = itertools.count()
+        self._idle: asyncio.Event | None = None
+        self._returned: list[str] = []
+        self.closed = False
+        total = 0
+        joins: list[Event] = []
+        for a in agents:
+            spec, limit = a if isinstance(a, tuple) else (a, None)
+            total += spec.concurrency
+            joins.append(AgentJoined(agent=spec, rate_limit=limit, time=self.clock.now()))
+        self.core.handle(*joins)
+        self._pool = ThreadPoolExecutor(max_workers=threads or max(total, 1),
+                                        thread_name_prefix="allocator-agent")
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown(drain=True)
+
+    # ------------------------------------------------------------------ submitting
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **spec_fields: Any) -> asyncio.Future[Any]:
+        """Submit `fn(*args)`; keyword arguments are TaskSpec fields (id, work, priority,
+        deadline (absolute, on `self.clock`), timeout, tenant, skills, tokens, home ...)."""
+        loop = asyncio.get_running_loop()
+        task_id = spec_fields.pop("id", None) or f"task-{next(self._ids)}"
+        if task_id in self._jobs:
+            raise InvalidInputError(f"duplicate task id {task_id!r}", field="id")
+        spec = TaskSpec(id=task_id, **spec_fields)
+        fut: asyncio.Future[Any] = loop.create_future()
+        target = fn.func if isinstance(fn, functools.partial) else fn
+        self._jobs[task_id] = _Job(fn, args, fut, inspect.iscoroutinefunction(target))
+        fut.add_done_callback(functools.partial(self._future_done, task_id))
+        self._post(TaskSubmitted(task=spec))
+        return fut
+
+    def add_agent(self, agent: Agent, rate_limit: RateLimit | None = None) -> None:
+        self._post(AgentJoined(agent=agent, rate_limit=rate_limit))
+
+    def remove_agent(self, agent_id: str) -> None:
+        """Graceful leave: queued work moves, running work finishes."""
+        self._post(AgentLeft(agent_id=agent_id))
+
+    def fail_agent(self, agent_id: str, reason: str = "agent failed") -> None:
+        """Declare an agent dead: its running attempts are abandoned and retried elsewhere."""
+        for key, (agent, handle) in list(self._running.items()):
+            if agent == agent_id:
+                del self._running[key]
+                handle.cancel()
+        self._post(AgentFailed(agent_id=agent_id, reason=reason))
+
+    def _post(self, ev: Event) -> None:
+        ev.time = self.clock.now()
+        self._pending.append(ev)
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = False
+        events, self._pending = self._pending, []
+        if events:
+            self.apply(self.core.handle(*events))
+
+    # ------------------------------------------------------------------ instructions
+
+    def apply(self, out: list[Instruction]) -> None:
+        """Carry out the core's instructions (also used by the coordinator)."""
+        for ins in out:
+            typ = type(ins)
+            if typ is Dispatch:
+                self._start(ins)  # type: ignore[arg-type]
+            elif typ is Complete:
+                job = self._jobs.pop(ins.task_id)  # type: ignore[attr-defined]
+                if not job.future.done():
+                    job.future.set_result(job.results.pop(ins.attempt, None))  # type: ignore[attr-defined]
+            elif typ is Fail or typ is Reject:
+                tid, code, reason = ins.task_id, ins.code, ins.reason  # type: ignore[attr-defined]
+                job = self._jobs.pop(tid)
+                if typ is Reject:
+                    exc: AllocatorError = TaskRejectedError(tid, code, reason)
+                    if code is Code.SHUTDOWN:
+                        self._returned.append(tid)
+                else:
+                    exc = TaskFailedError(tid, code, reason)
+                    exc.__cause__ = job.error
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            elif typ is Cancel:
+                hit = self._running.pop((ins.task_id, ins.attempt), None)  # type: ignore[attr-defined]
+                if hit is not None:
+                    hit[1].cancel()
+            elif typ is SetTimer:
+                self._arm(ins.at)  # type: ignore[attr-defined]
+        if not self._jobs and self._idle is not None:
+            self._idle.set()
+
+    def _start(self, ins: Dispatch) -> None:
+        job = self._jobs[ins.task_id]
+        loop = asyncio.get_running_loop()
+        handle: asyncio.Future[Any]
+        if job.is_coro:
+            handle = loop.create_task(job.fn(*job.args))
+        else:
+            handle = loop.run_in_executor(self._pool, job.fn, *job.args)
+        key = (ins.task_id, ins.attempt)
+        self._running[key] = (ins.agent, handle)
+        handle.add_done_callback(functools.partial(
+            self._attempt_done, ins.task_id, ins.agent, ins.attempt, self.clock.now()))
+
+    def _attempt_done(self, task_id: str, agent: str, attempt: int, t0: float,
+                      handle: asyncio.Future[Any]) -> None:
+        if self._running.pop((task_id, attempt), None) is None:
+            return  # cancelled or abandoned by the core: nothing to report
+        job = self._jobs.get(task_id)
+        dur = self.clock.now() - t0
+        if handle.cancelled():
+            self._post(TaskFailed(task_id=task_id, agent=agent, attempt=attempt,
+                                  reason="cancelled", retryable=False, duration=dur))
+            return
+        exc = handle.exception()
+        if exc is not None:
+            if job is not None:
+                job.error = exc
+            self._post(TaskFailed(task_id=task_id, agent=agent, attempt=attempt,
+                                  reason=repr(exc), duration=dur))
+            return
+        value = handle.result()
+        usage = None
+        if isinstance(value, Reported):
+            value, usage = value.value, value.usage
+        if job is not None:
+            job.results[attempt] = value
+        self._post(TaskCompleted(task_id=task_id, agent=agent, attempt=attempt, duration=dur,
+                                 usage=usage))
+
+    def _future_done(self, task_id: str, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() and task_id in self._jobs:
+            self._post(TaskCancelled(task_id=task_id))
+
+    def _arm(self, at: float) -> None:
+        if at >= self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        delay = max(0.0, at - self.clock.now())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._tick, at)
+
+    def _tick(self, at: float) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        self._post(Tick())
+        # The loop's timer may fire a hair before the clock reaches `at`.
+        self._pending[-1].time = max(self._pending[-1].time, at)
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def join(self) -> None:
+        """Wait until every submitted task has ended."""
+        if not self._jobs:
+            return
+        self._idle = asyncio.Event()
+        while self._jobs:
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def shutdown(self, *, drain: bool = True, cancel_running: bool = False) -> list[str]:
+        """Stop accepting work; drain, or return queued tasks unrun. Returns their ids."""
+        self.closed = True
+        self._post(Shutdown(drain=drain, cancel_running=cancel_running))
+        await self.join()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        returned, self._returned = self._returned, []
+        return returned

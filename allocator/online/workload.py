@@ -1,0 +1,198 @@
+"""Generated workloads for the simulator (seeded, vectorised with numpy).
+
+A :class:`Workload` is plain arrays plus the agents, so a trace reader can
+build one too. Units: a task of `work` 1 takes 1 time unit on a speed-1
+agent; `load` is offered work over total agent capacity (speed x concurrency).
+
+- arrivals: `poisson`, or `bursty` (a two-state Markov-modulated Poisson
+  process: bursts at `burst_factor` times the quiet rate, `burst_share` of the
+  time, `burst_len` long on average);
+- sizes: `pareto` (heavy tail, shape `pareto_alpha`, mean 1, capped at
+  `max_size`), `exp` or `fixed`;
+- skewed placement: each task's home agent is drawn from a Zipf law with
+  exponent `skew` over the agents (0 is uniform);
+- deadlines: arrival + U(slack) x work, on a share `deadline_share` of tasks,
+  of which `hard_share` are hard;
+- the actual work differs from the estimate by a lognormal factor (`noise`);
+- agent failures: each agent fails after Exp(`mtbf`) and rejoins after Exp(`mttr`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from allocator.errors import InvalidInputError
+from allocator.online.events import RateLimit, TaskSpec
+from models import Agent, Priority
+
+_PRIOS = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
+ARRIVALS = ("poisson", "bursty")
+SIZES = ("pareto", "exp", "fixed")
+#: Tokens per unit of work, for workloads with rate-limited agents.
+TOKENS_PER_WORK = 1000.0
+
+
+@dataclass(slots=True)
+class WorkloadConfig:
+    tasks: int = 10_000
+    agents: int = 8
+    arrival: str = "poisson"
+    load: float = 0.85
+    burst_factor: float = 6.0
+    burst_share: float = 0.2
+    burst_len: float = 20.0
+    sizes: str = "pareto"
+    pareto_alpha: float = 1.5
+    max_size: float = 100.0
+    skew: float = 1.0
+    speed_spread: float = 0.5
+    concurrency: int = 1
+    deadline_share: float = 1.0
+    slack: tuple[float, float] = (2.0, 10.0)
+    hard_share: float = 0.0
+    priorities: tuple[float, float, float, float] = (0.05, 0.15, 0.5, 0.3)
+    tenants: int = 4
+    noise: float = 0.2
+    migration_cost: float = 0.0
+    skill_share: float = 0.0
+    task_failure: float = 0.0
+    mtbf: float | None = None
+    mttr: float = 50.0
+    tokens_per_min: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.arrival not in ARRIVALS:
+            raise InvalidInputError(f"unknown arrival process {self.arrival!r}; known: "
+                                    f"{', '.join(ARRIVALS)}", field="arrival")
+        if self.sizes not in SIZES:
+            raise InvalidInputError(f"unknown size law {self.sizes!r}; known: "
+                                    f"{', '.join(SIZES)}", field="sizes")
+        if self.tasks < 1 or self.agents < 1:
+            raise InvalidInputError("need at least one task and one agent", field="tasks")
+        if not 0 < self.load:
+            raise InvalidInputError(f"must be > 0, got {self.load}", field="load")
+
+
+@dataclass(slots=True)
+class Workload:
+    agents: list[Agent]
+    arrival: np.ndarray
+    work: np.ndarray
+    actual: np.ndarray
+    priority: np.ndarray
+    deadline: np.ndarray  # nan: none
+    hard: np.ndarray
+    home: np.ndarray  # -1: none
+    tenant: np.ndarray
+    skill: np.ndarray
+    failures: list[tuple[float, str, float]] = field(default_factory=list)
+    task_failure: float = 0.0
+    migration_cost: float = 0.0
+    rate_limit: RateLimit | None = None
+    true_speed: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.arrival)
+
+    def spec(self, i: int) -> TaskSpec:
+        d = self.deadline[i]
+        h = int(self.home[i])
+        w = float(self.work[i])
+        return TaskSpec(
+            id=f"t{i}", work=w, priority=_PRIOS[self.priority[i]],
+            deadline=None if d != d else float(d), hard_deadline=bool(self.hard[i]),
+            tenant=f"tenant{self.tenant[i]}", skills=("gpu",) if self.skill[i] else (),
+            home=self.agents[h].id if h >= 0 else None, migration_cost=self.migration_cost,
+            tokens=w * TOKENS_PER_WORK if self.rate_limit is not None else 0.0,
+        )
+
+
+def _sizes(cfg: WorkloadConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    if cfg.sizes == "fixed":
+        return np.ones(n)
+    if cfg.sizes == "exp":
+        return rng.exponential(1.0, n)
+    a = cfg.pareto_alpha
+    x = (rng.pareto(a, n) + 1.0) * ((a - 1) / a if a > 1 else 0.5)
+    x = np.minimum(x, cfg.max_size)
+    return x / x.mean()
+
+
+def _arrivals(cfg: WorkloadConfig, rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
+    if cfg.arrival == "poisson":
+        return np.cumsum(rng.exponential(1.0 / rate, n))
+    # MMPP(2): the average rate stays `rate`.
+    s, f = cfg.burst_share, cfg.burst_factor
+    quiet = rate / (s * f + (1 - s))
+    burst = quiet * f
+    mean_on = cfg.burst_len
+    mean_off = mean_on * (1 - s) / max(s, 1e-9)
+    out = np.empty(n)
+    t = 0.0
+    i = 0
+    on = False
+    while i < n:
+        span = rng.exponential(mean_on if on else mean_off)
+        r = burst if on else quiet
+        k = max(1, int(span * r * 2) + 8)
+        gaps = np.cumsum(rng.exponential(1.0 / r, k))
+        gaps = gaps[gaps < span]
+        take = min(len(gaps), n - i)
+        out[i:i + take] = t + gaps[:take]
+        i += take
+        t += span
+        on = not on
+    return out
+
+
+def generate(cfg: WorkloadConfig) -> Workload:
+    """A seeded synthetic workload (same config, same arrays)."""
+    rng = np.random.default_rng(cfg.seed)
+    n, m = cfg.tasks, cfg.agents
+    spread = cfg.speed_spread
+    speeds = rng.uniform(1.0 / (1.0 + spread), 1.0 + spread, m) if spread > 0 else np.ones(m)
+    has_gpu = np.zeros(m, dtype=bool)
+    if cfg.skill_share > 0:
+        has_gpu[: max(1, m // 2)] = True
+    agents = [Agent(id=f"a{i}", speed=float(speeds[i]), concurrency=cfg.concurrency,
+                    skills=["gpu"] if has_gpu[i] else []) for i in range(m)]
+    work = _sizes(cfg, rng, n)
+    capacity = float(speeds.sum()) * cfg.concurrency
+    rate = cfg.load * capacity / float(work.mean())
+    arrival = _arrivals(cfg, rng, n, rate)
+    actual = work * (rng.lognormal(0.0, cfg.noise, n) if cfg.noise > 0 else 1.0)
+    pr = np.asarray(cfg.priorities, dtype=float)
+    priority = rng.choice(4, size=n, p=pr / pr.sum())
+    lo, hi = cfg.slack
+    has_deadline = rng.random(n) < cfg.deadline_share
+    deadline = np.where(has_deadline, arrival + rng.uniform(lo, hi, n) * np.maximum(work, 0.1),
+                        np.nan)
+    hard = has_deadline & (rng.random(n) < cfg.hard_share)
+    zipf = 1.0 / np.arange(1, m + 1) ** cfg.skew
+    home = rng.choice(m, size=n, p=zipf / zipf.sum())
+    skill = rng.random(n) < cfg.skill_share
+    if skill.any():  # a gpu task's home is a gpu agent
+        gpu_agents = np.flatnonzero(has_gpu)
+        home[skill] = gpu_agents[home[skill] % len(gpu_agents)]
+    tenant = rng.integers(0, max(cfg.tenants, 1), n)
+    failures: list[tuple[float, str, float]] = []
+    if cfg.mtbf:
+        horizon = float(arrival[-1])
+        for a in agents:
+            t = float(rng.exponential(cfg.mtbf))
+            while t < horizon:
+                down = float(rng.exponential(cfg.mttr))
+                failures.append((t, a.id, down))
+                t += down + float(rng.exponential(cfg.mtbf))
+        failures.sort()
+    return Workload(
+        agents=agents, arrival=arrival, work=work, actual=actual, priority=priority,
+        deadline=deadline, hard=hard, home=home, tenant=tenant, skill=skill,
+        failures=failures, task_failure=cfg.task_failure, migration_cost=cfg.migration_cost,
+        rate_limit=RateLimit(tokens_per_min=cfg.tokens_per_min) if cfg.tokens_per_min else None,
+        true_speed={a.id: a.speed for a in agents},
+    )
