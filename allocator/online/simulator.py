@@ -162,7 +162,7 @@ class Simulator:
                     push(heap, (float(wl.arrival[p + 1]), -1, _ARR, p + 1))
                 else:
                     arrivals_done = True
-            elif kind == _DONE or kind == _FAILT:
+            elif kind in (_DONE, _FAILT):
                 task_id, a_id, attempt, ep, i = p
                 if epoch[a_id] != ep or (task_id, attempt) in cancelled:
                     continue

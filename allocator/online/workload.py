@@ -72,7 +72,7 @@ class WorkloadConfig:
                                     f"{', '.join(SIZES)}", field="sizes")
         if self.tasks < 1 or self.agents < 1:
             raise InvalidInputError("need at least one task and one agent", field="tasks")
-        if not 0 < self.load:
+        if not self.load > 0:
             raise InvalidInputError(f"must be > 0, got {self.load}", field="load")
 
 
