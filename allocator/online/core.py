@@ -757,7 +757,8 @@ class Executor:
             return True
         self.metrics.failed_steals += 1
         thief.steal_fails += 1
-        back = min(cfg.backoff * 2 ** (thief.steal_fails - 1), cfg.max_backoff)
+        # Exponent capped: 2**1024 overflows a float after long idle stretches.
+        back = min(cfg.backoff * 2.0 ** min(thief.steal_fails - 1, 60), cfg.max_backoff)
         thief.backoff_until = now + back
         self._timer(thief.backoff_until, _T_WAKE, thief, 0)
         return False

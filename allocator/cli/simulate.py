@@ -1,0 +1,165 @@
+"""`allocator simulate`: run online policies side by side on a generated workload.
+
+The workload comes from `_workload(...)`, the one place a later `--trace FILE`
+option plugs in (it only has to return an allocator.online.workload.Workload).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from allocator.cli.app import app, bench_app, guarded
+from allocator.errors import InvalidInputError
+from allocator.online.coordinator import Coordinator
+from allocator.online.policies import describe_policies, policy_names
+from allocator.online.simulator import Simulator
+from allocator.online.workload import Workload, WorkloadConfig, generate
+
+DEFAULT_POLICIES = ["fifo", "round-robin", "jsq", "p2c", "edf", "edf+stealing"]
+
+#: Keys of one `--json` line, in order (the contract of `allocator simulate --json`).
+JSON_KEYS = ("policy", "tasks", "completed", "rejected", "failed", "lost", "duplicated",
+             "miss_rate", "p50_wait", "p99_wait", "p50_latency", "p99_latency", "jain",
+             "load_variance", "utilisation", "throughput", "steals", "migrations", "requeued",
+             "retries", "events", "events_per_s", "wall_s", "seed")
+
+
+def _workload(cfg: WorkloadConfig) -> Workload:
+    return generate(cfg)
+
+
+def run_policies(cfg: WorkloadConfig, policies: list[str], *, seed: int,
+                 coordinate_every: float = 0.0, max_retries: int = 2,
+                 history: str | None = None) -> list[tuple[dict[str, Any], str | None]]:
+    """Simulate each policy on the same workload; (row, history text) per policy."""
+    known = set(policy_names())
+    for p in policies:
+        if p not in known:
+            raise InvalidInputError(f"unknown policy {p!r}; known: {', '.join(policy_names())}",
+                                    field="policy")
+    out = []
+    for p in policies:
+        wl = _workload(cfg)
+        sim = Simulator(wl, p, seed=seed, max_retries=max_retries,
+                        log=None if history else 0)
+        if coordinate_every > 0:
+            sim.coordinator = Coordinator(sim.executor, every=coordinate_every)
+            sim.coordinate_every = coordinate_every
+        res = sim.run()
+        row = res.row
+        row["seed"] = seed
+        out.append((row, res.executor.history(history) if history else None))
+    return out
+
+
+def _fmt(v: Any, nd: int = 3) -> str:
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}" if abs(v) < 1e6 else f"{v:,.0f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def summary_table(rows: list[dict[str, Any]], title: str) -> Table:
+    t = Table(title=title)
+    cols = [("policy", "policy"), ("completed", "done"), ("rejected", "rej"),
+            ("failed", "fail"), ("lost", "lost"), ("duplicated", "dup"),
+            ("miss_rate", "miss"), ("p50_wait", "p50 wait"), ("p99_wait", "p99 wait"),
+            ("p99_latency", "p99 lat"), ("jain", "jain"), ("utilisation", "util"),
+            ("steals", "steals"), ("events_per_s", "events/s"), ("wall_s", "wall s")]
+    for _, head in cols:
+        t.add_column(head, justify="left" if head == "policy" else "right")
+    for r in rows:
+        cells = []
+        for k, _ in cols:
+            v = r[k]
+            if k == "miss_rate":
+                cells.append(f"{100 * v:.1f}%")
+            elif k == "events_per_s":
+                cells.append(f"{v:,.0f}")
+            elif k in ("jain", "utilisation"):
+                cells.append(f"{v:.3f}")
+            else:
+                cells.append(_fmt(v, 2))
+        t.add_row(*cells)
+    return t
+
+
+@app.command("simulate")
+@guarded
+def simulate_cmd(
+    agents: Annotated[int, typer.Option("--agents", "-n", min=1, help="Number of agents.")] = 16,
+    tasks: Annotated[int, typer.Option("--tasks", "-m", min=1, help="Number of tasks.")] = 10_000,
+    policy: Annotated[list[str] | None, typer.Option(
+        "--policy", "-p", help="Policy to run (repeat for several, side by side).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the workload and the policies.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per policy.")] = False,
+    list_policies: Annotated[bool, typer.Option("--policies", help="List policy names.")] = False,
+    arrival: Annotated[str, typer.Option(help="Arrival process: poisson or bursty.")] = "poisson",
+    load: Annotated[float, typer.Option(help="Offered work / total agent capacity.")] = 0.85,
+    burst_factor: Annotated[float, typer.Option(help="Burst rate / quiet rate (bursty).")] = 6.0,
+    sizes: Annotated[str, typer.Option(help="Task sizes: pareto, exp or fixed.")] = "pareto",
+    pareto_alpha: Annotated[float, typer.Option(help="Pareto shape (heavier tail <2).")] = 1.5,
+    skew: Annotated[float, typer.Option(help="Zipf exponent of home agents (0 uniform).")] = 1.0,
+    speed_spread: Annotated[float, typer.Option(help="Agent speeds in [1/(1+s), 1+s].")] = 0.5,
+    concurrency: Annotated[int, typer.Option(min=1, help="Slots per agent.")] = 1,
+    deadline_share: Annotated[float, typer.Option(help="Share of tasks with a deadline.")] = 1.0,
+    hard_share: Annotated[float, typer.Option(help="Share of deadlines that are hard.")] = 0.0,
+    migration_cost: Annotated[float, typer.Option(
+        help="Extra time when a task runs away from its home agent.")] = 0.0,
+    noise: Annotated[float, typer.Option(help="Lognormal sigma of actual/estimated work.")] = 0.2,
+    mtbf: Annotated[float, typer.Option(
+        help="Mean time between failures per agent (0: no failures).")] = 0.0,
+    mttr: Annotated[float, typer.Option(help="Mean time to rejoin after a failure.")] = 50.0,
+    task_failure: Annotated[float, typer.Option(help="Probability an attempt fails.")] = 0.0,
+    max_retries: Annotated[int, typer.Option(min=0, help="Retries per task.")] = 2,
+    tokens_per_min: Annotated[float, typer.Option(
+        help="Token rate limit per agent (0: none); tasks use 1000 tokens per unit of work.")
+    ] = 0.0,
+    coordinate_every: Annotated[float, typer.Option(
+        help="Re-solve with the greedy solver every T time units (0: off).")] = 0.0,
+    history: Annotated[str | None, typer.Option(
+        help="Print the event history of this task id (e.g. t42) for each policy.")] = None,
+) -> None:
+    """Simulate online policies on a generated workload and compare them."""
+    if list_policies:
+        for name, doc in describe_policies().items():
+            typer.echo(f"{name:18s} {doc}")
+        return
+    cfg = WorkloadConfig(
+        tasks=tasks, agents=agents, arrival=arrival, load=load, burst_factor=burst_factor,
+        sizes=sizes, pareto_alpha=pareto_alpha, skew=skew, speed_spread=speed_spread,
+        concurrency=concurrency, deadline_share=deadline_share, hard_share=hard_share,
+        migration_cost=migration_cost, noise=noise, mtbf=mtbf or None, mttr=mttr,
+        task_failure=task_failure, tokens_per_min=tokens_per_min or None, seed=seed)
+    results = run_policies(cfg, policy or DEFAULT_POLICIES, seed=seed,
+                           coordinate_every=coordinate_every, max_retries=max_retries,
+                           history=history)
+    if as_json:
+        for row, _ in results:
+            typer.echo(json.dumps({k: row[k] for k in JSON_KEYS}))
+    else:
+        title = (f"{tasks:,} tasks, {agents} agents, {arrival} arrivals at load {load}, "
+                 f"{sizes} sizes, skew {skew}, seed {seed}")
+        console = Console()
+        console.width = max(console.width, 150)  # 15 columns: do not squeeze them
+        console.print(summary_table([r for r, _ in results], title))
+    if history:
+        for row, text in results:
+            typer.echo(f"--- {row['policy']}: history of {history}", err=as_json)
+            typer.echo(text or "(no events: unknown task id)", err=as_json)
+
+
+@bench_app.command("online")
+@guarded
+def bench_online_cmd(
+    tasks: Annotated[int, typer.Option(help="Tasks for the simulator speed run.")] = 200_000,
+    quick: Annotated[bool, typer.Option(help="Small sizes (a smoke run).")] = False,
+) -> None:
+    """Simulator speed, runtime overhead vs ThreadPoolExecutor, policy quality."""
+    from allocator.online.bench import main as bench_main
+
+    bench_main(speed_tasks=tasks, quick=quick)
