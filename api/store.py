@@ -31,6 +31,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, make_url
@@ -77,9 +78,10 @@ def _m1_jobs(conn: Connection) -> None:
 
 
 def _m2_state_index(conn: Connection) -> None:
-    from sqlalchemy import Index
-
-    Index("ix_jobs_state_created", jobs.c.state, jobs.c.created_at).create(conn)
+    # Plain DDL (valid in SQLite and PostgreSQL): an Index object would attach itself
+    # to `jobs` and be created again by migration 1 on the next fresh database.
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_state_created "
+                      "ON jobs (state, created_at)"))
 
 
 #: (version, description, apply). Append only; never edit an applied migration.
