@@ -50,7 +50,7 @@ from allocator.objectives import build_schedule, busy_time
 from allocator.problem import CAPACITY_RTOL, Problem, compile_snapshot
 from allocator.solvers.base import Budget, WarmStart, assignment_from_plan, make_plan
 from allocator.solvers.cpsat import solve_cpsat_arrays
-from allocator.solvers.greedy import construct, task_order
+from allocator.solvers.greedy import construct, repair, task_order
 from models import AgentStatus, Plan, PlanStatus, Snapshot, Unassigned
 
 #: Largest total load in ticks of the variance model: squares of loads stay
@@ -607,9 +607,21 @@ def stabilize(snapshot: Snapshot, previous: Plan, *, share: float = STABILITY_SH
 
 
 def warm_start(problem: Problem, previous: Plan) -> WarmStart:
-    """The previous plan as a complete, feasible hint for `problem` (see :func:`complete`)."""
+    """The previous plan as a complete, feasible hint for `problem` (see :func:`complete`).
+
+    When tasks stay out (new tasks where capacity is tight), the greedy's
+    ejection repair places what it can; if the fresh greedy construction
+    still leaves less unassigned penalty, that is the hint instead, because
+    a hint with needless unassigned tasks slows every backend down.
+    """
     ws = assignment_from_plan(problem, previous)
     agent_of = complete(problem, ws.agent_of)
+    if np.any(agent_of < 0):
+        agent_of = repair(problem, agent_of)
+        fresh = construct(problem)
+        pen = problem.unassigned_penalty
+        if pen[fresh < 0].sum() < pen[agent_of < 0].sum():
+            return WarmStart(agent_of=fresh)
     order = ws.order_key
     if order is not None:
         order = np.where(np.isfinite(order), order, np.inf)
