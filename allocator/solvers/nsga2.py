@@ -61,9 +61,16 @@ from allocator.solvers.cpsat import solve_cpsat_arrays
 from allocator.solvers.greedy import construct
 from models import PARETO_OBJECTIVES, ParetoFront, Plan
 
-#: Tiny weight on the other objectives when seeding an extreme point, so the
-#: seed is the lexicographic optimum rather than any optimum of one term.
-_EXTREME_EPS = 1e-3
+#: Small weight (relative, after normalising by spread) on the other objectives
+#: when seeding an extreme point: any positive weight makes the seed
+#: non-dominated; too small a one (1e-3 was tried) and a time-limited CP-SAT
+#: ignores those objectives, leaving the extreme far from the front's end.
+_EXTREME_EPS = 0.05
+
+#: CP-SAT seeds run in deterministic mode; its time unit took 1.5 to 2.5 s of
+#: wall time on a loaded 2-core machine, so each seed gets this share of its
+#: wall-clock slice as deterministic time.
+_DET_PER_WALL = 0.5
 
 
 @dataclass
@@ -74,13 +81,20 @@ class Nsga2Config:
     #: Stop after this many generations (None: only the time budget stops it).
     generations: int | None = None
     #: Share of the time budget given to the CP-SAT seeds.
-    seed_time_share: float = 0.3
+    seed_time_share: float = 0.4
     #: Seed with CP-SAT weighted solutions (greedy seeds are always added).
     cpsat_seeds: bool = True
     #: Expected number of genes a mutation changes.
     genes_per_mutation: float = 2.0
     crossover_prob: float = 0.9
     archive_size: int = 100
+    #: Share of offspring given a few Pareto local-search steps after repair.
+    local_search_prob: float = 0.2
+    local_search_steps: int = 3
+    #: Share of the time budget kept for polishing the archive with local search.
+    polish_share: float = 0.15
+    #: Most local-search rounds per archive point when polishing.
+    polish_steps: int = 500
 
 
 @dataclass(frozen=True)
@@ -193,19 +207,175 @@ def proxy_scores(problem: Problem, objectives: Sequence[str]) -> np.ndarray:
     return np.array(out)
 
 
+class ParetoLocalSearch:
+    """Moves that improve one objective without worsening any other (a memetic step).
+
+    Candidates come from a cheap proxy of the chosen objective: for cost, the
+    shifts and swaps that save the most; for makespan, imbalance and
+    tardiness, shifts off the busiest agent (and onto the idlest); for
+    migrations, moving a task back home. Only moves that keep every capacity
+    are generated; the best `CANDIDATES` are evaluated exactly (Evaluator)
+    and the first that weakly dominates the current vector is taken.
+    """
+
+    #: Exactly evaluated candidates per step: enough to get past proxy errors,
+    #: few enough that a step costs well under a millisecond on 100 tasks.
+    CANDIDATES = 6
+
+    def __init__(self, problem: Problem, ev: Evaluator, cap: np.ndarray):
+        self.p, self.ev, self.cap = problem, ev, cap
+
+    def improve(self, a: np.ndarray, used: np.ndarray, rng: np.random.Generator,
+                steps: int) -> np.ndarray:
+        f = self.ev.values(a)
+        for _ in range(steps):
+            k = int(rng.integers(len(self.ev.objectives)))
+            moved = False
+            for move in self._candidates(a, used, self.ev.objectives[k]):
+                b = a.copy()
+                for j, i in move:
+                    b[j] = i
+                g = self.ev.values(b)
+                if np.all(g <= f + 1e-12) and np.any(g < f - 1e-12):
+                    for j, i in move:
+                        used[a[j]] -= self.p.demand[a[j], j]
+                        used[i] += self.p.demand[i, j]
+                    a, f, moved = b, g, True
+                    break
+            if not moved:
+                continue
+        return a
+
+    def polish(self, a: np.ndarray, used: np.ndarray, budget: Budget,
+               max_steps: int) -> np.ndarray:
+        """Steepest use of `improve`: every objective in turn until none moves."""
+        f = self.ev.values(a)
+        for _ in range(max_steps):
+            if budget.remaining() <= 0:
+                break
+            moved = False
+            for name in self.ev.objectives:
+                for move in self._candidates(a, used, name):
+                    b = a.copy()
+                    for j, i in move:
+                        b[j] = i
+                    g = self.ev.values(b)
+                    if np.all(g <= f + 1e-12) and np.any(g < f - 1e-12):
+                        for j, i in move:
+                            used[a[j]] -= self.p.demand[a[j], j]
+                            used[i] += self.p.demand[i, j]
+                        a, f, moved = b, g, True
+                        break
+            if not moved:
+                break
+        return a
+
+    def _room(self, a: np.ndarray, used: np.ndarray, js: np.ndarray) -> np.ndarray:
+        """[m, |js|] the task could move to the agent: eligible, another agent, fits."""
+        p = self.p
+        room = p.eligible[:, js] & np.all(
+            used[:, None, :] + p.demand[:, js, :] <= self.cap[:, None, :], axis=2)
+        room[a[js], np.arange(js.size)] = False
+        return room
+
+    def _candidates(self, a: np.ndarray, used: np.ndarray,
+                    name: str) -> list[list[tuple[int, int]]]:
+        p, C = self.p, self.CANDIDATES
+        placed = np.flatnonzero(a >= 0)
+        if placed.size == 0:
+            return []
+        out: list[tuple[float, list[tuple[int, int]]]] = []
+        if name == "cost":
+            js = placed
+            room = self._room(a, used, js)
+            delta = np.where(room, p.cost[:, js] - p.cost[a[js], js][None, :], np.inf)
+            for flat in _smallest(delta, C):
+                i, k = np.unravel_index(int(flat), delta.shape)
+                if delta[i, k] < 0:
+                    out.append((float(delta[i, k]), [(int(js[k]), int(i))]))
+            out += self._swaps(a, used, js, C)
+        elif name == "migrations":
+            js = placed[(p.current[placed] >= 0) & (a[placed] != p.current[placed])]
+            for j in js[:C * 4]:
+                h = int(p.current[j])
+                if p.eligible[h, j] and np.all(used[h] + p.demand[h, j] <= self.cap[h]):
+                    out.append((-float(p.migration_cost[j]), [(int(j), h)]))
+        else:  # time-like: relieve the busiest agent, feed the idlest
+            load = busy_time(p, a)
+            top = int(np.argmax(load))
+            js = placed[a[placed] == top]
+            room = self._room(a, used, js)
+            new = load[:, None] + p.duration[:, js] / p.concurrency[:, None]
+            ok = room & (new < load[top] - 1e-12)
+            score = np.where(ok, new, np.inf)
+            for flat in _smallest(score, C):
+                i, k = np.unravel_index(int(flat), score.shape)
+                if np.isfinite(score[i, k]):
+                    out.append((float(score[i, k]), [(int(js[k]), int(i))]))
+            if name == "imbalance":
+                up = np.flatnonzero(p.up)
+                low = int(up[np.argmin(load[up])])
+                js = placed[a[placed] != low]
+                fits = p.eligible[low, js] & np.all(used[low] + p.demand[low, js] <= self.cap[low],
+                                                    axis=1)
+                for j in js[fits][:C]:
+                    out.append((0.0, [(int(j), low)]))
+        out.sort(key=lambda t: t[0])
+        return [mv for _, mv in out[: 2 * C]]
+
+    def _swaps(self, a: np.ndarray, used: np.ndarray, js: np.ndarray,
+               C: int) -> list[tuple[float, list[tuple[int, int]]]]:
+        """Cost-saving swaps of two tasks on different agents that keep both capacities."""
+        p = self.p
+        ai = a[js]
+        c_own = p.cost[ai, js]
+        # delta[x, y]: j_x to agent of j_y and j_y to agent of j_x.
+        delta = p.cost[ai[None, :], js[:, None]] + p.cost[ai[:, None], js[None, :]]
+        delta = delta - c_own[:, None] - c_own[None, :]
+        delta = np.where(ai[:, None] != ai[None, :], delta, np.inf)
+        delta = np.where(p.eligible[ai[None, :], js[:, None]] & p.eligible[ai[:, None],
+                                                                            js[None, :]],
+                         delta, np.inf)
+        out = []
+        for flat in _smallest(delta, 4 * C):
+            x, y = np.unravel_index(int(flat), delta.shape)
+            if not delta[x, y] < 0:
+                break
+            jx, jy, ix, iy = int(js[x]), int(js[y]), int(ai[x]), int(ai[y])
+            dem = p.demand
+            if np.all(used[iy] - dem[iy, jy] + dem[iy, jx] <= self.cap[iy]) and np.all(
+                    used[ix] - dem[ix, jx] + dem[ix, jy] <= self.cap[ix]):
+                out.append((float(delta[x, y]), [(jx, iy), (jy, ix)]))
+                if len(out) >= C:
+                    break
+        return out
+
+
+def _smallest(values: np.ndarray, count: int) -> np.ndarray:
+    """Flat indices of the `count` smallest entries, in increasing order (ties by index)."""
+    flat = values.ravel()
+    if flat.size > count:
+        part = np.argpartition(flat, count)[:count]
+        return part[np.lexsort((part, flat[part]))]
+    return np.argsort(flat, kind="stable")
+
+
 class CapacityRepair(Repair):
     """Move tasks off over-full agents (to the cheapest agent with room under a random
     mix of the objectives), leave a task unassigned only when no agent has room, then
-    place unassigned tasks wherever they fit."""
+    place unassigned tasks wherever they fit; then, with probability `ls_prob`, a few
+    Pareto local-search steps."""
 
-    def __init__(self, problem: Problem, enc: Encoding, objectives: Sequence[str], seed: int):
+    def __init__(self, problem: Problem, enc: Encoding, ev: Evaluator, seed: int,
+                 ls_prob: float = 0.0, ls_steps: int = 0):
         super().__init__()
         self.p = problem
         self.enc = enc
-        self.proxy = proxy_scores(problem, objectives)
+        self.proxy = proxy_scores(problem, ev.objectives)
         self.rng = np.random.default_rng(seed)
         self.cap = problem.capacity * (1 + CAPACITY_RTOL) + 1e-12
-        self.check = problem.n_resources > 0 and bool(np.any(np.isfinite(problem.capacity)))
+        self.ls = ParetoLocalSearch(problem, ev, self.cap)
+        self.ls_prob, self.ls_steps = ls_prob, ls_steps
 
     def _do(self, problem: Any, X: np.ndarray, **kwargs: Any) -> np.ndarray:
         X = np.asarray(X).astype(np.int64)
@@ -213,13 +383,11 @@ class CapacityRepair(Repair):
             X[r] = self.repair_one(X[r])
         return X
 
-    def repair_one(self, x: np.ndarray) -> np.ndarray:
+    def repair_one(self, x: np.ndarray, local_search: bool = True) -> np.ndarray:
         p, enc = self.p, self.enc
         a = enc.decode(x)
         lam = self.rng.dirichlet(np.ones(self.proxy.shape[0]))
         score = np.tensordot(lam, self.proxy, axes=1)  # [m, n]
-        if not self.check:
-            return enc.encode(a)
         demand, cap, elig = p.demand, self.cap, p.eligible
         used = np.zeros_like(p.capacity)
         placed = np.flatnonzero(a >= 0)
@@ -253,6 +421,8 @@ class CapacityRepair(Repair):
                 to = int(np.flatnonzero(ok)[np.argmin(score[ok, j])])
                 a[j] = to
                 used[to] += demand[to, j]
+        if local_search and self.ls_steps and self.rng.random() < self.ls_prob:
+            a = self.ls.improve(a, used, self.rng, self.ls_steps)
         return enc.encode(a)
 
 
@@ -291,14 +461,14 @@ class _Moo(MooProblem):
 
 
 class _BudgetTermination(Termination):
-    """Stop when the Budget's (injectable) clock says the time is up."""
+    """Stop when the Budget's (injectable) clock reaches `share` of the time limit."""
 
-    def __init__(self, budget: Budget):
+    def __init__(self, budget: Budget, share: float = 1.0):
         super().__init__()
-        self.budget = budget
+        self.budget, self.share = budget, share
 
     def _update(self, algorithm: Any) -> float:
-        return self.budget.elapsed() / max(self.budget.time_limit, 1e-9)
+        return self.budget.elapsed() / max(self.budget.time_limit * self.share, 1e-9)
 
 
 class Archive:
@@ -390,9 +560,15 @@ def weightings(objectives: Sequence[str], scale: np.ndarray) -> list[dict[str, f
 
 
 def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator, *,
-                     budget: Budget, seed: int, cpsat: bool,
-                     seed_time: float) -> list[np.ndarray]:
-    """Greedy and CP-SAT solutions at several weightings (see the module docstring)."""
+                     budget: Budget, seed: int, cpsat: bool, seed_time: float,
+                     adapt: bool = False) -> list[np.ndarray]:
+    """Greedy and CP-SAT solutions at several weightings (see the module docstring).
+
+    CP-SAT runs in deterministic mode; with `adapt` the deterministic limit of
+    each solve is rescaled from the wall time the previous ones took, so the
+    seeds keep to `seed_time` on a loaded machine (at the price of
+    determinism, which a time budget does not give anyway).
+    """
     seeds: list[np.ndarray] = []
     greedy_vals = []
     for e in range(len(objectives)):
@@ -409,14 +585,19 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
     if not cpsat:
         return seeds
     per = seed_time / len(ws)
+    ratio = _DET_PER_WALL  # deterministic time per wall second
     for w in ws:
         if budget.remaining() <= 0:
             break
-        sub = Budget(min(per, budget.remaining()), workers=1, clock=budget.clock)
+        det = min(per, budget.remaining()) * ratio
+        sub = Budget(det, workers=1, clock=budget.clock)
         wp = _weighted(problem, w)
         sol, _, _, _, _, _ = solve_cpsat_arrays(wp, budget=sub, seed=seed, deterministic=True)
         if sol is not None:
             seeds.append(sol)
+        if adapt and sub.elapsed() > 0:
+            # Learn how much wall time a deterministic unit takes on this machine now.
+            ratio = min(1.0, max(0.05, ratio * per / max(sub.elapsed(), 1e-3)))
     return seeds
 
 
@@ -450,9 +631,11 @@ def nsga2_front(
                            budget=budget, seed=seed, message="no task has an eligible agent")
     seeds = seed_assignments(problem, objectives, ev, budget=budget, seed=seed,
                              cpsat=cfg.cpsat_seeds,
-                             seed_time=cfg.seed_time_share * budget.time_limit)
+                             seed_time=cfg.seed_time_share * budget.time_limit,
+                             adapt=cfg.generations is None)
     seeds += [np.asarray(s, dtype=np.int64) for s in extra_seeds]
-    repair = CapacityRepair(problem, enc, objectives, seed)
+    repair = CapacityRepair(problem, enc, ev, seed, ls_prob=cfg.local_search_prob,
+                            ls_steps=cfg.local_search_steps)
     rng = np.random.default_rng(seed)
     rows = [repair.repair_one(enc.encode(a)) for a in seeds]
     while len(rows) < cfg.pop_size:
@@ -469,7 +652,7 @@ def nsga2_front(
         eliminate_duplicates=True,
     )
     archive = Archive(cfg.archive_size)
-    term: Termination = _BudgetTermination(budget)
+    term: Termination = _BudgetTermination(budget, 1.0 - cfg.polish_share)
     if cfg.generations is not None:
         term = TerminateIfAny(term, MaximumGenerationTermination(cfg.generations))
     watch = _Watch(archive, budget, progress)
@@ -477,6 +660,18 @@ def nsga2_front(
                    copy_algorithm=False)
     gens = watch.generations
     n_eval = int(res.algorithm.evaluator.n_eval) if res.algorithm is not None else 0
+    # Polish: local search from every archive point, then merge the results.
+    polished = []
+    for x in archive.X:
+        a = enc.decode(x)
+        used = np.zeros_like(problem.capacity)
+        placed = np.flatnonzero(a >= 0)
+        np.add.at(used, a[placed], problem.demand[a[placed], placed])
+        polished.append(enc.encode(repair.ls.polish(a, used, budget, cfg.polish_steps)))
+    if polished:
+        P = np.array(polished)
+        archive.add(P, np.array([ev.values(enc.decode(x)) for x in P]),
+                    np.array([[ev.penalty(enc.decode(x))] for x in P]))
     assignments = [enc.decode(x) for x in archive.X]
     front = build_front(problem, objectives, assignments, method="nsga2", budget=budget,
                         seed=seed, message=f"{gens} generations, {n_eval} evaluations, "
