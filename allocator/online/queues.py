@@ -232,8 +232,8 @@ class PriorityQueue:
     def push(self, t: TaskState, now: float) -> None:
         c = t.spec.priority.rank
         q = self._qs[c]
-        if not len(q):  # a class that was idle does not bank credit
-            self._pass[c] = max(self._pass[c], self._vpass)
+        if not len(q):  # a class that was idle does not bank credit (joins one stride out)
+            self._pass[c] = max(self._pass[c], self._vpass + self._stride[c])
         q.push(t, now)
         t.queue = self
 

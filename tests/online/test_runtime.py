@@ -1,0 +1,154 @@
+"""The asyncio runtime with real coroutines and threads (short sleeps only)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from allocator.online import Code
+from allocator.online.runtime import Reported, Runtime, TaskFailedError, TaskRejectedError
+from models import Agent, Priority
+
+
+def _run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(asyncio.wait_for(coro, timeout=20))
+
+
+def test_coroutines_and_threads_run_with_results_and_concurrency_limits() -> None:
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def blocking(x: int) -> int:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.01)
+        with lock:
+            active -= 1
+        return x + 1
+
+    async def coro(x: int) -> int:
+        await asyncio.sleep(0.005)
+        return x * 2
+
+    async def main() -> tuple[list[int], list[int]]:
+        async with Runtime([Agent(id="a", concurrency=2), Agent(id="b", concurrency=1)],
+                           "edf+stealing") as rt:
+            fa = [rt.submit(coro, i, priority=Priority.HIGH) for i in range(20)]
+            fb = [rt.submit(blocking, i, home="a") for i in range(12)]
+            return list(await asyncio.gather(*fa)), list(await asyncio.gather(*fb))
+
+    a, b = _run(main())
+    assert a == [2 * i for i in range(20)] and b == [i + 1 for i in range(12)]
+    assert peak <= 3  # 2 + 1 slots
+
+
+def test_failures_are_retried_then_reported_with_the_cause() -> None:
+    calls = {"n": 0}
+
+    def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise ValueError(f"boom {calls['n']}")
+        return "ok"
+
+    def broken() -> None:
+        raise KeyError("never")
+
+    async def main() -> None:
+        async with Runtime([Agent(id="a"), Agent(id="b")], "fifo", max_retries=2) as rt:
+            assert await rt.submit(flaky) == "ok"
+            with pytest.raises(TaskFailedError) as e:
+                await rt.submit(broken)
+            assert e.value.code is Code.RETRIES_EXHAUSTED
+            assert isinstance(e.value.__cause__, KeyError)
+
+    _run(main())
+
+
+def test_timeout_cancels_a_coroutine() -> None:
+    cancelled = asyncio.Event()
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def main() -> None:
+        async with Runtime([Agent(id="a")], "fifo") as rt:
+            with pytest.raises(TaskFailedError) as e:
+                await rt.submit(slow, timeout=0.05, max_retries=0)
+            assert e.value.code is Code.TIMEOUT
+            await asyncio.wait_for(cancelled.wait(), 1)
+
+    _run(main())
+
+
+def test_submitter_cancellation_ends_the_task() -> None:
+    async def main() -> None:
+        async with Runtime([Agent(id="a")], "fifo") as rt:
+            f1 = rt.submit(asyncio.sleep, 5)
+            f2 = rt.submit(asyncio.sleep, 5, id="queued")
+            await asyncio.sleep(0.01)
+            f1.cancel()
+            f2.cancel()
+            await asyncio.sleep(0.01)
+            assert rt.core.outcome("queued")[1] == "cancelled"  # type: ignore[index]
+
+    _run(main())
+
+
+def test_shutdown_returns_queued_tasks_and_lets_running_finish() -> None:
+    async def job(x: int) -> int:
+        await asyncio.sleep(0.03)
+        return x
+
+    async def main() -> None:
+        rt = Runtime([Agent(id="a")], "fifo")
+        futs = [rt.submit(job, i, id=f"j{i}") for i in range(4)]
+        await asyncio.sleep(0.01)
+        returned = await rt.shutdown(drain=False)
+        assert returned == ["j1", "j2", "j3"]
+        assert futs[0].result() == 0
+        for f in futs[1:]:
+            assert isinstance(f.exception(), TaskRejectedError)
+        with pytest.raises(TaskRejectedError, match="shutting down"):
+            await rt.submit(job, 9)
+
+    _run(main())
+
+
+def test_reported_usage_reaches_the_agent_metrics() -> None:
+    async def call() -> Reported:
+        return Reported("answer", {"tokens": 123})
+
+    async def main() -> None:
+        async with Runtime([Agent(id="llm")], "fifo") as rt:
+            assert await rt.submit(call, tokens=100) == "answer"
+            assert rt.core.agents["llm"].tokens_used == 123
+
+    _run(main())
+
+
+def test_agent_failure_mid_task_retries_elsewhere() -> None:
+    async def job() -> str:
+        await asyncio.sleep(0.05)
+        return "done"
+
+    async def main() -> None:
+        async with Runtime([Agent(id="a"), Agent(id="b")], "round-robin") as rt:
+            f = rt.submit(job, id="x")
+            await asyncio.sleep(0.01)
+            rt.fail_agent("a")
+            assert await f == "done"
+            kinds = [line.split()[2] for line in rt.core.history("x").splitlines()]
+            assert kinds.count("Dispatch") == 2 and "Retry" in kinds
+
+    _run(main())

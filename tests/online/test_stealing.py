@@ -1,0 +1,117 @@
+"""Work stealing: victims, threshold, steal-half, skills, back-off (dask test_steal style).
+
+Each case builds the victim's queue first and then lets the thief join, so the
+thief's first look at the system is the situation under test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from allocator.online import (
+    AgentFailed,
+    AgentJoined,
+    Executor,
+    StealConfig,
+    TaskCompleted,
+    Tick,
+    make_policy,
+)
+from allocator.online.events import Dispatch, Steal
+from models import Agent
+
+from .helpers import submit
+
+
+def _steals(out: list[Any]) -> list[tuple[str, str, str]]:
+    return [(i.task_id, i.victim, i.thief) for i in out if isinstance(i, Steal)]
+
+
+@pytest.mark.parametrize(
+    ("thief", "tasks", "config", "expected"),
+    [
+        pytest.param(Agent(id="b"), ["t1", "t2", "t3", "t4", "t5"], StealConfig(),
+                     [("t5", "a", "b"), ("t4", "a", "b")],
+                     id="an idle thief takes half of the victim's queue from the back"),
+        pytest.param(Agent(id="b"), ["t1", "t2"], StealConfig(), [("t2", "a", "b")],
+                     id="a single queued task moves when the thief is clearly sooner"),
+        pytest.param(Agent(id="b", speed=0.2), ["t1", "t2"], StealConfig(), [],
+                     id="does not steal when the slow thief would finish later"),
+        pytest.param(Agent(id="b", speed=0.55), ["t1", "t2"], StealConfig(), [],
+                     id="no steal inside the margin (no thrashing)"),
+        pytest.param(Agent(id="b"), ["t1", "t2"], StealConfig(latency=1.0), [],
+                     id="the move's latency counts against the thief"),
+        pytest.param(Agent(id="b"), ["t1", "t2", "t3", "t4", "t5"], StealConfig(max_batch=1),
+                     [("t5", "a", "b")], id="batch size is capped"),
+        pytest.param(Agent(id="b"), ["t1", "g2", "g3"], StealConfig(), [],
+                     id="skills are respected: the thief lacks gpu"),
+        pytest.param(Agent(id="b", skills=["gpu"]), ["t1", "g2", "g3"], StealConfig(),
+                     [("g3", "a", "b")], id="a thief with the skill may take it"),
+    ],
+)
+def test_steal_table(thief: Agent, tasks: list[str], config: StealConfig,
+                     expected: list[tuple[str, str, str]]) -> None:
+    ex = Executor(make_policy("stealing", steal=config),
+                  agents=[Agent(id="a", skills=["gpu"])])
+    ex.handle(*[submit(t, home="a", skills=("gpu",) if t.startswith("g") else ())
+                for t in tasks])
+    assert _steals(ex.handle(AgentJoined(agent=thief))) == expected
+
+
+def test_victim_is_the_most_loaded_agent() -> None:
+    ex = Executor("stealing", agents=[Agent(id="a"), Agent(id="b")])
+    ex.handle(submit("a1", home="a"), submit("a2", home="a"), submit("b1", home="b", work=5),
+              submit("b2", home="b", work=5), submit("b3", home="b", work=5))
+    out = ex.handle(AgentJoined(agent=Agent(id="c")))
+    assert {v for _, v, _ in _steals(out)} == {"b"}
+
+
+def test_home_placement_keeps_locality_and_moving_costs() -> None:
+    """With a migration cost, only work worth the move leaves home."""
+    ex = Executor("stealing", agents=[Agent(id="a")])
+    ex.handle(*[submit(f"t{i}", home="a", migration_cost=2.5) for i in range(4)])
+    out = ex.handle(AgentJoined(agent=Agent(id="b")))
+    # a: 1 running + 3 queued = 4; b would need 1 + 2.5 (x1.1 on the run) -> only the last
+    assert _steals(out) == [("t3", "a", "b")]
+
+
+def test_failed_steals_back_off_exponentially() -> None:
+    pol = make_policy("stealing", steal=StealConfig(backoff=0.5, max_backoff=2.0))
+    ex = Executor(pol, agents=[Agent(id="a")])
+    ex.handle(submit("t1", home="a"), submit("t2", home="a"))
+    ex.handle(AgentJoined(agent=Agent(id="b", speed=0.1)))
+    b = ex.agents["b"]
+    assert b.steal_fails == 1 and b.backoff_until == pytest.approx(0.5)
+    ex.handle(Tick(time=0.5))
+    assert b.steal_fails == 2 and b.backoff_until == pytest.approx(1.5)
+    ex.handle(Tick(time=1.5), Tick(time=3.5))
+    assert b.backoff_until - ex.now == pytest.approx(2.0)  # capped at max_backoff
+
+
+def test_global_queue_is_the_fallback_when_home_is_down() -> None:
+    ex = Executor("stealing", agents=[Agent(id="a"), Agent(id="b")])
+    ex.handle(AgentFailed(agent_id="a"))
+    out = ex.handle(submit("t1", home="a"), submit("t2", home="a"))
+    assert [(i.task_id, i.agent) for i in out if isinstance(i, Dispatch)] == [("t1", "b")]
+    out = ex.handle(TaskCompleted(task_id="t1", agent="b", attempt=1, time=1))
+    assert [(i.task_id, i.agent) for i in out if isinstance(i, Dispatch)] == [("t2", "b")]
+
+
+def test_no_ping_pong() -> None:
+    ex = Executor("stealing", agents=[Agent(id="a")])
+    ex.handle(*[submit(f"t{i}", home="a") for i in range(8)])
+    ex.handle(AgentJoined(agent=Agent(id="b")))
+    moves: list[tuple[str, str, str]] = []
+    now = 0.0
+    for _ in range(8):
+        now += 1.0
+        evs = [TaskCompleted(task_id=t.id, agent=a.id, attempt=t.attempt, time=now)
+               for a in ex.agents.values() for t in a.running.values()]
+        moves += _steals(ex.handle(*evs))
+    counts: dict[str, int] = {}
+    for tid, _, _ in moves:
+        counts[tid] = counts.get(tid, 0) + 1
+    assert all(c == 1 for c in counts.values())
+    assert ex.live() == 0
