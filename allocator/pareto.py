@@ -206,6 +206,59 @@ def knee_index(F: np.ndarray) -> int:
     return int(np.argmin(np.round(s, 12)))
 
 
+@dataclass(frozen=True)
+class PickRule:
+    """A parsed pick spec: `kind` is knee, weights or min."""
+
+    kind: str
+    weights: tuple[float, ...] = ()
+    target: str = ""
+    limits: tuple[tuple[str, float], ...] = ()
+
+
+def parse_pick(spec: str, names: Sequence[str]) -> PickRule:
+    """Parse ``knee`` | ``weights:cost=1,makespan=2`` | ``min:cost,makespan<=40,...``.
+
+    Raises InvalidInputError naming what is wrong, before any solving.
+    """
+    names = list(names)
+    spec = spec.strip()
+    if spec == "knee":
+        return PickRule("knee")
+    kind, _, body = spec.partition(":")
+
+    def number(val: str) -> float:
+        try:
+            return float(val)
+        except ValueError:
+            raise InvalidInputError(f"not a number: {val!r}", field="pick") from None
+
+    parts = [p.strip() for p in body.split(",") if p.strip()]
+    if kind == "weights" and parts:
+        w = [0.0] * len(names)
+        for part in parts:
+            name, eq, val = part.partition("=")
+            if not eq or name.strip() not in names:
+                raise InvalidInputError(f"expected name=weight with name in {names}, got "
+                                        f"{part!r}", field="pick")
+            w[names.index(name.strip())] = number(val)
+        return PickRule("weights", weights=tuple(w))
+    if kind == "min" and parts:
+        if parts[0] not in names:
+            raise InvalidInputError(f"cannot minimise {parts[0]!r}: not one of {names}",
+                                    field="pick")
+        limits = []
+        for part in parts[1:]:
+            name, op, val = part.partition("<=")
+            if not op or name.strip() not in names:
+                raise InvalidInputError(f"expected a bound like makespan<=40 with a name in "
+                                        f"{names}, got {part!r}", field="pick")
+            limits.append((name.strip(), number(val)))
+        return PickRule("min", target=parts[0], limits=tuple(limits))
+    raise InvalidInputError(f"expected knee, weights:NAME=W,... or min:NAME,NAME<=X,..., "
+                            f"got {spec!r}", field="pick")
+
+
 def pick(front: ParetoFront, spec: str) -> Pick:
     """Choose a plan from the front.
 
@@ -214,64 +267,34 @@ def pick(front: ParetoFront, spec: str) -> Pick:
     ``min:cost,makespan<=40[,imbalance<=5]`` (least `cost` among the points
     within every bound). Ties go to the earlier point.
     """
+    names = front.objectives
+    rule = parse_pick(spec, names)
     if not front.points:
         raise InvalidInputError("the front is empty", field="pick")
     F = np.array(front.vectors())
-    names = front.objectives
-    spec = spec.strip()
-    if spec == "knee":
-        i = knee_index(F)
-        return Pick(i, "knee", "farthest from the line through the front's ends "
-                               "(normalised objectives)")
-    kind, _, body = spec.partition(":")
-    if kind == "weights" and body:
-        w = np.zeros(len(names))
-        for part in (p.strip() for p in body.split(",") if p.strip()):
-            name, eq, val = part.partition("=")
-            name = name.strip()
-            if not eq or name not in names:
-                raise InvalidInputError(f"expected name=weight with name in {names}, got "
-                                        f"{part!r}", field="pick")
-            try:
-                w[names.index(name)] = float(val)
-            except ValueError:
-                raise InvalidInputError(f"not a number: {val!r}", field="pick") from None
+    if rule.kind == "knee":
+        return Pick(knee_index(F), "knee", "farthest from the line through the front's ends "
+                                           "(normalised objectives)")
+    if rule.kind == "weights":
+        w = np.array(rule.weights)
         s = F @ w
         i = int(np.argmin(s))
         return Pick(i, "weights", " + ".join(f"{w[k]:g}*{names[k]}" for k in range(len(names))
                                              if w[k]) + f" = {s[i]:g}")
-    if kind == "min" and body:
-        parts = [p.strip() for p in body.split(",") if p.strip()]
-        target = parts[0]
-        if target not in names:
-            raise InvalidInputError(f"cannot minimise {target!r}: not one of {names}",
-                                    field="pick")
-        ok = np.ones(len(F), dtype=bool)
-        for part in parts[1:]:
-            name, op, val = part.partition("<=")
-            name = name.strip()
-            if not op or name not in names:
-                raise InvalidInputError(f"expected a bound like makespan<=40 with a name in "
-                                        f"{names}, got {part!r}", field="pick")
-            try:
-                limit = float(val)
-            except ValueError:
-                raise InvalidInputError(f"not a number: {val!r}", field="pick") from None
-            col = F[:, names.index(name)]
-            ok &= col <= limit + 1e-9 * max(1.0, abs(limit))
-            if not np.any(col <= limit + 1e-9 * max(1.0, abs(limit))):
-                raise InvalidInputError(f"no plan on the front has {name} <= {limit:g} "
-                                        f"(the least is {col.min():g})", field="pick")
-        if not ok.any():
-            raise InvalidInputError(f"no plan on the front meets all of {parts[1:]}",
-                                    field="pick")
-        k = names.index(target)
-        cand = np.flatnonzero(ok)
-        i = int(cand[np.argmin(F[cand, k])])
-        bounds_txt = ", ".join(parts[1:]) or "no bounds"
-        return Pick(i, "min", f"least {target} subject to {bounds_txt}")
-    raise InvalidInputError(f"expected knee, weights:NAME=W,... or min:NAME,NAME<=X,..., "
-                            f"got {spec!r}", field="pick")
+    ok = np.ones(len(F), dtype=bool)
+    for name, limit in rule.limits:
+        col = F[:, names.index(name)]
+        within = col <= limit + 1e-9 * max(1.0, abs(limit))
+        if not within.any():
+            raise InvalidInputError(f"no plan on the front has {name} <= {limit:g} "
+                                    f"(the least is {col.min():g})", field="pick")
+        ok &= within
+    bounds_txt = ", ".join(f"{n}<={v:g}" for n, v in rule.limits) or "no bounds"
+    if not ok.any():
+        raise InvalidInputError(f"no plan on the front meets all of {bounds_txt}", field="pick")
+    cand = np.flatnonzero(ok)
+    i = int(cand[np.argmin(F[cand, names.index(rule.target)])])
+    return Pick(i, "min", f"least {rule.target} subject to {bounds_txt}")
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from allocator.pareto import (
     hypervolume,
     igd_plus,
     parse_objectives,
+    parse_pick,
     pick,
     reference_point,
 )
@@ -244,6 +245,9 @@ def pareto_cmd(
     """Trade objectives off: the Pareto front of plans, one picked plan, a plot."""
     snap = read_snapshot(snapshot)
     names = parse_objectives(objectives)
+    parse_pick(pick_spec, names)  # fail before solving
+    if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
+        raise InvalidInputError(f"use a .png or .html file, got {plot.name!r}", field="--plot")
     limit = snap.options.time_limit if time_limit is None else time_limit
     if not limit > 0:
         raise InvalidInputError(f"must be > 0, got {limit}", field="--time-limit")
