@@ -59,7 +59,8 @@ def build_schedule(
         return Schedule(agent_of.copy(), start, end)
     # Group by agent, then by key within the agent (stable on task index).
     seq = assigned[np.lexsort((assigned, key[assigned], agent_of[assigned]))]
-    dur = problem.duration
+    dur = np.zeros(n)  # per task on its agent; no [m, n] matrix at scale
+    dur[assigned] = problem.pair_duration(agent_of[assigned], assigned)
     current_agent = -1
     lanes: list[float] = []
     for j in seq:
@@ -69,7 +70,7 @@ def build_schedule(
             lanes = [problem.now] * int(problem.concurrency[i])
         free = heapq.heappop(lanes)
         s = max(free, problem.release[j])
-        e = s + dur[i, j]
+        e = s + dur[j]
         start[j], end[j] = s, e
         heapq.heappush(lanes, e)
     return Schedule(agent_of.copy(), start, end)
@@ -80,14 +81,14 @@ def busy_time(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
     assigned = agent_of >= 0
     j = np.flatnonzero(assigned)
     i = agent_of[assigned]
-    load = np.bincount(i, weights=problem.duration[i, j], minlength=problem.m)
+    load = np.bincount(i, weights=problem.pair_duration(i, j), minlength=problem.m)
     return load / problem.concurrency
 
 
 def term_cost(problem: Problem, agent_of: np.ndarray) -> float:
     """Soft. Sum of the cost of each placed task on its agent; grows linearly."""
     j = np.flatnonzero(agent_of >= 0)
-    return float(problem.cost[agent_of[j], j].sum())
+    return float(problem.pair_cost(agent_of[j], j).sum())
 
 
 def term_makespan(problem: Problem, schedule: Schedule) -> float:
@@ -114,7 +115,7 @@ def term_tardiness(problem: Problem, schedule: Schedule) -> float:
 def term_migrations(problem: Problem, agent_of: np.ndarray) -> float:
     """Soft. Sum of migration costs (base x pair factor) of placed tasks that leave their agent."""
     j = np.flatnonzero(agent_of >= 0)
-    return float(problem.migration_matrix[agent_of[j], j].sum())
+    return float(problem.pair_migration(agent_of[j], j).sum())
 
 
 def term_unassigned(problem: Problem, agent_of: np.ndarray) -> float:

@@ -19,6 +19,10 @@ from models import AgentStatus, Snapshot
 #: that 0.1 + 0.2 fits in 0.3. Relative to the capacity.
 CAPACITY_RTOL = 1e-9
 
+#: Largest agents x tasks matrix the pairwise accessors (``pair_cost`` ...)
+#: materialise densely; beyond it they compute the requested pairs only.
+DENSE_CELLS = 4_000_000
+
 
 @dataclass(eq=False)
 class Problem:
@@ -126,6 +130,89 @@ class Problem:
     def eligible(self) -> np.ndarray:
         """[m, n] j may be placed on i at all: static rules, fits alone, deadline reachable."""
         return self.static_eligible & self.fits_alone & self.deadline_reachable
+
+    # -- Structure-aware accessors (no [m, n] matrix unless it is small) -----
+    #
+    # The dense properties above stay as they are; these give the same
+    # numbers for given (i, j) pairs, reading a dense matrix only when it is
+    # already built or cheap (<= DENSE_CELLS cells), so plans of 1,000 x
+    # 1,000,000 snapshots never allocate tasks x agents arrays.
+
+    def _dense_ok(self, name: str) -> bool:
+        return name in self.__dict__ or self.m * self.n <= DENSE_CELLS
+
+    def pair_duration(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Run time of task j[k] on agent i[k] (same values as ``duration[i, j]``)."""
+        return self.work[j] / self.speed[i]
+
+    def pair_cost(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Cost of task j[k] on agent i[k] (same values as ``cost[i, j]``)."""
+        if self._dense_ok("cost"):
+            return self.cost[i, j]
+        c = self.cost_rate[i] * self.pair_duration(i, j)
+        if self.cost_override:
+            i, j = np.broadcast_arrays(np.asarray(i), np.asarray(j))
+            c = np.array(c, dtype=float)
+            for k, (a, b) in enumerate(zip(i.ravel().tolist(), j.ravel().tolist(),
+                                           strict=True)):
+                v = self.cost_override.get((a, b))
+                if v is not None:
+                    c.flat[k] = v
+        return c
+
+    def pair_migration(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Migration cost of placing j[k] on i[k] (same values as ``migration_matrix[i, j]``)."""
+        if self._dense_ok("migration_matrix"):
+            return self.migration_matrix[i, j]
+        i, j = np.broadcast_arrays(np.asarray(i), np.asarray(j))
+        src = self.current[j]
+        moved = (src >= 0) & (src != i)
+        out = np.where(moved, self.migration_cost[j], 0.0)
+        if self.migration_factor is not None and moved.any():
+            out = out * np.where(moved, self.migration_factor[np.maximum(src, 0), i], 1.0)
+        return out
+
+    def pair_demand(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """[k, R] demand of j[k] on i[k] (same values as ``demand[i, j]``)."""
+        if not self.demand_override:
+            return self.demand_base[j]
+        return self.demand[i, j]
+
+    @cached_property
+    def skill_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """Eligibility by groups: ``(group_of[n], group_agents[G, m])``.
+
+        Tasks with the same skills and allow / forbid lists form one group;
+        ``group_agents[g]`` are the up agents that pass those static rules
+        (``static_eligible[:, j] == group_agents[group_of[j]]``). Capacity fit
+        and deadlines are per task and checked separately.
+        """
+        snap = self.snapshot
+        agent_skills = [set(a.skills) for a in snap.agents]
+        keys: dict[tuple, int] = {}
+        rows: list[np.ndarray] = []
+        group_of = np.empty(self.n, dtype=np.int64)
+        for j, t in enumerate(snap.tasks):
+            key = (tuple(sorted(t.skills)),
+                   None if t.allowed_agents is None else tuple(sorted(t.allowed_agents)),
+                   tuple(sorted(t.forbidden_agents)))
+            g = keys.get(key)
+            if g is None:
+                g = keys[key] = len(rows)
+                mask = self.up.copy()
+                if t.skills:
+                    need = set(t.skills)
+                    mask &= np.array([need <= s for s in agent_skills], dtype=bool)
+                if t.allowed_agents is not None:
+                    allowed = np.zeros(self.m, dtype=bool)
+                    allowed[[self.agent_index[a] for a in t.allowed_agents]] = True
+                    mask &= allowed
+                if t.forbidden_agents:
+                    mask[[self.agent_index[a] for a in t.forbidden_agents]] = False
+                rows.append(mask)
+            group_of[j] = g
+        group_agents = np.array(rows, dtype=bool).reshape(len(rows), self.m)
+        return group_of, group_agents
 
     @cached_property
     def has_time_constraints(self) -> bool:

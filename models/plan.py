@@ -10,6 +10,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.bottlenecks import BottleneckReport
+
 
 class PlanStatus(StrEnum):
     """How much the solver can vouch for the plan.
@@ -127,6 +129,7 @@ class Plan(_Out):
     wall_time_s: float = 0.0
     solutions: list[SolutionPoint] = Field(default_factory=list)
     message: str | None = None
+    bottlenecks: BottleneckReport | None = None
 
     def agent_of(self) -> dict[str, str]:
         """Map task id -> agent id for the assigned tasks."""

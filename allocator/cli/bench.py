@@ -119,6 +119,36 @@ def bench_gap(
         if gaps:
             out.print(f"{s}: mean gap {sum(gaps) / len(gaps):.3f}% worst {max(gaps):.3f}% "
                             f"over {len(gaps)} problems")
+    if len(solvers) > 1:
+        out.print(size_class_table(rows, solvers))
+
+
+def size_class_table(rows: list[dict[str, Any]], solvers: list[str]) -> Table:
+    """Mean gap to best known per size class (agents x tasks) and solver; - if any row lacks one."""
+    t = Table(title="mean gap % by size class (same run, same budget)")
+    t.add_column("m x n")
+    t.add_column("problems", justify="right")
+    for s in solvers:
+        t.add_column(s, justify="right")
+    t.add_column("best", justify="left")
+    classes = sorted({(r["agents"], r["tasks"]) for r in rows}, key=lambda c: (c[1], c[0]))
+    for m, n in classes:
+        cells, means = [], {}
+        for s in solvers:
+            gaps = [r["gap_pct"] for r in rows
+                    if r["solver"] == s and (r["agents"], r["tasks"]) == (m, n)]
+            if gaps and all(g is not None and r_ok for g, r_ok in zip(
+                    gaps, [r["valid"] for r in rows
+                           if r["solver"] == s and (r["agents"], r["tasks"]) == (m, n)],
+                    strict=True)):
+                means[s] = sum(gaps) / len(gaps)
+                cells.append(f"{means[s]:.3f}")
+            else:
+                cells.append("-")
+        count = len({r["instance"] for r in rows if (r["agents"], r["tasks"]) == (m, n)})
+        best = min(means, key=lambda k: means[k]) if means else "-"
+        t.add_row(f"{m}x{n}", str(count), *cells, best)
+    return t
 
 
 @convert_app.command("gap")

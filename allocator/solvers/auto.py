@@ -57,6 +57,10 @@ CPSAT_MAX_SCHED_PAIRS = 30_000
 #: Above this many (task, agent) cells the assignment model's dense helpers
 #: (score / demand matrices) cost too much memory: the structure-aware path runs.
 LINEAR_MAX_CELLS = 4_000_000
+#: Load-only objectives (makespan / imbalance, no cost or migrations) above
+#: this many cells go to the balancer: LPT is within 0.1 % of the bound there
+#: and the pair model only costs time.
+BALANCE_MIN_CELLS = 200_000
 #: Free tasks per LNS sub-problem at the start; adapted within [MIN, MAX].
 LNS_START_TASKS, LNS_MIN_TASKS, LNS_MAX_TASKS = 90, 20, 400
 #: Per sub-problem time limit (s): sub-problems that need longer are too big.
@@ -94,6 +98,12 @@ class _Shared:
             return self.agent_of.copy(), self.obj
 
 
+def load_only(problem: Problem) -> bool:
+    """Makespan / imbalance are the only weighted terms besides unassigned penalties."""
+    w = problem.snapshot.weights
+    return (w.makespan > 0 or w.imbalance > 0) and not (w.cost or w.migrations or w.tardiness)
+
+
 def _related(lm: LinearModel) -> np.ndarray:
     """[m, m] how many tasks of agent a have agent b among their three best alternatives."""
     S = lm.score[: lm.m]
@@ -108,7 +118,7 @@ def _related(lm: LinearModel) -> np.ndarray:
 
 
 def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
-         stats: dict[str, int]) -> None:
+         stats: dict[str, int], lb: float | None) -> None:
     lm = shared.lm
     m, n = lm.m, lm.n
     rng = np.random.default_rng(seed)
@@ -167,6 +177,13 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
                 with shared.lock:  # equal objective: move along the plateau
                     if shared.obj >= lm.objective(cand) - 1e-9 * max(1.0, abs(obj)):
                         shared.agent_of = cand
+        if solved and free.size == n and agents.size == m:
+            stop.set()  # the sub-problem was the whole problem: proven optimal
+            stats["proven"] = 1
+            break
+        if lb is not None and shared.obj <= lb + 1e-9 * max(1.0, abs(lb)):
+            stop.set()  # the bound proves the incumbent optimal
+            break
         # Adapt: grow while sub-problems are solved to optimality quickly,
         # shrink when they are not solved or take long.
         took = time.perf_counter() - t_sub
@@ -225,6 +242,11 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     lm = build_linear(problem)
     greedy = greedy_assign(problem)
     starts = [greedy] + ([warm.agent_of] if warm is not None else [])
+    if lm.has_load_terms:
+        from allocator.solvers.balance import balance_assign
+
+        starts.append(balance_assign(problem, deadline=lambda: budget.remaining()
+                                     < 0.8 * budget.time_limit))
     lp = lp_relaxation(problem, lm, time_limit=max(0.05, 0.3 * budget.remaining()))
     if lp is not None:
         starts.append(round_lp(lm, lp.x, greedy))
@@ -234,12 +256,14 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     best = min(starts, key=lm.objective)
     best = local_search(lm, best, seed=seed,
                         deadline=lambda: budget.remaining() < 0.5 * budget.time_limit)
+    lb = lp.bound - 1e-7 * max(1.0, abs(lp.bound)) if lp is not None else None
     shared = _Shared(lm, best, lm.objective(best))
     shared.points.append(SolutionPoint(time_s=budget.elapsed(), objective=shared.obj))
     stats = {"lns_subproblems": 0, "lns_improvements": 0}
     out: dict[str, object] = {}
     stop = threading.Event()
-    if lm.P > 0 and budget.remaining() > RESERVE_S + 0.1:
+    proven = lb is not None and shared.obj <= lb + 1e-9 * max(1.0, abs(lb))
+    if lm.P > 0 and budget.remaining() > RESERVE_S + 0.1 and not proven:
         workers = max(1, budget.workers) if parallel else 1
         th = None
         if workers >= 2:
@@ -248,19 +272,18 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
             th.start()
         try:
             if lm.m >= 2:
-                _lns(shared, budget, stop, seed, stats)
+                _lns(shared, budget, stop, seed, stats, lb)
         finally:
             stop.set()
             if th is not None:
                 th.join()
     agent_of, obj = shared.get()
-    lb = lp.bound - 1e-7 * max(1.0, abs(lp.bound)) if lp is not None else None
     dual = out.get("dual")
     bound = best_bound(lb, dual if isinstance(dual, float) else None)
     status = PlanStatus.FEASIBLE
     if bound is not None and obj <= bound + 1e-6 * max(1.0, abs(obj)):
         status = PlanStatus.OPTIMAL  # the bound proves it
-    if out.get("optimal") and shared.source == "milp":
+    if (out.get("optimal") and shared.source == "milp") or stats.get("proven"):
         status = PlanStatus.OPTIMAL
     msg = (f"assignment model: pairs={lm.P}; best from {shared.source}; "
            f"lns {stats['lns_subproblems']} sub-problems, {stats['lns_improvements']} improved")
@@ -306,7 +329,8 @@ def solve_auto(
 ) -> Plan:
     if use_scheduling_model(problem):
         return _solve_scheduling(problem, budget=budget, seed=seed, warm=warm)
-    if problem.m * problem.n > LINEAR_MAX_CELLS:
+    cells = problem.m * problem.n
+    if cells > LINEAR_MAX_CELLS or (load_only(problem) and cells > BALANCE_MIN_CELLS):
         from allocator.solvers.balance import solve_balance
 
         plan = solve_balance(problem, budget=budget, seed=seed, warm=warm)

@@ -128,7 +128,7 @@ def make_plan(
                   for j in np.flatnonzero(agent_of < 0)]
     migrations = [
         Migration(task=ids[j], source=aids[problem.current[j]], target=aids[agent_of[j]],
-                  cost=float(problem.migration_matrix[agent_of[j], j]))
+                  cost=float(problem.pair_migration(agent_of[j], j)))
         for j in np.flatnonzero(
             (problem.current >= 0) & (agent_of >= 0) & (agent_of != problem.current)
         )

@@ -162,7 +162,7 @@ class LinearModel:
     def loads(self, agent_of: np.ndarray) -> np.ndarray:
         on = agent_of >= 0
         return np.bincount(agent_of[on], weights=self.load_of[agent_of[on], np.flatnonzero(on)],
-                           minlength=self.m)
+                           minlength=self.m).astype(float)
 
     def used(self, agent_of: np.ndarray) -> np.ndarray:
         on = np.flatnonzero(agent_of >= 0)

@@ -52,7 +52,7 @@ class _State:
         self.used = np.zeros_like(self.cap)
         np.add.at(self.used, self.rows, self.D[self.rows, np.arange(n)])
         self.loads = np.bincount(self.rows, weights=self.L[self.rows, np.arange(n)],
-                                 minlength=m + 1)
+                                 minlength=m + 1).astype(float)
         self.moved_flag = np.zeros((m + 1, n), dtype=bool)
         self.moved_flag[lm.I, lm.J] = lm.moved
         self.n_moved = int(self.moved_flag[self.rows, np.arange(n)].sum())
