@@ -1,0 +1,501 @@
+"""The executor core on Ray: agents are Ray actors, the coordinator drives the core.
+
+The scheduling core (`allocator.online.Executor`) is unchanged: it runs in the
+coordinator (the driver process) and decides everything - placement, queue
+order, stealing, retries, breakers, rate limits, timeouts - exactly as in the
+simulator and the asyncio runtime. This module only carries out its
+instructions on actors and reports back what happened:
+
+* **Dispatch** -> `actor.run.remote(payload, ...)`. Each agent is one async
+  actor created with `max_concurrency=agent.concurrency`, so Ray itself
+  never runs more attempts on it than the core allows; synchronous task
+  functions run in the actor's own thread pool of that size. The task's
+  function and arguments are put in the object store once at submit, so a
+  retry or a move to another agent ships a reference, not the data.
+* **Steal / Migrate** move *queued* tasks, and queues live in the core, so
+  nothing has to happen on the actors (they only ever see dispatched work);
+  the coordinator counts them.
+* **Cancel** -> `ray.cancel(ref)` and the attempt is forgotten (a late result
+  is stale for the core anyway).
+* **SetTimer** -> the wait loop wakes up at that time and posts a Tick.
+* **Complete / Fail / Reject** resolve the task's future exactly once.
+
+Back from the actors: a result is `TaskCompleted` (with the duration the
+actor measured and the usage of a `Reported` value, which settles the rate
+limits); an exception raised by the task is `TaskFailed`, which feeds the
+agent's circuit breaker - after enough failures the breaker opens and the
+core moves the agent's queue elsewhere. A dead actor (`RayActorError`:
+killed, node lost, OOM) is `AgentFailed`: the core takes the agent down,
+retries each in-flight attempt elsewhere (code `agent_failed`) or fails it
+with the reason once its retries are used up, and re-places the queue.
+Every other reference of the dead actor is dropped, so nothing is reported
+twice. With `max_restarts > 0` Ray restarts the actor; the coordinator pings
+it `rejoin_after` seconds later and, once it answers, re-joins the agent
+(`AgentJoined`, a fresh breaker).
+
+Rate limits travel with the agent into the core (`AgentJoined.rate_limit`):
+the core only dispatches when the agent's token buckets allow it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from allocator.distributed import work, worker
+from allocator.distributed.session import SessionInfo, ray_session, require_ray
+from allocator.distributed.worker import AgentWorker, current_agent
+from allocator.errors import AllocatorError, InvalidInputError
+from allocator.online.clock import Clock, MonotonicClock
+from allocator.online.core import Executor
+from allocator.online.events import (
+    AgentFailed,
+    AgentJoined,
+    AgentLeft,
+    BreakerClosed,
+    BreakerHalfOpen,
+    BreakerOpened,
+    Cancel,
+    Complete,
+    Dispatch,
+    Event,
+    Fail,
+    Instruction,
+    Migrate,
+    RateLimit,
+    Reject,
+    SetTimer,
+    Shutdown,
+    Steal,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskSpec,
+    TaskSubmitted,
+    Tick,
+)
+from allocator.online.policies import Policy
+from allocator.online.runtime import TaskFailedError, TaskRejectedError
+from models import Agent
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AgentWorker", "DriverStats", "RayExecutor", "current_agent"]
+
+# --------------------------------------------------------------------------- the coordinator
+
+
+@dataclass(slots=True)
+class _Job:
+    payload: Any  # ObjectRef of (fn, args)
+    future: concurrent.futures.Future[Any]
+    results: dict[int, Any] = field(default_factory=dict)
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class _Attempt:
+    task_id: str
+    agent: str
+    attempt: int
+
+
+@dataclass
+class DriverStats:
+    """What the coordinator carried out (counts of instructions and events)."""
+
+    dispatches: int = 0
+    completed: int = 0
+    failed_attempts: int = 0
+    steals: int = 0
+    migrations: int = 0
+    cancels: int = 0
+    actor_deaths: int = 0
+    rejoins: int = 0
+    breaker_opened: int = 0
+    breaker_half_open: int = 0
+    breaker_closed: int = 0
+    terminal: dict[str, int] = field(default_factory=dict)
+
+
+class RayExecutor:
+    """Run callables on agents that are Ray actors, under an online policy.
+
+    Use as a context manager::
+
+        with RayExecutor(agents, "stealing") as rx:
+            fut = rx.submit(fn, 1, 2, work=1.0, deadline=30.0)
+            rx.join()
+            fut.result()
+
+    The coordinator is driven by the calling thread: `join()` (or `step()`)
+    waits for results and feeds them to the core. `submit` keyword arguments
+    are TaskSpec fields; deadlines are absolute times on `self.clock` (seconds
+    since the executor started by default).
+
+    `address` joins an existing Ray cluster (else `RAY_ADDRESS`, else a local
+    Ray; see `ray_session`); an already initialised Ray is reused.
+    `actor_options` are extra `ray.remote` options for every agent's actor,
+    or a function of the agent (e.g. `{"resources": {...}}` to pin agents to
+    nodes). `max_restarts` and `rejoin_after` control actor restarts.
+    """
+
+    def __init__(
+        self,
+        agents: Iterable[Agent | tuple[Agent, RateLimit | None]],
+        policy: str | Policy = "stealing",
+        *,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        temp_dir: str | None = None,
+        clock: Clock | None = None,
+        actor_options: dict[str, Any] | Callable[[Agent], dict[str, Any]] | None = None,
+        max_restarts: int = 0,
+        rejoin_after: float = 1.0,
+        on_instruction: Callable[[Instruction], None] | None = None,
+        **executor_kwargs: Any,
+    ) -> None:
+        self._ray = require_ray()
+        # Stdlib-only modules go by value: actors start without importing `allocator`.
+        for mod in (worker, work):
+            self._ray.cloudpickle.register_pickle_by_value(mod)
+        self._session_args = dict(address=address, num_cpus=num_cpus, temp_dir=temp_dir)
+        self._session: Any = None
+        self.session: SessionInfo | None = None
+        self.clock = clock or MonotonicClock()
+        self.actor_options = actor_options
+        self.max_restarts = max_restarts
+        self.rejoin_after = rejoin_after
+        self.on_instruction = on_instruction
+        executor_kwargs.setdefault("log", 10_000)
+        self.core = Executor(policy, **executor_kwargs)
+        self._initial = [a if isinstance(a, tuple) else (a, None) for a in agents]
+        self.specs: dict[str, tuple[Agent, RateLimit | None]] = {}
+        self.actors: dict[str, Any] = {}
+        self._dead: set[str] = set()
+        self._jobs: dict[str, _Job] = {}
+        self._inflight: dict[Any, _Attempt] = {}
+        self._by_attempt: dict[tuple[str, int], Any] = {}
+        self._pings: dict[Any, str] = {}
+        self._rejoin_at: dict[str, float] = {}
+        self._pending: list[Event] = []
+        self._timer_at = float("inf")
+        self._ids = itertools.count()
+        self.stats = DriverStats()
+        self.started = False
+        self.closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> RayExecutor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(drain=exc[0] is None)
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self._session = ray_session(**self._session_args)  # type: ignore[arg-type]
+        self.session = self._session.__enter__()
+        self.started = True
+        for spec, limit in self._initial:
+            self.add_agent(spec, limit)
+        self._flush()
+
+    def close(self, *, drain: bool = True, timeout: float | None = None) -> list[str]:
+        """Shut the core down (drain: finish everything; else return queued tasks unrun),
+        kill the actors, and end the Ray session if this executor started it.
+        Returns the ids of the tasks returned unrun."""
+        if self.closed or not self.started:
+            return []
+        returned: list[str] = []
+        try:
+            self._post(Shutdown(drain=drain, cancel_running=not drain))
+            before = set(self._jobs)
+            self.join(timeout=timeout)
+            returned = sorted(t for t in before if self.core.outcome(t) is not None
+                              and self.core.outcome(t)[1] == "shutdown")  # type: ignore[index]
+        finally:
+            self.closed = True
+            for actor in self.actors.values():
+                try:
+                    self._ray.kill(actor)
+                except Exception:  # already dead
+                    log.debug("kill failed", exc_info=True)
+            self.actors.clear()
+            self._session.__exit__(None, None, None)
+        return returned
+
+    # ------------------------------------------------------------------ agents and tasks
+
+    def _options(self, spec: Agent) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if callable(self.actor_options):
+            opts.update(self.actor_options(spec))
+        elif self.actor_options:
+            opts.update(self.actor_options)
+        opts["max_concurrency"] = max(1, spec.concurrency)
+        opts.setdefault("max_restarts", self.max_restarts)
+        opts.setdefault("max_task_retries", 0)  # the core decides retries, not Ray
+        return opts
+
+    def add_agent(self, agent: Agent, rate_limit: RateLimit | None = None) -> None:
+        """Start an actor for `agent` and tell the core it joined."""
+        if not self.started:
+            raise InvalidInputError("start the executor first", field="agent")
+        cls = self._ray.remote(AgentWorker)
+        old = self.actors.get(agent.id)
+        if old is not None:
+            self._forget_agent(agent.id)
+            try:
+                self._ray.kill(old)
+            except Exception:
+                log.debug("kill failed", exc_info=True)
+        self.actors[agent.id] = cls.options(**self._options(agent)).remote(
+            agent.id, agent.concurrency)
+        self.specs[agent.id] = (agent, rate_limit)
+        self._dead.discard(agent.id)
+        self._post(AgentJoined(agent=agent, rate_limit=rate_limit))
+
+    def remove_agent(self, agent_id: str) -> None:
+        """Graceful leave: queued work moves elsewhere, running work finishes."""
+        self._post(AgentLeft(agent_id=agent_id))
+
+    def actor(self, agent_id: str) -> Any:
+        """The actor handle of an agent (for tests and ops: `ray.kill(rx.actor("a"))`)."""
+        return self.actors[agent_id]
+
+    def submit(self, fn: Callable[..., Any], *args: Any,
+               **spec_fields: Any) -> concurrent.futures.Future[Any]:
+        """Submit `fn(*args)`; keyword arguments are TaskSpec fields (id, work, priority,
+        deadline, timeout, tenant, skills, tokens, home, ...). Returns a future resolved
+        by the task's terminal instruction (its value, TaskRejectedError or TaskFailedError)."""
+        if not self.started:
+            self.start()
+        if self.closed:
+            raise InvalidInputError("executor is closed", field="submit")
+        task_id = spec_fields.pop("id", None) or f"task-{next(self._ids)}"
+        if task_id in self._jobs:
+            raise InvalidInputError(f"duplicate task id {task_id!r}", field="id")
+        spec = TaskSpec(id=task_id, **spec_fields)
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs[task_id] = _Job(self._ray.put((fn, tuple(args))), fut)
+        self._post(TaskSubmitted(task=spec))
+        return fut
+
+    def cancel(self, task_id: str, reason: str = "cancelled by submitter") -> None:
+        self._post(TaskCancelled(task_id=task_id, reason=reason))
+
+    # ------------------------------------------------------------------ the loop
+
+    def _post(self, ev: Event) -> None:
+        ev.time = self.clock.now()
+        self._pending.append(ev)
+
+    def _flush(self) -> None:
+        while self._pending:
+            events, self._pending = self._pending, []
+            self._apply(self.core.handle(*events))
+
+    def pending(self) -> int:
+        """Tasks submitted and not ended yet."""
+        return len(self._jobs)
+
+    def step(self, timeout: float = 0.1) -> int:
+        """Feed pending events to the core, wait up to `timeout` s for results (or the
+        core's next timer) and feed them too. Returns the number of results handled."""
+        self._flush()
+        now = self.clock.now()
+        if now >= self._timer_at:
+            at, self._timer_at = self._timer_at, float("inf")
+            self._post(Tick())
+            self._pending[-1].time = max(self._pending[-1].time, at)
+            self._flush()
+            now = self.clock.now()
+        wait = min(timeout, max(0.0, self._timer_at - now))
+        refs = list(self._inflight) + list(self._pings)
+        if not refs:
+            if wait > 0 and (self._jobs or self._rejoin_at):
+                time.sleep(min(wait, 0.05))
+            self._check_rejoins()
+            return 0
+        ready, _ = self._ray.wait(refs, num_returns=1, timeout=wait)
+        if ready:
+            ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            if ref in self._pings:
+                self._on_ping(ref)
+            elif ref in self._inflight:
+                self._on_result(ref)
+        self._check_rejoins()
+        self._flush()
+        return len(ready)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Run the coordinator until every submitted task has ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._flush()
+        while self._jobs:
+            if deadline is not None and time.monotonic() > deadline:
+                raise AllocatorError(f"{len(self._jobs)} task(s) still live after {timeout}s",
+                                     field="join")
+            self.step(0.2)
+
+    # ------------------------------------------------------------------ results
+
+    def _on_result(self, ref: Any) -> None:
+        att = self._inflight.pop(ref)
+        self._by_attempt.pop((att.task_id, att.attempt), None)
+        ray = self._ray
+        try:
+            status, value, dur, usage = ray.get(ref)
+        except ray.exceptions.RayActorError as e:
+            self._actor_died(att.agent, e)
+            return
+        except Exception as e:  # object lost, worker crash mid-call, ...
+            self.stats.failed_attempts += 1
+            self._post(TaskFailed(task_id=att.task_id, agent=att.agent, attempt=att.attempt,
+                                  reason=f"ray: {type(e).__name__}: {_first_line(e)}"))
+            return
+        job = self._jobs.get(att.task_id)
+        if status == "ok":
+            if job is not None:
+                job.results[att.attempt] = value
+            self._post(TaskCompleted(task_id=att.task_id, agent=att.agent,
+                                     attempt=att.attempt, duration=dur, usage=usage))
+        else:
+            self.stats.failed_attempts += 1
+            if job is not None:
+                job.last_error = value
+            self._post(TaskFailed(task_id=att.task_id, agent=att.agent, attempt=att.attempt,
+                                  reason=value, duration=dur))
+
+    def _forget_agent(self, agent_id: str) -> None:
+        for ref, att in list(self._inflight.items()):
+            if att.agent == agent_id:
+                del self._inflight[ref]
+                self._by_attempt.pop((att.task_id, att.attempt), None)
+
+    def _actor_died(self, agent_id: str, err: BaseException) -> None:
+        if agent_id in self._dead:
+            return
+        self._dead.add(agent_id)
+        self.stats.actor_deaths += 1
+        # Every other attempt on this actor is lost with it: the core retries them all
+        # on AgentFailed, so their refs must never be reported again.
+        self._forget_agent(agent_id)
+        reason = f"actor died: {type(err).__name__}: {_first_line(err)}"
+        log.warning("agent %s: %s", agent_id, reason)
+        self._post(AgentFailed(agent_id=agent_id, reason=reason))
+        if self.max_restarts != 0:
+            self._rejoin_at[agent_id] = time.monotonic() + self.rejoin_after
+
+    def _check_rejoins(self) -> None:
+        if not self._rejoin_at:
+            return
+        now = time.monotonic()
+        for agent_id, at in list(self._rejoin_at.items()):
+            if now >= at and agent_id in self.actors:
+                del self._rejoin_at[agent_id]
+                self._pings[self.actors[agent_id].ping.remote()] = agent_id
+
+    def _on_ping(self, ref: Any) -> None:
+        agent_id = self._pings.pop(ref)
+        try:
+            self._ray.get(ref)
+        except Exception:
+            # Not back (yet, or for good): try again later while Ray may still restart it.
+            self._rejoin_at[agent_id] = time.monotonic() + self.rejoin_after
+            return
+        self._dead.discard(agent_id)
+        self.stats.rejoins += 1
+        spec, limit = self.specs[agent_id]
+        self._post(AgentJoined(agent=spec, rate_limit=limit))
+
+    # ------------------------------------------------------------------ instructions
+
+    def _apply(self, out: list[Instruction]) -> None:
+        st = self.stats
+        hook = self.on_instruction
+        for ins in out:
+            if hook is not None:
+                hook(ins)
+            typ = type(ins)
+            if typ is Dispatch:
+                self._dispatch(ins)  # type: ignore[arg-type]
+            elif typ is Complete or typ is Fail or typ is Reject:
+                self._finish(ins)
+            elif typ is SetTimer:
+                self._timer_at = min(self._timer_at, ins.at)  # type: ignore[attr-defined]
+            elif typ is Cancel:
+                st.cancels += 1
+                ref = self._by_attempt.pop((ins.task_id, ins.attempt), None)  # type: ignore[attr-defined]
+                if ref is not None:
+                    self._inflight.pop(ref, None)
+                    try:
+                        self._ray.cancel(ref)
+                    except Exception:
+                        log.debug("ray.cancel failed", exc_info=True)
+            elif typ is Steal:
+                st.steals += 1
+            elif typ is Migrate:
+                st.migrations += 1
+            elif typ is BreakerOpened:
+                st.breaker_opened += 1
+                log.warning("breaker of %s opened: %s", ins.agent, ins.reason)  # type: ignore[attr-defined]
+            elif typ is BreakerHalfOpen:
+                st.breaker_half_open += 1
+            elif typ is BreakerClosed:
+                st.breaker_closed += 1
+
+    def _dispatch(self, ins: Dispatch) -> None:
+        job = self._jobs[ins.task_id]
+        actor = self.actors[ins.agent]
+        ref = actor.run.remote(job.payload, ins.task_id, ins.attempt)
+        self._inflight[ref] = _Attempt(ins.task_id, ins.agent, ins.attempt)
+        self._by_attempt[(ins.task_id, ins.attempt)] = ref
+        self.stats.dispatches += 1
+
+    def _finish(self, ins: Instruction) -> None:
+        tid: str = ins.task_id  # type: ignore[attr-defined]
+        kind = type(ins).__name__.lower()
+        self.stats.terminal[kind] = self.stats.terminal.get(kind, 0) + 1
+        job = self._jobs.pop(tid)
+        if job.future.done():  # pragma: no cover - the core's exactly-once invariant
+            raise RuntimeError(f"task {tid} ended twice")
+        if isinstance(ins, Complete):
+            self.stats.completed += 1
+            job.future.set_result(job.results.pop(ins.attempt, None))
+        elif isinstance(ins, Reject):
+            job.future.set_exception(TaskRejectedError(tid, ins.code, ins.reason))
+        elif isinstance(ins, Fail):
+            exc = TaskFailedError(tid, ins.code, ins.reason)
+            if job.last_error:
+                exc.__cause__ = RuntimeError(job.last_error)
+            job.future.set_exception(exc)
+
+    # ------------------------------------------------------------------ introspection
+
+    def actor_stats(self) -> dict[str, dict[str, Any]]:
+        """Each live actor's own counters (peak concurrent attempts, attempts run)."""
+        out: dict[str, dict[str, Any]] = {}
+        for agent_id, actor in self.actors.items():
+            if agent_id in self._dead:
+                continue
+            try:
+                out[agent_id] = self._ray.get(actor.stats.remote(), timeout=10)
+            except Exception:
+                log.debug("stats of %s failed", agent_id, exc_info=True)
+        return out
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else ""

@@ -1,0 +1,191 @@
+"""The executor core and batch sweeps on a local Ray (2 CPUs, started once per module)."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from allocator.batch import run_batch  # noqa: E402
+from allocator.distributed import LocalBackend, RayBackend, get_backend, ray_session  # noqa: E402
+from allocator.distributed.driver import RayExecutor  # noqa: E402
+from allocator.distributed.sweeps import run_batch_on  # noqa: E402
+from allocator.distributed.work import fail_on, sleep_for  # noqa: E402
+from allocator.io import read_plan, write_json_atomic  # noqa: E402
+from allocator.io.snapshots import dump_model  # noqa: E402
+from allocator.online import BreakerConfig, Code  # noqa: E402
+from allocator.online.events import TERMINAL, Instruction  # noqa: E402
+from allocator.online.runtime import TaskFailedError  # noqa: E402
+from allocator.validate import validate  # noqa: E402
+from models import Agent, Snapshot, Task, Weights  # noqa: E402
+
+TOKEN = Path.home() / ".ray" / "auth_token"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    had_token = TOKEN.exists()
+    with ray_session(num_cpus=2, log_to_driver=False) as info:
+        assert info.mode == "local" and info.temp_dir is not None
+        assert len(info.temp_dir) < 40 and Path(info.temp_dir).is_dir()
+        yield info
+    assert not Path(info.temp_dir).exists(), "the local Ray temp dir is removed"
+    assert TOKEN.exists() == had_token, "no token file written to the home directory"
+
+
+class Terminals:
+    """Counts terminal instructions per task, independently of the driver."""
+
+    def __init__(self) -> None:
+        self.ends: Counter[str] = Counter()
+        self.kinds: list[Instruction] = []
+
+    def __call__(self, ins: Instruction) -> None:
+        self.kinds.append(ins)
+        if isinstance(ins, TERMINAL):
+            self.ends[ins.task_id] += 1  # type: ignore[attr-defined]
+
+
+def agents(n: int, concurrency: int = 2) -> list[Agent]:
+    return [Agent(id=f"a{i}", capacity={}, concurrency=concurrency) for i in range(n)]
+
+
+def test_tasks_dispatched_to_actors_complete(ray_cluster) -> None:
+    seen = Terminals()
+    with RayExecutor(agents(3), "jsq", on_instruction=seen) as rx:
+        futs = {f"t{i}": rx.submit(sleep_for, 0.02, i * i, id=f"t{i}", work=0.02)
+                for i in range(24)}
+        rx.join(timeout=60)
+        stats = rx.actor_stats()
+    assert {k: f.result() for k, f in futs.items()} == {f"t{i}": i * i for i in range(24)}
+    assert set(seen.ends) == set(futs) and set(seen.ends.values()) == {1}
+    assert rx.stats.dispatches == 24 and rx.stats.terminal == {"complete": 24}
+    # Each actor ran at most its concurrency at once, and the work was spread.
+    assert all(s["peak"] <= 2 for s in stats.values())
+    assert sum(s["done"] for s in stats.values()) == 24
+    assert sum(1 for s in stats.values() if s["done"]) >= 2
+
+
+def run_until_running(rx: RayExecutor, agent: str, *, timeout: float = 30.0) -> None:
+    t0 = time.monotonic()
+    while not rx.core.agents[agent].running or rx.stats.completed < 2:
+        rx.step(0.05)
+        assert time.monotonic() - t0 < timeout, "nothing ran on the agent"
+
+
+def test_actor_killed_mid_run_loses_and_duplicates_nothing(ray_cluster) -> None:
+    seen = Terminals()
+    n = 30
+    with RayExecutor(agents(3), "round-robin", on_instruction=seen) as rx:
+        futs = {f"t{i}": rx.submit(sleep_for, 0.15, i, id=f"t{i}", work=0.15)
+                for i in range(n)}
+        run_until_running(rx, "a0")
+        victims = set(rx.core.agents["a0"].running)
+        ray.kill(rx.actor("a0"))
+        rx.join(timeout=60)
+        histories = {t: rx.core.history(t) for t in victims}
+    assert victims
+    # Nothing lost: every task ended, with its own value; nothing duplicated.
+    assert {k: f.result() for k, f in futs.items()} == {f"t{i}": i for i in range(n)}
+    assert set(seen.ends) == set(futs) and set(seen.ends.values()) == {1}
+    assert rx.stats.actor_deaths == 1
+    assert rx.core.agents["a0"].status.value == "down"
+    for t, h in histories.items():
+        assert "Retry" in h and "agent a0 failed mid-task: actor died" in h, h
+        assert f"Complete task_id={t} agent=a0" not in h
+
+
+def test_killed_actor_without_retries_fails_with_a_reason(ray_cluster) -> None:
+    seen = Terminals()
+    with RayExecutor(agents(2, concurrency=1), "round-robin", on_instruction=seen,
+                     max_retries=0) as rx:
+        futs = {f"t{i}": rx.submit(sleep_for, 0.2, i, id=f"t{i}", work=0.2) for i in range(8)}
+        run_until_running(rx, "a0")
+        victims = set(rx.core.agents["a0"].running)
+        ray.kill(rx.actor("a0"))
+        rx.join(timeout=60)
+    assert victims and set(seen.ends.values()) == {1} and set(seen.ends) == set(futs)
+    for t in victims:
+        with pytest.raises(TaskFailedError) as e:
+            futs[t].result()
+        assert e.value.code is Code.AGENT_FAILED and "actor died" in e.value.reason
+    others = set(futs) - victims
+    assert all(futs[t].result() == int(t[1:]) for t in others)
+
+
+def test_task_errors_open_the_breaker_and_work_moves(ray_cluster) -> None:
+    seen = Terminals()
+    breaker = BreakerConfig(window=4, min_calls=2, failure_rate=0.5, open_timeout=60.0)
+    with RayExecutor(agents(2, concurrency=1), "round-robin", on_instruction=seen,
+                     breaker=breaker, max_retries=3) as rx:
+        futs = [rx.submit(fail_on, "a1", 0.01, i, work=0.01) for i in range(10)]
+        rx.join(timeout=60)
+    assert [f.result() for f in futs] == list(range(10))  # all done by a0 in the end
+    assert rx.stats.breaker_opened == 1 and rx.stats.failed_attempts >= 2
+    assert set(seen.ends.values()) == {1}
+    assert rx.core.agents["a1"].breaker.state.value == "open"
+
+
+# ------------------------------------------------------------------ sweeps
+
+
+def scenario(seed: int) -> Snapshot:
+    rng = random.Random(seed)
+    ags = [Agent(id=f"a{i}", capacity={"cpu": 8}, speed=rng.choice([1.0, 2.0]),
+                 cost_rate=rng.uniform(0.5, 2.0)) for i in range(4)]
+    tasks = [Task(id=f"t{j}", work=float(rng.randint(1, 9)), demand={"cpu": rng.randint(1, 3)})
+             for j in range(20)]
+    return Snapshot(agents=ags, tasks=tasks, name=f"s{seed}",
+                    weights=Weights(cost=1, makespan=1))
+
+
+def sweep_point(seed: int) -> tuple[int, float, int]:
+    from allocator.engine import solve
+
+    snap = scenario(seed)
+    plan = solve(snap, solver="greedy")
+    assert not validate(snap, plan)
+    return seed, round(plan.objective or 0.0, 9), len(plan.assignments)
+
+
+def test_backend_map_matches_local(ray_cluster) -> None:
+    seeds = list(range(6))
+    order: list[int] = []
+    remote = RayBackend().map(sweep_point, seeds, on_done=lambda i, r: order.append(i))
+    assert remote == LocalBackend().map(sweep_point, seeds)
+    assert sorted(order) == seeds
+    assert get_backend("local").name == "local"
+
+
+def test_batch_on_ray_gives_the_local_answer(ray_cluster, tmp_path: Path) -> None:
+    inputs = []
+    for seed in range(3):
+        p = tmp_path / "in" / f"s{seed}.json"
+        p.parent.mkdir(exist_ok=True)
+        write_json_atomic(p, dump_model(scenario(seed)))
+        inputs.append(p)
+    inputs.append(tmp_path / "in" / "missing.json")
+    local = run_batch(inputs, tmp_path / "local", solver="greedy")
+    with RayBackend() as backend:
+        remote = run_batch_on(backend, inputs, tmp_path / "ray", solver="greedy")
+        again = run_batch_on(backend, inputs, tmp_path / "ray", solver="greedy")
+    assert [r.outcome for r in remote] == [r.outcome for r in local] == [
+        "solved", "solved", "solved", "failed"]
+    assert [r.outcome for r in again] == ["skipped"] * 3 + ["failed"]
+    assert remote[3].error == local[3].error
+    for a, b in zip(local[:3], remote[:3], strict=True):
+        assert (a.status, a.objective, a.assigned, a.valid) == (
+            b.status, b.objective, b.assigned, b.valid)
+        la, ra = (tmp_path / d / f"{a.stem}.assignments.csv" for d in ("local", "ray"))
+        assert la.read_bytes() == ra.read_bytes()
+        lm, rm = (json.loads((tmp_path / d / f"{a.stem}.done.json").read_text())
+                  for d in ("local", "ray"))
+        assert lm == rm
+        lp, rp = (read_plan(tmp_path / d / f"{a.stem}.plan.json") for d in ("local", "ray"))
+        assert lp.assignments == rp.assignments and lp.objective == rp.objective
