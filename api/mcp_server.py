@@ -6,8 +6,8 @@ Served over stdio by `allocator mcp` (solves run in worker processes whose
 stdout points at stderr, so nothing but protocol messages reaches stdout) and
 over streamable HTTP under /mcp in the app.
 
-Extension point: rebalance, pareto, simulate and bottlenecks tools register
-here the way `solve` does once their engine modules exist.
+Rebalance, pareto and simulate tools are registered when their engine modules
+exist (api.capabilities.available()); bottlenecks joins them the same way.
 """
 
 from __future__ import annotations
@@ -20,8 +20,22 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from allocator.errors import AllocatorError
+from api.capabilities import available
 from api.errors import error_type
-from api.schemas import JobOut, SolveRequest, SolversResponse, ValidateRequest, ValidateResponse
+from api.schemas import (
+    JobOut,
+    ParetoRequest,
+    ParetoResponse,
+    RebalanceRequest,
+    RebalanceResponse,
+    SimulateRequest,
+    SimulateResponse,
+    SolveRequest,
+    SolversResponse,
+    ValidateRequest,
+    ValidateResponse,
+    WorkloadIn,
+)
 from api.service import Service
 from models import Plan, Snapshot
 
@@ -83,6 +97,53 @@ def build_mcp(get_service: Callable[[], Service]) -> MCPServer:
     async def solvers() -> SolversResponse:
         """The solver backends this server offers."""
         return get_service().solvers()
+
+    have = available()
+    if "rebalance" in have:
+
+        @mcp.tool()
+        async def rebalance(
+            snapshot: Snapshot,
+            max_migrations: Annotated[int | None, Field(ge=0)] = None,
+            threshold: Annotated[float, Field(ge=0)] = 0.0,
+            time_limit: Annotated[float | None, Field(gt=0)] = None,
+            seed: Annotated[int | None, Field(ge=0)] = None,
+        ) -> RebalanceResponse:
+            """Move tasks off overloaded agents with few migrations; before/after summary."""
+            req = RebalanceRequest(snapshot=snapshot, max_migrations=max_migrations,
+                                   threshold=threshold, time_limit=time_limit, seed=seed)
+            text = await _call(lambda: get_service().run_capability(
+                "rebalance", snapshot, req.model_dump(exclude={"snapshot"})))
+            return RebalanceResponse.model_validate_json(text)
+
+    if "pareto" in have:
+
+        @mcp.tool()
+        async def pareto(
+            snapshot: Snapshot,
+            objectives: list[str] | None = None,
+            exact: bool = False,
+            time_limit: Annotated[float | None, Field(gt=0)] = None,
+            pick: str = "knee",
+        ) -> ParetoResponse:
+            """Plans trading objectives off (e.g. cost vs makespan) and the one picked."""
+            req = ParetoRequest(snapshot=snapshot, objectives=objectives or ["cost", "makespan"],
+                                exact=exact, time_limit=time_limit, pick=pick)
+            text = await _call(lambda: get_service().run_capability(
+                "pareto", snapshot, req.model_dump(exclude={"snapshot"})))
+            return ParetoResponse.model_validate_json(text)
+
+    if "simulate" in have:
+
+        @mcp.tool()
+        async def simulate(workload: WorkloadIn | None = None,
+                           policies: list[str] | None = None,
+                           seed: Annotated[int | None, Field(ge=0)] = None) -> SimulateResponse:
+            """Simulate online scheduling policies side by side on a generated workload."""
+            req = SimulateRequest(workload=workload or WorkloadIn(), policies=policies, seed=seed)
+            text = await _call(lambda: get_service().run_capability(
+                "simulate", None, req.model_dump()))
+            return SimulateResponse.model_validate_json(text)
 
     return mcp
 

@@ -34,12 +34,14 @@ class Work:
     """One solve for the pool: a job (initial=True: report a greedy plan first) or a sync call."""
 
     id: str
-    snapshot: Snapshot | str
+    snapshot: Snapshot | str | None
     solver: str
     time_limit: float
     seed: int
     initial: bool
     sink: EventSink
+    kind: str = "solve"
+    params: dict[str, Any] | None = None
 
 
 @dataclass
@@ -150,8 +152,8 @@ class WorkerPool:
             return
         w.work = work
         with contextlib.suppress(OSError):  # a dead worker is reported by its reader thread
-            w.conn.send(("solve", work.id, work.snapshot, work.solver, work.time_limit,
-                         work.seed, work.initial))
+            w.conn.send(("run", work.id, work.kind, work.snapshot, work.solver,
+                         work.time_limit, work.seed, work.initial, work.params))
 
     def cancel(self, work_id: str, grace: float) -> bool:
         """Ask the worker holding `work_id` to stop; kill it if it has not after `grace` s."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -141,3 +141,76 @@ class Health(BaseModel):
     status: str
     workers: int | None = None
     queue_depth: int | None = None
+
+
+# -- capabilities beyond solve (present when their engine modules exist) ------------------
+
+TimeLimit = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class RebalanceRequest(_In):
+    """Re-plan for balance with few migrations (tasks' `current_agent` is where they run)."""
+
+    snapshot: Snapshot
+    max_migrations: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    threshold: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] = 0.0
+    time_limit: TimeLimit | None = Field(None, description="Seconds; capped by sync_time_limit.")
+    seed: Seed | None = None
+
+
+class RebalanceResponse(BaseModel):
+    plan: Plan
+    summary: dict[str, Any] = Field(description="Before/after loads, variance, moves, stages.")
+
+
+class ParetoRequest(_In):
+    """A front of plans trading objectives off (NSGA-II, or exact for small instances)."""
+
+    snapshot: Snapshot
+    objectives: Annotated[list[Annotated[str, Field(max_length=32)]],
+                          Field(min_length=2, max_length=4)] = ["cost", "makespan"]
+    exact: bool = False
+    time_limit: TimeLimit | None = Field(None, description="Seconds; capped by sync_time_limit.")
+    seed: Seed | None = None
+    generations: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    pick: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        "knee", description="knee | weights:cost=1,makespan=2 | min:cost,makespan<=40")
+
+
+class PickOut(BaseModel):
+    index: int
+    rule: str
+    detail: str
+
+
+class ParetoResponse(BaseModel):
+    front: dict[str, Any] = Field(description="A ParetoFront (see `allocator schema`).")
+    picked: PickOut
+
+
+class WorkloadIn(_In):
+    """A generated online workload (see allocator.online.workload.WorkloadConfig)."""
+
+    tasks: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+    agents: Annotated[int, Field(ge=1, le=1_000)] = 8
+    arrival: Literal["poisson", "bursty"] = "poisson"
+    load: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = 0.85
+    sizes: Literal["pareto", "exp", "fixed"] = "pareto"
+    skew: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 1.0
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 1
+    deadline_share: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 1.0
+    noise: Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)] = 0.2
+
+
+class SimulateRequest(_In):
+    """Simulate online policies side by side on one generated workload."""
+
+    workload: WorkloadIn = Field(default_factory=WorkloadIn)
+    policies: Annotated[list[Annotated[str, Field(max_length=64)]],
+                        Field(min_length=1, max_length=16)] | None = None
+    seed: Seed | None = None
+
+
+class SimulateResponse(BaseModel):
+    rows: list[dict[str, Any]] = Field(description="One row of measures per policy.")

@@ -182,14 +182,7 @@ class Service:
 
     def _prepare(self, req: SolveRequest, cap: float) -> tuple[Snapshot, str, float, int]:
         snap = req.snapshot
-        if len(snap.agents) > self.settings.max_agents:
-            raise InvalidInputError(
-                f"{len(snap.agents)} agents; this server accepts at most "
-                f"{self.settings.max_agents}", field="snapshot.agents")
-        if len(snap.tasks) > self.settings.max_tasks:
-            raise InvalidInputError(
-                f"{len(snap.tasks)} tasks; this server accepts at most "
-                f"{self.settings.max_tasks}", field="snapshot.tasks")
+        self._check_size(snap)
         solver = req.solver or snap.options.solver
         try:
             get_solver(solver)
@@ -285,44 +278,78 @@ class Service:
 
     # -- operations -------------------------------------------------------------------
 
-    async def solve(self, req: SolveRequest) -> str:
-        """Solve now in a worker; returns the Plan as JSON."""
-        snap, solver, limit, seed = self._prepare(req, self.settings.sync_time_limit)
+    def _check_size(self, snap: Snapshot) -> None:
+        if len(snap.agents) > self.settings.max_agents:
+            raise InvalidInputError(
+                f"{len(snap.agents)} agents; this server accepts at most "
+                f"{self.settings.max_agents}", field="snapshot.agents")
+        if len(snap.tasks) > self.settings.max_tasks:
+            raise InvalidInputError(
+                f"{len(snap.tasks)} tasks; this server accepts at most "
+                f"{self.settings.max_tasks}", field="snapshot.tasks")
+
+    async def _run_sync(self, *, label: str, snapshot: Snapshot | None, solver: str,
+                        limit: float, seed: int, kind: str = "solve",
+                        params: dict[str, Any] | None = None) -> str:
+        """Run one piece of work in a worker now (synchronous solves go first); its JSON."""
         if len(self.sync_queue) >= self.settings.max_sync_waiting:
             self.metrics.rejected.labels("sync_queue_full").inc()
-            raise CapacityError(f"{len(self.sync_queue)} synchronous solves are already "
+            raise CapacityError(f"{len(self.sync_queue)} synchronous calls are already "
                                 "waiting; retry later or submit a job")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[str] = loop.create_future()
         t0 = time.monotonic()
 
-        def sink(kind: str, args: tuple[Any, ...]) -> None:
-            if fut.done() or kind in ("progress", "best"):
+        def sink(event: str, args: tuple[Any, ...]) -> None:
+            if fut.done() or event in ("progress", "best"):
                 return
-            if kind == "done":
+            if event == "done":
                 fut.set_result(args[0])
-                self.metrics.solve_seconds.labels(solver, "sync").observe(time.monotonic() - t0)
+                self.metrics.solve_seconds.labels(label, "sync").observe(time.monotonic() - t0)
                 g = _gap(args[2], args[3])
                 if g is not None:
-                    self.metrics.solve_gap.labels(solver).observe(g)
-            elif kind == "error":
+                    self.metrics.solve_gap.labels(label).observe(g)
+            elif event == "error":
                 fut.set_exception(_engine_error(*args))
             else:
                 self.metrics.worker_crashes.inc()
                 fut.set_exception(SolverFailedError(
                     f"the solver process died (exit code {args[0]}); the server carried on"))
 
-        work = Work(uuid.uuid4().hex, snap, solver, limit, seed, False, sink)
+        work = Work(uuid.uuid4().hex, snapshot, solver, limit, seed, False, sink, kind, params)
         self.sync_queue.append(work)
         self._pump()
         try:
             return await fut
-        except asyncio.CancelledError:  # the client went away: drop or stop its solve
+        except asyncio.CancelledError:  # the client went away: drop or stop its work
             if work in self.sync_queue:
                 self.sync_queue.remove(work)
             else:
                 self.pool.cancel(work.id, self.settings.cancel_grace_s)
             raise
+
+    async def solve(self, req: SolveRequest) -> str:
+        """Solve now in a worker; returns the Plan as JSON."""
+        snap, solver, limit, seed = self._prepare(req, self.settings.sync_time_limit)
+        return await self._run_sync(label=solver, snapshot=snap, solver=solver, limit=limit,
+                                    seed=seed)
+
+    async def run_capability(self, kind: str, snapshot: Snapshot | None,
+                             params: dict[str, Any]) -> str:
+        """Rebalance, pareto, simulate ... in a worker, time limit capped; the JSON answer."""
+        if snapshot is not None:
+            self._check_size(snapshot)
+        workload = params.get("workload") or {}
+        for key, cap in (("tasks", self.settings.max_tasks), ("agents", self.settings.max_agents)):
+            if workload.get(key, 0) > cap:
+                raise InvalidInputError(f"{workload[key]} {key}; this server accepts at most "
+                                        f"{cap}", field=f"workload.{key}")
+        limit = min(params.get("time_limit") or (snapshot.options.time_limit if snapshot
+                                                 else self.settings.sync_time_limit),
+                    self.settings.sync_time_limit)
+        params = {**params, "time_limit": limit}
+        return await self._run_sync(label=kind, snapshot=snapshot, solver=kind, limit=limit,
+                                    seed=params.get("seed") or 0, kind=kind, params=params)
 
     async def validate(self, req: ValidateRequest) -> ValidateResponse:
         if len(req.snapshot.agents) > self.settings.max_agents or (

@@ -3,7 +3,8 @@
 Protocol over one duplex pipe (tuples, pickled):
 
 parent -> worker
-    ("solve", work_id, snapshot (Snapshot or JSON str), solver, time_limit, seed, initial)
+    ("run", work_id, kind, snapshot (Snapshot, JSON str or None), solver, time_limit, seed,
+     initial, params)             kind "solve", or a capability of api.capabilities
     ("cancel", work_id)
     ("stop",)
 worker -> parent
@@ -111,12 +112,18 @@ def _run(msg: tuple[Any, ...]) -> None:
     from allocator.errors import AllocatorError
     from models import Snapshot
 
-    _, work_id, snapshot, solver, time_limit, seed, initial = msg
+    _, work_id, kind, snapshot, solver, time_limit, seed, initial, params = msg
     cur = _Current(work_id)
     _current = cur
     try:
-        snap = snapshot if isinstance(snapshot, Snapshot) else Snapshot.model_validate_json(
-            snapshot)
+        snap = snapshot if isinstance(snapshot, Snapshot) or snapshot is None else (
+            Snapshot.model_validate_json(snapshot))
+        if kind != "solve":
+            from api.capabilities import run
+
+            _send(("done", work_id, run(kind, snap, params or {}), None, None, None, False))
+            return
+        assert snap is not None
         t0 = time.perf_counter()
         if initial and solver != "greedy":
             # A complete plan early: what a cancel or a crash leaves behind.
@@ -183,6 +190,6 @@ def worker_main(conn: Connection, plugins: list[str]) -> None:
         msg = inbox.get()
         if msg[0] == "stop":
             break
-        if msg[0] == "solve":
+        if msg[0] == "run":
             _run(msg)
     conn.close()

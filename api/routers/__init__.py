@@ -1,14 +1,15 @@
 """One router per resource. `ROUTERS` is the list the app includes, in order.
 
-Extension point: a capability (rebalance, pareto, simulate, bottlenecks)
-gets its own module here exposing `router`, and one line in `ROUTERS`.
+Capabilities beyond solve (rebalance, pareto, simulate, and bottlenecks once
+it exists) live in `capabilities`, which adds a route only for what the
+engine has (see api.capabilities).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routers import health, jobs, metrics, solve, solvers, validate
+from api.routers import capabilities, health, jobs, metrics, solve, solvers, validate
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -16,5 +17,6 @@ ROUTERS: list[APIRouter] = [
     jobs.router,
     validate.router,
     solvers.router,
+    capabilities.router,
     metrics.router,
 ]

@@ -11,7 +11,7 @@ import pytest
 
 from allocator.validate import validate
 from models import Plan, Snapshot
-from tests.api.conftest import slow_snapshot, small_snapshot
+from tests.api.conftest import example, slow_snapshot, small_snapshot
 from tests.api.server import Server
 
 
@@ -211,3 +211,39 @@ async def test_mcp_over_streamable_http(server: Server) -> None:
         result = await mcp.call_tool("solve", {"snapshot": small_snapshot()})
         assert not result.is_error
         assert result.structured_content["status"] == "optimal"
+
+
+def test_capabilities_beyond_solve(client: httpx.Client) -> None:
+    from api.capabilities import available
+
+    have = available()
+    paths = set(client.get("/openapi.json").json()["paths"])
+    for cap in ("rebalance", "pareto", "simulate", "bottlenecks"):
+        assert (f"/v1/{cap}" in paths) == (cap in have), cap
+    snap = example("seed-overloaded.json")
+    if "rebalance" in have:
+        r = client.post("/v1/rebalance", json={"snapshot": snap, "max_migrations": 2})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        plan = Plan.model_validate(body["plan"])
+        assert len(plan.migrations) <= 2 and body["summary"]["valid"] is True
+        assert validate(Snapshot.model_validate(snap), plan) == []
+    if "pareto" in have:
+        r = client.post("/v1/pareto", json={"snapshot": small_snapshot(), "exact": True})
+        assert r.status_code == 200, r.text
+        front = r.json()["front"]
+        assert front["points"] and front["objectives"] == ["cost", "makespan"]
+        for p in front["points"]:
+            plan = Plan.model_validate(p["plan"])
+            assert validate(Snapshot.model_validate(small_snapshot()), plan) == []
+    if "simulate" in have:
+        r = client.post("/v1/simulate", json={"workload": {"tasks": 200, "agents": 4},
+                                              "policies": ["fifo", "jsq"]})
+        assert r.status_code == 200, r.text
+        rows = r.json()["rows"]
+        assert [row["policy"] for row in rows] == ["fifo", "jsq"]
+        assert all(row["completed"] + row["rejected"] + row["failed"] == 200 for row in rows)
+        assert_error(client.post("/v1/simulate", json={"policies": ["nope"]}), 422,
+                     "invalid_input")
+        assert_error(client.post("/v1/simulate", json={"workload": {"tasks": 90_000}}), 422,
+                     "invalid_input")

@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 from tests.api.server import Server
 
 #: Cases per operation and mode; operations without inputs stop after a handful.
-MAX_EXAMPLES = {GenerationMode.POSITIVE: 45, GenerationMode.NEGATIVE: 30}
+MAX_EXAMPLES = {GenerationMode.POSITIVE: 35, GenerationMode.NEGATIVE: 18}
 MIN_CASES = 500
 statuses: dict[str, int] = {}
 
@@ -41,7 +41,7 @@ def test_no_server_errors_on_generated_requests(st_server: Server) -> None:
     assert not failures, "\n".join(failures[:10])
     total = sum(calls.values())
     print(f"schemathesis: {total} cases over {len(calls)} operation/mode pairs")
-    print(sorted(statuses.items()))
+    print("statuses:", sorted(statuses.items()))
     assert total >= MIN_CASES, calls
 
 

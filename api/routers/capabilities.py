@@ -1,0 +1,57 @@
+"""Rebalance, Pareto fronts and simulation: one route each, present when the engine has them.
+
+`router` holds only the routes whose capability `api.capabilities.available()`
+reports; the rest are simply absent from the app and its OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from api.capabilities import available
+from api.deps import Authorized, ServiceDep
+from api.routers.errors import errors
+from api.schemas import (
+    ParetoRequest,
+    ParetoResponse,
+    RebalanceRequest,
+    RebalanceResponse,
+    SimulateRequest,
+    SimulateResponse,
+)
+
+router = APIRouter(prefix="/v1", tags=["capabilities"], dependencies=[Authorized])
+HAVE = available()
+ERRORS = errors(401, 413, 422, 429)
+
+
+if "rebalance" in HAVE:
+
+    @router.post("/rebalance", response_class=Response,
+                 responses={200: {"model": RebalanceResponse}, **ERRORS},
+                 summary="Re-plan for balance with few migrations (time limit capped)")
+    async def rebalance(body: RebalanceRequest, service: ServiceDep) -> Response:
+        params = body.model_dump(exclude={"snapshot"})
+        text = await service.run_capability("rebalance", body.snapshot, params)
+        return Response(text, media_type="application/json")
+
+
+if "pareto" in HAVE:
+
+    @router.post("/pareto", response_class=Response,
+                 responses={200: {"model": ParetoResponse}, **ERRORS},
+                 summary="A Pareto front of plans and the one picked (time limit capped)")
+    async def pareto(body: ParetoRequest, service: ServiceDep) -> Response:
+        params = body.model_dump(exclude={"snapshot"})
+        text = await service.run_capability("pareto", body.snapshot, params)
+        return Response(text, media_type="application/json")
+
+
+if "simulate" in HAVE:
+
+    @router.post("/simulate", response_class=Response,
+                 responses={200: {"model": SimulateResponse}, **ERRORS},
+                 summary="Online policies side by side on a generated workload")
+    async def simulate(body: SimulateRequest, service: ServiceDep) -> Response:
+        text = await service.run_capability("simulate", None, body.model_dump())
+        return Response(text, media_type="application/json")
