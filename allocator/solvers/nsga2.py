@@ -92,7 +92,7 @@ class Nsga2Config:
     local_search_prob: float = 0.2
     local_search_steps: int = 3
     #: Share of the time budget kept for polishing the archive with local search.
-    polish_share: float = 0.15
+    polish_share: float = 0.05
     #: Most local-search rounds per archive point when polishing.
     polish_steps: int = 500
 
@@ -592,7 +592,12 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
         det = min(per, budget.remaining()) * ratio
         sub = Budget(det, workers=1, clock=budget.clock)
         wp = _weighted(problem, w)
-        sol, _, _, _, _, _ = solve_cpsat_arrays(wp, budget=sub, seed=seed, deterministic=True)
+        # Hint: the best seed so far under this weighting (least penalty first).
+        wv = np.array([w[o] for o in objectives])
+        hint = min(seeds, key=lambda a: (ev.penalty(a), float(ev.values(a) @ wv)))
+        sol, _, _, _, _, _ = solve_cpsat_arrays(wp, budget=sub, seed=seed,
+                                                warm=WarmStart(agent_of=hint),
+                                                deterministic=True)
         if sol is not None:
             seeds.append(sol)
         if adapt and sub.elapsed() > 0:
