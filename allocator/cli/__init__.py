@@ -10,12 +10,14 @@ from __future__ import annotations
 from allocator.cli import batch as _batch  # noqa: F401
 from allocator.cli import bench as _bench  # noqa: F401  (registers commands)
 from allocator.cli import bench_solvers as _bench_solvers  # noqa: F401
+from allocator.cli import distributed as _distributed  # noqa: F401
 from allocator.cli import pareto as _pareto  # noqa: F401
 from allocator.cli import rebalance as _rebalance  # noqa: F401
 from allocator.cli import replay as _replay  # noqa: F401
 from allocator.cli import serve as _serve  # noqa: F401
 from allocator.cli import simulate as _simulate  # noqa: F401
 from allocator.cli import solve as _solve  # noqa: F401
+from allocator.cli import tune as _tune  # noqa: F401
 from allocator.cli.app import app, main
 
 __all__ = ["app", "main"]

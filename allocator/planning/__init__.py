@@ -1,0 +1,1 @@
+"""Offline planning on workloads: policy tuning (tune) and capacity planning (capacity)."""
