@@ -246,3 +246,12 @@ def test_knee_of_three_objectives() -> None:
 def test_parse_objectives_errors(spec: str, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         parse_objectives(spec)
+
+
+def test_nsga2_task_without_eligible_agent_is_left_out_of_every_plan() -> None:
+    snap = tiny_snapshot()
+    snap.tasks[2] = snap.tasks[2].model_copy(update={"skills": ["gpu"]})
+    front = nsga2_front(compile_snapshot(snap), "cost,makespan", budget=Budget(60), seed=0,
+                        config=Nsga2Config(pop_size=20, generations=5))
+    assert_front_ok(snap, front)
+    assert all([u.task for u in q.plan.unassigned] == ["t2"] for q in front.points)
