@@ -49,6 +49,11 @@ def batch(
     solver: Annotated[str | None, typer.Option(help="Backend (default: each snapshot's).")]
     = None,
     time_limit: Annotated[float | None, typer.Option(help="Seconds per input.")] = None,
+    backend: Annotated[str, typer.Option(help="Where the solves run: local or ray.")]
+    = "local",
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join with --backend ray (default: RAY_ADDRESS or a local Ray).")]
+    = None,
 ) -> None:
     """Solve every input into --out: plans, assignments tables, a summary; exit 1 if any fail."""
     if fmt not in ("csv", "parquet"):
@@ -60,8 +65,15 @@ def batch(
         def advance(r: BatchResult) -> None:
             progress.update(bar, advance=1, description=f"{r.stem}: {r.outcome}")
 
-        results = run_batch(inputs, out, force=force, fmt=fmt,  # type: ignore[arg-type]
-                            solver=solver, time_limit=time_limit, on_result=advance)
+        if backend == "local":
+            results = run_batch(inputs, out, force=force, fmt=fmt,  # type: ignore[arg-type]
+                                solver=solver, time_limit=time_limit, on_result=advance)
+        else:
+            from allocator.distributed.sweeps import run_batch_backend
+
+            results = run_batch_backend(backend, inputs, out, address=address, force=force,
+                                        fmt=fmt, solver=solver, time_limit=time_limit,
+                                        on_result=advance)
     console.print(summary_table(results))
     failed = [r for r in results if r.outcome == "failed"]
     counts = {k: sum(r.outcome == k for r in results) for k in ("solved", "skipped", "failed")}

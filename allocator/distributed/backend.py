@@ -16,7 +16,6 @@ installed, so a command fails before any work starts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from allocator.distributed.session import ray_session, require_ray
@@ -92,11 +91,10 @@ class RayBackend:
             self._session.__enter__()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None = None,
-                 exc: BaseException | None = None, tb: TracebackType | None = None) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._session is not None:
             s, self._session = self._session, None
-            s.__exit__(exc_type, exc, tb)
+            s.__exit__(None, None, None)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], *,
             on_done: OnDone | None = None) -> list[R]:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from allocator.batch import (
     BatchResult,
@@ -28,7 +29,7 @@ from allocator.batch import (
     input_stem,
     output_paths,
 )
-from allocator.distributed.backend import Backend
+from allocator.distributed.backend import Backend, get_backend
 from allocator.engine import solve
 from allocator.errors import AllocatorError, InvalidInputError
 from allocator.io.snapshots import dump_model, write_json_atomic
@@ -146,3 +147,17 @@ def run_batch_on(backend: Backend, inputs: Iterable[str | Path], out_dir: str | 
         if on_result is not None:
             on_result(res)
     return results
+
+
+def run_batch_backend(backend: str, inputs: Iterable[str | Path], out_dir: str | Path, *,
+                      address: str | None = None, **kwargs: Any) -> list[BatchResult]:
+    """`allocator batch --backend NAME`: the local batch, or the batch on Ray.
+
+    Raises RayUnavailableError (before any work) for "ray" without Ray installed.
+    """
+    if backend == "local" and address is None:
+        from allocator.batch import run_batch
+
+        return run_batch(inputs, out_dir, **kwargs)
+    with get_backend(backend, address=address) as b:
+        return run_batch_on(b, inputs, out_dir, **kwargs)

@@ -189,3 +189,17 @@ def test_batch_on_ray_gives_the_local_answer(ray_cluster, tmp_path: Path) -> Non
         assert lm == rm
         lp, rp = (read_plan(tmp_path / d / f"{a.stem}.plan.json") for d in ("local", "ray"))
         assert lp.assignments == rp.assignments and lp.objective == rp.objective
+
+
+def test_cli_batch_backend_ray(ray_cluster, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from allocator.cli import app
+
+    p = tmp_path / "s7.json"
+    write_json_atomic(p, dump_model(scenario(7)))
+    r = CliRunner().invoke(app, ["batch", str(p), "--out", str(tmp_path / "out"), "--backend",
+                                 "ray", "--solver", "greedy"])
+    assert r.exit_code == 0, r.output
+    assert "solved 1, skipped 0, failed 0" in r.output
+    assert read_plan(tmp_path / "out" / "s7.plan.json").assignments
