@@ -1,0 +1,170 @@
+"""`allocator capacity`: how many agents (of which types) meet an SLA, estimated and simulated."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from allocator.cli.app import app, guarded
+from allocator.cli.replay import (
+    ArrivalScale,
+    DeadlineFactor,
+    DeadlineOpt,
+    MappingOpt,
+    OnBadOpt,
+    PriorityOpt,
+    TenantOpt,
+    TimeScale,
+    TraceLimit,
+    TraceWindow,
+    load_trace,
+    trace_options,
+)
+from allocator.errors import InvalidInputError
+from allocator.planning.capacity import (
+    AgentType,
+    ClassForecast,
+    Forecast,
+    mix_dict,
+    plan_capacity,
+    plot_curve,
+    read_agent_types,
+)
+from allocator.report.replay import text_table
+
+
+def _fmt(d: dict[str, Any] | None, keys: list[str]) -> str:
+    if not d:
+        return "-"
+    return ", ".join(f"{k} {d[k]:.4g}" for k in keys if k in d and d[k] is not None)
+
+
+@app.command("capacity")
+@guarded
+def capacity_cmd(
+    sla: Annotated[str, typer.Option(
+        "--sla", help='Clauses like "p95_wait<=60,miss_rate<=0.01" (metrics: mean_wait, '
+        "p50/p95/p99_wait, miss_rate, utilisation, mean_bounded_slowdown).")],
+    trace: Annotated[Path | None, typer.Option("--trace", help="Workload trace.")] = None,
+    forecast: Annotated[Path | None, typer.Option(
+        "--forecast", help='JSON {"classes": [{"name", "rate", "size_mean", "size_cv", '
+        '"priority", "deadline_factor"}], "tasks": N}.')] = None,
+    rate: Annotated[float | None, typer.Option(
+        "--rate", help="One-class forecast: arrivals per second.")] = None,
+    size_mean: Annotated[float, typer.Option("--size-mean", help="Mean work (s).")] = 1.0,
+    size_cv: Annotated[float, typer.Option(
+        "--size-cv", help="Coefficient of variation of work (1 = exponential).")] = 1.0,
+    tasks: Annotated[int, typer.Option("--tasks", help="Forecast: tasks per run.")] = 20_000,
+    agent_types: Annotated[Path | None, typer.Option(
+        "--agent-types", help="JSON list of {name, speed, cost, min, max}; default one type "
+        "of speed 1, cost 1.")] = None,
+    policy: Annotated[str, typer.Option("--policy", "-p")] = "fifo",
+    seeds: Annotated[int, typer.Option("--seeds", help="Simulated runs per mix.")] = 3,
+    blocks: Annotated[int, typer.Option(
+        "--blocks", help="Split a run into this many consecutive blocks for the confidence "
+        "statement.")] = 4,
+    what_if: Annotated[list[str] | None, typer.Option(
+        "--what-if", help="Repeatable: agents+N, agents-N, arrivals*X.")] = None,
+    curve_span: Annotated[int, typer.Option(
+        "--curve-span", help="Curve: chosen count ± this many agents.")] = 3,
+    max_simulations: Annotated[int, typer.Option("--max-simulations")] = 40,
+    plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the curve.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    window: TraceWindow = None,
+    limit: TraceLimit = None,
+    time_scale: TimeScale = 1.0,
+    arrival_scale: ArrivalScale = 1.0,
+    deadline: DeadlineOpt = None,
+    deadline_factor: DeadlineFactor = 3.0,
+    priority: PriorityOpt = None,
+    tenant: TenantOpt = None,
+    mapping: MappingOpt = None,
+    on_bad: OnBadOpt = "report",
+) -> None:
+    """The cheapest agent mix meeting the SLA: Erlang C / M/G/c estimate, then simulation."""
+    given = sum(x is not None for x in (trace, forecast, rate))
+    if given != 1:
+        raise InvalidInputError("give exactly one of --trace, --forecast or --rate",
+                                field="trace")
+    if seeds < 1:
+        raise InvalidInputError(f"--seeds must be >= 1, got {seeds}", field="seeds")
+    w = fc = None
+    if trace is not None:
+        opts = trace_options(window=window, limit=limit, time_scale=time_scale,
+                             arrival_scale=arrival_scale, deadline=deadline,
+                             deadline_factor=deadline_factor, priority=priority, tenant=tenant,
+                             mapping=mapping, on_bad=on_bad)
+        w = load_trace(trace, **opts)
+    elif forecast is not None:
+        try:
+            data = json.loads(forecast.read_text())
+        except (OSError, ValueError) as e:
+            raise InvalidInputError(f"{forecast}: {e}", field="forecast") from None
+        fc = Forecast.from_json(data)
+    else:
+        assert rate is not None
+        fc = Forecast([ClassForecast(rate=rate, size_mean=size_mean, size_cv=size_cv)],
+                      tasks=tasks)
+    types = read_agent_types(agent_types) if agent_types else [AgentType()]
+
+    def progress(msg: str) -> None:
+        if not as_json:
+            typer.echo(msg, err=True)
+
+    plan = plan_capacity(sla, trace=w, forecast=fc, types=types, policy=policy,
+                         seeds=range(seeds), blocks=blocks, what_if=what_if or [],
+                         max_simulations=max_simulations, curve_span=curve_span,
+                         progress=progress)
+    if plot is not None:
+        plot_curve(plan, plot)
+        progress(f"plot: {plot}")
+    out = plan.to_json()
+    if as_json:
+        sys.stdout.write(json.dumps(out) + "\n")
+        return
+    keys = sorted({c.metric for c in plan.sla} | {"utilisation", "mean_wait"})
+    st = plan.stats
+    if st is not None:
+        typer.echo(f"workload: {st.tasks} tasks, rate {st.rate:.4g}/s, mean work "
+                   f"{st.mean_work:.4g} s, offered load {st.offered:.3g} agents, "
+                   f"ca2 {st.ca2:.3g}, cs2 {st.cs2:.3g}")
+    chosen = out["agents"]
+    if chosen is None:
+        typer.echo(f"no mix met {', '.join(out['sla'])} within the search "
+                   f"(best tried: {mix_dict(plan.types, plan.check.mix) if plan.check else '-'})")
+    else:
+        typer.echo(f"answer: {chosen} cost {out['cost']:g} meets {', '.join(out['sla'])} "
+                   f"({policy})")
+    est = out["estimate_agents"]
+    typer.echo(f"the estimate (Erlang C / Allen–Cunneen) alone picked {est}")
+    typer.echo(f"answer predicted: {_fmt(out['predicted'], keys)}")
+    typer.echo(f"answer simulated (mean of runs): {_fmt(out['simulated'], keys)}")
+    typer.echo("confidence: " + out["confidence"]["statement"])
+    rows = []
+    for r in out["curve"]:
+        row: dict[str, Any] = {"agents": r["agents"], "cost": r["cost"]}
+        for k in keys:
+            row[f"pred {k}"] = r.get(f"predicted_{k}")
+            row[f"sim {k}"] = r.get(f"simulated_{k}")
+        row["sla_met"] = "yes" if r["sla_met"] else "no"
+        rows.append(row)
+    cols: list[tuple[str, str]] = [("agents", "{}"), ("cost", "{:g}")]
+    for k in keys:
+        cols += [(f"pred {k}", "{:.4g}"), (f"sim {k}", "{:.4g}")]
+    cols.append(("sla_met", "{}"))
+    typer.echo("\ncurve (dominant type varied):")
+    typer.echo(text_table([{k: (float("inf") if v is None else v) for k, v in r.items()}
+                           for r in rows], cols))
+    if out["what_if"]:
+        typer.echo("\nwhat-if:")
+        for r in out["what_if"]:
+            met = r.get("sla_met")
+            typer.echo(f"  {r['scenario']}: agents {r.get('agents')} -> "
+                       f"{'meets' if met else 'misses'} SLA; predicted "
+                       f"{_fmt(r.get('predicted'), keys)}; simulated "
+                       f"{_fmt(r.get('simulated'), keys)}"
+                       + (f" ({r['note']})" if r.get("note") else ""))
