@@ -91,7 +91,8 @@ class ReplayResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
-        """The comparison row (keys of `allocator simulate --json` plus replay ones)."""
+        """The comparison row: the keys of `allocator simulate --json` plus mean_wait,
+        p95_wait, mean_bounded_slowdown, jain_tenants, agents and span."""
         r = self.records
         done = r.filter(pl.col("outcome") == "complete")
         waits = r.filter(pl.col("start").is_not_null())["wait"].to_numpy()
@@ -125,8 +126,16 @@ class ReplayResult:
             "steals": int(self.core["steals"]),
             "migrations": int(self.core["migrations"]),
             "span": span,
-            "events_per_s": self.events / self.wall_s if self.wall_s > 0 else 0.0,
+            "p50_latency": float(self.core["p50_latency"]),
+            "p99_latency": float(self.core["p99_latency"]),
+            "load_variance": float(self.core["load_variance"]),
+            "throughput": float(self.core["throughput"]),
+            "requeued": int(self.core["requeued"]),
+            "retries": int(self.core["retries"]),
+            "events": int(self.core["events"]),
+            "events_per_s": self.core["events"] / self.wall_s if self.wall_s > 0 else 0.0,
             "wall_s": self.wall_s,
+            "seed": int(self.extra.get("seed", 0)),
         }
 
     def miss_by_class(self) -> dict[str, float]:
@@ -334,7 +343,7 @@ def replay(
     name = pol.name if isinstance(policy, Policy) else str(policy)
     return ReplayResult(policy=name, agents=len(ags), records=records, queue_samples=qs,
                         core=core, wall_s=wall, events=events,
-                        extra={"duplicated": max(0, terminals - n)})
+                        extra={"duplicated": max(0, terminals - n), "seed": seed})
 
 
 def compare(workload: Workload, policies: Sequence[str], *, agents: int | Sequence[Agent],

@@ -88,3 +88,11 @@ def test_same_seed_same_result() -> None:
     a = replay(trace, "p2c", agents=3, seed=4).records
     b = replay(trace, "p2c", agents=3, seed=4).records
     assert a.equals(b)
+
+
+def test_row_has_the_simulate_json_keys_plus_replay_ones() -> None:
+    from allocator.cli.simulate import JSON_KEYS
+
+    row = replay(BURST, "fifo", agents=2).row()
+    assert set(JSON_KEYS) <= set(row)
+    assert {"mean_bounded_slowdown", "jain_tenants", "p95_wait", "mean_wait"} <= set(row)
