@@ -47,6 +47,7 @@ from allocator.solvers.linear import (
     build_linear,
     read_assignment,
     set_start,
+    start_vector,
 )
 from allocator.solvers.localsearch import local_search, round_lp
 from models import Plan, PlanStatus, SolutionPoint
@@ -63,6 +64,14 @@ LINEAR_MAX_CELLS = 4_000_000
 BALANCE_MIN_CELLS = 200_000
 #: Free tasks per LNS sub-problem at the start; adapted within [MIN, MAX].
 LNS_START_TASKS, LNS_MIN_TASKS, LNS_MAX_TASKS = 90, 20, 400
+#: Up to this many pairs, two full HiGHS runs (different seeds, shared
+#: incumbents) use the two cores; above it, LNS and one full MILP.
+MILP_PORTFOLIO_PAIRS = 20_000
+#: The second HiGHS of that portfolio leans to primal heuristics (HiGHS's
+#: default effort is 0.05): one run pushes the bound, the other finds plans.
+MILP2_HEURISTIC_EFFORT = 0.3
+#: Share of LNS neighbourhoods made of scattered tasks (the rest: whole related agents).
+LNS_TASK_MODE = 0.35
 #: Per sub-problem time limit (s): sub-problems that need longer are too big.
 LNS_SUB_LIMIT = 0.5
 #: Target solve time of one sub-problem (s): many quick ones beat a few slow ones.
@@ -81,6 +90,7 @@ class _Shared:
     lock: threading.Lock = field(default_factory=threading.Lock)
     points: list[SolutionPoint] = field(default_factory=list)
     source: str = "construction"
+    version: int = 0
 
     def offer(self, agent_of: np.ndarray, t: float, source: str) -> bool:
         if not self.lm.feasible(agent_of):
@@ -89,6 +99,7 @@ class _Shared:
         with self.lock:
             if obj < self.obj - 1e-9 * max(1.0, abs(self.obj)):
                 self.agent_of, self.obj, self.source = agent_of.copy(), obj, source
+                self.version += 1
                 self.points.append(SolutionPoint(time_s=t, objective=obj))
                 return True
             return False
@@ -123,28 +134,34 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
     m, n = lm.m, lm.n
     rng = np.random.default_rng(seed)
     rel = _related(lm) + 0.5
-    target = float(LNS_START_TASKS)
-    since_ls = 0
     per_agent = max(1.0, n / max(m, 1))
+    target = float(np.clip(2.5 * per_agent, LNS_MIN_TASKS, LNS_START_TASKS))
+    since_ls = 0
     while not stop.is_set() and budget.remaining() > RESERVE_S + 0.05:
         cur, obj = shared.get()
-        # Neighbourhood: a random agent, then related ones until ~target tasks.
-        k_agents = int(np.clip(round(target / per_agent), 2, m))
-        a0 = int(rng.integers(m))
-        chosen = [a0]
-        weight = rel[a0].copy()
-        while len(chosen) < k_agents:
-            weight[chosen] = 0.0
-            if weight.sum() <= 0:
-                break
-            b = int(rng.choice(m, p=weight / weight.sum()))
-            chosen.append(b)
-            weight += rel[b]
-        agents = np.array(sorted(chosen))
-        in_s = np.zeros(m + 1, dtype=bool)
-        in_s[agents] = True
-        rows = np.where(cur >= 0, cur, m)
-        free = np.flatnonzero(in_s[rows] | (cur < 0))
+        if rng.random() < LNS_TASK_MODE:
+            # Scattered: random tasks from every agent, free to go anywhere.
+            agents = np.arange(m)
+            pick = rng.choice(n, size=min(n, int(target)), replace=False)
+            free = np.union1d(pick, np.flatnonzero(cur < 0))
+        else:
+            # Agents: a random agent, then related ones until ~target tasks.
+            k_agents = int(np.clip(round(target / per_agent), 2, m))
+            a0 = int(rng.integers(m))
+            chosen = [a0]
+            weight = rel[a0].copy()
+            while len(chosen) < k_agents:
+                weight[chosen] = 0.0
+                if weight.sum() <= 0:
+                    break
+                b = int(rng.choice(m, p=weight / weight.sum()))
+                chosen.append(b)
+                weight += rel[b]
+            agents = np.array(sorted(chosen))
+            in_s = np.zeros(m + 1, dtype=bool)
+            in_s[agents] = True
+            rows = np.where(cur >= 0, cur, m)
+            free = np.flatnonzero(in_s[rows] | (cur < 0))
         fixed = cur.copy()
         fixed[free] = -1
         fixed_used = lm.used(fixed)
@@ -200,10 +217,14 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
 
 
 def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object],
-               stop: threading.Event) -> None:
+               stop: threading.Event, tag: str = "milp", heuristic_effort: float | None = None
+               ) -> None:
+    """The full MILP in HiGHS, exchanging incumbents with the other thread through `shared`."""
     lm = shared.lm
     hm = build_highs(lm)
     h = hm.highs
+    if heuristic_effort is not None:
+        h.setOptionValue("mip_heuristic_effort", heuristic_effort)  # type: ignore[attr-defined]
     h.setOptionValue("time_limit", float(max(budget.remaining() - RESERVE_S, 0.01)))  # type: ignore[attr-defined]
     h.setOptionValue("random_seed", int(seed) % 2_147_483_647)  # type: ignore[attr-defined]
     h.setOptionValue("mip_rel_gap", 0.0)  # type: ignore[attr-defined]
@@ -214,26 +235,49 @@ def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object
         try:
             col = np.asarray(e.data_out.mip_solution)
             cand = read_assignment(lm, hm, col, np.full(lm.n, -1, dtype=np.int64))
-            shared.offer(cand, budget.elapsed(), "milp")
+            shared.offer(cand, budget.elapsed(), tag)
         except Exception:  # a callback must never take the solver down
             pass
 
-    # Only the (rare) improving-solution callback: HiGHS calls interrupt
-    # callbacks constantly and each would take the GIL from the LNS thread.
+    injected = [shared.version]
+    calls = [0]
+
+    def on_user_solution(e) -> None:  # type: ignore[no-untyped-def]
+        # HiGHS asks for user solutions at a few points of its search: hand it
+        # the other thread's incumbent when it is newer (and not its own).
+        calls[0] += 1
+        if stop.is_set():
+            e.interrupt()
+            return
+        try:
+            with shared.lock:
+                version, source = shared.version, shared.source
+                cand = shared.agent_of.copy() if version > injected[0] else None
+            if cand is not None and source != tag:
+                e.data_in.setSolution(start_vector(lm, hm, cand))
+            injected[0] = version
+        except Exception:  # a callback must never take the solver down
+            pass
+
+    # No interrupt callbacks: HiGHS calls them constantly and each would take
+    # the GIL from the LNS thread.
     h.cbMipImprovingSolution.subscribe(on_improve)  # type: ignore[attr-defined]
+    h.cbMipUserSolution.subscribe(on_user_solution)  # type: ignore[attr-defined]
     h.run()  # type: ignore[attr-defined]
     import highspy
 
+    out["user_solution_calls"] = int(out.get("user_solution_calls", 0)) + calls[0]  # type: ignore[call-overload]
     info = h.getInfo()  # type: ignore[attr-defined]
-    out["dual"] = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
-    out["optimal"] = h.getModelStatus() == highspy.HighsModelStatus.kOptimal  # type: ignore[attr-defined]
+    if np.isfinite(info.mip_dual_bound):
+        out["dual"] = max(float(info.mip_dual_bound), float(out.get("dual") or -np.inf))  # type: ignore[arg-type]
+    optimal = h.getModelStatus() == highspy.HighsModelStatus.kOptimal  # type: ignore[attr-defined]
     if info.primal_solution_status == 2:
         col = np.asarray(h.getSolution().col_value)  # type: ignore[attr-defined]
         cand = read_assignment(lm, hm, col, np.full(lm.n, -1, dtype=np.int64))
-        out["agent_of"] = cand
-        shared.offer(cand, budget.elapsed(), "milp")
-    if out.get("optimal"):
-        stop.set()  # nothing left for the LNS to find
+        shared.offer(cand, budget.elapsed(), tag)
+    if optimal:
+        out["optimal"] = True
+        stop.set()  # proven: nothing left for the other thread to find
 
 
 def solve_linear(problem: Problem, *, budget: Budget, seed: int,
@@ -271,7 +315,12 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
                                   daemon=True)
             th.start()
         try:
-            if lm.m >= 2:
+            if workers >= 2 and lm.P <= MILP_PORTFOLIO_PAIRS:
+                # Small model: a second HiGHS with another seed beats LNS here;
+                # the two swap incumbents through their callbacks.
+                _full_milp(shared, budget, seed + 7919, out, stop, tag="milp2",
+                           heuristic_effort=MILP2_HEURISTIC_EFFORT)
+            elif lm.m >= 2:
                 _lns(shared, budget, stop, seed, stats, lb)
         finally:
             stop.set()
@@ -283,10 +332,11 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     status = PlanStatus.FEASIBLE
     if bound is not None and obj <= bound + 1e-6 * max(1.0, abs(obj)):
         status = PlanStatus.OPTIMAL  # the bound proves it
-    if (out.get("optimal") and shared.source == "milp") or stats.get("proven"):
+    if out.get("optimal") or stats.get("proven"):
         status = PlanStatus.OPTIMAL
     msg = (f"assignment model: pairs={lm.P}; best from {shared.source}; "
-           f"lns {stats['lns_subproblems']} sub-problems, {stats['lns_improvements']} improved")
+           f"lns {stats['lns_subproblems']} sub-problems, {stats['lns_improvements']} improved; "
+           f"milp asked for user solutions {out.get('user_solution_calls', 0)} times")
     return make_plan(problem, agent_of, solver="auto", status=status, budget=budget,
                      bound=bound, solutions=shared.points, message=msg)
 
