@@ -160,6 +160,51 @@ def bench_online_cmd(
     quick: Annotated[bool, typer.Option(help="Small sizes (a smoke run).")] = False,
 ) -> None:
     """Simulator speed, runtime overhead vs ThreadPoolExecutor, policy quality."""
-    from allocator.online.bench import main as bench_main
+    print_bench(tasks, quick=quick)
 
-    bench_main(speed_tasks=tasks, quick=quick)
+
+def print_bench(speed_tasks: int = 200_000, *, quick: bool = False,
+                console: Console | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Run the online benchmarks and print their tables; returns the rows."""
+    from allocator.online import bench
+
+    con = console or Console()
+    con.width = max(con.width, 130)
+    n_speed = 20_000 if quick else speed_tasks
+    out: dict[str, list[dict[str, Any]]] = {}
+    rows = out["speed"] = bench.sim_speed(tasks=n_speed)
+    t = Table(title=f"Simulator speed: {n_speed:,} tasks, 64 agents (CPU s exclude other "
+                    "load on the machine)")
+    for c in ("policy", "events", "wall s", "CPU s", "events/s wall", "events/CPU s",
+              "1M tasks, est. CPU s", "lost", "dup"):
+        t.add_column(c, justify="left" if c == "policy" else "right")
+    for r in rows:
+        t.add_row(r["policy"], f"{r['events']:,}", f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}",
+                  f"{r['events_per_s']:,.0f}", f"{r['events_per_cpu_s']:,.0f}",
+                  f"{r['est_1m_tasks_cpu_s']:.0f}", str(r["lost"]), str(r["duplicated"]))
+    con.print(t)
+    rows = out["runtime"] = bench.runtime_overhead(tasks=5_000 if quick else 20_000)
+    t = Table(title="Runtime overhead per no-op task (priority+stealing, 8 workers), "
+                    "median of 3 alternating rounds")
+    for c in ("executor", "tasks", "median s", "µs/task", "tasks/s", "throughput vs TPE"):
+        t.add_column(c, justify="left" if c == "executor" else "right")
+    for r in rows:
+        t.add_row(r["executor"], f"{r['tasks']:,}", f"{r['median_s']:.3f}",
+                  f"{r['us_per_task']:.1f}", f"{r['tasks_per_s']:,.0f}",
+                  f"{r['throughput_vs_tpe']:.2f}x")
+    con.print(t)
+    rows = out["quality"] = bench.quality(tasks=3_000 if quick else 20_000)
+    t = Table(title="Quality on skewed synthetic workloads (16 agents, pareto sizes, "
+                    "deadlines 2-10x size)")
+    for c in ("workload", "policy", "miss rate", "p99 latency", "p99 wait", "jain", "util",
+              "steals", "lost", "dup"):
+        t.add_column(c, justify="left" if c in ("workload", "policy") else "right")
+    last = None
+    for r in rows:
+        t.add_row(r["workload"] if r["workload"] != last else "", r["policy"],
+                  f"{100 * r['miss_rate']:.1f}%", f"{r['p99_latency']:.1f}",
+                  f"{r['p99_wait']:.1f}", f"{r['jain']:.3f}", f"{r['utilisation']:.3f}",
+                  f"{r['steals']:,}", str(r["lost"]), str(r["duplicated"]))
+        last = r["workload"]
+    con.print(t)
+    return out

@@ -60,6 +60,13 @@ class AdmissionController:
         self.wait_ewma = 0.0
         self._last_adapt = -1e300
 
+    @property
+    def trivial(self) -> bool:
+        """True when only hard-deadline feasibility can stop a task (the common case)."""
+        c = self.config
+        return not c.class_caps and not c.throttle and not c.defer_soft_infeasible \
+            and not self.shed_level
+
     def observe_wait(self, wait: float, now: float) -> None:
         """Feed a dispatch's queueing delay (drives the throttle)."""
         cfg = self.config

@@ -184,6 +184,8 @@ def eligible(a: AgentState, spec: TaskSpec) -> bool:
     for s in spec.skills:
         if s not in a.skills:
             return False
+    if not spec.demand:
+        return True
     return all(d <= a.capacity.get(r, 0.0) * (1 + CAPACITY_RTOL) for r, d in spec.demand)
 
 
@@ -253,6 +255,8 @@ class Executor:
         self._pools: dict[Signature, Pool] = {}
         self._dirty: dict[str, AgentState] = {}
         self._hungry: dict[str, AgentState] = {}
+        #: Agents that may have queued tasks (steal victims); pruned lazily.
+        self._loaded: dict[str, AgentState] = {}
         self._timers: list[tuple[float, int, int, Any, int]] = []
         self._timer_seq = itertools.count()
         self._requested = math.inf
@@ -412,6 +416,12 @@ class Executor:
     def _admit(self, t: TaskState) -> None:
         spec = t.spec
         adm = self.admission
+        if adm.trivial and (spec.deadline is None or not spec.hard_deadline):
+            # Fast path: no caps, no throttle, nothing to check for this task.
+            t.phase = QUEUED
+            self._queued_by_class[spec.priority.rank] += 1
+            self._place(t, None)
+            return
         ef = 0.0
         if spec.deadline is not None and adm.config.feasibility and (
                 spec.hard_deadline or adm.config.defer_soft_infeasible):
@@ -549,17 +559,17 @@ class Executor:
         placement = self.policy.placement
         if placement == "global":
             return None
-        cands = self._candidates(t)
-        if avoid is not None and len(cands) > 1:
-            cands = [a for a in cands if a.id != avoid]
-        if not cands:
-            return None
         if placement == "home":
             home = self.agents.get(t.spec.home) if t.spec.home is not None else None
             if (home is not None and home.id != avoid and home.status is AgentStatus.UP
                     and home.breaker.state is BreakerState.CLOSED and eligible(home, t.spec)
                     and len(home.queue) < self.policy.steal.deque_cap):
                 return home
+            return None
+        cands = self._candidates(t)
+        if avoid is not None and len(cands) > 1:
+            cands = [a for a in cands if a.id != avoid]
+        if not cands:
             return None
         n = len(cands)
         if placement == "round_robin":
@@ -582,6 +592,7 @@ class Executor:
         if target is not None:
             t.where = target
             target.queue.push(t, self.now)
+            self._loaded[target.id] = target
             if len(target.running) < target.concurrency:
                 self._dirty[target.id] = target
             elif self._stealing and self._hungry:
@@ -715,9 +726,14 @@ class Executor:
         if now < thief.backoff_until:
             return False
         need = cfg.min_victim_queue
-        victims = [v for v in self.agents.values()
-                   if v is not thief and v.status is AgentStatus.UP
-                   and len(v.queue) + len(v.planned) >= need]
+        victims: list[AgentState] = []
+        loaded = self._loaded
+        for v in list(loaded.values()):
+            n = len(v.queue) + len(v.planned)
+            if n == 0 or v.status is not AgentStatus.UP:
+                del loaded[v.id]  # pruned lazily; re-added on the next push
+            elif v is not thief and n >= need:
+                victims.append(v)
         if not victims:
             return False  # nothing queued anywhere: wait to be woken by an arrival
         self.metrics.steal_attempts += 1
@@ -745,6 +761,7 @@ class Executor:
                         t.steals += 1
                         t.where = thief
                         thief.queue.push(t, now)
+                        self._loaded[thief.id] = thief
                         self._emit(Steal(task_id=t.id, victim=v.id, thief=thief.id))
                         thief_fin += run_t / thief.concurrency
                         stolen += 1
@@ -890,6 +907,7 @@ class Executor:
             t.queue.remove(t)
             t.where = a
             a.planned.push_key(t, asg.start)
+            self._loaded[a.id] = a
             self._dirty[a.id] = a
             if src is not a:
                 moved += 1

@@ -208,7 +208,7 @@ _CLASSES = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
 class PriorityQueue:
     """Multi-level queue: one fifo per class, stride scheduling on weights, aging."""
 
-    __slots__ = ("_aging", "_pass", "_qs", "_stride", "_vpass")
+    __slots__ = ("_aging", "_n", "_pass", "_qs", "_stride", "_vpass")
 
     def __init__(self, config: PriorityConfig | None = None) -> None:
         cfg = config or PriorityConfig()
@@ -217,13 +217,14 @@ class PriorityQueue:
         self._aging = [cfg.aging.get(c, math.inf) for c in _CLASSES]
         self._pass = [0.0] * 4
         self._vpass = 0.0
+        self._n = 0
 
     @property
     def work(self) -> float:
         return sum(q.work for q in self._qs)
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self._qs)
+        return self._n
 
     def __iter__(self) -> Iterator[TaskState]:
         for q in self._qs:
@@ -236,21 +237,24 @@ class PriorityQueue:
             self._pass[c] = max(self._pass[c], self._vpass + self._stride[c])
         q.push(t, now)
         t.queue = self
+        self._n += 1
 
     def _choose(self, now: float) -> int:
+        if not self._n:
+            return -1
         best_aged = -1
         oldest = math.inf
-        for c in range(4):
-            h = self._qs[c].peek(now)
-            if h is not None and now - h.enqueued >= self._aging[c] and h.enqueued < oldest:
-                best_aged, oldest = c, h.enqueued
-        if best_aged >= 0:
-            return best_aged
         best = -1
-        for c in range(4):
-            if len(self._qs[c]) and (best < 0 or self._pass[c] < self._pass[best]):
+        passes = self._pass
+        for c, q in enumerate(self._qs):
+            h = q.peek(now)
+            if h is None:
+                continue
+            if now - h.enqueued >= self._aging[c] and h.enqueued < oldest:
+                best_aged, oldest = c, h.enqueued
+            if best < 0 or passes[c] < passes[best]:
                 best = c
-        return best
+        return best_aged if best_aged >= 0 else best
 
     def peek(self, now: float) -> TaskState | None:
         c = self._choose(now)
@@ -268,9 +272,11 @@ class PriorityQueue:
         self._vpass = self._pass[c]
         self._pass[c] += self._stride[c]
         self._qs[c].take(t, now)
+        self._n -= 1
 
     def remove(self, t: TaskState) -> None:
         self._qs[t.spec.priority.rank].remove(t)
+        self._n -= 1
 
     def back(self, limit: int) -> list[TaskState]:
         out: list[TaskState] = []

@@ -20,9 +20,11 @@ thread stays busy until the function returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +57,11 @@ from allocator.online.events import (
 )
 from allocator.online.policies import Policy
 from models import Agent
+
+#: Rounds of handle/apply per flush before yielding to the event loop: enough
+#: to run a burst of instantly-finishing tasks in one turn, few enough that
+#: timers and I/O callbacks are not starved.
+FLUSH_ROUNDS = 64
 
 
 class TaskRejectedError(AllocatorError):
@@ -95,6 +102,35 @@ class _Job:
     error: BaseException | None = None
 
 
+async def _resume(coro: Any, first: Any) -> Any:
+    """Continue a coroutine that was started eagerly and yielded `first`.
+
+    Mirrors what asyncio.Task does: wait for the yielded future, then resume
+    the coroutine (which reads the future's result itself). Cancelling the
+    wrapping Task cancels the awaited future, so the coroutine sees
+    CancelledError where it awaited, as under a plain Task.
+    """
+    y = first
+    while True:
+        try:
+            if y is None:
+                await asyncio.sleep(0)  # a bare yield: give the loop one turn
+            else:
+                await asyncio.wait((y,))
+        except asyncio.CancelledError:
+            if y is not None:
+                y.cancel()
+            try:
+                y = coro.throw(asyncio.CancelledError())
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            y = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+
+
 class Runtime:
     """Run callables on logical agents under an online policy.
 
@@ -119,7 +155,10 @@ class Runtime:
         agents = list(agents)
         self.core = Executor(policy, **executor_kwargs)
         self._jobs: dict[str, _Job] = {}
-        self._running: dict[tuple[str, int], tuple[str, asyncio.Future[Any]]] = {}
+        self._running: dict[tuple[str, int], tuple[str, Any]] = {}
+        self._done_q: deque[tuple[str, str, int, float, Any]] = deque()
+        self._wake_pending = False
+        self._loop: Any = None
         self._pending: list[Event] = []
         self._flushing = False
         self._timer: asyncio.TimerHandle | None = None
@@ -184,10 +223,20 @@ class Runtime:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._flushing = False
-        events, self._pending = self._pending, []
-        if events:
-            self.apply(self.core.handle(*events))
+        # Drain until quiet (bounded, so the loop still gets its turn): tasks that
+        # finish synchronously post their completions while we apply instructions.
+        self._flushing = True
+        try:
+            for _ in range(FLUSH_ROUNDS):
+                if not self._pending:
+                    break
+                events, self._pending = self._pending, []
+                self.apply(self.core.handle(*events))
+        finally:
+            self._flushing = False
+            if self._pending:
+                self._flushing = True
+                asyncio.get_running_loop().call_soon(self._flush)
 
     # ------------------------------------------------------------------ instructions
 
@@ -224,35 +273,73 @@ class Runtime:
 
     def _start(self, ins: Dispatch) -> None:
         job = self._jobs[ins.task_id]
-        loop = asyncio.get_running_loop()
-        handle: asyncio.Future[Any]
-        if job.is_coro:
-            handle = loop.create_task(job.fn(*job.args))
-        else:
-            handle = loop.run_in_executor(self._pool, job.fn, *job.args)
         key = (ins.task_id, ins.attempt)
-        self._running[key] = (ins.agent, handle)
-        handle.add_done_callback(functools.partial(
-            self._attempt_done, ins.task_id, ins.agent, ins.attempt, self.clock.now()))
+        if job.is_coro:
+            # Eager start (what Python 3.12's eager tasks do): run the coroutine up
+            # to its first suspension now; one that finishes there needs no Task.
+            coro = job.fn(*job.args)
+            t0 = self.clock.now()
+            try:
+                first = coro.send(None)
+            except StopIteration as stop:
+                self._report(ins.task_id, ins.agent, ins.attempt, t0, stop.value, None)
+                return
+            except BaseException as exc:  # the attempt failed synchronously
+                self._report(ins.task_id, ins.agent, ins.attempt, t0, None, exc)
+                return
+            handle: Any = asyncio.get_running_loop().create_task(_resume(coro, first))
+            self._running[key] = (ins.agent, handle)
+            handle.add_done_callback(functools.partial(
+                self._attempt_done, ins.task_id, ins.agent, ins.attempt, t0))
+            return
+        # Threads: submit to the pool directly; completions come back through one
+        # queue and at most one loop wake-up per batch (not one per task).
+        self._loop = asyncio.get_running_loop()
+        cf = self._pool.submit(job.fn, *job.args)
+        self._running[key] = (ins.agent, cf)
+        cf.add_done_callback(functools.partial(
+            self._thread_done, ins.task_id, ins.agent, ins.attempt, self.clock.now()))
+
+    def _thread_done(self, task_id: str, agent: str, attempt: int, t0: float,
+                     cf: Any) -> None:  # runs in the worker thread
+        self._done_q.append((task_id, agent, attempt, t0, cf))
+        if not self._wake_pending:
+            self._wake_pending = True
+            # A closed loop means nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._drain_threads)
+
+    def _drain_threads(self) -> None:
+        self._wake_pending = False
+        q = self._done_q
+        while q:
+            self._attempt_done(*q.popleft())
+        self._flush()  # same loop turn: the freed slots get work without another wake-up
 
     def _attempt_done(self, task_id: str, agent: str, attempt: int, t0: float,
-                      handle: asyncio.Future[Any]) -> None:
+                      handle: Any) -> None:
         if self._running.pop((task_id, attempt), None) is None:
             return  # cancelled or abandoned by the core: nothing to report
-        job = self._jobs.get(task_id)
-        dur = self.clock.now() - t0
         if handle.cancelled():
             self._post(TaskFailed(task_id=task_id, agent=agent, attempt=attempt,
-                                  reason="cancelled", retryable=False, duration=dur))
+                                  reason="cancelled", retryable=False,
+                                  duration=self.clock.now() - t0))
             return
         exc = handle.exception()
+        self._report(task_id, agent, attempt, t0, None if exc is not None else handle.result(),
+                     exc)
+
+    def _report(self, task_id: str, agent: str, attempt: int, t0: float, value: Any,
+                exc: BaseException | None) -> None:
+        job = self._jobs.get(task_id)
+        dur = self.clock.now() - t0
         if exc is not None:
             if job is not None:
                 job.error = exc
             self._post(TaskFailed(task_id=task_id, agent=agent, attempt=attempt,
-                                  reason=repr(exc), duration=dur))
+                                  reason=repr(exc), duration=dur,
+                                  retryable=not isinstance(exc, asyncio.CancelledError)))
             return
-        value = handle.result()
         usage = None
         if isinstance(value, Reported):
             value, usage = value.value, value.usage

@@ -92,17 +92,19 @@ class Simulator:
         n = wl.n
         agents = {a.id: a for a in wl.agents}
         speed = dict(wl.true_speed) or {a.id: a.speed for a in wl.agents}
-        home_of = wl.home
         agent_ids = [a.id for a in wl.agents]
         mc = wl.migration_cost
         p_fail = wl.task_failure
-        actual = wl.actual
+        actual = wl.actual.tolist()
+        home_of = wl.home.tolist()
+        specs = wl.specs()
+        arrivals = wl.arrival.tolist()
         rng = self.rng
         heap: list[tuple[float, int, int, Any]] = []
         seq = 0
         push = heapq.heappush
         pop = heapq.heappop
-        push(heap, (float(wl.arrival[0]), -1, _ARR, 0))
+        push(heap, (arrivals[0], -1, _ARR, 0))
         for t, a_id, down in wl.failures:
             seq += 1
             push(heap, (t, seq, _AFAIL, (a_id, down)))
@@ -155,11 +157,11 @@ class Simulator:
             now, _, kind, p = pop(heap)
             ev: Event
             if kind == _ARR:
-                ev = TaskSubmitted(task=wl.spec(p), time=now)
+                ev = TaskSubmitted(task=next(specs), time=now)
                 submitted += 1
                 outstanding += 1
                 if p + 1 < n:
-                    push(heap, (float(wl.arrival[p + 1]), -1, _ARR, p + 1))
+                    push(heap, (arrivals[p + 1], -1, _ARR, p + 1))
                 else:
                     arrivals_done = True
             elif kind in (_DONE, _FAILT):
@@ -168,7 +170,7 @@ class Simulator:
                     continue
                 if kind == _DONE:
                     ev = TaskCompleted(task_id=task_id, agent=a_id, attempt=attempt, time=now,
-                                       usage={"tokens": float(actual[i]) * TOKENS_PER_WORK}
+                                       usage={"tokens": actual[i] * TOKENS_PER_WORK}
                                        if tokens else None)
                 else:
                     ev = TaskFailed(task_id=task_id, agent=a_id, attempt=attempt, time=now,

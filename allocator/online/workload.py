@@ -19,6 +19,7 @@ agent; `load` is offered work over total agent capacity (speed x concurrency).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,6 +98,22 @@ class Workload:
     @property
     def n(self) -> int:
         return len(self.arrival)
+
+    def specs(self) -> Iterator[TaskSpec]:
+        """Every task's spec in arrival order (faster than `spec(i)` in a loop)."""
+        ids = [a.id for a in self.agents]
+        prios = [_PRIOS[p] for p in self.priority.tolist()]
+        tokens = self.rate_limit is not None
+        mc = self.migration_cost
+        gpu = ("gpu",)
+        for i, (w, d, hard, h, ten, sk) in enumerate(zip(
+                self.work.tolist(), self.deadline.tolist(), self.hard.tolist(),
+                self.home.tolist(), self.tenant.tolist(), self.skill.tolist(), strict=True)):
+            yield TaskSpec(
+                id=f"t{i}", work=w, priority=prios[i], deadline=None if d != d else d,
+                hard_deadline=hard, tenant=f"tenant{ten}", skills=gpu if sk else (),
+                home=ids[h] if h >= 0 else None, migration_cost=mc,
+                tokens=w * TOKENS_PER_WORK if tokens else 0.0)
 
     def spec(self, i: int) -> TaskSpec:
         d = self.deadline[i]

@@ -1,0 +1,123 @@
+"""Benchmarks of the online executor, as rows (printing is the CLI's job).
+
+- `sim_speed`: events per second of the simulator (wall and CPU time: the
+  machine is shared, CPU seconds are the fairer number);
+- `runtime_overhead`: no-op tasks through the asyncio Runtime (stealing and
+  priorities on) against concurrent.futures.ThreadPoolExecutor, same run,
+  alternating rounds;
+- `quality`: EDF + stealing against fifo, round-robin, random, jsq and p2c on
+  skewed synthetic workloads (deadline-miss rate, p99 latency, Jain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any
+
+from allocator.online.runtime import Runtime
+from allocator.online.simulator import Simulator
+from allocator.online.workload import WorkloadConfig, generate
+from models import Agent, Priority
+
+QUALITY_POLICIES = ["edf+stealing", "fifo", "round-robin", "random", "jsq", "p2c", "edf"]
+
+
+def sim_speed(tasks: int = 200_000, agents: int = 64,
+              policies: tuple[str, ...] = ("fifo", "edf+stealing"), seed: int = 0
+              ) -> list[dict[str, Any]]:
+    rows = []
+    wl = generate(WorkloadConfig(tasks=tasks, agents=agents, skew=1.0, seed=seed))
+    for p in policies:
+        sim = Simulator(wl, p, seed=seed)
+        c0 = time.process_time()
+        row = sim.run().row
+        cpu = time.process_time() - c0
+        ev = row["events"]
+        rows.append({
+            "policy": p, "tasks": tasks, "agents": agents, "events": ev,
+            "wall_s": row["wall_s"], "cpu_s": cpu, "events_per_s": row["events_per_s"],
+            "events_per_cpu_s": ev / cpu if cpu else 0.0,
+            "est_1m_tasks_cpu_s": cpu * 1_000_000 / tasks,
+            "lost": row["lost"], "duplicated": row["duplicated"],
+        })
+    return rows
+
+
+def _noop() -> None:
+    return None
+
+
+async def _anoop() -> None:
+    return None
+
+
+def _tpe(n: int, workers: int) -> float:
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        wait([ex.submit(_noop) for _ in range(n)])
+    return time.perf_counter() - t0
+
+
+async def _rt(n: int, workers: int, coro: bool, seed: int) -> float:
+    rng = random.Random(seed)
+    prios = list(Priority)
+    agents = [Agent(id=f"w{i}") for i in range(workers)]
+    t0 = time.perf_counter()
+    rt = Runtime(agents, "priority+stealing", threads=workers, log=0, retain_finished=False)
+    fn = _anoop if coro else _noop
+    futs = [rt.submit(fn, priority=prios[rng.randrange(4)], home=f"w{rng.randrange(workers)}")
+            for _ in range(n)]
+    await asyncio.gather(*futs)
+    await rt.shutdown()
+    return time.perf_counter() - t0
+
+
+def runtime_overhead(tasks: int = 20_000, workers: int = 8, rounds: int = 3
+                     ) -> list[dict[str, Any]]:
+    times: dict[str, list[float]] = {"ThreadPoolExecutor (threads)": [],
+                                     "Runtime, blocking no-op (threads)": [],
+                                     "Runtime, coroutine no-op": []}
+    for r in range(rounds):  # alternate so load changes hit all three alike
+        times["ThreadPoolExecutor (threads)"].append(_tpe(tasks, workers))
+        times["Runtime, blocking no-op (threads)"].append(
+            asyncio.run(_rt(tasks, workers, False, r)))
+        times["Runtime, coroutine no-op"].append(asyncio.run(_rt(tasks, workers, True, r)))
+    base = statistics.median(times["ThreadPoolExecutor (threads)"])
+    rows = []
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        rows.append({"executor": name, "tasks": tasks, "workers": workers,
+                     "median_s": med, "us_per_task": med / tasks * 1e6,
+                     "tasks_per_s": tasks / med, "throughput_vs_tpe": base / med})
+    return rows
+
+
+QUALITY_WORKLOADS: dict[str, dict[str, Any]] = {
+    "skewed (zipf 1.5), pareto sizes, load 0.85":
+        dict(skew=1.5, load=0.85),
+    "skewed + bursty arrivals, load 0.85":
+        dict(skew=1.5, load=0.85, arrival="bursty"),
+    "skewed, locality cost 0.25 off home, load 0.8":
+        dict(skew=1.5, load=0.8, migration_cost=0.25),
+    "skewed, agent failures (mtbf 400), load 0.8":
+        dict(skew=1.5, load=0.8, mtbf=400.0, mttr=20.0),
+}
+
+
+def quality(tasks: int = 20_000, agents: int = 16, seed: int = 0,
+            policies: list[str] | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for name, kw in QUALITY_WORKLOADS.items():
+        for p in policies or QUALITY_POLICIES:
+            wl = generate(WorkloadConfig(tasks=tasks, agents=agents, seed=seed, **kw))
+            row = Simulator(wl, p, seed=seed).run().row
+            rows.append({"workload": name, "policy": p, "miss_rate": row["miss_rate"],
+                         "p99_latency": row["p99_latency"], "p99_wait": row["p99_wait"],
+                         "jain": row["jain"], "utilisation": row["utilisation"],
+                         "steals": row["steals"], "lost": row["lost"],
+                         "duplicated": row["duplicated"]})
+    return rows
