@@ -73,6 +73,11 @@ STABILITY_SHARE = 0.1
 #: Gains closer than this to the threshold count as meeting it (float noise).
 GAIN_TOL = 1e-9
 
+#: Beyond this many eligible (task, agent) pairs the CP-SAT variance model
+#: (one boolean per pair plus a square per agent) costs more to build and
+#: prove than rebalancing is worth; the steal heuristic runs instead.
+REBALANCE_MAX_PAIRS = 200_000
+
 
 # --------------------------------------------------------------------------- summaries
 
@@ -436,7 +441,13 @@ def rebalance(
         agent_of, order_key, stages, status, note = _rebalance_scheduled(
             problem, cap_k, budget, rng_seed)
     else:
-        agent_of, stages, status, note = _rebalance_loads(problem, cap_k, budget, rng_seed)
+        pairs = int(problem.eligible.sum())
+        if pairs > REBALANCE_MAX_PAIRS:
+            agent_of, stages, status, note = _rebalance_steal(problem, cap_k, threshold,
+                                                              budget)
+        else:
+            agent_of, stages, status, note = _rebalance_loads(problem, cap_k, budget,
+                                                              rng_seed)
         order_key = None
 
     dropped: list[int] = []
@@ -540,6 +551,61 @@ def _rebalance_loads(problem: Problem, cap_k: int | None, budget: Budget, seed: 
     if not lm.exact:
         note += " (durations rounded to ticks: not claimed optimal)"
     return sol, stages, PlanStatus.OPTIMAL if proven else PlanStatus.FEASIBLE, note
+
+
+def _rebalance_steal(problem: Problem, cap_k: int | None, threshold: float, budget: Budget
+                     ) -> tuple[np.ndarray, list[Stage], PlanStatus, str]:
+    """Large snapshots: repeatedly steal the best task from the busiest up agent.
+
+    Forced tasks are placed first (:func:`complete`); then, while the budget
+    lasts and the cap allows, the move from the busiest agent that lowers the
+    pair's later finish the most (its gain) is applied, if it gains more than
+    `threshold`. Never claims optimality.
+    """
+    t0 = budget.elapsed()
+    stay = np.where((problem.current >= 0) & problem.up[np.maximum(problem.current, 0)],
+                    problem.current, -1)
+    a = complete(problem, stay)
+    up = np.flatnonzero(problem.up)
+    cap = _cap(problem)
+    used = _used(problem, a)
+    load = busy_time(problem, a)
+    k = problem.concurrency.astype(float)
+    voluntary = (problem.current >= 0) & problem.up[np.maximum(problem.current, 0)]
+    moves = int(np.sum(voluntary & (a != problem.current)))
+    steps = 0
+    while up.size > 1 and budget.remaining() > 0:
+        src = int(up[np.argmax(load[up])])
+        js = np.flatnonzero(a == src)
+        if js.size == 0:
+            break
+        # All (target, task) options of the busiest agent at once: [m, |js|].
+        ok = problem.eligible[:, js] & np.all(
+            used[:, None, :] + problem.demand[:, js, :] <= cap[:, None, :], axis=2)
+        ok[src] = False
+        if cap_k is not None and moves >= cap_k:  # only tasks already moved may re-target
+            ok &= ~(voluntary[js] & (problem.current[js] == src))[None, :]
+        after_src = load[src] - problem.duration[src, js] / k[src]
+        after_dst = load[:, None] + problem.duration[:, js] / k[:, None]
+        gain = np.where(ok, load[src] - np.maximum(after_src[None, :], after_dst), -np.inf)
+        flat = int(np.argmax(gain))
+        i, col = divmod(flat, js.size)
+        best = (float(gain[i, col]), int(js[col]), int(i))
+        if not np.isfinite(best[0]) or best[0] <= max(threshold, 0.0) + GAIN_TOL:
+            break
+        _, j, i = best
+        used[src] -= problem.demand[src, j]
+        used[i] += problem.demand[i, j]
+        load[src] -= problem.duration[src, j] / k[src]
+        load[i] += problem.duration[i, j] / k[i]
+        a[j] = i
+        moves = int(np.sum(voluntary & (a != problem.current)))
+        steps += 1
+    stage = Stage("steal", variance(load[problem.up]) if problem.up.any() else 0.0, False,
+                  budget.elapsed() - t0)
+    return a, [stage], PlanStatus.FEASIBLE, (
+        f"rebalance (steal heuristic, {int(problem.eligible.sum())} eligible pairs > "
+        f"{REBALANCE_MAX_PAIRS}): {steps} step(s)")
 
 
 def _rebalance_scheduled(problem: Problem, cap_k: int | None, budget: Budget, seed: int

@@ -282,3 +282,18 @@ def test_cli_solve_plot_and_bad_format(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "unknown plot format '.gif'" in res.stderr
     res = runner.invoke(app, ["rebalance", str(SEED), "--max-migrations", "-1"])
     assert res.exit_code == 2
+
+
+def test_large_snapshots_use_the_steal_heuristic(monkeypatch: pytest.MonkeyPatch) -> None:
+    import allocator.rebalance as rb
+
+    monkeypatch.setattr(rb, "REBALANCE_MAX_PAIRS", 0)
+    snap = seed()
+    r = rebalance(snap, time_limit=10)
+    check_consistent(snap, r)
+    assert "steal heuristic" in (r.plan.message or "") and r.plan.status == PlanStatus.FEASIBLE
+    assert r.after.variance <= 0.1 * r.before.variance
+    capped = rebalance(snap, max_migrations=3, threshold=3.0, time_limit=10)
+    check_consistent(snap, capped)
+    assert len(capped.plan.migrations) <= 3
+    assert all(m.gain is not None and m.gain >= 3.0 for m in capped.plan.migrations)
