@@ -270,6 +270,7 @@ class Executor:
         self._cands: dict[Signature, tuple[int, list[AgentState]]] = {}
         self._rr = 0
         self._stealing = self.policy.stealing
+        self._overflow = self.policy.steal.overflow_wait
         self._handlers: dict[type, Any] = {
             TaskSubmitted: self._on_submitted, TaskCompleted: self._on_completed,
             TaskFailed: self._on_task_failed, TaskStarted: self._on_started,
@@ -563,7 +564,8 @@ class Executor:
             home = self.agents.get(t.spec.home) if t.spec.home is not None else None
             if (home is not None and home.id != avoid and home.status is AgentStatus.UP
                     and home.breaker.state is BreakerState.CLOSED and eligible(home, t.spec)
-                    and len(home.queue) < self.policy.steal.deque_cap):
+                    and len(home.queue) < self.policy.steal.deque_cap
+                    and (self._overflow == math.inf or home.load(self.now) <= self._overflow)):
                 return home
             return None
         cands = self._candidates(t)

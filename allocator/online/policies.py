@@ -64,6 +64,13 @@ class StealConfig:
     max_steals_per_task: int = 3
     #: A home deque longer than this overflows to the global queue.
     deque_cap: int = 100_000
+    #: ... and so does a task whose home agent is busy for longer than this
+    #: (estimated remaining work / speed): idle agents take from the global
+    #: queue before stealing, so a backlog does not wait for thieves. 4 mean
+    #: task times was the best compromise on the skewed/bursty benchmark
+    #: workloads (1-2 favour misses, 8+ favour locality); inf keeps every task
+    #: at home until stolen.
+    overflow_wait: float = 4.0
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ thief's first look at the system is the situation under test.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -25,6 +26,11 @@ from models import Agent
 from .helpers import submit
 
 
+def cfg(**kw: Any) -> StealConfig:
+    """Stealing alone: no overflow to the global queue unless a case asks for it."""
+    return StealConfig(**{"overflow_wait": math.inf, **kw})
+
+
 def _steals(out: list[Any]) -> list[tuple[str, str, str]]:
     return [(i.task_id, i.victim, i.thief) for i in out if isinstance(i, Steal)]
 
@@ -32,22 +38,22 @@ def _steals(out: list[Any]) -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize(
     ("thief", "tasks", "config", "expected"),
     [
-        pytest.param(Agent(id="b"), ["t1", "t2", "t3", "t4", "t5"], StealConfig(),
+        pytest.param(Agent(id="b"), ["t1", "t2", "t3", "t4", "t5"], cfg(),
                      [("t5", "a", "b"), ("t4", "a", "b")],
                      id="an idle thief takes half of the victim's queue from the back"),
-        pytest.param(Agent(id="b"), ["t1", "t2"], StealConfig(), [("t2", "a", "b")],
+        pytest.param(Agent(id="b"), ["t1", "t2"], cfg(), [("t2", "a", "b")],
                      id="a single queued task moves when the thief is clearly sooner"),
-        pytest.param(Agent(id="b", speed=0.2), ["t1", "t2"], StealConfig(), [],
+        pytest.param(Agent(id="b", speed=0.2), ["t1", "t2"], cfg(), [],
                      id="does not steal when the slow thief would finish later"),
-        pytest.param(Agent(id="b", speed=0.55), ["t1", "t2"], StealConfig(), [],
+        pytest.param(Agent(id="b", speed=0.55), ["t1", "t2"], cfg(), [],
                      id="no steal inside the margin (no thrashing)"),
-        pytest.param(Agent(id="b"), ["t1", "t2"], StealConfig(latency=1.0), [],
+        pytest.param(Agent(id="b"), ["t1", "t2"], cfg(latency=1.0), [],
                      id="the move's latency counts against the thief"),
-        pytest.param(Agent(id="b"), ["t1", "t2", "t3", "t4", "t5"], StealConfig(max_batch=1),
+        pytest.param(Agent(id="b"), ["t1", "t2", "t3", "t4", "t5"], cfg(max_batch=1),
                      [("t5", "a", "b")], id="batch size is capped"),
-        pytest.param(Agent(id="b"), ["t1", "g2", "g3"], StealConfig(), [],
+        pytest.param(Agent(id="b"), ["t1", "g2", "g3"], cfg(), [],
                      id="skills are respected: the thief lacks gpu"),
-        pytest.param(Agent(id="b", skills=["gpu"]), ["t1", "g2", "g3"], StealConfig(),
+        pytest.param(Agent(id="b", skills=["gpu"]), ["t1", "g2", "g3"], cfg(),
                      [("g3", "a", "b")], id="a thief with the skill may take it"),
     ],
 )
@@ -61,7 +67,7 @@ def test_steal_table(thief: Agent, tasks: list[str], config: StealConfig,
 
 
 def test_victim_is_the_most_loaded_agent() -> None:
-    ex = Executor("stealing", agents=[Agent(id="a"), Agent(id="b")])
+    ex = Executor(make_policy("stealing", steal=cfg()), agents=[Agent(id="a"), Agent(id="b")])
     ex.handle(submit("a1", home="a"), submit("a2", home="a"), submit("b1", home="b", work=5),
               submit("b2", home="b", work=5), submit("b3", home="b", work=5))
     out = ex.handle(AgentJoined(agent=Agent(id="c")))
@@ -70,7 +76,7 @@ def test_victim_is_the_most_loaded_agent() -> None:
 
 def test_home_placement_keeps_locality_and_moving_costs() -> None:
     """With a migration cost, only work worth the move leaves home."""
-    ex = Executor("stealing", agents=[Agent(id="a")])
+    ex = Executor(make_policy("stealing", steal=cfg()), agents=[Agent(id="a")])
     ex.handle(*[submit(f"t{i}", home="a", migration_cost=2.5) for i in range(4)])
     out = ex.handle(AgentJoined(agent=Agent(id="b")))
     # a: 1 running + 3 queued = 4; b would need 1 + 2.5 (x1.1 on the run) -> only the last
@@ -78,7 +84,7 @@ def test_home_placement_keeps_locality_and_moving_costs() -> None:
 
 
 def test_failed_steals_back_off_exponentially() -> None:
-    pol = make_policy("stealing", steal=StealConfig(backoff=0.5, max_backoff=2.0))
+    pol = make_policy("stealing", steal=cfg(backoff=0.5, max_backoff=2.0))
     ex = Executor(pol, agents=[Agent(id="a")])
     ex.handle(submit("t1", home="a"), submit("t2", home="a"))
     ex.handle(AgentJoined(agent=Agent(id="b", speed=0.1)))
@@ -99,8 +105,18 @@ def test_global_queue_is_the_fallback_when_home_is_down() -> None:
     assert [(i.task_id, i.agent) for i in out if isinstance(i, Dispatch)] == [("t2", "b")]
 
 
+def test_overflow_to_the_global_queue_when_home_is_backed_up() -> None:
+    ex = Executor(make_policy("stealing", steal=cfg(overflow_wait=2.0)), agents=[Agent(id="a")])
+    ex.handle(*[submit(f"t{i}", home="a") for i in range(5)])
+    a = ex.agents["a"]
+    assert len(a.queue) == 2  # t1, t2 at home (load <= 2); t3, t4 overflowed
+    out = ex.handle(AgentJoined(agent=Agent(id="b")))
+    assert [(i.task_id, i.agent) for i in out if isinstance(i, Dispatch)] == [("t3", "b")]
+    assert _steals(out) == []  # the global queue comes before stealing
+
+
 def test_no_ping_pong() -> None:
-    ex = Executor("stealing", agents=[Agent(id="a")])
+    ex = Executor(make_policy("stealing", steal=cfg()), agents=[Agent(id="a")])
     ex.handle(*[submit(f"t{i}", home="a") for i in range(8)])
     ex.handle(AgentJoined(agent=Agent(id="b")))
     moves: list[tuple[str, str, str]] = []
