@@ -306,5 +306,10 @@ def solve_cpsat(
     if agent_of is None:
         return no_solution_plan(problem, status=status, solver="cpsat", budget=budget,
                                 message=msg)
+    if status != PlanStatus.OPTIMAL and problem.m * problem.n <= 20_000:
+        # The LP-relaxation bound (milliseconds at this size) when it is stronger.
+        from allocator.bounds import best_bound, lp_bound
+
+        bound = best_bound(bound, lp_bound(problem, time_limit=0.5))
     return make_plan(problem, agent_of, solver="cpsat", status=status, budget=budget,
                      order_key=order_key, bound=bound, solutions=points, message=msg)
