@@ -12,7 +12,14 @@
    and matching the approximate mean otherwise. The predicted miss rate is the
    mean over tasks of P(W > deadline − arrival − work/s̄) (1 when the slack is
    shorter than the run). Mixed speeds are treated as c agents of the mean
-   speed: an approximation.
+   speed: an approximation. This *stationary* estimate is the one used for
+   forecasts. For a trace (estimator `trace`, the default there) the averages
+   hide the load swings of a real log, so the estimate is trace-driven:
+   V_i = the wait task i would see at one pooled server of speed c·s̄ (the
+   Lindley recursion over the trace's own arrivals and run times), thinned by
+   Erlang C at the task's local load: P(W > t) ≈ mean_i C(c, a_i)/(a_i/c)·1[V_i > t],
+   a_i the offered load of the task's window. For M/M/c it is exact in
+   distribution (W | W > 0 and V | V > 0 are both Exp(cμ − λ)).
 2. **Confirm** (simulation). The mix the estimate calls cheapest is replayed
    through the executor (`allocator.workloads.replay`) with the chosen policy
    over several seeds; if the simulation misses the SLA the planner walks up
@@ -168,6 +175,84 @@ def predict(w: Workload | None, stats: WorkloadStats, c: int, speed: float = 1.0
             out["miss_rate"] = float(m.exceed(slack).mean())
         else:
             out["miss_rate"] = 0.0
+    return out
+
+
+#: Trace-driven estimate: the local offered load of a task is measured over a
+#: window of span / LOCAL_WINDOWS (but at least LOCAL_MIN_JOBS mean run times), so
+#: the daily and weekly swings of a real log are followed and single jobs are not.
+LOCAL_WINDOWS = 200
+LOCAL_MIN_JOBS = 10.0
+#: Local load is capped just under c so Erlang C stays defined in overloaded windows
+#: (the fluid backlog V already carries the overload).
+LOCAL_RHO_CAP = 0.999
+
+
+def virtual_wait(arrival: np.ndarray, work: np.ndarray, rate: float) -> np.ndarray:
+    """Lindley recursion: the wait each task would see at one pooled server of `rate`."""
+    n = arrival.size
+    v = np.empty(n)
+    b = 0.0
+    prev = float(arrival[0]) if n else 0.0
+    for i in range(n):
+        t = float(arrival[i])
+        b = max(0.0, b - rate * (t - prev))
+        v[i] = b / rate
+        b += float(work[i])
+        prev = t
+    return v
+
+
+def predict_trace(w: Workload, c: int, speed: float = 1.0, *,
+                  window: float | None = None) -> dict[str, float]:
+    """Trace-driven Erlang C estimate (see the module docstring, "trace" estimator).
+
+    V_i is task i's wait at one pooled server of speed c·s̄ (Lindley on the
+    trace); a_i the offered load (Erlangs) of its window; f_i = C(c, a_i) / (a_i / c).
+    P(W > t) ≈ mean_i f_i·1[V_i > t]. For M/M/c this is exact in distribution:
+    there W | W > 0 and V | V > 0 are both Exp(cμ − λ), P(W > 0) = C, P(V > 0) = ρ.
+    """
+    t = w.tasks
+    arr = t["arrival"].to_numpy().astype(float)
+    work = t["work"].to_numpy().astype(float)
+    n = arr.size
+    if n == 0:
+        return {"utilisation": 0.0, "p_wait": 0.0, "mean_wait": 0.0, "p50_wait": 0.0,
+                "p95_wait": 0.0, "p99_wait": 0.0, "miss_rate": 0.0}
+    cap = c * speed
+    span = float(arr[-1] - arr[0]) or 1.0
+    mean_work = float(work.mean()) if n else 0.0
+    win = window or max(span / LOCAL_WINDOWS, LOCAL_MIN_JOBS * mean_work / speed, 1e-9)
+    v = virtual_wait(arr, work, cap)
+    b = ((arr - arr[0]) // win).astype(np.int64)
+    nb = int(b.max()) + 1
+    last = span - (nb - 1) * win  # the last window is partial
+    lengths = np.full(nb, win)
+    lengths[-1] = max(last, 1e-9) if nb > 1 else span
+    load = np.bincount(b, weights=work, minlength=nb) / lengths / speed
+    a_win = np.minimum(load, c * LOCAL_RHO_CAP)
+    f_win = np.array([erlang_c(c, x) / (x / c) if x > 0 else 0.0 for x in a_win])
+    f = np.minimum(f_win[b], 1.0)
+    order = np.argsort(-v, kind="stable")
+    vs = v[order]
+    tail = np.cumsum(f[order]) / n  # tail[k] = P(W >= vs[k]) (estimate)
+
+    def quantile(q: float) -> float:
+        k = int(np.searchsorted(tail, 1.0 - q, side="right"))
+        return float(vs[k]) if k < n and vs[k] > 0 else 0.0
+
+    out = {"utilisation": float(work.sum() / speed / (c * span)),
+           "p_wait": float((f * (v > 0)).mean()), "mean_wait": float((f * v).mean()),
+           "p50_wait": quantile(0.5), "p95_wait": quantile(0.95), "p99_wait": quantile(0.99)}
+    dl = t["deadline"].to_numpy()
+    has = ~np.isnan(dl.astype(float)) if dl.dtype != object else np.array(
+        [x is not None for x in dl])
+    if has.any():
+        slack = dl[has].astype(float) - arr[has] - work[has] / speed
+        miss = np.where(slack < 0, 1.0, f[has] * (v[has] > slack))
+        out["miss_rate"] = float(miss.mean())
+    else:
+        out["miss_rate"] = 0.0
     return out
 
 
@@ -477,6 +562,8 @@ class CapacityPlan:
     confidence: dict[str, Any] = field(default_factory=dict)
     stats: WorkloadStats | None = None
     simulations: int = 0
+    estimator: str = "stationary"
+    predicted_stationary: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         def clean(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -487,6 +574,8 @@ class CapacityPlan:
             "agents": mix_dict(self.types, self.mix) if self.mix is not None else None,
             "cost": self.cost if self.mix is not None else None,
             "predicted": clean(self.predicted),
+            "estimator": self.estimator,
+            "predicted_stationary": clean(self.predicted_stationary),
             "simulated": clean(self.simulated),
             "sla_met": self.met,
             "sla": [str(c) for c in self.sla],
@@ -510,7 +599,7 @@ class Planner:
     def __init__(self, sla: Sequence[Clause], *, trace: Workload | None = None,
                  forecast: Forecast | None = None, types: Sequence[AgentType] | None = None,
                  policy: str = "fifo", seeds: Sequence[int] = (0, 1, 2), blocks: int = 4,
-                 home: str = "none") -> None:
+                 home: str = "none", estimator: str = "auto") -> None:
         if (trace is None) == (forecast is None):
             raise InvalidInputError("give exactly one of a trace or a forecast", field="trace")
         self.sla = list(sla)
@@ -526,6 +615,12 @@ class Planner:
         self.blocks = blocks
         self.home = home
         self.stats = workload_stats(trace) if trace is not None else forecast.stats()  # type: ignore[union-attr]
+        if estimator == "auto":
+            estimator = "trace" if trace is not None else "stationary"
+        if estimator not in ("trace", "stationary"):
+            raise InvalidInputError(f"estimator must be auto, trace or stationary, got "
+                                    f"{estimator!r}", field="estimator")
+        self.estimator = estimator
         self._samples: dict[int, Workload] = {}
         self._cache: dict[tuple[Mix, float], SimCheck] = {}
         self.simulations = 0
@@ -548,7 +643,15 @@ class Planner:
         w = self.trace if self.trace is not None else self._sample(self.seeds[0])
         if scale != 1.0:
             w = scale_arrivals(w, scale)
+        if self.estimator == "trace":
+            return predict_trace(w, c, speed)
         return predict(w, st, c, speed)
+
+    def predict_stationary(self, mix: Mix) -> dict[str, float]:
+        """The Allen–Cunneen estimate from the workload's averages alone."""
+        c = sum(mix)
+        w = self.trace if self.trace is not None else self._sample(self.seeds[0])
+        return predict(w, self.stats, c, mix_capacity(self.types, mix) / c)
 
     # -- simulate ------------------------------------------------------------------
 
@@ -630,7 +733,8 @@ class Planner:
             cost=mix_cost(self.types, shown), predicted=self.predict(shown),
             simulated=chk.mean(), met=chosen is not None, check=chk,
             predicted_mix=mixes[predicted_i] if predicted_i is not None else None,
-            stats=self.stats)
+            stats=self.stats, estimator=self.estimator,
+            predicted_stationary=self.predict_stationary(shown))
         plan.curve = self.curve(shown, curve_span)
         plan.what_if = [self.what_if(shown, s) for s in what_if]
         plan.confidence = self.confidence(shown, chk)
@@ -733,12 +837,12 @@ def plan_capacity(sla: str | Sequence[Clause], *, trace: Workload | None = None,
                   forecast: Forecast | None = None, types: Sequence[AgentType] | None = None,
                   policy: str = "fifo", seeds: Iterable[int] = (0, 1, 2), blocks: int = 4,
                   what_if: Sequence[str] = (), max_simulations: int = 40,
-                  curve_span: int = 3, progress: Callable[[str], None] | None = None
-                  ) -> CapacityPlan:
+                  curve_span: int = 3, progress: Callable[[str], None] | None = None,
+                  estimator: str = "auto") -> CapacityPlan:
     """The cheapest agent mix meeting `sla` (see the module docstring)."""
     clauses = parse_sla(sla) if isinstance(sla, str) else list(sla)
     p = Planner(clauses, trace=trace, forecast=forecast, types=types, policy=policy,
-                seeds=list(seeds), blocks=blocks)
+                seeds=list(seeds), blocks=blocks, estimator=estimator)
     return p.plan(max_simulations=max_simulations, curve_span=curve_span, what_if=what_if,
                   progress=progress)
 
@@ -756,7 +860,9 @@ def plot_curve(plan: CapacityPlan, path: str | Path) -> Path:
     for ax, c in zip(axes[0], metrics, strict=True):
         pred = [r.get(f"predicted_{c.metric}", math.nan) for r in plan.curve]
         sim = [r.get(f"simulated_{c.metric}", math.nan) for r in plan.curve]
-        ax.plot(xs, pred, "-", label="estimate (Erlang C / Allen–Cunneen)")
+        label = ("estimate (trace-driven Erlang C)" if plan.estimator == "trace"
+                 else "estimate (Erlang C / Allen–Cunneen)")
+        ax.plot(xs, pred, "-", label=label)
         ax.plot(xs, sim, "o", label=f"simulated ({plan.policy}, mean of runs)")
         ax.axhline(c.limit, ls="--", color="red", lw=1, label=f"SLA {c}")
         if plan.mix is not None:

@@ -101,3 +101,16 @@ def test_cheapest_mix_prefers_cheap_capacity() -> None:
     small_only = plan_capacity("mean_wait<=0.5", forecast=fc, seeds=(0,), curve_span=0)
     assert plan.cost <= small_only.cost
     assert plan.to_json()["agents"].keys() == {"small", "big"}
+
+
+def test_trace_estimator_matches_erlang_c_on_a_stationary_mmc_sample() -> None:
+    from allocator.planning.capacity import predict_trace
+
+    w = Forecast([ClassForecast(rate=8.0, size_mean=1.0, size_cv=1.0)], tasks=60_000).generate(3)
+    span = float(w.tasks["arrival"].max())  # type: ignore[arg-type]
+    for c in (9, 10):
+        got = predict_trace(w, c, window=span * 2)  # one window: global Erlang C thinning
+        exact = mgc_wait(c, 8.0, 1.0)
+        assert got["mean_wait"] == pytest.approx(exact.mean, rel=0.25)
+        assert got["p_wait"] == pytest.approx(exact.p_wait, rel=0.1)
+        assert got["p95_wait"] == pytest.approx(exact.quantile(0.95), rel=0.25)
