@@ -82,7 +82,7 @@ def run_until_running(rx: RayExecutor, agent: str, *, timeout: float = 30.0) -> 
 def test_actor_killed_mid_run_loses_and_duplicates_nothing(ray_cluster) -> None:
     seen = Terminals()
     n = 30
-    with RayExecutor(agents(3), "round-robin", on_instruction=seen) as rx:
+    with RayExecutor(agents(3), "round-robin", on_instruction=seen, put_payloads=True) as rx:
         futs = {f"t{i}": rx.submit(sleep_for, 0.15, i, id=f"t{i}", work=0.15)
                 for i in range(n)}
         run_until_running(rx, "a0")
