@@ -72,6 +72,9 @@ def capacity_cmd(
     curve_span: Annotated[int, typer.Option(
         "--curve-span", help="Curve: chosen count ± this many agents.")] = 3,
     max_simulations: Annotated[int, typer.Option("--max-simulations")] = 40,
+    estimator: Annotated[str, typer.Option(
+        "--estimator", help="auto (trace-driven for traces, stationary for forecasts) | "
+        "trace | stationary.")] = "auto",
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the curve.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     window: TraceWindow = None,
@@ -118,7 +121,7 @@ def capacity_cmd(
     plan = plan_capacity(sla, trace=w, forecast=fc, types=types, policy=policy,
                          seeds=range(seeds), blocks=blocks, what_if=what_if or [],
                          max_simulations=max_simulations, curve_span=curve_span,
-                         progress=progress)
+                         progress=progress, estimator=estimator)
     if plot is not None:
         plot_curve(plan, plot)
         progress(f"plot: {plot}")
@@ -140,8 +143,13 @@ def capacity_cmd(
         typer.echo(f"answer: {chosen} cost {out['cost']:g} meets {', '.join(out['sla'])} "
                    f"({policy})")
     est = out["estimate_agents"]
-    typer.echo(f"the estimate (Erlang C / Allen–Cunneen) alone picked {est}")
+    name = ("trace-driven Erlang C" if out["estimator"] == "trace"
+            else "Erlang C / Allen–Cunneen")
+    typer.echo(f"the estimate ({name}) alone picked {est}")
     typer.echo(f"answer predicted: {_fmt(out['predicted'], keys)}")
+    if out["estimator"] == "trace":
+        typer.echo("  (stationary Allen–Cunneen from the averages alone: "
+                   f"{_fmt(out['predicted_stationary'], keys)})")
     typer.echo(f"answer simulated (mean of runs): {_fmt(out['simulated'], keys)}")
     typer.echo("confidence: " + out["confidence"]["statement"])
     rows = []
