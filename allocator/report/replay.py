@@ -114,7 +114,7 @@ def plot_queues(results: Sequence[ReplayResult]) -> Figure:
     cols = min(3, n)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
-    vmax = max((float(r.queue_samples.drop("time").max_horizontal().max() or 0)
+    vmax = max((float(r.queue_samples.drop("time").to_numpy().max())
                 for r in results if r.queue_samples.height), default=1.0) or 1.0
     im = None
     for k, r in enumerate(results):
