@@ -7,6 +7,7 @@ option plugs in (it only has to return an allocator.online.workload.Workload).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -123,11 +124,24 @@ def simulate_cmd(
         help="Re-solve with the greedy solver every T time units (0: off).")] = 0.0,
     history: Annotated[str | None, typer.Option(
         help="Print the event history of this task id (e.g. t42) for each policy.")] = None,
+    trace: Annotated[Path | None, typer.Option(
+        "--trace", help="Replay this trace (SWF, Alibaba pods, CSV/Parquet) instead of a "
+        "generated workload; same as `allocator replay TRACE -n N` (more options there).")
+    ] = None,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="With --trace: write an HTML report with PNGs into this directory.")
+    ] = None,
 ) -> None:
     """Simulate online policies on a generated workload and compare them."""
     if list_policies:
         for name, doc in describe_policies().items():
             typer.echo(f"{name:18s} {doc}")
+        return
+    if trace is not None:
+        from allocator.cli.replay import replay_cmd
+
+        replay_cmd(trace, agents=agents, policy=policy, seed=seed, as_json=as_json,
+                   report=report)
         return
     cfg = WorkloadConfig(
         tasks=tasks, agents=agents, arrival=arrival, load=load, burst_factor=burst_factor,

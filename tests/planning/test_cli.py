@@ -72,3 +72,10 @@ def test_capacity_json_keys(swf: Path) -> None:
 def test_capacity_needs_one_source() -> None:
     r = runner.invoke(app, ["capacity", "--sla", "p95_wait<=1"])
     assert r.exit_code == 2 and "exactly one of" in r.output
+
+
+def test_simulate_trace_delegates_to_replay(swf: Path) -> None:
+    r = runner.invoke(app, ["simulate", "--trace", str(swf), "-n", "8", "-p", "fifo", "--json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout.strip().splitlines()[-1])
+    assert row["policy"] == "fifo" and row["tasks"] == 120 and "mean_bounded_slowdown" in row
