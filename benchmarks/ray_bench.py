@@ -18,7 +18,10 @@
    the measured per-item solve time `s`, the per-item Ray cost `o` (a plain
    Ray task's overhead from part 1 plus pickling one job and its answer,
    measured) and the start-up (cold minus warm wall):
-   T(P) = ceil(K/P) * (s + o) + start. It assumes free cores; on this shared
+   T(P) = max(ceil(K/P) * (s + o), K * d) + start, where d is the part the
+   driver does serially per item (submitting the task, pickling the job,
+   unpickling the answer): past P = (s + o) / d workers the driver is the
+   bottleneck, not the cluster. It assumes free cores; on this shared
    machine the measured local/ray ratio also pays for everyone else's load,
    which is printed.
 
@@ -135,13 +138,20 @@ def sweep(items: int, m: int, n: int) -> tuple[list[tuple[str, float]], float, f
 
     assert key(local) == key(cold) == key(warm), "ray answers differ from local"
     per_item = statistics.mean(a.wall_s for a in local)
-    t0 = time.perf_counter()
+    ser = drv = 0.0
     for job, ans in zip(jobs, local, strict=True):
-        pickle.loads(pickle.dumps(job, protocol=5))
-        pickle.loads(pickle.dumps(ans, protocol=5))
-    ser = (time.perf_counter() - t0) / len(jobs)
+        t0 = time.perf_counter()
+        blob = pickle.dumps(job, protocol=5)  # driver
+        t1 = time.perf_counter()
+        pickle.loads(blob)  # worker
+        blob = pickle.dumps(ans, protocol=5)  # worker
+        t2 = time.perf_counter()
+        pickle.loads(blob)  # driver
+        t3 = time.perf_counter()
+        ser += t3 - t0
+        drv += (t1 - t0) + (t3 - t2)
     rows = [("local", t_local), ("ray (cold)", t_cold), ("ray (warm)", t_warm)]
-    return rows, per_item, t_cold - t_warm, ser
+    return rows, per_item, t_cold - t_warm, ser / len(jobs), drv / len(jobs)
 
 
 def main() -> None:
@@ -168,7 +178,7 @@ def main() -> None:
         print(f"|{'-' * 12}|{'-' * 11}|{'-' * 12}|")
         for name, per in rows:
             print(f"| {name:<10} | {per * 1e6:9.0f} | {per / base:10.2f} |")
-        srows, per_item, start, ser = sweep(args.items, args.m, args.n)
+        srows, per_item, start, ser, drv = sweep(args.items, args.m, args.n)
     t_local = srows[0][1]
     print(f"\nSweep: {args.items} greedy solves of {args.m} agents x {args.n} tasks "
           f"(answers identical: yes; {cpus} CPUs)")
@@ -177,17 +187,19 @@ def main() -> None:
     for name, wall in srows:
         print(f"| {name:<11} | {wall:7.2f} | {wall / t_local:7.2f} |")
     o = base + ser
+    d = base + drv
     load = os.getloadavg()[0]
     print(f"(load average during the run: {load:.1f} on {os.cpu_count()} cores)")
     print(f"\nProjection: s = {per_item:.3f} s/item (local), o = {o * 1e3:.1f} ms/item "
           f"(Ray task {base * 1e3:.1f} + pickling {ser * 1e3:.1f}), "
-          f"start = {start:.1f} s (cold - warm)")
+          f"start = {start:.1f} s (cold - warm); driver d = {d * 1e3:.1f} ms/item serial, "
+          f"so at most ~{(per_item + o) / d:.0f} workers keep busy")
     print(f"| {'workers':>7} | {'items':>6} | {'T local s':>9} | {'T ray s':>8} "
           f"| {'speed-up':>8} |")
     print(f"|{'-' * 9}|{'-' * 8}|{'-' * 11}|{'-' * 10}|{'-' * 10}|")
     for p, k in [(2, 500), (8, 500), (32, 500), (128, 500), (128, 5000)]:
         t_loc = k * per_item
-        t_ray = math.ceil(k / p) * (per_item + o) + start
+        t_ray = max(math.ceil(k / p) * (per_item + o), k * d) + start
         print(f"| {p:7d} | {k:6d} | {t_loc:9.1f} | {t_ray:8.1f} | {t_loc / t_ray:8.1f} |")
 
 
