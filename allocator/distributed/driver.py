@@ -70,6 +70,7 @@ from allocator.online.events import (
     Fail,
     Instruction,
     Migrate,
+    PlanInstalled,
     RateLimit,
     Reject,
     SetTimer,
@@ -84,7 +85,7 @@ from allocator.online.events import (
 )
 from allocator.online.policies import Policy
 from allocator.online.runtime import TaskFailedError, TaskRejectedError
-from models import Agent
+from models import Agent, Plan
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,11 @@ class RayExecutor:
     nodes). `max_restarts` and `rejoin_after` control actor restarts;
     `put_payloads` stores each task's function and arguments in the object
     store once (for large arguments that are retried or moved).
+    `coordinator` (e.g. `allocator.online.coordinator.Coordinator(rx.core)`,
+    the simulator's hook `(core, now) -> instructions`) is called every
+    `coordinate_every` seconds from the loop; its plans reach the core as
+    PlanInstalled and come back as Migrate instructions. It runs inline, so
+    keep its solver time limit short.
     """
 
     def __init__(
@@ -164,6 +170,8 @@ class RayExecutor:
         rejoin_after: float = 1.0,
         on_instruction: Callable[[Instruction], None] | None = None,
         put_payloads: bool = False,
+        coordinator: Callable[[Executor, float], list[Instruction]] | None = None,
+        coordinate_every: float | None = None,
         **executor_kwargs: Any,
     ) -> None:
         self._ray = require_ray()
@@ -179,6 +187,9 @@ class RayExecutor:
         self.rejoin_after = rejoin_after
         self.on_instruction = on_instruction
         self.put_payloads = put_payloads
+        self.coordinator = coordinator
+        self.coordinate_every = coordinate_every
+        self._next_coordinate = coordinate_every if coordinate_every else float("inf")
         executor_kwargs.setdefault("log", 10_000)
         self.core = Executor(policy, **executor_kwargs)
         self._initial = [a if isinstance(a, tuple) else (a, None) for a in agents]
@@ -301,6 +312,10 @@ class RayExecutor:
     def cancel(self, task_id: str, reason: str = "cancelled by submitter") -> None:
         self._post(TaskCancelled(task_id=task_id, reason=reason))
 
+    def install(self, plan: Plan) -> None:
+        """Install a solver's plan: queued tasks move to their planned agents."""
+        self._post(PlanInstalled(plan=plan))
+
     # ------------------------------------------------------------------ the loop
 
     def _post(self, ev: Event) -> None:
@@ -321,6 +336,13 @@ class RayExecutor:
         core's next timer) and feed them too. Returns the number of results handled."""
         self._flush()
         now = self.clock.now()
+        if self.coordinator is not None and now >= self._next_coordinate:
+            assert self.coordinate_every
+            self._next_coordinate = now + self.coordinate_every
+            self._post(Tick())
+            self._flush()
+            self._apply(self.coordinator(self.core, self.core.now))
+            now = self.clock.now()
         if now >= self._timer_at:
             at, self._timer_at = self._timer_at, float("inf")
             self._post(Tick())
