@@ -217,9 +217,14 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
 
 
 def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object],
-               stop: threading.Event, tag: str = "milp", heuristic_effort: float | None = None
-               ) -> None:
-    """The full MILP in HiGHS, exchanging incumbents with the other thread through `shared`."""
+               stop: threading.Event, tag: str = "milp", heuristic_effort: float | None = None,
+               warm: bool = False) -> None:
+    """The full MILP in HiGHS, passing its incumbents to the other thread through `shared`.
+
+    With `warm`, it starts from the shared incumbent and takes newer ones
+    through the user-solution callback. Without, it runs as HiGHS alone would
+    (measured: handing HiGHS a start slows its bound and search on C/D GAP).
+    """
     lm = shared.lm
     hm = build_highs(lm)
     h = hm.highs
@@ -228,8 +233,9 @@ def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object
     h.setOptionValue("time_limit", float(max(budget.remaining() - RESERVE_S, 0.01)))  # type: ignore[attr-defined]
     h.setOptionValue("random_seed", int(seed) % 2_147_483_647)  # type: ignore[attr-defined]
     h.setOptionValue("mip_rel_gap", 0.0)  # type: ignore[attr-defined]
-    start, _ = shared.get()
-    set_start(lm, hm, start)
+    if warm:
+        start, _ = shared.get()
+        set_start(lm, hm, start)
 
     def on_improve(e) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -238,6 +244,8 @@ def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object
             shared.offer(cand, budget.elapsed(), tag)
         except Exception:  # a callback must never take the solver down
             pass
+        if stop.is_set() or budget.remaining() < RESERVE_S:
+            e.interrupt()
 
     injected = [shared.version]
     calls = [0]
@@ -246,14 +254,14 @@ def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object
         # HiGHS asks for user solutions at a few points of its search: hand it
         # the other thread's incumbent when it is newer (and not its own).
         calls[0] += 1
-        if stop.is_set():
-            e.interrupt()
+        if stop.is_set() or budget.remaining() < RESERVE_S:
+            e.interrupt()  # HiGHS's own time limit can lag on a busy machine
             return
         try:
             with shared.lock:
                 version, source = shared.version, shared.source
                 cand = shared.agent_of.copy() if version > injected[0] else None
-            if cand is not None and source != tag:
+            if warm and cand is not None and source != tag:
                 e.data_in.setSolution(start_vector(lm, hm, cand))
             injected[0] = version
         except Exception:  # a callback must never take the solver down
@@ -311,15 +319,17 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
         workers = max(1, budget.workers) if parallel else 1
         th = None
         if workers >= 2:
+            # Small models: this thread is HiGHS exactly as alone (cold); large
+            # ones: warm from the LNS incumbents, which HiGHS would not find.
             th = threading.Thread(target=_full_milp, args=(shared, budget, seed, out, stop),
-                                  daemon=True)
+                                  kwargs={"warm": lm.P > MILP_PORTFOLIO_PAIRS}, daemon=True)
             th.start()
         try:
             if workers >= 2 and lm.P <= MILP_PORTFOLIO_PAIRS:
                 # Small model: a second HiGHS with another seed beats LNS here;
                 # the two swap incumbents through their callbacks.
                 _full_milp(shared, budget, seed + 7919, out, stop, tag="milp2",
-                           heuristic_effort=MILP2_HEURISTIC_EFFORT)
+                           heuristic_effort=MILP2_HEURISTIC_EFFORT, warm=True)
             elif lm.m >= 2:
                 _lns(shared, budget, stop, seed, stats, lb)
         finally:
