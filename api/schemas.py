@@ -195,7 +195,7 @@ class WorkloadIn(_In):
     tasks: Annotated[int, Field(ge=1, le=100_000)] = 1_000
     agents: Annotated[int, Field(ge=1, le=1_000)] = 8
     arrival: Literal["poisson", "bursty"] = "poisson"
-    load: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = 0.85
+    load: Annotated[float, Field(ge=0.001, le=10, allow_inf_nan=False)] = 0.85
     sizes: Literal["pareto", "exp", "fixed"] = "pareto"
     skew: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 1.0
     concurrency: Annotated[int, Field(ge=1, le=64)] = 1

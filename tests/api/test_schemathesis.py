@@ -59,7 +59,7 @@ def _run_operation(op: Any, mode: GenerationMode, n: int, calls: dict[str, int],
             f"{key} {response.status_code}", 0) + 1
         if response.status_code >= 500:
             failures.append(f"{key}: {response.status_code} {response.text[:300]} "
-                            f"for {case.body!r:.300}")
+                            f"for {case.body!r}")
 
     try:
         run()

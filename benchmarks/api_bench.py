@@ -1,0 +1,182 @@
+"""HTTP API benchmarks: overhead versus the in-process call, and 100 concurrent clients.
+
+    .venv/bin/python benchmarks/api_bench.py [--calls 200] [--clients 100] [--jobs-per-client 3]
+
+1. Overhead: the same small snapshot solved N times in-process
+   (`allocator.engine.solve`) and through `POST /v1/solve` on a real server
+   (keep-alive client): p50 and p99 of each, and the difference.
+2. Load: C clients each submit J jobs at once (small snapshots, CP-SAT) to a
+   server with a bounded queue; meanwhile one poller times `GET /v1/jobs/{id}`.
+   Reports accepted jobs, 429s, errors, completed-jobs throughput and the p99
+   of the status GETs while solves run.
+
+The server runs in its own process group on 127.0.0.1 with a throw-away
+SQLite file; the machine is shared, so compare the rows within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from allocator.engine import solve  # noqa: E402
+from models import Snapshot  # noqa: E402
+from tests.api.server import Server  # noqa: E402
+
+
+def small_snapshot(n_tasks: int = 8) -> dict[str, Any]:
+    return {
+        "agents": [{"id": f"a{i}", "capacity": {"cpu": 4}, "speed": 1.0 + i, "cost_rate": 1.0 + i}
+                   for i in range(3)],
+        "tasks": [{"id": f"t{j}", "work": 1 + j % 3, "demand": {"cpu": 1}}
+                  for j in range(n_tasks)],
+        "options": {"workers": 1},
+    }
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+def ms(x: float) -> str:
+    return f"{1000 * x:8.2f}"
+
+
+def overhead(server: Server, calls: int, solver: str) -> list[str]:
+    snap_json = small_snapshot()
+    snap = Snapshot.model_validate(snap_json)
+    for _ in range(5):
+        solve(snap, solver=solver)
+    local = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        solve(snap, solver=solver)
+        local.append(time.perf_counter() - t0)
+    remote = []
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        for _ in range(5):
+            c.post("/v1/solve", json={"snapshot": snap_json, "solver": solver})
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            r = c.post("/v1/solve", json={"snapshot": snap_json, "solver": solver})
+            remote.append(time.perf_counter() - t0)
+            assert r.status_code == 200, r.text
+    rows = []
+    for name, xs in (("in-process", local), ("POST /v1/solve", remote)):
+        rows.append(f"| {solver:7s} | {name:15s} | {calls:5d} | {ms(pct(xs, .5))} | "
+                    f"{ms(pct(xs, .99))} |")
+    rows.append(f"| {solver:7s} | {'overhead':15s} | {calls:5d} | "
+                f"{ms(pct(remote, .5) - pct(local, .5))} | "
+                f"{ms(pct(remote, .99) - pct(local, .99))} |")
+    return rows
+
+
+async def all_jobs(c: httpx.AsyncClient) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        page = (await c.get("/v1/jobs", params={"limit": 200, "offset": len(out)})).json()
+        out += page["items"]
+        if len(out) >= page["total"] or not page["items"]:
+            return out
+
+
+async def load(server: Server, clients: int, per_client: int) -> dict[str, Any]:
+    body = {"snapshot": small_snapshot(12), "solver": "cpsat", "time_limit": 1}
+    accepted: list[str] = []
+    refused = errors = 0
+    gets: list[float] = []
+    limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
+    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as c:
+        stop = asyncio.Event()
+
+        async def client() -> None:
+            nonlocal refused, errors
+            for _ in range(per_client):
+                try:
+                    r = await c.post("/v1/jobs", json=body)
+                except httpx.HTTPError:
+                    errors += 1
+                    continue
+                if r.status_code == 202:
+                    accepted.append(r.json()["id"])
+                elif r.status_code == 429:
+                    refused += 1
+                else:
+                    errors += 1
+
+        async def poller() -> None:
+            while not stop.is_set():
+                if accepted:
+                    t0 = time.perf_counter()
+                    r = await c.get(f"/v1/jobs/{accepted[len(gets) % len(accepted)]}")
+                    gets.append(time.perf_counter() - t0)
+                    assert r.status_code == 200
+                await asyncio.sleep(0.01)
+
+        t0 = time.perf_counter()
+        poll = asyncio.create_task(poller())
+        await asyncio.gather(*(client() for _ in range(clients)))
+        submit_s = time.perf_counter() - t0
+        while True:  # wait for every accepted job to finish
+            states = await all_jobs(c)
+            if not any(j["state"] in ("queued", "running") for j in states):
+                break
+            await asyncio.sleep(0.2)
+        total_s = time.perf_counter() - t0
+        stop.set()
+        await poll
+    return {"submitted": clients * per_client, "accepted": len(accepted), "429": refused,
+            "errors": errors, "submit_s": submit_s, "total_s": total_s,
+            "jobs_per_s": len(accepted) / total_s,
+            "succeeded": sum(j["state"] == "succeeded" for j in states),
+            "get_n": len(gets), "get_p50": pct(gets, .5), "get_p99": pct(gets, .99)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument("--jobs-per-client", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--max-queue", type=int, default=64)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(Path(tmp) / "bench.db", ALLOCATOR_WORKERS=str(args.workers),
+                        ALLOCATOR_MAX_QUEUE=str(args.max_queue), ALLOCATOR_PLUGINS="",
+                        ALLOCATOR_SYNC_TIME_LIMIT="5", ALLOCATOR_MAX_SYNC_WAITING="64").start()
+        try:
+            print("## API overhead vs in-process call (small snapshot: 3 agents, 8 tasks)\n")
+            print("| solver  | path            | calls |  p50 ms  |  p99 ms  |")
+            print("|---------|-----------------|------:|---------:|---------:|")
+            for solver in ("greedy", "cpsat"):
+                for row in overhead(server, args.calls, solver):
+                    print(row)
+            r = asyncio.run(load(server, args.clients, args.jobs_per_client))
+            print(f"\n## {args.clients} concurrent clients x {args.jobs_per_client} jobs "
+                  f"(cpsat, 3 agents x 12 tasks; workers={args.workers}, "
+                  f"max_queue={args.max_queue})\n")
+            print("| submitted | accepted | 429s | errors | succeeded | submit s | all done s "
+                  "| jobs/s | GETs | GET p50 ms | GET p99 ms |")
+            print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            print(f"| {r['submitted']} | {r['accepted']} | {r['429']} | {r['errors']} | "
+                  f"{r['succeeded']} | {r['submit_s']:.2f} | {r['total_s']:.2f} | "
+                  f"{r['jobs_per_s']:.1f} | {r['get_n']} | {1000 * r['get_p50']:.1f} | "
+                  f"{1000 * r['get_p99']:.1f} |")
+        finally:
+            server.stop()
+    print("\n(p50/p99 by nearest rank; shared machine: compare rows within one run)")
+
+
+if __name__ == "__main__":
+    main()
