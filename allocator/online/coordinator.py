@@ -75,10 +75,9 @@ class Coordinator:
 
     def solve(self) -> Plan | None:
         """Solve the current snapshot (no state change); None when nothing is queued."""
+        if not self.executor.queued():
+            return None  # only running tasks, which a plan does not move
         snap = self.executor.snapshot(weights=self.weights)
-        if not any(t.allowed_agents is None or len(t.allowed_agents) != 1 or
-                   t.progress == 0 for t in snap.tasks):
-            return None
         return self._solve(snap, solver=self.solver, time_limit=self.time_limit,
                            previous=self.last_plan)
 
