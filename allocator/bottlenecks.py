@@ -39,6 +39,23 @@ def _used(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
     return used
 
 
+def _capacity_detail(problem: Problem, task: str, used: np.ndarray) -> str:
+    """Which resource is short on each eligible agent, e.g. 'gpu on gpu-1 (needs 2, 1 free)'."""
+    j = problem.task_index[task]
+    group_of, group_agents = problem.skill_groups
+    parts = []
+    for i in np.flatnonzero(group_agents[group_of[j]]).tolist():
+        need = problem.pair_demand(np.array([i]), np.array([j]))[0]
+        free = problem.capacity[i] - used[i]
+        short = [f"{problem.resources[r]} on {problem.agent_ids[i]} (needs {need[r]:g}, "
+                 f"{max(free[r], 0.0):g} free)"
+                 for r in range(problem.n_resources) if need[r] > free[r] * (1 + 1e-9) + 1e-12]
+        parts.extend(short[:1])
+    if not parts:
+        return "capacity exhausted on its eligible agents by other tasks"
+    return "capacity exhausted: " + "; ".join(parts[:4]) + (" ..." if len(parts) > 4 else "")
+
+
 def bottleneck_report(problem: Problem, plan: Plan, *, with_duals: bool = True,
                       time_limit: float = 30.0) -> BottleneckReport:
     """Bottlenecks of `plan` for `problem` (see module docstring)."""
@@ -76,7 +93,9 @@ def bottleneck_report(problem: Problem, plan: Plan, *, with_duals: bool = True,
         )
         for i in range(problem.m)
     ]
-    blocked = [BlockedTask(task=u.task, code=str(u.code), constraint=u.reason)
+    blocked = [BlockedTask(task=u.task, code=str(u.code),
+                           constraint=_capacity_detail(problem, u.task, used)
+                           if u.code == "capacity_exhausted" else u.reason)
                for u in plan.unassigned]
 
     values: list[CapacityValue] = []

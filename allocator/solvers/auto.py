@@ -198,7 +198,7 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
             stop.set()  # the sub-problem was the whole problem: proven optimal
             stats["proven"] = 1
             break
-        if lb is not None and shared.obj <= lb + 1e-9 * max(1.0, abs(lb)):
+        if lb is not None and shared.obj <= lb + 1e-9 * max(1.0, abs(shared.obj)):
             stop.set()  # the bound proves the incumbent optimal
             break
         # Adapt: grow while sub-problems are solved to optimality quickly,
@@ -314,7 +314,8 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     stats = {"lns_subproblems": 0, "lns_improvements": 0}
     out: dict[str, object] = {}
     stop = threading.Event()
-    proven = lb is not None and shared.obj <= lb + 1e-9 * max(1.0, abs(lb))
+    lp_raw = lp.bound if lp is not None else None  # for proofs; `lb` is the reported bound
+    proven = lp_raw is not None and shared.obj <= lp_raw + 1e-9 * max(1.0, abs(shared.obj))
     if lm.P > 0 and budget.remaining() > RESERVE_S + 0.1 and not proven:
         workers = max(1, budget.workers) if parallel else 1
         th = None
@@ -331,7 +332,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
                 _full_milp(shared, budget, seed + 7919, out, stop, tag="milp2",
                            heuristic_effort=MILP2_HEURISTIC_EFFORT, warm=True)
             elif lm.m >= 2:
-                _lns(shared, budget, stop, seed, stats, lb)
+                _lns(shared, budget, stop, seed, stats, lp_raw)
         finally:
             stop.set()
             if th is not None:
@@ -340,7 +341,8 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     dual = out.get("dual")
     bound = best_bound(lb, dual if isinstance(dual, float) else None)
     status = PlanStatus.FEASIBLE
-    if bound is not None and obj <= bound + 1e-6 * max(1.0, abs(obj)):
+    raw = best_bound(lp_raw, dual if isinstance(dual, float) else None)
+    if raw is not None and obj <= raw + 1e-9 * max(1.0, abs(obj)):
         status = PlanStatus.OPTIMAL  # the bound proves it
     if out.get("optimal") or stats.get("proven"):
         status = PlanStatus.OPTIMAL
