@@ -200,12 +200,14 @@ def print_bench(speed_tasks: int = 200_000, *, quick: bool = False,
     rows = out["runtime"] = bench.runtime_overhead(tasks=5_000 if quick else 20_000)
     t = Table(title="Runtime overhead per no-op task (priority+stealing, 8 workers), "
                     "median of 3 alternating rounds")
-    for c in ("executor", "tasks", "median s", "µs/task", "tasks/s", "throughput vs TPE"):
+    for c in ("executor", "tasks", "median s", "µs/task", "CPU µs/task", "tasks/s",
+              "throughput vs TPE", "CPU vs TPE"):
         t.add_column(c, justify="left" if c == "executor" else "right")
     for r in rows:
         t.add_row(r["executor"], f"{r['tasks']:,}", f"{r['median_s']:.3f}",
-                  f"{r['us_per_task']:.1f}", f"{r['tasks_per_s']:,.0f}",
-                  f"{r['throughput_vs_tpe']:.2f}x")
+                  f"{r['us_per_task']:.1f}", f"{r['cpu_us_per_task']:.1f}",
+                  f"{r['tasks_per_s']:,.0f}", f"{r['throughput_vs_tpe']:.2f}x",
+                  f"{r['cpu_vs_tpe']:.2f}x")
     con.print(t)
     rows = out["quality"] = bench.quality(tasks=3_000 if quick else 20_000)
     t = Table(title="Quality on skewed synthetic workloads (16 agents, pareto sizes, "

@@ -62,6 +62,17 @@ def _tpe(n: int, workers: int) -> float:
     return time.perf_counter() - t0
 
 
+def _timed(fn: Any, *args: Any) -> tuple[float, float]:
+    """(wall, CPU) seconds of one call; CPU counts every thread of this process."""
+    c0 = time.process_time()
+    wall = fn(*args)
+    return wall, time.process_time() - c0
+
+
+def _rt_sync(n: int, workers: int, coro: bool, seed: int) -> float:
+    return asyncio.run(_rt(n, workers, coro, seed))
+
+
 async def _rt(n: int, workers: int, coro: bool, seed: int) -> float:
     rng = random.Random(seed)
     prios = list(Priority)
@@ -78,21 +89,24 @@ async def _rt(n: int, workers: int, coro: bool, seed: int) -> float:
 
 def runtime_overhead(tasks: int = 20_000, workers: int = 8, rounds: int = 3
                      ) -> list[dict[str, Any]]:
-    times: dict[str, list[float]] = {"ThreadPoolExecutor (threads)": [],
-                                     "Runtime, blocking no-op (threads)": [],
-                                     "Runtime, coroutine no-op": []}
+    names = ("ThreadPoolExecutor (threads)", "Runtime, blocking no-op (threads)",
+             "Runtime, coroutine no-op")
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
     for r in range(rounds):  # alternate so load changes hit all three alike
-        times["ThreadPoolExecutor (threads)"].append(_tpe(tasks, workers))
-        times["Runtime, blocking no-op (threads)"].append(
-            asyncio.run(_rt(tasks, workers, False, r)))
-        times["Runtime, coroutine no-op"].append(asyncio.run(_rt(tasks, workers, True, r)))
-    base = statistics.median(times["ThreadPoolExecutor (threads)"])
+        times[names[0]].append(_timed(_tpe, tasks, workers))
+        times[names[1]].append(_timed(_rt_sync, tasks, workers, False, r))
+        times[names[2]].append(_timed(_rt_sync, tasks, workers, True, r))
+    base = statistics.median(w for w, _ in times[names[0]])
+    base_cpu = statistics.median(c for _, c in times[names[0]])
     rows = []
     for name, ts in times.items():
-        med = statistics.median(ts)
+        med = statistics.median(w for w, _ in ts)
+        cpu = statistics.median(c for _, c in ts)
         rows.append({"executor": name, "tasks": tasks, "workers": workers,
                      "median_s": med, "us_per_task": med / tasks * 1e6,
-                     "tasks_per_s": tasks / med, "throughput_vs_tpe": base / med})
+                     "cpu_us_per_task": cpu / tasks * 1e6,
+                     "tasks_per_s": tasks / med, "throughput_vs_tpe": base / med,
+                     "cpu_vs_tpe": cpu / base_cpu if base_cpu else 0.0})
     return rows
 
 

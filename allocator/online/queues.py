@@ -208,7 +208,7 @@ _CLASSES = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
 class PriorityQueue:
     """Multi-level queue: one fifo per class, stride scheduling on weights, aging."""
 
-    __slots__ = ("_aging", "_n", "_pass", "_qs", "_stride", "_vpass")
+    __slots__ = ("_aging", "_n", "_pass", "_qs", "_stride", "_vpass", "work")
 
     def __init__(self, config: PriorityConfig | None = None) -> None:
         cfg = config or PriorityConfig()
@@ -218,10 +218,7 @@ class PriorityQueue:
         self._pass = [0.0] * 4
         self._vpass = 0.0
         self._n = 0
-
-    @property
-    def work(self) -> float:
-        return sum(q.work for q in self._qs)
+        self.work = 0.0
 
     def __len__(self) -> int:
         return self._n
@@ -238,6 +235,7 @@ class PriorityQueue:
         q.push(t, now)
         t.queue = self
         self._n += 1
+        self.work += t.est
 
     def _choose(self, now: float) -> int:
         if not self._n:
@@ -272,11 +270,15 @@ class PriorityQueue:
         self._vpass = self._pass[c]
         self._pass[c] += self._stride[c]
         self._qs[c].take(t, now)
-        self._n -= 1
+        self._gone(t)
 
     def remove(self, t: TaskState) -> None:
         self._qs[t.spec.priority.rank].remove(t)
+        self._gone(t)
+
+    def _gone(self, t: TaskState) -> None:
         self._n -= 1
+        self.work = self.work - t.est if self._n else 0.0
 
     def back(self, limit: int) -> list[TaskState]:
         out: list[TaskState] = []
