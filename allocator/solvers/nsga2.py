@@ -294,6 +294,7 @@ class ParetoLocalSearch:
                 if delta[i, k] < 0:
                     out.append((float(delta[i, k]), [(int(js[k]), int(i))]))
             out += self._swaps(a, used, js, C)
+            out += self._ejections(a, used, js, C)
         elif name == "migrations":
             js = placed[(p.current[placed] >= 0) & (a[placed] != p.current[placed])]
             for j in js[:C * 4]:
@@ -322,6 +323,45 @@ class ParetoLocalSearch:
                     out.append((0.0, [(int(j), low)]))
         out.sort(key=lambda t: t[0])
         return [mv for _, mv in out[: 2 * C]]
+
+    def _ejections(self, a: np.ndarray, used: np.ndarray, js: np.ndarray,
+                   C: int) -> list[tuple[float, list[tuple[int, int]]]]:
+        """Ejection chains of length two: j1 takes j2's place, j2 moves where it fits.
+
+        Starts from the cheapest shifts that capacity blocks (the moves a
+        GAP's cost optimum needs and single shifts or swaps cannot make).
+        """
+        p, cap, dem = self.p, self.cap, self.p.demand
+        ai = a[js]
+        delta = p.cost[:, js] - p.cost[ai, js][None, :]
+        blocked = p.eligible[:, js] & ~np.all(used[:, None, :] + dem[:, js, :] <= cap[:, None, :],
+                                              axis=2)
+        blocked[ai, np.arange(js.size)] = False
+        delta = np.where(blocked & (delta < 0), delta, np.inf)
+        out = []
+        for flat in _smallest(delta, C):
+            i2, k = np.unravel_index(int(flat), delta.shape)
+            if not np.isfinite(delta[i2, k]):
+                break
+            j1, i1 = int(js[k]), int(ai[k])
+            on = np.flatnonzero(a == i2)
+            # j2 on i2 whose leaving makes room for j1.
+            fits = np.all(used[i2][None, :] - dem[i2, on] + dem[i2, j1][None, :] <= cap[i2],
+                          axis=1)
+            for j2 in on[fits]:
+                free = used.copy()
+                free[i1] -= dem[i1, j1]
+                room = p.eligible[:, j2] & np.all(free + dem[:, j2, :] <= cap, axis=1)
+                room[i2] = False
+                if not room.any():
+                    continue
+                cand = np.flatnonzero(room)
+                i3 = int(cand[np.argmin(p.cost[cand, j2])])
+                total = float(delta[i2, k] + p.cost[i3, j2] - p.cost[i2, j2])
+                if total < 0:
+                    out.append((total, [(j1, int(i2)), (int(j2), i3)]))
+        out.sort(key=lambda t: t[0])
+        return out[:C]
 
     def _swaps(self, a: np.ndarray, used: np.ndarray, js: np.ndarray,
                C: int) -> list[tuple[float, list[tuple[int, int]]]]:
