@@ -68,10 +68,6 @@ BSLD_TAU = 10.0
 BASELINES = ("fifo", "round-robin", "random", "jsq", "p2c")
 OURS = ("edf+stealing", "priority", "wfq", "cfs")
 
-#: Failed-steal counter cap (see the work-around in `replay`): 2**60 x any
-#: back-off is far beyond any max_backoff, and no float overflow.
-STEAL_FAILS_CAP = 60
-
 HomeMode = Literal["none", "tenant", "round_robin"]
 
 _COMPLETE, _ARRIVE, _TICK = 0, 1, 2
@@ -241,7 +237,6 @@ def replay(
     ai = 0  # next arrival
     timer_at = math.inf
     events = 0
-    clamp = list(ex.agents.values()) if pol.stealing else []
     t0 = time.perf_counter()
 
     def apply(out: list[Any]) -> None:
@@ -303,13 +298,6 @@ def replay(
             out = ex.handle(Tick(time=when))
         events += 1
         apply(out)
-        if clamp:
-            # Work-around (allocator.online.core, _steal): the back-off exponent
-            # grows without bound on long idle stretches and overflows a float
-            # after ~1000 failed steals; the back-off is capped long before that.
-            for a in clamp:
-                if a.steal_fails > STEAL_FAILS_CAP:
-                    a.steal_fails = STEAL_FAILS_CAP
     wall = time.perf_counter() - t0
 
     core = summary(ex)
