@@ -77,6 +77,11 @@ def capacity_cmd(
         "trace | stationary.")] = "auto",
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the curve.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    backend: Annotated[str, typer.Option(help="Where the simulations run: local or ray.")]
+    = "local",
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join with --backend ray (default: RAY_ADDRESS or a local Ray).")]
+    = None,
     window: TraceWindow = None,
     limit: TraceLimit = None,
     time_scale: TimeScale = 1.0,
@@ -118,10 +123,14 @@ def capacity_cmd(
         if not as_json:
             typer.echo(msg, err=True)
 
-    plan = plan_capacity(sla, trace=w, forecast=fc, types=types, policy=policy,
-                         seeds=range(seeds), blocks=blocks, what_if=what_if or [],
-                         max_simulations=max_simulations, curve_span=curve_span,
-                         progress=progress, estimator=estimator)
+    from allocator.distributed import get_backend
+
+    with get_backend(backend, address=address) as runner:
+        plan = plan_capacity(sla, trace=w, forecast=fc, types=types, policy=policy,
+                             seeds=range(seeds), blocks=blocks, what_if=what_if or [],
+                             max_simulations=max_simulations, curve_span=curve_span,
+                             progress=progress, estimator=estimator,
+                             backend=runner if backend != "local" else None)
     if plot is not None:
         plot_curve(plan, plot)
         progress(f"plot: {plot}")

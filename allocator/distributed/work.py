@@ -33,3 +33,10 @@ def fail_on(bad_agent: str, seconds: float = 0.0, value: object = None) -> objec
     if current_agent() == bad_agent:
         raise RuntimeError(f"task error on {bad_agent}")
     return value
+
+
+def reported(value: object, tokens: float) -> object:
+    """Returns `value` with a usage report (settles the agent's token bucket)."""
+    from allocator.online.runtime import Reported
+
+    return Reported(value, usage={"tokens": tokens})

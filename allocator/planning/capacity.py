@@ -593,13 +593,44 @@ class CapacityPlan:
         }
 
 
+@dataclass(frozen=True)
+class SimJob:
+    """One simulated run: everything it needs travels with it (for a sweep backend)."""
+
+    workload: Workload
+    policy: str
+    agents: list[Agent]
+    seed: int
+    home: str
+    blocks: int
+
+
+def simulate_run(job: SimJob) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Metrics of one run, and of its `blocks` arrival-ordered parts (a pure function)."""
+    r = replay(job.workload, job.policy, agents=job.agents, seed=job.seed,
+               home=job.home, samples=0)  # type: ignore[arg-type]
+    m = records_metrics(r.records)
+    m["utilisation"] = float(r.core["utilisation"])
+    blocks: list[dict[str, float]] = []
+    if job.blocks > 1:
+        rec = r.records.sort("arrival")
+        for part in np.array_split(np.arange(rec.height), job.blocks):
+            if part.size:
+                blocks.append(records_metrics(rec[int(part[0]):int(part[-1]) + 1]))
+    return m, blocks
+
+
 class Planner:
-    """Estimate, simulate and search agent mixes for one workload (trace or forecast)."""
+    """Estimate, simulate and search agent mixes for one workload (trace or forecast).
+
+    `backend` (allocator.distributed: local or ray) runs the simulated runs;
+    None runs them here, one after the other. Answers are the same either way.
+    """
 
     def __init__(self, sla: Sequence[Clause], *, trace: Workload | None = None,
                  forecast: Forecast | None = None, types: Sequence[AgentType] | None = None,
                  policy: str = "fifo", seeds: Sequence[int] = (0, 1, 2), blocks: int = 4,
-                 home: str = "none", estimator: str = "auto") -> None:
+                 home: str = "none", estimator: str = "auto", backend: Any = None) -> None:
         if (trace is None) == (forecast is None):
             raise InvalidInputError("give exactly one of a trace or a forecast", field="trace")
         self.sla = list(sla)
@@ -624,6 +655,7 @@ class Planner:
         self._samples: dict[int, Workload] = {}
         self._cache: dict[tuple[Mix, float], SimCheck] = {}
         self.simulations = 0
+        self.backend = backend
 
     # -- estimate ------------------------------------------------------------------
 
@@ -655,32 +687,37 @@ class Planner:
 
     # -- simulate ------------------------------------------------------------------
 
-    def simulate(self, mix: Mix, scale: float = 1.0) -> SimCheck:
-        key = (mix, scale)
-        if key in self._cache:
-            return self._cache[key]
+    def _jobs(self, mix: Mix, scale: float) -> list[SimJob]:
         agents = mix_agents(self.types, mix)
-        runs: list[dict[str, float]] = []
-        blocks: list[dict[str, float]] = []
+        jobs = []
         for s in self.seeds:
             w = self.trace if self.trace is not None else self._sample(s)
             assert w is not None
             if scale != 1.0:
                 w = scale_arrivals(w, scale)
-            r = replay(w, self.policy, agents=agents, seed=s, home=self.home,  # type: ignore[arg-type]
-                       samples=0)
-            self.simulations += 1
-            m = records_metrics(r.records)
-            m["utilisation"] = float(r.core["utilisation"])
-            runs.append(m)
-            if not blocks and self.blocks > 1:
-                rec = r.records.sort("arrival")
-                for part in np.array_split(np.arange(rec.height), self.blocks):
-                    if part.size:
-                        blocks.append(records_metrics(rec[int(part[0]):int(part[-1]) + 1]))
-        chk = SimCheck(mix, runs, blocks)
-        self._cache[key] = chk
-        return chk
+            jobs.append(SimJob(w, self.policy, agents, s, self.home, self.blocks))
+        return jobs
+
+    def simulate_many(self, keys: Sequence[tuple[Mix, float]]) -> list[SimCheck]:
+        """Simulate several (mix, scale) pairs at once: all their runs go to the backend
+        together (in parallel on ray). Cached like `simulate`."""
+        todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        jobs = [self._jobs(mix, scale) for mix, scale in todo]
+        flat = [j for js in jobs for j in js]
+        if flat:
+            out = (self.backend.map(simulate_run, flat) if self.backend is not None
+                   else [simulate_run(j) for j in flat])
+            self.simulations += len(flat)
+            i = 0
+            for key, js in zip(todo, jobs, strict=True):
+                part = out[i:i + len(js)]
+                i += len(js)
+                blocks = next((b for _, b in part if b), [])
+                self._cache[key] = SimCheck(key[0], [m for m, _ in part], blocks)
+        return [self._cache[k] for k in keys]
+
+    def simulate(self, mix: Mix, scale: float = 1.0) -> SimCheck:
+        return self.simulate_many([(mix, scale)])[0]
 
     def passes(self, mix: Mix, scale: float = 1.0) -> bool:
         chk = self.simulate(mix, scale)
@@ -755,6 +792,9 @@ class Planner:
 
     def curve(self, mix: Mix, span: int) -> list[dict[str, Any]]:
         """SLA metrics (predicted and simulated) as the dominant type's count moves ±span."""
+        self.simulate_many([(m, 1.0) for d in range(-span, span + 1)  # one parallel batch
+                            if (m := self._vary(mix, d)) is not None
+                            and mix_capacity(self.types, m) > self.stats.offered])
         rows = []
         for d in range(-span, span + 1):
             m = self._vary(mix, d)
@@ -838,11 +878,12 @@ def plan_capacity(sla: str | Sequence[Clause], *, trace: Workload | None = None,
                   policy: str = "fifo", seeds: Iterable[int] = (0, 1, 2), blocks: int = 4,
                   what_if: Sequence[str] = (), max_simulations: int = 40,
                   curve_span: int = 3, progress: Callable[[str], None] | None = None,
-                  estimator: str = "auto") -> CapacityPlan:
-    """The cheapest agent mix meeting `sla` (see the module docstring)."""
+                  estimator: str = "auto", backend: Any = None) -> CapacityPlan:
+    """The cheapest agent mix meeting `sla` (see the module docstring); `backend`
+    (allocator.distributed.get_backend) runs the simulations, None: here."""
     clauses = parse_sla(sla) if isinstance(sla, str) else list(sla)
     p = Planner(clauses, trace=trace, forecast=forecast, types=types, policy=policy,
-                seeds=list(seeds), blocks=blocks, estimator=estimator)
+                seeds=list(seeds), blocks=blocks, estimator=estimator, backend=backend)
     return p.plan(max_simulations=max_simulations, curve_span=curve_span, what_if=what_if,
                   progress=progress)
 

@@ -218,3 +218,43 @@ def test_coordinator_plans_reach_the_actors(ray_cluster) -> None:
     assert set(seen.ends.values()) == {1} and len(seen.ends) == 16
     assert rx.coordinator.solves >= 1  # type: ignore[attr-defined]
     assert rx.stats.migrations + rx.stats.steals > 0  # work left a0's deque
+
+
+def test_rate_limited_agent_settles_reported_usage(ray_cluster) -> None:
+    from allocator.distributed.work import reported
+    from allocator.online.events import RateLimit
+
+    limit = RateLimit(tokens_per_min=100_000, requests_per_min=6_000)
+    with RayExecutor([(Agent(id="llm", capacity={}, concurrency=3), limit)], "fifo") as rx:
+        futs = [rx.submit(reported, i, 10.0 + i, tokens=5.0) for i in range(6)]
+        rx.join(timeout=60)
+        limiter = rx.core.agents["llm"].limiter
+    assert [f.result() for f in futs] == list(range(6))
+    assert limiter is not None and limiter.requests_used == 6
+    assert limiter.tokens_used == sum(10.0 + i for i in range(6))
+
+
+def test_capacity_sweep_on_ray_gives_the_local_answer(ray_cluster) -> None:
+    from allocator.planning.capacity import ClassForecast, Forecast, plan_capacity
+
+    fc = Forecast([ClassForecast(rate=4.0, size_mean=1.0, size_cv=1.0)], tasks=1500)
+    kw = dict(forecast=fc, seeds=(0, 1), curve_span=1, what_if=["agents-1"])
+    local = plan_capacity("mean_wait<=0.5", **kw).to_json()  # type: ignore[arg-type]
+    with RayBackend() as backend:
+        remote = plan_capacity("mean_wait<=0.5", backend=backend, **kw)  # type: ignore[arg-type]
+    assert remote.to_json() == local
+    assert remote.simulations == local["simulations"] > 2
+
+
+def test_cli_capacity_backend_ray(ray_cluster) -> None:
+    from typer.testing import CliRunner
+
+    from allocator.cli import app
+
+    args = ["capacity", "--rate", "3", "--size-mean", "1", "--size-cv", "1", "--tasks", "800",
+            "--sla", "mean_wait<=0.5", "--seeds", "2", "--curve-span", "1", "--json"]
+    runner = CliRunner()
+    local = runner.invoke(app, args)
+    remote = runner.invoke(app, [*args, "--backend", "ray"])
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    assert json.loads(remote.stdout) == json.loads(local.stdout)
