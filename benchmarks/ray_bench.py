@@ -14,6 +14,9 @@
    backend and on the ray backend (first call: workers start and import the
    engine; second call: warm workers). The answers are checked identical.
 
+   Also the capacity planner (`plan_capacity`, its simulated runs on the
+   backend: seeds of one mix together, the curve's mixes in one batch).
+
 3. Projected scaling of the sweep on P free cores (one worker each) from
    the measured per-item solve time `s`, the per-item Ray cost `o` (a plain
    Ray task's overhead from part 1 plus pickling one job and its answer,
@@ -154,6 +157,22 @@ def sweep(items: int, m: int, n: int) -> tuple[list[tuple[str, float]], float, f
     return rows, per_item, t_cold - t_warm, ser / len(jobs), drv / len(jobs)
 
 
+def capacity(tasks: int, seeds: int) -> list[tuple[str, float, int]]:
+    from allocator.planning.capacity import ClassForecast, Forecast, plan_capacity
+
+    fc = Forecast([ClassForecast(rate=8.0, size_mean=1.0, size_cv=1.0)], tasks=tasks)
+    kw: dict[str, Any] = dict(forecast=fc, seeds=tuple(range(seeds)), curve_span=2)
+    t0 = time.perf_counter()
+    local = plan_capacity("mean_wait<=0.4", **kw)
+    t_local = time.perf_counter() - t0
+    with RayBackend() as backend:
+        t0 = time.perf_counter()
+        remote = plan_capacity("mean_wait<=0.4", backend=backend, **kw)
+        t_ray = time.perf_counter() - t0
+    assert remote.to_json() == local.to_json(), "ray capacity answer differs from local"
+    return [("local", t_local, local.simulations), ("ray (warm)", t_ray, remote.simulations)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=500, help="no-op tasks per overhead run")
@@ -163,6 +182,8 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=6, help="scenarios in the sweep")
     ap.add_argument("--m", type=int, default=10, help="agents per scenario")
     ap.add_argument("--n", type=int, default=500, help="tasks per scenario")
+    ap.add_argument("--cap-tasks", type=int, default=8000, help="tasks per capacity run")
+    ap.add_argument("--cap-seeds", type=int, default=4, help="capacity runs per mix")
     args = ap.parse_args()
     agents = [Agent(id=f"a{i}", capacity={}, concurrency=args.concurrency)
               for i in range(args.agents)]
@@ -179,6 +200,7 @@ def main() -> None:
         for name, per in rows:
             print(f"| {name:<10} | {per * 1e6:9.0f} | {per / base:10.2f} |")
         srows, per_item, start, ser, drv = sweep(args.items, args.m, args.n)
+        crows = capacity(args.cap_tasks, args.cap_seeds)
     t_local = srows[0][1]
     print(f"\nSweep: {args.items} greedy solves of {args.m} agents x {args.n} tasks "
           f"(answers identical: yes; {cpus} CPUs)")
@@ -186,6 +208,12 @@ def main() -> None:
     print(f"|{'-' * 13}|{'-' * 9}|{'-' * 9}|")
     for name, wall in srows:
         print(f"| {name:<11} | {wall:7.2f} | {wall / t_local:7.2f} |")
+    print(f"\nCapacity planner: M/M/c forecast, {args.cap_tasks} tasks/run, "
+          f"{args.cap_seeds} seeds, curve +-2 (answers identical: yes)")
+    print(f"| {'backend':<11} | {'wall s':>7} | {'runs':>5} | {'x local':>7} |")
+    print(f"|{'-' * 13}|{'-' * 9}|{'-' * 7}|{'-' * 9}|")
+    for name, wall, runs in crows:
+        print(f"| {name:<11} | {wall:7.2f} | {runs:5d} | {wall / crows[0][1]:7.2f} |")
     o = base + ser
     d = base + drv
     load = os.getloadavg()[0]
