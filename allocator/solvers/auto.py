@@ -30,8 +30,11 @@ The choice (documented with measurements in docs/solvers.md):
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,12 +67,12 @@ LINEAR_MAX_CELLS = 4_000_000
 BALANCE_MIN_CELLS = 200_000
 #: Free tasks per LNS sub-problem at the start; adapted within [MIN, MAX].
 LNS_START_TASKS, LNS_MIN_TASKS, LNS_MAX_TASKS = 90, 20, 400
-#: Up to this many pairs, two full HiGHS runs (different seeds, shared
-#: incumbents) use the two cores; above it, LNS and one full MILP.
+#: Up to this many pairs the primary search is HiGHS on the full model (it
+#: proves most such GAP instances within seconds); above it, LNS.
 MILP_PORTFOLIO_PAIRS = 20_000
-#: The second HiGHS of that portfolio leans to primal heuristics (HiGHS's
-#: default effort is 0.05): one run pushes the bound, the other finds plans.
-MILP2_HEURISTIC_EFFORT = 0.3
+#: Nice value of the helper thread (LNS next to HiGHS on small models, HiGHS
+#: next to LNS on large ones): on a shared machine it takes idle CPU only.
+HELPER_NICE = 10
 #: Share of LNS neighbourhoods made of scattered tasks (the rest: whole related agents).
 LNS_TASK_MODE = 0.35
 #: Per sub-problem time limit (s): sub-problems that need longer are too big.
@@ -107,6 +110,17 @@ class _Shared:
     def get(self) -> tuple[np.ndarray, float]:
         with self.lock:
             return self.agent_of.copy(), self.obj
+
+
+def _niced(fn: Callable[..., None]) -> Callable[..., None]:
+    """Run `fn` in a thread with a higher nice value (Linux: per thread; elsewhere a no-op)."""
+
+    def run(*args: object, **kwargs: object) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HELPER_NICE)
+        fn(*args, **kwargs)
+
+    return run
 
 
 def load_only(problem: Problem) -> bool:
@@ -318,20 +332,24 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     proven = lp_raw is not None and shared.obj <= lp_raw + 1e-9 * max(1.0, abs(shared.obj))
     if lm.P > 0 and budget.remaining() > RESERVE_S + 0.1 and not proven:
         workers = max(1, budget.workers) if parallel else 1
+        small = lm.P <= MILP_PORTFOLIO_PAIRS
         th = None
-        if workers >= 2:
-            # Small models: this thread is HiGHS exactly as alone (cold); large
-            # ones: warm from the LNS incumbents, which HiGHS would not find.
-            th = threading.Thread(target=_full_milp, args=(shared, budget, seed, out, stop),
-                                  kwargs={"warm": lm.P > MILP_PORTFOLIO_PAIRS}, daemon=True)
+        if workers >= 2 and (lm.m >= 2 or not small):
+            # The helper thread runs at a lower OS priority: it takes idle
+            # CPU, never the primary search's share on a busy machine.
+            if small:  # helper: LNS; primary (below): HiGHS exactly as alone
+                th = threading.Thread(target=_niced(_lns),
+                                      args=(shared, budget, stop, seed, stats, lp_raw),
+                                      daemon=True)
+            else:  # helper: HiGHS warm from the LNS incumbents; primary: LNS
+                th = threading.Thread(target=_niced(_full_milp),
+                                      args=(shared, budget, seed, out, stop),
+                                      kwargs={"warm": True}, daemon=True)
             th.start()
         try:
-            if workers >= 2 and lm.P <= MILP_PORTFOLIO_PAIRS:
-                # Small model: a second HiGHS with another seed beats LNS here;
-                # the two swap incumbents through their callbacks.
-                _full_milp(shared, budget, seed + 7919, out, stop, tag="milp2",
-                           heuristic_effort=MILP2_HEURISTIC_EFFORT, warm=True)
-            elif lm.m >= 2:
+            if small or lm.m < 2:
+                _full_milp(shared, budget, seed, out, stop)
+            else:
                 _lns(shared, budget, stop, seed, stats, lp_raw)
         finally:
             stop.set()
