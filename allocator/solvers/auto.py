@@ -7,25 +7,28 @@ The choice (documented with measurements in docs/solvers.md):
    CP-SAT's scheduling model hinted with it when the model is small enough
    (``CPSAT_MAX_SCHED_PAIRS`` eligible pairs); the better plan wins. The LP
    bound of the assignment relaxation is reported.
-2. **Very large pure load balancing** (more than ``LINEAR_MAX_PAIRS``
-   eligible pairs, or no pair matrix wanted): the structure-aware makespan
-   path (:mod:`allocator.solvers.balance`) - skill groups, agent-independent
+2. **Huge or load-only snapshots** (more than ``LINEAR_MAX_CELLS`` agent x
+   task cells, or makespan / imbalance the only weighted terms above
+   ``BALANCE_MIN_CELLS``): the structure-aware balancer
+   (:mod:`allocator.solvers.balance`) - skill groups, agent-independent
    demand, no tasks x agents matrix.
 3. **Everything else** (the assignment model): LP relaxation (the bound, and
-   a rounding for the start), greedy as a fallback, vectorised local search
-   (shift, swap, ejection chains), then two threads until the budget ends:
+   a rounding for the start), greedy, the LPT plan when load terms count,
+   vectorised local search (shift, swap, ejection chains), then two threads
+   until the budget ends - a *primary* search at normal priority and a
+   *helper* at nice ``HELPER_NICE`` that only takes idle CPU:
 
-   * large-neighbourhood search: free the tasks of a few related agents
-     (plus the unplaced ones), re-optimise that sub-MILP with HiGHS hinted
-     with the incumbent, accept when not worse; neighbourhood size adapts to
-     how fast sub-problems are solved; a local-search pass now and then;
-   * the full MILP in HiGHS (its own core), started from the same incumbent;
-     its improving solutions are passed to the LNS, and its dual bound
-     tightens the reported gap, and may prove optimality.
+   * small models (``MILP_PORTFOLIO_PAIRS``): primary = the full MILP in
+     HiGHS exactly as `milp` runs it; helper = LNS;
+   * larger models: primary = LNS (free the tasks of a few related agents,
+     or scattered tasks, re-optimise that sub-MILP with HiGHS hinted with
+     the incumbent, accept when not worse; neighbourhood size adapts);
+     helper = the full MILP warm from the LNS incumbents.
 
-   Both use one core each (HiGHS releases the GIL). The best plan by the
-   shared objective is returned; there is always one (the greedy plan at
-   worst), so `auto` is never empty-handed.
+   Incumbents flow both ways through HiGHS's improving-solution and
+   user-solution callbacks (HiGHS releases the GIL while it runs). The best
+   plan by the shared objective is returned; there is always one (the greedy
+   plan at worst), so `auto` is never empty-handed.
 """
 
 from __future__ import annotations
