@@ -258,3 +258,25 @@ def test_cli_capacity_backend_ray(ray_cluster) -> None:
     remote = runner.invoke(app, [*args, "--backend", "ray"])
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
     assert json.loads(remote.stdout) == json.loads(local.stdout)
+
+
+def test_restarted_actor_rejoins(ray_cluster) -> None:
+    seen = Terminals()
+    with RayExecutor(agents(2), "round-robin", on_instruction=seen, max_restarts=1,
+                     rejoin_after=0.2) as rx:
+        futs = {f"t{i}": rx.submit(sleep_for, 0.1, i, id=f"t{i}", work=0.1) for i in range(20)}
+        run_until_running(rx, "a0")
+        ray.kill(rx.actor("a0"), no_restart=False)  # Ray restarts it
+        rx.join(timeout=60)
+        t0 = time.monotonic()
+        while rx.stats.rejoins == 0 and time.monotonic() - t0 < 30:
+            rx.step(0.1)
+        later = [rx.submit(sleep_for, 0.01, i, work=0.01) for i in range(8)]
+        rx.join(timeout=60)
+        restarted = rx.actor_stats()["a0"]  # the new incarnation's own counters
+    assert restarted["done"] >= 1  # the rejoined agent takes work again
+    assert {k: f.result() for k, f in futs.items()} == {f"t{i}": i for i in range(20)}
+    assert [f.result() for f in later] == list(range(8))
+    assert set(seen.ends.values()) == {1}
+    assert rx.stats.actor_deaths == 1 and rx.stats.rejoins == 1
+    assert rx.core.agents["a0"].status.value == "up"
