@@ -146,7 +146,7 @@ def solve_cpsat_arrays(
     dur = problem.duration
     finite_dur = dur[elig] if elig.any() else np.zeros(1)
     horizon = float(problem.release.max() - problem.now if n else 0.0) + float(
-        np.where(elig, dur, 0).max(axis=0).sum() if n else 0.0)
+        np.where(elig, dur, 0).max(axis=0, initial=0.0).sum() if n else 0.0)
     horizon = max(horizon, 1e-9)
     tvals = np.concatenate([finite_dur, problem.release - problem.now,
                             np.where(np.isfinite(problem.deadline),

@@ -190,7 +190,8 @@ def construct(problem: Problem) -> np.ndarray:
     # and keep the one that places most, then the cheapest.
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(problem.capacity[:, None, :] > 0,
-                         problem.demand / problem.capacity[:, None, :], 0.0).max(axis=2)
+                         problem.demand / problem.capacity[:, None, :], 0.0
+                         ).max(axis=2, initial=0.0)  # initial: snapshots without resources
     cost = _score_matrix(problem)
     best: tuple[int, float, np.ndarray] | None = None
     for score in (cost, share, share * (cost - cost.min() + 1.0)):
