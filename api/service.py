@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,6 +42,7 @@ from allocator.errors import (
 from allocator.solvers import get_solver, solver_names
 from allocator.validate import validate
 from api.errors import NotReadyError, error_type
+from api.limits import check_magnitudes
 from api.metrics import Metrics
 from api.pool import Work, WorkerPool
 from api.schemas import (
@@ -65,6 +67,11 @@ T = TypeVar("T")
 #: Progress (best objective / bound) of a running job is written to the store at
 #: most this often; GET /v1/jobs/{id} reads the live value from memory anyway.
 PROGRESS_PERSIST_S = 1.0
+#: Threads for store reads (status GETs, pages, plans): SQLite serves reads concurrently.
+READ_THREADS = 4
+#: Snapshots up to this many tasks are serialised on the event loop (a thread hop
+#: costs more than the work); larger ones in a thread.
+INLINE_DUMP_TASKS = 2_000
 
 
 class SolveFailed(AllocatorError):
@@ -112,6 +119,10 @@ class Service:
         self.live: dict[str, _Live] = {}
         self._writes: asyncio.Queue[tuple[Callable[[], Any], asyncio.Future[Any]]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Reads get their own threads so a status GET never queues behind writes,
+        # serialisation or validation work in the default executor.
+        self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="read")
+        self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
         self.started = False
 
     # -- life cycle -------------------------------------------------------------------
@@ -133,13 +144,19 @@ class Service:
         self.started = True
 
     async def close(self) -> None:
+        """Stop the workers; jobs they were running go back to the queue for the next start."""
         await self.pool.close()
-        if self._writes is not None:  # let queued writes land before closing the store
+        if self._writes is not None:
+            for job_id in list(self.live):
+                self._write_nowait(self.store.release, job_id)
+            self.live.clear()  # let queued writes land before closing the store
             done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             await self._writes.put((lambda: None, done))
             await asyncio.wait_for(done, timeout=10)
         for t in list(self._tasks):
             t.cancel()
+        self._readers.shutdown(wait=False)
+        self._writer_thread.shutdown(wait=True)
         self.store.close()
 
     @property
@@ -159,7 +176,8 @@ class Service:
         while True:
             fn, fut = await self._writes.get()
             try:
-                result = await asyncio.to_thread(fn)
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self._writer_thread, fn)
             except Exception as e:  # reported to whoever awaits; logged otherwise
                 if not fut.done():
                     fut.set_exception(e)
@@ -177,6 +195,10 @@ class Service:
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         return await self._write_nowait(fn, *args, **kw)
+
+    async def _read(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._readers, functools.partial(fn, *args, **kw))
 
     # -- input checks -----------------------------------------------------------------
 
@@ -209,8 +231,8 @@ class Service:
     async def _launch(self, w: Any, job_id: str) -> None:
         try:
             await self._write(self.store.mark_running, job_id)
-            rec = await asyncio.to_thread(self.store.get, job_id)
-            snap_json = await asyncio.to_thread(self.store.snapshot_json, job_id)
+            rec = await self._read(self.store.get, job_id)
+            snap_json = await self._read(self.store.snapshot_json, job_id)
             if rec is None or snap_json is None:
                 raise RuntimeError(f"job {job_id} vanished from the store")
         except Exception:
@@ -287,6 +309,7 @@ class Service:
             raise InvalidInputError(
                 f"{len(snap.tasks)} tasks; this server accepts at most "
                 f"{self.settings.max_tasks}", field="snapshot.tasks")
+        check_magnitudes(snap)
 
     async def _run_sync(self, *, label: str, snapshot: Snapshot | None, solver: str,
                         limit: float, seed: int, kind: str = "solve",
@@ -374,7 +397,8 @@ class Service:
             self.metrics.rejected.labels("job_queue_full").inc()
             raise CapacityError(f"{active} jobs are queued or running (limit "
                                 f"{self.settings.max_queue}); retry later")
-        snapshot_json = await asyncio.to_thread(snap.model_dump_json)
+        snapshot_json = (snap.model_dump_json() if len(snap.tasks) <= INLINE_DUMP_TASKS
+                         else await asyncio.to_thread(snap.model_dump_json))
         rec = await self._write(self.store.create, snapshot_json=snapshot_json, solver=solver,
                                 time_limit=limit, seed=seed, n_agents=len(snap.agents),
                                 n_tasks=len(snap.tasks))
@@ -383,7 +407,7 @@ class Service:
         return self._out(rec)
 
     async def _record(self, job_id: str) -> JobRecord:
-        rec = await asyncio.to_thread(self.store.get, job_id)
+        rec = await self._read(self.store.get, job_id)
         if rec is None:
             raise NotFoundError(f"no job {job_id!r}", field="job_id")
         return rec
@@ -416,15 +440,15 @@ class Service:
 
     async def plan(self, job_id: str) -> str:
         rec = await self._record(job_id)
-        text = await asyncio.to_thread(self.store.plan_json, job_id) if rec.has_plan else None
+        text = await self._read(self.store.plan_json, job_id) if rec.has_plan else None
         if text is None:
             raise NotReadyError(f"job {job_id} is {rec.state.value} and has no plan yet",
                                 field="job_id")
         return text
 
     async def page(self, *, limit: int, offset: int, state: JobState | None) -> JobPage:
-        recs, total = await asyncio.to_thread(self.store.page, limit=limit, offset=offset,
-                                              state=state)
+        recs, total = await self._read(self.store.page, limit=limit, offset=offset,
+                                       state=state)
         return JobPage(items=[self._out(r) for r in recs], total=total, limit=limit,
                        offset=offset)
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     create_engine,
     event,
     func,
@@ -275,6 +276,14 @@ class JobStore:
             values.update(error_type=error[0], error_message=error[1], error_field=error[2])
         with self.engine.begin() as conn:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+    def release(self, job_id: str) -> None:
+        """Put a running job back in the queue (graceful shutdown): the run does not count."""
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(
+                (jobs.c.id == job_id) & (jobs.c.state == JobState.RUNNING.value)).values(
+                state=JobState.QUEUED.value, started_at=None,
+                attempts=case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0)))
 
     def recover(self, *, mode: str, max_attempts: int) -> list[str]:
         """Account for every job after a (re)start; returns the ids to queue, oldest first.

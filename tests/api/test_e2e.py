@@ -145,6 +145,10 @@ def test_over_capacity_is_429_with_retry_after(client: httpx.Client) -> None:
                      "time_limit", id="negative time limit"),
         pytest.param(json.dumps({"snapshot": {"agents": [{"id": f"a{i}"} for i in range(60)]}})
                      .encode(), 422, "invalid_input", "snapshot.agents", id="too many agents"),
+        pytest.param(b'{"snapshot": {"agents": [{"id": "a", "speed": 5e-324}]}}', 422,
+                     "invalid_input", "snapshot.agents.0.speed", id="absurd speed"),
+        pytest.param(b'{"snapshot": {"agents": [{"id": "a", "cost_rate": 1e300}]}}', 422,
+                     "invalid_input", "snapshot.agents.0.cost_rate", id="absurd cost"),
         pytest.param(b'{"snapshot": {"agents": [], "tasks": [{"id": "t", "current_agent": "x"}]}}',
                      422, "invalid_input", "snapshot", id="dangling reference"),
     ],

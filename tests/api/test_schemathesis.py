@@ -7,6 +7,7 @@ and requires at least 500.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +39,8 @@ def test_no_server_errors_on_generated_requests(st_server: Server) -> None:
         op = result.ok()
         for mode, n in MAX_EXAMPLES.items():
             _run_operation(op, mode, n, calls, failures)
+    if failures:
+        (Path(__file__).parent / ".schemathesis-failures.txt").write_text("\n".join(failures))
     assert not failures, "\n".join(failures[:10])
     total = sum(calls.values())
     print(f"schemathesis: {total} cases over {len(calls)} operation/mode pairs")

@@ -55,3 +55,14 @@ def test_recover_running_jobs(store: JobStore, mode: str, attempts: int,
     done = store.get(finished)
     assert done is not None and done.state == JobState.SUCCEEDED and done.has_plan
     assert sum(store.counts().values()) == 3
+
+
+def test_release_on_graceful_shutdown_does_not_count_the_run(store: JobStore) -> None:
+    job = _job(store)
+    store.mark_running(job)
+    store.release(job)
+    rec = store.get(job)
+    assert rec is not None and rec.state == JobState.QUEUED and rec.attempts == 0
+    store.finish(job, JobState.SUCCEEDED)
+    store.release(job)  # only running jobs are released
+    assert store.get(job).state == JobState.SUCCEEDED  # type: ignore[union-attr]

@@ -1,0 +1,62 @@
+"""Magnitude limits on snapshot numbers, checked at the API boundary.
+
+The domain models accept any finite number; solvers scale numbers to
+integers (CP-SAT) and divide work by speed, so extreme magnitudes (a speed of
+1e-300, a cost rate of 1e307) overflow there. The API refuses them up front
+with a 422 naming the field, instead of failing inside a solve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from allocator.errors import InvalidInputError
+from models import Snapshot
+
+#: Largest absolute value of any amount (work, demand, capacity, cost, time, weight).
+MAX_MAGNITUDE = 1e9
+#: Agent speeds must lie in [MIN_SPEED, MAX_SPEED].
+MIN_SPEED, MAX_SPEED = 1e-6, 1e6
+
+
+def _check(value: float | None, field: str) -> None:
+    if value is not None and abs(value) > MAX_MAGNITUDE:
+        raise InvalidInputError(f"{value!r} is larger than this server accepts "
+                                f"(|x| <= {MAX_MAGNITUDE:g})", field=field)
+
+
+def _check_map(values: dict[str, float] | None, field: str) -> None:
+    for k, v in (values or {}).items():
+        _check(v, f"{field}.{k}")
+
+
+def _check_all(pairs: Iterable[tuple[float | None, str]]) -> None:
+    for value, field in pairs:
+        _check(value, field)
+
+
+def check_magnitudes(snap: Snapshot, prefix: str = "snapshot") -> None:
+    """Raise InvalidInputError for the first number outside the limits."""
+    _check(snap.time, f"{prefix}.time")
+    w = snap.weights
+    _check_all((getattr(w, k), f"{prefix}.weights.{k}")
+               for k in ("cost", "makespan", "imbalance", "tardiness", "migrations"))
+    _check_map({str(k): v for k, v in w.unassigned.items()}, f"{prefix}.weights.unassigned")
+    _check_map({str(k): v for k, v in w.tardiness_by_priority.items()},
+               f"{prefix}.weights.tardiness_by_priority")
+    for i, a in enumerate(snap.agents):
+        where = f"{prefix}.agents.{i}"
+        if not MIN_SPEED <= a.speed <= MAX_SPEED:
+            raise InvalidInputError(f"speed {a.speed!r} outside [{MIN_SPEED:g}, {MAX_SPEED:g}]",
+                                    field=f"{where}.speed")
+        _check(a.cost_rate, f"{where}.cost_rate")
+        _check_map(a.capacity, f"{where}.capacity")
+    for j, t in enumerate(snap.tasks):
+        where = f"{prefix}.tasks.{j}"
+        _check_all(((t.work, f"{where}.work"), (t.release, f"{where}.release"),
+                    (t.deadline, f"{where}.deadline"),
+                    (t.migration_cost, f"{where}.migration_cost")))
+        _check_map(t.demand, f"{where}.demand")
+        for a_id, ov in t.overrides.items():
+            _check(ov.cost, f"{where}.overrides.{a_id}.cost")
+            _check_map(ov.demand, f"{where}.overrides.{a_id}.demand")
