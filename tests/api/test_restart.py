@@ -11,14 +11,14 @@ from tests.api.test_e2e import wait_final
 
 def test_every_job_is_accounted_for_after_kill_9(make_server: Any, tmp_path: Any) -> None:
     db = tmp_path / "jobs.db"
-    server = make_server(db, ALLOCATOR_WORKERS="1", ALLOCATOR_JOB_TIME_LIMIT="3")
+    server = make_server(db, ALLOCATOR_WORKERS="1", ALLOCATOR_JOB_TIME_LIMIT="2")
     with server.client() as c:
         done = c.post("/v1/jobs", json={"snapshot": small_snapshot(), "solver": "cpsat"}).json()
         assert wait_final(c, done["id"])["state"] == "succeeded"
         running = c.post("/v1/jobs", json={"snapshot": slow_snapshot(), "solver": "cpsat",
-                                           "time_limit": 3}).json()
+                                           "time_limit": 2}).json()
         queued = [c.post("/v1/jobs", json={"snapshot": small_snapshot(3 + k), "solver": "cpsat",
-                                           "time_limit": 1}).json() for k in range(3)]
+                                           "time_limit": 0.5}).json() for k in range(3)]
         deadline = time.monotonic() + 10
         while c.get(f"/v1/jobs/{running['id']}").json()["state"] != "running":
             assert time.monotonic() < deadline
@@ -27,7 +27,7 @@ def test_every_job_is_accounted_for_after_kill_9(make_server: Any, tmp_path: Any
     assert before["total"] == 5
     server.kill9()
 
-    again = make_server(db, ALLOCATOR_WORKERS="1", ALLOCATOR_JOB_TIME_LIMIT="3")
+    again = make_server(db, ALLOCATOR_WORKERS="1", ALLOCATOR_JOB_TIME_LIMIT="2")
     with again.client() as c:
         after = c.get("/v1/jobs", params={"limit": 50}).json()
         assert {j["id"] for j in after["items"]} == {j["id"] for j in before["items"]}

@@ -7,7 +7,6 @@ and requires at least 500.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,7 @@ statuses: dict[str, int] = {}
 def st_server(make_server: Any) -> Server:
     # Short caps keep generated solves and jobs quick; no crash plugin here.
     return make_server(ALLOCATOR_SYNC_TIME_LIMIT="0.2", ALLOCATOR_JOB_TIME_LIMIT="0.3",
-                       ALLOCATOR_PLUGINS="", ALLOCATOR_MAX_QUEUE="16")
+                       ALLOCATOR_PLUGINS="", ALLOCATOR_MAX_QUEUE="16", ALLOCATOR_WORKERS="1")
 
 
 def test_no_server_errors_on_generated_requests(st_server: Server) -> None:
@@ -39,9 +38,7 @@ def test_no_server_errors_on_generated_requests(st_server: Server) -> None:
         op = result.ok()
         for mode, n in MAX_EXAMPLES.items():
             _run_operation(op, mode, n, calls, failures)
-    if failures:
-        (Path(__file__).parent / ".schemathesis-failures.txt").write_text("\n".join(failures))
-    assert not failures, "\n".join(failures[:10])
+    assert not failures, "\n".join(failures[:3])
     total = sum(calls.values())
     print(f"schemathesis: {total} cases over {len(calls)} operation/mode pairs")
     print("statuses:", sorted(statuses.items()))
