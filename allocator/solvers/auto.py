@@ -51,6 +51,7 @@ from allocator.solvers.linear import (
     LinearModel,
     build_highs,
     build_linear,
+    new_highs,
     read_assignment,
     set_start,
     start_vector,
@@ -124,6 +125,22 @@ def _niced(fn: Callable[..., None]) -> Callable[..., None]:
         fn(*args, **kwargs)
 
     return run
+
+
+def _warm_up_highs() -> None:
+    """Solve a one-column LP in this thread so HiGHS's worker pool is created at normal priority.
+
+    HiGHS creates its worker threads once per process, from the thread that
+    first runs it; threads inherit the creator's nice value.
+    """
+    import highspy
+
+    h = new_highs()
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = 1, 0
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = np.ones(1), np.zeros(1), np.ones(1)
+    h.passModel(lp)  # type: ignore[attr-defined]
+    h.run()  # type: ignore[attr-defined]
 
 
 def load_only(problem: Problem) -> bool:
@@ -305,59 +322,89 @@ def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object
         stop.set()  # proven: nothing left for the other thread to find
 
 
-def solve_linear(problem: Problem, *, budget: Budget, seed: int,
-                 warm: WarmStart | None, parallel: bool = True) -> Plan:
-    """Strategy 3 of the module docstring."""
-    lm = build_linear(problem)
-    greedy = greedy_assign(problem)
-    starts = [greedy] + ([warm.agent_of] if warm is not None else [])
+def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
+               starts: list[np.ndarray]) -> tuple[np.ndarray, object]:
+    """LP relaxation, its rounding, the LPT plan for load terms, then local search."""
     if lm.has_load_terms:
         from allocator.solvers.balance import balance_assign
 
-        starts.append(balance_assign(problem, deadline=lambda: budget.remaining()
-                                     < 0.8 * budget.time_limit))
+        starts = [*starts, balance_assign(problem, deadline=lambda: budget.remaining()
+                                          < 0.8 * budget.time_limit)]
     lp = lp_relaxation(problem, lm, time_limit=max(0.05, 0.3 * budget.remaining()))
     if lp is not None:
-        starts.append(round_lp(lm, lp.x, greedy))
+        starts = [*starts, round_lp(lm, lp.x, starts[0])]
     starts = [s for s in starts if lm.feasible(s)]
     if not starts:  # cannot happen for greedy; keep anytime anyway
         starts = [np.full(problem.n, -1, dtype=np.int64)]
     best = min(starts, key=lm.objective)
     best = local_search(lm, best, seed=seed,
                         deadline=lambda: budget.remaining() < 0.5 * budget.time_limit)
-    lb = lp.bound - 1e-7 * max(1.0, abs(lp.bound)) if lp is not None else None
-    shared = _Shared(lm, best, lm.objective(best))
-    shared.points.append(SolutionPoint(time_s=budget.elapsed(), objective=shared.obj))
+    return best, lp
+
+
+def solve_linear(problem: Problem, *, budget: Budget, seed: int,
+                 warm: WarmStart | None, parallel: bool = True) -> Plan:
+    """Strategy 3 of the module docstring."""
+    lm = build_linear(problem)
+    greedy = greedy_assign(problem)
+    starts = [greedy] + ([warm.agent_of] if warm is not None else [])
     stats = {"lns_subproblems": 0, "lns_improvements": 0}
     out: dict[str, object] = {}
     stop = threading.Event()
-    lp_raw = lp.bound if lp is not None else None  # for proofs; `lb` is the reported bound
-    proven = lp_raw is not None and shared.obj <= lp_raw + 1e-9 * max(1.0, abs(shared.obj))
-    if lm.P > 0 and budget.remaining() > RESERVE_S + 0.1 and not proven:
-        workers = max(1, budget.workers) if parallel else 1
-        small = lm.P <= MILP_PORTFOLIO_PAIRS
-        th = None
-        if workers >= 2 and (lm.m >= 2 or not small):
-            # The helper thread runs at a lower OS priority: it takes idle
-            # CPU, never the primary search's share on a busy machine.
-            if small:  # helper: LNS; primary (below): HiGHS exactly as alone
-                th = threading.Thread(target=_niced(_lns),
-                                      args=(shared, budget, stop, seed, stats, lp_raw),
-                                      daemon=True)
-            else:  # helper: HiGHS warm from the LNS incumbents; primary: LNS
-                th = threading.Thread(target=_niced(_full_milp),
-                                      args=(shared, budget, seed, out, stop),
-                                      kwargs={"warm": True}, daemon=True)
-            th.start()
+    workers = max(1, budget.workers) if parallel else 1
+    small = lm.P <= MILP_PORTFOLIO_PAIRS
+    box: dict[str, object] = {}
+    if small and workers >= 2 and lm.P > 0:
+        # Small model: HiGHS starts at once in this thread, exactly as `milp`
+        # runs it; construction, local search and LNS run in the niced helper.
+        feasible = [s for s in starts if lm.feasible(s)]
+        first = min(feasible, key=lm.objective) if feasible else np.full(lm.n, -1,
+                                                                          dtype=np.int64)
+        shared = _Shared(lm, first, lm.objective(first))
+        shared.points.append(SolutionPoint(time_s=budget.elapsed(), objective=shared.obj))
+        _warm_up_highs()
+
+        def helper() -> None:
+            best, lp = _construct(problem, lm, budget, seed, starts)
+            box["lp"] = lp
+            shared.offer(best, budget.elapsed(), "local search")
+            if lm.m >= 2 and not stop.is_set():
+                lp_b = lp.bound if lp is not None else None  # type: ignore[attr-defined]
+                _lns(shared, budget, stop, seed, stats, lp_b)
+
+        th = threading.Thread(target=_niced(helper), daemon=True)
+        th.start()
         try:
-            if small or lm.m < 2:
-                _full_milp(shared, budget, seed, out, stop)
-            else:
+            _full_milp(shared, budget, seed, out, stop)
+        finally:
+            stop.set()
+            th.join()
+        lp = box.get("lp")
+    else:
+        best, lp = _construct(problem, lm, budget, seed, starts)
+        shared = _Shared(lm, best, lm.objective(best))
+        shared.points.append(SolutionPoint(time_s=budget.elapsed(), objective=shared.obj))
+    lp_raw = lp.bound if lp is not None else None  # type: ignore[attr-defined]
+    lb = lp_raw - 1e-7 * max(1.0, abs(lp_raw)) if lp_raw is not None else None
+    proven = lp_raw is not None and shared.obj <= lp_raw + 1e-9 * max(1.0, abs(shared.obj))
+    if not small and lm.P > 0 and budget.remaining() > RESERVE_S + 0.1 and not proven:
+        th2 = None
+        if workers >= 2:
+            # helper (niced): HiGHS warm from the LNS incumbents; primary: LNS
+            th2 = threading.Thread(target=_niced(_full_milp),
+                                   args=(shared, budget, seed, out, stop),
+                                   kwargs={"warm": True}, daemon=True)
+            th2.start()
+        try:
+            if lm.m >= 2:
                 _lns(shared, budget, stop, seed, stats, lp_raw)
         finally:
             stop.set()
-            if th is not None:
-                th.join()
+            if th2 is not None:
+                th2.join()
+    elif small and workers < 2 and lm.P > 0 and not proven and budget.remaining() > 0.2:
+        # Single worker: the full MILP only, from the constructed incumbent.
+        _full_milp(shared, budget, seed, out, stop, warm=True)
     agent_of, obj = shared.get()
     dual = out.get("dual")
     bound = best_bound(lb, dual if isinstance(dual, float) else None)
