@@ -3,8 +3,7 @@
 Each capability has a name, the engine modules it needs and a function that
 runs inside a solver worker process and returns its JSON answer. The app
 adds a route (api.routers.capabilities) and an MCP tool (api.mcp_server) for
-every capability whose modules import; `bottlenecks` is listed so it lights
-up when allocator/bottlenecks.py lands (its function goes in `_RUNNERS`).
+every capability whose modules import.
 
 Extension point: a new capability = an entry in `REQUIRES`, a runner in
 `_RUNNERS`, a request schema in api.schemas, and a route + tool.
@@ -25,7 +24,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "rebalance": ("allocator.rebalance",),
     "pareto": ("allocator.pareto", "allocator.solvers.nsga2"),
     "simulate": ("allocator.online.simulator", "allocator.online.workload"),
-    "bottlenecks": ("allocator.bottlenecks",),
+    "bottlenecks": ("allocator.bottlenecks", "models.bottlenecks"),
 }
 
 
@@ -96,10 +95,34 @@ def _simulate(_: Snapshot | None, p: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def _bottlenecks(snapshot: Snapshot | None, p: dict[str, Any]) -> dict[str, Any]:
+    from allocator.bottlenecks import bottleneck_report
+    from allocator.engine import solve
+    from allocator.problem import compile_snapshot
+    from models import Plan
+
+    assert snapshot is not None
+    if p.get("plan") is not None:
+        plan = Plan.model_validate(p["plan"])
+        tasks = {t.id for t in snapshot.tasks}
+        agents = {a.id for a in snapshot.agents}
+        for i, a in enumerate(plan.assignments):
+            if a.task not in tasks or a.agent not in agents:
+                raise InvalidInputError(f"unknown task {a.task!r} or agent {a.agent!r}",
+                                        field=f"plan.assignments.{i}")
+    else:
+        plan = solve(snapshot, solver=p.get("solver"), time_limit=p["time_limit"],
+                     seed=p.get("seed"))
+    report = bottleneck_report(compile_snapshot(snapshot), plan, time_limit=p["time_limit"])
+    return {"plan": plan.model_dump(mode="json", by_alias=True),
+            "report": report.model_dump(mode="json", by_alias=True)}
+
+
 _RUNNERS: dict[str, Callable[[Snapshot | None, dict[str, Any]], dict[str, Any]]] = {
     "rebalance": _rebalance,
     "pareto": _pareto,
     "simulate": _simulate,
+    "bottlenecks": _bottlenecks,
 }
 
 

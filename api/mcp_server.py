@@ -6,8 +6,8 @@ Served over stdio by `allocator mcp` (solves run in worker processes whose
 stdout points at stderr, so nothing but protocol messages reaches stdout) and
 over streamable HTTP under /mcp in the app.
 
-Rebalance, pareto and simulate tools are registered when their engine modules
-exist (api.capabilities.available()); bottlenecks joins them the same way.
+Rebalance, pareto, simulate and bottlenecks tools are registered when their
+engine modules exist (api.capabilities.available()).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from allocator.errors import AllocatorError
 from api.capabilities import available
 from api.errors import error_type
 from api.schemas import (
+    BottlenecksRequest,
+    BottlenecksResponse,
     JobOut,
     ParetoRequest,
     ParetoResponse,
@@ -144,6 +146,29 @@ def build_mcp(get_service: Callable[[], Service]) -> MCPServer:
             text = await _call(lambda: get_service().run_capability(
                 "simulate", None, req.model_dump()))
             return SimulateResponse.model_validate_json(text)
+
+    if "bottlenecks" in have:
+
+        @mcp.tool()
+        async def bottlenecks(
+            snapshot: Snapshot,
+            plan: Plan | None = None,
+            solver: str | None = None,
+            time_limit: Annotated[float | None, Field(gt=0)] = None,
+        ) -> BottlenecksResponse:
+            """What limits the plan and what one more unit of capacity would be worth."""
+            req = BottlenecksRequest(snapshot=snapshot, plan=plan, solver=solver,
+                                     time_limit=time_limit)
+
+            async def run() -> str:
+                service = get_service()
+                if solver is not None:
+                    service.check_solver(solver)
+                return await service.run_capability(
+                    "bottlenecks", snapshot,
+                    req.model_dump(mode="json", by_alias=True, exclude={"snapshot"}))
+
+            return BottlenecksResponse.model_validate_json(await _call(run))
 
     return mcp
 

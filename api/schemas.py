@@ -214,3 +214,19 @@ class SimulateRequest(_In):
 
 class SimulateResponse(BaseModel):
     rows: list[dict[str, Any]] = Field(description="One row of measures per policy.")
+
+
+class BottlenecksRequest(_In):
+    """What limits a plan (given, or solved now) and the marginal value of capacity."""
+
+    snapshot: Snapshot
+    plan: Plan | None = Field(None, description="Plan to analyse; default: solve now.")
+    solver: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    time_limit: TimeLimit | None = Field(None, description="Seconds; capped by sync_time_limit.")
+    seed: Seed | None = None
+
+
+class BottlenecksResponse(BaseModel):
+    plan: Plan
+    report: dict[str, Any] = Field(description="A BottleneckReport: binding resources, "
+                                   "capacity values (LP duals), blocked tasks.")

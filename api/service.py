@@ -215,6 +215,14 @@ class Service:
         seed = snap.options.seed if req.seed is None else req.seed
         return snap, solver, limit, seed
 
+    def check_solver(self, name: str, field: str = "solver") -> None:
+        """UnknownSolverError (422) naming `field` unless `name` is registered."""
+        try:
+            get_solver(name)
+        except AllocatorError as e:
+            e.field = field
+            raise
+
     # -- scheduling -------------------------------------------------------------------
 
     def _pump(self) -> None:

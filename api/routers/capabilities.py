@@ -1,4 +1,4 @@
-"""Rebalance, Pareto fronts and simulation: one route each, present when the engine has them.
+"""Rebalance, Pareto fronts, simulation, bottlenecks: one route each, when the engine has them.
 
 `router` holds only the routes whose capability `api.capabilities.available()`
 reports; the rest are simply absent from the app and its OpenAPI schema.
@@ -12,6 +12,8 @@ from api.capabilities import available
 from api.deps import Authorized, ServiceDep
 from api.routers.errors import errors
 from api.schemas import (
+    BottlenecksRequest,
+    BottlenecksResponse,
     ParetoRequest,
     ParetoResponse,
     RebalanceRequest,
@@ -54,4 +56,17 @@ if "simulate" in HAVE:
                  summary="Online policies side by side on a generated workload")
     async def simulate(body: SimulateRequest, service: ServiceDep) -> Response:
         text = await service.run_capability("simulate", None, body.model_dump())
+        return Response(text, media_type="application/json")
+
+
+if "bottlenecks" in HAVE:
+
+    @router.post("/bottlenecks", response_class=Response,
+                 responses={200: {"model": BottlenecksResponse}, **ERRORS},
+                 summary="Binding resources, marginal value of capacity, blocked tasks")
+    async def bottlenecks(body: BottlenecksRequest, service: ServiceDep) -> Response:
+        if body.solver is not None:
+            service.check_solver(body.solver)
+        params = body.model_dump(mode="json", by_alias=True, exclude={"snapshot"})
+        text = await service.run_capability("bottlenecks", body.snapshot, params)
         return Response(text, media_type="application/json")

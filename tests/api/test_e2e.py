@@ -251,3 +251,14 @@ def test_capabilities_beyond_solve(client: httpx.Client) -> None:
                      "invalid_input")
         assert_error(client.post("/v1/simulate", json={"workload": {"tasks": 90_000}}), 422,
                      "invalid_input")
+    if "bottlenecks" in have:
+        r = client.post("/v1/bottlenecks", json={"snapshot": snap, "solver": "greedy"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert "resources" in body["report"]
+        given = client.post("/v1/bottlenecks", json={"snapshot": snap, "plan": body["plan"]})
+        assert given.status_code == 200 and given.json()["plan"] == body["plan"]
+        bad_plan = {**body["plan"], "assignments": [{"task": "nope", "agent": "agent-1",
+                                                      "start": 0, "end": 1}]}
+        assert_error(client.post("/v1/bottlenecks", json={"snapshot": snap, "plan": bad_plan}),
+                     422, "invalid_input")
