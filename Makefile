@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check allocator models api tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check allocator models api tests benchmarks

@@ -73,8 +73,9 @@ class WorkloadConfig:
                                     f"{', '.join(SIZES)}", field="sizes")
         if self.tasks < 1 or self.agents < 1:
             raise InvalidInputError("need at least one task and one agent", field="tasks")
-        if not self.load > 0:
-            raise InvalidInputError(f"must be > 0, got {self.load}", field="load")
+        # Below 1e-6 the arrival rate underflows (1 / rate overflows to inf).
+        if not 1e-6 <= self.load <= 1e6:
+            raise InvalidInputError(f"must be in [1e-6, 1e6], got {self.load}", field="load")
 
 
 @dataclass(slots=True)
