@@ -19,6 +19,9 @@ from models import AgentStatus, Snapshot
 #: that 0.1 + 0.2 fits in 0.3. Relative to the capacity.
 CAPACITY_RTOL = 1e-9
 
+#: Agent / task indices accepted by the pairwise accessors: arrays or scalars.
+Index = np.ndarray | int | np.integer
+
 #: Largest agents x tasks matrix the pairwise accessors (``pair_cost`` ...)
 #: materialise densely; beyond it they compute the requested pairs only.
 DENSE_CELLS = 4_000_000
@@ -141,11 +144,11 @@ class Problem:
     def _dense_ok(self, name: str) -> bool:
         return name in self.__dict__ or self.m * self.n <= DENSE_CELLS
 
-    def pair_duration(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    def pair_duration(self, i: Index, j: Index) -> np.ndarray:
         """Run time of task j[k] on agent i[k] (same values as ``duration[i, j]``)."""
         return self.work[j] / self.speed[i]
 
-    def pair_cost(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    def pair_cost(self, i: Index, j: Index) -> np.ndarray:
         """Cost of task j[k] on agent i[k] (same values as ``cost[i, j]``)."""
         if self._dense_ok("cost"):
             return self.cost[i, j]
@@ -160,7 +163,7 @@ class Problem:
                     c.flat[k] = v
         return c
 
-    def pair_migration(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    def pair_migration(self, i: Index, j: Index) -> np.ndarray:
         """Migration cost of placing j[k] on i[k] (same values as ``migration_matrix[i, j]``)."""
         if self._dense_ok("migration_matrix"):
             return self.migration_matrix[i, j]
