@@ -146,7 +146,10 @@ def size_class_table(rows: list[dict[str, Any]], solvers: list[str]) -> Table:
             else:
                 cells.append("-")
         count = len({r["instance"] for r in rows if (r["agents"], r["tasks"]) == (m, n)})
-        best = min(means, key=lambda k: means[k]) if means else "-"
+        low = min(means.values()) if means else None
+        winners = [k for k, v in means.items() if low is not None and v <= low + 1e-9]
+        best = "-" if not winners else winners[0] if len(winners) == 1 else (
+            "tie: " + ", ".join(winners))
         t.add_row(f"{m}x{n}", str(count), *cells, best)
     return t
 
