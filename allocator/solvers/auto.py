@@ -46,7 +46,7 @@ from allocator.bounds import best_bound, lp_relaxation
 from allocator.problem import Problem
 from allocator.solvers.base import Budget, WarmStart, make_plan, register
 from allocator.solvers.cpsat import solve_cpsat_arrays, use_scheduling_model
-from allocator.solvers.greedy import greedy_assign
+from allocator.solvers.greedy import greedy_assign, greedy_schedule
 from allocator.solvers.linear import (
     LinearModel,
     build_highs,
@@ -323,13 +323,22 @@ def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object
 
 
 def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
-               starts: list[np.ndarray]) -> tuple[np.ndarray, object]:
-    """LP relaxation, its rounding, the LPT plan for load terms, then local search."""
+               starts: list[np.ndarray], *, deterministic: bool = False
+               ) -> tuple[np.ndarray, object]:
+    """LP relaxation, its rounding, the LPT plan for load terms, then local search.
+
+    `deterministic` bounds the heuristics by pass counts instead of the wall
+    clock, so the same seed gives the same start on a loaded machine too.
+    """
+    def clock_deadline(share: float) -> Callable[[], bool] | None:
+        if deterministic:
+            return None
+        return lambda: budget.remaining() < share * budget.time_limit
+
     if lm.has_load_terms:
         from allocator.solvers.balance import balance_assign
 
-        starts = [*starts, balance_assign(problem, deadline=lambda: budget.remaining()
-                                          < 0.8 * budget.time_limit)]
+        starts = [*starts, balance_assign(problem, deadline=clock_deadline(0.8) or (lambda: False))]
     lp = lp_relaxation(problem, lm, time_limit=max(0.05, 0.3 * budget.remaining()))
     if lp is not None:
         starts = [*starts, round_lp(lm, lp.x, starts[0])]
@@ -337,8 +346,7 @@ def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
     if not starts:  # cannot happen for greedy; keep anytime anyway
         starts = [np.full(problem.n, -1, dtype=np.int64)]
     best = min(starts, key=lm.objective)
-    best = local_search(lm, best, seed=seed,
-                        deadline=lambda: budget.remaining() < 0.5 * budget.time_limit)
+    best = local_search(lm, best, seed=seed, deadline=clock_deadline(0.5))
     return best, lp
 
 
@@ -381,7 +389,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
             th.join()
         lp = box.get("lp")
     else:
-        best, lp = _construct(problem, lm, budget, seed, starts)
+        best, lp = _construct(problem, lm, budget, seed, starts, deterministic=not parallel)
         shared = _Shared(lm, best, lm.objective(best))
         shared.points.append(SolutionPoint(time_s=budget.elapsed(), objective=shared.obj))
     lp_raw = lp.bound if lp is not None else None  # type: ignore[attr-defined]
@@ -424,8 +432,10 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
 def _solve_scheduling(problem: Problem, *, budget: Budget, seed: int,
                       warm: WarmStart | None) -> Plan:
     """Strategy 1 of the module docstring."""
-    base = warm.agent_of if warm is not None else greedy_assign(problem)
-    base_order = warm.order_key if warm is not None else None
+    if warm is not None:
+        base, base_order = warm.agent_of, warm.order_key
+    else:
+        base, base_order = greedy_schedule(problem)
     lb = None
     if problem.m * problem.n <= LINEAR_MAX_CELLS:
         lp = lp_relaxation(problem, time_limit=max(0.05, 0.1 * budget.remaining()))

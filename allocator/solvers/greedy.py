@@ -12,6 +12,8 @@ warm start of the other backends.
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from allocator.problem import CAPACITY_RTOL, Problem
@@ -40,28 +42,36 @@ def task_order(problem: Problem) -> np.ndarray:
                        problem.priority_rank))
 
 
-def greedy_assign(problem: Problem, order: np.ndarray | None = None) -> np.ndarray:
-    """Assignment `agent_of[n]` built one task at a time (-1 where nothing fits)."""
+def greedy_schedule(problem: Problem, order: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Assignment `agent_of[n]` (-1 where nothing fits) and its sequencing key.
+
+    Each agent's lanes are simulated exactly as `objectives.build_schedule`
+    runs them when given the returned key (placement order), so the start and
+    end times the greedy scores with, and checks hard deadlines against, are
+    the ones the plan will have.
+    """
     w = problem.snapshot.weights
     m, n = problem.m, problem.n
     agent_of = np.full(n, -1, dtype=np.int64)
+    order_key = np.full(n, np.inf)
     if n == 0 or m == 0:
-        return agent_of
+        return agent_of, order_key
     free = problem.capacity.copy() * (1 + CAPACITY_RTOL) + 1e-12
-    lane_load = np.zeros(m)  # busy time / concurrency: the agent's projected finish - now
-    finish = np.full(m, problem.now)
+    lane_load = np.zeros(m)  # busy time / concurrency
+    lanes = [[problem.now] * int(k) for k in problem.concurrency]  # heaps of lane free times
+    earliest = np.full(m, problem.now)  # the first free lane of each agent
     demand = problem.demand
     cost, dur, elig = problem.cost, problem.duration, problem.eligible
     makespan = 0.0
+    placed = 0
     order = task_order(problem) if order is None else order
     for j in order:
         ok = elig[:, j] & np.all(demand[:, j, :] <= free, axis=1)
         if not ok.any():
             continue
-        add = dur[:, j] / problem.concurrency
-        new_load = lane_load + add
-        start = np.maximum(finish, problem.release[j])
-        end = start + dur[:, j]
+        new_load = lane_load + dur[:, j] / problem.concurrency
+        end = np.maximum(earliest, problem.release[j]) + dur[:, j]
         if problem.hard_deadline[j]:
             ok &= end <= problem.deadline[j] + 1e-9
             if not ok.any():
@@ -80,11 +90,19 @@ def greedy_assign(problem: Problem, order: np.ndarray | None = None) -> np.ndarr
         if score[i] - _TIEBREAK * new_load[i] > problem.unassigned_penalty[j]:
             continue  # cheaper to leave it out
         agent_of[j] = i
+        order_key[j] = placed
+        placed += 1
         free[i] -= demand[i, j]
         lane_load[i] = new_load[i]
-        finish[i] = problem.now + lane_load[i] if problem.concurrency[i] > 1 else end[i]
+        heapq.heapreplace(lanes[i], float(end[i]))
+        earliest[i] = lanes[i][0]
         makespan = max(makespan, lane_load[i])
-    return agent_of
+    return agent_of, order_key
+
+
+def greedy_assign(problem: Problem, order: np.ndarray | None = None) -> np.ndarray:
+    """The assignment of :func:`greedy_schedule` (for callers that sequence it themselves)."""
+    return greedy_schedule(problem, order)[0]
 
 
 #: Up to this many (agent, task) pairs the regret is recomputed after every
@@ -177,14 +195,23 @@ def repair(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
 
 def construct(problem: Problem) -> np.ndarray:
     """The greedy's full construction: the right ordering for the problem, then repair."""
+    return construct_with_order(problem)[0]
+
+
+def construct_with_order(problem: Problem) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`construct` plus the sequencing key its schedule needs (None: any order)."""
     w = problem.snapshot.weights
     packing = not (w.makespan or w.imbalance or w.tardiness) and not problem.has_time_constraints
     if problem.n == 0 or problem.m == 0:
-        return np.full(problem.n, -1, dtype=np.int64)
+        return np.full(problem.n, -1, dtype=np.int64), None
     small = problem.m * problem.n <= DYNAMIC_REGRET_MAX_PAIRS
     if not (packing and small):
-        agent_of = greedy_assign(problem)
-        return repair(problem, agent_of) if small and np.any(agent_of < 0) else agent_of
+        agent_of, order_key = greedy_schedule(problem)
+        # Repair moves tasks between agents without re-timing their queues, so
+        # it may only run where no hard deadline can be broken by a move.
+        if small and np.any(agent_of < 0) and not problem.hard_deadline.any():
+            agent_of = repair(problem, agent_of)
+        return agent_of, order_key
     # Tight capacities defeat a cost-only regret: also try the share of the
     # agent's scarcest resource (Martello-Toth's a_ij / b_i) and the product,
     # and keep the one that places most, then the cheapest.
@@ -205,13 +232,13 @@ def construct(problem: Problem) -> np.ndarray:
         if key[0] == 0 and score is cost:
             break
     assert best is not None
-    return best[2]
+    return best[2], None
 
 
 @register("greedy", "regret-ordered greedy construction (fast, respects every hard constraint)")
 def solve_greedy(
     problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
 ) -> Plan:
-    agent_of = construct(problem)
+    agent_of, order_key = construct_with_order(problem)
     return make_plan(problem, agent_of, solver="greedy", status=PlanStatus.FEASIBLE,
-                     budget=budget)
+                     budget=budget, order_key=order_key)
