@@ -160,6 +160,11 @@ class CircuitBreaker:
             if n >= self.config.min_calls and self._failures / n >= self.config.failure_rate:
                 self._open(f"{self._failures}/{n} recent calls failed (last: {reason})")
 
+    def trip(self, reason: str) -> None:
+        """Open at once, whatever the window says (the agent itself failed)."""
+        if self.state is not BreakerState.OPEN:
+            self._open(reason)
+
     def _push(self, failed: bool) -> None:
         w = self._window
         if len(w) == w.maxlen and w[0]:

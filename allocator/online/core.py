@@ -851,6 +851,10 @@ class Executor:
             return
         running = list(a.running.values())
         self._set_down(a)
+        # The agent's breaker opens too, so drivers and metrics see the failure
+        # the same way as a run of failed calls; a re-join starts a fresh one.
+        a.breaker.trip(f"agent failed: {ev.reason}")
+        self._breaker_moves(a)
         for t in running:
             del a.running[t.id]
             a.busy += self.now - t.started

@@ -75,8 +75,9 @@ C = TaskCompleted
         pytest.param(
             "fifo", [submit("t1"), AgentFailed(agent_id="a", time=1),
                      C(task_id="t1", agent="a", attempt=1, time=2)],
-            [("Dispatch", "t1", "a", 1), ("Retry", "t1", 2), ("Dispatch", "t1", "b", 2)],
-            id="agent crash mid-task: retried on b, the late result from a is ignored"),
+            [("Dispatch", "t1", "a", 1), ("BreakerOpened", "a"), ("Retry", "t1", 2),
+             ("Dispatch", "t1", "b", 2)],
+            id="agent crash mid-task: breaker opens, retried on b, late result ignored"),
         pytest.param(
             "fifo", [submit("t1", skills=("gpu",))],
             [("Reject", "t1", Code.NO_ELIGIBLE_AGENT)],
@@ -146,7 +147,7 @@ def test_agent_leaving_moves_queued_tasks_and_finishes_running() -> None:
 
 def test_agent_rejoining_takes_waiting_work() -> None:
     ex = Executor("fifo", agents=agents("a"))
-    assert run(ex, AgentFailed(agent_id="a"), submit("t1")) == []
+    assert run(ex, AgentFailed(agent_id="a"), submit("t1")) == [("BreakerOpened", "a")]
     assert run(ex, AgentJoined(agent=Agent(id="a"), time=5)) == [("Dispatch", "t1", "a", 1)]
 
 
