@@ -233,25 +233,28 @@ class ParetoLocalSearch:
     def __init__(self, problem: Problem, ev: Evaluator, cap: np.ndarray):
         self.p, self.ev, self.cap = problem, ev, cap
 
+    def _step(self, a: np.ndarray, f: np.ndarray, used: np.ndarray, name: str
+              ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Take the first candidate move for `name` that dominates `f` (updates `used`)."""
+        for move in self._candidates(a, used, name):
+            b = a.copy()
+            for j, i in move:
+                b[j] = i
+            g = self.ev.values(b)
+            if np.all(g <= f + 1e-12) and np.any(g < f - 1e-12):
+                for j, i in move:
+                    used[a[j]] -= self.p.demand[a[j], j]
+                    used[i] += self.p.demand[i, j]
+                return b, g, True
+        return a, f, False
+
     def improve(self, a: np.ndarray, used: np.ndarray, rng: np.random.Generator,
                 steps: int) -> np.ndarray:
+        """`steps` random-objective steps (offspring after repair)."""
         f = self.ev.values(a)
         for _ in range(steps):
             k = int(rng.integers(len(self.ev.objectives)))
-            moved = False
-            for move in self._candidates(a, used, self.ev.objectives[k]):
-                b = a.copy()
-                for j, i in move:
-                    b[j] = i
-                g = self.ev.values(b)
-                if np.all(g <= f + 1e-12) and np.any(g < f - 1e-12):
-                    for j, i in move:
-                        used[a[j]] -= self.p.demand[a[j], j]
-                        used[i] += self.p.demand[i, j]
-                    a, f, moved = b, g, True
-                    break
-            if not moved:
-                continue
+            a, f, _ = self._step(a, f, used, self.ev.objectives[k])
         return a
 
     def polish(self, a: np.ndarray, used: np.ndarray, budget: Budget,
@@ -263,17 +266,8 @@ class ParetoLocalSearch:
                 break
             moved = False
             for name in self.ev.objectives:
-                for move in self._candidates(a, used, name):
-                    b = a.copy()
-                    for j, i in move:
-                        b[j] = i
-                    g = self.ev.values(b)
-                    if np.all(g <= f + 1e-12) and np.any(g < f - 1e-12):
-                        for j, i in move:
-                            used[a[j]] -= self.p.demand[a[j], j]
-                            used[i] += self.p.demand[i, j]
-                        a, f, moved = b, g, True
-                        break
+                a, f, step_moved = self._step(a, f, used, name)
+                moved = moved or step_moved
             if not moved:
                 break
         return a
