@@ -144,7 +144,7 @@ def _child(argv: list[str]) -> None:
     from allocator.scalebench import run_scale
 
     agents, tasks, seed, limit = int(argv[0]), int(argv[1]), int(argv[2]), float(argv[3])
-    print(json.dumps(run_scale(agents, tasks, seed, time_limit=limit)))
+    typer.echo(json.dumps(run_scale(agents, tasks, seed, time_limit=limit)))
 
 
 if __name__ == "__main__":
