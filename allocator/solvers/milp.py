@@ -85,9 +85,12 @@ def solve_pulp(
     cls = PULP_ALIASES.get(solver_name.lower(), solver_name)
     try:
         kwargs = {"msg": False, "timeLimit": max(1, round(time_limit))}
-        if start is not None:
-            kwargs["warmStart"] = True
-        solver = pulp.getSolver(cls, **kwargs)
+        try:
+            # Only some PuLP solvers take a warm start (CBC, HiGHS); GLPK refuses it.
+            solver = pulp.getSolver(cls, **kwargs, **({"warmStart": True} if start is not None
+                                                     else {}))
+        except TypeError:
+            solver = pulp.getSolver(cls, **kwargs)
     except Exception as e:  # PuLP raises PulpSolverError / KeyError for unknown names
         from allocator.errors import UnknownSolverError
 
