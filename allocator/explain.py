@@ -17,8 +17,22 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray) -> Unassigned:
-    """The reason task j is not placed in assignment `agent_of`."""
+def capacity_used(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    """[m, R] demand held on each agent by assignment `agent_of`."""
+    used = np.zeros((problem.m, problem.n_resources))
+    js = np.flatnonzero(agent_of >= 0)
+    if js.size:
+        np.add.at(used, agent_of[js], problem.pair_demand(agent_of[js], js))
+    return used
+
+
+def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
+                       used: np.ndarray | None = None) -> Unassigned:
+    """The reason task j is not placed in assignment `agent_of`.
+
+    `used` is :func:`capacity_used` of `agent_of`; pass it when explaining
+    many tasks of one plan so it is computed once.
+    """
     snap = problem.snapshot
     task = snap.tasks[j]
     tid = problem.task_ids[j]
@@ -76,15 +90,12 @@ def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray) -> Unassi
         )
     elig = np.flatnonzero(problem.eligible[:, j])
     # Capacity left on each eligible agent given the rest of the plan.
-    blocked = []
-    for i in elig:
-        on_i = np.flatnonzero(agent_of == i)
-        used = problem.demand[i, on_i].sum(axis=0) if on_i.size else 0.0
-        free = problem.capacity[i] - used
-        short = problem.demand[i, j] > free * (1 + 1e-9) + 1e-12
-        if short.any():
-            blocked.append(i)
-    if len(blocked) == len(elig):
+    if used is None:
+        used = capacity_used(problem, agent_of)
+    free = problem.capacity[elig] - used[elig]
+    need = problem.pair_demand(elig, np.full(elig.size, j))
+    short = np.any(need > free * (1 + 1e-9) + 1e-12, axis=1)
+    if short.all():
         return Unassigned(
             task=tid,
             code=UnassignedReason.CAPACITY_EXHAUSTED,

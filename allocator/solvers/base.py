@@ -15,11 +15,20 @@ from typing import Protocol
 import numpy as np
 
 from allocator.errors import UnknownSolverError
-from allocator.explain import explain_unassigned
+from allocator.explain import capacity_used, explain_unassigned
 from allocator.metrics import plan_metrics
 from allocator.objectives import TERMS, build_schedule, evaluate, term_weights
 from allocator.problem import Problem
-from models import Migration, ObjectiveTerm, Plan, PlanStatus, SolutionPoint
+from models import (
+    Assignment,
+    Migration,
+    ObjectiveTerm,
+    Plan,
+    PlanStatus,
+    SolutionPoint,
+    Unassigned,
+    UnassignedReason,
+)
 
 
 @dataclass
@@ -98,8 +107,6 @@ def make_plan(
     message: str | None = None,
 ) -> Plan:
     """Turn an assignment into a full Plan: schedule, objective terms, metrics, reasons."""
-    from models import Assignment
-
     agent_of = np.asarray(agent_of, dtype=np.int64)
     schedule = build_schedule(problem, agent_of, order_key)
     values = evaluate(problem, schedule)
@@ -124,8 +131,9 @@ def make_plan(
                    end=float(schedule.end[j]))
         for j in order
     ]
-    unassigned = [explain_unassigned(problem, int(j), agent_of)
-                  for j in np.flatnonzero(agent_of < 0)]
+    left = np.flatnonzero(agent_of < 0)
+    used = capacity_used(problem, agent_of) if left.size else None
+    unassigned = [explain_unassigned(problem, int(j), agent_of, used) for j in left]
     migrations = [
         Migration(task=ids[j], source=aids[problem.current[j]], target=aids[agent_of[j]],
                   cost=float(problem.pair_migration(agent_of[j], j)))
@@ -175,8 +183,6 @@ def assignment_from_plan(problem: Problem, plan: Plan) -> WarmStart:
 def no_solution_plan(problem: Problem, *, status: PlanStatus, solver: str, budget: Budget,
                      message: str) -> Plan:
     """A plan for a run that found nothing: every task accounted for as unassigned."""
-    from models import Unassigned, UnassignedReason
-
     return Plan(
         status=status,
         solver=solver,

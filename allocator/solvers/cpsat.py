@@ -66,17 +66,17 @@ def _int_scale(values: np.ndarray, limit: float) -> _Scale:
 class _Collector(cp_model.CpSolverSolutionCallback):
     """Collects improving solutions (anytime curve) without printing."""
 
-    def __init__(self, scale: float, offset: float, budget: Budget, stop: threading.Event):
+    def __init__(self, scale: float, budget: Budget, stop: threading.Event):
         super().__init__()
         self.points: list[SolutionPoint] = []
-        self._scale, self._offset, self._budget, self._stop = scale, offset, budget, stop
+        self._scale, self._budget, self._stop = scale, budget, stop
 
     def on_solution_callback(self) -> None:
         self.points.append(
             SolutionPoint(
                 time_s=self._budget.elapsed(),
-                objective=self.objective_value / self._scale + self._offset,
-                bound=self.best_objective_bound / self._scale + self._offset,
+                objective=self.objective_value / self._scale,
+                bound=self.best_objective_bound / self._scale,
             )
         )
         if self._stop.is_set():
@@ -268,7 +268,7 @@ def solve_cpsat_arrays(
     else:
         p.num_workers = max(1, budget.workers)
         p.max_time_in_seconds = max(budget.remaining(), 0.01)
-    collector = _Collector(osc.factor, 0.0, budget, stop or threading.Event())
+    collector = _Collector(osc.factor, budget, stop or threading.Event())
     code = solver.solve(model, collector)
 
     exact = osc.exact and (tsc.exact or not (sched or need_loads))
