@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import numpy as np
+
 from allocator.errors import InvalidInputError
 from allocator.problem import compile_snapshot
 from allocator.rebalance import stabilize, warm_start
 from allocator.solvers import Budget, get_solver
-from models import Plan, Snapshot
+from allocator.solvers.base import make_plan
+from models import Plan, PlanStatus, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,12 @@ def solve(
         snapshot = stabilize(snapshot, previous)
     problem = compile_snapshot(snapshot)
     warm = warm_start(problem, previous) if previous is not None else None
-    plan = backend(problem, budget=budget, seed=opts.seed if seed is None else seed, warm=warm)
+    if problem.n == 0:  # nothing to decide: the empty plan is optimal for every backend
+        plan = make_plan(problem, np.empty(0, dtype=np.int64), solver=name,
+                         status=PlanStatus.OPTIMAL, budget=budget, message="no tasks")
+    else:
+        plan = backend(problem, budget=budget, seed=opts.seed if seed is None else seed,
+                       warm=warm)
     log.info("solved %s with %s: %s objective=%s in %.3fs", snapshot.name or "snapshot", name,
              plan.status, plan.objective, plan.wall_time_s)
     return plan

@@ -8,6 +8,7 @@ task overrides it; otherwise `demand_on(i)` is the task's base demand.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -25,6 +26,11 @@ Index = np.ndarray | int | np.integer
 #: Largest agents x tasks matrix the pairwise accessors (``pair_cost`` ...)
 #: materialise densely; beyond it they compute the requested pairs only.
 DENSE_CELLS = 4_000_000
+#: Largest magnitude accepted for any number, given or derived (durations =
+#: work / speed, costs = cost_rate x duration): beyond it solvers lose
+#: precision (HiGHS reads 1e20 as infinity; CP-SAT needs int64), so such
+#: input is refused with the field named instead of overflowing somewhere.
+MAX_MAGNITUDE = 1e15
 
 
 @dataclass(eq=False)
@@ -273,8 +279,59 @@ def migration_factors(snapshot: Snapshot) -> np.ndarray | None:
     return f
 
 
+def _check_magnitudes(snapshot: Snapshot, p: Problem) -> None:
+    """Refuse numbers whose size (or derived size) no solver can handle exactly."""
+    from allocator.errors import InvalidInputError
+
+    def refuse(value: float, field: str, what: str = "value") -> None:
+        raise InvalidInputError(
+            f"{what} {value:.3g} exceeds {MAX_MAGNITUDE:.0e}; rescale the units", field=field)
+
+    def scan(arr: np.ndarray, field: Callable[[tuple[int, ...]], str]) -> None:
+        if arr.size and not float(np.abs(arr).max()) <= MAX_MAGNITUDE:
+            idx = np.unravel_index(int(np.argmax(np.abs(arr))), arr.shape)
+            refuse(float(arr[idx]), field(tuple(int(k) for k in idx)))
+
+    res = p.resources
+    scan(np.array([snapshot.time]), lambda _: "time")
+    scan(p.capacity, lambda k: f"agents[{k[0]}].capacity[{res[k[1]]!r}]")
+    scan(p.cost_rate, lambda k: f"agents[{k[0]}].cost_rate")
+    scan(p.work, lambda k: f"tasks[{k[0]}].work")
+    scan(p.release, lambda k: f"tasks[{k[0]}].release")
+    scan(np.where(np.isfinite(p.deadline), p.deadline, 0.0), lambda k: f"tasks[{k[0]}].deadline")
+    scan(p.demand_base, lambda k: f"tasks[{k[0]}].demand[{res[k[1]]!r}]")
+    scan(p.migration_cost, lambda k: f"tasks[{k[0]}].migration_cost")
+    for (i, j), c in p.cost_override.items():
+        where = f"tasks[{j}].overrides[{p.agent_ids[i]!r}]"
+        scan(np.array([c]), lambda _, where=where: f"{where}.cost")  # type: ignore[misc]
+    for (i, j), vec in p.demand_override.items():
+        where = f"tasks[{j}].overrides[{p.agent_ids[i]!r}]"
+        scan(vec, lambda k, where=where: f"{where}.demand[{res[k[0]]!r}]")  # type: ignore[misc]
+    w = snapshot.weights
+    for prio, v in w.unassigned.items():
+        scan(np.array([v]), lambda _, q=prio.value: f"weights.unassigned[{q!r}]")  # type: ignore[misc]
+    for prio, v in w.tardiness_by_priority.items():
+        scan(np.array([v]),
+             lambda _, q=prio.value: f"weights.tardiness_by_priority[{q!r}]")  # type: ignore[misc]
+    for name in ("cost", "makespan", "imbalance", "tardiness", "migrations"):
+        scan(np.array([getattr(w, name)]), lambda _, name=name: f"weights.{name}")  # type: ignore[misc]
+    if p.m and p.n:
+        j, i = int(np.argmax(p.work)), int(np.argmin(p.speed))
+        longest = float(p.work[j] / p.speed[i])
+        if not longest <= MAX_MAGNITUDE:
+            refuse(longest, f"tasks[{j}].work", f"duration on agents[{i}] (work / speed)")
+        k = int(np.argmax(p.cost_rate))
+        if not float(p.cost_rate[k]) * longest <= MAX_MAGNITUDE:
+            refuse(float(p.cost_rate[k]) * longest, f"agents[{k}].cost_rate",
+                   "cost of the longest task (cost_rate x duration)")
+
+
 def compile_snapshot(snapshot: Snapshot) -> Problem:
-    """Turn a validated Snapshot into a Problem (arrays in snapshot order)."""
+    """Turn a validated Snapshot into a Problem (arrays in snapshot order).
+
+    Raises InvalidInputError when a number, or a duration or cost derived
+    from them, exceeds ``MAX_MAGNITUDE``.
+    """
     agents, tasks, w = snapshot.agents, snapshot.tasks, snapshot.weights
     agent_index = {a.id: i for i, a in enumerate(agents)}
     task_index = {t.id: j for j, t in enumerate(tasks)}
@@ -303,7 +360,7 @@ def compile_snapshot(snapshot: Snapshot) -> Problem:
                 demand_override[(i, j)] = vec
 
     now = float(snapshot.time)
-    return Problem(
+    problem = Problem(
         snapshot=snapshot,
         agent_ids=[a.id for a in agents],
         task_ids=[t.id for t in tasks],
@@ -337,3 +394,5 @@ def compile_snapshot(snapshot: Snapshot) -> Problem:
         agent_index=agent_index,
         task_index=task_index,
     )
+    _check_magnitudes(snapshot, problem)
+    return problem

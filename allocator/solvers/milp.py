@@ -171,6 +171,10 @@ def _solve(problem: Problem, *, budget: Budget, seed: int, warm: WarmStart | Non
         return plan.model_copy(update={"solver": f"{name}->cpsat",
                                        "message": f"{note}; {plan.message or ''}".strip("; ")})
     lm = build_linear(problem)
+    if lm.P == 0:  # no task can go anywhere (or there is none): leaving all out is optimal
+        return make_plan(problem, np.full(problem.n, -1, dtype=np.int64), solver=name,
+                         status=PlanStatus.OPTIMAL, budget=budget,
+                         message="no eligible (task, agent) pair")
     start = warm.agent_of if warm is not None else greedy_assign(problem)
     if not lm.feasible(start):
         start = greedy_assign(problem)
