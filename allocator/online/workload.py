@@ -19,6 +19,7 @@ agent; `load` is offered work over total agent capacity (speed x concurrency).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -76,6 +77,42 @@ class WorkloadConfig:
         # Below 1e-6 the arrival rate underflows (1 / rate overflows to inf).
         if not 1e-6 <= self.load <= 1e6:
             raise InvalidInputError(f"must be in [1e-6, 1e6], got {self.load}", field="load")
+        # Every other knob: a typed error naming it, never a numpy ValueError
+        # from deep inside the generator (found by fuzzing the config).
+        def within(name: str, lo: float, hi: float, *, open_lo: bool = False) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, int | float) and math.isfinite(v) and (
+                lo < v if open_lo else lo <= v) and v <= hi
+            if not ok:
+                lo_s = f"({lo:g}" if open_lo else f"[{lo:g}"
+                raise InvalidInputError(f"must be in {lo_s}, {hi:g}], got {v!r}", field=name)
+
+        within("burst_factor", 1.0, 1e6)
+        for share in ("burst_share", "deadline_share", "hard_share", "skill_share",
+                      "task_failure"):
+            within(share, 0.0, 1.0)
+        within("burst_len", 0.0, 1e12, open_lo=True)
+        within("pareto_alpha", 0.0, 1e6, open_lo=True)
+        within("max_size", 0.0, 1e12, open_lo=True)
+        within("skew", 0.0, 100.0)
+        within("speed_spread", 0.0, 1e3)
+        within("concurrency", 1, 100_000)
+        within("tenants", 1, 1_000_000)
+        within("noise", 0.0, 100.0)
+        within("migration_cost", 0.0, 1e12)
+        within("mttr", 0.0, 1e12)
+        if self.mtbf is not None:
+            within("mtbf", 0.0, 1e12, open_lo=True)
+        if self.tokens_per_min is not None:
+            within("tokens_per_min", 0.0, 1e15, open_lo=True)
+        lo, hi = self.slack
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi <= 1e12):
+            raise InvalidInputError(f"need 0 <= low <= high (finite), got {self.slack!r}",
+                                    field="slack")
+        pr = self.priorities
+        if len(pr) != 4 or not all(math.isfinite(x) and x >= 0 for x in pr) or sum(pr) <= 0:
+            raise InvalidInputError("need four finite shares >= 0 (critical, high, normal, "
+                                    f"low) with a positive sum, got {pr!r}", field="priorities")
 
 
 @dataclass(slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from allocator.errors import InvalidInputError
 from allocator.online import policy_names
 from allocator.online.simulator import Simulator, simulate
 from allocator.online.workload import WorkloadConfig, generate
@@ -82,3 +83,28 @@ def test_coordinator_installs_plans_as_migrations() -> None:
     assert row["lost"] == 0 and row["duplicated"] == 0
     base = simulate(generate(_cfg(tasks=1500, skew=1.5, load=0.9)), "round-robin")
     assert row["p99_wait"] < base["p99_wait"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"skew": -1.0}, "skew"),
+        ({"speed_spread": float("inf")}, "speed_spread"),
+        ({"pareto_alpha": 0.0}, "pareto_alpha"),
+        ({"max_size": -1.0}, "max_size"),
+        ({"burst_share": 2.0}, "burst_share"),
+        ({"task_failure": float("nan")}, "task_failure"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"tenants": 0}, "tenants"),
+        ({"mtbf": -1.0}, "mtbf"),
+        ({"slack": (5.0, 1.0)}, "slack"),
+        ({"priorities": (0.0, 0.0, 0.0, 0.0)}, "priorities"),
+        ({"priorities": (-1.0, 1.0, 1.0, 1.0)}, "priorities"),
+    ],
+)
+def test_workload_knobs_out_of_range_are_typed_errors(kwargs: dict[str, object],
+                                                      field: str) -> None:
+    """Found by fuzzing: these crashed inside numpy (negative powers, NaN probabilities)."""
+    with pytest.raises(InvalidInputError) as err:
+        WorkloadConfig(tasks=10, agents=2, **kwargs)  # type: ignore[arg-type]
+    assert err.value.field == field
