@@ -169,11 +169,18 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
     rng = np.random.default_rng(seed)
     rel = _related(lm) + 0.5
     per_agent = max(1.0, n / max(m, 1))
-    target = float(np.clip(2.5 * per_agent, LNS_MIN_TASKS, LNS_START_TASKS))
+    # One size per neighbourhood kind: freeing scattered tasks over every
+    # agent makes far harder sub-problems than freeing whole agents of the
+    # same task count (measured on c401600: 0.1-0.5 s against 5-15 ms), so a
+    # shared size would be set by the slow kind and starve the fast one.
+    start = float(np.clip(2.5 * per_agent, LNS_MIN_TASKS, LNS_START_TASKS))
+    sizes = {"tasks": start, "agents": start}
     since_ls = 0
     while not stop.is_set() and budget.remaining() > RESERVE_S + 0.05:
         cur, obj = shared.get()
-        if rng.random() < LNS_TASK_MODE:
+        kind = "tasks" if rng.random() < LNS_TASK_MODE else "agents"
+        target = sizes[kind]
+        if kind == "tasks":
             # Scattered: random tasks from every agent, free to go anywhere.
             agents = np.arange(m)
             pick = rng.choice(n, size=min(n, int(target)), replace=False)
@@ -239,9 +246,9 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
         # shrink when they are not solved or take long.
         took = time.perf_counter() - t_sub
         if solved and took < LNS_FAST_S:
-            target = min(LNS_MAX_TASKS, target * 1.1)
+            sizes[kind] = min(LNS_MAX_TASKS, target * 1.1)
         elif not solved or took > 3 * LNS_FAST_S:
-            target = max(LNS_MIN_TASKS, target * 0.8)
+            sizes[kind] = max(LNS_MIN_TASKS, target * 0.8)
         if since_ls >= 10:
             since_ls = 0
             cur, _ = shared.get()
@@ -409,24 +416,34 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
         finally:
             stop.set()
             if th2 is not None:
-                th2.join()
+                # HiGHS checks its clock rarely while it works on the root of
+                # a large model (17 checks in 5 s at 64k columns), so it can
+                # run a second past its limit; the plan is not held for it.
+                th2.join(timeout=max(0.0, budget.remaining() - RESERVE_S / 3))
+                if th2.is_alive():
+                    stats["milp_left_running"] = 1
     elif small and workers < 2 and lm.P > 0 and not proven and budget.remaining() > 0.2:
         # Single worker: the full MILP only, from the constructed incumbent.
         _full_milp(shared, budget, seed, out, stop, warm=True)
-    agent_of, obj = shared.get()
-    dual = out.get("dual")
+    left_running = bool(stats.get("milp_left_running"))
+    with shared.lock:  # a MILP left running may still offer incumbents
+        agent_of, obj = shared.agent_of.copy(), shared.obj
+        points, source = list(shared.points), shared.source
+    done = {} if left_running else out  # its bound / proof are not final yet
+    dual = done.get("dual")
     bound = best_bound(lb, dual if isinstance(dual, float) else None)
     status = PlanStatus.FEASIBLE
     raw = best_bound(lp_raw, dual if isinstance(dual, float) else None)
     if raw is not None and obj <= raw + 1e-9 * max(1.0, abs(obj)):
         status = PlanStatus.OPTIMAL  # the bound proves it
-    if out.get("optimal") or stats.get("proven"):
+    if done.get("optimal") or stats.get("proven"):
         status = PlanStatus.OPTIMAL
-    msg = (f"assignment model: pairs={lm.P}; best from {shared.source}; "
+    msg = (f"assignment model: pairs={lm.P}; best from {source}; "
            f"lns {stats['lns_subproblems']} sub-problems, {stats['lns_improvements']} improved; "
-           f"milp asked for user solutions {out.get('user_solution_calls', 0)} times")
+           f"milp asked for user solutions {done.get('user_solution_calls', 0)} times"
+           + ("; full MILP still busy at the deadline, not waited for" if left_running else ""))
     return make_plan(problem, agent_of, solver="auto", status=status, budget=budget,
-                     bound=bound, solutions=shared.points, message=msg)
+                     bound=bound, solutions=points, message=msg)
 
 
 def _solve_scheduling(problem: Problem, *, budget: Budget, seed: int,
