@@ -169,18 +169,11 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
     rng = np.random.default_rng(seed)
     rel = _related(lm) + 0.5
     per_agent = max(1.0, n / max(m, 1))
-    # One size per neighbourhood kind: freeing scattered tasks over every
-    # agent makes far harder sub-problems than freeing whole agents of the
-    # same task count (measured on c401600: 0.1-0.5 s against 5-15 ms), so a
-    # shared size would be set by the slow kind and starve the fast one.
-    start = float(np.clip(2.5 * per_agent, LNS_MIN_TASKS, LNS_START_TASKS))
-    sizes = {"tasks": start, "agents": start}
+    target = float(np.clip(2.5 * per_agent, LNS_MIN_TASKS, LNS_START_TASKS))
     since_ls = 0
     while not stop.is_set() and budget.remaining() > RESERVE_S + 0.05:
         cur, obj = shared.get()
-        kind = "tasks" if rng.random() < LNS_TASK_MODE else "agents"
-        target = sizes[kind]
-        if kind == "tasks":
+        if rng.random() < LNS_TASK_MODE:
             # Scattered: random tasks from every agent, free to go anywhere.
             agents = np.arange(m)
             pick = rng.choice(n, size=min(n, int(target)), replace=False)
@@ -246,9 +239,9 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
         # shrink when they are not solved or take long.
         took = time.perf_counter() - t_sub
         if solved and took < LNS_FAST_S:
-            sizes[kind] = min(LNS_MAX_TASKS, target * 1.1)
+            target = min(LNS_MAX_TASKS, target * 1.1)
         elif not solved or took > 3 * LNS_FAST_S:
-            sizes[kind] = max(LNS_MIN_TASKS, target * 0.8)
+            target = max(LNS_MIN_TASKS, target * 0.8)
         if since_ls >= 10:
             since_ls = 0
             cur, _ = shared.get()
