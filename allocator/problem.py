@@ -14,6 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
+from allocator.errors import InvalidInputError
 from models import AgentStatus, Snapshot
 
 #: Slack allowed when comparing a sum of float demands with a capacity, so
@@ -281,19 +282,19 @@ def migration_factors(snapshot: Snapshot) -> np.ndarray | None:
 
 def _check_magnitudes(snapshot: Snapshot, p: Problem) -> None:
     """Refuse numbers whose size (or derived size) no solver can handle exactly."""
-    from allocator.errors import InvalidInputError
 
-    def refuse(value: float, field: str, what: str = "value") -> None:
-        raise InvalidInputError(
-            f"{what} {value:.3g} exceeds {MAX_MAGNITUDE:.0e}; rescale the units", field=field)
+    def check(value: float, field: str, what: str = "value") -> None:
+        if not abs(value) <= MAX_MAGNITUDE:
+            raise InvalidInputError(
+                f"{what} {value:.3g} exceeds {MAX_MAGNITUDE:.0e}; rescale the units", field=field)
 
     def scan(arr: np.ndarray, field: Callable[[tuple[int, ...]], str]) -> None:
-        if arr.size and not float(np.abs(arr).max()) <= MAX_MAGNITUDE:
+        if arr.size:
             idx = np.unravel_index(int(np.argmax(np.abs(arr))), arr.shape)
-            refuse(float(arr[idx]), field(tuple(int(k) for k in idx)))
+            check(float(arr[idx]), field(tuple(int(k) for k in idx)))
 
-    res = p.resources
-    scan(np.array([snapshot.time]), lambda _: "time")
+    res, w = p.resources, snapshot.weights
+    check(snapshot.time, "time")
     scan(p.capacity, lambda k: f"agents[{k[0]}].capacity[{res[k[1]]!r}]")
     scan(p.cost_rate, lambda k: f"agents[{k[0]}].cost_rate")
     scan(p.work, lambda k: f"tasks[{k[0]}].work")
@@ -302,28 +303,23 @@ def _check_magnitudes(snapshot: Snapshot, p: Problem) -> None:
     scan(p.demand_base, lambda k: f"tasks[{k[0]}].demand[{res[k[1]]!r}]")
     scan(p.migration_cost, lambda k: f"tasks[{k[0]}].migration_cost")
     for (i, j), c in p.cost_override.items():
-        where = f"tasks[{j}].overrides[{p.agent_ids[i]!r}]"
-        scan(np.array([c]), lambda _, where=where: f"{where}.cost")  # type: ignore[misc]
+        check(c, f"tasks[{j}].overrides[{p.agent_ids[i]!r}].cost")
     for (i, j), vec in p.demand_override.items():
-        where = f"tasks[{j}].overrides[{p.agent_ids[i]!r}]"
-        scan(vec, lambda k, where=where: f"{where}.demand[{res[k[0]]!r}]")  # type: ignore[misc]
-    w = snapshot.weights
+        r = int(np.argmax(np.abs(vec)))
+        check(float(vec[r]), f"tasks[{j}].overrides[{p.agent_ids[i]!r}].demand[{res[r]!r}]")
     for prio, v in w.unassigned.items():
-        scan(np.array([v]), lambda _, q=prio.value: f"weights.unassigned[{q!r}]")  # type: ignore[misc]
+        check(v, f"weights.unassigned[{prio.value!r}]")
     for prio, v in w.tardiness_by_priority.items():
-        scan(np.array([v]),
-             lambda _, q=prio.value: f"weights.tardiness_by_priority[{q!r}]")  # type: ignore[misc]
+        check(v, f"weights.tardiness_by_priority[{prio.value!r}]")
     for name in ("cost", "makespan", "imbalance", "tardiness", "migrations"):
-        scan(np.array([getattr(w, name)]), lambda _, name=name: f"weights.{name}")  # type: ignore[misc]
+        check(getattr(w, name), f"weights.{name}")
     if p.m and p.n:
         j, i = int(np.argmax(p.work)), int(np.argmin(p.speed))
         longest = float(p.work[j] / p.speed[i])
-        if not longest <= MAX_MAGNITUDE:
-            refuse(longest, f"tasks[{j}].work", f"duration on agents[{i}] (work / speed)")
+        check(longest, f"tasks[{j}].work", f"duration on agents[{i}] (work / speed)")
         k = int(np.argmax(p.cost_rate))
-        if not float(p.cost_rate[k]) * longest <= MAX_MAGNITUDE:
-            refuse(float(p.cost_rate[k]) * longest, f"agents[{k}].cost_rate",
-                   "cost of the longest task (cost_rate x duration)")
+        check(float(p.cost_rate[k]) * longest, f"agents[{k}].cost_rate",
+              "cost of the longest task (cost_rate x duration)")
 
 
 def compile_snapshot(snapshot: Snapshot) -> Problem:
