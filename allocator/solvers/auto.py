@@ -401,7 +401,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
             # helper (niced): HiGHS warm from the LNS incumbents; primary: LNS
             th2 = threading.Thread(target=_niced(_full_milp),
                                    args=(shared, budget, seed, out, stop),
-                                   kwargs={"warm": True}, daemon=True)
+                                   kwargs={"warm": True}, daemon=False)
             th2.start()
         try:
             if lm.m >= 2:
@@ -412,6 +412,8 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
                 # HiGHS checks its clock rarely while it works on the root of
                 # a large model (17 checks in 5 s at 64k columns), so it can
                 # run a second past its limit; the plan is not held for it.
+                # The thread is not a daemon: interpreter exit waits for
+                # HiGHS to stop (killing it mid-run aborts the process).
                 th2.join(timeout=max(0.0, budget.remaining() - RESERVE_S / 3))
                 if th2.is_alive():
                     stats["milp_left_running"] = 1
