@@ -362,6 +362,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     workers = max(1, budget.workers) if parallel else 1
     small = lm.P <= MILP_PORTFOLIO_PAIRS
     box: dict[str, object] = {}
+    left_running = False  # the full MILP outlived the deadline (large models)
     if small and workers >= 2 and lm.P > 0:
         # Small model: HiGHS starts at once in this thread, exactly as `milp`
         # runs it; construction, local search and LNS run in the niced helper.
@@ -415,12 +416,10 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
                 # The thread is not a daemon: interpreter exit waits for
                 # HiGHS to stop (killing it mid-run aborts the process).
                 th2.join(timeout=max(0.0, budget.remaining() - RESERVE_S / 3))
-                if th2.is_alive():
-                    stats["milp_left_running"] = 1
+                left_running = th2.is_alive()
     elif small and workers < 2 and lm.P > 0 and not proven and budget.remaining() > 0.2:
         # Single worker: the full MILP only, from the constructed incumbent.
         _full_milp(shared, budget, seed, out, stop, warm=True)
-    left_running = bool(stats.get("milp_left_running"))
     with shared.lock:  # a MILP left running may still offer incumbents
         agent_of, obj = shared.agent_of.copy(), shared.obj
         points, source = list(shared.points), shared.source
