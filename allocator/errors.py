@@ -1,6 +1,7 @@
 """One error hierarchy: everything the engine raises on purpose is an AllocatorError.
 
-The CLI turns these into one-line messages and the API into 4xx responses;
+The CLI turns these into one-line messages and the API into 4xx responses
+(the HTTP status of each class is the API's business: `api.errors.HTTP_STATUS`);
 anything else escaping is a bug.
 """
 
@@ -9,9 +10,6 @@ from __future__ import annotations
 
 class AllocatorError(Exception):
     """Base of every error the engine raises on purpose."""
-
-    #: HTTP status the API maps this error to.
-    http_status: int = 400
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         self.message = message
@@ -22,32 +20,31 @@ class AllocatorError(Exception):
 class InvalidInputError(AllocatorError):
     """The input (snapshot, plan, file) is malformed or inconsistent."""
 
-    http_status = 422
-
 
 class InfeasibleError(AllocatorError):
     """Hard constraints cannot all hold (raised only where a plan cannot express it)."""
-
-    http_status = 422
 
 
 class UnknownSolverError(AllocatorError):
     """A solver name that is not in the registry."""
 
-    http_status = 422
-
 
 class SolverFailedError(AllocatorError):
     """A backend failed in a way the caller cannot fix by changing the input."""
 
-    http_status = 503
-
 
 class NotFoundError(AllocatorError):
-    http_status = 404
+    """Something named (a job, a file) does not exist."""
 
 
 class CapacityError(AllocatorError):
     """Too much work queued; retry later."""
 
-    http_status = 429
+
+class TimeLimitError(AllocatorError):
+    """The work did not finish within its (hard) time limit and left nothing to return."""
+
+
+class ResourceLimitError(AllocatorError):
+    """The work would need more memory (or another resource) than the limit allows."""
+

@@ -56,6 +56,7 @@ def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
                 Violation("missing_task", f"task {tid!r} neither assigned nor reported", tid)
             )
 
+    skills_of: dict[str, frozenset[str]] = {}  # set lookups: linear in skills, not quadratic
     used: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     per_agent: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     for asg in plan.assignments:
@@ -73,7 +74,10 @@ def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
         t, a = asg.task, asg.agent
         if agent.status != AgentStatus.UP:
             out.append(Violation("agent_not_up", f"{t!r} on {a!r} which is {agent.status}", t, a))
-        missing = [s for s in task.skills if s not in agent.skills]
+        have = skills_of.get(a)
+        if have is None:
+            have = skills_of[a] = frozenset(agent.skills)
+        missing = [s for s in task.skills if s not in have]
         if missing:
             out.append(Violation("skill", f"{t!r} needs {missing} which {a!r} lacks", t, a))
         if task.allowed_agents is not None and a not in task.allowed_agents:

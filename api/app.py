@@ -20,7 +20,7 @@ from api.errors import install_error_handlers
 from api.mcp_server import build_mcp
 from api.metrics import Metrics, MetricsMiddleware
 from api.routers import ROUTERS
-from api.security import BodyLimitMiddleware, McpGate
+from api.security import LOOPBACK_HOSTS, BodyLimitMiddleware, HostGate, KeyGate
 from api.service import Service
 from api.settings import Settings
 
@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mcp_app = mcp.streamable_http_app(
             streamable_http_path="/mcp",
             transport_security=TransportSecuritySettings(
-                allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.mcp_hosts],
+                allowed_hosts=[*(f"{h}:*" for h in LOOPBACK_HOSTS), *settings.allowed_hosts,
+                               *settings.mcp_hosts],
                 allowed_origins=["http://127.0.0.1:*", "http://localhost:*",
                                  "http://[::1]:*"]),
         )
@@ -68,8 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    if mcp_app is not None:
-        app.add_middleware(McpGate, mcp_app=mcp_app, keys=settings.api_keys)
+    app.add_middleware(KeyGate, mcp_app=mcp_app, keys=settings.api_keys)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -77,5 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
                        on_reject=lambda: metrics.rejected.labels("body_too_large").inc())
+    app.add_middleware(HostGate, allowed=[*settings.allowed_hosts, *settings.mcp_hosts],
+                       on_reject=lambda: metrics.rejected.labels("host_not_allowed").inc())
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

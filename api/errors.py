@@ -1,6 +1,7 @@
 """One error shape for every failure: ``{"type", "message", "field"}``.
 
-Domain errors (AllocatorError) carry their HTTP status; request validation
+Domain errors (AllocatorError) get their HTTP status here (`HTTP_STATUS`, by
+class, the nearest base class deciding); request validation
 errors are 422 with the field path; HTTP errors keep their status. Anything
 else is a bug: logged with its traceback and answered 500 without details.
 """
@@ -16,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from allocator import errors as engine_errors
 from allocator.errors import AllocatorError
 
 log = logging.getLogger(__name__)
@@ -24,17 +26,45 @@ log = logging.getLogger(__name__)
 class UnauthorizedError(AllocatorError):
     """Missing or wrong API key."""
 
-    http_status = 401
-
 
 class BodyTooLargeError(AllocatorError):
-    http_status = 413
+    """A request body over max_body_bytes."""
 
 
 class NotReadyError(AllocatorError):
     """The resource exists but is not in a state that has what was asked for."""
 
-    http_status = 409
+
+class SolveFailed(AllocatorError):
+    """A backend raised an unexpected exception (a bug, reported with its message)."""
+
+
+#: HTTP status of each error class; a class not listed takes its nearest listed base's.
+#: 503 means only "try again later" (a worker died under the call); the time limit and
+#: the memory estimate are the client's to change (a smaller input, or a job): 4xx.
+HTTP_STATUS: dict[type[BaseException], int] = {
+    AllocatorError: 422,
+    engine_errors.InvalidInputError: 422,
+    engine_errors.InfeasibleError: 422,
+    engine_errors.UnknownSolverError: 422,
+    engine_errors.TimeLimitError: 422,
+    engine_errors.ResourceLimitError: 413,
+    engine_errors.SolverFailedError: 503,
+    engine_errors.NotFoundError: 404,
+    engine_errors.CapacityError: 429,
+    UnauthorizedError: 401,
+    BodyTooLargeError: 413,
+    NotReadyError: 409,
+    SolveFailed: 500,
+}
+
+
+def http_status(exc: AllocatorError) -> int:
+    """The status `exc` answers with: its class's entry, else its nearest base's."""
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 422
 
 
 _STATUS_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -64,13 +94,13 @@ def _loc(loc: Any) -> str | None:
 
 def install_error_handlers(app: FastAPI) -> None:
     def retry_headers(status: int) -> dict[str, str] | None:
-        if status != 429:
+        if status not in (429, 503):
             return None
         return {"Retry-After": str(app.state.settings.retry_after_s)}
 
     @app.exception_handler(AllocatorError)
     async def _domain(_: Request, exc: AllocatorError) -> JSONResponse:
-        status = exc.http_status
+        status = http_status(exc)
         return error_response(status, error_type(exc), exc.message, exc.field,
                               headers=retry_headers(status))
 

@@ -15,6 +15,8 @@ from models import Snapshot
 
 #: Largest absolute value of any amount (work, demand, capacity, cost, time, weight).
 MAX_MAGNITUDE = 1e9
+#: Largest count (max_migrations and the like): CP-SAT takes 64-bit integers only.
+MAX_COUNT = 1_000_000
 #: Agent speeds must lie in [MIN_SPEED, MAX_SPEED].
 MIN_SPEED, MAX_SPEED = 1e-6, 1e6
 
@@ -51,6 +53,16 @@ def check_magnitudes(snap: Snapshot, prefix: str = "snapshot") -> None:
                                     field=f"{where}.speed")
         _check(a.cost_rate, f"{where}.cost_rate")
         _check_map(a.capacity, f"{where}.capacity")
+    mig = snap.migration
+    _check_all(((mig.size_share, f"{prefix}.migration.size_share"),
+                (mig.progress_share, f"{prefix}.migration.progress_share")))
+    _check_map(mig.label_factors, f"{prefix}.migration.label_factors")
+    for k, pf in enumerate(mig.pair_factors):
+        _check(pf.factor, f"{prefix}.migration.pair_factors.{k}.factor")
+    mm = snap.options.max_migrations
+    if mm is not None and mm > MAX_COUNT:
+        raise InvalidInputError(f"{mm!r} is larger than this server accepts (<= {MAX_COUNT})",
+                                field=f"{prefix}.options.max_migrations")
     for j, t in enumerate(snap.tasks):
         where = f"{prefix}.tasks.{j}"
         _check_all(((t.work, f"{where}.work"), (t.release, f"{where}.release"),

@@ -13,11 +13,11 @@ engine modules exist (api.capabilities.available()).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from allocator.errors import AllocatorError
 from api.capabilities import available
@@ -30,10 +30,12 @@ from api.schemas import (
     ParetoResponse,
     RebalanceRequest,
     RebalanceResponse,
+    Seed,
     SimulateRequest,
     SimulateResponse,
     SolveRequest,
     SolversResponse,
+    TimeLimit,
     ValidateRequest,
     ValidateResponse,
     WorkloadIn,
@@ -50,48 +52,84 @@ reason for every task left unassigned. `validate` checks a plan against a snapsh
 Long solves: `submit_job`, then `job_status`."""
 
 
+def _field(loc: Any) -> str:
+    return ".".join(str(x) for x in loc) or "(arguments)"
+
+
+def _invalid(e: ValidationError, prefix: str = "") -> ToolError:
+    """A ValidationError as one line: `invalid_input: message (field path)`."""
+    errors = e.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid arguments"}
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
+    where = _field((*([prefix] if prefix else []), *first.get("loc", ())))
+    return ToolError(f"invalid_input: {msg}{more} (field {where})")
+
+
 async def _call(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a tool's body; engine and validation errors become `type: message (field f)`."""
     try:
         return await fn()
     except AllocatorError as e:
         where = f" (field {e.field})" if e.field else ""
         raise ToolError(f"{error_type(e)}: {e.message}{where}") from None
+    except ValidationError as e:
+        raise _invalid(e) from None
+
+
+class _Server(MCPServer):
+    """MCPServer whose argument errors name the field in one line.
+
+    The framework validates a tool's arguments against its signature and
+    reports pydantic's multi-line text; checking them here first gives the
+    same `invalid_input: message (field path)` as every other error.
+    """
+
+    async def call_tool(self, name: str, arguments: dict[str, Any],
+                        context: Any = None) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            try:
+                tool.fn_metadata.validate_arguments(arguments)
+            except ValidationError as e:
+                raise _invalid(e) from None
+        return await super().call_tool(name, arguments, context)
 
 
 def build_mcp(get_service: Callable[[], Service]) -> MCPServer:
-    mcp = MCPServer(name="allocator", instructions=INSTRUCTIONS, log_level="WARNING")
+    mcp = _Server(name="allocator", instructions=INSTRUCTIONS, log_level="WARNING")
 
     @mcp.tool()
     async def solve(
         snapshot: Snapshot,
         solver: Annotated[str | None, Field(description="backend; see `solvers`")] = None,
-        time_limit: Annotated[float | None, Field(gt=0, description="seconds (capped)")] = None,
-        seed: Annotated[int | None, Field(ge=0)] = None,
+        time_limit: Annotated[TimeLimit | None, Field(description="seconds (capped)")] = None,
+        seed: Seed | None = None,
     ) -> Plan:
         """Solve a snapshot and return the plan (time limit capped by the server)."""
-        req = SolveRequest(snapshot=snapshot, solver=solver, time_limit=time_limit, seed=seed)
-        text = await _call(lambda: get_service().solve(req))
+        text = await _call(lambda: get_service().solve(SolveRequest(
+            snapshot=snapshot, solver=solver, time_limit=time_limit, seed=seed)))
         return Plan.model_validate_json(text)
 
     @mcp.tool()
     async def validate(snapshot: Snapshot, plan: Plan) -> ValidateResponse:
         """List every hard constraint the plan violates (empty when valid)."""
-        req = ValidateRequest(snapshot=snapshot, plan=plan)
-        return await _call(lambda: get_service().validate(req))
+        return await _call(lambda: get_service().validate(
+            ValidateRequest(snapshot=snapshot, plan=plan)))
 
     @mcp.tool()
     async def submit_job(
         snapshot: Snapshot,
-        solver: str | None = None,
-        time_limit: Annotated[float | None, Field(gt=0)] = None,
-        seed: Annotated[int | None, Field(ge=0)] = None,
+        solver: Annotated[str, Field(min_length=1, max_length=64)] | None = None,
+        time_limit: TimeLimit | None = None,
+        seed: Seed | None = None,
     ) -> JobOut:
         """Queue a long solve; poll it with `job_status`."""
-        req = SolveRequest(snapshot=snapshot, solver=solver, time_limit=time_limit, seed=seed)
-        return await _call(lambda: get_service().submit(req))
+        return await _call(lambda: get_service().submit(SolveRequest(
+            snapshot=snapshot, solver=solver, time_limit=time_limit, seed=seed)))
 
     @mcp.tool()
-    async def job_status(job_id: str) -> JobOut:
+    async def job_status(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobOut:
         """State, progress, best objective and bound of a job."""
         return await _call(lambda: get_service().job(job_id))
 
@@ -100,23 +138,36 @@ def build_mcp(get_service: Callable[[], Service]) -> MCPServer:
         """The solver backends this server offers."""
         return get_service().solvers()
 
+    async def capability(kind: str, build: Callable[[], Any]) -> str:
+        """Build the request (its checks name the field) and run `kind` in a worker."""
+
+        async def go() -> str:
+            req = build()
+            service = get_service()
+            if getattr(req, "solver", None) is not None:
+                service.check_solver(req.solver)
+            return await service.run_capability(
+                kind, getattr(req, "snapshot", None),
+                req.model_dump(mode="json", by_alias=True, exclude={"snapshot"}))
+
+        return await _call(go)
+
     have = available()
     if "rebalance" in have:
 
         @mcp.tool()
         async def rebalance(
             snapshot: Snapshot,
-            max_migrations: Annotated[int | None, Field(ge=0)] = None,
-            threshold: Annotated[float, Field(ge=0)] = 0.0,
-            time_limit: Annotated[float | None, Field(gt=0)] = None,
-            seed: Annotated[int | None, Field(ge=0)] = None,
+            max_migrations: Annotated[int, Field(ge=0, le=1_000_000)] | None = None,
+            threshold: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] = 0.0,
+            time_limit: TimeLimit | None = None,
+            seed: Seed | None = None,
         ) -> RebalanceResponse:
             """Move tasks off overloaded agents with few migrations; before/after summary."""
-            req = RebalanceRequest(snapshot=snapshot, max_migrations=max_migrations,
-                                   threshold=threshold, time_limit=time_limit, seed=seed)
-            text = await _call(lambda: get_service().run_capability(
-                "rebalance", snapshot, req.model_dump(exclude={"snapshot"})))
-            return RebalanceResponse.model_validate_json(text)
+            return RebalanceResponse.model_validate_json(await capability(
+                "rebalance", lambda: RebalanceRequest(
+                    snapshot=snapshot, max_migrations=max_migrations, threshold=threshold,
+                    time_limit=time_limit, seed=seed)))
 
     if "pareto" in have:
 
@@ -125,27 +176,30 @@ def build_mcp(get_service: Callable[[], Service]) -> MCPServer:
             snapshot: Snapshot,
             objectives: list[str] | None = None,
             exact: bool = False,
-            time_limit: Annotated[float | None, Field(gt=0)] = None,
-            pick: str = "knee",
+            time_limit: TimeLimit | None = None,
+            pick: Annotated[str, Field(min_length=1, max_length=200)] = "knee",
+            seed: Seed | None = None,
+            generations: Annotated[int, Field(ge=1, le=100_000)] | None = None,
         ) -> ParetoResponse:
             """Plans trading objectives off (e.g. cost vs makespan) and the one picked."""
-            req = ParetoRequest(snapshot=snapshot, objectives=objectives or ["cost", "makespan"],
-                                exact=exact, time_limit=time_limit, pick=pick)
-            text = await _call(lambda: get_service().run_capability(
-                "pareto", snapshot, req.model_dump(exclude={"snapshot"})))
-            return ParetoResponse.model_validate_json(text)
+            return ParetoResponse.model_validate_json(await capability(
+                "pareto", lambda: ParetoRequest(
+                    snapshot=snapshot, objectives=objectives or ["cost", "makespan"],
+                    exact=exact, time_limit=time_limit, pick=pick, seed=seed,
+                    generations=generations)))
 
     if "simulate" in have:
 
         @mcp.tool()
         async def simulate(workload: WorkloadIn | None = None,
                            policies: list[str] | None = None,
-                           seed: Annotated[int | None, Field(ge=0)] = None) -> SimulateResponse:
+                           seed: Seed | None = None,
+                           time_limit: TimeLimit | None = None) -> SimulateResponse:
             """Simulate online scheduling policies side by side on a generated workload."""
-            req = SimulateRequest(workload=workload or WorkloadIn(), policies=policies, seed=seed)
-            text = await _call(lambda: get_service().run_capability(
-                "simulate", None, req.model_dump()))
-            return SimulateResponse.model_validate_json(text)
+            return SimulateResponse.model_validate_json(await capability(
+                "simulate", lambda: SimulateRequest(
+                    workload=workload or WorkloadIn(), policies=policies, seed=seed,
+                    time_limit=time_limit)))
 
     if "bottlenecks" in have:
 
@@ -153,22 +207,13 @@ def build_mcp(get_service: Callable[[], Service]) -> MCPServer:
         async def bottlenecks(
             snapshot: Snapshot,
             plan: Plan | None = None,
-            solver: str | None = None,
-            time_limit: Annotated[float | None, Field(gt=0)] = None,
+            solver: Annotated[str, Field(min_length=1, max_length=64)] | None = None,
+            time_limit: TimeLimit | None = None,
         ) -> BottlenecksResponse:
             """What limits the plan and what one more unit of capacity would be worth."""
-            req = BottlenecksRequest(snapshot=snapshot, plan=plan, solver=solver,
-                                     time_limit=time_limit)
-
-            async def run() -> str:
-                service = get_service()
-                if solver is not None:
-                    service.check_solver(solver)
-                return await service.run_capability(
-                    "bottlenecks", snapshot,
-                    req.model_dump(mode="json", by_alias=True, exclude={"snapshot"}))
-
-            return BottlenecksResponse.model_validate_json(await _call(run))
+            return BottlenecksResponse.model_validate_json(await capability(
+                "bottlenecks", lambda: BottlenecksRequest(
+                    snapshot=snapshot, plan=plan, solver=solver, time_limit=time_limit)))
 
     return mcp
 

@@ -15,6 +15,9 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
                    5, 10, 30, 60)
 SOLVE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 GAP_BUCKETS = (0.0, 0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+#: HTTP methods labelled by name; any other (made-up) method is labelled `other`, so a
+#: client cannot create a new time series per request.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class _JobsCollector:
@@ -86,6 +89,6 @@ class MetricsMiddleware:
             path = getattr(route, "path", None)
             if path is None:
                 path = "/mcp" if scope["path"].startswith("/mcp") else "unmatched"
-            method = scope["method"]
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
             self.metrics.requests.labels(method, path, str(status)).inc()
             self.metrics.latency.labels(method, path).observe(time.perf_counter() - t0)

@@ -5,6 +5,11 @@ A reader thread per worker forwards its messages to the event loop; when a
 worker dies (crash, OOM kill, or killed after a cancel's grace period) the
 work it held gets a ("crash", exitcode) event and a fresh worker takes its
 place, so one bad solve never takes the service down.
+
+Time limits are hard: work with a `hard_limit` whose worker has not answered
+that many seconds after dispatch is killed (the worker's own alarm should
+have ended it already; this is for code stuck in C) and gets a ("timeout",
+exitcode) event instead of a crash; a fresh worker takes the place.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class Work:
     sink: EventSink
     kind: str = "solve"
     params: dict[str, Any] | None = None
+    #: Seconds after dispatch past which the worker is killed (time limit + grace).
+    hard_limit: float | None = None
 
 
 @dataclass
@@ -53,6 +60,8 @@ class _Worker:
     reserved: bool = False
     gone: bool = False
     kill_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    limit_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    overdue: bool = False
 
     @property
     def idle(self) -> bool:
@@ -151,6 +160,10 @@ class WorkerPool:
             work.sink("crash", (None,))
             return
         w.work = work
+        if work.hard_limit is not None:
+            assert self._loop is not None
+            w.limit_timer = self._loop.call_later(work.hard_limit, self._kill_overdue, w,
+                                                  work.id)
         with contextlib.suppress(OSError):  # a dead worker is reported by its reader thread
             w.conn.send(("run", work.id, work.kind, work.snapshot, work.solver,
                          work.time_limit, work.seed, work.initial, work.params))
@@ -174,6 +187,20 @@ class WorkerPool:
                         w.proc.pid)
             w.proc.kill()
 
+    def _kill_overdue(self, w: _Worker, work_id: str) -> None:
+        if w.work is not None and w.work.id == work_id and w.proc.is_alive():
+            log.warning("worker %s passed the hard time limit of %s; killing it",
+                        w.proc.pid, work_id)
+            w.overdue = True
+            w.proc.kill()
+
+    @staticmethod
+    def _stop_timers(w: _Worker) -> None:
+        for t in (w.kill_timer, w.limit_timer):
+            if t is not None:
+                t.cancel()
+        w.kill_timer = w.limit_timer = None
+
     # -- events -----------------------------------------------------------------------
 
     def _on_message(self, w: _Worker, msg: tuple[Any, ...]) -> None:
@@ -187,9 +214,7 @@ class WorkerPool:
             return  # a late message for work already settled
         if kind in ("done", "error"):
             w.work = None
-            if w.kill_timer is not None:
-                w.kill_timer.cancel()
-                w.kill_timer = None
+            self._stop_timers(w)
         work.sink(kind, tuple(msg[2:]))
         if w.work is None:
             self.on_idle()
@@ -198,8 +223,7 @@ class WorkerPool:
         w.gone = True
         if w in self._workers:
             self._workers.remove(w)
-        if w.kill_timer is not None:
-            w.kill_timer.cancel()
+        self._stop_timers(w)
         if self._closing:
             return
         self.crashes += 1
@@ -208,4 +232,4 @@ class WorkerPool:
                   f" while solving {work.id}" if work else "")
         self._spawn()
         if work is not None:
-            work.sink("crash", (exitcode,))
+            work.sink("timeout" if w.overdue else "crash", (exitcode,))

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models import Plan, Snapshot
 
@@ -81,8 +81,10 @@ class SolversResponse(BaseModel):
 
 
 class JobState(StrEnum):
-    """Life of a job: queued -> running -> succeeded | failed | cancelled | interrupted.
+    """Life of a job: queued -> running -> succeeded | failed | cancelled | timed_out |
+    interrupted.
 
+    `timed_out` is a job stopped at its hard time limit (it keeps its best plan);
     `interrupted` is a job that was running when the server stopped and was not
     re-queued (settings.on_restart, settings.max_attempts).
     """
@@ -92,6 +94,7 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
     INTERRUPTED = "interrupted"
 
     @property
@@ -210,10 +213,22 @@ class SimulateRequest(_In):
     policies: Annotated[list[Annotated[str, Field(max_length=64)]],
                         Field(min_length=1, max_length=16)] | None = None
     seed: Seed | None = None
+    time_limit: TimeLimit | None = Field(
+        None, description="Seconds; capped by sync_time_limit. Policies not run in time "
+        "are reported with `skipped: time_limit`.")
+
+    @field_validator("policies")
+    @classmethod
+    def _distinct_policies(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            dup = next(p for i, p in enumerate(v) if p in v[:i])
+            raise ValueError(f"policy {dup!r} listed twice")
+        return v
 
 
 class SimulateResponse(BaseModel):
     rows: list[dict[str, Any]] = Field(description="One row of measures per policy.")
+    complete: bool = Field(True, description="False when the time limit cut policies short.")
 
 
 class BottlenecksRequest(_In):

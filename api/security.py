@@ -1,4 +1,4 @@
-"""API keys (bearer tokens, compared in constant time) and the request body limit."""
+"""API keys (bearer tokens, compared in constant time), the Host allow-list and the body limit."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Routes that never need a key: liveness and readiness probes.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+#: FastAPI's documentation routes: behind the keys when keys are set.
+DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+#: Host header values every server accepts (any port): loopback only.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def key_ok(authorization: str | None, keys: list[str]) -> bool:
@@ -86,22 +90,84 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
-class McpGate:
-    """Send /mcp requests to the MCP app, behind the same API keys as every route."""
+def host_allowed(host: str, allowed: list[str]) -> bool:
+    """Whether a Host header value matches the allow-list.
 
-    def __init__(self, app: ASGIApp, mcp_app: ASGIApp, keys: list[str]) -> None:
+    Entries are `name` or `name:port`; `name:*` (or a bare name) allows any
+    port, `*` allows everything (a server behind a proxy that checks Host).
+    """
+    host = host.strip().lower()
+    if not host:
+        return False
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        name, port = f"[{name}]", rest.removeprefix(":")
+    else:
+        name, _, port = host.partition(":")
+    for entry in allowed:
+        e = entry.strip().lower()
+        if e == "*":
+            return True
+        if e.startswith("["):
+            e_name, _, e_rest = e[1:].partition("]")
+            e_name, e_port = f"[{e_name}]", e_rest.removeprefix(":")
+        else:
+            e_name, _, e_port = e.partition(":")
+        if e_name == name and e_port in ("", "*", port):
+            return True
+    return False
+
+
+class HostGate:
+    """Refuse requests whose Host header is not allowed (DNS rebinding), on every route.
+
+    A browser tricked into resolving `evil.example` to 127.0.0.1 still sends
+    `Host: evil.example`; answering only the allowed names keeps a keyless
+    local server out of reach of web pages. Health probes are checked too:
+    orchestrators address the server by a name the operator allows.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: list[str], on_reject: object = None) -> None:
+        self.app = app
+        self.allowed = [*(f"{h}:*" for h in LOOPBACK_HOSTS), *allowed]
+        self.on_reject = on_reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if not host_allowed(host, self.allowed):
+                if callable(self.on_reject):
+                    self.on_reject()
+                await _send_error(send, 421, "host_not_allowed",
+                                  f"Host {host[:100]!r} is not allowed on this server "
+                                  "(settings: allowed_hosts)")
+                return
+        await self.app(scope, receive, send)
+
+
+class KeyGate:
+    """/mcp (sent to the MCP app) and the OpenAPI docs, behind the same keys as every route.
+
+    The routers check keys through a dependency; these paths are not routers'
+    (FastAPI's own docs routes, the mounted MCP app), so they are gated here.
+    """
+
+    def __init__(self, app: ASGIApp, mcp_app: ASGIApp | None, keys: list[str]) -> None:
         self.app = app
         self.mcp_app = mcp_app
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http" and (path == "/mcp" or path.startswith("/mcp/")):
+        is_mcp = self.mcp_app is not None and (path == "/mcp" or path.startswith("/mcp/"))
+        if scope["type"] == "http" and (is_mcp or path in DOC_PATHS):
             auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             if not key_ok(auth, self.keys):
                 await _send_error(send, 401, "unauthorized", "missing or invalid API key",
                                   [(b"www-authenticate", b"Bearer")])
                 return
-            await self.mcp_app(scope, receive, send)
-            return
+            if is_mcp:
+                assert self.mcp_app is not None
+                await self.mcp_app(scope, receive, send)
+                return
         await self.app(scope, receive, send)

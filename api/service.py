@@ -38,10 +38,10 @@ from allocator.errors import (
     InvalidInputError,
     NotFoundError,
     SolverFailedError,
+    TimeLimitError,
 )
 from allocator.solvers import get_solver, solver_names
-from allocator.validate import validate
-from api.errors import NotReadyError, error_type
+from api.errors import NotReadyError, SolveFailed, error_type
 from api.limits import check_magnitudes
 from api.metrics import Metrics
 from api.pool import Work, WorkerPool
@@ -55,7 +55,6 @@ from api.schemas import (
     SolversResponse,
     ValidateRequest,
     ValidateResponse,
-    ViolationOut,
 )
 from api.settings import Settings
 from api.store import JobRecord, JobStore
@@ -72,12 +71,6 @@ READ_THREADS = 4
 #: Snapshots up to this many tasks are serialised on the event loop (a thread hop
 #: costs more than the work); larger ones in a thread.
 INLINE_DUMP_TASKS = 2_000
-
-
-class SolveFailed(AllocatorError):
-    """A backend raised an unexpected exception (a bug, reported with its message)."""
-
-    http_status = 500
 
 
 @dataclass
@@ -252,7 +245,8 @@ class Service:
         live = self.live.setdefault(job_id, _Live(job_id, rec.solver, rec.time_limit))
         live.started = time.monotonic()
         self.pool.dispatch(w, Work(job_id, snap_json, rec.solver, rec.time_limit, rec.seed,
-                                   True, functools.partial(self._job_event, job_id)))
+                                   True, functools.partial(self._job_event, job_id),
+                                   hard_limit=rec.time_limit + self.settings.time_limit_grace_s))
         if live.cancelling:
             self.pool.cancel(job_id, self.settings.cancel_grace_s)
 
@@ -281,8 +275,10 @@ class Service:
             return
         elapsed = time.monotonic() - live.started
         if kind == "done":
-            plan_json, status, obj, bound, cancelled = args
-            state = JobState.CANCELLED if (cancelled or live.cancelling) else JobState.SUCCEEDED
+            plan_json, status, obj, bound, cancelled, *rest = args
+            timed_out = bool(rest and rest[0])
+            state = (JobState.CANCELLED if (cancelled or live.cancelling)
+                     else JobState.TIMED_OUT if timed_out else JobState.SUCCEEDED)
             fut = self._write_nowait(store.finish, job_id, state, plan_json=plan_json,
                                      plan_status=status, objective=obj, bound=bound)
             self.metrics.solve_seconds.labels(live.solver, "job").observe(elapsed)
@@ -293,6 +289,8 @@ class Service:
             type_name, message, field_ = args
             fut = self._write_nowait(store.finish, job_id, JobState.FAILED,
                                      error=(error_type(type_name), message, field_))
+        elif kind == "timeout":  # killed at limit + grace: the best plan so far stays
+            fut = self._write_nowait(store.finish, job_id, JobState.TIMED_OUT)
         else:  # crash: the worker process died
             (code,) = args
             if live.cancelling:  # killed after the grace period: keep the best plan so far
@@ -331,8 +329,21 @@ class Service:
         fut: asyncio.Future[str] = loop.create_future()
         t0 = time.monotonic()
 
+        best: list[str] = []
+
         def sink(event: str, args: tuple[Any, ...]) -> None:
-            if fut.done() or event in ("progress", "best"):
+            if fut.done() or event == "progress":
+                return
+            if event == "best":
+                best[:] = [args[0]]
+                return
+            if event == "timeout":  # killed at limit + grace: the best plan so far, if any
+                if best:
+                    fut.set_result(best[0])
+                else:
+                    fut.set_exception(TimeLimitError(
+                        f"no answer within the time limit of {limit:g} s; use a smaller input "
+                        "or submit a job", field="time_limit"))
                 return
             if event == "done":
                 fut.set_result(args[0])
@@ -347,7 +358,8 @@ class Service:
                 fut.set_exception(SolverFailedError(
                     f"the solver process died (exit code {args[0]}); the server carried on"))
 
-        work = Work(uuid.uuid4().hex, snapshot, solver, limit, seed, False, sink, kind, params)
+        work = Work(uuid.uuid4().hex, snapshot, solver, limit, seed, kind == "solve", sink,
+                    kind, params, hard_limit=limit + self.settings.time_limit_grace_s)
         self.sync_queue.append(work)
         self._pump()
         try:
@@ -383,16 +395,14 @@ class Service:
                                     seed=params.get("seed") or 0, kind=kind, params=params)
 
     async def validate(self, req: ValidateRequest) -> ValidateResponse:
-        if len(req.snapshot.agents) > self.settings.max_agents or (
-                len(req.snapshot.tasks) > self.settings.max_tasks):
-            raise InvalidInputError("snapshot larger than this server accepts "
-                                    f"(max_agents={self.settings.max_agents}, "
-                                    f"max_tasks={self.settings.max_tasks})", field="snapshot")
-        violations = await asyncio.to_thread(validate, req.snapshot, req.plan)
-        return ValidateResponse(
-            valid=not violations,
-            violations=[ViolationOut(kind=v.kind, message=v.message, task=v.task, agent=v.agent)
-                        for v in violations])
+        """The independent validator, run in a worker (it is linear but not free)."""
+        self._check_size(req.snapshot)
+        limit = self.settings.sync_time_limit
+        text = await self._run_sync(label="validate", snapshot=req.snapshot, solver="validate",
+                                    limit=limit, seed=0, kind="validate",
+                                    params={"plan": req.plan.model_dump(mode="json",
+                                                                        by_alias=True)})
+        return ValidateResponse.model_validate_json(text)
 
     def solvers(self) -> SolversResponse:
         return SolversResponse(solvers=[SolverInfo(name=k, description=v)

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
         2.0, description="How long a cancelled solve may take to hand back its best plan "
         "before its worker is killed."
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header values accepted besides loopback (127.0.0.1, localhost, "
+        "[::1], any port): `name`, `name:port`, `name:*`, or `*` for any. Requests with "
+        "another Host get 421 (DNS-rebinding protection).",
+    )
+    time_limit_grace_s: Annotated[float, Field(ge=0.1, le=60)] = Field(
+        1.5, description="Hard time limits: a worker still busy this long after its work's "
+        "time limit is killed and replaced (the work ends timed out with its best plan).",
+    )
     mcp_http: bool = Field(True, description="Mount the MCP streamable HTTP app under /mcp.")
     mcp_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -80,7 +90,8 @@ class Settings(BaseSettings):
         "backends that register themselves).",
     )
 
-    @field_validator("api_keys", "cors_origins", "plugins", "mcp_hosts", mode="before")
+    @field_validator("api_keys", "cors_origins", "plugins", "mcp_hosts",
+                     "allowed_hosts", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
         if isinstance(v, str):

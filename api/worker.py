@@ -11,8 +11,16 @@ worker -> parent
     ("ready", pid)
     ("progress", work_id, objective, bound)       an improving solution was found
     ("best", work_id, plan_json, status, objective, bound)  a complete best-so-far plan
-    ("done", work_id, plan_json, status, objective, bound, cancelled)
+    ("done", work_id, plan_json, status, objective, bound, cancelled[, timed_out])
     ("error", work_id, type, message, field)
+
+Time limits are hard: `ALARM_MARGIN_S` after the work's time limit a timer
+thread asks running CP-SAT searches to stop; if the work is still going
+`ALARM_INTERRUPT_S` later, SIGALRM raises `TimeUp` in the main thread (a
+BaseException, so no `except Exception` in the engine swallows it), and the
+best plan so far is the answer, marked timed out. Code stuck in C without
+returning to Python is the pool's business: it kills the worker past
+limit + grace (api.pool).
 
 Nothing here may write to stdout: fd 1 is pointed at stderr first thing, so a
 solver banner (HiGHS) or a stray print can never corrupt an MCP stdio stream.
@@ -25,6 +33,7 @@ call ``stop_search()``, which makes CP-SAT return its best solution so far.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -34,6 +43,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -42,6 +52,10 @@ log = logging.getLogger("api.worker")
 
 #: How often improving CP-SAT solutions are reported (seconds).
 PROGRESS_PERIOD_S = 0.25
+#: The alarm fires this long after the time limit (CP-SAT asked to stop) ...
+ALARM_MARGIN_S = 0.25
+#: ... and again this long after that (TimeUp raised if the work still runs).
+ALARM_INTERRUPT_S = 0.35
 
 
 @dataclass
@@ -50,6 +64,7 @@ class _Current:
     cancel: threading.Event = field(default_factory=threading.Event)
     solvers: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    alarmed: bool = False
 
 
 _current: _Current | None = None
@@ -57,10 +72,21 @@ _send_lock = threading.Lock()
 _conn: Connection | None = None
 
 
+_sending = 0  # > 0 while the main thread writes a message: the alarm must not cut it
+
+
 def _send(msg: tuple[Any, ...]) -> None:
+    global _sending
     assert _conn is not None
+    main = threading.current_thread() is threading.main_thread()
     with _send_lock:
-        _conn.send(msg)
+        if main:
+            _sending += 1
+        try:
+            _conn.send(msg)
+        finally:
+            if main:
+                _sending -= 1
 
 
 def _install_cpsat_hook() -> None:
@@ -102,54 +128,127 @@ def _install_cpsat_hook() -> None:
     cp_model.CpSolver.solve = solve  # type: ignore[method-assign]
 
 
+def _nudge(cur: _Current) -> None:
+    """Time is up: ask running CP-SAT searches to stop (from a thread: they hold no GIL)."""
+    with cur.lock:
+        cur.alarmed = True
+        cur.cancel.set()
+        for s in cur.solvers:
+            s.stop_search()
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    """Still running after the nudge: interrupt the Python code of the work."""
+    from allocator.usecases import TimeUp
+
+    if _current is None:
+        return
+    if _sending:  # never cut a message in half: try again right after it
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        return
+    raise TimeUp
+
+
+@contextlib.contextmanager
+def _alarm(cur: _Current, seconds: float) -> Iterator[None]:
+    """Nudge at `seconds` (a thread), interrupt `ALARM_INTERRUPT_S` later (SIGALRM).
+
+    A signal handler runs only when the main thread is back in Python, so code
+    in C (a CP-SAT search) is stopped by the nudge, and what neither reaches
+    is killed by the pool.
+    """
+    nudge = threading.Timer(max(seconds, 0.01), _nudge, args=(cur,))
+    nudge.daemon = True
+    nudge.start()
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01) + ALARM_INTERRUPT_S)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        nudge.cancel()
+
+
 def _plan_tuple(plan: Any) -> tuple[str, str, float | None, float | None]:
     return (plan.model_dump_json(by_alias=True), str(plan.status), plan.objective, plan.bound)
 
 
 def _run(msg: tuple[Any, ...]) -> None:
     global _current
-    from allocator.engine import solve
     from allocator.errors import AllocatorError
-    from models import Snapshot
 
     _, work_id, kind, snapshot, solver, time_limit, seed, initial, params = msg
     cur = _Current(work_id)
     _current = cur
     try:
-        snap = snapshot if isinstance(snapshot, Snapshot) or snapshot is None else (
-            Snapshot.model_validate_json(snapshot))
-        if kind != "solve":
-            from api.capabilities import run
-
-            _send(("done", work_id, run(kind, snap, params or {}), None, None, None, False))
-            return
-        assert snap is not None
-        t0 = time.perf_counter()
-        if initial and solver != "greedy":
-            # A complete plan early: what a cancel or a crash leaves behind.
-            first = solve(snap, solver="greedy", time_limit=time_limit, seed=seed)
-            _send(("best", work_id, *_plan_tuple(first)))
-            if cur.cancel.is_set():
-                _send(("done", work_id, *_plan_tuple(first), True))
-                return
-        else:
-            first = None
-        remaining = max(0.05, time_limit - (time.perf_counter() - t0))
-        plan = solve(snap, solver=solver, time_limit=remaining, seed=seed)
-        cancelled = cur.cancel.is_set()
-        if first is not None and first.objective is not None and (
-            plan.objective is None or (cancelled and plan.objective > first.objective)
-        ):  # the early plan is the best there is: keep it rather than an empty one
-            why = "cancelled" if cancelled else f"{solver}: {plan.message or plan.status}"
-            plan = first.model_copy(update={"message": f"best plan so far ({why})"})
-        _send(("done", work_id, *_plan_tuple(plan), cancelled))
+        with _alarm(cur, time_limit + ALARM_MARGIN_S):
+            _run_work(cur, work_id, kind, snapshot, solver, time_limit, seed, initial, params)
     except AllocatorError as e:
         _send(("error", work_id, type(e).__name__, e.message, e.field))
     except Exception as e:  # a bug in a backend: fail this solve, keep the worker
         traceback.print_exc(file=sys.stderr)
         _send(("error", work_id, "SolverError", f"{type(e).__name__}: {e}", None))
+    except BaseException as e:  # TimeUp outside the guarded parts (parsing, the answer)
+        if type(e).__name__ != "TimeUp":
+            raise
+        _send(("error", work_id, "TimeLimitError",
+               f"the work did not finish within its time limit of {time_limit:g} s", None))
     finally:
         _current = None
+
+
+def _run_work(cur: _Current, work_id: str, kind: str, snapshot: Any, solver: str,
+              time_limit: float, seed: int, initial: bool, params: Any) -> None:
+    from allocator.engine import solve
+    from allocator.errors import TimeLimitError
+    from allocator.usecases import TimeUp
+    from models import Snapshot
+
+    snap = snapshot if isinstance(snapshot, Snapshot) or snapshot is None else (
+        Snapshot.model_validate_json(snapshot))
+    if kind != "solve":
+        from api.capabilities import run
+
+        try:
+            answer = run(kind, snap, params or {})
+        except TimeUp:
+            raise TimeLimitError(f"{kind} did not finish within its time limit of "
+                                 f"{time_limit:g} s; use a smaller input") from None
+        _send(("done", work_id, answer, None, None, None, False))
+        return
+    assert snap is not None
+    t0 = time.perf_counter()
+    first = None
+    try:
+        if solver != "greedy":
+            # A complete plan early: what a cancel, a crash or the time limit leaves behind.
+            first = solve(snap, solver="greedy", time_limit=time_limit, seed=seed)
+            first = first.model_copy(update={
+                "message": "best plan so far (greedy; the solve was stopped early)"})
+            if initial:
+                _send(("best", work_id, *_plan_tuple(first)))
+            if cur.cancel.is_set():  # cancelled, or the time limit passed during greedy
+                _send(("done", work_id, *_plan_tuple(first), not cur.alarmed, cur.alarmed))
+                return
+        remaining = max(0.05, time_limit - (time.perf_counter() - t0))
+        plan = solve(snap, solver=solver, time_limit=remaining, seed=seed)
+    except TimeUp:
+        if first is None:
+            raise TimeLimitError(f"no plan within the time limit of {time_limit:g} s; use a "
+                                 "smaller input or a longer limit (a job)") from None
+        _send(("done", work_id, *_plan_tuple(first), False, True))
+        return
+    # A search the alarm asked to stop and that then returned on its own is a normal
+    # finish with its best plan; only an interrupted one (TimeUp above) timed out.
+    cancelled = cur.cancel.is_set() and not cur.alarmed
+    if first is not None and first.objective is not None and (
+        plan.objective is None or ((cancelled or cur.alarmed)
+                                   and plan.objective > first.objective)
+    ):  # the early plan is the best there is: keep it rather than an empty one
+        why = ("cancelled" if cancelled else "time limit" if cur.alarmed
+               else f"{solver}: {plan.message or plan.status}")
+        plan = first.model_copy(update={"message": f"best plan so far ({why})"})
+    _send(("done", work_id, *_plan_tuple(plan), cancelled, False))
 
 
 def _listen(conn: Connection, inbox: queue.Queue[tuple[Any, ...]]) -> None:

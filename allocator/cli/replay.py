@@ -20,6 +20,7 @@ from allocator.errors import InvalidInputError
 from allocator.online.policies import policy_names
 from allocator.report.replay import text_table, write_replay_report
 from allocator.workloads import Workload, parse_window, read_trace
+from allocator.workloads.base import MAX_AGENTS
 from allocator.workloads.replay import BASELINES, OURS, compare
 
 TraceWindow = Annotated[str | None, typer.Option(
@@ -91,8 +92,9 @@ def choose_agents(w: Workload, agents: int | None, utilisation: float | None,
                   speeds: list[float] | None) -> tuple[int, str]:
     """Agent count from --agents, or the smallest giving at most --utilisation."""
     if agents is not None:
-        if agents < 1:
-            raise InvalidInputError(f"need at least one agent, got {agents}", field="agents")
+        if not 1 <= agents <= MAX_AGENTS:
+            raise InvalidInputError(f"--agents must be in [1, {MAX_AGENTS}], got {agents}",
+                                    field="agents")
         mean_speed = sum(speeds) / len(speeds) if speeds else 1.0
         offered = w.offered_load() / (agents * mean_speed)
         return agents, f"{agents} agents (offered load {offered:.2f} of capacity)"

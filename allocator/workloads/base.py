@@ -73,6 +73,9 @@ FAIR_SHARE_HEAVY = 0.5
 #: ... and the lightest users that together account for this share are `high`.
 FAIR_SHARE_LIGHT = 0.2
 
+#: Most agents a replay sizes itself to (each is a simulated server with its own state).
+MAX_AGENTS = 10_000
+
 
 @dataclass(slots=True)
 class BadRows:
@@ -160,7 +163,14 @@ class Workload:
         if not 0 < target <= 1:
             raise InvalidInputError(f"target utilisation must be in (0, 1], got {target}",
                                     field="target")
-        return max(1, math.ceil(self.offered_load() / (speed * target)))
+        need = self.offered_load() / (speed * target)
+        if not math.isfinite(need) or need > MAX_AGENTS:
+            raise InvalidInputError(
+                f"this trace would need {need:.3g} agents for utilisation {target:g} (its "
+                f"{len(self)} tasks carry {self.total_work:.3g} s of work over a span of "
+                f"{self.span:.3g} s); at most {MAX_AGENTS} are simulated: give --agents, "
+                "or check the trace's run and submit times", field="agents")
+        return max(1, math.ceil(need))
 
     def summary(self) -> str:
         lines = [

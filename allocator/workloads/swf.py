@@ -22,6 +22,8 @@ field, an unknown or negative submit time, an unknown or negative run time.
 from __future__ import annotations
 
 import gzip
+import io
+import zlib
 from collections.abc import Iterable, Mapping
 from os import PathLike
 from pathlib import Path
@@ -52,6 +54,27 @@ SWF_FIELDS = (
 DEFAULT_QUEUE_PRIORITY: dict[str, str] = {"0": "high"}
 
 
+#: Largest decompressed trace read (bytes): a small gzip bomb must not fill the memory.
+MAX_DECOMPRESSED_BYTES = 1 << 30
+
+
+def _gunzip(data: bytes, name: str, limit: int | None = None) -> bytes:
+    """Decompress gzip `data` in chunks, refusing more than `limit` bytes of output."""
+    limit = MAX_DECOMPRESSED_BYTES if limit is None else limit
+    out = io.BytesIO()
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            while chunk := f.read(1 << 20):
+                out.write(chunk)
+                if out.tell() > limit:
+                    raise InvalidInputError(
+                        f"{name}: decompresses to more than {limit} bytes (the limit)",
+                        field="trace")
+    except (OSError, EOFError, zlib.error) as e:
+        raise InvalidInputError(f"{name}: corrupt gzip ({e})", field="trace") from None
+    return out.getvalue()
+
+
 def _lines(source: str | PathLike[str] | bytes) -> tuple[list[str], str]:
     if isinstance(source, bytes):
         data, name = source, "<bytes>"
@@ -61,10 +84,7 @@ def _lines(source: str | PathLike[str] | bytes) -> tuple[list[str], str]:
             raise InvalidInputError(f"no such file: {path}", field="trace")
         data, name = path.read_bytes(), str(path)
     if data[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise InvalidInputError(f"{name}: corrupt gzip ({e})", field="trace") from None
+        data = _gunzip(data, name)
     return data.decode("utf-8", errors="replace").splitlines(), name
 
 
@@ -90,6 +110,8 @@ def read_swf_frame(source: str | PathLike[str] | bytes) -> tuple[pl.DataFrame, p
         pl.when(pl.col("n") != len(SWF_FIELDS))
         .then(pl.format("expected 18 fields, got {}", pl.col("n")))
         .when(any_null).then(pl.lit("non-numeric field"))
+        .when(~pl.all_horizontal([pl.col(f).is_finite() for f in SWF_FIELDS]))
+        .then(pl.lit("non-finite number"))
         .when(pl.col("submit") < 0).then(pl.lit("unknown submit time"))
         .when(pl.col("run") < 0).then(pl.lit("unknown run time"))
         .otherwise(pl.lit(None, dtype=pl.String))

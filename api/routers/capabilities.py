@@ -6,10 +6,10 @@ reports; the rest are simply absent from the app and its OpenAPI schema.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from api.capabilities import available
-from api.deps import Authorized, ServiceDep
+from api.deps import Authorized, ServiceDep, until_disconnect
 from api.routers.errors import errors
 from api.schemas import (
     BottlenecksRequest,
@@ -32,9 +32,10 @@ if "rebalance" in HAVE:
     @router.post("/rebalance", response_class=Response,
                  responses={200: {"model": RebalanceResponse}, **ERRORS},
                  summary="Re-plan for balance with few migrations (time limit capped)")
-    async def rebalance(body: RebalanceRequest, service: ServiceDep) -> Response:
+    async def rebalance(body: RebalanceRequest, service: ServiceDep, request: Request) -> Response:
         params = body.model_dump(exclude={"snapshot"})
-        text = await service.run_capability("rebalance", body.snapshot, params)
+        text = await until_disconnect(
+            request, service.run_capability("rebalance", body.snapshot, params))
         return Response(text, media_type="application/json")
 
 
@@ -43,9 +44,10 @@ if "pareto" in HAVE:
     @router.post("/pareto", response_class=Response,
                  responses={200: {"model": ParetoResponse}, **ERRORS},
                  summary="A Pareto front of plans and the one picked (time limit capped)")
-    async def pareto(body: ParetoRequest, service: ServiceDep) -> Response:
+    async def pareto(body: ParetoRequest, service: ServiceDep, request: Request) -> Response:
         params = body.model_dump(exclude={"snapshot"})
-        text = await service.run_capability("pareto", body.snapshot, params)
+        text = await until_disconnect(
+            request, service.run_capability("pareto", body.snapshot, params))
         return Response(text, media_type="application/json")
 
 
@@ -54,8 +56,9 @@ if "simulate" in HAVE:
     @router.post("/simulate", response_class=Response,
                  responses={200: {"model": SimulateResponse}, **ERRORS},
                  summary="Online policies side by side on a generated workload")
-    async def simulate(body: SimulateRequest, service: ServiceDep) -> Response:
-        text = await service.run_capability("simulate", None, body.model_dump())
+    async def simulate(body: SimulateRequest, service: ServiceDep, request: Request) -> Response:
+        text = await until_disconnect(
+            request, service.run_capability("simulate", None, body.model_dump()))
         return Response(text, media_type="application/json")
 
 
@@ -64,9 +67,11 @@ if "bottlenecks" in HAVE:
     @router.post("/bottlenecks", response_class=Response,
                  responses={200: {"model": BottlenecksResponse}, **ERRORS},
                  summary="Binding resources, marginal value of capacity, blocked tasks")
-    async def bottlenecks(body: BottlenecksRequest, service: ServiceDep) -> Response:
+    async def bottlenecks(body: BottlenecksRequest, service: ServiceDep,
+                          request: Request) -> Response:
         if body.solver is not None:
             service.check_solver(body.solver)
         params = body.model_dump(mode="json", by_alias=True, exclude={"snapshot"})
-        text = await service.run_capability("bottlenecks", body.snapshot, params)
+        text = await until_disconnect(
+            request, service.run_capability("bottlenecks", body.snapshot, params))
         return Response(text, media_type="application/json")

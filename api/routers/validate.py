@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from api.deps import Authorized, ServiceDep
+from api.deps import Authorized, ServiceDep, until_disconnect
 from api.routers.errors import errors
 from api.schemas import ValidateRequest, ValidateResponse
 
@@ -13,5 +13,6 @@ router = APIRouter(prefix="/v1", tags=["validate"], dependencies=[Authorized])
 
 @router.post("/validate", response_model=ValidateResponse, responses=errors(401, 413, 422),
              summary="List every hard constraint a plan violates")
-async def validate(body: ValidateRequest, service: ServiceDep) -> ValidateResponse:
-    return await service.validate(body)
+async def validate(body: ValidateRequest, service: ServiceDep,
+                   request: Request) -> ValidateResponse:
+    return await until_disconnect(request, service.validate(body))

@@ -35,7 +35,8 @@ def test_routes_need_a_key_when_keys_are_set(make_server: Any) -> None:
         for method, path in [("GET", "/v1/solvers"), ("GET", "/v1/jobs"),
                              ("GET", "/v1/jobs/x"), ("DELETE", "/v1/jobs/x"),
                              ("GET", "/metrics"), ("POST", "/v1/solve"),
-                             ("POST", "/v1/validate"), ("POST", "/mcp")]:
+                             ("POST", "/v1/validate"), ("POST", "/mcp"),
+                             ("GET", "/docs"), ("GET", "/openapi.json"), ("GET", "/redoc")]:
             for headers in ({}, {"authorization": "Bearer nope"}):
                 r = c.request(method, path, headers=headers, json={})
                 assert r.status_code == 401, (method, path, r.text)
@@ -43,5 +44,7 @@ def test_routes_need_a_key_when_keys_are_set(make_server: Any) -> None:
         good = {"authorization": "Bearer k2"}
         assert c.get("/v1/solvers", headers=good).status_code == 200
         assert c.get("/metrics", headers=good).status_code == 200
+        assert c.get("/openapi.json", headers=good).json()["info"]["title"] == "allocator"
+        assert c.get("/docs", headers=good).status_code == 200
         r = c.post("/v1/solve", headers=good, json={"snapshot": small_snapshot()})
         assert r.status_code == 200, r.text

@@ -1,0 +1,292 @@
+"""The engine's use cases with typed parameters: the one entry point of the CLI, API and MCP.
+
+Each use case takes a snapshot (or a workload) and a frozen parameter object
+and returns a typed outcome; callers only translate (command-line options,
+HTTP bodies, MCP arguments) into these parameters and the outcome into their
+format. Input that a use case cannot work with is an `InvalidInputError`
+naming the field, never a bare `ValueError`.
+
+* `solve_uc`       -> Plan                       (allocator.engine.solve)
+* `rebalance_uc`   -> RebalanceOutcome           (allocator.rebalance.rebalance)
+* `pareto_front`   -> ParetoOutcome              (NSGA-II, or the exact front)
+* `bottlenecks_uc` -> BottlenecksOutcome         (a supplied plan checked first)
+* `simulate_uc`    -> SimulateOutcome            (policies side by side, time-limited)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from allocator.errors import InvalidInputError
+from models import Plan, Snapshot
+
+
+class TimeUp(BaseException):
+    """Raised by a caller's alarm (the API worker's) when a use case's time is up.
+
+    A BaseException so that no `except Exception` inside the engine swallows it.
+    """
+
+
+#: Simulated tasks x policies one simulate call may run (about a minute of work).
+MAX_SIM_TASK_POLICIES = 2_000_000
+
+
+@dataclass(frozen=True)
+class SolveParams:
+    solver: str | None = None
+    time_limit: float | None = None
+    seed: int | None = None
+
+
+def solve_uc(snapshot: Snapshot, params: SolveParams,
+             clock: Callable[[], float] | None = None) -> Plan:
+    """Solve a snapshot with the named backend (defaults from `snapshot.options`)."""
+    from allocator.engine import solve
+
+    return solve(snapshot, solver=params.solver, time_limit=params.time_limit,
+                 seed=params.seed, clock=clock)
+
+
+# -- rebalance ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RebalanceParams:
+    max_migrations: int | None = None
+    threshold: float = 0.0
+    time_limit: float | None = None
+    seed: int | None = None
+
+
+@dataclass
+class RebalanceOutcome:
+    plan: Plan
+    summary: dict[str, Any]
+
+
+def rebalance_uc(snapshot: Snapshot, params: RebalanceParams) -> RebalanceOutcome:
+    """Re-plan for balance with few migrations; the plan and a before/after summary."""
+    from allocator.rebalance import rebalance
+    from allocator.validate import validate
+
+    if params.max_migrations is not None and params.max_migrations > max(len(snapshot.tasks), 0):
+        # More moves than tasks means no cap; CP-SAT needs 64-bit integers anyway.
+        params = RebalanceParams(None, params.threshold, params.time_limit, params.seed)
+    try:
+        res = rebalance(snapshot, max_migrations=params.max_migrations,
+                        threshold=params.threshold,
+                        time_limit=params.time_limit or snapshot.options.time_limit,
+                        seed=params.seed)
+    except ValueError as e:
+        raise InvalidInputError(str(e)) from None
+    return RebalanceOutcome(res.plan, res.summary(valid=not validate(snapshot, res.plan)))
+
+
+# -- pareto ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ParetoParams:
+    objectives: Sequence[str] = ("cost", "makespan")
+    exact: bool = False
+    time_limit: float | None = None
+    seed: int | None = None
+    generations: int | None = None
+    pick: str = "knee"
+
+
+@dataclass
+class ParetoOutcome:
+    front: Any  # models.pareto.ParetoFront
+    picked_index: int
+    picked_rule: str
+    picked_detail: str
+
+
+def pareto_front(snapshot: Snapshot, params: ParetoParams,
+                 progress: Callable[[Any], None] | None = None) -> ParetoOutcome:
+    """A front of plans trading the objectives off, and the one `params.pick` chooses."""
+    from allocator.pareto import exact_front, parse_objectives, pick
+    from allocator.problem import compile_snapshot
+    from allocator.solvers.base import Budget
+    from allocator.solvers.nsga2 import Nsga2Config, nsga2_front
+
+    try:
+        names = parse_objectives(list(params.objectives))
+    except ValueError as e:
+        raise InvalidInputError(str(e), field="objectives") from None
+    problem = compile_snapshot(snapshot)
+    budget = Budget(params.time_limit or snapshot.options.time_limit,
+                    workers=snapshot.options.workers)
+    seed = snapshot.options.seed if params.seed is None else params.seed
+    try:
+        if params.exact:
+            front = exact_front(problem, names, budget=budget, seed=seed)
+        else:
+            kw: dict[str, Any] = {} if progress is None else {"progress": progress}
+            front = nsga2_front(problem, names, budget=budget, seed=seed,
+                                config=Nsga2Config(generations=params.generations), **kw)
+    except ValueError as e:
+        raise InvalidInputError(str(e)) from None
+    if not front.points:
+        raise InvalidInputError(front.message or "no plan found", field="snapshot")
+    try:
+        chosen = pick(front, params.pick or "knee")
+    except ValueError as e:
+        raise InvalidInputError(str(e), field="pick") from None
+    return ParetoOutcome(front, chosen.index, chosen.rule, chosen.detail)
+
+
+# -- bottlenecks ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BottlenecksParams:
+    plan: Plan | None = None
+    solver: str | None = None
+    time_limit: float | None = None
+    seed: int | None = None
+
+
+@dataclass
+class BottlenecksOutcome:
+    plan: Plan
+    report: Any  # models.bottlenecks.BottleneckReport
+
+
+def _non_finite(obj: Any, path: str) -> str | None:
+    """Path of the first NaN or infinite number in a dumped model, or None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else path
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if (p := _non_finite(v, f"{path}.{k}")) is not None:
+                return p
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            if (p := _non_finite(v, f"{path}.{i}")) is not None:
+                return p
+    return None
+
+
+def check_plan_for(snapshot: Snapshot, plan: Plan, prefix: str = "plan") -> None:
+    """A supplied plan: finite numbers, known ids, each task once, no violated constraint."""
+    from allocator.validate import validate
+
+    bad = _non_finite(plan.model_dump(mode="python"), prefix)
+    if bad is not None:
+        raise InvalidInputError("must be a finite number", field=bad)
+    tasks = {t.id for t in snapshot.tasks}
+    agents = {a.id for a in snapshot.agents}
+    seen: set[str] = set()
+    for i, a in enumerate(plan.assignments):
+        where = f"{prefix}.assignments.{i}"
+        if a.task not in tasks:
+            raise InvalidInputError(f"unknown task {a.task!r}", field=f"{where}.task")
+        if a.agent not in agents:
+            raise InvalidInputError(f"unknown agent {a.agent!r}", field=f"{where}.agent")
+        if a.task in seen:
+            raise InvalidInputError(f"task {a.task!r} assigned twice", field=f"{where}.task")
+        seen.add(a.task)
+    for i, u in enumerate(plan.unassigned):
+        if u.task not in tasks or u.task in seen:
+            raise InvalidInputError(f"task {u.task!r} unknown or also assigned",
+                                    field=f"{prefix}.unassigned.{i}.task")
+        seen.add(u.task)
+    violations = validate(snapshot, plan)
+    if violations:
+        v = violations[0]
+        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+        raise InvalidInputError(f"the plan violates {v.kind}: {v.message}{more}", field=prefix)
+
+
+def bottlenecks_uc(snapshot: Snapshot, params: BottlenecksParams) -> BottlenecksOutcome:
+    """What limits a plan (supplied and checked, or solved now) and the value of capacity."""
+    from allocator.bottlenecks import bottleneck_report
+    from allocator.engine import solve
+    from allocator.problem import compile_snapshot
+
+    limit = params.time_limit or snapshot.options.time_limit
+    if params.plan is not None:
+        check_plan_for(snapshot, params.plan)
+        plan = params.plan
+    else:
+        plan = solve(snapshot, solver=params.solver, time_limit=limit, seed=params.seed)
+    report = bottleneck_report(compile_snapshot(snapshot), plan, time_limit=limit)
+    return BottlenecksOutcome(plan, report)
+
+
+# -- simulate -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SimulateParams:
+    workload: dict[str, Any] = field(default_factory=dict)
+    policies: Sequence[str] = ("fifo", "jsq", "edf")
+    seed: int = 0
+    time_limit: float | None = None
+
+
+@dataclass
+class SimulateOutcome:
+    rows: list[dict[str, Any]]
+    complete: bool = True
+
+
+def check_policies(policies: Sequence[str], prefix: str = "policies") -> list[str]:
+    """Known, distinct policy names (a duplicate would only repeat the same run)."""
+    from allocator.online.policies import policy_names
+
+    known = policy_names()
+    seen: set[str] = set()
+    for i, name in enumerate(policies):
+        if name not in known:
+            raise InvalidInputError(f"unknown policy {name!r}; known: {', '.join(known)}",
+                                    field=f"{prefix}.{i}")
+        if name in seen:
+            raise InvalidInputError(f"policy {name!r} listed twice", field=f"{prefix}.{i}")
+        seen.add(name)
+    return list(policies)
+
+
+def simulate_uc(params: SimulateParams, *,
+                clock: Callable[[], float] = time.monotonic) -> SimulateOutcome:
+    """Simulate policies one after the other on one generated workload.
+
+    With a time limit, no policy starts after it has passed: the rows of the
+    policies not run say so (`skipped: "time_limit"`) and `complete` is False.
+    A policy that is running when the limit passes is stopped by the caller
+    (the API worker's alarm), not here.
+    """
+    from allocator.online.simulator import Simulator
+    from allocator.online.workload import WorkloadConfig, generate
+
+    policies = check_policies(params.policies)
+    n_tasks = int(params.workload.get("tasks", WorkloadConfig().tasks))
+    if n_tasks * len(policies) > MAX_SIM_TASK_POLICIES:
+        raise InvalidInputError(
+            f"{n_tasks} tasks x {len(policies)} policies is more simulation than one call "
+            f"runs (at most {MAX_SIM_TASK_POLICIES} task-policies)", field="policies")
+    try:
+        cfg = WorkloadConfig(**params.workload, seed=params.seed)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(str(e), field="workload") from None
+    deadline = None if params.time_limit is None else clock() + params.time_limit
+    rows: list[dict[str, Any]] = []
+    complete = True
+    for name in policies:
+        if deadline is not None and clock() >= deadline:
+            rows.append({"policy": name, "skipped": "time_limit"})
+            complete = False
+            continue
+        try:
+            res = Simulator(generate(cfg), name, seed=params.seed, log=0).run()
+        except TimeUp:
+            rows.append({"policy": name, "skipped": "time_limit"})
+            complete = False
+            deadline = clock()  # the remaining policies are skipped too
+            continue
+        rows.append({k: v for k, v in res.row.items()
+                     if isinstance(v, int | float | str | bool) or v is None})
+    return SimulateOutcome(rows, complete)

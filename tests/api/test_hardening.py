@@ -1,0 +1,181 @@
+"""Edges of the service: Host allow-list, metric labels, magnitudes, plans, time limits."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import small_snapshot
+from tests.api.server import Server
+from tests.api.test_e2e import assert_error, wait_final
+
+
+@pytest.fixture(scope="module")
+def server(make_server: Any) -> Server:
+    return make_server(ALLOCATOR_WORKERS="1", ALLOCATOR_SYNC_TIME_LIMIT="1",
+                       ALLOCATOR_TIME_LIMIT_GRACE_S="1", ALLOCATOR_ALLOWED_HOSTS="api.test:8443",
+                       ALLOCATOR_MAX_TASKS="100000")
+
+
+@pytest.fixture
+def client(server: Server) -> httpx.Client:
+    with server.client() as c:
+        yield c
+
+
+def strict_json(text: str) -> Any:
+    """json.loads refusing the non-standard NaN / Infinity tokens."""
+    def bad(token: str) -> Any:
+        raise AssertionError(f"non-standard JSON token {token}")
+    return json.loads(text, parse_constant=bad)
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example",
+                                  "api.test:9999", ""])
+def test_foreign_host_is_refused_on_every_route(client: httpx.Client, host: str) -> None:
+    for method, path in [("GET", "/healthz"), ("GET", "/v1/solvers"), ("POST", "/v1/solve"),
+                         ("GET", "/openapi.json"), ("POST", "/mcp")]:
+        r = client.request(method, path, headers={"host": host}, json={})
+        assert_error(r, 421, "host_not_allowed")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost:1234", "[::1]:80", "api.test:8443",
+                                  "API.TEST:8443"])
+def test_loopback_and_configured_hosts_pass(client: httpx.Client, host: str) -> None:
+    assert client.get("/healthz", headers={"host": host}).status_code == 200
+
+
+def test_made_up_methods_do_not_grow_the_metric_labels(client: httpx.Client) -> None:
+    for k in range(5):
+        client.request(f"BREW{k}", "/v1/solvers")
+    text = client.get("/metrics").text
+    assert "BREW" not in text
+    assert 'method="other"' in text
+
+
+@pytest.mark.parametrize(("patch", "field"), [
+    ({"options": {"max_migrations": 10**29}}, "snapshot.options.max_migrations"),
+    ({"migration": {"label_factors": {"zone": 1e300}}}, "snapshot.migration.label_factors.zone"),
+    ({"migration": {"pair_factors": [{"from": "a", "to": "b", "factor": 1e300}]}},
+     "snapshot.migration.pair_factors.0.factor"),
+    ({"migration": {"size_share": 1e300}}, "snapshot.migration.size_share"),
+])
+def test_huge_migration_numbers_are_422(client: httpx.Client, patch: dict[str, Any],
+                                        field: str) -> None:
+    snap = {**small_snapshot(), **patch}
+    for path in ("/v1/solve", "/v1/rebalance"):
+        body = assert_error(client.post(path, json={"snapshot": snap}), 422, "invalid_input")
+        assert body["field"] == field
+
+
+def test_rebalance_max_migrations_far_above_the_tasks_is_no_cap(client: httpx.Client) -> None:
+    snap = small_snapshot()
+    for t in snap["tasks"]:
+        t["current_agent"] = "a"
+    r = client.post("/v1/rebalance", json={"snapshot": snap, "max_migrations": 1_000_000})
+    assert r.status_code == 200, r.text
+
+
+def good_plan(client: httpx.Client, snap: dict[str, Any]) -> dict[str, Any]:
+    r = client.post("/v1/solve", json={"snapshot": snap, "solver": "greedy"})
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_bottlenecks_refuses_duplicate_and_nan_plans(client: httpx.Client) -> None:
+    snap = small_snapshot()
+    plan = good_plan(client, snap)
+    r = client.post("/v1/bottlenecks", json={"snapshot": snap, "plan": plan})
+    assert r.status_code == 200, r.text
+    strict_json(r.text)
+    dup = {**plan, "assignments": plan["assignments"] + plan["assignments"][:1]}
+    body = assert_error(client.post("/v1/bottlenecks", json={"snapshot": snap, "plan": dup}),
+                        422, "invalid_input")
+    assert body["field"].startswith("plan.")
+    nan = json.loads(json.dumps(plan))
+    nan["assignments"][0]["end"] = math.nan
+    r = client.post("/v1/bottlenecks", content=json.dumps({"snapshot": snap, "plan": nan}),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+
+
+def test_simulate_refuses_duplicate_policies(client: httpx.Client) -> None:
+    r = client.post("/v1/simulate", json={"workload": {"tasks": 50},
+                                          "policies": ["fifo", "jsq", "fifo"]})
+    body = assert_error(r, 422, "invalid_input")
+    assert body["field"] == "policies"
+
+
+def test_simulate_holds_its_time_limit(client: httpx.Client) -> None:
+    t0 = time.monotonic()
+    r = client.post("/v1/simulate", json={"workload": {"tasks": 100_000, "agents": 50},
+                                          "policies": ["fifo", "jsq", "edf"],
+                                          "time_limit": 0.5})
+    took = time.monotonic() - t0
+    assert r.status_code == 200, r.text
+    out = strict_json(r.text)
+    assert took < 0.5 + 2, took
+    assert out["complete"] is False
+    assert any(row.get("skipped") == "time_limit" for row in out["rows"])
+
+
+def test_a_stubborn_sync_solve_is_killed_at_limit_plus_grace(client: httpx.Client) -> None:
+    t0 = time.monotonic()
+    r = client.post("/v1/solve", json={"snapshot": small_snapshot(), "solver": "test:stubborn",
+                                       "time_limit": 0.5})
+    took = time.monotonic() - t0
+    assert took < 0.5 + 2, took
+    assert r.status_code == 200, r.text  # the greedy plan it had before getting stuck
+    assert r.json()["solver"] == "greedy"
+    # the worker was replaced: the next solve works
+    assert client.post("/v1/solve", json={"snapshot": small_snapshot(),
+                                          "solver": "cpsat"}).status_code == 200
+
+
+def ran_for(job: dict[str, Any]) -> float:
+    """Seconds from the job's start to its end (not counting a wait for a fresh worker)."""
+    start, end = (datetime.fromisoformat(job[k]) for k in ("started_at", "finished_at"))
+    return (end - start).total_seconds()
+
+
+def test_a_stubborn_job_ends_timed_out_with_its_best_plan(client: httpx.Client) -> None:
+    job = client.post("/v1/jobs", json={"snapshot": small_snapshot(), "solver": "test:stubborn",
+                                        "time_limit": 1}).json()
+    done = wait_final(client, job["id"])
+    assert done["state"] == "timed_out" and done["has_plan"], done
+    assert ran_for(done) < 1 + 2
+    assert client.get(f"/v1/jobs/{job['id']}/plan").status_code == 200
+
+
+def test_an_interruptible_solve_times_out_in_the_worker(client: httpx.Client) -> None:
+    job = client.post("/v1/jobs", json={"snapshot": small_snapshot(), "solver": "test:sleep",
+                                        "time_limit": 0.5}).json()
+    done = wait_final(client, job["id"])
+    assert done["state"] == "timed_out" and done["has_plan"], done
+    assert ran_for(done) < 0.5 + 1  # the worker's alarm, well before the pool's kill
+
+
+def test_client_disconnect_frees_the_worker(make_server: Any) -> None:
+    server = make_server(ALLOCATOR_WORKERS="1", ALLOCATOR_SYNC_TIME_LIMIT="60",
+                         ALLOCATOR_CANCEL_GRACE_S="0.5")
+    body = {"snapshot": small_snapshot(), "solver": "test:stubborn", "time_limit": 60}
+
+    def hang_up() -> None:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server.url}/v1/solve", json=body, timeout=0.5)
+
+    t = threading.Thread(target=hang_up)
+    t.start()
+    t.join()
+    t0 = time.monotonic()
+    with server.client() as c:
+        r = c.post("/v1/solve", json={"snapshot": small_snapshot(), "solver": "greedy"})
+    assert r.status_code == 200, r.text
+    assert time.monotonic() - t0 < 5  # not the 60 s the abandoned solve asked for
