@@ -7,17 +7,29 @@ Three checks, in order:
    rejected; with `defer_soft_infeasible`, a soft-deadline one is deferred.
 2. Per-class caps on queued tasks: over the cap a task is deferred (up to
    `max_defers` times, `defer_delay` apart) and then rejected.
-3. Adaptive throttling (off unless `throttle`): an AIMD shed level moved by
-   the observed queueing delay. Level k sheds the k lowest classes (never
-   critical): +1 when the delay EWMA is above `target_wait`, -1 when it is
-   below half of it, at most once per `adapt_interval`.
+3. Adaptive throttling (off unless `throttle`): a shed level moved by the
+   observed queueing delay, on the injected clock. The signal is the larger
+   of (a) the mean queueing delay (admission to first dispatch) of the tasks
+   dispatched in the last `window` time units and (b) the current backlog
+   delay (queued work / up capacity, from the core). Level k sheds the k
+   lowest classes (never critical). At most once per `adapt_interval` the
+   level goes +1 when the signal is above `target_wait`; it drops to 0 as
+   soon as the signal is below half of it. Old samples leave the window as
+   time passes, whether or not anything is dispatched, so the throttle
+   cannot latch: once every task dispatched in the last `window` waited
+   less than target/2 and the backlog delay is under target/2, nothing is
+   shed (bound: `recovery_bound()` = window + adapt_interval after that).
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from allocator.errors import InvalidInputError
 from allocator.online.events import Code
 from models import Priority
 
@@ -49,16 +61,46 @@ class AdmissionConfig:
     throttle: bool = False
     target_wait: float = 5.0
     adapt_interval: float = 1.0
-    #: EWMA weight of a new wait observation; 0.1 averages over ~10 dispatches.
-    ewma_alpha: float = 0.1
+    #: Queueing delays of the dispatches in the last `window` time units make the
+    #: throttle's signal (10 target waits by default, set in __post_init__).
+    window: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("target_wait", "adapt_interval", "defer_delay"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise InvalidInputError(f"must be a finite number >= 0, got {v!r}", field=name)
+        if self.window is None:
+            self.window = 10.0 * self.target_wait
+        elif not (math.isfinite(self.window) and self.window > 0):
+            raise InvalidInputError(f"must be a finite number > 0, got {self.window!r}",
+                                    field="window")
 
 
 class AdmissionController:
-    def __init__(self, config: AdmissionConfig | None = None) -> None:
+    """Admission decisions; `backlog()` (from the core) is the current backlog delay."""
+
+    def __init__(self, config: AdmissionConfig | None = None, *,
+                 backlog: Callable[[], float] | None = None) -> None:
         self.config = config or AdmissionConfig()
         self.shed_level = 0
-        self.wait_ewma = 0.0
-        self._last_adapt = -1e300
+        #: The throttle's current signal (see the module docstring).
+        self.signal = 0.0
+        self._backlog = backlog
+        self._samples: deque[tuple[float, float]] = deque()
+        self._sum = 0.0
+        self._last_adapt = -math.inf
+
+    def recovery_bound(self) -> float:
+        """Time after which a healthy queue stops all shedding (window + adapt_interval)."""
+        c = self.config
+        assert c.window is not None
+        return c.window + c.adapt_interval
+
+    @property
+    def wait_mean(self) -> float:
+        """Mean queueing delay of the dispatches in the window (as of the last sample)."""
+        return self._sum / len(self._samples) if self._samples else 0.0
 
     @property
     def trivial(self) -> bool:
@@ -69,21 +111,41 @@ class AdmissionController:
 
     def observe_wait(self, wait: float, now: float) -> None:
         """Feed a dispatch's queueing delay (drives the throttle)."""
+        self._samples.append((now, wait))
+        self._sum += wait
+        self._adapt(now)
+
+    def _measure(self, now: float) -> float:
         cfg = self.config
-        self.wait_ewma += cfg.ewma_alpha * (wait - self.wait_ewma)
+        assert cfg.window is not None
+        horizon = now - cfg.window
+        q = self._samples
+        while q and q[0][0] < horizon:
+            self._sum -= q.popleft()[1]
+        if not q:
+            self._sum = 0.0
+        s = self._sum / len(q) if q else 0.0
+        if self._backlog is not None:
+            s = max(s, self._backlog())
+        self.signal = s
+        return s
+
+    def _adapt(self, now: float) -> None:
+        cfg = self.config
         if not cfg.throttle or now - self._last_adapt < cfg.adapt_interval:
             return
-        if self.wait_ewma > cfg.target_wait and self.shed_level < 3:
+        self._last_adapt = now
+        s = self._measure(now)
+        if s > cfg.target_wait and self.shed_level < 3:
             self.shed_level += 1
-            self._last_adapt = now
-        elif self.wait_ewma < cfg.target_wait / 2 and self.shed_level > 0:
-            self.shed_level -= 1
-            self._last_adapt = now
+        elif s < cfg.target_wait / 2:
+            self.shed_level = 0
 
     def decide(self, *, priority: Priority, deadline: float | None, hard: bool,
                earliest_finish: float, queued_in_class: int, defers: int,
                now: float) -> Decision:
         cfg = self.config
+        self._adapt(now)
         if cfg.feasibility and deadline is not None and earliest_finish > deadline + 1e-9:
             why = (f"earliest estimated finish t={earliest_finish:.4g} is after the "
                    f"deadline t={deadline:.4g}")
@@ -98,7 +160,7 @@ class AdmissionController:
                 defers, now)
         if self.shed_level and priority.rank >= 4 - self.shed_level:
             return self._defer_or_reject(
-                Code.THROTTLED, f"overloaded: mean wait {self.wait_ewma:.3g} > target "
+                Code.THROTTLED, f"overloaded: queueing delay {self.signal:.3g} > target "
                 f"{cfg.target_wait:.3g}, shedding {priority.value}", defers, now)
         return ACCEPT
 

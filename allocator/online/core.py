@@ -63,130 +63,29 @@ from allocator.online.events import (
 )
 from allocator.online.log import EventLog
 from allocator.online.metrics import OnlineMetrics
+from allocator.online.placement import PLACEMENTS
 from allocator.online.policies import Policy, make_policy
-from allocator.online.queues import PlanQueue, TaskQueue
 from allocator.online.ratelimit import AgentLimiter
+from allocator.online.state import (
+    CAPACITY_RTOL,
+    DEFERRED,
+    DONE,
+    EWMA_ALPHA,
+    PHASE_NAMES,
+    QUEUED,
+    RUNNING,
+    SUBMITTED,
+    AgentState,
+    Pool,
+    Signature,
+    TaskState,
+    eligible,
+)
+from allocator.online.stealing import plan_probe, plan_steal, victims_of
 from models import Agent, AgentStatus, Plan, Snapshot, Task, Weights
-
-# Task phases (ints: compared on every event).
-SUBMITTED, DEFERRED, QUEUED, RUNNING, DONE = range(5)
-PHASE_NAMES = ("submitted", "deferred", "queued", "running", "done")
 
 # Timer kinds.
 _T_DEFER, _T_TIMEOUT, _T_BREAKER, _T_WAKE = range(4)
-
-#: Weight of a new observation in the agent-speed and token-ratio EWMAs:
-#: 0.1 follows a change within ~10 tasks without chasing single outliers.
-EWMA_ALPHA = 0.1
-#: Relative slack when comparing summed demand with capacity (0.1 + 0.2 fits 0.3).
-CAPACITY_RTOL = 1e-9
-
-Signature = tuple[Any, ...]
-
-
-class TaskState:
-    """Everything the core tracks about one task (internal)."""
-
-    __slots__ = ("agent", "attempt", "defers", "enqueued", "est", "first_start", "id",
-                 "phase", "probe", "qkey", "queue", "seq", "served_by", "sig", "spec",
-                 "started", "steals", "submitted", "timer_token", "tokens_est", "where")
-
-    def __init__(self, spec: TaskSpec, seq: int, now: float) -> None:
-        self.spec = spec
-        self.id = spec.id
-        self.seq = seq
-        self.phase = SUBMITTED
-        self.attempt = 0
-        self.agent: AgentState | None = None  # running on
-        self.where: AgentState | None = None  # queued at (None: global pool)
-        self.queue: Any = None  # the container holding it while queued
-        self.qkey = 0.0
-        self.est = spec.work
-        self.tokens_est = spec.tokens
-        self.submitted = now
-        self.enqueued = now
-        self.first_start = -1.0
-        self.started = 0.0
-        self.steals = 0
-        self.defers = 0
-        self.probe = False
-        self.served_by: Any = None
-        self.timer_token = 0
-        self.sig: Signature = (spec.skills, spec.allowed, spec.forbidden, spec.demand)
-
-
-class AgentState:
-    """One agent as the core sees it (internal)."""
-
-    __slots__ = ("backoff_until", "breaker", "busy", "capacity", "concurrency", "id", "index",
-                 "limiter", "planned", "pools", "queue", "running", "skills", "spec", "speed",
-                 "status", "steal_fails", "tokens_used", "up_since", "uptime", "used")
-
-    def __init__(self, spec: Agent, index: int, queue: TaskQueue, breaker: CircuitBreaker,
-                 limiter: AgentLimiter | None, now: float) -> None:
-        self.id = spec.id
-        self.index = index
-        self.queue = queue
-        self.planned = PlanQueue()
-        self.breaker = breaker
-        self.limiter = limiter
-        self.running: dict[str, TaskState] = {}
-        self.pools: list[Pool] = []
-        self.busy = 0.0
-        self.uptime = 0.0
-        self.tokens_used = 0.0
-        self.steal_fails = 0
-        self.backoff_until = 0.0
-        self.up_since = now
-        self.status = AgentStatus.DOWN
-        self.update(spec)
-
-    def update(self, spec: Agent) -> None:
-        self.spec = spec
-        self.speed = spec.speed
-        self.concurrency = spec.concurrency
-        self.capacity = dict(spec.capacity)
-        self.skills = frozenset(spec.skills)
-        self.used = dict.fromkeys(self.capacity, 0.0)
-
-    def load(self, now: float) -> float:
-        """Estimated time until this agent drains its queues (remaining work / speed / slots)."""
-        rem = 0.0
-        speed = self.speed
-        for t in self.running.values():
-            r = t.started + t.est / speed - now
-            if r > 0:
-                rem += r
-        return (rem + (self.queue.work + self.planned.work) / speed) / self.concurrency
-
-    def count(self) -> int:
-        return len(self.running) + len(self.queue) + len(self.planned)
-
-
-class Pool:
-    """Global queue for tasks of one eligibility signature."""
-
-    __slots__ = ("members", "queue", "sig", "spec")
-
-    def __init__(self, sig: Signature, spec: TaskSpec, queue: TaskQueue) -> None:
-        self.sig = sig
-        self.spec = spec
-        self.queue = queue
-        self.members: list[AgentState] = []
-
-
-def eligible(a: AgentState, spec: TaskSpec) -> bool:
-    """Static fit: allowed, not forbidden, has the skills, demand within capacity."""
-    if spec.allowed is not None and a.id not in spec.allowed:
-        return False
-    if spec.forbidden and a.id in spec.forbidden:
-        return False
-    for s in spec.skills:
-        if s not in a.skills:
-            return False
-    if not spec.demand:
-        return True
-    return all(d <= a.capacity.get(r, 0.0) * (1 + CAPACITY_RTOL) for r, d in spec.demand)
 
 
 class _CoreClock:
@@ -241,7 +140,7 @@ class Executor:
         self.policy = make_policy(policy)
         self.now = 0.0
         self.max_retries = max_retries
-        self.admission = AdmissionController(admission)
+        self.admission = AdmissionController(admission, backlog=self._backlog_delay)
         self.breaker_config = breaker or BreakerConfig()
         self.log = EventLog(log)
         self.metrics = OnlineMetrics()
@@ -270,7 +169,15 @@ class Executor:
         self._cands: dict[Signature, tuple[int, list[AgentState]]] = {}
         self._rr = 0
         self._stealing = self.policy.stealing
-        self._overflow = self.policy.steal.overflow_wait
+        #: One virtual time per flow and per class for all queues (fairness across queues).
+        self._fair = self.policy.fair_clock()
+        self._placer = PLACEMENTS[self.policy.placement]
+        self._push_placement = self.policy.placement != "global"
+        #: Agents whose breaker is half-open: placements route probes to them.
+        self._halfopen: dict[str, AgentState] = {}
+        self._throttle = self.admission.config.throttle
+        self._fair_across = self._push_placement and self.policy.discipline in (
+            "wfq", "cfs", "priority")
         self._handlers: dict[type, Any] = {
             TaskSubmitted: self._on_submitted, TaskCompleted: self._on_completed,
             TaskFailed: self._on_task_failed, TaskStarted: self._on_started,
@@ -492,6 +399,9 @@ class Executor:
                 if a.limiter is not None:
                     a.limiter.settle(t.tokens_est, used, self.now)
                 self.metrics.learn_tokens(t.spec, used)
+        a.completed += 1
+        if t.stolen_by is not None and t.stolen_by == a.id:
+            self._learn_steal(t, a)
         a.breaker.record_success(probe=t.probe)
         self._breaker_moves(a)
         self._end(t, Complete, None, "", agent=a)
@@ -538,7 +448,7 @@ class Executor:
     def _pool(self, t: TaskState) -> Pool:
         pool = self._pools.get(t.sig)
         if pool is None:
-            pool = self._pools[t.sig] = Pool(t.sig, t.spec, self.policy.new_queue())
+            pool = self._pools[t.sig] = Pool(t.sig, t.spec, self.policy.new_queue(self._fair))
             for a in self.agents.values():
                 if eligible(a, t.spec):
                     pool.members.append(a)
@@ -556,38 +466,18 @@ class Executor:
         return cands
 
     def _choose(self, t: TaskState, avoid: str | None) -> AgentState | None:
-        """The agent whose deque takes the task, or None for the global pool."""
-        placement = self.policy.placement
-        if placement == "global":
-            return None
-        if placement == "home":
-            home = self.agents.get(t.spec.home) if t.spec.home is not None else None
-            if (home is not None and home.id != avoid and home.status is AgentStatus.UP
-                    and home.breaker.state is BreakerState.CLOSED and eligible(home, t.spec)
-                    and len(home.queue) < self.policy.steal.deque_cap
-                    and (self._overflow == math.inf or home.load(self.now) <= self._overflow)):
-                return home
-            return None
-        cands = self._candidates(t)
-        if avoid is not None and len(cands) > 1:
-            cands = [a for a in cands if a.id != avoid]
-        if not cands:
-            return None
-        n = len(cands)
-        if placement == "round_robin":
-            a = cands[self._rr % n]
-            self._rr += 1
-            return a
-        if placement == "random":
-            return cands[self._rng.randrange(n)]
-        if placement == "jsq":
-            return min(cands, key=AgentState.count)
-        # p2c
-        if n == 1:
-            return cands[0]
-        i, j = self._rng.sample(range(n), 2)
-        a, b = cands[i], cands[j]
-        return a if a.count() <= b.count() else b
+        """The agent whose deque takes the task, or None for the global pool.
+
+        The probe rule comes first for every push placement: a half-open
+        agent that can run the task, has a free probe slot and nothing
+        queued gets it, so breakers recover whatever the policy.
+        """
+        if self._halfopen and self._push_placement:
+            for a in self._halfopen.values():
+                if (a.id != avoid and a.status is AgentStatus.UP and not len(a.queue)
+                        and not len(a.planned) and a.breaker.allow() and eligible(a, t.spec)):
+                    return a
+        return self._placer(self, t, avoid)
 
     def _place(self, t: TaskState, avoid: str | None) -> AgentState | None:
         target = self._choose(t, avoid)
@@ -634,6 +524,8 @@ class Executor:
                 self._breaker_moves(a)
                 if not allowed:
                     break
+            # Own plan queue, own deque, then (stealing policies) steal from the
+            # most loaded eligible victim, then the global pools as the fallback.
             src: Any = None
             t: TaskState | None = None
             if len(a.planned):
@@ -641,7 +533,19 @@ class Executor:
                 t = src.peek(now)
             elif len(a.queue):
                 src = a.queue
+                if self._fair_across:
+                    # Fair disciplines: the smallest virtual time among the own deque
+                    # and the pools (shares are accounted across queues).
+                    best = src.peek_key(now)
+                    for pool in a.pools:
+                        q = pool.queue
+                        if len(q):
+                            k = q.peek_key(now)
+                            if k is not None and best is not None and k < best:
+                                best, src = k, q
                 t = src.peek(now)
+            elif self._stealing and self._steal(a):
+                continue
             else:
                 best = None
                 for pool in a.pools:
@@ -653,7 +557,7 @@ class Executor:
                 if src is not None:
                     t = src.peek(now)
             if t is None:
-                if self._stealing and self._steal(a):
+                if a.id in self._halfopen and self._probe_pull(a):
                     continue
                 self._hungry[a.id] = a
                 return
@@ -693,9 +597,10 @@ class Executor:
         self._queued_by_class[t.spec.priority.rank] -= 1
         if t.first_start < 0:
             t.first_start = now
-            wait = now - t.submitted
-            self.metrics.waits.append(wait)
-            self.admission.observe_wait(wait, now)
+            self.metrics.waits.append(now - t.submitted)
+            if self._throttle:
+                # Queueing delay since admission (a deferral is not queueing).
+                self.admission.observe_wait(now - t.enqueued, now)
         a.running[t.id] = t
         for r, d in t.spec.demand:
             a.used[r] = a.used.get(r, 0.0) + d
@@ -704,7 +609,8 @@ class Executor:
             a.limiter.take(t.tokens_est, now)
         t.probe = a.breaker.acquire() if a.breaker.state is not BreakerState.CLOSED else False
         self.metrics.dispatches += 1
-        self._emit(Dispatch(task_id=t.id, agent=a.id, attempt=t.attempt, work=t.est))
+        self._emit(Dispatch(task_id=t.id, agent=a.id, attempt=t.attempt, work=t.est,
+                            remote=src is not a.queue and src is not a.planned))
         if t.spec.timeout is not None:
             self._timer(now + t.spec.timeout, _T_TIMEOUT, t, t.attempt)
 
@@ -721,66 +627,96 @@ class Executor:
 
     # ------------------------------------------------------------------ stealing
 
+    def _loaded_list(self) -> list[AgentState]:
+        """Agents with queued tasks (pruning the lazily kept `_loaded` map)."""
+        loaded = self._loaded
+        out = []
+        for v in list(loaded.values()):
+            if (len(v.queue) + len(v.planned) == 0) or v.status is not AgentStatus.UP:
+                del loaded[v.id]  # re-added on the next push
+            else:
+                out.append(v)
+        return out
+
+    def _move(self, t: TaskState, victim: AgentState, thief: AgentState, pred: float) -> None:
+        assert t.queue is not None
+        t.queue.remove(t)
+        t.steals += 1
+        t.steal_pred = pred
+        t.stolen_by = thief.id
+        t.where = thief
+        thief.queue.push(t, self.now)
+        self._loaded[thief.id] = thief
+        self._emit(Steal(task_id=t.id, victim=victim.id, thief=thief.id))
+
     def _steal(self, thief: AgentState) -> bool:
-        """Move queued tasks from the most loaded agents to `thief`; True if any moved."""
+        """Move queued tasks from the most loaded agents to `thief`; True if any moved.
+
+        Adaptive rule (injected clock): a failed attempt doubles the thief's
+        polling interval (from `backoff` up to `max_backoff`), a successful
+        one resets it; an arrival at a busy agent wakes an idle thief at once.
+        The margin a steal must gain adapts to outcomes (see `_learn_steal`).
+        """
         cfg = self.policy.steal
         now = self.now
         if now < thief.backoff_until:
             return False
-        need = cfg.min_victim_queue
-        victims: list[AgentState] = []
-        loaded = self._loaded
-        for v in list(loaded.values()):
-            n = len(v.queue) + len(v.planned)
-            if n == 0 or v.status is not AgentStatus.UP:
-                del loaded[v.id]  # pruned lazily; re-added on the next push
-            elif v is not thief and n >= need:
-                victims.append(v)
+        victims = victims_of(thief, self._loaded_list(), cfg.min_victim_queue)
         if not victims:
             return False  # nothing queued anywhere: wait to be woken by an arrival
-        self.metrics.steal_attempts += 1
-        loads = {v.id: v.load(now) for v in victims}
-        victims = heapq.nsmallest(cfg.victims, victims, key=lambda v: (-loads[v.id], v.index))
-        thief_fin = thief.load(now)
-        stolen = 0
-        for v in victims:
-            n = len(v.queue) + len(v.planned)
-            limit = min(cfg.max_batch, max(1, n // 2))  # steal-half
-            cands = v.queue.back(limit)
-            if len(cands) < limit:
-                cands += v.planned.back(limit - len(cands))
-            v_fin = loads[v.id]
-            for t in cands:
-                spec = t.spec
-                mc = spec.migration_cost
-                run_v = t.est / v.speed + (mc if spec.home is not None and v.id != spec.home
-                                           else 0.0)
-                if t.steals < cfg.max_steals_per_task and eligible(thief, spec):
-                    run_t = t.est / thief.speed + (
-                        mc if spec.home is not None and thief.id != spec.home else 0.0)
-                    if thief_fin + run_t * (1 + cfg.margin_frac) + cfg.latency < v_fin:
-                        t.queue.remove(t)
-                        t.steals += 1
-                        t.where = thief
-                        thief.queue.push(t, now)
-                        self._loaded[thief.id] = thief
-                        self._emit(Steal(task_id=t.id, victim=v.id, thief=thief.id))
-                        thief_fin += run_t / thief.concurrency
-                        stolen += 1
-                v_fin -= run_v / v.concurrency
-            if stolen:
-                break
-        if stolen:
-            self.metrics.steals += stolen
+        m = self.metrics
+        m.steal_attempts += 1
+        moves = plan_steal(thief, victims, cfg, now, thief.margin, eligible)
+        if moves:
+            for t, v, pred in moves:
+                self._move(t, v, thief, pred)
+            m.steals += len(moves)
             thief.steal_fails = 0
+            thief.steal_interval = cfg.backoff
             return True
-        self.metrics.failed_steals += 1
+        m.failed_steals += 1
         thief.steal_fails += 1
-        # Exponent capped: 2**1024 overflows a float after long idle stretches.
-        back = min(cfg.backoff * 2.0 ** min(thief.steal_fails - 1, 60), cfg.max_backoff)
+        back = thief.steal_interval
+        thief.steal_interval = min(back * 2.0, cfg.max_backoff)
+        m.steal_interval_sum += back
+        m.steal_intervals += 1
         thief.backoff_until = now + back
         self._timer(thief.backoff_until, _T_WAKE, thief, 0)
         return False
+
+    def _learn_steal(self, t: TaskState, a: AgentState) -> None:
+        """Steal outcome: did the thief finish the task before the victim would have?
+
+        Yes: the thief's margin shrinks by 10% (down to `margin_frac / 4`),
+        so it steals more readily; no: it grows by half (up to `margin_max`).
+        """
+        cfg = self.policy.steal
+        if self.now <= t.steal_pred + 1e-9:
+            a.margin = max(a.margin * 0.9, cfg.margin_frac / 4)
+            self.metrics.steals_paid += 1
+        else:
+            a.margin = min(a.margin * 1.5, max(cfg.margin_max, cfg.margin_frac))
+            self.metrics.steals_lost += 1
+
+    def _probe_pull(self, a: AgentState) -> bool:
+        """A half-open agent with nothing to do takes one queued task as its probe."""
+        hit = plan_probe(a, victims_of(a, self._loaded_list(), 1), self.now, eligible)
+        if hit is None:
+            return False
+        t, v, pred = hit
+        self._move(t, v, a, pred)
+        self.metrics.steals += 1
+        return True
+
+    def _backlog_delay(self) -> float:
+        """Queued work / up capacity: the wait a new task would see (the throttle's gauge)."""
+        work = sum(p.queue.work for p in self._pools.values())
+        cap = 0.0
+        for a in self.agents.values():
+            work += a.queue.work + a.planned.work
+            if a.status is AgentStatus.UP:
+                cap += a.speed * a.concurrency
+        return work / cap if cap > 0 else (math.inf if work > 0 else 0.0)
 
     # ------------------------------------------------------------------ agents
 
@@ -791,7 +727,8 @@ class Executor:
         if a is None:
             br = CircuitBreaker(spec.id, self.breaker_config, clock=self._clock)
             lim = AgentLimiter(ev.rate_limit, now) if ev.rate_limit is not None else None
-            a = AgentState(spec, len(self.agents), self.policy.new_queue(), br, lim, now)
+            a = AgentState(spec, len(self.agents), self.policy.new_queue(self._fair), br, lim,
+                           now)
             self.agents[spec.id] = a
         else:
             if a.status is not AgentStatus.DOWN:
@@ -815,6 +752,9 @@ class Executor:
         a.up_since = now
         a.steal_fails = 0
         a.backoff_until = 0.0
+        a.steal_interval = self.policy.steal.backoff
+        a.margin = self.policy.steal.margin_frac
+        self._halfopen.pop(a.id, None)
         self._avers += 1
         if a.status is AgentStatus.UP:
             self._dirty[a.id] = a
@@ -885,6 +825,10 @@ class Executor:
             return
         for tr in br.new_transitions():
             self._avers += 1
+            if tr.target is BreakerState.HALF_OPEN:
+                self._halfopen[a.id] = a
+            else:
+                self._halfopen.pop(a.id, None)
             if tr.target is BreakerState.OPEN:
                 until = br.open_until if br.open_until is not None else self.now
                 self.metrics.breaker_opens += 1

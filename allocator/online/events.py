@@ -196,12 +196,17 @@ class Instruction:
 
 @dataclass(slots=True, kw_only=True)
 class Dispatch(Instruction):
-    """Start attempt `attempt` of the task on `agent` now."""
+    """Start attempt `attempt` of the task on `agent` now.
+
+    `remote`: the task came from a global queue (a central decision), not from
+    the agent's own deque or plan queue; a driver may charge dispatch latency.
+    """
 
     task_id: str
     agent: str
     attempt: int
     work: float = 0.0
+    remote: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

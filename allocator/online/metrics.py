@@ -24,6 +24,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from allocator.metrics import jain_index, percentile, variance
 from allocator.online.events import TaskSpec
+from models import Priority
+
+_CLASSES = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
 
 if TYPE_CHECKING:
     from allocator.online.core import Executor, TaskState
@@ -47,6 +50,17 @@ class OnlineMetrics:
         self.steals = 0
         self.steal_attempts = 0
         self.failed_steals = 0
+        #: Back-off intervals chosen by the adaptive stealing rule (sum, count).
+        self.steal_interval_sum = 0.0
+        self.steal_intervals = 0
+        #: Steals whose task finished before the victim would have reached it / not.
+        self.steals_paid = 0
+        self.steals_lost = 0
+        #: Busy time served per tenant and per class (rank), and a copy taken
+        #: by `mark()` (the simulator marks the last arrival: shares under load).
+        self.tenant_service: dict[str, float] = {}
+        self.class_service = [0.0, 0.0, 0.0, 0.0]
+        self.marked: tuple[dict[str, float], list[float]] | None = None
         self.migrations = 0
         self.requeued = 0
         self.plans = 0
@@ -75,6 +89,12 @@ class OnlineMetrics:
         if kind == "Complete":
             self.completed += 1
             self.latencies.append(now - t.submitted)
+            svc = now - t.started
+            ten = t.spec.tenant
+            if ten is not None:
+                ts = self.tenant_service
+                ts[ten] = ts.get(ten, 0.0) + svc
+            self.class_service[t.spec.priority.rank] += svc
             if d is not None:
                 self.with_deadline += 1
                 if now > d + 1e-9:
@@ -88,6 +108,10 @@ class OnlineMetrics:
         if d is not None:
             self.with_deadline += 1
             self.misses += 1
+
+    def mark(self) -> None:
+        """Remember the service so far (shares are reported as of this mark)."""
+        self.marked = (dict(self.tenant_service), list(self.class_service))
 
     def learn_tokens(self, spec: TaskSpec, actual: float) -> None:
         if spec.tokens <= 0:
@@ -134,6 +158,7 @@ def summary(ex: Executor) -> dict[str, Any]:
     waits = np.frombuffer(m.waits, dtype=float) if len(m.waits) else np.zeros(0)
     lat = np.frombuffer(m.latencies, dtype=float) if len(m.latencies) else np.zeros(0)
     span = max(m.last_end - (m.first_submit or 0.0), 1e-12)
+    shares = service_shares(ex)
     return {
         "tasks": m.submitted,
         "completed": m.completed,
@@ -159,7 +184,36 @@ def summary(ex: Executor) -> dict[str, Any]:
         "throughput": m.completed / span,
         "stale": m.stale,
         "events": m.events,
+        "steal_interval_mean": (m.steal_interval_sum / m.steal_intervals
+                                if m.steal_intervals else 0.0),
+        "steals_paid": m.steals_paid,
+        "steals_lost": m.steals_lost,
+        "per_tenant": shares[0],
+        "per_class": shares[1],
     }
+
+
+def service_shares(ex: Executor) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Busy-time shares per tenant and per class, as of `metrics.mark()` if set.
+
+    The simulator marks the last arrival, so under saturation the shares are
+    those of a period when every flow had work waiting (what weights govern).
+    """
+    m = ex.metrics
+    tenants, classes = m.marked if m.marked is not None else (m.tenant_service,
+                                                               m.class_service)
+    pol = ex.policy
+    tot = sum(tenants.values())
+    per_tenant = [{"tenant": k, "weight": pol.flow_weights.get(k, 1.0),
+                   "service_share": v / tot if tot > 0 else 0.0}
+                  for k, v in sorted(tenants.items())]
+    ctot = sum(classes)
+    names = ("critical", "high", "normal", "low")
+    per_class = [{"class": names[r], "weight": w,
+                  "service_share": classes[r] / ctot if ctot > 0 else 0.0}
+                 for r, w in enumerate(pol.priority.weights.get(p, 1.0)
+                                       for p in _CLASSES)]
+    return per_tenant, per_class
 
 
 class ExecutorCollector(Collector):

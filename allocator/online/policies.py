@@ -18,9 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from allocator.errors import InvalidInputError
+from allocator.online.placement import PLACEMENTS as _PLACEMENT_REGISTRY
 from allocator.online.queues import (
     CfsQueue,
     EdfQueue,
+    FairClock,
     FifoQueue,
     PriorityConfig,
     PriorityQueue,
@@ -28,7 +30,7 @@ from allocator.online.queues import (
     WfqQueue,
 )
 
-PLACEMENTS = ("global", "round_robin", "random", "jsq", "p2c", "home")
+PLACEMENTS = tuple(_PLACEMENT_REGISTRY)
 DISCIPLINES = ("fifo", "edf", "priority", "wfq", "cfs")
 
 
@@ -47,6 +49,10 @@ class StealConfig:
     #: above the typical error of a backlog estimate made of many tasks, so
     #: noise alone does not move tasks (and the reverse move always fails).
     margin_frac: float = 0.1
+    #: The adaptive margin (per thief) starts at `margin_frac`, shrinks by 10%
+    #: after a steal that paid off (down to margin_frac / 4) and grows by half
+    #: after one that did not (up to this).
+    margin_max: float = 1.0
     #: Fixed cost of one steal (transfer, bookkeeping), added to the thief's side.
     latency: float = 0.0
     #: Victims need at least this many queued (not running) tasks.
@@ -92,18 +98,26 @@ class Policy:
             raise InvalidInputError(f"unknown discipline {self.discipline!r}; known: "
                                     f"{', '.join(DISCIPLINES)}", field="discipline")
 
-    def new_queue(self) -> TaskQueue:
-        """A fresh queue of this policy's discipline (one per agent and per global pool)."""
+    def fair_clock(self) -> FairClock:
+        """The virtual time one executor's queues share (flow and class weights)."""
+        return FairClock(self.flow_weights, self.priority)
+
+    def new_queue(self, clock: FairClock | None = None) -> TaskQueue:
+        """A fresh queue of this policy's discipline (one per agent and per global pool).
+
+        Pass the executor's `fair_clock()` so that fairness holds across queues.
+        """
         d = self.discipline
         if d == "fifo":
             return FifoQueue()
         if d == "edf":
             return EdfQueue()
+        ck = clock or self.fair_clock()
         if d == "priority":
-            return PriorityQueue(self.priority)
+            return PriorityQueue(clock=ck)
         if d == "wfq":
-            return WfqQueue(self.flow_weights)
-        return CfsQueue(self.flow_weights)
+            return WfqQueue(ck)
+        return CfsQueue(clock=ck)
 
 
 _DESCRIPTIONS: dict[str, tuple[str, str, bool, str]] = {

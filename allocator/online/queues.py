@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from models import Priority
 
 if TYPE_CHECKING:
-    from allocator.online.core import TaskState
+    from allocator.online.state import TaskState
 
-Key = tuple[float, int]
+#: A queue head's sort key; heads of queues of one discipline compare with `<`.
+Key = tuple[Any, ...]
 
 
 class TaskQueue(Protocol):
@@ -155,31 +156,80 @@ def flow_of(t: TaskState) -> str:
     return t.spec.tenant if t.spec.tenant is not None else t.spec.priority.value
 
 
+class FairClock:
+    """Virtual time shared by every queue of one executor (per flow and per class).
+
+    Skills and demands split tasks into many queues (per-agent deques, one
+    global pool per eligibility signature) for *eligibility*; fairness is
+    *accounted* here, once per executor, so a flow's tags and a class's pass
+    mean the same thing in every queue. An idle agent comparing the heads of
+    several queues by `peek_key` then serves them in one global fair order,
+    and shares follow the weights wherever a task waits.
+
+    - wfq: `v` (the largest finish tag served so far) and `last[f]` (flow f's
+      last finish tag);
+    - cfs: `vr[f]` (flow f's weighted virtual runtime), `min_v`, and the
+      number of queued tasks per flow (a flow becomes active, and starts at
+      `min_v`, only when it had nothing queued anywhere);
+    - priority: `passes[c]` (stride pass of class c), `vpass`, queued tasks per class.
+    """
+
+    __slots__ = ("active", "aging", "cactive", "last", "min_v", "passes", "stride", "v",
+                 "vpass", "vr", "weights")
+
+    def __init__(self, weights: dict[str, float] | None = None,
+                 priority: PriorityConfig | None = None) -> None:
+        cfg = priority or PriorityConfig()
+        self.weights = weights or {}
+        self.v = 0.0
+        self.last: dict[str, float] = {}
+        self.vr: dict[str, float] = {}
+        self.min_v = 0.0
+        self.active: dict[str, int] = {}
+        self.stride = [1.0 / max(cfg.weights.get(c, 1.0), 1e-9) for c in _CLASSES]
+        self.aging = [cfg.aging.get(c, math.inf) for c in _CLASSES]
+        self.passes = [0.0] * 4
+        self.vpass = 0.0
+        self.cactive = [0, 0, 0, 0]
+
+    def weight(self, flow: str) -> float:
+        return self.weights.get(flow, 1.0)
+
+
 class WfqQueue(SortedQueue):
     """Weighted fair queuing (self-clocked): serve the smallest virtual finish time.
 
-    A task of flow f gets `F = max(V, F_last[f]) + work / w_f` when queued,
-    where V is the finish time of the last task served. A backlogged flow with
-    weight w gets a share w / sum(w) of the served work.
+    A task of flow f gets `F = max(V, F_last[f]) + work / w_f` when first
+    queued (a move between queues keeps its tag), where V is the largest tag
+    served so far by any queue of the executor. A backlogged flow with weight
+    w gets a share w / sum(w) of the served work.
     """
 
-    __slots__ = ("_last", "_v", "weights")
+    __slots__ = ("clock",)
 
-    def __init__(self, weights: dict[str, float] | None = None) -> None:
+    def __init__(self, clock: FairClock | None = None) -> None:
         super().__init__()
-        self.weights = weights or {}
-        self._last: dict[str, float] = {}
-        self._v = 0.0
+        self.clock = clock or FairClock()
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return self.clock.weights
 
     def key_of(self, t: TaskState) -> float:
+        if t.vtag >= 0.0:
+            return t.vtag
+        c = self.clock
         f = flow_of(t)
-        w = self.weights.get(f, 1.0)
-        finish = max(self._v, self._last.get(f, 0.0)) + max(t.est, 1e-9) / w
-        self._last[f] = finish
+        finish = max(c.v, c.last.get(f, 0.0)) + max(t.est, 1e-9) / c.weight(f)
+        c.last[f] = finish
+        t.vtag = finish
         return finish
 
     def take(self, t: TaskState, now: float) -> None:
-        self._v = max(self._v, t.qkey)
+        c = self.clock
+        if t.qkey > c.v:
+            c.v = t.qkey
+        t.vtag = -1.0  # served: a retry is charged again
         super().take(t, now)
 
 
@@ -206,17 +256,19 @@ _CLASSES = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
 
 
 class PriorityQueue:
-    """Multi-level queue: one fifo per class, stride scheduling on weights, aging."""
+    """Multi-level queue: one fifo per class, stride scheduling on weights, aging.
 
-    __slots__ = ("_aging", "_n", "_pass", "_qs", "_stride", "_vpass", "work")
+    The passes are the executor's (a shared FairClock), so class shares hold
+    across all its queues. `peek_key` is `(0, enqueued, seq)` for an aged head
+    (oldest first, before anything else) and `(1, pass, seq)` otherwise.
+    """
 
-    def __init__(self, config: PriorityConfig | None = None) -> None:
-        cfg = config or PriorityConfig()
+    __slots__ = ("_n", "_qs", "clock", "work")
+
+    def __init__(self, config: PriorityConfig | None = None, *,
+                 clock: FairClock | None = None) -> None:
+        self.clock = clock or FairClock(priority=config)
         self._qs = [FifoQueue() for _ in _CLASSES]
-        self._stride = [1.0 / max(cfg.weights.get(c, 1.0), 1e-9) for c in _CLASSES]
-        self._aging = [cfg.aging.get(c, math.inf) for c in _CLASSES]
-        self._pass = [0.0] * 4
-        self._vpass = 0.0
         self._n = 0
         self.work = 0.0
 
@@ -229,10 +281,11 @@ class PriorityQueue:
 
     def push(self, t: TaskState, now: float) -> None:
         c = t.spec.priority.rank
-        q = self._qs[c]
-        if not len(q):  # a class that was idle does not bank credit (joins one stride out)
-            self._pass[c] = max(self._pass[c], self._vpass + self._stride[c])
-        q.push(t, now)
+        ck = self.clock
+        if not ck.cactive[c]:  # a class idle everywhere does not bank credit
+            ck.passes[c] = max(ck.passes[c], ck.vpass + ck.stride[c])
+        ck.cactive[c] += 1
+        self._qs[c].push(t, now)
         t.queue = self
         self._n += 1
         self.work += t.est
@@ -243,12 +296,14 @@ class PriorityQueue:
         best_aged = -1
         oldest = math.inf
         best = -1
-        passes = self._pass
+        ck = self.clock
+        passes = ck.passes
+        aging = ck.aging
         for c, q in enumerate(self._qs):
             h = q.peek(now)
             if h is None:
                 continue
-            if now - h.enqueued >= self._aging[c] and h.enqueued < oldest:
+            if now - h.enqueued >= aging[c] and h.enqueued < oldest:
                 best_aged, oldest = c, h.enqueued
             if best < 0 or passes[c] < passes[best]:
                 best = c
@@ -262,13 +317,16 @@ class PriorityQueue:
         t = self.peek(now)
         if t is None:
             return None
-        aged = now - t.enqueued >= self._aging[t.spec.priority.rank]
-        return (0.0 if aged else 1.0 + t.spec.priority.rank, t.seq)
+        c = t.spec.priority.rank
+        if now - t.enqueued >= self.clock.aging[c]:
+            return (0.0, t.enqueued, t.seq)
+        return (1.0, self.clock.passes[c], t.seq)
 
     def take(self, t: TaskState, now: float) -> None:
         c = t.spec.priority.rank
-        self._vpass = self._pass[c]
-        self._pass[c] += self._stride[c]
+        ck = self.clock
+        ck.vpass = ck.passes[c]
+        ck.passes[c] += ck.stride[c]
         self._qs[c].take(t, now)
         self._gone(t)
 
@@ -277,6 +335,7 @@ class PriorityQueue:
         self._gone(t)
 
     def _gone(self, t: TaskState) -> None:
+        self.clock.cactive[t.spec.priority.rank] -= 1
         self._n -= 1
         self.work = self.work - t.est if self._n else 0.0
 
@@ -295,26 +354,31 @@ class PriorityQueue:
 class CfsQueue:
     """Completely-fair style: per-flow fifo, serve the flow with least weighted vruntime.
 
-    A flow's vruntime grows by run time / weight: by the estimate when a task
-    is dispatched, corrected by `charge` when the actual run time is known. A
-    flow that becomes active starts at the current minimum vruntime (no banked
-    credit for having been idle).
+    A flow's vruntime (shared by all the executor's queues through its
+    FairClock) grows by run time / weight: by the estimate when a task is
+    dispatched, corrected by `charge` when the actual run time is known. A
+    flow that becomes active (nothing of it queued anywhere before) starts at
+    the current minimum vruntime: no banked credit for having been idle.
     """
 
-    __slots__ = ("_flows", "_min_v", "_vr", "weights")
+    __slots__ = ("_flows", "_n", "clock")
 
-    def __init__(self, weights: dict[str, float] | None = None) -> None:
-        self.weights = weights or {}
+    def __init__(self, weights: dict[str, float] | None = None, *,
+                 clock: FairClock | None = None) -> None:
+        self.clock = clock or FairClock(weights)
         self._flows: dict[str, FifoQueue] = {}
-        self._vr: dict[str, float] = {}
-        self._min_v = 0.0
+        self._n = 0
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return self.clock.weights
 
     @property
     def work(self) -> float:
-        return sum(q.work for q in self._flows.values())
+        return sum(q.work for q in self._flows.values()) if self._n else 0.0
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self._flows.values())
+        return self._n
 
     def __iter__(self) -> Iterator[TaskState]:
         for q in self._flows.values():
@@ -325,17 +389,22 @@ class CfsQueue:
         q = self._flows.get(f)
         if q is None:
             q = self._flows[f] = FifoQueue()
-        if not len(q):
-            self._vr[f] = max(self._vr.get(f, 0.0), self._min_v)
+        ck = self.clock
+        n = ck.active.get(f, 0)
+        if not n:
+            ck.vr[f] = max(ck.vr.get(f, 0.0), ck.min_v)
+        ck.active[f] = n + 1
         q.push(t, now)
         t.queue = self
+        self._n += 1
 
     def _best(self) -> str | None:
         best: str | None = None
         bv = math.inf
+        vr = self.clock.vr
         for f, q in self._flows.items():
-            if len(q) and self._vr[f] < bv:
-                best, bv = f, self._vr[f]
+            if len(q) and vr[f] < bv:
+                best, bv = f, vr[f]
         return best
 
     def peek(self, now: float) -> TaskState | None:
@@ -348,20 +417,28 @@ class CfsQueue:
             return None
         h = self._flows[f].peek(now)
         assert h is not None
-        return (self._vr[f], h.seq)
+        return (self.clock.vr[f], h.seq)
 
     def take(self, t: TaskState, now: float) -> None:
         f = flow_of(t)
-        self._min_v = self._vr[f]
-        self._vr[f] += t.est / self.weights.get(f, 1.0)
+        ck = self.clock
+        ck.min_v = ck.vr[f]
+        ck.vr[f] += t.est / ck.weight(f)
         self._flows[f].take(t, now)
+        self._gone(f)
 
     def remove(self, t: TaskState) -> None:
-        self._flows[flow_of(t)].remove(t)
+        f = flow_of(t)
+        self._flows[f].remove(t)
+        self._gone(f)
+
+    def _gone(self, f: str) -> None:
+        self._n -= 1
+        self.clock.active[f] -= 1
 
     def back(self, limit: int) -> list[TaskState]:
-        order = sorted((f for f, q in self._flows.items() if len(q)),
-                       key=lambda f: -self._vr[f])
+        vr = self.clock.vr
+        order = sorted((f for f, q in self._flows.items() if len(q)), key=lambda f: -vr[f])
         out: list[TaskState] = []
         for f in order:
             if len(out) >= limit:
@@ -371,5 +448,6 @@ class CfsQueue:
 
     def charge(self, t: TaskState, delta: float) -> None:
         f = flow_of(t)
-        if f in self._vr:
-            self._vr[f] += delta / self.weights.get(f, 1.0)
+        ck = self.clock
+        if f in ck.vr:
+            ck.vr[f] += delta / ck.weight(f)

@@ -5,7 +5,14 @@ the heap stays small. The simulator plays the agents: a Dispatch becomes a
 completion (or an attempt failure) after the task's *actual* work divided by
 the agent's true speed, plus the migration cost when it runs away from home.
 When an agent fails, its in-flight attempts never report (their completions
-are dropped by agent epoch); the core retries them elsewhere.
+are dropped by agent epoch); the core retries them elsewhere. Flaky agents
+(`Workload.flaky`) fail an attempt with their probability until their time.
+
+`decision_latency` models a central dispatcher that makes one decision at a
+time: every dispatch of a centrally placed task (any placement but `home`, or
+a task taken from a global queue) waits for the dispatcher, which spends
+`decision_latency` on it; a stolen task costs its thief `decision_latency`
+(thieves decide in parallel), a task served from its home deque nothing.
 
 Accounting is independent of the core: the simulator counts terminal
 instructions per task itself, so `lost` and `duplicated` check the core's
@@ -17,6 +24,7 @@ from __future__ import annotations
 import heapq
 import random
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +36,7 @@ from allocator.online.events import (
     AgentFailed,
     AgentJoined,
     Cancel,
+    Code,
     Complete,
     Dispatch,
     Event,
@@ -36,6 +45,7 @@ from allocator.online.events import (
     Reject,
     SetTimer,
     Shutdown,
+    Steal,
     TaskCompleted,
     TaskFailed,
     TaskSubmitted,
@@ -75,6 +85,7 @@ class Simulator:
         coordinator: Callable[[Executor, float], list[Instruction]] | None = None,
         coordinate_every: float | None = None,
         max_events: int = 50_000_000,
+        decision_latency: float = 0.0,
     ) -> None:
         self.workload = workload
         self.executor = Executor(policy, agents=[(a, workload.rate_limit)
@@ -85,6 +96,7 @@ class Simulator:
         self.coordinator = coordinator
         self.coordinate_every = coordinate_every
         self.max_events = max_events
+        self.decision_latency = decision_latency
 
     def run(self) -> SimResult:
         wl = self.workload
@@ -95,6 +107,14 @@ class Simulator:
         agent_ids = [a.id for a in wl.agents]
         mc = wl.migration_cost
         p_fail = wl.task_failure
+        flaky = wl.flaky
+        dlat = self.decision_latency
+        central = dlat > 0 and ex.policy.placement != "home"
+        central_free = 0.0
+        stolen: set[str] = set()
+        done_at: dict[str, list[float]] = {a: [] for a in agents}
+        burst_end = wl.bursts[-1][1] if wl.bursts else 0.0
+        after_burst = 0
         actual = wl.actual.tolist()
         home_of = wl.home.tolist()
         specs = wl.specs()
@@ -123,7 +143,7 @@ class Simulator:
         now = 0.0
 
         def apply(out: list[Instruction]) -> None:
-            nonlocal seq, outstanding
+            nonlocal seq, outstanding, central_free, after_burst
             for ins in out:
                 typ = type(ins)
                 if typ is Dispatch:
@@ -134,15 +154,36 @@ class Simulator:
                     h = home_of[i]
                     if mc and h >= 0 and agent_ids[h] != a_id:
                         dur += mc
+                    if dlat:
+                        if central or ins.remote:
+                            central_free = max(now, central_free) + dlat
+                            dur += central_free - now
+                        elif ins.task_id in stolen:
+                            stolen.discard(ins.task_id)
+                            dur += dlat
                     seq += 1
                     payload = (ins.task_id, a_id, ins.attempt, epoch[a_id], i)
-                    if p_fail and rng.random() < p_fail:
+                    fp = p_fail
+                    if flaky:
+                        fk = flaky.get(a_id)
+                        if fk is not None and now < fk[1]:
+                            fp = 1.0 - (1.0 - fp) * (1.0 - fk[0])
+                    if fp and rng.random() < fp:
                         push(heap, (now + dur * rng.random(), seq, _FAILT, payload))
                     else:
                         push(heap, (now + dur, seq, _DONE, payload))
-                elif typ is Complete or typ is Reject or typ is Fail:
+                elif typ is Complete:
                     ends[int(ins.task_id[1:])] += 1  # type: ignore[attr-defined]
                     outstanding -= 1
+                    done_at[ins.agent].append(now)  # type: ignore[attr-defined]
+                elif typ is Reject or typ is Fail:
+                    ends[int(ins.task_id[1:])] += 1  # type: ignore[attr-defined]
+                    outstanding -= 1
+                    if (typ is Reject and ins.code is Code.THROTTLED  # type: ignore[attr-defined]
+                            and now > burst_end):
+                        after_burst += 1
+                elif typ is Steal and dlat:
+                    stolen.add(ins.task_id)  # type: ignore[attr-defined]
                 elif typ is SetTimer:
                     at = ins.at  # type: ignore[attr-defined]
                     if at not in ticks:
@@ -197,6 +238,8 @@ class Simulator:
                     push(heap, (now + self.coordinate_every, seq, _COORD, None))
                 continue
             apply(handle(ev))
+            if kind == _ARR and arrivals_done:
+                ex.metrics.mark()  # service shares are reported as of the last arrival
             if arrivals_done and outstanding == 0:
                 break
         if outstanding:
@@ -205,9 +248,19 @@ class Simulator:
         row = summary(ex)
         lost = sum(1 for i in range(submitted) if ends[i] == 0)
         dup = sum(1 for i in range(submitted) if ends[i] > 1)
+        quarter = 0.75 * now
+        per_agent = []
+        for a_id, times in done_at.items():
+            st = ex.agents[a_id]
+            per_agent.append({
+                "agent": a_id, "completed": len(times),
+                "busy_share": st.busy / (now * st.concurrency) if now > 0 else 0.0,
+                "completed_last_quarter": len(times) - bisect_left(times, quarter),
+            })
         row.update(
             policy=ex.policy.name, tasks=submitted, lost=lost, duplicated=dup,
             makespan=now, wall_s=wall, events_per_s=ex.metrics.events / wall if wall else 0.0,
+            per_agent=per_agent, rejected_after_burst=after_burst,
         )
         return SimResult(ex.policy.name, row, ex)
 

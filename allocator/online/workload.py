@@ -14,7 +14,14 @@ agent; `load` is offered work over total agent capacity (speed x concurrency).
 - deadlines: arrival + U(slack) x work, on a share `deadline_share` of tasks,
   of which `hard_share` are hard;
 - the actual work differs from the estimate by a lognormal factor (`noise`);
-- agent failures: each agent fails after Exp(`mtbf`) and rejoins after Exp(`mttr`).
+- agent failures: each agent fails after Exp(`mtbf`) and rejoins after Exp(`mttr`);
+- flaky agents: the first `flaky` agents fail each attempt with probability
+  `flaky_p` until time `flaky_until`, then are healthy (breaker recovery);
+- skill groups: each task needs one of `skill_groups` skills (uniformly);
+  every agent has all of them, so tasks are split into queues by signature
+  while every task is still eligible everywhere (fairness across queues).
+
+`Workload.bursts` lists the (start, end) of the bursts of a bursty workload.
 """
 
 from __future__ import annotations
@@ -63,6 +70,10 @@ class WorkloadConfig:
     mtbf: float | None = None
     mttr: float = 50.0
     tokens_per_min: float | None = None
+    flaky: int = 0
+    flaky_p: float = 0.0
+    flaky_until: float = 0.0
+    skill_groups: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -92,6 +103,10 @@ class WorkloadConfig:
                       "task_failure"):
             within(share, 0.0, 1.0)
         within("burst_len", 0.0, 1e12, open_lo=True)
+        within("flaky", 0, self.agents)
+        within("flaky_p", 0.0, 1.0)
+        within("flaky_until", 0.0, 1e12)
+        within("skill_groups", 0, 10_000)
         within("pareto_alpha", 0.0, 1e6, open_lo=True)
         within("max_size", 0.0, 1e12, open_lo=True)
         within("skew", 0.0, 100.0)
@@ -132,6 +147,12 @@ class Workload:
     migration_cost: float = 0.0
     rate_limit: RateLimit | None = None
     true_speed: dict[str, float] = field(default_factory=dict)
+    #: Agent id -> (attempt failure probability, until time).
+    flaky: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Skill group per task (-1: none).
+    group: np.ndarray | None = None
+    #: (start, end) of each burst (bursty arrivals).
+    bursts: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -143,13 +164,13 @@ class Workload:
         prios = [_PRIOS[p] for p in self.priority.tolist()]
         tokens = self.rate_limit is not None
         mc = self.migration_cost
-        gpu = ("gpu",)
+        groups = self.group.tolist() if self.group is not None else [-1] * self.n
         for i, (w, d, hard, h, ten, sk) in enumerate(zip(
                 self.work.tolist(), self.deadline.tolist(), self.hard.tolist(),
                 self.home.tolist(), self.tenant.tolist(), self.skill.tolist(), strict=True)):
             yield TaskSpec(
                 id=f"t{i}", work=w, priority=prios[i], deadline=None if d != d else d,
-                hard_deadline=hard, tenant=f"tenant{ten}", skills=gpu if sk else (),
+                hard_deadline=hard, tenant=f"tenant{ten}", skills=_skills(sk, groups[i]),
                 home=ids[h] if h >= 0 else None, migration_cost=mc,
                 tokens=w * TOKENS_PER_WORK if tokens else 0.0)
 
@@ -160,10 +181,17 @@ class Workload:
         return TaskSpec(
             id=f"t{i}", work=w, priority=_PRIOS[self.priority[i]],
             deadline=None if d != d else float(d), hard_deadline=bool(self.hard[i]),
-            tenant=f"tenant{self.tenant[i]}", skills=("gpu",) if self.skill[i] else (),
+            tenant=f"tenant{self.tenant[i]}",
+            skills=_skills(bool(self.skill[i]),
+                           int(self.group[i]) if self.group is not None else -1),
             home=self.agents[h].id if h >= 0 else None, migration_cost=self.migration_cost,
             tokens=w * TOKENS_PER_WORK if self.rate_limit is not None else 0.0,
         )
+
+
+def _skills(gpu: bool, group: int) -> tuple[str, ...]:
+    g = (f"s{group}",) if group >= 0 else ()
+    return ("gpu", *g) if gpu else g
 
 
 def _sizes(cfg: WorkloadConfig, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -177,7 +205,8 @@ def _sizes(cfg: WorkloadConfig, rng: np.random.Generator, n: int) -> np.ndarray:
     return x / x.mean()
 
 
-def _arrivals(cfg: WorkloadConfig, rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
+def _arrivals(cfg: WorkloadConfig, rng: np.random.Generator, n: int, rate: float,
+              bursts: list[tuple[float, float]] | None = None) -> np.ndarray:
     if cfg.arrival == "poisson":
         return np.cumsum(rng.exponential(1.0 / rate, n))
     # MMPP(2): the average rate stays `rate`.
@@ -199,6 +228,8 @@ def _arrivals(cfg: WorkloadConfig, rng: np.random.Generator, n: int, rate: float
         take = min(len(gaps), n - i)
         out[i:i + take] = t + gaps[:take]
         i += take
+        if on and bursts is not None:
+            bursts.append((t, t + span))
         t += span
         on = not on
     return out
@@ -213,12 +244,14 @@ def generate(cfg: WorkloadConfig) -> Workload:
     has_gpu = np.zeros(m, dtype=bool)
     if cfg.skill_share > 0:
         has_gpu[: max(1, m // 2)] = True
+    groups = [f"s{g}" for g in range(cfg.skill_groups)]
     agents = [Agent(id=f"a{i}", speed=float(speeds[i]), concurrency=cfg.concurrency,
-                    skills=["gpu"] if has_gpu[i] else []) for i in range(m)]
+                    skills=(["gpu"] if has_gpu[i] else []) + groups) for i in range(m)]
     work = _sizes(cfg, rng, n)
     capacity = float(speeds.sum()) * cfg.concurrency
     rate = cfg.load * capacity / float(work.mean())
-    arrival = _arrivals(cfg, rng, n, rate)
+    bursts: list[tuple[float, float]] = []
+    arrival = _arrivals(cfg, rng, n, rate, bursts)
     actual = work * (rng.lognormal(0.0, cfg.noise, n) if cfg.noise > 0 else 1.0)
     pr = np.asarray(cfg.priorities, dtype=float)
     priority = rng.choice(4, size=n, p=pr / pr.sum())
@@ -234,6 +267,9 @@ def generate(cfg: WorkloadConfig) -> Workload:
         gpu_agents = np.flatnonzero(has_gpu)
         home[skill] = gpu_agents[home[skill] % len(gpu_agents)]
     tenant = rng.integers(0, max(cfg.tenants, 1), n)
+    # Drawn from their own stream so the other arrays stay as before.
+    group = (np.random.default_rng([cfg.seed, 7]).integers(0, cfg.skill_groups, n)
+             if cfg.skill_groups else None)
     failures: list[tuple[float, str, float]] = []
     if cfg.mtbf:
         horizon = float(arrival[-1])
@@ -250,4 +286,6 @@ def generate(cfg: WorkloadConfig) -> Workload:
         failures=failures, task_failure=cfg.task_failure, migration_cost=cfg.migration_cost,
         rate_limit=RateLimit(tokens_per_min=cfg.tokens_per_min) if cfg.tokens_per_min else None,
         true_speed={a.id: a.speed for a in agents},
+        flaky={agents[k].id: (cfg.flaky_p, cfg.flaky_until) for k in range(cfg.flaky)},
+        group=group, bursts=[b for b in bursts if b[0] < float(arrival[-1])],
     )

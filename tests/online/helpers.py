@@ -24,7 +24,7 @@ def brief(out: list[Instruction], *, timers: bool = False) -> list[tuple[Any, ..
         if isinstance(ins, SetTimer) and not timers:
             continue
         fields = [getattr(ins, f) for f in ins.__dataclass_fields__
-                  if f not in ("id", "time", "cause", "reason", "work", "until")]
+                  if f not in ("id", "time", "cause", "reason", "work", "until", "remote")]
         rows.append((type(ins).__name__, *fields))
     return rows
 

@@ -111,8 +111,13 @@ def test_overflow_to_the_global_queue_when_home_is_backed_up() -> None:
     a = ex.agents["a"]
     assert len(a.queue) == 2  # t1, t2 at home (load <= 2); t3, t4 overflowed
     out = ex.handle(AgentJoined(agent=Agent(id="b")))
+    # Stealing comes first (b takes t2 from a's back end: it finishes it sooner);
+    # the global queue is the fallback once a steal is not worth it.
+    assert _steals(out) == [("t2", "a", "b")]
+    assert [(i.task_id, i.agent) for i in out if isinstance(i, Dispatch)] == [("t2", "b")]
+    out = ex.handle(TaskCompleted(task_id="t2", agent="b", attempt=1, time=1.0))
+    assert _steals(out) == []  # a's queue holds only t1, due next: not worth moving
     assert [(i.task_id, i.agent) for i in out if isinstance(i, Dispatch)] == [("t3", "b")]
-    assert _steals(out) == []  # the global queue comes before stealing
 
 
 def test_no_ping_pong() -> None:

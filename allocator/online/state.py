@@ -1,0 +1,146 @@
+"""Task and agent state as the executor core tracks it (internal, mutable, slotted).
+
+Kept apart from the core's event handling so placement policies and stealing
+(pure functions over these objects) do not import the core.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allocator.online.breaker import CircuitBreaker
+from allocator.online.events import TaskSpec
+from allocator.online.queues import PlanQueue, TaskQueue
+from allocator.online.ratelimit import AgentLimiter
+from models import Agent, AgentStatus
+
+# Task phases (ints: compared on every event).
+SUBMITTED, DEFERRED, QUEUED, RUNNING, DONE = range(5)
+PHASE_NAMES = ("submitted", "deferred", "queued", "running", "done")
+
+#: Weight of a new observation in the agent-speed and token-ratio EWMAs:
+#: 0.1 follows a change within ~10 tasks without chasing single outliers.
+EWMA_ALPHA = 0.1
+#: Relative slack when comparing summed demand with capacity (0.1 + 0.2 fits 0.3).
+CAPACITY_RTOL = 1e-9
+
+Signature = tuple[Any, ...]
+
+
+class TaskState:
+    """Everything the core tracks about one task (internal)."""
+
+    __slots__ = ("agent", "attempt", "defers", "enqueued", "est", "first_start", "id",
+                 "phase", "probe", "qkey", "queue", "seq", "served_by", "sig", "spec",
+                 "started", "steal_pred", "steals", "stolen_by", "submitted", "timer_token",
+                 "tokens_est", "vtag", "where")
+
+    def __init__(self, spec: TaskSpec, seq: int, now: float) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.seq = seq
+        self.phase = SUBMITTED
+        self.attempt = 0
+        self.agent: AgentState | None = None  # running on
+        self.where: AgentState | None = None  # queued at (None: global pool)
+        self.queue: Any = None  # the container holding it while queued
+        self.qkey = 0.0
+        self.est = spec.work
+        self.tokens_est = spec.tokens
+        self.submitted = now
+        self.enqueued = now
+        self.first_start = -1.0
+        self.started = 0.0
+        self.steals = 0
+        #: The victim's estimated finish time when it was last stolen, and by whom
+        #: (the thief learns from it whether stealing paid off).
+        self.steal_pred = -1.0
+        self.stolen_by: str | None = None
+        #: WFQ virtual finish tag (-1: none yet); kept when the task moves between queues.
+        self.vtag = -1.0
+        self.defers = 0
+        self.probe = False
+        self.served_by: Any = None
+        self.timer_token = 0
+        self.sig: Signature = (spec.skills, spec.allowed, spec.forbidden, spec.demand)
+
+
+class AgentState:
+    """One agent as the core sees it (internal)."""
+
+    __slots__ = ("backoff_until", "breaker", "busy", "capacity", "completed", "concurrency",
+                 "id", "index", "limiter", "margin", "planned", "pools", "queue", "running",
+                 "skills", "spec", "speed", "status", "steal_fails", "steal_interval",
+                 "tokens_used", "up_since", "uptime", "used")
+
+    def __init__(self, spec: Agent, index: int, queue: TaskQueue, breaker: CircuitBreaker,
+                 limiter: AgentLimiter | None, now: float) -> None:
+        self.id = spec.id
+        self.index = index
+        self.queue = queue
+        self.planned = PlanQueue()
+        self.breaker = breaker
+        self.limiter = limiter
+        self.running: dict[str, TaskState] = {}
+        self.pools: list[Pool] = []
+        self.busy = 0.0
+        self.uptime = 0.0
+        self.tokens_used = 0.0
+        self.completed = 0
+        self.steal_fails = 0
+        self.backoff_until = 0.0
+        #: Adaptive stealing state (set by the core from StealConfig on join).
+        self.steal_interval = 0.0
+        self.margin = 0.0
+        self.up_since = now
+        self.status = AgentStatus.DOWN
+        self.update(spec)
+
+    def update(self, spec: Agent) -> None:
+        self.spec = spec
+        self.speed = spec.speed
+        self.concurrency = spec.concurrency
+        self.capacity = dict(spec.capacity)
+        self.skills = frozenset(spec.skills)
+        self.used = dict.fromkeys(self.capacity, 0.0)
+
+    def load(self, now: float) -> float:
+        """Estimated time until this agent drains its queues (remaining work / speed / slots)."""
+        rem = 0.0
+        speed = self.speed
+        for t in self.running.values():
+            r = t.started + t.est / speed - now
+            if r > 0:
+                rem += r
+        return (rem + (self.queue.work + self.planned.work) / speed) / self.concurrency
+
+    def count(self) -> int:
+        return len(self.running) + len(self.queue) + len(self.planned)
+
+
+class Pool:
+    """Global queue for tasks of one eligibility signature."""
+
+    __slots__ = ("members", "queue", "sig", "spec")
+
+    def __init__(self, sig: Signature, spec: TaskSpec, queue: TaskQueue) -> None:
+        self.sig = sig
+        self.spec = spec
+        self.queue = queue
+        self.members: list[AgentState] = []
+
+
+def eligible(a: AgentState, spec: TaskSpec) -> bool:
+    """Static fit: allowed, not forbidden, has the skills, demand within capacity."""
+    if spec.allowed is not None and a.id not in spec.allowed:
+        return False
+    if spec.forbidden and a.id in spec.forbidden:
+        return False
+    for s in spec.skills:
+        if s not in a.skills:
+            return False
+    if not spec.demand:
+        return True
+    return all(d <= a.capacity.get(r, 0.0) * (1 + CAPACITY_RTOL) for r, d in spec.demand)
+
+

@@ -1,0 +1,91 @@
+"""Work stealing as a pure function: which queued tasks should move to an idle agent.
+
+`plan_steal` reads the agents' queues and load estimates and returns moves;
+the core applies them (and emits `Steal` instructions). Nothing here mutates
+state, so the rule can be tested on its own and reused by other drivers.
+
+The rule (see docs/online.md):
+
+- victims: up agents other than the thief with at least `min_victim_queue`
+  queued tasks, most loaded first (estimated remaining work / speed / slots),
+  at most `victims` of them;
+- a thief takes from a victim's thief end (the tasks it would serve last), up
+  to half of its queue and at most `max_batch`;
+- a task moves only if the thief would finish it sooner than the victim by
+  `margin` of its run time plus `latency`; the reverse move can then never
+  pass the same test (no ping-pong);
+- the thief stops at the first victim it took anything from.
+
+`plan_probe` is the breaker's variant: a half-open agent with nothing to do
+takes one task (its probe) from the most loaded agent that has one it can run,
+without the margin test: the point is to learn whether the agent works again.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from models import AgentStatus
+
+if TYPE_CHECKING:
+    from allocator.online.events import TaskSpec
+    from allocator.online.policies import StealConfig
+    from allocator.online.state import AgentState, TaskState
+
+#: A move: (task, victim, the victim's estimated finish time for that task).
+Move = tuple["TaskState", "AgentState", float]
+Fits = Callable[["AgentState", "TaskSpec"], bool]
+
+
+def run_time(t: TaskState, a: AgentState) -> float:
+    """Estimated run time of `t` on `a`, with the migration cost away from home."""
+    spec = t.spec
+    extra = spec.migration_cost if spec.home is not None and a.id != spec.home else 0.0
+    return t.est / a.speed + extra
+
+
+def victims_of(thief: AgentState, loaded: list[AgentState], min_queue: int) -> list[AgentState]:
+    """Up agents other than the thief with at least `min_queue` queued tasks."""
+    return [v for v in loaded if v is not thief and v.status is AgentStatus.UP
+            and len(v.queue) + len(v.planned) >= min_queue]
+
+
+def plan_steal(thief: AgentState, victims: list[AgentState], cfg: StealConfig, now: float,
+               margin: float, eligible: Fits) -> list[Move]:
+    """The tasks `thief` should take now (possibly none); `eligible(agent, spec) -> bool`."""
+    fits = eligible
+    loads = {v.id: v.load(now) for v in victims}
+    order = heapq.nsmallest(cfg.victims, victims, key=lambda v: (-loads[v.id], v.index))
+    thief_fin = thief.load(now)
+    moves: list[Move] = []
+    for v in order:
+        n = len(v.queue) + len(v.planned)
+        limit = min(cfg.max_batch, max(1, n // 2))  # steal-half
+        cands = v.queue.back(limit)
+        if len(cands) < limit:
+            cands += v.planned.back(limit - len(cands))
+        v_fin = loads[v.id]
+        for t in cands:
+            run_v = run_time(t, v)
+            if t.steals < cfg.max_steals_per_task and fits(thief, t.spec):
+                run_t = run_time(t, thief)
+                if thief_fin + run_t * (1 + margin) + cfg.latency < v_fin:
+                    moves.append((t, v, now + v_fin))
+                    thief_fin += run_t / thief.concurrency
+            v_fin -= run_v / v.concurrency
+        if moves:
+            break
+    return moves
+
+
+def plan_probe(thief: AgentState, victims: list[AgentState], now: float,
+               eligible: Fits) -> Move | None:
+    """One task for a half-open agent's probe: from the most loaded agent with one it can run."""
+    fits = eligible
+    for v in sorted(victims, key=lambda v: (-v.load(now), v.index)):
+        for t in v.queue.back(8) + v.planned.back(8):
+            if fits(thief, t.spec):
+                return (t, v, now + v.load(now))
+    return None
