@@ -497,6 +497,11 @@ class Executor:
             return None
         t.where = None
         pool.queue.push(t, self.now)
+        if self._halfopen:  # probes first: a recovered agent gets work under every policy
+            for h in self._halfopen.values():
+                if h.id in self._hungry and pool in h.pools and h.breaker.allow():
+                    self._dirty[h.id] = h
+                    return None
         for h in self._hungry.values():
             if pool in h.pools:
                 self._dirty[h.id] = h
