@@ -302,11 +302,18 @@ def _check_magnitudes(snapshot: Snapshot, p: Problem) -> None:
     scan(np.where(np.isfinite(p.deadline), p.deadline, 0.0), lambda k: f"tasks[{k[0]}].deadline")
     scan(p.demand_base, lambda k: f"tasks[{k[0]}].demand[{res[k[1]]!r}]")
     scan(p.migration_cost, lambda k: f"tasks[{k[0]}].migration_cost")
-    for (i, j), c in p.cost_override.items():
-        check(c, f"tasks[{j}].overrides[{p.agent_ids[i]!r}].cost")
-    for (i, j), vec in p.demand_override.items():
-        r = int(np.argmax(np.abs(vec)))
-        check(float(vec[r]), f"tasks[{j}].overrides[{p.agent_ids[i]!r}].demand[{res[r]!r}]")
+    # Overrides: one vectorised check; the loop only runs to name a culprit.
+    costs = np.fromiter(p.cost_override.values(), dtype=float, count=len(p.cost_override))
+    if costs.size and not np.abs(costs).max() <= MAX_MAGNITUDE:
+        for (i, j), c in p.cost_override.items():
+            check(c, f"tasks[{j}].overrides[{p.agent_ids[i]!r}].cost")
+    if p.demand_override:
+        dem = np.array(list(p.demand_override.values()), dtype=float)
+        if dem.size and not np.abs(dem).max() <= MAX_MAGNITUDE:
+            for (i, j), vec in p.demand_override.items():
+                r = int(np.argmax(np.abs(vec)))
+                check(float(vec[r]),
+                      f"tasks[{j}].overrides[{p.agent_ids[i]!r}].demand[{res[r]!r}]")
     for prio, v in w.unassigned.items():
         check(v, f"weights.unassigned[{prio.value!r}]")
     for prio, v in w.tardiness_by_priority.items():

@@ -12,6 +12,7 @@ from allocator.cli import bench as _bench  # noqa: F401  (registers commands)
 from allocator.cli import bench_solvers as _bench_solvers  # noqa: F401
 from allocator.cli import capacity as _capacity  # noqa: F401
 from allocator.cli import distributed as _distributed  # noqa: F401
+from allocator.cli import gen as _gen  # noqa: F401
 from allocator.cli import pareto as _pareto  # noqa: F401
 from allocator.cli import rebalance as _rebalance  # noqa: F401
 from allocator.cli import replay as _replay  # noqa: F401

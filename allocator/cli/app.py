@@ -28,6 +28,8 @@ bench_app = typer.Typer(help="Benchmarks that print tables (and JSON lines with 
 convert_app = typer.Typer(help="Convert benchmark files into snapshots.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(convert_app, name="convert")
+gen_app = typer.Typer(help="Generate benchmark instances.", no_args_is_help=True)
+app.add_typer(gen_app, name="gen")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

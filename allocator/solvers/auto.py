@@ -47,6 +47,7 @@ from allocator.problem import Problem
 from allocator.solvers.base import Budget, WarmStart, make_plan, register
 from allocator.solvers.cpsat import solve_cpsat_arrays, use_scheduling_model
 from allocator.solvers.greedy import greedy_assign, greedy_schedule
+from allocator.solvers.lagrange import Lagrangian, lagrangian
 from allocator.solvers.linear import (
     LinearModel,
     build_highs,
@@ -56,7 +57,7 @@ from allocator.solvers.linear import (
     set_start,
     start_vector,
 )
-from allocator.solvers.localsearch import local_search, round_lp
+from allocator.solvers.localsearch import local_search
 from models import Plan, PlanStatus, SolutionPoint
 
 #: Optional intervals are far heavier than booleans: above this many eligible
@@ -85,6 +86,10 @@ LNS_SUB_LIMIT = 0.5
 LNS_FAST_S = 0.08
 #: Seconds kept back at the end for building the plan.
 RESERVE_S = 0.15
+#: The Lagrangian phase stops when this share of the budget is left (or it converges).
+LAGRANGE_UNTIL = 0.25
+#: Subgradient iterations at most (about 1 ms each at 80 x 1600).
+LAGRANGE_MAX_ITER = 500
 
 
 @dataclass
@@ -323,63 +328,87 @@ def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object
 
 
 def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
-               starts: list[np.ndarray], *, deterministic: bool = False
-               ) -> tuple[np.ndarray, object]:
-    """LP relaxation, its rounding, the LPT plan for load terms, then local search.
+               shared: _Shared, *, deterministic: bool = False) -> float | None:
+    """Anytime construction without the LP: starts, Lagrangian heuristic, local search.
 
-    `deterministic` bounds the heuristics by pass counts instead of the wall
-    clock, so the same seed gives the same start on a loaded machine too.
+    Every plan found goes to `shared` at once (so a stop or an early deadline
+    keeps it). The Lagrangian multipliers price capacity, so its heuristic
+    places every task where some placement fits even when cheap means heavy
+    (GAP type E), and its bound is within hundredths of a per cent of the
+    LP bound. Returns that bound.
+
+    `deterministic` bounds the heuristics by iteration and pass counts
+    instead of the wall clock, so the same seed gives the same start on a
+    loaded machine too.
     """
     def clock_deadline(share: float) -> Callable[[], bool] | None:
         if deterministic:
             return None
-        return lambda: budget.remaining() < share * budget.time_limit
+        return lambda: budget.remaining() < share * budget.time_limit + RESERVE_S
 
     if lm.has_load_terms:
         from allocator.solvers.balance import balance_assign
 
-        starts = [*starts, balance_assign(problem, deadline=clock_deadline(0.8) or (lambda: False))]
-    lp = lp_relaxation(problem, lm, time_limit=max(0.05, 0.3 * budget.remaining()))
-    if lp is not None:
-        starts = [*starts, round_lp(lm, lp.x, starts[0])]
-    starts = [s for s in starts if lm.feasible(s)]
-    if not starts:  # cannot happen for greedy; keep anytime anyway
-        starts = [np.full(problem.n, -1, dtype=np.int64)]
-    best = min(starts, key=lm.objective)
-    best = local_search(lm, best, seed=seed, deadline=clock_deadline(0.5))
-    return best, lp
+        lpt = balance_assign(problem, deadline=clock_deadline(0.8) or (lambda: False))
+        shared.offer(lpt, budget.elapsed(), "lpt")
+    if lm.P == 0:  # nothing can go anywhere: leaving every task out is the only plan
+        return lm.objective(np.full(lm.n, -1, dtype=np.int64))
+
+    ff = Lagrangian(lm).feasibility_first()
+    shared.offer(ff, budget.elapsed(), "feasibility-first greedy")
+
+    def polish(x: np.ndarray) -> np.ndarray:
+        return local_search(lm, x, seed=seed, max_passes=5, pairs=False)
+
+    cur, obj = shared.get()
+    res = lagrangian(
+        lm, deadline=clock_deadline(LAGRANGE_UNTIL), max_iter=LAGRANGE_MAX_ITER,
+        upper=obj if lm.feasible(cur) and not np.any(cur < 0) else None,
+        on_incumbent=lambda x, _o: shared.offer(x, budget.elapsed(), "lagrangian"),
+        improve=polish,
+    )
+    cur, _ = shared.get()
+    best = local_search(lm, cur, seed=seed, deadline=clock_deadline(0.1))
+    shared.offer(best, budget.elapsed(), "local search")
+    return res.bound if np.isfinite(res.bound) else None
+
+
+def _first(problem: Problem, lm: LinearModel, budget: Budget,
+           warm: WarmStart | None) -> _Shared:
+    """The shared incumbent, seeded with the fast greedy (and the warm start when better)."""
+    greedy = greedy_assign(problem)
+    starts = [greedy] + ([warm.agent_of] if warm is not None else [])
+    feasible = [s for s in starts if lm.feasible(s)]
+    first = min(feasible, key=lm.objective) if feasible else np.full(lm.n, -1, dtype=np.int64)
+    shared = _Shared(lm, first, lm.objective(first))
+    shared.points.append(SolutionPoint(time_s=budget.elapsed(), objective=shared.obj))
+    return shared
 
 
 def solve_linear(problem: Problem, *, budget: Budget, seed: int,
                  warm: WarmStart | None, parallel: bool = True) -> Plan:
     """Strategy 3 of the module docstring."""
     lm = build_linear(problem)
-    greedy = greedy_assign(problem)
-    starts = [greedy] + ([warm.agent_of] if warm is not None else [])
+    shared = _first(problem, lm, budget, warm)
     stats = {"lns_subproblems": 0, "lns_improvements": 0}
     out: dict[str, object] = {}
     stop = threading.Event()
     workers = max(1, budget.workers) if parallel else 1
     small = lm.P <= MILP_PORTFOLIO_PAIRS
-    box: dict[str, object] = {}
     left_running = False  # the full MILP outlived the deadline (large models)
-    if small and workers >= 2 and lm.P > 0:
-        # Small model: HiGHS starts at once in this thread, exactly as `milp`
-        # runs it; construction, local search and LNS run in the niced helper.
-        feasible = [s for s in starts if lm.feasible(s)]
-        first = min(feasible, key=lm.objective) if feasible else np.full(lm.n, -1,
-                                                                          dtype=np.int64)
-        shared = _Shared(lm, first, lm.objective(first))
-        shared.points.append(SolutionPoint(time_s=budget.elapsed(), objective=shared.obj))
+    # The construction runs first, at normal priority, on every path: it is
+    # what the plan rests on when the machine is busy or the budget short.
+    lagr_raw = _construct(problem, lm, budget, seed, shared, deterministic=not parallel)
+    lb = lagr_raw - 1e-7 * max(1.0, abs(lagr_raw)) if lagr_raw is not None else None
+    proven = lagr_raw is not None and shared.obj <= lagr_raw + 1e-9 * max(1.0, abs(shared.obj))
+    if small and workers >= 2 and lm.P > 0 and not proven and budget.remaining() > RESERVE_S:
+        # Small model: HiGHS on the full model in this thread (it proves most
+        # such instances within seconds); LNS in the niced helper.
         _warm_up_highs()
 
         def helper() -> None:
-            best, lp = _construct(problem, lm, budget, seed, starts)
-            box["lp"] = lp
-            shared.offer(best, budget.elapsed(), "local search")
             if lm.m >= 2 and not stop.is_set():
-                lp_b = lp.bound if lp is not None else None  # type: ignore[attr-defined]
-                _lns(shared, budget, stop, seed, stats, lp_b)
+                _lns(shared, budget, stop, seed, stats, lagr_raw)
 
         th = threading.Thread(target=_niced(helper), daemon=True)
         th.start()
@@ -388,15 +417,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
         finally:
             stop.set()
             th.join()
-        lp = box.get("lp")
-    else:
-        best, lp = _construct(problem, lm, budget, seed, starts, deterministic=not parallel)
-        shared = _Shared(lm, best, lm.objective(best))
-        shared.points.append(SolutionPoint(time_s=budget.elapsed(), objective=shared.obj))
-    lp_raw = lp.bound if lp is not None else None  # type: ignore[attr-defined]
-    lb = lp_raw - 1e-7 * max(1.0, abs(lp_raw)) if lp_raw is not None else None
-    proven = lp_raw is not None and shared.obj <= lp_raw + 1e-9 * max(1.0, abs(shared.obj))
-    if not small and lm.P > 0 and budget.remaining() > RESERVE_S + 0.1 and not proven:
+    elif not small and lm.P > 0 and budget.remaining() > RESERVE_S + 0.1 and not proven:
         th2 = None
         if workers >= 2:
             # helper (niced): HiGHS warm from the LNS incumbents; primary: LNS
@@ -406,7 +427,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
             th2.start()
         try:
             if lm.m >= 2:
-                _lns(shared, budget, stop, seed, stats, lp_raw)
+                _lns(shared, budget, stop, seed, stats, lagr_raw)
         finally:
             stop.set()
             if th2 is not None:
@@ -427,7 +448,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     dual = done.get("dual")
     bound = best_bound(lb, dual if isinstance(dual, float) else None)
     status = PlanStatus.FEASIBLE
-    raw = best_bound(lp_raw, dual if isinstance(dual, float) else None)
+    raw = best_bound(lagr_raw, dual if isinstance(dual, float) else None)
     if raw is not None and obj <= raw + 1e-9 * max(1.0, abs(obj)):
         status = PlanStatus.OPTIMAL  # the bound proves it
     if done.get("optimal") or stats.get("proven"):

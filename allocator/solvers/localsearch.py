@@ -267,11 +267,13 @@ def local_search(
     seed: int = 0,
     max_passes: int = 50,
     chains: bool = True,
+    pairs: bool = True,
 ) -> np.ndarray:
     """Improve a feasible assignment until no move helps, `deadline()` is true or passes run out.
 
     The result is feasible whenever the input is, and its objective under
-    `lm` is never higher.
+    `lm` is never higher. `pairs=False` runs shifts only (a cheap polish:
+    a few ms a pass at 80 x 1600, against ~0.15 s for a swap / chain pass).
     """
     if lm.n == 0 or lm.m == 0:
         return agent_of.copy()
@@ -283,8 +285,10 @@ def local_search(
         if deadline():
             break
         obj, a1 = _shift_pass(state, obj)
-        if deadline():
-            break
+        if deadline() or not pairs:
+            if not a1:
+                break
+            continue
         obj, a2 = _pair_pass(state, obj, rng, deadline, chains)
         if a1 + a2 == 0:
             break

@@ -1,0 +1,111 @@
+"""Generated GAP instances, the Lagrangian bound and the anytime construction of `auto`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from allocator import solve, validate
+from allocator.bounds import lp_relaxation
+from allocator.cli import app
+from allocator.errors import InvalidInputError
+from allocator.io import gap_to_snapshot, read_gap
+from allocator.io.gapgen import GAP_TYPES, generate_gap, write_gap
+from allocator.problem import compile_snapshot
+from allocator.solvers.lagrange import Lagrangian, lagrangian
+from allocator.solvers.linear import build_linear
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("kind", GAP_TYPES)
+def test_generator_follows_the_type_rules_and_round_trips(kind: str, tmp_path: Path) -> None:
+    inst = generate_gap(kind, 6, 40, seed=3)
+    assert inst.cost.shape == inst.resource.shape == (6, 40)
+    a, c, b = inst.resource, inst.cost, inst.capacity
+    if kind in "abc":
+        assert a.min() >= 5 and a.max() <= 25 and c.min() >= 10 and c.max() <= 50
+    if kind == "d":
+        assert a.min() >= 1 and a.max() <= 100
+        assert np.all(np.abs(c - (111 - a)) <= 10)
+    if kind == "e":
+        assert a.min() >= 1
+        # Cheap means heavy: cost falls as the resource use grows.
+        assert np.corrcoef(a.ravel(), c.ravel())[0, 1] < -0.3
+    if kind in "cde":
+        assert np.array_equal(b, np.floor(0.8 * a.sum(axis=1) / 6).astype(np.int64))
+    path = tmp_path / "g.txt"
+    write_gap(path, inst)
+    back = read_gap(path)[0]
+    assert np.array_equal(back.cost, c) and np.array_equal(back.resource, a)
+    assert np.array_equal(back.capacity, b)
+    again = generate_gap(kind, 6, 40, seed=3)
+    assert np.array_equal(again.cost, c)  # same seed, same instance
+    assert not np.array_equal(generate_gap(kind, 6, 40, seed=4).resource, a)
+
+
+def test_generator_rejects_bad_input_naming_the_field() -> None:
+    with pytest.raises(InvalidInputError) as e:
+        generate_gap("f", 2, 3)
+    assert e.value.field == "type"
+    with pytest.raises(InvalidInputError) as e:
+        generate_gap("e", 0, 3)
+    assert e.value.field == "agents"
+
+
+def test_gen_gap_cli_writes_a_file_bench_gap_reads(tmp_path: Path) -> None:
+    out = tmp_path / "e.txt"
+    r = runner.invoke(app, ["gen", "gap", "--type", "e", "--agents", "5", "--tasks", "30",
+                            "--seed", "2", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert read_gap(out)[0].m == 5
+    r = runner.invoke(app, ["bench", "gap", str(out), "--time-limit", "0.5", "--json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout.strip().splitlines()[-1])
+    for key in ("objective", "unassigned", "bound_gap_pct", "valid"):
+        assert key in row
+    assert row["valid"] and row["unassigned"] == 0
+    r = runner.invoke(app, ["gen", "gap", "--type", "x", "--agents", "5", "--tasks", "30",
+                            "-o", str(out)])
+    assert r.exit_code == 2 and "type" in r.output
+
+
+@pytest.mark.parametrize(("kind", "seed"), [("c", 11), ("d", 12), ("e", 13), ("e", 14)])
+def test_lagrangian_bound_is_valid_and_tight(kind: str, seed: int) -> None:
+    inst = generate_gap(kind, 8, 80, seed=seed)
+    problem = compile_snapshot(gap_to_snapshot(inst))
+    lm = build_linear(problem)
+    lp = lp_relaxation(problem, lm)
+    assert lp is not None
+    res = lagrangian(lm, max_iter=300)
+    assert res.bound <= lp.bound + 1e-6 * abs(lp.bound)  # L(lam) <= LP for every lam
+    assert res.bound >= lp.bound * (1 - 2e-3)  # and reaches it closely
+    assert res.agent_of is not None and lm.feasible(res.agent_of)
+    assert res.objective >= lp.bound - 1e-6 * abs(lp.bound)
+
+
+def test_feasibility_first_places_every_task_on_type_e() -> None:
+    # Cost-first greedies leave tasks out here (cheap means heavy, tight capacity).
+    inst = generate_gap("e", 20, 400, seed=21)
+    problem = compile_snapshot(gap_to_snapshot(inst))
+    lm = build_linear(problem)
+    x = Lagrangian(lm).feasibility_first()
+    assert lm.feasible(x) and not np.any(x < 0)
+
+
+@pytest.mark.parametrize("kind", ["c", "d", "e"])
+def test_auto_short_budget_places_everything_and_is_near_the_bound(kind: str) -> None:
+    inst = generate_gap(kind, 20, 400, seed=31)
+    snap = gap_to_snapshot(inst, time_limit=1.0)
+    plan = solve(snap, solver="auto")
+    assert validate(snap, plan) == []
+    assert plan.unassigned == []
+    lp = lp_relaxation(compile_snapshot(snap))
+    assert lp is not None and plan.objective is not None
+    assert plan.objective <= lp.bound * 1.03
+    # The bound: the Lagrangian's (close to the LP's) or HiGHS's dual bound (above it).
+    assert plan.bound is not None and lp.bound * (1 - 1e-3) <= plan.bound <= plan.objective
