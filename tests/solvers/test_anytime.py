@@ -98,14 +98,27 @@ def test_feasibility_first_places_every_task_on_type_e() -> None:
 
 
 @pytest.mark.parametrize("kind", ["c", "d", "e"])
-def test_auto_short_budget_places_everything_and_is_near_the_bound(kind: str) -> None:
+def test_auto_short_budget_places_everything(kind: str) -> None:
     inst = generate_gap(kind, 20, 400, seed=31)
     snap = gap_to_snapshot(inst, time_limit=1.0)
     plan = solve(snap, solver="auto")
     assert validate(snap, plan) == []
     assert plan.unassigned == []
+    assert plan.bound is not None and plan.objective is not None
+    assert plan.bound <= plan.objective
+
+
+@pytest.mark.parametrize("kind", ["d", "e"])
+def test_auto_deterministic_construction_is_near_the_lp_bound(kind: str) -> None:
+    # workers=1: the construction runs by iteration / pass counts, not the
+    # clock, so the quality asserted here does not depend on the machine's load.
+    inst = generate_gap(kind, 20, 400, seed=32)
+    snap = gap_to_snapshot(inst, time_limit=1.0)
+    snap = snap.model_copy(update={"options": snap.options.model_copy(update={"workers": 1})})
+    plan = solve(snap, solver="auto")
+    assert validate(snap, plan) == [] and plan.unassigned == []
     lp = lp_relaxation(compile_snapshot(snap))
-    assert lp is not None and plan.objective is not None
-    assert plan.objective <= lp.bound * 1.03
+    assert lp is not None and plan.objective is not None and plan.bound is not None
+    assert plan.objective <= lp.bound * 1.02
     # The bound: the Lagrangian's (close to the LP's) or HiGHS's dual bound (above it).
-    assert plan.bound is not None and lp.bound * (1 - 1e-3) <= plan.bound <= plan.objective
+    assert lp.bound * (1 - 1e-3) <= plan.bound <= plan.objective
