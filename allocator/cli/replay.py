@@ -17,6 +17,7 @@ import typer
 
 from allocator.cli.app import app, guarded
 from allocator.errors import InvalidInputError
+from allocator.online.options import OnlineOptions
 from allocator.online.policies import policy_names
 from allocator.report.replay import text_table, write_replay_report
 from allocator.workloads import Workload, parse_window, read_trace
@@ -137,8 +138,23 @@ def replay_cmd(
     tenant: TenantOpt = None,
     mapping: MappingOpt = None,
     on_bad: OnBadOpt = "report",
+    class_weights: Annotated[str | None, typer.Option(
+        help="C,H,N,L: stride weights of the four priority classes (default 8,4,2,1).")
+    ] = None,
+    aging: Annotated[float | None, typer.Option(
+        help="Aging limit of the high, normal and low classes.")] = None,
+    admission: Annotated[str, typer.Option(help="Admission control: none | throttle.")
+                         ] = "none",
+    target_wait: Annotated[float, typer.Option(
+        help="Throttle target queueing delay (with --admission throttle).")] = 5.0,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="Policy parameter name=value (repeatable), e.g. "
+        "flow_weight.<tenant>=3 or steal.margin_frac=0.2.")] = None,
 ) -> None:
     """Replay a trace through the executor with each policy; one row per policy."""
+    oopts = OnlineOptions.from_text(class_weights=class_weights, aging=aging,
+                                    admission=admission, target_wait=target_wait,
+                                    params=param or ())
     opts = trace_options(window=window, limit=limit, time_scale=time_scale,
                          arrival_scale=arrival_scale, deadline=deadline,
                          deadline_factor=deadline_factor, priority=priority, tenant=tenant,
@@ -156,7 +172,8 @@ def replay_cmd(
     w = load_trace(trace, **opts)
     n, why = choose_agents(w, agents, utilisation, sp)
     typer.echo(why, err=True)
-    results = compare(w, pols, agents=n, speeds=sp, seed=seed, home=home)  # type: ignore[arg-type]
+    results = compare(w, [oopts.policy(p) for p in pols], agents=n, speeds=sp, seed=seed,
+                      home=home, admission=oopts.admission_config())  # type: ignore[arg-type]
     rows = [r.row() for r in results]
     if as_json:
         for r in rows:

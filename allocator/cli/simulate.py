@@ -17,6 +17,7 @@ from rich.table import Table
 from allocator.cli.app import app, bench_app, guarded
 from allocator.errors import InvalidInputError
 from allocator.online.coordinator import Coordinator
+from allocator.online.options import ADMISSIONS, OnlineOptions, parse_flaky
 from allocator.online.policies import describe_policies, policy_names
 from allocator.online.simulator import Simulator
 from allocator.online.workload import Workload, WorkloadConfig, generate
@@ -27,7 +28,8 @@ DEFAULT_POLICIES = ["fifo", "round-robin", "jsq", "p2c", "edf", "edf+stealing"]
 JSON_KEYS = ("policy", "tasks", "completed", "rejected", "failed", "lost", "duplicated",
              "miss_rate", "p50_wait", "p99_wait", "p50_latency", "p99_latency", "jain",
              "load_variance", "utilisation", "throughput", "steals", "migrations", "requeued",
-             "retries", "events", "events_per_s", "wall_s", "seed")
+             "retries", "events", "events_per_s", "wall_s", "seed", "per_agent", "per_tenant",
+             "per_class", "rejected_after_burst", "steal_interval_mean")
 
 
 def _workload(cfg: WorkloadConfig) -> Workload:
@@ -36,8 +38,11 @@ def _workload(cfg: WorkloadConfig) -> Workload:
 
 def run_policies(cfg: WorkloadConfig, policies: list[str], *, seed: int,
                  coordinate_every: float = 0.0, max_retries: int = 2,
-                 history: str | None = None) -> list[tuple[dict[str, Any], str | None]]:
+                 history: str | None = None, options: OnlineOptions | None = None,
+                 decision_latency: float = 0.0,
+                 ) -> list[tuple[dict[str, Any], str | None]]:
     """Simulate each policy on the same workload; (row, history text) per policy."""
+    opts = options or OnlineOptions()
     known = set(policy_names())
     for p in policies:
         if p not in known:
@@ -46,8 +51,9 @@ def run_policies(cfg: WorkloadConfig, policies: list[str], *, seed: int,
     out = []
     for p in policies:
         wl = _workload(cfg)
-        sim = Simulator(wl, p, seed=seed, max_retries=max_retries,
-                        log=None if history else 0)
+        sim = Simulator(wl, opts.policy(p), seed=seed, max_retries=max_retries,
+                        log=None if history else 0, admission=opts.admission_config(),
+                        decision_latency=decision_latency)
         if coordinate_every > 0:
             sim.coordinator = Coordinator(sim.executor, every=coordinate_every)
             sim.coordinate_every = coordinate_every
@@ -122,6 +128,28 @@ def simulate_cmd(
     ] = 0.0,
     coordinate_every: Annotated[float, typer.Option(
         help="Re-solve with the greedy solver every T time units (0: off).")] = 0.0,
+    flaky: Annotated[str | None, typer.Option(
+        help="K:P:UNTIL: K agents fail each attempt with probability P until time UNTIL, "
+        "then are healthy (breaker recovery).")] = None,
+    tenants: Annotated[str | None, typer.Option(
+        help="W1,W2,...: tenants with these weights (WFQ/CFS flows), tasks spread evenly.")
+    ] = None,
+    skill_groups: Annotated[int, typer.Option(
+        min=0, help="Each task needs one of G skills; every agent has all of them.")] = 0,
+    admission: Annotated[str, typer.Option(
+        help=f"Admission control: {' | '.join(ADMISSIONS)}.")] = "none",
+    target_wait: Annotated[float, typer.Option(
+        help="Throttle target queueing delay (with --admission throttle).")] = 5.0,
+    class_weights: Annotated[str | None, typer.Option(
+        help="C,H,N,L: stride weights of the four priority classes (default 8,4,2,1).")
+    ] = None,
+    aging: Annotated[float | None, typer.Option(
+        help="Aging limit of the high, normal and low classes (time units).")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="Policy parameter name=value (repeatable; names as in `allocator "
+        "tune`, e.g. steal.margin_frac=0.2, flow_weight.tenant0=2).")] = None,
+    decision_latency: Annotated[float, typer.Option(
+        help="Central dispatcher time per decision (0: free); see docs/online.md.")] = 0.0,
     history: Annotated[str | None, typer.Option(
         help="Print the event history of this task id (e.g. t42) for each policy.")] = None,
     trace: Annotated[Path | None, typer.Option(
@@ -141,17 +169,26 @@ def simulate_cmd(
         from allocator.cli.replay import replay_cmd
 
         replay_cmd(trace, agents=agents, policy=policy, seed=seed, as_json=as_json,
-                   report=report)
+                   report=report, class_weights=class_weights, aging=aging,
+                   admission=admission, target_wait=target_wait, param=param)
         return
+    opts = OnlineOptions.from_text(tenants=tenants, class_weights=class_weights, aging=aging,
+                                   admission=admission, target_wait=target_wait,
+                                   params=param or ())
+    fk, fp, fu = parse_flaky(flaky) if flaky else (0, 0.0, 0.0)
+    if fk > agents:
+        raise InvalidInputError(f"{fk} flaky agents but only {agents} agents", field="flaky")
     cfg = WorkloadConfig(
         tasks=tasks, agents=agents, arrival=arrival, load=load, burst_factor=burst_factor,
         sizes=sizes, pareto_alpha=pareto_alpha, skew=skew, speed_spread=speed_spread,
         concurrency=concurrency, deadline_share=deadline_share, hard_share=hard_share,
         migration_cost=migration_cost, noise=noise, mtbf=mtbf or None, mttr=mttr,
-        task_failure=task_failure, tokens_per_min=tokens_per_min or None, seed=seed)
+        task_failure=task_failure, tokens_per_min=tokens_per_min or None, seed=seed,
+        tenants=len(opts.tenants) if opts.tenants else 4, skill_groups=skill_groups,
+        flaky=fk, flaky_p=fp, flaky_until=fu)
     results = run_policies(cfg, policy or DEFAULT_POLICIES, seed=seed,
                            coordinate_every=coordinate_every, max_retries=max_retries,
-                           history=history)
+                           history=history, options=opts, decision_latency=decision_latency)
     if as_json:
         for row, _ in results:
             typer.echo(json.dumps({k: row[k] for k in JSON_KEYS}))

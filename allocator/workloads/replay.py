@@ -334,12 +334,14 @@ def replay(
                         extra={"duplicated": max(0, terminals - n), "seed": seed})
 
 
-def compare(workload: Workload, policies: Sequence[str], *, agents: int | Sequence[Agent],
-            speeds: Sequence[float] | None = None, seed: int = 0, home: HomeMode = "tenant",
-            samples: int = 200) -> list[ReplayResult]:
+def compare(workload: Workload, policies: Sequence[str | Policy], *,
+            agents: int | Sequence[Agent], speeds: Sequence[float] | None = None,
+            seed: int = 0, home: HomeMode = "tenant", samples: int = 200,
+            admission: Any = None) -> list[ReplayResult]:
     """Replay the same workload under each policy (same agents, same seed)."""
+    ex_opts = {"admission": admission} if admission is not None else None
     return [replay(workload, p, agents=agents, speeds=speeds, seed=seed, home=home,
-                   samples=samples) for p in policies]
+                   samples=samples, executor_options=ex_opts) for p in policies]
 
 
 def utilisation_series(records: pl.DataFrame, agents: int, bins: int = 100
