@@ -226,6 +226,8 @@ class SimulateParams:
     policies: Sequence[str] = ("fifo", "jsq", "edf")
     seed: int = 0
     time_limit: float | None = None
+    #: allocator.online.options.OnlineOptions fields (tenant/class weights, aging, ...).
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -268,10 +270,23 @@ def simulate_uc(params: SimulateParams, *,
         raise InvalidInputError(
             f"{n_tasks} tasks x {len(policies)} policies is more simulation than one call "
             f"runs (at most {MAX_SIM_TASK_POLICIES} task-policies)", field="policies")
+    from allocator.online.options import OnlineOptions, parse_flaky
+
     try:
-        cfg = WorkloadConfig(**params.workload, seed=params.seed)
+        opts = OnlineOptions(**params.options)
+    except TypeError as e:
+        raise InvalidInputError(str(e), field="options") from None
+    wl = dict(params.workload)
+    flaky = wl.pop("flaky", None)
+    if flaky:
+        wl["flaky"], wl["flaky_p"], wl["flaky_until"] = parse_flaky(flaky)
+    if opts.tenants:
+        wl["tenants"] = len(opts.tenants)
+    try:
+        cfg = WorkloadConfig(**wl, seed=params.seed)
     except (TypeError, ValueError) as e:
         raise InvalidInputError(str(e), field="workload") from None
+    policy_objs = {name: opts.policy(name) for name in policies}
     deadline = None if params.time_limit is None else clock() + params.time_limit
     rows: list[dict[str, Any]] = []
     complete = True
@@ -281,12 +296,13 @@ def simulate_uc(params: SimulateParams, *,
             complete = False
             continue
         try:
-            res = Simulator(generate(cfg), name, seed=params.seed, log=0).run()
+            res = Simulator(generate(cfg), policy_objs[name], seed=params.seed, log=0,
+                            admission=opts.admission_config()).run()
         except TimeUp:
             rows.append({"policy": name, "skipped": "time_limit"})
             complete = False
             deadline = clock()  # the remaining policies are skipped too
             continue
         rows.append({k: v for k, v in res.row.items()
-                     if isinstance(v, int | float | str | bool) or v is None})
+                     if isinstance(v, int | float | str | bool | list) or v is None})
     return SimulateOutcome(rows, complete)

@@ -71,7 +71,7 @@ def _simulate(_: Snapshot | None, p: dict[str, Any]) -> dict[str, Any]:
     out = uc.simulate_uc(uc.SimulateParams(
         workload=dict(p.get("workload") or {}),
         policies=p.get("policies") or ("fifo", "jsq", "edf"), seed=p.get("seed") or 0,
-        time_limit=p.get("time_limit")))
+        time_limit=p.get("time_limit"), options=dict(p.get("options") or {})))
     return {"rows": out.rows, "complete": out.complete}
 
 

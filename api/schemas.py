@@ -204,6 +204,24 @@ class WorkloadIn(_In):
     concurrency: Annotated[int, Field(ge=1, le=64)] = 1
     deadline_share: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 1.0
     noise: Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)] = 0.2
+    skill_groups: Annotated[int, Field(ge=0, le=64)] = 0
+    flaky: Annotated[str, Field(max_length=64, description="K:P:UNTIL (see `allocator "
+                                "simulate --flaky`)")] | None = None
+
+
+class OnlineOptionsIn(_In):
+    """Policy parameters of a simulation (as the `allocator simulate` flags)."""
+
+    tenants: Annotated[list[Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]],
+                       Field(min_length=1, max_length=64)] | None = None
+    class_weights: Annotated[list[Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]],
+                             Field(min_length=4, max_length=4)] | None = None
+    aging: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] | None = None
+    admission: Literal["none", "throttle"] = "none"
+    target_wait: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] = 5.0
+    params: Annotated[dict[Annotated[str, Field(max_length=64)],
+                           Annotated[float, Field(allow_inf_nan=False)]],
+                      Field(max_length=32)] = Field(default_factory=dict)
 
 
 class SimulateRequest(_In):
@@ -212,6 +230,7 @@ class SimulateRequest(_In):
     workload: WorkloadIn = Field(default_factory=WorkloadIn)
     policies: Annotated[list[Annotated[str, Field(max_length=64)]],
                         Field(min_length=1, max_length=16)] | None = None
+    options: OnlineOptionsIn = Field(default_factory=OnlineOptionsIn)
     seed: Seed | None = None
     time_limit: TimeLimit | None = Field(
         None, description="Seconds; capped by sync_time_limit. Policies not run in time "

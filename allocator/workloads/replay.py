@@ -132,6 +132,11 @@ class ReplayResult:
             "events_per_s": self.core["events"] / self.wall_s if self.wall_s > 0 else 0.0,
             "wall_s": self.wall_s,
             "seed": int(self.extra.get("seed", 0)),
+            "per_agent": self.core.get("per_agent", []),
+            "per_tenant": self.core.get("per_tenant", []),
+            "per_class": self.core.get("per_class", []),
+            "rejected_after_burst": self.core.get("rejected_after_burst"),
+            "steal_interval_mean": float(self.core.get("steal_interval_mean", 0.0)),
         }
 
     def miss_by_class(self) -> dict[str, float]:
@@ -291,6 +296,8 @@ def replay(
                                           duration=dur))
         elif kind == _ARRIVE:
             out = ex.handle(TaskSubmitted(time=when, task=payload))
+            if ai == n:
+                ex.metrics.mark()  # service shares as of the last arrival
         else:
             if when != timer_at:
                 continue  # superseded by an earlier request
@@ -301,6 +308,18 @@ def replay(
     wall = time.perf_counter() - t0
 
     core = summary(ex)
+    span = float(np.nanmax(end)) if n and not np.isnan(end).all() else 0.0
+    done: dict[str, list[float]] = {aid: [] for aid in agent_ids}
+    for i in range(n):
+        if outcome[i] == "complete" and agent_of[i] is not None:
+            done[agent_of[i]].append(float(end[i]))  # type: ignore[index]
+    core["per_agent"] = [
+        {"agent": aid, "completed": len(ts),
+         "busy_share": ex.agents[aid].busy / (span * ex.agents[aid].concurrency)
+         if span > 0 else 0.0,
+         "completed_last_quarter": sum(1 for x in ts if x >= 0.75 * span)}
+        for aid, ts in done.items()]
+    core["rejected_after_burst"] = None  # a trace carries no burst markers
     arr = np.array([t for t, _ in specs], dtype=float)
     work = np.array([s.work for _, s in specs], dtype=float)
     records = pl.DataFrame({
