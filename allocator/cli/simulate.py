@@ -209,9 +209,25 @@ def simulate_cmd(
 def bench_online_cmd(
     tasks: Annotated[int, typer.Option(help="Tasks for the simulator speed run.")] = 200_000,
     quick: Annotated[bool, typer.Option(help="Small sizes (a smoke run).")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON line per row (kind: sim_speed, runtime, quality).")] = False,
 ) -> None:
     """Simulator speed, runtime overhead vs ThreadPoolExecutor, policy quality."""
-    print_bench(tasks, quick=quick)
+    if not as_json:
+        print_bench(tasks, quick=quick)
+        return
+    import os
+
+    from allocator.online import bench
+
+    load = os.getloadavg()[0]
+    n_speed = 20_000 if quick else tasks
+    for r in bench.sim_speed(tasks=n_speed):
+        typer.echo(json.dumps({"kind": "sim_speed", **r, "loadavg": load}))
+    for r in bench.runtime_overhead(tasks=5_000 if quick else 20_000):
+        typer.echo(json.dumps({"kind": "runtime", **r, "loadavg": load}))
+    for r in bench.quality(tasks=3_000 if quick else 20_000):
+        typer.echo(json.dumps({"kind": "quality", **r}))
 
 
 def print_bench(speed_tasks: int = 200_000, *, quick: bool = False,

@@ -6,7 +6,10 @@
   priorities on) against concurrent.futures.ThreadPoolExecutor, same run,
   alternating rounds;
 - `quality`: EDF + stealing against fifo, round-robin, random, jsq and p2c on
-  skewed synthetic workloads (deadline-miss rate, p99 latency, Jain).
+  skewed synthetic workloads (deadline-miss rate, p99 latency, Jain),
+  including one with a central dispatcher that spends time per decision
+  (`decision_latency`, see allocator.online.simulator): the case where
+  per-agent deques with stealing beat a central queue.
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ async def _rt(n: int, workers: int, coro: bool, seed: int) -> float:
     return time.perf_counter() - t0
 
 
+RUNTIME_MODES = {"Runtime, blocking no-op (threads)": "blocking",
+                 "Runtime, coroutine no-op": "coroutines",
+                 "ThreadPoolExecutor (threads)": "threadpool"}
+
+
 def runtime_overhead(tasks: int = 20_000, workers: int = 8, rounds: int = 3
                      ) -> list[dict[str, Any]]:
     names = ("ThreadPoolExecutor (threads)", "Runtime, blocking no-op (threads)",
@@ -102,13 +110,20 @@ def runtime_overhead(tasks: int = 20_000, workers: int = 8, rounds: int = 3
     for name, ts in times.items():
         med = statistics.median(w for w, _ in ts)
         cpu = statistics.median(c for _, c in ts)
-        rows.append({"executor": name, "tasks": tasks, "workers": workers,
+        rows.append({"executor": name, "mode": RUNTIME_MODES[name], "tasks": tasks,
+                     "workers": workers, "policy": "priority+stealing",
                      "median_s": med, "us_per_task": med / tasks * 1e6,
                      "cpu_us_per_task": cpu / tasks * 1e6,
                      "tasks_per_s": tasks / med, "throughput_vs_tpe": base / med,
+                     "runtime_vs_threadpool": base / med,
                      "cpu_vs_tpe": cpu / base_cpu if base_cpu else 0.0})
     return rows
 
+
+#: Simulator options per quality workload (beside the workload config).
+QUALITY_SIM: dict[str, dict[str, Any]] = {
+    "skewed, central dispatcher 0.06 per decision, load 0.85": dict(decision_latency=0.06),
+}
 
 QUALITY_WORKLOADS: dict[str, dict[str, Any]] = {
     "skewed (zipf 1.5), pareto sizes, load 0.85":
@@ -119,6 +134,8 @@ QUALITY_WORKLOADS: dict[str, dict[str, Any]] = {
         dict(skew=1.5, load=0.8, migration_cost=0.25),
     "skewed, agent failures (mtbf 400), load 0.8":
         dict(skew=1.5, load=0.8, mtbf=400.0, mttr=20.0),
+    "skewed, central dispatcher 0.06 per decision, load 0.85":
+        dict(skew=1.5, load=0.85),
 }
 
 
@@ -128,7 +145,7 @@ def quality(tasks: int = 20_000, agents: int = 16, seed: int = 0,
     for name, kw in QUALITY_WORKLOADS.items():
         for p in policies or QUALITY_POLICIES:
             wl = generate(WorkloadConfig(tasks=tasks, agents=agents, seed=seed, **kw))
-            row = Simulator(wl, p, seed=seed).run().row
+            row = Simulator(wl, p, seed=seed, **QUALITY_SIM.get(name, {})).run().row
             rows.append({"workload": name, "policy": p, "miss_rate": row["miss_rate"],
                          "p99_latency": row["p99_latency"], "p99_wait": row["p99_wait"],
                          "jain": row["jain"], "utilisation": row["utilisation"],

@@ -524,7 +524,7 @@ class Executor:
         br = a.breaker
         now = self.now
         while len(a.running) < a.concurrency:
-            if br.state is not BreakerState.CLOSED:
+            if br._state is not BreakerState.CLOSED:  # (state reads the clock; rarely needed)
                 allowed = br.allow()
                 self._breaker_moves(a)
                 if not allowed:
@@ -541,10 +541,12 @@ class Executor:
                 if self._fair_across:
                     # Fair disciplines: the smallest virtual time among the own deque
                     # and the pools (shares are accounted across queues).
-                    best = src.peek_key(now)
+                    best = None
                     for pool in a.pools:
                         q = pool.queue
                         if len(q):
+                            if best is None:
+                                best = a.queue.peek_key(now)
                             k = q.peek_key(now)
                             if k is not None and best is not None and k < best:
                                 best, src = k, q
@@ -607,12 +609,14 @@ class Executor:
                 # Queueing delay since admission (a deferral is not queueing).
                 self.admission.observe_wait(now - t.enqueued, now)
         a.running[t.id] = t
+        a.run_est += t.est
         for r, d in t.spec.demand:
             a.used[r] = a.used.get(r, 0.0) + d
         if a.limiter is not None:
             t.tokens_est = self.metrics.token_estimate(t.spec)
             a.limiter.take(t.tokens_est, now)
-        t.probe = a.breaker.acquire() if a.breaker.state is not BreakerState.CLOSED else False
+        br = a.breaker
+        t.probe = br.acquire() if br._state is not BreakerState.CLOSED else False
         self.metrics.dispatches += 1
         self._emit(Dispatch(task_id=t.id, agent=a.id, attempt=t.attempt, work=t.est,
                             remote=src is not a.queue and src is not a.planned))
@@ -621,6 +625,7 @@ class Executor:
 
     def _release(self, t: TaskState, a: AgentState) -> None:
         del a.running[t.id]
+        a.run_est = a.run_est - t.est if a.running else 0.0
         a.busy += self.now - t.started
         for r, d in t.spec.demand:
             a.used[r] -= d
@@ -802,6 +807,7 @@ class Executor:
         self._breaker_moves(a)
         for t in running:
             del a.running[t.id]
+            a.run_est -= t.est
             a.busy += self.now - t.started
             for r, d in t.spec.demand:
                 a.used[r] -= d

@@ -79,7 +79,8 @@ def place_home(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | No
     if (home is not None and home.id != avoid and home.status is AgentStatus.UP
             and home.breaker.state is BreakerState.CLOSED and eligible(home, t.spec)
             and len(home.queue) < steal.deque_cap
-            and (steal.overflow_wait == math.inf or home.load(ex.now) <= steal.overflow_wait)):
+            and (steal.overflow_wait == math.inf or home.load_bound() <= steal.overflow_wait
+                 or home.load(ex.now) <= steal.overflow_wait)):
         return home
     return None
 

@@ -175,7 +175,7 @@ class FairClock:
     """
 
     __slots__ = ("active", "aging", "cactive", "last", "min_v", "passes", "stride", "v",
-                 "vpass", "vr", "weights")
+                 "version", "vpass", "vr", "weights")
 
     def __init__(self, weights: dict[str, float] | None = None,
                  priority: PriorityConfig | None = None) -> None:
@@ -191,6 +191,8 @@ class FairClock:
         self.passes = [0.0] * 4
         self.vpass = 0.0
         self.cactive = [0, 0, 0, 0]
+        #: Bumped on every change of passes or queue contents (memo key of PriorityQueue).
+        self.version = 0
 
     def weight(self, flow: str) -> float:
         return self.weights.get(flow, 1.0)
@@ -263,7 +265,7 @@ class PriorityQueue:
     (oldest first, before anything else) and `(1, pass, seq)` otherwise.
     """
 
-    __slots__ = ("_n", "_qs", "clock", "work")
+    __slots__ = ("_memo", "_n", "_qs", "clock", "work")
 
     def __init__(self, config: PriorityConfig | None = None, *,
                  clock: FairClock | None = None) -> None:
@@ -271,6 +273,8 @@ class PriorityQueue:
         self._qs = [FifoQueue() for _ in _CLASSES]
         self._n = 0
         self.work = 0.0
+        #: (now, clock version, choice) of the last `_choose` (peek, then take).
+        self._memo: tuple[float, int, int] = (math.nan, -1, -1)
 
     def __len__(self) -> int:
         return self._n
@@ -285,6 +289,7 @@ class PriorityQueue:
         if not ck.cactive[c]:  # a class idle everywhere does not bank credit
             ck.passes[c] = max(ck.passes[c], ck.vpass + ck.stride[c])
         ck.cactive[c] += 1
+        ck.version += 1
         self._qs[c].push(t, now)
         t.queue = self
         self._n += 1
@@ -293,6 +298,14 @@ class PriorityQueue:
     def _choose(self, now: float) -> int:
         if not self._n:
             return -1
+        m = self._memo
+        if m[0] == now and m[1] == self.clock.version:
+            return m[2]
+        c = self._choose_now(now)
+        self._memo = (now, self.clock.version, c)
+        return c
+
+    def _choose_now(self, now: float) -> int:
         best_aged = -1
         oldest = math.inf
         best = -1
@@ -327,6 +340,7 @@ class PriorityQueue:
         ck = self.clock
         ck.vpass = ck.passes[c]
         ck.passes[c] += ck.stride[c]
+        ck.version += 1
         self._qs[c].take(t, now)
         self._gone(t)
 
@@ -336,6 +350,7 @@ class PriorityQueue:
 
     def _gone(self, t: TaskState) -> None:
         self.clock.cactive[t.spec.priority.rank] -= 1
+        self.clock.version += 1
         self._n -= 1
         self.work = self.work - t.est if self._n else 0.0
 

@@ -102,6 +102,19 @@ class _Job:
     error: BaseException | None = None
 
 
+class _TaskFuture(asyncio.Future):  # type: ignore[type-arg]
+    """The future `submit` returns: cancelling it cancels the task in the core."""
+
+    runtime: Runtime
+    task_id: str
+
+    def cancel(self, msg: Any = None) -> bool:
+        done = super().cancel(msg)
+        if done:
+            self.runtime._cancelled(self.task_id)
+        return done
+
+
 async def _resume(coro: Any, first: Any) -> Any:
     """Continue a coroutine that was started eagerly and yielded `first`.
 
@@ -159,6 +172,7 @@ class Runtime:
         self._done_q: deque[tuple[str, str, int, float, Any]] = deque()
         self._wake_pending = False
         self._loop: Any = None
+        self._coro_fns: dict[Any, bool] = {}
         self._pending: list[Event] = []
         self._flushing = False
         self._timer: asyncio.TimerHandle | None = None
@@ -193,10 +207,17 @@ class Runtime:
         if task_id in self._jobs:
             raise InvalidInputError(f"duplicate task id {task_id!r}", field="id")
         spec = TaskSpec(id=task_id, **spec_fields)
-        fut: asyncio.Future[Any] = loop.create_future()
-        target = fn.func if isinstance(fn, functools.partial) else fn
-        self._jobs[task_id] = _Job(fn, args, fut, inspect.iscoroutinefunction(target))
-        fut.add_done_callback(functools.partial(self._future_done, task_id))
+        # A future that reports its own cancellation (no done-callback per task).
+        fut = _TaskFuture(loop=loop)
+        fut.runtime = self
+        fut.task_id = task_id
+        is_coro = self._coro_fns.get(fn)
+        if is_coro is None:
+            target = fn.func if isinstance(fn, functools.partial) else fn
+            is_coro = inspect.iscoroutinefunction(target)
+            if not isinstance(fn, functools.partial):
+                self._coro_fns[fn] = is_coro
+        self._jobs[task_id] = _Job(fn, args, fut, is_coro)
         self._post(TaskSubmitted(task=spec))
         return fut
 
@@ -348,8 +369,8 @@ class Runtime:
         self._post(TaskCompleted(task_id=task_id, agent=agent, attempt=attempt, duration=dur,
                                  usage=usage))
 
-    def _future_done(self, task_id: str, fut: asyncio.Future[Any]) -> None:
-        if fut.cancelled() and task_id in self._jobs:
+    def _cancelled(self, task_id: str) -> None:
+        if task_id in self._jobs:
             self._post(TaskCancelled(task_id=task_id))
 
     def _arm(self, at: float) -> None:

@@ -69,7 +69,7 @@ class AgentState:
     """One agent as the core sees it (internal)."""
 
     __slots__ = ("backoff_until", "breaker", "busy", "capacity", "completed", "concurrency",
-                 "id", "index", "limiter", "margin", "planned", "pools", "queue", "running",
+                 "id", "index", "limiter", "margin", "planned", "pools", "queue", "run_est", "running",
                  "skills", "spec", "speed", "status", "steal_fails", "steal_interval",
                  "tokens_used", "up_since", "uptime", "used")
 
@@ -82,6 +82,8 @@ class AgentState:
         self.breaker = breaker
         self.limiter = limiter
         self.running: dict[str, TaskState] = {}
+        #: Sum of the running tasks' estimated work (an O(1) bound on their remainder).
+        self.run_est = 0.0
         self.pools: list[Pool] = []
         self.busy = 0.0
         self.uptime = 0.0
@@ -114,6 +116,11 @@ class AgentState:
                 rem += r
         return (rem + (self.queue.work + self.planned.work) / speed) / self.concurrency
 
+    def load_bound(self) -> float:
+        """An upper bound of `load(now)` in O(1) (running tasks counted whole)."""
+        return (self.run_est + self.queue.work + self.planned.work) / self.speed \
+            / self.concurrency
+
     def count(self) -> int:
         return len(self.running) + len(self.queue) + len(self.planned)
 
@@ -132,6 +139,8 @@ class Pool:
 
 def eligible(a: AgentState, spec: TaskSpec) -> bool:
     """Static fit: allowed, not forbidden, has the skills, demand within capacity."""
+    if not (spec.skills or spec.demand or spec.forbidden) and spec.allowed is None:
+        return True
     if spec.allowed is not None and a.id not in spec.allowed:
         return False
     if spec.forbidden and a.id in spec.forbidden:
