@@ -69,9 +69,9 @@ class AgentState:
     """One agent as the core sees it (internal)."""
 
     __slots__ = ("backoff_until", "breaker", "busy", "capacity", "completed", "concurrency",
-                 "id", "index", "limiter", "margin", "planned", "pools", "queue", "run_est", "running",
-                 "skills", "spec", "speed", "status", "steal_fails", "steal_interval",
-                 "tokens_used", "up_since", "uptime", "used")
+                 "id", "index", "limiter", "margin", "planned", "pools", "queue", "run_est",
+                 "running", "skills", "spec", "speed", "status", "steal_fails",
+                 "steal_interval", "tokens_used", "up_since", "uptime", "used")
 
     def __init__(self, spec: Agent, index: int, queue: TaskQueue, breaker: CircuitBreaker,
                  limiter: AgentLimiter | None, now: float) -> None:
