@@ -108,8 +108,14 @@ class Problem:
     @cached_property
     def fits_alone(self) -> np.ndarray:
         """[m, n] task j's demand fits agent i's capacity when the agent is empty."""
-        cap = self.capacity[:, None, :] * (1 + CAPACITY_RTOL) + 1e-12
-        return np.all(self.demand <= cap, axis=2)
+        cap = self.capacity * (1 + CAPACITY_RTOL) + 1e-12
+        # One resource at a time: an [m, n] mask, never an [m, n, R] temporary.
+        ok = np.ones((self.m, self.n), dtype=bool)
+        for r in range(self.n_resources):
+            ok &= self.demand_base[None, :, r] <= cap[:, None, r]
+        for (i, j), vec in self.demand_override.items():
+            ok[i, j] = bool(np.all(vec <= cap[i]))
+        return ok
 
     @cached_property
     def static_eligible(self) -> np.ndarray:

@@ -48,6 +48,14 @@ def _dump(model: Any) -> Any:
     return model.model_dump(mode="json", by_alias=True)
 
 
+def _plan(value: dict[str, Any] | str | None) -> Plan | None:
+    """A plan from a worker's params: JSON text (large bodies) or a dict."""
+    if value is None:
+        return None
+    return Plan.model_validate_json(value) if isinstance(value, str) else Plan.model_validate(
+        value)
+
+
 def _rebalance(snapshot: Snapshot | None, p: dict[str, Any]) -> dict[str, Any]:
     assert snapshot is not None
     out = uc.rebalance_uc(snapshot, uc.RebalanceParams(
@@ -77,7 +85,7 @@ def _simulate(_: Snapshot | None, p: dict[str, Any]) -> dict[str, Any]:
 
 def _bottlenecks(snapshot: Snapshot | None, p: dict[str, Any]) -> dict[str, Any]:
     assert snapshot is not None
-    plan = Plan.model_validate(p["plan"]) if p.get("plan") is not None else None
+    plan = _plan(p.get("plan"))
     out = uc.bottlenecks_uc(snapshot, uc.BottlenecksParams(
         plan=plan, solver=p.get("solver"), time_limit=p["time_limit"], seed=p.get("seed")))
     return {"plan": _dump(out.plan), "report": _dump(out.report)}
@@ -87,7 +95,8 @@ def _validate(snapshot: Snapshot | None, p: dict[str, Any]) -> dict[str, Any]:
     from allocator.validate import validate
 
     assert snapshot is not None
-    plan = Plan.model_validate(p["plan"])
+    plan = _plan(p["plan"])
+    assert plan is not None
     violations = validate(snapshot, plan)
     return {"valid": not violations,
             "violations": [{"kind": v.kind, "message": v.message, "task": v.task,

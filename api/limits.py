@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from allocator.errors import InvalidInputError
+from allocator.errors import InvalidInputError, ResourceLimitError
 from models import Snapshot
 
 #: Largest absolute value of any amount (work, demand, capacity, cost, time, weight).
@@ -19,6 +19,52 @@ MAX_MAGNITUDE = 1e9
 MAX_COUNT = 1_000_000
 #: Agent speeds must lie in [MIN_SPEED, MAX_SPEED].
 MIN_SPEED, MAX_SPEED = 1e-6, 1e6
+
+
+#: Bytes of worker memory per (agent, task) pair, by backend (measured: the compiled
+#: problem's [m, n] arrays and the greedy take ~40 B a pair; auto and the exact
+#: models 150-600 B a pair, see docs/api.md). Unknown backends count as exact ones.
+BYTES_PER_PAIR = {"greedy": 48, "validate": 0, "simulate": 0}
+BYTES_PER_PAIR_DEFAULT = 600
+#: A per-agent demand override makes the problem hold an [m, n, R] demand array.
+BYTES_PER_DEMAND_CELL = 10
+#: What a worker holds before any request (interpreter, numpy, ortools, highspy).
+BASE_WORK_BYTES = 64 << 20
+
+
+def estimate_work_bytes(n_agents: int, n_tasks: int, n_resources: int,
+                        demand_overrides: bool, backend: str) -> int:
+    """What a worker needs (bytes) to run `backend` on a snapshot of this shape."""
+    pairs = n_agents * n_tasks
+    per_pair = BYTES_PER_PAIR.get(backend, BYTES_PER_PAIR_DEFAULT)
+    if per_pair == 0:
+        return BASE_WORK_BYTES
+    # A job (and every solve) runs the greedy first; the larger of the two counts.
+    total = BASE_WORK_BYTES + pairs * max(per_pair, BYTES_PER_PAIR["greedy"])
+    if demand_overrides:
+        total += pairs * max(n_resources, 1) * BYTES_PER_DEMAND_CELL
+    return total
+
+
+def check_work_bytes(n_agents: int, n_tasks: int, n_resources: int, demand_overrides: bool,
+                     backend: str, limit: int) -> None:
+    """ResourceLimitError (413) naming the limit when the estimate is over it."""
+    need = estimate_work_bytes(n_agents, n_tasks, n_resources, demand_overrides, backend)
+    if need > limit:
+        mib = 1 << 20
+        extra = f" x {n_resources} resources (demand overrides)" if demand_overrides else ""
+        raise ResourceLimitError(
+            f"{backend} on {n_agents} agents x {n_tasks} tasks{extra} needs about "
+            f"{need // mib} MiB, over this server's max_work_bytes of "
+            f"{limit // mib} MiB; use fewer agents or tasks, or the greedy backend",
+            field="snapshot")
+
+
+def shape(snap: Snapshot) -> tuple[int, bool]:
+    """(resources, any per-agent demand override) of a snapshot."""
+    resources = {r for a in snap.agents for r in a.capacity}
+    overrides = any(ov.demand for t in snap.tasks for ov in t.overrides.values())
+    return len(resources), overrides
 
 
 def _check(value: float | None, field: str) -> None:

@@ -41,8 +41,9 @@ from allocator.errors import (
     TimeLimitError,
 )
 from allocator.solvers import get_solver, solver_names
+from api.bodies import BodyParser, PlanText, SnapshotText
 from api.errors import NotReadyError, SolveFailed, error_type
-from api.limits import check_magnitudes
+from api.limits import check_magnitudes, check_work_bytes, shape
 from api.metrics import Metrics
 from api.pool import Work, WorkerPool
 from api.schemas import (
@@ -58,7 +59,7 @@ from api.schemas import (
 )
 from api.settings import Settings
 from api.store import JobRecord, JobStore
-from models import Snapshot
+from models import Plan, Snapshot
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,6 +87,30 @@ class _Live:
     cancelling: bool = False
     last_persist: float = 0.0
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+#: A snapshot as the service gets it: a model (small bodies) or validated JSON text.
+AnySnapshot = Snapshot | SnapshotText
+
+
+def _sizes(snap: AnySnapshot) -> tuple[int, int]:
+    if isinstance(snap, SnapshotText):
+        return snap.n_agents, snap.n_tasks
+    return len(snap.agents), len(snap.tasks)
+
+
+def _payload(snap: AnySnapshot | None) -> Snapshot | str | None:
+    """What a worker gets: the model, or the JSON text it validates itself."""
+    return snap.json if isinstance(snap, SnapshotText) else snap
+
+
+def plan_payload(plan: Plan | PlanText | None) -> dict[str, Any] | str | None:
+    """A plan for a worker's params: a JSON-ready dict, or the parser's JSON text."""
+    if plan is None:
+        return None
+    if isinstance(plan, PlanText):
+        return plan.json
+    return plan.model_dump(mode="json", by_alias=True)
 
 
 def _gap(objective: float | None, bound: float | None) -> float | None:
@@ -116,6 +141,7 @@ class Service:
         # serialisation or validation work in the default executor.
         self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="read")
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
+        self.parser = BodyParser(settings.max_agents, settings.max_tasks)
         self.started = False
 
     # -- life cycle -------------------------------------------------------------------
@@ -148,6 +174,7 @@ class Service:
             await asyncio.wait_for(done, timeout=10)
         for t in list(self._tasks):
             t.cancel()
+        self.parser.close()
         self._readers.shutdown(wait=False)
         self._writer_thread.shutdown(wait=True)
         self.store.close()
@@ -195,15 +222,15 @@ class Service:
 
     # -- input checks -----------------------------------------------------------------
 
-    def _prepare(self, req: SolveRequest, cap: float) -> tuple[Snapshot, str, float, int]:
-        snap = req.snapshot
-        self._check_size(snap)
+    def _prepare(self, req: SolveRequest, cap: float) -> tuple[AnySnapshot, str, float, int]:
+        snap: AnySnapshot = req.snapshot
         solver = req.solver or snap.options.solver
         try:
             get_solver(solver)
         except AllocatorError as e:
             e.field = "solver" if req.solver else "snapshot.options.solver"
             raise
+        self._check_size(snap, solver)
         limit = min(req.time_limit or snap.options.time_limit, cap)
         seed = snap.options.seed if req.seed is None else req.seed
         return snap, solver, limit, seed
@@ -306,18 +333,26 @@ class Service:
 
     # -- operations -------------------------------------------------------------------
 
-    def _check_size(self, snap: Snapshot) -> None:
-        if len(snap.agents) > self.settings.max_agents:
+    def _check_size(self, snap: AnySnapshot, backend: str = "auto") -> None:
+        """Size caps, the memory estimate and (for a model built here) the magnitudes."""
+        n_agents, n_tasks = _sizes(snap)
+        if n_agents > self.settings.max_agents:
             raise InvalidInputError(
-                f"{len(snap.agents)} agents; this server accepts at most "
+                f"{n_agents} agents; this server accepts at most "
                 f"{self.settings.max_agents}", field="snapshot.agents")
-        if len(snap.tasks) > self.settings.max_tasks:
+        if n_tasks > self.settings.max_tasks:
             raise InvalidInputError(
-                f"{len(snap.tasks)} tasks; this server accepts at most "
+                f"{n_tasks} tasks; this server accepts at most "
                 f"{self.settings.max_tasks}", field="snapshot.tasks")
-        check_magnitudes(snap)
+        if isinstance(snap, Snapshot):  # a SnapshotText was checked by the parser
+            check_magnitudes(snap)
+            n_resources, overrides = shape(snap)
+        else:
+            n_resources, overrides = snap.n_resources, snap.demand_overrides
+        check_work_bytes(n_agents, n_tasks, n_resources, overrides, backend,
+                         self.settings.max_work_bytes)
 
-    async def _run_sync(self, *, label: str, snapshot: Snapshot | None, solver: str,
+    async def _run_sync(self, *, label: str, snapshot: AnySnapshot | None, solver: str,
                         limit: float, seed: int, kind: str = "solve",
                         params: dict[str, Any] | None = None) -> str:
         """Run one piece of work in a worker now (synchronous solves go first); its JSON."""
@@ -358,7 +393,8 @@ class Service:
                 fut.set_exception(SolverFailedError(
                     f"the solver process died (exit code {args[0]}); the server carried on"))
 
-        work = Work(uuid.uuid4().hex, snapshot, solver, limit, seed, kind == "solve", sink,
+        work = Work(uuid.uuid4().hex, _payload(snapshot), solver, limit, seed, kind == "solve",
+                    sink,
                     kind, params, hard_limit=limit + self.settings.time_limit_grace_s)
         self.sync_queue.append(work)
         self._pump()
@@ -377,11 +413,14 @@ class Service:
         return await self._run_sync(label=solver, snapshot=snap, solver=solver, limit=limit,
                                     seed=seed)
 
-    async def run_capability(self, kind: str, snapshot: Snapshot | None,
+    async def run_capability(self, kind: str, snapshot: AnySnapshot | None,
                              params: dict[str, Any]) -> str:
         """Rebalance, pareto, simulate ... in a worker, time limit capped; the JSON answer."""
         if snapshot is not None:
-            self._check_size(snapshot)
+            backend = kind
+            if kind == "bottlenecks" and params.get("plan") is None:
+                backend = params.get("solver") or snapshot.options.solver
+            self._check_size(snapshot, backend)
         workload = params.get("workload") or {}
         for key, cap in (("tasks", self.settings.max_tasks), ("agents", self.settings.max_agents)):
             if workload.get(key, 0) > cap:
@@ -396,12 +435,11 @@ class Service:
 
     async def validate(self, req: ValidateRequest) -> ValidateResponse:
         """The independent validator, run in a worker (it is linear but not free)."""
-        self._check_size(req.snapshot)
+        self._check_size(req.snapshot, "validate")
         limit = self.settings.sync_time_limit
         text = await self._run_sync(label="validate", snapshot=req.snapshot, solver="validate",
                                     limit=limit, seed=0, kind="validate",
-                                    params={"plan": req.plan.model_dump(mode="json",
-                                                                        by_alias=True)})
+                                    params={"plan": plan_payload(req.plan)})
         return ValidateResponse.model_validate_json(text)
 
     def solvers(self) -> SolversResponse:
@@ -415,11 +453,15 @@ class Service:
             self.metrics.rejected.labels("job_queue_full").inc()
             raise CapacityError(f"{active} jobs are queued or running (limit "
                                 f"{self.settings.max_queue}); retry later")
-        snapshot_json = (snap.model_dump_json() if len(snap.tasks) <= INLINE_DUMP_TASKS
-                         else await asyncio.to_thread(snap.model_dump_json))
+        n_agents, n_tasks = _sizes(snap)
+        if isinstance(snap, SnapshotText):
+            snapshot_json = snap.json
+        else:
+            snapshot_json = (snap.model_dump_json() if n_tasks <= INLINE_DUMP_TASKS
+                             else await asyncio.to_thread(snap.model_dump_json))
         rec = await self._write(self.store.create, snapshot_json=snapshot_json, solver=solver,
-                                time_limit=limit, seed=seed, n_agents=len(snap.agents),
-                                n_tasks=len(snap.tasks))
+                                time_limit=limit, seed=seed, n_agents=n_agents,
+                                n_tasks=n_tasks)
         self.queue.append(rec.id)
         self._pump()
         return self._out(rec)

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     max_tasks: Annotated[int, Field(ge=1)] = Field(
         50_000, description="Most tasks in one snapshot."
     )
+    max_work_bytes: Annotated[int, Field(ge=64 << 20)] = Field(
+        1 << 30, description="Most memory (bytes) one request's work may need in a worker, "
+        "by the estimate checked before it starts; more is 413.",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Bearer tokens; when any is set every route but /healthz and /readyz "

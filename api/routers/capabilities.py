@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from api.bodies import OffloopBodyRoute
 from api.capabilities import available
 from api.deps import Authorized, ServiceDep, until_disconnect
 from api.routers.errors import errors
@@ -21,8 +22,10 @@ from api.schemas import (
     SimulateRequest,
     SimulateResponse,
 )
+from api.service import plan_payload
 
-router = APIRouter(prefix="/v1", tags=["capabilities"], dependencies=[Authorized])
+router = APIRouter(prefix="/v1", tags=["capabilities"], dependencies=[Authorized],
+                   route_class=OffloopBodyRoute)
 HAVE = available()
 ERRORS = errors(401, 413, 422, 429)
 
@@ -71,7 +74,8 @@ if "bottlenecks" in HAVE:
                           request: Request) -> Response:
         if body.solver is not None:
             service.check_solver(body.solver)
-        params = body.model_dump(mode="json", by_alias=True, exclude={"snapshot"})
+        params = {**body.model_dump(mode="json", by_alias=True, exclude={"snapshot", "plan"}),
+                  "plan": plan_payload(body.plan)}
         text = await until_disconnect(
             request, service.run_capability("bottlenecks", body.snapshot, params))
         return Response(text, media_type="application/json")

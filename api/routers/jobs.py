@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from api.bodies import OffloopBodyRoute
 from api.deps import Authorized, JobId, Limit, Offset, ServiceDep, StateFilter
 from api.routers.errors import errors
 from api.schemas import JobOut, JobPage, SolveRequest
 from models import Plan
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Authorized])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Authorized],
+                   route_class=OffloopBodyRoute)
 
 
 @router.post("", status_code=202, response_model=JobOut,
              responses=errors(401, 413, 422, 429),
              summary="Submit a job (202; Location names the job)")
-async def submit(body: SolveRequest, service: ServiceDep, request: Request,
-                 response: Response) -> JobOut:
+async def submit(body: SolveRequest, service: ServiceDep, request: Request) -> Response:
     job = await service.submit(body)
-    response.headers["Location"] = str(request.url_for("get_job", job_id=job.id).path)
-    return job
+    return Response(job.model_dump_json(), status_code=202, media_type="application/json",
+                    headers={"Location": str(request.url_for("get_job", job_id=job.id).path)})
 
 
 @router.get("", response_model=JobPage, responses=errors(401, 422),

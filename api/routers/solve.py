@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from api.bodies import OffloopBodyRoute
 from api.deps import Authorized, ServiceDep, until_disconnect
 from api.routers.errors import errors
 from api.schemas import SolveRequest
 from models import Plan
 
-router = APIRouter(prefix="/v1", tags=["solve"], dependencies=[Authorized])
+router = APIRouter(prefix="/v1", tags=["solve"], dependencies=[Authorized],
+                   route_class=OffloopBodyRoute)
 
 
 @router.post(

@@ -179,3 +179,72 @@ def test_client_disconnect_frees_the_worker(make_server: Any) -> None:
         r = c.post("/v1/solve", json={"snapshot": small_snapshot(), "solver": "greedy"})
     assert r.status_code == 200, r.text
     assert time.monotonic() - t0 < 5  # not the 60 s the abandoned solve asked for
+
+
+# -- large bodies: parsed in the parser process, counted first ---------------------------
+
+def big_snapshot(n_tasks: int, n_agents: int = 20) -> dict[str, Any]:
+    """Over api.bodies.INLINE_BODY_BYTES of JSON, so it takes the off-loop path."""
+    return {
+        "agents": [{"id": f"a{i}", "capacity": {"cpu": 1000}, "cost_rate": 1 + i % 3,
+                    "skills": [f"s{k}" for k in range(7)]}
+                   for i in range(n_agents)],
+        "tasks": [{"id": f"task-{j:06d}", "work": 1 + j % 5, "demand": {"cpu": 1},
+                   "skills": [f"s{j % 7}"]} for j in range(n_tasks)],
+    }
+
+
+@pytest.fixture(scope="module")
+def big_server(make_server: Any) -> Server:
+    return make_server(ALLOCATOR_WORKERS="1", ALLOCATOR_SYNC_TIME_LIMIT="2",
+                       ALLOCATOR_MAX_TASKS="5000", ALLOCATOR_MAX_BODY_BYTES=str(16 << 20))
+
+
+def test_large_bodies_work_on_every_route(big_server: Server) -> None:
+    from api.bodies import INLINE_BODY_BYTES
+
+    snap = big_snapshot(3000)
+    assert len(json.dumps(snap)) > INLINE_BODY_BYTES
+    with big_server.client() as c:
+        r = c.post("/v1/solve", json={"snapshot": snap, "solver": "greedy"})
+        assert r.status_code == 200, r.text
+        plan = r.json()
+        assert len(plan["assignments"]) == 3000
+        r = c.post("/v1/validate", json={"snapshot": snap, "plan": plan})
+        assert r.status_code == 200 and r.json()["valid"] is True, r.text
+        r = c.post("/v1/bottlenecks", json={"snapshot": snap, "plan": plan})
+        assert r.status_code == 200, r.text
+        strict_json(r.text)
+        r = c.post("/v1/jobs", json={"snapshot": snap, "solver": "greedy"})
+        assert r.status_code == 202 and r.headers["location"].startswith("/v1/jobs/"), r.text
+        assert wait_final(c, r.json()["id"])["state"] == "succeeded"
+
+
+@pytest.mark.parametrize(("make_body", "field"), [
+    (lambda: {"snapshot": big_snapshot(20_000)}, "snapshot.tasks"),
+    (lambda: {"snapshot": {**big_snapshot(3000), "time": math.inf}}, "snapshot.time"),
+    (lambda: {"snapshot": big_snapshot(3000), "solver": ""}, "solver"),
+    (lambda: {"snapshot": {**big_snapshot(3000), "weights": {"cost": 1e300}}},
+     "snapshot.weights.cost"),
+])
+def test_large_bad_bodies_are_422_naming_the_field(big_server: Server, make_body: Any,
+                                                   field: str) -> None:
+    with big_server.client() as c:
+        text = json.dumps(make_body())
+        r = c.post("/v1/solve", content=text, headers={"content-type": "application/json"})
+        body = assert_error(r, 422, "invalid_input")
+        assert body["field"] == field, body
+
+
+def test_large_malformed_and_nested_bodies_are_422(big_server: Server) -> None:
+    with big_server.client() as c:
+        for text in ["[" * 400_000 + "]" * 400_000, '{"snapshot": ' + "x" * 400_000]:
+            r = c.post("/v1/jobs", content=text, headers={"content-type": "application/json"})
+            assert_error(r, 422, "invalid_input")
+
+
+def test_small_deeply_nested_body_is_422(client: httpx.Client) -> None:
+    for path in ("/v1/solve", "/v1/validate", "/v1/jobs"):
+        r = client.post(path, content="[" * 50_000 + "]" * 50_000,
+                        headers={"content-type": "application/json"})
+        assert_error(r, 422, "invalid_input")
