@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextvars
 import inspect
 import json
 import logging
 import multiprocessing as mp
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -37,10 +39,15 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from allocator.errors import InvalidInputError
+from allocator.errors import InvalidInputError, ResourceLimitError
+from api.errors import BusyError
 from models import SolveOptions
 
 log = logging.getLogger(__name__)
+
+#: When the current request's body had arrived (time.monotonic()): synchronous work
+#: counts its time limit from here, so time spent parsing it is not free.
+ARRIVED: contextvars.ContextVar[float | None] = contextvars.ContextVar("arrived", default=None)
 
 #: Bodies up to this size are parsed by FastAPI in the event loop (a few ms at most).
 INLINE_BODY_BYTES = 128 * 1024
@@ -77,9 +84,48 @@ def _loc_str(loc: tuple[Any, ...]) -> str | None:
     return ".".join(str(x) for x in loc) or None
 
 
-def parse_body(model_path: str, raw: bytes, max_agents: int, max_tasks: int
-               ) -> tuple[str, Any]:
-    """In the parser process: ("ok", (fields, snapshot, plan)) or ("error", (msg, field)).
+#: The backend whose memory a request's work is estimated with, by request model
+#: (None: the request's `solver`, else the snapshot's `options.solver`).
+WORK_BACKEND: dict[str, str | None] = {
+    "SolveRequest": None, "ValidateRequest": "validate", "RebalanceRequest": "rebalance",
+    "ParetoRequest": "pareto", "BottlenecksRequest": None,
+}
+
+
+def _raw_estimate_error(model_name: str, data: dict[str, Any], max_work_bytes: int
+                        ) -> tuple[str, Any] | None:
+    """The memory estimate from the raw JSON, before any model is built (or None)."""
+    from allocator.errors import ResourceLimitError
+    from api.limits import check_work_bytes
+
+    snap = data.get("snapshot")
+    if not isinstance(snap, dict):
+        return None
+    agents, tasks = snap.get("agents"), snap.get("tasks") or []
+    if not isinstance(agents, list) or not isinstance(tasks, list):
+        return None
+    backend = WORK_BACKEND.get(model_name)
+    if backend is None:
+        opts = snap.get("options")
+        opts = opts if isinstance(opts, dict) else {}
+        backend = data.get("solver") or opts.get("solver") or "auto"
+    resources = {r for a in agents if isinstance(a, dict)
+                 for r in (a.get("capacity") or {}) if isinstance(a.get("capacity"), dict)}
+    overrides = any(isinstance(ov, dict) and ov.get("demand")
+                    for t in tasks if isinstance(t, dict) and isinstance(t.get("overrides"), dict)
+                    for ov in t["overrides"].values())
+    try:
+        check_work_bytes(len(agents), len(tasks), len(resources), overrides, str(backend),
+                         max_work_bytes)
+    except ResourceLimitError as e:
+        return "limit", (e.message, e.field)
+    return None
+
+
+def parse_body(model_path: str, raw: bytes, max_agents: int, max_tasks: int,
+               max_work_bytes: int | None = None) -> tuple[str, Any]:
+    """In the parser process: ("ok", (fields, snapshot, plan)) or ("error" | "limit",
+    (msg, field)).
 
     Returns plain tuples, never exceptions or models, so nothing heavy is
     unpickled in the server.
@@ -104,6 +150,10 @@ def parse_body(model_path: str, raw: bytes, max_agents: int, max_tasks: int
         if n > cap:
             return "error", (f"{n} {key}; this server accepts at most {cap}",
                              f"snapshot.{key}")
+    if max_work_bytes is not None:
+        refused = _raw_estimate_error(name, data, max_work_bytes)
+        if refused is not None:
+            return refused
     plan = data.get("plan")
     for key in ("assignments", "unassigned"):
         n = _count(plan, key)
@@ -139,9 +189,11 @@ def parse_body(model_path: str, raw: bytes, max_agents: int, max_tasks: int
 class BodyParser:
     """One spawned process that parses large bodies (replaced if a parse hangs)."""
 
-    def __init__(self, max_agents: int, max_tasks: int) -> None:
+    def __init__(self, max_agents: int, max_tasks: int, max_work_bytes: int | None = None
+                 ) -> None:
         self.max_agents = max_agents
         self.max_tasks = max_tasks
+        self.max_work_bytes = max_work_bytes
         self._pool: cf.ProcessPoolExecutor | None = None
 
     def _executor(self) -> cf.ProcessPoolExecutor:
@@ -149,6 +201,10 @@ class BodyParser:
             self._pool = cf.ProcessPoolExecutor(max_workers=1,
                                                 mp_context=mp.get_context("spawn"))
         return self._pool
+
+    def start(self) -> None:
+        """Spawn the parser now (it imports the models), not on the first large body."""
+        self._executor().submit(int)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -162,15 +218,27 @@ class BodyParser:
                 p.kill()
             pool.shutdown(wait=False, cancel_futures=True)
 
-    async def parse(self, model: type[BaseModel], raw: bytes) -> BaseModel:
-        """The request model, its snapshot and plan as text; InvalidInputError otherwise."""
+    async def parse(self, model: type[BaseModel], raw: bytes,
+                    deadline: float | None = None) -> BaseModel:
+        """The request model, its snapshot and plan as text; InvalidInputError otherwise.
+
+        With a `deadline` (time.monotonic()), a parse still waiting for the parser
+        then is dropped with BusyError (503): a synchronous call's time limit counts
+        from its arrival, parsing included.
+        """
         loop = asyncio.get_running_loop()
         path = f"{model.__module__}.{model.__qualname__}"
+        timeout = PARSE_TIMEOUT_S
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+        fut = loop.run_in_executor(self._executor(), parse_body, path, raw,
+                                   self.max_agents, self.max_tasks, self.max_work_bytes)
         try:
-            fut = loop.run_in_executor(self._executor(), parse_body, path, raw,
-                                       self.max_agents, self.max_tasks)
-            status, payload = await asyncio.wait_for(fut, PARSE_TIMEOUT_S)
+            status, payload = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
+            if deadline is not None and timeout < PARSE_TIMEOUT_S:
+                raise BusyError("the server is busy with other large requests and could not "
+                                "read this one within its time limit; retry later") from None
             self._replace()
             raise InvalidInputError(f"the body took over {PARSE_TIMEOUT_S:g} s to parse",
                                     field=None) from None
@@ -181,6 +249,9 @@ class BodyParser:
         if status == "error":
             msg, field = payload
             raise InvalidInputError(msg, field=field)
+        if status == "limit":
+            msg, field = payload
+            raise ResourceLimitError(msg, field=field)
         fields, snap, plan = payload
         values: dict[str, Any] = dict(fields)
         if snap is not None:
@@ -203,6 +274,9 @@ class OffloopBodyRoute(APIRoute):
     own). Everything else (auth, small bodies) goes FastAPI's usual way.
     """
 
+    #: A synchronous route: its body must be parsed within sync_time_limit of arrival.
+    sync = True
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         usual = super().get_route_handler()
         body_field = self.body_field
@@ -210,10 +284,12 @@ class OffloopBodyRoute(APIRoute):
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return usual
         endpoint = self.endpoint
+        sync = self.sync
         names = set(inspect.signature(endpoint).parameters)
         body_name = body_field.name if body_field is not None else "body"
 
         async def handler(request: Request) -> Response:
+            ARRIVED.set(time.monotonic())
             declared = request.headers.get("content-length")
             if declared is None or not declared.isdigit() or int(declared) <= INLINE_BODY_BYTES:
                 try:
@@ -230,7 +306,9 @@ class OffloopBodyRoute(APIRoute):
             require_api_key(request)
             raw = await request.body()
             service = request.app.state.service
-            body = await service.parser.parse(model, raw)
+            arrived = ARRIVED.get() or time.monotonic()
+            deadline = arrived + service.settings.sync_time_limit if sync else None
+            body = await service.parser.parse(model, raw, deadline)
             kwargs: dict[str, Any] = {body_name: body}
             if "service" in names:
                 kwargs["service"] = service
@@ -241,3 +319,9 @@ class OffloopBodyRoute(APIRoute):
             return result
 
         return handler
+
+
+class OffloopJobBodyRoute(OffloopBodyRoute):
+    """For job submission: no time limit on the parse beyond PARSE_TIMEOUT_S."""
+
+    sync = False

@@ -35,6 +35,10 @@ class NotReadyError(AllocatorError):
     """The resource exists but is not in a state that has what was asked for."""
 
 
+class BusyError(AllocatorError):
+    """The server could not start the work in time (overload): 503 + Retry-After."""
+
+
 class SolveFailed(AllocatorError):
     """A backend raised an unexpected exception (a bug, reported with its message)."""
 
@@ -56,6 +60,7 @@ HTTP_STATUS: dict[type[BaseException], int] = {
     BodyTooLargeError: 413,
     NotReadyError: 409,
     SolveFailed: 500,
+    BusyError: 503,
 }
 
 

@@ -56,7 +56,8 @@ def check_work_bytes(n_agents: int, n_tasks: int, n_resources: int, demand_overr
         raise ResourceLimitError(
             f"{backend} on {n_agents} agents x {n_tasks} tasks{extra} needs about "
             f"{need // mib} MiB, over this server's max_work_bytes of "
-            f"{limit // mib} MiB; use fewer agents or tasks, or the greedy backend",
+            f"{limit // mib} MiB; use fewer agents or tasks"
+            f"{'' if backend == 'greedy' else ', or the greedy backend'}",
             field="snapshot")
 
 

@@ -49,6 +49,8 @@ class Work:
     params: dict[str, Any] | None = None
     #: Seconds after dispatch past which the worker is killed (time limit + grace).
     hard_limit: float | None = None
+    #: When the caller asked (time.monotonic()); synchronous work counts its limit from it.
+    arrived: float = 0.0
 
 
 @dataclass

@@ -41,7 +41,7 @@ from allocator.errors import (
     TimeLimitError,
 )
 from allocator.solvers import get_solver, solver_names
-from api.bodies import BodyParser, PlanText, SnapshotText
+from api.bodies import ARRIVED, BodyParser, PlanText, SnapshotText
 from api.errors import NotReadyError, SolveFailed, error_type
 from api.limits import check_magnitudes, check_work_bytes, shape
 from api.metrics import Metrics
@@ -67,6 +67,9 @@ T = TypeVar("T")
 #: Progress (best objective / bound) of a running job is written to the store at
 #: most this often; GET /v1/jobs/{id} reads the live value from memory anyway.
 PROGRESS_PERSIST_S = 1.0
+#: A synchronous call still waiting for a worker when only this much of its time
+#: limit is left answers 503 + Retry-After (overload) instead of running late.
+MIN_SYNC_RUN_S = 0.25
 #: Threads for store reads (status GETs, pages, plans): SQLite serves reads concurrently.
 READ_THREADS = 4
 #: Snapshots up to this many tasks are serialised on the event loop (a thread hop
@@ -141,7 +144,8 @@ class Service:
         # serialisation or validation work in the default executor.
         self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="read")
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
-        self.parser = BodyParser(settings.max_agents, settings.max_tasks)
+        self.parser = BodyParser(settings.max_agents, settings.max_tasks,
+                                 settings.max_work_bytes)
         self.started = False
 
     # -- life cycle -------------------------------------------------------------------
@@ -160,6 +164,7 @@ class Service:
         m.workers_busy.set_function(lambda: self.pool.busy_count)
         m.watch_jobs(self.store.counts)
         self.pool.start()
+        self.parser.start()
         self.started = True
 
     async def close(self) -> None:
@@ -252,7 +257,13 @@ class Service:
             if w is None:
                 return
             if self.sync_queue:
-                self.pool.dispatch(w, self.sync_queue.popleft())
+                work = self.sync_queue.popleft()
+                # The caller's time limit counts from its arrival: what it waited is
+                # taken off the run (an expiry timer answers it if it waits too long).
+                waited = time.monotonic() - work.arrived
+                work.time_limit = max(MIN_SYNC_RUN_S, work.time_limit - waited)
+                work.hard_limit = work.time_limit + self.settings.time_limit_grace_s
+                self.pool.dispatch(w, work)
             else:
                 self._spawn(self._launch(w, self.queue.popleft()))
 
@@ -362,7 +373,7 @@ class Service:
                                 "waiting; retry later or submit a job")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[str] = loop.create_future()
-        t0 = time.monotonic()
+        t0 = ARRIVED.get() or time.monotonic()
 
         best: list[str] = []
 
@@ -396,7 +407,20 @@ class Service:
         work = Work(uuid.uuid4().hex, _payload(snapshot), solver, limit, seed, kind == "solve",
                     sink,
                     kind, params, hard_limit=limit + self.settings.time_limit_grace_s)
+        work.arrived = t0
         self.sync_queue.append(work)
+
+        def expire() -> None:  # still queued when only MIN_SYNC_RUN_S would be left
+            if work in self.sync_queue and not fut.done():
+                self.sync_queue.remove(work)
+                self.metrics.rejected.labels("sync_wait_expired").inc()
+                fut.set_exception(SolverFailedError(
+                    f"every worker stayed busy for the {limit:g} s time limit of this call; "
+                    "retry later or submit a job"))
+
+        expiry = loop.call_later(max(0.0, t0 + limit - MIN_SYNC_RUN_S - time.monotonic()),
+                                 expire)
+        fut.add_done_callback(lambda _: expiry.cancel())
         self._pump()
         try:
             return await fut

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         "another Host get 421 (DNS-rebinding protection).",
     )
     time_limit_grace_s: Annotated[float, Field(ge=0.1, le=60)] = Field(
-        1.5, description="Hard time limits: a worker still busy this long after its work's "
+        1.0, description="Hard time limits: a worker still busy this long after its work's "
         "time limit is killed and replaced (the work ends timed out with its best plan).",
     )
     mcp_http: bool = Field(True, description="Mount the MCP streamable HTTP app under /mcp.")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from api.bodies import OffloopBodyRoute
+from api.bodies import OffloopJobBodyRoute
 from api.deps import Authorized, JobId, Limit, Offset, ServiceDep, StateFilter
 from api.routers.errors import errors
 from api.schemas import JobOut, JobPage, SolveRequest
 from models import Plan
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Authorized],
-                   route_class=OffloopBodyRoute)
+                   route_class=OffloopJobBodyRoute)
 
 
 @router.post("", status_code=202, response_model=JobOut,
