@@ -226,6 +226,7 @@ async def serve_stdio(settings: object) -> None:
     service = Service(settings)
     mcp = build_mcp(lambda: service)
     await service.start()
+    await service.wait_ready()  # stdio has no readiness probe: answer once a worker is up
     try:
         await mcp.run_stdio_async()
     finally:

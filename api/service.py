@@ -184,6 +184,13 @@ class Service:
         self._writer_thread.shutdown(wait=True)
         self.store.close()
 
+    async def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Until a worker is up (a synchronous call's time limit starts on arrival)."""
+        deadline = time.monotonic() + timeout
+        while not self.ready and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.ready
+
     @property
     def ready(self) -> bool:
         return self.started and self.pool.ready_count > 0

@@ -36,6 +36,14 @@ def wait_final(client: httpx.Client, job_id: str, timeout: float = 30) -> dict[s
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
+def wait_workers(client: httpx.Client, n: int, timeout: float = 60) -> None:
+    """Until `n` solver workers are up (after a kill, a fresh one takes a moment)."""
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").json().get("workers", 0) < n:
+        assert time.monotonic() < deadline, f"fewer than {n} workers after {timeout} s"
+        time.sleep(0.1)
+
+
 def assert_error(r: httpx.Response, status: int, type_: str) -> dict[str, Any]:
     assert r.status_code == status, r.text
     body = r.json()
@@ -108,7 +116,9 @@ def test_crashing_solve_fails_its_job_and_the_server_carries_on(client: httpx.Cl
     assert failed["state"] == "failed" and "ZeroDivisionError" in failed["error"]["message"]
     r = client.post("/v1/solve", json={"snapshot": snap, "solver": "test:crash"})
     assert_error(r, 503, "solver_failed")
-    # and the next solve works
+    # and the next solve works once a fresh worker is up (before that, a call that cannot
+    # start within its 0.5 s limit is a 503 with Retry-After)
+    wait_workers(client, 2)
     assert client.post("/v1/solve", json={"snapshot": snap}).status_code == 200
     metrics = client.get("/metrics").text
     assert "allocator_worker_crashes_total 2.0" in metrics

@@ -14,7 +14,7 @@ import pytest
 
 from tests.api.conftest import small_snapshot
 from tests.api.server import Server
-from tests.api.test_e2e import assert_error, wait_final
+from tests.api.test_e2e import assert_error, wait_final, wait_workers
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +135,7 @@ def test_a_stubborn_sync_solve_is_killed_at_limit_plus_grace(client: httpx.Clien
     assert r.status_code == 200, r.text  # the greedy plan it had before getting stuck
     assert r.json()["solver"] == "greedy"
     # the worker was replaced: the next solve works
+    wait_workers(client, 1)
     assert client.post("/v1/solve", json={"snapshot": small_snapshot(),
                                           "solver": "cpsat"}).status_code == 200
 
