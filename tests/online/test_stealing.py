@@ -136,3 +136,40 @@ def test_no_ping_pong() -> None:
         counts[tid] = counts.get(tid, 0) + 1
     assert all(c == 1 for c in counts.values())
     assert ex.live() == 0
+
+
+def test_steal_interval_doubles_on_failure_and_resets_on_success() -> None:
+    """The adaptive rule on the injected clock: back off while nothing is worth taking."""
+    ex = Executor(make_policy("stealing", steal=cfg(backoff=0.1, max_backoff=0.4)),
+                  agents=[Agent(id="a"), Agent(id="b", speed=0.1)])
+    b = ex.agents["b"]
+    # b is 10x slower: taking t1 (due at 1 on a) would finish it at 11: not worth it.
+    ex.handle(submit("t0", home="a"), submit("t1", home="a"))
+    chosen = [b.steal_interval]
+    for now in (0.15, 0.35, 0.8):  # each just after the previous back-off ends
+        ex.handle(Tick(time=now))
+        chosen.append(b.steal_interval)
+    assert ex.metrics.steals == 0
+    assert chosen == [0.2, 0.4, 0.4, 0.4]  # doubling, capped at max_backoff
+    assert ex.metrics.steal_interval_sum == pytest.approx(0.1 + 0.2 + 0.4 + 0.4)
+    # A long backlog at a makes a steal worth it at b's next poll (t=1.2): reset.
+    ex.handle(*[submit(f"x{k}", home="a", time=0.85) for k in range(20)])
+    assert ex.metrics.steals == 0  # b is still backing off
+    out = ex.handle(Tick(time=1.25))
+    assert _steals(out) and b.steal_interval == 0.1
+
+
+def test_plan_steal_is_pure_and_respects_the_margin() -> None:
+    from allocator.online.state import eligible
+    from allocator.online.stealing import plan_steal, victims_of
+
+    ex = Executor(make_policy("stealing", steal=cfg(overflow_wait=math.inf)),
+                  agents=[Agent(id="a")])
+    ex.handle(*[submit(f"t{i}", home="a") for i in range(6)])
+    ex.handle(AgentJoined(agent=Agent(id="b", status="down")))
+    a, b = ex.agents["a"], ex.agents["b"]
+    before = [t.id for t in a.queue]
+    moves = plan_steal(b, victims_of(b, [a], 1), ex.policy.steal, 0.0, 0.1, eligible)
+    assert [t.id for t in a.queue] == before  # nothing moved by planning
+    assert [t.id for t, _, _ in moves] == ["t5", "t4"]  # half of 5 queued, from the back
+    assert not plan_steal(b, victims_of(b, [a], 1), ex.policy.steal, 0.0, 10.0, eligible)
