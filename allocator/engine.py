@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
 
 from allocator.errors import InvalidInputError
 from allocator.problem import compile_snapshot
-from allocator.rebalance import stabilize, warm_start
-from allocator.solvers import Budget, get_solver
-from allocator.solvers.base import make_plan
+from allocator.solvers import get_solver
+from allocator.solvers.base import make_plan, plan_objective
+from allocator.solvers.context import Improvement, SolveContext
 from models import Plan, PlanStatus, Snapshot
 
 log = logging.getLogger(__name__)
+
+
+#: What an on-improvement callback receives: the incumbent, and a function
+#: that builds its complete Plan (call it off the solver's hot path).
+ImproveCallback = Callable[[Improvement, Callable[[], Plan]], object]
 
 
 def solve(
@@ -26,6 +33,9 @@ def solve(
     previous: Plan | None = None,
     stability: bool = True,
     clock: Callable[[], float] | None = None,
+    stop: threading.Event | None = None,
+    on_improve: ImproveCallback | None = None,
+    deterministic: bool | None = None,
 ) -> Plan:
     """Solve a snapshot with the named backend (default: `snapshot.options.solver`).
 
@@ -34,6 +44,13 @@ def solve(
     is the warm start (full hint, incumbent), and with `stability` (default)
     leaving a task's previous agent costs a little, so small edits of the
     snapshot change few assignments (see allocator.rebalance.stabilize).
+
+    `stop` (set from any thread) makes the backend return its best plan now;
+    `on_improve(improvement, to_plan)` sees every strictly improving
+    incumbent (objectives in the plan's own units, so they are monotone);
+    the returned plan is never worse than the best one reported.
+    `deterministic` (default: ``options.workers == 1``) makes the backend
+    bound its heuristics by counts, not the clock: same seed, same plan.
     """
     opts = snapshot.options
     name = solver or opts.solver
@@ -41,18 +58,47 @@ def solve(
     limit = opts.time_limit if time_limit is None else time_limit
     if not limit > 0:
         raise InvalidInputError(f"must be > 0, got {limit}", field="time_limit")
-    budget = Budget(limit, workers=opts.workers) if clock is None else Budget(
-        limit, workers=opts.workers, clock=clock)
-    if previous is not None and stability:
-        snapshot = stabilize(snapshot, previous)
+    the_seed = opts.seed if seed is None else seed
+    ctx = SolveContext(limit, workers=opts.workers, clock=clock or time.perf_counter,
+                       seed=the_seed, stop=stop if stop is not None else threading.Event(),
+                       deterministic=deterministic, stoppable=stop is not None)
+    if previous is not None:  # rebalance (and CP-SAT) load only when re-planning
+        from allocator.rebalance import stabilize, warm_start
+
+        if stability:
+            snapshot = stabilize(snapshot, previous)
     problem = compile_snapshot(snapshot)
     warm = warm_start(problem, previous) if previous is not None else None
-    if problem.n == 0:  # nothing to decide: the empty plan is optimal for every backend
-        plan = make_plan(problem, np.empty(0, dtype=np.int64), solver=name,
-                         status=PlanStatus.OPTIMAL, budget=budget, message="no tasks")
-    else:
-        plan = backend(problem, budget=budget, seed=opts.seed if seed is None else seed,
-                       warm=warm)
+
+    def build(imp: Improvement, bound: float | None = None) -> Plan:
+        return make_plan(problem, imp.agent_of, solver=name, status=PlanStatus.FEASIBLE,
+                         budget=ctx, order_key=imp.order_key,
+                         bound=imp.bound if bound is None else bound,
+                         message=f"best plan so far (from {imp.source})")
+
+    ctx.evaluate = lambda a, k: plan_objective(problem, a, k)
+    if on_improve is not None:
+        ctx.on_improve = lambda imp: on_improve(imp, lambda: build(imp))
+    try:
+        if problem.n == 0:  # nothing to decide: the empty plan is optimal for every backend
+            plan = make_plan(problem, np.empty(0, dtype=np.int64), solver=name,
+                             status=PlanStatus.OPTIMAL, budget=ctx, message="no tasks")
+        else:
+            plan = backend(problem, budget=ctx, seed=the_seed, warm=warm)
+            best = ctx.best
+            if best is not None and (plan.objective is None or best.objective < plan.objective
+                                     - 1e-9 * max(1.0, abs(best.objective))):
+                # Stopped, or a backend whose last word was worse than an incumbent
+                # it handed over: the best reported plan is the answer.
+                plan = build(best, plan.bound)
+        if plan.objective is not None:
+            # The final plan is an improvement too (monotone: only if strictly better).
+            placed = plan.agent_of()
+            final = np.asarray([problem.agent_index[placed[t]] if t in placed else -1
+                                for t in problem.task_ids], dtype=np.int64)
+            ctx.improve(final, source=plan.solver, objective=plan.objective, bound=plan.bound)
+    finally:
+        ctx.close()
     log.info("solved %s with %s: %s objective=%s in %.3fs", snapshot.name or "snapshot", name,
              plan.status, plan.objective, plan.wall_time_s)
     return plan

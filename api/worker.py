@@ -9,13 +9,13 @@ parent -> worker
     ("stop",)
 worker -> parent
     ("ready", pid)
-    ("progress", work_id, objective, bound)       an improving solution was found
     ("best", work_id, plan_json, status, objective, bound)  a complete best-so-far plan
+                                  (every improvement, at most every PROGRESS_PERIOD_S)
     ("done", work_id, plan_json, status, objective, bound, cancelled[, timed_out])
     ("error", work_id, type, message, field)
 
 Time limits are hard: `ALARM_MARGIN_S` after the work's time limit a timer
-thread asks running CP-SAT searches to stop; if the work is still going
+thread sets the solve's stop signal; if the work is still going
 `ALARM_INTERRUPT_S` later, SIGALRM raises `TimeUp` in the main thread (a
 BaseException, so no `except Exception` in the engine swallows it), and the
 best plan so far is the answer, marked timed out. Code stuck in C without
@@ -25,10 +25,13 @@ limit + grace (api.pool).
 Nothing here may write to stdout: fd 1 is pointed at stderr first thing, so a
 solver banner (HiGHS) or a stray print can never corrupt an MCP stdio stream.
 
-The engine has no progress or stop hook of its own yet, so this module wraps
-``CpSolver.solve`` in the worker process only: it reports the improving
-solutions the backends' callbacks collect (their ``points``) and lets a cancel
-call ``stop_search()``, which makes CP-SAT return its best solution so far.
+Progress and stopping go through the engine's SolveContext: `engine.solve(...,
+stop=event, on_improve=callback)`. Every backend hands its incumbents to the
+callback (CP-SAT, HiGHS and the `auto` portfolio as they find them), a cancel
+or the alarm sets the event (which interrupts CP-SAT and HiGHS in native
+code), and the engine never returns a plan worse than one it reported. The
+worker sends each improvement as a complete plan (`best`), so a job's
+reported best objective is always that of a stored plan.
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ ALARM_INTERRUPT_S = 0.35
 @dataclass
 class _Current:
     work_id: str
+    #: The solve's stop signal (the engine's SolveContext watches it and
+    #: interrupts CP-SAT / HiGHS searches running in native code).
     cancel: threading.Event = field(default_factory=threading.Event)
-    solvers: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     alarmed: bool = False
 
@@ -89,52 +93,59 @@ def _send(msg: tuple[Any, ...]) -> None:
                 _sending -= 1
 
 
-def _install_cpsat_hook() -> None:
-    from ortools.sat.python import cp_model
+class _Reporter:
+    """Sends the job's best plan so far, built from the engine's on-improvement callback.
 
-    original = cp_model.CpSolver.solve
-    if getattr(original, "_api_hooked", False):
-        return
+    The callback itself only records the incumbent (it runs on the solver's
+    thread); this thread builds the complete plan at most every
+    ``PROGRESS_PERIOD_S`` and sends it as ``best``, so the objective the job
+    reports is always that of a plan it has stored.
+    """
 
-    def solve(self: Any, model: Any, solution_callback: Any = None) -> Any:
-        cur = _current
-        if cur is None:
-            return original(self, model, solution_callback)
-        with cur.lock:
-            if cur.cancel.is_set():
-                self.parameters.max_time_in_seconds = 0.01
-            cur.solvers.append(self)
-        done = threading.Event()
+    def __init__(self, work_id: str) -> None:
+        self.work_id = work_id
+        self._lock = threading.Lock()
+        self._latest: tuple[Any, Any] | None = None
+        self._sent: Any = None
+        self.best_sent: Any = None  # the last plan sent (lowest objective so far)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+        self._thread.start()
 
-        def report() -> None:
-            seen = 0
-            while not done.wait(PROGRESS_PERIOD_S):
-                points = getattr(solution_callback, "points", None) or []
-                if len(points) > seen:
-                    seen = len(points)
-                    p = points[-1]
-                    _send(("progress", cur.work_id, p.objective, p.bound))
+    def on_improve(self, imp: Any, to_plan: Any) -> None:
+        with self._lock:
+            self._latest = (imp, to_plan)
 
-        t = threading.Thread(target=report, name="progress", daemon=True)
-        t.start()
-        try:
-            return original(self, model, solution_callback)
-        finally:
-            done.set()
-            with cur.lock:
-                cur.solvers.remove(self)
+    def _flush(self) -> None:
+        with self._lock:
+            latest = self._latest
+        if latest is None or latest[0] is self._sent:
+            return
+        imp, to_plan = latest
+        plan = to_plan()
+        self._sent = imp
+        if self.best_sent is None or (plan.objective is not None
+                                      and plan.objective < self.best_sent.objective):
+            self.best_sent = plan
+            _send(("best", self.work_id, *_plan_tuple(plan)))
 
-    solve._api_hooked = True  # type: ignore[attr-defined]
-    cp_model.CpSolver.solve = solve  # type: ignore[method-assign]
+    def _run(self) -> None:
+        while not self._done.wait(PROGRESS_PERIOD_S):
+            try:
+                self._flush()
+            except Exception:  # progress must never fail the solve
+                log.exception("progress report failed")
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=2.0)
 
 
 def _nudge(cur: _Current) -> None:
-    """Time is up: ask running CP-SAT searches to stop (from a thread: they hold no GIL)."""
+    """Time is up: ask the running solve to stop (its context interrupts native searches)."""
     with cur.lock:
         cur.alarmed = True
         cur.cancel.set()
-        for s in cur.solvers:
-            s.stop_search()
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
@@ -219,6 +230,7 @@ def _run_work(cur: _Current, work_id: str, kind: str, snapshot: Any, solver: str
     assert snap is not None
     t0 = time.perf_counter()
     first = None
+    reporter: _Reporter | None = None
     try:
         if solver != "greedy":
             # A complete plan early: what a cancel, a crash or the time limit leaves behind.
@@ -231,8 +243,19 @@ def _run_work(cur: _Current, work_id: str, kind: str, snapshot: Any, solver: str
                 _send(("done", work_id, *_plan_tuple(first), not cur.alarmed, cur.alarmed))
                 return
         remaining = max(0.05, time_limit - (time.perf_counter() - t0))
-        plan = solve(snap, solver=solver, time_limit=remaining, seed=seed)
+        reporter = _Reporter(work_id)
+        try:
+            plan = solve(snap, solver=solver, time_limit=remaining, seed=seed, stop=cur.cancel,
+                         on_improve=reporter.on_improve)
+        finally:
+            if reporter is not None:
+                reporter.close()
     except TimeUp:
+        sent = reporter.best_sent if reporter is not None else None
+        if sent is not None and (first is None or first.objective is None
+                                 or (sent.objective is not None
+                                     and sent.objective < first.objective)):
+            first = sent  # the best plan the job reported
         if first is None:
             raise TimeLimitError(f"no plan within the time limit of {time_limit:g} s; use a "
                                  "smaller input or a longer limit (a job)") from None
@@ -242,9 +265,8 @@ def _run_work(cur: _Current, work_id: str, kind: str, snapshot: Any, solver: str
     # finish with its best plan; only an interrupted one (TimeUp above) timed out.
     cancelled = cur.cancel.is_set() and not cur.alarmed
     if first is not None and first.objective is not None and (
-        plan.objective is None or ((cancelled or cur.alarmed)
-                                   and plan.objective > first.objective)
-    ):  # the early plan is the best there is: keep it rather than an empty one
+        plan.objective is None or plan.objective > first.objective
+    ):  # the early plan is the best there is: the job reported it, so it is the answer
         why = ("cancelled" if cancelled else "time limit" if cur.alarmed
                else f"{solver}: {plan.message or plan.status}")
         plan = first.model_copy(update={"message": f"best plan so far ({why})"})
@@ -262,8 +284,6 @@ def _listen(conn: Connection, inbox: queue.Queue[tuple[Any, ...]]) -> None:
             if cur is not None and cur.work_id == msg[1]:
                 with cur.lock:
                     cur.cancel.set()
-                    for s in cur.solvers:
-                        s.stop_search()
         else:
             inbox.put(msg)
 
@@ -281,7 +301,6 @@ def worker_main(conn: Connection, plugins: list[str]) -> None:
 
     for name in plugins:
         importlib.import_module(name)
-    _install_cpsat_hook()
     inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
     threading.Thread(target=_listen, args=(conn, inbox), name="listen", daemon=True).start()
     _send(("ready", os.getpid()))

@@ -1,12 +1,15 @@
-"""Solver backends; importing this package registers every built-in backend."""
+"""Solver backends; importing this package registers the built-in backends.
+
+`cpsat` (ortools) and `nsga2` (pymoo) load by name on first use
+(:func:`allocator.solvers.base.get_solver`), so importing the engine does not
+pay for them.
+"""
 
 from allocator.solvers import (  # noqa: F401  (registration)
     auto,
     balance,
-    cpsat,
     greedy,
     milp,
-    nsga2,
 )
 from allocator.solvers.base import Budget, WarmStart, get_solver, make_plan, solver_names
 

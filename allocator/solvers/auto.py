@@ -44,8 +44,7 @@ import numpy as np
 
 from allocator.bounds import best_bound, lp_relaxation
 from allocator.problem import Problem
-from allocator.solvers.base import Budget, WarmStart, make_plan, register
-from allocator.solvers.cpsat import solve_cpsat_arrays, use_scheduling_model
+from allocator.solvers.base import Budget, WarmStart, make_plan, register, use_scheduling_model
 from allocator.solvers.greedy import greedy_assign, greedy_schedule
 from allocator.solvers.lagrange import Lagrangian, lagrangian
 from allocator.solvers.linear import (
@@ -103,6 +102,7 @@ class _Shared:
     points: list[SolutionPoint] = field(default_factory=list)
     source: str = "construction"
     version: int = 0
+    ctx: Budget | None = None  # incumbents are handed over to the solve context too
 
     def offer(self, agent_of: np.ndarray, t: float, source: str) -> bool:
         if not self.lm.feasible(agent_of):
@@ -113,8 +113,13 @@ class _Shared:
                 self.agent_of, self.obj, self.source = agent_of.copy(), obj, source
                 self.version += 1
                 self.points.append(SolutionPoint(time_s=t, objective=obj))
-                return True
-            return False
+                better = True
+            else:
+                better = False
+        if better and self.ctx is not None:
+            # The assignment model's objective is the plan's own number.
+            self.ctx.improve(agent_of, source=f"auto:{source}", objective=obj)
+        return better
 
     def get(self) -> tuple[np.ndarray, float]:
         with self.lock:
@@ -310,7 +315,17 @@ def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object
     # the GIL from the LNS thread.
     h.cbMipImprovingSolution.subscribe(on_improve)  # type: ignore[attr-defined]
     h.cbMipUserSolution.subscribe(on_user_solution)  # type: ignore[attr-defined]
-    h.run()  # type: ignore[attr-defined]
+    unhook = None
+    if budget.stoppable:
+        # A caller can stop this solve: arm HiGHS's interrupt check (it costs
+        # some GIL traffic, so only then) and cancel on a stop request.
+        h.HandleUserInterrupt = True  # type: ignore[attr-defined]
+        unhook = budget.on_stop(h.cancelSolve)  # type: ignore[attr-defined]
+    try:
+        h.run()  # type: ignore[attr-defined]
+    finally:
+        if unhook is not None:
+            unhook()
     import highspy
 
     out["user_solution_calls"] = int(out.get("user_solution_calls", 0)) + calls[0]  # type: ignore[call-overload]
@@ -380,8 +395,9 @@ def _first(problem: Problem, lm: LinearModel, budget: Budget,
     starts = [greedy] + ([warm.agent_of] if warm is not None else [])
     feasible = [s for s in starts if lm.feasible(s)]
     first = min(feasible, key=lm.objective) if feasible else np.full(lm.n, -1, dtype=np.int64)
-    shared = _Shared(lm, first, lm.objective(first))
+    shared = _Shared(lm, first, lm.objective(first), ctx=budget)
     shared.points.append(SolutionPoint(time_s=budget.elapsed(), objective=shared.obj))
+    budget.improve(first, source="auto:greedy", objective=shared.obj)
     return shared
 
 
@@ -478,9 +494,11 @@ def _solve_scheduling(problem: Problem, *, budget: Budget, seed: int,
     if pairs == 0 or pairs > CPSAT_MAX_SCHED_PAIRS or budget.remaining() < 0.1:
         why = "no eligible pairs" if pairs == 0 else f"{pairs} eligible pairs"
         return fallback.model_copy(update={"message": f"scheduling model; {why}: greedy"})
+    from allocator.solvers.cpsat import solve_cpsat_arrays  # ortools, loaded on use
+
     agent_of, order_key, status, bound, points, msg = solve_cpsat_arrays(
         problem, budget=budget, seed=seed, warm=WarmStart(base, base_order),
-        deterministic=problem.snapshot.options.workers == 1,
+        deterministic=budget.is_deterministic,
     )
     if agent_of is None:
         return fallback.model_copy(update={"message": f"cpsat: {msg}; greedy plan"})
@@ -507,7 +525,7 @@ def solve_auto(
 
         plan = solve_balance(problem, budget=budget, seed=seed, warm=warm)
         return plan.model_copy(update={"solver": "auto"})
-    deterministic = problem.snapshot.options.workers == 1
+    deterministic = budget.is_deterministic
     plan = solve_linear(problem, budget=budget, seed=seed, warm=warm,
                         parallel=not deterministic)
     return plan

@@ -1,15 +1,16 @@
 """The solver protocol, the budget, the registry and the shared Plan builder.
 
-A backend is a callable `solve(problem, *, budget, seed, warm) -> Plan`. It
-never mutates its input and never prints. Backends register by name; an
+A backend is a callable `solve(problem, *, budget, seed, warm) -> Plan` where
+`budget` is the :class:`SolveContext` (budget, stop signal, on-improvement
+callback, determinism). It never mutates its input and never prints; it
+hands incumbents over with `budget.improve(...)` as it finds them. Backends register by name; an
 unknown name raises UnknownSolverError listing the known ones.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -19,6 +20,7 @@ from allocator.explain import capacity_used, explain_unassigned
 from allocator.metrics import plan_metrics
 from allocator.objectives import TERMS, build_schedule, evaluate, term_weights
 from allocator.problem import Problem
+from allocator.solvers.context import SolveContext
 from models import (
     Assignment,
     Migration,
@@ -30,27 +32,10 @@ from models import (
     UnassignedReason,
 )
 
-
-@dataclass
-class Budget:
-    """Wall-clock budget of one solve, measured from construction.
-
-    `clock` is injectable so tests can drive it; solvers ask `remaining()`.
-    """
-
-    time_limit: float
-    workers: int = 2
-    clock: Callable[[], float] = time.perf_counter
-    started: float = field(default=0.0)
-
-    def __post_init__(self) -> None:
-        self.started = self.clock()
-
-    def elapsed(self) -> float:
-        return self.clock() - self.started
-
-    def remaining(self) -> float:
-        return max(0.0, self.time_limit - self.elapsed())
+#: The budget of a solve *is* its context (the name most backends use for it):
+#: time limit, workers, clock, seed, stop signal, on-improvement callback and
+#: determinism flag; see allocator/solvers/context.py.
+Budget = SolveContext
 
 
 @dataclass
@@ -69,6 +54,11 @@ class Solver(Protocol):
 
 _REGISTRY: dict[str, Solver] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+#: Backends whose module (and heavy dependency) loads on first use, by name.
+_LAZY: dict[str, str] = {
+    "cpsat": "allocator.solvers.cpsat",  # ortools
+    "nsga2": "allocator.solvers.nsga2",  # pymoo
+}
 
 
 def register(name: str, description: str) -> Callable[[Solver], Solver]:
@@ -80,18 +70,38 @@ def register(name: str, description: str) -> Callable[[Solver], Solver]:
     return deco
 
 
+def _load(module: str) -> None:
+    import importlib
+
+    importlib.import_module(module)
+
+
 def get_solver(name: str) -> Solver:
+    if name not in _REGISTRY and name in _LAZY:
+        _load(_LAZY[name])
     try:
         return _REGISTRY[name]
     except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
+        known = ", ".join(sorted(set(_REGISTRY) | set(_LAZY)))
         raise UnknownSolverError(f"unknown solver {name!r}; known: {known}",
                                  field="options.solver") from None
 
 
 def solver_names() -> dict[str, str]:
-    """Registered solver names with a one-line description each."""
+    """Registered solver names with a one-line description each (loads lazy backends)."""
+    for module in set(_LAZY.values()):
+        _load(module)
     return dict(sorted(_DESCRIPTIONS.items()))
+
+
+def use_scheduling_model(problem: Problem) -> bool:
+    """Whether start times change the objective or feasibility (see allocator.solvers.cpsat)."""
+    w = problem.snapshot.weights
+    timed = problem.has_time_constraints and (w.tardiness > 0 or bool(problem.hard_deadline.any()))
+    lanes = w.makespan > 0 and bool(
+        np.any(problem.release > problem.now) or np.any(problem.concurrency > 1)
+    )
+    return bool(timed or lanes)
 
 
 def make_plan(

@@ -20,14 +20,23 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from ortools.sat.python import cp_model
 
 from allocator.objectives import build_schedule
 from allocator.problem import Problem
-from allocator.solvers.base import Budget, WarmStart, make_plan, no_solution_plan, register
+from allocator.solvers.base import (
+    Budget,
+    WarmStart,
+    make_plan,
+    no_solution_plan,
+    register,
+    use_scheduling_model,
+)
 from allocator.solvers.greedy import construct
 from models import Plan, PlanStatus, SolutionPoint
 
@@ -66,10 +75,13 @@ def _int_scale(values: np.ndarray, limit: float) -> _Scale:
 class _Collector(cp_model.CpSolverSolutionCallback):
     """Collects improving solutions (anytime curve) without printing."""
 
-    def __init__(self, scale: float, budget: Budget, stop: threading.Event):
+    def __init__(self, scale: float, budget: Budget, stop: threading.Event,
+                 extract: Callable[[cp_model.CpSolverSolutionCallback],
+                                   tuple[np.ndarray, np.ndarray | None]] | None = None):
         super().__init__()
         self.points: list[SolutionPoint] = []
         self._scale, self._budget, self._stop = scale, budget, stop
+        self._extract = extract
 
     def on_solution_callback(self) -> None:
         self.points.append(
@@ -79,18 +91,24 @@ class _Collector(cp_model.CpSolverSolutionCallback):
                 bound=self.best_objective_bound / self._scale,
             )
         )
-        if self._stop.is_set():
+        if self._extract is not None and self._budget.on_improve is not None:
+            # Someone listens: hand the incumbent over (objective recomputed
+            # in floats by the context, not CP-SAT's scaled integers).
+            agent_of, order_key = self._extract(self)
+            self._budget.improve(agent_of, source="cpsat", order_key=order_key)
+        if self._stop.is_set() or self._budget.stopped():
             self.stop_search()
 
 
-def use_scheduling_model(problem: Problem) -> bool:
-    """Whether start times change the objective or feasibility (see module docstring)."""
-    w = problem.snapshot.weights
-    timed = problem.has_time_constraints and (w.tardiness > 0 or bool(problem.hard_deadline.any()))
-    lanes = w.makespan > 0 and bool(
-        np.any(problem.release > problem.now) or np.any(problem.concurrency > 1)
-    )
-    return bool(timed or lanes)
+class CpsatResult(NamedTuple):
+    """Outcome of one CP-SAT run (a typed tuple: unpacks as before)."""
+
+    agent_of: np.ndarray | None
+    order_key: np.ndarray | None
+    status: PlanStatus
+    bound: float | None
+    points: list[SolutionPoint]
+    message: str
 
 
 def solve_cpsat_arrays(
@@ -102,8 +120,7 @@ def solve_cpsat_arrays(
     scheduling: bool | None = None,
     stop: threading.Event | None = None,
     deterministic: bool = False,
-) -> tuple[np.ndarray | None, np.ndarray | None, PlanStatus, float | None, list[SolutionPoint],
-           str]:
+) -> CpsatResult:
     """Build and solve; returns (agent_of, order_key, status, bound, points, message)."""
     snap = problem.snapshot
     w = snap.weights
@@ -268,8 +285,25 @@ def solve_cpsat_arrays(
     else:
         p.num_workers = max(1, budget.workers)
         p.max_time_in_seconds = max(budget.remaining(), 0.01)
-    collector = _Collector(osc.factor, budget, stop or threading.Event())
-    code = solver.solve(model, collector)
+    def extract(cb: cp_model.CpSolverSolutionCallback) -> tuple[np.ndarray, np.ndarray | None]:
+        a = np.full(n, -1, dtype=np.int64)
+        for (i, j), v in x.items():
+            if cb.boolean_value(v):
+                a[j] = i
+        key = None
+        if sched:
+            key = np.full(n, np.inf)
+            for (i, j), st in starts.items():
+                if a[j] == i:
+                    key[j] = cb.value(st)
+        return a, key
+
+    collector = _Collector(osc.factor, budget, stop or threading.Event(), extract)
+    unhook = budget.on_stop(solver.stop_search)  # a stop reaches the search in C++ at once
+    try:
+        code = solver.solve(model, collector)
+    finally:
+        unhook()
 
     exact = osc.exact and (tsc.exact or not (sched or need_loads))
     msg = f"model={'scheduling' if sched else 'assignment'} vars={len(x)}"
@@ -289,17 +323,19 @@ def solve_cpsat_arrays(
         status = PlanStatus.OPTIMAL if proven else PlanStatus.FEASIBLE
         if code == cp_model.OPTIMAL and not exact:
             msg += " (optimal for the integer-scaled model)"
-        return agent_of, order_key, status, (bound if exact else None), collector.points, msg
+        return CpsatResult(agent_of, order_key, status, (bound if exact else None),
+                           collector.points, msg)
     if code == cp_model.INFEASIBLE:
-        return None, None, PlanStatus.INFEASIBLE, None, [], msg + " infeasible"
-    return None, None, PlanStatus.TIMEOUT, None, [], msg + " no solution within the time limit"
+        return CpsatResult(None, None, PlanStatus.INFEASIBLE, None, [], msg + " infeasible")
+    return CpsatResult(None, None, PlanStatus.TIMEOUT, None, [],
+                       msg + " no solution within the time limit")
 
 
 @register("cpsat", "OR-Tools CP-SAT: assignment model, or scheduling model with deadlines")
 def solve_cpsat(
     problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
 ) -> Plan:
-    deterministic = problem.snapshot.options.workers == 1
+    deterministic = budget.is_deterministic
     agent_of, order_key, status, bound, points, msg = solve_cpsat_arrays(
         problem, budget=budget, seed=seed, warm=warm, deterministic=deterministic
     )

@@ -29,7 +29,7 @@ from functools import cached_property
 import numpy as np
 
 from allocator.problem import CAPACITY_RTOL, Problem
-from allocator.solvers.cpsat import use_scheduling_model
+from allocator.solvers.base import use_scheduling_model
 
 #: Above this many eligible pairs the dense helpers (position table, score
 #: matrix) would cost too much memory; callers fall back to other paths.

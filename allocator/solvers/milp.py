@@ -22,6 +22,8 @@ scheduling model, which this backend does not have: they are delegated to
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from allocator.bounds import best_bound, lp_bound
@@ -43,10 +45,26 @@ PULP_ALIASES = {"cbc": "PULP_CBC_CMD", "glpk": "GLPK_CMD", "coin": "COIN_CMD",
                 "scip": "SCIP_CMD", "pulp-highs": "HiGHS", "highs-cmd": "HiGHS_CMD"}
 
 
+class HighsResult(NamedTuple):
+    """Outcome of a full HiGHS MILP run (a typed tuple: unpacks as before)."""
+
+    agent_of: np.ndarray | None
+    status: PlanStatus
+    dual: float | None
+    message: str
+
+
 def solve_highs_arrays(
     lm: LinearModel, *, time_limit: float, seed: int, start: np.ndarray | None,
-) -> tuple[np.ndarray | None, PlanStatus, float | None, str]:
-    """Full MILP with HiGHS; returns (agent_of, status, dual bound, message)."""
+    ctx: Budget | None = None,
+) -> HighsResult:
+    """Full MILP with HiGHS.
+
+    With `ctx`, every improving solution is handed over as it is found, and a
+    stop requested on the context cancels the run (HiGHS then returns its
+    incumbent); the interrupt callbacks that needs are armed only for
+    solves a caller can stop (`ctx.stoppable`).
+    """
     import highspy
 
     hm = build_highs(lm)
@@ -56,7 +74,28 @@ def solve_highs_arrays(
     h.setOptionValue("mip_rel_gap", 0.0)  # type: ignore[attr-defined]
     if start is not None:
         set_start(lm, hm, start)
-    h.run()  # type: ignore[attr-defined]
+    unhook = None
+    if ctx is not None:
+        def on_improve(e) -> None:  # type: ignore[no-untyped-def]
+            try:
+                cand = read_assignment(lm, hm, np.asarray(e.data_out.mip_solution),
+                                       np.full(lm.n, -1, dtype=np.int64))
+                if lm.feasible(cand):
+                    ctx.improve(cand, source="milp", objective=lm.objective(cand))
+            except Exception:  # a callback must never take the solver down
+                pass
+            if ctx.stopped():
+                e.interrupt()
+
+        h.cbMipImprovingSolution.subscribe(on_improve)  # type: ignore[attr-defined]
+        if ctx.stoppable:
+            h.HandleUserInterrupt = True  # type: ignore[attr-defined]
+            unhook = ctx.on_stop(h.cancelSolve)  # type: ignore[attr-defined]
+    try:
+        h.run()  # type: ignore[attr-defined]
+    finally:
+        if unhook is not None:
+            unhook()
     ms = h.getModelStatus()  # type: ignore[attr-defined]
     info = h.getInfo()  # type: ignore[attr-defined]
     dual = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
@@ -64,15 +103,16 @@ def solve_highs_arrays(
     has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
     if not has_sol:
         if ms == highspy.HighsModelStatus.kInfeasible:
-            return None, PlanStatus.INFEASIBLE, None, msg
-        return None, PlanStatus.TIMEOUT, dual, msg + " (no incumbent)"
+            return HighsResult(None, PlanStatus.INFEASIBLE, None, msg)
+        return HighsResult(None, PlanStatus.TIMEOUT, dual, msg + " (no incumbent)")
     col = np.asarray(h.getSolution().col_value)  # type: ignore[attr-defined]
     agent_of = read_assignment(lm, hm, col, np.full(lm.n, -1, dtype=np.int64))
     if not lm.feasible(agent_of):
-        return None, PlanStatus.ERROR, dual, msg + " (solution failed the model check)"
+        return HighsResult(None, PlanStatus.ERROR, dual,
+                           msg + " (solution failed the model check)")
     status = PlanStatus.OPTIMAL if ms == highspy.HighsModelStatus.kOptimal else (
         PlanStatus.FEASIBLE)
-    return agent_of, status, dual, msg
+    return HighsResult(agent_of, status, dual, msg)
 
 
 def solve_pulp(
@@ -182,7 +222,7 @@ def _solve(problem: Problem, *, budget: Budget, seed: int, warm: WarmStart | Non
     lb = lp_bound(problem, lm, time_limit=max(0.05, 0.2 * budget.remaining()))
     if backend == "highs":
         agent_of, status, dual, msg = solve_highs_arrays(
-            lm, time_limit=budget.remaining(), seed=seed, start=start)
+            lm, time_limit=budget.remaining(), seed=seed, start=start, ctx=budget)
     else:
         agent_of, status, msg = solve_pulp(lm, backend, time_limit=budget.remaining(),
                                            start=start, seed=seed)
