@@ -3,6 +3,7 @@ stored plan always has the best objective the job reported (finished or cancelle
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -49,7 +50,7 @@ def test_job_progress_is_monotone_and_the_stored_plan_has_the_best_objective(
                                             "time_limit": 3}).json()
         done, seen = _poll(client, job["id"], 30)
         assert done["state"] == "succeeded", done
-        assert seen and all(b <= a for a, b in zip(seen, seen[1:], strict=False))
+        assert seen and all(b <= a for a, b in itertools.pairwise(seen))
         plan = Plan.model_validate(client.get(f"/v1/jobs/{job['id']}/plan").json())
     assert validate(Snapshot.model_validate(snap), plan) == []
     assert plan.objective == pytest.approx(done["best_objective"])
@@ -62,7 +63,7 @@ def test_a_cancelled_job_stores_the_best_plan_it_reported(server: Server, solver
     with server.client() as client:
         job = client.post("/v1/jobs", json={"snapshot": snap, "solver": solver,
                                             "time_limit": 60}).json()
-        cur, _ = _poll(client, job["id"], 20,
+        _cur, _ = _poll(client, job["id"], 20,
                        stop_when=lambda j: j["state"] == "running"
                        and j["best_objective"] is not None)
         time.sleep(0.5)

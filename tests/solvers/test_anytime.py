@@ -122,3 +122,16 @@ def test_auto_deterministic_construction_is_near_the_lp_bound(kind: str) -> None
     assert plan.objective <= lp.bound * 1.02
     # The bound: the Lagrangian's (close to the LP's) or HiGHS's dual bound (above it).
     assert lp.bound * (1 - 1e-3) <= plan.bound <= plan.objective
+
+
+def test_bench_anytime_json_rows_with_concurrent_solves() -> None:
+    r = runner.invoke(app, ["bench", "anytime", "--types", "e", "--sizes", "4x30", "--seeds",
+                            "1", "--budgets", "0.3", "--solver", "auto", "--concurrent", "2",
+                            "--concurrent-budget", "0.3", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [row["mode"] for row in rows] == ["0.3s", "0.3s x2", "0.3s x2"]
+    for row in rows:
+        for key in ("objective", "unassigned", "bound_gap_pct", "lp_gap_pct", "valid"):
+            assert key in row
+        assert row["valid"] and row["unassigned"] == 0 and row["lp_gap_pct"] >= -1e-6

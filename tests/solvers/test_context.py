@@ -3,6 +3,7 @@ returned plan is never worse than the best it reported."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import threading
@@ -54,8 +55,8 @@ def test_a_stopped_solve_returns_its_best_plan_quickly(backend: str) -> None:
     assert seen, "no progress reported"
     # Progress is monotone, and the plan is at least as good as the best report.
     objs = [s.objective for s in seen]
-    assert all(b < a for a, b in zip(objs, objs[1:], strict=False))
-    assert all(b.time_s >= a.time_s for a, b in zip(seen, seen[1:], strict=False))
+    assert all(b < a for a, b in itertools.pairwise(objs))
+    assert all(b.time_s >= a.time_s for a, b in itertools.pairwise(seen))
     assert plan.objective <= min(objs) + 1e-6 * abs(min(objs))
     for p in plans:  # plans built from reports carry the reported objective
         assert validate(snap, p) == []
