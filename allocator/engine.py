@@ -24,6 +24,17 @@ log = logging.getLogger(__name__)
 ImproveCallback = Callable[[Improvement, Callable[[], Plan]], object]
 
 
+def _preload() -> None:
+    """Import the LP/MIP stack before the clock starts.
+
+    Backends import highspy and scipy.sparse on first use (so `import
+    allocator` stays light); that first import takes 0.3-2 s on a busy
+    machine and must not eat a short budget.
+    """
+    import highspy  # noqa: F401
+    import scipy.sparse  # noqa: F401
+
+
 def solve(
     snapshot: Snapshot,
     *,
@@ -59,6 +70,7 @@ def solve(
     if not limit > 0:
         raise InvalidInputError(f"must be > 0, got {limit}", field="time_limit")
     the_seed = opts.seed if seed is None else seed
+    _preload()
     ctx = SolveContext(limit, workers=opts.workers, clock=clock or time.perf_counter,
                        seed=the_seed, stop=stop if stop is not None else threading.Event(),
                        deterministic=deterministic, stoppable=stop is not None)

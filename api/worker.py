@@ -297,7 +297,13 @@ def worker_main(conn: Connection, plugins: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s worker %(process)d %(name)s: %(message)s")
     _conn = conn
-    import allocator.engine  # noqa: F401  (import the solvers before saying ready)
+    import allocator.engine
+    from allocator.solvers import solver_names
+
+    # Import every backend (lazy ones too: ortools, pymoo) and the LP stack
+    # before saying ready, so no request pays for a first import.
+    solver_names()
+    allocator.engine._preload()
 
     for name in plugins:
         importlib.import_module(name)

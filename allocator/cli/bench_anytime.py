@@ -147,6 +147,8 @@ def bench_anytime(
     concurrent_budget: Annotated[float, typer.Option(help="Time limit of the concurrent runs.")]
     = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    save: Annotated[Path | None, typer.Option(help="Also append the JSON rows to this file.")]
+    = None,
 ) -> None:
     """% above the LP bound per solver at each budget, and with K solves at once."""
     from allocator.io import gap_to_snapshot
@@ -170,6 +172,9 @@ def bench_anytime(
         rows.append(row)
         if as_json:
             typer.echo(json.dumps(row))
+        if save is not None:
+            with save.open("a") as f:
+                f.write(json.dumps(row) + "\n")
 
     for spec in _specs(types, sizes, seeds, files or []):
         inst = _instance(spec)
