@@ -78,6 +78,14 @@ class SolveContext:
         if self.deterministic is None:
             self.deterministic = self.workers == 1
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> SolveContext:
+        # One solve, one context: libraries that deep-copy their state (pymoo
+        # copies its termination objects) share it rather than copy its locks.
+        return self
+
+    def __copy__(self) -> SolveContext:
+        return self
+
     # -- the budget ---------------------------------------------------------
 
     def elapsed(self) -> float:
