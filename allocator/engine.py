@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 ImproveCallback = Callable[[Improvement, Callable[[], Plan]], object]
 
 
+#: Backends that never touch HiGHS / scipy (no import before their clock).
+_NO_LP_STACK = frozenset({"greedy"})
+
+
 def _preload() -> None:
     """Import the LP/MIP stack before the clock starts.
 
@@ -70,7 +74,8 @@ def solve(
     if not limit > 0:
         raise InvalidInputError(f"must be > 0, got {limit}", field="time_limit")
     the_seed = opts.seed if seed is None else seed
-    _preload()
+    if name not in _NO_LP_STACK:
+        _preload()
     ctx = SolveContext(limit, workers=opts.workers, clock=clock or time.perf_counter,
                        seed=the_seed, stop=stop if stop is not None else threading.Event(),
                        deterministic=deterministic, stoppable=stop is not None)

@@ -298,12 +298,17 @@ def worker_main(conn: Connection, plugins: list[str]) -> None:
                         format="%(levelname)s worker %(process)d %(name)s: %(message)s")
     _conn = conn
     import allocator.engine
-    from allocator.solvers import solver_names
 
-    # Import every backend (lazy ones too: ortools, pymoo) and the LP stack
-    # before saying ready, so no request pays for a first import.
-    solver_names()
-    allocator.engine._preload()
+    def preload() -> None:
+        # Every backend (lazy ones too: ortools, pymoo) and the LP stack, after
+        # saying ready: a restarted worker takes requests at once (greedy needs
+        # none of them) and later ones rarely pay for a first import.
+        from allocator.solvers import solver_names
+
+        solver_names()
+        allocator.engine._preload()
+
+    threading.Thread(target=preload, name="preload", daemon=True).start()
 
     for name in plugins:
         importlib.import_module(name)
