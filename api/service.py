@@ -23,12 +23,16 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import signal
+import socket
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from allocator import errors as engine_errors
@@ -58,7 +62,7 @@ from api.schemas import (
     ValidateResponse,
 )
 from api.settings import Settings
-from api.store import JobRecord, JobStore
+from api.store import JobRecord, JobStore, LeaseHeldError
 from models import Plan, Snapshot
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,8 @@ PROGRESS_PERSIST_S = 1.0
 #: A synchronous call still waiting for a worker when only this much of its time
 #: limit is left answers 503 + Retry-After (overload) instead of running late.
 MIN_SYNC_RUN_S = 0.25
+#: Finished jobs past job_ttl_s are looked for at most this often (seconds).
+PRUNE_EVERY_S = 300.0
 #: Threads for store reads (status GETs, pages, plans): SQLite serves reads concurrently.
 READ_THREADS = 4
 #: Snapshots up to this many tasks are serialised on the event loop (a thread hop
@@ -94,6 +100,24 @@ class _Live:
 
 #: A snapshot as the service gets it: a model (small bodies) or validated JSON text.
 AnySnapshot = Snapshot | SnapshotText
+
+
+def _dead_here(holder: str) -> bool:
+    """Whether a lease holder `host:pid:tag` was a process on this host that is gone."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _sizes(snap: AnySnapshot) -> tuple[int, int]:
@@ -144,6 +168,7 @@ class Service:
         # serialisation or validation work in the default executor.
         self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="read")
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.parser = BodyParser(settings.max_agents, settings.max_tasks,
                                  settings.max_work_bytes)
         self.started = False
@@ -152,12 +177,23 @@ class Service:
 
     async def start(self) -> None:
         version = await asyncio.to_thread(self.store.migrate)
+        try:
+            await asyncio.to_thread(self.store.acquire_lease, self.owner,
+                                    self.settings.lease_ttl_s)
+        except LeaseHeldError as e:
+            if not _dead_here(e.holder):
+                log.error("%s", e)
+                raise
+            # The holder was a process on this host that is gone (kill -9): take over.
+            await asyncio.to_thread(self.store.acquire_lease, self.owner,
+                                    self.settings.lease_ttl_s, steal_from=e.holder)
         ids = await asyncio.to_thread(self.store.recover, mode=self.settings.on_restart,
                                       max_attempts=self.settings.max_attempts)
         log.info("job store at schema version %s; %d job(s) queued", version, len(ids))
         self.queue.extend(ids)
         self._writes = asyncio.Queue()
         self._spawn(self._writer())
+        self._spawn(self._housekeeping())
         m = self.metrics
         m.queue_depth.labels("jobs").set_function(lambda: len(self.queue))
         m.queue_depth.labels("sync").set_function(lambda: len(self.sync_queue))
@@ -177,6 +213,8 @@ class Service:
             done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             await self._writes.put((lambda: None, done))
             await asyncio.wait_for(done, timeout=10)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.release_lease, self.owner)
         for t in list(self._tasks):
             t.cancel()
         self.parser.close()
@@ -200,6 +238,30 @@ class Service:
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
         return t
+
+    async def _housekeeping(self) -> None:
+        """Renew the database lease; delete jobs finished longer than job_ttl_s ago."""
+        period = self.settings.lease_ttl_s / 3
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self._write(self.store.acquire_lease, self.owner,
+                                  self.settings.lease_ttl_s)
+            except LeaseHeldError:  # another service took over (we stalled past the ttl)
+                log.error("lost the job database's lease to another service; stopping")
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            except Exception:
+                log.exception("could not renew the job database's lease")
+            ttl = self.settings.job_ttl_s
+            if ttl > 0 and time.monotonic() - last_prune >= min(ttl / 10, PRUNE_EVERY_S):
+                last_prune = time.monotonic()
+                cutoff = datetime.now(UTC) - timedelta(seconds=ttl)
+                with contextlib.suppress(Exception):
+                    n = await self._write(self.store.prune, older_than=cutoff)
+                    if n:
+                        log.info("deleted %d job(s) finished before %s", n, cutoff)
 
     # -- store writes, in order -------------------------------------------------------
 
@@ -544,8 +606,13 @@ class Service:
                        offset=offset)
 
     async def cancel(self, job_id: str) -> JobOut:
-        """Cancel a job; a running one stops and keeps its best plan so far."""
+        """Cancel a job (a running one stops and keeps its best plan so far); delete a
+        finished one (the answer is its last state; it is gone afterwards)."""
         rec = await self._record(job_id)
+        if rec.state.final and job_id not in self.live:
+            out = self._out(rec)
+            await self._write(self.store.delete, job_id)
+            return out
         if job_id in self.queue:
             self.queue.remove(job_id)
             await self._write(self.store.finish, job_id, JobState.CANCELLED)

@@ -52,6 +52,15 @@ class Settings(BaseSettings):
         1 << 30, description="Most memory (bytes) one request's work may need in a worker, "
         "by the estimate checked before it starts; more is 413.",
     )
+    job_ttl_s: Annotated[float, Field(ge=0)] = Field(
+        7 * 86_400.0, description="Finished jobs (and their plans) are deleted this long after "
+        "they finish; 0 keeps them forever. A finished job's snapshot is dropped at once.",
+    )
+    lease_ttl_s: Annotated[float, Field(ge=2, le=3600)] = Field(
+        30.0, description="The service's lease on its database lasts this long and is renewed "
+        "every third of it; a second service on the same database refuses to start while "
+        "the lease is held.",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Bearer tokens; when any is set every route but /healthz and /readyz "

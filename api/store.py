@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
 
 from api.schemas import JobState
 
@@ -85,11 +86,40 @@ def _m2_state_index(conn: Connection) -> None:
                       "ON jobs (state, created_at)"))
 
 
+lease_table = Table(
+    "service_lease",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _m3_lease(conn: Connection) -> None:
+    lease_table.create(conn, checkfirst=True)
+
+
+def _m4_finished_index(conn: Connection) -> None:
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_finished ON jobs (finished_at)"))
+
+
 #: (version, description, apply). Append only; never edit an applied migration.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "jobs table", _m1_jobs),
     (2, "index jobs by state and creation time", _m2_state_index),
+    (3, "service lease: one running service per database", _m3_lease),
+    (4, "index jobs by finish time (retention)", _m4_finished_index),
 ]
+
+_FINAL = [s.value for s in JobState if s.final]
+
+
+class LeaseHeldError(RuntimeError):
+    """Another live service holds this database's lease (`holder` names it)."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 def _now() -> datetime:
@@ -268,7 +298,8 @@ class JobStore:
                bound: float | None = None, error: tuple[str, str, str | None] | None = None
                ) -> None:
         """Move a job to a final state; a given plan replaces the stored one."""
-        values: dict[str, Any] = {"state": state.value, "finished_at": _now()}
+        # A finished job never runs again: its snapshot (up to max_body_bytes) goes.
+        values: dict[str, Any] = {"state": state.value, "finished_at": _now(), "snapshot": ""}
         if plan_json is not None:
             values.update(plan=plan_json, plan_status=plan_status, best_objective=objective,
                           best_bound=bound)
@@ -276,6 +307,64 @@ class JobStore:
             values.update(error_type=error[0], error_message=error[1], error_field=error[2])
         with self.engine.begin() as conn:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a finished job (and its plan); False if it is not finished or not there."""
+        with self.engine.begin() as conn:
+            n = conn.execute(jobs.delete().where(
+                (jobs.c.id == job_id) & jobs.c.state.in_(_FINAL))).rowcount
+        return bool(n)
+
+    def prune(self, *, older_than: datetime) -> int:
+        """Delete jobs finished before `older_than`; how many went."""
+        with self.engine.begin() as conn:
+            n = conn.execute(jobs.delete().where(
+                jobs.c.state.in_(_FINAL) & (jobs.c.finished_at < older_than))).rowcount
+        return int(n or 0)
+
+    # -- the lease: one service per database ------------------------------------------
+
+    def acquire_lease(self, owner: str, ttl_s: float, *, steal_from: str | None = None
+                      ) -> None:
+        """Take (or renew) the database's lease for `ttl_s` seconds.
+
+        Raises LeaseHeldError when another owner holds an unexpired lease: two
+        services on one database would both recover and run the same jobs.
+        `steal_from` takes the lease from that holder even before it expires (the
+        caller knows it is dead). Taking it is one conditional UPDATE (ours,
+        expired, or the named dead holder's) or the first INSERT
+        (the primary key refuses a second), so two services starting together
+        cannot both win.
+        """
+        now = _now()
+        until = now + timedelta(seconds=ttl_s)
+        with self.engine.begin() as conn:  # one conditional UPDATE: atomic in either database
+            n = conn.execute(update(lease_table).where(
+                (lease_table.c.id == 1)
+                & ((lease_table.c.owner == owner) | (lease_table.c.expires_at < now)
+                   | (lease_table.c.owner == (steal_from or owner)))
+            ).values(owner=owner, expires_at=until)).rowcount
+        if n:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(lease_table.insert().values(id=1, owner=owner, expires_at=until))
+            return
+        except IntegrityError:
+            pass  # a row exists: another owner, not expired
+        with self.engine.connect() as conn:
+            row = conn.execute(select(lease_table).where(lease_table.c.id == 1)).first()
+        held_by = row.owner if row is not None else "?"
+        held_until = _utc(row.expires_at) if row is not None else None
+        raise LeaseHeldError(
+            f"the job database is in use by another service ({held_by}) until "
+            f"{held_until.isoformat(timespec='seconds') if held_until else '?'}; give this "
+            "one its own --database-url, or stop the other", held_by)
+
+    def release_lease(self, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(lease_table.delete().where(
+                (lease_table.c.id == 1) & (lease_table.c.owner == owner)))
 
     def release(self, job_id: str) -> None:
         """Put a running job back in the queue (graceful shutdown): the run does not count."""

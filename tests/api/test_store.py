@@ -1,20 +1,52 @@
-"""The job store on its own: versioned migrations and restart recovery."""
+"""The job store on its own, on SQLite and on a real PostgreSQL server the tests start.
+
+Versioned migrations, restart recovery, retention (delete, prune, snapshots
+dropped on finish) and the lease that keeps a second service off a database.
+PostgreSQL comes from the `pgserver` package (a dev extra): its own initdb and
+server in a temporary directory, stopped when the module ends.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from api.schemas import JobState
-from api.store import MIGRATIONS, JobStore
+from api.store import MIGRATIONS, JobStore, LeaseHeldError
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    s = JobStore(f"sqlite:///{tmp_path / 'sub' / 'jobs.db'}")
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pgserver = pytest.importorskip("pgserver", reason="pgserver (dev extra) not installed")
+    pytest.importorskip("psycopg", reason="psycopg (dev extra) not installed")
+    srv = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    try:
+        yield srv.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        srv.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    if request.param == "sqlite":
+        s = JobStore(f"sqlite:///{tmp_path / 'sub' / 'jobs.db'}")
+    else:
+        base = request.getfixturevalue("postgres_url")
+        db = f"t{uuid.uuid4().hex[:12]}"  # a fresh database per test
+        admin = JobStore(base)
+        with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.execute(text(f"CREATE DATABASE {db}"))
+        admin.close()
+        s = JobStore(base.replace("/postgres?", f"/{db}?", 1))
+        assert s.engine.dialect.name == "postgresql"
     s.migrate()
-    return s
+    yield s
+    s.close()
 
 
 def _job(store: JobStore) -> str:
@@ -66,3 +98,45 @@ def test_release_on_graceful_shutdown_does_not_count_the_run(store: JobStore) ->
     store.finish(job, JobState.SUCCEEDED)
     store.release(job)  # only running jobs are released
     assert store.get(job).state == JobState.SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_finishing_drops_the_snapshot_and_keeps_the_plan(store: JobStore) -> None:
+    job = store.create(snapshot_json='{"agents": []}' * 1000, solver="greedy", time_limit=1,
+                       seed=0, n_agents=1, n_tasks=0).id
+    store.mark_running(job)
+    store.finish(job, JobState.SUCCEEDED, plan_json='{"p": 1}', plan_status="optimal",
+                 objective=1.0, bound=1.0)
+    assert store.snapshot_json(job) == ""
+    assert store.plan_json(job) == '{"p": 1}'
+
+
+def test_delete_takes_finished_jobs_only(store: JobStore) -> None:
+    queued, done = _job(store), _job(store)
+    store.finish(done, JobState.CANCELLED)
+    assert store.delete(queued) is False and store.get(queued) is not None
+    assert store.delete(done) is True and store.get(done) is None
+    assert store.delete(done) is False
+
+
+def test_prune_deletes_jobs_finished_before_the_cutoff(store: JobStore) -> None:
+    old, running = _job(store), _job(store)
+    store.mark_running(running)
+    store.finish(old, JobState.SUCCEEDED)
+    assert store.prune(older_than=datetime.now(UTC) - timedelta(hours=1)) == 0
+    assert store.prune(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert store.get(old) is None and store.get(running) is not None
+
+
+def test_one_service_per_database(store: JobStore) -> None:
+    store.acquire_lease("first", ttl_s=30)
+    store.acquire_lease("first", ttl_s=30)  # renewing is fine
+    with pytest.raises(LeaseHeldError, match="first"):
+        store.acquire_lease("second", ttl_s=30)
+    store.release_lease("first")
+    store.acquire_lease("second", ttl_s=0.001)
+    import time
+
+    time.sleep(0.01)
+    store.acquire_lease("third", ttl_s=30)  # an expired lease (a dead service) is taken over
+    with pytest.raises(LeaseHeldError):
+        store.acquire_lease("second", ttl_s=30)
