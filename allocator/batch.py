@@ -19,6 +19,14 @@ input is reported in its result and the others still run.
 new or changed, re-solves it warm from the previous plan and writes the new
 plan and its migrations. Time comes from an injectable :class:`Clock` (tests
 use a fake one), and the loop stops between ticks when its stop event is set.
+
+A watched input is taken only once it is complete: when a `NAME.ready` marker
+exists next to it (for `NAME.json` or a table directory `NAME`; the writer
+creates it after the input is written), or else when its size and
+modification time (for a table directory, of every table in it) have not
+changed for `settle` seconds and do not change while it is read. Writers that
+can, should write to a hidden temporary and rename (hidden files are
+ignored) or drop the marker; the settle time is for the ones that cannot.
 """
 
 from __future__ import annotations
@@ -240,13 +248,27 @@ def latest_input(directory: Path, *, exclude: Path | None = None) -> Path | None
     return max(cands)[2] if cands else None
 
 
+def input_signature(path: Path) -> tuple[int, float] | None:
+    """(total size, newest modification time) of an input file or table directory."""
+    try:
+        if path.is_dir():
+            files = [f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")]
+            stats = [f.stat() for f in files]
+            return (sum(s.st_size for s in stats),
+                    max([path.stat().st_mtime, *(s.st_mtime for s in stats)]))
+        st = path.stat()
+        return st.st_size, st.st_mtime
+    except OSError:  # removed between the listing and the look
+        return None
+
+
 @dataclass
 class Tick:
     """One iteration of the loop and what it did."""
 
     seq: int
     at: float
-    action: Literal["solved", "unchanged", "no-input", "failed"]
+    action: Literal["solved", "unchanged", "no-input", "failed", "incomplete"]
     input: str | None = None
     plan: str | None = None
     migrations: int | None = None
@@ -266,13 +288,17 @@ class Watcher:
     def __init__(self, watch: str | Path, out: str | Path, *, every: float,
                  clock: Clock | None = None, solver: str | None = None,
                  time_limit: float | None = None,
-                 on_tick: Callable[[Tick], None] | None = None) -> None:
+                 on_tick: Callable[[Tick], None] | None = None, settle: float = 0.0,
+                 wall: Callable[[], float] = time.time) -> None:
         if not every > 0:
             raise InvalidInputError(f"must be > 0, got {every}", field="every")
         self.watch, self.out = Path(watch), Path(out)
         if not self.watch.is_dir():
             raise InvalidInputError("not a directory", field=str(self.watch))
         self.every = float(every)
+        if not settle >= 0:
+            raise InvalidInputError(f"must be >= 0, got {settle}", field="settle")
+        self.settle, self.wall = float(settle), wall
         self.clock: Clock = clock or RealClock()
         self.solver, self.time_limit, self.on_tick = solver, time_limit, on_tick
         self.previous: Plan | None = None
@@ -301,12 +327,24 @@ class Watcher:
             self.on_tick(t)
         return t
 
+    def _complete(self, path: Path) -> bool:
+        """Whether `path` is whole: its `.ready` marker, or unchanged for `settle` seconds."""
+        if path.with_name(path.name + ".ready").exists():
+            return True
+        sig = input_signature(path)
+        return sig is not None and self.wall() - sig[1] >= self.settle
+
     def _solve(self, seq: int, now: float, path: Path) -> Tick:
         try:
+            if not self._complete(path):
+                return Tick(seq, now, "incomplete", input=str(path))
+            before = input_signature(path)
             digest = fingerprint(path)
             if digest == self.last_digest:
                 return Tick(seq, now, "unchanged", input=str(path))
             snapshot: Snapshot = read_input(path)
+            if input_signature(path) != before:  # written to while we read it
+                return Tick(seq, now, "incomplete", input=str(path))
             warm = self.previous is not None
             plan = solve(snapshot, solver=self.solver, time_limit=self.time_limit,
                          previous=self.previous)

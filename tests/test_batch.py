@@ -307,3 +307,35 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, stderr
     assert "stopped after" in stdout and "solved" in stdout
+
+
+def test_watch_takes_a_file_only_once_complete(tmp_path: Path) -> None:
+    """A half-written snapshot is never solved: settle time, or the .ready marker."""
+    watch, out = tmp_path / "in", tmp_path / "out"
+    watch.mkdir()
+    text = (EXAMPLES / "priorities.json").read_text()
+    now = [1000.0]
+    w = Watcher(watch, out, every=1, clock=FakeClock(), solver="greedy", time_limit=2,
+                settle=2.0, wall=lambda: now[0])
+    path = watch / "s.json"
+    path.write_text(text[: len(text) // 2])  # half written, just now
+    os.utime(path, (now[0], now[0]))
+    assert w.tick().action == "incomplete"
+    now[0] += 1.0  # still within the settle time
+    assert w.tick().action == "incomplete"
+    path.write_text(text)  # the writer finishes
+    os.utime(path, (now[0], now[0]))
+    now[0] += 1.0
+    assert w.tick().action == "incomplete"  # changed 1 s ago: not settled yet
+    now[0] += 1.5
+    t = w.tick()
+    assert t.action == "solved", t
+    assert w.solves == 1
+
+    # The .ready marker: taken at once, however fresh.
+    other = watch / "t.json"
+    other.write_text(text)
+    os.utime(other, (now[0] + 10, now[0] + 10))
+    assert w.tick().action == "incomplete"
+    (watch / "t.json.ready").write_text("")
+    assert w.tick().action == "solved"

@@ -96,8 +96,14 @@ def run_watch(
     = None,
     time_limit: Annotated[float | None, typer.Option(help="Seconds per solve.")] = None,
     max_ticks: Annotated[int | None, typer.Option(help="Stop after this many ticks.")] = None,
+    settle: Annotated[str, typer.Option(
+        help="An input is taken once unchanged (size and mtime) this long, or at once when "
+        "NAME.ready exists next to it.")] = "2s",
 ) -> None:
     """Re-solve the newest snapshot in --watch periodically, warm from the previous plan.
+
+    An input is solved only once complete: a `NAME.ready` marker next to it, or
+    unchanged for --settle (a half-written file is never solved).
 
     Stops cleanly on SIGINT/SIGTERM (after the solve in progress, if any).
     """
@@ -114,7 +120,8 @@ def run_watch(
             console.print(f"[dim][{t.seq}] {t.action}[/]")
 
     watcher = Watcher(watch, out or watch / "plans", every=period, solver=solver,
-                      time_limit=time_limit, on_tick=on_tick)
+                      time_limit=time_limit, on_tick=on_tick,
+                      settle=0.0 if settle.strip() in ("0", "0s") else parse_duration(settle))
 
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
