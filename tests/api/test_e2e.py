@@ -133,11 +133,16 @@ def test_over_capacity_is_429_with_retry_after(client: httpx.Client) -> None:
             refused = r
             break
         ids.append(r.json()["id"])
-    assert refused is not None and len(ids) == 4
+    # Four are queued or running when the refusal comes (one more is accepted if one of
+    # them ended meanwhile, e.g. on a loaded machine).
+    assert refused is not None and len(ids) >= 4
+    states = [client.get(f"/v1/jobs/{j}").json()["state"] for j in ids]
+    assert sum(s in ("queued", "running") for s in states) <= 4, states
     assert_error(refused, 429, "capacity")
     assert int(refused.headers["retry-after"]) > 0
     for job_id in reversed(ids):
-        assert client.delete(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
+        assert client.delete(f"/v1/jobs/{job_id}").json()["state"] in (
+            "cancelled", "succeeded", "timed_out", "failed")
 
 
 @pytest.mark.parametrize(
