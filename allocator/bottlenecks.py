@@ -15,7 +15,7 @@ import numpy as np
 
 from allocator.bounds import LP_MAX_PAIRS, lp_relaxation
 from allocator.objectives import busy_time
-from allocator.problem import DENSE_CELLS, Problem
+from allocator.problem import DENSE_CELLS, Problem, capacity_limit
 from models import Plan
 from models.bottlenecks import (
     AgentBottleneck,
@@ -49,7 +49,7 @@ def _capacity_detail(problem: Problem, task: str, used: np.ndarray) -> str:
         free = problem.capacity[i] - used[i]
         short = [f"{problem.resources[r]} on {problem.agent_ids[i]} (needs {need[r]:g}, "
                  f"{max(free[r], 0.0):g} free)"
-                 for r in range(problem.n_resources) if need[r] > free[r] * (1 + 1e-9) + 1e-12]
+                 for r in range(problem.n_resources) if need[r] > capacity_limit(free[r])]
         parts.extend(short[:1])
     if not parts:
         return "capacity exhausted on its eligible agents by other tasks"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from allocator.problem import Problem
+from allocator.problem import Problem, capacity_limit
 from models import Unassigned, UnassignedReason
 
 
@@ -67,7 +67,7 @@ def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
         worst = []
         for k, r in enumerate(problem.resources):
             need = problem.demand[cands, j, k]
-            if np.all(need > problem.capacity[cands, k] * (1 + 1e-9) + 1e-12):
+            if np.all(need > capacity_limit(problem.capacity[cands, k])):
                 worst.append(
                     f"{r} {_fmt(float(need.min()))} > max capacity "
                     f"{_fmt(float(problem.capacity[cands, k].max()))}"
@@ -94,7 +94,7 @@ def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
         used = capacity_used(problem, agent_of)
     free = problem.capacity[elig] - used[elig]
     need = problem.pair_demand(elig, np.full(elig.size, j))
-    short = np.any(need > free * (1 + 1e-9) + 1e-12, axis=1)
+    short = np.any(need > capacity_limit(free), axis=1)
     if short.all():
         return Unassigned(
             task=tid,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 
@@ -18,8 +19,19 @@ from allocator.errors import InvalidInputError
 from models import AgentStatus, Snapshot
 
 #: Slack allowed when comparing a sum of float demands with a capacity, so
-#: that 0.1 + 0.2 fits in 0.3. Relative to the capacity.
+#: that 0.1 + 0.2 fits in 0.3: relative to the capacity, plus an absolute
+#: part for zero capacities. Used only through :func:`capacity_limit`
+#: (re-exported by allocator.constraints, where the hard rules live).
 CAPACITY_RTOL = 1e-9
+CAPACITY_ATOL = 1e-12
+
+
+_Cap = TypeVar("_Cap", float, np.ndarray)
+
+
+def capacity_limit(capacity: _Cap) -> _Cap:
+    """The most demand a capacity holds: the capacity with the shared float tolerance."""
+    return capacity * (1 + CAPACITY_RTOL) + CAPACITY_ATOL
 
 #: Agent / task indices accepted by the pairwise accessors: arrays or scalars.
 Index = np.ndarray | int | np.integer
@@ -108,7 +120,7 @@ class Problem:
     @cached_property
     def fits_alone(self) -> np.ndarray:
         """[m, n] task j's demand fits agent i's capacity when the agent is empty."""
-        cap = self.capacity * (1 + CAPACITY_RTOL) + 1e-12
+        cap = capacity_limit(self.capacity)
         # One resource at a time: an [m, n] mask, never an [m, n, R] temporary.
         ok = np.ones((self.m, self.n), dtype=bool)
         for r in range(self.n_resources):
@@ -234,6 +246,22 @@ class Problem:
     def has_time_constraints(self) -> bool:
         """Whether start times matter beyond packing: releases after now or deadlines."""
         return bool(np.any(self.release > self.now) or np.any(np.isfinite(self.deadline)))
+
+    @cached_property
+    def needs_schedule(self) -> bool:
+        """Whether start times change the objective or feasibility.
+
+        True when a hard deadline or weighted tardiness meets releases or
+        deadlines, or when makespan is weighted and releases or concurrency
+        above 1 make it differ from the busiest agent's busy time. Then the
+        exact models need the scheduling formulation (intervals); otherwise
+        the assignment model captures the snapshot's objective exactly.
+        """
+        w = self.snapshot.weights
+        timed = self.has_time_constraints and (w.tardiness > 0 or bool(self.hard_deadline.any()))
+        lanes = w.makespan > 0 and bool(
+            np.any(self.release > self.now) or np.any(self.concurrency > 1))
+        return bool(timed or lanes)
 
     @cached_property
     def migration_matrix(self) -> np.ndarray:

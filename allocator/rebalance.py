@@ -47,7 +47,7 @@ from ortools.sat.python import cp_model
 
 from allocator.metrics import jain_index, max_mean_ratio, variance
 from allocator.objectives import build_schedule, busy_time
-from allocator.problem import CAPACITY_RTOL, Problem, compile_snapshot
+from allocator.problem import Problem, capacity_limit, compile_snapshot
 from allocator.solvers.base import Budget, WarmStart, assignment_from_plan, make_plan
 from allocator.solvers.cpsat import solve_cpsat_arrays
 from allocator.solvers.greedy import construct, repair, task_order
@@ -194,7 +194,7 @@ def _used(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
 
 
 def _cap(problem: Problem) -> np.ndarray:
-    return problem.capacity * (1 + CAPACITY_RTOL) + 1e-12
+    return capacity_limit(problem.capacity)
 
 
 def _hard_deadlines_ok(problem: Problem, agent_of: np.ndarray,

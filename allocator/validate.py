@@ -121,6 +121,18 @@ def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
                 out.append(Violation("capacity", f"{a!r} holds {v:g} {r} > capacity {c:g}",
                                      agent=a))
 
+    # A migration: a placed task on another agent than its current one.
+    max_moves = snapshot.options.max_migrations
+    if max_moves is not None:
+        moved = [asg.task for asg in plan.assignments
+                 if asg.task in tasks and tasks[asg.task].current_agent is not None
+                 and asg.agent != tasks[asg.task].current_agent]
+        if len(moved) > max_moves:
+            out.append(Violation("max_migrations",
+                                 f"{len(moved)} tasks leave their current agent "
+                                 f"(options.max_migrations = {max_moves}): {', '.join(moved[:5])}"
+                                 + (" ..." if len(moved) > 5 else "")))
+
     for a, spans in per_agent.items():
         limit = agents[a].concurrency
         # Sweep: ends before starts at equal times, so back-to-back is not overlap.

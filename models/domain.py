@@ -235,6 +235,8 @@ class SolveOptions(_Strict):
     time_limit: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 10.0
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     workers: Annotated[int, Field(ge=1, le=256)] = 2
+    #: Hard cap on migrations: placed tasks on another agent than their
+    #: `current_agent` (leaving a task out is not a migration). None: no cap.
     max_migrations: Annotated[int, Field(ge=0)] | None = None
 
 

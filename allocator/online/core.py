@@ -67,7 +67,6 @@ from allocator.online.placement import PLACEMENTS
 from allocator.online.policies import Policy, make_policy
 from allocator.online.ratelimit import AgentLimiter
 from allocator.online.state import (
-    CAPACITY_RTOL,
     DEFERRED,
     DONE,
     EWMA_ALPHA,
@@ -82,6 +81,7 @@ from allocator.online.state import (
     eligible,
 )
 from allocator.online.stealing import plan_probe, plan_steal, victims_of
+from allocator.problem import capacity_limit
 from models import Agent, AgentStatus, Plan, Snapshot, Task, Weights
 
 # Timer kinds.
@@ -589,7 +589,7 @@ class Executor:
 
     def _fits(self, a: AgentState, spec: TaskSpec) -> bool:
         for r, d in spec.demand:
-            if a.used.get(r, 0.0) + d > a.capacity.get(r, 0.0) * (1 + CAPACITY_RTOL):
+            if a.used.get(r, 0.0) + d > capacity_limit(a.capacity.get(r, 0.0)):
                 return False
         return True
 

@@ -12,6 +12,7 @@ from allocator.online.breaker import CircuitBreaker
 from allocator.online.events import TaskSpec
 from allocator.online.queues import PlanQueue, TaskQueue
 from allocator.online.ratelimit import AgentLimiter
+from allocator.problem import capacity_limit
 from models import Agent, AgentStatus
 
 # Task phases (ints: compared on every event).
@@ -21,8 +22,6 @@ PHASE_NAMES = ("submitted", "deferred", "queued", "running", "done")
 #: Weight of a new observation in the agent-speed and token-ratio EWMAs:
 #: 0.1 follows a change within ~10 tasks without chasing single outliers.
 EWMA_ALPHA = 0.1
-#: Relative slack when comparing summed demand with capacity (0.1 + 0.2 fits 0.3).
-CAPACITY_RTOL = 1e-9
 
 Signature = tuple[Any, ...]
 
@@ -150,6 +149,6 @@ def eligible(a: AgentState, spec: TaskSpec) -> bool:
             return False
     if not spec.demand:
         return True
-    return all(d <= a.capacity.get(r, 0.0) * (1 + CAPACITY_RTOL) for r, d in spec.demand)
+    return all(d <= capacity_limit(a.capacity.get(r, 0.0)) for r, d in spec.demand)
 
 

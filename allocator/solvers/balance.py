@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from allocator.bounds import makespan_bound
-from allocator.problem import CAPACITY_RTOL, Problem
+from allocator.problem import Problem, capacity_limit
 from allocator.solvers.base import Budget, WarmStart, make_plan, register
 from models import Plan, PlanStatus
 
@@ -58,7 +58,7 @@ def lpt_assign(
     agent_of = np.full(n, -1, dtype=np.int64)
     rate = speed * lanes  # busy time per work unit is 1 / rate
     load = np.zeros(m)
-    free = capacity * (1 + CAPACITY_RTOL) + 1e-12
+    free = capacity_limit(capacity)
     members = [np.flatnonzero(row) for row in group_agents]
     inv_rate = [1.0 / rate[idx] for idx in members]
     multi_lane = bool(np.any(lanes > 1))
@@ -129,7 +129,7 @@ def improve_makespan(
     rate = speed * lanes
     on = agent_of >= 0
     load = np.bincount(agent_of[on], weights=work[on] / rate[agent_of[on]], minlength=m)
-    free = capacity * (1 + CAPACITY_RTOL) + 1e-12
+    free = capacity_limit(capacity)
     used = np.zeros_like(free)
     np.add.at(used, agent_of[on], demand[on])
     free = free - used
@@ -227,10 +227,10 @@ def _repair_pairs(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
     d = problem.pair_demand(out[on], on)
     used = np.zeros_like(problem.capacity)
     np.add.at(used, out[on], d)
-    over = np.any(used > problem.capacity * (1 + CAPACITY_RTOL) + 1e-12, axis=1)
+    over = np.any(used > capacity_limit(problem.capacity), axis=1)
     for i in np.flatnonzero(over).tolist():
         js = on[out[on] == i]
-        cap = problem.capacity[i] * (1 + CAPACITY_RTOL) + 1e-12
+        cap = capacity_limit(problem.capacity[i])
         tot = problem.pair_demand(np.full(js.size, i), js).sum(axis=0)
         for j in js.tolist():
             if np.all(tot <= cap):

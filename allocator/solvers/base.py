@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from allocator.constraints import enforce
 from allocator.errors import UnknownSolverError
 from allocator.explain import capacity_used, explain_unassigned
 from allocator.metrics import plan_metrics
@@ -95,13 +96,8 @@ def solver_names() -> dict[str, str]:
 
 
 def use_scheduling_model(problem: Problem) -> bool:
-    """Whether start times change the objective or feasibility (see allocator.solvers.cpsat)."""
-    w = problem.snapshot.weights
-    timed = problem.has_time_constraints and (w.tardiness > 0 or bool(problem.hard_deadline.any()))
-    lanes = w.makespan > 0 and bool(
-        np.any(problem.release > problem.now) or np.any(problem.concurrency > 1)
-    )
-    return bool(timed or lanes)
+    """Whether start times change the objective or feasibility (:attr:`Problem.needs_schedule`)."""
+    return problem.needs_schedule
 
 
 def make_plan(
@@ -116,8 +112,21 @@ def make_plan(
     solutions: list[SolutionPoint] | None = None,
     message: str | None = None,
 ) -> Plan:
-    """Turn an assignment into a full Plan: schedule, objective terms, metrics, reasons."""
+    """Turn an assignment into a full Plan: schedule, objective terms, metrics, reasons.
+
+    The assignment first goes through :func:`allocator.constraints.enforce`,
+    so no plan breaks a hard rule whatever the backend; a backend whose
+    assignment needed it loses any optimality claim and the message says so.
+    """
     agent_of = np.asarray(agent_of, dtype=np.int64)
+    kept = enforce(problem, agent_of, order_key)
+    if not np.array_equal(kept, agent_of):
+        changed = int((kept != agent_of).sum())
+        note = f"{changed} task(s) moved or left out to keep the hard constraints"
+        message = f"{message}; {note}" if message else note
+        if status == PlanStatus.OPTIMAL:
+            status = PlanStatus.FEASIBLE
+        agent_of = kept
     schedule = build_schedule(problem, agent_of, order_key)
     values = evaluate(problem, schedule)
     weights = term_weights(problem)

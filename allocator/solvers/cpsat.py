@@ -204,8 +204,8 @@ def solve_cpsat_arrays(
     mig = problem.migration_matrix
     for j in np.flatnonzero(problem.current >= 0).tolist():
         c = int(problem.current[j])
-        moved = 1 - u[j] - x.get((c, j), 0)
-        moved_exprs.append(moved)
+        # A migration is a placement away from home (allocator.constraints).
+        moved_exprs += [x[i, j] for i in pairs[j] if i != c]
         if w.migrations:
             for i in pairs[j]:
                 if i != c and mig[i, j]:

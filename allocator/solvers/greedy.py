@@ -16,7 +16,7 @@ import heapq
 
 import numpy as np
 
-from allocator.problem import CAPACITY_RTOL, Problem
+from allocator.problem import Problem, capacity_limit
 from allocator.solvers.base import Budget, WarmStart, make_plan, register
 from models import Plan, PlanStatus
 
@@ -57,7 +57,7 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None
     order_key = np.full(n, np.inf)
     if n == 0 or m == 0:
         return agent_of, order_key
-    free = problem.capacity.copy() * (1 + CAPACITY_RTOL) + 1e-12
+    free = capacity_limit(problem.capacity)
     lane_load = np.zeros(m)  # busy time / concurrency
     lanes = [[problem.now] * int(k) for k in problem.concurrency]  # heaps of lane free times
     earliest = np.full(m, problem.now)  # the first free lane of each agent
@@ -123,7 +123,7 @@ def regret_assign(problem: Problem, score: np.ndarray | None = None) -> np.ndarr
     """
     m, n = problem.m, problem.n
     agent_of = np.full(n, -1, dtype=np.int64)
-    free = problem.capacity.copy() * (1 + CAPACITY_RTOL) + 1e-12
+    free = capacity_limit(problem.capacity)
     score = _score_matrix(problem) if score is None else score
     demand = problem.demand
     open_ = np.ones(n, dtype=bool)
@@ -161,7 +161,7 @@ def repair(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
     used = np.zeros_like(problem.capacity)
     for j in np.flatnonzero(agent_of >= 0):
         used[agent_of[j]] += demand[agent_of[j], j]
-    cap = problem.capacity * (1 + CAPACITY_RTOL) + 1e-12
+    cap = capacity_limit(problem.capacity)
     score = _score_matrix(problem)
     for j in np.flatnonzero(agent_of < 0):
         best: tuple[float, int, int, int] | None = None

@@ -1,6 +1,6 @@
 """The assignment model as sparse arrays, shared by `milp`, the LP bound, local search and LNS.
 
-When start times do not matter (see :func:`allocator.solvers.cpsat.use_scheduling_model`)
+When start times do not matter (see :attr:`allocator.problem.Problem.needs_schedule`)
 the snapshot's objective is *linear* in the assignment except for two load
 terms:
 
@@ -28,8 +28,7 @@ from functools import cached_property
 
 import numpy as np
 
-from allocator.problem import CAPACITY_RTOL, Problem
-from allocator.solvers.base import use_scheduling_model
+from allocator.problem import Problem, capacity_limit
 
 #: Above this many eligible pairs the dense helpers (position table, score
 #: matrix) would cost too much memory; callers fall back to other paths.
@@ -82,7 +81,7 @@ def _quiet_fd1():  # type: ignore[no-untyped-def]
 
 def is_linear(problem: Problem) -> bool:
     """Whether the assignment model captures the snapshot's objective exactly."""
-    return not use_scheduling_model(problem)
+    return not problem.needs_schedule
 
 
 @dataclass(eq=False)
@@ -225,7 +224,7 @@ def build_linear(problem: Problem) -> LinearModel:
     if w.migrations and moved.any():
         c = c + w.migrations * problem.migration_matrix[I, J]
     a = problem.demand[I, J] if problem.demand_override else problem.demand_base[J]
-    cap = problem.capacity * (1 + CAPACITY_RTOL) + 1e-12
+    cap = capacity_limit(problem.capacity)
     dur = problem.duration[I, J] / problem.concurrency[I]
     return LinearModel(
         problem=problem, I=I, J=J, c=np.asarray(c, dtype=float),

@@ -44,6 +44,12 @@ from pymoo.operators.crossover.ux import UniformCrossover
 from pymoo.optimize import minimize
 from pymoo.termination.max_gen import MaximumGenerationTermination
 
+from allocator.constraints import (
+    assignment_feasible,
+    enforce,
+    migration_cap,
+    used_capacity,
+)
 from allocator.objectives import (
     build_schedule,
     busy_time,
@@ -55,7 +61,7 @@ from allocator.objectives import (
     term_unassigned,
 )
 from allocator.pareto import build_front, nondominated, parse_objectives
-from allocator.problem import CAPACITY_RTOL, Problem, compile_snapshot
+from allocator.problem import Problem, capacity_limit, compile_snapshot
 from allocator.solvers.base import Budget, WarmStart, register
 from allocator.solvers.cpsat import solve_cpsat_arrays
 from allocator.solvers.greedy import construct
@@ -232,6 +238,7 @@ class ParetoLocalSearch:
 
     def __init__(self, problem: Problem, ev: Evaluator, cap: np.ndarray):
         self.p, self.ev, self.cap = problem, ev, cap
+        self.cap_migrations = migration_cap(problem)
 
     def _step(self, a: np.ndarray, f: np.ndarray, used: np.ndarray, name: str
               ) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -241,12 +248,18 @@ class ParetoLocalSearch:
             for j, i in move:
                 b[j] = i
             g = self.ev.values(b)
-            if np.all(g <= f + 1e-12) and np.any(g < f - 1e-12):
+            if np.all(g <= f + 1e-12) and np.any(g < f - 1e-12) and self._keeps_hard(b):
                 for j, i in move:
                     used[a[j]] -= self.p.demand[a[j], j]
                     used[i] += self.p.demand[i, j]
                 return b, g, True
         return a, f, False
+
+    def _keeps_hard(self, b: np.ndarray) -> bool:
+        """Capacity and eligibility hold by construction of the moves; the rest is checked."""
+        if self.cap_migrations is None and not self.p.hard_deadline.any():
+            return True
+        return assignment_feasible(self.p, b)
 
     def improve(self, a: np.ndarray, used: np.ndarray, rng: np.random.Generator,
                 steps: int) -> np.ndarray:
@@ -415,7 +428,7 @@ class CapacityRepair(Repair):
         self.enc = enc
         self.proxy = proxy_scores(problem, ev.objectives)
         self.rng = np.random.default_rng(seed)
-        self.cap = problem.capacity * (1 + CAPACITY_RTOL) + 1e-12
+        self.cap = capacity_limit(problem.capacity)
         self.ls = ParetoLocalSearch(problem, ev, self.cap)
         self.ls_prob, self.ls_steps = ls_prob, ls_steps
 
@@ -463,6 +476,12 @@ class CapacityRepair(Repair):
                 to = int(np.flatnonzero(ok)[np.argmin(score[ok, j])])
                 a[j] = to
                 used[to] += demand[to, j]
+        # Migration cap and hard deadlines (list schedule in default order, as
+        # the Evaluator and the plan builder schedule it): the shared repair.
+        b = enforce(p, a)
+        if not np.array_equal(a, b):
+            a = b
+            used = used_capacity(p, a)
         if local_search and self.ls_steps and self.rng.random() < self.ls_prob:
             a = self.ls.improve(a, used, self.rng, self.ls_steps)
         return enc.encode(a)
@@ -620,7 +639,10 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
         greedy_vals.append(ev.values(a))
     G = np.array(greedy_vals)
     scale = G.max(axis=0) - G.min(axis=0)
-    scale = np.where(scale > 0, scale, np.maximum(np.abs(G).max(axis=0), 1.0))
+    # A spread at float noise (1e-16 between equal plans) would make weights of
+    # 1e15 and more, which compile_snapshot refuses: treat it as no spread.
+    size = np.maximum(np.abs(G).max(axis=0), 1.0)
+    scale = np.where(scale > 1e-9 * size, scale, size)
     ws = weightings(objectives, scale)
     for w in ws[len(objectives):]:
         seeds.append(construct(_weighted(problem, w)))
