@@ -4,8 +4,8 @@
   Plans (via ``make_plan``); objective values are re-read from each plan's
   breakdown, i.e. computed by allocator.objectives, and only mutually
   non-dominated plans are kept.
-* :func:`exact_front` computes the exact bi-objective front of a small,
-  untimed instance by an epsilon-constraint sweep with CP-SAT.
+* The exact bi-objective front (an epsilon-constraint sweep) is a solve and
+  lives in :mod:`allocator.solvers.exact_front`.
 * :func:`hypervolume` (pymoo's HV) and :func:`igd_plus` (pymoo's IGD+) measure
   a front in a space normalised by a stated ideal and nadir point; the
   reference point is ``nadir + REF_MARGIN * (nadir - ideal)``, i.e.
@@ -16,13 +16,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from ortools.sat.python import cp_model
 from pymoo.indicators.hv import HV
 from pymoo.indicators.igd_plus import IGDPlus
 
@@ -37,11 +35,6 @@ if TYPE_CHECKING:  # solvers import this module; import them lazily to avoid a c
 #: the ideal-to-nadir range of each objective (the common 10 % convention).
 REF_MARGIN = 0.1
 
-#: Objectives the exact sweep can model exactly on the assignment variables.
-EXACT_OBJECTIVES = ("cost", "makespan", "imbalance", "migrations")
-
-#: Largest integer scale the exact model tries for objective coefficients.
-_MAX_POW10 = 6
 
 
 def parse_objectives(spec: str | Sequence[str]) -> list[str]:
@@ -89,12 +82,19 @@ def build_front(
     proven: bool = False,
     seed: int | None = None,
     message: str | None = None,
+    point_proven: Sequence[bool] | None = None,
 ) -> ParetoFront:
-    """Plans for the assignments, non-dominated filtered, sorted by objective vector."""
+    """Plans for the assignments, non-dominated filtered, sorted by objective vector.
+
+    `point_proven[k]` says whether assignment k is proven Pareto-optimal (exact
+    fronts); it is carried to the point it becomes.
+    """
     from allocator.solvers.base import make_plan
 
     objectives = list(objectives)
     plans = []
+    flags: list[bool | None] = (list(point_proven) if point_proven is not None
+                                else [None] * len(assignments))
     for a in assignments:
         plan = make_plan(problem, np.asarray(a, dtype=np.int64), solver=method,
                          status=PlanStatus.FEASIBLE, budget=budget)
@@ -107,6 +107,7 @@ def build_front(
     # (unassigned tasks are a constraint, not an objective; see docs/pareto.md).
     pen = np.array([v["unassigned"] for _, v in plans])
     ok = pen <= pen.min() + 1e-9 * max(1.0, abs(pen.min()))
+    flags = [f for f, good in zip(flags, ok, strict=True) if good]
     plans = [p for p, good in zip(plans, ok, strict=True) if good]
     F = np.array([[v[k] for k in objectives] for _, v in plans])
     mask = nondominated(F)
@@ -119,7 +120,7 @@ def build_front(
             "message": f"pareto point {rank + 1}/{idx.size} ({method}): "
                        + ", ".join(f"{k}={values[k]:g}" for k in objectives)})
         points.append(ParetoPoint(objectives={k: float(values[k]) for k in objectives},
-                                  plan=plan))
+                                  plan=plan, proven=flags[i]))
     front = ParetoFront(objectives=objectives, method=method, points=points, proven=proven,
                         seed=seed, wall_time_s=budget.elapsed(), message=message)
     return with_hypervolume(front)
@@ -295,203 +296,3 @@ def pick(front: ParetoFront, spec: str) -> Pick:
     cand = np.flatnonzero(ok)
     i = int(cand[np.argmin(F[cand, names.index(rule.target)])])
     return Pick(i, "min", f"least {rule.target} subject to {bounds_txt}")
-
-
-# ---------------------------------------------------------------------------
-# Exact bi-objective front (epsilon-constraint sweep with CP-SAT)
-
-
-def _pow10_scale(values: np.ndarray) -> tuple[float, bool]:
-    """Smallest power of ten making all values integers; (1e6, False) when none does."""
-    v = np.abs(np.asarray(values, dtype=float))
-    v = v[np.isfinite(v)]
-    for p in range(_MAX_POW10 + 1):
-        f = 10.0**p
-        s = v * f
-        if np.all(np.abs(s - np.round(s)) <= 1e-9 * np.maximum(1.0, s)):
-            return f, True
-    return 10.0**_MAX_POW10, False
-
-
-def exact_supported(problem: Problem, objectives: Sequence[str]) -> str | None:
-    """Why the exact sweep cannot handle this instance, or None when it can."""
-    if len(objectives) != 2:
-        return "the exact front is bi-objective: give exactly 2 objectives"
-    bad = [o for o in objectives if o not in EXACT_OBJECTIVES]
-    if bad:
-        return f"the exact sweep does not model {bad[0]} (supported: {', '.join(EXACT_OBJECTIVES)})"
-    if problem.has_time_constraints:
-        return "the exact sweep needs an untimed instance (no releases after now, no deadlines)"
-    if ({"makespan", "imbalance"} & set(objectives)) and np.any(problem.concurrency != 1):
-        return "the exact sweep models makespan and imbalance only for agents with concurrency 1"
-    return None
-
-
-@dataclass
-class _ExactModel:
-    model: cp_model.CpModel
-    x: dict[tuple[int, int], cp_model.IntVar]
-    exprs: dict[str, cp_model.LinearExprT]
-    exact: bool
-
-
-def _build_exact(problem: Problem, objectives: Sequence[str], limits: dict[str, int],
-                 all_placed: bool, max_penalty: int | None) -> _ExactModel:
-    """Assignment model with objective expressions and `expr <= limit` constraints."""
-    m, n = problem.m, problem.n
-    elig = problem.eligible
-    model = cp_model.CpModel()
-    x: dict[tuple[int, int], cp_model.IntVar] = {}
-    u: list[cp_model.IntVar] = []
-    exact = True
-    for j in range(n):
-        for i in np.flatnonzero(elig[:, j]).tolist():
-            x[i, j] = model.new_bool_var(f"x{i}_{j}")
-        uj = model.new_bool_var(f"u{j}")
-        u.append(uj)
-        if all_placed and any(elig[:, j]):
-            model.add(uj == 0)
-        model.add_exactly_one([x[i, j] for i in np.flatnonzero(elig[:, j]).tolist()] + [uj])
-    by_agent: list[list[int]] = [[] for _ in range(m)]
-    for i, j in x:
-        by_agent[i].append(j)
-    demand = problem.demand
-    for r in range(problem.n_resources):
-        f, ok = _pow10_scale(np.concatenate([demand[:, :, r].ravel(), problem.capacity[:, r]]))
-        exact &= ok
-        for i in range(m):
-            js = by_agent[i]
-            coefs = [math.ceil(v * f - 1e-6) for v in demand[i, js, r]]
-            cap = math.floor(problem.capacity[i, r] * f + 1e-6)
-            if js and sum(coefs) > cap:
-                model.add(sum(c * x[i, j] for c, j in zip(coefs, js, strict=True) if c) <= cap)
-
-    exprs: dict[str, cp_model.LinearExprT] = {}
-    if max_penalty is not None:
-        fp, ok = _pow10_scale(problem.unassigned_penalty)
-        exact &= ok
-        pen = sum(round(problem.unassigned_penalty[j] * fp) * u[j] for j in range(n))
-        exprs["unassigned"] = pen
-        if max_penalty >= 0:
-            model.add(pen <= max_penalty)
-    for name in objectives:
-        if name == "cost":
-            f, ok = _pow10_scale(np.array([problem.cost[i, j] for i, j in x] or [0.0]))
-            exact &= ok
-            exprs[name] = sum(round(problem.cost[i, j] * f) * v for (i, j), v in x.items())
-        elif name in ("makespan", "imbalance"):
-            f, ok = _pow10_scale(np.array([problem.duration[i, j] for i, j in x] or [0.0]))
-            exact &= ok
-            horizon = sum(round(problem.duration[i, j] * f) for (i, j) in x) + 1
-            loads = [sum(round(problem.duration[i, j] * f) * x[i, j] for j in by_agent[i])
-                     for i in range(m)]
-            hi = model.new_int_var(0, horizon, f"{name}_max")
-            if name == "makespan":
-                for i in range(m):
-                    if by_agent[i]:
-                        model.add(hi >= loads[i])
-                exprs[name] = hi
-            else:
-                lo = model.new_int_var(0, horizon, "load_min")
-                for i in np.flatnonzero(problem.up).tolist():
-                    model.add(hi >= loads[i])
-                    model.add(lo <= loads[i])
-                exprs[name] = hi - lo
-        elif name == "migrations":
-            f, ok = _pow10_scale(problem.migration_cost)
-            exact &= ok
-            terms = []
-            for j in np.flatnonzero(problem.current >= 0).tolist():
-                c = int(problem.current[j])
-                terms.append(round(problem.migration_cost[j] * f) * (1 - u[j] - x.get((c, j), 0)))
-            exprs[name] = sum(terms)
-    for name, lim in limits.items():
-        model.add(exprs[name] <= lim)
-    return _ExactModel(model, x, exprs, exact)
-
-
-def _solve(em: _ExactModel, target: str | None, problem: Problem, *, budget: Budget,
-           seed: int, hint: np.ndarray | None) -> tuple[Any, np.ndarray | None, int]:
-    """Minimise one expression (None: any feasible solution); (status, agent_of, value)."""
-    # Status codes are compared with cp_model.OPTIMAL etc. by the caller.
-    if target is not None:
-        em.model.minimize(em.exprs[target])
-    if hint is not None:
-        for (i, j), v in em.x.items():
-            em.model.add_hint(v, int(hint[j] == i))
-    solver = cp_model.CpSolver()
-    solver.parameters.random_seed = int(seed)
-    solver.parameters.num_workers = max(1, budget.workers)
-    solver.parameters.max_time_in_seconds = max(budget.remaining(), 0.01)
-    code = solver.solve(em.model)
-    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return code, None, 0
-    agent_of = np.full(problem.n, -1, dtype=np.int64)
-    for (i, j), v in em.x.items():
-        if solver.boolean_value(v):
-            agent_of[j] = i
-    return code, agent_of, (round(solver.objective_value) if target is not None else 0)
-
-
-def exact_front(problem: Problem, objectives: Sequence[str], *, budget: Budget,
-                seed: int = 0) -> ParetoFront:
-    """The exact bi-objective front by an epsilon-constraint sweep with CP-SAT.
-
-    First the least unassigned penalty is found and fixed (unassigned tasks
-    are a constraint here as in NSGA-II). Then, starting from the
-    lexicographic minimum of (f1, f2), each step minimises f1 subject to
-    f2 < (previous f2), then f2 subject to that f1 value, until infeasible.
-    Every point is Pareto-optimal when each solve is proven optimal and the
-    integer scaling is exact; `proven` says whether both held.
-    """
-    objectives = list(objectives)
-    why = exact_supported(problem, objectives)
-    if why:
-        raise InvalidInputError(why, field="exact")
-    f1, f2 = objectives
-    proven = True
-    # Least unassigned penalty first (0 in the common case: everything placed).
-    em = _build_exact(problem, objectives, {}, all_placed=True, max_penalty=None)
-    code, hint, _ = _solve(em, None, problem, budget=budget, seed=seed, hint=None)
-    all_placed = code in (cp_model.OPTIMAL, cp_model.FEASIBLE)
-    max_pen: int | None = None
-    if not all_placed:
-        em = _build_exact(problem, objectives, {}, all_placed=False, max_penalty=-1)
-        code, hint, pen = _solve(em, "unassigned", problem, budget=budget, seed=seed, hint=None)
-        if hint is None:
-            return ParetoFront(objectives=objectives, method="exact", proven=False, seed=seed,
-                               wall_time_s=budget.elapsed(),
-                               message="no solution within the time limit")
-        proven &= code == cp_model.OPTIMAL
-        max_pen = pen
-    sols: list[np.ndarray] = []
-    limits: dict[str, int] = {}
-    solves = 0
-    while budget.remaining() > 0:
-        em = _build_exact(problem, objectives, limits, all_placed, max_pen)
-        code, a, v1 = _solve(em, f1, problem, budget=budget, seed=seed, hint=hint)
-        solves += 1
-        if a is None:
-            if code != cp_model.INFEASIBLE:
-                proven = False  # out of time: the front may be incomplete
-            break
-        proven &= code == cp_model.OPTIMAL and em.exact
-        em = _build_exact(problem, objectives, {**limits, f1: v1}, all_placed, max_pen)
-        code, b, v2 = _solve(em, f2, problem, budget=budget, seed=seed, hint=a)
-        solves += 1
-        if b is None:  # out of time: keep the first solution and stop
-            proven = False
-            sols.append(a)
-            break
-        proven &= code == cp_model.OPTIMAL
-        sols.append(b)
-        hint = b
-        limits = {f2: v2 - 1}
-    else:
-        proven = False
-    msg = f"epsilon-constraint sweep: {solves} CP-SAT solves"
-    if not proven:
-        msg += " (not proven: a solve hit the time limit or the scaling was inexact)"
-    return build_front(problem, objectives, sols, method="exact", budget=budget, proven=proven,
-                       seed=seed, message=msg)
-

@@ -49,6 +49,7 @@ from allocator.metrics import jain_index, max_mean_ratio, variance
 from allocator.objectives import build_schedule, busy_time
 from allocator.problem import Problem, capacity_limit, compile_snapshot
 from allocator.solvers.base import Budget, WarmStart, assignment_from_plan, make_plan
+from allocator.solvers.cp_core import build_core, int_scale
 from allocator.solvers.cpsat import solve_cpsat_arrays
 from allocator.solvers.greedy import construct, repair, task_order
 from models import AgentStatus, Plan, PlanStatus, Snapshot, Unassigned
@@ -165,27 +166,6 @@ class RebalanceResult:
 # --------------------------------------------------------------------------- helpers
 
 
-def _integral_scale(values: np.ndarray, limit: float, *, of_sum: bool = True
-                    ) -> tuple[float, bool]:
-    """(factor, exact): the smallest power of ten making `values` integral.
-
-    The scaled sum (or the scaled maximum when `of_sum` is false) stays
-    within `limit`; when no power of ten does, a lossy factor is returned.
-    """
-    v = np.abs(values[np.isfinite(values)])
-    if v.size == 0 or float(v.max()) == 0.0:
-        return 1.0, True
-    total = float(v.sum()) if of_sum else float(v.max())
-    for p in range(7):
-        f = 10.0**p
-        if total * f > limit:
-            break
-        s = v * f
-        if np.all(np.abs(s - np.round(s)) <= 1e-9 * np.maximum(1.0, s)):
-            return f, True
-    return limit / total, False
-
-
 def _used(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
     used = np.zeros_like(problem.capacity)
     for j in np.flatnonzero(agent_of >= 0):
@@ -256,34 +236,13 @@ class _LoadModel:
 
 
 def _build(problem: Problem, max_migrations: int | None) -> _LoadModel:
-    m, n = problem.m, problem.n
+    n = problem.n
     elig = problem.eligible
-    model = cp_model.CpModel()
-    x: dict[tuple[int, int], cp_model.IntVar] = {}
-    u = [model.new_bool_var(f"u{j}") for j in range(n)]
-    by_agent: list[list[int]] = [[] for _ in range(m)]
-    for j in range(n):
-        for i in np.flatnonzero(elig[:, j]).tolist():
-            x[i, j] = model.new_bool_var(f"x{i}_{j}")
-            by_agent[i].append(j)
-        model.add_exactly_one([x[i, j] for i in np.flatnonzero(elig[:, j]).tolist()] + [u[j]])
-
-    exact = True
-    demand = problem.demand
-    for r in range(problem.n_resources):
-        col = np.concatenate([demand[:, :, r].ravel(), problem.capacity[:, r]])
-        f, _ = _integral_scale(col, 1e12, of_sum=False)
-        # Demands round up and capacities down, so integer-feasible is float-feasible.
-        for i in range(m):
-            js = by_agent[i]
-            d = demand[i, js, r] if js else np.zeros(0)
-            if not np.any(d > 0):
-                continue
-            cap = math.floor(problem.capacity[i, r] * f + 1e-6)
-            coefs = [math.ceil(v * f - 1e-6) for v in d]
-            if sum(coefs) <= cap:
-                continue
-            model.add(sum(c * x[i, j] for c, j in zip(coefs, js, strict=True) if c) <= cap)
+    # Variables, exactly-one and capacity: the shared core. The cap here is on
+    # voluntary moves only (module docstring), so the core's is left off.
+    core = build_core(problem, cap_migrations=False)
+    model, x, u, by_agent = core.model, core.x, core.u, core.by_agent
+    exact = core.exact
 
     # Loads in integer ticks, normalised by concurrency with the lcm of the
     # up agents' concurrencies so that every agent's load is an integer.
@@ -293,8 +252,9 @@ def _build(problem: Problem, max_migrations: int | None) -> _LoadModel:
         lcm = math.lcm(lcm, int(problem.concurrency[i]))
     dur = problem.duration
     per_task = np.where(elig, dur, 0.0).max(axis=0) if n else np.zeros(0)
-    tick, tick_exact = _integral_scale(per_task * lcm, MAX_LOAD_TICKS)
-    exact &= tick_exact
+    tsc = int_scale(per_task * lcm, MAX_LOAD_TICKS, of_sum=True)
+    tick = tsc.factor
+    exact &= tsc.exact
     sq: list[cp_model.IntVar] = []
     for i in up:
         k = lcm // int(problem.concurrency[i])
@@ -306,14 +266,8 @@ def _build(problem: Problem, max_migrations: int | None) -> _LoadModel:
         model.add_multiplication_equality(s, [load, load])
         sq.append(s)
 
-    voluntary: list[cp_model.LinearExprT] = []
-    moves: list[cp_model.LinearExprT] = []
-    for j in np.flatnonzero(problem.current >= 0).tolist():
-        c = int(problem.current[j])
-        moved = sum(x[i, j] for i in np.flatnonzero(elig[:, j]).tolist() if i != c)
-        moves.append(moved)
-        if problem.up[c]:
-            voluntary.append(moved)
+    moves = list(core.moved.values())
+    voluntary = [e for j, e in core.moved.items() if problem.up[int(problem.current[j])]]
     if max_migrations is not None and voluntary:
         model.add(sum(voluntary) <= max_migrations)
     return _LoadModel(model, x, u, sq, voluntary, moves, exact)
@@ -503,7 +457,7 @@ def _rebalance_loads(problem: Problem, cap_k: int | None, budget: Budget, seed: 
             lm.model.add(v == 0)
         stages.append(Stage("unassigned", 0.0, True, 0.0))
     else:
-        pen_f, _ = _integral_scale(problem.unassigned_penalty, 1e15)
+        pen_f = int_scale(problem.unassigned_penalty, 1e15, of_sum=True).factor
         pens = [round(p * pen_f) for p in problem.unassigned_penalty]
         lm.model.minimize(sum(c * v for c, v in zip(pens, lm.u, strict=True)))
         sol, val, proven = _solve_stage(lm, hint, seconds=budget.remaining() * 0.3,
@@ -534,7 +488,7 @@ def _rebalance_loads(problem: Problem, cap_k: int | None, budget: Budget, seed: 
     # Stage 3: fewest migrations, then the cheapest.
     t0 = budget.elapsed()
     mig = problem.migration_matrix
-    f, _ = _integral_scale(mig[:, problem.current >= 0].ravel(), MAX_MIGRATION_COEF)
+    f = int_scale(mig[:, problem.current >= 0].ravel(), MAX_MIGRATION_COEF, of_sum=True).factor
     cost_terms = [(round(mig[i, j] * f), v) for (i, j), v in lm.x.items()
                   if problem.current[j] >= 0 and i != problem.current[j]]
     big = sum(c for c, _ in cost_terms) + 1

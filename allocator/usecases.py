@@ -109,9 +109,10 @@ class ParetoOutcome:
 def pareto_front(snapshot: Snapshot, params: ParetoParams,
                  progress: Callable[[Any], None] | None = None) -> ParetoOutcome:
     """A front of plans trading the objectives off, and the one `params.pick` chooses."""
-    from allocator.pareto import exact_front, parse_objectives, pick
+    from allocator.pareto import parse_objectives, pick
     from allocator.problem import compile_snapshot
     from allocator.solvers.base import Budget
+    from allocator.solvers.exact_front import exact_front
     from allocator.solvers.nsga2 import Nsga2Config, nsga2_front
 
     try:

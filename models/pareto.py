@@ -25,6 +25,9 @@ class ParetoPoint(_Out):
 
     objectives: dict[str, float]
     plan: Plan
+    #: Exact fronts: whether this point is proven Pareto-optimal (every solve
+    #: behind it optimal, integer scaling exact). None for heuristic fronts.
+    proven: bool | None = None
 
 
 class ParetoFront(_Out):

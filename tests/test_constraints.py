@@ -337,3 +337,54 @@ def test_cli_pareto_priorities_every_point_valid(objectives: str) -> None:
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["valid"] and out["points"] and all(p["valid"] for p in out["points"])
+
+
+# ---------------------------------------------------------------------------
+# The shared CP-SAT core and the model decision
+
+
+def test_needs_schedule_lives_on_the_problem_so_linear_does_not_import_cpsat() -> None:
+    import ast
+
+    import allocator.bounds
+    import allocator.solvers.linear
+
+    for mod in (allocator.solvers.linear, allocator.bounds):
+        tree = ast.parse(Path(str(mod.__file__)).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "allocator.solvers.cpsat" not in imported, f"{mod.__name__}: the cycle is back"
+    timed = compile_snapshot(_hard_deadline_pair(2.0))
+    untimed = compile_snapshot(snap(two_agents(), tasks(2)))
+    assert timed.needs_schedule and not untimed.needs_schedule
+
+
+@pytest.mark.parametrize("values,factor,exact", [
+    pytest.param([1, 2, 3], 1.0, True, id="integers"),
+    pytest.param([0.5, 0.25], 100.0, True, id="two decimals"),
+    pytest.param([1 / 3], None, False, id="no power of ten: flagged inexact"),
+    pytest.param([1e12, 0.5], None, False, id="would exceed the limit: flagged inexact"),
+])
+def test_int_scale_flags_inexact_scaling(values: list[float], factor: float | None,
+                                        exact: bool) -> None:
+    from allocator.solvers.cp_core import int_scale
+
+    sc = int_scale(np.array(values), 1e12)
+    assert sc.exact is exact
+    if factor is not None:
+        assert sc.factor == factor
+
+
+def test_cp_core_caps_placements_away_from_home_only() -> None:
+    from ortools.sat.python import cp_model
+
+    from allocator.solvers.cp_core import build_core
+
+    s = snap(two_agents(), tasks(3, current_agent="dear"), options=SolveOptions(max_migrations=1))
+    core = build_core(compile_snapshot(s))
+    # Everything on the cheap agent would be 3 migrations: infeasible under the cap.
+    core.model.add(sum(core.x[0, j] for j in range(3)) == 3)
+    assert cp_model.CpSolver().solve(core.model) == cp_model.INFEASIBLE
+    # Leaving all three out is not a migration: feasible.
+    core = build_core(compile_snapshot(s))
+    core.model.add(sum(core.u) == 3)
+    assert cp_model.CpSolver().solve(core.model) == cp_model.OPTIMAL

@@ -12,7 +12,6 @@ from allocator.errors import InvalidInputError
 from allocator.objectives import build_schedule, evaluate
 from allocator.pareto import (
     bounds,
-    exact_front,
     hypervolume,
     igd_plus,
     knee_index,
@@ -22,6 +21,7 @@ from allocator.pareto import (
 )
 from allocator.problem import compile_snapshot
 from allocator.solvers.base import Budget
+from allocator.solvers.exact_front import exact_front
 from allocator.solvers.nsga2 import Encoding, Nsga2Config, nsga2_front
 from allocator.validate import validate
 from models import (
@@ -109,6 +109,34 @@ def test_exact_front_equals_brute_force(objectives: list[str], current: bool) ->
     assert_front_ok(snap, front)
     np.testing.assert_allclose(np.array(front.vectors()), brute_force_front(snap, objectives),
                                rtol=1e-9, atol=1e-9)
+
+
+def unit_gap_snapshot(seed: int, m: int = 3, n: int = 8) -> Snapshot:
+    """GAP-like with unit work: makespan takes a few integer values (the coarse sweep)."""
+    rng = np.random.default_rng(seed)
+    agents = [Agent(id=f"a{i}", capacity={"cap": float(rng.integers(10, 16))}) for i in range(m)]
+    tasks = [Task(id=f"t{j}", work=1.0, overrides={
+        f"a{i}": AgentOverride(cost=float(rng.integers(1, 30)),
+                               demand={"cap": float(rng.integers(2, 7))})
+        for i in range(m)}) for j in range(n)]
+    return Snapshot(agents=agents, tasks=tasks, weights=Weights(cost=1.0))
+
+
+@pytest.mark.parametrize("objectives", [
+    pytest.param(["cost", "makespan"], id="bound makespan"),
+    pytest.param(["makespan", "cost"], id="makespan first, still bound"),
+    pytest.param(["cost", "imbalance"], id="bound imbalance"),
+])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exact_front_coarse_sweep_equals_brute_force(objectives: list[str], seed: int) -> None:
+    snap = unit_gap_snapshot(seed)
+    front = exact_front(compile_snapshot(snap), objectives, budget=Budget(30), seed=0)
+    assert_front_ok(snap, front)
+    np.testing.assert_allclose(np.array(front.vectors()), brute_force_front(snap, objectives),
+                               rtol=1e-9, atol=1e-9)
+    assert front.proven and all(p.proven for p in front.points)
+    assert front.message is not None and f"{len(front.points)}/{len(front.points)} points proven" \
+        in front.message
 
 
 def test_exact_front_refuses_what_it_cannot_model() -> None:

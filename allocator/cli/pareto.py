@@ -21,8 +21,6 @@ from allocator.io.snapshots import dump_model, write_json_atomic
 from allocator.pareto import (
     Pick,
     bounds,
-    exact_front,
-    exact_supported,
     hypervolume,
     igd_plus,
     parse_objectives,
@@ -32,6 +30,7 @@ from allocator.pareto import (
 )
 from allocator.problem import compile_snapshot
 from allocator.solvers.base import Budget
+from allocator.solvers.exact_front import exact_front, exact_supported
 from allocator.solvers.nsga2 import Nsga2Config, Nsga2Progress, nsga2_front
 from allocator.validate import validate
 from models import ParetoFront, Snapshot

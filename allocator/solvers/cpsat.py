@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -35,8 +34,8 @@ from allocator.solvers.base import (
     make_plan,
     no_solution_plan,
     register,
-    use_scheduling_model,
 )
+from allocator.solvers.cp_core import build_core, int_scale
 from allocator.solvers.greedy import construct
 from models import Plan, PlanStatus, SolutionPoint
 
@@ -48,28 +47,6 @@ MAX_TICKS = 100_000
 #: (up to 1e6 by default) and per-tick tardiness weights (1e-5) share one
 #: objective, so the range is wide; int64 sums still have ample headroom.
 MAX_COEF = 1e12
-
-
-@dataclass
-class _Scale:
-    factor: float
-    exact: bool
-
-
-def _int_scale(values: np.ndarray, limit: float) -> _Scale:
-    """Smallest power of ten making `values` integers, or a lossy one below `limit`."""
-    values = np.abs(values[np.isfinite(values)])
-    if values.size == 0 or values.max() == 0:
-        return _Scale(1.0, True)
-    vmax = float(values.max())
-    for p in range(0, 7):
-        f = 10.0**p
-        if vmax * f > limit:
-            break
-        scaled = values * f
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-9 * np.maximum(1.0, scaled)):
-            return _Scale(f, True)
-    return _Scale(limit / vmax, False)
 
 
 class _Collector(cp_model.CpSolverSolutionCallback):
@@ -125,39 +102,11 @@ def solve_cpsat_arrays(
     snap = problem.snapshot
     w = snap.weights
     m, n = problem.m, problem.n
-    sched = use_scheduling_model(problem) if scheduling is None else scheduling
+    sched = problem.needs_schedule if scheduling is None else scheduling
     elig = problem.eligible
-    pairs: list[list[int]] = [np.flatnonzero(elig[:, j]).tolist() for j in range(n)]
-
-    model = cp_model.CpModel()
-    x: dict[tuple[int, int], cp_model.IntVar] = {}
-    u = [model.new_bool_var(f"u{j}") for j in range(n)]
-    for j in range(n):
-        for i in pairs[j]:
-            x[i, j] = model.new_bool_var(f"x{i}_{j}")
-        model.add_exactly_one([x[i, j] for i in pairs[j]] + [u[j]])
-    by_agent: list[list[int]] = [[] for _ in range(m)]
-    for i, j in x:
-        by_agent[i].append(j)
-
-    # Capacity: demands rounded up and capacities down, so integer-feasible
-    # means float-feasible.
-    demand = problem.demand
-    for r in range(problem.n_resources):
-        col = np.concatenate([demand[:, :, r].ravel(), problem.capacity[:, r]])
-        sc = _int_scale(col, 1e12)
-        for i in range(m):
-            js = by_agent[i]
-            if not js:
-                continue
-            d = demand[i, js, r]
-            if not np.any(d > 0):
-                continue
-            cap = math.floor(problem.capacity[i, r] * sc.factor + 1e-6)
-            coefs = [math.ceil(v * sc.factor - 1e-6) for v in d]
-            if sum(coefs) <= cap:
-                continue  # can never bind
-            model.add(sum(c * x[i, j] for c, j in zip(coefs, js, strict=True) if c) <= cap)
+    # Variables, exactly-one, capacity, migrations and their cap: the shared core.
+    core = build_core(problem)
+    model, x, u, pairs, by_agent = core.model, core.x, core.u, core.pairs, core.by_agent
 
     # Time ticks.
     dur = problem.duration
@@ -169,7 +118,7 @@ def solve_cpsat_arrays(
                             np.where(np.isfinite(problem.deadline),
                                      problem.deadline - problem.now, 0.0)])
     # Limit on max|t| * factor equivalent to horizon * factor <= MAX_TICKS.
-    tsc = _int_scale(tvals, MAX_TICKS / horizon * (float(np.max(np.abs(tvals))) or 1.0))
+    tsc = int_scale(tvals, MAX_TICKS / horizon * (float(np.max(np.abs(tvals))) or 1.0))
     tick = tsc.factor
     H = math.ceil(horizon * tick) + 1
     d_int = {(i, j): round(dur[i, j] * tick) for (i, j) in x}
@@ -200,18 +149,13 @@ def solve_cpsat_arrays(
             model.add(k * lmin <= li)
         terms.append((lmax - lmin, w.imbalance / tick))
 
-    moved_exprs = []
     mig = problem.migration_matrix
-    for j in np.flatnonzero(problem.current >= 0).tolist():
-        c = int(problem.current[j])
-        # A migration is a placement away from home (allocator.constraints).
-        moved_exprs += [x[i, j] for i in pairs[j] if i != c]
-        if w.migrations:
+    if w.migrations:
+        for j in core.moved:
+            c = int(problem.current[j])
             for i in pairs[j]:
                 if i != c and mig[i, j]:
                     terms.append((x[i, j], w.migrations * float(mig[i, j])))
-    if snap.options.max_migrations is not None and moved_exprs:
-        model.add(sum(moved_exprs) <= snap.options.max_migrations)
 
     starts: dict[tuple[int, int], cp_model.IntVar] = {}
     if sched:
@@ -259,15 +203,12 @@ def solve_cpsat_arrays(
                 model.add(int(problem.concurrency[i]) * mk >= loads[i])
         terms.append((mk, w.makespan / tick))
 
-    osc = _int_scale(np.array([c for _, c in terms], dtype=float), MAX_COEF)
+    osc = int_scale(np.array([c for _, c in terms], dtype=float), MAX_COEF)
     model.minimize(sum(round(c * osc.factor) * e for e, c in terms if round(c * osc.factor)))
 
     # Hints: the warm start, else the greedy plan.
     hint = warm.agent_of if warm is not None else construct(problem)
-    for (i, j), v in x.items():
-        model.add_hint(v, int(hint[j] == i))
-    for j in range(n):
-        model.add_hint(u[j], int(hint[j] < 0 or (int(hint[j]), j) not in x))
+    core.add_hint(hint)
     if sched and starts:
         sch = build_schedule(problem, hint, warm.order_key if warm is not None else None)
         for (i, j), s in starts.items():
@@ -305,14 +246,11 @@ def solve_cpsat_arrays(
     finally:
         unhook()
 
-    exact = osc.exact and (tsc.exact or not (sched or need_loads))
+    exact = core.exact and osc.exact and (tsc.exact or not (sched or need_loads))
     msg = f"model={'scheduling' if sched else 'assignment'} vars={len(x)}"
     if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        agent_of = np.full(n, -1, dtype=np.int64)
+        agent_of = core.read(solver)
         order_key = None
-        for (i, j), v in x.items():
-            if solver.boolean_value(v):
-                agent_of[j] = i
         if sched:
             order_key = np.full(n, np.inf)
             for (i, j), s in starts.items():

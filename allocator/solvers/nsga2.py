@@ -83,6 +83,10 @@ _DET_PER_WALL = 0.5
 #: Min-max objective terms (their linear models are weak).
 _MINMAX = frozenset({"makespan", "imbalance"})
 
+#: Share of a time budget given to the epsilon-constraint seeding sweep
+#: (bi-objective, untimed snapshots); the rest goes to evolution and polish.
+_SWEEP_SHARE = 0.7
+
 #: Time of an extreme HiGHS seed relative to a mixed weighting's.
 _EXTREME_SHARE = 3.0
 
@@ -648,6 +652,19 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
         seeds.append(construct(_weighted(problem, w)))
     if not cpsat:
         return seeds
+    if adapt and len(objectives) == 2:
+        # Bi-objective, untimed: a time-boxed epsilon-constraint sweep with
+        # HiGHS reaches every level of a coarse objective (makespan with unit
+        # work has a handful), where weighted sums only find the supported
+        # points. Its plans are seeds like any other.
+        from allocator.solvers.exact_front import epsilon_assignments
+
+        sweep_time = min(budget.remaining(), _SWEEP_SHARE * budget.time_limit)
+        found = epsilon_assignments(problem, objectives, seed=seed,
+                                    budget=Budget(sweep_time, workers=1, clock=budget.clock))
+        seeds += found
+        if len(found) >= 2:
+            return seeds
     per = seed_time / len(ws)
     seed_end = budget.elapsed() + seed_time
     ratio = _DET_PER_WALL  # deterministic time per wall second

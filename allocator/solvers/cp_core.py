@@ -1,0 +1,144 @@
+"""The CP-SAT core shared by the cpsat backend, rebalancing and the exact front.
+
+One builder for what every CP-SAT model here starts with: a Boolean
+``x[i, j]`` per eligible (agent, task) pair, ``u[j]`` for leaving task j
+out, exactly one of them per task, capacity rows, the migration indicators
+and the ``options.max_migrations`` cap (allocator.constraints' rules, in
+integers). Each user adds its own objective and extra structure.
+
+CP-SAT needs integers. :func:`int_scale` finds the smallest power of ten
+that makes a set of numbers integral within a limit; when none does, a lossy
+factor is used and ``exact`` is False, and callers then never claim
+optimality. Capacity rows round demands up and capacities down, so an
+integer-feasible solution is float-feasible whatever the factor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from allocator.problem import Problem
+
+#: Largest power of ten tried when making numbers integral.
+MAX_POW10 = 6
+
+#: Largest scaled capacity or demand: int64 sums keep ample headroom.
+MAX_CAPACITY_COEF = 1e12
+
+
+@dataclass(frozen=True)
+class IntScale:
+    """A scaling factor and whether it makes every value an exact integer."""
+
+    factor: float
+    exact: bool
+
+
+def int_scale(values: np.ndarray, limit: float, *, of_sum: bool = False) -> IntScale:
+    """The smallest power of ten (up to 10**MAX_POW10) making `values` integral.
+
+    The scaled maximum (or sum, with `of_sum`) stays within `limit`; when no
+    power of ten does both, the factor ``limit / max`` is returned with
+    ``exact=False``.
+    """
+    v = np.abs(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v)]
+    if v.size == 0 or float(v.max()) == 0.0:
+        return IntScale(1.0, True)
+    total = float(v.sum()) if of_sum else float(v.max())
+    for p in range(MAX_POW10 + 1):
+        f = 10.0**p
+        if total * f > limit:
+            break
+        s = v * f
+        if np.all(np.abs(s - np.round(s)) <= 1e-9 * np.maximum(1.0, s)):
+            return IntScale(f, True)
+    return IntScale(limit / total, False)
+
+
+@dataclass
+class CpCore:
+    """The shared variables of a CP-SAT assignment model (see the module docstring)."""
+
+    problem: Problem
+    model: cp_model.CpModel
+    x: dict[tuple[int, int], cp_model.IntVar]
+    u: list[cp_model.IntVar]
+    pairs: list[list[int]]  # eligible agents of each task
+    by_agent: list[list[int]]  # tasks each agent may take
+    exact: bool  # the capacity rows are the float rows exactly
+    #: Per task with a current agent: the 0/1 expression "placed elsewhere".
+    moved: dict[int, cp_model.LinearExprT] = field(default_factory=dict)
+
+    def add_hint(self, agent_of: np.ndarray) -> None:
+        """A full hint from an assignment (the model's hints are replaced)."""
+        self.model.clear_hints()
+        for (i, j), v in self.x.items():
+            self.model.add_hint(v, int(agent_of[j] == i))
+        for j, v in enumerate(self.u):
+            self.model.add_hint(v, int(agent_of[j] < 0 or (int(agent_of[j]), j) not in self.x))
+
+    def read(self, solver: cp_model.CpSolver) -> np.ndarray:
+        """The assignment of the solver's solution."""
+        agent_of = np.full(self.problem.n, -1, dtype=np.int64)
+        for (i, j), v in self.x.items():
+            if solver.boolean_value(v):
+                agent_of[j] = i
+        return agent_of
+
+
+def build_core(problem: Problem, *, cap_migrations: bool = True,
+               all_placed: bool = False) -> CpCore:
+    """Variables, exactly-one, capacity, migration indicators (+ the options cap).
+
+    `cap_migrations=False` leaves ``options.max_migrations`` to the caller
+    (rebalancing caps only voluntary moves). `all_placed` forbids leaving
+    out a task that has an eligible agent.
+    """
+    m, n = problem.m, problem.n
+    elig = problem.eligible
+    model = cp_model.CpModel()
+    x: dict[tuple[int, int], cp_model.IntVar] = {}
+    u = [model.new_bool_var(f"u{j}") for j in range(n)]
+    pairs: list[list[int]] = [np.flatnonzero(elig[:, j]).tolist() for j in range(n)]
+    by_agent: list[list[int]] = [[] for _ in range(m)]
+    for j in range(n):
+        for i in pairs[j]:
+            x[i, j] = model.new_bool_var(f"x{i}_{j}")
+            by_agent[i].append(j)
+        model.add_exactly_one([x[i, j] for i in pairs[j]] + [u[j]])
+        if all_placed and pairs[j]:
+            model.add(u[j] == 0)
+
+    exact = True
+    demand = problem.demand
+    for r in range(problem.n_resources):
+        sc = int_scale(np.concatenate([demand[:, :, r].ravel(), problem.capacity[:, r]]),
+                       MAX_CAPACITY_COEF)
+        exact &= sc.exact
+        for i in range(m):
+            js = by_agent[i]
+            if not js:
+                continue
+            d = demand[i, js, r]
+            if not np.any(d > 0):
+                continue
+            cap = math.floor(problem.capacity[i, r] * sc.factor + 1e-6)
+            coefs = [math.ceil(v * sc.factor - 1e-6) for v in d]
+            if sum(coefs) <= cap:
+                continue  # can never bind
+            model.add(sum(c * x[i, j] for c, j in zip(coefs, js, strict=True) if c) <= cap)
+
+    core = CpCore(problem, model, x, u, pairs, by_agent, exact)
+    for j in np.flatnonzero(problem.current >= 0).tolist():
+        c = int(problem.current[j])
+        # A migration is a placement away from home (allocator.constraints).
+        core.moved[j] = sum(x[i, j] for i in pairs[j] if i != c)
+    cap = problem.snapshot.options.max_migrations
+    if cap_migrations and cap is not None and core.moved:
+        model.add(sum(core.moved.values()) <= cap)
+    return core

@@ -1,0 +1,592 @@
+"""The exact bi-objective Pareto front of an untimed snapshot (epsilon-constraint).
+
+One HiGHS model is built once and re-solved: the assignment columns
+``x[k]`` (eligible pairs) and ``u[j]`` (left out), capacity rows, and one
+free column ``z[o]`` per objective tied to it by rows:
+
+* cost / migrations: ``sum_k c[k] x[k] - z = 0``;
+* makespan: ``load_i - z <= 0`` for every agent (busy time, concurrency 1);
+* imbalance: ``load_i - H <= 0``, ``load_i - L >= 0`` on up agents, ``H - L - z = 0``.
+
+Minimising an objective is a cost on its ``z``; bounding one (the epsilon
+constraint) is an upper bound on its ``z``, so a step changes column bounds
+and costs only, and HiGHS keeps its model (and the previous incumbent, given
+back as a start after a quick repair).
+
+The sweep:
+
+1. least unassigned penalty (skipped when everything can be placed, the
+   common case: the first anchor is tried with every ``u`` at 0);
+2. the two anchors, lexicographic minima (f1 then f2, f2 then f1);
+3. the objective with fewer grid steps between the anchors becomes the
+   bounded one, g; the other, h, is minimised subject to g <= eps, with eps
+   one grid step (the objective's integer granularity after exact power of
+   ten scaling) below the previous point's g. When the grid is fine the
+   point is completed by minimising g subject to h <= its value; when it is
+   coarse (few steps, as makespan with unit work) that second solve is
+   skipped and points found equal in h are dropped as dominated.
+
+Every MILP is solved with an absolute gap below the minimised objective's
+grid step, so "optimal" means exactly optimal; a point is *proven* when the
+solves behind it were, and the front is proven when every point is and the
+sweep ran to the anchor. Models that need CP-SAT (objectives a linear model
+cannot hold) use :mod:`allocator.solvers.cp_core` instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from allocator.constraints import capacity_limit
+from allocator.errors import InvalidInputError
+from allocator.problem import Problem
+from allocator.solvers.base import Budget
+from allocator.solvers.linear import new_highs
+from models import ParetoFront
+
+#: Objectives the exact sweep models exactly on the assignment variables.
+EXACT_OBJECTIVES = ("cost", "makespan", "imbalance", "migrations")
+
+#: Largest power of ten tried to make an objective's coefficients integral.
+MAX_POW10 = 6
+
+#: Below this many grid steps of the bounded objective the sweep steps one
+#: grid unit at a time with a single solve per point (see the module docstring).
+COARSE_STEPS = 64
+
+
+#: HiGHS's mip_heuristic_effort for the sweep's solves (see _Sweep).
+HEURISTIC_EFFORT = 0.3
+
+
+def exact_supported(problem: Problem, objectives: Sequence[str]) -> str | None:
+    """Why the exact sweep cannot handle this instance, or None when it can."""
+    if len(objectives) != 2:
+        return "the exact front is bi-objective: give exactly 2 objectives"
+    bad = [o for o in objectives if o not in EXACT_OBJECTIVES]
+    if bad:
+        return f"the exact sweep does not model {bad[0]} (supported: {', '.join(EXACT_OBJECTIVES)})"
+    if problem.has_time_constraints:
+        return "the exact sweep needs an untimed instance (no releases after now, no deadlines)"
+    if ({"makespan", "imbalance"} & set(objectives)) and np.any(problem.concurrency != 1):
+        return "the exact sweep models makespan and imbalance only for agents with concurrency 1"
+    return None
+
+
+def grid_step(values: np.ndarray) -> tuple[float, bool]:
+    """(1 / smallest power of ten making all values integral, exact); (1e-6, False) if none."""
+    v = np.abs(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v)]
+    for p in range(MAX_POW10 + 1):
+        f = 10.0**p
+        s = v * f
+        if np.all(np.abs(s - np.round(s)) <= 1e-9 * np.maximum(1.0, s)):
+            return 1.0 / f, True
+    return 10.0**-MAX_POW10, False
+
+
+@dataclass
+class _Model:
+    """The HiGHS model of the sweep and where its columns are."""
+
+    problem: Problem
+    highs: object
+    I: np.ndarray  # noqa: E741  [P] agent of pair k
+    J: np.ndarray  # [P] task of pair k
+    placeable: np.ndarray  # [n] task has an eligible pair
+    z: dict[str, int]  # objective -> column of its value
+    n_cols: int
+    step: dict[str, float] = field(default_factory=dict)
+    exact: dict[str, bool] = field(default_factory=dict)
+    pen_row: int | None = None
+
+    @property
+    def P(self) -> int:
+        return int(self.I.size)
+
+
+def _coefs(problem: Problem, name: str, I: np.ndarray, J: np.ndarray) -> np.ndarray:  # noqa: E741
+    if name == "cost":
+        return problem.cost[I, J]
+    if name == "migrations":
+        return problem.migration_matrix[I, J]
+    return problem.duration[I, J] / problem.concurrency[I]  # load contribution
+
+
+def _build(problem: Problem, objectives: Sequence[str]) -> _Model:
+    import highspy
+    from scipy import sparse
+
+    m, n, R = problem.m, problem.n, problem.n_resources
+    J, I = np.nonzero(problem.eligible.T)  # noqa: E741
+    I, J = I.astype(np.int64), J.astype(np.int64)  # noqa: E741
+    P = I.size
+    placeable = np.zeros(n, dtype=bool)
+    placeable[J] = True
+    rows: list[np.ndarray] = [J, np.arange(n)]
+    cols: list[np.ndarray] = [np.arange(P), P + np.arange(n)]
+    vals: list[np.ndarray] = [np.ones(P), np.ones(n)]
+    lo: list[float] = [1.0] * n
+    hi: list[float] = [1.0] * n
+    nr = n
+    a = problem.demand[I, J] if problem.demand_override else problem.demand_base[J]
+    limit = capacity_limit(problem.capacity)
+    for r in range(R):
+        tot = np.bincount(I, weights=a[:, r], minlength=m)
+        for i in np.flatnonzero(tot > limit[:, r]).tolist():
+            ks = np.flatnonzero((i == I) & (a[:, r] > 0))
+            rows.append(np.full(ks.size, nr))
+            cols.append(ks)
+            vals.append(a[ks, r])
+            lo.append(-np.inf)
+            hi.append(float(limit[i, r]))
+            nr += 1
+    n_cols = P + n
+    col_lo = [0.0] * n_cols
+    col_hi = [1.0] * P + [1.0] * n
+    z: dict[str, int] = {}
+    model = _Model(problem, None, I, J, placeable, z, 0)
+    for name in objectives:
+        c = _coefs(problem, name, I, J)
+        model.step[name], model.exact[name] = grid_step(c)
+        zc = n_cols
+        z[name] = zc
+        n_cols += 1
+        col_lo.append(-np.inf if name != "imbalance" else 0.0)
+        col_hi.append(np.inf)
+        if name in ("cost", "migrations"):
+            ks = np.flatnonzero(c != 0)
+            rows += [np.full(ks.size + 1, nr)]
+            cols += [np.append(ks, zc)]
+            vals += [np.append(c[ks], -1.0)]
+            lo.append(0.0)
+            hi.append(0.0)
+            nr += 1
+            continue
+        agents = range(m) if name == "makespan" else np.flatnonzero(problem.up).tolist()
+        if name == "imbalance":
+            hc, lc = n_cols, n_cols + 1
+            n_cols += 2
+            col_lo += [0.0, 0.0]
+            col_hi += [np.inf, np.inf]
+            rows += [np.full(3, nr)]
+            cols += [np.array([hc, lc, zc])]
+            vals += [np.array([1.0, -1.0, -1.0])]
+            lo.append(0.0)
+            hi.append(0.0)
+            nr += 1
+        for i in agents:
+            ks = np.flatnonzero(i == I)
+            if name == "makespan":
+                rows += [np.full(ks.size + 1, nr)]
+                cols += [np.append(ks, zc)]
+                vals += [np.append(c[ks], -1.0)]
+                lo.append(-np.inf)
+                hi.append(0.0)
+                nr += 1
+            else:
+                for col, rlo, rhi in ((hc, -np.inf, 0.0), (lc, 0.0, np.inf)):
+                    rows += [np.full(ks.size + 1, nr)]
+                    cols += [np.append(ks, col)]
+                    vals += [np.append(c[ks], -1.0)]
+                    lo.append(rlo)
+                    hi.append(rhi)
+                    nr += 1
+    # Unassigned penalty row (bounded once the least penalty is known).
+    pen = problem.unassigned_penalty
+    rows += [np.full(n, nr)]
+    cols += [P + np.arange(n)]
+    vals += [pen.astype(float)]
+    lo.append(-np.inf)
+    hi.append(np.inf)
+    model.pen_row = nr
+    nr += 1
+    mat = sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                    np.concatenate(cols))), shape=(nr, n_cols))
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n_cols, nr
+    lp.col_cost_ = np.zeros(n_cols)
+    lp.col_lower_ = np.array(col_lo)
+    lp.col_upper_ = np.array(col_hi)
+    lp.row_lower_ = np.array(lo)
+    lp.row_upper_ = np.array(hi)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = mat.indptr
+    lp.a_matrix_.index_ = mat.indices
+    lp.a_matrix_.value_ = mat.data
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n_cols, nr
+    lp.integrality_ = ([highspy.HighsVarType.kInteger] * (P + n)
+                       + [highspy.HighsVarType.kContinuous] * (n_cols - P - n))
+    h = new_highs()
+    h.passModel(lp)  # type: ignore[attr-defined]
+    model.highs, model.n_cols = h, n_cols
+    return model
+
+
+@dataclass
+class _Result:
+    agent_of: np.ndarray | None
+    values: dict[str, float]
+    optimal: bool
+    infeasible: bool = False
+
+
+class _Sweep:
+    """Solves of one front: objective, bounds, start, time, and the values read back."""
+
+    def __init__(self, model: _Model, objectives: Sequence[str], budget: Budget, seed: int,
+                 share: bool = False):
+        self.mm, self.objectives, self.budget, self.seed = model, list(objectives), budget, seed
+        #: With `share`, each solve gets the remaining time over `expect` solves
+        #: (a time-boxed sweep for seeding); else all that remains (exact mode).
+        self.share = share
+        self.expect = 3.0
+        self.solves = 0
+        self.proven_placed = True
+        self._probe: tuple[tuple[str, tuple[tuple[str, float], ...]], _Result] | None = None
+        h = model.highs
+        h.setOptionValue("random_seed", int(seed))  # type: ignore[attr-defined]
+        h.setOptionValue("threads", 1)  # type: ignore[attr-defined]
+        h.setOptionValue("mip_rel_gap", 0.0)  # type: ignore[attr-defined]
+        # More primal heuristics than HiGHS's default 0.05: on generated GAP
+        # (8x60 type C, cap 8) the optimum came within a 4.5 s slice at 0.3
+        # and not at 0.05, and the proof took 5.6 s instead of 7.1 s.
+        h.setOptionValue("mip_heuristic_effort", HEURISTIC_EFFORT)  # type: ignore[attr-defined]
+
+    def fix_placed(self) -> bool:
+        """Fix the least unassigned penalty: 0 when everything placeable fits (tried first).
+
+        Returns False when not even that could be solved in time.
+        """
+        import highspy
+
+        mm, h, n = self.mm, self.mm.highs, self.mm.problem.n
+        self.proven_placed = True
+        for j in range(n):
+            h.changeColBounds(mm.P + j, 0.0, 0.0 if mm.placeable[j] else 1.0)  # type: ignore[attr-defined]
+        # Cheapest check first: is the relaxation with everything placed feasible?
+        h.setOptionValue("solve_relaxation", True)  # type: ignore[attr-defined]
+        h.changeColsCost(mm.n_cols, np.arange(mm.n_cols), np.zeros(mm.n_cols))  # type: ignore[attr-defined]
+        h.setOptionValue("time_limit", max(self.budget.remaining(), 0.01))  # type: ignore[attr-defined]
+        h.run()  # type: ignore[attr-defined]
+        h.setOptionValue("solve_relaxation", False)  # type: ignore[attr-defined]
+        if h.getModelStatus() != highspy.HighsModelStatus.kInfeasible:  # type: ignore[attr-defined]
+            # Integer feasibility is left to the first real solve; if that
+            # proves infeasible, fall back below.
+            probe = self.solve(self.objectives[0], {}, None, probe=True)
+            if probe.agent_of is not None or not probe.infeasible:
+                return True
+        for j in range(n):
+            h.changeColBounds(mm.P + j, 0.0, 1.0)  # type: ignore[attr-defined]
+        cost = np.zeros(mm.n_cols)
+        cost[mm.P:mm.P + n] = mm.problem.unassigned_penalty
+        h.changeColsCost(mm.n_cols, np.arange(mm.n_cols), cost)  # type: ignore[attr-defined]
+        h.setOptionValue("mip_abs_gap", 1e-6)  # type: ignore[attr-defined]
+        h.setOptionValue("time_limit", max(self.budget.remaining(), 0.01))  # type: ignore[attr-defined]
+        h.run()  # type: ignore[attr-defined]
+        self.solves += 1
+        if h.getInfo().primal_solution_status != 2:  # type: ignore[attr-defined]
+            return False
+        self.proven_placed = bool(
+            h.getModelStatus() == highspy.HighsModelStatus.kOptimal)  # type: ignore[attr-defined]
+        best = float(h.getInfo().objective_function_value)  # type: ignore[attr-defined]
+        h.changeRowBounds(mm.pen_row, -np.inf, best + 1e-9 * max(1.0, best))  # type: ignore[attr-defined]
+        return True
+
+    def lp_bound(self, target: str) -> float:
+        """The LP relaxation's least value of `target` (a lower bound; -inf if unsolved)."""
+        import highspy
+
+        h = self.mm.highs
+        self._set_objective(target, {})
+        h.setOptionValue("solve_relaxation", True)  # type: ignore[attr-defined]
+        h.setOptionValue("time_limit", max(self.budget.remaining(), 0.01))  # type: ignore[attr-defined]
+        h.run()  # type: ignore[attr-defined]
+        h.setOptionValue("solve_relaxation", False)  # type: ignore[attr-defined]
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:  # type: ignore[attr-defined]
+            return -np.inf
+        return float(h.getInfo().objective_function_value)  # type: ignore[attr-defined]
+
+    def _set_objective(self, target: str, bounds: dict[str, float]) -> None:
+        mm, h = self.mm, self.mm.highs
+        cost = np.zeros(mm.n_cols)
+        cost[mm.z[target]] = 1.0
+        h.changeColsCost(mm.n_cols, np.arange(mm.n_cols), cost)  # type: ignore[attr-defined]
+        for o in self.objectives:
+            ub = bounds.get(o, np.inf)
+            h.changeColBounds(mm.z[o], -np.inf if o != "imbalance" else 0.0,  # type: ignore[attr-defined]
+                              ub + 1e-9 * max(1.0, abs(ub)) if np.isfinite(ub) else ub)
+
+    def slice(self) -> float:
+        """Seconds for the next solve."""
+        left = self.budget.remaining()
+        return left / max(1.0, self.expect) if self.share else left
+
+    def values(self, agent_of: np.ndarray) -> dict[str, float]:
+        """Objective values of an assignment, as the model reads them."""
+        p = self.mm.problem
+        on = np.flatnonzero(agent_of >= 0)
+        out = {}
+        for name in self.objectives:
+            if name == "cost":
+                out[name] = float(p.cost[agent_of[on], on].sum())
+            elif name == "migrations":
+                out[name] = float(p.migration_matrix[agent_of[on], on].sum())
+            else:
+                load = np.bincount(agent_of[on], weights=p.duration[agent_of[on], on]
+                                   / p.concurrency[agent_of[on]], minlength=p.m)
+                if name == "makespan":
+                    out[name] = float(load.max(initial=0.0))
+                else:
+                    lu = load[p.up]
+                    out[name] = float(lu.max() - lu.min()) if lu.size else 0.0
+        return out
+
+    def solve(self, target: str, bounds: dict[str, float], start: np.ndarray | None,
+              probe: bool = False) -> _Result:
+        """Minimise `target` with `z[o] <= bounds[o]`; optimal means within its grid step.
+
+        With `probe` the result is also kept for the next identical call (the
+        placement check's solve is the sweep's first).
+        """
+        import highspy
+
+        key = (target, tuple(sorted(bounds.items())))
+        if not probe and self._probe is not None and self._probe[0] == key:
+            res = self._probe[1]
+            self._probe = None
+            return res
+        mm, h = self.mm, self.mm.highs
+        self._set_objective(target, bounds)
+        h.setOptionValue("mip_abs_gap", 0.99 * mm.step[target])  # type: ignore[attr-defined]
+        h.setOptionValue("time_limit", max(self.slice(), 0.01))  # type: ignore[attr-defined]
+        if start is not None:
+            sol = highspy.HighsSolution()
+            x = np.zeros(mm.n_cols)
+            x[: mm.P] = (start[mm.J] == mm.I).astype(float)
+            x[mm.P: mm.P + mm.problem.n] = (start < 0).astype(float)
+            vals = self.values(start)
+            for o in self.objectives:
+                x[mm.z[o]] = vals[o]
+            sol.col_value = x
+            sol.value_valid = True
+            h.setSolution(sol)  # type: ignore[attr-defined]
+        h.run()  # type: ignore[attr-defined]
+        self.solves += 1
+        status = h.getModelStatus()  # type: ignore[attr-defined]
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return _Result(None, {}, True, infeasible=True)
+        info = h.getInfo()  # type: ignore[attr-defined]
+        if info.primal_solution_status != 2:  # no feasible incumbent
+            return _Result(None, {}, False)
+        # The objective row makes z at least the true value; read the true one.
+        col = np.asarray(h.getSolution().col_value)  # type: ignore[attr-defined]
+        agent_of = np.full(mm.problem.n, -1, dtype=np.int64)
+        sel = np.flatnonzero(col[: mm.P] > 0.5)
+        agent_of[mm.J[sel]] = mm.I[sel]
+        res = _Result(agent_of, self.values(agent_of),
+                      status == highspy.HighsModelStatus.kOptimal)
+        if probe:
+            self._probe = (key, res)
+        return res
+
+
+def _repair_start(problem: Problem, agent_of: np.ndarray, name: str, eps: float
+                  ) -> np.ndarray | None:
+    """The previous point moved under `name <= eps` when that is a simple load cap; else None."""
+    if name != "makespan":
+        return None
+    a = agent_of.copy()
+    load_of = problem.duration / problem.concurrency[:, None]
+    on = np.flatnonzero(a >= 0)
+    load = np.bincount(a[on], weights=load_of[a[on], on], minlength=problem.m)
+    used = np.zeros_like(problem.capacity)
+    np.add.at(used, a[on], problem.demand[a[on], on])
+    limit = capacity_limit(problem.capacity)
+    for i in np.flatnonzero(load > eps + 1e-9).tolist():
+        for j in np.flatnonzero(a == i)[np.argsort(-load_of[i, a == i])].tolist():
+            if load[i] <= eps + 1e-9:
+                break
+            ok = (problem.eligible[:, j] & (load + load_of[:, j] <= eps + 1e-9)
+                  & np.all(used + problem.demand[:, j, :] <= limit, axis=1))
+            ok[i] = False
+            if not ok.any():
+                return None
+            cand = np.flatnonzero(ok)
+            k = int(cand[np.argmin(problem.cost[cand, j])])
+            a[j] = k
+            load[i] -= load_of[i, j]
+            load[k] += load_of[k, j]
+            used[i] -= problem.demand[i, j]
+            used[k] += problem.demand[k, j]
+    return a
+
+
+def exact_front(problem: Problem, objectives: Sequence[str], *, budget: Budget,
+                seed: int = 0) -> ParetoFront:
+    """The exact bi-objective front by an epsilon-constraint sweep with HiGHS (module docstring).
+
+    Raises InvalidInputError when :func:`exact_supported` says the instance
+    is out of reach.
+    """
+    from allocator.pareto import build_front
+
+    objectives = list(objectives)
+    why = exact_supported(problem, objectives)
+    if why:
+        raise InvalidInputError(why, field="exact")
+    mm = _build(problem, objectives)
+    sw = _Sweep(mm, objectives, budget, seed)
+    sweep = _run(sw)
+    if sweep is None:
+        return ParetoFront(objectives=objectives, method="exact", proven=False, seed=seed,
+                           wall_time_s=budget.elapsed(),
+                           message="no solution within the time limit")
+    exact_scaling = all(mm.exact.values())
+    flags = [ok and exact_scaling and sw.proven_placed for _, ok in sweep.points]
+    proven = sweep.complete and all(flags)
+    msg = (f"epsilon-constraint sweep: {sw.solves} HiGHS solves, "
+           f"{sum(flags)}/{len(flags)} points proven")
+    if not proven:
+        msg += (" (not proven: " + ("the sweep stopped early" if not sweep.complete else
+                                   "a solve hit the time limit or the scaling was inexact") + ")")
+    return build_front(problem, objectives, [p for p, _ in sweep.points], method="exact",
+                       budget=budget, proven=proven, seed=seed, message=msg,
+                       point_proven=flags)
+
+
+def epsilon_assignments(problem: Problem, objectives: Sequence[str], *, budget: Budget,
+                        seed: int = 0) -> list[np.ndarray]:
+    """A time-boxed sweep's plans (each solve gets its share of `budget`): seeds for NSGA-II.
+
+    Empty when the sweep does not apply (see :func:`exact_supported`) or found nothing.
+    """
+    objectives = list(objectives)
+    if exact_supported(problem, objectives) is not None or problem.n == 0:
+        return []
+    sw = _Sweep(_build(problem, objectives), objectives, budget, seed, share=True)
+    sweep = _run(sw)
+    return [] if sweep is None else [p for p, _ in sweep.points]
+
+
+def _run(sw: _Sweep) -> _Outcome | None:
+    """The sweep (module docstring); None when not even the first solve found a plan."""
+    mm = sw.mm
+    f1, f2 = sw.objectives
+    # 1. Everything placeable placed? Try the first solve that way.
+    if not sw.fix_placed():
+        return None
+    a = sw.solve(f1, {}, None)
+    if a.agent_of is None:
+        return None
+    # 2. The bounded objective g: one with few grid steps between the least f1
+    #    plan and its LP bound is swept downwards one step at a time.
+    lb = {f2: sw.lp_bound(f2)}
+    sweep: _Outcome
+    if _steps(mm, f2, a.values[f2], lb[f2]) <= COARSE_STEPS:
+        sweep = _coarse(sw, top=a, g=f2, h=f1, lb=lb[f2])
+    else:
+        b = sw.solve(f2, {}, a.agent_of)
+        if b.agent_of is None:
+            sweep = _Outcome([(a.agent_of, False)], complete=False)
+        else:
+            lb[f1] = sw.lp_bound(f1)
+            if _steps(mm, f1, b.values[f1], lb[f1]) <= COARSE_STEPS:
+                sweep = _coarse(sw, top=b, g=f1, h=f2, lb=lb[f1])
+            else:
+                sweep = _fine(sw, a, b, f1, f2)
+    return sweep
+
+
+@dataclass
+class _Outcome:
+    points: list[tuple[np.ndarray, bool]]  # assignment, proven Pareto-optimal
+    complete: bool  # the sweep reached the end of the front
+
+
+def _on_grid(mm: _Model, name: str, value: float) -> float:
+    """The least grid value >= `value` (objective values are multiples of the step)."""
+    step = mm.step[name]
+    if not mm.exact[name] or not np.isfinite(value):
+        return value
+    return math.ceil(value / step - 1e-6) * step
+
+
+def _steps(mm: _Model, name: str, top: float, lb: float) -> float:
+    return (top - _on_grid(mm, name, lb)) / mm.step[name]
+
+
+def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
+    """min h s.t. g <= eps, eps one grid step below the last point, down to g's LP bound.
+
+    A point is kept once the next solve shows a strictly worse h (else it was
+    dominated by the next one: same h, less g); it is proven when both its
+    solve and that next one were.
+    """
+    mm, budget = sw.mm, sw.budget
+    floor = _on_grid(mm, g, lb) - 0.5 * mm.step[g]
+    pending = top
+    out: list[tuple[np.ndarray, bool]] = []
+    complete = True
+    eps = top.values[g] - mm.step[g]
+    while True:
+        assert pending.agent_of is not None
+        if eps < floor:  # below g's bound: nothing further can exist
+            out.append((pending.agent_of, pending.optimal))
+            break
+        if budget.remaining() <= 0:
+            out.append((pending.agent_of, False))
+            complete = False
+            break
+        start = _repair_start(mm.problem, pending.agent_of, g, eps)
+        sw.expect = max(1.0, (eps - floor) / mm.step[g] + 0.5)
+        r = sw.solve(h, {g: eps}, start)
+        if r.agent_of is None:
+            out.append((pending.agent_of, pending.optimal and r.infeasible))
+            complete = r.infeasible
+            break
+        if r.values[h] > pending.values[h] + 0.5 * mm.step[h]:
+            out.append((pending.agent_of, pending.optimal and r.optimal))
+        pending = r
+        eps = r.values[g] - mm.step[g]
+    return _Outcome(out, complete)
+
+
+def _fine(sw: _Sweep, a: _Result, b: _Result, f1: str, f2: str) -> _Outcome:
+    """Lexicographic anchors and steps (min f1 s.t. f2 < last, then min f2 s.t. that f1)."""
+    mm, budget = sw.mm, sw.budget
+    assert a.agent_of is not None and b.agent_of is not None
+    sw.expect = 4.0  # the number of steps is unknown: keep time for a few
+    a2 = sw.solve(f2, {f1: a.values[f1]}, a.agent_of)
+    top = a2 if a2.agent_of is not None else a
+    b2 = sw.solve(f1, {f2: b.values[f2]}, b.agent_of)
+    end = b2 if b2.agent_of is not None else b
+    out: list[tuple[np.ndarray, bool]] = [
+        (top.agent_of, a.optimal and a2.optimal)]  # type: ignore[list-item]
+    complete = True
+    eps = top.values[f2] - mm.step[f2]
+    prev = top
+    while eps >= end.values[f2] - 0.5 * mm.step[f2]:
+        if budget.remaining() <= 0:
+            complete = False
+            break
+        assert prev.agent_of is not None
+        r = sw.solve(f1, {f2: eps}, None)
+        if r.agent_of is None:
+            complete = r.infeasible
+            break
+        if r.values[f1] >= end.values[f1] - 0.5 * mm.step[f1]:
+            break  # the end anchor is at least as good: the sweep is done
+        r2 = sw.solve(f2, {f1: r.values[f1]}, r.agent_of)
+        if r2.agent_of is not None:
+            r = _Result(r2.agent_of, r2.values, r.optimal and r2.optimal)
+        assert r.agent_of is not None
+        out.append((r.agent_of, r.optimal))
+        prev = r
+        eps = r.values[f2] - mm.step[f2]
+    out.append((end.agent_of, b.optimal and b2.optimal))  # type: ignore[arg-type]
+    return _Outcome(out, complete)
