@@ -241,16 +241,18 @@ class _Sweep:
     def __init__(self, model: _Model, objectives: Sequence[str], budget: Budget, seed: int,
                  share: bool = False):
         self.mm, self.objectives, self.budget, self.seed = model, list(objectives), budget, seed
-        #: With `share`, each solve gets the remaining time over `expect` solves
-        #: (a time-boxed sweep for seeding); else all that remains (exact mode).
+        #: `share`: a time-boxed sweep for seeding (see `slice` and `expect`).
         self.share = share
-        self.expect = 3.0
+        # Before the first solve the number of levels is unknown: seeding keeps
+        # two thirds for the rest, exact mode half (proofs need the time).
+        self.expect = 3.0 if share else 2.0
         self.solves = 0
         self.proven_placed = True
         self._probe: tuple[tuple[str, tuple[tuple[str, float], ...]], _Result] | None = None
         h = model.highs
         h.setOptionValue("random_seed", int(seed))  # type: ignore[attr-defined]
-        h.setOptionValue("threads", 1)  # type: ignore[attr-defined]
+        # No "threads" option: once a process's HiGHS scheduler runs with the
+        # default count, an instance asking for another fails to run at all.
         h.setOptionValue("mip_rel_gap", 0.0)  # type: ignore[attr-defined]
         # More primal heuristics than HiGHS's default 0.05: on generated GAP
         # (8x60 type C, cap 8) the optimum came within a 4.5 s slice at 0.3
@@ -322,9 +324,14 @@ class _Sweep:
                               ub + 1e-9 * max(1.0, abs(ub)) if np.isfinite(ub) else ub)
 
     def slice(self) -> float:
-        """Seconds for the next solve."""
-        left = self.budget.remaining()
-        return left / max(1.0, self.expect) if self.share else left
+        """Seconds for the next solve.
+
+        The remaining time over the solves still expected (`expect`, set by
+        the sweep as it learns how many levels are left), so that a solve
+        that cannot be proven in time still leaves the other levels their
+        turn: the front is then complete, only unproven.
+        """
+        return self.budget.remaining() / max(1.0, self.expect)
 
     def values(self, agent_of: np.ndarray) -> dict[str, float]:
         """Objective values of an assignment, as the model reads them."""

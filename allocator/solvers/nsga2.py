@@ -7,7 +7,11 @@ and out of every plan. Operators keep eligibility by construction: uniform
 crossover copies genes from a parent, mutation resets a gene to a random
 *eligible* agent (never to "unassigned"); the repair moves tasks off agents
 whose capacity is exceeded, and only when no agent has room leaves a task
-unassigned, so every genome after repair is a capacity-feasible plan.
+unassigned, then applies the shared repair of allocator.constraints (the
+migration cap, hard deadlines under the list schedule), so every genome
+after repair meets every hard constraint; local-search moves are kept only
+if they still do. When the snapshot has releases, deadlines or several
+lanes, makespan and tardiness are read from the list schedule.
 
 Unassigned tasks are a **constraint**, not an objective: the genome's
 unassigned penalty (allocator.objectives.term_unassigned) is pymoo's
@@ -16,7 +20,9 @@ leaves out less penalty win over any other; when no plan places everything,
 the front is the one among the plans with the least penalty found. The
 objective values are the raw (unweighted) terms of allocator.objectives.
 
-The initial population is seeded with the greedy construction and CP-SAT's
+Bi-objective untimed snapshots with a time budget are seeded by a time-boxed
+epsilon-constraint sweep (allocator.solvers.exact_front.epsilon_assignments).
+Otherwise the initial population is seeded with the greedy construction and CP-SAT's
 weighted model (`solve_cpsat_arrays`, deterministic mode) at several
 weightings: each objective alone (with a tiny weight on the others, so the
 extremes are non-dominated) and balanced mixes, weights normalised by the
@@ -85,7 +91,7 @@ _MINMAX = frozenset({"makespan", "imbalance"})
 
 #: Share of a time budget given to the epsilon-constraint seeding sweep
 #: (bi-objective, untimed snapshots); the rest goes to evolution and polish.
-_SWEEP_SHARE = 0.7
+_SWEEP_SHARE = 0.85
 
 #: Time of an extreme HiGHS seed relative to a mixed weighting's.
 _EXTREME_SHARE = 3.0
