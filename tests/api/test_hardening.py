@@ -179,7 +179,8 @@ def test_client_disconnect_frees_the_worker(make_server: Any) -> None:
     with server.client() as c:
         r = c.post("/v1/solve", json={"snapshot": small_snapshot(), "solver": "greedy"})
     assert r.status_code == 200, r.text
-    assert time.monotonic() - t0 < 5  # not the 60 s the abandoned solve asked for
+    # not the 60 s the abandoned solve asked for (a fresh worker may take seconds to start)
+    assert time.monotonic() - t0 < 20
 
 
 # -- large bodies: parsed in the parser process, counted first ---------------------------
