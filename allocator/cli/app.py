@@ -4,17 +4,118 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.metadata
 import logging
 import os
 import sys
 import zlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+from typing import get_args as typing_args
 
 import typer
 from pydantic import ValidationError
+from typer.core import TyperArgument, TyperOption
 
 from allocator.errors import AllocatorError
+
+#: Value names shown in help where the type alone says too little (clap-style, like ruff/uv).
+METAVARS: dict[str, str] = {
+    "--window": "START:END",
+    "--speeds": "S1,S2,...",
+    "--param": "NAME=V1,V2,...",
+    "--mapping": "FIELD=COLUMN,...",
+    "--sla": "METRIC<=X,...",
+    "--what-if": "CHANGE",
+    "--port": "PORT",
+    "--seed": "SEED",
+    "--database-url": "URL",
+}
+_SECONDS = ("time-limit", "wait", "mttr", "mtbf", "after", "latency", "every", "seconds")
+_FACTORS = ("scale", "factor")
+_FRACTIONS = ("share", "utilisation", "failure")
+
+
+def _long_name(param: TyperOption) -> str:
+    longs = [o for o in param.opts if o.startswith("--")]
+    return longs[0] if longs else (param.opts[0] if param.opts else f"--{param.name}")
+
+
+def _option_metavar(param: TyperOption, ctx: Any) -> str | None:
+    """What follows an option in help: nothing for a flag, else a value name (PATH, N, SECONDS).
+
+    Replaces typer's `<bool>`, `<list[str]>`, `<int range>` type labels for every option
+    of every command in one place, so new options read the same way.
+    """
+    if param.is_flag or param.count:
+        return None
+    if param.metavar is not None:
+        return param.metavar
+    long = _long_name(param)
+    if long in METAVARS:
+        return METAVARS[long]
+    desc = param.type_descriptor
+    if desc.is_choice:
+        return "|".join(str(c) for c in (desc.choices or ()))
+    ann = desc.annotation
+    if desc.is_list or desc.is_tuple:
+        args = list(typing_args(ann))
+        ann = args[0] if args else str
+    key = long.removeprefix("--")
+    if desc.is_path:
+        return "PATH"
+    if ann is int:
+        return "N"
+    if ann is float:
+        if key.endswith(_SECONDS):
+            return "SECONDS"
+        if key.endswith(_FACTORS):
+            return "FACTOR"
+        if key.endswith(_FRACTIONS):
+            return "FRACTION"
+        return "NUMBER"
+    return key.upper().replace("-", "_")
+
+
+def _range_text(param: TyperOption | TyperArgument) -> str | None:
+    """A number range as `min 1` / `max 5` / `1 to 5` instead of typer's `x>=1`."""
+    lo, hi = param.min, param.max
+    if getattr(param, "count", False) or (lo is None and hi is None):
+        return None
+    if hi is None:
+        return f"min {lo}"
+    if lo is None:
+        return f"max {hi}"
+    return f"{lo} to {hi}"
+
+
+def _argument_name(param: TyperArgument) -> str:
+    """SNAPSHOT, as in help, usage and error messages (`Missing argument 'SNAPSHOT'`)."""
+    return param.metavar if param.metavar is not None else (param.name or "").upper()
+
+
+def _argument_usage(param: TyperArgument) -> str:
+    name = _argument_name(param)
+    name = name if param.required else f"[{name}]"
+    return name + "..." if param.nargs != 1 else name
+
+
+def _argument_display(param: TyperArgument) -> str:
+    return _argument_name(param) + ("..." if param.metavar is None and param.nargs != 1 else "")
+
+
+# One central patch of typer's help rendering (typer 0.29 builds TyperOption/TyperArgument
+# itself and offers no class hook per app): SNAPSHOT instead of `{snapshot}`, `--json`
+# instead of `--json <bool>`.
+TyperOption.display_type_rich = _option_metavar  # type: ignore[method-assign,assignment]
+TyperOption._get_number_range_help_str = _range_text  # type: ignore[method-assign,assignment]
+TyperArgument._get_number_range_help_str = _range_text  # type: ignore[method-assign,assignment]
+TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign,assignment]
+TyperArgument._usage_display_name = _argument_usage  # type: ignore[method-assign,assignment]
+TyperArgument._rich_display_name = _argument_display  # type: ignore[method-assign,assignment]
+TyperArgument.display_name_raw = property(_argument_name)  # type: ignore[assignment]
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 app = typer.Typer(
     name="allocator",
@@ -22,6 +123,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=CONTEXT,
 )
 bench_app = typer.Typer(help="Benchmarks that print tables (and JSON lines with --json).",
                         no_args_is_help=True)
@@ -111,8 +213,26 @@ def load_plugins(spec: str | None = None) -> None:
             raise fail(f"ALLOCATOR_PLUGINS: cannot import {name!r}: {one_line(e)}") from None
 
 
+def version() -> str:
+    """The installed package version (from its metadata, so it matches `pip show allocator`)."""
+    try:
+        return importlib.metadata.version("allocator")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"allocator {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _startup() -> None:
+def _startup(
+    show_version: Annotated[bool, typer.Option(
+        "--version", "-V", is_eager=True, callback=_print_version,
+        help="Print the version and exit.")] = False,
+) -> None:
     """Load plugins before any command runs."""
     load_plugins()
 

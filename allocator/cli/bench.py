@@ -72,7 +72,7 @@ def bench_gap(
     sense: Annotated[str, typer.Option(help="min (cost) or max (profit).")] = "min",
     time_limit: Annotated[float, typer.Option(help="Seconds per problem and solver.")] = 10.0,
     solver: Annotated[list[str] | None, typer.Option(help="Backend; repeat to compare.")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed passed to every solve.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Solve every problem in the files and compare with the best known values."""

@@ -62,7 +62,9 @@ def capacity_cmd(
     agent_types: Annotated[Path | None, typer.Option(
         "--agent-types", help="JSON list of {name, speed, cost, min, max}; default one type "
         "of speed 1, cost 1.")] = None,
-    policy: Annotated[str, typer.Option("--policy", "-p")] = "fifo",
+    policy: Annotated[str, typer.Option(
+        "--policy", "-p", help="Policy the simulations run (see `allocator simulate -h`).")
+    ] = "fifo",
     seeds: Annotated[int, typer.Option("--seeds", help="Simulated runs per mix.")] = 3,
     blocks: Annotated[int, typer.Option(
         "--blocks", help="Split a run into this many consecutive blocks for the confidence "
@@ -71,12 +73,13 @@ def capacity_cmd(
         "--what-if", help="Repeatable: agents+N, agents-N, arrivals*X.")] = None,
     curve_span: Annotated[int, typer.Option(
         "--curve-span", help="Curve: chosen count ± this many agents.")] = 3,
-    max_simulations: Annotated[int, typer.Option("--max-simulations")] = 40,
+    max_simulations: Annotated[int, typer.Option(
+        "--max-simulations", help="Stop the search after this many simulated mixes.")] = 40,
     estimator: Annotated[str, typer.Option(
         "--estimator", help="auto (trace-driven for traces, stationary for forecasts) | "
         "trace | stationary.")] = "auto",
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the curve.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     backend: Annotated[str, typer.Option(help="Where the simulations run: local or ray.")]
     = "local",
     address: Annotated[str | None, typer.Option(

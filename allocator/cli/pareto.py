@@ -343,7 +343,7 @@ def bench_pareto(
     exact_time_limit: Annotated[float, typer.Option(help="Seconds for the exact sweep.")] = 120.0,
     first: Annotated[bool, typer.Option("--first", help="Only the first problem of each "
                                                         "file.")] = False,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of NSGA-II (same seed, same front).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """NSGA-II fronts on GAP problems (min cost), measured against the exact front."""

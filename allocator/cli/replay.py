@@ -121,7 +121,8 @@ def replay_cmd(
     policy: Annotated[list[str] | None, typer.Option(
         "--policy", "-p", help="Repeatable. Default: baselines fifo, round-robin, random, jsq, "
         "p2c and ours edf+stealing, priority, wfq, cfs.")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Seed of the randomised policies (random, p2c); same seed, same rows.")] = 0,
     home: Annotated[str, typer.Option(
         "--home", help="Home agent of a task for the stealing policies: tenant | round_robin "
         "| none.")] = "tenant",

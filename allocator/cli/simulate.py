@@ -101,7 +101,8 @@ def simulate_cmd(
     agents: Annotated[int, typer.Option("--agents", "-n", min=1, help="Number of agents.")] = 16,
     tasks: Annotated[int, typer.Option("--tasks", "-m", min=1, help="Number of tasks.")] = 10_000,
     policy: Annotated[list[str] | None, typer.Option(
-        "--policy", "-p", help="Policy to run (repeat for several, side by side).")] = None,
+        "--policy", "-p", help="Policy to run (repeat for several, side by side). Default: "
+        + ", ".join(DEFAULT_POLICIES) + ".")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the workload and the policies.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per policy.")] = False,
     list_policies: Annotated[bool, typer.Option("--policies", help="List policy names.")] = False,

@@ -38,19 +38,25 @@ def tune_cmd(
     param: Annotated[list[str], typer.Option(
         "--param", help="Repeatable: name=v1,v2,... (steal_threshold, steal_interval, "
         "steal.<field>, aging, aging.<class>, weight.<class>, flow_weight.<tenant>).")],
-    agents: Annotated[int | None, typer.Option("--agents", "-n")] = None,
+    agents: Annotated[int | None, typer.Option(
+        "--agents", "-n", help="Number of agents (default: from --utilisation).")] = None,
     utilisation: Annotated[float | None, typer.Option(
         "--utilisation", help="Without --agents: fewest agents with offered load <= this.")
     ] = None,
-    speeds: Annotated[str | None, typer.Option("--speeds")] = None,
+    speeds: Annotated[str | None, typer.Option(
+        "--speeds", help="Agent speeds, comma separated, cycled over the agents.")] = None,
     objective: Annotated[str, typer.Option(
         "--objective", help="Row metric to minimise (e.g. mean_bounded_slowdown, p95_wait, "
         "miss_rate).")] = "mean_bounded_slowdown",
     search: Annotated[str, typer.Option("--search", help="grid | random")] = "grid",
     samples: Annotated[int, typer.Option("--samples", help="Random search: settings.")] = 20,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    home: Annotated[str, typer.Option("--home")] = "tenant",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Seed of random search and of randomised policies.")] = 0,
+    home: Annotated[str, typer.Option(
+        "--home", help="Home agent of a task for the stealing policies: tenant | round_robin "
+        "| none.")] = "tenant",
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the result (trials, best, sensitivity) as JSON.")] = False,
     window: TraceWindow = None,
     limit: TraceLimit = None,
     time_scale: TimeScale = 1.0,
