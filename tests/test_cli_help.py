@@ -130,3 +130,19 @@ def test_serve_whose_startup_fails_is_one_line_and_exit_2(tmp_path: Path) -> Non
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith("error: the service did not start: ")
+
+
+def test_the_listening_socket_is_tcp_so_asyncio_sets_nodelay() -> None:
+    """With proto 0 asyncio skips TCP_NODELAY and every small response waits ~40 ms."""
+    import asyncio.base_events
+
+    from allocator.cli.serve import listen_socket
+
+    with listen_socket("127.0.0.1", 0) as sock, socket.create_connection(
+            sock.getsockname()[:2]) as client:
+        conn, _ = sock.accept()
+        with conn:
+            asyncio.base_events._set_nodelay(conn)  # what asyncio does to each connection
+            assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            client.sendall(b"x")
+            assert conn.recv(1) == b"x"

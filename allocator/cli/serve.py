@@ -77,8 +77,10 @@ def listen_socket(host: str, port: int) -> socket.socket:
                                    flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise fail(f"--host {host!r}: {e.strerror}") from None
-    family, _, _, _, addr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, kind, proto, _, addr = infos[0]
+    # proto must be IPPROTO_TCP (not 0): asyncio sets TCP_NODELAY on accepted connections
+    # only then, and without it small responses wait ~40 ms for a delayed ACK.
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
