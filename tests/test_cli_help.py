@@ -146,3 +146,19 @@ def test_the_listening_socket_is_tcp_so_asyncio_sets_nodelay() -> None:
             assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
             client.sendall(b"x")
             assert conn.recv(1) == b"x"
+
+
+def test_solvers_marks_pulp_backends_whose_program_is_missing() -> None:
+    import pulp
+
+    from allocator.solvers import solver_names
+
+    r = runner.invoke(app, ["solvers"])
+    assert r.exit_code == 0
+    rows = {line.split()[0]: line.split()[1:3] for line in r.stdout.splitlines()[1:] if line}
+    assert set(rows) == set(solver_names())
+    for name, cls in (("milp:glpk", "GLPK_CMD"), ("milp:cbc", "PULP_CBC_CMD"),
+                      ("milp:scip", "SCIP_CMD")):
+        installed = pulp.getSolver(cls, msg=False).available()
+        assert rows[name][0] == ("available" if installed else "not"), (name, rows[name])
+    assert rows["greedy"][0] == "available" and rows["cpsat"][0] == "available"

@@ -149,6 +149,33 @@ def schema(
 
 @app.command()
 def solvers() -> None:
-    """List the solver backends."""
-    for name, desc in solver_names().items():
-        typer.echo(f"{name:12s} {desc}")
+    """List the solver backends; PuLP backends whose solver program is missing are marked."""
+    names = solver_names()
+    status = {name: backend_status(name) for name in names}
+    width = max(len(n) for n in names)
+    swidth = max(len(s) for s in status.values())
+    typer.echo(f"{'NAME':{width}s}  {'STATUS':{swidth}s}  DESCRIPTION")
+    for name, desc in names.items():
+        typer.echo(f"{name:{width}s}  {status[name]:{swidth}s}  {desc}")
+    if any(s != "available" for s in status.values()):
+        typer.echo("\nnot installed: PuLP finds no such solver program on PATH (e.g. glpsol for "
+                   "milp:glpk); install it to use that backend.", err=True)
+
+
+def backend_status(name: str) -> str:
+    """`available`, or `not installed` for a PuLP backend (milp:glpk ...) without its program.
+
+    The other backends are Python dependencies of the package, so registered means usable.
+    """
+    from allocator.solvers.milp import PULP_ALIASES
+
+    prefix, _, sub = name.partition(":")
+    if prefix != "milp" or sub.lower() not in PULP_ALIASES:
+        return "available"
+    import pulp
+
+    try:
+        ok = bool(pulp.getSolver(PULP_ALIASES[sub.lower()], msg=False).available())
+    except Exception:
+        ok = False
+    return "available" if ok else "not installed"
