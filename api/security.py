@@ -99,23 +99,24 @@ def host_allowed(host: str, allowed: list[str]) -> bool:
     host = host.strip().lower()
     if not host:
         return False
-    if host.startswith("["):
-        name, _, rest = host[1:].partition("]")
-        name, port = f"[{name}]", rest.removeprefix(":")
-    else:
-        name, _, port = host.partition(":")
+    name, port = _split_host(host)
     for entry in allowed:
         e = entry.strip().lower()
         if e == "*":
             return True
-        if e.startswith("["):
-            e_name, _, e_rest = e[1:].partition("]")
-            e_name, e_port = f"[{e_name}]", e_rest.removeprefix(":")
-        else:
-            e_name, _, e_port = e.partition(":")
+        e_name, e_port = _split_host(e)
         if e_name == name and e_port in ("", "*", port):
             return True
     return False
+
+
+def _split_host(host: str) -> tuple[str, str]:
+    """`name[:port]` or `[v6]:port` into (name, port); port is "" when absent."""
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        return f"[{name}]", rest.removeprefix(":")
+    name, _, port = host.partition(":")
+    return name, port
 
 
 class HostGate:

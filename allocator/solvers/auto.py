@@ -53,6 +53,7 @@ from allocator.solvers.linear import (
     build_linear,
     new_highs,
     read_assignment,
+    run_highs,
     set_start,
     start_vector,
 )
@@ -315,17 +316,7 @@ def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object
     # the GIL from the LNS thread.
     h.cbMipImprovingSolution.subscribe(on_improve)  # type: ignore[attr-defined]
     h.cbMipUserSolution.subscribe(on_user_solution)  # type: ignore[attr-defined]
-    unhook = None
-    if budget.stoppable:
-        # A caller can stop this solve: arm HiGHS's interrupt check (it costs
-        # some GIL traffic, so only then) and cancel on a stop request.
-        h.HandleUserInterrupt = True  # type: ignore[attr-defined]
-        unhook = budget.on_stop(h.cancelSolve)  # type: ignore[attr-defined]
-    try:
-        h.run()  # type: ignore[attr-defined]
-    finally:
-        if unhook is not None:
-            unhook()
+    run_highs(h, budget)
     import highspy
 
     out["user_solution_calls"] = int(out.get("user_solution_calls", 0)) + calls[0]  # type: ignore[call-overload]

@@ -25,10 +25,14 @@ import sys
 import threading
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from allocator.problem import Problem, capacity_limit
+
+if TYPE_CHECKING:
+    from allocator.solvers.context import SolveContext
 
 #: Above this many eligible pairs the dense helpers (position table, score
 #: matrix) would cost too much memory; callers fall back to other paths.
@@ -251,6 +255,23 @@ class HighsModel:
     def x_col(self) -> slice:
         return slice(0, self.pairs.size)
 
+
+
+def run_highs(h: object, ctx: SolveContext | None) -> None:
+    """Run a built HiGHS model, cancelled by a stop request on `ctx`.
+
+    HiGHS's interrupt check costs GIL traffic, so it is armed only for solves
+    a caller can stop (`ctx.stoppable`).
+    """
+    unhook = None
+    if ctx is not None and ctx.stoppable:
+        h.HandleUserInterrupt = True  # type: ignore[attr-defined]
+        unhook = ctx.on_stop(h.cancelSolve)  # type: ignore[attr-defined]
+    try:
+        h.run()  # type: ignore[attr-defined]
+    finally:
+        if unhook is not None:
+            unhook()
 
 def build_highs(
     lm: LinearModel,

@@ -36,6 +36,7 @@ from allocator.solvers.linear import (
     build_linear,
     is_linear,
     read_assignment,
+    run_highs,
     set_start,
 )
 from models import Plan, PlanStatus
@@ -74,7 +75,6 @@ def solve_highs_arrays(
     h.setOptionValue("mip_rel_gap", 0.0)  # type: ignore[attr-defined]
     if start is not None:
         set_start(lm, hm, start)
-    unhook = None
     if ctx is not None:
         def on_improve(e) -> None:  # type: ignore[no-untyped-def]
             try:
@@ -88,14 +88,7 @@ def solve_highs_arrays(
                 e.interrupt()
 
         h.cbMipImprovingSolution.subscribe(on_improve)  # type: ignore[attr-defined]
-        if ctx.stoppable:
-            h.HandleUserInterrupt = True  # type: ignore[attr-defined]
-            unhook = ctx.on_stop(h.cancelSolve)  # type: ignore[attr-defined]
-    try:
-        h.run()  # type: ignore[attr-defined]
-    finally:
-        if unhook is not None:
-            unhook()
+    run_highs(h, ctx)
     ms = h.getModelStatus()  # type: ignore[attr-defined]
     info = h.getInfo()  # type: ignore[attr-defined]
     dual = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
