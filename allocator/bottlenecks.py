@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from allocator.bounds import LP_MAX_PAIRS, lp_relaxation
+from allocator.constraints import used_capacity
 from allocator.objectives import busy_time
 from allocator.problem import DENSE_CELLS, Problem, capacity_limit
 from models import Plan
@@ -31,12 +32,6 @@ BINDING_SHARE = 0.999
 VALUE_RTOL = 1e-9
 
 
-def _used(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
-    used = np.zeros((problem.m, problem.n_resources))
-    on = np.flatnonzero(agent_of >= 0)
-    if on.size:
-        np.add.at(used, agent_of[on], problem.pair_demand(agent_of[on], on))
-    return used
 
 
 def _capacity_detail(problem: Problem, task: str, used: np.ndarray) -> str:
@@ -62,7 +57,7 @@ def bottleneck_report(problem: Problem, plan: Plan, *, with_duals: bool = True,
     agent_of = np.full(problem.n, -1, dtype=np.int64)
     for a in plan.assignments:
         agent_of[problem.task_index[a.task]] = problem.agent_index[a.agent]
-    used = _used(problem, agent_of)
+    used = used_capacity(problem, agent_of)
     cap = problem.capacity
     with np.errstate(divide="ignore", invalid="ignore"):
         util = np.where(cap > 0, used / cap, np.where(used > 0, np.inf, 0.0))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from allocator.constraints import used_capacity as capacity_used
 from allocator.problem import Problem, capacity_limit
 from models import Unassigned, UnassignedReason
 
@@ -17,13 +18,6 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def capacity_used(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
-    """[m, R] demand held on each agent by assignment `agent_of`."""
-    used = np.zeros((problem.m, problem.n_resources))
-    js = np.flatnonzero(agent_of >= 0)
-    if js.size:
-        np.add.at(used, agent_of[js], problem.pair_demand(agent_of[js], js))
-    return used
 
 
 def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,

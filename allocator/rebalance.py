@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 from ortools.sat.python import cp_model
 
+from allocator.constraints import used_capacity
 from allocator.metrics import jain_index, max_mean_ratio, variance
 from allocator.objectives import build_schedule, busy_time
 from allocator.problem import Problem, capacity_limit, compile_snapshot
@@ -166,11 +167,6 @@ class RebalanceResult:
 # --------------------------------------------------------------------------- helpers
 
 
-def _used(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
-    used = np.zeros_like(problem.capacity)
-    for j in np.flatnonzero(agent_of >= 0):
-        used[agent_of[j]] += problem.demand[agent_of[j], j]
-    return used
 
 
 def _cap(problem: Problem) -> np.ndarray:
@@ -338,7 +334,7 @@ def apply_threshold(problem: Problem, agent_of: np.ndarray, threshold: float
             break
         _, j = low[0]
         src = int(problem.current[j])
-        used = _used(problem, a)
+        used = used_capacity(problem, a)
         used[a[j]] -= problem.demand[a[j], j]
         trial = a.copy()
         trial[j] = src
@@ -522,7 +518,7 @@ def _rebalance_steal(problem: Problem, cap_k: int | None, threshold: float, budg
     a = complete(problem, stay)
     up = np.flatnonzero(problem.up)
     cap = _cap(problem)
-    used = _used(problem, a)
+    used = used_capacity(problem, a)
     load = busy_time(problem, a)
     k = problem.concurrency.astype(float)
     voluntary = (problem.current >= 0) & problem.up[np.maximum(problem.current, 0)]
