@@ -26,6 +26,7 @@ from api.schemas import (
     BottlenecksRequest,
     BottlenecksResponse,
     JobOut,
+    OnlineOptionsIn,
     ParetoRequest,
     ParetoResponse,
     RebalanceRequest,
@@ -193,12 +194,18 @@ def build_mcp(get_service: Callable[[], Service]) -> MCPServer:
         @mcp.tool()
         async def simulate(workload: WorkloadIn | None = None,
                            policies: list[str] | None = None,
+                           options: OnlineOptionsIn | None = None,
                            seed: Seed | None = None,
                            time_limit: TimeLimit | None = None) -> SimulateResponse:
-            """Simulate online scheduling policies side by side on a generated workload."""
+            """Simulate online scheduling policies side by side on a generated workload.
+
+            `options` are the executor's knobs (stealing, admission, breakers,
+            aging...), the same object as the HTTP body's `options`.
+            """
             return SimulateResponse.model_validate_json(await capability(
                 "simulate", lambda: SimulateRequest(
-                    workload=workload or WorkloadIn(), policies=policies, seed=seed,
+                    workload=workload or WorkloadIn(), policies=policies,
+                    options=options or OnlineOptionsIn(), seed=seed,
                     time_limit=time_limit)))
 
     if "bottlenecks" in have:
