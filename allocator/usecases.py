@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,9 @@ class RebalanceParams:
 class RebalanceOutcome:
     plan: Plan
     summary: dict[str, Any]
+    #: allocator.rebalance.RebalanceResult: loads before/after, moves undone (the CLI's tables).
+    result: Any = None
+    valid: bool = True
 
 
 def rebalance_uc(snapshot: Snapshot, params: RebalanceParams) -> RebalanceOutcome:
@@ -83,7 +86,8 @@ def rebalance_uc(snapshot: Snapshot, params: RebalanceParams) -> RebalanceOutcom
                         seed=params.seed)
     except ValueError as e:
         raise InvalidInputError(str(e)) from None
-    return RebalanceOutcome(res.plan, res.summary(valid=not validate(snapshot, res.plan)))
+    valid = not validate(snapshot, res.plan)
+    return RebalanceOutcome(res.plan, res.summary(valid=valid), res, valid)
 
 
 # -- pareto ---------------------------------------------------------------------------------
@@ -96,6 +100,8 @@ class ParetoParams:
     seed: int | None = None
     generations: int | None = None
     pick: str = "knee"
+    #: Validate every point of the front (the outcome's `valid`); off for the API's answer.
+    check: bool = False
 
 
 @dataclass
@@ -104,6 +110,8 @@ class ParetoOutcome:
     picked_index: int
     picked_rule: str
     picked_detail: str
+    #: Per point, whether it passes allocator.validate (only with `ParetoParams.check`).
+    valid: list[bool] = field(default_factory=list)
 
 
 def pareto_front(snapshot: Snapshot, params: ParetoParams,
@@ -138,7 +146,12 @@ def pareto_front(snapshot: Snapshot, params: ParetoParams,
         chosen = pick(front, params.pick or "knee")
     except ValueError as e:
         raise InvalidInputError(str(e), field="pick") from None
-    return ParetoOutcome(front, chosen.index, chosen.rule, chosen.detail)
+    valid: list[bool] = []
+    if params.check:
+        from allocator.validate import validate
+
+        valid = [not validate(snapshot, p.plan) for p in front.points]
+    return ParetoOutcome(front, chosen.index, chosen.rule, chosen.detail, valid)
 
 
 # -- bottlenecks ----------------------------------------------------------------------------
@@ -223,18 +236,31 @@ def bottlenecks_uc(snapshot: Snapshot, params: BottlenecksParams) -> Bottlenecks
 
 @dataclass(frozen=True)
 class SimulateParams:
-    workload: dict[str, Any] = field(default_factory=dict)
+    #: WorkloadConfig fields (`flaky` as "K:P:UNTIL"), or a built WorkloadConfig.
+    workload: Mapping[str, Any] | Any = field(default_factory=dict)
     policies: Sequence[str] = ("fifo", "jsq", "edf")
     seed: int = 0
     time_limit: float | None = None
-    #: allocator.online.options.OnlineOptions fields (tenant/class weights, aging, ...).
-    options: dict[str, Any] = field(default_factory=dict)
+    #: allocator.online.options.OnlineOptions fields (tenant/class weights, aging, ...),
+    #: or an OnlineOptions.
+    options: Mapping[str, Any] | Any = field(default_factory=dict)
+    max_retries: int = 2
+    #: Re-solve with the greedy solver every T time units (0: off).
+    coordinate_every: float = 0.0
+    #: Central dispatcher time per decision (0: free).
+    decision_latency: float = 0.0
+    #: Keep the event history of this task id (the outcome's `histories`).
+    history: str | None = None
+    #: Cap on tasks x policies (a service's guard); None: no cap (the CLI).
+    max_task_policies: int | None = MAX_SIM_TASK_POLICIES
 
 
 @dataclass
 class SimulateOutcome:
     rows: list[dict[str, Any]]
     complete: bool = True
+    #: policy -> event history of `SimulateParams.history` ("" when the id is unknown).
+    histories: dict[str, str] = field(default_factory=dict)
 
 
 def check_policies(policies: Sequence[str], prefix: str = "policies") -> list[str]:
@@ -262,48 +288,65 @@ def simulate_uc(params: SimulateParams, *,
     A policy that is running when the limit passes is stopped by the caller
     (the API worker's alarm), not here.
     """
+    from allocator.online.coordinator import Coordinator
+    from allocator.online.options import OnlineOptions, parse_flaky
     from allocator.online.simulator import Simulator
     from allocator.online.workload import WorkloadConfig, generate
 
     policies = check_policies(params.policies)
-    n_tasks = int(params.workload.get("tasks", WorkloadConfig().tasks))
-    if n_tasks * len(policies) > MAX_SIM_TASK_POLICIES:
+    if isinstance(params.options, OnlineOptions):
+        opts = params.options
+    else:
+        try:
+            opts = OnlineOptions(**params.options)
+        except TypeError as e:
+            raise InvalidInputError(str(e), field="options") from None
+    if isinstance(params.workload, WorkloadConfig):
+        cfg = params.workload
+    else:
+        wl = dict(params.workload)
+        flaky = wl.pop("flaky", None)
+        if flaky:
+            wl["flaky"], wl["flaky_p"], wl["flaky_until"] = parse_flaky(flaky)
+        if opts.tenants:
+            wl["tenants"] = len(opts.tenants)
+        try:
+            cfg = WorkloadConfig(**wl, seed=params.seed)
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(str(e), field="workload") from None
+    if cfg.flaky > cfg.agents:
+        raise InvalidInputError(f"{cfg.flaky} flaky agents but only {cfg.agents} agents",
+                                field="flaky")
+    cap = params.max_task_policies
+    if cap is not None and cfg.tasks * len(policies) > cap:
         raise InvalidInputError(
-            f"{n_tasks} tasks x {len(policies)} policies is more simulation than one call "
-            f"runs (at most {MAX_SIM_TASK_POLICIES} task-policies)", field="policies")
-    from allocator.online.options import OnlineOptions, parse_flaky
-
-    try:
-        opts = OnlineOptions(**params.options)
-    except TypeError as e:
-        raise InvalidInputError(str(e), field="options") from None
-    wl = dict(params.workload)
-    flaky = wl.pop("flaky", None)
-    if flaky:
-        wl["flaky"], wl["flaky_p"], wl["flaky_until"] = parse_flaky(flaky)
-    if opts.tenants:
-        wl["tenants"] = len(opts.tenants)
-    try:
-        cfg = WorkloadConfig(**wl, seed=params.seed)
-    except (TypeError, ValueError) as e:
-        raise InvalidInputError(str(e), field="workload") from None
+            f"{cfg.tasks} tasks x {len(policies)} policies is more simulation than one call "
+            f"runs (at most {cap} task-policies)", field="policies")
     policy_objs = {name: opts.policy(name) for name in policies}
     deadline = None if params.time_limit is None else clock() + params.time_limit
-    rows: list[dict[str, Any]] = []
-    complete = True
+    out = SimulateOutcome([])
     for name in policies:
         if deadline is not None and clock() >= deadline:
-            rows.append({"policy": name, "skipped": "time_limit"})
-            complete = False
+            out.rows.append({"policy": name, "skipped": "time_limit"})
+            out.complete = False
             continue
         try:
-            res = Simulator(generate(cfg), policy_objs[name], seed=params.seed, log=0,
-                            admission=opts.admission_config()).run()
+            sim = Simulator(generate(cfg), policy_objs[name], seed=params.seed,
+                            max_retries=params.max_retries,
+                            log=None if params.history else 0,
+                            admission=opts.admission_config(),
+                            decision_latency=params.decision_latency)
+            if params.coordinate_every > 0:
+                sim.coordinator = Coordinator(sim.executor, every=params.coordinate_every)
+                sim.coordinate_every = params.coordinate_every
+            res = sim.run()
         except TimeUp:
-            rows.append({"policy": name, "skipped": "time_limit"})
-            complete = False
+            out.rows.append({"policy": name, "skipped": "time_limit"})
+            out.complete = False
             deadline = clock()  # the remaining policies are skipped too
             continue
-        rows.append({k: v for k, v in res.row.items()
-                     if isinstance(v, int | float | str | bool | list) or v is None})
-    return SimulateOutcome(rows, complete)
+        out.rows.append({k: v for k, v in res.row.items()
+                         if isinstance(v, int | float | str | bool | list) or v is None})
+        if params.history:
+            out.histories[name] = res.executor.history(params.history) or ""
+    return out

@@ -1,7 +1,9 @@
 """One error shape for every failure: ``{"type", "message", "field"}``.
 
-Domain errors (AllocatorError) get their HTTP status here (`HTTP_STATUS`, by
-class, the nearest base class deciding); request validation
+Domain errors (AllocatorError) get their HTTP status here and only here
+(`HTTP_STATUS` by class, `HTTP_STATUS_BY_NAME` for optional engine modules;
+the nearest listed base class decides); the engine's errors carry no HTTP
+knowledge. Request validation
 errors are 422 with the field path; HTTP errors keep their status. Anything
 else is a bug: logged with its traceback and answered 500 without details.
 """
@@ -64,11 +66,28 @@ HTTP_STATUS: dict[type[BaseException], int] = {
 }
 
 
+#: Errors of optional engine modules (the online runtime, the Ray backend), by qualified
+#: name so the API does not import those modules to map them.
+HTTP_STATUS_BY_NAME: dict[str, int] = {
+    "allocator.online.runtime.TaskRejectedError": 429,
+    "allocator.online.runtime.TaskFailedError": 500,
+    "allocator.online.breaker.CircuitOpenError": 503,
+    "allocator.distributed.session.RayUnavailableError": 501,
+}
+
+
+def status_of_class(cls: type[BaseException]) -> int | None:
+    """The status listed for exactly this class (by class or qualified name), or None."""
+    if cls in HTTP_STATUS:
+        return HTTP_STATUS[cls]
+    return HTTP_STATUS_BY_NAME.get(f"{cls.__module__}.{cls.__qualname__}")
+
+
 def http_status(exc: AllocatorError) -> int:
     """The status `exc` answers with: its class's entry, else its nearest base's."""
     for cls in type(exc).__mro__:
-        if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]
+        if (status := status_of_class(cls)) is not None:
+            return status
     return 422
 
 

@@ -25,13 +25,13 @@ from allocator.pareto import (
     igd_plus,
     parse_objectives,
     parse_pick,
-    pick,
     reference_point,
 )
 from allocator.problem import compile_snapshot
 from allocator.solvers.base import Budget
 from allocator.solvers.exact_front import exact_front, exact_supported
-from allocator.solvers.nsga2 import Nsga2Config, Nsga2Progress, nsga2_front
+from allocator.solvers.nsga2 import Nsga2Progress, nsga2_front
+from allocator.usecases import ParetoOutcome, ParetoParams, pareto_front
 from allocator.validate import validate
 from models import ParetoFront, Snapshot
 
@@ -200,14 +200,13 @@ def write_plot(front: ParetoFront, path: Path, picked: int | None) -> None:
 
 
 def compute_front(snapshot: Snapshot, objectives: list[str], *, exact: bool, time_limit: float,
-                  seed: int, generations: int | None, show_progress: bool) -> ParetoFront:
-    problem = compile_snapshot(snapshot)
-    budget = Budget(time_limit, workers=snapshot.options.workers)
-    if exact:
-        return exact_front(problem, objectives, budget=budget, seed=seed)
-    cfg = Nsga2Config(generations=generations)
-    if not show_progress:
-        return nsga2_front(problem, objectives, budget=budget, seed=seed, config=cfg)
+                  seed: int, generations: int | None, show_progress: bool,
+                  pick_spec: str = "knee") -> ParetoOutcome:
+    """The front through `usecases.pareto_front` (every point validated), with a progress bar."""
+    params = ParetoParams(objectives=objectives, exact=exact, time_limit=time_limit, seed=seed,
+                          generations=generations, pick=pick_spec, check=True)
+    if exact or not show_progress:
+        return pareto_front(snapshot, params)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task("nsga2", total=time_limit)
@@ -216,8 +215,7 @@ def compute_front(snapshot: Snapshot, objectives: list[str], *, exact: bool, tim
             bar.update(task, completed=min(p.elapsed_s, time_limit),
                        description=f"nsga2 gen {p.generation} front {p.front_size}")
 
-        return nsga2_front(problem, objectives, budget=budget, seed=seed, config=cfg,
-                           progress=report)
+        return pareto_front(snapshot, params, progress=report)
 
 
 @app.command("pareto")
@@ -250,14 +248,13 @@ def pareto_cmd(
     limit = snap.options.time_limit if time_limit is None else time_limit
     if not limit > 0:
         raise InvalidInputError(f"must be > 0, got {limit}", field="--time-limit")
-    front = compute_front(snap, names, exact=exact, time_limit=limit,
-                          seed=snap.options.seed if seed is None else seed,
-                          generations=generations,
-                          show_progress=not as_json and err_console.is_terminal)
-    if not front.points:
-        raise InvalidInputError(front.message or "no plan found", field="pareto")
-    valid = [not validate(snap, p.plan) for p in front.points]
-    chosen: Pick = pick(front, pick_spec)
+    outcome = compute_front(snap, names, exact=exact, time_limit=limit,
+                            seed=snap.options.seed if seed is None else seed,
+                            generations=generations,
+                            show_progress=not as_json and err_console.is_terminal,
+                            pick_spec=pick_spec)
+    front, valid = outcome.front, outcome.valid
+    chosen = Pick(outcome.picked_index, outcome.picked_rule, outcome.picked_detail)
     if output is not None:
         write_json_atomic(output, dump_model(front))
     if plot is not None:

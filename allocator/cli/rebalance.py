@@ -13,8 +13,7 @@ from rich.table import Table
 from allocator.cli.app import app, fail, guarded
 from allocator.io import read_snapshot, write_plan
 from allocator.rebalance import RebalanceResult
-from allocator.rebalance import rebalance as run_rebalance
-from allocator.validate import validate
+from allocator.usecases import RebalanceParams, rebalance_uc
 from models import Snapshot
 
 console = Console(width=None if Console().is_terminal else 140)
@@ -83,9 +82,9 @@ def rebalance(
     if threshold < 0:
         raise fail("--threshold must be >= 0")
     snap = read_snapshot(snapshot)
-    result = run_rebalance(snap, max_migrations=max_migrations, threshold=threshold,
-                           time_limit=time_limit, seed=seed)
-    valid = not validate(snap, result.plan)
+    out = rebalance_uc(snap, RebalanceParams(max_migrations=max_migrations, threshold=threshold,
+                                             time_limit=time_limit, seed=seed))
+    result, valid = out.result, out.valid
     if output is not None:
         write_plan(output, result.plan)
     if plot is not None:
@@ -93,7 +92,7 @@ def rebalance(
 
         plot_plan(snap, result.plan, plot)
     if as_json:
-        typer.echo(json.dumps(result.summary(valid=valid)))
+        typer.echo(json.dumps(out.summary))
         return
     render_rebalance(result, snap, valid=valid)
     if output is not None:

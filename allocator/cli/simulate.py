@@ -1,7 +1,7 @@
 """`allocator simulate`: run online policies side by side on a generated workload.
 
-The workload comes from `_workload(...)`, the one place a later `--trace FILE`
-option plugs in (it only has to return an allocator.online.workload.Workload).
+The command only translates: options -> `usecases.SimulateParams`, rows -> a
+table or JSON lines (`--trace` hands over to `allocator replay`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from allocator.cli.app import app, bench_app, guarded
-from allocator.errors import InvalidInputError
-from allocator.online.coordinator import Coordinator
 from allocator.online.options import ADMISSIONS, OnlineOptions, parse_flaky
-from allocator.online.policies import describe_policies, policy_names
-from allocator.online.simulator import Simulator
-from allocator.online.workload import Workload, WorkloadConfig, generate
+from allocator.online.policies import describe_policies
+from allocator.online.workload import WorkloadConfig
+from allocator.usecases import SimulateParams, simulate_uc
 
 DEFAULT_POLICIES = ["fifo", "round-robin", "jsq", "p2c", "edf", "edf+stealing"]
 
@@ -32,36 +30,19 @@ JSON_KEYS = ("policy", "tasks", "completed", "rejected", "failed", "lost", "dupl
              "per_class", "rejected_after_burst", "steal_interval_mean")
 
 
-def _workload(cfg: WorkloadConfig) -> Workload:
-    return generate(cfg)
-
-
 def run_policies(cfg: WorkloadConfig, policies: list[str], *, seed: int,
                  coordinate_every: float = 0.0, max_retries: int = 2,
                  history: str | None = None, options: OnlineOptions | None = None,
                  decision_latency: float = 0.0,
                  ) -> list[tuple[dict[str, Any], str | None]]:
-    """Simulate each policy on the same workload; (row, history text) per policy."""
-    opts = options or OnlineOptions()
-    known = set(policy_names())
-    for p in policies:
-        if p not in known:
-            raise InvalidInputError(f"unknown policy {p!r}; known: {', '.join(policy_names())}",
-                                    field="policy")
-    out = []
-    for p in policies:
-        wl = _workload(cfg)
-        sim = Simulator(wl, opts.policy(p), seed=seed, max_retries=max_retries,
-                        log=None if history else 0, admission=opts.admission_config(),
-                        decision_latency=decision_latency)
-        if coordinate_every > 0:
-            sim.coordinator = Coordinator(sim.executor, every=coordinate_every)
-            sim.coordinate_every = coordinate_every
-        res = sim.run()
-        row = res.row
-        row["seed"] = seed
-        out.append((row, res.executor.history(history) if history else None))
-    return out
+    """Simulate each policy on the same workload (`usecases.simulate_uc`, no task cap);
+    (row, history text) per policy."""
+    out = simulate_uc(SimulateParams(
+        workload=cfg, policies=policies, seed=seed, options=options or OnlineOptions(),
+        max_retries=max_retries, coordinate_every=coordinate_every,
+        decision_latency=decision_latency, history=history, max_task_policies=None))
+    return [({**row, "seed": seed}, out.histories.get(row["policy"]) if history else None)
+            for row in out.rows]
 
 
 def _fmt(v: Any, nd: int = 3) -> str:
@@ -177,8 +158,6 @@ def simulate_cmd(
                                    admission=admission, target_wait=target_wait,
                                    params=param or ())
     fk, fp, fu = parse_flaky(flaky) if flaky else (0, 0.0, 0.0)
-    if fk > agents:
-        raise InvalidInputError(f"{fk} flaky agents but only {agents} agents", field="flaky")
     cfg = WorkloadConfig(
         tasks=tasks, agents=agents, arrival=arrival, load=load, burst_factor=burst_factor,
         sizes=sizes, pareto_alpha=pareto_alpha, skew=skew, speed_spread=speed_spread,

@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from allocator.cli.app import app, guarded
-from allocator.engine import solve as engine_solve
 from allocator.io import read_plan, read_snapshot, write_plan
 from allocator.solvers import solver_names
+from allocator.usecases import SolveParams, solve_uc
 from allocator.validate import validate as validate_plan
 from models import Plan, Snapshot
 
@@ -100,7 +100,7 @@ def solve(
 ) -> None:
     """Solve a snapshot and print the plan summary."""
     snap = read_snapshot(snapshot)
-    plan = engine_solve(snap, solver=solver, time_limit=time_limit, seed=seed)
+    plan = solve_uc(snap, SolveParams(solver=solver, time_limit=time_limit, seed=seed))
     if output is not None:
         write_plan(output, plan)
     if plot is not None:

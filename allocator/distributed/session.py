@@ -38,7 +38,6 @@ MAX_TEMP_DIR_LEN = 36
 class RayUnavailableError(AllocatorError):
     """The ray backend was asked for but Ray is not installed (or too old)."""
 
-    http_status = 501
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(

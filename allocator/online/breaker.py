@@ -34,7 +34,6 @@ class BreakerState(StrEnum):
 class CircuitOpenError(AllocatorError):
     """A call was refused because the breaker is open (or out of probe slots)."""
 
-    http_status = 503
 
     def __init__(self, name: str, retry_at: float | None) -> None:
         when = f"; retry after t={retry_at:.4g}" if retry_at is not None else ""

@@ -67,7 +67,6 @@ FLUSH_ROUNDS = 64
 class TaskRejectedError(AllocatorError):
     """The executor did not run the task (admission, shutdown, no eligible agent)."""
 
-    http_status = 429
 
     def __init__(self, task_id: str, code: Code, reason: str) -> None:
         super().__init__(f"task {task_id!r} rejected ({code.value}): {reason}")
@@ -77,7 +76,6 @@ class TaskRejectedError(AllocatorError):
 class TaskFailedError(AllocatorError):
     """The task was tried and gave up, was cancelled or timed out."""
 
-    http_status = 500
 
     def __init__(self, task_id: str, code: Code, reason: str) -> None:
         super().__init__(f"task {task_id!r} failed ({code.value}): {reason}")
