@@ -1,5 +1,12 @@
 """`allocator replay`: replay a real workload trace under several policies, side by side.
 
+Two replays share the command. On an SWF log (without --agents and with
+cluster policy names, or none) the jobs keep their widths on the machine the
+header names (allocator.cluster: FCFS, EASY, conservative, SJF, ...). With
+--agents / --utilisation, executor policy names, or a non-SWF trace without
+--procs, every task is a one-slot task on single-server agents driven through
+the online executor (allocator.workloads.replay), as before.
+
 The trace options (window, scaling, deadlines, priorities, tenants, column
 mapping) are shared with `allocator tune` and `allocator capacity` through
 :func:`load_trace` and the `Trace*` option aliases below.
@@ -79,6 +86,83 @@ def load_trace(path: Path, **opts: Any) -> Workload:
     return w
 
 
+def _is_swf(path: Path) -> bool:
+    return path.name.lower().endswith((".swf", ".swf.gz"))
+
+
+def cluster_mode(trace: Path, *, agents: int | None, utilisation: float | None,
+                 procs: int | None, policies: list[str]) -> bool:
+    """Whether `allocator replay` keeps job widths (see the module docstring)."""
+    from allocator.cluster.policies import is_cluster_policy
+
+    if agents is not None or utilisation is not None:
+        return False
+    if not all(is_cluster_policy(p) for p in policies):
+        return False
+    return procs is not None or _is_swf(trace)
+
+
+def _num(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def replay_cluster(trace: Path, policies: list[str], *, procs: int | None,
+                   window: str | None, limit: int | None, job_windows: int | None,
+                   by_width: bool, as_json: bool) -> None:
+    """Wide-job replay: one row per policy (allocator.cluster.metrics.ROW_KEYS)."""
+    from allocator.cluster import DEFAULT_POLICIES, parse_policy, read_swf_cluster
+    from allocator.cluster.bench import run_policy
+
+    pols = [parse_policy(p).name for p in (policies or DEFAULT_POLICIES)]
+    if not _is_swf(trace):
+        raise InvalidInputError("the wide-job replay reads SWF logs (.swf, .swf.gz); use "
+                                "--agents N for the single-server replay of other traces",
+                                field="trace")
+    tr = read_swf_cluster(trace, procs=procs, window=parse_window(window), limit=limit)
+    if len(tr.jobs) == 0:
+        raise InvalidInputError(f"{trace}: no replayable jobs", field="trace")
+    typer.echo(tr.summary(), err=True)
+    rows, wrows = [], []
+    for p in pols:
+        res = run_policy(tr.jobs, tr.procs, p, job_window=job_windows)
+        typer.echo(f"{p}: {res.jobs} jobs in {res.wall_s:.3g} s "
+                   f"({res.jobs_per_s:,.0f} jobs/s)", err=True)
+        for msg in res.problems:
+            typer.echo(f"{p}: INVALID: {msg}", err=True)
+        rows.append(res.row)
+        wrows.extend(res.width_rows)
+    if as_json:
+        for r in [*rows, *(wrows if by_width else [])]:
+            sys.stdout.write(json.dumps({k: _num(v) for k, v in r.items()}) + "\n")
+        return
+    cols = [("policy", "{}"), ("jobs", "{}"), ("procs", "{}"), ("mean_wait", "{:.4g}"),
+            ("mean_bounded_slowdown", "{:.4g}"), ("p95_wait", "{:.4g}"),
+            ("utilisation", "{:.3f}"), ("recorded_mean_wait", "{:.4g}"),
+            ("recorded_mean_bounded_slowdown", "{:.4g}"), ("valid", "{}")]
+    nan = float("nan")
+    typer.echo(text_table([{k: (nan if v is None else v) for k, v in r.items()}
+                           for r in rows], cols))
+    if by_width:
+        wcols = [("policy", "{}"), ("width", "{}"), ("jobs", "{}"), ("mean_wait", "{:.4g}"),
+                 ("mean_bounded_slowdown", "{:.4g}"), ("p95_wait", "{:.4g}"),
+                 ("work_share", "{:.3f}"), ("recorded_mean_wait", "{:.4g}"),
+                 ("recorded_mean_bounded_slowdown", "{:.4g}")]
+        typer.echo("\nby width class (processors):")
+        typer.echo(text_table([{k: (nan if v is None else v) for k, v in r.items()}
+                               for r in wrows], wcols))
+
+
+def list_all_policies() -> None:
+    from allocator.cluster import describe_policies
+
+    typer.echo("wide jobs on P processors (SWF logs; the default for them):")
+    for name, doc in describe_policies().items():
+        typer.echo(f"  {name:22s} {doc}")
+    typer.echo("single-server agents through the online executor (with --agents N):")
+    for name in policy_names():
+        typer.echo(f"  {name}")
+
+
 def parse_speeds(speeds: str | None) -> list[float] | None:
     if not speeds:
         return None
@@ -109,8 +193,8 @@ def choose_agents(w: Workload, agents: int | None, utilisation: float | None,
 @app.command("replay")
 @guarded
 def replay_cmd(
-    trace: Annotated[Path, typer.Argument(help="SWF (.swf/.swf.gz), Alibaba pod CSV, or a "
-                                          "CSV/Parquet task table.")],
+    trace: Annotated[Path | None, typer.Argument(
+        help="SWF (.swf/.swf.gz), Alibaba pod CSV, or a CSV/Parquet task table.")] = None,
     agents: Annotated[int | None, typer.Option(
         "--agents", "-n", help="Number of agents (single servers).")] = None,
     utilisation: Annotated[float | None, typer.Option(
@@ -151,8 +235,33 @@ def replay_cmd(
     param: Annotated[list[str] | None, typer.Option(
         "--param", help="Policy parameter name=value (repeatable), e.g. "
         "flow_weight.<tenant>=3 or steal.margin_frac=0.2.")] = None,
+    procs: Annotated[int | None, typer.Option(
+        "--procs", help="Wide-job replay: processors of the machine (default: MaxProcs or "
+        "MaxNodes from the SWF header).")] = None,
+    by_width: Annotated[bool, typer.Option(
+        "--by-width", help="Wide-job replay: also the measures per width class.")] = False,
+    job_windows: Annotated[int | None, typer.Option(
+        "--job-windows", help="Wide-job replay: replay consecutive windows of N jobs, each "
+        "from an empty machine, and report the mean over windows.")] = None,
+    list_policies: Annotated[bool, typer.Option(
+        "--policies", help="List the policy names and exit.")] = False,
 ) -> None:
-    """Replay a trace through the executor with each policy; one row per policy."""
+    """Replay a trace with each policy; one row per policy.
+
+    SWF logs keep their job widths on the machine the header names (FCFS, EASY,
+    conservative backfilling, SJF, ...); --agents N replays one-slot tasks on N
+    single servers through the online executor instead.
+    """
+    if list_policies:
+        list_all_policies()
+        return
+    if trace is None:
+        raise InvalidInputError("give a TRACE (or --policies)", field="trace")
+    if cluster_mode(trace, agents=agents, utilisation=utilisation, procs=procs,
+                    policies=list(policy or [])):
+        replay_cluster(trace, list(policy or []), procs=procs, window=window, limit=limit,
+                       job_windows=job_windows, by_width=by_width, as_json=as_json)
+        return
     oopts = OnlineOptions.from_text(class_weights=class_weights, aging=aging,
                                     admission=admission, target_wait=target_wait,
                                     params=param or ())
@@ -164,8 +273,13 @@ def replay_cmd(
     known = set(policy_names())
     unknown = [p for p in pols if p not in known]
     if unknown:
+        from allocator.cluster import is_cluster_policy
+
+        hint = ("a wide-job policy: it runs on SWF logs without --agents / --utilisation"
+                if is_cluster_policy(unknown[0]) else
+                "see `allocator replay --policies` for the wide-job ones")
         raise InvalidInputError(f"unknown policy {unknown[0]!r}; known: "
-                                f"{', '.join(policy_names())}", field="policy")
+                                f"{', '.join(policy_names())} ({hint})", field="policy")
     if home not in ("tenant", "round_robin", "none"):
         raise InvalidInputError(f"home must be tenant, round_robin or none, got {home!r}",
                                 field="home")
