@@ -21,9 +21,11 @@ from allocator.cli.replay import (
     TimeScale,
     TraceLimit,
     TraceWindow,
+    _is_swf,
     load_trace,
     trace_options,
 )
+from allocator.cluster.policies import is_cluster_policy
 from allocator.errors import InvalidInputError
 from allocator.planning.capacity import (
     AgentType,
@@ -31,10 +33,47 @@ from allocator.planning.capacity import (
     Forecast,
     mix_dict,
     plan_capacity,
-    plot_curve,
     read_agent_types,
 )
 from allocator.report.replay import text_table
+from allocator.workloads import parse_window
+
+
+def capacity_wide(trace: Path, sla: str, *, policy: str, window: str | None,
+                  limit: int | None, curve_span: int, max_simulations: int,
+                  as_json: bool) -> None:
+    """`allocator capacity --trace LOG.swf`: the answer in processors and nodes."""
+    from allocator.cluster import read_swf_cluster
+    from allocator.planning.wide import plan_wide
+
+    tr = read_swf_cluster(trace, window=parse_window(window), limit=limit, need_size=False)
+    if not as_json:
+        typer.echo(tr.summary(), err=True)
+    plan = plan_wide(sla, tr, policy=policy, curve_span=curve_span,
+                     max_simulations=max_simulations,
+                     progress=None if as_json else (lambda m: typer.echo(m, err=True)))
+    out = plan.to_json()
+    if as_json:
+        sys.stdout.write(json.dumps(out) + "\n")
+        return
+    keys = sorted({c.metric for c in plan.sla} | {"utilisation", "mean_wait"})
+    unit = f" ({plan.procs_per_node} processors per node)" if plan.procs_per_node > 1 else ""
+    if plan.procs is None:
+        typer.echo(f"no machine up to {max(r['procs'] for r in plan.curve)} processors met "
+                   f"{', '.join(out['sla'])} with {policy} (search stopped after "
+                   f"{plan.simulations} replays)")
+    else:
+        typer.echo(f"answer: {plan.procs} processors = {plan.nodes} nodes{unit} meet "
+                   f"{', '.join(out['sla'])} with {policy}: {_fmt(plan.simulated, keys)}")
+    lm = out["log_machine"]
+    typer.echo(f"the log's machine ({lm['procs']} processors, {tr.procs_source}): "
+               f"{'meets' if lm['sla_met'] else 'misses'} it: {_fmt(lm['simulated'], keys)}")
+    if plan.note:
+        typer.echo(plan.note)
+    cols: list[tuple[str, str]] = [("procs", "{}"), ("nodes", "{}")]
+    cols += [(k, "{:.4g}") for k in keys] + [("sla_met", "{}")]
+    typer.echo("\ncurve (each size replayed over the whole log):")
+    typer.echo(text_table(plan.curve, cols))
 
 
 def _fmt(d: dict[str, Any] | None, keys: list[str]) -> str:
@@ -62,9 +101,11 @@ def capacity_cmd(
     agent_types: Annotated[Path | None, typer.Option(
         "--agent-types", help="JSON list of {name, speed, cost, min, max}; default one type "
         "of speed 1, cost 1.")] = None,
-    policy: Annotated[str, typer.Option(
-        "--policy", "-p", help="Policy the simulations run (see `allocator simulate -h`).")
-    ] = "fifo",
+    policy: Annotated[str | None, typer.Option(
+        "--policy", "-p", help="Policy the simulations run: on an SWF log a wide-job policy "
+        "(default easy; `allocator replay --policies`), answered in processors and nodes; "
+        "otherwise an executor policy (default fifo; `allocator simulate --list-policies`).")
+    ] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Simulated runs per mix.")] = 3,
     blocks: Annotated[int, typer.Option(
         "--blocks", help="Split a run into this many consecutive blocks for the confidence "
@@ -103,6 +144,13 @@ def capacity_cmd(
                                 field="trace")
     if seeds < 1:
         raise InvalidInputError(f"--seeds must be >= 1, got {seeds}", field="seeds")
+    if trace is not None and agent_types is None and _is_swf(trace) and (
+            policy is None or is_cluster_policy(policy)):
+        capacity_wide(trace, sla, policy=policy or "easy", window=window, limit=limit,
+                      curve_span=curve_span, max_simulations=max_simulations,
+                      as_json=as_json)
+        return
+    policy = policy or "fifo"
     w = fc = None
     if trace is not None:
         opts = trace_options(window=window, limit=limit, time_scale=time_scale,
@@ -135,6 +183,8 @@ def capacity_cmd(
                              progress=progress, estimator=estimator,
                              backend=runner if backend != "local" else None)
     if plot is not None:
+        from allocator.report.capacity import plot_curve
+
         plot_curve(plan, plot)
         progress(f"plot: {plot}")
     out = plan.to_json()

@@ -160,12 +160,15 @@ class ClusterTrace:
 
 def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None = None,
                      window: tuple[float, float] | None = None, limit: int | None = None,
-                     statuses: Sequence[int] | None = None) -> ClusterTrace:
+                     statuses: Sequence[int] | None = None,
+                     need_size: bool = True) -> ClusterTrace:
     """Read an SWF log as wide jobs on the machine its header names (or `procs`).
 
     `window` (seconds after the first submit) and `limit` (first n jobs) select
     jobs as the executor replay's options do; `statuses` keeps only those status
     codes. Everything dropped or filled is counted (module docstring).
+    `need_size=False` (capacity planning, which searches the size) accepts a
+    header without the machine size and takes the widest job as the machine.
     """
     from allocator.workloads.swf import read_swf_frame
 
@@ -183,6 +186,8 @@ def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None =
         P, how = hp, "MaxProcs in the header"
     elif hn is not None:
         P, how = hn, "MaxNodes in the header"
+    elif not need_size:
+        P, how = 0, "the widest job (no MaxProcs or MaxNodes in the header)"
     else:
         raise InvalidInputError(f"{name}: the header gives neither MaxProcs nor MaxNodes: "
                                 "give the machine size with --procs", field="procs")
@@ -203,6 +208,8 @@ def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None =
     width = (pl.when(c("procs") > 0).then(c("procs"))
              .when(c("req_procs") > 0).then(c("req_procs")).otherwise(-1.0))
     rows = rows.with_columns(width=width)
+    if P == 0:
+        P = max(1, int(rows["width"].max() or 1))  # type: ignore[arg-type]
     for reason, cond in (("width unknown (fields 5 and 8 are -1)", c("width") < 1),
                          (f"wider than the machine ({P} processors)", c("width") > P)):
         n_bad = rows.filter(cond).height

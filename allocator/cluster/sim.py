@@ -55,6 +55,10 @@ _HIGH_QUEUES = {0}
 
 _INF = math.inf
 
+#: Conservative profile: a job estimated at 0 s holds its reservation this long
+#: (a zero-length slot would protect nothing); it gives it back when it ends.
+_MIN_SLOT = 1e-3
+
 
 @dataclass(slots=True)
 class ClusterSchedule:
@@ -103,6 +107,8 @@ def simulate(jobs: ClusterJobs, procs: int, policy: str | ClusterPolicy, *,
     R: list[float] = jobs.run.tolist()
     W: list[int] = jobs.width.tolist()
     E: list[float] = jobs.estimate.tolist()
+    if pol.backfill == "conservative":
+        E = [e if e > 0 else _MIN_SLOT for e in E]
     keys = _static_keys(jobs, pol)
     fair = pol.order in ("fair-user", "fair-group")
     acct: list[int] = (jobs.user if pol.order == "fair-user" else jobs.group).tolist()

@@ -199,3 +199,24 @@ def test_cli_rows_have_exactly_the_issue_fields(tmp_path: Path) -> None:
     r = runner.invoke(app, ["replay", str(p), "-p", "easy", "--procs", "2"])
     assert r.exit_code == 0  # wider jobs are dropped and counted
     assert "wider than the machine (2 processors)" in r.output
+
+
+def test_capacity_on_a_wide_log_answers_in_processors_and_nodes(tmp_path: Path) -> None:
+    # 2 processors per node; jobs of 4 processors arriving every 10 s, each running 30 s:
+    # 12 processors keep up without waiting, fewer make them queue
+    lines = ["; MaxProcs: 8", "; MaxNodes: 4"]
+    lines += [f"{i + 1} {i * 10} 0 30 4 -1 -1 4 30 -1 1 1 1 -1 -1 -1 -1 -1" for i in range(40)]
+    p = tmp_path / "w.swf"
+    p.write_text("\n".join(lines) + "\n")
+    r = runner.invoke(app, ["capacity", "--trace", str(p), "--sla", "mean_wait<=0",
+                            "--curve-span", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["procs"] == 12 and out["nodes"] == 6 and out["procs_per_node"] == 2
+    assert out["policy"] == "easy" and out["sla_met"] is True
+    assert out["log_machine"]["procs"] == 8 and out["log_machine"]["sla_met"] is False
+    assert [c["procs"] for c in out["curve"]] == [10, 12, 14]
+    assert all(c["valid"] == 1.0 for c in out["curve"])
+    assert [c["sla_met"] for c in out["curve"]] == [False, True, True]
+    r = runner.invoke(app, ["capacity", "--trace", str(p), "--sla", "miss_rate<=0.1"])
+    assert r.exit_code == 2 and "not measured on a wide-job log" in r.output

@@ -61,7 +61,7 @@ def test_tune_json(swf: Path) -> None:
 
 def test_capacity_json_keys(swf: Path) -> None:
     r = runner.invoke(app, ["capacity", "--trace", str(swf), "--sla", "p95_wait<=100",
-                            "--curve-span", "1", "--json"])
+                            "--curve-span", "1", "--json", "-p", "fifo"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert {"agents", "cost", "predicted", "simulated", "sla_met"} <= set(out)
