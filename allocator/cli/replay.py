@@ -245,6 +245,10 @@ def replay_cmd(
         "from an empty machine, and report the mean over windows.")] = None,
     list_policies: Annotated[bool, typer.Option(
         "--policies", help="List the policy names and exit.")] = False,
+    slots: Annotated[int | None, typer.Option(
+        "--slots", help="With --agents: each agent is a node of N slots and a task holds its "
+        "width (SWF processors, pod GPUs) of them on one agent; wider tasks are rejected.")
+    ] = None,
 ) -> None:
     """Replay a trace with each policy; one row per policy.
 
@@ -257,8 +261,8 @@ def replay_cmd(
         return
     if trace is None:
         raise InvalidInputError("give a TRACE (or --policies)", field="trace")
-    if cluster_mode(trace, agents=agents, utilisation=utilisation, procs=procs,
-                    policies=list(policy or [])):
+    if slots is None and cluster_mode(trace, agents=agents, utilisation=utilisation,
+                                      procs=procs, policies=list(policy or [])):
         replay_cluster(trace, list(policy or []), procs=procs, window=window, limit=limit,
                        job_windows=job_windows, by_width=by_width, as_json=as_json)
         return
@@ -283,12 +287,21 @@ def replay_cmd(
     if home not in ("tenant", "round_robin", "none"):
         raise InvalidInputError(f"home must be tenant, round_robin or none, got {home!r}",
                                 field="home")
+    if slots is not None and agents is None:
+        raise InvalidInputError("--slots needs --agents (the agent count is not sized from "
+                                "widths)", field="slots")
     sp = parse_speeds(speeds)
     w = load_trace(trace, **opts)
     n, why = choose_agents(w, agents, utilisation, sp)
+    if slots is not None:
+        held = float((w.tasks["work"] * w.tasks["demand"]).sum())
+        mean_speed = sum(sp) / len(sp) if sp else 1.0
+        why = (f"{n} agents of {slots} slots (offered load "
+               f"{held / (w.span or 1.0) / (n * slots * mean_speed):.2f} of capacity)")
     typer.echo(why, err=True)
     results = compare(w, [oopts.policy(p) for p in pols], agents=n, speeds=sp, seed=seed,
-                      home=home, admission=oopts.admission_config())  # type: ignore[arg-type]
+                      home=home, admission=oopts.admission_config(),  # type: ignore[arg-type]
+                      slots=slots)
     rows = [r.row() for r in results]
     if as_json:
         for r in rows:

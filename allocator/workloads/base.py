@@ -185,22 +185,25 @@ class Workload:
             lines.append("filled: " + ", ".join(f"{n} {k}" for k, n in self.filled.items()))
         return "\n".join(lines)
 
-    def to_specs(self) -> list[tuple[float, TaskSpec]]:
+    def to_specs(self, *, width_as: str | None = None) -> list[tuple[float, TaskSpec]]:
         """`(arrival, TaskSpec)` pairs in arrival order, ready for the online executor.
 
         `TaskSpec.work` is the run time; the deadline is absolute on the same
-        clock as the arrival; `demand` is not passed on (agents in a replay are
-        single servers, see docs/workloads.md).
+        clock as the arrival. The width (`demand` column) is passed on only with
+        `width_as=RESOURCE`: the task then demands that much of the resource on
+        the one agent it runs on (a replay on agents of several slots);
+        otherwise agents are single servers (see docs/workloads.md).
         """
         from allocator.online.events import TaskSpec as Spec
 
         out: list[tuple[float, TaskSpec]] = []
         prio = {p.value: p for p in Priority}
         cols = self.tasks.select(REPLAY_COLUMNS)
-        for id_, arr, work, _dem, dl, pr, ten in cols.iter_rows():
+        for id_, arr, work, dem, dl, pr, ten in cols.iter_rows():
             out.append((float(arr), Spec(
                 id=str(id_), work=float(work), priority=prio[pr],
-                deadline=None if dl is None else float(dl), tenant=ten)))
+                deadline=None if dl is None else float(dl), tenant=ten,
+                demand=((width_as, float(dem)),) if width_as else ())))
         return out
 
 

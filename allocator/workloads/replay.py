@@ -147,16 +147,26 @@ class ReplayResult:
         return {str(p): float(m) for p, m in g.iter_rows()}
 
 
+#: The resource a task's width is demanded from when agents have several slots.
+SLOTS = "slots"
+
+
 def make_agents(n: int, speeds: Sequence[float] | None = None,
-                prefix: str = "a") -> list[Agent]:
-    """`n` single-server agents `a0..a{n-1}`; `speeds` is cycled over them (default 1)."""
+                prefix: str = "a", slots: int | None = None) -> list[Agent]:
+    """`n` agents `a0..a{n-1}`; `speeds` is cycled over them (default 1). Single servers,
+    or with `slots=K` nodes of K slots (capacity {SLOTS: K}, K tasks at a time)."""
     if n < 1:
         raise InvalidInputError(f"need at least one agent, got {n}", field="agents")
+    if slots is not None and slots < 1:
+        raise InvalidInputError(f"slots must be >= 1, got {slots}", field="slots")
     sp = list(speeds) if speeds else [1.0]
     if any(not s > 0 for s in sp):
         raise InvalidInputError(f"speeds must be > 0, got {sp}", field="speeds")
     width = len(str(n - 1))
-    return [Agent(id=f"{prefix}{i:0{width}d}", speed=sp[i % len(sp)]) for i in range(n)]
+    if slots is None:
+        return [Agent(id=f"{prefix}{i:0{width}d}", speed=sp[i % len(sp)]) for i in range(n)]
+    return [Agent(id=f"{prefix}{i:0{width}d}", speed=sp[i % len(sp)], concurrency=slots,
+                  capacity={SLOTS: float(slots)}) for i in range(n)]
 
 
 def _home_of(mode: HomeMode, agents: Sequence[Agent]) -> Callable[[int, TaskSpec], str | None]:
@@ -185,6 +195,7 @@ def replay(
     samples: int = 200,
     policy_overrides: dict[str, Any] | None = None,
     executor_options: dict[str, Any] | None = None,
+    slots: int | None = None,
 ) -> ReplayResult:
     """Run one policy over the workload; see the module docstring for the measures.
 
@@ -204,10 +215,17 @@ def replay(
         one agent: skewed, as data locality is), `round_robin`, or `none`.
     samples:
         How many evenly spaced instants the per-agent queue length is sampled at.
+    slots:
+        Agents are nodes of this many slots and a task holds its width (the
+        `demand` column: SWF processors, pod GPUs) of them on one agent; a task
+        wider than every agent is rejected (no eligible agent). `utilisation`
+        is then slot-seconds used / (agents x slots x span).
     """
-    arrivals = workload.to_specs() if isinstance(workload, Workload) else list(workload)
+    width_as = SLOTS if slots is not None else None
+    arrivals = (workload.to_specs(width_as=width_as) if isinstance(workload, Workload)
+                else list(workload))
     arrivals.sort(key=lambda x: x[0])
-    ags = make_agents(agents, speeds) if isinstance(agents, int) else list(agents)
+    ags = make_agents(agents, speeds, slots=slots) if isinstance(agents, int) else list(agents)
     speed = {a.id: a.speed for a in ags}
     homes = _home_of(home, ags)
     specs = []
@@ -320,6 +338,10 @@ def replay(
          "completed_last_quarter": sum(1 for x in ts if x >= 0.75 * span)}
         for aid, ts in done.items()]
     core["rejected_after_burst"] = None  # a trace carries no burst markers
+    if slots is not None and span > 0:  # the executor counts a running task as one lane
+        held = sum(float(end[i] - start[i]) * dict(specs[i][1].demand).get(SLOTS, 1.0)
+                   for i in range(n) if outcome[i] == "complete")
+        core["utilisation"] = held / (span * sum(a.concurrency for a in ags))
     arr = np.array([t for t, _ in specs], dtype=float)
     work = np.array([s.work for _, s in specs], dtype=float)
     records = pl.DataFrame({
@@ -356,11 +378,12 @@ def replay(
 def compare(workload: Workload, policies: Sequence[str | Policy], *,
             agents: int | Sequence[Agent], speeds: Sequence[float] | None = None,
             seed: int = 0, home: HomeMode = "tenant", samples: int = 200,
-            admission: Any = None) -> list[ReplayResult]:
+            admission: Any = None, slots: int | None = None) -> list[ReplayResult]:
     """Replay the same workload under each policy (same agents, same seed)."""
     ex_opts = {"admission": admission} if admission is not None else None
     return [replay(workload, p, agents=agents, speeds=speeds, seed=seed, home=home,
-                   samples=samples, executor_options=ex_opts) for p in policies]
+                   samples=samples, executor_options=ex_opts, slots=slots)
+            for p in policies]
 
 
 def utilisation_series(records: pl.DataFrame, agents: int, bins: int = 100
