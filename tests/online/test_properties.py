@@ -29,7 +29,9 @@ from allocator.online import (
     Tick,
     policy_names,
 )
-from allocator.online.events import TERMINAL, Cancel, Dispatch
+from allocator.online.admission import AdmissionConfig
+from allocator.online.events import TERMINAL, Cancel, Dispatch, Retry
+from allocator.online.state import QUEUED
 from models import Agent, Assignment, Plan, PlanStatus, Priority
 
 AGENTS = ["a0", "a1", "a2", "a3"]
@@ -49,28 +51,63 @@ op = st.one_of(
 )
 
 
+def queued_tasks_by_class(ex: Executor) -> list[int]:
+    """What is really waiting, per class: every task sitting in some queue of the executor."""
+    queues: list[Any] = [p.queue for p in ex._pools.values()]
+    for a in ex.agents.values():
+        queues += [a.queue, a.planned]
+    seen: dict[str, Any] = {}
+    for q in queues:
+        for t in q:
+            assert t.id not in seen, f"{t.id} sits in two queues"
+            seen[t.id] = t
+    live_queued = {t.id for t in ex.tasks.values() if t.phase == QUEUED}
+    assert set(seen) <= live_queued, "a queue holds a task that is not queued"
+    counts = [0, 0, 0, 0]
+    for tid in live_queued:
+        counts[ex.tasks[tid].spec.priority.rank] += 1
+    return counts
+
+
+def check_counts(ex: Executor) -> None:
+    """The per-class queued counts admission caps read equal the tasks actually queued."""
+    assert ex._queued_by_class == queued_tasks_by_class(ex)
+
+
+#: Low-class cap of 1 (deferrals and rejections on the queue cap), or no caps (fast path).
+CAPS = [None, AdmissionConfig(class_caps={Priority.LOW: 1, Priority.NORMAL: 3},
+                              max_defers=2, defer_delay=0.5)]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policy=st.sampled_from(policy_names()), ops=st.lists(op, min_size=1, max_size=120),
-       seed=st.integers(0, 2**16), drain_by_running=st.booleans())
+       seed=st.integers(0, 2**16), drain_by_running=st.booleans(),
+       admission=st.sampled_from(CAPS))
 def test_no_task_lost_or_duplicated(policy: str, ops: list[tuple[Any, ...]], seed: int,
-                                    drain_by_running: bool) -> None:
-    ex = Executor(policy, seed=seed, max_retries=2,
+                                    drain_by_running: bool,
+                                    admission: AdmissionConfig | None) -> None:
+    ex = Executor(policy, seed=seed, max_retries=2, admission=admission,
                   agents=[Agent(id=a, concurrency=1 + i % 2, skills=["gpu"] if i < 2 else [])
                           for i, a in enumerate(AGENTS)])
     ends: dict[str, int] = {}
+    retries = 0
     running: dict[tuple[str, int], str] = {}  # (task, attempt) -> agent
     old: list[tuple[str, str, int]] = []
     submitted: list[str] = []
     now = 0.0
 
     def apply(out: list[Any]) -> None:
+        nonlocal retries
         for ins in out:
+            if isinstance(ins, Retry):
+                retries += 1
             if isinstance(ins, Dispatch):
                 running[(ins.task_id, ins.attempt)] = ins.agent
             elif isinstance(ins, Cancel):
                 running.pop((ins.task_id, ins.attempt), None)
             elif isinstance(ins, TERMINAL):
                 ends[ins.task_id] = ends.get(ins.task_id, 0) + 1
+        check_counts(ex)
 
     def pick(k: int) -> tuple[tuple[str, int], str] | None:
         if not running:
@@ -145,3 +182,5 @@ def test_no_task_lost_or_duplicated(policy: str, ops: list[tuple[Any, ...]], see
     assert all(c == 1 for c in ends.values()), "a task ended twice"
     m = ex.metrics
     assert m.completed + m.rejected + m.failed == len(submitted)
+    assert m.retries == retries, "each Retry instruction is counted once in the metrics"
+    assert ex._queued_by_class == [0, 0, 0, 0]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from allocator.online import Executor, RateLimit, TaskCompleted, TaskSpec, Tick
+from allocator.online import Executor, RateLimit, TaskCompleted, TaskSpec, Tick, VirtualClock
 from allocator.online.events import Dispatch
-from allocator.online.ratelimit import TokenBucket
+from allocator.online.ratelimit import AgentLimiter, TokenBucket
 from models import Agent
 
 from .helpers import brief, submit
@@ -46,3 +48,117 @@ def test_reported_tokens_update_estimates_and_usage() -> None:
 
 def _spec(tokens: float, kind: str) -> TaskSpec:
     return TaskSpec("x", tokens=tokens, kind=kind)
+
+
+# -- both units against the executor's virtual clock ---------------------------------
+# A RateLimit is per minute; the executor's clock (and every bucket's) is in seconds.
+
+
+def test_tokens_per_minute_refill_per_second() -> None:
+    """Two 6,000-token tasks under 6,000 tokens/min: the second waits 60 s, not 1 s."""
+    ex = Executor("fifo", agents=[(Agent(id="a", concurrency=10),
+                                   RateLimit(tokens_per_min=6000))])
+    out = ex.handle(submit("t1", tokens=6000), submit("t2", tokens=6000))
+    assert brief(out, timers=True) == [("Dispatch", "t1", "a", 1), ("SetTimer", 60.0)]
+    assert brief(ex.handle(Tick(time=59.0))) == []
+    assert brief(ex.handle(Tick(time=60.0))) == [("Dispatch", "t2", "a", 1)]
+
+
+def test_requests_per_minute_refill_per_second() -> None:
+    """60 requests/min is one a second once the minute's burst is spent."""
+    ex = Executor("fifo", agents=[(Agent(id="a", concurrency=100),
+                                   RateLimit(requests_per_min=60))])
+    out = ex.handle(*[submit(f"t{k}") for k in range(62)])
+    assert sum(isinstance(i, Dispatch) for i in out) == 60
+    assert brief(ex.handle(Tick(time=0.5))) == []
+    assert brief(ex.handle(Tick(time=1.0))) == [("Dispatch", "t60", "a", 1)]
+    assert brief(ex.handle(Tick(time=2.0))) == [("Dispatch", "t61", "a", 1)]
+
+
+def test_both_limits_wait_for_the_later_bucket() -> None:
+    ex = Executor("fifo", agents=[(Agent(id="a", concurrency=10),
+                                   RateLimit(tokens_per_min=600, requests_per_min=120))])
+    out = ex.handle(submit("t1", tokens=600), submit("t2", tokens=300))
+    # requests: 119 left; tokens: empty, 300 more at 10/s -> 30 s.
+    assert brief(out, timers=True) == [("Dispatch", "t1", "a", 1), ("SetTimer", 30.0)]
+    lim = ex.agents["a"].limiter
+    assert lim is not None and lim.requests_used == 1
+    assert lim.ready_at(300, 0.0) == pytest.approx(30.0)
+    assert lim.ready_at(0, 0.0) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("per_min", [60.0, 600.0, 6000.0])
+def test_agent_limiter_buckets_are_per_second(per_min: float) -> None:
+    lim = AgentLimiter(RateLimit(tokens_per_min=per_min, requests_per_min=per_min / 10), now=5.0)
+    assert lim.tokens is not None and lim.requests is not None
+    assert lim.tokens.rate == pytest.approx(per_min / 60.0)
+    assert lim.tokens.capacity == pytest.approx(per_min)
+    assert lim.requests.rate == pytest.approx(per_min / 600.0)
+    assert lim.requests.capacity == pytest.approx(per_min / 10)
+    assert lim.tokens.level(5.0) == pytest.approx(per_min)  # starts full, at `now`
+    lim.take(per_min, 5.0)
+    assert lim.tokens.level(5.0) == pytest.approx(0.0)
+    assert lim.requests.level(5.0) == pytest.approx(per_min / 10 - 1)
+    assert lim.requests_used == 1
+    # Half a minute later half the bucket is back.
+    assert lim.ready_at(per_min / 2, 5.0) == pytest.approx(35.0)
+    assert lim.tokens.level(35.0) == pytest.approx(per_min / 2)
+
+
+def test_agent_limiter_without_limits_never_waits() -> None:
+    lim = AgentLimiter(RateLimit())
+    assert lim.tokens is None and lim.requests is None
+    assert lim.ready_at(1e9, 3.0) == 3.0
+    lim.take(1e9, 3.0)
+    lim.settle(10.0, 25.0, 4.0)
+    assert lim.requests_used == 1 and lim.tokens_used == 25.0
+
+
+def test_requests_only_limiter_ignores_tokens() -> None:
+    lim = AgentLimiter(RateLimit(requests_per_min=6))
+    assert lim.tokens is None
+    lim.take(1e9, 0.0)
+    assert lim.ready_at(1e9, 0.0) == 0.0  # 5 requests left, tokens unlimited
+    for _ in range(5):
+        lim.take(0.0, 0.0)
+    assert lim.ready_at(0.0, 0.0) == pytest.approx(10.0)  # 6/min = one per 10 s
+    assert lim.requests_used == 6
+
+
+def test_settle_charges_or_refunds_the_difference() -> None:
+    lim = AgentLimiter(RateLimit(tokens_per_min=120))  # 2 tokens/s
+    lim.take(100.0, 0.0)
+    assert lim.tokens is not None and lim.tokens.level(0.0) == pytest.approx(20.0)
+    lim.settle(100.0, 130.0, 0.0)  # used 30 more than charged
+    assert lim.tokens.level(0.0) == pytest.approx(-10.0)
+    assert lim.tokens_used == 130.0
+    assert lim.ready_at(10.0, 0.0) == pytest.approx(10.0)  # 20 tokens at 2/s
+    lim.settle(100.0, 40.0, 0.0)  # 60 less: refunded
+    assert lim.tokens.level(0.0) == pytest.approx(50.0)
+    assert lim.tokens_used == 170.0
+    lim.settle(100.0, 0.0, 0.0)  # a refund never overfills the bucket
+    assert lim.tokens.level(0.0) == pytest.approx(120.0)
+
+
+def test_token_bucket_against_a_fake_clock() -> None:
+    clock = VirtualClock(100.0)
+    b = TokenBucket(rate=0.5, capacity=4.0, now=clock.now())
+    assert b.level(clock.now()) == 4.0
+    b.take(3.0, clock.now())
+    assert b.level(clock.now()) == pytest.approx(1.0)
+    assert b.level(99.0) == pytest.approx(1.0)  # the past does not refill
+    assert b.ready_at(1.0, clock.now()) == clock.now()  # exactly enough: now
+    assert b.ready_at(2.0, clock.now()) == pytest.approx(102.0)
+    clock.advance(1.0)
+    assert b.level(clock.now()) == pytest.approx(1.5)
+    clock.advance(100.0)
+    assert b.level(clock.now()) == pytest.approx(4.0)  # capped at capacity
+    b.adjust(-10.0, clock.now())
+    assert b.level(clock.now()) == pytest.approx(4.0)
+    b.adjust(6.0, clock.now())
+    assert b.level(clock.now()) == pytest.approx(-2.0)
+    assert b.ready_at(50.0, clock.now()) == pytest.approx(clock.now() + 12.0)  # full bucket
+    dead = TokenBucket(rate=0.0, capacity=1.0)
+    dead.take(1.0, 0.0)
+    assert dead.ready_at(1.0, 10.0) == math.inf
+    assert dead.ready_at(0.0, 10.0) == 10.0
