@@ -268,7 +268,7 @@ def test_host_gate() -> None:
     gate = HostGate(inner, ["api.example"], on_reject=rejected)
     for host in ("127.0.0.1:9", "localhost:8000", "[::1]:1", "localhost", "api.example"):
         assert call(gate, http(host=host))[0] == 200, host
-    status, headers, body = call(gate, http(host="evil.example:80"))
+    status, _headers, body = call(gate, http(host="evil.example:80"))
     assert status == 421 and rejected.n == 1
     err = error_of(body)
     assert err["type"] == "host_not_allowed" and "'evil.example:80'" in err["message"]
@@ -290,7 +290,7 @@ def test_host_gate() -> None:
 def test_key_gate() -> None:
     app, mcp = Echo(), Echo()
     gate = KeyGate(app, mcp, KEYS)
-    for path in sorted(DOC_PATHS) + ["/mcp", "/mcp/session"]:
+    for path in [*sorted(DOC_PATHS), "/mcp", "/mcp/session"]:
         status, headers, body = call(gate, http("GET", path))
         assert status == 401, path
         assert headers[b"www-authenticate"] == b"Bearer"
