@@ -54,7 +54,10 @@ MODULES: dict[str, list[str]] = {
 }
 
 #: mutmut exit codes -> our columns (see mutmut.stats.status_by_exit_code).
-KILLED = {1, 3, 36, -24, 24, 152, 255, 37}
+KILLED = {1, 3, 37}
+#: Timeouts count as killed (as mutmut's badge does) but are shown apart: mutmut's
+#: timeout is wall-clock, so on a loaded machine a slow survivor could hide here.
+TIMEOUT = {36, -24, 24, 152, 255}
 SURVIVED = {0}
 NO_TESTS = {5, 33}
 
@@ -64,6 +67,7 @@ class Row:
     module: str
     mutants: int
     killed: int
+    timeout: int
     survived: int
     no_tests: int
     other: int
@@ -72,8 +76,8 @@ class Row:
 
     @property
     def score(self) -> float:
-        tested = self.killed + self.survived + self.other
-        return 100.0 * self.killed / tested if tested else 100.0
+        tested = self.killed + self.timeout + self.survived + self.other
+        return 100.0 * (self.killed + self.timeout) / tested if tested else 100.0
 
 
 def _tests_for(module: str) -> list[str]:
@@ -115,10 +119,12 @@ def _collect(module: str, work: Path, seconds: float) -> Row:
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"] \
         if meta.exists() else {}
     killed = sum(1 for c in codes.values() if c in KILLED)
+    timeout = sum(1 for c in codes.values() if c in TIMEOUT)
     survivors = sorted(k for k, c in codes.items() if c in SURVIVED)
     no_tests = sum(1 for c in codes.values() if c in NO_TESTS)
-    other = len(codes) - killed - len(survivors) - no_tests
-    return Row(module, len(codes), killed, len(survivors), no_tests, other, seconds, survivors)
+    other = len(codes) - killed - timeout - len(survivors) - no_tests
+    return Row(module, len(codes), killed, timeout, len(survivors), no_tests, other, seconds,
+               survivors)
 
 
 def run_module(module: str, max_children: int) -> Row:
@@ -145,16 +151,16 @@ def diff_of(module: str, name: str) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = ("module", "mutants", "killed", "survived", "no tests", "other", "score %", "time s")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append(f"| {r.module} | {r.mutants} | {r.killed} | {r.survived} | {r.no_tests} "
-                     f"| {r.other} | {r.score:.1f} | {r.seconds:.0f} |")
-    tot = Row("total", *(sum(getattr(r, f) for r in rows) for f in
-                         ("mutants", "killed", "survived", "no_tests", "other")),
+    head = ("module", "mutants", "killed", "timeout", "survived", "no tests", "other",
+            "score %", "time s")
+    fields = ("mutants", "killed", "timeout", "survived", "no_tests", "other")
+    tot = Row("**total**", *(sum(getattr(r, f) for r in rows) for f in fields),  # type: ignore[arg-type]
               sum(r.seconds for r in rows), [])
-    lines.append(f"| **{tot.module}** | {tot.mutants} | {tot.killed} | {tot.survived} "
-                 f"| {tot.no_tests} | {tot.other} | {tot.score:.1f} | {tot.seconds:.0f} |")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in [*rows, tot]:
+        cells = [r.module, *(str(getattr(r, f)) for f in fields), f"{r.score:.1f}",
+                 f"{r.seconds:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -176,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mutating {m} against {' '.join(_tests_for(m))} ...", flush=True)
         rows.append(run_module(m, args.max_children))
         r = rows[-1]
-        print(f"  {r.mutants} mutants, {r.killed} killed, {r.survived} survived, "
+        print(f"  {r.mutants} mutants, {r.killed} killed, {r.timeout} timed out, "
+              f"{r.survived} survived, "
               f"{r.score:.1f}% in {r.seconds:.0f} s", flush=True)
     print()
     print(table(rows))
