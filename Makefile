@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-gap clean
+.PHONY: demo test lint bench-gap mutation clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,5 +30,12 @@ lint: $(STAMP)
 bench-gap: $(STAMP)
 	$(BIN)/allocator bench gap data/gap/orlib/gap*.txt --time-limit 10 --solver greedy --solver cpsat
 
+## Mutation testing of the core modules (mutmut), each against its fast tests; not part of
+## `make test`. Prints a score table and the surviving mutants. MODULES="allocator/validate.py"
+## limits the run; MUTATION_JOBS sets the parallel workers (default 2).
+MUTATION_JOBS ?= 2
+mutation: $(STAMP)
+	nice -n 10 $(BIN)/python benchmarks/mutation.py --max-children $(MUTATION_JOBS) --min-score 90 $(MODULES)
+
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .mutation

@@ -54,6 +54,14 @@ def test_bookkeeping_rules() -> None:
     assert validate(snap, plan(("x", "a", 0, 1), unassigned=("y", "z"))) == []
 
 
+def test_checks_go_on_after_an_unknown_task_or_agent() -> None:
+    snap = Snapshot(agents=[A], tasks=[Task(id="x", skills=["gpu"]), Task(id="y", skills=["gpu"])])
+    got = validate(snap, plan(("ghost", "a", 0, 1), ("x", "a", 0, 0.5), ("y", "nowhere", 0, 1),
+                              ("y", "a", 0, 0.5)))
+    assert [(v.kind, v.task) for v in got][-4:] == [
+        ("unknown_task", None), ("skill", "x"), ("unknown_agent", "y"), ("skill", "y")]
+
+
 def test_unknown_agent_skips_the_other_checks() -> None:
     snap = Snapshot(agents=[A], tasks=[Task(id="x", skills=["gpu"])])
     got = validate(snap, plan(("x", "nowhere", 0, 1)))
@@ -87,15 +95,16 @@ def test_skills_allowed_forbidden() -> None:
 
 def test_capacity_sums_per_resource_with_overrides_and_tolerance() -> None:
     tasks = [Task(id="x", demand={"cpu": 3.0, "mem": 1.0}),
-             Task(id="y", demand={"cpu": 1.0, "mem": 1.0},
+             Task(id="y", demand={"cpu": 1.5, "mem": 1.0},
                   overrides={"a": AgentOverride(demand={"cpu": 0.5}),
                              "b": AgentOverride(cost=1.0)})]
     snap = Snapshot(agents=[A, B], tasks=tasks)
     # x + y on a: cpu 3.5 <= 4 (y's override), mem 2 <= 2: fits exactly.
     assert validate(snap, plan(("x", "a", 0, 0.5), ("y", "a", 0, 0.5))) == []
-    # y on b: cpu 1 <= 1, but b has no mem at all.
+    # y on b: its default cpu 1.5 > 1 (the b override has no demand), and b has no mem.
     got = validate(snap, plan(("y", "b", 0, 1), unassigned=("x",)))
-    assert [v.message for v in got] == ["'b' holds 1 mem > capacity 0"]
+    assert [v.message for v in got] == ["'b' holds 1.5 cpu > capacity 1",
+                                        "'b' holds 1 mem > capacity 0"]
     # x on b: 3 > 1 cpu, 1 > 0 mem.
     got = validate(snap, plan(("x", "b", 0, 1), unassigned=("y",)))
     assert [(v.kind, v.agent) for v in got] == [("capacity", "b"), ("capacity", "b")]
@@ -144,6 +153,23 @@ def test_time_tolerances(start: float, end: float, ok: bool) -> None:
     assert (validate(snap, plan(("x", "a", start, end))) == []) is ok
 
 
+def test_time_tolerance_boundaries_are_inclusive() -> None:
+    # Starting exactly one ABS_TOL before the release is allowed (<=, not <).
+    snap = Snapshot(agents=[A], tasks=[Task(id="x", work=0, release=ABS_TOL)])
+    assert validate(snap, plan(("x", "a", 0.0, 0.0))) == []
+    # A zero-work task may last exactly ABS_TOL (>, not >=) but not twice that.
+    snap = Snapshot(agents=[A], tasks=[Task(id="x", work=0)])
+    assert validate(snap, plan(("x", "a", 0.0, ABS_TOL))) == []
+    assert [v.kind for v in validate(snap, plan(("x", "a", 0.0, 2 * ABS_TOL)))] == [
+        "wrong_duration"]
+
+
+@pytest.mark.parametrize(("off", "ok"), [(5e-4, True), (1.5e-3, False)])
+def test_duration_tolerance_grows_with_the_duration(off: float, ok: bool) -> None:
+    snap = Snapshot(agents=[A], tasks=[Task(id="x", work=2000)])  # 1000 at speed 2
+    assert (validate(snap, plan(("x", "a", 0.0, 1000.0 + off))) == []) is ok
+
+
 def test_hard_deadline_needs_both_flag_and_deadline() -> None:
     # The model refuses a hard deadline without a deadline; the validator must not crash
     # (or fire) on one built around the model.
@@ -171,6 +197,10 @@ def test_migration_cap_counts_only_moved_placed_tasks() -> None:
                 unassigned=("m5", "m6", "stay", "new", "home-left"))
     snap = Snapshot(agents=agents, tasks=tasks, options=SolveOptions(max_migrations=4))
     assert validate(snap, five)[0].message.endswith(": m0, m1, m2, m3, m4")
+    six = plan(*((f"m{k}", "a", 0.0, 0.5) for k in range(6)),
+               unassigned=("m6", "stay", "new", "home-left"))
+    snap = Snapshot(agents=agents, tasks=tasks, options=SolveOptions(max_migrations=5))
+    assert validate(snap, six)[0].message.endswith(": m0, m1, m2, m3, m4 ...")
     assert validate(Snapshot(agents=agents, tasks=tasks), p) == []  # no cap
 
 
@@ -193,6 +223,13 @@ def test_concurrency_overlap_sweep() -> None:
                                ("t3", "two", 0.5, 2.5), ("t4", "two", 1, 3)))
     assert [(v.kind, v.task, v.agent) for v in got] == [("overlap", "t4", "two")]
     assert "runs 3 tasks at time 1 (concurrency 2)" in got[0].message
+    # An overlap after an earlier task ended (the sweep's count comes back to exactly 0).
+    got = validate(snap, plan(("t0", "one", 0, 2), ("t1", "one", 2, 4), ("t2", "one", 3, 5),
+                              ("t3", "two", 0, 2)))
+    assert [(v.kind, v.task) for v in got] == [("overlap", "t2")]
+    # Ends sort before starts at the same instant, whatever the task ids.
+    tiny = Snapshot(agents=[one], tasks=[Task(id="z", work=ABS_TOL), Task(id="a", work=1)])
+    assert validate(tiny, plan(("z", "one", 0.0, ABS_TOL), ("a", "one", 0.0, 1.0))) == []
     # Reported once per agent, even when several instants overlap.
     got = validate(snap, plan(("t0", "one", 0, 2), ("t1", "one", 0, 2), ("t2", "one", 0, 2),
                               ("t3", "one", 0, 2)))
