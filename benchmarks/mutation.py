@@ -38,7 +38,7 @@ SCRATCH = ROOT / ".mutation"
 MODULES: dict[str, list[str]] = {
     "allocator/validate.py": ["tests/test_validate.py", "tests/test_validate_rules.py"],
     "allocator/objectives.py": ["tests/test_objectives.py"],
-    "allocator/constraints.py": ["tests/test_constraints.py", "tests/test_constraint_rules.py",
+    "allocator/constraints.py": ["tests/test_constraint_rules.py", "tests/test_constraints.py",
                                  "-k", "not nsga2 and not cli"],
     "allocator/online/state.py": ["tests/online/test_state.py", "tests/online/test_core.py",
                                   "tests/online/test_properties.py"],
@@ -126,14 +126,15 @@ def _collect(module: str, work: Path, seconds: float) -> Row:
                survivors)
 
 
-def run_module(module: str, max_children: int) -> Row:
+def run_module(module: str, max_children: int, mutants: list[str] | None = None) -> Row:
     work = _prepare(module)
     mutmut = Path(sys.executable).parent / "mutmut"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     t0 = time.monotonic()
     log = work / "mutmut.log"
     with log.open("w") as out:
-        rc = subprocess.call([str(mutmut), "run", "--max-children", str(max_children)],
+        rc = subprocess.call([str(mutmut), "run", "--max-children", str(max_children),
+                              *(mutants or [])],
                              cwd=work, stdout=out, stderr=subprocess.STDOUT, env=env)
     seconds = time.monotonic() - t0
     if rc != 0:
@@ -171,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-score", type=float, default=0.0,
                    help="exit 1 when a module scores below this (percent)")
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--mutants", nargs="+", metavar="NAME",
+                   help="run only these mutants (mutmut names or globs, e.g. the survivors "
+                        "of an earlier run); the others are reported as not checked")
     args = p.parse_args(argv)
     modules = args.modules or list(MODULES)
     unknown = [m for m in modules if m not in MODULES]
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for m in modules:
         print(f"mutating {m} against {' '.join(_tests_for(m))} ...", flush=True)
-        rows.append(run_module(m, args.max_children))
+        rows.append(run_module(m, args.max_children, args.mutants))
         r = rows[-1]
         print(f"  {r.mutants} mutants, {r.killed} killed, {r.timeout} timed out, "
               f"{r.survived} survived, "

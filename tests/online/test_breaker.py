@@ -275,3 +275,53 @@ def test_default_config() -> None:
             c.probes, c.probe_successes) == (20, 5, 0.5, 30.0, 600.0, 1, 1)
     b = CircuitBreaker("d", clock=VirtualClock())
     assert b.config == c and b.state is BreakerState.CLOSED and b.open_until is None
+
+
+def test_open_error_message_without_a_retry_time() -> None:
+    assert str(CircuitOpenError("n", None)) == "circuit breaker for 'n' is open"
+
+
+def test_first_transitions_are_reported_without_an_earlier_poll() -> None:
+    b = CircuitBreaker("r", clock=VirtualClock())
+    b.trip("down")
+    assert [t.reason for t in b.new_transitions()] == ["down"]
+
+
+def test_probe_slots_come_back_one_per_probe_result() -> None:
+    clock = VirtualClock()
+    b = CircuitBreaker("s", BreakerConfig(open_timeout=1.0, probes=2, probe_successes=5),
+                       clock=clock)
+    b.trip("x")
+    clock.advance(1.0)
+    b.acquire()
+    b.acquire()
+    b.record_success(probe=True)  # one slot back, not two
+    b.acquire()
+    assert not b.allow()
+    b.record_success()  # not a probe by default: no slot back
+    assert not b.allow()
+
+
+def test_success_after_closing_starts_a_clean_window() -> None:
+    clock = VirtualClock()
+    b = CircuitBreaker("w", BreakerConfig(open_timeout=1.0), clock=clock)
+    b.trip("x")
+    clock.advance(1.0)
+    b.record_success(probe=True)
+    assert b.state is BreakerState.CLOSED
+    b.record_success()
+    assert b.failure_share == 0.0
+
+
+def test_call_takes_and_returns_a_probe_slot() -> None:
+    clock = VirtualClock()
+    b = CircuitBreaker("c", BreakerConfig(open_timeout=1.0, probes=1, probe_successes=2),
+                       clock=clock)
+    b.trip("x")
+    clock.advance(1.0)
+    seen = []
+    assert b.call(lambda: seen.append(b.allow()) or 1) == 1
+    assert seen == [False]  # the call held the only probe slot
+    assert b.state is BreakerState.HALF_OPEN and b.allow()  # ... and gave it back
+    assert b.call(lambda: 2) == 2
+    assert b.state is BreakerState.CLOSED
