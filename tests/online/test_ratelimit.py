@@ -162,3 +162,9 @@ def test_token_bucket_against_a_fake_clock() -> None:
     dead.take(1.0, 0.0)
     assert dead.ready_at(1.0, 10.0) == math.inf
     assert dead.ready_at(0.0, 10.0) == 10.0
+
+
+def test_limiter_made_without_a_time_starts_at_zero() -> None:
+    lim = AgentLimiter(RateLimit(tokens_per_min=60))
+    lim.take(60.0, 0.0)
+    assert lim.ready_at(1.0, 1.0) == pytest.approx(1.0)  # one token back after one second
