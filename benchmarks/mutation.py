@@ -45,9 +45,10 @@ MODULES: dict[str, list[str]] = {
     "allocator/online/queues.py": ["tests/online/test_queues.py",
                                    "tests/online/test_disciplines.py"],
     "allocator/online/breaker.py": ["tests/online/test_breaker.py"],
-    "allocator/online/admission.py": ["tests/online/test_admission.py",
-                                      "tests/online/test_admission_extra.py",
-                                      "tests/online/test_core.py"],
+    "allocator/online/admission.py": [
+        "tests/online/test_admission.py", "tests/online/test_core.py",
+        "tests/online/test_admission_extra.py"
+        "::test_throttle_sheds_low_classes_under_overload_and_recovers"],
     "allocator/online/ratelimit.py": ["tests/online/test_ratelimit.py"],
     "api/security.py": ["tests/api/test_auth.py", "tests/api/test_security.py"],
 }
@@ -138,8 +139,8 @@ def run_module(module: str, max_children: int, mutants: list[str] | None = None)
                              cwd=work, stdout=out, stderr=subprocess.STDOUT, env=env)
     seconds = time.monotonic() - t0
     if rc != 0:
-        tail = log.read_text()[-3000:]
-        raise SystemExit(f"mutmut failed on {module} (exit {rc}); log {log}:\n{tail}")
+        tail = log.read_text()[-2000:]
+        print(f"mutmut failed on {module} (exit {rc}); log {log}:\n{tail}", flush=True)
     return _collect(module, work, seconds)
 
 
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(diff_of(r.module, name))
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1))
-    low = [r.module for r in rows if r.score < args.min_score]
+    low = [r.module for r in rows if r.score < args.min_score or not r.mutants]
     if low:
         print(f"below {args.min_score:g}%: {', '.join(low)}")
         return 1

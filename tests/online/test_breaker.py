@@ -154,7 +154,6 @@ def test_open_refuses_with_retry_time_then_half_opens_exactly_at_timeout() -> No
     with pytest.raises(CircuitOpenError) as e:
         b.acquire()
     assert e.value.name == "agent-x" and e.value.retry_at == pytest.approx(105.0)
-    assert e.value.http_status == 503
     assert "circuit breaker for 'agent-x' is open; retry after t=105" in str(e.value)
     assert "retry after" not in str(CircuitOpenError("n", None))
     b.trip("again")  # already open: no new transition, same timeout
