@@ -155,3 +155,53 @@ def test_a_retried_task_is_queued_once_for_the_class_cap() -> None:
     out = ex.handle(submit("l3", priority=LOW, time=1.0))
     assert [r[:3] for r in brief(out)] == [("Defer", "l3", Code.QUEUE_CAP)]
     assert ex.metrics.retries == 1
+
+
+def test_config_errors_say_what_is_wrong() -> None:
+    with pytest.raises(InvalidInputError, match=r"must be a finite number >= 0, got -1"):
+        AdmissionConfig(target_wait=-1.0)
+    with pytest.raises(InvalidInputError, match=r"must be a finite number > 0, got 0"):
+        AdmissionConfig(window=0.0)
+    assert AdmissionConfig(window=0.5).window == 0.5
+
+
+def _throttle(target: float = 10.0, window: float = 5.0) -> AdmissionController:
+    return AdmissionController(AdmissionConfig(throttle=True, target_wait=target,
+                                               adapt_interval=0.0, window=window))
+
+
+def test_window_drops_exactly_the_samples_older_than_it() -> None:
+    ctl = _throttle()
+    for t, wait in ((0.0, 1.0), (1.0, 3.0), (2.0, 8.0)):
+        ctl.observe_wait(wait, t)
+    decide(ctl, CRIT, now=5.5)  # horizon 0.5: the t=0 sample leaves
+    assert ctl.signal == pytest.approx(5.5) and ctl.wait_mean == pytest.approx(5.5)
+    decide(ctl, CRIT, now=6.0)  # horizon 1.0: the t=1 sample is exactly on it and stays
+    assert ctl.signal == pytest.approx(5.5)
+    decide(ctl, CRIT, now=6.5)
+    assert ctl.signal == pytest.approx(8.0)
+    decide(ctl, CRIT, now=100.0)  # all gone: a fresh start
+    assert ctl.signal == 0.0
+    ctl.observe_wait(2.0, 100.0)
+    assert ctl.wait_mean == pytest.approx(2.0)
+
+
+def test_throttle_thresholds_are_strict() -> None:
+    ctl = _throttle(target=4.0)
+    ctl.observe_wait(4.0, 0.0)  # exactly the target: not above it
+    assert ctl.shed_level == 0
+    ctl.observe_wait(6.0, 1.0)  # mean 5 > 4
+    assert ctl.shed_level == 1
+    ctl.observe_wait(-1.0, 2.0)  # mean 3: between target/2 and target, level holds
+    assert ctl.shed_level == 1
+    ctl.observe_wait(-1.0, 3.0)  # mean 2 = target / 2 exactly: holds
+    assert ctl.signal == pytest.approx(2.0) and ctl.shed_level == 1
+    ctl.observe_wait(-1.5, 4.0)  # mean 1.5 < 2: back to 0
+    assert ctl.shed_level == 0
+
+
+def test_deadline_check_boundary_and_soft_deferral_reason() -> None:
+    ctl = AdmissionController(AdmissionConfig(defer_soft_infeasible=True))
+    assert decide(ctl, deadline=5.0, hard=True, ef=5.0 + 1e-9) is ACCEPT
+    d = decide(ctl, deadline=5.0, ef=7.0)
+    assert d.reason == "earliest estimated finish t=7 is after the deadline t=5"
