@@ -297,3 +297,123 @@ def test_cfs_new_flow_starts_at_min_vruntime_and_remove_keeps_counts() -> None:
     q.push(late, 0.0)  # re-activated: keeps its own (larger) vruntime if ahead
     assert clock.vr["late"] == 1.0
     assert CfsQueue(weights={"z": 4.0}).weights == {"z": 4.0}
+
+
+# -- details the order depends on ------------------------------------------------------
+
+
+def test_removing_a_task_that_is_not_queued_is_an_invariant_error() -> None:
+    q = FifoQueue()
+    q.push(task("in"), 0.0)
+    stray = task("stray")
+    stray.qkey = 99.0
+    with pytest.raises(RuntimeError, match="task stray is not in this queue"):
+        q.remove(stray)
+
+
+def test_fair_clock_starts_at_zero_and_fills_missing_classes() -> None:
+    c = FairClock(priority=PriorityConfig(weights={Priority.HIGH: 4.0},
+                                          aging={Priority.LOW: 3.0}))
+    assert c.stride == [1.0, 0.25, 1.0, 1.0]  # a class without a weight weighs 1
+    assert c.aging == [math.inf, math.inf, math.inf, 3.0]  # ... and never ages
+    assert (c.passes, c.vpass, c.version, c.cactive) == ([0.0] * 4, 0.0, 0, [0] * 4)
+    assert (c.v, c.last, c.vr, c.min_v, c.active) == (0.0, {}, {}, 0.0, {})
+
+
+def test_wfq_small_tags_survive_a_move() -> None:
+    clock = FairClock()
+    q1, q2 = WfqQueue(clock), WfqQueue(clock)
+    t = task("t", work=0.5)
+    q1.push(t, 0.0)
+    assert t.vtag == 0.5
+    q1.remove(t)
+    q2.push(t, 0.0)
+    assert t.qkey == 0.5
+
+
+def test_queues_point_the_task_at_themselves() -> None:
+    p, c = PriorityQueue(), CfsQueue()
+    a, b = task("a"), task("b")
+    p.push(a, 0.0)
+    c.push(b, 0.0)
+    assert a.queue is p and b.queue is c
+
+
+def test_priority_tie_goes_to_the_higher_class_and_aged_critical_wins() -> None:
+    even = {p: 1.0 for p in Priority}
+    q = PriorityQueue(PriorityConfig(weights=even, aging={p: math.inf for p in Priority}))
+    for name, p in (("l", Priority.LOW), ("c", Priority.CRITICAL), ("n", Priority.NORMAL)):
+        q.push(task(name, priority=p), 0.0)
+    assert drain(q) == ["c", "n", "l"]
+    q = PriorityQueue(PriorityConfig(weights=even, aging={Priority.CRITICAL: 1.0}))
+    c1, c2 = task("c1", priority=Priority.CRITICAL), task("c2", priority=Priority.CRITICAL)
+    low = task("low", priority=Priority.LOW)
+    for t in (c1, c2, low):
+        q.push(t, 0.0)
+    q.take(c1, 0.0)  # critical's pass is now ahead of low's
+    assert q.peek(0.5) is low
+    assert q.peek(5.0) is c2  # but its head has aged: served first
+
+
+def test_priority_peek_key_ages_by_waiting_time() -> None:
+    q = PriorityQueue(PriorityConfig(aging={p: 3.0 for p in Priority}))
+    t = task("t", now=1.5)
+    q.push(t, 1.5)
+    assert q.peek_key(2.0)[0] == 1.0  # type: ignore[index]
+    assert q.peek_key(4.5)[0] == 0.0  # type: ignore[index]
+
+
+def test_priority_memo_is_not_fooled_by_a_push_then_remove() -> None:
+    q = PriorityQueue(PriorityConfig(aging={p: math.inf for p in Priority}))
+    a, b = task("a", priority=Priority.CRITICAL), task("b", priority=Priority.LOW)
+    q.push(a, 0.0)
+    assert q.peek(0.0) is a
+    q.push(b, 0.0)
+    q.remove(a)
+    assert q.peek(0.0) is b
+
+
+def test_thief_end_takes_at_most_the_limit_across_classes_and_flows() -> None:
+    q = PriorityQueue()
+    q.push(task("l0", priority=Priority.LOW), 0.0)
+    for k in range(3):
+        q.push(task(f"n{k}", priority=Priority.NORMAL), 0.0)
+    assert [t.id for t in q.back(2)] == ["l0", "n2"]
+    assert [t.id for t in q.back(1)] == ["l0"]
+    c = CfsQueue()
+    ahead = [task(f"a{k}", tenant="a") for k in range(2)]
+    for t in (*ahead, task("a-last", tenant="a"), *(task(f"b{k}", tenant="b") for k in range(3))):
+        c.push(t, 0.0)
+    c.take(ahead[0], 0.0)  # flow a is ahead in vruntime: stolen from first
+    assert [t.id for t in c.back(3)] == ["a-last", "a1", "b2"]
+    assert [t.id for t in c.back(2)] == ["a-last", "a1"]
+
+
+def test_priority_work_is_exactly_zero_when_empty() -> None:
+    q = PriorityQueue()
+    ts = [task(f"w{k}", work=0.1) for k in range(3)]
+    for t in ts:
+        q.push(t, 0.0)
+    for t in ts:
+        q.take(t, 0.0)
+    assert q.work == 0.0
+
+
+def test_cfs_reactivated_flow_keeps_a_lead_and_charges_by_weight() -> None:
+    clock = FairClock(weights={"w": 2.0})
+    q = CfsQueue(clock=clock)
+    x = task("x", work=4.0, tenant="x")
+    q.push(x, 0.0)
+    q.take(x, 0.0)  # vr[x] = 4, min_v = 0
+    y = task("y", work=1.0, tenant="y")
+    q.push(y, 0.0)
+    q.take(y, 0.0)  # min_v = 0, vr[y] = 1
+    x2 = task("x2", tenant="x")
+    q.push(x2, 0.0)
+    assert clock.vr["x"] == 4.0  # its own vruntime is ahead of min_v: kept
+    w = task("w", work=2.0, tenant="w")
+    q.push(w, 0.0)
+    q.take(w, 0.0)
+    assert clock.vr["w"] == pytest.approx(1.0)  # 2 / weight 2
+    q.charge(w, 2.0)
+    assert clock.vr["w"] == pytest.approx(2.0)
