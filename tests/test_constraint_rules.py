@@ -72,3 +72,17 @@ def test_placement_score_weighs_cost_migration_and_busy_time() -> None:
     got = _placement_score(p, np.array([0, 1]), 0)
     # a: cost 0.5 (override), no move, busy 4 / 1 lane; b: cost 3 x 2, move 10, busy 2 / 2 lanes.
     assert got.tolist() == pytest.approx([2 * 0.5 + 12 * 4.0, 2 * 6.0 + 3 * 10.0 + 12 * 1.0])
+
+
+def test_is_feasible_needs_every_rule() -> None:
+    from allocator.constraints import HARD_CONSTRAINTS, is_feasible, violations
+
+    p = problem()
+    good = build_schedule(p, np.array([0, 1]))  # type: ignore[arg-type]
+    assert is_feasible(p, good) and violations(p, good) == {}  # type: ignore[arg-type]
+    for agent_of, rule in (([1, 1], "eligibility"), ([0, 0], "capacity")):
+        bad = build_schedule(p, np.array(agent_of))  # type: ignore[arg-type]
+        assert not is_feasible(p, bad)  # type: ignore[arg-type]
+        assert rule in violations(p, bad)  # type: ignore[arg-type]
+    assert [c.name for c in HARD_CONSTRAINTS] == [
+        "eligibility", "capacity", "release", "hard_deadline", "concurrency", "max_migrations"]
