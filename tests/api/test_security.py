@@ -315,3 +315,13 @@ def test_key_gate() -> None:
     calls = app.calls
     asyncio.run(gate({"type": "lifespan", "path": "/docs"}, None, None))  # type: ignore[arg-type]
     assert app.calls == calls + 1
+
+
+def test_key_gate_message_and_path_less_scopes() -> None:
+    app, mcp = Echo(), Echo()
+    gate = KeyGate(app, mcp, KEYS)
+    _, _, body = call(gate, http("GET", "/mcp"))
+    assert error_of(body)["message"] == "missing or invalid API key"
+    calls = app.calls
+    asyncio.run(gate({"type": "lifespan"}, None, None))  # type: ignore[arg-type]
+    assert app.calls == calls + 1 and mcp.calls == 0
