@@ -66,14 +66,11 @@ TIME_ATOL = 1e-9
 def pair_static_eligible(problem: Problem, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """[k] agent i[k] is up, has task j[k]'s skills and passes its allow / forbid lists.
 
-    Reads the dense mask when a backend has built it, else the skill groups,
-    so the plan builder never materialises a tasks x agents matrix itself.
+    Reads the dense mask when a backend has built it, else the rules
+    (:class:`allocator.problem.StaticRules`), so the plan builder never
+    materialises a tasks x agents matrix itself.
     """
-    i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
-    if "static_eligible" in problem.__dict__:
-        return problem.static_eligible[i, j]
-    group_of, group_agents = problem.skill_groups
-    return group_agents[group_of[j], i]
+    return problem.pair_static(i, j)
 
 
 def used_capacity(problem: Problem, agent_of: np.ndarray) -> np.ndarray:

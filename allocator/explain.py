@@ -48,19 +48,21 @@ def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
                 code=UnassignedReason.MISSING_SKILL,
                 reason=f"no up agent has all of the skills {', '.join(task.skills)}",
             )
-    static = problem.static_eligible[:, j]
+    # One column of each rule: no tasks x agents array (Problem.col_*).
+    static = problem.col_static(j)
     if not static.any():
         return Unassigned(
             task=tid,
             code=UnassignedReason.NOT_ALLOWED,
             reason="every up agent with the skills is excluded by allowed_agents/forbidden_agents",
         )
-    fits = static & problem.fits_alone[:, j]
+    fits = static & problem.col_fits(j)
     if not fits.any():
         cands = np.flatnonzero(static)
+        dem = problem.col_demand(j)[cands]
         worst = []
         for k, r in enumerate(problem.resources):
-            need = problem.demand[cands, j, k]
+            need = dem[:, k]
             if np.all(need > capacity_limit(problem.capacity[cands, k])):
                 worst.append(
                     f"{r} {_fmt(float(need.min()))} > max capacity "
@@ -72,8 +74,8 @@ def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
             code=UnassignedReason.DEMAND_EXCEEDS_CAPACITY,
             reason=f"demand exceeds every eligible agent's capacity ({detail})",
         )
-    if not (fits & problem.deadline_reachable[:, j]).any():
-        best = float(problem.duration[fits, j].min())
+    if not (fits & problem.col_deadline_ok(j)).any():
+        best = float(problem.col_duration(j)[fits].min())
         return Unassigned(
             task=tid,
             code=UnassignedReason.DEADLINE_UNREACHABLE,
@@ -82,7 +84,7 @@ def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
                 f"{_fmt(problem.release[j])}, needs at least {_fmt(best)} on the fastest agent"
             ),
         )
-    elig = np.flatnonzero(problem.eligible[:, j])
+    elig = np.flatnonzero(problem.col_eligible(j))
     # Capacity left on each eligible agent given the rest of the plan.
     if used is None:
         used = capacity_used(problem, agent_of)
@@ -104,7 +106,7 @@ def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
                 "given the higher-value work planned before it"
             ),
         )
-    cheapest = float(problem.cost[elig, j].min()) * problem.snapshot.weights.cost
+    cheapest = float(problem.col_cost(j)[elig].min()) * problem.snapshot.weights.cost
     penalty = float(problem.unassigned_penalty[j])
     if cheapest > penalty:
         return Unassigned(

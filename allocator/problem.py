@@ -4,6 +4,19 @@ Indices: agents `i` in `0..m-1`, tasks `j` in `0..n-1`, resources `r` in
 `0..R-1`, in snapshot order. Matrices indexed by agent and task are
 `[m, n]`. Per-agent demand (the GAP's a[i][j]) is materialised only when a
 task overrides it; otherwise `demand_on(i)` is the task's base demand.
+
+Two views of the same numbers:
+
+* dense `[m, n]` (`[m, n, R]`) properties (`eligible`, `cost`, `demand` ...),
+  built on first use, for the exact backends and small problems;
+* sparse accessors that never build a tasks x agents array: per task
+  columns (`col_eligible(j)`, `col_cost(j)`, `col_demand(j)` ...), blocks of
+  a few columns (`block_eligible(js)` ...) and pairs (`pair_cost(i, j)` ...).
+  They read eligibility from :class:`StaticRules` (one agent mask per
+  distinct skill set plus CSR lists of allowed / forbidden agents) and
+  overrides from per-task maps, so memory grows with the tasks, the agents
+  and the pairs that are listed, not with tasks x agents. Below
+  ``DENSE_CELLS`` cells they slice the dense arrays (faster there).
 """
 
 from __future__ import annotations
@@ -39,11 +52,104 @@ Index = np.ndarray | int | np.integer
 #: Largest agents x tasks matrix the pairwise accessors (``pair_cost`` ...)
 #: materialise densely; beyond it they compute the requested pairs only.
 DENSE_CELLS = 4_000_000
+#: Above this many agents x task cells `auto` leaves the assignment model (dense
+#: [m, n] arrays, LP, MILP) for its structure-aware paths (allocator.solvers.auto).
+LINEAR_MAX_CELLS = 4_000_000
 #: Largest magnitude accepted for any number, given or derived (durations =
 #: work / speed, costs = cost_rate x duration): beyond it solvers lose
 #: precision (HiGHS reads 1e20 as infinity; CP-SAT needs int64), so such
 #: input is refused with the field named instead of overflowing somewhere.
 MAX_MAGNITUDE = 1e15
+
+
+def csr_take(ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of CSR rows `rows`: (values, position in `rows` of each value)."""
+    starts = ptr[rows]
+    lens = ptr[rows + 1] - starts
+    owner = np.repeat(np.arange(rows.size), lens)
+    if owner.size == 0:
+        return idx[:0], owner
+    offsets = np.arange(owner.size) - np.repeat(np.cumsum(lens) - lens, lens)
+    return idx[np.repeat(starts, lens) + offsets], owner
+
+
+def _csr(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    ptr = np.zeros(len(lists) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(x) for x in lists])
+    flat = [i for x in lists for i in x]
+    return ptr, np.array(flat, dtype=np.int64)
+
+
+def _sorted_keys(js: np.ndarray, iis: np.ndarray, m: int) -> np.ndarray:
+    return np.sort(js.astype(np.int64) * max(m, 1) + iis.astype(np.int64))
+
+
+def _member(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """[k] query[k] is in the sorted array `keys`."""
+    if keys.size == 0:
+        return np.zeros(query.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+    return keys[pos] == query
+
+
+@dataclass(frozen=True, eq=False)
+class StaticRules:
+    """Static eligibility (status, skills, allow / forbid lists) without an [m, n] mask.
+
+    Agent i may take task j when ``skill_masks[skill_of[j], i]`` (up and
+    holding j's skills), i is in j's allowed list when it has one, and i is
+    not in its forbidden list. Memory: one m-bool row per distinct skill set
+    plus the listed pairs (CSR index arrays and sorted ``j * m + i`` keys).
+    """
+
+    skill_of: np.ndarray  # [n] row of skill_masks
+    skill_masks: np.ndarray  # [S, m] bool
+    has_allowed: np.ndarray  # [n] bool: the task has an allowed_agents list
+    allowed_ptr: np.ndarray  # [n + 1] CSR over allowed_idx
+    allowed_idx: np.ndarray
+    forbidden_ptr: np.ndarray  # [n + 1] CSR over forbidden_idx
+    forbidden_idx: np.ndarray
+    allowed_keys: np.ndarray  # sorted j * m + i of the allowed pairs
+    forbidden_keys: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in self.__dataclass_fields__)
+
+
+@dataclass(frozen=True, eq=False)
+class PairOverrides:
+    """Per-pair overrides sorted by (task, agent): a task's entries are one slice."""
+
+    task: np.ndarray  # [K]
+    agent: np.ndarray  # [K]
+    values: np.ndarray  # [K] (costs) or [K, R] (demands)
+    keys: np.ndarray  # [K] task * m + agent, sorted
+    task_ptr: np.ndarray  # [n + 1] task j's entries are task_ptr[j]:task_ptr[j + 1]
+
+    @classmethod
+    def build(cls, items: dict[tuple[int, int], object], m: int, n: int, width: int | None
+              ) -> PairOverrides:
+        k = len(items)
+        ij = np.array(list(items.keys()), dtype=np.int64).reshape(k, 2)
+        vals = (np.array(list(items.values()), dtype=float).reshape(k) if width is None
+                else np.array(list(items.values()), dtype=float).reshape(k, width))
+        order = np.lexsort((ij[:, 0], ij[:, 1]))
+        task, agent = ij[order, 1], ij[order, 0]
+        ptr = np.searchsorted(task, np.arange(n + 1))
+        return cls(task, agent, vals[order], task * max(m, 1) + agent, ptr)
+
+    def of_task(self, j: int) -> slice:
+        return slice(int(self.task_ptr[j]), int(self.task_ptr[j + 1]))
+
+    def lookup(self, i: np.ndarray, j: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """(which pairs (i[k], j[k]) are overridden, their row in `values`)."""
+        q = np.asarray(j, dtype=np.int64) * max(m, 1) + np.asarray(i, dtype=np.int64)
+        if self.keys.size == 0:
+            return np.zeros(q.shape, dtype=bool), np.zeros(q.shape, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.keys, q), self.keys.size - 1)
+        return self.keys[pos] == q, pos
 
 
 @dataclass(eq=False)
@@ -166,6 +272,11 @@ class Problem:
     # already built or cheap (<= DENSE_CELLS cells), so plans of 1,000 x
     # 1,000,000 snapshots never allocate tasks x agents arrays.
 
+    @property
+    def large(self) -> bool:
+        """More than ``DENSE_CELLS`` agent x task cells: the sparse accessors' size."""
+        return self.m * self.n > DENSE_CELLS
+
     def _dense_ok(self, name: str) -> bool:
         return name in self.__dict__ or self.m * self.n <= DENSE_CELLS
 
@@ -204,7 +315,253 @@ class Problem:
         """[k, R] demand of j[k] on i[k] (same values as ``demand[i, j]``)."""
         if not self.demand_override:
             return self.demand_base[j]
-        return self.demand[i, j]
+        if "demand" in self.__dict__:
+            return self.demand[i, j]
+        i, j = np.broadcast_arrays(np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64))
+        out = self.demand_base[j]
+        hit, pos = self.demand_overrides.lookup(i, j, self.m)
+        if hit.any():
+            out = out.copy()
+            out[hit] = self.demand_overrides.values[pos[hit]]
+        return out
+
+    # -- Sparse structure: eligibility rules and per-task override maps ---------
+
+    @cached_property
+    def static_rules(self) -> StaticRules:
+        """Static eligibility as skill-set masks and CSR allow / forbid lists."""
+        snap, m = self.snapshot, self.m
+        agent_skills = [frozenset(a.skills) for a in snap.agents]
+        sets: dict[frozenset[str], int] = {}
+        rows: list[np.ndarray] = []
+        skill_of = np.empty(self.n, dtype=np.int64)
+        has_allowed = np.zeros(self.n, dtype=bool)
+        allowed: list[list[int]] = []
+        forbidden: list[list[int]] = []
+        for j, t in enumerate(snap.tasks):
+            need = frozenset(t.skills)
+            g = sets.get(need)
+            if g is None:
+                g = sets[need] = len(rows)
+                mask = self.up.copy()
+                if need:
+                    mask &= np.fromiter((need <= s for s in agent_skills), dtype=bool, count=m)
+                rows.append(mask)
+            skill_of[j] = g
+            if t.allowed_agents is not None:
+                has_allowed[j] = True
+                allowed.append(sorted({self.agent_index[a] for a in t.allowed_agents}))
+            else:
+                allowed.append([])
+            forbidden.append(sorted({self.agent_index[a] for a in t.forbidden_agents}))
+        a_ptr, a_idx = _csr(allowed)
+        f_ptr, f_idx = _csr(forbidden)
+        a_own = np.repeat(np.arange(self.n), np.diff(a_ptr))
+        f_own = np.repeat(np.arange(self.n), np.diff(f_ptr))
+        return StaticRules(
+            skill_of=skill_of,
+            skill_masks=np.array(rows, dtype=bool).reshape(len(rows), m),
+            has_allowed=has_allowed, allowed_ptr=a_ptr, allowed_idx=a_idx,
+            forbidden_ptr=f_ptr, forbidden_idx=f_idx,
+            allowed_keys=_sorted_keys(a_own, a_idx, m),
+            forbidden_keys=_sorted_keys(f_own, f_idx, m))
+
+    @cached_property
+    def cost_overrides(self) -> PairOverrides:
+        return PairOverrides.build(self.cost_override, self.m, self.n,  # type: ignore[arg-type]
+                                   None)
+
+    @cached_property
+    def demand_overrides(self) -> PairOverrides:
+        return PairOverrides.build(self.demand_override, self.m,  # type: ignore[arg-type]
+                                   self.n, self.n_resources)
+
+    @cached_property
+    def cap_limit(self) -> np.ndarray:
+        """[m, R] :func:`capacity_limit` of the capacities, computed once."""
+        return capacity_limit(self.capacity)
+
+    @cached_property
+    def demand_support(self) -> tuple[np.ndarray, np.ndarray]:
+        """CSR (ptr [n + 1], resources) of the resources task j needs on some agent.
+
+        Demands and capacities are >= 0, so a resource a task does not need
+        always fits: capacity checks only read these columns (a task needing
+        one of 50 resources costs one comparison per agent, not 50).
+        """
+        nz = self.demand_base != 0
+        if self.demand_override:
+            ov = self.demand_overrides
+            nz = nz.copy()
+            jj, rr = np.nonzero(ov.values != 0)
+            nz[ov.task[jj], rr] = True
+        ptr = np.zeros(self.n + 1, dtype=np.int64)
+        ptr[1:] = np.cumsum(nz.sum(axis=1))
+        return ptr, np.nonzero(nz)[1].astype(np.int64)
+
+    def col_support(self, j: int) -> np.ndarray:
+        """Resource indices task j needs on some agent (see :attr:`demand_support`)."""
+        ptr, idx = self.demand_support
+        return idx[ptr[j]:ptr[j + 1]]
+
+    def pair_static(self, i: Index, j: Index) -> np.ndarray:
+        """[k] agent i[k] is up, has j[k]'s skills and passes its lists (``static_eligible``)."""
+        i, j = np.broadcast_arrays(np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64))
+        if "static_eligible" in self.__dict__:
+            return self.static_eligible[i, j]
+        sr = self.static_rules
+        ok = sr.skill_masks[sr.skill_of[j], i]
+        keys = j * max(self.m, 1) + i
+        lists = sr.has_allowed[j]
+        if lists.any():
+            ok = ok & (~lists | _member(sr.allowed_keys, keys))
+        if sr.forbidden_keys.size:
+            ok = ok & ~_member(sr.forbidden_keys, keys)
+        return ok
+
+    def _dense_cells_ok(self, name: str, width: int = 1) -> bool:
+        return name in self.__dict__ or self.m * self.n * width <= DENSE_CELLS
+
+    def col_static(self, j: int) -> np.ndarray:
+        """[m] ``static_eligible[:, j]`` without the matrix."""
+        if self._dense_ok("static_eligible"):
+            return self.static_eligible[:, j]
+        sr = self.static_rules
+        mask = sr.skill_masks[sr.skill_of[j]].copy()
+        if sr.has_allowed[j]:
+            allow = np.zeros(self.m, dtype=bool)
+            allow[sr.allowed_idx[sr.allowed_ptr[j]:sr.allowed_ptr[j + 1]]] = True
+            mask &= allow
+        mask[sr.forbidden_idx[sr.forbidden_ptr[j]:sr.forbidden_ptr[j + 1]]] = False
+        return mask
+
+    def col_demand(self, j: int) -> np.ndarray:
+        """[m, R] ``demand[:, j]``: a broadcast view of the base demand unless overridden."""
+        if not self.demand_override:
+            return np.broadcast_to(self.demand_base[j], (self.m, self.n_resources))
+        if self._dense_cells_ok("demand", self.n_resources):
+            return self.demand[:, j]
+        ov = self.demand_overrides
+        sl = ov.of_task(j)
+        if sl.start == sl.stop:
+            return np.broadcast_to(self.demand_base[j], (self.m, self.n_resources))
+        d = np.repeat(self.demand_base[j][None, :], self.m, axis=0)
+        d[ov.agent[sl]] = ov.values[sl]
+        return d
+
+    def col_fits(self, j: int) -> np.ndarray:
+        """[m] ``fits_alone[:, j]``."""
+        if self._dense_ok("fits_alone"):
+            return self.fits_alone[:, j]
+        cap = self.cap_limit
+        rs = self.col_support(j)
+        ok = np.all(self.demand_base[j, rs] <= cap[:, rs], axis=1)
+        if self.demand_override:
+            ov = self.demand_overrides
+            sl = ov.of_task(j)
+            if sl.start != sl.stop:
+                ok[ov.agent[sl]] = np.all(ov.values[sl] <= cap[ov.agent[sl]], axis=1)
+        return ok
+
+    def col_deadline_ok(self, j: int) -> np.ndarray:
+        """[m] ``deadline_reachable[:, j]``."""
+        if not self.hard_deadline[j]:
+            return np.ones(self.m, dtype=bool)
+        return self.release[j] + self.work[j] / self.speed <= self.deadline[j] + 1e-9
+
+    def col_eligible(self, j: int) -> np.ndarray:
+        """[m] ``eligible[:, j]``: static rules, fits alone, deadline reachable."""
+        if self._dense_ok("eligible"):
+            return self.eligible[:, j]
+        return self.col_static(j) & self.col_fits(j) & self.col_deadline_ok(j)
+
+    def col_duration(self, j: int) -> np.ndarray:
+        """[m] ``duration[:, j]``."""
+        return self.work[j] / self.speed
+
+    def col_cost(self, j: int) -> np.ndarray:
+        """[m] ``cost[:, j]``."""
+        if self._dense_ok("cost"):
+            return self.cost[:, j]
+        c = self.cost_rate * (self.work[j] / self.speed)
+        if self.cost_override:
+            ov = self.cost_overrides
+            sl = ov.of_task(j)
+            c[ov.agent[sl]] = ov.values[sl]
+        return c
+
+    def col_migration(self, j: int) -> np.ndarray:
+        """[m] ``migration_matrix[:, j]``."""
+        return self.pair_migration(np.arange(self.m), np.full(self.m, j))
+
+    def block_columns(self, width: int = 1) -> int:
+        """Tasks per block so that a block of [m, k(, width)] stays about 1M cells."""
+        return max(1, 1_000_000 // max(1, self.m * width))
+
+    def block_eligible(self, js: np.ndarray) -> np.ndarray:
+        """[m, k] ``eligible[:, js]`` built from the rules, one block of tasks at a time."""
+        if self._dense_ok("eligible"):
+            return self.eligible[:, js]
+        js = np.asarray(js, dtype=np.int64)
+        sr, m, k = self.static_rules, self.m, js.size
+        ok = sr.skill_masks[sr.skill_of[js]].T.copy()
+        cols = np.flatnonzero(sr.has_allowed[js])
+        if cols.size:
+            allow = np.zeros((m, cols.size), dtype=bool)
+            agents, owner = csr_take(sr.allowed_ptr, sr.allowed_idx, js[cols])
+            allow[agents, owner] = True
+            ok[:, cols] &= allow
+        agents, owner = csr_take(sr.forbidden_ptr, sr.forbidden_idx, js)
+        ok[agents, owner] = False
+        cap = self.cap_limit
+        # Only the (task, resource) pairs with a demand: zero always fits.
+        kk, rr = np.nonzero(self.demand_base[js])
+        if kk.size:
+            over = self.demand_base[js[kk], rr][None, :] > cap[:, rr]  # [m, nnz]
+            starts = np.flatnonzero(np.r_[True, kk[1:] != kk[:-1]])
+            ok[:, kk[starts]] &= ~np.logical_or.reduceat(over, starts, axis=1)
+        if self.demand_override:
+            ov = self.demand_overrides
+            pos = np.full(self.n, -1, dtype=np.int64)
+            pos[js] = np.arange(k)
+            sel = np.flatnonzero(pos[ov.task] >= 0)
+            if sel.size:
+                fit = np.all(ov.values[sel] <= cap[ov.agent[sel]], axis=1)
+                static = self.pair_static(ov.agent[sel], ov.task[sel])
+                ok[ov.agent[sel], pos[ov.task[sel]]] = static & fit
+        hard = np.flatnonzero(self.hard_deadline[js])
+        if hard.size:
+            jh = js[hard]
+            end = self.release[jh][None, :] + self.work[jh][None, :] / self.speed[:, None]
+            ok[:, hard] &= end <= self.deadline[jh][None, :] + 1e-9
+        return ok
+
+    def block_cost(self, js: np.ndarray) -> np.ndarray:
+        """[m, k] ``cost[:, js]``."""
+        if self._dense_ok("cost"):
+            return self.cost[:, js]
+        js = np.asarray(js, dtype=np.int64)
+        c = self.cost_rate[:, None] * (self.work[js][None, :] / self.speed[:, None])
+        if self.cost_override:
+            ov = self.cost_overrides
+            pos = np.full(self.n, -1, dtype=np.int64)
+            pos[js] = np.arange(js.size)
+            sel = np.flatnonzero(pos[ov.task] >= 0)
+            c[ov.agent[sel], pos[ov.task[sel]]] = ov.values[sel]
+        return c
+
+    def block_duration(self, js: np.ndarray) -> np.ndarray:
+        """[m, k] ``duration[:, js]``."""
+        return self.work[np.asarray(js)][None, :] / self.speed[:, None]
+
+    @cached_property
+    def eligible_pairs(self) -> int:
+        """How many (agent, task) pairs are eligible (``eligible.sum()``), counted by blocks."""
+        if self._dense_ok("eligible"):
+            return int(self.eligible.sum())
+        step = self.block_columns()
+        return sum(int(self.block_eligible(np.arange(lo, min(lo + step, self.n))).sum())
+                   for lo in range(0, self.n, step))
 
     @cached_property
     def skill_groups(self) -> tuple[np.ndarray, np.ndarray]:

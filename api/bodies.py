@@ -114,9 +114,15 @@ def _raw_estimate_error(model_name: str, data: dict[str, Any], max_work_bytes: i
     overrides = any(isinstance(ov, dict) and ov.get("demand")
                     for t in tasks if isinstance(t, dict) and isinstance(t.get("overrides"), dict)
                     for ov in t["overrides"].values())
+    listed = 0
+    for t in tasks:
+        if isinstance(t, dict):
+            for key in ("allowed_agents", "forbidden_agents", "overrides"):
+                v = t.get(key)
+                listed += len(v) if isinstance(v, list | dict) else 0
     try:
         check_work_bytes(len(agents), len(tasks), len(resources), overrides, str(backend),
-                         max_work_bytes)
+                         max_work_bytes, listed)
     except ResourceLimitError as e:
         return "limit", (e.message, e.field)
     return None

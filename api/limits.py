@@ -21,35 +21,77 @@ MAX_COUNT = 1_000_000
 MIN_SPEED, MAX_SPEED = 1e-6, 1e6
 
 
-#: Bytes of worker memory per (agent, task) pair, by backend (measured: the compiled
-#: problem's [m, n] arrays and the greedy take ~40 B a pair; auto and the exact
-#: models 150-600 B a pair, see docs/api.md). Unknown backends count as exact ones.
-BYTES_PER_PAIR = {"greedy": 48, "validate": 0, "simulate": 0}
+#: Bytes of worker memory per (agent, task) pair, by backend, for the backends that
+#: build dense tasks x agents arrays (the exact models: 150-600 B a pair measured, see
+#: docs/api.md; unknown backends count as exact ones) and for the greedy below
+#: `allocator.problem.DENSE_CELLS` cells, where it takes its dense fast path.
+BYTES_PER_PAIR = {"greedy": 48, "balance": 0, "validate": 0, "simulate": 0}
 BYTES_PER_PAIR_DEFAULT = 600
-#: A per-agent demand override makes the problem hold an [m, n, R] demand array.
+#: A per-agent demand override makes a dense problem hold an [m, n, R] demand array.
 BYTES_PER_DEMAND_CELL = 10
 #: What a worker holds before any request (interpreter, numpy, ortools, highspy).
 BASE_WORK_BYTES = 64 << 20
+#: The sparse path (greedy and balance above DENSE_CELLS cells, auto above
+#: LINEAR_MAX_CELLS): memory grows with tasks, agents and listed pairs, not their
+#: product. Per task: its snapshot objects parsed in the worker, the problem's [n]
+#: arrays and its Assignment / Unassigned in the plan (about 2.5 KB measured, doubled);
+#: per task and resource a demand entry and [n, R] arrays; per agent its objects and
+#: [m] arrays; per listed pair (allowed / forbidden / override) a CSR entry and key;
+#: plus the block temporaries (about 1M cells at a time, a few float arrays).
+SPARSE_BYTES_PER_TASK = 5 << 10
+SPARSE_BYTES_PER_TASK_RESOURCE = 200
+SPARSE_BYTES_PER_AGENT = 4 << 10
+SPARSE_BYTES_PER_LISTED_PAIR = 200
+SPARSE_BLOCK_BYTES = 64 << 20
+
+
+def _sparse_path(n_agents: int, n_tasks: int, backend: str) -> bool:
+    """Whether `backend` runs its sparse path on this shape (thresholds of the engine)."""
+    from allocator.problem import DENSE_CELLS, LINEAR_MAX_CELLS
+
+    cells = n_agents * n_tasks
+    if backend in ("greedy", "balance"):
+        return cells > DENSE_CELLS or backend == "balance"
+    return backend == "auto" and cells > LINEAR_MAX_CELLS
 
 
 def estimate_work_bytes(n_agents: int, n_tasks: int, n_resources: int,
-                        demand_overrides: bool, backend: str) -> int:
-    """What a worker needs (bytes) to run `backend` on a snapshot of this shape."""
-    pairs = n_agents * n_tasks
-    per_pair = BYTES_PER_PAIR.get(backend, BYTES_PER_PAIR_DEFAULT)
-    if per_pair == 0:
+                        demand_overrides: bool, backend: str, listed_pairs: int = 0) -> int:
+    """What a worker needs (bytes) to run `backend` on a snapshot of this shape.
+
+    `listed_pairs` counts allowed / forbidden list entries and overrides (the
+    sparse path stores each). A job (and every solve) runs the greedy first;
+    the larger of the two counts.
+    """
+    if backend in ("validate", "simulate"):
         return BASE_WORK_BYTES
-    # A job (and every solve) runs the greedy first; the larger of the two counts.
-    total = BASE_WORK_BYTES + pairs * max(per_pair, BYTES_PER_PAIR["greedy"])
-    if demand_overrides:
-        total += pairs * max(n_resources, 1) * BYTES_PER_DEMAND_CELL
-    return total
+    sparse = (BASE_WORK_BYTES + SPARSE_BLOCK_BYTES + n_tasks * SPARSE_BYTES_PER_TASK
+              + n_tasks * max(n_resources, 1) * SPARSE_BYTES_PER_TASK_RESOURCE
+              + n_agents * (SPARSE_BYTES_PER_AGENT
+                            + max(n_resources, 1) * SPARSE_BYTES_PER_TASK_RESOURCE)
+              + listed_pairs * SPARSE_BYTES_PER_LISTED_PAIR)
+    pairs = n_agents * n_tasks
+
+    def dense(per_pair: int) -> int:
+        total = BASE_WORK_BYTES + pairs * per_pair
+        if demand_overrides:
+            total += pairs * max(n_resources, 1) * BYTES_PER_DEMAND_CELL
+        return max(total, sparse)
+
+    greedy = sparse if _sparse_path(n_agents, n_tasks, "greedy") else dense(
+        BYTES_PER_PAIR["greedy"])
+    if backend == "greedy":
+        return greedy
+    if _sparse_path(n_agents, n_tasks, backend):
+        return max(greedy, sparse)
+    return max(greedy, dense(BYTES_PER_PAIR.get(backend, BYTES_PER_PAIR_DEFAULT)))
 
 
 def check_work_bytes(n_agents: int, n_tasks: int, n_resources: int, demand_overrides: bool,
-                     backend: str, limit: int) -> None:
+                     backend: str, limit: int, listed_pairs: int = 0) -> None:
     """ResourceLimitError (413) naming the limit when the estimate is over it."""
-    need = estimate_work_bytes(n_agents, n_tasks, n_resources, demand_overrides, backend)
+    need = estimate_work_bytes(n_agents, n_tasks, n_resources, demand_overrides, backend,
+                               listed_pairs)
     if need > limit:
         mib = 1 << 20
         extra = f" x {n_resources} resources (demand overrides)" if demand_overrides else ""
@@ -66,6 +108,12 @@ def shape(snap: Snapshot) -> tuple[int, bool]:
     resources = {r for a in snap.agents for r in a.capacity}
     overrides = any(ov.demand for t in snap.tasks for ov in t.overrides.values())
     return len(resources), overrides
+
+
+def listed_pairs(snap: Snapshot) -> int:
+    """Allowed / forbidden list entries and overrides: pairs the sparse path stores."""
+    return sum(len(t.allowed_agents or ()) + len(t.forbidden_agents) + len(t.overrides)
+               for t in snap.tasks)
 
 
 def _check(value: float | None, field: str) -> None:

@@ -47,7 +47,7 @@ from allocator.errors import (
 from allocator.solvers import get_solver, solver_names
 from api.bodies import ARRIVED, BodyParser, PlanText, SnapshotText
 from api.errors import NotReadyError, SolveFailed, error_type
-from api.limits import check_magnitudes, check_work_bytes, shape
+from api.limits import check_magnitudes, check_work_bytes, listed_pairs, shape
 from api.metrics import Metrics
 from api.pool import Work, WorkerPool
 from api.schemas import (
@@ -424,13 +424,15 @@ class Service:
             raise InvalidInputError(
                 f"{n_tasks} tasks; this server accepts at most "
                 f"{self.settings.max_tasks}", field="snapshot.tasks")
+        listed = 0  # a SnapshotText's lists were counted by the parser's estimate
         if isinstance(snap, Snapshot):  # a SnapshotText was checked by the parser
             check_magnitudes(snap)
             n_resources, overrides = shape(snap)
+            listed = listed_pairs(snap)
         else:
             n_resources, overrides = snap.n_resources, snap.demand_overrides
         check_work_bytes(n_agents, n_tasks, n_resources, overrides, backend,
-                         self.settings.max_work_bytes)
+                         self.settings.max_work_bytes, listed)
 
     async def _run_sync(self, *, label: str, snapshot: AnySnapshot | None, solver: str,
                         limit: float, seed: int, kind: str = "solve",

@@ -234,7 +234,8 @@ def _run_work(cur: _Current, work_id: str, kind: str, snapshot: Any, solver: str
     try:
         if solver != "greedy":
             # A complete plan early: what a cancel, a crash or the time limit leaves behind.
-            first = solve(snap, solver="greedy", time_limit=time_limit, seed=seed)
+            first = solve(snap, solver="greedy", time_limit=time_limit, seed=seed,
+                          stop=cur.cancel)
             first = first.model_copy(update={
                 "message": "best plan so far (greedy; the solve was stopped early)"})
             if initial:

@@ -182,6 +182,7 @@ def hostile_requests() -> list[tuple[str, str, bytes, dict[str, str]]]:
     return [
         ("override 1000x20k x50", "/v1/solve", h.override_body(), js),
         ("2000x50k at caps", "/v1/solve", h.at_caps_body(), js),
+        ("2000x50k at caps, cpsat", "/v1/solve", h.at_caps_body("cpsat"), js),
         ("13 MB 580k tasks", "/v1/jobs", h.huge_body(), js),
         ("nested JSON", "/v1/solve", h.nested_body(), js),
         ("validate many skills", "/v1/validate", h.skills_body(), js),

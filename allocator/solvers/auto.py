@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from allocator.bounds import best_bound, lp_relaxation
-from allocator.problem import Problem
+from allocator.problem import LINEAR_MAX_CELLS, Problem
 from allocator.solvers.base import Budget, WarmStart, make_plan, register, use_scheduling_model
 from allocator.solvers.greedy import greedy_assign, greedy_schedule
 from allocator.solvers.lagrange import Lagrangian, lagrangian
@@ -63,9 +63,9 @@ from models import Plan, PlanStatus, SolutionPoint
 #: Optional intervals are far heavier than booleans: above this many eligible
 #: pairs the CP-SAT scheduling model is not built at all.
 CPSAT_MAX_SCHED_PAIRS = 30_000
-#: Above this many (task, agent) cells the assignment model's dense helpers
-#: (score / demand matrices) cost too much memory: the structure-aware path runs.
-LINEAR_MAX_CELLS = 4_000_000
+#: Above LINEAR_MAX_CELLS (task, agent) cells (defined in allocator.problem, so the
+#: API's memory estimate reads it without importing the solvers) the assignment
+#: model's dense helpers cost too much memory: the structure-aware path runs.
 #: Load-only objectives (makespan / imbalance, no cost or migrations) above
 #: this many cells go to the balancer: LPT is within 0.1 % of the bound there
 #: and the pair model only costs time.
@@ -479,11 +479,14 @@ def _solve_scheduling(problem: Problem, *, budget: Budget, seed: int,
     if problem.m * problem.n <= LINEAR_MAX_CELLS:
         lp = lp_relaxation(problem, time_limit=max(0.05, 0.1 * budget.remaining()))
         lb = None if lp is None else lp.bound - 1e-7 * max(1.0, abs(lp.bound))
-    pairs = int(problem.eligible.sum())
+    pairs = problem.eligible_pairs  # counted by blocks: no [m, n] mask at scale
     fallback = make_plan(problem, base, solver="auto:greedy", status=PlanStatus.FEASIBLE,
                          budget=budget, order_key=base_order, bound=lb)
-    if pairs == 0 or pairs > CPSAT_MAX_SCHED_PAIRS or budget.remaining() < 0.1:
-        why = "no eligible pairs" if pairs == 0 else f"{pairs} eligible pairs"
+    # CP-SAT's scheduling model reads dense [m, n] arrays: only where they are small.
+    dense_ok = problem.m * problem.n <= LINEAR_MAX_CELLS
+    if pairs == 0 or pairs > CPSAT_MAX_SCHED_PAIRS or not dense_ok or budget.remaining() < 0.1:
+        why = ("no eligible pairs" if pairs == 0 else f"{pairs} eligible pairs"
+               if dense_ok else f"{problem.m} x {problem.n} cells")
         return fallback.model_copy(update={"message": f"scheduling model; {why}: greedy"})
     from allocator.solvers.cpsat import solve_cpsat_arrays  # ortools, loaded on use
 

@@ -111,8 +111,13 @@ def make_plan(
     bound: float | None = None,
     solutions: list[SolutionPoint] | None = None,
     message: str | None = None,
+    unreached: np.ndarray | None = None,
 ) -> Plan:
     """Turn an assignment into a full Plan: schedule, objective terms, metrics, reasons.
+
+    `unreached` ([n] bool) marks tasks the backend never looked at before its
+    time ran out: they are unassigned with `solver_limit` without running the
+    explainer on each.
 
     The assignment first goes through :func:`allocator.constraints.enforce`,
     so no plan breaks a hard rule whatever the backend; a backend whose
@@ -152,7 +157,11 @@ def make_plan(
     ]
     left = np.flatnonzero(agent_of < 0)
     used = capacity_used(problem, agent_of) if left.size else None
-    unassigned = [explain_unassigned(problem, int(j), agent_of, used) for j in left]
+    unassigned = [
+        Unassigned(task=ids[j], code=UnassignedReason.SOLVER_LIMIT,
+                   reason="the time limit ended before the solver reached this task")
+        if unreached is not None and unreached[j] and agent_of[j] < 0
+        else explain_unassigned(problem, int(j), agent_of, used) for j in left]
     migrations = [
         Migration(task=ids[j], source=aids[problem.current[j]], target=aids[agent_of[j]],
                   cost=float(problem.pair_migration(agent_of[j], j)))

@@ -13,6 +13,7 @@ warm start of the other backends.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,31 +26,96 @@ from models import Plan, PlanStatus
 _TIEBREAK = 1e-6
 
 
-def task_order(problem: Problem) -> np.ndarray:
-    """Order in which the greedy places tasks (see module docstring)."""
+def _group_regret(problem: Problem, regret: np.ndarray) -> np.ndarray:
+    """Fill `regret` of the tasks whose eligible agents are their whole skill-set group.
+
+    Without cost overrides a task's score on agent i is work x c[i], so for a
+    task that fits every agent of its group (no lists, no hard deadline, no
+    demand override) the two best agents are among the group's two smallest
+    c: only those few candidates are scored, with the expression the block
+    path uses, so the numbers are the same. Returns the tasks left for it.
+    """
     w = problem.snapshot.weights
-    score = w.cost * problem.cost + (w.makespan + w.imbalance) * problem.duration
-    score = np.where(problem.eligible, score, np.inf)
-    if problem.m >= 2:
+    sr = problem.static_rules
+    n = problem.n
+    simple = ~sr.has_allowed & (np.diff(sr.forbidden_ptr) == 0) & ~problem.hard_deadline
+    if problem.demand_override:
+        simple[problem.demand_overrides.task] = False
+    if problem.cost_override or not simple.any():
+        return np.arange(n)
+    lw = w.makespan + w.imbalance
+    cap = problem.cap_limit
+    for g in np.unique(sr.skill_of[simple]).tolist():
+        js = np.flatnonzero(simple & (sr.skill_of == g))
+        agents = np.flatnonzero(sr.skill_masks[g])
+        if agents.size < 2:
+            regret[js] = 1e18
+            continue
+        # The task must fit on every agent of the group (else: the block path).
+        fits = np.all(problem.demand_base[js] <= cap[agents].min(axis=0), axis=1)
+        simple[js[~fits]] = False
+        js = js[fits]
+        if js.size == 0:
+            continue
+        # Agents with the same (cost rate, speed) score the same: one row each,
+        # twice when two or more agents share it (both best and second best).
+        kinds, count = np.unique(np.stack([problem.cost_rate[agents],
+                                           problem.speed[agents]], axis=1),
+                                 axis=0, return_counts=True)
+        kc = (w.cost * kinds[:, 0] + lw) / kinds[:, 1]
+        rows = np.repeat(np.arange(kinds.shape[0]), np.minimum(count, 2))
+        second = np.partition(kc[rows], 1)[1]
+        rows = rows[kc[rows] <= second * (1 + 1e-9) + 1e-300]
+        dur = problem.work[js][None, :] / kinds[rows, 1][:, None]
+        score = w.cost * (kinds[rows, 0][:, None] * dur) + lw * dur
         two = np.partition(score, 1, axis=0)[:2]
-        with np.errstate(invalid="ignore"):
-            regret = np.where(np.isfinite(two[1]), two[1] - two[0], 1e18)
-    else:
-        regret = np.zeros(problem.n)
+        regret[js] = two[1] - two[0]
+    return np.flatnonzero(~simple)
+
+
+def task_order(problem: Problem) -> np.ndarray:
+    """Order in which the greedy places tasks (see module docstring).
+
+    The regret is computed per skill-set group where the structure allows
+    (:func:`_group_regret`), else a block of tasks at a time
+    (``Problem.block_*``): no tasks x agents array is built on large problems.
+    """
+    w = problem.snapshot.weights
+    regret = np.zeros(problem.n)
+    if problem.m >= 2:
+        rest = _group_regret(problem, regret) if problem.large else np.arange(problem.n)
+        step = problem.block_columns(4)
+        for lo in range(0, rest.size, step):
+            js = rest[lo:lo + step]
+            score = (w.cost * problem.block_cost(js)
+                     + (w.makespan + w.imbalance) * problem.block_duration(js))
+            score = np.where(problem.block_eligible(js), score, np.inf)
+            two = np.partition(score, 1, axis=0)[:2]
+            with np.errstate(invalid="ignore"):
+                regret[js] = np.where(np.isfinite(two[1]), two[1] - two[0], 1e18)
     regret = np.nan_to_num(regret, nan=0.0, posinf=1e18)
     hard = (~problem.hard_deadline).astype(int)
     return np.lexsort((np.arange(problem.n), -problem.work, -regret, problem.deadline, hard,
                        problem.priority_rank))
 
 
-def greedy_schedule(problem: Problem, order: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+#: Tasks placed between two looks at the clock (a `stop` callback).
+STOP_EVERY = 256
+
+
+def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
+                    stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Assignment `agent_of[n]` (-1 where nothing fits) and its sequencing key.
 
     Each agent's lanes are simulated exactly as `objectives.build_schedule`
     runs them when given the returned key (placement order), so the start and
     end times the greedy scores with, and checks hard deadlines against, are
-    the ones the plan will have.
+    the ones the plan will have. One task's column (eligibility, cost,
+    duration, demand on every agent) is read at a time: dense slices on small
+    problems, built from the rules and override maps on large ones.
+
+    `stop` is asked every ``STOP_EVERY`` tasks; when it says yes the tasks not
+    reached yet stay unplaced with an infinite key (:func:`unreached`).
     """
     w = problem.snapshot.weights
     m, n = problem.m, problem.n
@@ -61,29 +127,33 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None
     lane_load = np.zeros(m)  # busy time / concurrency
     lanes = [[problem.now] * int(k) for k in problem.concurrency]  # heaps of lane free times
     earliest = np.full(m, problem.now)  # the first free lane of each agent
-    demand = problem.demand
-    cost, dur, elig = problem.cost, problem.duration, problem.eligible
     makespan = 0.0
     placed = 0
     order = task_order(problem) if order is None else order
-    for j in order:
-        ok = elig[:, j] & np.all(demand[:, j, :] <= free, axis=1)
+    for step, j in enumerate(order):
+        if stop is not None and step % STOP_EVERY == 0 and step and stop():
+            order_key[order[step:]] = np.nan  # not reached: see unreached()
+            break
+        dem = problem.col_demand(j)
+        rs = problem.col_support(j)  # the resources j needs: zero demand always fits
+        ok = problem.col_eligible(j) & np.all(dem[:, rs] <= free[:, rs], axis=1)
         if not ok.any():
             continue
-        new_load = lane_load + dur[:, j] / problem.concurrency
-        end = np.maximum(earliest, problem.release[j]) + dur[:, j]
+        dur = problem.col_duration(j)
+        new_load = lane_load + dur / problem.concurrency
+        end = np.maximum(earliest, problem.release[j]) + dur
         if problem.hard_deadline[j]:
             ok &= end <= problem.deadline[j] + 1e-9
             if not ok.any():
                 continue
-        score = w.cost * cost[:, j]
+        score = w.cost * problem.col_cost(j)
         score = score + w.makespan * np.maximum(new_load - makespan, 0.0)
         score = score + w.imbalance * new_load
         if np.isfinite(problem.deadline[j]):
             score = score + w.tardiness * problem.tardiness_weight[j] * np.maximum(
                 end - problem.deadline[j], 0.0)
         if problem.current[j] >= 0:
-            score = score + w.migrations * problem.migration_matrix[:, j]
+            score = score + w.migrations * problem.col_migration(j)
         score = score + _TIEBREAK * new_load
         score = np.where(ok, score, np.inf)
         i = int(np.argmin(score))
@@ -92,12 +162,17 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None
         agent_of[j] = i
         order_key[j] = placed
         placed += 1
-        free[i] -= demand[i, j]
+        free[i] -= dem[i]
         lane_load[i] = new_load[i]
         heapq.heapreplace(lanes[i], float(end[i]))
         earliest[i] = lanes[i][0]
         makespan = max(makespan, lane_load[i])
     return agent_of, order_key
+
+
+def unreached(order_key: np.ndarray) -> np.ndarray:
+    """[n] tasks a stopped :func:`greedy_schedule` never looked at (their key is NaN)."""
+    return np.isnan(order_key)
 
 
 def greedy_assign(problem: Problem, order: np.ndarray | None = None) -> np.ndarray:
@@ -198,15 +273,20 @@ def construct(problem: Problem) -> np.ndarray:
     return construct_with_order(problem)[0]
 
 
-def construct_with_order(problem: Problem) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`construct` plus the sequencing key its schedule needs (None: any order)."""
+def construct_with_order(problem: Problem, stop: Callable[[], bool] | None = None
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`construct` plus the sequencing key its schedule needs (None: any order).
+
+    `stop` only cuts the one-pass greedy of large problems short (see
+    :func:`greedy_schedule`); the small-problem constructions always finish.
+    """
     w = problem.snapshot.weights
     packing = not (w.makespan or w.imbalance or w.tardiness) and not problem.has_time_constraints
     if problem.n == 0 or problem.m == 0:
         return np.full(problem.n, -1, dtype=np.int64), None
     small = problem.m * problem.n <= DYNAMIC_REGRET_MAX_PAIRS
     if not (packing and small):
-        agent_of, order_key = greedy_schedule(problem)
+        agent_of, order_key = greedy_schedule(problem, stop=stop)
         # Repair moves tasks between agents without re-timing their queues, so
         # it may only run where no hard deadline can be broken by a move.
         if small and np.any(agent_of < 0) and not problem.hard_deadline.any():
@@ -239,6 +319,25 @@ def construct_with_order(problem: Problem) -> tuple[np.ndarray, np.ndarray | Non
 def solve_greedy(
     problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
 ) -> Plan:
-    agent_of, order_key = construct_with_order(problem)
+    stop = None
+    if problem.large:
+        # Large problems: stop placing in time to build the plan (about 25 us a
+        # task on a busy core) within the budget; the rest stays unassigned.
+        # Deterministic solves only stop when asked to (same input, same plan).
+        reserve = min(0.3 * budget.time_limit, 0.2 + 2.5e-5 * problem.n)
+
+        def stop() -> bool:
+            if budget.is_deterministic:
+                return budget.stopped()
+            return budget.remaining() <= reserve
+
+    agent_of, order_key = construct_with_order(problem, stop)
+    message = None
+    cut = None
+    if order_key is not None and np.isnan(order_key).any():
+        cut = unreached(order_key)
+        order_key = np.where(cut, np.inf, order_key)
+        message = (f"time limit: placed {int((agent_of >= 0).sum())} tasks, "
+                   f"{int(cut.sum())} of {problem.n} not reached")
     return make_plan(problem, agent_of, solver="greedy", status=PlanStatus.FEASIBLE,
-                     budget=budget, order_key=order_key)
+                     budget=budget, order_key=order_key, message=message, unreached=cut)

@@ -77,3 +77,19 @@ def test_engine_and_models_carry_no_http_status() -> None:
             for i, line in enumerate(p.read_text().splitlines(), 1)
             if re.search(r"http_status", line)]
     assert not hits, hits
+
+
+def test_memory_estimate_accepts_sparse_solves_at_the_caps() -> None:
+    """2000 x 50,000 plain (greedy, auto) and 1000 x 20k x 50 with an override fit 1 GiB;
+    the exact backends, which build dense [m, n] models, are still refused."""
+    from api.limits import estimate_work_bytes
+    from api.settings import Settings
+
+    limit = Settings().max_work_bytes
+    for backend in ("greedy", "auto", "balance"):
+        assert estimate_work_bytes(2000, 50_000, 1, False, backend) < limit / 2
+        assert estimate_work_bytes(1000, 20_000, 50, True, backend) < limit / 2
+    for backend in ("cpsat", "milp", "nsga2"):
+        assert estimate_work_bytes(2000, 50_000, 1, False, backend) > limit
+    # Listed pairs count: a list of every agent on every task is dense again.
+    assert estimate_work_bytes(2000, 50_000, 1, False, "greedy", 2000 * 50_000) > limit
