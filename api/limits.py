@@ -72,14 +72,16 @@ def estimate_work_bytes(n_agents: int, n_tasks: int, n_resources: int,
               + listed_pairs * SPARSE_BYTES_PER_LISTED_PAIR)
     pairs = n_agents * n_tasks
 
-    def dense(per_pair: int) -> int:
+    def dense(per_pair: int, demand_matrix: bool = True) -> int:
         total = BASE_WORK_BYTES + pairs * per_pair
-        if demand_overrides:
+        if demand_overrides and demand_matrix:
             total += pairs * max(n_resources, 1) * BYTES_PER_DEMAND_CELL
         return max(total, sparse)
 
+    # The greedy reads overridden demand per task column (Problem.col_demand): no
+    # [m, n, R] array above DENSE_CELLS demand cells, a small one below.
     greedy = sparse if _sparse_path(n_agents, n_tasks, "greedy") else dense(
-        BYTES_PER_PAIR["greedy"])
+        BYTES_PER_PAIR["greedy"], demand_matrix=False)
     if backend == "greedy":
         return greedy
     if _sparse_path(n_agents, n_tasks, backend):

@@ -479,11 +479,12 @@ def _solve_scheduling(problem: Problem, *, budget: Budget, seed: int,
     if problem.m * problem.n <= LINEAR_MAX_CELLS:
         lp = lp_relaxation(problem, time_limit=max(0.05, 0.1 * budget.remaining()))
         lb = None if lp is None else lp.bound - 1e-7 * max(1.0, abs(lp.bound))
-    pairs = problem.eligible_pairs  # counted by blocks: no [m, n] mask at scale
     fallback = make_plan(problem, base, solver="auto:greedy", status=PlanStatus.FEASIBLE,
                          budget=budget, order_key=base_order, bound=lb)
-    # CP-SAT's scheduling model reads dense [m, n] arrays: only where they are small.
+    # CP-SAT's scheduling model reads dense [m, n] arrays: only where they are small
+    # (there the pairs are counted on the dense mask; never an [m, n] mask at scale).
     dense_ok = problem.m * problem.n <= LINEAR_MAX_CELLS
+    pairs = problem.eligible_pairs if dense_ok else -1
     if pairs == 0 or pairs > CPSAT_MAX_SCHED_PAIRS or not dense_ok or budget.remaining() < 0.1:
         why = ("no eligible pairs" if pairs == 0 else f"{pairs} eligible pairs"
                if dense_ok else f"{problem.m} x {problem.n} cells")
