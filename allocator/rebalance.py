@@ -48,7 +48,7 @@ from ortools.sat.python import cp_model
 from allocator.constraints import used_capacity
 from allocator.metrics import jain_index, max_mean_ratio, variance
 from allocator.objectives import build_schedule, busy_time
-from allocator.problem import Problem, capacity_limit, compile_snapshot
+from allocator.problem import Problem, capacity_limit, compile_snapshot, default_migration_cost
 from allocator.solvers.base import Budget, WarmStart, assignment_from_plan, make_plan
 from allocator.solvers.cp_core import build_core, int_scale
 from allocator.solvers.cpsat import solve_cpsat_arrays
@@ -595,10 +595,15 @@ def stabilize(snapshot: Snapshot, previous: Plan, *, share: float = STABILITY_SH
     existing, up agent get it as their current agent, so the `migrations`
     term and list count changes against the previous plan. Changing the
     agent of every such task costs `share` of the previous objective
-    (without unassigned penalties; at least `share`). If the snapshot's
-    migrations weight is 0 it becomes 1 and tasks with a real current agent
-    get the same small per-change cost, so the user's objective is only
-    perturbed by the stability preference.
+    (without unassigned penalties; at least `share`). Tasks that carry a
+    real current agent (where they are now: the executor's snapshots, a
+    rebalancing input) get the same per-change cost *on top of* their own
+    migration cost, so moving them must gain more than it did without the
+    preference: with `stability=False` a re-solve moves whatever gains a
+    little, with it only what gains more than a share of the objective. If
+    the snapshot's migrations weight is 0 it becomes 1 and those tasks cost
+    the per-change amount alone, so the user's objective is only perturbed
+    by the stability preference.
     """
     status = {a.id: a.status for a in snapshot.agents}
     prev = {a.task: a.agent for a in previous.assignments}
@@ -607,8 +612,9 @@ def stabilize(snapshot: Snapshot, previous: Plan, *, share: float = STABILITY_SH
     per_change = share * max(abs(scale), 1.0) / n_prev
     w = snapshot.weights
     weight = w.migrations if w.migrations > 0 else 1.0
+    base = default_migration_cost(snapshot)
     tasks = []
-    for t in snapshot.tasks:
+    for k, t in enumerate(snapshot.tasks):
         upd: dict[str, Any] = {}
         if t.current_agent is None:
             agent = prev.get(t.id)
@@ -617,6 +623,8 @@ def stabilize(snapshot: Snapshot, previous: Plan, *, share: float = STABILITY_SH
                        "progress": 0.0}
         elif w.migrations == 0:
             upd = {"migration_cost": per_change / weight}
+        else:
+            upd = {"migration_cost": float(base[k]) + per_change / weight}
         tasks.append(t.model_copy(update=upd) if upd else t)
     return snapshot.model_copy(update={
         "tasks": tasks, "weights": w.model_copy(update={"migrations": weight})})

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allocator.errors import InvalidInputError
-from models import Plan, Snapshot
+from models import Plan, Snapshot, Weights
 
 
 class TimeUp(BaseException):
@@ -245,8 +245,19 @@ class SimulateParams:
     #: or an OnlineOptions.
     options: Mapping[str, Any] | Any = field(default_factory=dict)
     max_retries: int = 2
-    #: Re-solve with the greedy solver every T time units (0: off).
+    #: Solve interval of the coordinator (0: off); `intervals` adds more (one run each).
     coordinate_every: float = 0.0
+    intervals: Sequence[float] = ()
+    #: online | batch | coordinated (allocator.online.scenarios); empty: coordinated
+    #: when an interval is given, else online.
+    modes: Sequence[str] = ()
+    #: Policies under the plans in coordinated mode (default: `policies`).
+    plan_policies: Sequence[str] = ()
+    #: allocator.online.scenarios.CoordinatorSettings, or its fields (solver, budget, ...).
+    coordinator: Mapping[str, Any] | Any = field(default_factory=dict)
+    #: Weights of weighted_objective and of the coordinator's solves (models.Weights or
+    #: its fields); None: allocator.online.scenarios.FLEET_WEIGHTS.
+    weights: Mapping[str, Any] | Any = None
     #: Central dispatcher time per decision (0: free).
     decision_latency: float = 0.0
     #: Keep the event history of this task id (the outcome's `histories`).
@@ -290,10 +301,41 @@ def simulate_uc(params: SimulateParams, *,
     """
     from allocator.online.coordinator import Coordinator
     from allocator.online.options import OnlineOptions, parse_flaky
+    from allocator.online.scenarios import (
+        FLEET_WEIGHTS,
+        MODES,
+        CoordinatorSettings,
+        batch_policy,
+    )
     from allocator.online.simulator import Simulator
     from allocator.online.workload import WorkloadConfig, generate
 
     policies = check_policies(params.policies)
+    planned = (check_policies(params.plan_policies, "plan_policies") if params.plan_policies
+               else policies)
+    intervals = [x for x in (params.coordinate_every, *params.intervals) if x > 0]
+    modes = list(params.modes) or (["coordinated"] if intervals else ["online"])
+    for i, m in enumerate(modes):
+        if m not in MODES:
+            raise InvalidInputError(f"unknown mode {m!r}; known: {', '.join(MODES)}",
+                                    field=f"modes.{i}")
+    try:
+        base = (params.coordinator if isinstance(params.coordinator, CoordinatorSettings)
+                else CoordinatorSettings(**params.coordinator))
+        weights = (FLEET_WEIGHTS if params.weights is None else params.weights
+                   if isinstance(params.weights, Weights) else Weights(**params.weights))
+    except TypeError as e:
+        raise InvalidInputError(str(e), field="coordinator") from None
+    if not intervals and any(m != "online" for m in modes):
+        intervals = [base.every]
+    runs: list[tuple[str, str | None, float | None]] = []
+    for m in modes:
+        if m == "online":
+            runs += [(m, name, None) for name in policies]
+        elif m == "batch":
+            runs += [(m, None, t) for t in intervals]
+        else:
+            runs += [(m, name, t) for t in intervals for name in planned]
     if isinstance(params.options, OnlineOptions):
         opts = params.options
     else:
@@ -318,35 +360,48 @@ def simulate_uc(params: SimulateParams, *,
         raise InvalidInputError(f"{cfg.flaky} flaky agents but only {cfg.agents} agents",
                                 field="flaky")
     cap = params.max_task_policies
-    if cap is not None and cfg.tasks * len(policies) > cap:
+    if cap is not None and cfg.tasks * len(runs) > cap:
         raise InvalidInputError(
-            f"{cfg.tasks} tasks x {len(policies)} policies is more simulation than one call "
+            f"{cfg.tasks} tasks x {len(runs)} runs is more simulation than one call "
             f"runs (at most {cap} task-policies)", field="policies")
-    policy_objs = {name: opts.policy(name) for name in policies}
     deadline = None if params.time_limit is None else clock() + params.time_limit
     out = SimulateOutcome([])
-    for name in policies:
+    for mode, pname, every in runs:
+        pol = batch_policy() if pname is None else opts.policy(pname)
+        name = ("batch" if pname is None
+                else f"{pol.name}+plans" if every is not None else pol.name)
+        head = {"policy": name, "mode": mode, "interval": every}
         if deadline is not None and clock() >= deadline:
-            out.rows.append({"policy": name, "skipped": "time_limit"})
+            out.rows.append({**head, "skipped": "time_limit"})
             out.complete = False
             continue
         try:
-            sim = Simulator(generate(cfg), policy_objs[name], seed=params.seed,
+            sim = Simulator(generate(cfg), pol, seed=params.seed,
                             max_retries=params.max_retries,
                             log=None if params.history else 0,
                             admission=opts.admission_config(),
-                            decision_latency=params.decision_latency)
-            if params.coordinate_every > 0:
-                sim.coordinator = Coordinator(sim.executor, every=params.coordinate_every)
-                sim.coordinate_every = params.coordinate_every
+                            decision_latency=params.decision_latency, weights=weights)
+            if every is not None:
+                c = CoordinatorSettings(**{**base.__dict__, "every": every})
+                coordinated = mode == "coordinated"
+                sim.coordinator = Coordinator(
+                    sim.executor, every=every, imbalance=c.imbalance if coordinated else None,
+                    queue_growth=c.queue_growth if coordinated else None,
+                    min_interval=min(every, max(c.budget, every / 10)), solver=c.solver,
+                    time_limit=c.budget, weights=weights, delay_factor=c.delay_factor,
+                    pick=c.pick, seed=params.seed, deadline_margin=c.deadline_margin)
+                sim.coordinate_every = c.check_every or min(every, max(c.budget, 0.5)) / 2
             res = sim.run()
         except TimeUp:
-            out.rows.append({"policy": name, "skipped": "time_limit"})
+            out.rows.append({**head, "skipped": "time_limit"})
             out.complete = False
-            deadline = clock()  # the remaining policies are skipped too
+            deadline = clock()  # the remaining runs are skipped too
             continue
-        out.rows.append({k: v for k, v in res.row.items()
-                         if isinstance(v, int | float | str | bool | list) or v is None})
+        row = {k: v for k, v in res.row.items()
+               if isinstance(v, int | float | str | bool | list) or v is None}
+        row.update(head)
+        out.rows.append(row)
         if params.history:
-            out.histories[name] = res.executor.history(params.history) or ""
+            key = name if every is None else f"{name}@{every:g}"
+            out.histories[key] = res.executor.history(params.history) or ""
     return out

@@ -2,6 +2,9 @@
 
 The command only translates: options -> `usecases.SimulateParams`, rows -> a
 table or JSON lines (`--trace` hands over to `allocator replay`).
+`--scenario NAME` takes a named preset (allocator.online.scenarios) instead of
+the generic generator options; `--mode` runs online policies, batch plans, or
+policies + periodic plans (the coordinator), over one or more solve intervals.
 """
 
 from __future__ import annotations
@@ -15,10 +18,20 @@ from rich.console import Console
 from rich.table import Table
 
 from allocator.cli.app import app, bench_app, guarded
+from allocator.errors import InvalidInputError
+from allocator.online.coordinator import COORDINATOR_SOLVERS
 from allocator.online.options import ADMISSIONS, OnlineOptions, parse_flaky
 from allocator.online.policies import describe_policies
+from allocator.online.scenarios import (
+    FLEET_WEIGHTS,
+    SCENARIOS,
+    CoordinatorSettings,
+    scenario,
+    scenario_config,
+)
 from allocator.online.workload import WorkloadConfig
 from allocator.usecases import SimulateParams, simulate_uc
+from models import Weights
 
 DEFAULT_POLICIES = ["fifo", "round-robin", "jsq", "p2c", "edf", "edf+stealing"]
 
@@ -27,22 +40,123 @@ JSON_KEYS = ("policy", "tasks", "completed", "rejected", "failed", "lost", "dupl
              "miss_rate", "p50_wait", "p99_wait", "p50_latency", "p99_latency", "jain",
              "load_variance", "utilisation", "throughput", "steals", "migrations", "requeued",
              "retries", "events", "events_per_s", "wall_s", "seed", "per_agent", "per_tenant",
-             "per_class", "rejected_after_burst", "steal_interval_mean")
+             "per_class", "rejected_after_burst", "steal_interval_mean", "cost", "tardiness",
+             "migration_cost", "weighted_objective")
+#: ... and the keys of a run with modes (simulate only: a replay has no coordinator).
+RUN_KEYS = ("mode", "interval", "solves", "solve_time_total", "solve_wall_s")
+
+#: Generic workload options a `--scenario` run takes when given explicitly.
+_SCENARIO_OVERRIDES = ("arrival", "load", "burst_factor", "sizes", "pareto_alpha", "skew",
+                       "speed_spread", "concurrency", "deadline_share", "hard_share",
+                       "migration_cost", "noise", "task_failure", "mttr", "skill_groups")
 
 
 def run_policies(cfg: WorkloadConfig, policies: list[str], *, seed: int,
-                 coordinate_every: float = 0.0, max_retries: int = 2,
+                 coordinate_every: float | list[float] = 0.0, max_retries: int = 2,
                  history: str | None = None, options: OnlineOptions | None = None,
-                 decision_latency: float = 0.0,
+                 decision_latency: float = 0.0, modes: list[str] | None = None,
+                 coordinator: CoordinatorSettings | None = None,
+                 weights: Weights | None = None,
+                 coordinated_policies: list[str] | None = None,
                  ) -> list[tuple[dict[str, Any], str | None]]:
-    """Simulate each policy on the same workload (`usecases.simulate_uc`, no task cap);
-    (row, history text) per policy."""
+    """Simulate each (mode, policy, interval) on the same workload (`usecases.simulate_uc`,
+    no task cap); (row, history text) per run.
+
+    `online` runs every policy alone; `coordinated` every policy with the
+    coordinator at every interval; `batch` plans only, once per interval.
+    Without `modes`: coordinated when an interval > 0 is given, else online.
+    """
+    intervals = ([coordinate_every] if isinstance(coordinate_every, int | float)
+                 else list(coordinate_every))
     out = simulate_uc(SimulateParams(
         workload=cfg, policies=policies, seed=seed, options=options or OnlineOptions(),
-        max_retries=max_retries, coordinate_every=coordinate_every,
-        decision_latency=decision_latency, history=history, max_task_policies=None))
-    return [({**row, "seed": seed}, out.histories.get(row["policy"]) if history else None)
-            for row in out.rows]
+        max_retries=max_retries, intervals=intervals, decision_latency=decision_latency,
+        history=history, max_task_policies=None, modes=modes or (),
+        plan_policies=coordinated_policies or (), coordinator=coordinator or {},
+        weights=weights))
+    res = []
+    for row in out.rows:
+        every = row.get("interval")
+        key = row["policy"] if every is None else f"{row['policy']}@{every:g}"
+        res.append(({**row, "seed": seed}, out.histories.get(key) if history else None))
+    return res
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Was this option given on the command line (or by environment), not defaulted?"""
+    src = ctx.get_parameter_source(name)
+    return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def parse_weights(text: str | None, default: Weights) -> Weights:
+    """`cost=1,tardiness=5,migrations=1` -> Weights (other terms from `default`)."""
+    if not text:
+        return default
+    upd: dict[str, float] = {}
+    names = ("cost", "makespan", "imbalance", "tardiness", "migrations")
+    for part in text.split(","):
+        name, eq, val = part.strip().partition("=")
+        if not eq or name not in names:
+            raise InvalidInputError(f"expected NAME=W with NAME in {', '.join(names)}, got "
+                                    f"{part.strip()!r}", field="weights")
+        try:
+            v = float(val)
+        except ValueError:
+            raise InvalidInputError(f"not a number: {val!r}", field="weights") from None
+        if not (v >= 0 and v < float("inf")):
+            raise InvalidInputError(f"weights must be finite and >= 0, got {val!r}",
+                                    field="weights")
+        upd[name] = v
+    return default.model_copy(update=upd)
+
+
+def plot_modes(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Weighted objective and miss rate against the solve interval, one line per mode.
+
+    Online runs do not depend on the interval: their line is the best online
+    policy (least weighted objective), drawn flat across the intervals. For
+    batch and coordinated, each interval shows the best run of that mode.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    intervals = sorted({r["interval"] for r in rows if r.get("interval") is not None})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for mode, style in (("online", "--"), ("batch", "-."), ("coordinated", "-")):
+        got = [r for r in rows if r.get("mode") == mode]
+        if not got:
+            continue
+        if mode == "online":
+            best = min(got, key=lambda r: r["weighted_objective"])
+            xs = intervals or [0.0]
+            pts = [(x, best) for x in xs]
+            label = f"online ({best['policy']})"
+        else:
+            pts = []
+            for x in intervals:
+                at = [r for r in got if r["interval"] == x]
+                if at:
+                    pts.append((x, min(at, key=lambda r: r["weighted_objective"])))
+            label = mode
+        xs = [x for x, _ in pts]
+        axes[0].plot(xs, [r["weighted_objective"] for _, r in pts], style, marker="o",
+                     label=label)
+        axes[1].plot(xs, [100 * r["miss_rate"] for _, r in pts], style, marker="o",
+                     label=label)
+    axes[0].set_ylabel("weighted objective (cost + tardiness + migrations)")
+    axes[0].set_yscale("log")  # batch runs can be orders of magnitude above
+    axes[1].set_ylabel("deadline miss rate (%)")
+    for ax in axes:
+        ax.set_xlabel("solve interval (time units)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _fmt(v: Any, nd: int = 3) -> str:
@@ -53,17 +167,22 @@ def _fmt(v: Any, nd: int = 3) -> str:
 
 def summary_table(rows: list[dict[str, Any]], title: str) -> Table:
     t = Table(title=title)
-    cols = [("policy", "policy"), ("completed", "done"), ("rejected", "rej"),
+    cols = [("mode", "mode"), ("policy", "policy"), ("interval", "every"),
+            ("completed", "done"), ("rejected", "rej"),
             ("failed", "fail"), ("lost", "lost"), ("duplicated", "dup"),
             ("miss_rate", "miss"), ("p50_wait", "p50 wait"), ("p99_wait", "p99 wait"),
             ("p99_latency", "p99 lat"), ("jain", "jain"), ("utilisation", "util"),
-            ("steals", "steals"), ("events_per_s", "events/s"), ("wall_s", "wall s")]
+            ("steals", "steals"), ("cost", "cost"), ("weighted_objective", "w. objective"),
+            ("solves", "solves"), ("events_per_s", "events/s"), ("wall_s", "wall s")]
     for _, head in cols:
-        t.add_column(head, justify="left" if head == "policy" else "right")
+        t.add_column(head, justify="left" if head in ("policy", "mode") else "right")
     for r in rows:
         cells = []
         for k, _ in cols:
-            v = r[k]
+            v = r.get(k)
+            if v is None:
+                cells.append("-")
+                continue
             if k == "miss_rate":
                 cells.append(f"{100 * v:.1f}%")
             elif k == "events_per_s":
@@ -79,15 +198,31 @@ def summary_table(rows: list[dict[str, Any]], title: str) -> Table:
 @app.command("simulate")
 @guarded
 def simulate_cmd(
-    agents: Annotated[int, typer.Option("--agents", "-n", min=1, help="Number of agents.")] = 16,
-    tasks: Annotated[int, typer.Option("--tasks", "-m", min=1, help="Number of tasks.")] = 10_000,
+    ctx: typer.Context,
+    agents: Annotated[int | None, typer.Option(
+        "--agents", "-n", min=1, help="Number of agents (default 16, or the scenario's).")
+    ] = None,
+    tasks: Annotated[int | None, typer.Option(
+        "--tasks", "-m", min=1, help="Number of tasks (default 10,000, or the scenario's).")
+    ] = None,
     policy: Annotated[list[str] | None, typer.Option(
         "--policy", "-p", help="Policy to run (repeat for several, side by side). Default: "
-        + ", ".join(DEFAULT_POLICIES) + ".")] = None,
+        + ", ".join(DEFAULT_POLICIES) + " (or the scenario's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the workload and the policies.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per policy.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per run.")] = False,
     list_policies: Annotated[bool, typer.Option("--policies", help="List policy names.")] = False,
-    arrival: Annotated[str, typer.Option(help="Arrival process: poisson or bursty.")] = "poisson",
+    scenario_name: Annotated[str | None, typer.Option(
+        "--scenario", metavar="NAME", help="A named workload preset (see --scenarios); "
+        "--agents, --tasks, --seed and explicitly given workload options still apply.")
+    ] = None,
+    list_scenarios: Annotated[bool, typer.Option(
+        "--scenarios", help="List the scenario names.")] = False,
+    mode: Annotated[list[str] | None, typer.Option(
+        "--mode", metavar="MODE", help="online (policies alone), batch (plans only, no "
+        "online adjustment) or coordinated (policy + plans); repeat for several. Default: "
+        "coordinated with --coordinate-every, else online.")] = None,
+    arrival: Annotated[str, typer.Option(
+        help="Arrival process: poisson, bursty or waves.")] = "poisson",
     load: Annotated[float, typer.Option(help="Offered work / total agent capacity.")] = 0.85,
     burst_factor: Annotated[float, typer.Option(help="Burst rate / quiet rate (bursty).")] = 6.0,
     sizes: Annotated[str, typer.Option(help="Task sizes: pareto, exp or fixed.")] = "pareto",
@@ -108,8 +243,39 @@ def simulate_cmd(
     tokens_per_min: Annotated[float, typer.Option(
         help="Token rate limit per agent (0: none); tasks use 1000 tokens per unit of work.")
     ] = 0.0,
-    coordinate_every: Annotated[float, typer.Option(
-        help="Re-solve with the greedy solver every T time units (0: off).")] = 0.0,
+    coordinate_every: Annotated[list[float] | None, typer.Option(
+        "--coordinate-every", metavar="T", help="Solve interval of the coordinator (time "
+        "units; repeat for several: one run per interval). 0: off.")] = None,
+    coordinator_solver: Annotated[str, typer.Option(
+        metavar="SOLVER", help=f"Coordinator backend: {' | '.join(COORDINATOR_SOLVERS)}.")
+    ] = "greedy",
+    coordinator_budget: Annotated[float, typer.Option(
+        metavar="B", help="Solve budget: the solver's time limit (s), and by default the "
+        "virtual time until its plan takes effect.")] = 0.5,
+    delay_factor: Annotated[float | None, typer.Option(
+        metavar="F", help="Plans take effect after the solve's measured wall time x F "
+        "instead of after the budget (not reproducible run to run).")] = None,
+    coordinate_queue: Annotated[int, typer.Option(
+        metavar="N", min=0, help="Coordinated mode: also solve when N queued tasks are in no "
+        "plan yet (a wave landed; 0: off).")] = 50,
+    coordinate_imbalance: Annotated[float, typer.Option(
+        metavar="X", min=0.0, help="Coordinated mode: also solve when the CoV of the agents' "
+        "backlogs exceeds X (0: off).")] = 0.0,
+    coordinator_pick: Annotated[str | None, typer.Option(
+        metavar="RULE", help="With --coordinator-solver nsga2: the plan taken from the front "
+        "(knee | weights:cost=1,tardiness=5 | min:cost,tardiness<=X).")] = None,
+    deadline_margin: Annotated[float, typer.Option(
+        metavar="M", min=0.0, max=0.99, help="Plans aim to finish soft deadlines this share "
+        "of their slack early (absorbs estimate errors).")] = 0.25,
+    plan_policy: Annotated[list[str] | None, typer.Option(
+        "--plan-policy", metavar="POLICY", help="Online policy under the plans in coordinated "
+        "mode (repeatable; default: the scenario's, else the --policy list).")] = None,
+    weights: Annotated[str | None, typer.Option(
+        metavar="W", help="Objective weights of weighted_objective and of the coordinator's "
+        "solves, e.g. cost=1,tardiness=5,migrations=1 (default, or the scenario's).")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", metavar="FILE", help="PNG: weighted objective and miss rate against the "
+        "solve interval, one line per mode.")] = None,
     flaky: Annotated[str | None, typer.Option(
         help="K:P:UNTIL: K agents fail each attempt with probability P until time UNTIL, "
         "then are healthy (breaker recovery).")] = None,
@@ -142,15 +308,19 @@ def simulate_cmd(
         "--report", help="With --trace: write an HTML report with PNGs into this directory.")
     ] = None,
 ) -> None:
-    """Simulate online policies on a generated workload and compare them."""
+    """Simulate online policies, batch plans and coordinated runs on a workload; compare them."""
     if list_policies:
         for name, doc in describe_policies().items():
             typer.echo(f"{name:18s} {doc}")
         return
+    if list_scenarios:
+        for name, sc in SCENARIOS.items():
+            typer.echo(f"{name:14s} {sc.agents} agents, {sc.tasks:,} tasks: {sc.description}")
+        return
     if trace is not None:
         from allocator.cli.replay import replay_cmd
 
-        replay_cmd(trace, agents=agents, policy=policy, seed=seed, as_json=as_json,
+        replay_cmd(trace, agents=agents or 16, policy=policy, seed=seed, as_json=as_json,
                    report=report, class_weights=class_weights, aging=aging,
                    admission=admission, target_wait=target_wait, param=param)
         return
@@ -158,26 +328,51 @@ def simulate_cmd(
                                    admission=admission, target_wait=target_wait,
                                    params=param or ())
     fk, fp, fu = parse_flaky(flaky) if flaky else (0, 0.0, 0.0)
-    cfg = WorkloadConfig(
-        tasks=tasks, agents=agents, arrival=arrival, load=load, burst_factor=burst_factor,
-        sizes=sizes, pareto_alpha=pareto_alpha, skew=skew, speed_spread=speed_spread,
-        concurrency=concurrency, deadline_share=deadline_share, hard_share=hard_share,
-        migration_cost=migration_cost, noise=noise, mtbf=mtbf or None, mttr=mttr,
-        task_failure=task_failure, tokens_per_min=tokens_per_min or None, seed=seed,
-        tenants=len(opts.tenants) if opts.tenants else 4, skill_groups=skill_groups,
-        flaky=fk, flaky_p=fp, flaky_until=fu)
-    results = run_policies(cfg, policy or DEFAULT_POLICIES, seed=seed,
-                           coordinate_every=coordinate_every, max_retries=max_retries,
-                           history=history, options=opts, decision_latency=decision_latency)
-    if as_json:
-        for row, _ in results:
-            typer.echo(json.dumps({k: row[k] for k in JSON_KEYS}))
+    n_agents = agents or (scenario(scenario_name).agents if scenario_name else 16)
+    extra: dict[str, Any] = dict(mtbf=mtbf or None, tokens_per_min=tokens_per_min or None,
+                 tenants=len(opts.tenants) if opts.tenants else 4, flaky=fk, flaky_p=fp,
+                 flaky_until=fu)
+    if scenario_name:
+        sc = scenario(scenario_name)
+        given = {k: v for k, v in ctx.params.items()
+                 if k in _SCENARIO_OVERRIDES and _given(ctx, k)}
+        cfg = scenario_config(scenario_name, agents=n_agents, tasks=tasks, seed=seed,
+                              **extra, **given)
+        run_weights = parse_weights(weights, sc.weights)
+        pols = policy or list(sc.policies)
+        planned = plan_policy or [sc.policy]
     else:
-        title = (f"{tasks:,} tasks, {agents} agents, {arrival} arrivals at load {load}, "
-                 f"{sizes} sizes, skew {skew}, seed {seed}")
+        cfg = WorkloadConfig(
+            tasks=tasks or 10_000, agents=n_agents, arrival=arrival, load=load,
+            burst_factor=burst_factor, sizes=sizes, pareto_alpha=pareto_alpha, skew=skew,
+            speed_spread=speed_spread, concurrency=concurrency, deadline_share=deadline_share,
+            hard_share=hard_share, migration_cost=migration_cost, noise=noise, mttr=mttr,
+            task_failure=task_failure, seed=seed, skill_groups=skill_groups, **extra)
+        run_weights = parse_weights(weights, FLEET_WEIGHTS)
+        pols = policy or DEFAULT_POLICIES
+        planned = plan_policy or pols
+    coord = CoordinatorSettings(
+        every=max([x for x in coordinate_every or [] if x > 0], default=10.0),
+        solver=coordinator_solver, budget=coordinator_budget,
+        queue_growth=coordinate_queue or None, imbalance=coordinate_imbalance or None,
+        delay_factor=delay_factor, pick=coordinator_pick, deadline_margin=deadline_margin)
+    results = run_policies(cfg, pols, seed=seed, coordinate_every=coordinate_every or [],
+                           max_retries=max_retries, history=history, options=opts,
+                           decision_latency=decision_latency, modes=mode, coordinator=coord,
+                           weights=run_weights, coordinated_policies=planned)
+    rows = [r for r, _ in results]
+    title = (f"{scenario_name or 'generated'}: {cfg.tasks:,} tasks, {cfg.agents} agents, "
+             f"{cfg.arrival} arrivals at load {cfg.load}, seed {seed}")
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps({k: row[k] for k in (*JSON_KEYS, *RUN_KEYS)}))
+    else:
         console = Console()
-        console.width = max(console.width, 150)  # 15 columns: do not squeeze them
-        console.print(summary_table([r for r, _ in results], title))
+        console.width = max(console.width, 200)  # many columns: do not squeeze them
+        console.print(summary_table(rows, title))
+    if plot is not None:
+        plot_modes(rows, plot, title)
+        typer.echo(f"plot written to {plot}", err=True)
     if history:
         for row, text in results:
             typer.echo(f"--- {row['policy']}: history of {history}", err=as_json)

@@ -65,6 +65,7 @@ from allocator.online.log import EventLog
 from allocator.online.metrics import OnlineMetrics
 from allocator.online.placement import PLACEMENTS
 from allocator.online.policies import Policy, make_policy
+from allocator.online.queues import PlanQueue
 from allocator.online.ratelimit import AgentLimiter
 from allocator.online.state import (
     DEFERRED,
@@ -122,6 +123,10 @@ class Executor:
         of millions of tasks switch it off.
     reject_unplaceable:
         Reject a task no known agent could ever run (when agents are known).
+    weights:
+        The objective weights the run's `weighted_objective` is measured with
+        (cost, tardiness, migrations; see allocator.online.metrics.online_objective):
+        the same terms as a Plan's, so online and planned runs compare on one scale.
     """
 
     def __init__(
@@ -136,8 +141,10 @@ class Executor:
         log: int | None = 100_000,
         retain_finished: bool = True,
         reject_unplaceable: bool = True,
+        weights: Weights | None = None,
     ) -> None:
         self.policy = make_policy(policy)
+        self.weights = weights if weights is not None else Weights()
         self.now = 0.0
         self.max_retries = max_retries
         self.admission = AdmissionController(admission, backlog=self._backlog_delay)
@@ -173,6 +180,8 @@ class Executor:
         self._fair = self.policy.fair_clock()
         self._placer = PLACEMENTS[self.policy.placement]
         self._push_placement = self.policy.placement != "global"
+        #: Agents take work from the global pools (off in batch mode: plans only).
+        self._pull = self.policy.pull
         #: Agents whose breaker is half-open: placements route probes to them.
         self._halfopen: dict[str, AgentState] = {}
         self._throttle = self.admission.config.throttle
@@ -243,6 +252,11 @@ class Executor:
     def queued(self) -> int:
         return sum(1 for t in self.tasks.values() if t.phase == QUEUED)
 
+    def unplanned(self) -> int:
+        """Queued tasks that no installed plan has placed (arrivals since the last plan)."""
+        return sum(1 for t in self.tasks.values()
+                   if t.phase == QUEUED and not isinstance(t.queue, PlanQueue))
+
     def live(self) -> int:
         return len(self.tasks)
 
@@ -257,14 +271,23 @@ class Executor:
         """Install a solver's plan (shorthand for `handle(PlanInstalled(...))`)."""
         return self.handle(PlanInstalled(plan=plan, time=self.now if time is None else time))
 
-    def snapshot(self, *, name: str | None = None, weights: Weights | None = None) -> Snapshot:
+    def snapshot(self, *, name: str | None = None, weights: Weights | None = None,
+                 pack_queued: bool = False) -> Snapshot:
         """The current state as a Snapshot for the next solve.
 
-        Agents carry their learned speeds. Queued tasks keep their agent as
-        `current_agent` (so moving them counts as a migration); running tasks
-        are pinned to their agent (`allowed_agents`) with their estimated
-        remaining work, so the solver counts their load but cannot move them.
-        Deferred tasks are not admitted yet and are left out.
+        Agents carry their learned speeds. Queued tasks keep their agent (else
+        their home) as `current_agent` (so moving them counts as a migration);
+        running tasks are pinned to their agent (`allowed_agents`) with their
+        estimated remaining work, so the solver counts their load but cannot
+        move them. Deferred tasks are not admitted yet and are left out.
+
+        Resource demand: a Snapshot's capacity is held by *every* task assigned
+        to an agent, while the executor holds a task's demand only while it
+        runs. So by default (`pack_queued=False`) a queued task's demand is
+        turned into eligibility (`allowed_agents`: the agents it fits on
+        alone) and dropped, and the plan orders a queue the core then packs
+        at dispatch; running tasks keep their demand. With `pack_queued=True`
+        every task keeps its demand (a plan then places only what fits at once).
         """
         now = self.now
         agents = [
@@ -284,7 +307,9 @@ class Executor:
                 continue
             allowed = ([x for x in spec.allowed if x in known]
                        if spec.allowed is not None else None)
-            current = t.where.id if t.where is not None else None
+            # Where it waits, else where it was produced (running elsewhere costs a move).
+            current = (t.where.id if t.where is not None
+                       else spec.home if spec.home in known else None)
             work = t.est
             progress = 0.0
             if t.phase == RUNNING:
@@ -295,8 +320,16 @@ class Executor:
                 work = max(t.est - done, 0.0)
                 progress = min(max(done / t.est, 0.0), 1.0) if t.est > 0 else 0.0
             deadline = spec.deadline if spec.deadline is not None and spec.deadline >= 0 else None
+            demand = dict(spec.demand)
+            if demand and t.phase == QUEUED and not pack_queued:
+                fit = [a.id for a in self.agents.values()
+                       if eligible(a, spec) and (allowed is None or a.id in allowed)]
+                if fit:
+                    allowed, demand = fit, {}
+                    if current is not None and current not in fit:
+                        current = None
             tasks.append(Task(
-                id=t.id, work=work, demand=dict(spec.demand), priority=spec.priority,
+                id=t.id, work=work, demand=demand, priority=spec.priority,
                 deadline=deadline, hard_deadline=spec.hard_deadline and deadline is not None,
                 skills=list(spec.skills), allowed_agents=allowed,
                 forbidden_agents=[x for x in spec.forbidden if x in known],
@@ -386,7 +419,7 @@ class Executor:
         a = t.agent
         assert a is not None
         dur = self.now - t.started if ev.duration is None else ev.duration
-        self._release(t, a)
+        self._release(t, a, done=True)
         if dur > 0 and t.est > 0:
             # Observed speed (estimated work over run time) moves the agent's estimate.
             a.speed += EWMA_ALPHA * (t.est / dur - a.speed)
@@ -553,7 +586,7 @@ class Executor:
                 t = src.peek(now)
             elif self._stealing and self._steal(a):
                 continue
-            else:
+            elif self._pull:
                 best = None
                 for pool in a.pools:
                     q = pool.queue
@@ -623,10 +656,11 @@ class Executor:
         if t.spec.timeout is not None:
             self._timer(now + t.spec.timeout, _T_TIMEOUT, t, t.attempt)
 
-    def _release(self, t: TaskState, a: AgentState) -> None:
+    def _release(self, t: TaskState, a: AgentState, *, done: bool = False) -> None:
         del a.running[t.id]
         a.run_est = a.run_est - t.est if a.running else 0.0
         a.busy += self.now - t.started
+        self.metrics.ledger.add(t.spec, a.id, t.started, self.now, done)
         for r, d in t.spec.demand:
             a.used[r] -= d
         t.agent = None
@@ -809,6 +843,7 @@ class Executor:
             del a.running[t.id]
             a.run_est -= t.est
             a.busy += self.now - t.started
+            self.metrics.ledger.add(t.spec, a.id, t.started, self.now, False)
             for r, d in t.spec.demand:
                 a.used[r] -= d
             t.agent = None

@@ -9,6 +9,13 @@ Definitions (the CLI and the exporter print these):
 - utilisation of an agent: busy time / (up time x concurrency); `utilisation`
   is the total over agents, `jain` is Jain's index of the per-agent values
   (allocator.metrics.jain_index) and `load_variance` their variance.
+- cost, tardiness, migration_cost, weighted_objective: the work actually done
+  priced with a Plan's objective terms (allocator.objectives): cost = the
+  agent's cost rate x busy time of every attempt, tardiness = per-class weight
+  x lateness of completed tasks, migration_cost = the migration cost of each
+  completed task that ran away from its home agent; weighted_objective is
+  their sum under the executor's weights (`Executor(weights=...)`), as in a
+  Plan. Tasks that never completed count in `miss_rate`, not here.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from allocator.metrics import jain_index, percentile, variance
 from allocator.online.events import TaskSpec
-from models import Priority
+from models import Agent, Priority, Snapshot, Task, Weights
 
 _CLASSES = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
 
@@ -33,6 +40,29 @@ if TYPE_CHECKING:
 
 #: EWMA weight for the learned ratio actual/estimated tokens per task kind.
 TOKEN_ALPHA = 0.2
+
+
+class Ledger:
+    """One row per finished attempt: who ran what, from when to when (cheap appends)."""
+
+    __slots__ = ("agent", "done", "end", "specs", "start")
+
+    def __init__(self) -> None:
+        self.specs: list[TaskSpec] = []
+        self.agent: list[str] = []
+        self.start = array("d")
+        self.end = array("d")
+        self.done = bytearray()
+
+    def add(self, spec: TaskSpec, agent: str, start: float, end: float, done: bool) -> None:
+        self.specs.append(spec)
+        self.agent.append(agent)
+        self.start.append(start)
+        self.end.append(end)
+        self.done.append(1 if done else 0)
+
+    def __len__(self) -> int:
+        return len(self.specs)
 
 
 class OnlineMetrics:
@@ -75,6 +105,7 @@ class OnlineMetrics:
         self.waits = array("d")
         self.latencies = array("d")
         self._token_ratio: dict[str, float] = {}
+        self.ledger = Ledger()
 
     # -- updates from the core ------------------------------------------------
 
@@ -143,8 +174,63 @@ def agent_utilisation(ex: Executor) -> dict[str, float]:
     return out
 
 
-def summary(ex: Executor) -> dict[str, Any]:
-    """The executor's measures as one flat dict (the CLI's and the exporter's source)."""
+def online_objective(ex: Executor, weights: Weights | None = None) -> dict[str, float]:
+    """The work done so far priced with a Plan's terms (allocator.objectives).
+
+    The ledger becomes a snapshot where each attempt is a task of work = its
+    busy time on a speed-1 copy of its agent (so `term_cost` is cost rate x
+    busy time), placed on that agent with its real start and end (so
+    `term_tardiness` is the class-weighted lateness, completed attempts only)
+    and, for completed tasks with a home agent, that home as `current_agent`
+    (so `term_migrations` prices running elsewhere). Returns the raw terms and
+    `weighted_objective` under `weights` (default: the executor's).
+    """
+    from allocator.objectives import (
+        Schedule,
+        term_cost,
+        term_migrations,
+        term_tardiness,
+        term_weights,
+    )
+    from allocator.problem import compile_snapshot
+
+    w = weights if weights is not None else ex.weights
+    led = ex.metrics.ledger
+    out = {"cost": 0.0, "tardiness": 0.0, "migration_cost": 0.0, "weighted_objective": 0.0}
+    if not len(led) or not ex.agents:
+        return out
+    agents = [Agent(id=a.id, cost_rate=a.spec.cost_rate) for a in ex.agents.values()]
+    known = set(ex.agents)
+    start = np.frombuffer(led.start, dtype=float)
+    end = np.frombuffer(led.end, dtype=float)
+    tasks = []
+    for k, (spec, done) in enumerate(zip(led.specs, led.done, strict=True)):
+        d = spec.deadline if done and spec.deadline is not None else None
+        home = spec.home if done and spec.home in known else None
+        tasks.append(Task(
+            id=f"{k}", work=float(end[k] - start[k]), priority=spec.priority,
+            deadline=max(d, 0.0) if d is not None else None, current_agent=home,
+            migration_cost=spec.migration_cost if home is not None else None))
+    snap = Snapshot(time=0.0, agents=agents, tasks=tasks, weights=w, name="ledger")
+    prob = compile_snapshot(snap)
+    agent_of = np.fromiter((prob.agent_index[a] for a in led.agent), dtype=np.int64,
+                           count=len(led))
+    sched = Schedule(agent_of, start.copy(), end.copy())
+    terms = {"cost": term_cost(prob, agent_of), "tardiness": term_tardiness(prob, sched),
+             "migrations": term_migrations(prob, agent_of)}
+    tw = term_weights(prob)
+    out.update(cost=terms["cost"], tardiness=terms["tardiness"],
+               migration_cost=terms["migrations"],
+               weighted_objective=float(sum(tw[k] * v for k, v in terms.items())))
+    return out
+
+
+def summary(ex: Executor, *, objective: bool = True) -> dict[str, Any]:
+    """The executor's measures as one flat dict (the CLI's and the exporter's source).
+
+    `objective=False` skips pricing the ledger (online_objective), which the
+    Prometheus exporter does not need on every scrape.
+    """
     m = ex.metrics
     util = agent_utilisation(ex)
     u = np.fromiter(util.values(), dtype=float, count=len(util))
@@ -190,6 +276,7 @@ def summary(ex: Executor) -> dict[str, Any]:
         "steals_lost": m.steals_lost,
         "per_tenant": shares[0],
         "per_class": shares[1],
+        **(online_objective(ex) if objective else {}),
     }
 
 
@@ -228,7 +315,7 @@ class ExecutorCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         p = self.prefix
-        s = summary(self.ex)
+        s = summary(self.ex, objective=False)
         tasks = CounterMetricFamily(f"{p}_tasks", "Tasks by outcome", labels=["outcome"])
         for k in ("completed", "rejected", "failed"):
             tasks.add_metric([k], s[k])

@@ -89,6 +89,9 @@ class Policy:
     priority: PriorityConfig = field(default_factory=PriorityConfig)
     #: Flow (tenant or class) weights for wfq and cfs.
     flow_weights: dict[str, float] = field(default_factory=dict)
+    #: Idle agents take work from the global pools. Off for batch-only runs:
+    #: agents then run only what an installed plan gave them.
+    pull: bool = True
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:

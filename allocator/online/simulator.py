@@ -8,6 +8,14 @@ When an agent fails, its in-flight attempts never report (their completions
 are dropped by agent epoch); the core retries them elsewhere. Flaky agents
 (`Workload.flaky`) fail an attempt with their probability until their time.
 
+A `Coordinator` (allocator.online.coordinator) is checked every
+`coordinate_every` time units; when one of its triggers fires it snapshots
+the executor and solves, and its plan is installed when it is ready (the
+snapshot time plus the solve's budget, or its wall time times a factor), not
+at once: arrivals, completions and steals go on meanwhile and the core
+reconciles the late plan with them. One solve at a time. Any other callable
+`(executor, now) -> instructions` is called every `coordinate_every`.
+
 `decision_latency` models a central dispatcher that makes one decision at a
 time: every dispatch of a centrally placed task (any placement but `home`, or
 a task taken from a global queue) waits for the dispatcher, which spends
@@ -54,8 +62,9 @@ from allocator.online.events import (
 from allocator.online.metrics import summary
 from allocator.online.policies import Policy
 from allocator.online.workload import TOKENS_PER_WORK, Workload
+from models import Plan, Weights
 
-_ARR, _DONE, _FAILT, _TICK, _AFAIL, _AJOIN, _COORD = range(7)
+_ARR, _DONE, _FAILT, _TICK, _AFAIL, _AJOIN, _COORD, _INSTALL = range(8)
 
 
 @dataclass
@@ -86,12 +95,14 @@ class Simulator:
         coordinate_every: float | None = None,
         max_events: int = 50_000_000,
         decision_latency: float = 0.0,
+        weights: Weights | None = None,
     ) -> None:
         self.workload = workload
         self.executor = Executor(policy, agents=[(a, workload.rate_limit)
                                                  for a in workload.agents],
                                  seed=seed, log=log, admission=admission, breaker=breaker,
-                                 max_retries=max_retries, retain_finished=False)
+                                 max_retries=max_retries, retain_finished=False,
+                                 weights=weights)
         self.rng = random.Random(seed ^ 0x5EED)
         self.coordinator = coordinator
         self.coordinate_every = coordinate_every
@@ -135,6 +146,8 @@ class Simulator:
         epoch = dict.fromkeys(agents, 0)
         cancelled: set[tuple[str, int]] = set()
         ticks: set[float] = set()
+        propose = getattr(self.coordinator, "propose", None)
+        pending = False
         outstanding = 0
         submitted = 0
         arrivals_done = False
@@ -229,11 +242,23 @@ class Simulator:
                 ev = AgentFailed(agent_id=a_id, reason="crash (simulated)", time=now)
             elif kind == _AJOIN:
                 ev = AgentJoined(agent=agents[p], rate_limit=wl.rate_limit, time=now)
+            elif kind == _INSTALL:  # a plan is ready: install it, late by its solve time
+                pending = False
+                plan: Plan = p
+                apply(self.coordinator.install(plan, now))  # type: ignore[union-attr]
+                continue
             else:  # coordinator
                 if not (arrivals_done and outstanding == 0):
                     assert self.coordinator is not None and self.coordinate_every
-                    ex.handle(Tick(time=now))
-                    apply(self.coordinator(ex, now))
+                    apply(ex.handle(Tick(time=now)))
+                    if propose is None:
+                        apply(self.coordinator(ex, now))
+                    elif not pending and self.coordinator.due(now):  # type: ignore[attr-defined]
+                        got = propose(now)
+                        if got is not None:
+                            pending = True
+                            seq += 1
+                            push(heap, (max(got[1], now), seq, _INSTALL, got[0]))
                     seq += 1
                     push(heap, (now + self.coordinate_every, seq, _COORD, None))
                 continue
@@ -261,6 +286,9 @@ class Simulator:
             policy=ex.policy.name, tasks=submitted, lost=lost, duplicated=dup,
             makespan=now, wall_s=wall, events_per_s=ex.metrics.events / wall if wall else 0.0,
             per_agent=per_agent, rejected_after_burst=after_burst,
+            solves=getattr(self.coordinator, "solves", 0),
+            solve_time_total=getattr(self.coordinator, "solve_time_total", 0.0),
+            solve_wall_s=getattr(self.coordinator, "solve_wall", 0.0),
         )
         return SimResult(ex.policy.name, row, ex)
 

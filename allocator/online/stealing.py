@@ -14,7 +14,13 @@ The rule (see docs/online.md):
 - a task moves only if the thief would finish it sooner than the victim by
   `margin` of its run time plus `latency`; the reverse move can then never
   pass the same test (no ping-pong);
-- the thief stops at the first victim it took anything from.
+- the thief stops at the first victim it took anything from;
+- a task an installed plan placed (the victim's plan queue) is the global
+  view's choice: it moves only when the thief does not cost more per unit of
+  work (cost rate / speed) or when the victim would finish it past its
+  deadline and the thief in time. So stealing covers the gaps between solves
+  (noise, late arrivals, deadlines about to slip) without undoing the plan's
+  cost decisions, which the online rule cannot see.
 
 `plan_probe` is the breaker's variant: a half-open agent with nothing to do
 takes one task (its probe) from the most loaded agent that has one it can run,
@@ -52,6 +58,20 @@ def victims_of(thief: AgentState, loaded: list[AgentState], min_queue: int) -> l
             and len(v.queue) + len(v.planned) >= min_queue]
 
 
+def unit_cost(a: AgentState) -> float:
+    """Cost of one unit of work on `a` (cost rate / speed)."""
+    return a.spec.cost_rate / a.speed
+
+
+def plan_allows(t: TaskState, victim: AgentState, thief: AgentState, now: float,
+                victim_finish: float, thief_finish: float) -> bool:
+    """May a planned task leave its plan's agent? Not dearer, or a deadline rescue."""
+    if unit_cost(thief) <= unit_cost(victim) + 1e-12:
+        return True
+    d = t.spec.deadline
+    return d is not None and now + victim_finish > d and now + thief_finish <= d
+
+
 def plan_steal(thief: AgentState, victims: list[AgentState], cfg: StealConfig, now: float,
                margin: float, eligible: Fits) -> list[Move]:
     """The tasks `thief` should take now (possibly none); `eligible(agent, spec) -> bool`."""
@@ -64,14 +84,17 @@ def plan_steal(thief: AgentState, victims: list[AgentState], cfg: StealConfig, n
         n = len(v.queue) + len(v.planned)
         limit = min(cfg.max_batch, max(1, n // 2))  # steal-half
         cands = v.queue.back(limit)
-        if len(cands) < limit:
-            cands += v.planned.back(limit - len(cands))
+        n_free = len(cands)
+        if n_free < limit:
+            cands += v.planned.back(limit - n_free)
         v_fin = loads[v.id]
-        for t in cands:
+        for k, t in enumerate(cands):
             run_v = run_time(t, v)
             if t.steals < cfg.max_steals_per_task and fits(thief, t.spec):
                 run_t = run_time(t, thief)
-                if thief_fin + run_t * (1 + margin) + cfg.latency < v_fin:
+                if (thief_fin + run_t * (1 + margin) + cfg.latency < v_fin
+                        and (k < n_free or plan_allows(t, v, thief, now, v_fin,
+                                                       thief_fin + run_t))):
                     moves.append((t, v, now + v_fin))
                     thief_fin += run_t / thief.concurrency
             v_fin -= run_v / v.concurrency

@@ -4,9 +4,12 @@ A :class:`Workload` is plain arrays plus the agents, so a trace reader can
 build one too. Units: a task of `work` 1 takes 1 time unit on a speed-1
 agent; `load` is offered work over total agent capacity (speed x concurrency).
 
-- arrivals: `poisson`, or `bursty` (a two-state Markov-modulated Poisson
+- arrivals: `poisson`, `bursty` (a two-state Markov-modulated Poisson
   process: bursts at `burst_factor` times the quiet rate, `burst_share` of the
-  time, `burst_len` long on average);
+  time, `burst_len` long on average), or `waves` (the batch-job pattern: every
+  `wave_every` time units a wave of tasks lands within `wave_spread`; a share
+  `background_share` of the tasks arrive as a Poisson stream between waves,
+  with their own deadline slack `background_slack`: urgent interactive work);
 - sizes: `pareto` (heavy tail, shape `pareto_alpha`, mean 1, capped at
   `max_size`), `exp` or `fixed`;
 - skewed placement: each task's home agent is drawn from a Zipf law with
@@ -19,7 +22,14 @@ agent; `load` is offered work over total agent capacity (speed x concurrency).
   `flaky_p` until time `flaky_until`, then are healthy (breaker recovery);
 - skill groups: each task needs one of `skill_groups` skills (uniformly);
   every agent has all of them, so tasks are split into queues by signature
-  while every task is still eligible everywhere (fairness across queues).
+  while every task is still eligible everywhere (fairness across queues);
+- heterogeneous fleets: `fleet` lists agent classes (:class:`AgentClass`:
+  count, speed, cost rate, skills, capacity, concurrency), e.g. cheap slow
+  CPU agents beside expensive fast ones and a GPU pool; tasks needing the
+  `gpu` skill (`skill_share`) are homed on agents that have it;
+- packed resources: `demand` lists `(resource, low, high)`: each task holds
+  U(low, high) of the resource, rounded to whole units, while it runs, so an agent's capacity packs
+  several tasks at once (its concurrency bounds how many).
 
 `Workload.bursts` lists the (start, end) of the bursts of a bursty workload.
 """
@@ -37,10 +47,48 @@ from allocator.online.events import RateLimit, TaskSpec
 from models import Agent, Priority
 
 _PRIOS = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
-ARRIVALS = ("poisson", "bursty")
+ARRIVALS = ("poisson", "bursty", "waves")
 SIZES = ("pareto", "exp", "fixed")
 #: Tokens per unit of work, for workloads with rate-limited agents.
 TOKENS_PER_WORK = 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentClass:
+    """`count` agents alike: a pool of a heterogeneous fleet (see WorkloadConfig.fleet)."""
+
+    count: int
+    speed: float = 1.0
+    cost_rate: float = 0.0
+    skills: tuple[str, ...] = ()
+    capacity: tuple[tuple[str, float], ...] = ()
+    concurrency: int = 1
+    name: str = "a"
+
+    def __post_init__(self) -> None:
+        ok = (isinstance(self.count, int) and 1 <= self.count <= 100_000
+              and isinstance(self.concurrency, int) and 1 <= self.concurrency <= 100_000
+              and all(math.isfinite(v) for v in (self.speed, self.cost_rate))
+              and self.speed > 0 and self.cost_rate >= 0
+              and all(math.isfinite(c) and c >= 0 for _, c in self.capacity))
+        if not ok:
+            raise InvalidInputError(f"need count >= 1, concurrency >= 1, speed > 0, cost_rate "
+                                    f">= 0 and finite capacities >= 0, got {self!r}",
+                                    field="fleet")
+
+
+def _agent_class(x: AgentClass | dict[str, object]) -> AgentClass:
+    if isinstance(x, AgentClass):
+        return x
+    try:
+        d = dict(x)
+        d["skills"] = tuple(d.get("skills", ()))  # type: ignore[arg-type]
+        cap = d.get("capacity", ())
+        d["capacity"] = tuple(sorted(cap.items())) if isinstance(cap, dict) else tuple(
+            tuple(c) for c in cap)  # type: ignore[attr-defined]
+        return AgentClass(**d)  # type: ignore[arg-type]
+    except (TypeError, ValueError, AttributeError) as e:
+        raise InvalidInputError(f"bad agent class {x!r}: {e}", field="fleet") from None
 
 
 @dataclass(slots=True)
@@ -74,9 +122,31 @@ class WorkloadConfig:
     flaky_p: float = 0.0
     flaky_until: float = 0.0
     skill_groups: int = 0
+    #: waves: a wave every `wave_every` time units, its tasks within `wave_spread`.
+    wave_every: float = 50.0
+    wave_spread: float = 1.0
+    #: waves: share of tasks arriving as a Poisson stream, and their deadline slack.
+    background_share: float = 0.0
+    background_slack: tuple[float, float] | None = None
+    #: Agent classes (their counts must add up to `agents`); empty: alike agents.
+    fleet: tuple[AgentClass, ...] = ()
+    #: (resource, low, high): what each task holds while it runs.
+    demand: tuple[tuple[str, float, float], ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.fleet = tuple(_agent_class(c) for c in self.fleet)
+        if self.fleet and sum(c.count for c in self.fleet) != self.agents:
+            raise InvalidInputError(f"the fleet's classes have {sum(c.count for c in self.fleet)}"
+                                    f" agents but agents={self.agents}", field="fleet")
+        try:
+            self.demand = tuple((str(r), float(lo), float(hi)) for r, lo, hi in self.demand)
+        except (TypeError, ValueError):
+            raise InvalidInputError("need (resource, low, high) triples", field="demand") from None
+        for r, lo, hi in self.demand:
+            if not (r and math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
+                raise InvalidInputError(f"need a name and 0 <= low <= high, got {(r, lo, hi)!r}",
+                                        field="demand")
         if self.arrival not in ARRIVALS:
             raise InvalidInputError(f"unknown arrival process {self.arrival!r}; known: "
                                     f"{', '.join(ARRIVALS)}", field="arrival")
@@ -116,6 +186,9 @@ class WorkloadConfig:
         within("noise", 0.0, 100.0)
         within("migration_cost", 0.0, 1e12)
         within("mttr", 0.0, 1e12)
+        within("wave_every", 0.0, 1e12, open_lo=True)
+        within("wave_spread", 0.0, 1e12)
+        within("background_share", 0.0, 1.0)
         if self.mtbf is not None:
             within("mtbf", 0.0, 1e12, open_lo=True)
         if self.tokens_per_min is not None:
@@ -124,6 +197,11 @@ class WorkloadConfig:
         if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi <= 1e12):
             raise InvalidInputError(f"need 0 <= low <= high (finite), got {self.slack!r}",
                                     field="slack")
+        if self.background_slack is not None:
+            blo, bhi = self.background_slack
+            if not (math.isfinite(blo) and math.isfinite(bhi) and 0 <= blo <= bhi <= 1e12):
+                raise InvalidInputError(f"need 0 <= low <= high (finite), got "
+                                        f"{self.background_slack!r}", field="background_slack")
         pr = self.priorities
         if len(pr) != 4 or not all(math.isfinite(x) and x >= 0 for x in pr) or sum(pr) <= 0:
             raise InvalidInputError("need four finite shares >= 0 (critical, high, normal, "
@@ -153,6 +231,9 @@ class Workload:
     group: np.ndarray | None = None
     #: (start, end) of each burst (bursty arrivals).
     bursts: list[tuple[float, float]] = field(default_factory=list)
+    #: Resource names and each task's demand of them ([n, R]; None: no demands).
+    resources: tuple[str, ...] = ()
+    demand: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -165,6 +246,7 @@ class Workload:
         tokens = self.rate_limit is not None
         mc = self.migration_cost
         groups = self.group.tolist() if self.group is not None else [-1] * self.n
+        dem = self._demands()
         for i, (w, d, hard, h, ten, sk) in enumerate(zip(
                 self.work.tolist(), self.deadline.tolist(), self.hard.tolist(),
                 self.home.tolist(), self.tenant.tolist(), self.skill.tolist(), strict=True)):
@@ -172,7 +254,13 @@ class Workload:
                 id=f"t{i}", work=w, priority=prios[i], deadline=None if d != d else d,
                 hard_deadline=hard, tenant=f"tenant{ten}", skills=_skills(sk, groups[i]),
                 home=ids[h] if h >= 0 else None, migration_cost=mc,
-                tokens=w * TOKENS_PER_WORK if tokens else 0.0)
+                tokens=w * TOKENS_PER_WORK if tokens else 0.0, demand=dem[i] if dem else ())
+
+    def _demands(self) -> list[tuple[tuple[str, float], ...]] | None:
+        if self.demand is None or not self.resources:
+            return None
+        names = self.resources
+        return [tuple(zip(names, row, strict=True)) for row in self.demand.tolist()]
 
     def spec(self, i: int) -> TaskSpec:
         d = self.deadline[i]
@@ -186,6 +274,8 @@ class Workload:
                            int(self.group[i]) if self.group is not None else -1),
             home=self.agents[h].id if h >= 0 else None, migration_cost=self.migration_cost,
             tokens=w * TOKENS_PER_WORK if self.rate_limit is not None else 0.0,
+            demand=(tuple(zip(self.resources, self.demand[i].tolist(), strict=True))
+                    if self.demand is not None and self.resources else ()),
         )
 
 
@@ -235,34 +325,78 @@ def _arrivals(cfg: WorkloadConfig, rng: np.random.Generator, n: int, rate: float
     return out
 
 
-def generate(cfg: WorkloadConfig) -> Workload:
-    """A seeded synthetic workload (same config, same arrays)."""
-    rng = np.random.default_rng(cfg.seed)
-    n, m = cfg.tasks, cfg.agents
+def _waves(cfg: WorkloadConfig, rng: np.random.Generator, n: int, rate: float
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Wave arrivals (+ a Poisson background): (sorted times, background mask)."""
+    bg = rng.random(n) < cfg.background_share
+    n_bg = int(bg.sum())
+    n_w = n - n_bg
+    out = np.empty(n)
+    per_wave = max(1, round(rate * (1 - cfg.background_share) * cfg.wave_every))
+    k = np.arange(n_w)
+    out[~bg] = (k // per_wave) * cfg.wave_every + rng.uniform(0.0, cfg.wave_spread, n_w)
+    if n_bg:
+        out[bg] = np.cumsum(rng.exponential(1.0 / (rate * cfg.background_share), n_bg))
+    order = np.argsort(out, kind="stable")
+    return out[order], bg[order]
+
+
+def _fleet(cfg: WorkloadConfig, rng: np.random.Generator) -> list[Agent]:
+    m = cfg.agents
+    groups = [f"s{g}" for g in range(cfg.skill_groups)]
+    if cfg.fleet:
+        agents = []
+        for c in cfg.fleet:
+            for k in range(c.count):
+                agents.append(Agent(id=f"{c.name}{k}", speed=c.speed, cost_rate=c.cost_rate,
+                                    concurrency=c.concurrency, capacity=dict(c.capacity),
+                                    skills=sorted(set(c.skills) | set(groups))))
+        return agents
     spread = cfg.speed_spread
     speeds = rng.uniform(1.0 / (1.0 + spread), 1.0 + spread, m) if spread > 0 else np.ones(m)
     has_gpu = np.zeros(m, dtype=bool)
     if cfg.skill_share > 0:
         has_gpu[: max(1, m // 2)] = True
-    groups = [f"s{g}" for g in range(cfg.skill_groups)]
-    agents = [Agent(id=f"a{i}", speed=float(speeds[i]), concurrency=cfg.concurrency,
-                    skills=(["gpu"] if has_gpu[i] else []) + groups) for i in range(m)]
+    cap = {r: max(hi, 1.0) * cfg.concurrency for r, _, hi in cfg.demand}
+    return [Agent(id=f"a{i}", speed=float(speeds[i]), concurrency=cfg.concurrency,
+                  capacity=cap, skills=(["gpu"] if has_gpu[i] else []) + groups)
+            for i in range(m)]
+
+
+def generate(cfg: WorkloadConfig) -> Workload:
+    """A seeded synthetic workload (same config, same arrays)."""
+    rng = np.random.default_rng(cfg.seed)
+    n, m = cfg.tasks, cfg.agents
+    agents = _fleet(cfg, rng)
+    speeds = np.array([a.speed for a in agents])
+    conc = np.array([a.concurrency for a in agents], dtype=float)
+    has_gpu = np.array(["gpu" in a.skills for a in agents], dtype=bool)
     work = _sizes(cfg, rng, n)
-    capacity = float(speeds.sum()) * cfg.concurrency
+    capacity = float((speeds * conc).sum())
     rate = cfg.load * capacity / float(work.mean())
     bursts: list[tuple[float, float]] = []
-    arrival = _arrivals(cfg, rng, n, rate, bursts)
+    background = np.zeros(n, dtype=bool)
+    if cfg.arrival == "waves":
+        arrival, background = _waves(cfg, rng, n, rate)
+    else:
+        arrival = _arrivals(cfg, rng, n, rate, bursts)
     actual = work * (rng.lognormal(0.0, cfg.noise, n) if cfg.noise > 0 else 1.0)
     pr = np.asarray(cfg.priorities, dtype=float)
     priority = rng.choice(4, size=n, p=pr / pr.sum())
     lo, hi = cfg.slack
     has_deadline = rng.random(n) < cfg.deadline_share
-    deadline = np.where(has_deadline, arrival + rng.uniform(lo, hi, n) * np.maximum(work, 0.1),
-                        np.nan)
+    factor = rng.uniform(lo, hi, n)
+    if cfg.background_slack is not None and background.any():
+        blo, bhi = cfg.background_slack
+        factor = np.where(background, rng.uniform(blo, bhi, n), factor)
+    deadline = np.where(has_deadline, arrival + factor * np.maximum(work, 0.1), np.nan)
     hard = has_deadline & (rng.random(n) < cfg.hard_share)
     zipf = 1.0 / np.arange(1, m + 1) ** cfg.skew
     home = rng.choice(m, size=n, p=zipf / zipf.sum())
     skill = rng.random(n) < cfg.skill_share
+    if skill.any() and not has_gpu.any():
+        raise InvalidInputError("tasks need the gpu skill but no agent class has it",
+                                field="skill_share")
     if skill.any():  # a gpu task's home is a gpu agent
         gpu_agents = np.flatnonzero(has_gpu)
         home[skill] = gpu_agents[home[skill] % len(gpu_agents)]
@@ -270,6 +404,18 @@ def generate(cfg: WorkloadConfig) -> Workload:
     # Drawn from their own stream so the other arrays stay as before.
     group = (np.random.default_rng([cfg.seed, 7]).integers(0, cfg.skill_groups, n)
              if cfg.skill_groups else None)
+    resources = tuple(r for r, _, _ in cfg.demand)
+    demand = None
+    if resources:  # own stream, so the other arrays stay as without demands
+        drng = np.random.default_rng([cfg.seed, 11])
+        # Whole units (cores, GB), as containers request them: few distinct
+        # demands, so the core's global pools (one per signature) stay few.
+        demand = np.column_stack([np.clip(np.round(drng.uniform(lo, hi, n)), lo, hi)
+                                  for _, lo, hi in cfg.demand])
+        for r, _, hi in cfg.demand:
+            if hi > max(a.capacity.get(r, 0.0) for a in agents):
+                raise InvalidInputError(f"no agent has {hi:g} of {r!r} (the largest demand)",
+                                        field="demand")
     failures: list[tuple[float, str, float]] = []
     if cfg.mtbf:
         horizon = float(arrival[-1])
@@ -288,4 +434,5 @@ def generate(cfg: WorkloadConfig) -> Workload:
         true_speed={a.id: a.speed for a in agents},
         flaky={agents[k].id: (cfg.flaky_p, cfg.flaky_until) for k in range(cfg.flaky)},
         group=group, bursts=[b for b in bursts if b[0] < float(arrival[-1])],
+        resources=resources, demand=demand,
     )

@@ -339,5 +339,16 @@ def solve_greedy(
         order_key = np.where(cut, np.inf, order_key)
         message = (f"time limit: placed {int((agent_of >= 0).sum())} tasks, "
                    f"{int(cut.sum())} of {problem.n} not reached")
+    if warm is not None and cut is None:
+        # A warm re-solve is never worse than the previous plan carried over:
+        # with the stability preference priced in (allocator.rebalance.stabilize),
+        # a fresh construction that only reshuffles loses to keeping the plan.
+        from allocator.constraints import enforce
+        from allocator.solvers.base import plan_objective
+
+        kept = enforce(problem, warm.agent_of, warm.order_key)
+        if plan_objective(problem, kept, warm.order_key) <= plan_objective(
+                problem, agent_of, order_key):
+            agent_of, order_key = kept, warm.order_key
     return make_plan(problem, agent_of, solver="greedy", status=PlanStatus.FEASIBLE,
                      budget=budget, order_key=order_key, message=message, unreached=cut)

@@ -67,8 +67,14 @@ def test_snapshot_is_a_valid_solver_input_and_plans_validate() -> None:
               submit("s", skills=("x",)))
     snap = ex.snapshot()
     assert {t.id for t in snap.tasks} == {"t0", "t1", "t2", "t3", "t4", "s"}
-    running = [t for t in snap.tasks if t.progress > 0 or t.allowed_agents]
-    assert all(t.allowed_agents == [t.current_agent] for t in running)
+    running = [t for t in snap.tasks if ex.phase(t.id) == "running"]
+    assert running and all(t.allowed_agents == [t.current_agent] for t in running)
+    assert all(t.demand == {"cpu": 1.0} for t in running)
+    # Queued tasks hold nothing yet: their demand becomes eligibility (fits alone).
+    queued = [t for t in snap.tasks if ex.phase(t.id) == "queued" and t.id != "s"]
+    assert queued and all(t.demand == {} and t.allowed_agents == ["a", "b"] for t in queued)
+    packed = ex.snapshot(pack_queued=True)
+    assert all(t.demand == {"cpu": 1.0} for t in packed.tasks if t.id != "s")
     plan = solve(snap, solver="greedy", time_limit=2.0)
     assert validate(snap, plan) == []
     ex.install(plan)
