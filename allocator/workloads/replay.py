@@ -137,6 +137,9 @@ class ReplayResult:
             "per_class": self.core.get("per_class", []),
             "rejected_after_burst": self.core.get("rejected_after_burst"),
             "steal_interval_mean": float(self.core.get("steal_interval_mean", 0.0)),
+            # Priced with the executor's weights (allocator.online.metrics.online_objective).
+            **{k: float(self.core.get(k, 0.0)) for k in (
+                "cost", "tardiness", "migration_cost", "weighted_objective")},
         }
 
     def miss_by_class(self) -> dict[str, float]:
