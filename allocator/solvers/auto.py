@@ -45,7 +45,7 @@ import numpy as np
 from allocator.bounds import best_bound, lp_relaxation
 from allocator.problem import LINEAR_MAX_CELLS, Problem
 from allocator.solvers.base import Budget, WarmStart, make_plan, register, use_scheduling_model
-from allocator.solvers.greedy import greedy_assign, greedy_schedule
+from allocator.solvers.greedy import greedy_assign, greedy_schedule, warm_or_fresh
 from allocator.solvers.lagrange import Lagrangian, lagrangian
 from allocator.solvers.linear import (
     LinearModel,
@@ -471,10 +471,10 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
 def _solve_scheduling(problem: Problem, *, budget: Budget, seed: int,
                       warm: WarmStart | None) -> Plan:
     """Strategy 1 of the module docstring."""
-    if warm is not None:
-        base, base_order = warm.agent_of, warm.order_key
-    else:
-        base, base_order = greedy_schedule(problem)
+    base, base_order = greedy_schedule(problem)
+    if warm is not None:  # a re-solve starts from the better of the two
+        start = warm_or_fresh(problem, warm, (base, base_order))
+        base, base_order = start.agent_of, start.order_key
     lb = None
     if problem.m * problem.n <= LINEAR_MAX_CELLS:
         lp = lp_relaxation(problem, time_limit=max(0.05, 0.1 * budget.remaining()))

@@ -36,7 +36,7 @@ from allocator.solvers.base import (
     register,
 )
 from allocator.solvers.cp_core import build_core, int_scale
-from allocator.solvers.greedy import construct
+from allocator.solvers.greedy import construct, warm_or_fresh
 from models import Plan, PlanStatus, SolutionPoint
 
 #: Largest tick count of the scheduling horizon; keeps CP-SAT's domains and
@@ -274,10 +274,18 @@ def solve_cpsat(
     problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
 ) -> Plan:
     deterministic = budget.is_deterministic
+    if warm is not None:  # the hint: the better of the previous plan and a fresh greedy one
+        warm = warm_or_fresh(problem, warm)
     agent_of, order_key, status, bound, points, msg = solve_cpsat_arrays(
         problem, budget=budget, seed=seed, warm=warm, deterministic=deterministic
     )
     if agent_of is None:
+        if warm is not None and status == PlanStatus.TIMEOUT:
+            # No solution in time, but a complete start (the hint): keep it
+            # rather than dropping every task.
+            return make_plan(problem, warm.agent_of, solver="cpsat", status=PlanStatus.FEASIBLE,
+                             budget=budget, order_key=warm.order_key,
+                             message=msg + "; the hint kept")
         return no_solution_plan(problem, status=status, solver="cpsat", budget=budget,
                                 message=msg)
     if status != PlanStatus.OPTIMAL and problem.m * problem.n <= 20_000:

@@ -315,6 +315,27 @@ def construct_with_order(problem: Problem, stop: Callable[[], bool] | None = Non
     return best[2], None
 
 
+def warm_or_fresh(problem: Problem, warm: WarmStart,
+                  fresh: tuple[np.ndarray, np.ndarray | None] | None = None) -> WarmStart:
+    """The better start of a warm re-solve: the previous plan carried over, or a fresh one.
+
+    The warm start (repaired by `constraints.enforce`) wins ties, so with the
+    stability preference priced in (allocator.rebalance.stabilize) a fresh
+    construction that only reshuffles loses to keeping the plan; but new
+    tasks in a warm start sit on the least busy agent with room, blind to
+    cost and deadlines, so a construction that beats it is the start instead.
+    """
+    from allocator.constraints import enforce
+    from allocator.solvers.base import plan_objective
+
+    agent_of, order_key = fresh if fresh is not None else greedy_schedule(problem)
+    kept = enforce(problem, warm.agent_of, warm.order_key)
+    if plan_objective(problem, kept, warm.order_key) <= plan_objective(
+            problem, agent_of, order_key):
+        return WarmStart(agent_of=kept, order_key=warm.order_key)
+    return WarmStart(agent_of=np.asarray(agent_of, dtype=np.int64), order_key=order_key)
+
+
 @register("greedy", "regret-ordered greedy construction (fast, respects every hard constraint)")
 def solve_greedy(
     problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
@@ -340,15 +361,7 @@ def solve_greedy(
         message = (f"time limit: placed {int((agent_of >= 0).sum())} tasks, "
                    f"{int(cut.sum())} of {problem.n} not reached")
     if warm is not None and cut is None:
-        # A warm re-solve is never worse than the previous plan carried over:
-        # with the stability preference priced in (allocator.rebalance.stabilize),
-        # a fresh construction that only reshuffles loses to keeping the plan.
-        from allocator.constraints import enforce
-        from allocator.solvers.base import plan_objective
-
-        kept = enforce(problem, warm.agent_of, warm.order_key)
-        if plan_objective(problem, kept, warm.order_key) <= plan_objective(
-                problem, agent_of, order_key):
-            agent_of, order_key = kept, warm.order_key
+        start = warm_or_fresh(problem, warm, (agent_of, order_key))
+        agent_of, order_key = start.agent_of, start.order_key
     return make_plan(problem, agent_of, solver="greedy", status=PlanStatus.FEASIBLE,
                      budget=budget, order_key=order_key, message=message, unreached=cut)

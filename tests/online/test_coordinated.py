@@ -256,3 +256,13 @@ def test_cli_bad_options_are_one_line_errors(args: list[str], needle: str) -> No
     r = CliRunner().invoke(app, ["simulate", "--tasks", "50", "--agents", "3", *args])
     assert r.exit_code == 2, r.output
     assert needle in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("solver", ["auto", "cpsat", "nsga2"])
+def test_every_coordinator_solver_runs_warm_and_loses_nothing(solver: str) -> None:
+    w = SCENARIOS["mixed-fleet"].weights
+    cfg = _mixed(tasks=300, seed=1)
+    row = run_mode(cfg, "coordinated", "edf", seed=1, weights=w,
+                   coord=CoordinatorSettings(every=10.0, solver=solver, budget=0.2)).row
+    assert row["solves"] > 0 and row["lost"] == 0 and row["duplicated"] == 0
+    assert row["completed"] == 300
