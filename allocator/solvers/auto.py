@@ -471,9 +471,11 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
 def _solve_scheduling(problem: Problem, *, budget: Budget, seed: int,
                       warm: WarmStart | None) -> Plan:
     """Strategy 1 of the module docstring."""
-    base, base_order = greedy_schedule(problem)
+    fresh, fresh_order = greedy_schedule(problem)
+    base: np.ndarray = fresh
+    base_order: np.ndarray | None = fresh_order
     if warm is not None:  # a re-solve starts from the better of the two
-        start = warm_or_fresh(problem, warm, (base, base_order))
+        start = warm_or_fresh(problem, warm, (fresh, fresh_order))
         base, base_order = start.agent_of, start.order_key
     lb = None
     if problem.m * problem.n <= LINEAR_MAX_CELLS:
