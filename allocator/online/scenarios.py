@@ -93,9 +93,9 @@ SCENARIOS: dict[str, Scenario] = {
     "waves": Scenario(
         name="waves",
         description="alike agents with a speed spread, no costs: waves of batch jobs every 50 "
-                    "time units, deadlines 2-20x size; what counts is lateness",
-        config=dict(arrival="waves", wave_every=50.0, wave_spread=1.0, load=0.7,
-                    slack=(2.0, 20.0), sizes="pareto", skew=1.0, migration_cost=0.0),
+                    "time units, deadlines 8-40x size; what counts is lateness",
+        config=dict(arrival="waves", wave_every=50.0, wave_spread=1.0, load=0.65,
+                    slack=(8.0, 40.0), sizes="pareto", skew=1.0, migration_cost=0.0),
         weights=Weights(cost=0.0, tardiness=1.0, migrations=0.1, makespan=0.0,
                         imbalance=0.0),
     ),
@@ -139,7 +139,7 @@ def scenario_config(name: str, *, agents: int | None = None, tasks: int | None =
 
 
 def batch_policy() -> Policy:
-    """Batch only: tasks wait for a plan (EDF within a plan queue), nobody pulls or steals."""
+    """Batch only: tasks wait for a plan (run in its start order), nobody pulls or steals."""
     return replace(make_policy("edf"), name="batch", pull=False, stealing=False)
 
 
