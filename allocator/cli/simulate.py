@@ -6,21 +6,26 @@ table or JSON lines (`--trace` hands over to `allocator replay`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from allocator.cli.app import app, bench_app, guarded
-from allocator.online.options import ADMISSIONS, OnlineOptions, parse_flaky
-from allocator.online.policies import describe_policies
-from allocator.online.workload import WorkloadConfig
-from allocator.usecases import SimulateParams, simulate_uc
+from allocator.cli.app import app, bench_app, given, guarded, to_json, warn
+
+if TYPE_CHECKING:
+    from allocator.online.options import OnlineOptions
+    from allocator.online.workload import WorkloadConfig
 
 DEFAULT_POLICIES = ["fifo", "round-robin", "jsq", "p2c", "edf", "edf+stealing"]
+#: Options that only shape a generated workload (ignored, with a warning, under --trace).
+GENERATOR_OPTIONS = ("tasks", "arrival", "load", "burst_factor", "sizes", "pareto_alpha", "skew",
+                     "speed_spread", "concurrency", "deadline_share", "hard_share",
+                     "migration_cost", "noise", "mtbf", "mttr", "task_failure",
+                     "tokens_per_min", "coordinate_every", "flaky", "tenants", "skill_groups",
+                     "decision_latency", "history", "max_retries")
 
 #: Keys of one `--json` line, in order (the contract of `allocator simulate --json`).
 JSON_KEYS = ("policy", "tasks", "completed", "rejected", "failed", "lost", "duplicated",
@@ -37,6 +42,9 @@ def run_policies(cfg: WorkloadConfig, policies: list[str], *, seed: int,
                  ) -> list[tuple[dict[str, Any], str | None]]:
     """Simulate each policy on the same workload (`usecases.simulate_uc`, no task cap);
     (row, history text) per policy."""
+    from allocator.online.options import OnlineOptions
+    from allocator.usecases import SimulateParams, simulate_uc
+
     out = simulate_uc(SimulateParams(
         workload=cfg, policies=policies, seed=seed, options=options or OnlineOptions(),
         max_retries=max_retries, coordinate_every=coordinate_every,
@@ -79,7 +87,9 @@ def summary_table(rows: list[dict[str, Any]], title: str) -> Table:
 @app.command("simulate")
 @guarded
 def simulate_cmd(
-    agents: Annotated[int, typer.Option("--agents", "-n", min=1, help="Number of agents.")] = 16,
+    ctx: typer.Context,
+    agents: Annotated[int, typer.Option("--agents", "-n", min=1, help="Number of agents (with "
+                                        "--trace: default as `allocator replay`).")] = 16,
     tasks: Annotated[int, typer.Option("--tasks", "-m", min=1, help="Number of tasks.")] = 10_000,
     policy: Annotated[list[str] | None, typer.Option(
         "--policy", "-p", help="Policy to run (repeat for several, side by side). Default: "
@@ -119,7 +129,7 @@ def simulate_cmd(
     skill_groups: Annotated[int, typer.Option(
         min=0, help="Each task needs one of G skills; every agent has all of them.")] = 0,
     admission: Annotated[str, typer.Option(
-        help=f"Admission control: {' | '.join(ADMISSIONS)}.")] = "none",
+        help="Admission control: none | throttle.")] = "none",
     target_wait: Annotated[float, typer.Option(
         help="Throttle target queueing delay (with --admission throttle).")] = 5.0,
     class_weights: Annotated[str | None, typer.Option(
@@ -143,16 +153,29 @@ def simulate_cmd(
     ] = None,
 ) -> None:
     """Simulate online policies on a generated workload and compare them."""
+    from allocator.online.options import OnlineOptions, parse_flaky
+    from allocator.online.policies import describe_policies
+    from allocator.online.workload import WorkloadConfig
+
     if list_policies:
         for name, doc in describe_policies().items():
             typer.echo(f"{name:18s} {doc}")
         return
+    if report is not None and trace is None:
+        warn("--report has no effect without --trace (a generated workload has no report); "
+             "nothing is written to " + str(report))
     if trace is not None:
         from allocator.cli.replay import replay_cmd
 
-        replay_cmd(trace, agents=agents, policy=policy, seed=seed, as_json=as_json,
-                   report=report, class_weights=class_weights, aging=aging,
-                   admission=admission, target_wait=target_wait, param=param)
+        unused = given(ctx, *GENERATOR_OPTIONS)
+        if unused:
+            warn(f"{', '.join(unused)} shape a generated workload and have no effect with "
+                 "--trace")
+        # Unset, the agent count is replay's (fewest with offered load <= 85 %), so
+        # `simulate --trace F` and `replay F` are the same run.
+        replay_cmd(trace, agents=agents if given(ctx, "agents") else None, policy=policy,
+                   seed=seed, as_json=as_json, report=report, class_weights=class_weights,
+                   aging=aging, admission=admission, target_wait=target_wait, param=param)
         return
     opts = OnlineOptions.from_text(tenants=tenants, class_weights=class_weights, aging=aging,
                                    admission=admission, target_wait=target_wait,
@@ -171,7 +194,7 @@ def simulate_cmd(
                            history=history, options=opts, decision_latency=decision_latency)
     if as_json:
         for row, _ in results:
-            typer.echo(json.dumps({k: row[k] for k in JSON_KEYS}))
+            typer.echo(to_json({k: row[k] for k in JSON_KEYS}))
     else:
         title = (f"{tasks:,} tasks, {agents} agents, {arrival} arrivals at load {load}, "
                  f"{sizes} sizes, skew {skew}, seed {seed}")
@@ -203,11 +226,11 @@ def bench_online_cmd(
     load = os.getloadavg()[0]
     n_speed = 20_000 if quick else tasks
     for r in bench.sim_speed(tasks=n_speed):
-        typer.echo(json.dumps({"kind": "sim_speed", **r, "loadavg": load}))
+        typer.echo(to_json({"kind": "sim_speed", **r, "loadavg": load}))
     for r in bench.runtime_overhead(tasks=5_000 if quick else 20_000):
-        typer.echo(json.dumps({"kind": "runtime", **r, "loadavg": load}))
+        typer.echo(to_json({"kind": "runtime", **r, "loadavg": load}))
     for r in bench.quality(tasks=3_000 if quick else 20_000):
-        typer.echo(json.dumps({"kind": "quality", **r}))
+        typer.echo(to_json({"kind": "quality", **r}))
 
 
 def print_bench(speed_tasks: int = 200_000, *, quick: bool = False,
