@@ -243,7 +243,7 @@ def pareto_cmd(
     """Trade objectives off: the Pareto front of plans, one picked plan, a plot."""
     from allocator.io import read_snapshot
     from allocator.io.snapshots import dump_model, write_json_atomic
-    from allocator.pareto import parse_objectives, parse_pick
+    from allocator.pareto import Pick, parse_objectives, parse_pick
 
     snap = read_snapshot(snapshot)
     names = parse_objectives(objectives)

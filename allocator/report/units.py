@@ -55,8 +55,8 @@ def ratio(v: Any) -> str:
 
 _PERCENT = ("miss_rate", "utilisation", "relative_spread", "work_share")
 _RATIO = ("jain", "jain_tenants")
-_COUNTS = ("agents", "tasks", "jobs", "procs", "completed", "rejected", "failed", "steals", "migrations",
-           "lost", "duplicated", "requeued", "retries", "events")
+_COUNTS = ("agents", "tasks", "jobs", "procs", "nodes", "completed", "rejected", "failed",
+           "steals", "migrations", "lost", "duplicated", "requeued", "retries", "events")
 
 
 def unit_of(metric: str) -> str:
