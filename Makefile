@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-gap mutation clean
+.PHONY: demo test docs-test lint bench-gap mutation clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 	$(BIN)/ruff check allocator models api tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+## Run every shell example of README.md and docs/*.md (also part of `make test`).
+docs-test: $(STAMP)
+	$(BIN)/pytest tests/test_docs_examples.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check allocator models api tests benchmarks

@@ -186,8 +186,8 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, force: bool 
             seen[stem] = str(path)
             res = solve_one(path, out, force=force, fmt=fmt, solver=solver,
                             time_limit=time_limit)
-        if res.error:
-            log.warning("batch input failed: %s", res.error)
+        if res.error:  # the result carries it; the caller reports it (the CLI once, on stderr)
+            log.info("batch input failed: %s", res.error)
         results.append(res)
         if on_result is not None:
             on_result(res)
@@ -281,8 +281,10 @@ class Watcher:
     """Re-solve the newest snapshot of `watch` every `every` seconds, warm from the last plan.
 
     Outputs in `out`: `plan-NNNNN.json` and `migrations-NNNNN.json` per solve
-    (NNNNN counts solves), and `latest.plan.json`, which is also read at
-    start so a restarted loop stays warm.
+    (NNNNN counts solves across restarts), and `latest.plan.json`, which is also
+    read at start so a restarted loop stays warm. The last migrations file keeps
+    the input's sha256, so a restarted loop does not solve an unchanged input
+    again; `solves` counts this run's solves only.
     """
 
     def __init__(self, watch: str | Path, out: str | Path, *, every: float,
@@ -303,7 +305,8 @@ class Watcher:
         self.solver, self.time_limit, self.on_tick = solver, time_limit, on_tick
         self.previous: Plan | None = None
         self.last_digest: str | None = None
-        self.solves = 0
+        self.solves = 0  # this run's
+        self.numbered = 0  # the last NNNNN in `out`, from earlier runs too
         self.ticks: list[Tick] = []
         latest = self.out / "latest.plan.json"
         if latest.is_file():
@@ -314,7 +317,19 @@ class Watcher:
         existing = sorted(self.out.glob("plan-*.json"))
         if existing:
             m = re.match(r"plan-(\d+)\.json", existing[-1].name)
-            self.solves = int(m.group(1)) if m else 0
+            self.numbered = int(m.group(1)) if m else 0
+        self.last_digest = self._last_input_digest()
+
+    def _last_input_digest(self) -> str | None:
+        """sha256 of the input the previous run solved last (None if unknown)."""
+        path = self.out / f"migrations-{self.numbered:05d}.json"
+        if self.previous is None or not path.is_file():
+            return None
+        try:
+            digest = json.loads(path.read_text()).get("input_sha256")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return digest if isinstance(digest, str) else None
 
     def tick(self) -> Tick:
         """Look once: solve the newest snapshot if it is new or changed."""
@@ -349,18 +364,20 @@ class Watcher:
             plan = solve(snapshot, solver=self.solver, time_limit=self.time_limit,
                          previous=self.previous)
         except AllocatorError as e:
-            log.warning("watch: %s", e)
+            log.info("watch: %s", e)  # in the Tick; `run --watch` prints it
             return Tick(seq, now, "failed", input=str(path), error=str(e))
         except Exception as e:  # keep the loop alive; the next tick may succeed
             log.exception("watch: solving %s crashed", path)
             return Tick(seq, now, "failed", input=str(path),
                         error=f"internal error: {type(e).__name__}: {e}")
         self.solves += 1
-        n = f"{self.solves:05d}"
+        self.numbered += 1
+        n = f"{self.numbered:05d}"
         plan_path = self.out / f"plan-{n}.json"
         moves = [m.model_dump(by_alias=True) for m in plan.migrations]
         write_json_atomic(self.out / f"migrations-{n}.json", json.dumps(
-            {"input": str(path), "time": snapshot.time, "warm": warm, "migrations": moves},
+            {"input": str(path), "input_sha256": digest, "time": snapshot.time, "warm": warm,
+             "migrations": moves},
             indent=2) + "\n")
         write_json_atomic(plan_path, dump_model(plan))
         write_json_atomic(self.out / "latest.plan.json", dump_model(plan))

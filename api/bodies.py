@@ -40,7 +40,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from allocator.errors import InvalidInputError, ResourceLimitError
-from api.errors import BusyError
+from api.errors import BusyError, validation_message
 from models import SolveOptions
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,6 @@ def _count(data: Any, key: str) -> int:
     if isinstance(data, dict) and isinstance(data.get(key), list):
         return len(data[key])
     return 0
-
-
-def _loc_str(loc: tuple[Any, ...]) -> str | None:
-    return ".".join(str(x) for x in loc) or None
 
 
 #: The backend whose memory a request's work is estimated with, by request model
@@ -146,6 +142,8 @@ def parse_body(model_path: str, raw: bytes, max_agents: int, max_tasks: int,
         data = json.loads(raw)
     except RecursionError:
         return "error", ("JSON nested too deeply", None)
+    except json.JSONDecodeError as e:
+        return "error", (f"malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}", None)
     except (ValueError, UnicodeDecodeError) as e:
         return "error", (f"malformed JSON: {e}", None)
     if not isinstance(data, dict):
@@ -169,12 +167,7 @@ def parse_body(model_path: str, raw: bytes, max_agents: int, max_tasks: int,
     try:
         req = model.model_validate(data)
     except ValidationError as e:
-        errors = e.errors()
-        first = errors[0]
-        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-        if len(errors) > 1:
-            msg += f" (and {len(errors) - 1} more error(s))"
-        return "error", (msg, _loc_str(tuple(first.get("loc", ()))))
+        return "error", validation_message(list(e.errors()), data)
     except RecursionError:
         return "error", ("JSON nested too deeply", None)
     snapshot = getattr(req, "snapshot", None)
@@ -192,6 +185,16 @@ def parse_body(model_path: str, raw: bytes, max_agents: int, max_tasks: int,
     return "ok", (fields, snap_out, plan_out)
 
 
+def warm_up() -> None:
+    """In the parser process: import the request models and checks before the first body.
+
+    A first import costs 0.3-1 s on a busy machine, and a synchronous call's time
+    limit counts from arrival, parsing included.
+    """
+    import api.limits
+    import api.schemas  # noqa: F401
+
+
 class BodyParser:
     """One spawned process that parses large bodies (replaced if a parse hangs)."""
 
@@ -206,11 +209,12 @@ class BodyParser:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(max_workers=1,
                                                 mp_context=mp.get_context("spawn"))
+            self._pool.submit(warm_up)  # a replaced parser too, before its first body
         return self._pool
 
     def start(self) -> None:
         """Spawn the parser now (it imports the models), not on the first large body."""
-        self._executor().submit(int)
+        self._executor()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -116,6 +116,62 @@ def _loc(loc: Any) -> str | None:
     return ".".join(parts) or None
 
 
+def _where(loc: Any) -> tuple[Any, ...]:
+    parts = tuple(loc)
+    return parts[1:] if parts[:1] == ("body",) else parts
+
+
+def validation_message(errors: list[Any], body: Any = None) -> tuple[str, str | None]:
+    """The error a reader should fix first, as (message, field).
+
+    A missing top-level field comes first: posting a bare snapshot (the usual
+    slip) is missing `snapshot`, and pydantic lists that after the snapshot's own
+    fields, which are all unknown at the top level.
+    """
+    if not errors:
+        return "invalid request", None
+    missing = [str(_where(e.get("loc", ()))[0]) for e in errors
+               if e.get("type") == "missing" and len(_where(e.get("loc", ()))) == 1]
+    if missing:
+        shape = ", ".join(f'"{m}": ...' for m in missing)
+        msg = f"body must be {{{shape}}}: field {missing[0]!r} is missing"
+        if isinstance(body, dict) and {"agents", "tasks"} & set(body) and "snapshot" in missing:
+            msg += " (this looks like a bare snapshot: put it under \"snapshot\")"
+        return msg, missing[0]
+    first = errors[0]
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if len(errors) > 1:
+        msg += f" (and {len(errors) - 1} more error(s))"
+    return msg, _loc(first.get("loc", ()))
+
+
+def json_position(doc: str | bytes, pos: int) -> tuple[int, int]:
+    """(line, column), both from 1, of a character offset in a JSON document."""
+    text = doc.decode(errors="replace") if isinstance(doc, bytes) else doc
+    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+def _request_error(request: Request, exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = list(exc.errors())
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        loc = _where(first.get("loc", ()))
+        why = (first.get("ctx") or {}).get("error", "invalid JSON")
+        if loc and isinstance(loc[0], int) and isinstance(exc.body, str | bytes):
+            line, col = json_position(exc.body, loc[0])
+            return f"malformed JSON at line {line}, column {col}: {why}", None
+        return f"malformed JSON: {why}", None
+    ctype = request.headers.get("content-type", "")
+    if "json" not in ctype.lower() and not _where(first.get("loc", ())):
+        got = f"content-type {ctype.split(';')[0]!r}" if ctype else "no content-type"
+        return ("send the body as JSON with the header 'content-type: application/json' "
+                f"(got {got})"), None
+    if not _where(first.get("loc", ())) and first.get("type") in ("model_attributes_type",
+                                                                   "dict_type"):
+        return 'the body must be a JSON object: {"snapshot": ..., ...}', None
+    return validation_message(errors, exc.body)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     def retry_headers(status: int) -> dict[str, str] | None:
         if status not in (429, 503):
@@ -129,13 +185,9 @@ def install_error_handlers(app: FastAPI) -> None:
                               headers=retry_headers(status))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-        if len(errors) > 1:
-            msg += f" (and {len(errors) - 1} more error(s))"
-        return error_response(422, "invalid_input", msg, _loc(first.get("loc", ())))
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        msg, field = _request_error(request, exc)
+        return error_response(422, "invalid_input", msg, field)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

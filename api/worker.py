@@ -299,17 +299,15 @@ def worker_main(conn: Connection, plugins: list[str]) -> None:
                         format="%(levelname)s worker %(process)d %(name)s: %(message)s")
     _conn = conn
     import allocator.engine
+    from allocator.solvers import solver_names
 
-    def preload() -> None:
-        # Every backend (lazy ones too: ortools, pymoo) and the LP stack, after
-        # saying ready: a restarted worker takes requests at once (greedy needs
-        # none of them) and later ones rarely pay for a first import.
-        from allocator.solvers import solver_names
-
-        solver_names()
-        allocator.engine._preload()
-
-    threading.Thread(target=preload, name="preload", daemon=True).start()
+    # Every backend (lazy ones too: ortools, pymoo) and the LP stack before saying
+    # ready, so no request's time limit pays for a first import (0.3-2 s on a busy
+    # machine, against a sync limit of seconds). The spawned process used to get
+    # them by re-importing the `allocator` script's CLI modules; that CLI is light
+    # now (issue #21), so the worker asks for them itself.
+    solver_names()
+    allocator.engine._preload()
 
     for name in plugins:
         importlib.import_module(name)

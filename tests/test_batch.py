@@ -260,12 +260,16 @@ def test_watch_loop_on_a_fake_clock(tmp_path: Path) -> None:
     assert moves["warm"] is True and len(moves["migrations"]) == len(plan2.migrations)
     assert read_plan(out / "latest.plan.json") == plan2
 
-    # A restarted loop continues the numbering and starts warm from latest.plan.json.
+    # A restarted loop starts warm from latest.plan.json, does not solve the unchanged
+    # input again, counts only its own solves and continues the numbering.
     w2 = Watcher(watch, out, every=30, clock=FakeClock(), solver="greedy", time_limit=2)
     assert w2.previous == plan2
     (t,) = w2.run(threading.Event(), max_ticks=1)
+    assert t.action == "unchanged" and w2.solves == 0
+    (watch / "s2.json").write_text(edited(snap, 2).model_dump_json())
+    (t,) = w2.run(threading.Event(), max_ticks=1)
     assert t.action == "solved" and t.warm and t.plan is not None
-    assert t.plan.endswith("plan-00003.json")
+    assert t.plan.endswith("plan-00003.json") and w2.solves == 1
 
 
 def test_watch_loop_survives_a_bad_snapshot_and_skips_missed_ticks(tmp_path: Path) -> None:

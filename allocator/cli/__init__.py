@@ -11,6 +11,7 @@ from allocator.cli import batch as _batch  # noqa: F401
 from allocator.cli import bench as _bench  # noqa: F401  (registers commands)
 from allocator.cli import bench_anytime as _bench_anytime  # noqa: F401
 from allocator.cli import bench_solvers as _bench_solvers  # noqa: F401
+from allocator.cli import bench_startup as _bench_startup  # noqa: F401
 from allocator.cli import capacity as _capacity  # noqa: F401
 from allocator.cli import distributed as _distributed  # noqa: F401
 from allocator.cli import gen as _gen  # noqa: F401

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.metadata
 import logging
 import os
 import sys
 import zlib
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from typing import get_args as typing_args
 
 import typer
-from pydantic import ValidationError
 from typer.core import TyperArgument, TyperOption
 
 from allocator.errors import AllocatorError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 #: Value names shown in help where the type alone says too little (clap-style, like ruff/uv).
 METAVARS: dict[str, str] = {
@@ -147,21 +148,68 @@ def format_validation_error(err: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
+#: Significant digits of a float in JSON output: float noise (0.6000000000000001) goes,
+#: every real digit of a measured or solved value stays.
+JSON_DIGITS = 12
+
+
+def json_ready(value: Any) -> Any:
+    """`value` with floats rounded to JSON_DIGITS significant digits and NaN/inf as null."""
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        return float(f"{value:.{JSON_DIGITS}g}")
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def to_json(value: Any, *, indent: int | None = None) -> str:
+    """The one JSON writer of command output (`--json`): standard JSON, no float noise."""
+    import json
+
+    return json.dumps(json_ready(value), indent=indent)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """A flag that has no effect, or an outcome the user did not ask for: one line on stderr."""
+    typer.echo(f"warning: {message}", err=True)
+
+
+def given(ctx: typer.Context, *names: str) -> list[str]:
+    """The options among `names` (parameter names) set on the command line or environment,
+    as the user typed them (`--agents`)."""
+    out = []
+    for name in names:
+        source = ctx.get_parameter_source(name)  # COMMANDLINE, ENVIRONMENT, DEFAULT ...
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            out.append("--" + name.replace("_", "-"))
+    return out
 
 
 #: Set to 1 to see the traceback of an unexpected error instead of its one-line message.
 DEBUG_ENV = "ALLOCATOR_DEBUG"
 
 
+def _is_validation_error(e: BaseException) -> bool:
+    """pydantic's ValidationError, without importing pydantic for commands that never load it."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(e, pydantic.ValidationError)
+
+
 def one_line(e: BaseException) -> str:
     """The one-line message a command prints for an error it cannot recover from."""
     if isinstance(e, AllocatorError):
         return str(e)
-    if isinstance(e, ValidationError):
-        return format_validation_error(e)
+    if _is_validation_error(e):
+        return format_validation_error(e)  # type: ignore[arg-type]
     if isinstance(e, RecursionError):
         return "input nested too deeply to read"
     if isinstance(e, zlib.error | EOFError):
@@ -190,7 +238,8 @@ def guarded(fn: F) -> F:
         except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
             raise
         except Exception as e:
-            if os.environ.get(DEBUG_ENV) and not isinstance(e, AllocatorError | ValidationError):
+            if os.environ.get(DEBUG_ENV) and not (isinstance(e, AllocatorError)
+                                                  or _is_validation_error(e)):
                 raise
             raise fail(one_line(e)) from None
 
@@ -215,6 +264,8 @@ def load_plugins(spec: str | None = None) -> None:
 
 def version() -> str:
     """The installed package version (from its metadata, so it matches `pip show allocator`)."""
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("allocator")
     except importlib.metadata.PackageNotFoundError:

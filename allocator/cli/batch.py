@@ -6,15 +6,16 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from allocator.batch import BatchResult, Tick, Watcher, parse_duration, run_batch
 from allocator.cli.app import app, fail, guarded
+
+if TYPE_CHECKING:
+    from allocator.batch import BatchResult, Tick
 
 console = Console(width=None if Console().is_terminal else 140)
 err_console = Console(stderr=True)
@@ -33,7 +34,7 @@ def summary_table(results: list[BatchResult]) -> Table:
     for r in results:
         t.add_row(r.stem, r.outcome, cell(r.status), cell(r.objective, "{:.6g}"),
                   cell(r.assigned), cell(r.unassigned), cell(r.migrations), cell(r.valid),
-                  f"{r.wall_s:.2f}", r.error or "")
+                  f"{r.wall_s:.2f}", "error on stderr" if r.error else "")
     return t
 
 
@@ -58,6 +59,10 @@ def batch(
     """Solve every input into --out: plans, assignments tables, a summary; exit 1 if any fail."""
     if fmt not in ("csv", "parquet"):
         raise fail(f"--format must be csv or parquet, got {fmt!r}")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from allocator.batch import run_batch
+
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:
         bar = progress.add_task("solving", total=len(inputs))
@@ -79,8 +84,8 @@ def batch(
     counts = {k: sum(r.outcome == k for r in results) for k in ("solved", "skipped", "failed")}
     console.print(f"solved {counts['solved']}, skipped {counts['skipped']}, "
                   f"failed {counts['failed']} -> {out}")
-    for r in failed:
-        typer.echo(f"error: {r.error}", err=True)
+    for r in failed:  # once each, here: the table only points at it
+        typer.echo(f"error: {r.stem}: {r.error}", err=True)
     if failed:
         raise typer.Exit(1)
 
@@ -107,6 +112,8 @@ def run_watch(
 
     Stops cleanly on SIGINT/SIGTERM (after the solve in progress, if any).
     """
+    from allocator.batch import Watcher, parse_duration
+
     period = parse_duration(every)
     stop = threading.Event()
 

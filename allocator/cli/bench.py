@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from allocator.cli.app import bench_app, convert_app, guarded
-from allocator.engine import solve as engine_solve
+from allocator.cli.app import bench_app, convert_app, guarded, to_json
 from allocator.errors import InvalidInputError
-from allocator.io import gap_to_snapshot, read_gap
-from allocator.io.gap import GapInstance, read_best_known
-from allocator.io.snapshots import dump_model, write_json_atomic
-from allocator.solvers import get_solver
-from allocator.validate import validate
-from models import Plan
+
+if TYPE_CHECKING:
+    from allocator.io.gap import GapInstance
+    from models import Plan
 
 err_console = Console(stderr=True)
 
@@ -76,6 +71,12 @@ def bench_gap(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Solve every problem in the files and compare with the best known values."""
+    from allocator.engine import solve as engine_solve
+    from allocator.io import gap_to_snapshot, read_gap
+    from allocator.io.gap import read_best_known
+    from allocator.solvers import get_solver
+    from allocator.validate import validate
+
     solvers = solver or ["auto"]
     for s in solvers:
         get_solver(s)  # fail fast on a typo
@@ -85,6 +86,8 @@ def bench_gap(
     best = read_best_known(bk_path) if bk_path else {}
     instances = [inst for f in files for inst in read_gap(f)]
     rows: list[dict[str, Any]] = []
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:
         bar = progress.add_task("bench gap", total=len(instances) * len(solvers))
@@ -97,7 +100,7 @@ def bench_gap(
                               best.get((inst.name, sense)), s)
                 rows.append(row)
                 if as_json:
-                    typer.echo(json.dumps(row))
+                    typer.echo(to_json(row))
                 progress.advance(bar)
     if as_json:
         return
@@ -164,6 +167,9 @@ def convert_gap(
     sense: Annotated[str, typer.Option(help="min (cost) or max (profit).")] = "min",
 ) -> None:
     """Write one benchmark problem as a snapshot you can open, edit and solve."""
+    from allocator.io import gap_to_snapshot, read_gap
+    from allocator.io.snapshots import dump_model, write_json_atomic
+
     instances = read_gap(file)
     if problem is None:
         inst = instances[0]

@@ -15,15 +15,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from allocator.cli.app import bench_app, guarded
+from allocator.cli.app import bench_app, guarded, to_json
 from allocator.errors import InvalidInputError
-from allocator.io.gap import GapInstance
+
+if TYPE_CHECKING:
+    from allocator.io.gap import GapInstance
 
 err = Console(stderr=True)
 
@@ -171,10 +173,10 @@ def bench_anytime(
         row["seed"] = spec.get("seed")
         rows.append(row)
         if as_json:
-            typer.echo(json.dumps(row))
+            typer.echo(to_json(row))
         if save is not None:
             with save.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+                f.write(to_json(row) + "\n")
 
     for spec in _specs(types, sizes, seeds, files or []):
         inst = _instance(spec)

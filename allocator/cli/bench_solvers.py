@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from allocator.cli.app import app, bench_app, guarded
+from allocator.cli.app import app, bench_app, guarded, to_json
 from allocator.errors import InvalidInputError
 
 #: Task counts of the time / memory table (`bench scale --table`).
@@ -44,7 +44,7 @@ def bench_scale(
 
         one = run_scale(agents, tasks, seed, time_limit=time_limit)
         if as_json:
-            typer.echo(json.dumps(one))
+            typer.echo(to_json(one))
         else:
             _print_rows([one])
         return
@@ -62,7 +62,7 @@ def bench_scale(
             row = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(row)
         if as_json:
-            typer.echo(json.dumps(row))
+            typer.echo(to_json(row))
     if not as_json:
         _print_rows(rows)
 
@@ -144,7 +144,7 @@ def _child(argv: list[str]) -> None:
     from allocator.scalebench import run_scale
 
     agents, tasks, seed, limit = int(argv[0]), int(argv[1]), int(argv[2]), float(argv[3])
-    typer.echo(json.dumps(run_scale(agents, tasks, seed, time_limit=limit)))
+    typer.echo(to_json(run_scale(agents, tasks, seed, time_limit=limit)))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from allocator.cli.app import app, guarded
+from allocator.cli.app import app, guarded, to_json
 from allocator.cli.replay import (
     ArrivalScale,
     DeadlineFactor,
@@ -19,24 +19,17 @@ from allocator.cli.replay import (
     PriorityOpt,
     TenantOpt,
     TimeScale,
+    TraceFormat,
     TraceLimit,
     TraceWindow,
     _is_swf,
     load_trace,
     trace_options,
 )
-from allocator.cluster.policies import is_cluster_policy
 from allocator.errors import InvalidInputError
-from allocator.planning.capacity import (
-    AgentType,
-    ClassForecast,
-    Forecast,
-    mix_dict,
-    plan_capacity,
-    read_agent_types,
-)
-from allocator.report.replay import text_table
-from allocator.workloads import parse_window
+
+if TYPE_CHECKING:
+    from allocator.report.replay import Column
 
 
 def capacity_wide(trace: Path, sla: str, *, policy: str, window: str | None,
@@ -45,6 +38,9 @@ def capacity_wide(trace: Path, sla: str, *, policy: str, window: str | None,
     """`allocator capacity --trace LOG.swf`: the answer in processors and nodes."""
     from allocator.cluster import read_swf_cluster
     from allocator.planning.wide import plan_wide
+    from allocator.report import units
+    from allocator.report.replay import text_table
+    from allocator.workloads import parse_window
 
     tr = read_swf_cluster(trace, window=parse_window(window), limit=limit, need_size=False)
     if not as_json:
@@ -54,7 +50,7 @@ def capacity_wide(trace: Path, sla: str, *, policy: str, window: str | None,
                      progress=None if as_json else (lambda m: typer.echo(m, err=True)))
     out = plan.to_json()
     if as_json:
-        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.write(to_json(out) + "\n")
         return
     keys = sorted({c.metric for c in plan.sla} | {"utilisation", "mean_wait"})
     unit = f" ({plan.procs_per_node} processors per node)" if plan.procs_per_node > 1 else ""
@@ -70,16 +66,18 @@ def capacity_wide(trace: Path, sla: str, *, policy: str, window: str | None,
                f"{'meets' if lm['sla_met'] else 'misses'} it: {_fmt(lm['simulated'], keys)}")
     if plan.note:
         typer.echo(plan.note)
-    cols: list[tuple[str, str]] = [("procs", "{}"), ("nodes", "{}")]
-    cols += [(k, "{:.4g}") for k in keys] + [("sla_met", "{}")]
+    cols: list[Column] = [("procs", units.count), ("nodes", units.count)]
+    cols += [(k, units.formatter(k)) for k in keys] + [("sla_met", "{}")]
     typer.echo("\ncurve (each size replayed over the whole log):")
     typer.echo(text_table(plan.curve, cols))
 
 
 def _fmt(d: dict[str, Any] | None, keys: list[str]) -> str:
+    from allocator.report import units
+
     if not d:
         return "-"
-    return ", ".join(f"{k} {d[k]:.4g}" for k in keys if k in d and d[k] is not None)
+    return ", ".join(f"{k} {units.cell(k, d[k])}" for k in keys if k in d and d[k] is not None)
 
 
 @app.command("capacity")
@@ -136,8 +134,21 @@ def capacity_cmd(
     tenant: TenantOpt = None,
     mapping: MappingOpt = None,
     on_bad: OnBadOpt = "report",
+    fmt: TraceFormat = "auto",
 ) -> None:
     """The cheapest agent mix meeting the SLA: Erlang C / M/G/c estimate, then simulation."""
+    from allocator.cluster.policies import is_cluster_policy
+    from allocator.planning.capacity import (
+        AgentType,
+        ClassForecast,
+        Forecast,
+        mix_dict,
+        plan_capacity,
+        read_agent_types,
+    )
+    from allocator.report import units
+    from allocator.report.replay import text_table
+
     given = sum(x is not None for x in (trace, forecast, rate))
     if given != 1:
         raise InvalidInputError("give exactly one of --trace, --forecast or --rate",
@@ -151,13 +162,19 @@ def capacity_cmd(
                       as_json=as_json)
         return
     policy = policy or "fifo"
+    from allocator.online.policies import policy_names
+
+    if policy not in policy_names():  # before any estimate is printed
+        raise InvalidInputError(f"unknown policy {policy!r}; known: "
+                                f"{', '.join(policy_names())} (on SWF logs also the wide-job "
+                                "policies of `allocator replay --policies`)", field="policy")
     w = fc = None
     if trace is not None:
         opts = trace_options(window=window, limit=limit, time_scale=time_scale,
                              arrival_scale=arrival_scale, deadline=deadline,
                              deadline_factor=deadline_factor, priority=priority, tenant=tenant,
                              mapping=mapping, on_bad=on_bad)
-        w = load_trace(trace, **opts)
+        w = load_trace(trace, fmt=fmt, **opts)
     elif forecast is not None:
         try:
             data = json.loads(forecast.read_text())
@@ -189,14 +206,14 @@ def capacity_cmd(
         progress(f"plot: {plot}")
     out = plan.to_json()
     if as_json:
-        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.write(to_json(out) + "\n")
         return
     keys = sorted({c.metric for c in plan.sla} | {"utilisation", "mean_wait"})
     st = plan.stats
     if st is not None:
-        typer.echo(f"workload: {st.tasks} tasks, rate {st.rate:.4g}/s, mean work "
-                   f"{st.mean_work:.4g} s, offered load {st.offered:.3g} agents, "
-                   f"ca2 {st.ca2:.3g}, cs2 {st.cs2:.3g}")
+        typer.echo(f"workload: {st.tasks:,} tasks, rate {units.decimal(st.rate)}/s, mean work "
+                   f"{units.decimal(st.mean_work)} s, offered load {units.decimal(st.offered)} "
+                   f"agents, ca2 {units.decimal(st.ca2)}, cs2 {units.decimal(st.cs2)}")
     chosen = out["agents"]
     if chosen is None:
         typer.echo(f"no mix met {', '.join(out['sla'])} within the search "
@@ -222,9 +239,9 @@ def capacity_cmd(
             row[f"sim {k}"] = r.get(f"simulated_{k}")
         row["sla_met"] = "yes" if r["sla_met"] else "no"
         rows.append(row)
-    cols: list[tuple[str, str]] = [("agents", "{}"), ("cost", "{:g}")]
+    cols: list[Column] = [("agents", "{}"), ("cost", units.decimal)]
     for k in keys:
-        cols += [(f"pred {k}", "{:.4g}"), (f"sim {k}", "{:.4g}")]
+        cols += [(f"pred {k}", units.formatter(k)), (f"sim {k}", units.formatter(k))]
     cols.append(("sla_met", "{}"))
     typer.echo("\ncurve (dominant type varied):")
     typer.echo(text_table([{k: (float("inf") if v is None else v) for k, v in r.items()}

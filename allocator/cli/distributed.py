@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from typing import Annotated
@@ -11,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from allocator.cli.app import app, fail, guarded
+from allocator.cli.app import app, fail, guarded, to_json, warn
 
 ray_app = typer.Typer(help="The executor on Ray (needs the ray extra).", no_args_is_help=True)
 app.add_typer(ray_app, name="ray")
@@ -84,9 +83,14 @@ def ray_run(
         "dispatches": st.dispatches, "steals": st.steals, "migrations": st.migrations,
         "actor_deaths": st.actor_deaths, "breaker_opened": st.breaker_opened,
         "wall_s": round(wall, 3), "tasks_per_s": round(tasks / wall, 1) if wall else 0.0,
+        "killed": kill if killed else None,
     }
+    if kill and not killed:
+        warn(f"--kill {kill}: the run ended after {wall:.2f} s, before --kill-after "
+             f"{kill_after:g} s, so no actor was killed (use more --tasks or a smaller "
+             "--kill-after)")
     if as_json:
-        typer.echo(json.dumps(row))
+        typer.echo(to_json(row))
         return
     table = Table(title="Executor on Ray")
     table.add_column("metric")

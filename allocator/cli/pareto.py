@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-import html
-import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from allocator.cli.app import app, bench_app, guarded
+from allocator.cli.app import app, bench_app, guarded, to_json
 from allocator.errors import InvalidInputError
-from allocator.io import gap_to_snapshot, read_gap, read_snapshot
-from allocator.io.snapshots import dump_model, write_json_atomic
-from allocator.pareto import (
-    Pick,
-    bounds,
-    hypervolume,
-    igd_plus,
-    parse_objectives,
-    parse_pick,
-    reference_point,
-)
-from allocator.problem import compile_snapshot
-from allocator.solvers.base import Budget
-from allocator.solvers.exact_front import exact_front, exact_supported
-from allocator.solvers.nsga2 import Nsga2Progress, nsga2_front
-from allocator.usecases import ParetoOutcome, ParetoParams, pareto_front
-from allocator.validate import validate
-from models import ParetoFront, Snapshot
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from allocator.pareto import Pick
+    from allocator.solvers.nsga2 import Nsga2Progress
+    from allocator.usecases import ParetoOutcome
+    from models import ParetoFront, Snapshot
 
 err_console = Console(stderr=True)
 
@@ -66,6 +52,9 @@ def front_table(front: ParetoFront, picked: int | None, valid: list[bool]) -> Ta
 def plot_png(front: ParetoFront, path: Path, picked: int | None) -> None:
     """2-D scatter (two objectives) or parallel coordinates (more), with matplotlib."""
     import matplotlib
+    import numpy as np
+
+    from allocator.pareto import bounds
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -103,12 +92,20 @@ def plot_png(front: ParetoFront, path: Path, picked: int | None) -> None:
 
 
 def _normalised(F: np.ndarray, ideal: np.ndarray, nadir: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     rng = np.where(nadir - ideal > 0, nadir - ideal, 1.0)
     return (F - ideal) / rng
 
 
 def plot_html(front: ParetoFront, path: Path, picked: int | None) -> None:
     """A self-contained HTML page: an inline SVG plot (no scripts, no CDN) and the table."""
+    import html
+
+    import numpy as np
+
+    from allocator.pareto import bounds
+
     F = np.array(front.vectors())
     names = front.objectives
     W, H, pad = 640, 420, 60
@@ -203,10 +200,14 @@ def compute_front(snapshot: Snapshot, objectives: list[str], *, exact: bool, tim
                   seed: int, generations: int | None, show_progress: bool,
                   pick_spec: str = "knee") -> ParetoOutcome:
     """The front through `usecases.pareto_front` (every point validated), with a progress bar."""
+    from allocator.usecases import ParetoParams, pareto_front
+
     params = ParetoParams(objectives=objectives, exact=exact, time_limit=time_limit, seed=seed,
                           generations=generations, pick=pick_spec, check=True)
     if exact or not show_progress:
         return pareto_front(snapshot, params)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task("nsga2", total=time_limit)
@@ -240,6 +241,10 @@ def pareto_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Trade objectives off: the Pareto front of plans, one picked plan, a plot."""
+    from allocator.io import read_snapshot
+    from allocator.io.snapshots import dump_model, write_json_atomic
+    from allocator.pareto import Pick, parse_objectives, parse_pick
+
     snap = read_snapshot(snapshot)
     names = parse_objectives(objectives)
     parse_pick(pick_spec, names)  # fail before solving
@@ -260,7 +265,7 @@ def pareto_cmd(
     if plot is not None:
         write_plot(front, plot, chosen.index)
     if as_json:
-        typer.echo(json.dumps(front_json(front, chosen, valid)))
+        typer.echo(to_json(front_json(front, chosen, valid)))
     else:
         out = Console(width=None if Console().is_terminal else 140)
         out.print(front_table(front, chosen.index, valid))
@@ -309,6 +314,10 @@ def front_json(front: ParetoFront, chosen: Pick, valid: list[bool]) -> dict[str,
 def bench_row(name: str, m: int, n: int, front: ParetoFront, ref: ParetoFront | None,
               valid: bool, time_s: float, exact_time_s: float | None) -> dict[str, Any]:
     """Quality of a front; with an exact reference, both are normalised by its ideal/nadir."""
+    import numpy as np
+
+    from allocator.pareto import bounds, hypervolume, igd_plus, reference_point
+
     F = np.array(front.vectors()) if front.points else np.zeros((0, len(front.objectives)))
     row: dict[str, Any] = {"instance": name, "agents": m, "tasks": n,
                            "objectives": ",".join(front.objectives), "points": len(F)}
@@ -344,6 +353,14 @@ def bench_pareto(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """NSGA-II fronts on GAP problems (min cost), measured against the exact front."""
+    from allocator.io import gap_to_snapshot, read_gap
+    from allocator.pareto import parse_objectives
+    from allocator.problem import compile_snapshot
+    from allocator.solvers.base import Budget
+    from allocator.solvers.exact_front import exact_front, exact_supported
+    from allocator.solvers.nsga2 import nsga2_front
+    from allocator.validate import validate
+
     names = parse_objectives(objectives)
     instances = [inst for f in files for inst in (read_gap(f)[:1] if first else read_gap(f))]
     rows = []
@@ -362,7 +379,7 @@ def bench_pareto(
         row = bench_row(inst.name, inst.m, inst.n, front, ref, valid, t_front, t_ref)
         rows.append(row)
         if as_json:
-            typer.echo(json.dumps(row))
+            typer.echo(to_json(row))
     if as_json:
         return
     out = Console(width=None if Console().is_terminal else 160)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from allocator.cli.app import app, fail, guarded
-from allocator.io import read_snapshot, write_plan
-from allocator.rebalance import RebalanceResult
-from allocator.usecases import RebalanceParams, rebalance_uc
-from models import Snapshot
+from allocator.cli.app import app, fail, guarded, to_json
+
+if TYPE_CHECKING:
+    from allocator.rebalance import RebalanceResult
+    from models import Snapshot
 
 console = Console(width=None if Console().is_terminal else 140)
 
@@ -81,6 +80,9 @@ def rebalance(
         raise fail("--max-migrations must be >= 0")
     if threshold < 0:
         raise fail("--threshold must be >= 0")
+    from allocator.io import read_snapshot, write_plan
+    from allocator.usecases import RebalanceParams, rebalance_uc
+
     snap = read_snapshot(snapshot)
     out = rebalance_uc(snap, RebalanceParams(max_migrations=max_migrations, threshold=threshold,
                                              time_limit=time_limit, seed=seed))
@@ -92,7 +94,7 @@ def rebalance(
 
         plot_plan(snap, result.plan, plot)
     if as_json:
-        typer.echo(json.dumps(out.summary))
+        typer.echo(to_json(out.summary))
         return
     render_rebalance(result, snap, valid=valid)
     if output is not None:

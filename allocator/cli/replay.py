@@ -14,22 +14,17 @@ mapping) are shared with `allocator tune` and `allocator capacity` through
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from allocator.cli.app import app, guarded
+from allocator.cli.app import app, guarded, to_json
 from allocator.errors import InvalidInputError
-from allocator.online.options import OnlineOptions
-from allocator.online.policies import policy_names
-from allocator.report.replay import text_table, write_replay_report
-from allocator.workloads import Workload, parse_window, read_trace
-from allocator.workloads.base import MAX_AGENTS
-from allocator.workloads.replay import BASELINES, OURS, compare
+
+if TYPE_CHECKING:
+    from allocator.workloads import Workload
 
 TraceWindow = Annotated[str | None, typer.Option(
     "--window", help="START:END seconds after the first submission (either may be empty).")]
@@ -51,6 +46,11 @@ MappingOpt = Annotated[str | None, typer.Option(
     "--mapping", help="Generic tables: field=column,... (fields: arrival, work, end, start, "
     "id, demand, estimate, deadline, priority, user, group).")]
 OnBadOpt = Annotated[str, typer.Option("--on-bad", help="report (count bad rows) | raise.")]
+TraceFormat = Annotated[str, typer.Option(
+    "--format", help="auto (from the name: .swf[.gz], .csv, .parquet) | csv | parquet: for a "
+    "task table whose name does not tell.")]
+#: File endings the trace readers recognise without --format.
+TRACE_SUFFIXES = (".swf", ".swf.gz", ".csv", ".csv.gz", ".tsv", ".parquet", ".pq")
 
 
 def trace_options(*, window: str | None, limit: int | None, time_scale: float,
@@ -58,6 +58,8 @@ def trace_options(*, window: str | None, limit: int | None, time_scale: float,
                   priority: str | None, tenant: str | None, mapping: str | None,
                   on_bad: str) -> dict[str, Any]:
     """The reader keyword arguments the CLI options stand for (unset ones omitted)."""
+    from allocator.workloads import parse_window
+
     opts: dict[str, Any] = {"time_scale": time_scale, "arrival_scale": arrival_scale,
                             "deadline_factor": deadline_factor, "on_bad": on_bad,
                             "window": parse_window(window), "limit": limit}
@@ -73,11 +75,21 @@ def trace_options(*, window: str | None, limit: int | None, time_scale: float,
     return opts
 
 
-def load_trace(path: Path, **opts: Any) -> Workload:
-    """Read the trace (reader chosen from the file) and report bad rows on stderr."""
+def load_trace(path: Path, *, fmt: str = "auto", **opts: Any) -> Workload:
+    """Read the trace (reader chosen from the file or --format) and report bad rows on stderr."""
+    if fmt not in ("auto", "csv", "parquet"):
+        raise InvalidInputError(f"must be auto, csv or parquet, got {fmt!r}", field="--format")
+    if fmt == "auto" and not path.name.lower().endswith(TRACE_SUFFIXES):
+        raise InvalidInputError(
+            f"{path}: cannot tell the trace format from the name (.swf, .swf.gz, .csv, "
+            ".parquet); pass --format csv or --format parquet", field="--format")
+    if fmt != "auto":
+        opts["format"] = fmt
     if "mapping" in opts and path.name.lower().endswith((".swf", ".swf.gz")):
         raise InvalidInputError("--mapping applies to generic CSV/Parquet tables only",
                                 field="mapping")
+    from allocator.workloads import read_trace
+
     w = read_trace(path, **opts)
     if len(w) == 0:
         raise InvalidInputError(f"{path}: no replayable tasks ({w.bad.summary()})",
@@ -102,16 +114,15 @@ def cluster_mode(trace: Path, *, agents: int | None, utilisation: float | None,
     return procs is not None or _is_swf(trace)
 
 
-def _num(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
 def replay_cluster(trace: Path, policies: list[str], *, procs: int | None,
                    window: str | None, limit: int | None, job_windows: int | None,
                    by_width: bool, as_json: bool) -> None:
     """Wide-job replay: one row per policy (allocator.cluster.metrics.ROW_KEYS)."""
     from allocator.cluster import DEFAULT_POLICIES, parse_policy, read_swf_cluster
     from allocator.cluster.bench import run_policy
+    from allocator.report import units
+    from allocator.report.replay import Column, text_table
+    from allocator.workloads import parse_window
 
     pols = [parse_policy(p).name for p in (policies or DEFAULT_POLICIES)]
     if not _is_swf(trace):
@@ -133,20 +144,19 @@ def replay_cluster(trace: Path, policies: list[str], *, procs: int | None,
         wrows.extend(res.width_rows)
     if as_json:
         for r in [*rows, *(wrows if by_width else [])]:
-            sys.stdout.write(json.dumps({k: _num(v) for k, v in r.items()}) + "\n")
+            sys.stdout.write(to_json(r) + "\n")
         return
-    cols = [("policy", "{}"), ("jobs", "{}"), ("procs", "{}"), ("mean_wait", "{:.4g}"),
-            ("mean_bounded_slowdown", "{:.4g}"), ("p95_wait", "{:.4g}"),
-            ("utilisation", "{:.3f}"), ("recorded_mean_wait", "{:.4g}"),
-            ("recorded_mean_bounded_slowdown", "{:.4g}"), ("valid", "{}")]
+    cols: list[Column] = [("policy", "{}"), *((k, units.formatter(k)) for k in (
+        "jobs", "procs", "mean_wait", "mean_bounded_slowdown", "p95_wait", "utilisation",
+        "recorded_mean_wait", "recorded_mean_bounded_slowdown")), ("valid", "{}")]
     nan = float("nan")
     typer.echo(text_table([{k: (nan if v is None else v) for k, v in r.items()}
                            for r in rows], cols))
     if by_width:
-        wcols = [("policy", "{}"), ("width", "{}"), ("jobs", "{}"), ("mean_wait", "{:.4g}"),
-                 ("mean_bounded_slowdown", "{:.4g}"), ("p95_wait", "{:.4g}"),
-                 ("work_share", "{:.3f}"), ("recorded_mean_wait", "{:.4g}"),
-                 ("recorded_mean_bounded_slowdown", "{:.4g}")]
+        wcols: list[Column] = [("policy", "{}"), ("width", "{}"), *(
+            (k, units.formatter(k)) for k in (
+                "jobs", "mean_wait", "mean_bounded_slowdown", "p95_wait", "work_share",
+                "recorded_mean_wait", "recorded_mean_bounded_slowdown"))]
         typer.echo("\nby width class (processors):")
         typer.echo(text_table([{k: (nan if v is None else v) for k, v in r.items()}
                                for r in wrows], wcols))
@@ -154,6 +164,7 @@ def replay_cluster(trace: Path, policies: list[str], *, procs: int | None,
 
 def list_all_policies() -> None:
     from allocator.cluster import describe_policies
+    from allocator.online.policies import policy_names
 
     typer.echo("wide jobs on P processors (SWF logs; the default for them):")
     for name, doc in describe_policies().items():
@@ -176,6 +187,8 @@ def parse_speeds(speeds: str | None) -> list[float] | None:
 def choose_agents(w: Workload, agents: int | None, utilisation: float | None,
                   speeds: list[float] | None) -> tuple[int, str]:
     """Agent count from --agents, or the smallest giving at most --utilisation."""
+    from allocator.workloads.base import MAX_AGENTS
+
     if agents is not None:
         if not 1 <= agents <= MAX_AGENTS:
             raise InvalidInputError(f"--agents must be in [1, {MAX_AGENTS}], got {agents}",
@@ -223,6 +236,7 @@ def replay_cmd(
     tenant: TenantOpt = None,
     mapping: MappingOpt = None,
     on_bad: OnBadOpt = "report",
+    fmt: TraceFormat = "auto",
     class_weights: Annotated[str | None, typer.Option(
         help="C,H,N,L: stride weights of the four priority classes (default 8,4,2,1).")
     ] = None,
@@ -266,6 +280,11 @@ def replay_cmd(
         replay_cluster(trace, list(policy or []), procs=procs, window=window, limit=limit,
                        job_windows=job_windows, by_width=by_width, as_json=as_json)
         return
+    from allocator.online.options import OnlineOptions
+    from allocator.online.policies import policy_names
+    from allocator.report.replay import text_table, write_replay_report
+    from allocator.workloads.replay import BASELINES, OURS, compare
+
     oopts = OnlineOptions.from_text(class_weights=class_weights, aging=aging,
                                     admission=admission, target_wait=target_wait,
                                     params=param or ())
@@ -291,7 +310,7 @@ def replay_cmd(
         raise InvalidInputError("--slots needs --agents (the agent count is not sized from "
                                 "widths)", field="slots")
     sp = parse_speeds(speeds)
-    w = load_trace(trace, **opts)
+    w = load_trace(trace, fmt=fmt, **opts)
     n, why = choose_agents(w, agents, utilisation, sp)
     if slots is not None:
         held = float((w.tasks["work"] * w.tasks["demand"]).sum())
@@ -305,8 +324,7 @@ def replay_cmd(
     rows = [r.row() for r in results]
     if as_json:
         for r in rows:
-            sys.stdout.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v)
-                                             else v) for k, v in r.items()}) + "\n")
+            sys.stdout.write(to_json(r) + "\n")
     else:
         typer.echo(text_table(rows))
     if report is not None:

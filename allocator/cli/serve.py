@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import socket
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +22,8 @@ import typer
 from allocator.cli.app import app, fail, guarded, one_line
 
 if TYPE_CHECKING:
+    import socket
+
     from api.settings import Settings
 
 
@@ -72,6 +73,8 @@ def check_job_store(url: str) -> None:
 
 def listen_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port, or a one-line error (exit 2) saying why not."""
+    import socket
+
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)

@@ -9,31 +9,30 @@ policies + periodic plans (the coordinator), over one or more solve intervals.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from allocator.cli.app import app, bench_app, guarded
+from allocator.cli.app import app, bench_app, given, guarded, to_json, warn
 from allocator.errors import InvalidInputError
-from allocator.online.coordinator import COORDINATOR_SOLVERS
-from allocator.online.options import ADMISSIONS, OnlineOptions, parse_flaky
-from allocator.online.policies import describe_policies
-from allocator.online.scenarios import (
-    FLEET_WEIGHTS,
-    SCENARIOS,
-    CoordinatorSettings,
-    scenario,
-    scenario_config,
-)
-from allocator.online.workload import WorkloadConfig
-from allocator.usecases import SimulateParams, simulate_uc
-from models import Weights
+
+if TYPE_CHECKING:
+    from allocator.online.options import OnlineOptions
+    from allocator.online.scenarios import CoordinatorSettings
+    from allocator.online.workload import WorkloadConfig
+    from models import Weights
 
 DEFAULT_POLICIES = ["fifo", "round-robin", "jsq", "p2c", "edf", "edf+stealing"]
+#: Options that only shape a generated workload (ignored, with a warning, under --trace).
+GENERATOR_OPTIONS = ("tasks", "arrival", "load", "burst_factor", "sizes", "pareto_alpha", "skew",
+                     "speed_spread", "concurrency", "deadline_share", "hard_share",
+                     "migration_cost", "noise", "mtbf", "mttr", "task_failure",
+                     "tokens_per_min", "coordinate_every", "flaky", "tenants", "skill_groups",
+                     "decision_latency", "history", "max_retries", "scenario_name", "mode",
+                     "plot")
 
 #: Keys of one `--json` line, in order (the contract of `allocator simulate --json`).
 JSON_KEYS = ("policy", "tasks", "completed", "rejected", "failed", "lost", "duplicated",
@@ -66,6 +65,9 @@ def run_policies(cfg: WorkloadConfig, policies: list[str], *, seed: int,
     coordinator at every interval; `batch` plans only, once per interval.
     Without `modes`: coordinated when an interval > 0 is given, else online.
     """
+    from allocator.online.options import OnlineOptions
+    from allocator.usecases import SimulateParams, simulate_uc
+
     intervals = ([coordinate_every] if isinstance(coordinate_every, int | float)
                  else list(coordinate_every))
     out = simulate_uc(SimulateParams(
@@ -80,12 +82,6 @@ def run_policies(cfg: WorkloadConfig, policies: list[str], *, seed: int,
         key = row["policy"] if every is None else f"{row['policy']}@{every:g}"
         res.append(({**row, "seed": seed}, out.histories.get(key) if history else None))
     return res
-
-
-def _given(ctx: typer.Context, name: str) -> bool:
-    """Was this option given on the command line (or by environment), not defaulted?"""
-    src = ctx.get_parameter_source(name)
-    return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def parse_weights(text: str | None, default: Weights) -> Weights:
@@ -247,7 +243,7 @@ def simulate_cmd(
         "--coordinate-every", metavar="T", help="Solve interval of the coordinator (time "
         "units; repeat for several: one run per interval). 0: off.")] = None,
     coordinator_solver: Annotated[str, typer.Option(
-        metavar="SOLVER", help=f"Coordinator backend: {' | '.join(COORDINATOR_SOLVERS)}.")
+        metavar="SOLVER", help="Coordinator backend: auto | cpsat | greedy | nsga2.")
     ] = "greedy",
     coordinator_budget: Annotated[float, typer.Option(
         metavar="B", help="Solve budget: the solver's time limit (s), and by default the "
@@ -285,7 +281,7 @@ def simulate_cmd(
     skill_groups: Annotated[int, typer.Option(
         min=0, help="Each task needs one of G skills; every agent has all of them.")] = 0,
     admission: Annotated[str, typer.Option(
-        help=f"Admission control: {' | '.join(ADMISSIONS)}.")] = "none",
+        help="Admission control: none | throttle.")] = "none",
     target_wait: Annotated[float, typer.Option(
         help="Throttle target queueing delay (with --admission throttle).")] = 5.0,
     class_weights: Annotated[str | None, typer.Option(
@@ -309,6 +305,17 @@ def simulate_cmd(
     ] = None,
 ) -> None:
     """Simulate online policies, batch plans and coordinated runs on a workload; compare them."""
+    from allocator.online.options import OnlineOptions, parse_flaky
+    from allocator.online.policies import describe_policies
+    from allocator.online.scenarios import (
+        FLEET_WEIGHTS,
+        SCENARIOS,
+        CoordinatorSettings,
+        scenario,
+        scenario_config,
+    )
+    from allocator.online.workload import WorkloadConfig
+
     if list_policies:
         for name, doc in describe_policies().items():
             typer.echo(f"{name:18s} {doc}")
@@ -317,12 +324,21 @@ def simulate_cmd(
         for name, sc in SCENARIOS.items():
             typer.echo(f"{name:14s} {sc.agents} agents, {sc.tasks:,} tasks: {sc.description}")
         return
+    if report is not None and trace is None:
+        warn("--report has no effect without --trace (a generated workload has no report); "
+             "nothing is written to " + str(report))
     if trace is not None:
         from allocator.cli.replay import replay_cmd
 
-        replay_cmd(trace, agents=agents or 16, policy=policy, seed=seed, as_json=as_json,
-                   report=report, class_weights=class_weights, aging=aging,
-                   admission=admission, target_wait=target_wait, param=param)
+        unused = given(ctx, *GENERATOR_OPTIONS)
+        if unused:
+            warn(f"{', '.join(unused)} shape a generated workload and have no effect with "
+                 "--trace")
+        # Unset, the agent count is replay's (fewest with offered load <= 85 %), so
+        # `simulate --trace F` and `replay F` are the same run.
+        replay_cmd(trace, agents=agents if given(ctx, "agents") else None, policy=policy,
+                   seed=seed, as_json=as_json, report=report, class_weights=class_weights,
+                   aging=aging, admission=admission, target_wait=target_wait, param=param)
         return
     opts = OnlineOptions.from_text(tenants=tenants, class_weights=class_weights, aging=aging,
                                    admission=admission, target_wait=target_wait,
@@ -334,10 +350,10 @@ def simulate_cmd(
                  flaky_until=fu)
     if scenario_name:
         sc = scenario(scenario_name)
-        given = {k: v for k, v in ctx.params.items()
-                 if k in _SCENARIO_OVERRIDES and _given(ctx, k)}
+        explicit = {k: v for k, v in ctx.params.items()
+                    if k in _SCENARIO_OVERRIDES and given(ctx, k)}
         cfg = scenario_config(scenario_name, agents=n_agents, tasks=tasks, seed=seed,
-                              **extra, **given)
+                              **extra, **explicit)
         run_weights = parse_weights(weights, sc.weights)
         pols = policy or list(sc.policies)
         planned = plan_policy or [sc.policy]
@@ -365,7 +381,7 @@ def simulate_cmd(
              f"{cfg.arrival} arrivals at load {cfg.load}, seed {seed}")
     if as_json:
         for row in rows:
-            typer.echo(json.dumps({k: row[k] for k in (*JSON_KEYS, *RUN_KEYS)}))
+            typer.echo(to_json({k: row[k] for k in (*JSON_KEYS, *RUN_KEYS)}))
     else:
         console = Console()
         console.width = max(console.width, 200)  # many columns: do not squeeze them
@@ -398,11 +414,11 @@ def bench_online_cmd(
     load = os.getloadavg()[0]
     n_speed = 20_000 if quick else tasks
     for r in bench.sim_speed(tasks=n_speed):
-        typer.echo(json.dumps({"kind": "sim_speed", **r, "loadavg": load}))
+        typer.echo(to_json({"kind": "sim_speed", **r, "loadavg": load}))
     for r in bench.runtime_overhead(tasks=5_000 if quick else 20_000):
-        typer.echo(json.dumps({"kind": "runtime", **r, "loadavg": load}))
+        typer.echo(to_json({"kind": "runtime", **r, "loadavg": load}))
     for r in bench.quality(tasks=3_000 if quick else 20_000):
-        typer.echo(json.dumps({"kind": "quality", **r}))
+        typer.echo(to_json({"kind": "quality", **r}))
 
 
 def print_bench(speed_tasks: int = 200_000, *, quick: bool = False,

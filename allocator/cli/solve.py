@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from allocator.cli.app import app, guarded
-from allocator.io import read_plan, read_snapshot, write_plan
-from allocator.solvers import solver_names
-from allocator.usecases import SolveParams, solve_uc
-from allocator.validate import validate as validate_plan
-from models import Plan, Snapshot
+from allocator.cli.app import app, fail, guarded, to_json
+
+if TYPE_CHECKING:
+    from models import Plan, Snapshot
 
 console = Console(width=None if Console().is_terminal else 140)
 
@@ -99,6 +96,9 @@ def solve(
     plot: Annotated[Path | None, typer.Option(help="Chart file: .png, .svg or .html.")] = None,
 ) -> None:
     """Solve a snapshot and print the plan summary."""
+    from allocator.io import read_snapshot, write_plan
+    from allocator.usecases import SolveParams, solve_uc
+
     snap = read_snapshot(snapshot)
     plan = solve_uc(snap, SolveParams(solver=solver, time_limit=time_limit, seed=seed))
     if output is not None:
@@ -108,11 +108,15 @@ def solve(
 
         plot_plan(snap, plan, plot)
     if as_json:
-        typer.echo(plan.model_dump_json(indent=2, by_alias=True))
+        typer.echo(to_json(plan.model_dump(mode="json", by_alias=True), indent=2))
+        if plot is not None:
+            typer.echo(f"chart written to {plot}", err=True)
         return
     render_plan(plan, snap)
     if output is not None:
         console.print(f"plan written to {output}")
+    if plot is not None:
+        console.print(f"chart written to {plot}")
 
 
 @app.command()
@@ -122,6 +126,10 @@ def validate(
     plan: Annotated[Path, typer.Argument(help="Plan JSON file.")],
 ) -> None:
     """Check a plan against its snapshot; exit 1 if any hard constraint is violated."""
+    from allocator.io import read_plan, read_snapshot
+    from allocator.validate import validate as validate_plan
+
+    _check_order(snapshot, plan)
     snap = read_snapshot(snapshot)
     violations = validate_plan(snap, read_plan(plan))
     if not violations:
@@ -133,23 +141,46 @@ def validate(
     raise typer.Exit(1)
 
 
+def _check_order(snapshot: Path, plan: Path) -> None:
+    """A plan given as SNAPSHOT and a snapshot as PLAN: say so instead of a field error."""
+    def kind(path: Path) -> str | None:
+        try:
+            head = path.read_text(errors="replace")[:65536]
+        except OSError:
+            return None  # the reader reports it
+        if '"assignments"' in head and '"solver"' in head:
+            return "plan"
+        if '"agents"' in head and '"tasks"' in head:
+            return "snapshot"
+        return None
+
+    if kind(snapshot) == "plan" and kind(plan) in ("snapshot", None):
+        raise fail(f"{snapshot} is a plan and {plan} looks like a snapshot: the order is "
+                   f"`allocator validate SNAPSHOT PLAN` (try: allocator validate {plan} "
+                   f"{snapshot})")
+
+
 @app.command()
 def schema(
     which: Annotated[str, typer.Argument(help="snapshot, plan or all")] = "all",
 ) -> None:
     """Print the JSON Schema of Snapshot and/or Plan."""
+    from models import Plan, Snapshot
+
     schemas = {"snapshot": Snapshot.model_json_schema(),
                "plan": Plan.model_json_schema(by_alias=True)}
     if which not in (*schemas, "all"):
         typer.echo(f"error: unknown schema {which!r}; use snapshot, plan or all", err=True)
         raise typer.Exit(2)
     payload = schemas if which == "all" else schemas[which]
-    typer.echo(json.dumps(payload, indent=2))
+    typer.echo(to_json(payload, indent=2))
 
 
 @app.command()
 def solvers() -> None:
     """List the solver backends; PuLP backends whose solver program is missing are marked."""
+    from allocator.solvers import solver_names
+
     names = solver_names()
     status = {name: backend_status(name) for name in names}
     width = max(len(n) for n in names)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from allocator.cli.app import app, guarded
+from allocator.cli.app import app, guarded, to_json
 from allocator.cli.replay import (
     ArrivalScale,
     DeadlineFactor,
@@ -19,6 +18,7 @@ from allocator.cli.replay import (
     PriorityOpt,
     TenantOpt,
     TimeScale,
+    TraceFormat,
     TraceLimit,
     TraceWindow,
     choose_agents,
@@ -26,8 +26,9 @@ from allocator.cli.replay import (
     parse_speeds,
     trace_options,
 )
-from allocator.planning.tune import Trial, parse_param, tune
-from allocator.report.replay import text_table
+
+if TYPE_CHECKING:
+    from allocator.planning.tune import Trial
 
 
 @app.command("tune")
@@ -67,15 +68,20 @@ def tune_cmd(
     tenant: TenantOpt = None,
     mapping: MappingOpt = None,
     on_bad: OnBadOpt = "report",
+    fmt: TraceFormat = "auto",
 ) -> None:
     """Replay the trace under each parameter setting; print the best and each parameter's effect."""
+    from allocator.planning.tune import parse_param, tune
+    from allocator.report import units
+    from allocator.report.replay import Column, text_table
+
     space = dict(parse_param(p) for p in param)
     opts = trace_options(window=window, limit=limit, time_scale=time_scale,
                          arrival_scale=arrival_scale, deadline=deadline,
                          deadline_factor=deadline_factor, priority=priority, tenant=tenant,
                          mapping=mapping, on_bad=on_bad)
     sp = parse_speeds(speeds)
-    w = load_trace(trace, **opts)
+    w = load_trace(trace, fmt=fmt, **opts)
     n, why = choose_agents(w, agents, utilisation, sp)
     typer.echo(why, err=True)
 
@@ -87,26 +93,36 @@ def tune_cmd(
     res = tune(w, policy, space, agents=n, speeds=sp, objective=objective, search=search,
                samples=samples, seed=seed, home=home, progress=progress)  # type: ignore[arg-type]
     if as_json:
-        sys.stdout.write(json.dumps(res.to_json()) + "\n")
+        sys.stdout.write(to_json(res.to_json()) + "\n")
         return
     rows = [{"setting": "default", **res.default.row},
             {"setting": "best " + " ".join(f"{k}={v:g}" for k, v in res.best.params.items()),
              **res.best.row}]
-    cols = (("setting", "{}"), ("miss_rate", "{:.3f}"), ("mean_wait", "{:.4g}"),
-            ("p95_wait", "{:.4g}"), ("p99_wait", "{:.4g}"), ("mean_bounded_slowdown", "{:.4g}"),
-            ("jain_tenants", "{:.3f}"), ("utilisation", "{:.3f}"), ("steals", "{}"))
+    cols: tuple[Column, ...] = (("setting", "{}"), *((k, units.formatter(k)) for k in (
+        "miss_rate", "mean_wait", "p95_wait", "p99_wait", "mean_bounded_slowdown",
+        "jain_tenants", "utilisation", "steals")))
     typer.echo(f"{res.policy}: {len(res.trials)} settings ({search}), objective {objective}")
     typer.echo(text_table(rows, cols))
-    gain = res.to_json()["improvement"]
-    typer.echo(f"\n{objective}: {res.default.row[objective]:.5g} -> "
-               f"{res.best.row[objective]:.5g} ({gain:+.1%} vs the default settings)\n")
+    line = improvement_line(objective, res.default.row[objective], res.best.row[objective],
+                            res.to_json()["improvement"])
+    typer.echo(f"\n{line}\n")
     srows = []
     for name, s in sorted(res.sensitivity.items(), key=lambda kv: -kv[1]["spread"]):
         srows.append({"parameter": name, "spread": s["spread"],
                       "relative": s["relative_spread"], "best value": f"{s['best_value']:g}",
                       "mean objective per value": ", ".join(
-                          f"{v}: {m:.4g}" for v, m in s["means"].items())})
+                          f"{v}: {units.decimal(m)}" for v, m in s["means"].items())})
     typer.echo("sensitivity (main effect: mean objective per value; spread = max - min)")
-    typer.echo(text_table(srows, (("parameter", "{}"), ("spread", "{:.4g}"),
-                                  ("relative", "{:.1%}"), ("best value", "{}"),
+    typer.echo(text_table(srows, (("parameter", "{}"), ("spread", units.decimal),
+                                  ("relative", units.percent), ("best value", "{}"),
                                   ("mean objective per value", "{}"))))
+
+
+def improvement_line(objective: str, before: float, after: float, gain: float) -> str:
+    """`mean_wait 0.553 s -> 0.538 s, 2.8 % better than the default settings` (minimised)."""
+    from allocator.report import units
+
+    change = ("no change from" if gain == 0 else
+              f"{units.percent(abs(gain))} {'better' if gain > 0 else 'worse'} than")
+    return (f"{objective} {units.cell(objective, before)} \u2192 {units.cell(objective, after)}, "
+            f"{change} the default settings")

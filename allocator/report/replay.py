@@ -29,32 +29,35 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 
+from allocator.report import units
 from allocator.workloads.base import Workload
 from allocator.workloads.replay import ReplayResult, utilisation_series
 
-#: Columns of the comparison table, in order, with their number format.
-TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("policy", "{}"), ("agents", "{}"), ("tasks", "{}"), ("completed", "{}"),
-    ("rejected", "{}"), ("failed", "{}"), ("miss_rate", "{:.3f}"), ("mean_wait", "{:.4g}"),
-    ("p50_wait", "{:.4g}"), ("p95_wait", "{:.4g}"), ("p99_wait", "{:.4g}"),
-    ("mean_bounded_slowdown", "{:.4g}"), ("utilisation", "{:.3f}"), ("jain", "{:.3f}"),
-    ("jain_tenants", "{:.3f}"), ("steals", "{}"), ("migrations", "{}"), ("span", "{:.4g}"),
+#: Columns of the comparison table, in order, with their format: a format string, or a
+#: function of the value (then the header comes from `units.header`, with its unit).
+Column = tuple[str, "str | units.Formatter"]
+TABLE_COLUMNS: tuple[Column, ...] = (
+    ("policy", "{}"), *((k, units.formatter(k)) for k in (
+        "agents", "tasks", "completed", "rejected", "failed", "miss_rate", "mean_wait",
+        "p50_wait", "p95_wait", "p99_wait", "mean_bounded_slowdown", "utilisation", "jain",
+        "jain_tenants", "steals", "migrations", "span")),
     ("wall_s", "{:.2f}"),
 )
 CLASSES = ("critical", "high", "normal", "low")
 
 
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]] =
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column] =
                  TABLE_COLUMNS) -> list[list[str]]:
     """Rows as strings (header first), for text and HTML tables alike."""
     cols = [(k, f) for k, f in columns if any(k in r for r in rows)]
-    out = [[k for k, _ in cols]]
+    out = [[k if isinstance(f, str) else units.header(k) for k, f in cols]]
     for r in rows:
-        out.append([f.format(r[k]) if k in r else "" for k, f in cols])
+        out.append([("" if k not in r else f.format(r[k]) if isinstance(f, str) else f(r[k]))
+                    for k, f in cols])
     return out
 
 
-def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]] =
+def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column] =
                TABLE_COLUMNS) -> str:
     """A fixed-width text table (what the CLI prints)."""
     cells = format_table(rows, columns)

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 
 from allocator.errors import InvalidInputError
+from allocator.report import units
 from models import Priority
 
 if TYPE_CHECKING:  # the online package is imported only when specs are built
@@ -174,9 +175,9 @@ class Workload:
 
     def summary(self) -> str:
         lines = [
-            f"{self.source}: {self.rows_read} rows read, {len(self)} tasks, "
-            f"span {self.span:.6g} s, work {self.total_work:.6g} s, "
-            f"offered load {self.offered_load():.4g} agents",
+            f"{self.source}: {self.rows_read:,} rows read, {len(self):,} tasks, "
+            f"span {units.decimal(self.span)} s, work {units.decimal(self.total_work)} s, "
+            f"offered load {units.decimal(self.offered_load())} agents",
             self.bad.summary(),
         ]
         if self.filtered:

@@ -177,6 +177,32 @@ def test_bad_input_is_one_error_shape(client: httpx.Client, body: bytes, status:
             assert err["field"] is not None and err["field"].startswith(field), err
 
 
+def test_request_errors_say_what_to_change(client: httpx.Client) -> None:
+    """A bare snapshot, JSON broken on line 2, no content-type: the message says the fix."""
+    json_h = {"content-type": "application/json"}
+    bare = json.dumps(small_snapshot())
+    for route in ("/v1/solve", "/v1/jobs", "/v1/validate"):
+        err = assert_error(client.post(route, content=bare, headers=json_h), 422,
+                           "invalid_input")
+        assert err["field"] == "snapshot", err
+        assert err["message"].startswith('body must be {"snapshot": ...'), err
+        assert "field 'snapshot' is missing" in err["message"], err
+        assert "bare snapshot" in err["message"], err
+    err = assert_error(client.post("/v1/validate", content=json.dumps({"snapshot": {}}),
+                                   headers=json_h), 422, "invalid_input")
+    assert err["field"] == "plan" and "field 'plan' is missing" in err["message"], err
+    err = assert_error(client.post("/v1/solve", content=b'{"snapshot": {\n  "agents": [,]}}',
+                                   headers=json_h), 422, "invalid_input")
+    assert err["message"].startswith("malformed JSON at line 2, column 14"), err
+    for headers in ({}, {"content-type": "text/plain"}):
+        err = assert_error(client.post("/v1/solve", content=json.dumps({"snapshot": {}}),
+                                       headers=headers), 422, "invalid_input")
+        assert "content-type: application/json" in err["message"], err
+    err = assert_error(client.post("/v1/solve", content=b"[1, 2]", headers=json_h), 422,
+                       "invalid_input")
+    assert "must be a JSON object" in err["message"], err
+
+
 def test_huge_bodies_are_413(client: httpx.Client) -> None:
     big = b'{"snapshot": {"agents": [' + b'{"id": "a"},' * 40_000 + b'{"id": "z"}]}}'
     assert_error(client.post("/v1/solve", content=big,

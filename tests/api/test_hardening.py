@@ -226,6 +226,7 @@ def test_large_bodies_work_on_every_route(big_server: Server) -> None:
     (lambda: {"snapshot": big_snapshot(20_000)}, "snapshot.tasks"),
     (lambda: {"snapshot": {**big_snapshot(3000), "time": math.inf}}, "snapshot.time"),
     (lambda: {"snapshot": big_snapshot(3000), "solver": ""}, "solver"),
+    (lambda: big_snapshot(3000), "snapshot"),  # a bare snapshot: the wrapper is missing
     (lambda: {"snapshot": {**big_snapshot(3000), "weights": {"cost": 1e300}}},
      "snapshot.weights.cost"),
 ])

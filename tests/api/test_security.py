@@ -103,7 +103,7 @@ def test_a_valid_key_passes_every_route(keyed_app: Any) -> None:
             assert r.status_code != 401, (method, path, r.text[:200])
 
 
-def test_without_keys_nothing_asks_for_one() -> None:
+def test_without_keys_no_route_asks_for_one() -> None:
     app = create_app(Settings(workers=1))
     client = TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False)
     for method, path in app_routes(app):
@@ -325,3 +325,50 @@ def test_key_gate_message_and_path_less_scopes() -> None:
     calls = app.calls
     asyncio.run(gate({"type": "lifespan"}, None, None))  # type: ignore[arg-type]
     assert app.calls == calls + 1 and mcp.calls == 0
+
+
+def test_host_gate_wildcard_still_needs_a_host_and_names_the_setting() -> None:
+    gate = HostGate(Echo(), ["*"])
+    assert call(gate, http())[0] == 421  # no Host header at all
+    assert call(gate, http(host="any.example"))[0] == 200
+    _, _, body = call(HostGate(Echo(), []), http(host="evil.example"))
+    assert error_of(body)["message"] == (
+        "Host 'evil.example' is not allowed on this server (settings: allowed_hosts)")
+
+
+class ReadsThenWaits(Echo):
+    """Reads the body, then waits for the next message (a disconnect), as until_disconnect does."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if msg["type"] != "http.request" or not msg.get("more_body", False):
+                break
+        after = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body + after["type"].encode()})
+
+
+def test_streamed_body_is_replayed_then_the_real_receive_takes_over() -> None:
+    app = BodyLimitMiddleware(ReadsThenWaits(), limit=10)
+    assert call(app, http(), [b"12", b"34"]) == (200, {}, b"1234http.disconnect")
+
+
+def test_a_client_that_leaves_mid_body_still_reaches_the_app() -> None:
+    inner = Echo()
+    app = BodyLimitMiddleware(inner, limit=10)
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": b"12", "more_body": True},
+                {"type": "http.disconnect"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    asyncio.run(app(http(), receive, send))
+    assert inner.calls == 1  # the app sees the disconnect and decides what to do
