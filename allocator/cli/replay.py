@@ -162,6 +162,78 @@ def replay_cluster(trace: Path, policies: list[str], *, procs: int | None,
                                for r in wrows], wcols))
 
 
+def pod_mode(trace: Path, *, agents: int | None, utilisation: float | None,
+             slots: int | None, nodes: int | None, node_shape: str | None,
+             policies: list[str]) -> bool:
+    """Whether `allocator replay` places Alibaba pods on nodes (docs/workloads.md)."""
+    from allocator.cluster.pods import is_pod_policy, is_pod_trace
+
+    if agents is not None or utilisation is not None or slots is not None:
+        if nodes is not None or node_shape is not None:
+            raise InvalidInputError("--nodes / --node-shape replay pods on nodes; they do not "
+                                    "combine with --agents, --utilisation or --slots",
+                                    field="nodes")
+        return False
+    if not is_pod_trace(trace):
+        if nodes is not None or node_shape is not None:
+            raise InvalidInputError("--nodes / --node-shape need an Alibaba pod CSV (columns "
+                                    "cpu_milli, memory_mib, num_gpu, gpu_milli, ...)",
+                                    field="trace")
+        return False
+    if policies and all(is_pod_policy(p) for p in policies):
+        return True
+    return nodes is not None or node_shape is not None
+
+
+def replay_pods(trace: Path, policies: list[str], *, nodes: int | None,
+                node_shape: str | None, window: str | None, limit: int | None,
+                as_json: bool) -> None:
+    """Pods on nodes: one row per policy (allocator.cluster.pods.POD_ROW_KEYS)."""
+    from allocator.cluster.pods import (
+        DEFAULT_NODES,
+        DEFAULT_POD_POLICIES,
+        DEFAULT_SHAPE,
+        NodeShape,
+        parse_pod_policy,
+        pod_row,
+        read_pods,
+        simulate_pods,
+    )
+
+    pols = [parse_pod_policy(p).name for p in (policies or DEFAULT_POD_POLICIES)]
+    shape = NodeShape.parse(node_shape or DEFAULT_SHAPE)
+    n = DEFAULT_NODES if nodes is None else nodes
+    if n < 1:
+        raise InvalidInputError(f"--nodes must be >= 1, got {n}", field="nodes")
+    jobs = read_pods(trace, shape, window=parse_window(window), limit=limit)
+    if len(jobs) == 0:
+        raise InvalidInputError(f"{trace}: no replayable pods", field="trace")
+    dropped = ", ".join(f"{v} {k}" for k, v in jobs.dropped.items()) or "none"
+    typer.echo(f"{trace}: {len(jobs)} pods on {n} nodes of cpu={shape.cpu},"
+               f"memory={shape.memory},gpu={shape.gpu}; dropped: {dropped}", err=True)
+    rows = []
+    for p in pols:
+        s = simulate_pods(jobs, n, shape, p)
+        row = pod_row(jobs, s)
+        rate = len(jobs) / s.wall_s if s.wall_s > 0 else float("inf")
+        typer.echo(f"{p}: {len(jobs)} pods in {s.wall_s:.3g} s ({rate:,.0f} jobs/s)", err=True)
+        for msg in row.pop("_problems"):
+            typer.echo(f"{p}: INVALID: {msg}", err=True)
+        rows.append(row)
+    if as_json:
+        for r in rows:
+            sys.stdout.write(json.dumps({k: _num(v) for k, v in r.items()}) + "\n")
+        return
+    cols = [("policy", "{}"), ("jobs", "{}"), ("nodes", "{}"), ("mean_wait", "{:.4g}"),
+            ("mean_bounded_slowdown", "{:.4g}"), ("p95_wait", "{:.4g}"),
+            ("utilisation_cpu", "{:.3f}"), ("utilisation_memory", "{:.3f}"),
+            ("utilisation_gpu", "{:.3f}"), ("recorded_mean_wait", "{:.4g}"),
+            ("recorded_mean_bounded_slowdown", "{:.4g}"), ("valid", "{}")]
+    nan = float("nan")
+    typer.echo(text_table([{k: (nan if v is None else v) for k, v in r.items()}
+                           for r in rows], cols))
+
+
 def list_all_policies() -> None:
     from allocator.cluster import describe_policies
     from allocator.online.policies import policy_names
@@ -169,6 +241,12 @@ def list_all_policies() -> None:
     typer.echo("wide jobs on P processors (SWF logs; the default for them):")
     for name, doc in describe_policies().items():
         typer.echo(f"  {name:22s} {doc}")
+    from allocator.cluster.pods import BACKFILLS, PLACEMENTS, pod_policy_names
+
+    typer.echo("Alibaba pods on nodes (pod CSV with --nodes / --node-shape), BACKFILL:PLACEMENT:")
+    for name in pod_policy_names():
+        bf, _, pl_ = name.partition(":")
+        typer.echo(f"  {name:22s} {BACKFILLS[bf]}; {PLACEMENTS[pl_ or 'first-fit']}")
     typer.echo("single-server agents through the online executor (with --agents N):")
     for name in policy_names():
         typer.echo(f"  {name}")
@@ -257,6 +335,12 @@ def replay_cmd(
     job_windows: Annotated[int | None, typer.Option(
         "--job-windows", help="Wide-job replay: replay consecutive windows of N jobs, each "
         "from an empty machine, and report the mean over windows.")] = None,
+    nodes: Annotated[int | None, typer.Option(
+        "--nodes", help="Pod CSV: replay pods on this many nodes (default 1523, the openb "
+        "cluster).")] = None,
+    node_shape: Annotated[str | None, typer.Option(
+        "--node-shape", help="Pod CSV: one node's capacity, cpu=MILLI,memory=MIB,gpu=N "
+        "(default cpu=96000,memory=786432,gpu=8).")] = None,
     list_policies: Annotated[bool, typer.Option(
         "--policies", help="List the policy names and exit.")] = False,
     slots: Annotated[int | None, typer.Option(
@@ -275,6 +359,11 @@ def replay_cmd(
         return
     if trace is None:
         raise InvalidInputError("give a TRACE (or --policies)", field="trace")
+    if pod_mode(trace, agents=agents, utilisation=utilisation, slots=slots, nodes=nodes,
+                node_shape=node_shape, policies=list(policy or [])):
+        replay_pods(trace, list(policy or []), nodes=nodes, node_shape=node_shape,
+                    window=window, limit=limit, as_json=as_json)
+        return
     if slots is None and cluster_mode(trace, agents=agents, utilisation=utilisation,
                                       procs=procs, policies=list(policy or [])):
         replay_cluster(trace, list(policy or []), procs=procs, window=window, limit=limit,
