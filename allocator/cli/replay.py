@@ -199,6 +199,8 @@ def replay_pods(trace: Path, policies: list[str], *, nodes: int | None,
         read_pods,
         simulate_pods,
     )
+    from allocator.report.replay import text_table
+    from allocator.workloads import parse_window
 
     pols = [parse_pod_policy(p).name for p in (policies or DEFAULT_POD_POLICIES)]
     shape = NodeShape.parse(node_shape or DEFAULT_SHAPE)
@@ -222,7 +224,7 @@ def replay_pods(trace: Path, policies: list[str], *, nodes: int | None,
         rows.append(row)
     if as_json:
         for r in rows:
-            sys.stdout.write(json.dumps({k: _num(v) for k, v in r.items()}) + "\n")
+            sys.stdout.write(to_json(r) + "\n")
         return
     cols = [("policy", "{}"), ("jobs", "{}"), ("nodes", "{}"), ("mean_wait", "{:.4g}"),
             ("mean_bounded_slowdown", "{:.4g}"), ("p95_wait", "{:.4g}"),
