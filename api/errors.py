@@ -67,10 +67,11 @@ HTTP_STATUS: dict[type[BaseException], int] = {
 
 
 #: Errors of optional engine modules (the online runtime, the Ray backend), by qualified
-#: name so the API does not import those modules to map them.
+#: name so the API does not import those modules to map them. A task that ran and
+#: failed is the work's failure, not the server's: 422 (never a 500).
 HTTP_STATUS_BY_NAME: dict[str, int] = {
     "allocator.online.runtime.TaskRejectedError": 429,
-    "allocator.online.runtime.TaskFailedError": 500,
+    "allocator.online.runtime.TaskFailedError": 422,
     "allocator.online.breaker.CircuitOpenError": 503,
     "allocator.distributed.session.RayUnavailableError": 501,
 }

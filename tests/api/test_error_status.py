@@ -58,6 +58,7 @@ def test_names_in_the_map_exist() -> None:
 
 @pytest.mark.parametrize("qualified,status", [
     ("allocator.online.runtime.TaskRejectedError", 429),
+    ("allocator.online.runtime.TaskFailedError", 422),
     ("allocator.online.breaker.CircuitOpenError", 503),
     ("allocator.distributed.session.RayUnavailableError", 501),
     ("allocator.errors.ResourceLimitError", 413),
