@@ -74,6 +74,7 @@ HTTP_STATUS_BY_NAME: dict[str, int] = {
     "allocator.online.runtime.TaskFailedError": 422,
     "allocator.online.breaker.CircuitOpenError": 503,
     "allocator.distributed.session.RayUnavailableError": 501,
+    "allocator.roadef.instance.RoadefFormatError": 422,
 }
 
 
