@@ -126,3 +126,38 @@ def test_bench_startup_prints_one_row_per_command_with_a_ratio() -> None:
     assert rows[0]["command"] == "python -c pass" and rows[0]["ratio"] == 1.0
     assert any(x["command"] == "allocator --help" for x in rows)
     assert all(x["median_s"] > 0 and x["ratio"] > 0 for x in rows)
+
+
+@pytest.mark.parametrize("argv", [["--help"], [], ["bench", "--help"], ["solve", "--help"],
+                                  ["bench", "gap", "--help"], ["ray", "run", "--help"],
+                                  ["nosuch"], ["bench", "nosuch"], ["solv"], ["--version"]],
+                         ids=lambda a: " ".join(a) or "no-args")
+def test_the_lazy_view_answers_exactly_as_the_full_app(argv: list[str]) -> None:
+    """`main` runs a view with only the invoked command built; nothing a user sees changes."""
+    from allocator.cli.app import lazy_view
+
+    runner, env = CliRunner(), {"COLUMNS": "100"}
+    full, lazy = runner.invoke(app, argv, env=env), runner.invoke(lazy_view(app, argv), argv,
+                                                                  env=env)
+    assert (lazy.exit_code, lazy.output) == (full.exit_code, full.output)
+
+
+def test_the_lazy_view_builds_only_the_invoked_command() -> None:
+    """The cause of a fast `--help`: other commands are parameterless placeholders."""
+    import importlib
+
+    app_module = importlib.import_module("allocator.cli.app")  # `allocator.cli.app` is the Typer
+    lazy_view = app_module.lazy_view
+
+    top = lazy_view(app, ["--help"])
+    assert all(c.callback is app_module._not_loaded for c in top.registered_commands)
+    assert top.registered_groups == []  # groups are listed through placeholders too
+    view = lazy_view(app, ["bench", "gap", "x.txt"])
+    real = [c.name for c in view.registered_commands if c.callback is not app_module._not_loaded]
+    assert real == []  # `bench` is a group: it stays a group, built lazily in turn
+    bench = next(g for g in view.registered_groups if g.name == "bench")
+    assert bench.typer_instance is not None
+    built = [c for c in bench.typer_instance.registered_commands
+             if c.callback is not app_module._not_loaded]
+    assert [c.name for c in built] == ["gap"]
+    assert len(app.registered_commands) > 10  # the full app is untouched

@@ -1,9 +1,11 @@
-"""The shell examples of README.md and docs/*.md run, as a newcomer would copy them.
+"""The shell examples of README.md, docs/*.md and benchmarks/README.md run, as a newcomer
+would copy them.
 
 Every fenced block tagged bash/sh/console/shell (or untagged but starting with
-`allocator`, `make`, `curl` or `jq`) is an example. Each one runs as a bash
+`allocator`, `make`, `curl`, `jq` or `python`) is an example. Each one runs as a bash
 script (`set -euo pipefail`) in a fresh directory that has the repository's
-`data/` and the installed `allocator` on PATH, so a renamed flag, a moved file
+`data/` and `benchmarks/`, and the installed `allocator` and the project's
+`python` on PATH, so a renamed flag, a moved file
 or a changed output fails here instead of on a reader's machine.
 
 Small sizes: time limits above 2 s are cut to 2 s (`--time-limit 10` ->
@@ -32,9 +34,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+        ROOT / "benchmarks" / "README.md"]
 SHELL_LANGS = {"bash", "sh", "console", "shell"}
-COMMANDS = ("allocator", "make", "curl", "jq")
+COMMANDS = ("allocator", "make", "curl", "jq", "python")
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
 MARKER = re.compile(r"<!--\s*docs-test:\s*(?P<what>[\w-]+)\s*(?:\((?P<why>[^)]*)\))?\s*-->")
 TIME_LIMIT = re.compile(r"(--time-limit|--exact-time-limit)(\s+|=)(\d+(?:\.\d+)?)")
@@ -111,9 +114,11 @@ def test_every_example_is_tagged_and_every_skip_says_why(ex: Example) -> None:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh directory with the repository's data/ (read-only use) as a reader's clone has."""
+    """A fresh directory with the repository's data/ and benchmarks/ (read-only use), as a
+    reader's clone has."""
     d = tmp_path_factory.mktemp("docs")
     (d / "data").symlink_to(ROOT / "data")
+    (d / "benchmarks").symlink_to(ROOT / "benchmarks")
     return d
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -14,6 +16,7 @@ from typing import get_args as typing_args
 
 import typer
 from typer.core import TyperArgument, TyperOption
+from typer.models import CommandInfo, TyperInfo
 
 from allocator.errors import AllocatorError
 
@@ -288,7 +291,62 @@ def _startup(
     load_plugins()
 
 
+def _not_loaded(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("a help-only placeholder was invoked; run the full `app`")
+
+
+def _placeholder(name: str, help_text: str | None, short_help: str | None,
+                 hidden: bool, panel: str | None) -> CommandInfo:
+    return CommandInfo(name=name, callback=_not_loaded, help=help_text, short_help=short_help,
+                       hidden=hidden, rich_help_panel=panel, add_help_option=False)
+
+
+def lazy_view(typer_app: typer.Typer, argv: list[str]) -> typer.Typer:
+    """`typer_app` with only the command on argv's path built in full.
+
+    typer turns every command's signature into click parameters before it
+    parses anything (get_type_hints, inspect.signature: most of `--help`'s
+    start-up with 30 commands). In this view each other command and group is a
+    parameterless placeholder with the same name and help, so listings read the
+    same while only the command that runs pays for its parameters. Neither
+    level takes option values, so the path is the words before the first option
+    or after the group options.
+    """
+    from typer.main import get_command_name, solve_typer_info_help
+
+    words = [a for a in argv if not a.startswith("-")]
+    wanted = words[0] if words else None
+    view = copy.copy(typer_app)
+    commands: list[CommandInfo] = []
+    for info in typer_app.registered_commands:
+        name = info.name or get_command_name(info.callback.__name__)  # type: ignore[union-attr]
+        if name == wanted:
+            commands.append(info)
+        else:
+            help_text = info.help if info.help is not None else inspect.getdoc(info.callback)
+            commands.append(_placeholder(name, help_text, info.short_help, info.hidden,
+                                         info.rich_help_panel))
+    groups: list[TyperInfo] = []
+    for group in typer_app.registered_groups:
+        group_name = group.name if isinstance(group.name, str) else None
+        if group_name is None or group.typer_instance is None:
+            groups.append(group)
+        elif group_name == wanted:
+            sub = copy.copy(group)
+            rest = argv[argv.index(group_name) + 1:]
+            sub.typer_instance = lazy_view(group.typer_instance, rest)
+            groups.append(sub)
+        else:
+            hidden = group.hidden if isinstance(group.hidden, bool) else False
+            panel = group.rich_help_panel if isinstance(group.rich_help_panel, str) else None
+            commands.append(_placeholder(group_name, solve_typer_info_help(group), None, hidden,
+                                         panel))
+    view.registered_commands = commands
+    view.registered_groups = groups
+    return view
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    app()
+    lazy_view(app, sys.argv[1:])()

@@ -289,3 +289,27 @@ def test_restarted_actor_rejoins(ray_cluster) -> None:
     assert set(seen.ends.values()) == {1}
     assert rx.stats.actor_deaths == 1 and rx.stats.rejoins == 1
     assert rx.core.agents["a0"].status.value == "up"
+
+
+def test_cli_ray_run_kill_reports_failover_or_says_it_never_happened(ray_cluster) -> None:
+    """`ray run --kill`: the killed actor's tasks finish elsewhere, none lost or doubled; a run
+    that ends before --kill-after says so on stderr instead of reporting a clean failover."""
+    from typer.testing import CliRunner
+
+    from allocator.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["ray", "run", "--agents", "3", "--tasks", "4", "--seconds", "0.01",
+                            "--kill", "a0", "--kill-after", "60", "--json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)
+    assert row["killed"] is None and row["completed"] == 4 and row["lost"] == 0
+    assert "no actor was killed" in r.stderr
+    r = runner.invoke(app, ["ray", "run", "--agents", "3", "--tasks", "120", "--seconds", "0.03",
+                            "--kill", "a0", "--kill-after", "0.3", "--json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)
+    assert row["killed"] == "a0" and row["actor_deaths"] >= 1
+    assert row["lost"] == 0 and row["duplicated"] == 0
+    assert row["completed"] + row["failed"] + row["rejected"] == 120
+    assert "no actor was killed" not in r.stderr
