@@ -21,6 +21,14 @@ concurrency     agent an agent never runs more tasks at once than its
                       concurrency
 max_migrations  task  at most ``options.max_migrations`` placed tasks sit on
                       another agent than their ``current_agent``
+anti_affinity   task  placed tasks of an anti-affine group sit on distinct
+                      agents (models.topology)
+spread          task  placed tasks of a group cover at least
+                      ``min(min_spread, placed)`` values of its spread key
+dependency      task  a placed task's dependency-key value (neighbourhood)
+                      holds a placed task of each group its group depends on
+transient       agent per transient resource, the placed demands plus those
+                      of tasks that moved away from the agent fit its capacity
 =============== ===== ========================================================
 
 A *migration* is a placed task whose agent differs from its current agent
@@ -48,6 +56,7 @@ __all__ = [
     "CAPACITY_RTOL",
     "HARD_CONSTRAINTS",
     "TIME_ATOL",
+    "TOPOLOGY_RULES",
     "HardConstraint",
     "assignment_feasible",
     "capacity_limit",
@@ -174,6 +183,127 @@ def max_migrations(problem: Problem, schedule: Schedule) -> np.ndarray:
     return moved
 
 
+def _placed_in_groups(problem: Problem, agent_of: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(placed tasks with a group, their group)."""
+    topo = problem.topology
+    assert topo is not None
+    on = np.flatnonzero((agent_of >= 0) & (topo.group_of >= 0))
+    return on, topo.group_of[on]
+
+
+def anti_affinity(problem: Problem, schedule: Schedule) -> np.ndarray:
+    """Hard. [n] placed tasks of an anti-affine group sharing an agent with an earlier member.
+
+    Of the members on one agent the first in snapshot order is not marked, so
+    leaving out the marked tasks is a repair.
+    """
+    bad = np.zeros(problem.n, dtype=bool)
+    topo = problem.topology
+    if topo is None or not topo.anti.any():
+        return bad
+    a = schedule.agent_of
+    on, g = _placed_in_groups(problem, a)
+    keep = topo.anti[g]
+    on, g = on[keep], g[keep]
+    key = g * max(problem.m, 1) + a[on]
+    order = np.lexsort((on, key))
+    dup = np.zeros(on.size, dtype=bool)
+    dup[1:] = key[order][1:] == key[order][:-1]
+    bad[on[order][dup]] = True
+    return bad
+
+
+def spread_short(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    """[G] groups whose placed tasks cover fewer than min(min_spread, placed) key values."""
+    topo = problem.topology
+    assert topo is not None
+    on, g = _placed_in_groups(problem, agent_of)
+    placed = np.bincount(g, minlength=topo.n_groups)
+    dom = topo.domains[topo.spread_key[g], agent_of[on]]
+    width = int(topo.n_domains.max(initial=0)) + 1
+    pairs = np.unique(g * width + dom[:])
+    covered = np.bincount(pairs // width, minlength=topo.n_groups)
+    return covered < np.minimum(topo.spread_min, placed)
+
+
+def spread(problem: Problem, schedule: Schedule) -> np.ndarray:
+    """Hard. [n] placed tasks of groups spread over too few values of their spread key."""
+    bad = np.zeros(problem.n, dtype=bool)
+    topo = problem.topology
+    if topo is None or not np.any(topo.spread_min > 1):
+        return bad
+    short = spread_short(problem, schedule.agent_of)
+    if short.any():
+        on, g = _placed_in_groups(problem, schedule.agent_of)
+        bad[on[short[g]]] = True
+    return bad
+
+
+def dependency_missing(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    """[n] placed tasks whose dependency-key value lacks a placed task of a group they need."""
+    from allocator.problem import csr_take
+
+    bad = np.zeros(problem.n, dtype=bool)
+    topo = problem.topology
+    if topo is None or topo.dep_idx.size == 0:
+        return bad
+    on, g = _placed_in_groups(problem, agent_of)
+    width = int(topo.n_domains.max(initial=0)) + 1
+    # present[k]: sorted group * width + value of the placed tasks, per key row k.
+    present: dict[int, np.ndarray] = {}
+    for k in np.unique(topo.dep_key[topo.dep_idx]).tolist():
+        present[k] = np.unique(g * width + topo.domains[k, agent_of[on]])
+    needs, owner = csr_take(topo.dep_ptr, topo.dep_idx, g)
+    if needs.size == 0:
+        return bad
+    row = topo.dep_key[g[owner]]
+    value = topo.domains[row, agent_of[on[owner]]]
+    query = needs * width + value
+    missing = np.zeros(needs.size, dtype=bool)
+    for k, keys in present.items():
+        sel = row == k
+        if keys.size == 0:
+            missing[sel] = True
+            continue
+        pos = np.minimum(np.searchsorted(keys, query[sel]), keys.size - 1)
+        missing[sel] = keys[pos] != query[sel]
+    bad[on[owner[missing]]] = True
+    return bad
+
+
+def dependency(problem: Problem, schedule: Schedule) -> np.ndarray:
+    """Hard. [n] placed tasks in a neighbourhood (dependency key) without a group they need."""
+    return dependency_missing(problem, schedule.agent_of)
+
+
+def transient_used(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    """[m, R] demand held on each agent counting moved tasks at their current agent too.
+
+    Only the transient columns differ from :func:`used_capacity`.
+    """
+    used = used_capacity(problem, agent_of)
+    topo = problem.topology
+    if topo is None or not topo.transient.any():
+        return used
+    away = np.flatnonzero(moved_mask(problem, agent_of))
+    if away.size:
+        src = problem.current[away]
+        held = problem.pair_demand(src, away) * topo.transient[None, :]
+        np.add.at(used, src, held)
+    return used
+
+
+def transient(problem: Problem, schedule: Schedule) -> np.ndarray:
+    """Hard. [m] agents whose transient resources overflow counting tasks that moved away."""
+    topo = problem.topology
+    if topo is None or not topo.transient.any():
+        return np.zeros(problem.m, dtype=bool)
+    used = transient_used(problem, schedule.agent_of)
+    over = used > capacity_limit(problem.capacity)
+    return np.any(over & topo.transient[None, :], axis=1)
+
+
 @dataclass(frozen=True)
 class HardConstraint:
     """A named hard rule: `check` marks offending tasks or agents (`scope`)."""
@@ -191,7 +321,15 @@ HARD_CONSTRAINTS: tuple[HardConstraint, ...] = (
     HardConstraint("hard_deadline", "task", hard_deadline),
     HardConstraint("concurrency", "agent", concurrency),
     HardConstraint("max_migrations", "task", max_migrations),
+    HardConstraint("anti_affinity", "task", anti_affinity),
+    HardConstraint("spread", "task", spread),
+    HardConstraint("dependency", "task", dependency),
+    HardConstraint("transient", "agent", transient),
 )
+
+#: The topology rules among them (models.topology); a backend that does not
+#: model them is refused on snapshots that use them (allocator.engine).
+TOPOLOGY_RULES = ("anti_affinity", "spread", "dependency", "transient")
 
 
 def violations(problem: Problem, schedule: Schedule) -> dict[str, list[str]]:
@@ -222,6 +360,10 @@ def assignment_feasible(problem: Problem, agent_of: np.ndarray,
     if eligibility(problem, empty).any() or capacity(problem, empty).any():
         return False
     if max_migrations(problem, empty).any():
+        return False
+    if problem.topology is not None and any(
+            c.check(problem, empty).any() for c in HARD_CONSTRAINTS
+            if c.name in TOPOLOGY_RULES):
         return False
     if problem.hard_deadline.any():
         return not hard_deadline(problem, build_schedule(problem, a, order_key)).any()
@@ -362,13 +504,74 @@ def repair_deadlines(problem: Problem, agent_of: np.ndarray,
     return a
 
 
+def _drop_order(problem: Problem, tasks: np.ndarray, agent_of: np.ndarray) -> np.ndarray:
+    """`tasks` in the order a repair leaves them out: least penalty, moved before home."""
+    home = problem.current[tasks] == agent_of[tasks]
+    return tasks[np.lexsort((tasks, home, problem.unassigned_penalty[tasks]))]
+
+
+def repair_topology(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    """Leave out tasks until anti-affinity, transient, dependency and spread all hold.
+
+    Only ever leaves tasks out (so capacity, deadlines and the migration cap
+    keep holding): the later duplicates of an anti-affine group on an agent;
+    on an agent whose transient resources overflow, the tasks that moved
+    in, then those that moved away (a left-out task holds nothing); tasks in
+    a neighbourhood without a group they depend on; and members of a group
+    spread too thinly, from its most crowded value, which lowers
+    min(min_spread, placed) until it is met. Repeats until nothing changes
+    (each round leaves out at least one task).
+    """
+    a = np.asarray(agent_of, dtype=np.int64).copy()
+    topo = problem.topology
+    if topo is None or not topo.hard_rules():
+        return a
+    for _ in range(problem.n + 1):
+        changed = False
+        empty = Schedule(a, np.empty(0), np.empty(0))
+        dup = anti_affinity(problem, empty)
+        if dup.any():
+            a[dup] = -1
+            changed = True
+        over = np.flatnonzero(transient(problem, Schedule(a, np.empty(0), np.empty(0))))
+        for i in over.tolist():
+            limit = capacity_limit(problem.capacity[i])
+            cols = topo.transient
+            moved = moved_mask(problem, a)
+            incoming = np.flatnonzero(moved & (a == i))
+            outgoing = np.flatnonzero(moved & (problem.current == i))
+            for j in np.concatenate([_drop_order(problem, incoming, a),
+                                     _drop_order(problem, outgoing, a)]).tolist():
+                used = transient_used(problem, a)[i]
+                if np.all(used[cols] <= limit[cols]):
+                    break
+                a[j] = -1
+                changed = True
+        lost = dependency_missing(problem, a)
+        if lost.any():
+            a[lost] = -1
+            changed = True
+        if np.any(topo.spread_min > 1):
+            for gi in np.flatnonzero(spread_short(problem, a)).tolist():
+                members = np.flatnonzero((topo.group_of == gi) & (a >= 0))
+                dom = topo.domains[topo.spread_key[gi], a[members]]
+                crowd = np.bincount(dom, minlength=int(dom.max()) + 1)
+                inside = members[dom == int(np.argmax(crowd))]
+                a[_drop_order(problem, inside, a)[0]] = -1
+                changed = True
+        if not changed:
+            break
+    return a
+
+
 def enforce(problem: Problem, agent_of: np.ndarray,
             order_key: np.ndarray | None = None) -> np.ndarray:
     """An assignment meeting every hard constraint, as close to `agent_of` as the repairs keep it.
 
     Eligibility (ineligible placements are left out), capacity, the
     migration cap, then hard deadlines under the list schedule of
-    `order_key`. Release and concurrency hold by construction of
+    `order_key`, then the topology rules (by leaving tasks out). Release and
+    concurrency hold by construction of
     :func:`allocator.objectives.build_schedule`. A feasible input comes back
     unchanged.
     """
@@ -377,4 +580,5 @@ def enforce(problem: Problem, agent_of: np.ndarray,
     a[bad] = -1
     a = repair_capacity(problem, a)
     a = repair_migrations(problem, a)
-    return repair_deadlines(problem, a, order_key)
+    a = repair_deadlines(problem, a, order_key)
+    return repair_topology(problem, a)

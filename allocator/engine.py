@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from allocator.errors import InvalidInputError
-from allocator.problem import compile_snapshot
+from allocator.errors import InvalidInputError, UnsupportedError
+from allocator.problem import Problem, compile_snapshot
 from allocator.solvers import get_solver
-from allocator.solvers.base import make_plan, plan_objective
+from allocator.solvers.base import Solver, make_plan, plan_objective
 from allocator.solvers.context import Improvement, SolveContext
 from models import Plan, PlanStatus, Snapshot
 
@@ -37,6 +37,37 @@ def _preload() -> None:
     """
     import highspy  # noqa: F401
     import scipy.sparse  # noqa: F401
+
+
+#: Backends that model the hard topology rules (models.topology) themselves.
+TOPOLOGY_SOLVERS = frozenset({"topology"})
+
+
+def _topology_route(problem: Problem, name: str, backend: Solver) -> tuple[str, Solver]:
+    """`auto` takes topology snapshots to the topology backend; the other backends
+    refuse a snapshot whose hard topology rules they do not model."""
+    topo = problem.topology
+    rules = topo.hard_rules() if topo is not None else []
+    if topo is None or name in TOPOLOGY_SOLVERS:
+        return name, backend
+    if name == "auto":
+        from allocator.solvers.base import solver_available
+
+        if solver_available("topology") and (rules or _topology_fits(problem)):
+            return "topology", get_solver("topology")
+    if rules:
+        raise UnsupportedError(
+            f"solver {name!r} does not model the topology rule(s) {', '.join(rules)} "
+            "(snapshot topology.groups / transient); use solver 'topology' "
+            "(or 'auto', which picks it)", field="options.solver")
+    return name, backend
+
+
+def _topology_fits(problem: Problem) -> bool:
+    """Whether the topology backend can take this snapshot (soft topology terms only)."""
+    from allocator.roadef.convert import unsupported_reason
+
+    return unsupported_reason(problem.snapshot) is None
 
 
 def solve(
@@ -85,6 +116,7 @@ def solve(
         if stability:
             snapshot = stabilize(snapshot, previous)
     problem = compile_snapshot(snapshot)
+    name, backend = _topology_route(problem, name, backend)
     warm = warm_start(problem, previous) if previous is not None else None
 
     def build(imp: Improvement, bound: float | None = None) -> Plan:

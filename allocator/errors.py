@@ -25,6 +25,11 @@ class InfeasibleError(AllocatorError):
     """Hard constraints cannot all hold (raised only where a plan cannot express it)."""
 
 
+class UnsupportedError(InvalidInputError):
+    """The chosen backend cannot honour a rule the input uses (the message names the
+    rule and a backend that can)."""
+
+
 class UnknownSolverError(AllocatorError):
     """A solver name that is not in the registry."""
 

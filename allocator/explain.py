@@ -20,6 +20,65 @@ def _fmt(x: float) -> str:
 
 
 
+def topology_blocks(problem: Problem, j: int, cands: np.ndarray, agent_of: np.ndarray
+                    ) -> str | None:
+    """The topology rule(s) that forbid task j on every agent in `cands` (which have room).
+
+    None when some candidate takes j without breaking a topology rule. Each
+    rule is read for all candidates at once from the placed tasks of j's
+    group (and the groups it depends on), never an [m, n] array.
+    """
+    from allocator.constraints import transient_used
+
+    topo = problem.topology
+    assert topo is not None
+    if cands.size == 0:
+        return None
+    g = int(topo.group_of[j])
+    a = agent_of.copy()
+    a[j] = -1
+    blocked: dict[str, np.ndarray] = {}
+    if g >= 0:
+        mates = np.flatnonzero((topo.group_of == g) & (a >= 0))
+        if topo.anti[g]:
+            blocked["anti_affinity"] = np.isin(cands, a[mates])
+        deps = topo.dep_idx[topo.dep_ptr[g]:topo.dep_ptr[g + 1]]
+        if deps.size:
+            dom = topo.domains[topo.dep_key[g]]
+            ok = np.ones(cands.size, dtype=bool)
+            for d in deps.tolist():
+                there = np.unique(dom[a[(topo.group_of == d) & (a >= 0)]])
+                ok &= np.isin(dom[cands], there)
+            blocked["dependency"] = ~ok
+        if topo.spread_min[g] > 1:
+            dom = topo.domains[topo.spread_key[g]]
+            covered = np.unique(dom[a[mates]])
+            least = min(int(topo.spread_min[g]), mates.size + 1)
+            fresh = ~np.isin(dom[cands], covered)
+            blocked["spread"] = covered.size + fresh.astype(np.int64) < least
+    if topo.transient.any() and problem.current[j] >= 0:
+        a[j] = -1
+        used = transient_used(problem, a)
+        home = int(problem.current[j])
+        need = problem.pair_demand(cands, np.full(cands.size, j))
+        away = cands != home
+        held = problem.pair_demand(np.array([home]), np.array([j]))[0]
+        over_home = np.any((used[home] + held > capacity_limit(problem.capacity[home]))
+                           & topo.transient)
+        over_there = np.any((used[cands] + need > capacity_limit(problem.capacity[cands]))
+                            & topo.transient[None, :], axis=1)
+        blocked["transient"] = over_there | (away & over_home)
+    hit = np.zeros(cands.size, dtype=bool)
+    for mask in blocked.values():
+        hit |= mask
+    if not hit.all():
+        return None
+    names = [k for k, mask in blocked.items() if mask.any()]
+    group = f" of group {topo.group_ids[g]!r}" if g >= 0 else ""
+    return (f"every eligible agent with room is ruled out by the topology rule(s) "
+            f"{', '.join(names)}{group}")
+
+
 def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
                        used: np.ndarray | None = None) -> Unassigned:
     """The reason task j is not placed in assignment `agent_of`.
@@ -91,6 +150,10 @@ def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
     free = problem.capacity[elig] - used[elig]
     need = problem.pair_demand(elig, np.full(elig.size, j))
     short = np.any(need > capacity_limit(free), axis=1)
+    if problem.topology is not None and not short.all():
+        blocked = topology_blocks(problem, j, elig[~short], agent_of)
+        if blocked is not None:
+            return Unassigned(task=tid, code=UnassignedReason.TOPOLOGY_RULE, reason=blocked)
     if short.all():
         return Unassigned(
             task=tid,

@@ -18,6 +18,15 @@ from allocator.problem import Problem
 
 #: Objective terms in reporting order; weights come from Snapshot.weights.
 TERMS = ("cost", "makespan", "imbalance", "tardiness", "migrations", "unassigned")
+#: Topology terms (models.topology), reported after TERMS when a snapshot
+#: uses topology fields: load above safety, balance, the most moved tasks of
+#: a group, agent-pair move costs.
+TOPOLOGY_TERMS = ("safety", "balance", "group_moves", "agent_moves")
+
+
+def terms_of(problem: Problem) -> tuple[str, ...]:
+    """The terms a plan of this problem reports: TERMS, plus TOPOLOGY_TERMS when it has any."""
+    return TERMS + TOPOLOGY_TERMS if problem.topology is not None else TERMS
 
 
 @dataclass(frozen=True)
@@ -123,10 +132,83 @@ def term_unassigned(problem: Problem, agent_of: np.ndarray) -> float:
     return float(problem.unassigned_penalty[agent_of < 0].sum())
 
 
-def evaluate(problem: Problem, schedule: Schedule) -> dict[str, float]:
-    """Raw value of every objective term (unweighted)."""
-    a = schedule.agent_of
+def _used(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    """[m, R] demand placed on each agent (moved tasks count at their new agent only)."""
+    used = np.zeros((problem.m, problem.n_resources))
+    on = np.flatnonzero(agent_of >= 0)
+    if on.size:
+        np.add.at(used, agent_of[on], problem.pair_demand(agent_of[on], on))
+    return used
+
+
+def _moved(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    cur = problem.current
+    return np.flatnonzero((cur >= 0) & (agent_of >= 0) & (agent_of != cur))
+
+
+def term_safety(problem: Problem, agent_of: np.ndarray) -> float:
+    """Soft. Sum over agents and resources of load_cost[r] x usage above the safety capacity.
+
+    Linear in the excess; usage counts a moved task at its new agent only.
+    """
+    topo = problem.topology
+    if topo is None:
+        return 0.0
+    over = np.maximum(_used(problem, agent_of) - topo.safety, 0.0)
+    return float((over.sum(axis=0) * topo.load_cost).sum())
+
+
+def term_balance(problem: Problem, agent_of: np.ndarray) -> float:
+    """Soft. Per balance objective, weight x sum over up agents of
+    max(0, target x free(r1) - free(r2)); linear in the shortfall."""
+    topo = problem.topology
+    if topo is None or topo.bal_r1.size == 0:
+        return 0.0
+    free = (problem.capacity - _used(problem, agent_of))[problem.up]
+    gap = topo.bal_target[None, :] * free[:, topo.bal_r1] - free[:, topo.bal_r2]
+    return float((np.maximum(gap, 0.0).sum(axis=0) * topo.bal_weight).sum())
+
+
+def term_group_moves(problem: Problem, agent_of: np.ndarray) -> float:
+    """Soft. The largest number of moved tasks of any one group (a task without a
+    group is a group of its own); grows with the worst group only."""
+    topo = problem.topology
+    if topo is None:
+        return 0.0
+    moved = _moved(problem, agent_of)
+    if moved.size == 0:
+        return 0.0
+    g = topo.group_of[moved]
+    grouped = g[g >= 0]
+    most = int(np.bincount(grouped).max()) if grouped.size else 0
+    return float(max(most, 1 if np.any(g < 0) else 0))
+
+
+def term_agent_moves(problem: Problem, agent_of: np.ndarray) -> float:
+    """Soft. Sum over moved tasks of the move cost from their current agent to their
+    new one (Agent.move_costs, else the zones' cost); linear in the moves."""
+    topo = problem.topology
+    if topo is None:
+        return 0.0
+    moved = _moved(problem, agent_of)
+    return float(topo.move_cost(problem.current[moved], agent_of[moved]).sum())
+
+
+def topology_terms(problem: Problem, agent_of: np.ndarray) -> dict[str, float]:
+    """Raw value of each topology term of an assignment (all 0 without topology)."""
     return {
+        "safety": term_safety(problem, agent_of),
+        "balance": term_balance(problem, agent_of),
+        "group_moves": term_group_moves(problem, agent_of),
+        "agent_moves": term_agent_moves(problem, agent_of),
+    }
+
+
+def evaluate(problem: Problem, schedule: Schedule) -> dict[str, float]:
+    """Raw value of every objective term (unweighted; topology terms when it has any)."""
+    a = schedule.agent_of
+    extra = topology_terms(problem, a) if problem.topology is not None else {}
+    return extra | {
         "cost": term_cost(problem, a),
         "makespan": term_makespan(problem, schedule),
         "imbalance": term_imbalance(problem, a),
@@ -137,9 +219,14 @@ def evaluate(problem: Problem, schedule: Schedule) -> dict[str, float]:
 
 
 def term_weights(problem: Problem) -> dict[str, float]:
-    """Weight of each term; `unassigned` penalties are already per task, so weight 1."""
+    """Weight of each term; `unassigned` penalties are already per task, so weight 1
+    (so are the safety and balance costs, weighted per resource / balance)."""
     w = problem.snapshot.weights
-    return {
+    topo = problem.topology
+    extra = {} if topo is None else {
+        "safety": 1.0, "balance": 1.0, "group_moves": topo.group_move_weight,
+        "agent_moves": topo.agent_move_weight}
+    return extra | {
         "cost": w.cost,
         "makespan": w.makespan,
         "imbalance": w.imbalance,
@@ -151,4 +238,4 @@ def term_weights(problem: Problem) -> dict[str, float]:
 
 def weighted_total(problem: Problem, values: dict[str, float]) -> float:
     weights = term_weights(problem)
-    return float(sum(weights[k] * values[k] for k in TERMS))
+    return float(sum(weights[k] * values[k] for k in terms_of(problem) if k in values))

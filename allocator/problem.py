@@ -29,6 +29,7 @@ from typing import TypeVar
 import numpy as np
 
 from allocator.errors import InvalidInputError
+from allocator.topology_problem import TopologyArrays, compile_topology
 from models import AgentStatus, Snapshot
 
 #: Slack allowed when comparing a sum of float demands with a capacity, so
@@ -193,6 +194,11 @@ class Problem:
     @property
     def n_resources(self) -> int:
         return len(self.resources)
+
+    @cached_property
+    def topology(self) -> TopologyArrays | None:
+        """Group rules and topology costs as arrays (None when the snapshot uses none)."""
+        return compile_topology(self.snapshot, self.resources)
 
     @cached_property
     def duration(self) -> np.ndarray:
@@ -720,6 +726,31 @@ def _check_magnitudes(snapshot: Snapshot, p: Problem) -> None:
               "cost of the longest task (cost_rate x duration)")
 
 
+def _check_topology_magnitudes(p: Problem) -> None:
+    """The topology numbers obey MAX_MAGNITUDE too (named like the other fields)."""
+    topo = p.topology
+    if topo is None:
+        return
+    res = p.resources
+    checks: list[tuple[np.ndarray, Callable[[int], str]]] = [
+        (np.where(np.isfinite(topo.safety), topo.safety, 0.0).max(axis=1, initial=0.0),
+         lambda k: f"agents[{k}].safety"),
+        (topo.load_cost, lambda k: f"topology.load_cost[{res[k]!r}]"),
+        (topo.bal_target, lambda k: f"topology.balances[{k}].target"),
+        (topo.bal_weight, lambda k: f"topology.balances[{k}].weight"),
+        (topo.zone_cost.reshape(-1), lambda k: "topology.zone_move_costs"),
+        (topo.pair_cost, lambda k: "agents[].move_costs"),
+        (np.array([topo.group_move_weight, topo.agent_move_weight]),
+         lambda k: ("topology.group_move_weight", "topology.agent_move_weight")[k]),
+    ]
+    for arr, name in checks:
+        if arr.size and not float(np.abs(arr).max()) <= MAX_MAGNITUDE:
+            k = int(np.argmax(np.abs(arr)))
+            raise InvalidInputError(
+                f"value {float(arr[k]):.3g} exceeds {MAX_MAGNITUDE:.0e}; rescale the units",
+                field=name(k))
+
+
 def compile_snapshot(snapshot: Snapshot) -> Problem:
     """Turn a validated Snapshot into a Problem (arrays in snapshot order).
 
@@ -789,4 +820,5 @@ def compile_snapshot(snapshot: Snapshot) -> Problem:
         task_index=task_index,
     )
     _check_magnitudes(snapshot, problem)
+    _check_topology_magnitudes(problem)
     return problem

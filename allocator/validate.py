@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from models import AgentStatus, Plan, Snapshot
+from models import Agent, AgentStatus, Plan, Snapshot, Task
 
 #: Tolerances: sums of float demands and float times are compared with slack.
 REL_TOL = 1e-6
@@ -133,6 +133,8 @@ def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
                                  f"(options.max_migrations = {max_moves}): {', '.join(moved[:5])}"
                                  + (" ..." if len(moved) > 5 else "")))
 
+    out.extend(_topology(snapshot, plan, agents, tasks))
+
     for a, spans in per_agent.items():
         limit = agents[a].concurrency
         # Sweep: ends before starts at equal times, so back-to-back is not overlap.
@@ -152,4 +154,70 @@ def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
                     )
                 )
                 break
+    return out
+
+
+def _topology(snapshot: Snapshot, plan: Plan, agents: dict[str, Agent],
+              tasks: dict[str, Task]) -> list[Violation]:
+    """The hard topology rules (models.topology), read plainly from the objects."""
+    out: list[Violation] = []
+    topo = snapshot.topology
+    if topo is None:
+        return out
+    groups = {g.id: g for g in topo.groups}
+    where = {a.task: a.agent for a in plan.assignments if a.task in tasks and a.agent in agents}
+    members: dict[str, list[str]] = defaultdict(list)
+    for tid in where:
+        g = tasks[tid].group
+        if g is not None:
+            members[g].append(tid)
+    for gid, tids in members.items():
+        group = groups[gid]
+        if group.anti_affinity:
+            on: dict[str, str] = {}
+            for tid in tids:
+                aid = where[tid]
+                if aid in on:
+                    out.append(Violation(
+                        "anti_affinity", f"{tid!r} and {on[aid]!r} of group {gid!r} "
+                        f"share agent {aid!r}", tid, aid))
+                on.setdefault(aid, tid)
+        if group.min_spread > 1:
+            values = {agents[where[tid]].topology_value(group.spread_key) for tid in tids}
+            values.discard(None)
+            need = min(group.min_spread, len(tids))
+            if len(values) < need:
+                out.append(Violation(
+                    "spread", f"group {gid!r} covers {len(values)} {group.spread_key} "
+                    f"value(s), needs {need} (min_spread {group.min_spread})"))
+        for dep in group.depends_on:
+            key = group.dependency_key
+            have = {agents[where[t]].topology_value(key) for t in members.get(dep, [])}
+            for tid in tids:
+                value = agents[where[tid]].topology_value(key)
+                if value not in have:
+                    out.append(Violation(
+                        "dependency", f"{tid!r} of group {gid!r} is in {key} {value!r} "
+                        f"where no task of group {dep!r} is placed", tid, where[tid]))
+    if topo.transient:
+        held: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for tid, aid in where.items():
+            task = tasks[tid]
+            homes = [aid]
+            if task.current_agent is not None and task.current_agent != aid:
+                homes.append(task.current_agent)
+            for home in homes:
+                demand = dict(task.demand)
+                override = task.overrides.get(home)
+                if override is not None and override.demand is not None:
+                    demand.update(override.demand)
+                for r in topo.transient:
+                    held[home][r] += demand.get(r, 0.0)
+        for aid, res in held.items():
+            for r, v in res.items():
+                c = agents[aid].capacity.get(r, 0.0)
+                if not _close_le(v, c):
+                    out.append(Violation(
+                        "transient", f"{aid!r} holds {v:g} of transient {r} counting tasks "
+                        f"that moved away > capacity {c:g}", agent=aid))
     return out

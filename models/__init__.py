@@ -27,6 +27,7 @@ from models.plan import (
     Unassigned,
     UnassignedReason,
 )
+from models.topology import Balance, Group, Topology, ZoneMoveCost
 
 __all__ = [
     "DEFAULT_TARDINESS_WEIGHT",
@@ -37,6 +38,8 @@ __all__ = [
     "AgentOverride",
     "AgentStatus",
     "Assignment",
+    "Balance",
+    "Group",
     "Migration",
     "MigrationPolicy",
     "ObjectiveTerm",
@@ -51,7 +54,9 @@ __all__ = [
     "SolutionPoint",
     "SolveOptions",
     "Task",
+    "Topology",
     "Unassigned",
     "UnassignedReason",
     "Weights",
+    "ZoneMoveCost",
 ]

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from models.topology import FIELD_KEYS, Topology
+
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -79,11 +81,35 @@ class Agent(_Strict):
     cost_rate: NonNegative = 0.0
     status: AgentStatus = AgentStatus.UP
     labels: dict[str, str] = Field(default_factory=dict)
+    #: Topology (models.topology): the agent's location and network domain.
+    zone: Id | None = None
+    neighbourhood: Id | None = None
+    #: Soft threshold per resource: usage above it costs topology.load_cost[r] per unit.
+    safety: dict[str, float] = Field(default_factory=dict)
+    #: Cost of moving one task from this agent to the agent named (overrides zone costs).
+    move_costs: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("capacity")
     @classmethod
     def _capacity_finite(cls, v: dict[str, float]) -> dict[str, float]:
         return _check_resource_map(v, "capacity")
+
+    @field_validator("safety")
+    @classmethod
+    def _safety_finite(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_resource_map(v, "safety")
+
+    @field_validator("move_costs")
+    @classmethod
+    def _move_costs_finite(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_resource_map(v, "move_costs")
+
+    def topology_value(self, key: str) -> str | None:
+        """The agent's value of a topology key: its zone, neighbourhood or label `key`."""
+        if key in FIELD_KEYS:
+            value: str | None = getattr(self, key)
+            return value
+        return self.labels.get(key)
 
 
 class AgentOverride(_Strict):
@@ -125,6 +151,8 @@ class Task(_Strict):
     migration_cost: NonNegative | None = None
     tenant: str | None = None
     overrides: dict[str, AgentOverride] = Field(default_factory=dict)
+    #: The group (service) the task belongs to: its rules are in Snapshot.topology.groups.
+    group: Id | None = None
 
     @field_validator("demand")
     @classmethod
@@ -253,6 +281,8 @@ class Snapshot(_Strict):
     weights: Weights = Field(default_factory=Weights)
     options: SolveOptions = Field(default_factory=SolveOptions)
     migration: MigrationPolicy = Field(default_factory=MigrationPolicy)
+    #: Groups, their placement rules and the topology cost terms (models.topology).
+    topology: Topology | None = None
     name: str | None = None
 
     @model_validator(mode="after")
@@ -293,6 +323,7 @@ class Snapshot(_Strict):
                         raise ValueError(
                             f"{where}.overrides[{a_id!r}].demand: unknown resource {r!r}"
                         )
+        _check_topology(self, agent_ids, resources)
         return self
 
     def agent(self, agent_id: str) -> Agent:
@@ -301,3 +332,54 @@ class Snapshot(_Strict):
             if a.id == agent_id:
                 return a
         raise KeyError(agent_id)
+
+
+def _check_topology(snap: Snapshot, agent_ids: set[str], resources: set[str]) -> None:
+    """Reference checks of the topology fields; each error names the field."""
+    topo = snap.topology
+    groups = {g.id for g in topo.groups} if topo is not None else set()
+    zones = {a.zone for a in snap.agents if a.zone is not None}
+    for i, a in enumerate(snap.agents):
+        for r in a.safety:
+            if r not in resources:
+                raise ValueError(f"agents[{i}].safety: unknown resource {r!r}")
+        for b in a.move_costs:
+            if b not in agent_ids:
+                raise ValueError(f"agents[{i}].move_costs: unknown agent {b!r}")
+    for j, t in enumerate(snap.tasks):
+        if t.group is not None and t.group not in groups:
+            raise ValueError(f"tasks[{j}].group: unknown group {t.group!r} "
+                             "(declare it in topology.groups)")
+    if topo is None:
+        return
+    seen: set[str] = set()
+    for k, g in enumerate(topo.groups):
+        where = f"topology.groups[{k}]"
+        if g.id in seen:
+            raise ValueError(f"{where}.id: duplicate group id {g.id!r}")
+        seen.add(g.id)
+        for d in g.depends_on:
+            if d not in groups:
+                raise ValueError(f"{where}.depends_on: unknown group {d!r}")
+        used_keys = ([("spread_key", g.spread_key)] if g.min_spread > 1 else []) + (
+            [("dependency_key", g.dependency_key)] if g.depends_on else [])
+        for field, key in used_keys:
+            for i, a in enumerate(snap.agents):
+                if a.topology_value(key) is None:
+                    raise ValueError(
+                        f"agents[{i}]: has no {key!r} (needed by {where}.{field})")
+    for k, r in enumerate(topo.transient):
+        if r not in resources:
+            raise ValueError(f"topology.transient[{k}]: unknown resource {r!r}")
+    for r in topo.load_cost:
+        if r not in resources:
+            raise ValueError(f"topology.load_cost: unknown resource {r!r}")
+    for k, bal in enumerate(topo.balances):
+        for field in ("resource", "against"):
+            if getattr(bal, field) not in resources:
+                raise ValueError(f"topology.balances[{k}].{field}: unknown resource "
+                                 f"{getattr(bal, field)!r}")
+    for k, zc in enumerate(topo.zone_move_costs):
+        for field, z in (("from", zc.source), ("to", zc.target)):
+            if z not in zones:
+                raise ValueError(f"topology.zone_move_costs[{k}].{field}: unknown zone {z!r}")

@@ -37,6 +37,7 @@ class UnassignedReason(StrEnum):
     DEADLINE_UNREACHABLE = "deadline_unreachable"
     CAPACITY_EXHAUSTED = "capacity_exhausted"
     DEADLINE_CONFLICT = "deadline_conflict"
+    TOPOLOGY_RULE = "topology_rule"
     NOT_WORTH_PLACING = "not_worth_placing"
     SOLVER_LIMIT = "solver_limit"
 

@@ -85,4 +85,5 @@ def test_is_feasible_needs_every_rule() -> None:
         assert not is_feasible(p, bad)  # type: ignore[arg-type]
         assert rule in violations(p, bad)  # type: ignore[arg-type]
     assert [c.name for c in HARD_CONSTRAINTS] == [
-        "eligibility", "capacity", "release", "hard_deadline", "concurrency", "max_migrations"]
+        "eligibility", "capacity", "release", "hard_deadline", "concurrency", "max_migrations",
+        "anti_affinity", "spread", "dependency", "transient"]

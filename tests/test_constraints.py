@@ -171,7 +171,8 @@ def test_checks_mark_exactly_the_offenders(case: CheckCase) -> None:
 
 def test_one_list_names_every_rule() -> None:
     assert [c.name for c in HARD_CONSTRAINTS] == [
-        "eligibility", "capacity", "release", "hard_deadline", "concurrency", "max_migrations"]
+        "eligibility", "capacity", "release", "hard_deadline", "concurrency", "max_migrations",
+        "anti_affinity", "spread", "dependency", "transient"]
 
 
 # ---------------------------------------------------------------------------

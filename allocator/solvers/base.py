@@ -19,7 +19,7 @@ from allocator.constraints import enforce
 from allocator.errors import UnknownSolverError
 from allocator.explain import capacity_used, explain_unassigned
 from allocator.metrics import plan_metrics
-from allocator.objectives import TERMS, build_schedule, evaluate, term_weights
+from allocator.objectives import build_schedule, evaluate, term_weights, terms_of
 from allocator.problem import Problem
 from allocator.solvers.context import SolveContext
 from models import (
@@ -88,6 +88,11 @@ def get_solver(name: str) -> Solver:
                                  field="options.solver") from None
 
 
+def solver_available(name: str) -> bool:
+    """Whether a backend of this name is registered or loads lazily (imports nothing)."""
+    return name in _REGISTRY or name in _LAZY
+
+
 def solver_names() -> dict[str, str]:
     """Registered solver names with a one-line description each (loads lazy backends)."""
     for module in set(_LAZY.values()):
@@ -137,7 +142,7 @@ def make_plan(
     weights = term_weights(problem)
     breakdown = [
         ObjectiveTerm(name=k, value=values[k], weight=weights[k], weighted=weights[k] * values[k])
-        for k in TERMS
+        for k in terms_of(problem)
     ]
     objective = float(sum(t.weighted for t in breakdown))
     gap = None
@@ -192,7 +197,7 @@ def plan_objective(problem: Problem, agent_of: np.ndarray,
     schedule = build_schedule(problem, np.asarray(agent_of, dtype=np.int64), order_key)
     values = evaluate(problem, schedule)
     w = term_weights(problem)
-    return float(sum(w[k] * values[k] for k in TERMS))
+    return float(sum(w[k] * values[k] for k in terms_of(problem)))
 
 
 def assignment_from_plan(problem: Problem, plan: Plan) -> WarmStart:
