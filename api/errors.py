@@ -53,6 +53,7 @@ HTTP_STATUS: dict[type[BaseException], int] = {
     engine_errors.InvalidInputError: 422,
     engine_errors.InfeasibleError: 422,
     engine_errors.UnknownSolverError: 422,
+    engine_errors.UnsupportedError: 422,
     engine_errors.TimeLimitError: 422,
     engine_errors.ResourceLimitError: 413,
     engine_errors.SolverFailedError: 503,
