@@ -192,6 +192,46 @@ def test_nsga2_three_objectives_on_a_timed_instance() -> None:
     assert all(set(q.objectives) == {"cost", "makespan", "tardiness"} for q in front.points)
 
 
+class StepClock:
+    """A clock that advances `step` seconds each time it is read (work costs time)."""
+
+    def __init__(self, step: float):
+        self.t, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+
+def test_nsga2_short_budget_skips_solver_seeds_and_stops(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """A budget too short for solver seeds uses greedy ones; no generation starts late."""
+    import allocator.solvers.cpsat as cpsat
+    import allocator.solvers.milp as milp
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("solver seed on a 0.3 s budget")
+
+    monkeypatch.setattr(cpsat, "solve_cpsat_arrays", boom)
+    monkeypatch.setattr(milp, "solve_highs_arrays", boom)
+    snap = timed_snapshot()
+    clock = StepClock(1e-3)
+    budget = Budget(0.3, clock=clock)
+    front = nsga2_front(compile_snapshot(snap), "cost,makespan", budget=budget, seed=0)
+    assert_front_ok(snap, front)
+    assert clock.t <= 0.3 + 0.05  # the last generation is not started past the limit
+
+
+def test_nsga2_spent_budget_still_returns_the_seed_front() -> None:
+    """With no time for a generation the front comes from the repaired seeds."""
+    snap = tiny_snapshot()
+    clock = StepClock(0.5)
+    front = nsga2_front(compile_snapshot(snap), "cost,makespan", budget=Budget(0.2, clock=clock),
+                        seed=0)
+    assert_front_ok(snap, front)
+    assert front.generations == 0
+
+
 def test_nsga2_progress_is_reported() -> None:
     seen = []
     nsga2_front(compile_snapshot(tiny_snapshot()), "cost,makespan", budget=Budget(60), seed=0,

@@ -44,7 +44,7 @@ from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.callback import Callback
 from pymoo.core.mutation import Mutation
 from pymoo.core.problem import Problem as MooProblem
-from pymoo.core.repair import Repair
+from pymoo.core.repair import NoRepair, Repair
 from pymoo.core.termination import TerminateIfAny, Termination
 from pymoo.operators.crossover.ux import UniformCrossover
 from pymoo.optimize import minimize
@@ -69,10 +69,7 @@ from allocator.objectives import (
 from allocator.pareto import build_front, nondominated, parse_objectives
 from allocator.problem import Problem, capacity_limit, compile_snapshot
 from allocator.solvers.base import Budget, WarmStart, register
-from allocator.solvers.cpsat import solve_cpsat_arrays
 from allocator.solvers.greedy import construct
-from allocator.solvers.linear import build_linear, is_linear
-from allocator.solvers.milp import solve_highs_arrays
 from models import PARETO_OBJECTIVES, ParetoFront, Plan
 
 #: Small weight (relative, after normalising by spread) on the other objectives
@@ -95,6 +92,16 @@ _SWEEP_SHARE = 0.85
 
 #: Time of an extreme HiGHS seed relative to a mixed weighting's.
 _EXTREME_SHARE = 3.0
+
+#: Time-budgeted runs skip the CP-SAT/HiGHS seeds when each would get less
+#: wall time than this: such seeds are no better than the greedy ones, and
+#: loading ortools alone took about 1 s on the shared 2-core machine, twice
+#: a 0.5 s budget (`allocator pareto ... --time-limit 0.5`).
+_MIN_SOLVER_SEED_S = 0.2
+
+#: Seconds (per second of a budget under 1 s) kept at the end for polishing
+#: and building the plans of the front (about 2 ms a point on a small snapshot).
+_BUILD_RESERVE_S = 0.15
 
 
 @dataclass
@@ -432,8 +439,10 @@ class CapacityRepair(Repair):
     Pareto local-search steps."""
 
     def __init__(self, problem: Problem, enc: Encoding, ev: Evaluator, seed: int,
-                 ls_prob: float = 0.0, ls_steps: int = 0):
+                 ls_prob: float = 0.0, ls_steps: int = 0, budget: Budget | None = None):
         super().__init__()
+        #: Once `budget` has run out only the (required) repair is done, no local search.
+        self.budget = budget
         self.p = problem
         self.enc = enc
         self.proxy = proxy_scores(problem, ev.objectives)
@@ -492,7 +501,8 @@ class CapacityRepair(Repair):
         if not np.array_equal(a, b):
             a = b
             used = used_capacity(p, a)
-        if local_search and self.ls_steps and self.rng.random() < self.ls_prob:
+        if (local_search and self.ls_steps and self.rng.random() < self.ls_prob
+                and (self.budget is None or self.budget.remaining() > 0)):
             a = self.ls.improve(a, used, self.rng, self.ls_steps)
         return enc.encode(a)
 
@@ -532,14 +542,22 @@ class _Moo(MooProblem):
 
 
 class _BudgetTermination(Termination):
-    """Stop when the Budget's (injectable) clock reaches `share` of the time limit."""
+    """Stop when the Budget's (injectable) clock reaches `share` of the time limit.
+
+    A generation is not started when the previous one's duration would carry
+    it past that point (pymoo checks only between generations).
+    """
 
     def __init__(self, budget: Budget, share: float = 1.0):
         super().__init__()
         self.budget, self.share = budget, share
+        self._last: float | None = None
 
     def _update(self, algorithm: Any) -> float:
-        return self.budget.elapsed() / max(self.budget.time_limit * self.share, 1e-9)
+        now = self.budget.elapsed()
+        step = 0.0 if self._last is None else now - self._last
+        self._last = now
+        return (now + step) / max(self.budget.time_limit * self.share, 1e-9)
 
 
 class Archive:
@@ -658,6 +676,12 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
         seeds.append(construct(_weighted(problem, w)))
     if not cpsat:
         return seeds
+    if adapt and seed_time / len(ws) < _MIN_SOLVER_SEED_S:
+        return seeds
+    from allocator.solvers.cpsat import solve_cpsat_arrays
+    from allocator.solvers.linear import build_linear, is_linear
+    from allocator.solvers.milp import solve_highs_arrays
+
     if adapt and len(objectives) == 2:
         # Bi-objective, untimed: a time-boxed epsilon-constraint sweep with
         # HiGHS reaches every level of a coarse objective (makespan with unit
@@ -749,13 +773,24 @@ def nsga2_front(
                              adapt=cfg.generations is None)
     seeds += [np.asarray(s, dtype=np.int64) for s in extra_seeds]
     repair = CapacityRepair(problem, enc, ev, seed, ls_prob=cfg.local_search_prob,
-                            ls_steps=cfg.local_search_steps)
+                            ls_steps=cfg.local_search_steps, budget=budget)
     rng = np.random.default_rng(seed)
     rows = [repair.repair_one(enc.encode(a)) for a in seeds]
-    while len(rows) < cfg.pop_size:
+    # The time kept for polishing is also the point past which no generation
+    # starts (a short budget can be spent by the seeds alone).
+    evolve_until = budget.time_limit - max(cfg.polish_share * budget.time_limit,
+                                           _BUILD_RESERVE_S * min(budget.time_limit, 1.0))
+    while len(rows) < cfg.pop_size and (len(rows) < 2 or budget.elapsed() < evolve_until):
         rows.append(repair.repair_one(np.floor(rng.random(enc.n_var) * enc.k).astype(np.int64)))
     X0 = np.unique(np.array(rows), axis=0, return_index=True)[1]
     X0 = np.array(rows)[np.sort(X0)]
+    archive = Archive(cfg.archive_size)
+    if budget.elapsed() >= evolve_until and cfg.generations is None:
+        # No time left for a generation: the front of the seeds (repaired) and polish.
+        archive.add(X0, np.array([ev.values(enc.decode(x)) for x in X0]),
+                    np.array([[ev.penalty(enc.decode(x))] for x in X0]))
+        return _finish(problem, objectives, enc, ev, repair, archive, budget, seed, cfg,
+                       gens=0, n_eval=len(X0), n_seeds=len(seeds))
     moo = _Moo(enc, ev)
     algo = NSGA2(
         pop_size=cfg.pop_size,
@@ -765,8 +800,9 @@ def nsga2_front(
         repair=repair,
         eliminate_duplicates=True,
     )
-    archive = Archive(cfg.archive_size)
-    term: Termination = _BudgetTermination(budget, 1.0 - cfg.polish_share)
+    # The rows are repaired already: pymoo would repair (and local-search) them again.
+    algo.initialization.repair = NoRepair()
+    term: Termination = _BudgetTermination(budget, evolve_until / max(budget.time_limit, 1e-9))
     if cfg.generations is not None:
         term = TerminateIfAny(term, MaximumGenerationTermination(cfg.generations))
     watch = _Watch(archive, budget, progress)
@@ -774,9 +810,18 @@ def nsga2_front(
                    copy_algorithm=False)
     gens = watch.generations
     n_eval = int(res.algorithm.evaluator.n_eval) if res.algorithm is not None else 0
-    # Polish: local search from every archive point, then merge the results.
+    return _finish(problem, objectives, enc, ev, repair, archive, budget, seed, cfg,
+                   gens=gens, n_eval=n_eval, n_seeds=len(seeds))
+
+
+def _finish(problem: Problem, objectives: list[str], enc: Encoding, ev: Evaluator,
+            repair: CapacityRepair, archive: Archive, budget: Budget, seed: int,
+            cfg: Nsga2Config, *, gens: int, n_eval: int, n_seeds: int) -> ParetoFront:
+    """Polish the archive (local search from every point, merged back) and build the front."""
     polished = []
     for x in archive.X:
+        if budget.remaining() <= 0:
+            break
         a = enc.decode(x)
         used = np.zeros_like(problem.capacity)
         placed = np.flatnonzero(a >= 0)
@@ -789,7 +834,7 @@ def nsga2_front(
     assignments = [enc.decode(x) for x in archive.X]
     front = build_front(problem, objectives, assignments, method="nsga2", budget=budget,
                         seed=seed, message=f"{gens} generations, {n_eval} evaluations, "
-                                           f"{len(seeds)} seeds")
+                                           f"{n_seeds} seeds")
     return front.model_copy(update={"generations": gens, "evaluations": n_eval})
 
 
