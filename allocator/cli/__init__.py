@@ -10,6 +10,7 @@ from __future__ import annotations
 from allocator.cli import batch as _batch  # noqa: F401
 from allocator.cli import bench as _bench  # noqa: F401  (registers commands)
 from allocator.cli import bench_anytime as _bench_anytime  # noqa: F401
+from allocator.cli import bench_roadef as _bench_roadef  # noqa: F401
 from allocator.cli import bench_solvers as _bench_solvers  # noqa: F401
 from allocator.cli import bench_startup as _bench_startup  # noqa: F401
 from allocator.cli import capacity as _capacity  # noqa: F401

@@ -164,3 +164,10 @@ def violations(inst: RoadefInstance, assignment: np.ndarray, *,
 def is_valid(inst: RoadefInstance, assignment: np.ndarray) -> bool:
     """True when `assignment` breaks no hard rule."""
     return not violations(inst, assignment, limit=1)
+
+
+def aggregate_lower_bound(inst: RoadefInstance) -> int:
+    """A valid lower bound: per resource, the load above the cluster's summed safety
+    capacity must sit above some machine's safety (every other term is >= 0)."""
+    excess = np.maximum(0, inst.requirement.sum(axis=0) - inst.safety.sum(axis=0))
+    return int((excess * inst.load_weight).sum())

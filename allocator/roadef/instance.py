@@ -286,3 +286,35 @@ def write_assignment(path: Path, assignment: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_model(path: Path, inst: RoadefInstance) -> None:
+    """Write `inst` as a challenge model file (the assignment: `write_assignment`)."""
+    path = Path(path)
+    R, M = inst.n_resources, inst.n_machines
+
+    def row(values: np.ndarray) -> str:
+        return " ".join(map(str, np.asarray(values).tolist()))
+
+    lines = [str(R)]
+    lines += [f"{int(inst.transient[r])} {int(inst.load_weight[r])}" for r in range(R)]
+    lines.append(str(M))
+    for m in range(M):
+        lines.append(f"{int(inst.neighbourhood[m])} {int(inst.location[m])} "
+                     f"{row(inst.capacity[m])} {row(inst.safety[m])} "
+                     f"{row(inst.machine_move_cost[m])}")
+    lines.append(str(inst.n_services))
+    for s in range(inst.n_services):
+        deps = inst.dependencies[s]
+        lines.append(" ".join(map(str, [int(inst.spread_min[s]), len(deps), *deps])))
+    lines.append(str(inst.n_processes))
+    block = np.column_stack([inst.service, inst.requirement, inst.process_move_cost])
+    lines += [row(r) for r in block]
+    lines.append(str(len(inst.balances)))
+    for b in inst.balances:
+        lines += [f"{b.r1} {b.r2} {b.target}", str(b.weight)]
+    lines.append(f"{inst.weight_process_move} {inst.weight_service_move} "
+                 f"{inst.weight_machine_move}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)

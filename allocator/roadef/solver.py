@@ -1,0 +1,385 @@
+"""Machine reassignment solver: local search plus CP-SAT large neighbourhood search.
+
+It starts from the initial placement (feasible by the challenge's rules) and
+every incumbent it keeps is feasible:
+
+* local search (`RoadefState`): for one process, the cost change of shifting
+  it to *every* machine is one vectorised expression over the [M, R] usage
+  (load, balance, process/machine move costs, the service-move max); the
+  capacity (with the transient rule) and conflict screens are vectorised
+  too, and the best few candidates are applied and checked against the
+  spread and dependency rules in O(service size). Swaps screen all partners
+  of a process the same way and check the two shifts together.
+* LNS: free the processes of a few machines (a costly machine plus partners
+  from its neighbourhood or the whole cluster), fix everything else, and
+  solve the exact sub-model with CP-SAT: capacity with the transient rule,
+  conflict, spread and dependency constraints against the fixed processes,
+  and the full cost of the freed part (load and balance of those machines,
+  process and machine move costs, the service-move max as a variable above
+  every affected service's count and the rest's maximum). The current
+  placement is the hint, so a sub-solve never returns worse; an improving
+  one is applied shift by shift and re-checked (`rules_ok`), and its cost
+  change must equal the model's.
+
+Time is a SolveContext budget; with `iterations` set the search is bounded
+by counts and CP-SAT by deterministic time, so a seed gives one result on a
+loaded machine too. Memory: the state is O(P R + M R + S (L + N)), plus the
+instance's M x M move-cost matrix.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from allocator.roadef.evaluate import CostBreakdown, evaluate, violations
+from allocator.roadef.instance import RoadefInstance
+from allocator.roadef.state import RoadefState
+from allocator.solvers.context import Improvement, SolveContext
+
+log = logging.getLogger(__name__)
+
+#: Candidate targets tried per process after the vectorised screen (the rest
+#: are worse; trying more only pays when the spread/dependency checks reject).
+TRY_SHIFTS = 4
+#: Partners of a swap screened at once (all processes on set A; a sample on set B).
+SWAP_SAMPLE = 2000
+#: Freed processes per LNS sub-problem, and the range of machines freed.
+LNS_MAX_FREE = 40
+LNS_MIN_MACHINES, LNS_MAX_MACHINES = 2, 6
+#: CP-SAT time per sub-problem (s), and deterministic time when counting.
+LNS_SUB_TIME = 0.3
+
+
+@dataclass
+class RoadefResult:
+    """The best placement found, its cost split, and how the search got there."""
+
+    assignment: np.ndarray
+    cost: CostBreakdown
+    initial_cost: int
+    moved: int
+    time_s: float
+    history: list[tuple[float, int, str]] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def objective(self) -> int:
+        return self.cost.total
+
+
+class _Search:
+    def __init__(self, inst: RoadefInstance, ctx: SolveContext,
+                 iterations: int | None) -> None:
+        self.inst = inst
+        self.ctx = ctx
+        self.st = RoadefState(inst)
+        self.rng = np.random.default_rng(ctx.seed)
+        self.iterations = iterations
+        self.stats: dict[str, int] = {"shifts": 0, "swaps": 0, "lns_improved": 0, "lns_calls": 0,
+                                      "lns_rejected": 0}
+        self.history: list[tuple[float, int, str]] = []
+        self.best = self.st.a.copy()
+        self.best_cost = self.st.total()
+        self.last_report = -1.0
+        # machine-independent constants of the shift screen
+        tr = inst.transient
+        self.nontr = (~tr).astype(np.int64)
+        self.any_tr = bool(tr.any())
+
+    # -- budget -------------------------------------------------------------
+
+    def time_left(self) -> float:
+        return self.ctx.remaining()
+
+    # -- incumbents ---------------------------------------------------------
+
+    def note(self, source: str, force: bool = False) -> None:
+        cost = self.st.total()
+        if cost < self.best_cost:
+            self.best_cost = cost
+            self.best = self.st.a.copy()
+            t = self.ctx.elapsed()
+            self.history.append((round(t, 3), cost, source))
+            if self.ctx.on_improve is not None and (force or t - self.last_report > 0.5):
+                self.last_report = t
+                self.ctx.improve(self.best, source=source, objective=float(cost))
+
+    # -- local search -------------------------------------------------------
+
+    def shift_screen(self, p: int) -> bool:
+        """Try the best improving shifts of p; True when one was applied."""
+        st = self.st
+        m0 = int(st.a[p])
+        r = st.req[p]
+        i0 = int(st.init[p])
+        s = int(st.svc[p])
+        # cost of removing p from m0
+        u0 = st.use[m0] - r
+        c0 = int(st.machine_costs(u0[None, :], np.array([m0]))[0])
+        d_remove = c0 - int(st.mc[m0])
+        new_use = st.use + r
+        add = st.machine_costs(new_use) - st.mc
+        delta = add + d_remove
+        was = m0 != i0
+        # process and machine move costs, and the service-move max
+        pm = int(st.pmc[p])
+        if was:
+            mv = np.full(st.inst.n_machines, 0, dtype=np.int64)
+            mv[i0] = -pm + st.w_sm * (st.service_move_after(s, -1) - st.max_moved)
+        else:
+            mv = np.full(st.inst.n_machines, pm + st.w_sm * (st.service_move_after(s, +1)
+                                                           - st.max_moved), dtype=np.int64)
+            mv[i0] = 0
+        delta += mv
+        if st.w_mm:
+            delta += st.w_mm * (st.mmc[i0].astype(np.int64) - int(st.mmc[i0, m0]))
+        # capacity (hard usage; coming home adds nothing on transient resources)
+        ok = (st.hard + r <= st.cap).all(axis=1)
+        if self.any_tr:
+            ok[i0] = bool((st.hard[i0] + r * self.nontr <= st.cap[i0]).all())
+        ok[m0] = False
+        sib = st.siblings(s)
+        if len(sib) > 1:
+            ok[st.a[sib]] = False
+        cand = np.flatnonzero(ok & (delta < 0))
+        if cand.size == 0:
+            return False
+        if cand.size > TRY_SHIFTS:
+            part = np.argpartition(delta[cand], TRY_SHIFTS)[:TRY_SHIFTS]
+            cand = cand[part]
+        cand = cand[np.argsort(delta[cand], kind="stable")]
+        before = st.total()
+        for m in cand.tolist():
+            if st.shift_ok(p, m):
+                after = st.total()
+                if after < before:
+                    self.stats["shifts"] += 1
+                    return True
+                st.move(p, m0)
+        return False
+
+    def swap_screen(self, p: int, partners: np.ndarray) -> bool:
+        """Try the best improving swaps of p with one of `partners`."""
+        st = self.st
+        m1 = int(st.a[p])
+        s = int(st.svc[p])
+        q = partners[(st.a[partners] != m1) & (st.svc[partners] != s)]
+        if q.size == 0:
+            return False
+        mq = st.a[q]
+        rp = st.req[p]
+        rq = st.req[q]
+        use1 = st.use[m1] - rp + rq  # [k, R]
+        use2 = st.use[mq] + rp - rq
+        ok = (use1 <= st.cap[m1]).all(axis=1) & (use2 <= st.cap[mq]).all(axis=1)
+        if not ok.any():
+            return False
+        q, mq, use1, use2 = q[ok], mq[ok], use1[ok], use2[ok]
+        rows1 = np.full(q.size, m1)
+        delta = (st.machine_costs(use1, rows1) - int(st.mc[m1])
+                 + st.machine_costs(use2, mq) - st.mc[mq])
+        i0 = int(st.init[p])
+        iq = st.init[q]
+        pm_p = int(st.pmc[p])
+        delta += pm_p * ((mq != i0).astype(np.int64) - int(m1 != i0))
+        delta += st.pmc[q] * ((iq != m1).astype(np.int64) - (iq != mq))
+        if st.w_mm:
+            delta += st.w_mm * (st.mmc[i0, mq].astype(np.int64) - int(st.mmc[i0, m1])
+                                + st.mmc[iq, m1].astype(np.int64) - st.mmc[iq, mq])
+        if st.w_sm:
+            # the service-move max, ignoring decreases (a screen that never promises
+            # more than the exact change below delivers)
+            sq = st.svc[q]
+            cp = int(st.svc_moved[s]) + (mq != i0).astype(np.int64) - int(m1 != i0)
+            cq = st.svc_moved[sq] + (iq != m1) - (iq != mq)
+            delta += st.w_sm * (np.maximum(st.max_moved, np.maximum(cp, cq)) - st.max_moved)
+        good = np.flatnonzero(delta < 0)
+        if good.size == 0:
+            return False
+        if good.size > TRY_SHIFTS:
+            good = good[np.argpartition(delta[good], TRY_SHIFTS)[:TRY_SHIFTS]]
+        good = good[np.argsort(delta[good], kind="stable")]
+        before = st.total()
+        for k in good.tolist():
+            qq, m2 = int(q[k]), int(mq[k])
+            st.move(p, m2)
+            st.move(qq, m1)
+            if st.total() < before and st.rules_ok((p, qq), (m1, m2)):
+                self.stats["swaps"] += 1
+                return True
+            st.move(qq, m2)
+            st.move(p, m1)
+        return False
+
+    def local_search(self, procs: np.ndarray | None = None, swaps: bool = True,
+                     max_rounds: int = 50) -> None:
+        """Shift (and swap) descent over `procs` (default: all) until no move improves."""
+        P = self.inst.n_processes
+        for _ in range(max_rounds):
+            order = (self.rng.permutation(P) if procs is None
+                     else self.rng.permutation(procs))
+            improved = 0
+            for i, p in enumerate(order.tolist()):
+                if i % 64 == 0 and self.time_left() <= 0:
+                    return
+                if self.shift_screen(p):
+                    improved += 1
+            if swaps:
+                sample = (np.arange(P) if P <= SWAP_SAMPLE
+                          else self.rng.choice(P, SWAP_SAMPLE, replace=False))
+                for i, p in enumerate(order.tolist()):
+                    if i % 32 == 0 and self.time_left() <= 0:
+                        return
+                    if self.swap_screen(p, sample):
+                        improved += 1
+            self.note("local search")
+            if not improved:
+                return
+
+    # -- LNS ----------------------------------------------------------------
+
+    def pick_machines(self, k: int) -> np.ndarray:
+        """A costly machine (roulette on load + balance cost) and k-1 partners."""
+        st = self.st
+        M = self.inst.n_machines
+        w = st.mc.astype(float)
+        if w.sum() > 0 and self.rng.random() < 0.8:
+            first = int(self.rng.choice(M, p=w / w.sum()))
+        else:
+            first = int(self.rng.integers(M))
+        same_hood = self.rng.random() < 0.5
+        pool = np.flatnonzero(st.nb == st.nb[first]) if same_hood else np.arange(M)
+        pool = pool[pool != first]
+        if pool.size == 0:
+            return np.array([first])
+        take = min(k - 1, pool.size)
+        u = self.rng.random()
+        if u < 0.4 and pool.size > take:
+            # partners with room below safety where the first machine is over it
+            over = np.maximum(0, st.use[first] - st.saf[first]) > 0
+            if not over.any():
+                over = np.ones_like(over)
+            room = np.maximum(0, st.saf[pool] - st.use[pool])[:, over] / np.maximum(
+                1, st.saf[pool][:, over])
+            score = room.sum(axis=1) + 0.1 * self.rng.random(pool.size)
+            others = pool[np.argsort(-score, kind="stable")[:take]]
+        elif u < 0.6 and pool.size > take:
+            cheap = pool[np.argsort(st.mc[pool] + self.rng.random(pool.size), kind="stable")]
+            others = cheap[:take]
+        else:
+            others = self.rng.choice(pool, take, replace=False)
+        return np.concatenate([[first], others]).astype(np.int64)
+
+    def lns_step(self, machines: np.ndarray, sub_time: float) -> tuple[bool, bool]:
+        """One sub-problem over `machines`; returns (improved, solved to optimality)."""
+        from allocator.roadef.subproblem import solve_subproblem
+
+        st = self.st
+        on = np.flatnonzero(np.isin(st.a, machines))
+        if on.size == 0:
+            return False, True
+        if on.size > LNS_MAX_FREE:
+            on = np.sort(self.rng.choice(on, LNS_MAX_FREE, replace=False))
+        self.stats["lns_calls"] += 1
+        res = solve_subproblem(st, on, machines, time_limit=sub_time,
+                               deterministic=self.iterations is not None,
+                               seed=int(self.rng.integers(1 << 30)), ctx=self.ctx)
+        if res is None:
+            return False, False
+        new_machine, delta, optimal = res
+        if delta >= 0:
+            return False, optimal
+        before = st.total()
+        old = st.a[on].copy()
+        changed = np.flatnonzero(new_machine != old)
+        # leave first, then arrive: intermediate states may break rules; the end is checked
+        for i in changed.tolist():
+            st.move(int(on[i]), int(new_machine[i]))
+        # the model's objective bounds the change (its slack variables need not be
+        # tight when CP-SAT stops early); the state's change is the exact one
+        real = st.total() - before
+        if st.rules_ok(on.tolist(), machines.tolist()) and real <= delta:
+            if real < 0:
+                self.stats["lns_improved"] += 1
+                return True, optimal
+        else:
+            log.warning("roadef LNS: sub-model solution rejected by the exact check "
+                        "(model change %d, exact change %d)", delta, real)
+            self.stats["lns_rejected"] += 1
+        for i in changed.tolist():
+            st.move(int(on[i]), int(old[i]))
+        return False, optimal
+
+    def run(self) -> None:
+        # shifts are cheap and take most of the easy gain; swaps and the LNS follow
+        self.local_search(swaps=False)
+        self.local_search(max_rounds=1)
+        self.note("local search", force=True)
+        k = LNS_MIN_MACHINES + 1
+        it = 0
+        stale = 0
+        M = self.inst.n_machines
+        while self.time_left() > 0.05 and (self.iterations is None or it < self.iterations):
+            it += 1
+            kk = min(max(LNS_MIN_MACHINES, k + int(self.rng.integers(-1, 2))), M,
+                     LNS_MAX_MACHINES)
+            machines = self.pick_machines(kk)
+            sub = min(LNS_SUB_TIME, max(0.05, self.time_left()))
+            improved, optimal = self.lns_step(machines, sub)
+            if improved:
+                stale = 0
+                procs = np.flatnonzero(np.isin(self.st.a, machines))
+                self.local_search(procs, swaps=False, max_rounds=2)
+                self.note("lns")
+            else:
+                stale += 1
+            # grow the neighbourhood while sub-problems are solved to optimality
+            if optimal and stale > 20:
+                k = min(k + 1, LNS_MAX_MACHINES)
+                stale = 0
+            elif not optimal:
+                k = max(LNS_MIN_MACHINES, k - 1)
+            if stale and stale % 200 == 0:
+                self.local_search(max_rounds=1, swaps=False)
+                self.note("local search")
+        self.note("final", force=True)
+
+
+def solve_roadef(inst: RoadefInstance, *, time_limit: float, seed: int = 0,
+                 on_improve: Callable[[Improvement], Any] | None = None,
+                 stop: threading.Event | None = None, iterations: int | None = None,
+                 ctx: SolveContext | None = None) -> RoadefResult:
+    """Improve the initial placement of `inst` within `time_limit` seconds.
+
+    The returned assignment passed the independent evaluator's rule check;
+    should the search's bookkeeping ever disagree with it (a bug), the best
+    placement that did pass is returned instead (at worst the initial one).
+    `iterations` bounds the LNS by a count (deterministic for a seed).
+    """
+    t0 = time.perf_counter()
+    if ctx is None:
+        ctx = SolveContext(time_limit=time_limit, workers=1, seed=seed,
+                           on_improve=on_improve, stop=stop or threading.Event(),
+                           deterministic=iterations is not None)
+    search = _Search(inst, ctx, iterations)
+    initial_cost = search.best_cost
+    try:
+        search.run()
+    finally:
+        ctx.close()
+    best = search.best
+    if violations(inst, best, limit=1):
+        log.error("roadef: the search's best placement breaks a rule; returning the initial one")
+        best = inst.initial.copy()
+    cost = evaluate(inst, best)
+    return RoadefResult(assignment=best, cost=cost, initial_cost=initial_cost,
+                        moved=int((best != inst.initial).sum()),
+                        time_s=time.perf_counter() - t0, history=search.history,
+                        stats=search.stats)

@@ -1,0 +1,252 @@
+"""The exact CP-SAT sub-model of one LNS step: re-place the freed processes on
+the freed machines, everything else fixed.
+
+Variables: x[p, j] (freed process p on freed machine j) where no fixed
+process of p's service already sits on j. Constraints, against the fixed
+part: capacity (the transient rule: a freed process whose initial machine is
+freed counts there wherever it goes), conflict, spread (locations the fixed
+processes already cover count), dependency (per neighbourhood of the freed
+machines). Objective: the load and balance cost of the freed machines, the
+process and machine move costs of the freed processes, and the service-move
+max: a variable z above every affected service's moved count and above the
+largest count of the other services (a bound that is tight at the optimum).
+The objective of the current placement is the same expression, so `delta`
+is exact; the caller re-checks it against the incremental state.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from allocator.roadef.state import RoadefState
+from allocator.solvers.context import SolveContext
+
+
+def solve_subproblem(st: RoadefState, freed: np.ndarray, machines: np.ndarray, *,
+                     time_limit: float, deterministic: bool, seed: int,
+                     ctx: SolveContext | None = None
+                     ) -> tuple[np.ndarray, int, bool] | None:
+    """New machines for `freed`, the cost change, and whether CP-SAT proved it optimal."""
+    inst = st.inst
+    R = inst.n_resources
+    K = len(machines)
+    ms = [int(m) for m in machines]
+    jof = {m: j for j, m in enumerate(ms)}
+    F = [int(p) for p in freed]
+    fset = set(F)
+    cur = st.a
+    req = st.req
+    tr = st.tr
+    init = st.init
+    model = cp_model.CpModel()
+
+    # usage of the freed machines without the freed processes
+    base_use = st.use[machines].copy()
+    base_hard = st.hard[machines].copy()
+    for p in F:
+        j = jof[int(cur[p])]
+        base_use[j] -= req[p]
+        base_hard[j] -= req[p]
+        ji = jof.get(int(init[p]))
+        if ji is not None and ji != j:
+            base_hard[ji, tr] -= req[p, tr]
+    # the transient rule: a freed process whose initial machine is freed stays held there
+    for p in F:
+        ji = jof.get(int(init[p]))
+        if ji is not None:
+            base_hard[ji, tr] += req[p, tr]
+
+    # which fixed processes of each service sit on the freed machines
+    fixed_on: dict[int, set[int]] = defaultdict(set)
+    services = sorted({int(st.svc[p]) for p in F})
+    for s in services:
+        for q in st.siblings(s).tolist():
+            if q not in fset and int(cur[q]) in jof:
+                fixed_on[s].add(jof[int(cur[q])])
+
+    x: dict[tuple[int, int], cp_model.IntVar] = {}
+    room = st.cap[machines] - base_hard
+    for p in F:
+        s = int(st.svc[p])
+        row = []
+        for j in range(K):
+            if j in fixed_on[s]:
+                continue
+            if j != jof[int(cur[p])] and (req[p] > room[j]).any():
+                continue
+            v = model.new_bool_var(f"x{p}_{j}")
+            x[p, j] = v
+            row.append(v)
+        model.add_exactly_one(row)
+    by_j: dict[int, list[int]] = defaultdict(list)
+    for (p, j) in x:
+        by_j[j].append(p)
+    # conflict among the freed processes of one service
+    for j in range(K):
+        per_service: dict[int, list[cp_model.IntVar]] = defaultdict(list)
+        for p in by_j[j]:
+            per_service[int(st.svc[p])].append(x[p, j])
+        for vs in per_service.values():
+            if len(vs) > 1:
+                model.add_at_most_one(vs)
+
+    # capacity (hard usage) and the load / balance terms
+    obj_terms: list[cp_model.LinearExprT] = []
+    obj_coefs: list[int] = []
+    hint: dict[cp_model.IntVar, int] = {}
+    use_expr: list[list[Any]] = []  # ints or linear expressions
+    for j in range(K):
+        m = ms[j]
+        row_expr: list[Any] = []
+        for r in range(R):
+            if tr[r]:
+                terms = [(int(req[p, r]), x[p, j]) for p in by_j[j] if int(init[p]) != m]
+            else:
+                terms = [(int(req[p, r]), x[p, j]) for p in by_j[j]]
+            terms = [(c, v) for c, v in terms if c]
+            hard_expr = int(base_hard[j, r]) + sum(c * v for c, v in terms)
+            if terms:
+                model.add(hard_expr <= int(st.cap[m, r]))
+            u = int(base_use[j, r]) + sum(int(req[p, r]) * x[p, j] for p in by_j[j]
+                                          if req[p, r])
+            row_expr.append(u)
+        use_expr.append(row_expr)
+    cur_use = st.use[machines]
+    for j in range(K):
+        m = ms[j]
+        top = base_use[j] + np.array([sum(int(req[p, r]) for p in by_j[j]) for r in range(R)])
+        for r in range(R):
+            lw = int(st.lw[r])
+            if not lw or top[r] <= st.saf[m, r]:
+                continue
+            ov = model.new_int_var(0, int(top[r] - st.saf[m, r]), f"over{j}_{r}")
+            model.add(ov >= use_expr[j][r] - int(st.saf[m, r]))
+            obj_terms.append(ov)
+            obj_coefs.append(lw)
+            hint[ov] = max(0, int(cur_use[j, r] - st.saf[m, r]))
+        for b, (r1, r2, t, w) in enumerate(st.bal):
+            if not w:
+                continue
+            hi = t * int(st.cap[m, r1]) + int(st.cap[m, r2]) + t * int(top[r1]) + 1
+            bv = model.new_int_var(0, max(1, hi), f"bal{j}_{b}")
+            model.add(bv >= t * (int(st.cap[m, r1]) - use_expr[j][r1])
+                      - (int(st.cap[m, r2]) - use_expr[j][r2]))
+            obj_terms.append(bv)
+            obj_coefs.append(w)
+            free = st.cap[m] - cur_use[j]
+            hint[bv] = max(0, int(t * free[r1] - free[r2]))
+
+    # move costs
+    for (p, j), v in x.items():
+        i0 = int(init[p])
+        c = (int(st.pmc[p]) if ms[j] != i0 else 0) + st.w_mm * int(st.mmc[i0, ms[j]])
+        if c:
+            obj_terms.append(v)
+            obj_coefs.append(c)
+
+    # service move: z above every affected count and the others' maximum
+    if st.w_sm:
+        mask = np.ones(inst.n_services, dtype=bool)
+        mask[services] = False
+        other = int(st.svc_moved[mask].max(initial=0))
+        top_z = max(other, int(st.svc_moved.max(initial=0)) + len(F))
+        z = model.new_int_var(other, top_z, "z")
+        for s in services:
+            fs = [p for p in F if int(st.svc[p]) == s]
+            const = int(st.svc_moved[s]) - sum(1 for p in fs if cur[p] != init[p])
+            stay: list[cp_model.IntVar] = []  # a freed process back on its initial machine
+            for p in fs:
+                const += 1
+                ji = jof.get(int(init[p]))
+                if ji is not None and (p, ji) in x:
+                    stay.append(x[p, ji])
+            model.add(z >= const - sum(stay))
+        obj_terms.append(z)
+        obj_coefs.append(st.w_sm)
+        hint[z] = st.max_moved
+
+    # spread: locations the fixed processes do not cover yet
+    spread = inst.spread_min
+    for s in services:
+        if spread[s] <= 0:
+            continue
+        fixed_locs = {int(st.loc[cur[q]]) for q in st.siblings(s).tolist() if q not in fset}
+        need = int(spread[s]) - len(fixed_locs)
+        if need <= 0:
+            continue
+        by_loc: dict[int, list[cp_model.IntVar]] = defaultdict(list)
+        for (p, j), v in x.items():
+            if int(st.svc[p]) == s:
+                lo = int(st.loc[ms[j]])
+                if lo not in fixed_locs:
+                    by_loc[lo].append(v)
+        ys = []
+        for lo, vs in by_loc.items():
+            y = model.new_bool_var(f"y{s}_{lo}")
+            model.add(y <= sum(vs))
+            ys.append(y)
+            hint[y] = int(any(int(st.loc[cur[p]]) == lo for p in F if int(st.svc[p]) == s))
+        model.add(sum(ys) >= need)
+
+    # dependency, per neighbourhood of the freed machines
+    if any(len(d) for d in st.deps):
+        hoods = sorted({int(st.nb[m]) for m in ms})
+        in_hood: dict[tuple[int, int], list[cp_model.IntVar]] = defaultdict(list)
+        freed_in: dict[tuple[int, int], int] = defaultdict(int)
+        for (p, j), v in x.items():
+            in_hood[int(st.svc[p]), int(st.nb[ms[j]])].append(v)
+        for p in F:
+            freed_in[int(st.svc[p]), int(st.nb[cur[p]])] += 1
+        pairs = set()
+        for s in services:
+            for d in st.deps[s].tolist():
+                pairs.add((s, d))
+            for r_ in st.rdeps[s].tolist():
+                pairs.add((r_, s))
+        for s, d in sorted(pairs):
+            for n in hoods:
+                if st.nb_count[d, n] - freed_in[d, n] > 0:
+                    continue  # fixed processes of d are there
+                xd = in_hood.get((d, n), [])
+                if st.nb_count[s, n] - freed_in[s, n] > 0:
+                    model.add(sum(xd) >= 1)
+                for v in in_hood.get((s, n), []):
+                    model.add(v <= sum(xd))
+
+    model.minimize(sum(c * t for c, t in zip(obj_coefs, obj_terms, strict=True)))
+    for (p, j), v in x.items():
+        model.add_hint(v, int(jof[int(cur[p])] == j))
+    for v, val in hint.items():
+        model.add_hint(v, val)
+
+    solver = cp_model.CpSolver()
+    prm = solver.parameters
+    prm.num_workers = 1
+    prm.random_seed = seed
+    if deterministic:
+        prm.max_deterministic_time = time_limit
+    else:
+        prm.max_time_in_seconds = time_limit
+    unregister = ctx.on_stop(solver.stop_search) if ctx is not None else None
+    try:
+        status = solver.solve(model)
+    finally:
+        if unregister is not None:
+            unregister()
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    new = np.empty(len(F), dtype=np.int64)
+    for i, p in enumerate(F):
+        new[i] = next(ms[j] for j in range(K) if (p, j) in x and solver.boolean_value(x[p, j]))
+    # the cost of the current placement in the same terms
+    current = int(st.mc[machines].sum())
+    for p in F:
+        i0, m = int(init[p]), int(cur[p])
+        current += (int(st.pmc[p]) if m != i0 else 0) + st.w_mm * int(st.mmc[i0, m])
+    current += st.w_sm * st.max_moved
+    delta = round(solver.objective_value) - current
+    return new, delta, status == cp_model.OPTIMAL

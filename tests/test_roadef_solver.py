@@ -1,0 +1,174 @@
+"""The ROADEF solver: incremental bookkeeping against the from-scratch evaluator,
+the CP-SAT sub-model against the exact check, valid and improving results on
+set A with short budgets, determinism, the generator, and `bench roadef`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from allocator.cli import app
+from allocator.roadef.evaluate import evaluate, violations
+from allocator.roadef.generate import generate_instance
+from allocator.roadef.instance import (
+    RoadefInstance,
+    read_assignment,
+    read_instance,
+    write_assignment,
+    write_model,
+)
+from allocator.roadef.solver import _Search, solve_roadef
+from allocator.roadef.state import RoadefState
+from allocator.solvers.context import SolveContext
+from tests.roadef_helpers import ROADEF
+
+A = ROADEF / "A"
+
+
+def _set_a(name: str) -> RoadefInstance:
+    return read_instance(A / f"model_{name}.txt", A / f"assignment_{name}.txt")
+
+
+def _small_generated(seed: int = 1) -> RoadefInstance:
+    return generate_instance(240, 24, 5, seed=seed, locations=6, neighbourhoods=3)
+
+
+@pytest.mark.parametrize("which", ["a1_2", "a2_3", "generated"])
+def test_incremental_state_matches_the_evaluator_on_random_moves(which: str) -> None:
+    inst = _small_generated() if which == "generated" else _set_a(which)
+    st = RoadefState(inst)
+    rng = np.random.default_rng(7)
+    accepted = rejected = 0
+    for step in range(300):
+        p = int(rng.integers(inst.n_processes))
+        m = int(rng.integers(inst.n_machines))
+        m0 = int(st.a[p])
+        if m == m0:
+            continue
+        st.move(p, m)
+        ok = st.rules_ok((p,), (m0, m))
+        # the local check agrees with the full one (the state was feasible before)
+        assert ok == (violations(inst, st.a) == []), (step, p, m)
+        if ok:
+            accepted += 1
+        else:
+            rejected += 1
+            st.move(p, m0)
+        if step % 10 == 0 or ok:
+            assert st.breakdown() == evaluate(inst, st.a).as_dict()
+    # swaps through the same path
+    for _ in range(100):
+        p, q = (int(x) for x in rng.integers(inst.n_processes, size=2))
+        mp, mq = int(st.a[p]), int(st.a[q])
+        if mp == mq:
+            continue
+        st.move(p, mq)
+        st.move(q, mp)
+        if st.rules_ok((p, q), (mp, mq)):
+            assert violations(inst, st.a) == []
+        else:
+            st.move(q, mq)
+            st.move(p, mp)
+        assert st.total() == evaluate(inst, st.a).total
+    assert accepted > 5 and rejected > 5  # both branches were exercised
+
+
+def test_lns_sub_models_pass_the_exact_check() -> None:
+    """Every CP-SAT sub-solution (capacity, transient, conflict, spread, dependency,
+    full cost) is accepted by the independent rules check and lowers the cost."""
+    for inst in (_small_generated(2), _set_a("a1_4")):
+        ctx = SolveContext(time_limit=60, workers=1, seed=3)
+        search = _Search(inst, ctx, iterations=None)
+        start = search.st.total()
+        for _ in range(10):
+            search.lns_step(search.pick_machines(4), 0.2)
+        assert search.stats["lns_rejected"] == 0
+        assert search.stats["lns_improved"] > 0
+        assert violations(inst, search.st.a) == []
+        assert search.st.total() == evaluate(inst, search.st.a).total < start
+
+
+@pytest.mark.parametrize("name", ["a1_2", "a2_3"])
+def test_solver_is_valid_and_not_worse_with_a_short_budget(name: str) -> None:
+    inst = _set_a(name)
+    t0 = time.perf_counter()
+    res = solve_roadef(inst, time_limit=1.5, seed=0)
+    assert time.perf_counter() - t0 < 6  # imports + the last sub-solve
+    assert violations(inst, res.assignment) == []
+    assert res.objective == evaluate(inst, res.assignment).total
+    assert res.objective < res.initial_cost
+    assert res.moved == int((res.assignment != inst.initial).sum())
+    costs = [c for _, c, _ in res.history]
+    assert costs == sorted(costs, reverse=True)
+
+
+def test_same_seed_same_result_when_bounded_by_counts() -> None:
+    inst = _small_generated(4)
+    one = solve_roadef(inst, time_limit=60, seed=5, iterations=4)
+    two = solve_roadef(inst, time_limit=60, seed=5, iterations=4)
+    assert np.array_equal(one.assignment, two.assignment)
+    assert one.objective == two.objective
+
+
+def test_stop_event_returns_a_valid_placement_quickly() -> None:
+    inst = _set_a("a2_2")
+    stop = threading.Event()
+    stop.set()
+    t0 = time.perf_counter()
+    res = solve_roadef(inst, time_limit=30, stop=stop)
+    assert time.perf_counter() - t0 < 5
+    assert violations(inst, res.assignment) == []
+
+
+def test_generator_small_size_is_valid_and_seeded(tmp_path: Path) -> None:
+    inst = _small_generated(9)
+    assert violations(inst, inst.initial) == []
+    assert inst.transient.any() and inst.balances and inst.spread_min.max() > 0
+    assert any(inst.dependencies)
+    assert evaluate(inst, inst.initial).load > 0  # something to improve
+    again = _small_generated(9)
+    assert np.array_equal(inst.requirement, again.requirement)
+    assert not np.array_equal(inst.requirement, _small_generated(10).requirement)
+    # write -> read round trip of model and assignment
+    write_model(tmp_path / "model_g.txt", inst)
+    write_assignment(tmp_path / "assignment_g.txt", inst.initial)
+    back = read_instance(tmp_path / "model_g.txt", tmp_path / "assignment_g.txt")
+    for field in ("transient", "load_weight", "neighbourhood", "location", "capacity", "safety",
+                  "machine_move_cost", "spread_min", "service", "requirement",
+                  "process_move_cost", "initial"):
+        assert np.array_equal(getattr(back, field), getattr(inst, field)), field
+    assert back.dependencies == inst.dependencies and back.balances == inst.balances
+    assert evaluate(back, back.initial) == evaluate(inst, inst.initial)
+
+
+def test_bench_roadef_cli_json_and_solution_file(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["bench", "roadef", str(A / "model_a1_1.txt"),
+                                 "--time-limit", "1", "--json", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.output.strip().splitlines()[-1])
+    for key in ("instance", "original_cost", "objective", "lower_bound", "best_known",
+                "gap_to_best_pct", "moved", "time_s", "valid"):
+        assert key in row
+    assert row["instance"] == "a1_1" and row["valid"] is True
+    assert row["original_cost"] == 49_528_750 and row["best_known"] == 44_306_501
+    assert row["lower_bound"] == 44_306_390
+    inst = _set_a("a1_1")
+    sol = read_assignment(out / "solution_a1_1.txt", inst.n_processes, inst.n_machines)
+    assert evaluate(inst, sol).total == row["objective"] < row["original_cost"]
+
+
+def test_bench_roadef_cli_bad_input_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "model_bad.txt"
+    bad.write_text("2\n0 x\n")
+    r = CliRunner().invoke(app, ["bench", "roadef", str(bad), "--time-limit", "1"])
+    assert r.exit_code == 2
+    assert "model_bad.txt, line 2: not an integer: 'x'" in r.output
+    r = CliRunner().invoke(app, ["bench", "roadef", str(tmp_path / "x.txt")])
+    assert r.exit_code == 2 and "model_<instance>.txt" in r.output
