@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 #: Candidate targets tried per process after the vectorised screen (the rest
 #: are worse; trying more only pays when the spread/dependency checks reject).
 TRY_SHIFTS = 4
+#: Above this many machines a shift is screened against a random sample of this size.
+SHIFT_ALL_MACHINES = 500
 #: Partners of a swap screened at once (all processes on set A; a sample on set B).
 SWAP_SAMPLE = 2000
 #: Freed processes per LNS sub-problem, and the range of machines freed.
@@ -113,41 +115,43 @@ class _Search:
 
     # -- local search -------------------------------------------------------
 
-    def shift_screen(self, p: int) -> bool:
-        """Try the best improving shifts of p; True when one was applied."""
+    def shift_screen(self, p: int, targets: np.ndarray | None = None) -> bool:
+        """Try the best improving shifts of p (to `targets`, default every machine)."""
         st = self.st
         m0 = int(st.a[p])
         r = st.req[p]
         i0 = int(st.init[p])
         s = int(st.svc[p])
+        tgt = np.arange(st.inst.n_machines) if targets is None else targets
         # cost of removing p from m0
         u0 = st.use[m0] - r
         c0 = int(st.machine_costs(u0[None, :], np.array([m0]))[0])
         d_remove = c0 - int(st.mc[m0])
-        new_use = st.use + r
-        add = st.machine_costs(new_use) - st.mc
-        delta = add + d_remove
-        was = m0 != i0
+        if targets is None:
+            delta = st.machine_costs(st.use + r) - st.mc + d_remove
+            hard, cap = st.hard, st.cap
+        else:
+            delta = st.machine_costs(st.use[tgt] + r, tgt) - st.mc[tgt] + d_remove
+            hard, cap = st.hard[tgt], st.cap[tgt]
+        home = tgt == i0
         # process and machine move costs, and the service-move max
         pm = int(st.pmc[p])
-        if was:
-            mv = np.full(st.inst.n_machines, 0, dtype=np.int64)
-            mv[i0] = -pm + st.w_sm * (st.service_move_after(s, -1) - st.max_moved)
+        if m0 != i0:
+            delta += np.where(home, -pm + st.w_sm * (st.service_move_after(s, -1)
+                                                     - st.max_moved), 0)
         else:
-            mv = np.full(st.inst.n_machines, pm + st.w_sm * (st.service_move_after(s, +1)
-                                                           - st.max_moved), dtype=np.int64)
-            mv[i0] = 0
-        delta += mv
+            delta += np.where(home, 0, pm + st.w_sm * (st.service_move_after(s, +1)
+                                                      - st.max_moved))
         if st.w_mm:
-            delta += st.w_mm * (st.mmc[i0].astype(np.int64) - int(st.mmc[i0, m0]))
+            delta += st.w_mm * (st.mmc[i0, tgt].astype(np.int64) - int(st.mmc[i0, m0]))
         # capacity (hard usage; coming home adds nothing on transient resources)
-        ok = (st.hard + r <= st.cap).all(axis=1)
-        if self.any_tr:
-            ok[i0] = bool((st.hard[i0] + r * self.nontr <= st.cap[i0]).all())
-        ok[m0] = False
+        ok = (hard + r <= cap).all(axis=1)
+        if self.any_tr and home.any():
+            ok[home] = bool((st.hard[i0] + r * self.nontr <= st.cap[i0]).all())
+        ok[tgt == m0] = False
         sib = st.siblings(s)
         if len(sib) > 1:
-            ok[st.a[sib]] = False
+            ok[np.isin(tgt, st.a[sib])] = False
         cand = np.flatnonzero(ok & (delta < 0))
         if cand.size == 0:
             return False
@@ -156,7 +160,7 @@ class _Search:
             cand = cand[part]
         cand = cand[np.argsort(delta[cand], kind="stable")]
         before = st.total()
-        for m in cand.tolist():
+        for m in tgt[cand].tolist():
             if st.shift_ok(p, m):
                 after = st.total()
                 if after < before:
@@ -164,6 +168,14 @@ class _Search:
                     return True
                 st.move(p, m0)
         return False
+
+    def targets(self) -> np.ndarray | None:
+        """Machines a shift is screened against: all of them, or a fresh sample on
+        large clusters (the screen is O(targets x R) per process)."""
+        M = self.inst.n_machines
+        if M <= SHIFT_ALL_MACHINES:
+            return None
+        return np.sort(self.rng.choice(M, SHIFT_ALL_MACHINES, replace=False))
 
     def swap_screen(self, p: int, partners: np.ndarray) -> bool:
         """Try the best improving swaps of p with one of `partners`."""
@@ -225,11 +237,13 @@ class _Search:
         for _ in range(max_rounds):
             order = (self.rng.permutation(P) if procs is None
                      else self.rng.permutation(procs))
+            # processes on the costliest machines first (stable: random among equals)
+            order = order[np.argsort(-self.st.mc[self.st.a[order]], kind="stable")]
             improved = 0
             for i, p in enumerate(order.tolist()):
                 if i % 64 == 0 and self.time_left() <= 0:
                     return
-                if self.shift_screen(p):
+                if self.shift_screen(p, self.targets()):
                     improved += 1
             if swaps:
                 sample = (np.arange(P) if P <= SWAP_SAMPLE
