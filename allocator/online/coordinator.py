@@ -139,11 +139,23 @@ class Coordinator:
 
     # ------------------------------------------------------------------ solving
 
-    def solve(self) -> Plan | None:
-        """Solve the current snapshot (no state change); None when nothing is queued."""
+    def _solve_locked(self, lock: Any) -> Plan | None:
+        """`solve` with the snapshot taken under `lock` (the solve itself runs unlocked)."""
+        with lock:
+            snap = self._snapshot()
+        return None if snap is None else self._solve_snapshot(snap)
+
+    def _snapshot(self) -> Snapshot | None:
         if not self.executor.queued():
             return None  # only running tasks, which a plan does not move
-        snap = self.hedge(self.executor.snapshot(weights=self.weights))
+        return self.hedge(self.executor.snapshot(weights=self.weights))
+
+    def solve(self) -> Plan | None:
+        """Solve the current snapshot (no state change); None when nothing is queued."""
+        snap = self._snapshot()
+        return None if snap is None else self._solve_snapshot(snap)
+
+    def _solve_snapshot(self, snap: Snapshot) -> Plan | None:
         t0 = time.perf_counter()
         try:
             if self.pick is not None:
@@ -234,7 +246,9 @@ class Coordinator:
             if not self.due(now):
                 continue
             self.last_solve = now
-            plan = await asyncio.to_thread(self.solve)
+            plan = await asyncio.to_thread(self._solve_locked, runtime.lock)
             if plan is not None and not runtime.closed:
                 self.solves += 1
-                runtime.apply(self.install(plan, runtime.clock.now()))
+                with runtime.lock:  # the runtime's worker threads drive the core too
+                    out = self.install(plan, runtime.clock.now())
+                runtime.apply(out)

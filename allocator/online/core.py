@@ -41,7 +41,6 @@ from allocator.online.events import (
     Code,
     Complete,
     Defer,
-    Dispatch,
     Event,
     Fail,
     Instruction,
@@ -60,6 +59,8 @@ from allocator.online.events import (
     TaskStarted,
     TaskSubmitted,
     Tick,
+    complete,
+    dispatch,
 )
 from allocator.online.log import EventLog
 from allocator.online.metrics import OnlineMetrics
@@ -151,6 +152,7 @@ class Executor:
         self.breaker_config = breaker or BreakerConfig()
         self.log = EventLog(log)
         self.metrics = OnlineMetrics()
+        self._ledger_add = self.metrics.ledger.rows.append
         self.retain_finished = retain_finished
         self.reject_unplaceable = reject_unplaceable
         self.tasks: dict[str, TaskState] = {}
@@ -208,21 +210,25 @@ class Executor:
         out: list[Instruction] = []
         self._out = out
         log = self.log.enabled
+        ids = self._ids
+        handlers = self._handlers
+        m = self.metrics
         for ev in events:
-            ev.id = next(self._ids)
+            ev.id = eid = next(ids)
             if ev.time > self.now:
                 self.now = ev.time
             else:
                 ev.time = self.now
-            self._cause = ev.id
-            self.metrics.events += 1
+            self._cause = eid
+            m.events += 1
             if log:
                 self.log.add(ev)
-            handler = self._handlers.get(type(ev))
+            handler = handlers.get(type(ev))
             if handler is None:
                 raise InvalidInputError(f"unknown event type {type(ev).__name__}", field="event")
             handler(ev)
-            self._pump()
+            if self._dirty or self._timers:  # nothing due and nothing to fill: skip the pump
+                self._pump()
         return out
 
     def _emit(self, ins: Instruction) -> None:
@@ -344,11 +350,16 @@ class Executor:
 
     def _on_submitted(self, ev: TaskSubmitted) -> None:
         spec = ev.task
-        if spec.id in self.tasks or spec.id in self.finished:
-            raise InvalidInputError(f"duplicate task id {spec.id!r}", field="task.id")
+        sid = spec.id
+        tasks = self.tasks
+        if sid in tasks or sid in self.finished:
+            raise InvalidInputError(f"duplicate task id {sid!r}", field="task.id")
         t = TaskState(spec, next(self._seq), self.now)
-        self.tasks[spec.id] = t
-        self.metrics.on_submit(t)
+        tasks[sid] = t
+        m = self.metrics
+        m.submitted += 1
+        if m.first_submit is None:
+            m.first_submit = t.submitted
         if self._closing:
             self._end(t, Reject, Code.SHUTDOWN, "executor is shutting down")
             return
@@ -357,10 +368,10 @@ class Executor:
     def _admit(self, t: TaskState) -> None:
         spec = t.spec
         adm = self.admission
-        if adm.trivial and (spec.deadline is None or not spec.hard_deadline):
+        if (spec.deadline is None or not spec.hard_deadline) and adm.trivial:
             # Fast path: no caps, no throttle, nothing to check for this task.
             t.phase = QUEUED
-            self._queued_by_class[spec.priority.rank] += 1
+            self._queued_by_class[t.rank] += 1
             self._place(t, None)
             return
         ef = 0.0
@@ -369,11 +380,11 @@ class Executor:
             ef = self._earliest_finish(t)
         d = adm.decide(priority=spec.priority, deadline=spec.deadline, hard=spec.hard_deadline,
                        earliest_finish=ef, queued_in_class=self._queued_by_class[
-                           spec.priority.rank], defers=t.defers, now=self.now)
+                           t.rank], defers=t.defers, now=self.now)
         if d.action is Action.ACCEPT:
             t.phase = QUEUED
             t.enqueued = self.now
-            self._queued_by_class[spec.priority.rank] += 1
+            self._queued_by_class[t.rank] += 1
             self._place(t, None)
         elif d.action is Action.DEFER:
             assert d.code is not None
@@ -413,13 +424,30 @@ class Executor:
         return t
 
     def _on_completed(self, ev: TaskCompleted) -> None:
-        t = self._current(ev.task_id, ev.agent, ev.attempt)
-        if t is None:
+        t = self.tasks.get(ev.task_id)
+        if (t is None or t.phase != RUNNING or t.attempt != ev.attempt or t.agent is None
+                or t.agent.id != ev.agent):
+            self.metrics.stale += 1
             return
         a = t.agent
-        assert a is not None
-        dur = self.now - t.started if ev.duration is None else ev.duration
-        self._release(t, a, done=True)
+        now = self.now
+        started = t.started
+        dur = now - started if ev.duration is None else ev.duration
+        # _release(t, a, done=True), inlined: this runs once per task.
+        spec = t.spec
+        running = a.running
+        del running[t.id]
+        a.run_est = a.run_est - t.est if running else 0.0
+        a.busy += now - started
+        self._ledger_add((spec, a.id, started, now, True))
+        if spec.demand:
+            for r, d in spec.demand:
+                a.used[r] -= d
+        t.agent = None
+        if a.status is AgentStatus.DRAINING and not running:
+            self._set_down(a)
+        else:
+            self._dirty[a.id] = a
         if dur > 0 and t.est > 0:
             # Observed speed (estimated work over run time) moves the agent's estimate.
             a.speed += EWMA_ALPHA * (t.est / dur - a.speed)
@@ -435,9 +463,23 @@ class Executor:
         a.completed += 1
         if t.stolen_by is not None and t.stolen_by == a.id:
             self._learn_steal(t, a)
-        a.breaker.record_success(probe=t.probe)
-        self._breaker_moves(a)
-        self._end(t, Complete, None, "", agent=a)
+        br = a.breaker
+        if br._state is BreakerState.CLOSED:
+            br._push(False)  # what record_success does on a closed breaker
+        else:
+            br.record_success(probe=t.probe)
+            self._breaker_moves(a)
+        # _end(t, Complete, ...), inlined (the task was running: no queue to leave).
+        t.phase = DONE
+        tid = t.id
+        ins = complete(tid, a.id, t.attempt, now, next(self._ids), self._cause)
+        self._out.append(ins)
+        if self.log.enabled:
+            self.log.add(ins)
+        self.metrics.on_complete(t, now)
+        del self.tasks[tid]
+        if self.retain_finished:
+            self.finished[tid] = ("complete", "", "")
 
     def _on_task_failed(self, ev: TaskFailed) -> None:
         t = self._current(ev.task_id, ev.agent, ev.attempt)
@@ -473,7 +515,7 @@ class Executor:
             self.metrics.retries += 1
             self._emit(Retry(task_id=t.id, attempt=t.attempt + 1, reason=reason))
             t.phase = QUEUED
-            self._queued_by_class[t.spec.priority.rank] += 1
+            self._queued_by_class[t.rank] += 1
             self._place(t, avoid)
 
     # ------------------------------------------------------------------ placement
@@ -556,7 +598,10 @@ class Executor:
             return
         br = a.breaker
         now = self.now
-        while len(a.running) < a.concurrency:
+        running = a.running
+        planned = a.planned
+        own = a.queue
+        while len(running) < a.concurrency:
             if br._state is not BreakerState.CLOSED:  # (state reads the clock; rarely needed)
                 allowed = br.allow()
                 self._breaker_moves(a)
@@ -566,20 +611,20 @@ class Executor:
             # most loaded eligible victim, then the global pools as the fallback.
             src: Any = None
             t: TaskState | None = None
-            if len(a.planned):
-                src = a.planned
+            if planned.n:
+                src = planned
                 t = src.peek(now)
-            elif len(a.queue):
-                src = a.queue
+            elif own.n:
+                src = own
                 if self._fair_across:
                     # Fair disciplines: the smallest virtual time among the own deque
                     # and the pools (shares are accounted across queues).
                     best = None
                     for pool in a.pools:
                         q = pool.queue
-                        if len(q):
+                        if q.n:
                             if best is None:
-                                best = a.queue.peek_key(now)
+                                best = own.peek_key(now)
                             k = q.peek_key(now)
                             if k is not None and best is not None and k < best:
                                 best, src = k, q
@@ -587,13 +632,19 @@ class Executor:
             elif self._stealing and self._steal(a):
                 continue
             elif self._pull:
-                best = None
-                for pool in a.pools:
-                    q = pool.queue
-                    if len(q):
-                        k = q.peek_key(now)
-                        if k is not None and (best is None or k < best):
-                            best, src = k, q
+                pools = a.pools
+                if len(pools) == 1:  # one signature (the common case): no keys to compare
+                    q = pools[0].queue
+                    if q.n:
+                        src = q
+                else:
+                    best = None
+                    for pool in pools:
+                        q = pool.queue
+                        if q.n:
+                            k = q.peek_key(now)
+                            if k is not None and (best is None or k < best):
+                                best, src = k, q
                 if src is not None:
                     t = src.peek(now)
             if t is None:
@@ -628,41 +679,52 @@ class Executor:
 
     def _dispatch(self, t: TaskState, a: AgentState, src: Any) -> None:
         now = self.now
+        spec = t.spec
         t.phase = RUNNING
         t.where = None
         t.agent = a
-        t.attempt += 1
+        t.attempt = attempt = t.attempt + 1
         t.started = now
         t.served_by = src
-        self._queued_by_class[t.spec.priority.rank] -= 1
+        self._queued_by_class[t.rank] -= 1
+        m = self.metrics
         if t.first_start < 0:
             t.first_start = now
-            self.metrics.waits.append(now - t.submitted)
+            m.waits.append(now - t.submitted)
             if self._throttle:
                 # Queueing delay since admission (a deferral is not queueing).
                 self.admission.observe_wait(now - t.enqueued, now)
         a.running[t.id] = t
         a.run_est += t.est
-        for r, d in t.spec.demand:
-            a.used[r] = a.used.get(r, 0.0) + d
+        if spec.demand:
+            used = a.used
+            for r, d in spec.demand:
+                used[r] = used.get(r, 0.0) + d
         if a.limiter is not None:
-            t.tokens_est = self.metrics.token_estimate(t.spec)
+            t.tokens_est = m.token_estimate(spec)
             a.limiter.take(t.tokens_est, now)
         br = a.breaker
         t.probe = br.acquire() if br._state is not BreakerState.CLOSED else False
-        self.metrics.dispatches += 1
-        self._emit(Dispatch(task_id=t.id, agent=a.id, attempt=t.attempt, work=t.est,
-                            remote=src is not a.queue and src is not a.planned))
-        if t.spec.timeout is not None:
-            self._timer(now + t.spec.timeout, _T_TIMEOUT, t, t.attempt)
+        m.dispatches += 1
+        ins = dispatch(t.id, a.id, attempt, t.est, src is not a.queue and src is not a.planned,
+                       now, next(self._ids), self._cause)
+        self._out.append(ins)
+        if self.log.enabled:
+            self.log.add(ins)
+        if spec.timeout is not None:
+            self._timer(now + spec.timeout, _T_TIMEOUT, t, attempt)
 
     def _release(self, t: TaskState, a: AgentState, *, done: bool = False) -> None:
-        del a.running[t.id]
-        a.run_est = a.run_est - t.est if a.running else 0.0
-        a.busy += self.now - t.started
-        self.metrics.ledger.add(t.spec, a.id, t.started, self.now, done)
-        for r, d in t.spec.demand:
-            a.used[r] -= d
+        running = a.running
+        del running[t.id]
+        a.run_est = a.run_est - t.est if running else 0.0
+        now = self.now
+        a.busy += now - t.started
+        spec = t.spec
+        self._ledger_add((spec, a.id, t.started, now, done))
+        if spec.demand:
+            for r, d in spec.demand:
+                a.used[r] -= d
         t.agent = None
         if a.status is AgentStatus.DRAINING and not a.running:
             self._set_down(a)
@@ -676,7 +738,7 @@ class Executor:
         loaded = self._loaded
         out = []
         for v in list(loaded.values()):
-            if (len(v.queue) + len(v.planned) == 0) or v.status is not AgentStatus.UP:
+            if (v.queue.n + v.planned.n == 0) or v.status is not AgentStatus.UP:
                 del loaded[v.id]  # re-added on the next push
             else:
                 out.append(v)
@@ -701,6 +763,8 @@ class Executor:
         one resets it; an arrival at a busy agent wakes an idle thief at once.
         The margin a steal must gain adapts to outcomes (see `_learn_steal`).
         """
+        if not self._loaded:
+            return False  # nothing queued at any agent
         cfg = self.policy.steal
         now = self.now
         if now < thief.backoff_until:
@@ -843,7 +907,7 @@ class Executor:
             del a.running[t.id]
             a.run_est -= t.est
             a.busy += self.now - t.started
-            self.metrics.ledger.add(t.spec, a.id, t.started, self.now, False)
+            self._ledger_add((t.spec, a.id, t.started, self.now, False))
             for r, d in t.spec.demand:
                 a.used[r] -= d
             t.agent = None
@@ -938,11 +1002,14 @@ class Executor:
         if t.phase == QUEUED:
             if t.queue is not None:
                 t.queue.remove(t)
-            self._queued_by_class[t.spec.priority.rank] -= 1
+            self._queued_by_class[t.rank] -= 1
         t.phase = DONE
         if kind is Complete:
             assert agent is not None
-            self._emit(Complete(task_id=t.id, agent=agent.id, attempt=t.attempt))
+            ins = complete(t.id, agent.id, t.attempt, self.now, next(self._ids), self._cause)
+            self._out.append(ins)
+            if self.log.enabled:
+                self.log.add(ins)
         elif kind is Reject:
             assert code is not None
             self._emit(Reject(task_id=t.id, code=code, reason=reason))

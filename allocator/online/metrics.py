@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from allocator.metrics import jain_index, percentile, variance
 from allocator.online.events import TaskSpec
-from models import Agent, Priority, Snapshot, Task, Weights
+from models import Priority, Weights
 
 _CLASSES = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
 
@@ -43,26 +43,18 @@ TOKEN_ALPHA = 0.2
 
 
 class Ledger:
-    """One row per finished attempt: who ran what, from when to when (cheap appends)."""
+    """One row per finished attempt: (spec, agent, start, end, done), one append each."""
 
-    __slots__ = ("agent", "done", "end", "specs", "start")
+    __slots__ = ("rows",)
 
     def __init__(self) -> None:
-        self.specs: list[TaskSpec] = []
-        self.agent: list[str] = []
-        self.start = array("d")
-        self.end = array("d")
-        self.done = bytearray()
+        self.rows: list[tuple[TaskSpec, str, float, float, bool]] = []
 
     def add(self, spec: TaskSpec, agent: str, start: float, end: float, done: bool) -> None:
-        self.specs.append(spec)
-        self.agent.append(agent)
-        self.start.append(start)
-        self.end.append(end)
-        self.done.append(1 if done else 0)
+        self.rows.append((spec, agent, start, end, done))
 
     def __len__(self) -> int:
-        return len(self.specs)
+        return len(self.rows)
 
 
 class OnlineMetrics:
@@ -114,23 +106,30 @@ class OnlineMetrics:
         if self.first_submit is None:
             self.first_submit = t.submitted
 
+    def on_complete(self, t: TaskState, now: float) -> None:
+        """A task completed at `now` (its last attempt started at `t.started`)."""
+        self.last_end = now
+        self.completed += 1
+        self.latencies.append(now - t.submitted)
+        svc = now - t.started
+        spec = t.spec
+        ten = spec.tenant
+        if ten is not None:
+            ts = self.tenant_service
+            ts[ten] = ts.get(ten, 0.0) + svc
+        self.class_service[t.rank] += svc
+        d = spec.deadline
+        if d is not None:
+            self.with_deadline += 1
+            if now > d + 1e-9:
+                self.misses += 1
+
     def on_end(self, t: TaskState, kind: str, code: Any, now: float) -> None:
+        if kind == "Complete":
+            self.on_complete(t, now)
+            return
         self.last_end = now
         d = t.spec.deadline
-        if kind == "Complete":
-            self.completed += 1
-            self.latencies.append(now - t.submitted)
-            svc = now - t.started
-            ten = t.spec.tenant
-            if ten is not None:
-                ts = self.tenant_service
-                ts[ten] = ts.get(ten, 0.0) + svc
-            self.class_service[t.spec.priority.rank] += svc
-            if d is not None:
-                self.with_deadline += 1
-                if now > d + 1e-9:
-                    self.misses += 1
-            return
         if kind == "Reject":
             self.rejected += 1
         else:
@@ -177,51 +176,49 @@ def agent_utilisation(ex: Executor) -> dict[str, float]:
 def online_objective(ex: Executor, weights: Weights | None = None) -> dict[str, float]:
     """The work done so far priced with a Plan's terms (allocator.objectives).
 
-    The ledger becomes a snapshot where each attempt is a task of work = its
-    busy time on a speed-1 copy of its agent (so `term_cost` is cost rate x
-    busy time), placed on that agent with its real start and end (so
-    `term_tardiness` is the class-weighted lateness, completed attempts only)
-    and, for completed tasks with a home agent, that home as `current_agent`
-    (so `term_migrations` prices running elsewhere). Returns the raw terms and
+    Each attempt in the ledger is priced as a task of work = its busy time on
+    a speed-1 copy of its agent, placed there with its real start and end:
+    `cost` = cost rate x busy time (`term_cost`), `tardiness` = the class
+    weight x lateness of completed attempts past their deadline
+    (`term_tardiness`), `migration_cost` = the task's migration cost for each
+    completed attempt that ran away from its home agent (`term_migrations`
+    with the home as `current_agent`). Returns the raw terms and
     `weighted_objective` under `weights` (default: the executor's).
-    """
-    from allocator.objectives import (
-        Schedule,
-        term_cost,
-        term_migrations,
-        term_tardiness,
-        term_weights,
-    )
-    from allocator.problem import compile_snapshot
 
+    Computed on arrays straight from the ledger (a simulation of a million
+    tasks has a million rows); tests/online/test_metrics_objective.py checks
+    it against the same ledger compiled into a Snapshot and priced by
+    allocator.objectives.
+    """
     w = weights if weights is not None else ex.weights
-    led = ex.metrics.ledger
+    rows = ex.metrics.ledger.rows
     out = {"cost": 0.0, "tardiness": 0.0, "migration_cost": 0.0, "weighted_objective": 0.0}
-    if not len(led) or not ex.agents:
+    n = len(rows)
+    if not n or not ex.agents:
         return out
-    agents = [Agent(id=a.id, cost_rate=a.spec.cost_rate) for a in ex.agents.values()]
-    known = set(ex.agents)
-    start = np.frombuffer(led.start, dtype=float)
-    end = np.frombuffer(led.end, dtype=float)
-    tasks = []
-    for k, (spec, done) in enumerate(zip(led.specs, led.done, strict=True)):
-        d = spec.deadline if done and spec.deadline is not None else None
-        home = spec.home if done and spec.home in known else None
-        tasks.append(Task(
-            id=f"{k}", work=float(end[k] - start[k]), priority=spec.priority,
-            deadline=max(d, 0.0) if d is not None else None, current_agent=home,
-            migration_cost=spec.migration_cost if home is not None else None))
-    snap = Snapshot(time=0.0, agents=agents, tasks=tasks, weights=w, name="ledger")
-    prob = compile_snapshot(snap)
-    agent_of = np.fromiter((prob.agent_index[a] for a in led.agent), dtype=np.int64,
-                           count=len(led))
-    sched = Schedule(agent_of, start.copy(), end.copy())
-    terms = {"cost": term_cost(prob, agent_of), "tardiness": term_tardiness(prob, sched),
-             "migrations": term_migrations(prob, agent_of)}
-    tw = term_weights(prob)
-    out.update(cost=terms["cost"], tardiness=terms["tardiness"],
-               migration_cost=terms["migrations"],
-               weighted_objective=float(sum(tw[k] * v for k, v in terms.items())))
+    index = {a: i for i, a in enumerate(ex.agents)}
+    rate = np.array([a.spec.cost_rate for a in ex.agents.values()], dtype=float)
+    agent_of = np.fromiter((index[r[1]] for r in rows), dtype=np.int64, count=n)
+    start = np.fromiter((r[2] for r in rows), dtype=float, count=n)
+    end = np.fromiter((r[3] for r in rows), dtype=float, count=n)
+    cost = float((rate[agent_of] * (end - start)).sum())
+    tw = [w.tardiness_by_priority[p] for p in _CLASSES]
+    tardiness = 0.0
+    migration = 0.0
+    for spec, agent, _, stop, done in rows:
+        if not done:
+            continue
+        d = spec.deadline
+        if d is not None:
+            late = stop - max(d, 0.0)
+            if late > 0:
+                tardiness += tw[spec.priority.rank] * late
+        if spec.migration_cost and spec.home is not None and spec.home != agent \
+                and spec.home in index:
+            migration += spec.migration_cost
+    out.update(cost=cost, tardiness=tardiness, migration_cost=migration,
+               weighted_objective=float(w.cost * cost + w.tardiness * tardiness
+                                        + w.migrations * migration))
     return out
 
 

@@ -74,11 +74,16 @@ def place_p2c(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | Non
 
 def place_home(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | None:
     """The task's home agent unless it is down, breaker-blocked, ineligible or backed up."""
-    home = ex.agents.get(t.spec.home) if t.spec.home is not None else None
+    spec = t.spec
+    home = ex.agents.get(spec.home) if spec.home is not None else None
+    if home is None:
+        return None
     steal = ex.policy.steal
-    if (home is not None and home.id != avoid and home.status is AgentStatus.UP
-            and home.breaker.state is BreakerState.CLOSED and eligible(home, t.spec)
-            and len(home.queue) < steal.deque_cap
+    br = home.breaker
+    if (home.id != avoid and home.status is AgentStatus.UP
+            and (br._state is BreakerState.CLOSED or br.state is BreakerState.CLOSED)
+            and eligible(home, spec)
+            and home.queue.n < steal.deque_cap
             and (steal.overflow_wait == math.inf or home.load_bound() <= steal.overflow_wait
                  or home.load(ex.now) <= steal.overflow_wait)):
         return home

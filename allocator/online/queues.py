@@ -37,6 +37,9 @@ class TaskQueue(Protocol):
     @property
     def work(self) -> float: ...
 
+    #: Queued tasks (what len() returns; an attribute, read on every dispatch).
+    n: int
+
     def __len__(self) -> int: ...
     def push(self, t: TaskState, now: float) -> None: ...
     def peek(self, now: float) -> TaskState | None: ...
@@ -56,15 +59,16 @@ class SortedQueue:
     a memmove. Used directly for fifo, edf, wfq and plan order.
     """
 
-    __slots__ = ("_head", "_items", "work")
+    __slots__ = ("_head", "_items", "n", "work")
 
     def __init__(self) -> None:
         self._items: list[Any] = []
         self._head = 0
+        self.n = 0
         self.work = 0.0
 
     def __len__(self) -> int:
-        return len(self._items) - self._head
+        return self.n
 
     def __iter__(self) -> Iterator[TaskState]:
         items = self._items
@@ -82,7 +86,13 @@ class SortedQueue:
         t.qkey = key
         t.queue = self
         items = self._items
-        if len(items) == self._head or (key, t.seq) > items[-1][:2]:
+        self.n += 1
+        if len(items) == self._head:
+            items.append(e)
+            self.work += t.est
+            return
+        last = items[-1]
+        if key > last[0] or (key == last[0] and t.seq > last[1]):
             items.append(e)
         else:
             insort(items, e, lo=self._head)
@@ -120,9 +130,8 @@ class SortedQueue:
 
     def _detach(self, t: TaskState) -> None:
         t.queue = None
-        self.work -= t.est
-        if len(self._items) == self._head:
-            self.work = 0.0
+        self.n -= 1
+        self.work = self.work - t.est if self.n else 0.0
 
     def back(self, limit: int) -> list[TaskState]:
         items = self._items
@@ -265,26 +274,26 @@ class PriorityQueue:
     (oldest first, before anything else) and `(1, pass, seq)` otherwise.
     """
 
-    __slots__ = ("_memo", "_n", "_qs", "clock", "work")
+    __slots__ = ("_memo", "_qs", "clock", "n", "work")
 
     def __init__(self, config: PriorityConfig | None = None, *,
                  clock: FairClock | None = None) -> None:
         self.clock = clock or FairClock(priority=config)
         self._qs = [FifoQueue() for _ in _CLASSES]
-        self._n = 0
+        self.n = 0
         self.work = 0.0
         #: (now, clock version, choice) of the last `_choose` (peek, then take).
         self._memo: tuple[float, int, int] = (math.nan, -1, -1)
 
     def __len__(self) -> int:
-        return self._n
+        return self.n
 
     def __iter__(self) -> Iterator[TaskState]:
         for q in self._qs:
             yield from q
 
     def push(self, t: TaskState, now: float) -> None:
-        c = t.spec.priority.rank
+        c = t.rank
         ck = self.clock
         if not ck.cactive[c]:  # a class idle everywhere does not bank credit
             ck.passes[c] = max(ck.passes[c], ck.vpass + ck.stride[c])
@@ -292,11 +301,11 @@ class PriorityQueue:
         ck.version += 1
         self._qs[c].push(t, now)
         t.queue = self
-        self._n += 1
+        self.n += 1
         self.work += t.est
 
     def _choose(self, now: float) -> int:
-        if not self._n:
+        if not self.n:
             return -1
         m = self._memo
         if m[0] == now and m[1] == self.clock.version:
@@ -313,9 +322,9 @@ class PriorityQueue:
         passes = ck.passes
         aging = ck.aging
         for c, q in enumerate(self._qs):
-            h = q.peek(now)
-            if h is None:
+            if not q.n:
                 continue
+            h = q._items[q._head][2]
             if now - h.enqueued >= aging[c] and h.enqueued < oldest:
                 best_aged, oldest = c, h.enqueued
             if best < 0 or passes[c] < passes[best]:
@@ -324,19 +333,22 @@ class PriorityQueue:
 
     def peek(self, now: float) -> TaskState | None:
         c = self._choose(now)
-        return None if c < 0 else self._qs[c].peek(now)
+        if c < 0:
+            return None
+        q = self._qs[c]
+        return q._items[q._head][2]  # type: ignore[no-any-return]
 
     def peek_key(self, now: float) -> Key | None:
         t = self.peek(now)
         if t is None:
             return None
-        c = t.spec.priority.rank
+        c = t.rank
         if now - t.enqueued >= self.clock.aging[c]:
             return (0.0, t.enqueued, t.seq)
         return (1.0, self.clock.passes[c], t.seq)
 
     def take(self, t: TaskState, now: float) -> None:
-        c = t.spec.priority.rank
+        c = t.rank
         ck = self.clock
         ck.vpass = ck.passes[c]
         ck.passes[c] += ck.stride[c]
@@ -345,14 +357,14 @@ class PriorityQueue:
         self._gone(t)
 
     def remove(self, t: TaskState) -> None:
-        self._qs[t.spec.priority.rank].remove(t)
+        self._qs[t.rank].remove(t)
         self._gone(t)
 
     def _gone(self, t: TaskState) -> None:
-        self.clock.cactive[t.spec.priority.rank] -= 1
+        self.clock.cactive[t.rank] -= 1
         self.clock.version += 1
-        self._n -= 1
-        self.work = self.work - t.est if self._n else 0.0
+        self.n -= 1
+        self.work = self.work - t.est if self.n else 0.0
 
     def back(self, limit: int) -> list[TaskState]:
         out: list[TaskState] = []
@@ -376,13 +388,13 @@ class CfsQueue:
     the current minimum vruntime: no banked credit for having been idle.
     """
 
-    __slots__ = ("_flows", "_n", "clock")
+    __slots__ = ("_flows", "clock", "n")
 
     def __init__(self, weights: dict[str, float] | None = None, *,
                  clock: FairClock | None = None) -> None:
         self.clock = clock or FairClock(weights)
         self._flows: dict[str, FifoQueue] = {}
-        self._n = 0
+        self.n = 0
 
     @property
     def weights(self) -> dict[str, float]:
@@ -390,10 +402,10 @@ class CfsQueue:
 
     @property
     def work(self) -> float:
-        return sum(q.work for q in self._flows.values()) if self._n else 0.0
+        return sum(q.work for q in self._flows.values()) if self.n else 0.0
 
     def __len__(self) -> int:
-        return self._n
+        return self.n
 
     def __iter__(self) -> Iterator[TaskState]:
         for q in self._flows.values():
@@ -411,7 +423,7 @@ class CfsQueue:
         ck.active[f] = n + 1
         q.push(t, now)
         t.queue = self
-        self._n += 1
+        self.n += 1
 
     def _best(self) -> str | None:
         best: str | None = None
@@ -448,7 +460,7 @@ class CfsQueue:
         self._gone(f)
 
     def _gone(self, f: str) -> None:
-        self._n -= 1
+        self.n -= 1
         self.clock.active[f] -= 1
 
     def back(self, limit: int) -> list[TaskState]:

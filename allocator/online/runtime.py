@@ -1,11 +1,11 @@
 """Asyncio runtime: the executor core driving real callables.
 
-Coroutine functions run as asyncio tasks; plain functions run in a thread
-pool. The core decides what runs where (its agents are logical workers with
-a concurrency limit each); the runtime carries out Dispatch, Cancel and
-SetTimer, and reports completions and failures back as events. Events are
-batched: everything posted in one loop iteration goes to `core.handle` at
-once.
+Coroutine functions run as asyncio tasks; plain functions run on the
+runtime's worker threads (see `Runtime`). The core decides what runs where
+(its agents are logical workers with a concurrency limit each); the runtime
+carries out Dispatch, Cancel and SetTimer, and reports completions and
+failures back as events. Events are batched: everything posted in one loop
+iteration goes to `core.handle` at once.
 
 Each `submit` returns an asyncio future resolved exactly once by the task's
 terminal instruction: the result, `TaskRejectedError` or `TaskFailedError`
@@ -24,9 +24,9 @@ import contextlib
 import functools
 import inspect
 import itertools
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +49,11 @@ from allocator.online.events import (
     SetTimer,
     Shutdown,
     TaskCancelled,
-    TaskCompleted,
     TaskFailed,
     TaskSpec,
-    TaskSubmitted,
     Tick,
+    completed,
+    submitted,
 )
 from allocator.online.policies import Policy
 from models import Agent
@@ -90,21 +90,24 @@ class Reported:
     usage: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Job:
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    future: asyncio.Future[Any]
-    is_coro: bool
-    results: dict[int, Any] = field(default_factory=dict)
-    error: BaseException | None = None
-
-
 class _TaskFuture(asyncio.Future):  # type: ignore[type-arg]
-    """The future `submit` returns: cancelling it cancels the task in the core."""
+    """The future `submit` returns, carrying its job; cancelling it cancels the task.
+
+    One object per task holds the callable, its arguments, and the value and
+    error of its latest attempt (no separate job record, no done-callback).
+    """
+
+    __slots__ = ("args", "error", "fn", "is_coro", "runtime", "task_id", "value",
+                 "value_attempt")
 
     runtime: Runtime
     task_id: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    is_coro: bool
+    value: Any
+    value_attempt: int
+    error: BaseException | None
 
     def cancel(self, msg: Any = None) -> bool:
         done = super().cancel(msg)
@@ -150,6 +153,16 @@ class Runtime:
     instead returns every queued task unrun (their futures raise
     TaskRejectedError with code `shutdown`) and lets running ones finish, or
     cancels them with `cancel_running=True`.
+
+    Threads: blocking callables run on the runtime's own worker threads (one
+    per agent slot unless `threads` says otherwise). A worker that finishes a
+    call reports it to the core itself, under `lock`, and runs the next
+    blocking task the core dispatches at once; only what needs the event loop
+    (resolving futures, starting coroutines, timers, cancelling coroutines)
+    goes back to the loop, batched: one loop wake-up for however many
+    instructions piled up meanwhile. So a stream of short blocking calls costs
+    no thread hand-off per task. Everything that touches the core holds
+    `lock` (the core itself stays single-threaded and deterministic).
     """
 
     def __init__(
@@ -165,11 +178,18 @@ class Runtime:
         executor_kwargs.setdefault("log", 10_000)
         agents = list(agents)
         self.core = Executor(policy, **executor_kwargs)
-        self._jobs: dict[str, _Job] = {}
+        #: Guards the core and the hand-over between the loop and the worker threads.
+        self.lock = threading.Lock()
+        self._work_cv = threading.Condition(self.lock)
+        self._jobs: dict[str, _TaskFuture] = {}
+        #: Current attempts: (task id, attempt) -> (agent, asyncio Task or None for a thread).
         self._running: dict[tuple[str, int], tuple[str, Any]] = {}
-        self._done_q: deque[tuple[str, str, int, float, Any]] = deque()
+        #: Blocking attempts dispatched and not yet picked up by a worker.
+        self._work: deque[tuple[_TaskFuture, str, str, int]] = deque()
+        #: Instructions the workers leave for the loop, and whether a wake-up is pending.
+        self._inbox: list[Instruction] = []
         self._wake_pending = False
-        self._loop: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._coro_fns: dict[Any, bool] = {}
         self._pending: list[Event] = []
         self._flushing = False
@@ -178,6 +198,7 @@ class Runtime:
         self._ids = itertools.count()
         self._idle: asyncio.Event | None = None
         self._returned: list[str] = []
+        self._stopping = False
         self.closed = False
         total = 0
         joins: list[Event] = []
@@ -186,8 +207,8 @@ class Runtime:
             total += spec.concurrency
             joins.append(AgentJoined(agent=spec, rate_limit=limit, time=self.clock.now()))
         self.core.handle(*joins)
-        self._pool = ThreadPoolExecutor(max_workers=threads or max(total, 1),
-                                        thread_name_prefix="allocator-agent")
+        self._n_threads = threads or max(total, 1)
+        self._threads: list[threading.Thread] = []
 
     async def __aenter__(self) -> Runtime:
         return self
@@ -200,23 +221,32 @@ class Runtime:
     def submit(self, fn: Callable[..., Any], *args: Any, **spec_fields: Any) -> asyncio.Future[Any]:
         """Submit `fn(*args)`; keyword arguments are TaskSpec fields (id, work, priority,
         deadline (absolute, on `self.clock`), timeout, tenant, skills, tokens, home ...)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         task_id = spec_fields.pop("id", None) or f"task-{next(self._ids)}"
         if task_id in self._jobs:
             raise InvalidInputError(f"duplicate task id {task_id!r}", field="id")
-        spec = TaskSpec(id=task_id, **spec_fields)
-        # A future that reports its own cancellation (no done-callback per task).
+        spec = TaskSpec(task_id, **spec_fields)
         fut = _TaskFuture(loop=loop)
         fut.runtime = self
         fut.task_id = task_id
+        fut.fn = fn
+        fut.args = args
+        fut.value_attempt = -1
+        fut.error = None
         is_coro = self._coro_fns.get(fn)
         if is_coro is None:
             target = fn.func if isinstance(fn, functools.partial) else fn
             is_coro = inspect.iscoroutinefunction(target)
             if not isinstance(fn, functools.partial):
                 self._coro_fns[fn] = is_coro
-        self._jobs[task_id] = _Job(fn, args, fut, is_coro)
-        self._post(TaskSubmitted(task=spec))
+        fut.is_coro = is_coro
+        self._jobs[task_id] = fut
+        self._pending.append(submitted(spec, self.clock.now()))
+        if not self._flushing:
+            self._flushing = True
+            loop.call_soon(self._flush)
         return fut
 
     def add_agent(self, agent: Agent, rate_limit: RateLimit | None = None) -> None:
@@ -228,9 +258,12 @@ class Runtime:
 
     def fail_agent(self, agent_id: str, reason: str = "agent failed") -> None:
         """Declare an agent dead: its running attempts are abandoned and retried elsewhere."""
-        for key, (agent, handle) in list(self._running.items()):
-            if agent == agent_id:
+        with self.lock:
+            hit = [(k, h) for k, (agent, h) in self._running.items() if agent == agent_id]
+            for key, _ in hit:
                 del self._running[key]
+        for _, handle in hit:
+            if handle is not None:
                 handle.cancel()
         self._post(AgentFailed(agent_id=agent_id, reason=reason))
 
@@ -239,7 +272,10 @@ class Runtime:
         self._pending.append(ev)
         if not self._flushing:
             self._flushing = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         # Drain until quiet (bounded, so the loop still gets its turn): tasks that
@@ -250,28 +286,48 @@ class Runtime:
                 if not self._pending:
                     break
                 events, self._pending = self._pending, []
-                self.apply(self.core.handle(*events))
+                with self.lock:
+                    out = self.core.handle(*events)
+                self.apply(out)
         finally:
             self._flushing = False
             if self._pending:
                 self._flushing = True
                 asyncio.get_running_loop().call_soon(self._flush)
 
+    def handle(self, *events: Event) -> None:
+        """Feed events to the core (under the lock) and carry out its instructions."""
+        with self.lock:
+            out = self.core.handle(*events)
+        self.apply(out)
+
     # ------------------------------------------------------------------ instructions
 
     def apply(self, out: list[Instruction]) -> None:
-        """Carry out the core's instructions (also used by the coordinator)."""
+        """Carry out the core's instructions in the loop's thread (also used by the coordinator)."""
+        threads: list[tuple[_TaskFuture, str, str, int]] | None = None
+        jobs = self._jobs
+        now = -1.0
         for ins in out:
             typ = type(ins)
             if typ is Dispatch:
-                self._start(ins)  # type: ignore[arg-type]
+                job = jobs[ins.task_id]  # type: ignore[attr-defined]
+                if job.is_coro:
+                    if now < 0:
+                        now = self.clock.now()
+                    self._start_coro(job, ins, now)  # type: ignore[arg-type]
+                else:
+                    if threads is None:
+                        threads = []
+                    threads.append((job, ins.task_id, ins.agent, ins.attempt))  # type: ignore[attr-defined]
             elif typ is Complete:
-                job = self._jobs.pop(ins.task_id)  # type: ignore[attr-defined]
-                if not job.future.done():
-                    job.future.set_result(job.results.pop(ins.attempt, None))  # type: ignore[attr-defined]
+                job = jobs.pop(ins.task_id)  # type: ignore[attr-defined]
+                if not job.done():
+                    job.set_result(job.value if job.value_attempt == ins.attempt  # type: ignore[attr-defined]
+                                   else None)
             elif typ is Fail or typ is Reject:
                 tid, code, reason = ins.task_id, ins.code, ins.reason  # type: ignore[attr-defined]
-                job = self._jobs.pop(tid)
+                job = jobs.pop(tid)
                 if typ is Reject:
                     exc: AllocatorError = TaskRejectedError(tid, code, reason)
                     if code is Code.SHUTDOWN:
@@ -279,93 +335,168 @@ class Runtime:
                 else:
                     exc = TaskFailedError(tid, code, reason)
                     exc.__cause__ = job.error
-                if not job.future.done():
-                    job.future.set_exception(exc)
+                if not job.done():
+                    job.set_exception(exc)
             elif typ is Cancel:
                 hit = self._running.pop((ins.task_id, ins.attempt), None)  # type: ignore[attr-defined]
-                if hit is not None:
+                if hit is not None and hit[1] is not None:
                     hit[1].cancel()
             elif typ is SetTimer:
                 self._arm(ins.at)  # type: ignore[attr-defined]
-        if not self._jobs and self._idle is not None:
+        if threads:
+            self._hand_to_threads(threads)
+        if not jobs and self._idle is not None:
             self._idle.set()
 
-    def _start(self, ins: Dispatch) -> None:
-        job = self._jobs[ins.task_id]
-        key = (ins.task_id, ins.attempt)
-        if job.is_coro:
-            # Eager start (what Python 3.12's eager tasks do): run the coroutine up
-            # to its first suspension now; one that finishes there needs no Task.
-            coro = job.fn(*job.args)
-            t0 = self.clock.now()
-            try:
-                first = coro.send(None)
-            except StopIteration as stop:
-                self._report(ins.task_id, ins.agent, ins.attempt, t0, stop.value, None)
-                return
-            except BaseException as exc:  # the attempt failed synchronously
-                self._report(ins.task_id, ins.agent, ins.attempt, t0, None, exc)
-                return
-            handle: Any = asyncio.get_running_loop().create_task(_resume(coro, first))
-            self._running[key] = (ins.agent, handle)
-            handle.add_done_callback(functools.partial(
-                self._attempt_done, ins.task_id, ins.agent, ins.attempt, t0))
+    def _hand_to_threads(self, items: list[tuple[_TaskFuture, str, str, int]]) -> None:
+        with self.lock:
+            running = self._running
+            for item in items:
+                running[(item[1], item[3])] = (item[2], None)
+            self._work.extend(items)
+            idle = len(self._threads) < self._n_threads
+            self._work_cv.notify(len(items))
+        if idle:
+            self._spawn(len(items))
+
+    def _spawn(self, wanted: int) -> None:
+        """Start worker threads lazily, up to `threads` (an idle runtime holds none)."""
+        while wanted > 0 and len(self._threads) < self._n_threads:
+            th = threading.Thread(target=self._worker, name="allocator-agent", daemon=True)
+            self._threads.append(th)
+            th.start()
+            wanted -= 1
+
+    def _start_coro(self, job: _TaskFuture, ins: Dispatch, t0: float) -> None:
+        tid, agent, attempt = ins.task_id, ins.agent, ins.attempt
+        # Eager start (what Python 3.12's eager tasks do): run the coroutine up
+        # to its first suspension now; one that finishes there needs no Task.
+        coro = job.fn(*job.args)
+        try:
+            first = coro.send(None)
+        except StopIteration as stop:
+            self._report(job, agent, attempt, t0, stop.value, None)
             return
-        # Threads: submit to the pool directly; completions come back through one
-        # queue and at most one loop wake-up per batch (not one per task).
-        self._loop = asyncio.get_running_loop()
-        cf = self._pool.submit(job.fn, *job.args)
-        self._running[key] = (ins.agent, cf)
-        cf.add_done_callback(functools.partial(
-            self._thread_done, ins.task_id, ins.agent, ins.attempt, self.clock.now()))
+        except BaseException as exc:  # the attempt failed synchronously
+            self._report(job, agent, attempt, t0, None, exc)
+            return
+        handle: Any = asyncio.get_running_loop().create_task(_resume(coro, first))
+        self._running[(tid, attempt)] = (agent, handle)
+        handle.add_done_callback(functools.partial(self._coro_done, job, agent, attempt, t0))
 
-    def _thread_done(self, task_id: str, agent: str, attempt: int, t0: float,
-                     cf: Any) -> None:  # runs in the worker thread
-        self._done_q.append((task_id, agent, attempt, t0, cf))
-        if not self._wake_pending:
-            self._wake_pending = True
-            # A closed loop means nobody is waiting any more.
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._drain_threads)
-
-    def _drain_threads(self) -> None:
-        self._wake_pending = False
-        q = self._done_q
-        while q:
-            self._attempt_done(*q.popleft())
-        self._flush()  # same loop turn: the freed slots get work without another wake-up
-
-    def _attempt_done(self, task_id: str, agent: str, attempt: int, t0: float,
-                      handle: Any) -> None:
-        if self._running.pop((task_id, attempt), None) is None:
+    def _coro_done(self, job: _TaskFuture, agent: str, attempt: int, t0: float,
+                   handle: Any) -> None:
+        if self._running.pop((job.task_id, attempt), None) is None:
             return  # cancelled or abandoned by the core: nothing to report
         if handle.cancelled():
-            self._post(TaskFailed(task_id=task_id, agent=agent, attempt=attempt,
+            self._post(TaskFailed(task_id=job.task_id, agent=agent, attempt=attempt,
                                   reason="cancelled", retryable=False,
                                   duration=self.clock.now() - t0))
             return
         exc = handle.exception()
-        self._report(task_id, agent, attempt, t0, None if exc is not None else handle.result(),
+        self._report(job, agent, attempt, t0, None if exc is not None else handle.result(),
                      exc)
 
-    def _report(self, task_id: str, agent: str, attempt: int, t0: float, value: Any,
+    def _report(self, job: _TaskFuture, agent: str, attempt: int, t0: float, value: Any,
                 exc: BaseException | None) -> None:
-        job = self._jobs.get(task_id)
-        dur = self.clock.now() - t0
+        """Post the outcome of a coroutine attempt (loop thread)."""
+        self._post(self._outcome(job, agent, attempt, t0, value, exc))
+
+    def _outcome(self, job: _TaskFuture, agent: str, attempt: int, t0: float, value: Any,
+                 exc: BaseException | None) -> Event:
+        """The event reporting one attempt; keeps its value (or error) on the job."""
+        now = self.clock.now()
         if exc is not None:
-            if job is not None:
-                job.error = exc
-            self._post(TaskFailed(task_id=task_id, agent=agent, attempt=attempt,
-                                  reason=repr(exc), duration=dur,
-                                  retryable=not isinstance(exc, asyncio.CancelledError)))
-            return
+            job.error = exc
+            return TaskFailed(task_id=job.task_id, agent=agent, attempt=attempt,
+                              reason=repr(exc), duration=now - t0, time=now,
+                              retryable=not isinstance(exc, asyncio.CancelledError))
         usage = None
         if isinstance(value, Reported):
             value, usage = value.value, value.usage
-        if job is not None:
-            job.results[attempt] = value
-        self._post(TaskCompleted(task_id=task_id, agent=agent, attempt=attempt, duration=dur,
-                                 usage=usage))
+        job.value = value
+        job.value_attempt = attempt
+        return completed(job.task_id, agent, attempt, now, now - t0, usage)
+
+    # ------------------------------------------------------------------ worker threads
+
+    def _worker(self) -> None:
+        """Run blocking attempts; report each to the core and run what it dispatches next."""
+        lock = self.lock
+        cv = self._work_cv
+        work = self._work
+        running = self._running
+        clock = self.clock
+        core = self.core
+        while True:
+            with lock:
+                while not work:
+                    if self._stopping:
+                        return
+                    cv.wait()
+                item: tuple[_TaskFuture, str, str, int] | None = work.popleft()
+            while item is not None:
+                job, tid, agent, attempt = item
+                item = None
+                key = (tid, attempt)
+                if key not in running:
+                    break  # cancelled or abandoned before it started
+                t0 = clock.now()
+                value: Any = None
+                exc: BaseException | None = None
+                try:
+                    value = job.fn(*job.args)
+                except BaseException as e:
+                    exc = e
+                with lock:
+                    if running.pop(key, None) is None:
+                        continue  # timed out, cancelled or its agent failed: a stale result
+                    out = core.handle(self._outcome(job, agent, attempt, t0, value, exc))
+                    # Blocking dispatches go to the work queue, and this worker takes the
+                    # next one at once; everything else is the loop's job (one wake-up
+                    # for everything that piles up meanwhile).
+                    inbox = self._inbox
+                    added = 0
+                    for ins in out:
+                        if type(ins) is Dispatch:
+                            nxt = self._jobs.get(ins.task_id)
+                            if nxt is not None and not nxt.is_coro:
+                                running[(ins.task_id, ins.attempt)] = (ins.agent, None)
+                                work.append((nxt, ins.task_id, ins.agent, ins.attempt))
+                                added += 1
+                                continue
+                        inbox.append(ins)
+                    if work:  # the oldest waiting call next: nothing starves behind a chain
+                        item = work.popleft()
+                    more = added - 1
+                    if more > 0:
+                        cv.notify(more)
+                    wake = bool(inbox) and not self._wake_pending
+                    if wake:
+                        self._wake_pending = True
+                if wake:
+                    self._wake_loop()
+                if more > 0 and len(self._threads) < self._n_threads:
+                    self._spawn_threadsafe(more)
+
+    def _wake_loop(self) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(self._drain_inbox)
+
+    def _spawn_threadsafe(self, wanted: int) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._spawn, wanted)
+
+    def _drain_inbox(self) -> None:
+        with self.lock:
+            out, self._inbox = self._inbox, []
+            self._wake_pending = False
+        self.apply(out)
+        self._flush()  # same loop turn: posted completions get handled without another wake-up
 
     def _cancelled(self, task_id: str) -> None:
         if task_id in self._jobs:
@@ -405,6 +536,8 @@ class Runtime:
         await self.join()
         if self._timer is not None:
             self._timer.cancel()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self.lock:  # idle workers exit; one still inside a call exits after it
+            self._stopping = True
+            self._work_cv.notify_all()
         returned, self._returned = self._returned, []
         return returned

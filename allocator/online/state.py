@@ -30,7 +30,7 @@ class TaskState:
     """Everything the core tracks about one task (internal)."""
 
     __slots__ = ("agent", "attempt", "defers", "enqueued", "est", "first_start", "id",
-                 "phase", "probe", "qkey", "queue", "seq", "served_by", "sig", "spec",
+                 "phase", "probe", "qkey", "queue", "rank", "seq", "served_by", "sig", "spec",
                  "started", "steal_pred", "steals", "stolen_by", "submitted", "timer_token",
                  "tokens_est", "vtag", "where")
 
@@ -62,6 +62,8 @@ class TaskState:
         self.served_by: Any = None
         self.timer_token = 0
         self.sig: Signature = (spec.skills, spec.allowed, spec.forbidden, spec.demand)
+        #: The priority class's rank (0 critical .. 3 low), read on every queue operation.
+        self.rank = spec.priority.rank
 
 
 class AgentState:

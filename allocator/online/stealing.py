@@ -55,7 +55,7 @@ def run_time(t: TaskState, a: AgentState) -> float:
 def victims_of(thief: AgentState, loaded: list[AgentState], min_queue: int) -> list[AgentState]:
     """Up agents other than the thief with at least `min_queue` queued tasks."""
     return [v for v in loaded if v is not thief and v.status is AgentStatus.UP
-            and len(v.queue) + len(v.planned) >= min_queue]
+            and v.queue.n + v.planned.n >= min_queue]
 
 
 def unit_cost(a: AgentState) -> float:

@@ -152,3 +152,47 @@ def test_agent_failure_mid_task_retries_elsewhere() -> None:
             assert kinds.count("Dispatch") == 2 and "Retry" in kinds
 
     _run(main())
+
+
+def test_blocking_calls_on_fewer_threads_than_slots_all_run_once() -> None:
+    """Worker threads chain calls without starving queued ones (2 threads, 6 slots)."""
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def job(i: int) -> int:
+        with lock:
+            seen.append(i)
+        if i % 7 == 0:
+            time.sleep(0.002)  # some calls really block: other workers must pick up
+        if i % 11 == 0:
+            raise ValueError(i)
+        return i
+
+    async def main() -> list[object]:
+        agents = [Agent(id=f"a{k}", concurrency=2) for k in range(3)]
+        async with Runtime(agents, "priority+stealing", threads=2, max_retries=0) as rt:
+            futs = [rt.submit(job, i, priority=list(Priority)[i % 4], home=f"a{i % 3}")
+                    for i in range(300)]
+            return list(await asyncio.gather(*futs, return_exceptions=True))
+
+    out = _run(main())
+    assert sorted(seen) == list(range(300))  # each call ran exactly once
+    for i, r in enumerate(out):
+        if i % 11 == 0:
+            assert isinstance(r, TaskFailedError) and isinstance(r.__cause__, ValueError)
+        else:
+            assert r == i
+
+
+def test_worker_threads_exit_after_shutdown() -> None:
+    async def main() -> Runtime:
+        rt = Runtime([Agent(id="a", concurrency=3)], "fifo")
+        assert await asyncio.gather(*[rt.submit(time.sleep, 0.001) for _ in range(9)])
+        await rt.shutdown()
+        return rt
+
+    rt = _run(main())
+    assert 1 <= len(rt._threads) <= 3
+    for th in rt._threads:
+        th.join(timeout=2)
+        assert not th.is_alive()
