@@ -434,16 +434,17 @@ def print_bench(speed_tasks: int = 200_000, *, quick: bool = False,
     t = Table(title=f"Simulator speed: {n_speed:,} tasks, 64 agents (CPU s exclude other "
                     "load on the machine)")
     for c in ("policy", "events", "wall s", "CPU s", "events/s wall", "events/CPU s",
-              "1M tasks, est. CPU s", "lost", "dup"):
+              "vs bare loop", "vs 300k goal", "1M tasks, est. CPU s", "lost", "dup"):
         t.add_column(c, justify="left" if c == "policy" else "right")
     for r in rows:
-        t.add_row(r["policy"], f"{r['events']:,}", f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}",
+        t.add_row(r["policy"], f"{r['events']:,}", f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}",
                   f"{r['events_per_s']:,.0f}", f"{r['events_per_cpu_s']:,.0f}",
+                  f"{r['vs_bare_loop']:.3f}x", f"{r['vs_goal']:.2f}x",
                   f"{r['est_1m_tasks_cpu_s']:.0f}", str(r["lost"]), str(r["duplicated"]))
     con.print(t)
     rows = out["runtime"] = bench.runtime_overhead(tasks=5_000 if quick else 20_000)
     t = Table(title="Runtime overhead per no-op task (priority+stealing, 8 workers), "
-                    "median of 3 alternating rounds")
+                    "median of 5 alternating rounds")
     for c in ("executor", "tasks", "median s", "µs/task", "CPU µs/task", "tasks/s",
               "throughput vs TPE", "CPU vs TPE"):
         t.add_column(c, justify="left" if c == "executor" else "right")

@@ -86,6 +86,8 @@ from allocator.online.stealing import plan_probe, plan_steal, victims_of
 from allocator.problem import capacity_limit
 from models import Agent, AgentStatus, Plan, Snapshot, Task, Weights
 
+_NAN = math.nan
+
 # Timer kinds.
 _T_DEFER, _T_TIMEOUT, _T_BREAKER, _T_WAKE = range(4)
 
@@ -439,7 +441,10 @@ class Executor:
         del running[t.id]
         a.run_est = a.run_est - t.est if running else 0.0
         a.busy += now - started
-        self._ledger_add((spec, a.id, started, now, True))
+        d = spec.deadline
+        mc = spec.migration_cost
+        self._ledger_add((a.index, started, now, True, t.rank, _NAN if d is None else d,
+                          self._home_index(spec) if mc else -1, mc))
         if spec.demand:
             for r, d in spec.demand:
                 a.used[r] -= d
@@ -451,8 +456,9 @@ class Executor:
         if dur > 0 and t.est > 0:
             # Observed speed (estimated work over run time) moves the agent's estimate.
             a.speed += EWMA_ALPHA * (t.est / dur - a.speed)
-            if t.served_by is not None:
-                t.served_by.charge(t, dur * a.speed - t.est)
+            sb = t.served_by
+            if sb is not None and sb.charges:  # (cfs corrects its estimate; others skip)
+                sb.charge(t, dur * a.speed - t.est)
         if ev.usage:
             used = ev.usage.get("tokens")
             if used is not None:
@@ -577,10 +583,11 @@ class Executor:
                 if h.id in self._hungry and pool in h.pools and h.breaker.allow():
                     self._dirty[h.id] = h
                     return None
-        for h in self._hungry.values():
-            if pool in h.pools:
-                self._dirty[h.id] = h
-                break
+        if self._hungry:
+            for h in self._hungry.values():
+                if pool in h.pools:
+                    self._dirty[h.id] = h
+                    break
         return None
 
     def _wake_thief(self, t: TaskState, victim: AgentState) -> None:
@@ -629,7 +636,7 @@ class Executor:
                             if k is not None and best is not None and k < best:
                                 best, src = k, q
                 t = src.peek(now)
-            elif self._stealing and self._steal(a):
+            elif self._stealing and self._loaded and self._steal(a):
                 continue
             elif self._pull:
                 pools = a.pools
@@ -714,6 +721,18 @@ class Executor:
         if spec.timeout is not None:
             self._timer(now + spec.timeout, _T_TIMEOUT, t, attempt)
 
+    def _home_index(self, spec: TaskSpec) -> int:
+        h = self.agents.get(spec.home) if spec.home is not None else None
+        return h.index if h is not None else -1
+
+    def _ledger_row(self, t: TaskState, a: AgentState, end: float, done: bool) -> None:
+        """Record one finished attempt (see allocator.online.metrics.LedgerRow)."""
+        spec = t.spec
+        d = spec.deadline
+        mc = spec.migration_cost
+        self._ledger_add((a.index, t.started, end, done, t.rank, _NAN if d is None else d,
+                          self._home_index(spec) if mc else -1, mc))
+
     def _release(self, t: TaskState, a: AgentState, *, done: bool = False) -> None:
         running = a.running
         del running[t.id]
@@ -721,7 +740,7 @@ class Executor:
         now = self.now
         a.busy += now - t.started
         spec = t.spec
-        self._ledger_add((spec, a.id, t.started, now, done))
+        self._ledger_row(t, a, now, done)
         if spec.demand:
             for r, d in spec.demand:
                 a.used[r] -= d
@@ -907,7 +926,7 @@ class Executor:
             del a.running[t.id]
             a.run_est -= t.est
             a.busy += self.now - t.started
-            self._ledger_add((t.spec, a.id, t.started, self.now, False))
+            self._ledger_row(t, a, self.now, False)
             for r, d in t.spec.demand:
                 a.used[r] -= d
             t.agent = None

@@ -42,16 +42,20 @@ if TYPE_CHECKING:
 TOKEN_ALPHA = 0.2
 
 
+#: A ledger row: (agent index, start, end, done, priority rank, deadline (nan: none),
+#: home agent index (-1: none or no migration cost), migration cost). Numbers only,
+#: so the garbage collector stops tracking the rows (a million of them cost nothing
+#: to keep) and the finished tasks' specs are freed.
+LedgerRow = tuple[int, float, float, bool, int, float, int, float]
+
+
 class Ledger:
-    """One row per finished attempt: (spec, agent, start, end, done), one append each."""
+    """One row per finished attempt (see LedgerRow), one append each."""
 
     __slots__ = ("rows",)
 
     def __init__(self) -> None:
-        self.rows: list[tuple[TaskSpec, str, float, float, bool]] = []
-
-    def add(self, spec: TaskSpec, agent: str, start: float, end: float, done: bool) -> None:
-        self.rows.append((spec, agent, start, end, done))
+        self.rows: list[LedgerRow] = []
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -196,26 +200,20 @@ def online_objective(ex: Executor, weights: Weights | None = None) -> dict[str, 
     n = len(rows)
     if not n or not ex.agents:
         return out
-    index = {a: i for i, a in enumerate(ex.agents)}
-    rate = np.array([a.spec.cost_rate for a in ex.agents.values()], dtype=float)
-    agent_of = np.fromiter((index[r[1]] for r in rows), dtype=np.int64, count=n)
-    start = np.fromiter((r[2] for r in rows), dtype=float, count=n)
-    end = np.fromiter((r[3] for r in rows), dtype=float, count=n)
+    rate = np.zeros(max(a.index for a in ex.agents.values()) + 1)
+    for a in ex.agents.values():
+        rate[a.index] = a.spec.cost_rate
+    arr = np.array(rows, dtype=float).reshape(n, 8)
+    agent_of = arr[:, 0].astype(np.int64)
+    start, end, done = arr[:, 1], arr[:, 2], arr[:, 3] > 0
     cost = float((rate[agent_of] * (end - start)).sum())
-    tw = [w.tardiness_by_priority[p] for p in _CLASSES]
-    tardiness = 0.0
-    migration = 0.0
-    for spec, agent, _, stop, done in rows:
-        if not done:
-            continue
-        d = spec.deadline
-        if d is not None:
-            late = stop - max(d, 0.0)
-            if late > 0:
-                tardiness += tw[spec.priority.rank] * late
-        if spec.migration_cost and spec.home is not None and spec.home != agent \
-                and spec.home in index:
-            migration += spec.migration_cost
+    tw = np.array([w.tardiness_by_priority[p] for p in _CLASSES])
+    deadline = np.maximum(arr[:, 5], 0.0)
+    late = np.where(done & ~np.isnan(deadline), end - deadline, 0.0)
+    tardiness = float((tw[arr[:, 4].astype(np.int64)] * np.maximum(late, 0.0)).sum())
+    home = arr[:, 6].astype(np.int64)
+    moved = done & (home >= 0) & (home != agent_of)
+    migration = float(arr[moved, 7].sum())
     out.update(cost=cost, tardiness=tardiness, migration_cost=migration,
                weighted_objective=float(w.cost * cost + w.tardiness * tardiness
                                         + w.migrations * migration))

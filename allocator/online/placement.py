@@ -85,7 +85,9 @@ def place_home(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | No
             and eligible(home, spec)
             and home.queue.n < steal.deque_cap
             and (steal.overflow_wait == math.inf or home.load_bound() <= steal.overflow_wait
-                 or home.load(ex.now) <= steal.overflow_wait)):
+                 or ((home.queue.work + home.planned.work) / home.speed / home.concurrency
+                 <= steal.overflow_wait  # queued work alone is a lower bound of load()
+                 and home.load(ex.now) <= steal.overflow_wait))):
         return home
     return None
 

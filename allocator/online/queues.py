@@ -39,6 +39,8 @@ class TaskQueue(Protocol):
 
     #: Queued tasks (what len() returns; an attribute, read on every dispatch).
     n: int
+    #: Whether `charge` does anything (the core skips the call otherwise).
+    charges: bool
 
     def __len__(self) -> int: ...
     def push(self, t: TaskState, now: float) -> None: ...
@@ -60,6 +62,7 @@ class SortedQueue:
     """
 
     __slots__ = ("_head", "_items", "n", "work")
+    charges = False
 
     def __init__(self) -> None:
         self._items: list[Any] = []
@@ -275,6 +278,7 @@ class PriorityQueue:
     """
 
     __slots__ = ("_memo", "_qs", "clock", "n", "work")
+    charges = False
 
     def __init__(self, config: PriorityConfig | None = None, *,
                  clock: FairClock | None = None) -> None:
@@ -299,7 +303,16 @@ class PriorityQueue:
             ck.passes[c] = max(ck.passes[c], ck.vpass + ck.stride[c])
         ck.cactive[c] += 1
         ck.version += 1
-        self._qs[c].push(t, now)
+        q = self._qs[c]
+        items = q._items
+        seq = t.seq
+        if not q.n or seq > items[-1][1]:  # the class fifo's append (its key is always 0)
+            items.append((0.0, seq, t))
+            t.qkey = 0.0
+            q.n += 1
+            q.work += t.est
+        else:
+            q.push(t, now)
         t.queue = self
         self.n += 1
         self.work += t.est
@@ -350,11 +363,26 @@ class PriorityQueue:
     def take(self, t: TaskState, now: float) -> None:
         c = t.rank
         ck = self.clock
-        ck.vpass = ck.passes[c]
-        ck.passes[c] += ck.stride[c]
-        ck.version += 1
-        self._qs[c].take(t, now)
-        self._gone(t)
+        ck.vpass = p = ck.passes[c]
+        ck.passes[c] = p + ck.stride[c]
+        q = self._qs[c]
+        items = q._items
+        h = q._head
+        if q.n and items[h][2] is t:  # the class fifo's head (always, from _choose)
+            items[h] = None
+            q._head = h = h + 1
+            if h > 64 and h * 2 > len(items):
+                del items[:h]
+                q._head = 0
+            q.n -= 1
+            q.work = q.work - t.est if q.n else 0.0
+            t.queue = None
+        else:
+            q.take(t, now)
+        ck.cactive[c] -= 1
+        ck.version += 2
+        self.n -= 1
+        self.work = self.work - t.est if self.n else 0.0
 
     def remove(self, t: TaskState) -> None:
         self._qs[t.rank].remove(t)
@@ -389,6 +417,7 @@ class CfsQueue:
     """
 
     __slots__ = ("_flows", "clock", "n")
+    charges = True
 
     def __init__(self, weights: dict[str, float] | None = None, *,
                  clock: FairClock | None = None) -> None:

@@ -399,8 +399,11 @@ class Runtime:
 
     def _report(self, job: _TaskFuture, agent: str, attempt: int, t0: float, value: Any,
                 exc: BaseException | None) -> None:
-        """Post the outcome of a coroutine attempt (loop thread)."""
-        self._post(self._outcome(job, agent, attempt, t0, value, exc))
+        """Post the outcome of a coroutine attempt (loop thread; the event has its time)."""
+        self._pending.append(self._outcome(job, agent, attempt, t0, value, exc))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _outcome(self, job: _TaskFuture, agent: str, attempt: int, t0: float, value: Any,
                  exc: BaseException | None) -> Event:

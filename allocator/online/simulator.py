@@ -54,11 +54,11 @@ from allocator.online.events import (
     SetTimer,
     Shutdown,
     Steal,
-    TaskCompleted,
     TaskFailed,
-    TaskSubmitted,
     Tick,
 )
+from allocator.online.events import completed as mk_completed
+from allocator.online.events import submitted as mk_submitted
 from allocator.online.metrics import summary
 from allocator.online.policies import Policy
 from allocator.online.workload import TOKENS_PER_WORK, Workload
@@ -160,8 +160,7 @@ class Simulator:
             for ins in out:
                 typ = type(ins)
                 if typ is Dispatch:
-                    assert isinstance(ins, Dispatch)
-                    i = int(ins.task_id[1:])
+                    i = int(ins.task_id[1:])  # type: ignore[attr-defined]
                     a_id = ins.agent
                     dur = actual[i] / speed[a_id]
                     h = home_of[i]
@@ -211,7 +210,7 @@ class Simulator:
             now, _, kind, p = pop(heap)
             ev: Event
             if kind == _ARR:
-                ev = TaskSubmitted(task=next(specs), time=now)
+                ev = mk_submitted(next(specs), now)
                 submitted += 1
                 outstanding += 1
                 if p + 1 < n:
@@ -220,12 +219,12 @@ class Simulator:
                     arrivals_done = True
             elif kind in (_DONE, _FAILT):
                 task_id, a_id, attempt, ep, i = p
-                if epoch[a_id] != ep or (task_id, attempt) in cancelled:
+                if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
                     continue
                 if kind == _DONE:
-                    ev = TaskCompleted(task_id=task_id, agent=a_id, attempt=attempt, time=now,
-                                       usage={"tokens": actual[i] * TOKENS_PER_WORK}
-                                       if tokens else None)
+                    ev = mk_completed(task_id, a_id, attempt, now, None,
+                                      {"tokens": actual[i] * TOKENS_PER_WORK} if tokens
+                                      else None)
                 else:
                     ev = TaskFailed(task_id=task_id, agent=a_id, attempt=attempt, time=now,
                                     reason="task error (simulated)")

@@ -247,14 +247,21 @@ class Workload:
         mc = self.migration_cost
         groups = self.group.tolist() if self.group is not None else [-1] * self.n
         dem = self._demands()
+        tenants = self.tenant.tolist()
+        names = [f"tenant{k}" for k in range(max(tenants, default=0) + 1)]
+        skills: dict[tuple[bool, int], tuple[str, ...]] = {}
+        homes = [*ids, None]  # home -1: no home
         for i, (w, d, hard, h, ten, sk) in enumerate(zip(
                 self.work.tolist(), self.deadline.tolist(), self.hard.tolist(),
-                self.home.tolist(), self.tenant.tolist(), self.skill.tolist(), strict=True)):
-            yield TaskSpec(
-                id=f"t{i}", work=w, priority=prios[i], deadline=None if d != d else d,
-                hard_deadline=hard, tenant=f"tenant{ten}", skills=_skills(sk, groups[i]),
-                home=ids[h] if h >= 0 else None, migration_cost=mc,
-                tokens=w * TOKENS_PER_WORK if tokens else 0.0, demand=dem[i] if dem else ())
+                self.home.tolist(), tenants, self.skill.tolist(), strict=True)):
+            g = groups[i]
+            sks = skills.get((sk, g))
+            if sks is None:
+                sks = skills[(sk, g)] = _skills(sk, g)
+            # Positional (TaskSpec's field order): a keyword call costs twice as much.
+            yield TaskSpec(f"t{i}", w, prios[i], None if d != d else d, hard, names[ten], sks,
+                           None, (), dem[i] if dem else (), w * TOKENS_PER_WORK if tokens
+                           else 0.0, homes[h], mc)
 
     def _demands(self) -> list[tuple[tuple[str, float], ...]] | None:
         if self.demand is None or not self.resources:

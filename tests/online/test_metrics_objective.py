@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -11,26 +13,26 @@ from allocator.online.metrics import online_objective
 from allocator.online.simulator import Simulator
 from allocator.online.workload import AgentClass, WorkloadConfig, generate
 from allocator.problem import compile_snapshot
-from models import Agent, Snapshot, Task, Weights
+from models import Agent, Priority, Snapshot, Task, Weights
 
 
 def _reference(ex: Executor, w: Weights) -> dict[str, float]:
     """The ledger compiled into a Snapshot and priced by allocator.objectives."""
     rows = ex.metrics.ledger.rows
+    by_index = {a.index: a for a in ex.agents.values()}
     agents = [Agent(id=a.id, cost_rate=a.spec.cost_rate) for a in ex.agents.values()]
-    known = set(ex.agents)
+    classes = list(Priority)
     tasks = []
-    for k, (spec, _, start, end, done) in enumerate(rows):
-        d = spec.deadline if done and spec.deadline is not None else None
-        home = spec.home if done and spec.home in known else None
+    for k, (_, start, end, done, rank, d, home, mc) in enumerate(rows):
+        deadline = max(d, 0.0) if done and not math.isnan(d) else None
+        current = by_index[home].id if done and home >= 0 else None
         tasks.append(Task(
-            id=f"{k}", work=end - start, priority=spec.priority,
-            deadline=max(d, 0.0) if d is not None else None, current_agent=home,
-            migration_cost=spec.migration_cost if home is not None else None))
+            id=f"{k}", work=end - start, priority=classes[rank], deadline=deadline,
+            current_agent=current, migration_cost=mc if current is not None else None))
     prob = compile_snapshot(Snapshot(time=0.0, agents=agents, tasks=tasks, weights=w))
-    agent_of = np.array([prob.agent_index[r[1]] for r in rows], dtype=np.int64)
-    start = np.array([r[2] for r in rows])
-    end = np.array([r[3] for r in rows])
+    agent_of = np.array([prob.agent_index[by_index[r[0]].id] for r in rows], dtype=np.int64)
+    start = np.array([r[1] for r in rows])
+    end = np.array([r[2] for r in rows])
     sched = Schedule(agent_of, start, end)
     cost = term_cost(prob, agent_of)
     tard = term_tardiness(prob, sched)
@@ -49,7 +51,7 @@ def test_fast_online_objective_equals_the_plan_terms(seed: int) -> None:
     sim = Simulator(wl, "edf+stealing", seed=seed, weights=w)
     row = sim.run().row
     ex = sim.executor
-    done = [r for r in ex.metrics.ledger.rows if r[4]]
+    done = [r for r in ex.metrics.ledger.rows if r[3]]
     assert len(done) == row["completed"] and len(ex.metrics.ledger) > len(done)  # failed too
     fast = online_objective(ex)
     ref = _reference(ex, w)
