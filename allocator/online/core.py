@@ -365,6 +365,12 @@ class Executor:
         if self._closing:
             self._end(t, Reject, Code.SHUTDOWN, "executor is shutting down")
             return
+        if (spec.deadline is None or not spec.hard_deadline) and self.admission.trivial:
+            # _admit's fast path, inlined: nothing to check for this task.
+            t.phase = QUEUED
+            self._queued_by_class[t.rank] += 1
+            self._place(t, None)
+            return
         self._admit(t)
 
     def _admit(self, t: TaskState) -> None:
@@ -561,7 +567,8 @@ class Executor:
         return self._placer(self, t, avoid)
 
     def _place(self, t: TaskState, avoid: str | None) -> AgentState | None:
-        target = self._choose(t, avoid)
+        target = (self._choose(t, avoid) if self._halfopen
+                  else self._placer(self, t, avoid))
         if target is not None:
             t.where = target
             target.queue.push(t, self.now)
