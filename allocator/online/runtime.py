@@ -444,17 +444,25 @@ class Runtime:
                 key = (tid, attempt)
                 if key not in running:
                     break  # cancelled or abandoned before it started
+                ev: Event | None = None
                 t0 = clock.now()
                 value: Any = None
                 exc: BaseException | None = None
-                try:
-                    value = job.fn(*job.args)
-                except BaseException as e:
-                    exc = e
+                if job.done():
+                    # The submitter cancelled its future and the loop has not told the
+                    # core yet: tell it now, and never start the call.
+                    ev = TaskCancelled(task_id=tid, time=t0)
+                else:
+                    try:
+                        value = job.fn(*job.args)
+                    except BaseException as e:
+                        exc = e
                 with lock:
                     if running.pop(key, None) is None:
                         continue  # timed out, cancelled or its agent failed: a stale result
-                    out = core.handle(self._outcome(job, agent, attempt, t0, value, exc))
+                    if ev is None:
+                        ev = self._outcome(job, agent, attempt, t0, value, exc)
+                    out = core.handle(ev)
                     # Blocking dispatches go to the work queue, and this worker takes the
                     # next one at once; everything else is the loop's job (one wake-up
                     # for everything that piles up meanwhile).
@@ -468,6 +476,12 @@ class Runtime:
                                 work.append((nxt, ins.task_id, ins.agent, ins.attempt))
                                 added += 1
                                 continue
+                        elif type(ins) is Cancel:
+                            k = (ins.task_id, ins.attempt)
+                            hit = running.get(k)
+                            if hit is not None and hit[1] is None:
+                                del running[k]  # a thread's call: forget it now (not started
+                                continue  # yet: never starts; running: its result is stale)
                         inbox.append(ins)
                     if work:  # the oldest waiting call next: nothing starves behind a chain
                         item = work.popleft()

@@ -196,3 +196,137 @@ def test_worker_threads_exit_after_shutdown() -> None:
     for th in rt._threads:
         th.join(timeout=2)
         assert not th.is_alive()
+
+
+def test_a_timed_out_blocking_call_is_abandoned_and_its_late_result_ignored() -> None:
+    release = threading.Event()
+
+    def stuck() -> str:
+        release.wait(5)
+        return "late"
+
+    def quick(x: int) -> int:
+        return x
+
+    async def main() -> None:
+        async with Runtime([Agent(id="a", concurrency=2)], "fifo", threads=3) as rt:
+            f = rt.submit(stuck, id="stuck", timeout=0.05, max_retries=0)
+            with pytest.raises(TaskFailedError) as e:
+                await f
+            assert e.value.code is Code.TIMEOUT
+            # The slot is free again while the stuck thread still runs.
+            assert await asyncio.gather(*[rt.submit(quick, i) for i in range(20)]) == list(
+                range(20))
+            release.set()
+            await asyncio.sleep(0.05)  # the late result arrives and is dropped
+            assert rt.core.outcome("stuck")[1] == "timeout"  # type: ignore[index]
+            assert rt.core.metrics.completed == 20
+
+    _run(main())
+
+
+def test_cancelling_a_queued_blocking_call_means_it_never_runs() -> None:
+    ran: list[str] = []
+    gate = threading.Event()
+
+    def first() -> None:
+        gate.wait(5)
+
+    def second() -> None:
+        ran.append("second")
+
+    async def main() -> None:
+        async with Runtime([Agent(id="a")], "fifo") as rt:
+            f1 = rt.submit(first)
+            f2 = rt.submit(second, id="second")
+            await asyncio.sleep(0.02)
+            assert f2.cancel()
+            gate.set()
+            await f1
+            await asyncio.sleep(0.02)
+            assert rt.core.outcome("second")[1] == "cancelled"  # type: ignore[index]
+
+    _run(main())
+    assert ran == []
+
+
+def test_failing_an_agent_mid_call_retries_a_blocking_call_elsewhere_once() -> None:
+    calls: list[str] = []
+    lock = threading.Lock()
+    gate = threading.Event()
+
+    def job() -> str:
+        with lock:
+            calls.append(threading.current_thread().name)
+            n = len(calls)
+        if n == 1:
+            gate.wait(5)  # the first attempt hangs until its agent is declared dead
+            return "stale"
+        return "fresh"
+
+    async def main() -> None:
+        async with Runtime([Agent(id="a"), Agent(id="b")], "round-robin") as rt:
+            f = rt.submit(job, id="x")
+            await asyncio.sleep(0.05)
+            first = rt.core.tasks["x"].agent
+            assert first is not None
+            rt.fail_agent(first.id)
+            assert await f == "fresh"
+            gate.set()
+            await asyncio.sleep(0.05)
+            kinds = [line.split()[2] for line in rt.core.history("x").splitlines()]
+            assert kinds.count("Dispatch") == 2 and kinds.count("Complete") == 1
+
+    _run(main())
+    assert len(calls) == 2
+
+
+def test_blocking_completions_that_free_a_slot_start_coroutines_on_the_loop() -> None:
+    """A worker thread's report can dispatch a coroutine: it must start on the loop."""
+    loops: list[object] = []
+
+    def blocking(i: int) -> int:
+        time.sleep(0.001)
+        return i
+
+    async def coro(i: int) -> int:
+        loops.append(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        return -i
+
+    async def main() -> list[int]:
+        async with Runtime([Agent(id="a"), Agent(id="b")], "fifo") as rt:
+            futs = [rt.submit(blocking if i % 2 else coro, i) for i in range(40)]
+            out = list(await asyncio.gather(*futs))
+            assert all(lp is asyncio.get_running_loop() for lp in loops)
+            return out
+
+    out = _run(main())
+    assert out == [i if i % 2 else -i for i in range(40)]
+
+
+def test_shutdown_without_drain_returns_queued_blocking_calls_unrun() -> None:
+    ran: list[int] = []
+    gate = threading.Event()
+
+    def job(i: int) -> int:
+        if i == 0:
+            gate.wait(5)
+        ran.append(i)
+        return i
+
+    async def main() -> None:
+        rt = Runtime([Agent(id="a")], "fifo")
+        futs = [rt.submit(job, i, id=f"j{i}") for i in range(5)]
+        await asyncio.sleep(0.02)
+        stopping = asyncio.ensure_future(rt.shutdown(drain=False))
+        await asyncio.sleep(0.02)  # the queued calls are returned while j0 still runs
+        gate.set()
+        returned = await stopping
+        assert returned == ["j1", "j2", "j3", "j4"]
+        assert futs[0].result() == 0
+        for f in futs[1:]:
+            assert isinstance(f.exception(), TaskRejectedError)
+
+    _run(main())
+    assert ran == [0]
