@@ -254,12 +254,14 @@ def test_failing_an_agent_mid_call_retries_a_blocking_call_elsewhere_once() -> N
     calls: list[str] = []
     lock = threading.Lock()
     gate = threading.Event()
+    started = threading.Event()
 
     def job() -> str:
         with lock:
             calls.append(threading.current_thread().name)
             n = len(calls)
         if n == 1:
+            started.set()
             gate.wait(5)  # the first attempt hangs until its agent is declared dead
             return "stale"
         return "fresh"
@@ -267,7 +269,8 @@ def test_failing_an_agent_mid_call_retries_a_blocking_call_elsewhere_once() -> N
     async def main() -> None:
         async with Runtime([Agent(id="a"), Agent(id="b")], "round-robin") as rt:
             f = rt.submit(job, id="x")
-            await asyncio.sleep(0.05)
+            while not started.is_set():  # the first attempt is running in its thread
+                await asyncio.sleep(0.005)
             first = rt.core.tasks["x"].agent
             assert first is not None
             rt.fail_agent(first.id)
