@@ -221,9 +221,9 @@ class Runtime:
     def submit(self, fn: Callable[..., Any], *args: Any, **spec_fields: Any) -> asyncio.Future[Any]:
         """Submit `fn(*args)`; keyword arguments are TaskSpec fields (id, work, priority,
         deadline (absolute, on `self.clock`), timeout, tenant, skills, tokens, home ...)."""
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
+        # The running loop each time (a Runtime may outlive one asyncio.run); the
+        # worker threads wake the loop that submitted last.
+        loop = self._loop = asyncio.get_running_loop()
         task_id = spec_fields.pop("id", None) or f"task-{next(self._ids)}"
         if task_id in self._jobs:
             raise InvalidInputError(f"duplicate task id {task_id!r}", field="id")
@@ -272,9 +272,7 @@ class Runtime:
         self._pending.append(ev)
         if not self._flushing:
             self._flushing = True
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
+            loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self._flush)
 
     def _flush(self) -> None:
