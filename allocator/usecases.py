@@ -11,6 +11,7 @@ naming the field, never a bare `ValueError`.
 * `pareto_front`   -> ParetoOutcome              (NSGA-II, or the exact front)
 * `bottlenecks_uc` -> BottlenecksOutcome         (a supplied plan checked first)
 * `simulate_uc`    -> SimulateOutcome            (policies side by side, time-limited)
+* `topology_uc`    -> TopologyReport             (zones, shadow prices, what-if re-solves)
 """
 
 from __future__ import annotations
@@ -405,3 +406,32 @@ def simulate_uc(params: SimulateParams, *,
             key = name if every is None else f"{name}@{every:g}"
             out.histories[key] = res.executor.history(params.history) or ""
     return out
+
+
+# -- topology -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TopologyParams:
+    #: Placement to analyse (checked first); None: the tasks' current agents.
+    plan: Plan | None = None
+    #: Machines added / removed / moved per what-if.
+    k: int = 1
+    #: Budget and seed of each what-if re-solve (and of the baseline re-solve).
+    time_limit: float = 2.0
+    seed: int = 0
+    solver: str | None = None
+    what_if: bool = True
+
+
+def topology_uc(snapshot: Snapshot, params: TopologyParams) -> Any:
+    """Per zone and neighbourhood load, hot / cold zones, LP shadow prices, binding
+    rules and priced what-ifs (allocator.topology.TopologyReport)."""
+    from allocator.topology import analyse_topology
+
+    if not params.time_limit > 0:
+        raise InvalidInputError(f"must be > 0, got {params.time_limit}", field="time_limit")
+    if params.plan is not None:
+        check_plan_for(snapshot, params.plan)
+    return analyse_topology(snapshot, params.plan, k=params.k, what_if=params.what_if,
+                            time_limit=params.time_limit, seed=params.seed,
+                            solver=params.solver)

@@ -22,6 +22,7 @@ from allocator.cli import replay as _replay  # noqa: F401
 from allocator.cli import serve as _serve  # noqa: F401
 from allocator.cli import simulate as _simulate  # noqa: F401
 from allocator.cli import solve as _solve  # noqa: F401
+from allocator.cli import topology as _topology  # noqa: F401
 from allocator.cli import tune as _tune  # noqa: F401
 from allocator.cli.app import app, main
 
