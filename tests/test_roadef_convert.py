@@ -151,3 +151,26 @@ def test_cli_convert_roadef(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["convert", "roadef", str(tmp_path / "missing.txt"),
                                  str(FILES / "assignment_a1_1.txt"), "-o", str(out)])
     assert r.exit_code == 2 and "missing.txt" in r.output
+
+
+@pytest.mark.parametrize("name", ["a1_1", "a2_1"])
+def test_convert_solve_write_evaluate(name: str, tmp_path: Path) -> None:
+    """convert -> solve (topology backend) -> write the assignment -> the challenge's
+    evaluator: valid, never worse than the initial placement, and the plan's objective
+    is the evaluator's cost."""
+    from allocator import solve
+    from allocator.roadef.convert import plan_assignment
+    from allocator.roadef.instance import read_assignment, write_assignment
+
+    inst = load(name)
+    snap = instance_to_snapshot(inst)
+    plan = solve(snap, solver="topology", time_limit=2, seed=0, deterministic=True)
+    assert validate(snap, plan) == [] and not plan.unassigned
+    out = tmp_path / f"solution_{name}.txt"
+    write_assignment(out, plan_assignment(compile_snapshot(snap), plan))
+    back = read_assignment(out, inst.n_processes, inst.n_machines)
+    assert is_valid(inst, back)
+    cost = evaluate(inst, back)
+    assert plan.objective == cost.total
+    assert cost.total <= evaluate(inst, inst.initial).total
+    assert len(plan.migrations) == int((back != inst.initial).sum())

@@ -1,5 +1,7 @@
 """`allocator topology`: on a generated two-zone cluster with one zone overloaded, the
-report names that zone hot, prices its safety capacity and names the binding rules."""
+report names that zone hot, prices its safety capacity, names the binding rules, and
+the re-solves say that moving a machine to it saves (> 0); plus the topology backend
+on snapshots (routing, refusals, plans that pass the validator)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from allocator import solve, validate
+from allocator.errors import UnsupportedError
 from allocator.topology import analyse_topology, with_added, with_removed
 from models import Agent, Group, Snapshot, Task, Topology, Weights, ZoneMoveCost
 
@@ -52,9 +56,9 @@ def test_the_example_file_is_the_generated_cluster() -> None:
     assert read_snapshot(EXAMPLE) == two_zone_cluster()
 
 
-def test_report_names_the_overloaded_zone_prices_and_binding_rules() -> None:
+def test_report_names_the_overloaded_zone_and_the_saving_of_moving_capacity() -> None:
     s = two_zone_cluster()
-    report = analyse_topology(s, what_if=False)
+    report = analyse_topology(s, k=1, time_limit=1.0, seed=0)
     assert report.hot == ["east"] and report.cold == ["west"]
     east = next(z for z in report.zones if z["zone"] == "east")
     west = next(z for z in report.zones if z["zone"] == "west")
@@ -65,6 +69,13 @@ def test_report_names_the_overloaded_zone_prices_and_binding_rules() -> None:
     assert west["shadow_price"]["safety"]["cpu"] == pytest.approx(0.0)
     assert {(b["group"], b["rule"]) for b in report.binding} == {("db", "spread"),
                                                                  ("g0", "dependency")}
+    assert report.baseline["valid"] and report.baseline["solver"] == "topology"
+    by = {(w.action, w.source, w.target): w for w in report.what_if}
+    move = by[("move", "west", "east")]
+    add = by[("add", None, "east")]
+    assert move.valid and move.saving is not None and move.saving > 0
+    assert add.valid and add.saving is not None and add.saving > 0
+    assert by[("remove", "west", None)].valid
     json.dumps(report.to_dict())
 
 
@@ -76,20 +87,135 @@ def test_what_if_snapshots() -> None:
     removed, why = with_removed(s, "west", 1)
     assert removed is not None and why == ""
     assert len(removed.agents) == len(s.agents) - 1
-    gone = {a.id for a in s.agents} - {a.id for a in removed.agents}
-    assert not any(t.current_agent in gone for t in removed.tasks)
+    plan = solve(removed, time_limit=0.5)
+    assert validate(removed, plan) == []
     none, why = with_removed(s, "west", 3)
     assert none is None and "3 agent" in why
 
 
-def test_cli_topology_table_and_errors(tmp_path: Path) -> None:
+def test_cli_topology_json_and_table(tmp_path: Path) -> None:
     from allocator.cli import app
 
+    r = CliRunner().invoke(app, ["topology", str(EXAMPLE), "--json", "--time-limit", "0.5"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["hot"] == ["east"]
+    assert any(w["action"] == "move" and w["saving"] > 0 for w in out["what_if"])
     r = CliRunner().invoke(app, ["topology", str(EXAMPLE), "--no-what-if"])
     assert r.exit_code == 0, r.output
     assert "hot: east" in r.output
-    r = CliRunner().invoke(app, ["topology", str(EXAMPLE), "--no-what-if", "--json"])
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["cold"] == ["west"]
     r = CliRunner().invoke(app, ["topology", str(EXAMPLE), "--k", "0"])
     assert r.exit_code == 2
+
+
+def test_plan_placement_is_analysed_and_checked(tmp_path: Path) -> None:
+    from allocator.cli import app
+
+    s = two_zone_cluster()
+    plan = solve(s, time_limit=1.0)
+    assert plan.solver == "topology" and validate(s, plan) == []
+    report = analyse_topology(s, plan, what_if=False)
+    assert report.placement == "plan"
+    east = next(z for z in report.zones if z["zone"] == "east")
+    assert east["above_safety"]["cpu"] <= 7  # crossing zones costs more than it saves
+    bad = plan.model_copy(update={"assignments": plan.assignments[1:]})
+    f = tmp_path / "plan.json"
+    f.write_text(bad.model_dump_json())
+    r = CliRunner().invoke(app, ["topology", str(EXAMPLE), "--plan", str(f), "--no-what-if"])
+    assert r.exit_code == 2 and "plan" in r.output
+
+
+# -- the topology backend ------------------------------------------------------------------
+
+def test_auto_routes_topology_snapshots_and_plans_keep_the_rules() -> None:
+    s = two_zone_cluster()
+    for solver in ("auto", "topology"):
+        plan = solve(s, solver=solver, time_limit=0.5, seed=1)
+        assert plan.solver == "topology"
+        assert validate(s, plan) == []
+        assert not plan.unassigned
+        assert plan.objective is not None
+    with pytest.raises(UnsupportedError, match="topology"):
+        solve(s, solver="greedy")
+
+
+def test_topology_backend_refuses_what_it_cannot_express() -> None:
+    s = two_zone_cluster()
+    homeless = s.model_copy(update={"tasks": [*s.tasks, Task(id="new", group=None)]})
+    with pytest.raises(UnsupportedError, match="current_agent"):
+        solve(homeless, solver="topology", time_limit=0.5)
+
+
+def test_topology_backend_is_deterministic_for_a_seed() -> None:
+    s = two_zone_cluster()
+    a = solve(s, solver="topology", time_limit=5, seed=3, deterministic=True)
+    b = solve(s, solver="topology", time_limit=5, seed=3, deterministic=True)
+    assert a.agent_of() == b.agent_of() and a.objective == b.objective
+
+
+# -- the topology backend where each rule bites and where it does not ------------------------
+
+def _cheap(zone_hood: dict[str, tuple[str, str]], cheap: set[str], tasks: list[Task],
+           groups: list[Group], **topo_kw: object) -> Snapshot:
+    """Agents with cpu capacity 4; safety 4 on the `cheap` ones, 0 elsewhere (load cost 10)."""
+    agents = [Agent(id=a, zone=z, neighbourhood=h, capacity={"cpu": 4},
+                    safety={"cpu": 4 if a in cheap else 0}) for a, (z, h) in zone_hood.items()]
+    return Snapshot(agents=agents, tasks=tasks, weights=Weights(cost=0, migrations=1),
+                    topology=Topology(groups=groups, load_cost={"cpu": 10}, **topo_kw))
+
+
+FOUR = {"a1": ("a", "n1"), "a2": ("a", "n2"), "b1": ("b", "n1"), "b2": ("b", "n2")}
+
+
+def _t(tid: str, group: str, home: str, cpu: float = 1, move: float = 1) -> Task:
+    return Task(id=tid, group=group, current_agent=home, demand={"cpu": cpu},
+                migration_cost=move)
+
+
+RULE_CASES = {
+    # Both replicas want the one cheap agent; anti-affinity lets one in.
+    "anti_affinity": (
+        _cheap(FOUR, {"a1"}, [_t("w0", "web", "a2"), _t("w1", "web", "b1")],
+               [Group(id="web", anti_affinity=True)]),
+        _cheap(FOUR, {"a1"}, [_t("w0", "web0", "a2"), _t("w1", "web1", "b1")],
+               [Group(id="web0", anti_affinity=True), Group(id="web1", anti_affinity=True)])),
+    # Both replicas want zone a; a spread of 2 keeps one in zone b.
+    "spread": (
+        _cheap(FOUR, {"a1", "a2"}, [_t("d0", "db", "b1"), _t("d1", "db", "b2")],
+               [Group(id="db", anti_affinity=True, min_spread=2)]),
+        _cheap(FOUR, {"a1", "a2"}, [_t("d0", "db", "b1"), _t("d1", "db", "b2")],
+               [Group(id="db", anti_affinity=True, min_spread=1)])),
+    # web wants a2 (neighbourhood n2) but its db stays in n1 (too dear to move).
+    "dependency": (
+        _cheap(FOUR, {"a2"}, [_t("w", "web", "b1"), _t("d", "db", "a1", move=1000)],
+               [Group(id="web", anti_affinity=True, depends_on=["db"]),
+                Group(id="db", anti_affinity=True)]),
+        _cheap(FOUR, {"a2"}, [_t("w", "web", "b1"), _t("d", "db", "a1", move=1000)],
+               [Group(id="web", anti_affinity=True), Group(id="db", anti_affinity=True)])),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(RULE_CASES))
+def test_topology_backend_where_the_rule_bites_and_where_it_does_not(rule: str) -> None:
+    ruled, free = RULE_CASES[rule]
+    with_rule = solve(ruled, solver="topology", time_limit=5, seed=0, deterministic=True)
+    without = solve(free, solver="topology", time_limit=5, seed=0, deterministic=True)
+    assert validate(ruled, with_rule) == [] and validate(free, without) == []
+    assert with_rule.objective is not None and without.objective is not None
+    # Where it bites the rule costs something ...
+    assert with_rule.objective > without.objective
+    # ... and the free optimum breaks it when read under the rule.
+    assert rule in {v.kind for v in validate(ruled, without)}
+
+
+def test_topology_backend_transient_bites_a_swap() -> None:
+    agents = [Agent(id="x-home", capacity={"cpu": 3, "mem": 3}, safety={"cpu": 0, "mem": 3}),
+              Agent(id="y-home", capacity={"cpu": 3, "mem": 3}, safety={"cpu": 3, "mem": 0})]
+    tasks = [Task(id="x", current_agent="x-home", demand={"cpu": 3, "mem": 1}, migration_cost=0),
+             Task(id="y", current_agent="y-home", demand={"cpu": 1, "mem": 3}, migration_cost=0)]
+    for transient, swapped in ((["cpu"], False), ([], True)):
+        s = Snapshot(agents=agents, tasks=tasks, weights=Weights(cost=0, migrations=0),
+                     topology=Topology(transient=transient, load_cost={"cpu": 10, "mem": 10}))
+        plan = solve(s, solver="topology", time_limit=5, seed=0, deterministic=True)
+        assert validate(s, plan) == []
+        assert (plan.agent_of() == {"x": "y-home", "y": "x-home"}) is swapped, plan.agent_of()

@@ -28,6 +28,7 @@ from models import (
     Balance,
     Group,
     MigrationPolicy,
+    Plan,
     Priority,
     Snapshot,
     SolveOptions,
@@ -277,3 +278,15 @@ def problem_to_instance(problem: Problem) -> RoadefInstance:
 def snapshot_to_instance(snapshot: Snapshot) -> RoadefInstance:
     """The snapshot as a machine reassignment instance (see :func:`problem_to_instance`)."""
     return problem_to_instance(compile_snapshot(snapshot))
+
+
+def plan_assignment(problem: Problem, plan: Plan) -> np.ndarray:
+    """[P] machine index of each process under a plan of the converted snapshot (for
+    `write_assignment`); every task must be placed."""
+    agent_of = plan.agent_of()
+    missing = [t for t in problem.task_ids if t not in agent_of]
+    if missing:
+        raise UnsupportedError(f"{len(missing)} task(s) unplaced (e.g. {missing[0]!r}); a "
+                               "machine reassignment places every process", field="plan")
+    return np.array([problem.agent_index[agent_of[t]] for t in problem.task_ids],
+                    dtype=np.int64)

@@ -59,6 +59,7 @@ _DESCRIPTIONS: dict[str, str] = {}
 _LAZY: dict[str, str] = {
     "cpsat": "allocator.solvers.cpsat",  # ortools
     "nsga2": "allocator.solvers.nsga2",  # pymoo
+    "topology": "allocator.solvers.topology",  # allocator.roadef (ortools / highspy)
 }
 
 
