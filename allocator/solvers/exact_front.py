@@ -64,14 +64,15 @@ COARSE_STEPS = 64
 HEURISTIC_EFFORT = 0.3
 
 #: Lagrangian cost steps (knapsack_lagrange): share of a step's time for a
-#: first HiGHS incumbent when there is no start, then the share of what is
-#: left for the subgradient bound before the reduced MILP gets the rest.
-LAGRANGE_FIRST = 0.25
+#: first HiGHS solve on the full model, then the share of what is left for
+#: the subgradient bound before the reduced MILP gets the rest.
+FIRST_SHARE = 0.15
 LAGRANGE_SHARE = 0.3
 #: Tabu search for the incumbent of a Lagrangian step: most iterations, share of the time.
 TABU_ITERATIONS = 3000
 TABU_SHARE = 0.15
-#: Most seconds for that first incumbent (HiGHS finds one in well under a second).
+#: Most seconds for that first HiGHS solve (it proves easy steps, e.g. 8x60
+#: type C, in about that time).
 FIRST_MAX_S = 3.0
 #: Below this share of pairs ruled out the bound is too weak to pay for itself and
 #: the sweep's later steps go to HiGHS alone: on generated 8x60 GAP it ruled out
@@ -478,11 +479,14 @@ class _Sweep:
                         start: np.ndarray | None) -> _Result:
         """A cost step by the knapsack Lagrangian (allocator.solvers.knapsack_lagrange).
 
-        The subgradient bound gives multipliers; their relaxed choice, repaired,
-        and the start (if any) seed a short tabu search for the incumbent. The
-        bound may prove it at once; otherwise the pairs the bound rules out
-        against the incumbent are fixed at 0 and HiGHS finishes the proof on
-        what is left, the fixing redone whenever HiGHS improves the incumbent.
+        HiGHS first gets a short solve on the full model, which settles the
+        easy steps by itself (type C) and gives an incumbent. The subgradient
+        bound, aimed at that incumbent, gives multipliers; their relaxed
+        choice, repaired, and the incumbent seed a short tabu search. The
+        bound may then prove the incumbent at once; otherwise the pairs it
+        rules out against the incumbent are fixed at 0 and HiGHS finishes the
+        proof on what is left (the fixing is redone if HiGHS stops early with
+        a better incumbent and time is left).
         """
         mm, h, budget = self.mm, self.mm.highs, self.budget
         lag = self._lagrangian
@@ -499,6 +503,11 @@ class _Sweep:
             return 1e-6 * max(1.0, abs(v))
 
         inc = start if start is not None and lag.feasible(start, K) else None
+        first = self._highs(target, bounds, inc, min(FIRST_SHARE * left(), FIRST_MAX_S))
+        if first.optimal or first.infeasible:
+            return first
+        if first.agent_of is not None and (inc is None or lag.cost(first.agent_of) < lag.cost(inc)):
+            inc = first.agent_of
         ub = lag.cost(inc) if inc is not None else np.inf
         lb = lag.bound(K, ub, step, clock=clock, deadline=clock() + LAGRANGE_SHARE * left())
         if inc is None or lb.bound <= ub - step + tol(ub):
@@ -508,34 +517,24 @@ class _Sweep:
                                seed=self.seed, clock=clock,
                                deadline=clock() + TABU_SHARE * left())
         if inc is None:
-            first = self._highs(target, bounds, None, min(LAGRANGE_FIRST * left(), FIRST_MAX_S))
-            if first.agent_of is None and not first.infeasible:
-                return self._highs(target, bounds, None, left())
-            if first.agent_of is None or first.optimal:
-                return first
-            inc = first.agent_of
+            return self._highs(target, bounds, None, left())
         ub = lag.cost(inc)
-        if lb.bound <= ub - step + tol(ub) and ub < lb.bound + 64 * step:
-            # A few more multiplier steps aimed at the incumbent's cost.
-            lb = lag.bound(K, ub, step, clock=clock,
-                           deadline=clock() + 0.5 * LAGRANGE_SHARE * left())
         if lb.bound > ub - step + tol(ub):
             self.lagrange_proofs += 1
             return _Result(inc, self.values(inc), True)
-        chunk = max(1.0, 0.3 * left())
         while True:
             _, ex = lag.excluded(lag.lam, K, ub - step + tol(ub))
             cols = np.flatnonzero(ex[mm.I, mm.J]).astype(np.int32)
             self.lagrange_excluded = max(self.lagrange_excluded, int(cols.size))
             if cols.size < LAGRANGE_MIN_OUT * mm.P:
                 self._lagrange_off = True  # a weak bound: the next steps are HiGHS's alone
+            if left() <= 0.01:
+                return _Result(inc, self.values(inc), False)
             if cols.size:
                 h.changeColsBounds(cols.size, cols, np.zeros(cols.size),  # type: ignore[attr-defined]
                                    np.zeros(cols.size))
-            if left() <= 0.01:
-                return _Result(inc, self.values(inc), False)
             try:
-                r = self._highs(target, bounds, inc, min(chunk, left()))
+                r = self._highs(target, bounds, inc, left())
             finally:
                 if cols.size:
                     h.changeColsBounds(cols.size, cols,  # type: ignore[attr-defined]
@@ -543,16 +542,13 @@ class _Sweep:
             if r.infeasible:  # nothing cheaper than the incumbent exists
                 return _Result(inc, self.values(inc), True)
             if r.agent_of is not None and r.values[target] < ub - 0.5 * step:
-                if r.optimal:
+                if r.optimal or left() <= 0.01:
                     return r
                 inc, ub = r.agent_of, r.values[target]
                 continue  # a better incumbent rules out more pairs
-            if r.optimal:  # the reduced optimum is no better: the incumbent is optimal
-                return _Result(inc, self.values(inc), True)
-            if left() <= 0.01:
-                return _Result(inc, self.values(inc), False)
-            chunk = left()
-
+            # The reduced optimum is no better than the incumbent (which may use a
+            # ruled-out pair: its bound can equal its cost): the incumbent is optimal.
+            return _Result(inc, self.values(inc), r.optimal)
 
 def _repair_start(problem: Problem, agent_of: np.ndarray, name: str, eps: float
                   ) -> np.ndarray | None:
