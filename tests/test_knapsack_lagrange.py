@@ -96,3 +96,15 @@ def test_exact_front_with_the_bound_equals_brute_force() -> None:
     keep = [v for v in F.tolist() if not any(
         (w[0] <= v[0] and w[1] <= v[1]) and w != v for w in F.tolist())]
     assert sorted(map(tuple, front.vectors())) == sorted(map(tuple, keep))
+
+
+def test_a_short_budget_front_is_valid_and_not_claimed_proven() -> None:
+    """8x60 type D in 1 s: the front's plans are valid, and neither the front nor any
+    point not shown optimal is flagged proven."""
+    snap = gap_to_snapshot(generate_gap("d", 8, 60, 0))
+    p = compile_snapshot(snap)
+    front = exact_front(p, ["cost", "makespan"], budget=Budget(1.0), seed=0)
+    assert front.points and not front.proven
+    for q in front.points:
+        assert validate(snap, q.plan) == []
+    assert not all(q.proven for q in front.points)
