@@ -149,9 +149,12 @@ def test_tenant_shares_follow_weights_across_queues(policy: str, weights: list[f
     pol = make_policy(policy, flow_weights={f"tenant{k}": w for k, w in enumerate(weights)})
     row = Simulator(wl, pol, seed=seed).run().row
     total = sum(weights)
+    # 10 % of the share plus 2 points: 3000 exponential sizes over per-skill queues leave
+    # that much noise (weights 1:1:4 came out 0.184:0.172:0.644); a fairness bug is far
+    # larger (strict priority gives 45:0, per-queue accounting 35:5 instead of 10:30).
     for r in row["per_tenant"]:
         want = r["weight"] / total
-        assert abs(r["service_share"] - want) <= 0.1 * want, row["per_tenant"]
+        assert abs(r["service_share"] - want) <= 0.1 * want + 0.02, row["per_tenant"]
 
 
 @pytest.mark.parametrize("policy", ["priority", "priority+stealing"])
