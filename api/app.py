@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from mcp.server.transport_security import TransportSecuritySettings
@@ -29,6 +30,30 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """Solve task-allocation snapshots: synchronously (`POST /v1/solve`) or as
 persistent jobs (`/v1/jobs`). Every error has one JSON shape: `{type, message, field}`.
 See docs/api.md."""
+
+
+def make_live(settings: Settings) -> Any:
+    """The live coordination service configured from the settings (started by the lifespan)."""
+    from allocator.live.coordinator import LiveOptions
+    from allocator.live.service import LiveService, ResolveOptions
+    from allocator.online.admission import AdmissionConfig
+    from models import Priority
+
+    caps = {}
+    for name, cap in settings.live_queue_caps.items():
+        try:
+            caps[Priority(name)] = cap
+        except ValueError:
+            raise ValueError(f"live_queue_caps: unknown priority class {name!r} (known: "
+                             f"{', '.join(p.value for p in Priority)})") from None
+    options = LiveOptions(policy=settings.live_policy, tenant_weights=settings.live_tenant_weights,
+                          lease_s=settings.live_lease_s, seed=settings.live_seed,
+                          max_retries=settings.live_max_retries,
+                          admission=AdmissionConfig(class_caps=caps) if caps else None)
+    resolve = ResolveOptions(every=settings.live_coordinate_every or None,
+                             imbalance=settings.live_imbalance or None,
+                             solver=settings.live_solver)
+    return LiveService(settings.database_url, options, resolve=resolve)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,16 +74,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                  "http://[::1]:*"]),
         )
 
+    live = make_live(settings) if settings.live else None
+    service.live_service = live
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
         try:
+            if live is not None:
+                await live.start()
             if mcp_app is not None:
                 async with mcp.session_manager.run():
                     yield
             else:
                 yield
         finally:
+            if live is not None:
+                await live.close()
             await service.close()
 
     app = FastAPI(title="allocator", version="0.1.0", description=DESCRIPTION,
@@ -66,9 +98,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
+    app.state.live = live
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    if live is not None:
+        from api.routers import live as live_routes
+
+        app.include_router(live_routes.router)
+        metrics.watch_live(lambda: live.c.metrics_snapshot() if live.coord else None)
     app.add_middleware(KeyGate, mcp_app=mcp_app, keys=settings.api_keys)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Latency buckets (seconds) from sub-millisecond routes to long synchronous solves.
@@ -36,6 +36,62 @@ class _JobsCollector:
         yield g
 
 
+class _LiveCollector:
+    """The live service's gauges from a snapshot taken on the event loop (`refresh_live`).
+
+    The scrape itself runs in a thread; reading the coordinator there would race
+    with the loop, so /metrics takes the snapshot first and this only formats it.
+    """
+
+    def __init__(self) -> None:
+        self.snap: dict[str, Any] | None = None
+
+    def collect(self) -> Any:
+        s = self.snap
+        if not s:
+            return
+        load = GaugeMetricFamily("allocator_live_agent_load", "Estimated seconds until the "
+                                 "agent drains its work", labels=["agent"])
+        running = GaugeMetricFamily("allocator_live_agent_running", "Tasks leased to the "
+                                    "agent and running", labels=["agent"])
+        up = GaugeMetricFamily("allocator_live_agent_up", "1 if the agent is up",
+                               labels=["agent"])
+        breaker = GaugeMetricFamily("allocator_live_breaker_state", "Circuit breaker of the "
+                                    "agent (1 for its current state)",
+                                    labels=["agent", "state"])
+        tokens_a = CounterMetricFamily("allocator_live_agent_tokens", "Tokens used by tasks "
+                                       "on the agent", labels=["agent"])
+        done_a = CounterMetricFamily("allocator_live_agent_completed", "Tasks completed by "
+                                     "the agent", labels=["agent"])
+        for a in s["agents"]:
+            load.add_metric([a["id"]], a["load"])
+            running.add_metric([a["id"]], a["running"])
+            up.add_metric([a["id"]], 1.0 if a["status"] == "up" else 0.0)
+            for st in ("closed", "open", "half_open"):
+                breaker.add_metric([a["id"], st], 1.0 if a["breaker"] == st else 0.0)
+            tokens_a.add_metric([a["id"]], a["tokens"])
+            done_a.add_metric([a["id"]], a["completed"])
+        depth = GaugeMetricFamily("allocator_live_queue_depth", "Queued live tasks per "
+                                  "priority class", labels=["priority"])
+        for c, n in s["queued_by_class"].items():
+            depth.add_metric([c], n)
+        states = GaugeMetricFamily("allocator_live_tasks", "Live tasks by state",
+                                   labels=["state"])
+        for c, n in s["states"].items():
+            states.add_metric([c], n)
+        tokens_t = CounterMetricFamily("allocator_live_tenant_tokens", "Tokens used by the "
+                                       "tenant's tasks", labels=["tenant"])
+        for t, n in s["tokens_by_tenant"].items():
+            tokens_t.add_metric([t], n)
+        events = CounterMetricFamily("allocator_live_events", "Live service counters "
+                                     "(steals, late completions, lease expiries ...)",
+                                     labels=["kind"])
+        for k, n in s["stats"].items():
+            events.add_metric([k], n)
+        yield from (load, running, up, breaker, tokens_a, done_a, depth, states, tokens_t,
+                    events)
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
@@ -60,6 +116,17 @@ class Metrics:
 
     def watch_jobs(self, counts: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_JobsCollector(counts))  # type: ignore[arg-type]
+
+    def watch_live(self, snapshot: Callable[[], dict[str, Any] | None]) -> None:
+        """Export the live service's gauges; `refresh_live` (on the loop) samples them."""
+        self._live_snapshot = snapshot
+        self._live = _LiveCollector()
+        self.registry.register(self._live)  # type: ignore[arg-type]
+
+    def refresh_live(self) -> None:
+        live = getattr(self, "_live", None)
+        if live is not None:
+            live.snap = self._live_snapshot()
 
 
 class MetricsMiddleware:

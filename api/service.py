@@ -172,6 +172,8 @@ class Service:
         self.parser = BodyParser(settings.max_agents, settings.max_tasks,
                                  settings.max_work_bytes)
         self.started = False
+        #: The live coordination service (allocator.live.service.LiveService) or None.
+        self.live_service: Any = None
 
     # -- life cycle -------------------------------------------------------------------
 

@@ -97,6 +97,28 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed by CORS; empty (default) = no CORS."
     )
+    live: bool = Field(True, description="Serve the live coordination routes (/v1/agents, "
+                       "/v1/tasks, /v1/queues; docs/live.md).")
+    live_policy: str = Field("priority-wfq", description="Executor policy of the live "
+                             "service (allocator.online.policy_names()).")
+    live_lease_s: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        30.0, description="An agent not heard from (register, heartbeat, pull, complete) "
+        "for this long is declared failed and its leased tasks go back to the queues.")
+    live_tenant_weights: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, description="Tenant shares of the live service, `a=3,b=1` "
+        "(a tenant not listed weighs 1).")
+    live_queue_caps: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict, description="Admission: most queued tasks per priority class, "
+        "`low=1000,normal=5000`; a task over its class's cap is rejected with its reason.")
+    live_coordinate_every: Annotated[float, Field(ge=0)] = Field(
+        30.0, description="Seconds between re-solves of the live queue (0: periodic off).")
+    live_imbalance: Annotated[float, Field(ge=0)] = Field(
+        0.5, description="Re-solve when the coefficient of variation of the agents' loads "
+        "passes this (0: off).")
+    live_solver: str = Field("greedy", description="Backend of the live re-solves.")
+    live_max_retries: Annotated[int, Field(ge=0, le=100)] = Field(
+        2, description="Retries of a live task after a failed or lost attempt.")
+    live_seed: int = Field(0, description="Seed of the live core (random placements).")
     plugins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Extra modules imported in the server and in every worker (e.g. solver "
@@ -109,4 +131,21 @@ class Settings(BaseSettings):
     def _split(cls, v: object) -> object:
         if isinstance(v, str):
             return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("live_tenant_weights", "live_queue_caps", mode="before")
+    @classmethod
+    def _pairs(cls, v: object) -> object:
+        """`a=3,b=1` -> {"a": "3", "b": "1"} (pydantic then checks the numbers)."""
+        if isinstance(v, str):
+            out: dict[str, str] = {}
+            for part in v.split(","):
+                if not part.strip():
+                    continue
+                k, sep, val = part.partition("=")
+                if not sep or not k.strip():
+                    raise ValueError(f"expected name=value pairs separated by commas, got "
+                                     f"{part.strip()!r}")
+                out[k.strip()] = val.strip()
+            return out
         return v

@@ -14,13 +14,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     Column,
     DateTime,
-    Engine,
     Float,
     Integer,
     MetaData,
@@ -28,16 +26,15 @@ from sqlalchemy import (
     Table,
     Text,
     case,
-    create_engine,
-    event,
     func,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from allocator.live.store import make_engine
 from api.schemas import JobState
 
 metadata = MetaData()
@@ -169,25 +166,6 @@ def _record(row: Any) -> JobRecord:
         error_type=m["error_type"], error_message=m["error_message"],
         error_field=m["error_field"],
     )
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite files get WAL, a busy timeout and their directory."""
-    u = make_url(url)
-    if u.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    if u.database and u.database != ":memory:":
-        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    return engine
 
 
 class JobStore:

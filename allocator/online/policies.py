@@ -4,7 +4,7 @@ A policy is three pluggable choices:
 
 - placement (`global`, `round_robin`, `random`, `jsq`, `p2c`, `home`): where a
   task goes on arrival, the global queue or one agent's deque;
-- discipline (`fifo`, `edf`, `priority`, `wfq`, `cfs`): the order inside every
+- discipline (`fifo`, `edf`, `priority`, `wfq`, `cfs`, `priority_wfq`): the order in every
   queue (see allocator.online.queues);
 - stealing on or off, with its parameters (:class:`StealConfig`).
 
@@ -26,12 +26,13 @@ from allocator.online.queues import (
     FifoQueue,
     PriorityConfig,
     PriorityQueue,
+    PriorityWfqQueue,
     TaskQueue,
     WfqQueue,
 )
 
 PLACEMENTS = tuple(_PLACEMENT_REGISTRY)
-DISCIPLINES = ("fifo", "edf", "priority", "wfq", "cfs")
+DISCIPLINES = ("fifo", "edf", "priority", "wfq", "cfs", "priority_wfq")
 
 
 @dataclass(slots=True)
@@ -118,6 +119,8 @@ class Policy:
         ck = clock or self.fair_clock()
         if d == "priority":
             return PriorityQueue(clock=ck)
+        if d == "priority_wfq":
+            return PriorityWfqQueue(clock=ck)
         if d == "wfq":
             return WfqQueue(ck)
         return CfsQueue(clock=ck)
@@ -134,6 +137,8 @@ _DESCRIPTIONS: dict[str, tuple[str, str, bool, str]] = {
     "priority": ("global", "priority", False, "four classes, weighted shares, aging"),
     "wfq": ("global", "wfq", False, "weighted fair queuing across tenants (virtual finish)"),
     "cfs": ("global", "cfs", False, "fair scheduler on weighted virtual runtime per tenant"),
+    "priority-wfq": ("global", "priority_wfq", False,
+                     "four classes with shares and aging; tenants by WFQ inside a class"),
 }
 for _d in ("edf", "priority", "wfq", "cfs"):
     _DESCRIPTIONS[f"{_d}+stealing"] = ("home", _d, True,

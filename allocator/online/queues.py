@@ -12,6 +12,8 @@ keys go to the earlier submission, deterministically. The key is:
 - priority: per class fifo queues, chosen by stride scheduling on the class
   weights, with any head older than its class's aging limit served first
 - cfs: per flow fifo queues, the flow with the least weighted virtual runtime first
+- priority_wfq: the priority classes as above, and inside each class the
+  tenants by weighted fair queuing (a class's own virtual clock)
 
 `work` is the sum of the queued tasks' estimated work.
 """
@@ -186,8 +188,8 @@ class FairClock:
     - priority: `passes[c]` (stride pass of class c), `vpass`, queued tasks per class.
     """
 
-    __slots__ = ("active", "aging", "cactive", "last", "min_v", "passes", "stride", "v",
-                 "version", "vpass", "vr", "weights")
+    __slots__ = ("_sub", "active", "aging", "cactive", "last", "min_v", "passes", "stride",
+                 "v", "version", "vpass", "vr", "weights")
 
     def __init__(self, weights: dict[str, float] | None = None,
                  priority: PriorityConfig | None = None) -> None:
@@ -205,6 +207,17 @@ class FairClock:
         self.cactive = [0, 0, 0, 0]
         #: Bumped on every change of passes or queue contents (memo key of PriorityQueue).
         self.version = 0
+        self._sub: list[FairClock] | None = None
+
+    def per_class(self) -> list[FairClock]:
+        """One WFQ clock per priority class (same flow weights), made on first use.
+
+        priority_wfq queues tag tenants inside a class on that class's clock, so
+        a class served rarely does not see its tags run behind the others'.
+        """
+        if self._sub is None:
+            self._sub = [FairClock(self.weights) for _ in _CLASSES]
+        return self._sub
 
     def weight(self, flow: str) -> float:
         return self.weights.get(flow, 1.0)
@@ -507,3 +520,21 @@ class CfsQueue:
         ck = self.clock
         if f in ck.vr:
             ck.vr[f] += delta / ck.weight(f)
+
+
+class PriorityWfqQueue(PriorityQueue):
+    """Priority classes (stride shares, aging) outside, tenants by WFQ inside each class.
+
+    Strict-ish class order answers "critical before low"; WFQ inside a class
+    answers "tenant shares follow their weights" when tenants compete for the
+    same class. Both are accounted on the executor's FairClock, so they hold
+    across the global pools and agent deques alike.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, config: PriorityConfig | None = None, *,
+                 clock: FairClock | None = None) -> None:
+        super().__init__(config, clock=clock)
+        subs = self.clock.per_class()
+        self._qs = [WfqQueue(subs[c]) for c in range(len(_CLASSES))]  # type: ignore[misc]

@@ -111,6 +111,8 @@ def recipes(have: set[str]) -> dict[tuple[str, str, int], Call]:
         ("POST", "/v1/validate", 413): lambda c, ctx: _big(c, "/v1/validate"),
         ("POST", "/v1/validate", 422): _post("/v1/validate", {"snapshot": SNAP}),
     }
+    if "agents" in have:
+        r.update(live_recipes())
     for path, body in CAPS.items():
         if path.removeprefix("/v1/") not in have:
             continue
@@ -118,6 +120,54 @@ def recipes(have: set[str]) -> dict[tuple[str, str, int], Call]:
         r[("POST", path, 401)] = _post(path, body, {})
         r[("POST", path, 413)] = lambda c, ctx, p=path: _big(c, p)  # type: ignore[misc]
         r[("POST", path, 422)] = _post(path, {"workload": {"tasks": -1}, "snapshot": 3})
+    return r
+
+
+def live_recipes() -> dict[tuple[str, str, int], Call]:
+    """The live service's routes (docs/live.md), in an order that makes each answer."""
+    a, t = "/v1/agents/st-a", "/v1/tasks/st-t1"
+    r: dict[tuple[str, str, int], Call] = {
+        ("POST", "/v1/agents", 201): _post("/v1/agents", {"id": "st-a"}),
+        ("POST", "/v1/agents", 401): _post("/v1/agents", {"id": "st-a"}, BAD),
+        ("POST", "/v1/agents", 422): _post("/v1/agents", {"id": "st-a", "concurrency": 0}),
+        ("GET", "/v1/agents", 200): _get("/v1/agents"),
+        ("GET", "/v1/agents", 401): _get("/v1/agents", {}),
+        ("POST", "/v1/tasks", 202): _post("/v1/tasks", {"id": "st-t1", "payload": "x"}),
+        ("POST", "/v1/tasks", 401): _post("/v1/tasks", {"id": "st-t2"}, {}),
+        ("POST", "/v1/tasks", 422): _post("/v1/tasks", {"tasks": [{"work": -1}]}),
+        ("GET", "/v1/tasks", 200): _get("/v1/tasks?state=running"),
+        ("GET", "/v1/tasks", 401): _get("/v1/tasks", BAD),
+        ("GET", "/v1/tasks", 422): _get("/v1/tasks?state=sleeping"),
+        ("GET", "/v1/tasks/{task_id}", 200): _get(t),
+        ("GET", "/v1/tasks/{task_id}", 401): _get(t, {}),
+        ("GET", "/v1/tasks/{task_id}", 404): _get("/v1/tasks/nope"),
+        ("GET", "/v1/tasks/{task_id}", 422): _get("/v1/tasks/a%20b"),
+        ("POST", "/v1/agents/{agent_id}/heartbeat", 200): _post(f"{a}/heartbeat", {}),
+        ("POST", "/v1/agents/{agent_id}/heartbeat", 401): _post(f"{a}/heartbeat", {}, {}),
+        ("POST", "/v1/agents/{agent_id}/heartbeat", 404): _post("/v1/agents/no/heartbeat", {}),
+        ("POST", "/v1/agents/{agent_id}/heartbeat", 422): _post(f"{a}/heartbeat",
+                                                                {"status": "asleep"}),
+        ("POST", "/v1/agents/{agent_id}/pull", 200): _post(f"{a}/pull", {"max": 1, "wait": 1}),
+        ("POST", "/v1/agents/{agent_id}/pull", 401): _post(f"{a}/pull", {}, BAD),
+        ("POST", "/v1/agents/{agent_id}/pull", 404): _post("/v1/agents/no/pull", {"wait": 0}),
+        ("POST", "/v1/agents/{agent_id}/pull", 422): _post(f"{a}/pull", {"max": 0}),
+        ("POST", "/v1/tasks/{task_id}/complete", 200): _post(f"{t}/complete", {"attempt": 1}),
+        ("POST", "/v1/tasks/{task_id}/complete", 401): _post(f"{t}/complete", {"attempt": 1},
+                                                             {}),
+        ("POST", "/v1/tasks/{task_id}/complete", 404): _post("/v1/tasks/no/complete",
+                                                             {"attempt": 1}),
+        ("POST", "/v1/tasks/{task_id}/complete", 422): _post(f"{t}/complete", {"attempt": 0}),
+        ("DELETE", "/v1/tasks/{task_id}", 200): _get(t, method="DELETE"),
+        ("DELETE", "/v1/tasks/{task_id}", 401): _get(t, BAD, "DELETE"),
+        ("DELETE", "/v1/tasks/{task_id}", 404): _get("/v1/tasks/nope", method="DELETE"),
+        ("DELETE", "/v1/tasks/{task_id}", 422): _get("/v1/tasks/a%20b", method="DELETE"),
+        ("GET", "/v1/queues", 200): _get("/v1/queues"),
+        ("GET", "/v1/queues", 401): _get("/v1/queues", {}),
+        ("DELETE", "/v1/agents/{agent_id}", 200): _get(a, method="DELETE"),
+        ("DELETE", "/v1/agents/{agent_id}", 401): _get(a, {}, "DELETE"),
+        ("DELETE", "/v1/agents/{agent_id}", 404): _get("/v1/agents/no", method="DELETE"),
+        ("DELETE", "/v1/agents/{agent_id}", 422): _get("/v1/agents/a%20b", method="DELETE"),
+    }
     return r
 
 
