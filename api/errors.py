@@ -76,6 +76,8 @@ HTTP_STATUS_BY_NAME: dict[str, int] = {
     "allocator.online.breaker.CircuitOpenError": 503,
     "allocator.distributed.session.RayUnavailableError": 501,
     "allocator.roadef.instance.RoadefFormatError": 422,
+    # The live client's view of another service's error (this server never raises it).
+    "allocator.client.LiveError": 502,
 }
 
 

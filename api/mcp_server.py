@@ -43,6 +43,7 @@ from api.schemas import (
 )
 from api.service import Service
 from models import Plan, Snapshot
+from models.live import LiveTask
 
 T = TypeVar("T")
 
@@ -221,6 +222,66 @@ def build_mcp(get_service: Callable[[], Service]) -> MCPServer:
             return BottlenecksResponse.model_validate_json(await capability(
                 "bottlenecks", lambda: BottlenecksRequest(
                     snapshot=snapshot, plan=plan, solver=solver, time_limit=time_limit)))
+
+    def live() -> Any:
+        svc = get_service().live_service
+        if svc is None or svc.coord is None:
+            raise AllocatorError("the live service runs inside `allocator serve` (its /mcp "
+                                 "endpoint); this MCP server has none", field=None)
+        return svc
+
+    async def _live_call(fn: Callable[[], Any]) -> Any:
+        async def go() -> Any:
+            return fn()
+        return await _call(go)
+
+    @mcp.tool()
+    async def live_loads() -> dict[str, Any]:
+        """Live agents: status, running and queued tasks, estimated load, breaker, usage."""
+        return await _live_call(lambda: {"agents": live().c.agent_views()})
+
+    @mcp.tool()
+    async def live_queues() -> dict[str, Any]:
+        """Live queues: depth per priority class and tenant, per agent, counters, waits."""
+        return await _live_call(lambda: live().c.queues())
+
+    @mcp.tool()
+    async def live_kpis() -> dict[str, Any]:
+        """A KPI summary of the live service: tasks by state, wait percentiles per class,
+        late completions, lease expiries, steals, tokens per tenant."""
+        def kpis() -> dict[str, Any]:
+            q = live().c.queues()
+            return {"states": q["states"], "waits": q["waits"], "stats": q["stats"],
+                    "tokens_by_tenant": q["tokens_by_tenant"],
+                    "agents_up": sum(1 for a in q["agents"].values() if a["status"] == "up"),
+                    "queued": sum(q["queued_by_class"].values())}
+        return await _live_call(kpis)
+
+    @mcp.tool()
+    async def live_submit(tasks: Annotated[list[LiveTask], Field(min_length=1,
+                                                                 max_length=5000)]
+                          ) -> dict[str, Any]:
+        """Submit tasks to the live service; per task its admission (state, code, reason)."""
+        async def go() -> dict[str, Any]:
+            out = await live().submit([t.model_dump(exclude_defaults=True) for t in tasks])
+            return {"tasks": out}
+        return await _call(go)
+
+    if "bottlenecks" in have:
+
+        @mcp.tool()
+        async def live_bottlenecks(
+            solver: Annotated[str, Field(min_length=1, max_length=64)] | None = "greedy",
+            time_limit: TimeLimit | None = None,
+        ) -> BottlenecksResponse:
+            """The bottlenecks of the live service's current snapshot (queued and running
+            tasks on the agents as they are now)."""
+            def snap() -> Snapshot:
+                return live().c.core.snapshot(name="live")  # type: ignore[no-any-return]
+            current = await _live_call(snap)
+            return BottlenecksResponse.model_validate_json(await capability(
+                "bottlenecks", lambda: BottlenecksRequest(
+                    snapshot=current, solver=solver, time_limit=time_limit)))
 
     return mcp
 

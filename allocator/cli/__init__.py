@@ -16,6 +16,7 @@ from allocator.cli import bench_startup as _bench_startup  # noqa: F401
 from allocator.cli import capacity as _capacity  # noqa: F401
 from allocator.cli import distributed as _distributed  # noqa: F401
 from allocator.cli import gen as _gen  # noqa: F401
+from allocator.cli import live as _live  # noqa: F401  (agent, submit, tasks, agents)
 from allocator.cli import pareto as _pareto  # noqa: F401
 from allocator.cli import rebalance as _rebalance  # noqa: F401
 from allocator.cli import replay as _replay  # noqa: F401

@@ -75,6 +75,7 @@ STATES = (QUEUED_S, DEFERRED_S, ASSIGNED_S, RUNNING_S, *sorted(FINAL_STATES))
 #: Entries of a task's history kept (the newest); enough for several attempts.
 HISTORY = 40
 _PRIORITIES = tuple(Priority)
+_PRIORITY = {p.value: p for p in Priority}
 
 
 @dataclass(slots=True)
@@ -97,6 +98,17 @@ class LiveOptions:
                                         field="tenant_weights")
 
 
+class _History(list[tuple[float, str]]):
+    """A task's history: the newest HISTORY entries (a list: cheap for the common short case)."""
+
+    __slots__ = ()
+
+    def append(self, x: tuple[float, str]) -> None:
+        super().append(x)
+        if len(self) > HISTORY:
+            del self[: len(self) - HISTORY]
+
+
 class TaskRecord:
     """What the service knows of one task (the core keeps only live ones)."""
 
@@ -106,7 +118,7 @@ class TaskRecord:
 
     def __init__(self, body: dict[str, Any], now: float) -> None:
         self.id: str = body["id"]
-        self.priority = Priority(body.get("priority", "normal"))
+        self.priority = _PRIORITY[body.get("priority", "normal")]
         self.tenant: str | None = body.get("tenant")
         self.work: float = float(body.get("work", 1.0))
         self.payload: str = body.get("payload", "")
@@ -126,7 +138,7 @@ class TaskRecord:
         self.tokens = 0.0
         self.completions = 0
         self.late = 0
-        self.history: deque[tuple[float, str]] = deque(maxlen=HISTORY)
+        self.history = _History()
 
 
 class AgentRecord:
@@ -184,7 +196,7 @@ class LiveCoordinator:
         self.tasks: dict[str, TaskRecord] = {}
         self.agents: dict[str, AgentRecord] = {}
         self.seq = first_seq
-        self.rows: list[Row] = []
+        self.rows: list[tuple[int, float, str, list[tuple[str, dict[str, Any]]]]] = []
         self.timer_at = math.inf
         self.on_work: Callable[[str], None] | None = None
         self.on_log: Callable[[], None] | None = None
@@ -201,22 +213,26 @@ class LiveCoordinator:
     # ------------------------------------------------------------------ the log
 
     def _record(self, items: list[tuple[str, dict[str, Any]]]) -> None:
-        """Log and apply inputs at the clock's time (one core call for the batch)."""
+        """Log and apply a batch of inputs at the clock's time: one log row per batch.
+
+        The row holds the items in order, and replay applies them through the
+        same `_apply`, so a batch means the same thing live and replayed.
+        """
         now = self.clock.now()
         if now < self.core.now:
             now = self.core.now
-        rows = self.rows
-        for kind, body in items:
-            self.seq += 1
-            rows.append((self.seq, now, kind, json.dumps(body, separators=(",", ":"))))
+        self.seq += 1
+        self.rows.append((self.seq, now, "batch", items))
         self._apply(items, now)
         if self.on_log is not None:
             self.on_log()
 
     def drain_rows(self) -> list[Row]:
-        """The rows not yet handed to the durable log (the caller writes them)."""
+        """The rows not yet handed to the durable log (the caller writes them), as JSON."""
         rows, self.rows = self.rows, []
-        return rows
+        dumps = json.dumps
+        return [(seq, t, kind, dumps(items, separators=(",", ":")))
+                for seq, t, kind, items in rows]
 
     def recover(self, batches: Iterable[list[Row]]) -> int:
         """Replay logged rows into this (fresh) coordinator; the number applied.
@@ -229,9 +245,13 @@ class LiveCoordinator:
         try:
             for rows in batches:
                 for seq, t, kind, body in rows:
-                    self._apply([(kind, json.loads(body))], t)
+                    items = json.loads(body)
+                    if kind != "batch":
+                        raise InvalidInputError(f"unknown live log row kind {kind!r}",
+                                                field="kind")
+                    self._apply([(k, b) for k, b in items], t)
                     self.seq = seq
-                n += len(rows)
+                    n += len(items)
         finally:
             self.replaying = False
         now = max(self.clock.now(), self.core.now)
@@ -247,10 +267,21 @@ class LiveCoordinator:
     # ------------------------------------------------------------------ applying inputs
 
     def _apply(self, items: list[tuple[str, dict[str, Any]]], now: float) -> None:
-        """Apply inputs one at a time (as replay does), each through the core."""
+        """Apply a batch (live or replayed): runs of submits go through the core at once,
+        everything else one input at a time (a completion's validity depends on the
+        inputs before it)."""
         handle = self.core.handle
-        for kind, b in items:
-            events = self._events(kind, b, now)
+        i, n = 0, len(items)
+        while i < n:
+            kind, b = items[i]
+            if kind == "submit":
+                events: list[Event] = []
+                while i < n and items[i][0] == "submit":
+                    events += self._events("submit", items[i][1], now)
+                    i += 1
+            else:
+                events = self._events(kind, b, now)
+                i += 1
             if events:
                 self._instructions(handle(*events))
 
@@ -704,7 +735,7 @@ def _spec(b: dict[str, Any], now: float) -> TaskSpec:
     demand = b.get("demand")
     allowed = b.get("allowed_agents")
     return TaskSpec(
-        id=b["id"], work=float(b.get("work", 1.0)), priority=Priority(b.get("priority", "normal")),
+        id=b["id"], work=float(b.get("work", 1.0)), priority=_PRIORITY[b.get("priority", "normal")],
         deadline=now + d if d is not None else None, hard_deadline=b.get("hard_deadline", False),
         tenant=b.get("tenant"), skills=tuple(b.get("skills", ())),
         allowed=tuple(allowed) if allowed is not None else None,

@@ -99,3 +99,40 @@ def test_live_off_serves_no_live_routes(tmp_path: Path) -> None:
     with client(tmp_path / "x.db", live=False) as c:
         assert c.get("/v1/queues").status_code == 404
         assert c.get("/healthz").status_code == 200
+
+
+def test_mcp_tools_read_and_submit(tmp_path: Path) -> None:
+    from api.mcp_server import build_mcp
+
+    with client(tmp_path / "mcp.db") as c:
+        mcp = build_mcp(lambda: c.app.state.service)  # type: ignore[attr-defined]
+        assert c.portal is not None
+
+        async def call(name: str, args: dict[str, Any]) -> Any:
+            return (await mcp.call_tool(name, args))
+
+        c.post("/v1/agents", json={"id": "w", "concurrency": 1})
+        got = c.portal.call(call, "live_submit", {"tasks": [
+            {"id": "m1", "priority": "critical", "tenant": "t"}, {"id": "m2"}]})
+        assert "m1" in str(got) and "assigned" in str(got)
+        loads = str(c.portal.call(call, "live_loads", {}))
+        assert '"w"' in loads or "'w'" in loads
+        kpis = str(c.portal.call(call, "live_kpis", {}))
+        assert "queued" in kpis and "waits" in kpis
+        assert "critical" in str(c.portal.call(call, "live_queues", {}))
+
+
+@pytest.mark.anyio
+async def test_mcp_live_tools_name_bad_fields_and_need_a_live_service() -> None:
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from api.mcp_server import build_mcp
+
+    class NoLive:
+        live_service = None
+
+    mcp = build_mcp(lambda: NoLive())  # type: ignore[arg-type,return-value]
+    with pytest.raises(ToolError, match=r"invalid_input: .*\(field tasks\.0\.work\)"):
+        await mcp.call_tool("live_submit", {"tasks": [{"id": "x", "work": -2}]})
+    with pytest.raises(ToolError, match="live service runs inside"):
+        await mcp.call_tool("live_loads", {})

@@ -1,0 +1,392 @@
+"""A small client of the live service (docs/live.md): submit and wait, and an agent loop.
+
+Standard library only (`http.client` on one keep-alive connection per
+client), so agents start fast and need nothing beyond this package.
+
+    from allocator.client import LiveClient, run_agent
+
+    c = LiveClient("http://127.0.0.1:8000")
+    c.submit_and_wait([{"id": "t1", "payload": "hello", "tenant": "a"}])
+
+    run_agent("http://127.0.0.1:8000", "worker-1", lambda payload: payload.upper(),
+              concurrency=4)
+
+A callable gets the task's payload and returns the result text, or a
+`(result, tokens)` pair to report usage; an exception fails the attempt
+(retried by the service up to its retry limit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from allocator.errors import AllocatorError
+
+log = logging.getLogger(__name__)
+
+FINAL = frozenset({"completed", "failed", "rejected", "cancelled"})
+
+
+class LiveError(AllocatorError):
+    """The service answered with an error (`status`, and its type, message and field)."""
+
+    def __init__(self, status: int, message: str, *, type_: str = "error",
+                 field: str | None = None) -> None:
+        super().__init__(f"HTTP {status} {type_}: {message}", field=field)
+        self.status = status
+        self.type = type_
+
+
+class LiveClient:
+    """One keep-alive HTTP connection to the service. Not thread-safe: one per thread."""
+
+    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 75.0) -> None:
+        u = urlsplit(url if "://" in url else f"http://{url}")
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise LiveError(0, f"not an http(s) URL: {url!r}", type_="invalid_input",
+                            field="server")
+        self.url = url
+        self._https = u.scheme == "https"
+        self._host = u.hostname
+        self._port = u.port or (443 if self._https else 80)
+        self._prefix = u.path.rstrip("/")
+        self.timeout = timeout
+        self._headers = {"content-type": "application/json", "accept": "application/json"}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+        self._conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> LiveClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """One call; JSON in and out. Network errors raise ConnectionError (retry later)."""
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        for attempt in (0, 1):
+            if self._conn is None:
+                cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+                self._conn = cls(self._host, self._port, timeout=self.timeout)
+            try:
+                self._conn.request(method, self._prefix + path, body=data, headers=self._headers)
+                resp = self._conn.getresponse()
+                raw = resp.read()
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                # A kept-alive connection the server closed: try once on a fresh one.
+                if attempt == 0 and isinstance(e, http.client.RemoteDisconnected | BrokenPipeError
+                                               | ConnectionResetError):
+                    continue
+                raise ConnectionError(f"{method} {self.url}{path}: {e}") from e
+            if resp.status >= 400:
+                try:
+                    err = json.loads(raw)
+                    raise LiveError(resp.status, str(err.get("message")),
+                                    type_=str(err.get("type")), field=err.get("field"))
+                except (ValueError, AttributeError):
+                    raise LiveError(resp.status, raw[:200].decode(errors="replace")) from None
+            return json.loads(raw) if raw else None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ clients
+
+    def submit(self, tasks: Iterable[dict[str, Any]], *, batch: int = 1000
+               ) -> list[dict[str, Any]]:
+        """Submit tasks (in batches); per task its id, admission state and reason."""
+        out: list[dict[str, Any]] = []
+        buf: list[dict[str, Any]] = []
+        for t in tasks:
+            buf.append(t)
+            if len(buf) >= batch:
+                out += self.request("POST", "/v1/tasks", {"tasks": buf})["tasks"]
+                buf = []
+        if buf:
+            out += self.request("POST", "/v1/tasks", {"tasks": buf})["tasks"]
+        return out
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/tasks/{task_id}")  # type: ignore[no-any-return]
+
+    def tasks(self, *, state: str | None = None, page: int = 10_000) -> list[dict[str, Any]]:
+        """Every task (one JSON object each: id, state, attempts, agent ...), paged."""
+        out: list[dict[str, Any]] = []
+        while True:
+            q = f"?limit={page}&offset={len(out)}" + (f"&state={state}" if state else "")
+            got = self.request("GET", "/v1/tasks" + q)
+            out += got["tasks"]
+            if len(out) >= got["total"] or not got["tasks"]:
+                return out
+
+    def agents(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/v1/agents")["agents"]  # type: ignore[no-any-return]
+
+    def queues(self) -> dict[str, Any]:
+        return self.request("GET", "/v1/queues")  # type: ignore[no-any-return]
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/v1/tasks/{task_id}")  # type: ignore[no-any-return]
+
+    def wait(self, ids: Iterable[str], *, timeout: float = 60.0, poll: float = 0.2
+             ) -> dict[str, dict[str, Any]]:
+        """Until every task is final (completed, failed, rejected, cancelled); their views."""
+        left = set(ids)
+        done: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        while left:
+            for t in self.tasks():
+                if t["id"] in left and t["state"] in FINAL:
+                    left.discard(t["id"])
+                    done[t["id"]] = t
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(left)} task(s) not finished after {timeout}s")
+            time.sleep(poll)
+        return done
+
+    def submit_and_wait(self, tasks: Iterable[dict[str, Any]], *, timeout: float = 60.0
+                        ) -> dict[str, dict[str, Any]]:
+        """Submit, then wait for every accepted task to finish (with its result)."""
+        got = self.submit(tasks)
+        ids = [t["id"] for t in got]
+        self.wait(ids, timeout=timeout)
+        return {i: self.task(i) for i in ids}
+
+    # ------------------------------------------------------------------ agents
+
+    def register(self, agent: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/v1/agents", agent)  # type: ignore[no-any-return]
+
+    def heartbeat(self, agent_id: str, *, draining: bool = False) -> dict[str, Any]:
+        return self.request("POST", f"/v1/agents/{agent_id}/heartbeat",  # type: ignore[no-any-return]
+                            {"status": "draining" if draining else "up"})
+
+    def pull(self, agent_id: str, *, max: int = 1, wait: float = 10.0,
+             acks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"max": max, "wait": wait}
+        if acks:
+            body["acks"] = acks
+        return self.request("POST", f"/v1/agents/{agent_id}/pull", body)  # type: ignore[no-any-return]
+
+    def complete(self, task_id: str, attempt: int, **fields: Any) -> dict[str, Any]:
+        return self.request("POST", f"/v1/tasks/{task_id}/complete",  # type: ignore[no-any-return]
+                            {"attempt": attempt, **fields})
+
+
+# ---------------------------------------------------------------------------- agent loop
+
+#: What a task runner returns: the result text, or (result, tokens used).
+Result = str | tuple[str, float | None]
+Runner = Callable[[dict[str, Any]], Result]
+
+
+@dataclass
+class AgentStats:
+    """What an agent loop did (returned when it stops)."""
+
+    ran: int = 0
+    ok: int = 0
+    errors: int = 0
+    late: int = 0
+    duplicates: int = 0
+    reconnects: int = 0
+    start_latency: list[float] = field(default_factory=list)
+
+
+def _ack(task: dict[str, Any], run: Runner) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    try:
+        got = run(task)
+    except Exception as e:  # the task's failure, reported to the service
+        return {"task": task["id"], "attempt": task["attempt"], "outcome": "error",
+                "error": f"{type(e).__name__}: {e}"[:2000],
+                "duration": time.perf_counter() - t0}
+    result, tokens = got if isinstance(got, tuple) else (got, None)
+    ack: dict[str, Any] = {"task": task["id"], "attempt": task["attempt"],
+                           "duration": time.perf_counter() - t0}
+    if result is not None:
+        ack["result"] = result
+    if tokens is not None:
+        ack["tokens"] = tokens
+    return ack
+
+
+def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None, *,
+              runner: Runner | None = None, concurrency: int = 1, batch: int = 1,
+              agent: dict[str, Any] | None = None, api_key: str | None = None,
+              stop: threading.Event | None = None, wait_s: float = 5.0,
+              max_tasks: int | None = None, on_cancel: Callable[[str, int], None] | None = None,
+              record_latency: bool = False) -> AgentStats:
+    """Register and serve tasks until `stop` is set (or `max_tasks` ran).
+
+    `fn(payload)` (or `runner(task)`, which sees the whole task) runs each
+    task. `concurrency` > 1 runs that many at once in threads; otherwise up to
+    `batch` tasks are pulled at a time and run in order (cheap tasks: one
+    round trip per batch, their results ride on the next pull). The loop
+    survives server restarts (it reconnects and resends unacknowledged
+    results) and skips a task it already holds if the service offers it twice.
+    """
+    if runner is None:
+        if fn is None:
+            raise ValueError("give fn (payload -> result) or runner (task -> result)")
+        f = fn
+
+        def runner(task: dict[str, Any]) -> Result:
+            return f(task["payload"])
+
+    run: Runner = runner
+    stop = stop or threading.Event()
+    slots = max(concurrency, batch)
+    spec = {"id": agent_id, **(agent or {}), "concurrency": slots}
+    c = LiveClient(url, api_key=api_key)
+    stats = AgentStats()
+    lock = threading.Lock()
+    acks: list[dict[str, Any]] = []
+    running: dict[tuple[str, int], Future[dict[str, Any]]] = {}
+    recent: deque[tuple[str, int]] = deque(maxlen=4 * slots + 64)
+    recent_set: set[tuple[str, int]] = set()
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"agent-{agent_id}") \
+        if concurrency > 1 else None
+    lease = [30.0]
+
+    def remember(key: tuple[str, int]) -> None:
+        if len(recent) == recent.maxlen:
+            recent_set.discard(recent[0])
+        recent.append(key)
+        recent_set.add(key)
+
+    def connect() -> None:
+        back = 0.05
+        while not stop.is_set():
+            try:
+                c.register(spec)
+                return
+            except ConnectionError:
+                stats.reconnects += 1
+                stop.wait(back)
+                back = min(back * 2, 1.0)
+
+    def beat() -> None:
+        hb = LiveClient(url, api_key=api_key)
+        while not stop.wait(lease[0] / 3):
+            try:
+                got = hb.heartbeat(agent_id)
+                lease[0] = float(got.get("lease_s", lease[0]))
+                for x in got.get("cancel", ()):
+                    if on_cancel is not None:
+                        on_cancel(x["task"], x["attempt"])
+            except (ConnectionError, LiveError):
+                continue
+        hb.close()
+
+    def add(ack: dict[str, Any]) -> None:
+        if ack.get("outcome") == "error":
+            stats.errors += 1
+        else:
+            stats.ok += 1
+        acks.append(ack)
+
+    def finished(fut: Future[dict[str, Any]], key: tuple[str, int]) -> None:
+        ack = fut.result()
+        with lock:
+            running.pop(key, None)
+            add(ack)
+
+    connect()
+    hb_thread = threading.Thread(target=beat, name=f"heartbeat-{agent_id}", daemon=True)
+    hb_thread.start()
+    try:
+        while not stop.is_set():
+            if max_tasks is not None and stats.ran >= max_tasks and not running:
+                with lock:
+                    if not acks:
+                        break
+            with lock:
+                send, acks[:] = list(acks), []
+                busy = len(running)
+            free = slots - busy
+            if free <= 0 and not send:
+                wait(list(running.values()), timeout=wait_s, return_when=FIRST_COMPLETED)
+                continue
+            if max_tasks is not None:
+                free = min(free, max(max_tasks - stats.ran, 0))
+            if free <= 0:  # (acks free their slots, so this is the max_tasks case)
+                with lock:
+                    acks[:0] = send
+                if not running:
+                    break
+                wait(list(running.values()), timeout=wait_s, return_when=FIRST_COMPLETED)
+                continue
+            try:
+                got = c.pull(agent_id, max=free, wait=0.2 if busy else wait_s, acks=send)
+            except ConnectionError:
+                with lock:
+                    acks[:0] = send
+                stats.reconnects += 1
+                stop.wait(0.1)
+                continue
+            except LiveError as e:
+                with lock:
+                    acks[:0] = send
+                if e.status == 404:
+                    connect()
+                    continue
+                raise
+            stats.late += got.get("acks", {}).get("late", 0)
+            for x in got.get("cancel", ()):
+                if on_cancel is not None:
+                    on_cancel(x["task"], x["attempt"])
+            now = time.time()
+            for task in got["tasks"]:
+                key = (task["id"], task["attempt"])
+                if key in running or key in recent_set:
+                    stats.duplicates += 1
+                    continue
+                remember(key)
+                stats.ran += 1
+                if record_latency:
+                    stats.start_latency.append(now - task["submitted_at"])
+                if pool is None:
+                    ack = _ack(task, run)
+                    with lock:
+                        add(ack)
+                else:
+                    fut = pool.submit(_ack, task, run)
+                    with lock:
+                        running[key] = fut
+                    fut.add_done_callback(lambda f, k=key: finished(f, k))  # type: ignore[misc]
+        # Stopping: report what finished (best effort).
+        if pool is not None:
+            pool.shutdown(wait=True)
+        with lock:
+            send = list(acks)
+        if send:
+            with contextlib.suppress(ConnectionError, LiveError):
+                c.pull(agent_id, max=1, wait=0, acks=send)
+    finally:
+        stop.set()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        c.close()
+    return stats
+
+
+__all__ = ["AgentStats", "LiveClient", "LiveError", "run_agent"]
