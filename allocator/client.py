@@ -180,10 +180,15 @@ class LiveClient:
                             {"status": "draining" if draining else "up"})
 
     def pull(self, agent_id: str, *, max: int = 1, wait: float = 10.0,
-             acks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+             acks: list[dict[str, Any]] | None = None,
+             held: list[tuple[str, int]] | None = None) -> dict[str, Any]:
+        """Acknowledge `acks` and long-poll; `held` (what runs here) lets the service
+        offer again a lease whose answer this agent never got."""
         body: dict[str, Any] = {"max": max, "wait": wait}
         if acks:
             body["acks"] = acks
+        if held is not None:
+            body["held"] = held
         return self.request("POST", f"/v1/agents/{agent_id}/pull", body)  # type: ignore[no-any-return]
 
     def complete(self, task_id: str, attempt: int, **fields: Any) -> dict[str, Any]:
@@ -277,7 +282,7 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
         back = 0.05
         while not stop.is_set():
             try:
-                c.register(spec)
+                lease[0] = float(c.register(spec).get("lease_s", lease[0]))
                 return
             except ConnectionError:
                 stats.reconnects += 1
@@ -322,6 +327,7 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
             with lock:
                 send, acks[:] = list(acks), []
                 busy = len(running)
+                held = list(running)
             free = slots - busy
             if free <= 0 and not send:
                 wait(list(running.values()), timeout=wait_s, return_when=FIRST_COMPLETED)
@@ -336,7 +342,8 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
                 wait(list(running.values()), timeout=wait_s, return_when=FIRST_COMPLETED)
                 continue
             try:
-                got = c.pull(agent_id, max=free, wait=0.2 if busy else wait_s, acks=send)
+                got = c.pull(agent_id, max=free, wait=0.2 if busy else wait_s, acks=send,
+                             held=held)
             except ConnectionError:
                 with lock:
                     acks[:0] = send

@@ -313,7 +313,7 @@ class OffloopBodyRoute(APIRoute):
                                             "(malformed or nested too deeply)") from None
             from api.deps import require_api_key
 
-            require_api_key(request)
+            await require_api_key(request)
             raw = await request.body()
             service = request.app.state.service
             arrived = ARRIVED.get() or time.monotonic()

@@ -17,15 +17,15 @@ from api.settings import Settings
 T = TypeVar("T")
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     """Every route but the health probes: a valid bearer token when keys are configured."""
     keys = request.app.state.settings.api_keys
     if keys and not key_ok(request.headers.get("authorization"), keys):

@@ -107,7 +107,7 @@ class LiveRun:
         t0 = time.perf_counter()
         self.client.submit(tasks, batch=1000)
         while self.done() < base + n:
-            time.sleep(0.01)
+            time.sleep(0.05)
         return n / (time.perf_counter() - t0)
 
     def latency(self, rate: float, seconds: float) -> list[float]:
@@ -129,6 +129,10 @@ class LiveRun:
         deadline = time.monotonic() + 30
         while any(i not in self.recv for i in sent) and time.monotonic() < deadline:
             time.sleep(0.01)
+        missing = [i for i in sent if i not in self.recv]
+        if missing:
+            print(f"warning: {len(missing)} task(s) not started after 30 s, e.g. "
+                  f"{self.client.task(missing[0])}; queues: {self.client.queues()['states']}")
         return [self.recv[i] - s for i, s in sent.items() if i in self.recv]
 
     def close(self) -> None:
@@ -204,8 +208,8 @@ def main() -> None:
     for name, t, lat in rows:
         print(f"{name:<24} {t:>9.0f} {_pct(lat, 0.5) * 1e3:>8.2f} {_pct(lat, 0.99) * 1e3:>8.2f} "
               f"{len(lat):>6}")
-    if len(rows) == 2:
-        (_, t1, l1), (_, t2, l2) = rows
+    if rows[-1][0] == "ray tasks":
+        (_, t1, l1), (_, t2, l2) = rows[0], rows[-1]
         print(f"{'ratio live / ray':<24} {t1 / t2:>9.2f} {_pct(l1, .5) / _pct(l2, .5):>8.2f} "
               f"{_pct(l1, .99) / _pct(l2, .99):>8.2f}")
 

@@ -121,6 +121,11 @@ class PullRequest(_Body):
     max: Annotated[int, Field(ge=1, le=MAX_PULL)] = 1
     wait: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)] = 10.0
     acks: Annotated[list[Ack], Field(max_length=MAX_BATCH)] = Field(default_factory=list)
+    held: Annotated[list[tuple[LiveId, Annotated[int, Field(ge=1)]]],
+                    Field(max_length=100_000)] | None = Field(
+        None, description="[task, attempt] pairs the agent is running now. When given, a task "
+        "leased to this agent that is neither held nor acknowledged (its pull's answer was "
+        "lost) is offered again.")
 
     @model_validator(mode="after")
     def _distinct(self) -> PullRequest:

@@ -95,7 +95,8 @@ def test_live_service_end_to_end(tmp_path: Path) -> None:
     runs = tmp_path / "runs.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RUNS": str(runs),
            "ALLOCATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'live.db'}",
-           "ALLOCATOR_LIVE_LEASE_S": "2", "ALLOCATOR_LIVE_TENANT_WEIGHTS": "gold=3,free=1",
+           "ALLOCATOR_LIVE_LEASE_S": "3", "ALLOCATOR_LIVE_MAX_RETRIES": "6",
+           "ALLOCATOR_LIVE_TENANT_WEIGHTS": "gold=3,free=1",
            "ALLOCATOR_LIVE_COORDINATE_EVERY": "0", "ALLOCATOR_LIVE_IMBALANCE": "0",
            "ALLOCATOR_MCP_HTTP": "false"}
     server = start_server(port, env, tmp_path / "server.log")
@@ -120,11 +121,19 @@ def test_live_service_end_to_end(tmp_path: Path) -> None:
         assert len(admitted) == N and all(a["state"] in ("queued", "assigned") for a in admitted)
 
         wait_for(lambda: completed(url) >= N // 5, 60, "a fifth done")
-        agents[0].kill9()  # its leased tasks come back after the 2 s lease
+        agents[0].kill9()  # its leased tasks come back after the 3 s lease
         wait_for(lambda: completed(url) >= N // 2, 60, "half done")
         server.kill9()
         server = start_server(port, env, tmp_path / "server.log")
-        wait_for(lambda: completed(url) >= N, 90, "all done")
+        try:
+            wait_for(lambda: completed(url) >= N, 120, "all done")
+        except AssertionError:
+            q = httpx.get(f"{url}/v1/queues").json()
+            left = [t for t in httpx.get(f"{url}/v1/tasks?limit=100000").json()["tasks"]
+                    if t["state"] != "completed"][:5]
+            raise AssertionError(f"not all done: {q['states']} {q['stats']} "
+                                 f"{[httpx.get(f'{url}/v1/tasks/' + t['id']).json() for t in left]}"
+                                 ) from None
 
         out = subprocess.run([str(BIN / "allocator"), "tasks", "--server", url, "--json"],
                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)

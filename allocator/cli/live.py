@@ -139,13 +139,13 @@ def agent(
                f"(concurrency {concurrency})", err=True)
     stats = run_agent(server, agent_id, runner=runner, concurrency=concurrency, agent=spec,
                       api_key=api_key, stop=stop, max_tasks=max_tasks, on_cancel=cancel)
-    if stop.is_set() and max_tasks is None:
-        from contextlib import suppress
+    # Done (interrupted or --max-tasks): leave, so nothing more is leased to this id.
+    from contextlib import suppress
 
-        from allocator.client import LiveError
+    from allocator.client import LiveError
 
-        with suppress(ConnectionError, LiveError):
-            _client(server, api_key).request("DELETE", f"/v1/agents/{agent_id}")
+    with suppress(ConnectionError, LiveError):
+        _client(server, api_key).request("DELETE", f"/v1/agents/{agent_id}")
     typer.echo(f"agent {agent_id}: ran {stats.ran} ({stats.ok} ok, {stats.errors} failed, "
                f"{stats.late} late, {stats.duplicates} offered twice)", err=True)
 

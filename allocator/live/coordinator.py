@@ -204,10 +204,12 @@ class LiveCoordinator:
         self.stats: dict[str, int] = dict.fromkeys(
             ("submitted", "duplicates", "completed", "failed", "rejected", "cancelled",
              "late_completions", "lease_expiries", "retries", "leases", "replayed_events",
-             "plans", "breaker_opens"), 0)
+             "plans", "breaker_opens", "reoffered"), 0)
         #: Submit-to-first-lease waits (seconds) per priority class, in lease order.
         self.waits: dict[str, list[float]] = {p.value: [] for p in _PRIORITIES}
         self.tokens_by_tenant: dict[str, float] = {}
+        #: Tasks per state (kept as they move: /v1/queues must not scan every task).
+        self.counts: dict[str, int] = dict.fromkeys(STATES, 0)
         self.started_by_tenant: dict[str, int] = {}
 
     # ------------------------------------------------------------------ the log
@@ -288,9 +290,11 @@ class LiveCoordinator:
     def _events(self, kind: str, b: dict[str, Any], now: float) -> list[Event]:
         """The core events of one logged input (and the records it updates first)."""
         events: list[Event] = []
+        counts = self.counts
         if kind == "submit":
             rec = TaskRecord(b, now)
             self.tasks[rec.id] = rec
+            counts[QUEUED_S] += 1
             self.stats["submitted"] += 1
             events.append(TaskSubmitted(task=_spec(b, now), time=now))
         elif kind == "lease":
@@ -298,7 +302,9 @@ class LiveCoordinator:
             for tid, att in b["tasks"]:
                 r = self.tasks.get(tid)
                 if r is not None and r.attempts == att and r.state == ASSIGNED_S:
+                    counts[r.state] -= 1
                     r.state = RUNNING_S
+                    counts[RUNNING_S] += 1
                     r.history.append((now, f"leased to {b['agent']} (attempt {att})"))
                     if r.started is None:
                         r.started = now
@@ -391,12 +397,15 @@ class LiveCoordinator:
 
     def _instructions(self, out: list[Any]) -> None:
         tasks = self.tasks
+        counts = self.counts
         woken: dict[str, AgentRecord] = {}
         for ins in out:
             k = type(ins)
             if k is Dispatch:
                 r = tasks[ins.task_id]
+                counts[r.state] -= 1
                 r.state = ASSIGNED_S
+                counts[ASSIGNED_S] += 1
                 r.agent = ins.agent
                 r.attempts = ins.attempt
                 r.history.append((ins.time, f"assigned to {ins.agent} (attempt {ins.attempt}"
@@ -406,7 +415,9 @@ class LiveCoordinator:
                 woken[a.id] = a
             elif k is Complete:
                 r = tasks[ins.task_id]
+                counts[r.state] -= 1
                 r.state = COMPLETED_S
+                counts[COMPLETED_S] += 1
                 r.finished = ins.time
                 r.completions += 1
                 r.history.append((ins.time, f"completed by {ins.agent} (attempt {ins.attempt})"))
@@ -419,13 +430,17 @@ class LiveCoordinator:
                 self._final(tasks[ins.task_id], state, ins.code, ins.reason, ins.time)
             elif k is Retry:
                 r = tasks[ins.task_id]
+                counts[r.state] -= 1
                 r.state = QUEUED_S
+                counts[QUEUED_S] += 1
                 self.stats["retries"] += 1
                 r.history.append((ins.time, f"queued again for attempt {ins.attempt}: "
                                             f"{ins.reason}"))
             elif k is Defer:
                 r = tasks[ins.task_id]
+                counts[r.state] -= 1
                 r.state = DEFERRED_S
+                counts[DEFERRED_S] += 1
                 r.code, r.reason = ins.code.value, ins.reason
                 r.history.append((ins.time, f"deferred until {ins.until:.3f}: {ins.reason}"))
             elif k is Cancel:
@@ -452,7 +467,10 @@ class LiveCoordinator:
                 self.on_work(aid)
 
     def _final(self, r: TaskRecord, state: str, code: Code, reason: str, now: float) -> None:
+        counts = self.counts
+        counts[r.state] -= 1
         r.state = state
+        counts[state] += 1
         r.code = code.value
         r.reason = reason
         r.finished = now
@@ -464,7 +482,7 @@ class LiveCoordinator:
     def register(self, body: dict[str, Any]) -> dict[str, Any]:
         """(Re-)register an agent. Re-registering returns what it held to the queues."""
         self._record([("join", body)])
-        return self.agent_view(body["id"])
+        return {**self.agent_view(body["id"]), "lease_s": self.options.lease_s}
 
     def _agent(self, agent_id: str) -> AgentRecord:
         a = self.agents.get(agent_id)
@@ -546,6 +564,34 @@ class LiveCoordinator:
                          timeout=r.timeout, submitted=ep + r.submitted,
                          deadline=ep + r.deadline if r.deadline is not None else None)
                 for r in out]
+
+    def reconcile(self, agent_id: str, held: Iterable[tuple[str, int]]) -> int:
+        """Offer again what this agent was leased but does not hold (a lost pull answer).
+
+        `held` is what the agent runs now plus what it is acknowledging; the
+        attempt stays the same (delivery at least once, accounting unchanged).
+        """
+        a = self._agent(agent_id)
+        st = self.core.agents.get(agent_id)
+        if st is None or not st.running:
+            return 0
+        have = set(map(tuple, held))
+        tasks = self.tasks
+        counts = self.counts
+        now = self.clock.now()
+        n = 0
+        for tid in st.running:
+            r = tasks.get(tid)
+            if r is not None and r.state == RUNNING_S and (tid, r.attempts) not in have:
+                counts[r.state] -= 1
+                r.state = ASSIGNED_S
+                counts[ASSIGNED_S] += 1
+                r.history.append((now, f"offered again to {agent_id} (attempt {r.attempts}): "
+                                       "the agent does not hold it"))
+                a.outbox.append((tid, r.attempts))
+                n += 1
+        self.stats["reoffered"] += n
+        return n
 
     def has_work(self, agent_id: str) -> bool:
         a = self.agents.get(agent_id)
@@ -700,9 +746,7 @@ class LiveCoordinator:
         """Queue depths per class and tenant, pools, agents, counters and waits."""
         by_class = dict.fromkeys((p.value for p in _PRIORITIES), 0)
         by_tenant: dict[str, int] = {}
-        states = dict.fromkeys(STATES, 0)
-        for r in self.tasks.values():
-            states[r.state] += 1
+        states = dict(self.counts)
         for t in self.core.tasks.values():
             if t.phase == QUEUED:
                 by_class[t.spec.priority.value] += 1

@@ -227,13 +227,19 @@ class LiveService:
                     f.set_result(None)
 
     async def pull(self, agent_id: str, *, limit: int, wait: float,
-                   acks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Acknowledge `acks`, then lease up to `limit` tasks, waiting up to `wait` s for one."""
+                   acks: list[dict[str, Any]] | None = None,
+                   held: list[tuple[str, int]] | None = None) -> dict[str, Any]:
+        """Acknowledge `acks`, then lease up to `limit` tasks, waiting up to `wait` s for one.
+
+        With `held` (what the agent runs), leases it does not hold are offered again.
+        """
         c = self.c
         acked: list[dict[str, Any]] = []
         if acks:
             c._agent(agent_id)
             acked = c.complete_many(acks)
+        if held is not None:
+            c.reconcile(agent_id, [*held, *((a["task"], a["attempt"]) for a in acks or ())])
         got: list[Delivery] = c.take(agent_id, limit)
         wait = min(wait, self.options.lease_s / 2)
         if not got and wait > 0:

@@ -27,7 +27,8 @@ statuses: dict[str, int] = {}
 def st_server(make_server: Any) -> Server:
     # Short caps keep generated solves and jobs quick; no crash plugin here.
     return make_server(ALLOCATOR_SYNC_TIME_LIMIT="0.2", ALLOCATOR_JOB_TIME_LIMIT="0.3",
-                       ALLOCATOR_PLUGINS="", ALLOCATOR_MAX_QUEUE="16", ALLOCATOR_WORKERS="1")
+                       ALLOCATOR_PLUGINS="", ALLOCATOR_MAX_QUEUE="16", ALLOCATOR_WORKERS="1",
+                       ALLOCATOR_LIVE_LEASE_S="2")  # long-polls of at most 1 s
 
 
 def test_no_server_errors_on_generated_requests(st_server: Server) -> None:

@@ -223,6 +223,11 @@ def test_replaying_the_log_rebuilds_the_same_state(seed: int, tmp_path: Path) ->
     assert set(fresh.tasks) == set(c.tasks)
     for tid in c.tasks:
         assert fresh.task_view(tid) == c.task_view(tid)
+    for co in (c, fresh):  # the kept counts are the counts
+        real = {k: 0 for k in co.counts}
+        for r in co.tasks.values():
+            real[r.state] += 1
+        assert co.counts == real
     q1, q2 = c.queues(), fresh.queues()
     q2["stats"]["replayed_events"] = q1["stats"]["replayed_events"]
     q2["stats"]["duplicates"] = q1["stats"]["duplicates"]  # refused, so never logged
@@ -237,3 +242,47 @@ def test_replaying_the_log_rebuilds_the_same_state(seed: int, tmp_path: Path) ->
     ends = [fresh.task_view(t) for t in fresh.tasks]
     assert all(v["state"] in ("completed", "failed", "rejected", "cancelled") for v in ends)
     assert all(v["completions"] <= 1 for v in ends)
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    pgserver = pytest.importorskip("pgserver", reason="pgserver (dev extra) not installed")
+    pytest.importorskip("psycopg", reason="psycopg (dev extra) not installed")
+    srv = pgserver.get_server(tmp_path_factory.mktemp("pg-live"), cleanup_mode="stop")
+    try:
+        yield srv.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        srv.cleanup()
+
+
+def test_the_log_replays_from_postgresql_too(postgres_url: str) -> None:
+    ck = VirtualClock()
+    c = make(ck, tenant_weights={"x": 2.0})
+    store = LiveStore(postgres_url)
+    try:
+        assert store.engine.dialect.name == "postgresql"
+        epoch = store.epoch()
+        assert store.epoch() == epoch  # set once, then kept
+        _drive(c, ck, random.Random(7), 150)
+        store.append(c.drain_rows())
+        fresh = make(VirtualClock(ck.now()), tenant_weights={"x": 2.0})
+        fresh.recover(store.rows(chunk=11))
+    finally:
+        store.close()
+    assert {t: fresh.task_view(t) for t in fresh.tasks} == {t: c.task_view(t) for t in c.tasks}
+
+
+def test_a_lease_whose_answer_was_lost_is_offered_again_same_attempt() -> None:
+    c = make()
+    c.register({"id": "a", "concurrency": 3})
+    c.submit(tasks(3))
+    got = c.take("a", 3)  # imagine this answer never reached the agent, except t0
+    assert c.reconcile("a", [(got[0].id, got[0].attempt)]) == 2
+    again = c.take("a", 3)
+    assert sorted((d.id, d.attempt) for d in again) == sorted((d.id, d.attempt)
+                                                               for d in got[1:])
+    assert c.reconcile("a", [(d.id, d.attempt) for d in got]) == 0  # all held now
+    out = c.complete_many([{"task": d.id, "attempt": d.attempt} for d in got])
+    assert all(o["accepted"] for o in out)
+    assert all(c.task_view(d.id)["completions"] == 1 for d in got)
+    assert c.stats["reoffered"] == 2
