@@ -387,7 +387,11 @@ def rebalance(
     problem = compile_snapshot(snapshot)
     before = LoadSummary.of(problem, problem.current)
 
-    if problem.hard_deadline.any():
+    if problem.m == 0:  # nowhere to place anything: every task unassigned, with its reason
+        agent_of = np.full(problem.n, -1, dtype=np.int64)
+        stages: list[Stage] = []
+        order_key, status, note = None, PlanStatus.OPTIMAL, "no agents"
+    elif problem.hard_deadline.any():
         agent_of, order_key, stages, status, note = _rebalance_scheduled(
             problem, cap_k, budget, rng_seed)
     else:

@@ -297,3 +297,14 @@ def test_large_snapshots_use_the_steal_heuristic(monkeypatch: pytest.MonkeyPatch
     check_consistent(snap, capped)
     assert len(capped.plan.migrations) <= 3
     assert all(m.gain is not None and m.gain >= 3.0 for m in capped.plan.migrations)
+
+
+def test_rebalance_without_agents_leaves_every_task_unassigned() -> None:
+    """Found by schemathesis through POST /v1/rebalance: no agents was an IndexError."""
+    from allocator.validate import validate as _validate
+    from models import Snapshot as _Snapshot
+
+    snap = _Snapshot.model_validate({"agents": [], "tasks": [{"id": "a"}, {"id": "b"}]})
+    res = rebalance(snap, time_limit=0.5)
+    assert not res.plan.assignments and len(res.plan.unassigned) == 2
+    assert _validate(snap, res.plan) == []
