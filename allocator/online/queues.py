@@ -538,3 +538,28 @@ class PriorityWfqQueue(PriorityQueue):
         super().__init__(config, clock=clock)
         subs = self.clock.per_class()
         self._qs = [WfqQueue(subs[c]) for c in range(len(_CLASSES))]  # type: ignore[misc]
+
+    # PriorityQueue inlines its fifo classes' push and take; WFQ classes need their own.
+    def push(self, t: TaskState, now: float) -> None:
+        c = t.rank
+        ck = self.clock
+        if not ck.cactive[c]:  # a class idle everywhere does not bank credit
+            ck.passes[c] = max(ck.passes[c], ck.vpass + ck.stride[c])
+        ck.cactive[c] += 1
+        ck.version += 1
+        self._qs[c].push(t, now)
+        t.queue = self
+        self.n += 1
+        self.work += t.est
+
+    def take(self, t: TaskState, now: float) -> None:
+        c = t.rank
+        ck = self.clock
+        ck.vpass = p = ck.passes[c]
+        ck.passes[c] = p + ck.stride[c]
+        self._qs[c].take(t, now)
+        t.queue = None
+        ck.cactive[c] -= 1
+        ck.version += 2
+        self.n -= 1
+        self.work = self.work - t.est if self.n else 0.0
