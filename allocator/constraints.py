@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from allocator.objectives import Schedule, build_schedule
+from allocator.objectives import Schedule, build_schedule, moved_mask, used_capacity
 from allocator.problem import CAPACITY_ATOL, CAPACITY_RTOL, Problem, capacity_limit
 
 __all__ = [
@@ -80,21 +80,6 @@ def pair_static_eligible(problem: Problem, i: np.ndarray, j: np.ndarray) -> np.n
     materialises a tasks x agents matrix itself.
     """
     return problem.pair_static(i, j)
-
-
-def used_capacity(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
-    """[m, R] demand each agent holds under `agent_of`."""
-    used = np.zeros((problem.m, problem.n_resources))
-    on = np.flatnonzero(agent_of >= 0)
-    if on.size:
-        np.add.at(used, agent_of[on], problem.pair_demand(agent_of[on], on))
-    return used
-
-
-def moved_mask(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
-    """[n] placed tasks sitting on another agent than their current one (migrations)."""
-    cur = problem.current
-    return (cur >= 0) & (agent_of >= 0) & (agent_of != cur)
 
 
 def migration_cap(problem: Problem) -> int | None:

@@ -132,8 +132,11 @@ def term_unassigned(problem: Problem, agent_of: np.ndarray) -> float:
     return float(problem.unassigned_penalty[agent_of < 0].sum())
 
 
-def _used(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
-    """[m, R] demand placed on each agent (moved tasks count at their new agent only)."""
+def used_capacity(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    """[m, R] demand each agent holds under `agent_of` (moved tasks at their new agent only).
+
+    Defined here, below the constraint layer, so the soft terms and the hard capacity
+    rule read one sum."""
     used = np.zeros((problem.m, problem.n_resources))
     on = np.flatnonzero(agent_of >= 0)
     if on.size:
@@ -141,9 +144,14 @@ def _used(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
     return used
 
 
-def _moved(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+def moved_mask(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    """[n] placed tasks sitting on another agent than their current one (migrations)."""
     cur = problem.current
-    return np.flatnonzero((cur >= 0) & (agent_of >= 0) & (agent_of != cur))
+    return (cur >= 0) & (agent_of >= 0) & (agent_of != cur)
+
+
+def _moved(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(moved_mask(problem, agent_of))
 
 
 def term_safety(problem: Problem, agent_of: np.ndarray) -> float:
@@ -154,7 +162,7 @@ def term_safety(problem: Problem, agent_of: np.ndarray) -> float:
     topo = problem.topology
     if topo is None:
         return 0.0
-    over = np.maximum(_used(problem, agent_of) - topo.safety, 0.0)
+    over = np.maximum(used_capacity(problem, agent_of) - topo.safety, 0.0)
     return float((over.sum(axis=0) * topo.load_cost).sum())
 
 
@@ -164,7 +172,7 @@ def term_balance(problem: Problem, agent_of: np.ndarray) -> float:
     topo = problem.topology
     if topo is None or topo.bal_r1.size == 0:
         return 0.0
-    free = (problem.capacity - _used(problem, agent_of))[problem.up]
+    free = (problem.capacity - used_capacity(problem, agent_of))[problem.up]
     gap = topo.bal_target[None, :] * free[:, topo.bal_r1] - free[:, topo.bal_r2]
     return float((np.maximum(gap, 0.0).sum(axis=0) * topo.bal_weight).sum())
 
