@@ -76,10 +76,14 @@ def _pareto(snapshot: Snapshot | None, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _simulate(_: Snapshot | None, p: dict[str, Any]) -> dict[str, Any]:
+    coord = dict(p.get("coordinator") or {})
     out = uc.simulate_uc(uc.SimulateParams(
         workload=dict(p.get("workload") or {}),
         policies=p.get("policies") or ("fifo", "jsq", "edf"), seed=p.get("seed") or 0,
-        time_limit=p.get("time_limit"), options=dict(p.get("options") or {})))
+        time_limit=p.get("time_limit"), options=dict(p.get("options") or {}),
+        modes=tuple(p.get("modes") or ()), coordinate_every=coord.get("every", 0.0),
+        coordinator=coord, decision_latency=p.get("decision_latency") or 0.0,
+        max_retries=p.get("max_retries", 2)))
     return {"rows": out.rows, "complete": out.complete}
 
 

@@ -13,7 +13,7 @@ engine modules exist (api.capabilities.available()).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -25,6 +25,7 @@ from api.errors import error_type
 from api.schemas import (
     BottlenecksRequest,
     BottlenecksResponse,
+    CoordinatorIn,
     JobOut,
     OnlineOptionsIn,
     ParetoRequest,
@@ -197,17 +198,20 @@ def build_mcp(get_service: Callable[[], Service]) -> MCPServer:
                            policies: list[str] | None = None,
                            options: OnlineOptionsIn | None = None,
                            seed: Seed | None = None,
-                           time_limit: TimeLimit | None = None) -> SimulateResponse:
+                           time_limit: TimeLimit | None = None,
+                           modes: list[Literal["online", "batch", "coordinated"]] | None = None,
+                           coordinator: CoordinatorIn | None = None) -> SimulateResponse:
             """Simulate online scheduling policies side by side on a generated workload.
 
             `options` are the executor's knobs (stealing, admission, breakers,
-            aging...), the same object as the HTTP body's `options`.
+            aging...), the same object as the HTTP body's `options`; `modes` and
+            `coordinator` compare the policies alone with periodic plans.
             """
             return SimulateResponse.model_validate_json(await capability(
                 "simulate", lambda: SimulateRequest(
                     workload=workload or WorkloadIn(), policies=policies,
                     options=options or OnlineOptionsIn(), seed=seed,
-                    time_limit=time_limit)))
+                    time_limit=time_limit, modes=modes, coordinator=coordinator)))
 
     if "bottlenecks" in have:
 

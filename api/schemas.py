@@ -224,6 +224,16 @@ class OnlineOptionsIn(_In):
                       Field(max_length=32)] = Field(default_factory=dict)
 
 
+class CoordinatorIn(_In):
+    """The solve-between-plans coordinator (as `allocator simulate --coordinate-every`)."""
+
+    every: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] = Field(
+        10.0, description="Virtual seconds between solves.")
+    solver: Literal["auto", "cpsat", "greedy", "nsga2"] = "greedy"
+    budget: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = Field(
+        0.5, description="Wall seconds per solve (it also delays the plan in virtual time).")
+
+
 class SimulateRequest(_In):
     """Simulate online policies side by side on one generated workload."""
 
@@ -231,6 +241,15 @@ class SimulateRequest(_In):
     policies: Annotated[list[Annotated[str, Field(max_length=64)]],
                         Field(min_length=1, max_length=16)] | None = None
     options: OnlineOptionsIn = Field(default_factory=OnlineOptionsIn)
+    modes: Annotated[list[Literal["online", "batch", "coordinated"]],
+                     Field(min_length=1, max_length=3)] | None = Field(
+        None, description="online (the policies alone), batch (only periodic plans), "
+        "coordinated (policies between plans); default online, or coordinated when "
+        "`coordinator` is given.")
+    coordinator: CoordinatorIn | None = None
+    decision_latency: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = Field(
+        0.0, description="Central dispatcher time per decision (virtual seconds).")
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 2
     seed: Seed | None = None
     time_limit: TimeLimit | None = Field(
         None, description="Seconds; capped by sync_time_limit. Policies not run in time "
@@ -242,6 +261,13 @@ class SimulateRequest(_In):
         if v is not None and len(set(v)) != len(v):
             dup = next(p for i, p in enumerate(v) if p in v[:i])
             raise ValueError(f"policy {dup!r} listed twice")
+        return v
+
+    @field_validator("modes")
+    @classmethod
+    def _distinct_modes(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("a mode is listed twice")
         return v
 
 

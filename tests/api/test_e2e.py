@@ -288,8 +288,24 @@ def test_capabilities_beyond_solve(client: httpx.Client) -> None:
         rows = r.json()["rows"]
         assert [row["policy"] for row in rows] == ["fifo", "jsq"]
         assert all(row["completed"] + row["rejected"] + row["failed"] == 200 for row in rows)
+        # Periodic plans beside the policies alone, from the body as from the CLI flags.
+        r = client.post("/v1/simulate", json={
+            "workload": {"tasks": 150, "agents": 4}, "policies": ["jsq"],
+            "modes": ["online", "batch", "coordinated"],
+            "coordinator": {"every": 20, "solver": "greedy", "budget": 0.2},
+            "decision_latency": 0.001})
+        assert r.status_code == 200, r.text
+        rows = r.json()["rows"]
+        assert [(row["mode"], row["policy"]) for row in rows] == [
+            ("online", "jsq"), ("batch", "batch"), ("coordinated", "jsq+plans")]
+        assert all(row["completed"] + row["rejected"] + row["failed"] == 150 for row in rows)
+        assert rows[1]["interval"] == rows[2]["interval"] == 20
         assert_error(client.post("/v1/simulate", json={"policies": ["nope"]}), 422,
                      "invalid_input")
+        assert_error(client.post("/v1/simulate", json={"modes": ["warp"]}), 422,
+                     "invalid_input")
+        assert_error(client.post("/v1/simulate", json={
+            "coordinator": {"solver": "milp"}}), 422, "invalid_input")
         assert_error(client.post("/v1/simulate", json={"workload": {"tasks": 90_000}}), 422,
                      "invalid_input")
     if "bottlenecks" in have:
