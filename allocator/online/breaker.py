@@ -31,6 +31,11 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+_HALF_OPEN = BreakerState.HALF_OPEN
+
+
 class CircuitOpenError(AllocatorError):
     """A call was refused because the breaker is open (or out of probe slots)."""
 
@@ -72,7 +77,7 @@ class CircuitBreaker:
         self.name = name
         self.config = config or BreakerConfig()
         self.clock = clock
-        self._state = BreakerState.CLOSED
+        self._state = _CLOSED
         self._window: deque[bool] = deque(maxlen=self.config.window)
         self._failures = 0
         self._timeout = self.config.open_timeout
@@ -87,9 +92,9 @@ class CircuitBreaker:
     @property
     def state(self) -> BreakerState:
         """Current state; an open breaker whose timeout passed turns half-open here."""
-        if (self._state is BreakerState.OPEN and self.open_until is not None
+        if (self._state is _OPEN and self.open_until is not None
                 and self.clock.now() >= self.open_until):
-            self._move(BreakerState.HALF_OPEN, "open timeout elapsed")
+            self._move(_HALF_OPEN, "open timeout elapsed")
             self._probes_in_flight = 0
             self._probe_ok = 0
         return self._state
@@ -113,9 +118,9 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """Would a call pass now? (Does not take a probe slot.)"""
         s = self.state
-        if s is BreakerState.CLOSED:
+        if s is _CLOSED:
             return True
-        if s is BreakerState.HALF_OPEN:
+        if s is _HALF_OPEN:
             return self._probes_in_flight < self.config.probes
         return False
 
@@ -126,14 +131,14 @@ class CircuitBreaker:
         """
         if not self.allow():
             raise CircuitOpenError(self.name, self.open_until)
-        if self._state is BreakerState.HALF_OPEN:
+        if self._state is _HALF_OPEN:
             self._probes_in_flight += 1
             return True
         return False
 
     def record_success(self, *, probe: bool = False) -> None:
         s = self.state
-        if s is BreakerState.HALF_OPEN:
+        if s is _HALF_OPEN:
             if probe:
                 self._probes_in_flight = max(0, self._probes_in_flight - 1)
             self._probe_ok += 1
@@ -142,18 +147,18 @@ class CircuitBreaker:
                 self._failures = 0
                 self._timeout = self.config.open_timeout
                 self.open_until = None
-                self._move(BreakerState.CLOSED, f"{self._probe_ok} probe(s) succeeded")
-        elif s is BreakerState.CLOSED:
+                self._move(_CLOSED, f"{self._probe_ok} probe(s) succeeded")
+        elif s is _CLOSED:
             self._push(False)
 
     def record_failure(self, reason: str = "failure", *, probe: bool = False) -> None:
         s = self.state
-        if s is BreakerState.HALF_OPEN:
+        if s is _HALF_OPEN:
             if probe:
                 self._probes_in_flight = max(0, self._probes_in_flight - 1)
             self._timeout = min(self._timeout * 2, self.config.max_open_timeout)
             self._open(f"probe failed: {reason}")
-        elif s is BreakerState.CLOSED:
+        elif s is _CLOSED:
             self._push(True)
             n = len(self._window)
             if n >= self.config.min_calls and self._failures / n >= self.config.failure_rate:
@@ -161,7 +166,7 @@ class CircuitBreaker:
 
     def trip(self, reason: str) -> None:
         """Open at once, whatever the window says (the agent itself failed)."""
-        if self.state is not BreakerState.OPEN:
+        if self.state is not _OPEN:
             self._open(reason)
 
     def _push(self, failed: bool) -> None:
@@ -174,7 +179,7 @@ class CircuitBreaker:
 
     def _open(self, reason: str) -> None:
         self.open_until = self.clock.now() + self._timeout
-        self._move(BreakerState.OPEN, reason)
+        self._move(_OPEN, reason)
 
     def call(self, fn: Callable[..., T], *args: object) -> T:
         """Run `fn(*args)` through the breaker (synchronous convenience)."""

@@ -41,6 +41,7 @@ from allocator.online.events import (
     Code,
     Complete,
     Defer,
+    Dispatch,
     Event,
     Fail,
     Instruction,
@@ -60,7 +61,6 @@ from allocator.online.events import (
     TaskSubmitted,
     Tick,
     complete,
-    dispatch,
 )
 from allocator.online.log import EventLog
 from allocator.online.metrics import OnlineMetrics
@@ -86,7 +86,17 @@ from allocator.online.stealing import plan_probe, plan_steal, victims_of
 from allocator.problem import capacity_limit
 from models import Agent, AgentStatus, Plan, Snapshot, Task, Weights
 
+# Enum members as module constants: `Enum.MEMBER` is a slow class-attribute lookup
+# and these are compared on every event.
+_UP = AgentStatus.UP
+_DOWN = AgentStatus.DOWN
+_DRAINING = AgentStatus.DRAINING
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+_HALF_OPEN = BreakerState.HALF_OPEN
+
 _NAN = math.nan
+_new = object.__new__
 
 # Timer kinds.
 _T_DEFER, _T_TIMEOUT, _T_BREAKER, _T_WAKE = range(4)
@@ -211,25 +221,27 @@ class Executor:
         """Apply events in order; return the instructions they produced."""
         out: list[Instruction] = []
         self._out = out
-        log = self.log.enabled
+        log = self.log.add if self.log.enabled else None
         ids = self._ids
         handlers = self._handlers
-        m = self.metrics
+        dirty = self._dirty
+        timers = self._timers
+        self.metrics.events += len(events)
+        now = self.now
         for ev in events:
             ev.id = eid = next(ids)
-            if ev.time > self.now:
-                self.now = ev.time
+            if ev.time > now:
+                self.now = now = ev.time
             else:
-                ev.time = self.now
+                ev.time = now
             self._cause = eid
-            m.events += 1
-            if log:
-                self.log.add(ev)
+            if log is not None:
+                log(ev)
             handler = handlers.get(type(ev))
             if handler is None:
                 raise InvalidInputError(f"unknown event type {type(ev).__name__}", field="event")
             handler(ev)
-            if self._dirty or self._timers:  # nothing due and nothing to fill: skip the pump
+            if dirty or timers:  # nothing due and nothing to fill: skip the pump
                 self._pump()
         return out
 
@@ -271,7 +283,7 @@ class Executor:
     def loads(self) -> dict[str, float]:
         """Estimated remaining time per up agent."""
         return {a.id: a.load(self.now) for a in self.agents.values()
-                if a.status is AgentStatus.UP}
+                if a.status is _UP}
 
     # ------------------------------------------------------------------ plans and snapshots
 
@@ -452,10 +464,10 @@ class Executor:
         self._ledger_add((a.index, started, now, True, t.rank, _NAN if d is None else d,
                           self._home_index(spec) if mc else -1, mc))
         if spec.demand:
-            for r, d in spec.demand:
-                a.used[r] -= d
+            for r, q in spec.demand:
+                a.used[r] -= q
         t.agent = None
-        if a.status is AgentStatus.DRAINING and not running:
+        if a.status is _DRAINING and not running:
             self._set_down(a)
         else:
             self._dirty[a.id] = a
@@ -476,19 +488,43 @@ class Executor:
         if t.stolen_by is not None and t.stolen_by == a.id:
             self._learn_steal(t, a)
         br = a.breaker
-        if br._state is BreakerState.CLOSED:
-            br._push(False)  # what record_success does on a closed breaker
+        if br._state is _CLOSED:
+            # What record_success does on a closed breaker; a full window without
+            # failures stays as it is, so the push is skipped.
+            w = br._window
+            if br._failures or len(w) != w.maxlen:
+                br._push(False)
         else:
             br.record_success(probe=t.probe)
             self._breaker_moves(a)
         # _end(t, Complete, ...), inlined (the task was running: no queue to leave).
         t.phase = DONE
         tid = t.id
-        ins = complete(tid, a.id, t.attempt, now, next(self._ids), self._cause)
+        ins = _new(Complete)
+        ins.task_id = tid
+        ins.agent = a.id
+        ins.attempt = t.attempt
+        ins.time = now
+        ins.id = next(self._ids)
+        ins.cause = self._cause
         self._out.append(ins)
         if self.log.enabled:
             self.log.add(ins)
-        self.metrics.on_complete(t, now)
+        # metrics.on_complete(t, now), inlined.
+        m = self.metrics
+        m.last_end = now
+        m.completed += 1
+        m.latencies.append(now - t.submitted)
+        svc = now - started
+        ten = spec.tenant
+        if ten is not None:
+            ts = m.tenant_service
+            ts[ten] = ts.get(ten, 0.0) + svc
+        m.class_service[t.rank] += svc
+        if d is not None:
+            m.with_deadline += 1
+            if now > d + 1e-9:
+                m.misses += 1
         del self.tasks[tid]
         if self.retain_finished:
             self.finished[tid] = ("complete", "", "")
@@ -548,7 +584,7 @@ class Executor:
         if hit is not None and hit[0] == self._avers:
             return hit[1]
         cands = [a for a in self._pool(t).members
-                 if a.status is AgentStatus.UP and a.breaker.state is BreakerState.CLOSED]
+                 if a.status is _UP and a.breaker.state is _CLOSED]
         self._cands[t.sig] = (self._avers, cands)
         return cands
 
@@ -561,7 +597,7 @@ class Executor:
         """
         if self._halfopen and self._push_placement:
             for a in self._halfopen.values():
-                if (a.id != avoid and a.status is AgentStatus.UP and not len(a.queue)
+                if (a.id != avoid and a.status is _UP and not len(a.queue)
                         and not len(a.planned) and a.breaker.allow() and eligible(a, t.spec)):
                     return a
         return self._placer(self, t, avoid)
@@ -607,7 +643,7 @@ class Executor:
     # ------------------------------------------------------------------ dispatch
 
     def _fill(self, a: AgentState) -> None:
-        if a.status is not AgentStatus.UP:
+        if a.status is not _UP:
             self._hungry.pop(a.id, None)
             return
         br = a.breaker
@@ -615,8 +651,10 @@ class Executor:
         running = a.running
         planned = a.planned
         own = a.queue
+        stealing = self._stealing
+        loaded = self._loaded
         while len(running) < a.concurrency:
-            if br._state is not BreakerState.CLOSED:  # (state reads the clock; rarely needed)
+            if br._state is not _CLOSED:  # (state reads the clock; rarely needed)
                 allowed = br.allow()
                 self._breaker_moves(a)
                 if not allowed:
@@ -643,7 +681,7 @@ class Executor:
                             if k is not None and best is not None and k < best:
                                 best, src = k, q
                 t = src.peek(now)
-            elif self._stealing and self._loaded and self._steal(a):
+            elif stealing and loaded and self._steal(a):
                 continue
             elif self._pull:
                 pools = a.pools
@@ -718,10 +756,17 @@ class Executor:
             t.tokens_est = m.token_estimate(spec)
             a.limiter.take(t.tokens_est, now)
         br = a.breaker
-        t.probe = br.acquire() if br._state is not BreakerState.CLOSED else False
+        t.probe = br.acquire() if br._state is not _CLOSED else False
         m.dispatches += 1
-        ins = dispatch(t.id, a.id, attempt, t.est, src is not a.queue and src is not a.planned,
-                       now, next(self._ids), self._cause)
+        ins = _new(Dispatch)  # dispatch(...), inlined
+        ins.task_id = t.id
+        ins.agent = a.id
+        ins.attempt = attempt
+        ins.work = t.est
+        ins.remote = src is not a.queue and src is not a.planned
+        ins.time = now
+        ins.id = next(self._ids)
+        ins.cause = self._cause
         self._out.append(ins)
         if self.log.enabled:
             self.log.add(ins)
@@ -752,7 +797,7 @@ class Executor:
             for r, d in spec.demand:
                 a.used[r] -= d
         t.agent = None
-        if a.status is AgentStatus.DRAINING and not a.running:
+        if a.status is _DRAINING and not a.running:
             self._set_down(a)
         else:
             self._dirty[a.id] = a
@@ -764,7 +809,7 @@ class Executor:
         loaded = self._loaded
         out = []
         for v in list(loaded.values()):
-            if (v.queue.n + v.planned.n == 0) or v.status is not AgentStatus.UP:
+            if (v.queue.n + v.planned.n == 0) or v.status is not _UP:
                 del loaded[v.id]  # re-added on the next push
             else:
                 out.append(v)
@@ -848,7 +893,7 @@ class Executor:
         cap = 0.0
         for a in self.agents.values():
             work += a.queue.work + a.planned.work
-            if a.status is AgentStatus.UP:
+            if a.status is _UP:
                 cap += a.speed * a.concurrency
         return work / cap if cap > 0 else (math.inf if work > 0 else 0.0)
 
@@ -865,7 +910,7 @@ class Executor:
                            now)
             self.agents[spec.id] = a
         else:
-            if a.status is not AgentStatus.DOWN:
+            if a.status is not _DOWN:
                 self._evacuate(a, Code.AGENT_LEFT)  # re-registration: requeue what it held
                 for t in list(a.running.values()):
                     self._release(t, a)
@@ -890,9 +935,9 @@ class Executor:
         a.margin = self.policy.steal.margin_frac
         self._halfopen.pop(a.id, None)
         self._avers += 1
-        if a.status is AgentStatus.UP:
+        if a.status is _UP:
             self._dirty[a.id] = a
-        elif a.status is AgentStatus.DOWN:
+        elif a.status is _DOWN:
             self._hungry.pop(a.id, None)
 
     def _account_uptime(self, a: AgentState) -> None:
@@ -901,17 +946,17 @@ class Executor:
 
     def _set_down(self, a: AgentState) -> None:
         self._account_uptime(a)
-        a.status = AgentStatus.DOWN
+        a.status = _DOWN
         self._avers += 1
         self._hungry.pop(a.id, None)
         self._dirty.pop(a.id, None)
 
     def _on_left(self, ev: AgentLeft) -> None:
         a = self.agents.get(ev.agent_id)
-        if a is None or a.status is AgentStatus.DOWN:
+        if a is None or a.status is _DOWN:
             self.metrics.stale += 1
             return
-        a.status = AgentStatus.DRAINING
+        a.status = _DRAINING
         self._avers += 1
         self._hungry.pop(a.id, None)
         self._evacuate(a, Code.AGENT_LEFT)
@@ -920,7 +965,7 @@ class Executor:
 
     def _on_agent_failed(self, ev: AgentFailed) -> None:
         a = self.agents.get(ev.agent_id)
-        if a is None or a.status is AgentStatus.DOWN:
+        if a is None or a.status is _DOWN:
             self.metrics.stale += 1
             return
         running = list(a.running.values())
@@ -961,17 +1006,17 @@ class Executor:
             return
         for tr in br.new_transitions():
             self._avers += 1
-            if tr.target is BreakerState.HALF_OPEN:
+            if tr.target is _HALF_OPEN:
                 self._halfopen[a.id] = a
             else:
                 self._halfopen.pop(a.id, None)
-            if tr.target is BreakerState.OPEN:
+            if tr.target is _OPEN:
                 until = br.open_until if br.open_until is not None else self.now
                 self.metrics.breaker_opens += 1
                 self._emit(BreakerOpened(agent=a.id, reason=tr.reason, until=until))
                 self._timer(until, _T_BREAKER, a, 0)
                 self._evacuate(a, Code.BREAKER_OPEN)
-            elif tr.target is BreakerState.HALF_OPEN:
+            elif tr.target is _HALF_OPEN:
                 self._emit(BreakerHalfOpen(agent=a.id))
                 self._dirty[a.id] = a
             else:
@@ -985,7 +1030,7 @@ class Executor:
         for asg in sorted(ev.plan.assignments, key=lambda x: (x.start, x.agent, x.task)):
             t = self.tasks.get(asg.task)
             a = self.agents.get(asg.agent)
-            if (t is None or t.phase != QUEUED or a is None or a.status is not AgentStatus.UP
+            if (t is None or t.phase != QUEUED or a is None or a.status is not _UP
                     or not eligible(a, t.spec)):
                 skipped += 1
                 continue
@@ -1069,7 +1114,7 @@ class Executor:
                     _ = ref.breaker.state
                     self._breaker_moves(ref)
                     self._dirty[ref.id] = ref
-                elif ref.status is AgentStatus.UP:
+                elif ref.status is _UP:
                     self._dirty[ref.id] = ref
             if not self._dirty:
                 break

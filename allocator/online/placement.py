@@ -22,6 +22,11 @@ from allocator.online.breaker import BreakerState
 from allocator.online.state import AgentState, TaskState, eligible
 from models import AgentStatus
 
+# Enum members as module constants: `Enum.MEMBER` is a slow class-attribute lookup
+# and these are compared on every event.
+_UP = AgentStatus.UP
+_CLOSED = BreakerState.CLOSED
+
 if TYPE_CHECKING:
     from allocator.online.core import Executor
 
@@ -75,19 +80,33 @@ def place_p2c(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | Non
 def place_home(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | None:
     """The task's home agent unless it is down, breaker-blocked, ineligible or backed up."""
     spec = t.spec
-    home = ex.agents.get(spec.home) if spec.home is not None else None
-    if home is None:
+    h = spec.home
+    if h is None:
+        return None
+    home = ex.agents.get(h)
+    if home is None or h == avoid or home.status is not _UP:
+        return None
+    br = home.breaker
+    if br._state is not _CLOSED and br.state is not _CLOSED:
+        return None
+    if (spec.skills or spec.demand or spec.forbidden or spec.allowed is not None) and not (
+            eligible(home, spec)):
         return None
     steal = ex.policy.steal
-    br = home.breaker
-    if (home.id != avoid and home.status is AgentStatus.UP
-            and (br._state is BreakerState.CLOSED or br.state is BreakerState.CLOSED)
-            and eligible(home, spec)
-            and home.queue.n < steal.deque_cap
-            and (steal.overflow_wait == math.inf or home.load_bound() <= steal.overflow_wait
-                 or ((home.queue.work + home.planned.work) / home.speed / home.concurrency
-                 <= steal.overflow_wait  # queued work alone is a lower bound of load()
-                 and home.load(ex.now) <= steal.overflow_wait))):
+    q = home.queue
+    if q.n >= steal.deque_cap:
+        return None
+    limit = steal.overflow_wait
+    if limit == math.inf:
+        return home
+    pw = home.planned.work
+    speed = home.speed
+    slots = home.concurrency
+    # load_bound() (running tasks counted whole) first, then queued work alone (a
+    # lower bound of load()), and the exact load only between the two.
+    if (home.run_est + q.work + pw) / speed / slots <= limit:
+        return home
+    if (q.work + pw) / speed / slots <= limit and home.load(ex.now) <= limit:
         return home
     return None
 

@@ -290,7 +290,7 @@ class PriorityQueue:
     (oldest first, before anything else) and `(1, pass, seq)` otherwise.
     """
 
-    __slots__ = ("_memo", "_qs", "clock", "n", "work")
+    __slots__ = ("_memo_choice", "_memo_now", "_memo_version", "_qs", "clock", "n", "work")
     charges = False
 
     def __init__(self, config: PriorityConfig | None = None, *,
@@ -299,8 +299,10 @@ class PriorityQueue:
         self._qs = [FifoQueue() for _ in _CLASSES]
         self.n = 0
         self.work = 0.0
-        #: (now, clock version, choice) of the last `_choose` (peek, then take).
-        self._memo: tuple[float, int, int] = (math.nan, -1, -1)
+        #: now, clock version and choice of the last `_choose` (peek, then take).
+        self._memo_now = math.nan
+        self._memo_version = -1
+        self._memo_choice = -1
 
     def __len__(self) -> int:
         return self.n
@@ -333,34 +335,41 @@ class PriorityQueue:
     def _choose(self, now: float) -> int:
         if not self.n:
             return -1
-        m = self._memo
-        if m[0] == now and m[1] == self.clock.version:
-            return m[2]
+        if self._memo_now == now and self._memo_version == self.clock.version:
+            return self._memo_choice
         c = self._choose_now(now)
-        self._memo = (now, self.clock.version, c)
+        self._memo_now = now
+        self._memo_version = self.clock.version
+        self._memo_choice = c
         return c
 
     def _choose_now(self, now: float) -> int:
         best_aged = -1
         oldest = math.inf
         best = -1
+        best_pass = math.inf
         ck = self.clock
         passes = ck.passes
         aging = ck.aging
-        for c, q in enumerate(self._qs):
-            if not q.n:
-                continue
-            h = q._items[q._head][2]
-            if now - h.enqueued >= aging[c] and h.enqueued < oldest:
-                best_aged, oldest = c, h.enqueued
-            if best < 0 or passes[c] < passes[best]:
-                best = c
+        c = -1
+        for q in self._qs:
+            c += 1
+            if q.n:
+                enq = q._items[q._head][2].enqueued
+                if enq < oldest and now - enq >= aging[c]:
+                    best_aged, oldest = c, enq
+                p = passes[c]
+                if p < best_pass:
+                    best, best_pass = c, p
         return best_aged if best_aged >= 0 else best
 
     def peek(self, now: float) -> TaskState | None:
-        c = self._choose(now)
-        if c < 0:
+        if not self.n:
             return None
+        if self._memo_now == now and self._memo_version == self.clock.version:
+            c = self._memo_choice
+        else:
+            c = self._choose(now)
         q = self._qs[c]
         return q._items[q._head][2]  # type: ignore[no-any-return]
 

@@ -29,11 +29,14 @@ invariant rather than repeat its bookkeeping.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 import random
+import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +68,36 @@ from allocator.online.workload import TOKENS_PER_WORK, Workload
 from models import Plan, Weights
 
 _ARR, _DONE, _FAILT, _TICK, _AFAIL, _AJOIN, _COORD, _INSTALL = range(8)
+
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a simulation runs.
+
+    A run keeps millions of live objects (task states, specs, heap entries)
+    and makes no garbage cycles per event, so the collector's passes only
+    rescan live objects: a fifth of a large run's CPU time. Reference
+    counting still frees everything at once. Nested and concurrent runs
+    (threads) share one pause; the collector is re-enabled (if it was on)
+    when the last one ends.
+    """
+    global _gc_holders, _gc_was_enabled
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 @dataclass
@@ -110,6 +143,10 @@ class Simulator:
         self.decision_latency = decision_latency
 
     def run(self) -> SimResult:
+        with _no_cyclic_gc():
+            return self._run()
+
+    def _run(self) -> SimResult:
         wl = self.workload
         ex = self.executor
         n = wl.n

@@ -13,7 +13,11 @@ from allocator.online.events import TaskSpec
 from allocator.online.queues import PlanQueue, TaskQueue
 from allocator.online.ratelimit import AgentLimiter
 from allocator.problem import capacity_limit
-from models import Agent, AgentStatus
+from models import Agent, AgentStatus, Priority
+
+# Enum members as module constants: `Enum.MEMBER` is a slow class-attribute lookup
+# and these are compared on every event.
+_DOWN = AgentStatus.DOWN
 
 # Task phases (ints: compared on every event).
 SUBMITTED, DEFERRED, QUEUED, RUNNING, DONE = range(5)
@@ -24,6 +28,9 @@ PHASE_NAMES = ("submitted", "deferred", "queued", "running", "done")
 EWMA_ALPHA = 0.1
 
 Signature = tuple[Any, ...]
+
+#: Priority -> rank as a plain dict (the `rank` property costs a call per task).
+_RANK = {p: p.rank for p in Priority}
 
 
 class TaskState:
@@ -63,7 +70,7 @@ class TaskState:
         self.timer_token = 0
         self.sig: Signature = (spec.skills, spec.allowed, spec.forbidden, spec.demand)
         #: The priority class's rank (0 critical .. 3 low), read on every queue operation.
-        self.rank = spec.priority.rank
+        self.rank = _RANK[spec.priority]
 
 
 class AgentState:
@@ -96,7 +103,7 @@ class AgentState:
         self.steal_interval = 0.0
         self.margin = 0.0
         self.up_since = now
-        self.status = AgentStatus.DOWN
+        self.status = _DOWN
         self.update(spec)
 
     def update(self, spec: Agent) -> None:

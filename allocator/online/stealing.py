@@ -35,6 +35,10 @@ from typing import TYPE_CHECKING
 
 from models import AgentStatus
 
+# Enum members as module constants: `Enum.MEMBER` is a slow class-attribute lookup
+# and these are compared on every event.
+_UP = AgentStatus.UP
+
 if TYPE_CHECKING:
     from allocator.online.events import TaskSpec
     from allocator.online.policies import StealConfig
@@ -54,7 +58,7 @@ def run_time(t: TaskState, a: AgentState) -> float:
 
 def victims_of(thief: AgentState, loaded: list[AgentState], min_queue: int) -> list[AgentState]:
     """Up agents other than the thief with at least `min_queue` queued tasks."""
-    return [v for v in loaded if v is not thief and v.status is AgentStatus.UP
+    return [v for v in loaded if v is not thief and v.status is _UP
             and v.queue.n + v.planned.n >= min_queue]
 
 
