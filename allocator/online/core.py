@@ -433,6 +433,8 @@ class Executor:
     def _on_started(self, ev: TaskStarted) -> None:
         t = self.tasks.get(ev.task_id)
         if t is not None and t.phase == RUNNING and t.attempt == ev.attempt:
+            if t.agent is not None:
+                t.agent.run_start += self.now - t.started
             t.started = self.now
 
     def _current(self, task_id: str, agent: str, attempt: int) -> TaskState | None:
@@ -457,7 +459,11 @@ class Executor:
         spec = t.spec
         running = a.running
         del running[t.id]
-        a.run_est = a.run_est - t.est if running else 0.0
+        if running:
+            a.run_est -= t.est
+            a.run_start -= started
+        else:
+            a.run_est = a.run_start = 0.0
         a.busy += now - started
         d = spec.deadline
         mc = spec.migration_cost
@@ -748,6 +754,7 @@ class Executor:
                 self.admission.observe_wait(now - t.enqueued, now)
         a.running[t.id] = t
         a.run_est += t.est
+        a.run_start += now
         if spec.demand:
             used = a.used
             for r, d in spec.demand:
@@ -788,7 +795,11 @@ class Executor:
     def _release(self, t: TaskState, a: AgentState, *, done: bool = False) -> None:
         running = a.running
         del running[t.id]
-        a.run_est = a.run_est - t.est if running else 0.0
+        if running:
+            a.run_est -= t.est
+            a.run_start -= t.started
+        else:
+            a.run_est = a.run_start = 0.0
         now = self.now
         a.busy += now - t.started
         spec = t.spec
@@ -977,6 +988,7 @@ class Executor:
         for t in running:
             del a.running[t.id]
             a.run_est -= t.est
+            a.run_start -= t.started
             a.busy += self.now - t.started
             self._ledger_row(t, a, self.now, False)
             for r, d in t.spec.demand:

@@ -106,9 +106,16 @@ def place_home(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | No
     # lower bound of load()), and the exact load only between the two.
     if (home.run_est + q.work + pw) / speed / slots <= limit:
         return home
-    if (q.work + pw) / speed / slots <= limit and home.load(ex.now) <= limit:
-        return home
-    return None
+    if (q.work + pw) / speed / slots > limit:
+        return None  # queued work alone is a lower bound of load()
+    # Running tasks' remainders summed without clipping at zero: another lower
+    # bound, clear of the limit in the common backed-up case (no exact load).
+    now = ex.now
+    n = len(home.running)
+    if n and (home.run_start + home.run_est / speed - n * now + (q.work + pw) / speed) / slots \
+            > limit + 1e-6 * (1.0 + abs(now)):
+        return None
+    return home if home.load(now) <= limit else None
 
 
 PLACEMENTS: dict[str, Placement] = {
