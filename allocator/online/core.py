@@ -835,7 +835,11 @@ class Executor:
         t.where = thief
         thief.queue.push(t, self.now)
         self._loaded[thief.id] = thief
-        self._emit(Steal(task_id=t.id, victim=victim.id, thief=thief.id))
+        ins = _new(Steal)  # Steal(task_id=..., victim=..., thief=...), built faster
+        ins.task_id = t.id
+        ins.victim = victim.id
+        ins.thief = thief.id
+        self._emit(ins)
 
     def _steal(self, thief: AgentState) -> bool:
         """Move queued tasks from the most loaded agents to `thief`; True if any moved.
@@ -851,7 +855,22 @@ class Executor:
         now = self.now
         if now < thief.backoff_until:
             return False
-        victims = victims_of(thief, self._loaded_list(), cfg.min_victim_queue)
+        # victims_of(thief, self._loaded_list(), ...) in one pass.
+        loaded = self._loaded
+        min_queue = cfg.min_victim_queue
+        victims = []
+        stale = None
+        for v in loaded.values():
+            n = v.queue.n + v.planned.n
+            if n == 0 or v.status is not _UP:
+                if stale is None:
+                    stale = []
+                stale.append(v.id)  # re-added on the next push
+            elif n >= min_queue and v is not thief:
+                victims.append(v)
+        if stale is not None:
+            for vid in stale:
+                del loaded[vid]
         if not victims:
             return False  # nothing queued anywhere: wait to be woken by an arrival
         m = self.metrics

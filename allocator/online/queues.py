@@ -344,24 +344,41 @@ class PriorityQueue:
         return c
 
     def _choose_now(self, now: float) -> int:
-        best_aged = -1
-        oldest = math.inf
-        best = -1
-        best_pass = math.inf
+        # The four classes unrolled (a loop costs a third more on this hot path):
+        # the oldest aged head if any, else the class with the smallest pass (the
+        # first one on ties).
         ck = self.clock
         passes = ck.passes
         aging = ck.aging
-        c = -1
-        for q in self._qs:
-            c += 1
-            if q.n:
-                enq = q._items[q._head][2].enqueued
-                if enq < oldest and now - enq >= aging[c]:
-                    best_aged, oldest = c, enq
-                p = passes[c]
-                if p < best_pass:
-                    best, best_pass = c, p
-        return best_aged if best_aged >= 0 else best
+        q0, q1, q2, q3 = self._qs
+        best = -1
+        best_pass = math.inf
+        aged = -1
+        oldest = math.inf
+        if q0.n:
+            enq = q0._items[q0._head][2].enqueued
+            if now - enq >= aging[0]:
+                aged, oldest = 0, enq
+            best, best_pass = 0, passes[0]
+        if q1.n:
+            enq = q1._items[q1._head][2].enqueued
+            if enq < oldest and now - enq >= aging[1]:
+                aged, oldest = 1, enq
+            if passes[1] < best_pass:
+                best, best_pass = 1, passes[1]
+        if q2.n:
+            enq = q2._items[q2._head][2].enqueued
+            if enq < oldest and now - enq >= aging[2]:
+                aged, oldest = 2, enq
+            if passes[2] < best_pass:
+                best, best_pass = 2, passes[2]
+        if q3.n:
+            enq = q3._items[q3._head][2].enqueued
+            if enq < oldest and now - enq >= aging[3]:
+                aged = 3
+            elif aged < 0 and passes[3] < best_pass:
+                best = 3
+        return aged if aged >= 0 else best
 
     def peek(self, now: float) -> TaskState | None:
         if not self.n:

@@ -306,14 +306,39 @@ class Runtime:
         threads: list[tuple[_TaskFuture, str, str, int]] | None = None
         jobs = self._jobs
         now = -1.0
+        clock = self.clock
+        pending: list[Event] | None = None
         for ins in out:
             typ = type(ins)
             if typ is Dispatch:
                 job = jobs[ins.task_id]  # type: ignore[attr-defined]
                 if job.is_coro:
                     if now < 0:
-                        now = self.clock.now()
-                    self._start_coro(job, ins, now)  # type: ignore[arg-type]
+                        now = clock.now()
+                    # Eager start (what Python 3.12's eager tasks do): run the coroutine
+                    # up to its first suspension now; one that finishes there needs no
+                    # Task, and its completion is posted here (`_outcome` inlined for
+                    # the common case).
+                    coro = job.fn(*job.args)
+                    try:
+                        first = coro.send(None)
+                    except StopIteration as stop:
+                        value = stop.value
+                        if isinstance(value, Reported):
+                            self._post_outcome(job, ins, now, value, None)  # type: ignore[arg-type]
+                            continue
+                        job.value = value
+                        job.value_attempt = attempt = ins.attempt  # type: ignore[attr-defined]
+                        end = clock.now()
+                        if pending is None:
+                            pending = self._pending
+                        pending.append(completed(job.task_id, ins.agent,  # type: ignore[attr-defined]
+                                                 attempt, end, end - now))
+                        continue
+                    except BaseException as err:  # the attempt failed synchronously
+                        self._post_outcome(job, ins, now, None, err)  # type: ignore[arg-type]
+                        continue
+                    self._resume_later(job, ins, now, coro, first)  # type: ignore[arg-type]
                 else:
                     if threads is None:
                         threads = []
@@ -343,6 +368,9 @@ class Runtime:
                 self._arm(ins.at)  # type: ignore[attr-defined]
         if threads:
             self._hand_to_threads(threads)
+        if pending is not None and not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
         if not jobs and self._idle is not None:
             self._idle.set()
 
@@ -365,19 +393,15 @@ class Runtime:
             th.start()
             wanted -= 1
 
-    def _start_coro(self, job: _TaskFuture, ins: Dispatch, t0: float) -> None:
+    def _post_outcome(self, job: _TaskFuture, ins: Dispatch, t0: float, value: Any,
+                      exc: BaseException | None) -> None:
+        """Report an attempt that ended at its eager start (error, or a Reported value)."""
+        self._report(job, ins.agent, ins.attempt, t0, value, exc)
+
+    def _resume_later(self, job: _TaskFuture, ins: Dispatch, t0: float, coro: Any,
+                      first: Any) -> None:
+        """A coroutine suspended at its eager start: an asyncio Task runs the rest."""
         tid, agent, attempt = ins.task_id, ins.agent, ins.attempt
-        # Eager start (what Python 3.12's eager tasks do): run the coroutine up
-        # to its first suspension now; one that finishes there needs no Task.
-        coro = job.fn(*job.args)
-        try:
-            first = coro.send(None)
-        except StopIteration as stop:
-            self._report(job, agent, attempt, t0, stop.value, None)
-            return
-        except BaseException as exc:  # the attempt failed synchronously
-            self._report(job, agent, attempt, t0, None, exc)
-            return
         handle: Any = asyncio.get_running_loop().create_task(_resume(coro, first))
         self._running[(tid, attempt)] = (agent, handle)
         handle.add_done_callback(functools.partial(self._coro_done, job, agent, attempt, t0))
@@ -455,11 +479,19 @@ class Runtime:
                         value = job.fn(*job.args)
                     except BaseException as e:
                         exc = e
+                plain = ev is None and exc is None and not isinstance(value, Reported)
+                if plain:  # _outcome(...) inlined, its clock read outside the lock
+                    end = clock.now()
+                    ev = completed(tid, agent, attempt, end, end - t0)
                 with lock:
                     if running.pop(key, None) is None:
                         continue  # timed out, cancelled or its agent failed: a stale result
-                    if ev is None:
+                    if plain:  # (the job keeps the value of its current attempt only)
+                        job.value = value
+                        job.value_attempt = attempt
+                    elif ev is None:
                         ev = self._outcome(job, agent, attempt, t0, value, exc)
+                    assert ev is not None
                     out = core.handle(ev)
                     # Blocking dispatches go to the work queue, and this worker takes the
                     # next one at once; everything else is the loop's job (one wake-up

@@ -77,8 +77,8 @@ class AgentState:
     """One agent as the core sees it (internal)."""
 
     __slots__ = ("backoff_until", "breaker", "busy", "capacity", "completed", "concurrency",
-                 "id", "index", "limiter", "margin", "planned", "pools", "queue", "run_est", "run_start",
-                 "running", "skills", "spec", "speed", "status", "steal_fails",
+                 "id", "index", "limiter", "margin", "planned", "pools", "queue", "run_est",
+                 "run_start", "running", "skills", "spec", "speed", "status", "steal_fails",
                  "steal_interval", "tokens_used", "up_since", "uptime", "used")
 
     def __init__(self, spec: Agent, index: int, queue: TaskQueue, breaker: CircuitBreaker,
@@ -93,7 +93,7 @@ class AgentState:
         #: Sum of the running tasks' estimated work (an O(1) bound on their remainder).
         self.run_est = 0.0
         #: Sum of the running tasks' start times: with run_est, an O(1) lower bound of
-        #: their remaining time (see `load_floor`).
+        #: their remaining time (used by the home placement before the exact `load`).
         self.run_start = 0.0
         self.pools: list[Pool] = []
         self.busy = 0.0
@@ -131,29 +131,6 @@ class AgentState:
         """An upper bound of `load(now)` in O(1) (running tasks counted whole)."""
         return (self.run_est + self.queue.work + self.planned.work) / self.speed \
             / self.concurrency
-
-    def load_floor(self, now: float) -> float:
-        """A lower bound of `load(now)` in O(1), up to rounding (see `load_exceeds`).
-
-        Each running task's remainder `started + est / speed - now` may be
-        negative where `load` counts zero, so their plain sum is a lower bound.
-        """
-        rem = self.run_start + self.run_est / self.speed - len(self.running) * now
-        queued = (self.queue.work + self.planned.work) / self.speed
-        return (max(rem, 0.0) + queued) / self.concurrency
-
-    def load_exceeds(self, limit: float, now: float) -> bool:
-        """`load(now) > limit`, deciding from the O(1) bounds when they are clear.
-
-        The running sums are updated incrementally, so the floor is trusted only
-        when it clears the limit by a margin far above their rounding error;
-        otherwise (and between the bounds) the exact load decides.
-        """
-        if self.load_bound() <= limit:
-            return False
-        if self.load_floor(now) > limit + 1e-6 * (1.0 + abs(now)):
-            return True
-        return self.load(now) > limit
 
     def count(self) -> int:
         return len(self.running) + len(self.queue) + len(self.planned)

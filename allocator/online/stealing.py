@@ -78,30 +78,58 @@ def plan_allows(t: TaskState, victim: AgentState, thief: AgentState, now: float,
 
 def plan_steal(thief: AgentState, victims: list[AgentState], cfg: StealConfig, now: float,
                margin: float, eligible: Fits) -> list[Move]:
-    """The tasks `thief` should take now (possibly none); `eligible(agent, spec) -> bool`."""
+    """The tasks `thief` should take now (possibly none); `eligible(agent, spec) -> bool`.
+
+    Victims whose O(1) load bound cannot beat the thief's own finish time are
+    dropped before their exact loads are computed: a move needs the victim's
+    load above `thief_fin + latency`, so such a victim yields nothing, and as
+    the least loaded ones they sort after every useful victim. The moves are
+    the same as ranking all of them.
+    """
     fits = eligible
-    loads = {v.id: v.load(now) for v in victims}
-    order = heapq.nsmallest(cfg.victims, victims, key=lambda v: (-loads[v.id], v.index))
     thief_fin = thief.load(now)
+    floor = thief_fin + cfg.latency
+    floor -= 1e-9 * (1.0 + abs(floor))  # (bounds are compared up to rounding)
+    ranked = []
+    for v in victims:
+        if v.load_bound() > floor:
+            ranked.append((-v.load(now), v.index, v))
+    if not ranked:
+        return []
+    if len(ranked) > cfg.victims:
+        ranked = heapq.nsmallest(cfg.victims, ranked)
+    else:
+        ranked.sort()
     moves: list[Move] = []
-    for v in order:
-        n = len(v.queue) + len(v.planned)
+    t_id, t_speed, t_slots = thief.id, thief.speed, thief.concurrency
+    latency = cfg.latency
+    max_steals = cfg.max_steals_per_task
+    for neg_load, _, v in ranked:
+        n = v.queue.n + v.planned.n
         limit = min(cfg.max_batch, max(1, n // 2))  # steal-half
         cands = v.queue.back(limit)
         n_free = len(cands)
         if n_free < limit:
             cands += v.planned.back(limit - n_free)
-        v_fin = loads[v.id]
+        v_fin = -neg_load
+        v_id, v_speed, v_slots = v.id, v.speed, v.concurrency
         for k, t in enumerate(cands):
-            run_v = run_time(t, v)
-            if t.steals < cfg.max_steals_per_task and fits(thief, t.spec):
-                run_t = run_time(t, thief)
-                if (thief_fin + run_t * (1 + margin) + cfg.latency < v_fin
+            spec = t.spec
+            # run_time(t, v) and run_time(t, thief), inlined.
+            home = spec.home
+            run_v = t.est / v_speed + (spec.migration_cost
+                                       if home is not None and v_id != home else 0.0)
+            if t.steals < max_steals and (
+                    not (spec.skills or spec.demand or spec.forbidden
+                         or spec.allowed is not None) or fits(thief, spec)):
+                run_t = t.est / t_speed + (spec.migration_cost
+                                           if home is not None and t_id != home else 0.0)
+                if (thief_fin + run_t * (1 + margin) + latency < v_fin
                         and (k < n_free or plan_allows(t, v, thief, now, v_fin,
                                                        thief_fin + run_t))):
                     moves.append((t, v, now + v_fin))
-                    thief_fin += run_t / thief.concurrency
-            v_fin -= run_v / v.concurrency
+                    thief_fin += run_t / t_slots
+            v_fin -= run_v / v_slots
         if moves:
             break
     return moves
