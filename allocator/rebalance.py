@@ -386,6 +386,9 @@ def rebalance(
     rng_seed = opts.seed if seed is None else seed
     problem = compile_snapshot(snapshot)
     before = LoadSummary.of(problem, problem.current)
+    rules = problem.topology.hard_rules() if problem.topology is not None else []
+    if rules and problem.m > 0:
+        return _rebalance_topology(problem, rules, cap_k, threshold, budget, rng_seed, before)
 
     if problem.m == 0:  # nowhere to place anything: every task unassigned, with its reason
         agent_of = np.full(problem.n, -1, dtype=np.int64)
@@ -428,6 +431,46 @@ def rebalance(
         threshold=threshold, max_migrations=cap_k, dropped=[ids[j] for j in dropped],
         below_threshold=[ids[j] for j in stuck],
     )
+
+
+def _rebalance_topology(problem: Problem, rules: list[str], cap_k: int | None,
+                        threshold: float, budget: Budget, seed: int,
+                        before: LoadSummary) -> RebalanceResult:
+    """Snapshots with hard topology rules go to the machine-reassignment search.
+
+    The load-variance model knows neither the rules nor the topology costs
+    (load above safety capacity, balance, move costs), so it would return a
+    do-nothing plan at best; the topology backend improves the current
+    placement under the rules and prices every move. What it cannot express
+    (a migration cap, a steal threshold, ...) is refused with the reason.
+    """
+    from allocator.errors import UnsupportedError
+    from allocator.roadef.convert import unsupported_reason
+    from allocator.solvers.base import get_solver
+
+    named = ", ".join(rules)
+    if cap_k is not None:
+        raise UnsupportedError(
+            f"max_migrations with the topology rule(s) {named}: the topology search prices "
+            "moves (Agent.move_costs, group move weights) instead of capping them",
+            field="max_migrations")
+    if threshold > 0:
+        raise UnsupportedError(
+            f"threshold with the topology rule(s) {named}: the topology search weighs each "
+            "move by its cost, not by a busy-time gain", field="threshold")
+    reason = unsupported_reason(problem.snapshot, problem)
+    if reason is not None:
+        raise UnsupportedError(
+            f"rebalancing under the topology rule(s) {named} runs the topology search, "
+            f"which cannot take this snapshot: {reason}", field="topology")
+    started = budget.elapsed()
+    plan = get_solver("topology")(problem, budget=budget, seed=seed)
+    agent_of = assignment_from_plan(problem, plan).agent_of
+    stage = Stage(name="topology", value=plan.objective, proven=False,
+                  wall_s=budget.elapsed() - started)
+    return RebalanceResult(plan=plan.model_copy(update={"wall_time_s": budget.elapsed()}),
+                           before=before, after=LoadSummary.of(problem, agent_of),
+                           stages=[stage], threshold=threshold, max_migrations=cap_k)
 
 
 def _evicted_reason(problem: Problem, u: Unassigned) -> Unassigned:

@@ -43,6 +43,9 @@ class WhatIf:
     saving: float | None
     valid: bool
     note: str = ""
+    #: Move costs of re-placing a removed machine's tasks (in the objective's units,
+    #: priced on the original snapshot); included in `objective` and `saving`.
+    evacuation_cost: float = 0.0
 
 
 @dataclass
@@ -263,18 +266,38 @@ def with_added(snapshot: Snapshot, zone: str, k: int, tag: str = "new") -> Snaps
     return snapshot.model_copy(update={"agents": list(snapshot.agents) + extra})
 
 
-def with_removed(snapshot: Snapshot, zone: str, k: int) -> tuple[Snapshot | None, str]:
-    """The snapshot without the k least-loaded agents of `zone`, their tasks first
-    re-placed (current agent) on other agents where every hard rule holds.
+def evacuation_cost(problem: Problem, agent_of: np.ndarray) -> float:
+    """The weighted move terms of going from the current placement to `agent_of`
+    (task migrations, group and agent-pair move costs): what emptying a machine costs
+    before any re-solve, since the re-solve starts from the evacuated placement."""
+    from allocator.objectives import (
+        term_agent_moves,
+        term_group_moves,
+        term_migrations,
+        term_weights,
+    )
 
-    (None, why) when there are not k agents or their tasks fit nowhere.
+    w = term_weights(problem)
+    total = w["migrations"] * term_migrations(problem, agent_of)
+    if problem.topology is not None:
+        total += (w["group_moves"] * term_group_moves(problem, agent_of)
+                  + w["agent_moves"] * term_agent_moves(problem, agent_of))
+    return float(total)
+
+
+def with_removed(snapshot: Snapshot, zone: str, k: int) -> tuple[Snapshot | None, str, float]:
+    """The snapshot without the k least-loaded agents of `zone`, their tasks first
+    re-placed (current agent) on other agents where every hard rule holds, and the
+    move cost of that evacuation (:func:`evacuation_cost`).
+
+    (None, why, 0) when there are not k agents or their tasks fit nowhere.
     """
     from allocator.constraints import assignment_feasible
 
     problem = compile_snapshot(snapshot)
     in_zone = [i for i, a in enumerate(snapshot.agents) if a.zone == zone]
     if len(in_zone) <= k:
-        return None, f"zone {zone!r} has {len(in_zone)} agent(s)"
+        return None, f"zone {zone!r} has {len(in_zone)} agent(s)", 0.0
     cur = problem.current
     load = np.bincount(cur[cur >= 0], minlength=problem.m)
     gone = sorted(in_zone, key=lambda i: (load[i], i))[:k]
@@ -292,7 +315,7 @@ def with_removed(snapshot: Snapshot, zone: str, k: int) -> tuple[Snapshot | None
                 break
             a[j] = -1
         if a[j] < 0:
-            return None, f"task {problem.task_ids[j]!r} on a removed agent fits nowhere"
+            return None, f"task {problem.task_ids[j]!r} on a removed agent fits nowhere", 0.0
     ids = problem.agent_ids
     gone_ids = {ids[i] for i in gone}
     tasks = [t.model_copy(update={"current_agent": ids[a[j]]}) if cur[j] in gone else t
@@ -300,7 +323,8 @@ def with_removed(snapshot: Snapshot, zone: str, k: int) -> tuple[Snapshot | None
     agents = [ag.model_copy(update={"move_costs": {b: c for b, c in ag.move_costs.items()
                                                    if b not in gone_ids}})
               for ag in snapshot.agents if ag.id not in gone_ids]
-    return snapshot.model_copy(update={"agents": agents, "tasks": tasks}), ""
+    return (snapshot.model_copy(update={"agents": agents, "tasks": tasks}), "",
+            evacuation_cost(problem, a))
 
 
 def analyse_topology(snapshot: Snapshot, plan: Plan | None = None, *, k: int = 1,
@@ -346,24 +370,26 @@ def analyse_topology(snapshot: Snapshot, plan: Plan | None = None, *, k: int = 1
     sources = cold or [z["zone"] for z in ranked[::-1] if z["zone"] not in sinks][:1]
 
     def record(action: str, src: str | None, dst: str | None, s: Snapshot | None,
-               why: str = "") -> None:
+               why: str = "", evacuation: float = 0.0) -> None:
         if s is None:
             report.what_if.append(WhatIf(action, k, src, dst, None, None, False, why))
             return
         obj, ok, _ = resolve(s)
+        if obj is not None:
+            obj += evacuation
         saving = None if obj is None or base_obj is None else base_obj - obj
-        report.what_if.append(WhatIf(action, k, src, dst, obj, saving, ok, why))
+        report.what_if.append(WhatIf(action, k, src, dst, obj, saving, ok, why, evacuation))
 
     for sink in sinks:
         record("add", None, sink, with_added(snapshot, sink, k))
     for source in sources:
-        s, why = with_removed(snapshot, source, k)
-        record("remove", source, None, s, why)
+        s, why, evac = with_removed(snapshot, source, k)
+        record("remove", source, None, s, why, evac)
     for src in sources:
         for dst in sinks:
             if src == dst:
                 continue
-            s, why = with_removed(snapshot, src, k)
+            s, why, evac = with_removed(snapshot, src, k)
             record("move", src, dst, None if s is None else with_added(s, dst, k, "moved"),
-                   why)
+                   why, evac)
     return report

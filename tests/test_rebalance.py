@@ -308,3 +308,27 @@ def test_rebalance_without_agents_leaves_every_task_unassigned() -> None:
     res = rebalance(snap, time_limit=0.5)
     assert not res.plan.assignments and len(res.plan.unassigned) == 2
     assert _validate(snap, res.plan) == []
+
+
+def test_topology_snapshots_rebalance_under_their_rules() -> None:
+    """Hard topology rules go to the topology search: the plan keeps them, costs less
+    than the current placement, and what that search cannot cap is refused by name."""
+    from allocator.errors import UnsupportedError
+    from allocator.roadef.convert import instance_to_snapshot
+    from allocator.roadef.evaluate import evaluate
+    from allocator.roadef.instance import read_instance
+    from tests.roadef_helpers import ROADEF
+
+    inst = read_instance(ROADEF / "A" / "model_a1_1.txt", ROADEF / "A" / "assignment_a1_1.txt")
+    snap = instance_to_snapshot(inst)
+    res = rebalance(snap, time_limit=5, seed=0, workers=1)  # one worker: a bounded search
+    assert validate(snap, res.plan) == []
+    assert [s.name for s in res.stages] == ["topology"]
+    assert not res.plan.unassigned and res.plan.migrations
+    assert res.plan.objective < evaluate(inst, inst.initial).total
+    with pytest.raises(UnsupportedError) as err:
+        rebalance(snap, max_migrations=3, time_limit=1)
+    assert err.value.field == "max_migrations" and "anti_affinity" in str(err.value)
+    with pytest.raises(UnsupportedError) as err:
+        rebalance(snap, threshold=1.0, time_limit=1)
+    assert err.value.field == "threshold"

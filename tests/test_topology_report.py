@@ -84,13 +84,24 @@ def test_what_if_snapshots() -> None:
     added = with_added(s, "east", 2)
     assert [a.id for a in added.agents][-2:] == ["new-east-0", "new-east-1"]
     assert all(a.zone == "east" for a in added.agents[-2:])
-    removed, why = with_removed(s, "west", 1)
+    removed, why, evacuation = with_removed(s, "west", 1)
     assert removed is not None and why == ""
     assert len(removed.agents) == len(s.agents) - 1
+    assert evacuation == 0  # the least loaded west agent is empty: nothing moves
     plan = solve(removed, time_limit=0.5)
     assert validate(removed, plan) == []
-    none, why = with_removed(s, "west", 3)
+    none, why, _ = with_removed(s, "west", 3)
     assert none is None and "3 agent" in why
+    # Emptying an east agent moves its 4 tasks west: each pays its migration cost (1)
+    # and the east -> west zone move cost (50), and the group term its most moved
+    # group (1 task), before any re-solve.
+    emptied, why, evacuation = with_removed(s, "east", 1)
+    assert emptied is not None and why == ""
+    moved = [t for t, u in zip(s.tasks, emptied.tasks, strict=True)
+             if t.current_agent != u.current_agent]
+    assert len(moved) == 4 and all(u.current_agent.startswith("west")
+                                   for u in emptied.tasks if u.id in {t.id for t in moved})
+    assert evacuation == pytest.approx(4 * (1 + 50) + 1)
 
 
 def test_cli_topology_json_and_table(tmp_path: Path) -> None:

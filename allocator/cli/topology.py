@@ -96,10 +96,12 @@ def _render(report: Any) -> None:
         out.print(f"baseline re-solve: objective {report.baseline['objective']:.6g} "
                   f"({report.baseline['solver']}, {report.baseline['time_limit']:g}s)")
         t = Table(title="what-ifs (each a re-solve with the same budget and seed)")
-        for c in ("action", "k", "from", "to", "objective", "saving", "valid", "note"):
+        for c in ("action", "k", "from", "to", "objective", "evacuation", "saving", "valid",
+                  "note"):
             t.add_column(c)
         for w in report.what_if:
             t.add_row(w.action, str(w.k), w.source or "-", w.target or "-",
                       "-" if w.objective is None else f"{w.objective:.6g}",
+                      f"{w.evacuation_cost:.6g}",
                       "-" if w.saving is None else f"{w.saving:.6g}", str(w.valid), w.note)
         out.print(t)
