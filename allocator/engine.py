@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from allocator.errors import InvalidInputError, UnsupportedError
-from allocator.problem import Problem, compile_snapshot
+from allocator.problem import LINEAR_MAX_CELLS, Problem, compile_snapshot
 from allocator.solvers import get_solver
 from allocator.solvers.base import Solver, make_plan, plan_objective
 from allocator.solvers.context import Improvement, SolveContext
@@ -70,6 +70,29 @@ def _topology_fits(problem: Problem) -> bool:
     return unsupported_reason(problem.snapshot) is None
 
 
+def _plan_assignment(problem: Problem, plan: Plan, ctx: SolveContext) -> np.ndarray:
+    """[n] agent index of each task in `plan` (-1: unassigned)."""
+    built = ctx.last_plan
+    if built is not None and built[0] is plan.assignments:
+        return built[1]  # make_plan's own array: no pass over a million objects
+    placed = plan.agent_of()
+    return np.asarray([problem.agent_index[placed[t]] if t in placed else -1
+                       for t in problem.task_ids], dtype=np.int64)
+
+
+def _needs_lp_stack(snapshot: Snapshot, name: str) -> bool:
+    """Whether the backend may import HiGHS / scipy (then they load before the clock).
+
+    `auto` and `balance` above ``LINEAR_MAX_CELLS`` cells stay on the
+    structure-aware paths, whose bound needs no LP solver for a few dozen
+    rule groups: they skip the ~0.5 s import.
+    """
+    if name in _NO_LP_STACK:
+        return False
+    cells = len(snapshot.agents) * len(snapshot.tasks)
+    return not (name in ("auto", "balance") and cells > LINEAR_MAX_CELLS)
+
+
 def solve(
     snapshot: Snapshot,
     *,
@@ -105,7 +128,7 @@ def solve(
     if not limit > 0:
         raise InvalidInputError(f"must be > 0, got {limit}", field="time_limit")
     the_seed = opts.seed if seed is None else seed
-    if name not in _NO_LP_STACK:
+    if _needs_lp_stack(snapshot, name):
         _preload()
     ctx = SolveContext(limit, workers=opts.workers, clock=clock or time.perf_counter,
                        seed=the_seed, stop=stop if stop is not None else threading.Event(),
@@ -142,9 +165,7 @@ def solve(
                 plan = build(best, plan.bound)
         if plan.objective is not None:
             # The final plan is an improvement too (monotone: only if strictly better).
-            placed = plan.agent_of()
-            final = np.asarray([problem.agent_index[placed[t]] if t in placed else -1
-                                for t in problem.task_ids], dtype=np.int64)
+            final = _plan_assignment(problem, plan, ctx)
             ctx.improve(final, source=plan.solver, objective=plan.objective, bound=plan.bound)
     finally:
         ctx.close()

@@ -70,18 +70,31 @@ def build_schedule(
     seq = assigned[np.lexsort((assigned, key[assigned], agent_of[assigned]))]
     dur = np.zeros(n)  # per task on its agent; no [m, n] matrix at scale
     dur[assigned] = problem.pair_duration(agent_of[assigned], assigned)
-    current_agent = -1
-    lanes: list[float] = []
-    for j in seq:
-        i = int(agent_of[j])
-        if i != current_agent:
-            current_agent = i
-            lanes = [problem.now] * int(problem.concurrency[i])
-        free = heapq.heappop(lanes)
-        s = max(free, problem.release[j])
-        e = s + dur[j]
-        start[j], end[j] = s, e
-        heapq.heappush(lanes, e)
+    ag = agent_of[seq]
+    cuts = np.flatnonzero(ag[1:] != ag[:-1]) + 1
+    lo_of = np.concatenate(([0], cuts)).tolist()
+    hi_of = np.concatenate((cuts, [seq.size])).tolist()
+    # One lane and nothing released after `now`: each task starts when the
+    # previous one ends, so start/end are a running sum (np.cumsum adds left
+    # to right, the same float operations as the heap loop below).
+    late = np.zeros(seq.size + 1, dtype=np.int64)
+    np.cumsum(problem.release[seq] > problem.now, out=late[1:])
+    now = problem.now
+    for lo, hi in zip(lo_of, hi_of, strict=True):
+        i = int(ag[lo])
+        js = seq[lo:hi]
+        if problem.concurrency[i] == 1 and late[hi] == late[lo]:
+            run = np.cumsum(np.concatenate(([now], dur[js])))
+            start[js] = run[:-1]
+            end[js] = run[1:]
+            continue
+        lanes = [now] * int(problem.concurrency[i])
+        for j in js.tolist():
+            free = heapq.heappop(lanes)
+            s = max(free, problem.release[j])
+            e = s + dur[j]
+            start[j], end[j] = s, e
+            heapq.heappush(lanes, e)
     return Schedule(agent_of.copy(), start, end)
 
 

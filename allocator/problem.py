@@ -24,13 +24,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TypeVar
+from operator import attrgetter, methodcaller
+from typing import Any, TypeVar
 
 import numpy as np
 
 from allocator.errors import InvalidInputError
 from allocator.topology_problem import TopologyArrays, compile_topology
-from models import AgentStatus, Snapshot
+from models import AgentStatus, Priority, Snapshot
 
 #: Slack allowed when comparing a sum of float demands with a capacity, so
 #: that 0.1 + 0.2 fits in 0.3: relative to the capacity, plus an absolute
@@ -73,13 +74,6 @@ def csr_take(ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray
         return idx[:0], owner
     offsets = np.arange(owner.size) - np.repeat(np.cumsum(lens) - lens, lens)
     return idx[np.repeat(starts, lens) + offsets], owner
-
-
-def _csr(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    ptr = np.zeros(len(lists) + 1, dtype=np.int64)
-    ptr[1:] = np.cumsum([len(x) for x in lists])
-    flat = [i for x in lists for i in x]
-    return ptr, np.array(flat, dtype=np.int64)
 
 
 def _sorted_keys(js: np.ndarray, iis: np.ndarray, m: int) -> np.ndarray:
@@ -153,6 +147,130 @@ class PairOverrides:
         return self.keys[pos] == q, pos
 
 
+@dataclass(frozen=True, eq=False)
+class RuleGroups:
+    """Tasks grouped by their static rules, numbered in order of first appearance.
+
+    Group g holds the tasks with skills ``skills[g]`` (sorted), allow list
+    ``allowed[g]`` (sorted agent indices, None: no list) and forbid list
+    ``forbidden[g]``; ``group_agents[g]`` are the up agents passing them.
+    ``skill_set_of[g]`` numbers the distinct skill *sets* (first appearance),
+    whose up-agent masks are ``skill_masks``.
+    """
+
+    group_of: np.ndarray  # [n]
+    group_agents: np.ndarray  # [G, m] bool
+    allowed: list[list[int] | None]
+    forbidden: list[list[int]]
+    skill_set_of: np.ndarray  # [G]
+    skill_masks: np.ndarray  # [S, m] bool
+
+
+def _skill_bits(agents: list, up: np.ndarray) -> tuple[dict[str, int], np.ndarray]:
+    """Skill name -> bit, and [m, words] uint64 skill bitmasks of the agents."""
+    names = sorted({s for a in agents for s in a.skills})
+    bit = {s: k for k, s in enumerate(names)}
+    bits = np.zeros((len(agents), max(1, (len(names) + 63) // 64)), dtype=np.uint64)
+    for i, a in enumerate(agents):
+        for s in set(a.skills):
+            k = bit[s]
+            bits[i, k >> 6] |= np.uint64(1 << (k & 63))
+    return bit, bits
+
+
+def _holders(need: frozenset[str], bit: dict[str, int], bits: np.ndarray,
+             up: np.ndarray) -> np.ndarray:
+    """[m] up agents holding every skill of `need` (numpy over the skill bitmasks)."""
+    if not need:
+        return up.copy()
+    if any(s not in bit for s in need):
+        return np.zeros(up.size, dtype=bool)
+    want = np.zeros(bits.shape[1], dtype=np.uint64)
+    for s in need:
+        want[bit[s] >> 6] |= np.uint64(1 << (bit[s] & 63))
+    return up & np.all((bits & want[None, :]) == want[None, :], axis=1)
+
+
+def rule_groups(snapshot: Snapshot, agent_index: dict[str, int], up: np.ndarray) -> RuleGroups:
+    """Group the tasks by (skills, allowed, forbidden) with C-level passes over the tasks.
+
+    Most snapshots have a few dozen distinct rule sets for any number of
+    tasks: the masks are computed once per group (skills as uint64 bitmasks),
+    never per task.
+    """
+    tasks, agents = snapshot.tasks, snapshot.agents
+    m, n = len(agents), len(tasks)
+    skills = list(map(attrgetter("skills"), tasks))
+    allowed = list(map(attrgetter("allowed_agents"), tasks))
+    forbidden = list(map(attrgetter("forbidden_agents"), tasks))
+    raw: dict[Any, int] = {}
+    raw_keys: list[tuple[Any, Any, Any]]
+    if allowed.count(None) == n and not any(forbidden):
+        ids = [raw.setdefault(k, len(raw)) for k in map(tuple, skills)]
+        raw_keys = [(k, None, ()) for k in raw]
+    else:
+        ids = [raw.setdefault(k, len(raw)) for k in zip(
+            map(tuple, skills), [None if a is None else tuple(a) for a in allowed],
+            map(tuple, forbidden), strict=True)]
+        raw_keys = list(raw)
+    # Canonical key (sorted lists); raw keys are in first-appearance order, so
+    # numbering canonical keys in that order numbers groups by first appearance.
+    groups: dict[tuple, int] = {}
+    raw_to_group = np.empty(len(raw_keys), dtype=np.int64)
+    for r, (sk, al, fb) in enumerate(raw_keys):
+        key = (tuple(sorted(sk)), None if al is None else tuple(sorted(al)),
+               tuple(sorted(fb)))
+        raw_to_group[r] = groups.setdefault(key, len(groups))
+    group_of = raw_to_group[np.asarray(ids, dtype=np.int64)] if n else np.empty(0, np.int64)
+    bit, bits = _skill_bits(agents, up)
+    sets: dict[frozenset[str], int] = {}
+    masks: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    g_allowed: list[list[int] | None] = []
+    g_forbidden: list[list[int]] = []
+    skill_set_of = np.empty(len(groups), dtype=np.int64)
+    for g, (sk, al, fb) in enumerate(groups):
+        need = frozenset(sk)
+        s = sets.get(need)
+        if s is None:
+            s = sets[need] = len(masks)
+            masks.append(_holders(need, bit, bits, up))
+        skill_set_of[g] = s
+        mask = masks[s].copy()
+        if al is not None:
+            allow = sorted({agent_index[a] for a in al})
+            keep = np.zeros(m, dtype=bool)
+            keep[allow] = True
+            mask &= keep
+            g_allowed.append(allow)
+        else:
+            g_allowed.append(None)
+        forbid = sorted({agent_index[a] for a in fb})
+        mask[forbid] = False
+        g_forbidden.append(forbid)
+        rows.append(mask)
+    return RuleGroups(
+        group_of=group_of,
+        group_agents=np.array(rows, dtype=bool).reshape(len(rows), m),
+        allowed=g_allowed, forbidden=g_forbidden, skill_set_of=skill_set_of,
+        skill_masks=np.array(masks, dtype=bool).reshape(len(masks), m))
+
+
+def _expand_lists(lists: list[list[int]], group_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (ptr [n + 1], idx) of per-task lists given per group (task j has lists[group_of[j]])."""
+    lens_g = np.array([len(x) for x in lists], dtype=np.int64)
+    lens = lens_g[group_of] if group_of.size else np.zeros(0, dtype=np.int64)
+    ptr = np.zeros(group_of.size + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum(lens)
+    total = int(ptr[-1])
+    if total == 0:
+        return ptr, np.zeros(0, dtype=np.int64)
+    cat = np.array([i for x in lists for i in x], dtype=np.int64)
+    start_g = np.cumsum(lens_g) - lens_g
+    offsets = np.arange(total) - np.repeat(ptr[:-1], lens)
+    return ptr, cat[np.repeat(start_g[group_of], lens) + offsets]
+
+
 @dataclass(eq=False)
 class Problem:
     """Array form of a Snapshot. Built by :func:`compile_snapshot`; treat as read-only."""
@@ -181,7 +299,11 @@ class Problem:
     cost_override: dict[tuple[int, int], float] = field(default_factory=dict)
     demand_override: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     agent_index: dict[str, int] = field(default_factory=dict)
-    task_index: dict[str, int] = field(default_factory=dict)
+
+    @cached_property
+    def task_index(self) -> dict[str, int]:
+        """Task id -> index (built on first use: 1M tasks cost ~70 MB)."""
+        return dict(zip(self.task_ids, range(self.n), strict=True))
 
     @property
     def m(self) -> int:
@@ -244,20 +366,8 @@ class Problem:
     @cached_property
     def static_eligible(self) -> np.ndarray:
         """[m, n] skills, allowed / forbidden lists and agent status permit j on i."""
-        snap = self.snapshot
-        mask = np.repeat(self.up[:, None], self.n, axis=1)
-        agent_skills = [set(a.skills) for a in snap.agents]
-        for j, t in enumerate(snap.tasks):
-            if t.skills:
-                need = set(t.skills)
-                mask[:, j] &= np.array([need <= s for s in agent_skills], dtype=bool)
-            if t.allowed_agents is not None:
-                allowed = np.zeros(self.m, dtype=bool)
-                allowed[[self.agent_index[a] for a in t.allowed_agents]] = True
-                mask[:, j] &= allowed
-            if t.forbidden_agents:
-                mask[[self.agent_index[a] for a in t.forbidden_agents], j] = False
-        return mask
+        group_of, group_agents = self.skill_groups
+        return np.ascontiguousarray(group_agents[group_of].T)
 
     @cached_property
     def deadline_reachable(self) -> np.ndarray:
@@ -334,39 +444,23 @@ class Problem:
     # -- Sparse structure: eligibility rules and per-task override maps ---------
 
     @cached_property
+    def rule_groups(self) -> RuleGroups:
+        """Tasks grouped by (skills, allowed list, forbidden list), in one pass over the tasks."""
+        return rule_groups(self.snapshot, self.agent_index, self.up)
+
+    @cached_property
     def static_rules(self) -> StaticRules:
         """Static eligibility as skill-set masks and CSR allow / forbid lists."""
-        snap, m = self.snapshot, self.m
-        agent_skills = [frozenset(a.skills) for a in snap.agents]
-        sets: dict[frozenset[str], int] = {}
-        rows: list[np.ndarray] = []
-        skill_of = np.empty(self.n, dtype=np.int64)
-        has_allowed = np.zeros(self.n, dtype=bool)
-        allowed: list[list[int]] = []
-        forbidden: list[list[int]] = []
-        for j, t in enumerate(snap.tasks):
-            need = frozenset(t.skills)
-            g = sets.get(need)
-            if g is None:
-                g = sets[need] = len(rows)
-                mask = self.up.copy()
-                if need:
-                    mask &= np.fromiter((need <= s for s in agent_skills), dtype=bool, count=m)
-                rows.append(mask)
-            skill_of[j] = g
-            if t.allowed_agents is not None:
-                has_allowed[j] = True
-                allowed.append(sorted({self.agent_index[a] for a in t.allowed_agents}))
-            else:
-                allowed.append([])
-            forbidden.append(sorted({self.agent_index[a] for a in t.forbidden_agents}))
-        a_ptr, a_idx = _csr(allowed)
-        f_ptr, f_idx = _csr(forbidden)
-        a_own = np.repeat(np.arange(self.n), np.diff(a_ptr))
-        f_own = np.repeat(np.arange(self.n), np.diff(f_ptr))
+        rg, m, n = self.rule_groups, self.m, self.n
+        skill_of = rg.skill_set_of[rg.group_of]
+        has_allowed = np.array([a is not None for a in rg.allowed], dtype=bool)[rg.group_of]
+        a_ptr, a_idx = _expand_lists([[] if a is None else a for a in rg.allowed], rg.group_of)
+        f_ptr, f_idx = _expand_lists(rg.forbidden, rg.group_of)
+        a_own = np.repeat(np.arange(n), np.diff(a_ptr))
+        f_own = np.repeat(np.arange(n), np.diff(f_ptr))
         return StaticRules(
             skill_of=skill_of,
-            skill_masks=np.array(rows, dtype=bool).reshape(len(rows), m),
+            skill_masks=rg.skill_masks,
             has_allowed=has_allowed, allowed_ptr=a_ptr, allowed_idx=a_idx,
             forbidden_ptr=f_ptr, forbidden_idx=f_idx,
             allowed_keys=_sorted_keys(a_own, a_idx, m),
@@ -578,32 +672,8 @@ class Problem:
         (``static_eligible[:, j] == group_agents[group_of[j]]``). Capacity fit
         and deadlines are per task and checked separately.
         """
-        snap = self.snapshot
-        agent_skills = [set(a.skills) for a in snap.agents]
-        keys: dict[tuple, int] = {}
-        rows: list[np.ndarray] = []
-        group_of = np.empty(self.n, dtype=np.int64)
-        for j, t in enumerate(snap.tasks):
-            key = (tuple(sorted(t.skills)),
-                   None if t.allowed_agents is None else tuple(sorted(t.allowed_agents)),
-                   tuple(sorted(t.forbidden_agents)))
-            g = keys.get(key)
-            if g is None:
-                g = keys[key] = len(rows)
-                mask = self.up.copy()
-                if t.skills:
-                    need = set(t.skills)
-                    mask &= np.array([need <= s for s in agent_skills], dtype=bool)
-                if t.allowed_agents is not None:
-                    allowed = np.zeros(self.m, dtype=bool)
-                    allowed[[self.agent_index[a] for a in t.allowed_agents]] = True
-                    mask &= allowed
-                if t.forbidden_agents:
-                    mask[[self.agent_index[a] for a in t.forbidden_agents]] = False
-                rows.append(mask)
-            group_of[j] = g
-        group_agents = np.array(rows, dtype=bool).reshape(len(rows), self.m)
-        return group_of, group_agents
+        rg = self.rule_groups
+        return rg.group_of, rg.group_agents
 
     @cached_property
     def has_time_constraints(self) -> bool:
@@ -648,14 +718,17 @@ class Problem:
         return {j: int(c) for j, c in enumerate(self.current) if c >= 0}
 
 
-def default_migration_cost(snapshot: Snapshot) -> np.ndarray:
+def default_migration_cost(snapshot: Snapshot, work: np.ndarray | None = None) -> np.ndarray:
     """[n] base migration cost: the task's own, else work x (size + progress shares)."""
-    pol = snapshot.migration
-    return np.array(
-        [t.work * (pol.size_share + pol.progress_share * t.progress)
-         if t.migration_cost is None else t.migration_cost for t in snapshot.tasks],
-        dtype=float,
-    )
+    pol, tasks = snapshot.migration, snapshot.tasks
+    if work is None:
+        work = _float_column(tasks, "work")
+    out = work * (pol.size_share + pol.progress_share * _float_column(tasks, "progress"))
+    own = _column(tasks, "migration_cost")
+    if own.count(None) != len(own):
+        given = np.array([np.nan if c is None else c for c in own], dtype=float)
+        out = np.where(np.isnan(given), out, given)
+    return out
 
 
 def migration_factors(snapshot: Snapshot) -> np.ndarray | None:
@@ -751,15 +824,50 @@ def _check_topology_magnitudes(p: Problem) -> None:
                 field=name(k))
 
 
+def _column(tasks: list, name: str) -> list:
+    """The attribute `name` of every task, in one C-level pass (no per-task Python frame)."""
+    return list(map(attrgetter(name), tasks))
+
+
+def _float_column(tasks: list, name: str) -> np.ndarray:
+    return np.fromiter(map(attrgetter(name), tasks), dtype=float, count=len(tasks))
+
+
+def _optional_column(values: list, missing: float, dtype: type = float) -> np.ndarray:
+    """[n] the values with `missing` where a value is None (one scan when none is set)."""
+    if values.count(None) == len(values):
+        return np.full(len(values), missing, dtype=dtype)
+    return np.array([missing if v is None else v for v in values], dtype=dtype)
+
+
+def _demand_columns(demands: list[dict[str, float]], resources: list[str],
+                    r_index: dict[str, int]) -> np.ndarray:
+    """[n, R] base demands: one C-level pass per resource over the tasks' demand maps."""
+    n, R = len(demands), len(resources)
+    listed = sum(map(len, demands))
+    if sum(sum(map(methodcaller("__contains__", r), demands)) for r in resources) != listed:
+        out = np.zeros((n, R))  # a resource no agent has: the plain loop says which
+        for j, d in enumerate(demands):
+            for r, v in d.items():
+                out[j, r_index[r]] = v
+        return out
+    out = np.empty((n, R))
+    for k, r in enumerate(resources):
+        out[:, k] = np.fromiter(map(methodcaller("get", r, 0.0), demands), dtype=float,
+                                count=n)
+    return out
+
+
 def compile_snapshot(snapshot: Snapshot) -> Problem:
     """Turn a validated Snapshot into a Problem (arrays in snapshot order).
 
     Raises InvalidInputError when a number, or a duration or cost derived
-    from them, exceeds ``MAX_MAGNITUDE``.
+    from them, exceeds ``MAX_MAGNITUDE``. Task fields are read column by
+    column with C-level passes (``map(attrgetter(...))``): a million tasks
+    compile in about a second, with the same numbers a per-task loop gives.
     """
     agents, tasks, w = snapshot.agents, snapshot.tasks, snapshot.weights
     agent_index = {a.id: i for i, a in enumerate(agents)}
-    task_index = {t.id: j for j, t in enumerate(tasks)}
     resources = sorted({r for a in agents for r in a.capacity})
     r_index = {r: k for k, r in enumerate(resources)}
     m, n, R = len(agents), len(tasks), len(resources)
@@ -768,13 +876,12 @@ def compile_snapshot(snapshot: Snapshot) -> Problem:
     for i, a in enumerate(agents):
         for r, v in a.capacity.items():
             capacity[i, r_index[r]] = v
-    demand_base = np.zeros((n, R))
+    demand_base = _demand_columns(_column(tasks, "demand"), resources, r_index)
     cost_override: dict[tuple[int, int], float] = {}
     demand_override: dict[tuple[int, int], np.ndarray] = {}
-    for j, t in enumerate(tasks):
-        for r, v in t.demand.items():
-            demand_base[j, r_index[r]] = v
-        for a_id, ov in t.overrides.items():
+    overrides = _column(tasks, "overrides")
+    for j in [j for j, ov in enumerate(overrides) if ov]:
+        for a_id, ov in overrides[j].items():
             i = agent_index[a_id]
             if ov.cost is not None:
                 cost_override[(i, j)] = float(ov.cost)
@@ -785,10 +892,16 @@ def compile_snapshot(snapshot: Snapshot) -> Problem:
                 demand_override[(i, j)] = vec
 
     now = float(snapshot.time)
+    work = _float_column(tasks, "work")
+    rank_of = {p: p.rank for p in Priority}
+    by_rank = sorted(Priority, key=lambda p: p.rank)
+    priority_rank = np.fromiter(map(rank_of.__getitem__, _column(tasks, "priority")),
+                                dtype=np.int64, count=n)
+    current = _column(tasks, "current_agent")
     problem = Problem(
         snapshot=snapshot,
         agent_ids=[a.id for a in agents],
-        task_ids=[t.id for t in tasks],
+        task_ids=_column(tasks, "id"),
         resources=resources,
         now=now,
         capacity=capacity,
@@ -796,28 +909,24 @@ def compile_snapshot(snapshot: Snapshot) -> Problem:
         concurrency=np.array([a.concurrency for a in agents], dtype=np.int64),
         cost_rate=np.array([a.cost_rate for a in agents], dtype=float),
         up=np.array([a.status == AgentStatus.UP for a in agents], dtype=bool),
-        work=np.array([t.work for t in tasks], dtype=float),
-        release=np.array([max(t.release, now) for t in tasks], dtype=float),
-        deadline=np.array(
-            [np.inf if t.deadline is None else t.deadline for t in tasks], dtype=float
-        ),
-        hard_deadline=np.array([t.hard_deadline for t in tasks], dtype=bool),
-        priority_rank=np.array([t.priority.rank for t in tasks], dtype=np.int64),
-        unassigned_penalty=np.array([w.unassigned[t.priority] for t in tasks], dtype=float),
-        tardiness_weight=np.array(
-            [w.tardiness_by_priority[t.priority] for t in tasks], dtype=float
-        ),
-        current=np.array(
-            [agent_index[t.current_agent] if t.current_agent else -1 for t in tasks],
-            dtype=np.int64,
-        ),
-        migration_cost=default_migration_cost(snapshot),
+        work=work,
+        release=np.maximum(_float_column(tasks, "release"), now),
+        deadline=_optional_column(_column(tasks, "deadline"), np.inf),
+        hard_deadline=np.fromiter(map(attrgetter("hard_deadline"), tasks), dtype=bool,
+                                  count=n),
+        priority_rank=priority_rank,
+        unassigned_penalty=np.array([w.unassigned[p] for p in by_rank],
+                                    dtype=float)[priority_rank],
+        tardiness_weight=np.array([w.tardiness_by_priority[p] for p in by_rank],
+                                  dtype=float)[priority_rank],
+        current=(np.full(n, -1, dtype=np.int64) if current.count(None) == n else np.array(
+            [agent_index[c] if c else -1 for c in current], dtype=np.int64)),
+        migration_cost=default_migration_cost(snapshot, work),
         migration_factor=migration_factors(snapshot),
         demand_base=demand_base,
         cost_override=cost_override,
         demand_override=demand_override,
         agent_index=agent_index,
-        task_index=task_index,
     )
     _check_magnitudes(snapshot, problem)
     _check_topology_magnitudes(problem)

@@ -72,19 +72,54 @@ def scale_snapshot(agents: int, tasks: int, seed: int = 0, *, time_limit: float 
 
 
 def lpt_baseline(problem: Any) -> tuple[np.ndarray, float]:
-    """Plain numpy LPT: each task (largest first) to the eligible agent that finishes it first."""
-    from allocator.solvers.balance import lpt_assign
+    """Plain numpy LPT: each task (largest first) to the eligible agent that finishes it first.
+
+    :func:`allocator.solvers.balance.lpt_assign_plain`, a full scan of the
+    task's group per task: the simple method `auto` is measured against.
+    (`auto` runs :func:`~allocator.solvers.balance.lpt_assign`, which finds
+    the same assignment faster.)
+    """
+    from allocator.solvers.balance import lpt_assign_plain
 
     group_of, group_agents = problem.skill_groups
     t = time.perf_counter()
-    a = lpt_assign(problem.work, problem.speed, problem.concurrency.astype(float), group_of,
-                   group_agents, problem.demand_base, problem.capacity)
+    a = lpt_assign_plain(problem.work, problem.speed, problem.concurrency.astype(float),
+                         group_of, group_agents, problem.demand_base, problem.capacity)
     return a, time.perf_counter() - t
 
 
 def peak_rss_mb() -> float:
+    """Peak RSS of the process so far (getrusage ``ru_maxrss``), in MB."""
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+
+
+def status_mb(field: str) -> float | None:
+    """A memory line of /proc/self/status (Linux), in MB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def current_rss_mb() -> float:
+    rss = status_mb("VmRSS")
+    return peak_rss_mb() if rss is None else rss
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak-RSS mark (Linux ``clear_refs``), so the solve's own
+    peak can be read apart from the snapshot generation's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def run_scale(agents: int, tasks: int, seed: int = 0, *, time_limit: float = 10.0,
@@ -98,10 +133,13 @@ def run_scale(agents: int, tasks: int, seed: int = 0, *, time_limit: float = 10.
     t0 = time.perf_counter()
     snap = scale_snapshot(agents, tasks, seed, time_limit=time_limit)
     gen_s = time.perf_counter() - t0
+    rss_base = current_rss_mb()
+    hwm_reset = reset_peak_rss()
     t1 = time.perf_counter()
     plan = solve(snap, solver="auto", time_limit=time_limit)
     solve_s = time.perf_counter() - t1
     rss_solve = peak_rss_mb()
+    solve_peak = status_mb("VmHWM") if hwm_reset else None
     valid = None
     validate_s = None
     if validate_plan:
@@ -115,6 +153,10 @@ def run_scale(agents: int, tasks: int, seed: int = 0, *, time_limit: float = 10.
     lpt_load = np.bincount(lpt[on], weights=problem.work[on] / problem.speed[lpt[on]],
                            minlength=problem.m)
     lpt_mk = float(lpt_load.max())
+    placed = plan.agent_of()
+    mine = np.asarray([problem.agent_index[placed[t]] if t in placed else -1
+                       for t in problem.task_ids], dtype=np.int64)
+    same_as_lpt = bool(np.array_equal(mine, lpt))
     mk = plan.metrics.makespan if plan.metrics else float("nan")
     return {
         "agents": agents,
@@ -125,7 +167,10 @@ def run_scale(agents: int, tasks: int, seed: int = 0, *, time_limit: float = 10.
         "ratio": round(mk / lb, 5) if lb > 0 else None,
         "bound_method": "max(fluid LP over skill groups, longest task on its fastest agent)",
         "time_s": round(solve_s, 3),
+        "time_vs_lpt": round(solve_s / lpt_s, 3) if lpt_s > 0 else None,
         "peak_rss_mb": round(rss_solve, 1),
+        "base_rss_mb": round(rss_base, 1),
+        "solve_rss_mb": None if solve_peak is None else round(solve_peak - rss_base, 1),
         "valid": valid,
         "unassigned": len(plan.unassigned),
         "status": str(plan.status),
@@ -134,6 +179,7 @@ def run_scale(agents: int, tasks: int, seed: int = 0, *, time_limit: float = 10.
         "lpt_ratio": round(lpt_mk / lb, 5) if lb > 0 else None,
         "lpt_time_s": round(lpt_s, 3),
         "makespan_vs_lpt": round(mk / lpt_mk, 5) if lpt_mk > 0 else None,
+        "same_plan_as_lpt": same_as_lpt,
         "generate_s": round(gen_s, 3),
         "validate_s": None if validate_s is None else round(validate_s, 3),
     }

@@ -39,6 +39,10 @@ STOP_RTOL = 1e-4
 SWAP_PARTNER_AGENTS = 24
 
 
+#: Tasks whose Python rows :func:`lpt_assign` holds at once.
+LPT_CHUNK = 1 << 16
+
+
 def lpt_assign(
     work: np.ndarray,
     speed: np.ndarray,
@@ -52,7 +56,123 @@ def lpt_assign(
 
     Each task, in decreasing work, goes to the eligible agent where it would
     finish first (busy time / lanes, never before the task's own duration)
-    among those with room for its demand.
+    among those with room for its demand; ties go to the lowest agent index.
+
+    Exactly :func:`lpt_assign_plain`'s result (tests compare them) with the
+    same float operations, about twice as fast on one-lane agents: each
+    group keeps its members' loads in one contiguous array (updated for
+    every group of the chosen agent), so a task costs two in-place ufuncs
+    and an argmin over its group instead of a gather and two temporaries.
+    """
+    if bool(np.any(lanes > 1)):
+        return lpt_assign_plain(work, speed, lanes, group_of, group_agents, demand, capacity)
+    n, m = work.size, speed.size
+    agent_of = np.full(n, -1, dtype=np.int64)
+    rate = speed * lanes  # busy time per work unit is 1 / rate
+    free = capacity_limit(capacity)
+    members = [np.flatnonzero(row) for row in group_agents]
+    inv_rate = [1.0 / rate[idx] for idx in members]
+    used = np.zeros(len(members), dtype=bool)
+    used[np.unique(group_of)] = True
+    # Loads per group (member order = agent order) and, per agent, the
+    # (group array, position) slots that hold its load.
+    gload = [np.zeros(idx.size) for idx in members]
+    bufs = [np.empty(idx.size) for idx in members]
+    slots: list[list[tuple[np.ndarray, int]]] = [[] for _ in range(m)]
+    for g in np.flatnonzero(used).tolist():
+        arr = gload[g]
+        for pos, i in enumerate(members[g].tolist()):
+            slots[i].append((arr, pos))
+    order = np.argsort(-work, kind="stable")
+    has_demand = bool(np.any(demand > 0))
+    free_rows = free.tolist()
+    rng_r = range(demand.shape[1])
+    multiply, add = np.multiply, np.add
+    # Python lists per chunk of tasks (a million tasks' demand rows as lists
+    # would hold ~150 MB at once).
+    for lo in range(0, n, LPT_CHUNK):
+        js = order[lo:lo + LPT_CHUNK]
+        for j, w, g, d in zip(js.tolist(), work[js].tolist(), group_of[js].tolist(),
+                              demand[js].tolist(), strict=True):
+            idx = members[g]
+            if idx.size == 0:
+                continue
+            fin = bufs[g]
+            multiply(inv_rate[g], w, out=fin)
+            add(gload[g], fin, out=fin)
+            k = int(fin.argmin())
+            i = int(idx[k])
+            if has_demand:
+                fr = free_rows[i]
+                fits = True
+                for r in rng_r:
+                    if fr[r] < d[r]:
+                        fits = False
+                        break
+                if not fits:
+                    k = _first_with_room(fin, idx, free_rows, d)
+                    if k < 0:  # not among the nearest: check every member
+                        ok = np.all(free[idx] >= demand[j], axis=1)
+                        if not ok.any():
+                            continue
+                        k = int(np.where(ok, fin, np.inf).argmin())
+                    i = int(idx[k])
+                    fr = free_rows[i]
+                for r in rng_r:
+                    fr[r] -= d[r]
+                    free[i, r] = fr[r]
+            agent_of[j] = i
+            best = fin[k]
+            for arr, pos in slots[i]:
+                arr[pos] = best
+    return agent_of
+
+
+#: Agents with the earliest finish that :func:`lpt_assign` tries by hand when the
+#: best one has no room, before checking every member's room.
+ROOM_TRIES = 16
+
+
+def _first_with_room(fin: np.ndarray, idx: np.ndarray, free_rows: list[list[float]],
+                     d: list[float]) -> int:
+    """Position of the earliest-finishing member with room for demand `d`, or -1.
+
+    Looks at the ``ROOM_TRIES`` earliest finishes only, in (finish, position)
+    order; it answers only when the answer is certain (its finish is below
+    every member it did not look at), else -1 and the caller scans all.
+    """
+    size = fin.size
+    if size > ROOM_TRIES:
+        part = np.argpartition(fin, ROOM_TRIES)
+        edge = float(fin[part[ROOM_TRIES]])
+        near = part[:ROOM_TRIES]
+    else:
+        near, edge = np.arange(size), np.inf
+    near = near[np.lexsort((near, fin[near]))]
+    rng_r = range(len(d))
+    for k, f in zip(near.tolist(), fin[near].tolist(), strict=True):
+        if not f < edge:
+            return -1
+        fr = free_rows[int(idx[k])]
+        if all(fr[r] >= d[r] for r in rng_r):
+            return k
+    return -1
+
+
+def lpt_assign_plain(
+    work: np.ndarray,
+    speed: np.ndarray,
+    lanes: np.ndarray,
+    group_of: np.ndarray,
+    group_agents: np.ndarray,
+    demand: np.ndarray,
+    capacity: np.ndarray,
+) -> np.ndarray:
+    """The same LPT with a full scan of the group's agents for every task.
+
+    The reference for :func:`lpt_assign` (and the baseline of `allocator
+    bench scale`); it also handles multi-lane agents, whose finish is not
+    linear in the work.
     """
     n, m = work.size, speed.size
     agent_of = np.full(n, -1, dtype=np.int64)

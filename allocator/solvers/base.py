@@ -19,7 +19,7 @@ from allocator.constraints import enforce
 from allocator.errors import UnknownSolverError
 from allocator.explain import capacity_used, explain_unassigned
 from allocator.metrics import plan_metrics
-from allocator.objectives import build_schedule, evaluate, term_weights, terms_of
+from allocator.objectives import Schedule, build_schedule, evaluate, term_weights, terms_of
 from allocator.problem import Problem
 from allocator.solvers.context import SolveContext
 from models import (
@@ -106,6 +106,46 @@ def use_scheduling_model(problem: Problem) -> bool:
     return problem.needs_schedule
 
 
+#: Fields every Assignment built by :func:`assignment_rows` sets (one shared set:
+#: pydantic keeps a per-instance set otherwise, ~200 bytes a task).
+_ASSIGNMENT_FIELDS = set(Assignment.model_fields)
+_new_object = object.__new__
+_set_slot = object.__setattr__
+
+
+def _trusted_assignment(task: str, agent: str, start: float, end: float) -> Assignment:
+    """An Assignment from values the plan builder computed itself (no re-validation).
+
+    What ``Assignment.model_construct`` does, without its per-call Python
+    overhead: the same ``__dict__``, fields set, extra and private slots, so
+    the object compares, serialises and validates like a validated one
+    (tests/test_plan_builder.py checks that).
+    """
+    obj = _new_object(Assignment)
+    _set_slot(obj, "__dict__", {"task": task, "agent": agent, "start": start, "end": end})
+    _set_slot(obj, "__pydantic_fields_set__", _ASSIGNMENT_FIELDS)
+    _set_slot(obj, "__pydantic_extra__", None)
+    _set_slot(obj, "__pydantic_private__", None)
+    return obj
+
+
+def assignment_rows(problem: Problem, order: np.ndarray, agent_of: np.ndarray,
+                    schedule: Schedule) -> list[Assignment]:
+    """The plan's Assignment objects for tasks `order` (in that order), built column-wise.
+
+    Ids and times are gathered with numpy and turned into Python objects in
+    bulk; a million assignments take well under a second and ~270 bytes each.
+    """
+    if order.size == 0:
+        return []
+    ids = problem.task_ids
+    tasks = (list(map(ids.__getitem__, order.tolist())) if order.size < 1000
+             else np.asarray(ids, dtype=object)[order].tolist())
+    aids = np.asarray(problem.agent_ids, dtype=object)[agent_of[order]].tolist()
+    return list(map(_trusted_assignment, tasks, aids, schedule.start[order].tolist(),
+                    schedule.end[order].tolist()))
+
+
 def make_plan(
     problem: Problem,
     agent_of: np.ndarray,
@@ -153,14 +193,10 @@ def make_plan(
         bound = min(bound, objective)
         gap = max(0.0, (objective - bound) / max(abs(objective), 1e-9))
 
-    ids, aids = problem.task_ids, problem.agent_ids
     order = np.flatnonzero(agent_of >= 0)
     order = order[np.lexsort((schedule.start[order], agent_of[order]))]
-    assignments = [
-        Assignment(task=ids[j], agent=aids[agent_of[j]], start=float(schedule.start[j]),
-                   end=float(schedule.end[j]))
-        for j in order
-    ]
+    assignments = assignment_rows(problem, order, agent_of, schedule)
+    ids, aids = problem.task_ids, problem.agent_ids
     left = np.flatnonzero(agent_of < 0)
     used = capacity_used(problem, agent_of) if left.size else None
     unassigned = [
@@ -175,7 +211,7 @@ def make_plan(
             (problem.current >= 0) & (agent_of >= 0) & (agent_of != problem.current)
         )
     ]
-    return Plan(
+    plan = Plan(
         status=status,
         solver=solver,
         assignments=assignments,
@@ -190,6 +226,9 @@ def make_plan(
         solutions=solutions or [],
         message=message,
     )
+    # Validation copies the list: remember the plan's own one.
+    budget.last_plan = (plan.assignments, agent_of)
+    return plan
 
 
 def plan_objective(problem: Problem, agent_of: np.ndarray,

@@ -68,6 +68,10 @@ class SolveContext:
     #: also arm interrupts that cost a little speed (HiGHS's interrupt callbacks).
     stoppable: bool = False
     best: Improvement | None = field(default=None, init=False)
+    #: (assignments list, agent_of) of the last plan built for this solve, so the
+    #: engine reads a plan's assignment back without a pass over its objects.
+    last_plan: tuple[list[Any], np.ndarray] | None = field(default=None, init=False,
+                                                            repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _stop_hooks: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
     _watcher: threading.Thread | None = field(default=None, init=False, repr=False)
