@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -70,6 +72,31 @@ def _topology_fits(problem: Problem) -> bool:
     return unsupported_reason(problem.snapshot) is None
 
 
+#: From this many tasks the cyclic garbage collector pauses during a solve.
+GC_PAUSE_TASKS = 100_000
+
+
+@contextlib.contextmanager
+def _gc_paused(tasks: int) -> Iterator[None]:
+    """Pause the cyclic GC while a huge solve allocates millions of small objects.
+
+    Compiling and building the Plan of a million tasks allocate millions of
+    lists, floats and model objects; each allocation burst triggers
+    collections that walk every live object, the snapshot's million Task
+    models included (measured: 3.4 s against 1.2 s CPU to build 1M plan
+    rows). The solve creates no reference cycles worth collecting early, so
+    the collector runs again as usual afterwards.
+    """
+    if tasks < GC_PAUSE_TASKS or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _plan_assignment(problem: Problem, plan: Plan, ctx: SolveContext) -> np.ndarray:
     """[n] agent index of each task in `plan` (-1: unassigned)."""
     built = ctx.last_plan
@@ -121,6 +148,26 @@ def solve(
     `deterministic` (default: ``options.workers == 1``) makes the backend
     bound its heuristics by counts, not the clock: same seed, same plan.
     """
+    with _gc_paused(len(snapshot.tasks)):
+        return _solve(snapshot, solver=solver, time_limit=time_limit, seed=seed,
+                      previous=previous, stability=stability, clock=clock, stop=stop,
+                      on_improve=on_improve, deterministic=deterministic)
+
+
+def _solve(
+    snapshot: Snapshot,
+    *,
+    solver: str | None = None,
+    time_limit: float | None = None,
+    seed: int | None = None,
+    previous: Plan | None = None,
+    stability: bool = True,
+    clock: Callable[[], float] | None = None,
+    stop: threading.Event | None = None,
+    on_improve: ImproveCallback | None = None,
+    deterministic: bool | None = None,
+) -> Plan:
+    """:func:`solve` (the garbage collector may be paused around it)."""
     opts = snapshot.options
     name = solver or opts.solver
     backend = get_solver(name)

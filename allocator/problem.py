@@ -842,19 +842,25 @@ def _optional_column(values: list, missing: float, dtype: type = float) -> np.nd
 
 def _demand_columns(demands: list[dict[str, float]], resources: list[str],
                     r_index: dict[str, int]) -> np.ndarray:
-    """[n, R] base demands: one C-level pass per resource over the tasks' demand maps."""
+    """[n, R] base demands: one C-level pass per resource over the tasks' demand maps.
+
+    A resource no agent has (or a NaN) shows as fewer hits than listed
+    entries; then the plain loop runs and behaves as it always did.
+    """
     n, R = len(demands), len(resources)
-    listed = sum(map(len, demands))
-    if sum(sum(map(methodcaller("__contains__", r), demands)) for r in resources) != listed:
-        out = np.zeros((n, R))  # a resource no agent has: the plain loop says which
+    out = np.empty((n, R))
+    hits = 0
+    for k, r in enumerate(resources):
+        col = np.fromiter(map(methodcaller("get", r, np.nan), demands), dtype=float, count=n)
+        missing = np.isnan(col)
+        hits += n - int(np.count_nonzero(missing))
+        col[missing] = 0.0
+        out[:, k] = col
+    if hits != sum(map(len, demands)):
+        out = np.zeros((n, R))
         for j, d in enumerate(demands):
             for r, v in d.items():
                 out[j, r_index[r]] = v
-        return out
-    out = np.empty((n, R))
-    for k, r in enumerate(resources):
-        out[:, k] = np.fromiter(map(methodcaller("get", r, 0.0), demands), dtype=float,
-                                count=n)
     return out
 
 
