@@ -90,18 +90,21 @@ def lpt_assign(
     multiply, add = np.multiply, np.add
     # Python lists per chunk of tasks (a million tasks' demand rows as lists
     # would hold ~150 MB at once).
+    member_l = [idx.tolist() for idx in members]
     for lo in range(0, n, LPT_CHUNK):
         js = order[lo:lo + LPT_CHUNK]
-        for j, w, g, d in zip(js.tolist(), work[js].tolist(), group_of[js].tolist(),
-                              demand[js].tolist(), strict=True):
-            idx = members[g]
-            if idx.size == 0:
+        got = [-1] * js.size
+        for t, (j, w, g, d) in enumerate(zip(js.tolist(), work[js].tolist(),
+                                             group_of[js].tolist(), demand[js].tolist(),
+                                             strict=True)):
+            ids = member_l[g]
+            if not ids:
                 continue
             fin = bufs[g]
             multiply(inv_rate[g], w, out=fin)
             add(gload[g], fin, out=fin)
             k = int(fin.argmin())
-            i = int(idx[k])
+            i = ids[k]
             if has_demand:
                 fr = free_rows[i]
                 fits = True
@@ -110,21 +113,23 @@ def lpt_assign(
                         fits = False
                         break
                 if not fits:
+                    idx = members[g]
                     k = _first_with_room(fin, idx, free_rows, d)
                     if k < 0:  # not among the nearest: check every member
                         ok = np.all(free[idx] >= demand[j], axis=1)
                         if not ok.any():
                             continue
                         k = int(np.where(ok, fin, np.inf).argmin())
-                    i = int(idx[k])
+                    i = ids[k]
                     fr = free_rows[i]
                 for r in rng_r:
                     fr[r] -= d[r]
                     free[i, r] = fr[r]
-            agent_of[j] = i
+            got[t] = i
             best = fin[k]
             for arr, pos in slots[i]:
                 arr[pos] = best
+        agent_of[js] = got
     return agent_of
 
 
