@@ -199,6 +199,10 @@ class Executor:
         #: Agents whose breaker is half-open: placements route probes to them.
         self._halfopen: dict[str, AgentState] = {}
         self._throttle = self.admission.config.throttle
+        #: `admission.trivial` without its property call: the configuration part is
+        #: fixed, the shed level is read per task.
+        cfg = self.admission.config
+        self._adm_static = not (cfg.class_caps or cfg.throttle or cfg.defer_soft_infeasible)
         self._fair_across = self._push_placement and self.policy.discipline in (
             "wfq", "cfs", "priority")
         self._handlers: dict[type, Any] = {
@@ -377,7 +381,8 @@ class Executor:
         if self._closing:
             self._end(t, Reject, Code.SHUTDOWN, "executor is shutting down")
             return
-        if (spec.deadline is None or not spec.hard_deadline) and self.admission.trivial:
+        if (spec.deadline is None or not spec.hard_deadline) and self._adm_static and (
+                not self.admission.shed_level):
             # _admit's fast path, inlined: nothing to check for this task.
             t.phase = QUEUED
             self._queued_by_class[t.rank] += 1
@@ -609,7 +614,8 @@ class Executor:
         return self._placer(self, t, avoid)
 
     def _place(self, t: TaskState, avoid: str | None) -> AgentState | None:
-        target = (self._choose(t, avoid) if self._halfopen
+        target = (None if not self._push_placement  # (global: always the pools)
+                  else self._choose(t, avoid) if self._halfopen
                   else self._placer(self, t, avoid))
         if target is not None:
             t.where = target
@@ -620,7 +626,9 @@ class Executor:
             elif self._stealing and self._hungry:
                 self._wake_thief(t, target)
             return target
-        pool = self._pool(t)
+        pool = self._pools.get(t.sig)
+        if pool is None:
+            pool = self._pool(t)
         if not pool.members and self.reject_unplaceable and self.agents:
             self._end(t, Reject, Code.NO_ELIGIBLE_AGENT,
                       "no known agent has the skills, permissions and capacity for this task")

@@ -150,6 +150,18 @@ class SortedQueue:
 class FifoQueue(SortedQueue):
     __slots__ = ()
 
+    def push(self, t: TaskState, now: float) -> None:
+        # push_key(t, 0.0), inlined: every key is 0.0, so the order is the seq.
+        t.qkey = 0.0
+        t.queue = self
+        self.n += 1
+        items = self._items
+        if len(items) == self._head or t.seq > items[-1][1]:
+            items.append((0.0, t.seq, t))
+        else:
+            insort(items, (0.0, t.seq, t), lo=self._head)
+        self.work += t.est
+
 
 class EdfQueue(SortedQueue):
     __slots__ = ()
@@ -157,6 +169,24 @@ class EdfQueue(SortedQueue):
     def key_of(self, t: TaskState) -> float:
         d = t.spec.deadline
         return math.inf if d is None else d
+
+    def push(self, t: TaskState, now: float) -> None:
+        # push_key(t, key_of(t)), inlined.
+        d = t.spec.deadline
+        key = math.inf if d is None else d
+        t.qkey = key
+        t.queue = self
+        self.n += 1
+        items = self._items
+        if len(items) == self._head:
+            items.append((key, t.seq, t))
+        else:
+            last = items[-1]
+            if key > last[0] or (key == last[0] and t.seq > last[1]):
+                items.append((key, t.seq, t))
+            else:
+                insort(items, (key, t.seq, t), lo=self._head)
+        self.work += t.est
 
 
 class PlanQueue(SortedQueue):
@@ -383,10 +413,14 @@ class PriorityQueue:
     def peek(self, now: float) -> TaskState | None:
         if not self.n:
             return None
-        if self._memo_now == now and self._memo_version == self.clock.version:
+        version = self.clock.version
+        if self._memo_now == now and self._memo_version == version:
             c = self._memo_choice
-        else:
-            c = self._choose(now)
+        else:  # _choose(now), inlined
+            c = self._choose_now(now)
+            self._memo_now = now
+            self._memo_version = version
+            self._memo_choice = c
         q = self._qs[c]
         return q._items[q._head][2]  # type: ignore[no-any-return]
 

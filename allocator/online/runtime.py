@@ -24,6 +24,7 @@ import contextlib
 import functools
 import inspect
 import itertools
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -62,6 +63,14 @@ from models import Agent
 #: to run a burst of instantly-finishing tasks in one turn, few enough that
 #: timers and I/O callbacks are not starved.
 FLUSH_ROUNDS = 64
+
+#: How long a worker whose report waits in the queue lets the lock's holder take
+#: it before reporting it itself (only a holder from outside, e.g. a coordinator
+#: taking a snapshot, leaves reports behind).
+_REPORT_WAIT = 0.005
+
+#: Tells a worker thread to exit.
+_STOP = object()
 
 
 class TaskRejectedError(AllocatorError):
@@ -180,12 +189,13 @@ class Runtime:
         self.core = Executor(policy, **executor_kwargs)
         #: Guards the core and the hand-over between the loop and the worker threads.
         self.lock = threading.Lock()
-        self._work_cv = threading.Condition(self.lock)
         self._jobs: dict[str, _TaskFuture] = {}
         #: Current attempts: (task id, attempt) -> (agent, asyncio Task or None for a thread).
         self._running: dict[tuple[str, int], tuple[str, Any]] = {}
-        #: Blocking attempts dispatched and not yet picked up by a worker.
-        self._work: deque[tuple[_TaskFuture, str, str, int]] = deque()
+        #: Blocking attempts dispatched and not yet picked up by a worker (oldest first).
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: Finished blocking calls not yet reported to the core (see `_combine`).
+        self._reports: deque[tuple[Any, ...]] = deque()
         #: Instructions the workers leave for the loop, and whether a wake-up is pending.
         self._inbox: list[Instruction] = []
         self._wake_pending = False
@@ -262,6 +272,7 @@ class Runtime:
             hit = [(k, h) for k, (agent, h) in self._running.items() if agent == agent_id]
             for key, _ in hit:
                 del self._running[key]
+        self._combine(False)
         for _, handle in hit:
             if handle is not None:
                 handle.cancel()
@@ -286,6 +297,8 @@ class Runtime:
                 events, self._pending = self._pending, []
                 with self.lock:
                     out = self.core.handle(*events)
+                if self._reports:
+                    self._combine(False)
                 self.apply(out)
         finally:
             self._flushing = False
@@ -297,6 +310,7 @@ class Runtime:
         """Feed events to the core (under the lock) and carry out its instructions."""
         with self.lock:
             out = self.core.handle(*events)
+        self._combine(False)
         self.apply(out)
 
     # ------------------------------------------------------------------ instructions
@@ -377,11 +391,12 @@ class Runtime:
     def _hand_to_threads(self, items: list[tuple[_TaskFuture, str, str, int]]) -> None:
         with self.lock:
             running = self._running
+            put = self._work.put
             for item in items:
                 running[(item[1], item[3])] = (item[2], None)
-            self._work.extend(items)
+                put(item)
             idle = len(self._threads) < self._n_threads
-            self._work_cv.notify(len(items))
+        self._combine(False)
         if idle:
             self._spawn(len(items))
 
@@ -446,20 +461,30 @@ class Runtime:
     # ------------------------------------------------------------------ worker threads
 
     def _worker(self) -> None:
-        """Run blocking attempts; report each to the core and run what it dispatches next."""
-        lock = self.lock
-        cv = self._work_cv
+        """Run blocking attempts; report each to the core and run what it dispatches next.
+
+        Reports are flat-combined: a finished call is queued in `_reports`, and
+        whichever thread holds `lock` hands every queued report to the core in
+        one batch. A worker that finds the lock taken leaves its report to the
+        holder and goes on, instead of sleeping on the lock: a lock handed
+        between threads that each need the GIL back forms a convoy that costs
+        more than the calls themselves once the machine has a free core.
+        """
         work = self._work
+        reports = self._reports
         running = self._running
         clock = self.clock
-        core = self.core
         while True:
-            with lock:
-                while not work:
-                    if self._stopping:
-                        return
-                    cv.wait()
-                item: tuple[_TaskFuture, str, str, int] | None = work.popleft()
+            # A report left to a holder that does not drain (a coordinator holding
+            # `lock` from outside) is picked up by its worker after a short wait.
+            try:
+                item: Any = work.get(timeout=_REPORT_WAIT if reports else None)
+            except queue.Empty:
+                item = self._combine(True, block=True)
+                if item is None:
+                    continue
+            if item is _STOP:
+                return
             while item is not None:
                 job, tid, agent, attempt = item
                 item = None
@@ -483,48 +508,93 @@ class Runtime:
                 if plain:  # _outcome(...) inlined, its clock read outside the lock
                     end = clock.now()
                     ev = completed(tid, agent, attempt, end, end - t0)
-                with lock:
-                    if running.pop(key, None) is None:
-                        continue  # timed out, cancelled or its agent failed: a stale result
-                    if plain:  # (the job keeps the value of its current attempt only)
-                        job.value = value
-                        job.value_attempt = attempt
-                    elif ev is None:
-                        ev = self._outcome(job, agent, attempt, t0, value, exc)
-                    assert ev is not None
-                    out = core.handle(ev)
-                    # Blocking dispatches go to the work queue, and this worker takes the
-                    # next one at once; everything else is the loop's job (one wake-up
-                    # for everything that piles up meanwhile).
-                    inbox = self._inbox
-                    added = 0
-                    for ins in out:
-                        if type(ins) is Dispatch:
-                            nxt = self._jobs.get(ins.task_id)
-                            if nxt is not None and not nxt.is_coro:
-                                running[(ins.task_id, ins.attempt)] = (ins.agent, None)
-                                work.append((nxt, ins.task_id, ins.agent, ins.attempt))
-                                added += 1
-                                continue
-                        elif type(ins) is Cancel:
-                            k = (ins.task_id, ins.attempt)
-                            hit = running.get(k)
-                            if hit is not None and hit[1] is None:
-                                del running[k]  # a thread's call: forget it now (not started
-                                continue  # yet: never starts; running: its result is stale)
-                        inbox.append(ins)
-                    if work:  # the oldest waiting call next: nothing starves behind a chain
-                        item = work.popleft()
-                    more = added - 1
-                    if more > 0:
-                        cv.notify(more)
-                    wake = bool(inbox) and not self._wake_pending
-                    if wake:
-                        self._wake_pending = True
-                if wake:
-                    self._wake_loop()
-                if more > 0 and len(self._threads) < self._n_threads:
-                    self._spawn_threadsafe(more)
+                reports.append((job, agent, attempt, key, ev, value, exc, t0, plain))
+                item = self._combine(True)
+                if item is _STOP:
+                    return
+
+    def _combine(self, take: bool, *, block: bool = False) -> Any:
+        """Hand the queued reports to the core while the lock is free (any thread).
+
+        Returns the oldest dispatched blocking call for the caller to run when
+        `take` (a worker), else None. The lock is only tried, unless `block`:
+        a holder drains what is queued before it lets go, and every thread
+        checks again after releasing, so no report is left behind.
+        """
+        reports = self._reports
+        lock = self.lock
+        mine: Any = None
+        if block:
+            lock.acquire()
+        elif not (reports and lock.acquire(False)):
+            return None
+        while True:
+            try:
+                got = self._drain_reports(take and mine is None)
+                if got is not None:
+                    mine = got
+            finally:
+                lock.release()
+            if not (reports and lock.acquire(False)):
+                return mine
+
+    def _drain_reports(self, take: bool) -> Any:
+        """(Under `lock`.) Report the queued calls in one batch and place what follows."""
+        reports = self._reports
+        running = self._running
+        events: list[Event] = []
+        while reports:
+            job, agent, attempt, key, ev, value, exc, t0, plain = reports.popleft()
+            if running.pop(key, None) is None:
+                continue  # timed out, cancelled or its agent failed: a stale result
+            if plain:  # (the job keeps the value of its current attempt only)
+                job.value = value
+                job.value_attempt = attempt
+            elif ev is None:
+                ev = self._outcome(job, agent, attempt, t0, value, exc)
+            events.append(ev)
+        if not events:
+            return None
+        out = self.core.handle(*events)
+        # Blocking dispatches go to the work queue, and a worker takes the oldest
+        # waiting one at once (nothing starves behind a chain); everything else is
+        # the loop's job (one wake-up for everything that piles up meanwhile).
+        work = self._work
+        jobs = self._jobs
+        inbox = self._inbox
+        mine: Any = None
+        added = 0
+        for ins in out:
+            typ = type(ins)
+            if typ is Dispatch:
+                nxt = jobs.get(ins.task_id)  # type: ignore[attr-defined]
+                if nxt is not None and not nxt.is_coro:
+                    tid, attempt = ins.task_id, ins.attempt  # type: ignore[attr-defined]
+                    running[(tid, attempt)] = (ins.agent, None)  # type: ignore[attr-defined]
+                    item = (nxt, tid, ins.agent, attempt)  # type: ignore[attr-defined]
+                    if take and mine is None and work.empty():
+                        mine = item
+                    else:
+                        work.put(item)
+                        added += 1
+                    continue
+            elif typ is Cancel:
+                k = (ins.task_id, ins.attempt)  # type: ignore[attr-defined]
+                hit = running.get(k)
+                if hit is not None and hit[1] is None:
+                    del running[k]  # a thread's call: forget it now (not started
+                    continue  # yet: never starts; running: its result is stale)
+            inbox.append(ins)
+        if take and mine is None and added:
+            with contextlib.suppress(queue.Empty):
+                mine = work.get_nowait()
+                added -= 1
+        if inbox and not self._wake_pending:
+            self._wake_pending = True
+            self._wake_loop()
+        if added > 0 and len(self._threads) < self._n_threads:
+            self._spawn_threadsafe(added)
+        return mine
 
     def _wake_loop(self) -> None:
         loop = self._loop
@@ -542,6 +612,7 @@ class Runtime:
         with self.lock:
             out, self._inbox = self._inbox, []
             self._wake_pending = False
+        self._combine(False)
         self.apply(out)
         self._flush()  # same loop turn: posted completions get handled without another wake-up
 
@@ -585,6 +656,7 @@ class Runtime:
             self._timer.cancel()
         with self.lock:  # idle workers exit; one still inside a call exits after it
             self._stopping = True
-            self._work_cv.notify_all()
+            for _ in self._threads:
+                self._work.put(_STOP)
         returned, self._returned = self._returned, []
         return returned

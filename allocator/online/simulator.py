@@ -245,10 +245,18 @@ class Simulator:
                     cancelled.add((ins.task_id, ins.attempt))  # type: ignore[attr-defined]
 
         tokens = wl.rate_limit is not None
-        while heap and ex.metrics.events < self.max_events:
+        metrics = ex.metrics
+        max_events = self.max_events
+        while heap and metrics.events < max_events:
             now, _, kind, p = pop(heap)
             ev: Event
-            if kind == _ARR:
+            if kind == _DONE:  # the commonest kind first
+                task_id, a_id, attempt, ep, i = p
+                if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
+                    continue
+                ev = mk_completed(task_id, a_id, attempt, now, None,
+                                  {"tokens": actual[i] * TOKENS_PER_WORK} if tokens else None)
+            elif kind == _ARR:
                 ev = mk_submitted(next(specs), now)
                 submitted += 1
                 outstanding += 1
@@ -256,17 +264,12 @@ class Simulator:
                     push(heap, (arrivals[p + 1], -1, _ARR, p + 1))
                 else:
                     arrivals_done = True
-            elif kind in (_DONE, _FAILT):
+            elif kind == _FAILT:
                 task_id, a_id, attempt, ep, i = p
                 if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
                     continue
-                if kind == _DONE:
-                    ev = mk_completed(task_id, a_id, attempt, now, None,
-                                      {"tokens": actual[i] * TOKENS_PER_WORK} if tokens
-                                      else None)
-                else:
-                    ev = TaskFailed(task_id=task_id, agent=a_id, attempt=attempt, time=now,
-                                    reason="task error (simulated)")
+                ev = TaskFailed(task_id=task_id, agent=a_id, attempt=attempt, time=now,
+                                reason="task error (simulated)")
             elif kind == _TICK:
                 ticks.discard(now)
                 ev = Tick(time=now)

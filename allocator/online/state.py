@@ -29,6 +29,9 @@ EWMA_ALPHA = 0.1
 
 Signature = tuple[Any, ...]
 
+#: The signature of a task with no skills, permissions or demand.
+_FREE_SIG: Signature = ((), None, (), ())
+
 #: Priority -> rank as a plain dict (the `rank` property costs a call per task).
 _RANK = {p: p.rank for p in Priority}
 
@@ -68,7 +71,12 @@ class TaskState:
         self.probe = False
         self.served_by: Any = None
         self.timer_token = 0
-        self.sig: Signature = (spec.skills, spec.allowed, spec.forbidden, spec.demand)
+        skills, allowed, forbidden, demand = (spec.skills, spec.allowed, spec.forbidden,
+                                              spec.demand)
+        #: The eligibility signature (one shared tuple for tasks any agent may run).
+        self.sig: Signature = (_FREE_SIG if not (skills or forbidden or demand)
+                               and allowed is None
+                               else (skills, allowed, forbidden, demand))
         #: The priority class's rank (0 critical .. 3 low), read on every queue operation.
         self.rank = _RANK[spec.priority]
 

@@ -184,6 +184,34 @@ def test_blocking_calls_on_fewer_threads_than_slots_all_run_once() -> None:
             assert r == i
 
 
+def test_blocking_reports_are_not_lost_while_an_outside_thread_holds_the_lock() -> None:
+    """Workers leave their reports to the lock's holder; a holder from outside
+    (as the coordinator's snapshot) does not take them, and they still arrive."""
+    async def main() -> list[int]:
+        async with Runtime([Agent(id=f"a{k}", concurrency=2) for k in range(4)],
+                           "priority+stealing", max_retries=0) as rt:
+            started = threading.Event()
+
+            def hold() -> None:
+                for _ in range(5):
+                    with rt.lock:
+                        started.set()
+                        time.sleep(0.01)  # calls finish meanwhile and queue their reports
+                    time.sleep(0.001)
+
+            holder = threading.Thread(target=hold)
+            futs = [rt.submit(lambda i=i: i, priority=list(Priority)[i % 4], home=f"a{i % 4}")
+                    for i in range(400)]
+            holder.start()
+            await asyncio.to_thread(started.wait, 5)
+            out = list(await asyncio.gather(*futs))
+            holder.join()
+            assert rt.core.metrics.completed == 400 and not rt._reports
+            return out
+
+    assert _run(main()) == list(range(400))
+
+
 def test_worker_threads_exit_after_shutdown() -> None:
     async def main() -> Runtime:
         rt = Runtime([Agent(id="a", concurrency=3)], "fifo")
