@@ -165,13 +165,16 @@ class Runtime:
 
     Threads: blocking callables run on the runtime's own worker threads (one
     per agent slot unless `threads` says otherwise). A worker that finishes a
-    call reports it to the core itself, under `lock`, and runs the next
-    blocking task the core dispatches at once; only what needs the event loop
-    (resolving futures, starting coroutines, timers, cancelling coroutines)
-    goes back to the loop, batched: one loop wake-up for however many
-    instructions piled up meanwhile. So a stream of short blocking calls costs
-    no thread hand-off per task. Everything that touches the core holds
-    `lock` (the core itself stays single-threaded and deterministic).
+    call queues its report; whichever thread holds `lock` hands the queued
+    reports to the core in one batch (see `_combine`), and the worker runs
+    the oldest blocking task the core dispatches next at once; only what
+    needs the event loop (resolving futures, starting coroutines, timers,
+    cancelling coroutines) goes back to the loop, batched: one loop wake-up
+    for however many instructions piled up meanwhile. So a stream of short
+    blocking calls costs no thread hand-off per task. Everything that touches
+    the core holds `lock` (the core itself stays single-threaded and
+    deterministic); code outside that takes `lock` (a coordinator's
+    snapshot) delays reports by at most a few milliseconds.
     """
 
     def __init__(
