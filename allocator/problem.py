@@ -343,8 +343,8 @@ class Problem:
         if not self.demand_override:
             return np.broadcast_to(self.demand_base[None, :, :], shape)
         d = np.repeat(self.demand_base[None, :, :], self.m, axis=0)
-        for (i, j), vec in self.demand_override.items():
-            d[i, j] = vec
+        ov = self.demand_overrides  # one vectorised scatter, not a loop per pair
+        d[ov.agent, ov.task] = ov.values
         return d
 
     def demand_on(self, i: int) -> np.ndarray:
@@ -359,8 +359,9 @@ class Problem:
         ok = np.ones((self.m, self.n), dtype=bool)
         for r in range(self.n_resources):
             ok &= self.demand_base[None, :, r] <= cap[:, None, r]
-        for (i, j), vec in self.demand_override.items():
-            ok[i, j] = bool(np.all(vec <= cap[i]))
+        if self.demand_override:
+            ov = self.demand_overrides
+            ok[ov.agent, ov.task] = np.all(ov.values <= cap[ov.agent], axis=1)
         return ok
 
     @cached_property

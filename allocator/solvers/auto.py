@@ -23,7 +23,8 @@ The choice (documented with measurements in docs/solvers.md):
    * larger models: primary = LNS (free the tasks of a few related agents,
      or scattered tasks, re-optimise that sub-MILP with HiGHS hinted with
      the incumbent, accept when not worse; neighbourhood size adapts);
-     helper = the full MILP warm from the LNS incumbents.
+     helper = the full MILP warm from the LNS incumbents, only when the
+     budget can hold its root LP (``MILP_HELPER_S_PER_PAIR``).
 
    Incumbents flow both ways through HiGHS's improving-solution and
    user-solution callbacks (HiGHS releases the GIL while it runs). The best
@@ -84,6 +85,14 @@ LNS_TASK_MODE = 0.35
 LNS_SUB_LIMIT = 0.5
 #: Target solve time of one sub-problem (s): many quick ones beat a few slow ones.
 LNS_FAST_S = 0.08
+#: The full-MILP helper of large models starts only when the budget left is
+#: at least this many seconds per pair (16 s at 40 x 800, 64 s at 80 x 1600):
+#: HiGHS's root LP alone took 4-24 s at 128k pairs on the shared 2-core
+#: machine, so a shorter run only takes CPU from LNS and outlives the
+#: deadline (measured: same plan, 1.6 s late at 10 s; on one generated
+#: D 40 x 800 instance HiGHS ignored its time limit for minutes, which held
+#: the process's exit).
+MILP_HELPER_S_PER_PAIR = 5e-4
 #: Seconds kept back at the end for building the plan.
 RESERVE_S = 0.15
 #: The Lagrangian phase stops when this share of the budget is left (or it converges).
@@ -381,9 +390,16 @@ def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
 
 def _first(problem: Problem, lm: LinearModel, budget: Budget,
            warm: WarmStart | None) -> _Shared:
-    """The shared incumbent, seeded with the fast greedy (and the warm start when better)."""
-    greedy = greedy_assign(problem)
-    starts = [greedy] + ([warm.agent_of] if warm is not None else [])
+    """The shared incumbent, seeded with the fast greedy (and the warm start when better).
+
+    On large models without load terms the greedy is skipped: it takes a
+    tenth of a second there and the feasibility-first construction that
+    follows at once is better on every GAP type (the greedy leaves tasks
+    out on tight ones).
+    """
+    skip = lm.P > MILP_PORTFOLIO_PAIRS and not lm.has_load_terms
+    starts = ([] if skip else [greedy_assign(problem)]) + (
+        [warm.agent_of] if warm is not None else [])
     feasible = [s for s in starts if lm.feasible(s)]
     first = min(feasible, key=lm.objective) if feasible else np.full(lm.n, -1, dtype=np.int64)
     shared = _Shared(lm, first, lm.objective(first), ctx=budget)
@@ -426,7 +442,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
             th.join()
     elif not small and lm.P > 0 and budget.remaining() > RESERVE_S + 0.1 and not proven:
         th2 = None
-        if workers >= 2:
+        if workers >= 2 and budget.remaining() > MILP_HELPER_S_PER_PAIR * lm.P:
             # helper (niced): HiGHS warm from the LNS incumbents; primary: LNS
             th2 = threading.Thread(target=_niced(_full_milp),
                                    args=(shared, budget, seed, out, stop),

@@ -266,7 +266,16 @@ class Lagrangian:
         else the regret greedy on the adjusted costs."""
         adj = self.adjusted(lam)
         if excess >= _HEUR_EXCESS:
-            return self.insert(adj, self.greedy(adj))
+            x = self.insert(adj, self.greedy(adj))
+            if not np.any(x < 0):
+                return x
+            # The greedy left tasks out (tight, cheap-means-heavy instances):
+            # the repair of the relaxed plan places them more often.
+            y = self._repaired(adj)
+            return y if self.lm.objective(y) < self.lm.objective(x) else x
+        return self._repaired(adj)
+
+    def _repaired(self, adj: np.ndarray) -> np.ndarray:
         best = np.argmin(adj, axis=0)
         v = adj[best, self.ar]
         agent_of = np.where(self.pen < v, -1, best).astype(np.int64)
@@ -338,7 +347,9 @@ def lagrangian(
         # it, the regret greedy on the adjusted costs is faster and better.
         excess = float(np.maximum(used - lg.cap, 0.0).sum() / max(lg.cap.sum(), 1e-12))
         stopping = deadline() or mu < _MU_MIN or it == max_iter
-        run_heur = (it % heuristic_every == 0 or stopping) and best_L > last_heur_L
+        # The first heuristic runs at once (from the uniform start): an
+        # incumbent within a few per cent in tens of milliseconds.
+        run_heur = (it % heuristic_every == 0 or stopping or it == 1) and best_L > last_heur_L
         if run_heur:
             last_heur_L = best_L
             heur += 1

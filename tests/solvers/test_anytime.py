@@ -97,6 +97,23 @@ def test_feasibility_first_places_every_task_on_type_e() -> None:
     assert lm.feasible(x) and not np.any(x < 0)
 
 
+@pytest.mark.parametrize(("kind", "seed"), [("c", 1), ("e", 3)])
+def test_lagrangian_first_incumbent_places_every_task(kind: str, seed: int) -> None:
+    # On these instances the regret greedy on the uniform-start prices leaves
+    # tasks out; the heuristic falls back to repairing the relaxed plan, so
+    # the very first Lagrangian incumbent (the 1 s budget's plan at 80 x 1600)
+    # is complete.
+    lm = build_linear(compile_snapshot(gap_to_snapshot(generate_gap(kind, 20, 400, seed))))
+    lg = Lagrangian(lm)
+    lam = lg.uniform_start()
+    adj = lg.adjusted(lam)
+    assert np.any(lg.insert(adj, lg.greedy(adj)) < 0)
+    x = lg.heuristic(lam, 1.0)
+    assert lm.feasible(x) and not np.any(x < 0)
+    first = lagrangian(lm, max_iter=1)
+    assert first.agent_of is not None and not np.any(first.agent_of < 0)
+
+
 @pytest.mark.parametrize("kind", ["c", "d", "e"])
 def test_auto_short_budget_places_everything(kind: str) -> None:
     inst = generate_gap(kind, 20, 400, seed=31)

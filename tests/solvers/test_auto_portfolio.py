@@ -86,6 +86,7 @@ def overrunning(shared, budget, seed, out, stop, **kw):
     full(shared, Budget(budget.time_limit + 4.0, workers=2), seed, out, never, **kw)
 
 auto._full_milp = overrunning
+auto.MILP_HELPER_S_PER_PAIR = 0.0  # start the helper even though 2 s cannot hold its root LP
 snap = gap_to_snapshot(read_gap(sys.argv[1])[0], time_limit=2.0)
 plan = solve(snap, solver="auto")
 assert validate(snap, plan) == [], "invalid plan"
