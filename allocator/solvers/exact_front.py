@@ -45,6 +45,7 @@ from allocator.constraints import capacity_limit
 from allocator.errors import InvalidInputError
 from allocator.problem import Problem
 from allocator.solvers.base import Budget
+from allocator.solvers.gap_bp import GapBranchPrice
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
 from allocator.solvers.linear import new_highs
 from models import ParetoFront
@@ -79,6 +80,12 @@ FIRST_MAX_S = 3.0
 #: 65-80 % of the pairs on types C and E but 0-19 % on type D, where its 2-3 s a
 #: step (capacities near 300 make large tables) only took time from HiGHS.
 LAGRANGE_MIN_OUT = 0.4
+
+#: Share of a weak-bound step's time for branch-and-price; HiGHS gets the rest
+#: from its best plan when the tree is not emptied by then. At 60 s on four
+#: 8x60/10x80 type-D fronts neither alone was better everywhere (the tree found
+#: (4960, 8) on d1080-s0 where HiGHS had 5004, HiGHS 3820 where the tree had 3841).
+BP_SHARE = 0.6
 
 
 def exact_supported(problem: Problem, objectives: Sequence[str]) -> str | None:
@@ -272,6 +279,10 @@ class _Sweep:
         self._lagrangian_built = False
         #: Set once a step's bound rules out too few pairs to help (see LAGRANGE_MIN_OUT).
         self._lagrange_off = False
+        #: Branch-and-price state (column pool) shared by the sweep's steps.
+        self._bp: GapBranchPrice | None = None
+        self.bp_nodes = 0
+        self.bp_steps = 0
         #: Steps settled by the Lagrangian bound alone, and pairs it ruled out in all.
         self.lagrange_steps = 0
         self.lagrange_proofs = 0
@@ -397,7 +408,8 @@ class _Sweep:
             return res
         if self._lagrange_applies(target, bounds):
             self.lagrange_steps += 1
-            res = self._solve_lagrange(target, bounds, start)
+            res = (self._solve_bp(target, bounds, start) if self._lagrange_off
+                   else self._solve_lagrange(target, bounds, start))
         else:
             res = self._highs(target, bounds, start, self.slice())
         if probe:
@@ -448,7 +460,7 @@ class _Sweep:
         # against 6173 at makespan 8), and HiGHS on the Lagrangian core (3 agents a
         # task) was no better over six instances (mean hv_ratio 0.75 against 0.70,
         # within the run-to-run noise of a loaded machine).
-        if (self.share or self._lagrange_off or target != "cost" or not self.placed_all
+        if (self.share or target != "cost" or not self.placed_all
                 or not mm.exact["cost"]
                 or not set(bounds) <= {"makespan"}
                 or not set(self.objectives) <= {"cost", "makespan"}):
@@ -462,6 +474,55 @@ class _Sweep:
         if lag is None or ("makespan" in bounds and lag.D is None):
             return False
         return lag.fits(lag.load_units(bounds.get("makespan", np.inf)))
+
+    def _solve_bp(self, target: str, bounds: dict[str, float],
+                  start: np.ndarray | None) -> _Result:
+        """A cost step by branch-and-price (allocator.solvers.gap_bp) after a short HiGHS solve."""
+        budget = self.budget
+        lag = self._lagrangian
+        assert lag is not None
+        t_end = budget.elapsed() + self.slice()
+        K = lag.load_units(bounds.get("makespan", np.inf))
+
+        def left() -> float:
+            return max(t_end - budget.elapsed(), 0.0)
+
+        inc = start if start is not None and lag.feasible(start, K) else None
+        first = self._highs(target, bounds, inc, min(FIRST_SHARE * left(), FIRST_MAX_S))
+        if first.optimal or first.infeasible:
+            return first
+        if first.agent_of is not None and (inc is None or lag.cost(first.agent_of) < lag.cost(inc)):
+            inc = first.agent_of
+        return self._branch_price(target, bounds, K, inc, left())
+
+    def _branch_price(self, target: str, bounds: dict[str, float], K: int | None,
+                      inc: np.ndarray | None, seconds: float) -> _Result:
+        """Branch-and-price (allocator.solvers.gap_bp) from incumbent `inc` for `seconds`."""
+        lag, clock = self._lagrangian, self.budget.clock
+        assert lag is not None
+        if self._bp is None:
+            self._bp = GapBranchPrice(lag)
+        end = clock() + seconds
+        r = self._bp.solve(K, inc, step=self.mm.step[target],
+                           deadline=clock() + BP_SHARE * seconds, clock=clock)
+        self.bp_steps += 1
+        self.bp_nodes += r.nodes
+        if r.infeasible:
+            return _Result(None, {}, True, infeasible=True)
+        if r.proven and r.agent_of is not None:
+            return _Result(r.agent_of, self.values(r.agent_of), True)
+        # Not proven in its share: HiGHS searches on from the best plan found
+        # (its incumbents were better than the tree's on some type-D steps).
+        best = r.agent_of if r.agent_of is not None else inc
+        h = self._highs(target, bounds, best, max(end - clock(), 0.01))
+        if h.infeasible:
+            return _Result(None, {}, True, infeasible=True)
+        cands = [x for x in (best, h.agent_of) if x is not None and lag.feasible(x, K)]
+        if not cands:
+            return _Result(None, {}, False)
+        a = min(cands, key=lag.cost)
+        # HiGHS optimal: its plan is the optimum, and `a` costs no more.
+        return _Result(a, self.values(a), h.optimal)
 
     def _feasible(self, agent_of: np.ndarray, bounds: dict[str, float]) -> bool:
         """Every task placed on an eligible agent within capacity and the bounds."""
@@ -527,7 +588,10 @@ class _Sweep:
             cols = np.flatnonzero(ex[mm.I, mm.J]).astype(np.int32)
             self.lagrange_excluded = max(self.lagrange_excluded, int(cols.size))
             if cols.size < LAGRANGE_MIN_OUT * mm.P:
-                self._lagrange_off = True  # a weak bound: the next steps are HiGHS's alone
+                # A weak bound (type D): fixing leaves HiGHS nearly the whole model, so
+                # this step and the next ones branch on the bound instead.
+                self._lagrange_off = True
+                return self._branch_price(target, bounds, K, inc, left())
             if left() <= 0.01:
                 return _Result(inc, self.values(inc), False)
             if cols.size:
@@ -609,6 +673,8 @@ def exact_front(problem: Problem, objectives: Sequence[str], *, budget: Budget,
     if sw.lagrange_steps:
         msg += (f"; knapsack Lagrangian on {sw.lagrange_steps} steps ({sw.lagrange_proofs} "
                 f"proven by its bound alone, up to {sw.lagrange_excluded} pairs ruled out)")
+    if sw.bp_steps:
+        msg += f"; branch-and-price on {sw.bp_steps} steps ({sw.bp_nodes} nodes)"
     if not proven:
         msg += (" (not proven: " + ("the sweep stopped early" if not sweep.complete else
                                    "a solve hit the time limit or the scaling was inexact") + ")")
