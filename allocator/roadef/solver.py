@@ -21,6 +21,13 @@ every incumbent it keeps is feasible:
   one is applied shift by shift and re-checked (`rules_ok`), and its cost
   change must equal the model's.
 
+* simulated annealing (allocator/roadef/kernel.py, compiled with numba when
+  it is installed): random shifts and swaps with the Metropolis rule, millions
+  of moves per second, every kept move checked against every rule. It runs in
+  a second thread on its own copy of the state (the kernel releases the GIL,
+  so it takes the second core) while this thread runs the descent and the
+  LNS; the better of the two placements is returned.
+
 Time is a SolveContext budget; with `iterations` set the search is bounded
 by counts and CP-SAT by deterministic time, so a seed gives one result on a
 loaded machine too. Memory: the state is O(P R + M R + S (L + N)), plus the
@@ -57,6 +64,17 @@ LNS_MAX_FREE = 40
 LNS_MIN_MACHINES, LNS_MAX_MACHINES = 2, 6
 #: CP-SAT time per sub-problem (s), and deterministic time when counting.
 LNS_SUB_TIME = 0.3
+#: Simulated annealing (allocator/roadef/kernel.py, when numba is installed):
+#: share of the budget, start and end temperature as multiples of the median
+#: cost increase of a random shift, share of swaps among the moves tried, moves
+#: per LNS iteration in deterministic mode, and shifts sampled for the scale.
+ANNEAL_SHARE = 0.95
+ANNEAL_T0, ANNEAL_T1 = 5.0, 5e-3
+ANNEAL_P_SWAP = 0.5
+ANNEAL_SCAN = 1
+ANNEAL_SWAP_SCAN = 1
+ANNEAL_MOVES_PER_ITERATION = 20_000
+ANNEAL_SAMPLE = 4000
 
 
 @dataclass
@@ -331,6 +349,84 @@ class _Search:
             st.move(int(on[i]), int(old[i]))
         return False, optimal
 
+    # -- simulated annealing (compiled kernel) ---------------------------------
+
+    def anneal_scale(self) -> float:
+        """The starting temperature: a multiple of the median cost increase of random
+        feasible shifts from the current placement (instances differ by orders of
+        magnitude in their costs; the acceptance rate is what the schedule sets)."""
+        st = self.st
+        P, M = self.inst.n_processes, self.inst.n_machines
+        rng = np.random.default_rng(int(self.rng.integers(1 << 30)))
+        ps = rng.integers(P, size=ANNEAL_SAMPLE)
+        ms = rng.integers(M, size=ANNEAL_SAMPLE)
+        m0 = st.a[ps]
+        keep = ms != m0
+        ps, ms, m0 = ps[keep], ms[keep], m0[keep]
+        r = st.req[ps]
+        fits = (st.hard[ms] + r <= st.cap[ms]).all(axis=1)
+        ps, ms, m0, r = ps[fits], ms[fits], m0[fits], r[fits]
+        if ps.size == 0:
+            return 1.0
+        d = (st.machine_costs(st.use[m0] - r, m0) - st.mc[m0]
+             + st.machine_costs(st.use[ms] + r, ms) - st.mc[ms])
+        up = d[d > 0]
+        return float(np.median(up)) if up.size else 1.0
+
+    def anneal(self, budget: float) -> None:
+        """Simulated annealing over shifts and swaps for `budget` seconds (or a move
+        count in deterministic mode), temperature falling geometrically from
+        ANNEAL_T0 to ANNEAL_T1 times `anneal_scale()`; ends on the best placement."""
+        from allocator.roadef.kernel import Annealer
+
+        st = self.st
+        scale = self.anneal_scale()
+        t0, t1 = ANNEAL_T0 * scale, ANNEAL_T1 * scale
+        an = Annealer(st)
+        seed = int(self.rng.integers(1 << 30))
+        if self.iterations is not None:
+            total = ANNEAL_MOVES_PER_ITERATION * max(1, self.iterations)
+            chunks = 20
+            for c in range(chunks):
+                a0, a1 = c / chunks, (c + 1) / chunks
+                an.run(total // chunks, t0 * (t1 / t0) ** a0, t0 * (t1 / t0) ** a1,
+                       ANNEAL_P_SWAP, seed + c, ANNEAL_SCAN, ANNEAL_SWAP_SCAN)
+        else:
+            start = self.ctx.elapsed()
+            n = 20_000  # first chunk: also measures the speed
+            c = 0
+            while True:
+                done = (self.ctx.elapsed() - start) / budget
+                if done >= 1.0 or self.time_left() <= 0.05:
+                    break
+                tick = time.perf_counter()
+                # the chunk's end temperature, from the speed of the last chunk
+                a0 = done
+                a1 = min(1.0, done + 0.02)
+                an.run(n, t0 * (t1 / t0) ** a0, t0 * (t1 / t0) ** a1, ANNEAL_P_SWAP, seed + c,
+                       ANNEAL_SCAN, ANNEAL_SWAP_SCAN)
+                c += 1
+                took = max(1e-4, time.perf_counter() - tick)
+                n = max(10_000, int(n * min(4.0, 0.02 * budget / took)))
+                if an.best[0] < self.best_cost:
+                    self.best_cost = int(an.best[0])
+                    self.best = an.best_a.copy()
+                    t = self.ctx.elapsed()
+                    self.history.append((round(t, 3), self.best_cost, "anneal"))
+                    if self.ctx.on_improve is not None and t - self.last_report > 0.5:
+                        self.last_report = t
+                        self.ctx.improve(self.best, source="anneal",
+                                         objective=float(self.best_cost))
+        self.stats["anneal_shifts"] = int(an.stats[0])
+        self.stats["anneal_swaps"] = int(an.stats[1])
+        self.stats["anneal_tried"] = int(an.stats[2])
+        if an.best[0] < self.best_cost:
+            self.best_cost = int(an.best[0])
+            self.best = an.best_a.copy()
+            self.history.append((round(self.ctx.elapsed(), 3), self.best_cost, "anneal"))
+        # go on from the best placement (the state itself ends wherever the walk was)
+        self.st = RoadefState(self.inst, self.best)
+
     def run(self) -> None:
         # shifts are cheap and take most of the easy gain; swaps and the LNS follow
         self.local_search(swaps=False)
@@ -366,6 +462,28 @@ class _Search:
         self.note("final", force=True)
 
 
+def _annealer(inst: RoadefInstance, ctx: SolveContext, iterations: int | None,
+              seed: int) -> _Search | None:
+    """A second search that anneals with the compiled kernel, or None (no numba,
+    annealing switched off, or an instance too small to move anything)."""
+    from allocator.roadef.kernel import HAVE_NUMBA
+
+    if not HAVE_NUMBA or ANNEAL_SHARE <= 0 or inst.n_machines < 2 or inst.n_processes < 2:
+        return None
+    # same clock, start and stop signal; no callback (it would run on another thread)
+    ann_ctx = SolveContext(time_limit=ctx.time_limit, workers=1, clock=ctx.clock,
+                           seed=seed + 1, stop=ctx.stop, deterministic=ctx.deterministic)
+    ann_ctx.started = ctx.started
+    return _Search(inst, ann_ctx, iterations)
+
+
+def _anneal_safely(search: _Search, budget: float) -> None:
+    try:
+        search.anneal(budget)
+    except Exception:  # the other search's result stands
+        log.exception("roadef: the annealing thread failed")
+
+
 def solve_roadef(inst: RoadefInstance, *, time_limit: float, seed: int = 0,
                  on_improve: Callable[[Improvement], Any] | None = None,
                  stop: threading.Event | None = None, iterations: int | None = None,
@@ -384,10 +502,45 @@ def solve_roadef(inst: RoadefInstance, *, time_limit: float, seed: int = 0,
                            deterministic=iterations is not None)
     search = _Search(inst, ctx, iterations)
     initial_cost = search.best_cost
+    annealing = _annealer(inst, ctx, iterations, seed)
     try:
-        search.run()
+        if annealing is None:
+            search.run()
+        elif iterations is not None:
+            # counted mode: one after the other, so a seed gives one result
+            annealing.anneal(0.0)
+            search.run()
+        else:
+            # the compiled annealing releases the GIL: it runs on the second core
+            # while this thread runs the shift/swap descent and the CP-SAT LNS
+            budget = ctx.remaining() * ANNEAL_SHARE
+            worker = threading.Thread(target=_anneal_safely, args=(annealing, budget),
+                                      name="roadef-anneal", daemon=True)
+            worker.start()
+            try:
+                search.run()
+            finally:
+                # a cold numba cache compiles for a few seconds inside the first
+                # chunk: a thread still busy then is left behind (it touches only
+                # its own state and stops at its next time check)
+                worker.join(timeout=ctx.remaining() + 1.0)
+            if worker.is_alive():
+                log.warning("roadef: the annealing thread overran its budget; ignored")
+                annealing = None
     finally:
         ctx.close()
+    if annealing is not None:
+        for k, v in annealing.stats.items():
+            if k.startswith("anneal"):
+                search.stats[k] = v
+        if annealing.best_cost < search.best_cost:
+            search.best_cost, search.best = annealing.best_cost, annealing.best
+        # one incumbent history: the entries that beat everything before them
+        merged: list[tuple[float, int, str]] = []
+        for entry in sorted(search.history + annealing.history):
+            if not merged or entry[1] < merged[-1][1]:
+                merged.append(entry)
+        search.history = merged
     best = search.best
     if violations(inst, best, limit=1):
         log.error("roadef: the search's best placement breaks a rule; returning the initial one")

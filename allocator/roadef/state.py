@@ -80,7 +80,8 @@ class RoadefState:
         self.hist = np.bincount(self.svc_moved, minlength=int(counts.max(initial=0)) + 2)
         self.max_moved = int(self.svc_moved.max(initial=0))
         self.pm_total = int(self.pmc[moved].sum())
-        self.mm_total = int(self.mmc[self.init[moved], a[moved]].astype(np.int64).sum())
+        self.mm_total = self.w_mm * int(self.mmc[self.init[moved], a[moved]]
+                                        .astype(np.int64).sum())
 
     # -- costs ----------------------------------------------------------------
 

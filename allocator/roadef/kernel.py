@@ -1,0 +1,400 @@
+"""Compiled move kernel of the ROADEF search: simulated annealing over shifts and
+swaps on the arrays of a `RoadefState`, millions of moves per second.
+
+Why compiled: the vectorised numpy screens of `solver.py` evaluate a few
+thousand processes per second, and the shift/swap descent ends in local
+optima far from the challenge's best results (a2_2, a2_5: 40-60 % above).
+The winning teams evaluated millions of moves per second and escaped those
+optima by accepting worsening moves; numba gives the same speed to the same
+rules. Without numba (an optional import) the functions are plain Python:
+correct, only slow, and the solver does not call them then.
+
+Every move is checked before it is kept: capacity with the transient rule,
+conflict, spread and dependency (after applying it, on the services and
+neighbourhoods it touched; a failing move is undone), so the state is
+feasible after every iteration. The cost is kept incrementally exactly as in
+`RoadefState.move` (same arrays, updated in place); `tot` holds the totals
+[machine load+balance, process move, machine move, max moved per service].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+try:  # pragma: no cover - exercised by whichever import succeeds
+    from numba import njit as _njit
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover
+    HAVE_NUMBA = False
+
+    def _njit(*args: Any, **kwargs: Any) -> Callable[..., Any]:  # type: ignore[no-redef]
+        def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+            return f
+        return wrap
+
+
+@_njit(cache=True, nogil=True)
+def _mcost(m: int, u: np.ndarray, saf: np.ndarray, cap: np.ndarray, lw: np.ndarray,
+           b1: np.ndarray, b2: np.ndarray, bt: np.ndarray, bw: np.ndarray) -> int:
+    """Load + balance cost of machine m with usage row u."""
+    c = 0
+    for r in range(u.shape[0]):
+        d = u[r] - saf[m, r]
+        if d > 0:
+            c += lw[r] * d
+    for k in range(b1.shape[0]):
+        v = bt[k] * (cap[m, b1[k]] - u[b1[k]]) - (cap[m, b2[k]] - u[b2[k]])
+        if v > 0:
+            c += bw[k] * v
+    return c
+
+
+@_njit(cache=True, nogil=True)
+def _gcd(x: int, y: int) -> int:
+    while y:
+        x, y = y, x % y
+    return x
+
+
+@_njit(cache=True, nogil=True)
+def _apply(p: int, m: int, a: np.ndarray, init: np.ndarray, svc: np.ndarray,
+           req: np.ndarray, pmc: np.ndarray, use: np.ndarray, hard: np.ndarray,
+           mc: np.ndarray, cap: np.ndarray, saf: np.ndarray, lw: np.ndarray,
+           tr: np.ndarray, b1: np.ndarray, b2: np.ndarray, bt: np.ndarray, bw: np.ndarray,
+           mmc: np.ndarray, w_mm: int, loc: np.ndarray, nb: np.ndarray,
+           loc_count: np.ndarray, nloc: np.ndarray, nb_count: np.ndarray,
+           svc_moved: np.ndarray, hist: np.ndarray, tot: np.ndarray) -> None:
+    """Shift p to m, every count and total in step (as `RoadefState.move`)."""
+    m0 = a[p]
+    if m == m0:
+        return
+    i0 = init[p]
+    s = svc[p]
+    R = req.shape[1]
+    for r in range(R):
+        q = req[p, r]
+        use[m0, r] -= q
+        use[m, r] += q
+        if tr[r]:
+            if m0 != i0:
+                hard[m0, r] -= q
+            if m != i0:
+                hard[m, r] += q
+        else:
+            hard[m0, r] -= q
+            hard[m, r] += q
+    c0 = _mcost(m0, use[m0], saf, cap, lw, b1, b2, bt, bw)
+    c1 = _mcost(m, use[m], saf, cap, lw, b1, b2, bt, bw)
+    tot[0] += c0 - mc[m0] + c1 - mc[m]
+    mc[m0] = c0
+    mc[m] = c1
+    was = m0 != i0
+    now = m != i0
+    if was != now:
+        sign = 1 if now else -1
+        tot[1] += sign * pmc[p]
+        c = svc_moved[s]
+        hist[c] -= 1
+        c += sign
+        svc_moved[s] = c
+        hist[c] += 1
+        if c > tot[3]:
+            tot[3] = c
+        elif hist[tot[3]] == 0:
+            tot[3] -= 1
+    tot[2] += w_mm * (np.int64(mmc[i0, m]) - np.int64(mmc[i0, m0]))
+    l0 = loc[m0]
+    l1 = loc[m]
+    if l0 != l1:
+        loc_count[s, l0] -= 1
+        if loc_count[s, l0] == 0:
+            nloc[s] -= 1
+        loc_count[s, l1] += 1
+        if loc_count[s, l1] == 1:
+            nloc[s] += 1
+    n0 = nb[m0]
+    n1 = nb[m]
+    if n0 != n1:
+        nb_count[s, n0] -= 1
+        nb_count[s, n1] += 1
+    a[p] = m
+
+
+@_njit(cache=True, nogil=True)
+def _swap_load_delta(p: int, q: int, m1: int, m2: int, ip: int, iq: int, req: np.ndarray,
+                     use: np.ndarray, hard: np.ndarray, mc: np.ndarray, cap: np.ndarray,
+                     saf: np.ndarray, lw: np.ndarray, tr: np.ndarray, b1: np.ndarray,
+                     b2: np.ndarray, bt: np.ndarray, bw: np.ndarray, u0: np.ndarray,
+                     u1: np.ndarray) -> int:
+    """Load + balance change of swapping p (on m1) and q (on m2); 1 << 62 when the
+    hard usage (transient rule) does not fit."""
+    for r in range(req.shape[1]):
+        rp = req[p, r]
+        rq = req[q, r]
+        if tr[r]:
+            # what leaves stays held at home, what comes home is already held
+            h1 = hard[m1, r] - (rp if m1 != ip else 0) + (rq if m1 != iq else 0)
+            h2 = hard[m2, r] - (rq if m2 != iq else 0) + (rp if m2 != ip else 0)
+        else:
+            h1 = hard[m1, r] - rp + rq
+            h2 = hard[m2, r] - rq + rp
+        if h1 > cap[m1, r] or h2 > cap[m2, r]:
+            return 1 << 62
+        u0[r] = use[m1, r] - rp + rq
+        u1[r] = use[m2, r] - rq + rp
+    return (_mcost(m1, u0, saf, cap, lw, b1, b2, bt, bw) - mc[m1]
+            + _mcost(m2, u1, saf, cap, lw, b1, b2, bt, bw) - mc[m2])
+
+
+@_njit(cache=True, nogil=True)
+def _service_ok(p: int, m_other: int, a: np.ndarray, svc: np.ndarray, nb: np.ndarray,
+                nloc: np.ndarray, spread_min: np.ndarray, nb_count: np.ndarray,
+                sib_ptr: np.ndarray, sib_idx: np.ndarray, dep_ptr: np.ndarray,
+                dep_idx: np.ndarray, rdep_ptr: np.ndarray, rdep_idx: np.ndarray) -> bool:
+    """After p (service s) moved: conflict, spread, and the dependency rules of s
+    in the neighbourhoods of p's machine and of `m_other` (where it came from)."""
+    s = svc[p]
+    m = a[p]
+    for k in range(sib_ptr[s], sib_ptr[s + 1]):
+        q = sib_idx[k]
+        if q != p and a[q] == m:
+            return False
+    if nloc[s] < spread_min[s]:
+        return False
+    for t in range(2):
+        n = nb[m] if t == 0 else nb[m_other]
+        if nb_count[s, n] > 0:
+            for k in range(dep_ptr[s], dep_ptr[s + 1]):
+                if nb_count[dep_idx[k], n] == 0:
+                    return False
+        else:
+            for k in range(rdep_ptr[s], rdep_ptr[s + 1]):
+                if nb_count[rdep_idx[k], n] > 0:
+                    return False
+    return True
+
+
+@_njit(cache=True, nogil=True)
+def anneal(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
+           pmc: np.ndarray, use: np.ndarray, hard: np.ndarray, mc: np.ndarray,
+           cap: np.ndarray, saf: np.ndarray, lw: np.ndarray, tr: np.ndarray,
+           b1: np.ndarray, b2: np.ndarray, bt: np.ndarray, bw: np.ndarray,
+           mmc: np.ndarray, w_mm: int, w_sm: int, loc: np.ndarray, nb: np.ndarray,
+           loc_count: np.ndarray, nloc: np.ndarray, nb_count: np.ndarray,
+           spread_min: np.ndarray, svc_moved: np.ndarray, hist: np.ndarray,
+           tot: np.ndarray, sib_ptr: np.ndarray, sib_idx: np.ndarray,
+           dep_ptr: np.ndarray, dep_idx: np.ndarray, rdep_ptr: np.ndarray,
+           rdep_idx: np.ndarray, n_iter: int, t_start: float, t_end: float,
+           p_swap: float, scan: int, swap_scan: int, seed: int, best_a: np.ndarray,
+           best: np.ndarray, stats: np.ndarray) -> None:
+    """`n_iter` random shift/swap moves with the Metropolis rule at a temperature
+    falling geometrically from `t_start` to `t_end`; keeps the best placement in
+    `best_a` and its cost in best[0]. stats: [shifts kept, swaps kept, tried]."""
+    np.random.seed(seed)
+    P = a.shape[0]
+    M = use.shape[0]
+    R = req.shape[1]
+    u0 = np.empty(R, dtype=np.int64)
+    u1 = np.empty(R, dtype=np.int64)
+    cost = tot[0] + tot[1] + tot[2] + w_sm * tot[3]
+    ratio = 1.0
+    if n_iter > 1 and t_start > 0 and t_end > 0:
+        ratio = (t_end / t_start) ** (1.0 / (n_iter - 1))
+    temp = t_start
+    # a stride coprime with M walks `scan` distinct targets from a random start
+    stride = 1
+    if scan < M:
+        stride = 7919 % M if M > 1 else 1
+        while stride < 1 or _gcd(stride, M) != 1:
+            stride += 1
+    pstride = 1
+    if swap_scan < P:
+        pstride = 104729 % P if P > 1 else 1
+        while pstride < 1 or _gcd(pstride, P) != 1:
+            pstride += 1
+    for _ in range(n_iter):
+        temp *= ratio
+        stats[2] += 1
+        p = np.random.randint(P)
+        m1 = a[p]
+        sp = svc[p]
+        ip = init[p]
+        if np.random.random() >= p_swap:
+            # -- shift p -> m2: the best of `scan` random targets (all when scan >= M)
+            for r in range(R):
+                u0[r] = use[m1, r] - req[p, r]
+            d_out = _mcost(m1, u0, saf, cap, lw, b1, b2, bt, bw) - mc[m1]
+            c = svc_moved[sp]
+            delta = np.int64(1) << 62
+            m2 = -1
+            k0 = np.random.randint(M)
+            for k in range(min(scan, M)):
+                mm = (k0 + k * stride) % M if scan < M else (k0 + k) % M
+                if mm == m1:
+                    continue
+                fits = True
+                for r in range(R):
+                    q = req[p, r]
+                    if tr[r] and mm == ip:
+                        q = 0
+                    if hard[mm, r] + q > cap[mm, r]:
+                        fits = False
+                        break
+                if not fits:
+                    continue
+                for r in range(R):
+                    u1[r] = use[mm, r] + req[p, r]
+                d = d_out + _mcost(mm, u1, saf, cap, lw, b1, b2, bt, bw) - mc[mm]
+                d += w_mm * (np.int64(mmc[ip, mm]) - np.int64(mmc[ip, m1]))
+                if m1 == ip:  # leaves home
+                    d += pmc[p]
+                    if c + 1 > tot[3]:
+                        d += w_sm
+                elif mm == ip:  # comes home
+                    d -= pmc[p]
+                    if c == tot[3] and hist[c] == 1:
+                        d -= w_sm
+                if d < delta:
+                    delta = d
+                    m2 = mm
+            if m2 < 0:
+                continue
+            if delta > 0 and (temp <= 0 or np.random.random() >= math.exp(-delta / temp)):
+                continue
+            _apply(p, m2, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
+                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
+                   svc_moved, hist, tot)
+            if not _service_ok(p, m1, a, svc, nb, nloc, spread_min, nb_count, sib_ptr,
+                               sib_idx, dep_ptr, dep_idx, rdep_ptr, rdep_idx):
+                _apply(p, m1, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
+                       b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
+                       svc_moved, hist, tot)
+                continue
+            stats[0] += 1
+        else:
+            # -- swap p (on m1) with q (on m2): the best of `swap_scan` random partners
+            best_d = np.int64(1) << 62
+            q_ = -1
+            k0 = np.random.randint(P)
+            for k in range(min(swap_scan, P)):
+                qq = (k0 + k * pstride) % P
+                mq = a[qq]
+                if mq == m1 or svc[qq] == sp:
+                    continue
+                d = _swap_load_delta(p, qq, m1, mq, ip, init[qq], req, use, hard, mc, cap,
+                                     saf, lw, tr, b1, b2, bt, bw, u0, u1)
+                if d >= best_d:
+                    continue
+                iqq = init[qq]
+                d += w_mm * (np.int64(mmc[ip, mq]) - np.int64(mmc[ip, m1])
+                             + np.int64(mmc[iqq, m1]) - np.int64(mmc[iqq, mq]))
+                d += (((1 if mq != ip else 0) - (1 if m1 != ip else 0)) * pmc[p]
+                      + ((1 if m1 != iqq else 0) - (1 if mq != iqq else 0)) * pmc[qq])
+                if d < best_d:
+                    best_d = d
+                    q_ = qq
+            if q_ < 0:
+                continue
+            m2 = a[q_]
+            sq = svc[q_]
+            iq = init[q_]
+            delta = best_d
+            cp = (1 if m2 != ip else 0) - (1 if m1 != ip else 0)
+            cq = (1 if m1 != iq else 0) - (1 if m2 != iq else 0)
+            if w_sm and (cp != 0 or cq != 0):
+                # the new max moved count: both changes applied to the histogram
+                mx = tot[3]
+                a_p = svc_moved[sp] + cp
+                a_q = svc_moved[sq] + cq
+                hist[svc_moved[sp]] -= 1
+                hist[a_p] += 1
+                hist[svc_moved[sq]] -= 1
+                hist[a_q] += 1
+                nm = max(mx, a_p, a_q)
+                while nm > 0 and hist[nm] == 0:
+                    nm -= 1
+                hist[a_p] -= 1
+                hist[svc_moved[sp]] += 1
+                hist[a_q] -= 1
+                hist[svc_moved[sq]] += 1
+                delta += w_sm * (nm - mx)
+            if delta > 0 and (temp <= 0 or np.random.random() >= math.exp(-delta / temp)):
+                continue
+            _apply(p, m2, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
+                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
+                   svc_moved, hist, tot)
+            _apply(q_, m1, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
+                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
+                   svc_moved, hist, tot)
+            if not (_service_ok(p, m1, a, svc, nb, nloc, spread_min, nb_count, sib_ptr,
+                                sib_idx, dep_ptr, dep_idx, rdep_ptr, rdep_idx)
+                    and _service_ok(q_, m2, a, svc, nb, nloc, spread_min, nb_count,
+                                    sib_ptr, sib_idx, dep_ptr, dep_idx, rdep_ptr,
+                                    rdep_idx)):
+                _apply(q_, m2, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
+                       b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
+                       svc_moved, hist, tot)
+                _apply(p, m1, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
+                       b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
+                       svc_moved, hist, tot)
+                continue
+            stats[1] += 1
+        cost = tot[0] + tot[1] + tot[2] + w_sm * tot[3]
+        if cost < best[0]:
+            best[0] = cost
+            best_a[:] = a
+
+
+def _csr(lists: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        ptr[i + 1] = ptr[i] + len(lists[i])
+    idx = (np.concatenate(lists).astype(np.int64) if n and ptr[-1]
+           else np.zeros(0, dtype=np.int64))
+    return ptr, idx
+
+
+class Annealer:
+    """Runs `anneal` on a RoadefState's own arrays (updated in place) and keeps
+    the state's scalar totals in step after each call."""
+
+    def __init__(self, st: Any) -> None:
+        self.st = st
+        inst = st.inst
+        S = inst.n_services
+        self.dep_ptr, self.dep_idx = _csr(st.deps, S)
+        self.rdep_ptr, self.rdep_idx = _csr(st.rdeps, S)
+        bal = st.bal
+        self.b1 = np.array([b[0] for b in bal], dtype=np.int64)
+        self.b2 = np.array([b[1] for b in bal], dtype=np.int64)
+        self.bt = np.array([b[2] for b in bal], dtype=np.int64)
+        self.bw = np.array([b[3] for b in bal], dtype=np.int64)
+        self.spread = inst.spread_min.astype(np.int64)
+        self.lw = st.lw.astype(np.int64)
+        self.pmc = st.pmc.astype(np.int64)
+        self.best_a = st.a.copy()
+        self.best = np.array([st.total()], dtype=np.int64)
+        self.stats = np.zeros(3, dtype=np.int64)
+
+    def run(self, n_iter: int, t_start: float, t_end: float, p_swap: float,
+            seed: int, scan: int = 1, swap_scan: int = 1) -> None:
+        """`n_iter` moves; `best_a` / best[0] keep the best placement seen (any call)."""
+        st = self.st
+        tot = np.array([st.mc_total, st.pm_total, st.mm_total, st.max_moved], dtype=np.int64)
+        if tot[0] + tot[1] + tot[2] + st.w_sm * tot[3] < self.best[0]:
+            self.best[0] = st.total()
+            self.best_a[:] = st.a
+        anneal(st.a, st.init, st.svc, st.req, self.pmc, st.use, st.hard, st.mc, st.cap,
+               st.saf, self.lw, st.tr, self.b1, self.b2, self.bt, self.bw, st.mmc,
+               int(st.w_mm), int(st.w_sm), st.loc, st.nb, st.loc_count, st.nloc,
+               st.nb_count, self.spread, st.svc_moved, st.hist, tot, st.svc_ptr,
+               st.svc_procs, self.dep_ptr, self.dep_idx, self.rdep_ptr, self.rdep_idx,
+               int(n_iter), float(t_start), float(t_end), float(p_swap), int(scan),
+               int(swap_scan), int(seed),
+               self.best_a, self.best, self.stats)
+        st.mc_total, st.pm_total, st.mm_total, st.max_moved = (int(x) for x in tot)

@@ -1,0 +1,102 @@
+"""The compiled annealing kernel of the ROADEF solver: every move it keeps leaves a
+feasible placement, and its incremental bookkeeping (usage, hard usage with the
+transient rule, location/neighbourhood counts, moved counts and the cost
+totals) equals a from-scratch rebuild and the independent evaluator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from allocator.roadef import kernel
+from allocator.roadef.evaluate import evaluate, violations
+from allocator.roadef.generate import generate_instance
+from allocator.roadef.instance import RoadefInstance, read_instance
+from allocator.roadef.solver import _Search
+from allocator.roadef.state import RoadefState
+from allocator.solvers.context import SolveContext
+from tests.roadef_helpers import ROADEF
+
+A = ROADEF / "A"
+
+
+def _instance(name: str) -> RoadefInstance:
+    if name == "generated":
+        return generate_instance(240, 24, 5, seed=3, locations=6, neighbourhoods=3)
+    return read_instance(A / f"model_{name}.txt", A / f"assignment_{name}.txt")
+
+
+def _same_as_rebuilt(st: RoadefState) -> None:
+    fresh = RoadefState(st.inst, st.a.copy())
+    for name in ("use", "hard", "mc", "loc_count", "nloc", "nb_count", "svc_moved"):
+        assert np.array_equal(getattr(st, name), getattr(fresh, name)), name
+    assert np.array_equal(st.hist[:len(fresh.hist)], fresh.hist)
+    assert (st.mc_total, st.pm_total, st.mm_total, st.max_moved) == (
+        fresh.mc_total, fresh.pm_total, fresh.mm_total, fresh.max_moved)
+
+
+# a2_3: transient resources, spread and 577 dependencies; a1_4: balance costs and
+# services over 50 neighbourhoods; generated: all of it on a small cluster
+@pytest.mark.parametrize("name", ["a2_3", "a1_4", "generated"])
+@pytest.mark.parametrize("scan", [(1, 1), (50, 30)])
+def test_annealing_keeps_every_rule_and_the_exact_cost(name: str,
+                                                       scan: tuple[int, int]) -> None:
+    inst = _instance(name)
+    search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=1), iterations=None)
+    st = search.st
+    an = kernel.Annealer(st)
+    hot = 5 * search.anneal_scale()  # hot: many worsening moves are kept too
+    start = st.total()
+    an.run(30_000, hot, hot / 100, 0.5, seed=7, scan=scan[0], swap_scan=scan[1])
+    assert an.stats[0] > 100 and an.stats[1] > 10  # shifts and swaps were kept
+    assert violations(inst, st.a) == []
+    assert st.breakdown() == evaluate(inst, st.a).as_dict()
+    _same_as_rebuilt(st)
+    # the best placement seen is feasible, its cost is exact, and not above the start
+    assert violations(inst, an.best_a) == []
+    assert evaluate(inst, an.best_a).total == int(an.best[0]) <= start
+    # cold: a descent from there only improves
+    an.run(20_000, 0.0, 0.0, 0.5, seed=8, scan=scan[0], swap_scan=scan[1])
+    assert violations(inst, st.a) == []
+    assert st.total() == evaluate(inst, st.a).total <= int(an.best[0])
+
+
+def test_pure_python_fallback_keeps_the_rules() -> None:
+    """Without numba the same functions run as Python (slowly, and the solver skips
+    them); they keep the same invariants."""
+    inst = _instance("generated")
+    st = RoadefState(inst)
+    an = kernel.Annealer(st)
+    fn = getattr(kernel.anneal, "py_func", kernel.anneal)
+    tot = np.array([st.mc_total, st.pm_total, st.mm_total, st.max_moved], dtype=np.int64)
+    fn(st.a, st.init, st.svc, st.req, an.pmc, st.use, st.hard, st.mc, st.cap, st.saf, an.lw,
+       st.tr, an.b1, an.b2, an.bt, an.bw, st.mmc, int(st.w_mm), int(st.w_sm), st.loc, st.nb,
+       st.loc_count, st.nloc, st.nb_count, an.spread, st.svc_moved, st.hist, tot,
+       st.svc_ptr, st.svc_procs, an.dep_ptr, an.dep_idx, an.rdep_ptr, an.rdep_idx,
+       3000, 1e5, 1e3, 0.5, 10, 10, 3, an.best_a, an.best, an.stats)
+    st.mc_total, st.pm_total, st.mm_total, st.max_moved = (int(x) for x in tot)
+    assert an.stats[0] + an.stats[1] > 0
+    assert violations(inst, st.a) == []
+    assert st.total() == evaluate(inst, st.a).total
+    _same_as_rebuilt(st)
+
+
+def test_annealing_improves_a_set_a_instance_in_counted_mode() -> None:
+    inst = _instance("a1_4")
+    search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=2), iterations=2)
+    start = search.best_cost
+    search.anneal(0.0)
+    assert search.best_cost < start
+    assert violations(inst, search.best) == []
+    assert evaluate(inst, search.best).total == search.best_cost == search.st.total()
+
+
+def test_state_built_from_a_moved_placement_has_the_exact_cost() -> None:
+    """RoadefState(inst, assignment) weights the machine move cost (the solver rebuilds
+    its state from the annealing's best placement)."""
+    inst = _instance("a2_3")
+    st = RoadefState(inst)
+    an = kernel.Annealer(st)
+    an.run(5000, 0.0, 0.0, 0.5, seed=1)
+    assert (st.a != inst.initial).any()
+    assert RoadefState(inst, st.a.copy()).breakdown() == evaluate(inst, st.a).as_dict()
