@@ -18,6 +18,9 @@ from allocator.solvers.context import SolveContext
 from tests.roadef_helpers import ROADEF
 
 A = ROADEF / "A"
+#: Without numba (an environment installed before it was a dependency) the kernel
+#: runs as Python: correct but too slow for the long walks below.
+compiled = pytest.mark.skipif(not kernel.HAVE_NUMBA, reason="numba is not installed")
 
 
 def _instance(name: str) -> RoadefInstance:
@@ -37,6 +40,7 @@ def _same_as_rebuilt(st: RoadefState) -> None:
 
 # a2_3: transient resources, spread and 577 dependencies; a1_4: balance costs and
 # services over 50 neighbourhoods; generated: all of it on a small cluster
+@compiled
 @pytest.mark.parametrize("name", ["a2_3", "a1_4", "generated"])
 @pytest.mark.parametrize("scan", [(1, 1), (50, 30)])
 def test_annealing_keeps_every_rule_and_the_exact_cost(name: str,
@@ -81,6 +85,7 @@ def test_pure_python_fallback_keeps_the_rules() -> None:
     _same_as_rebuilt(st)
 
 
+@compiled
 def test_annealing_improves_a_set_a_instance_in_counted_mode() -> None:
     inst = _instance("a1_4")
     search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=2), iterations=2)
