@@ -105,3 +105,16 @@ def test_state_built_from_a_moved_placement_has_the_exact_cost() -> None:
     an.run(5000, 0.0, 0.0, 0.5, seed=1)
     assert (st.a != inst.initial).any()
     assert RoadefState(inst, st.a.copy()).breakdown() == evaluate(inst, st.a).as_dict()
+
+
+@compiled
+def test_a_search_takes_its_peers_better_placement() -> None:
+    """The LNS thread goes on from the annealing's best when it is better (and only then)."""
+    inst = _instance("a1_4")
+    ann = _Search(inst, SolveContext(time_limit=60, workers=1, seed=4), iterations=1)
+    ann.anneal(0.0)
+    lns = _Search(inst, SolveContext(time_limit=60, workers=1, seed=5), iterations=1)
+    lns.peer = ann
+    assert lns.adopt_peer() and not lns.adopt_peer()
+    assert lns.st.total() == lns.best_cost == ann.best_cost == evaluate(inst, lns.st.a).total
+    assert violations(inst, lns.st.a) == []

@@ -70,9 +70,12 @@ LNS_SUB_TIME = 0.3
 #: per LNS iteration in deterministic mode, and shifts sampled for the scale.
 ANNEAL_SHARE = 0.95
 ANNEAL_T0, ANNEAL_T1 = 5.0, 5e-3
+#: The first annealing's share of the annealing budget, the re-annealings' share
+#: each, and their start temperature relative to the first.
+ANNEAL_FIRST, ANNEAL_CYCLE, ANNEAL_REHEAT = 0.5, 0.25, 0.3
 ANNEAL_P_SWAP = 0.5
 ANNEAL_SCAN = 1
-ANNEAL_SWAP_SCAN = 1
+ANNEAL_SWAP_SCAN = 20
 ANNEAL_MOVES_PER_ITERATION = 20_000
 ANNEAL_SAMPLE = 4000
 
@@ -107,6 +110,9 @@ class _Search:
         self.history: list[tuple[float, int, str]] = []
         self.best = self.st.a.copy()
         self.best_cost = self.st.total()
+        #: (cost, placement) in one attribute: what a peer search on another thread reads
+        self.incumbent: tuple[int, np.ndarray] = (self.best_cost, self.best)
+        self.peer: _Search | None = None
         self.last_report = -1.0
         # machine-independent constants of the shift screen
         tr = inst.transient
@@ -125,6 +131,7 @@ class _Search:
         if cost < self.best_cost:
             self.best_cost = cost
             self.best = self.st.a.copy()
+            self.incumbent = (cost, self.best)
             t = self.ctx.elapsed()
             self.history.append((round(t, 3), cost, source))
             if self.ctx.on_improve is not None and (force or t - self.last_report > 0.5):
@@ -373,7 +380,7 @@ class _Search:
         up = d[d > 0]
         return float(np.median(up)) if up.size else 1.0
 
-    def anneal(self, budget: float) -> None:
+    def anneal(self, budget: float, heat: float = 1.0) -> None:
         """Simulated annealing over shifts and swaps for `budget` seconds (or a move
         count in deterministic mode), temperature falling geometrically from
         ANNEAL_T0 to ANNEAL_T1 times `anneal_scale()`; ends on the best placement."""
@@ -381,7 +388,7 @@ class _Search:
 
         st = self.st
         scale = self.anneal_scale()
-        t0, t1 = ANNEAL_T0 * scale, ANNEAL_T1 * scale
+        t0, t1 = heat * ANNEAL_T0 * scale, heat * ANNEAL_T1 * scale
         an = Annealer(st)
         seed = int(self.rng.integers(1 << 30))
         if self.iterations is not None:
@@ -411,23 +418,48 @@ class _Search:
                 if an.best[0] < self.best_cost:
                     self.best_cost = int(an.best[0])
                     self.best = an.best_a.copy()
+                    self.incumbent = (self.best_cost, self.best)
                     t = self.ctx.elapsed()
                     self.history.append((round(t, 3), self.best_cost, "anneal"))
                     if self.ctx.on_improve is not None and t - self.last_report > 0.5:
                         self.last_report = t
                         self.ctx.improve(self.best, source="anneal",
                                          objective=float(self.best_cost))
-        self.stats["anneal_shifts"] = int(an.stats[0])
-        self.stats["anneal_swaps"] = int(an.stats[1])
-        self.stats["anneal_tried"] = int(an.stats[2])
+        for i, key in enumerate(("anneal_shifts", "anneal_swaps", "anneal_tried")):
+            self.stats[key] = self.stats.get(key, 0) + int(an.stats[i])
         if an.best[0] < self.best_cost:
             self.best_cost = int(an.best[0])
             self.best = an.best_a.copy()
+            self.incumbent = (self.best_cost, self.best)
             self.history.append((round(self.ctx.elapsed(), 3), self.best_cost, "anneal"))
         # go on from the best placement (the state itself ends wherever the walk was)
         self.st = RoadefState(self.inst, self.best)
 
+    def adopt_peer(self) -> bool:
+        """Go on from the other search's best placement when it beats this state."""
+        if self.peer is None:
+            return False
+        cost, placement = self.peer.incumbent
+        if cost >= self.st.total():
+            return False
+        self.st = RoadefState(self.inst, placement.copy())
+        self.note("exchange")
+        return True
+
+    def anneal_cycles(self, budget: float) -> None:
+        """A long annealing, then shorter re-annealings from the better of this
+        search's and the peer's best placement (the LNS thread's, when it leads)."""
+        start = self.ctx.elapsed()
+        self.anneal(budget * ANNEAL_FIRST)
+        while True:
+            left = budget - (self.ctx.elapsed() - start)
+            if left <= 0.1 or self.time_left() <= 0.1:
+                break
+            self.adopt_peer()
+            self.anneal(min(left, budget * ANNEAL_CYCLE), heat=ANNEAL_REHEAT)
+
     def run(self) -> None:
+        self.adopt_peer()
         # shifts are cheap and take most of the easy gain; swaps and the LNS follow
         self.local_search(swaps=False)
         self.local_search(max_rounds=1)
@@ -438,6 +470,8 @@ class _Search:
         M = self.inst.n_machines
         while self.time_left() > 0.05 and (self.iterations is None or it < self.iterations):
             it += 1
+            if self.adopt_peer():
+                stale = 0
             kk = min(max(LNS_MIN_MACHINES, k + int(self.rng.integers(-1, 2))), M,
                      LNS_MAX_MACHINES)
             machines = self.pick_machines(kk)
@@ -479,7 +513,7 @@ def _annealer(inst: RoadefInstance, ctx: SolveContext, iterations: int | None,
 
 def _anneal_safely(search: _Search, budget: float) -> None:
     try:
-        search.anneal(budget)
+        search.anneal_cycles(budget)
     except Exception:  # the other search's result stands
         log.exception("roadef: the annealing thread failed")
 
@@ -509,11 +543,13 @@ def solve_roadef(inst: RoadefInstance, *, time_limit: float, seed: int = 0,
         elif iterations is not None:
             # counted mode: one after the other, so a seed gives one result
             annealing.anneal(0.0)
+            search.peer = annealing  # the descent and the LNS start from its best
             search.run()
         else:
             # the compiled annealing releases the GIL: it runs on the second core
             # while this thread runs the shift/swap descent and the CP-SAT LNS
             budget = ctx.remaining() * ANNEAL_SHARE
+            search.peer, annealing.peer = annealing, search
             worker = threading.Thread(target=_anneal_safely, args=(annealing, budget),
                                       name="roadef-anneal", daemon=True)
             worker.start()
