@@ -73,6 +73,8 @@ ANNEAL_T0, ANNEAL_T1 = 5.0, 5e-3
 #: The first annealing's share of the annealing budget, the re-annealings' share
 #: each, and their start temperature relative to the first.
 ANNEAL_FIRST, ANNEAL_CYCLE, ANNEAL_REHEAT = 0.5, 0.25, 0.3
+#: The temperature never exceeds this multiple of the best cost per process.
+ANNEAL_CAP = 5.0
 ANNEAL_P_SWAP = 0.5
 ANNEAL_SCAN = 1
 ANNEAL_SWAP_SCAN = 20
@@ -389,6 +391,14 @@ class _Search:
         st = self.st
         scale = self.anneal_scale()
         t0, t1 = heat * ANNEAL_T0 * scale, heat * ANNEAL_T1 * scale
+        P = self.inst.n_processes
+
+        def temp(frac: float) -> float:
+            # geometric, but never above ANNEAL_CAP times the best cost per process:
+            # a cost that falls by orders of magnitude (a2_1: 391 million to a few
+            # hundred) would stay random under temperatures taken from the first moves
+            return float(min(t0 * (t1 / t0) ** frac, ANNEAL_CAP * int(an.best[0]) / P))
+
         an = Annealer(st)
         seed = int(self.rng.integers(1 << 30))
         if self.iterations is not None:
@@ -396,7 +406,7 @@ class _Search:
             chunks = 20
             for c in range(chunks):
                 a0, a1 = c / chunks, (c + 1) / chunks
-                an.run(total // chunks, t0 * (t1 / t0) ** a0, t0 * (t1 / t0) ** a1,
+                an.run(total // chunks, temp(a0), temp(a1),
                        ANNEAL_P_SWAP, seed + c, ANNEAL_SCAN, ANNEAL_SWAP_SCAN)
         else:
             start = self.ctx.elapsed()
@@ -410,7 +420,7 @@ class _Search:
                 # the chunk's end temperature, from the speed of the last chunk
                 a0 = done
                 a1 = min(1.0, done + 0.02)
-                an.run(n, t0 * (t1 / t0) ** a0, t0 * (t1 / t0) ** a1, ANNEAL_P_SWAP, seed + c,
+                an.run(n, temp(a0), temp(a1), ANNEAL_P_SWAP, seed + c,
                        ANNEAL_SCAN, ANNEAL_SWAP_SCAN)
                 c += 1
                 took = max(1e-4, time.perf_counter() - tick)
