@@ -475,6 +475,21 @@ class _Sweep:
             return False
         return lag.fits(lag.load_units(bounds.get("makespan", np.inf)))
 
+    def _first_highs(self, target: str, bounds: dict[str, float], start: np.ndarray | None,
+                     K: int | None, left: float) -> tuple[_Result | None, np.ndarray | None]:
+        """The short HiGHS solve that opens a Lagrangian or branch-and-price step: its
+        result when it settles the step (optimal or infeasible), else None and the better
+        of `start` (when it fits the cap) and HiGHS's plan as the incumbent."""
+        lag = self._lagrangian
+        assert lag is not None
+        inc = start if start is not None and lag.feasible(start, K) else None
+        first = self._highs(target, bounds, inc, min(FIRST_SHARE * left, FIRST_MAX_S))
+        if first.optimal or first.infeasible:
+            return first, inc
+        if first.agent_of is not None and (inc is None or lag.cost(first.agent_of) < lag.cost(inc)):
+            inc = first.agent_of
+        return None, inc
+
     def _solve_bp(self, target: str, bounds: dict[str, float],
                   start: np.ndarray | None) -> _Result:
         """A cost step by branch-and-price (allocator.solvers.gap_bp) after a short HiGHS solve."""
@@ -487,12 +502,9 @@ class _Sweep:
         def left() -> float:
             return max(t_end - budget.elapsed(), 0.0)
 
-        inc = start if start is not None and lag.feasible(start, K) else None
-        first = self._highs(target, bounds, inc, min(FIRST_SHARE * left(), FIRST_MAX_S))
-        if first.optimal or first.infeasible:
+        first, inc = self._first_highs(target, bounds, start, K, left())
+        if first is not None:
             return first
-        if first.agent_of is not None and (inc is None or lag.cost(first.agent_of) < lag.cost(inc)):
-            inc = first.agent_of
         return self._branch_price(target, bounds, K, inc, left())
 
     def _branch_price(self, target: str, bounds: dict[str, float], K: int | None,
@@ -563,12 +575,9 @@ class _Sweep:
         def tol(v: float) -> float:
             return 1e-6 * max(1.0, abs(v))
 
-        inc = start if start is not None and lag.feasible(start, K) else None
-        first = self._highs(target, bounds, inc, min(FIRST_SHARE * left(), FIRST_MAX_S))
-        if first.optimal or first.infeasible:
+        first, inc = self._first_highs(target, bounds, start, K, left())
+        if first is not None:
             return first
-        if first.agent_of is not None and (inc is None or lag.cost(first.agent_of) < lag.cost(inc)):
-            inc = first.agent_of
         ub = lag.cost(inc) if inc is not None else np.inf
         lb = lag.bound(K, ub, step, clock=clock, deadline=clock() + LAGRANGE_SHARE * left())
         if inc is None or lb.bound <= ub - step + tol(ub):
