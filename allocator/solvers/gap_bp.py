@@ -43,8 +43,9 @@ from allocator.solvers.linear import new_highs
 MAX_CG_ITER = 400
 
 #: Drop columns unused for a while once the pool is larger than this (LP time
-#: grows with the pool: 8 ms a solve at 5,000 columns on 8x60).
-POOL_LIMIT = 4000
+#: grows with the pool: 8 ms a solve at 5,000 columns on 8x60). At 1,000 the trees
+#: ran 1.4x the nodes a second of 4,000 (d0860-s0, d1080-s0, 12-15 s each, load 6).
+POOL_LIMIT = 1000
 
 #: Agents a task keeps in the root's core MILP (those with the least forced-in bound).
 CORE_AGENTS = 3
@@ -174,13 +175,16 @@ class GapBranchPrice:
         best_l = -np.inf
         tables: list[np.ndarray] = []
         R = np.where(forb, np.inf, lag.C)
-        for _ in range(MAX_CG_ITER):
+        for it in range(MAX_CG_ITER):
             self._flush()
             s = self._size
-            ok = (~(self._X[:s] & forb[self._agent[:s]]).any(axis=1)
-                  & ((self._load[:s] <= kk) if K is not None else True))
-            h.changeColsBounds(s, np.arange(n, n + s, dtype=np.int32),  # type: ignore[attr-defined]
-                               np.zeros(s), np.where(ok, np.inf, 0.0))
+            if it == 0:
+                # The node's branching rules close the pool's columns that break them;
+                # the columns priced at this node keep them (forbidden pairs cost inf).
+                ok = (~(self._X[:s] & forb[self._agent[:s]]).any(axis=1)
+                      & ((self._load[:s] <= kk) if K is not None else True))
+                h.changeColsBounds(s, np.arange(n, n + s, dtype=np.int32),  # type: ignore[attr-defined]
+                                   np.zeros(s), np.where(ok, np.inf, 0.0))
             h.run()  # type: ignore[attr-defined]
             sol = h.getSolution()  # type: ignore[attr-defined]
             d = np.asarray(sol.row_dual)

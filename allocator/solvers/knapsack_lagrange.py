@@ -28,12 +28,26 @@ better solution, so the MILP that proves the step does not need it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from allocator.constraints import capacity_limit
 from allocator.problem import Problem
+
+try:  # pragma: no cover - exercised by whichever import succeeds
+    from numba import njit as _njit
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover
+    HAVE_NUMBA = False
+
+    def _njit(*args: Any, **kwargs: Any) -> Callable[..., Any]:  # type: ignore[no-redef]
+        def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+            return f
+        return wrap
 
 #: Largest (capacity + 1) x (load + 1) table per agent the dynamic programme builds.
 MAX_TABLE = 60_000
@@ -137,10 +151,14 @@ class KnapsackLagrangian:
         """Final DP table of agent i for reduced costs r, and the chosen tasks if asked."""
         cap = int(self.cap[i])
         kk = 0 if K is None else K
-        T = np.zeros((cap + 1, kk + 1))
         a = self.A[i]
         d = self.D[i] if (self.D is not None and K is not None) else np.zeros(self.n, np.int64)
         items = np.flatnonzero((r < 0) & (a <= cap) & (d <= kk))
+        if HAVE_NUMBA:
+            T, x = _knapsack2(np.ascontiguousarray(r, dtype=np.float64), a, d, items, cap, kk,
+                              want_x)
+            return T, np.flatnonzero(x).tolist()
+        T = np.zeros((cap + 1, kk + 1))
         took: list[np.ndarray] = []
         for j in items.tolist():
             aj, dj = int(a[j]), int(d[j])
@@ -367,3 +385,41 @@ class KnapsackLagrangian:
             if cur < best - 1e-9:
                 best, best_a = cur, a.copy()
         return best_a
+
+
+@_njit(cache=True, nogil=True)
+def _knapsack2(r: np.ndarray, a: np.ndarray, d: np.ndarray, items: np.ndarray, cap: int,
+               kk: int, want_x: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The two-row 0-1 knapsack table of one agent (min sum r over the chosen items, every
+    cell [c, k] a capacity and load budget) and, if asked, the chosen items of [cap, kk].
+
+    Compiled: in numpy this table was 40 % of a branch-and-price node's time (1 ms an
+    agent on 8x60 type D). Same recursion and tie rule (take an item only when strictly
+    better) as the numpy loop in :meth:`KnapsackLagrangian._agent`.
+    """
+    T = np.zeros((cap + 1, kk + 1))
+    nt = items.shape[0]
+    took = np.zeros((nt if want_x else 1, cap + 1, kk + 1), dtype=np.bool_)
+    for t in range(nt):
+        j = items[t]
+        aj = a[j]
+        dj = d[j]
+        rj = r[j]
+        for c in range(cap, aj - 1, -1):
+            for k in range(kk, dj - 1, -1):
+                v = T[c - aj, k - dj] + rj
+                if v < T[c, k]:
+                    T[c, k] = v
+                    if want_x:
+                        took[t, c, k] = True
+    x = np.zeros(r.shape[0], dtype=np.bool_)
+    if want_x:
+        c = cap
+        k = kk
+        for t in range(nt - 1, -1, -1):
+            j = items[t]
+            if c >= a[j] and k >= d[j] and took[t, c, k]:
+                x[j] = True
+                c -= a[j]
+                k -= d[j]
+    return T, x
