@@ -93,6 +93,10 @@ LNS_FAST_S = 0.08
 #: D 40 x 800 instance HiGHS ignored its time limit for minutes, which held
 #: the process's exit).
 MILP_HELPER_S_PER_PAIR = 5e-4
+#: Target length (s) of one call into the compiled penalty walk between clock checks.
+WALK_CHUNK_S = 0.03
+#: The walk (and the first load of its compiled kernel) only when this many seconds are left.
+WALK_MIN_S = 1.5
 #: Seconds kept back at the end for building the plan.
 RESERVE_S = 0.15
 #: The Lagrangian phase stops when this share of the budget is left (or it converges).
@@ -270,6 +274,43 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
             shared.offer(better, budget.elapsed(), "local search")
 
 
+def _walk(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
+          stats: dict[str, int]) -> None:
+    """The compiled penalty walk (allocator.solvers.gap_kernel) until the budget ends.
+
+    Exchanges plans with the other threads through `shared`: its better plans
+    are offered (and checked against the model there); a better plan from
+    them restarts the walk from it. Does nothing until the kernel is compiled.
+    """
+    from allocator.solvers.gap_kernel import PenaltySearch, kernel_ready
+
+    lm = shared.lm
+    if (budget.remaining() < WALK_MIN_S or not PenaltySearch.applies(lm)
+            or not kernel_ready()):
+        return
+    cur, obj = shared.get()
+    if not np.isfinite(obj) or not lm.feasible(cur):
+        return
+    ps = PenaltySearch(lm, cur, seed)
+    seen = shared.version
+    rounds = 1
+    while not stop.is_set() and budget.remaining() > RESERVE_S + 0.02:
+        t = time.perf_counter()
+        if ps.run(rounds):
+            stats["walk_improvements"] += 1
+            shared.offer(ps.best_agent_of(), budget.elapsed(), "penalty walk")
+        took = time.perf_counter() - t
+        if took < WALK_CHUNK_S / 2:
+            rounds *= 2
+        elif took > 2 * WALK_CHUNK_S and rounds > 1:
+            rounds //= 2
+        if shared.version != seen:
+            seen = shared.version
+            best, best_obj = shared.get()
+            ps.adopt(best, best_obj)
+    stats["walk_rounds"] = ps.rounds_done
+
+
 def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object],
                stop: threading.Event, tag: str = "milp", heuristic_effort: float | None = None,
                warm: bool = False) -> None:
@@ -413,7 +454,8 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     """Strategy 3 of the module docstring."""
     lm = build_linear(problem)
     shared = _first(problem, lm, budget, warm)
-    stats = {"lns_subproblems": 0, "lns_improvements": 0}
+    stats = {"lns_subproblems": 0, "lns_improvements": 0, "walk_rounds": 0,
+             "walk_improvements": 0}
     out: dict[str, object] = {}
     stop = threading.Event()
     workers = max(1, budget.workers) if parallel else 1
@@ -435,11 +477,14 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
 
         th = threading.Thread(target=_niced(helper), daemon=True)
         th.start()
+        tw = threading.Thread(target=_walk, args=(shared, budget, stop, seed, stats), daemon=True)
+        tw.start()
         try:
             _full_milp(shared, budget, seed, out, stop)
         finally:
             stop.set()
             th.join()
+            tw.join()
     elif not small and lm.P > 0 and budget.remaining() > RESERVE_S + 0.1 and not proven:
         th2 = None
         if workers >= 2 and budget.remaining() > MILP_HELPER_S_PER_PAIR * lm.P:
@@ -448,11 +493,14 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
                                    args=(shared, budget, seed, out, stop),
                                    kwargs={"warm": True}, daemon=False)
             th2.start()
+        tw = threading.Thread(target=_walk, args=(shared, budget, stop, seed, stats), daemon=True)
+        tw.start()
         try:
             if lm.m >= 2:
                 _lns(shared, budget, stop, seed, stats, lagr_raw)
         finally:
             stop.set()
+            tw.join()
             if th2 is not None:
                 # HiGHS checks its clock rarely while it works on the root of
                 # a large model (17 checks in 5 s at 64k columns), so it can
@@ -478,6 +526,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
         status = PlanStatus.OPTIMAL
     msg = (f"assignment model: pairs={lm.P}; best from {source}; "
            f"lns {stats['lns_subproblems']} sub-problems, {stats['lns_improvements']} improved; "
+           f"penalty walk {stats['walk_rounds']} rounds, {stats['walk_improvements']} improved; "
            f"milp asked for user solutions {done.get('user_solution_calls', 0)} times"
            + ("; full MILP still busy at the deadline, not waited for" if left_running else ""))
     return make_plan(problem, agent_of, solver="auto", status=status, budget=budget,

@@ -1,0 +1,120 @@
+"""The compiled penalty walk (allocator.solvers.gap_kernel): its best plan is always
+within capacity and priced exactly, its bookkeeping matches a rebuild, a seed gives
+one walk, and it improves on a known-bad start; `auto` hands its plans over."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from allocator.io import gap_to_snapshot
+from allocator.io.gapgen import generate_gap
+from allocator.problem import compile_snapshot
+from allocator.solvers import auto
+from allocator.solvers.base import plan_objective
+from allocator.solvers.context import SolveContext
+from allocator.solvers.gap_kernel import HAVE_NUMBA, PenaltySearch, kernel_ready
+from allocator.solvers.greedy import greedy_assign
+from allocator.solvers.lagrange import Lagrangian
+from allocator.solvers.linear import LinearModel, build_linear, is_linear
+from tests.strategies import snapshots
+
+#: Without numba the kernel runs as Python: correct, but too slow for these walks.
+compiled = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+
+
+def _gap(kind: str, m: int, n: int, seed: int) -> tuple[LinearModel, np.ndarray]:
+    problem = compile_snapshot(gap_to_snapshot(generate_gap(kind, m, n, seed)))
+    lm = build_linear(problem)
+    return lm, Lagrangian(lm).feasibility_first()
+
+
+def _consistent(ps: PenaltySearch) -> None:
+    """Usage and member lists equal a rebuild from the walk's plan."""
+    lm = ps.lm
+    used = np.zeros_like(ps.used)
+    np.add.at(used, ps.x, ps.A[ps.x, np.arange(lm.n)])
+    assert np.allclose(used, ps.used)
+    for i in range(lm.m + 1):
+        members = set(ps.members[i, : ps.mcount[i]].tolist())
+        assert members == set(np.flatnonzero(ps.x == i).tolist())
+
+
+@compiled
+@pytest.mark.parametrize("kind", ["c", "e"])
+def test_walk_is_valid_exact_deterministic_and_improves_a_bad_start(kind: str) -> None:
+    lm, start = _gap(kind, 8, 80, 5)
+    assert lm.feasible(start)
+    bests = []
+    for _ in range(2):
+        ps = PenaltySearch(lm, start, seed=3)
+        ps.run(150)
+        _consistent(ps)
+        best = ps.best_agent_of()
+        assert lm.feasible(best) and not np.any(best < 0)
+        assert ps.best_cost == pytest.approx(lm.objective(best), rel=1e-12)
+        assert lm.objective(best) == pytest.approx(plan_objective(lm.problem, best), rel=1e-9)
+        bests.append(best)
+    assert np.array_equal(bests[0], bests[1])  # same seed, same rounds: same walk
+    # the Lagrangian feasibility-first start is several per cent off; the walk is not
+    assert lm.objective(bests[0]) < 0.98 * lm.objective(start)
+    other = PenaltySearch(lm, start, seed=4)
+    other.run(150)
+    assert lm.feasible(other.best_agent_of())
+
+
+@compiled
+def test_adopt_restarts_from_a_better_plan_and_never_from_a_worse_one() -> None:
+    lm, start = _gap("e", 6, 48, 2)
+    ps = PenaltySearch(lm, start, seed=1)
+    ps.run(40)
+    good = ps.best_agent_of()
+    fresh = PenaltySearch(lm, start, seed=1)
+    fresh.adopt(good, lm.objective(good))
+    assert np.array_equal(fresh.best_agent_of(), good)
+    _consistent(fresh)
+    fresh.adopt(start, lm.objective(start))  # worse: ignored
+    assert np.array_equal(fresh.best_agent_of(), good)
+
+
+@compiled
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(snapshots(timed=False))
+def test_any_assignment_model_keeps_capacity_eligibility_and_price(snap) -> None:  # type: ignore[no-untyped-def]
+    problem = compile_snapshot(snap)
+    if not is_linear(problem):
+        return
+    lm = build_linear(problem)
+    start = greedy_assign(problem)
+    if not PenaltySearch.applies(lm) or not lm.feasible(start):
+        return
+    ps = PenaltySearch(lm, start, seed=0)
+    ps.run(20)
+    _consistent(ps)
+    best = ps.best_agent_of()
+    assert lm.feasible(best)
+    assert lm.objective(best) <= lm.objective(start) + 1e-9 * max(1.0, abs(lm.objective(start)))
+    assert ps.best_cost == pytest.approx(lm.objective(best), rel=1e-9, abs=1e-9)
+
+
+@compiled
+def test_auto_walk_thread_offers_only_valid_better_plans() -> None:
+    deadline = time.perf_counter() + 120
+    while not kernel_ready() and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    assert kernel_ready()
+    lm, start = _gap("e", 8, 80, 7)
+    ctx = SolveContext(time_limit=1.8, workers=2)
+    shared = auto._Shared(lm, start, lm.objective(start))
+    stats = {"walk_rounds": 0, "walk_improvements": 0}
+    auto._walk(shared, ctx, threading.Event(), 0, stats)
+    assert stats["walk_rounds"] > 0 and stats["walk_improvements"] > 0
+    assert lm.feasible(shared.agent_of)
+    assert shared.obj == pytest.approx(lm.objective(shared.agent_of))
+    assert shared.obj < lm.objective(start)
+    objs = [p.objective for p in shared.points]
+    assert objs == sorted(objs, reverse=True)
