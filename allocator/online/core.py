@@ -61,12 +61,14 @@ from allocator.online.events import (
     TaskSubmitted,
     Tick,
     complete,
+    completed,
+    submitted,
 )
 from allocator.online.log import EventLog
 from allocator.online.metrics import OnlineMetrics
 from allocator.online.placement import PLACEMENTS
 from allocator.online.policies import Policy, make_policy
-from allocator.online.queues import PlanQueue
+from allocator.online.queues import EdfQueue, FifoQueue, PlanQueue, SortedQueue
 from allocator.online.ratelimit import AgentLimiter
 from allocator.online.state import (
     DEFERRED,
@@ -97,6 +99,9 @@ _HALF_OPEN = BreakerState.HALF_OPEN
 
 _NAN = math.nan
 _new = object.__new__
+
+#: Queues whose `take` of the head the dispatch loop does itself (no subclass logic).
+_PLAIN_SORTED = frozenset((SortedQueue, FifoQueue, EdfQueue, PlanQueue))
 
 # Timer kinds.
 _T_DEFER, _T_TIMEOUT, _T_BREAKER, _T_WAKE = range(4)
@@ -234,19 +239,78 @@ class Executor:
         now = self.now
         for ev in events:
             ev.id = eid = next(ids)
-            if ev.time > now:
-                self.now = now = ev.time
+            t = ev.time
+            if t > now:
+                self.now = now = t
             else:
                 ev.time = now
             self._cause = eid
             if log is not None:
                 log(ev)
-            handler = handlers.get(type(ev))
-            if handler is None:
-                raise InvalidInputError(f"unknown event type {type(ev).__name__}", field="event")
-            handler(ev)
+            typ = type(ev)
+            if typ is TaskCompleted:  # the commonest two without the table's wrappers
+                self._complete(ev.task_id, ev.agent, ev.attempt,  # type: ignore[attr-defined]
+                               ev.duration, ev.usage)  # type: ignore[attr-defined]
+            elif typ is TaskSubmitted:
+                self._submit(ev.task)  # type: ignore[attr-defined]
+            else:
+                handler = handlers.get(typ)
+                if handler is None:
+                    raise InvalidInputError(f"unknown event type {typ.__name__}",
+                                            field="event")
+                handler(ev)
             if dirty or timers:  # nothing due and nothing to fill: skip the pump
+                if len(dirty) == 1 and not timers:  # the pump's one fill, without its loop
+                    self._fill(dirty.popitem()[1])
+                    if not (dirty or timers):
+                        continue
                 self._pump()
+        return out
+
+    def submit_at(self, spec: TaskSpec, time: float) -> list[Instruction]:
+        """`handle(TaskSubmitted(task=spec, time=time))`, without the event object.
+
+        A driver's hot path (the simulator's arrivals): the same ids, event
+        count and decisions; the event is built only when the log keeps it.
+        """
+        if self.log.enabled:
+            return self.handle(submitted(spec, time))
+        out: list[Instruction] = []
+        self._out = out
+        self.metrics.events += 1
+        self._cause = next(self._ids)
+        if time > self.now:
+            self.now = time
+        self._submit(spec)
+        dirty = self._dirty
+        if dirty or self._timers:
+            if len(dirty) == 1 and not self._timers:  # the pump's one fill, without its loop
+                self._fill(dirty.popitem()[1])
+                if not (dirty or self._timers):
+                    return out
+            self._pump()
+        return out
+
+    def complete_at(self, task_id: str, agent: str, attempt: int, time: float,
+                    duration: float | None = None,
+                    usage: dict[str, float] | None = None) -> list[Instruction]:
+        """`handle(TaskCompleted(...))` with the same fields, without the event object."""
+        if self.log.enabled:
+            return self.handle(completed(task_id, agent, attempt, time, duration, usage))
+        out: list[Instruction] = []
+        self._out = out
+        self.metrics.events += 1
+        self._cause = next(self._ids)
+        if time > self.now:
+            self.now = time
+        self._complete(task_id, agent, attempt, duration, usage)
+        dirty = self._dirty
+        if dirty or self._timers:
+            if len(dirty) == 1 and not self._timers:  # the pump's one fill, without its loop
+                self._fill(dirty.popitem()[1])
+                if not (dirty or self._timers):
+                    return out
+            self._pump()
         return out
 
     def _emit(self, ins: Instruction) -> None:
@@ -367,7 +431,9 @@ class Executor:
     # ------------------------------------------------------------------ task events
 
     def _on_submitted(self, ev: TaskSubmitted) -> None:
-        spec = ev.task
+        self._submit(ev.task)
+
+    def _submit(self, spec: TaskSpec) -> None:
         sid = spec.id
         tasks = self.tasks
         if sid in tasks or sid in self.finished:
@@ -451,19 +517,22 @@ class Executor:
         return t
 
     def _on_completed(self, ev: TaskCompleted) -> None:
-        t = self.tasks.get(ev.task_id)
-        if (t is None or t.phase != RUNNING or t.attempt != ev.attempt or t.agent is None
-                or t.agent.id != ev.agent):
+        self._complete(ev.task_id, ev.agent, ev.attempt, ev.duration, ev.usage)
+
+    def _complete(self, task_id: str, agent: str, attempt: int, duration: float | None,
+                  usage: dict[str, float] | None) -> None:
+        t = self.tasks.get(task_id)
+        if (t is None or (a := t.agent) is None or a.id != agent or t.attempt != attempt
+                or t.phase != RUNNING):
             self.metrics.stale += 1
             return
-        a = t.agent
         now = self.now
         started = t.started
-        dur = now - started if ev.duration is None else ev.duration
+        dur = now - started if duration is None else duration
         # _release(t, a, done=True), inlined: this runs once per task.
         spec = t.spec
         running = a.running
-        del running[t.id]
+        del running[task_id]
         if running:
             a.run_est -= t.est
             a.run_start -= started
@@ -488,8 +557,8 @@ class Executor:
             sb = t.served_by
             if sb is not None and sb.charges:  # (cfs corrects its estimate; others skip)
                 sb.charge(t, dur * a.speed - t.est)
-        if ev.usage:
-            used = ev.usage.get("tokens")
+        if usage:
+            used = usage.get("tokens")
             if used is not None:
                 a.tokens_used += used
                 if a.limiter is not None:
@@ -510,7 +579,7 @@ class Executor:
             self._breaker_moves(a)
         # _end(t, Complete, ...), inlined (the task was running: no queue to leave).
         t.phase = DONE
-        tid = t.id
+        tid = task_id
         ins = _new(Complete)
         ins.task_id = tid
         ins.agent = a.id
@@ -657,17 +726,19 @@ class Executor:
     # ------------------------------------------------------------------ dispatch
 
     def _fill(self, a: AgentState) -> None:
-        if a.status is not _UP:
+        """Dispatch to `a` while it has free slots and work it may take (else it is hungry)."""
+        running = a.running
+        if a.status is not _UP or len(running) >= a.concurrency:
             self._hungry.pop(a.id, None)
             return
         br = a.breaker
         now = self.now
-        running = a.running
         planned = a.planned
         own = a.queue
         stealing = self._stealing
         loaded = self._loaded
-        while len(running) < a.concurrency:
+        m = self.metrics
+        while True:
             if br._state is not _CLOSED:  # (state reads the clock; rarely needed)
                 allowed = br.allow()
                 self._breaker_moves(a)
@@ -733,8 +804,63 @@ class Executor:
                 if ready > now:
                     self._timer(ready, _T_WAKE, a, 0)
                     break
-            src.take(t, now)
-            self._dispatch(t, a, src)
+            if type(src) in _PLAIN_SORTED:
+                # SortedQueue.take of its head (peek returned it), inlined.
+                items = src._items
+                h = src._head
+                items[h] = None
+                src._head = h = h + 1
+                if h > 64 and h * 2 > len(items):
+                    del items[:h]
+                    src._head = 0
+                t.queue = None
+                src.n = n = src.n - 1
+                src.work = src.work - t.est if n else 0.0
+            else:
+                src.take(t, now)
+            # _dispatch(t, a, src), inlined: the task starts on `a` now.
+            t.phase = RUNNING
+            t.where = None
+            t.agent = a
+            t.attempt = attempt = t.attempt + 1
+            t.started = now
+            t.served_by = src
+            self._queued_by_class[t.rank] -= 1
+            if t.first_start < 0:
+                t.first_start = now
+                m.waits.append(now - t.submitted)
+                if self._throttle:
+                    # Queueing delay since admission (a deferral is not queueing).
+                    self.admission.observe_wait(now - t.enqueued, now)
+            tid = t.id
+            running[tid] = t
+            a.run_est += t.est
+            a.run_start += now
+            if spec.demand:
+                used = a.used
+                for r, d in spec.demand:
+                    used[r] = used.get(r, 0.0) + d
+            if a.limiter is not None:
+                t.tokens_est = m.token_estimate(spec)
+                a.limiter.take(t.tokens_est, now)
+            t.probe = br.acquire() if br._state is not _CLOSED else False
+            m.dispatches += 1
+            ins = _new(Dispatch)  # dispatch(...), inlined
+            ins.task_id = tid
+            ins.agent = a.id
+            ins.attempt = attempt
+            ins.work = t.est
+            ins.remote = src is not own and src is not planned
+            ins.time = now
+            ins.id = next(self._ids)
+            ins.cause = self._cause
+            self._out.append(ins)
+            if self.log.enabled:
+                self.log.add(ins)
+            if spec.timeout is not None:
+                self._timer(now + spec.timeout, _T_TIMEOUT, t, attempt)
+            if len(running) >= a.concurrency:
+                break
         self._hungry.pop(a.id, None)
 
     def _fits(self, a: AgentState, spec: TaskSpec) -> bool:
@@ -742,51 +868,6 @@ class Executor:
             if a.used.get(r, 0.0) + d > capacity_limit(a.capacity.get(r, 0.0)):
                 return False
         return True
-
-    def _dispatch(self, t: TaskState, a: AgentState, src: Any) -> None:
-        now = self.now
-        spec = t.spec
-        t.phase = RUNNING
-        t.where = None
-        t.agent = a
-        t.attempt = attempt = t.attempt + 1
-        t.started = now
-        t.served_by = src
-        self._queued_by_class[t.rank] -= 1
-        m = self.metrics
-        if t.first_start < 0:
-            t.first_start = now
-            m.waits.append(now - t.submitted)
-            if self._throttle:
-                # Queueing delay since admission (a deferral is not queueing).
-                self.admission.observe_wait(now - t.enqueued, now)
-        a.running[t.id] = t
-        a.run_est += t.est
-        a.run_start += now
-        if spec.demand:
-            used = a.used
-            for r, d in spec.demand:
-                used[r] = used.get(r, 0.0) + d
-        if a.limiter is not None:
-            t.tokens_est = m.token_estimate(spec)
-            a.limiter.take(t.tokens_est, now)
-        br = a.breaker
-        t.probe = br.acquire() if br._state is not _CLOSED else False
-        m.dispatches += 1
-        ins = _new(Dispatch)  # dispatch(...), inlined
-        ins.task_id = t.id
-        ins.agent = a.id
-        ins.attempt = attempt
-        ins.work = t.est
-        ins.remote = src is not a.queue and src is not a.planned
-        ins.time = now
-        ins.id = next(self._ids)
-        ins.cause = self._cause
-        self._out.append(ins)
-        if self.log.enabled:
-            self.log.add(ins)
-        if spec.timeout is not None:
-            self._timer(now + spec.timeout, _T_TIMEOUT, t, attempt)
 
     def _home_index(self, spec: TaskSpec) -> int:
         h = self.agents.get(spec.home) if spec.home is not None else None
@@ -863,23 +944,32 @@ class Executor:
         now = self.now
         if now < thief.backoff_until:
             return False
-        # victims_of(thief, self._loaded_list(), ...) in one pass.
+        # victims_of(thief, self._loaded_list(), ...) in one pass, keeping only the
+        # victims plan_steal would rank: those whose O(1) load bound (load_bound(),
+        # inlined) is above the thief's own finish time (plan_steal's floor).
         loaded = self._loaded
         min_queue = cfg.min_victim_queue
+        floor = thief.load(now) + cfg.latency
+        floor -= 1e-9 * (1.0 + abs(floor))
         victims = []
+        found = False
         stale = None
         for v in loaded.values():
-            n = v.queue.n + v.planned.n
+            q = v.queue
+            pq = v.planned
+            n = q.n + pq.n
             if n == 0 or v.status is not _UP:
                 if stale is None:
                     stale = []
                 stale.append(v.id)  # re-added on the next push
             elif n >= min_queue and v is not thief:
-                victims.append(v)
+                found = True
+                if (v.run_est + q.work + pq.work) / v.speed / v.concurrency > floor:
+                    victims.append(v)
         if stale is not None:
             for vid in stale:
                 del loaded[vid]
-        if not victims:
+        if not found:
             return False  # nothing queued anywhere: wait to be woken by an arrival
         m = self.metrics
         m.steal_attempts += 1

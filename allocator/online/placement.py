@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from allocator.online.breaker import BreakerState
-from allocator.online.state import AgentState, TaskState, eligible
+from allocator.online.state import _FREE_SIG, AgentState, TaskState, eligible
 from models import AgentStatus
 
 # Enum members as module constants: `Enum.MEMBER` is a slow class-attribute lookup
@@ -89,8 +89,7 @@ def place_home(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | No
     br = home.breaker
     if br._state is not _CLOSED and br.state is not _CLOSED:
         return None
-    if (spec.skills or spec.demand or spec.forbidden or spec.allowed is not None) and not (
-            eligible(home, spec)):
+    if t.sig is not _FREE_SIG and not eligible(home, spec):  # (free: any agent may run it)
         return None
     steal = ex.policy.steal
     q = home.queue
@@ -102,17 +101,19 @@ def place_home(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | No
     pw = home.planned.work
     speed = home.speed
     slots = home.concurrency
-    # load_bound() (running tasks counted whole) first, then queued work alone (a
-    # lower bound of load()), and the exact load only between the two.
+    # Queued work alone (a lower bound of load()) first: over the limit, the home
+    # is backed up (the common case under load). Then load_bound() (running
+    # tasks counted whole, an upper bound), and the exact load only between the two.
+    qw = q.work + pw
+    if qw / speed / slots > limit:
+        return None
     if (home.run_est + q.work + pw) / speed / slots <= limit:
         return home
-    if (q.work + pw) / speed / slots > limit:
-        return None  # queued work alone is a lower bound of load()
     # Running tasks' remainders summed without clipping at zero: another lower
     # bound, clear of the limit in the common backed-up case (no exact load).
     now = ex.now
     n = len(home.running)
-    if n and (home.run_start + home.run_est / speed - n * now + (q.work + pw) / speed) / slots \
+    if n and (home.run_start + home.run_est / speed - n * now + qw / speed) / slots \
             > limit + 1e-6 * (1.0 + abs(now)):
         return None
     return home if home.load(now) <= limit else None

@@ -50,7 +50,6 @@ from allocator.online.events import (
     Code,
     Complete,
     Dispatch,
-    Event,
     Fail,
     Instruction,
     Reject,
@@ -60,8 +59,6 @@ from allocator.online.events import (
     TaskFailed,
     Tick,
 )
-from allocator.online.events import completed as mk_completed
-from allocator.online.events import submitted as mk_submitted
 from allocator.online.metrics import summary
 from allocator.online.policies import Policy
 from allocator.online.workload import TOKENS_PER_WORK, Workload
@@ -192,7 +189,7 @@ class Simulator:
         wall0 = time.perf_counter()
         now = 0.0
 
-        def apply(out: list[Instruction]) -> None:
+        def apply(out: list[Instruction] | tuple[Instruction, ...]) -> None:
             nonlocal seq, outstanding, central_free, after_burst
             for ins in out:
                 typ = type(ins)
@@ -247,32 +244,37 @@ class Simulator:
         tokens = wl.rate_limit is not None
         metrics = ex.metrics
         max_events = self.max_events
+        submit_at = ex.submit_at
+        complete_at = ex.complete_at
+        # Dispatches without failure draws or dispatcher delays are applied in the
+        # loop itself (the common case); `apply` does everything else.
+        plain = not (dlat or p_fail or flaky)
+        out: list[Instruction]
         while heap and metrics.events < max_events:
             now, _, kind, p = pop(heap)
-            ev: Event
             if kind == _DONE:  # the commonest kind first
                 task_id, a_id, attempt, ep, i = p
                 if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
                     continue
-                ev = mk_completed(task_id, a_id, attempt, now, None,
+                out = complete_at(task_id, a_id, attempt, now, None,
                                   {"tokens": actual[i] * TOKENS_PER_WORK} if tokens else None)
             elif kind == _ARR:
-                ev = mk_submitted(next(specs), now)
                 submitted += 1
                 outstanding += 1
                 if p + 1 < n:
                     push(heap, (arrivals[p + 1], -1, _ARR, p + 1))
                 else:
                     arrivals_done = True
+                out = submit_at(next(specs), now)
             elif kind == _FAILT:
                 task_id, a_id, attempt, ep, i = p
                 if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
                     continue
-                ev = TaskFailed(task_id=task_id, agent=a_id, attempt=attempt, time=now,
-                                reason="task error (simulated)")
+                out = handle(TaskFailed(task_id=task_id, agent=a_id, attempt=attempt,
+                                        time=now, reason="task error (simulated)"))
             elif kind == _TICK:
                 ticks.discard(now)
-                ev = Tick(time=now)
+                out = handle(Tick(time=now))
             elif kind == _AFAIL:
                 if arrivals_done and outstanding == 0:
                     continue
@@ -280,9 +282,9 @@ class Simulator:
                 epoch[a_id] += 1
                 seq += 1
                 push(heap, (now + down, seq, _AJOIN, a_id))
-                ev = AgentFailed(agent_id=a_id, reason="crash (simulated)", time=now)
+                out = handle(AgentFailed(agent_id=a_id, reason="crash (simulated)", time=now))
             elif kind == _AJOIN:
-                ev = AgentJoined(agent=agents[p], rate_limit=wl.rate_limit, time=now)
+                out = handle(AgentJoined(agent=agents[p], rate_limit=wl.rate_limit, time=now))
             elif kind == _INSTALL:  # a plan is ready: install it, late by its solve time
                 pending = False
                 plan: Plan = p
@@ -303,7 +305,31 @@ class Simulator:
                     seq += 1
                     push(heap, (now + self.coordinate_every, seq, _COORD, None))
                 continue
-            apply(handle(ev))
+            if plain:
+                for ins in out:
+                    typ = type(ins)
+                    if typ is Dispatch:  # apply's dispatch without its options
+                        if TYPE_CHECKING:
+                            assert isinstance(ins, Dispatch)
+                        task_id = ins.task_id
+                        i = int(task_id[1:])
+                        a_id = ins.agent
+                        dur = actual[i] / speed[a_id]
+                        if mc:
+                            h = home_of[i]
+                            if h >= 0 and agent_ids[h] != a_id:
+                                dur += mc
+                        seq += 1
+                        push(heap, (now + dur, seq, _DONE,
+                                    (task_id, a_id, ins.attempt, epoch[a_id], i)))
+                    elif typ is Complete:
+                        ends[int(ins.task_id[1:])] += 1  # type: ignore[attr-defined]
+                        outstanding -= 1
+                        done_at[ins.agent].append(now)  # type: ignore[attr-defined]
+                    else:
+                        apply((ins,))
+            else:
+                apply(out)
             if kind == _ARR and arrivals_done:
                 ex.metrics.mark()  # service shares are reported as of the last arrival
             if arrivals_done and outstanding == 0:

@@ -198,3 +198,40 @@ def test_hard_deadline_expiring_in_queue_fails_at_dispatch() -> None:
         ("Dispatch", "t1", "a", 1)]
     assert run(ex, C(task_id="t1", agent="a", attempt=1, time=6)) == [
         ("Complete", "t1", "a", 1), ("Fail", "t2", Code.DEADLINE_EXPIRED)]
+
+
+@pytest.mark.parametrize("policy", ["fifo", "edf+stealing", "priority+stealing", "wfq"])
+@pytest.mark.parametrize("log", [0, None])
+def test_direct_entry_points_match_handle(policy: str, log: int | None) -> None:
+    """submit_at / complete_at decide exactly what handle() decides for the same events."""
+    from allocator.online.events import TaskSpec, completed, submitted
+    from models import Priority
+
+    def drive(direct: bool) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+        ex = Executor(policy, agents=[Agent(id=a) for a in "abc"], log=log, seed=1)
+        seen: list[tuple[Any, ...]] = []
+        running: list[tuple[str, str, int]] = []
+        now = 0.0
+        prios = list(Priority)
+        for i in range(40):
+            now += 0.25
+            spec = TaskSpec(f"t{i}", work=1.0 + i % 3, priority=prios[i % 4], home="abc"[i % 3],
+                            deadline=now + 5 + i % 7, tenant=f"x{i % 2}")
+            out = ex.submit_at(spec, now) if direct else ex.handle(submitted(spec, now))
+            if i % 2:
+                done, running[:] = running[:2], running[2:]
+                for tid, ag, att in done:
+                    out += (ex.complete_at(tid, ag, att, now, 0.5) if direct
+                            else ex.handle(completed(tid, ag, att, now, 0.5)))
+            for ins in out:
+                seen.append((type(ins).__name__, ins.id, ins.cause, ins.time,
+                             getattr(ins, "task_id", None), getattr(ins, "agent", None)))
+                if type(ins).__name__ == "Dispatch":
+                    running.append((ins.task_id, ins.agent, ins.attempt))  # type: ignore[attr-defined]
+        # a stale report counts as an event too, and changes nothing
+        ex.complete_at("t0", "z", 9, now) if direct else ex.handle(completed("t0", "z", 9, now))
+        m = ex.metrics
+        return seen, {"events": m.events, "stale": m.stale, "completed": m.completed,
+                      "log": len(ex.log) if ex.log.enabled else 0}
+
+    assert drive(True) == drive(False)
