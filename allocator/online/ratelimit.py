@@ -31,7 +31,10 @@ class TokenBucket:
     def ready_at(self, amount: float, now: float) -> float:
         """Earliest time `amount` can be taken (more than capacity waits for a full bucket)."""
         need = min(amount, self.capacity) - self.level(now)
-        if need <= 0:
+        # A shortfall within rounding of the refill counts as none: woken at
+        # now + need / rate, the level can still be short by an ulp's worth,
+        # and each later wake-up would come an ulp later, forever.
+        if need <= 1e-9 * self.capacity:
             return now
         return now + need / self.rate if self.rate > 0 else math.inf
 

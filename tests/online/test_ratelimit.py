@@ -168,3 +168,27 @@ def test_limiter_made_without_a_time_starts_at_zero() -> None:
     lim = AgentLimiter(RateLimit(tokens_per_min=60))
     lim.take(60.0, 0.0)
     assert lim.ready_at(1.0, 1.0) == pytest.approx(1.0)  # one token back after one second
+
+
+def test_a_bucket_is_ready_when_ready_at_says() -> None:
+    """Woken at `ready_at`, the bucket lets the call through (no wake-ups an ulp apart)."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        b = TokenBucket(rate=2000 / 60, capacity=2000)
+        now = rng.uniform(0, 50)
+        b.take(rng.uniform(0, 4000), now)
+        amount = rng.uniform(1, 3000)
+        at = b.ready_at(amount, now)
+        assert b.ready_at(amount, at) == at
+
+
+def test_jsq_with_token_limits_finishes() -> None:
+    """A run that once spun on timers an ulp apart (50M ticks) ends with every task done."""
+    from allocator.online.simulator import Simulator
+    from allocator.online.workload import WorkloadConfig, generate
+
+    wl = generate(WorkloadConfig(tasks=1000, agents=16, seed=1, load=0.8, tokens_per_min=2000.0))
+    row = Simulator(wl, "jsq", seed=3, max_events=100_000).run().row
+    assert row["completed"] == 1000 and row["events"] < 10_000
