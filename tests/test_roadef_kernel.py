@@ -71,15 +71,18 @@ def test_pure_python_fallback_keeps_the_rules() -> None:
     inst = _instance("generated")
     st = RoadefState(inst)
     an = kernel.Annealer(st)
+    lists = getattr(kernel.build_lists, "py_func", kernel.build_lists)
+    lists(st.a, inst.n_machines, an.width, an.mproc, an.mcnt, an.ppos)
     fn = getattr(kernel.anneal, "py_func", kernel.anneal)
     tot = np.array([st.mc_total, st.pm_total, st.mm_total, st.max_moved], dtype=np.int64)
     fn(st.a, st.init, st.svc, st.req, an.pmc, st.use, st.hard, st.mc, st.cap, st.saf, an.lw,
        st.tr, an.b1, an.b2, an.bt, an.bw, st.mmc, int(st.w_mm), int(st.w_sm), st.loc, st.nb,
        st.loc_count, st.nloc, st.nb_count, an.spread, st.svc_moved, st.hist, tot,
        st.svc_ptr, st.svc_procs, an.dep_ptr, an.dep_idx, an.rdep_ptr, an.rdep_idx,
-       3000, 1e5, 1e3, 0.5, 10, 10, 3, an.best_a, an.best, an.stats)
+       an.mproc, an.mcnt, an.ppos, 3000, 1e5, 1e3, 0.4, 0.2, 10, 10, 3, 3, 3,
+       an.best_a, an.best, an.stats)
     st.mc_total, st.pm_total, st.mm_total, st.max_moved = (int(x) for x in tot)
-    assert an.stats[0] + an.stats[1] > 0
+    assert an.stats[0] + an.stats[1] > 0 and an.stats[3] > 0
     assert violations(inst, st.a) == []
     assert st.total() == evaluate(inst, st.a).total
     _same_as_rebuilt(st)
@@ -118,3 +121,73 @@ def test_a_search_takes_its_peers_better_placement() -> None:
     assert lns.adopt_peer() and not lns.adopt_peer()
     assert lns.st.total() == lns.best_cost == ann.best_cost == evaluate(inst, lns.st.a).total
     assert violations(inst, lns.st.a) == []
+
+
+@compiled
+@pytest.mark.parametrize("name", ["a2_3", "a1_4", "generated"])
+def test_ejection_chains_keep_every_rule_and_the_exact_cost(name: str) -> None:
+    """Chains (p to m2, one process of m2 on to m3) under the transient rule, spread
+    and dependencies: kept ones leave a feasible placement with the exact cost."""
+    inst = _instance(name)
+    search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=1), iterations=None)
+    st = search.st
+    an = kernel.Annealer(st)
+    hot = 5 * search.anneal_scale()
+    an.run(30_000, hot, hot / 100, 0.2, seed=3, scan=5, swap_scan=10, p_chain=0.5,
+           chain_scan=5, focus=3)
+    assert an.stats[3] > 50  # chains were kept
+    assert violations(inst, st.a) == []
+    assert st.breakdown() == evaluate(inst, st.a).as_dict()
+    _same_as_rebuilt(st)
+    # the per-machine lists follow every move
+    for m in range(inst.n_machines):
+        assert sorted(an.mproc[m, :an.mcnt[m]].tolist()) == np.flatnonzero(st.a == m).tolist()
+    assert violations(inst, an.best_a) == []
+    assert evaluate(inst, an.best_a).total == int(an.best[0])
+
+
+@compiled
+@pytest.mark.parametrize("name", ["a2_2", "a1_4", "generated"])
+def test_steepest_descent_is_feasible_exact_and_a_local_optimum(name: str) -> None:
+    inst = _instance(name)
+    st = RoadefState(inst)
+    start = st.total()
+    an = kernel.Annealer(st)
+    an.descend()
+    assert violations(inst, st.a) == []
+    assert st.breakdown() == evaluate(inst, st.a).as_dict()
+    _same_as_rebuilt(st)
+    assert st.total() < start and int(an.best[0]) == st.total()
+    # no single shift improves any more (the descent stopped at a local optimum)
+    before = st.total()
+    an.descend(max_moves=1, swaps=False)
+    assert st.total() == before
+
+
+@compiled
+def test_steepest_takes_the_biggest_gains_first_on_a2_2() -> None:
+    """The reason for the steepest start: on a2_2 (transient resources nearly full)
+    the best-first descent ends far below a descent in random order."""
+    inst = _instance("a2_2")
+    st = RoadefState(inst)
+    kernel.Annealer(st).descend(swaps=False)
+    random_order = RoadefState(inst)
+    an = kernel.Annealer(random_order)
+    an.run(40_000, 0.0, 0.0, 0.0, seed=1, scan=inst.n_machines)
+    assert st.total() < 0.95 * random_order.total()
+
+
+@compiled
+def test_restore_returns_to_a_placement_exactly() -> None:
+    inst = _instance("a2_3")
+    st = RoadefState(inst)
+    an = kernel.Annealer(st)
+    an.descend(swaps=False)
+    saved = st.a.copy()
+    saved_cost = st.total()
+    hot = 1e9
+    an.run(5000, hot, hot, 0.5, seed=2, scan=3, swap_scan=3)
+    assert not np.array_equal(st.a, saved)
+    an.restore(saved)
+    assert np.array_equal(st.a, saved) and st.total() == saved_cost
+    _same_as_rebuilt(st)
