@@ -97,6 +97,11 @@ MILP_HELPER_S_PER_PAIR = 5e-4
 WALK_CHUNK_S = 0.03
 #: The walk (and the first load of its compiled kernel) only when this many seconds are left.
 WALK_MIN_S = 1.5
+#: Up to this many agents the walk covers the whole model; above, blocks of
+#: WALK_BLOCK_AGENTS related agents, WALK_BLOCK_S seconds each.
+WALK_WHOLE_AGENTS, WALK_BLOCK_AGENTS, WALK_BLOCK_S = 24, 16, 0.05
+#: Length (s) of one phase of the walk in one mode (whole model or blocks).
+WALK_PHASE_S = 0.25
 #: Seconds kept back at the end for building the plan.
 RESERVE_S = 0.15
 #: The Lagrangian phase stops when this share of the budget is left (or it converges).
@@ -275,12 +280,22 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
 
 
 def _walk(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
-          stats: dict[str, int]) -> None:
+          stats: dict[str, int], mode: str = "mixed") -> None:
     """The compiled penalty walk (allocator.solvers.gap_kernel) until the budget ends.
 
-    Exchanges plans with the other threads through `shared`: its better plans
-    are offered (and checked against the model there); a better plan from
-    them restarts the walk from it. Does nothing until the kernel is compiled.
+    Two modes: the whole model, and blocks of ``WALK_BLOCK_AGENTS`` related
+    agents with their tasks (the rest fixed), ``WALK_BLOCK_S`` each, from the
+    shared incumbent. Up to ``WALK_WHOLE_AGENTS`` agents only the whole
+    model; above, phases of ``WALK_PHASE_S`` pick a mode with a probability
+    that follows each mode's recent gain per second (`mode` "whole" or
+    "blocks" forces one). Measured at seed 101, 10 s: C 40x800 0.28 % with
+    blocks only, 0.21 % whole only, 0.24 % mixed; E 40x800 0.39 / 0.57 /
+    0.41 %; E 80x1600 0.39 % blocks only, 0.45 % mixed (whole-model rounds
+    take 0.1-0.2 s there).
+    Plans go both ways through `shared`: this thread's better plans are
+    offered (and checked against the model there); a better plan from the
+    other threads restarts the whole-model walk from it. Does nothing until
+    the kernel is compiled.
     """
     from allocator.solvers.gap_kernel import PenaltySearch, kernel_ready
 
@@ -291,24 +306,87 @@ def _walk(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
     cur, obj = shared.get()
     if not np.isfinite(obj) or not lm.feasible(cur):
         return
-    ps = PenaltySearch(lm, cur, seed)
-    seen = shared.version
-    rounds = 1
-    while not stop.is_set() and budget.remaining() > RESERVE_S + 0.02:
-        t = time.perf_counter()
-        if ps.run(rounds):
-            stats["walk_improvements"] += 1
-            shared.offer(ps.best_agent_of(), budget.elapsed(), "penalty walk")
-        took = time.perf_counter() - t
-        if took < WALK_CHUNK_S / 2:
-            rounds *= 2
-        elif took > 2 * WALK_CHUNK_S and rounds > 1:
-            rounds //= 2
-        if shared.version != seen:
-            seen = shared.version
-            best, best_obj = shared.get()
-            ps.adopt(best, best_obj)
-    stats["walk_rounds"] = ps.rounds_done
+    rng = np.random.default_rng(seed + 7)
+    whole = PenaltySearch.of_model(lm, cur, seed)
+    seen = [shared.version]
+    blocks = _Blocks(lm, rng) if lm.m > WALK_WHOLE_AGENTS and mode != "whole" else None
+    gain = [1.0, 1.0]  # recent relative gain per second: whole, blocks
+    rounds = [1]
+
+    def whole_phase(until: float) -> None:
+        while not stop.is_set() and time.perf_counter() < until:
+            if shared.version != seen[0]:
+                seen[0] = shared.version
+                best, best_obj = shared.get()
+                whole.adopt(best, best_obj)
+            t = time.perf_counter()
+            if whole.run(rounds[0]) and shared.offer(whole.best_agent_of(), budget.elapsed(),
+                                                     "penalty walk"):
+                stats["walk_improvements"] += 1
+            took = time.perf_counter() - t
+            if took < WALK_CHUNK_S / 2:
+                rounds[0] *= 2
+            elif took > 2 * WALK_CHUNK_S and rounds[0] > 1:
+                rounds[0] //= 2
+
+    while not stop.is_set() and budget.remaining() > RESERVE_S + 0.05:
+        end = time.perf_counter() + max(0.0, min(WALK_PHASE_S, budget.remaining() - RESERVE_S))
+        if blocks is None:
+            whole_phase(end)
+            continue
+        p_whole = float(np.clip(gain[0] / (gain[0] + gain[1]), 0.15, 0.85))
+        if mode != "mixed":
+            p_whole = 1.0 if mode == "whole" else 0.0
+        pick = 0 if rng.random() < p_whole else 1
+        before, t0 = shared.get()[1], time.perf_counter()
+        if pick == 0:
+            whole_phase(end)
+        else:
+            blocks.phase(shared, budget, stop, seed, stats, end)
+        after = shared.get()[1]
+        rate = max(0.0, before - after) / max(abs(before), 1e-9) / max(
+            time.perf_counter() - t0, 1e-3) * 1e4  # basis points per second
+        gain[pick] = 0.5 * gain[pick] + 0.5 * (rate + 1e-3)
+    stats["walk_rounds"] += whole.rounds_done
+
+
+class _Blocks:
+    """Block mode of the walk: related agents, their tasks, a short walk each."""
+
+    def __init__(self, lm: LinearModel, rng: np.random.Generator) -> None:
+        self.lm, self.rng = lm, rng
+        self.rel = _related(lm) + 0.5
+
+    def phase(self, shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
+              stats: dict[str, int], until: float) -> None:
+        from allocator.solvers.gap_kernel import PenaltySearch
+
+        lm, rng, m = self.lm, self.rng, self.lm.m
+        g = min(WALK_BLOCK_AGENTS, m)
+        while not stop.is_set() and time.perf_counter() < until:
+            cur, _ = shared.get()
+            a0 = int(rng.integers(m))
+            chosen = [a0]
+            weight = self.rel[a0].copy()
+            while len(chosen) < g:
+                weight[chosen] = 0.0
+                b = int(rng.choice(m, p=weight / weight.sum()))
+                chosen.append(b)
+                weight += self.rel[b]
+            agents = np.array(sorted(chosen))
+            ps, tasks = PenaltySearch.block(lm, cur, agents, int(rng.integers(1 << 62)))
+            stats["walk_blocks"] += 1
+            if tasks.size < 2 or not np.isfinite(ps.best_cost):
+                continue
+            t_end = min(until, time.perf_counter() + WALK_BLOCK_S)
+            while time.perf_counter() < t_end and not stop.is_set():
+                ps.run(2)
+            stats["walk_rounds"] += ps.rounds_done
+            if ps.best_cost < ps.start_cost - 1e-9 * max(1.0, abs(ps.start_cost)):
+                cand = cur.copy()
+                cand[tasks] = agents[ps.best_agent_of()]
+                if shared.offer(cand, budget.elapsed(), "penalty walk"):
+                    stats["walk_improvements"] += 1
 
 
 def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object],
@@ -455,7 +533,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     lm = build_linear(problem)
     shared = _first(problem, lm, budget, warm)
     stats = {"lns_subproblems": 0, "lns_improvements": 0, "walk_rounds": 0,
-             "walk_improvements": 0}
+             "walk_blocks": 0, "walk_improvements": 0}
     out: dict[str, object] = {}
     stop = threading.Event()
     workers = max(1, budget.workers) if parallel else 1
@@ -493,7 +571,8 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
                                    args=(shared, budget, seed, out, stop),
                                    kwargs={"warm": True}, daemon=False)
             th2.start()
-        tw = threading.Thread(target=_walk, args=(shared, budget, stop, seed, stats), daemon=True)
+        tw = threading.Thread(target=_walk, args=(shared, budget, stop, seed, stats),
+                              daemon=True)
         tw.start()
         try:
             if lm.m >= 2:
@@ -526,7 +605,8 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
         status = PlanStatus.OPTIMAL
     msg = (f"assignment model: pairs={lm.P}; best from {source}; "
            f"lns {stats['lns_subproblems']} sub-problems, {stats['lns_improvements']} improved; "
-           f"penalty walk {stats['walk_rounds']} rounds, {stats['walk_improvements']} improved; "
+           f"penalty walk {stats['walk_rounds']} rounds in {stats['walk_blocks']} blocks, "
+           f"{stats['walk_improvements']} improved; "
            f"milp asked for user solutions {done.get('user_solution_calls', 0)} times"
            + ("; full MILP still busy at the deadline, not waited for" if left_running else ""))
     return make_plan(problem, agent_of, solver="auto", status=status, budget=budget,

@@ -403,23 +403,25 @@ def kernel_ready() -> bool:
 
 
 class PenaltySearch:
-    """State of one walk over a pure assignment model (see the module docstring).
+    """State of one walk over a separable assignment model (see the module docstring).
 
-    Applies only where the model is separable and capacity is the only
-    coupling: no makespan / imbalance terms and no migration limit
-    (:meth:`applies`).
+    Built from a whole model (:meth:`of_model`) or from a block of it - some
+    agents and the tasks on them, the rest fixed (:meth:`block`); in a block
+    no task may be left out. Applies only where the model is separable and
+    capacity is the only coupling: no makespan / imbalance terms and no
+    migration limit (:meth:`applies`).
     """
 
-    def __init__(self, lm: LinearModel, start: np.ndarray, seed: int,
-                 candidates: int = CANDIDATES) -> None:
-        m, n = lm.m, lm.n
-        self.lm = lm
-        S = np.ascontiguousarray(lm.score, dtype=np.float64)
-        bind = np.flatnonzero(lm.binding)
-        if bind.size == 0:
-            bind = np.zeros(1, dtype=np.int64)
-        A = np.ascontiguousarray(lm.demand[:, :, bind], dtype=np.float64)
-        cap = np.vstack([lm.cap[:, bind], np.full((1, bind.size), np.inf)])
+    def __init__(self, S: np.ndarray, A: np.ndarray, cap: np.ndarray, start: np.ndarray,
+                 seed: int, candidates: int = CANDIDATES) -> None:
+        """S [m+1, n] cost (inf: ineligible; row m: left out), A [m+1, n, R] demand,
+        cap [m, R] capacity, start [n] agent per task (m: left out), within capacity."""
+        m = S.shape[0] - 1
+        n = S.shape[1]
+        self.m, self.n = m, n
+        S = np.ascontiguousarray(S, dtype=np.float64)
+        A = np.ascontiguousarray(A, dtype=np.float64)
+        cap = np.vstack([cap, np.full((1, cap.shape[1]), np.inf)])
         with np.errstate(divide="ignore"):
             inv = np.where(np.isfinite(cap) & (cap > 0), 1.0 / np.maximum(cap, 1e-300), 0.0)
         inv[:m][cap[:m] <= 0] = 1.0
@@ -444,7 +446,7 @@ class PenaltySearch:
         self.alpha0 = np.full(m + 1, float(spread) * max(1.0, n / max(m, 1)))
         self.alpha0[m] = 0.0
         self.alpha = self.alpha0.copy()
-        rows = np.where(start >= 0, start, m).astype(np.int64)
+        rows = np.asarray(start, dtype=np.int64).copy()
         self.x = rows.copy()
         self.best = rows.copy()
         self.used = np.zeros_like(self.cap)
@@ -455,9 +457,42 @@ class PenaltySearch:
         cost = float(S[rows, np.arange(n)].sum())
         fits = bool(np.all(self.used[:m] <= self.cap[:m]))
         scale = max(1.0, abs(cost)) if np.isfinite(cost) else 1.0
+        self.start_cost = cost
         self.fstate = np.array([cost if fits else np.inf, 1e-9 * scale, 0.0, 0.0])
         mixed = (int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % (1 << 64)
         self.rng = np.array([mixed | 1], dtype=np.uint64)  # xorshift needs a non-zero state
+
+    @staticmethod
+    def _binding(lm: LinearModel) -> np.ndarray:
+        bind = np.flatnonzero(lm.binding)
+        return bind if bind.size else np.zeros(1, dtype=np.int64)
+
+    @classmethod
+    def of_model(cls, lm: LinearModel, agent_of: np.ndarray, seed: int,
+                 candidates: int = CANDIDATES) -> PenaltySearch:
+        """A walk over the whole model from `agent_of` (-1: left out)."""
+        bind = cls._binding(lm)
+        rows = np.where(agent_of >= 0, agent_of, lm.m)
+        return cls(lm.score, lm.demand[:, :, bind], lm.cap[:, bind], rows, seed, candidates)
+
+    @classmethod
+    def block(cls, lm: LinearModel, agent_of: np.ndarray, agents: np.ndarray, seed: int,
+              candidates: int = CANDIDATES) -> tuple[PenaltySearch, np.ndarray]:
+        """A walk over `agents` and the tasks `agent_of` puts on them (returned too);
+        every other task stays where it is, so the block's capacities are the agents'."""
+        bind = cls._binding(lm)
+        agents = np.asarray(agents, dtype=np.int64)
+        local = np.full(lm.m + 1, -1, dtype=np.int64)
+        local[agents] = np.arange(agents.size)
+        rows = np.where(agent_of >= 0, agent_of, lm.m)
+        tasks = np.flatnonzero(local[rows] >= 0)
+        g = agents.size
+        S = np.full((g + 1, tasks.size), np.inf)
+        S[:g] = lm.score[agents][:, tasks]
+        A = np.zeros((g + 1, tasks.size, bind.size))
+        A[:g] = lm.demand[agents][:, tasks][:, :, bind]
+        return cls(S, A, lm.cap[agents][:, bind], local[rows[tasks]], seed,
+                   candidates), tasks
 
     @staticmethod
     def applies(lm: LinearModel) -> bool:
@@ -474,8 +509,8 @@ class PenaltySearch:
         return int(self.fstate[_ROUNDS])
 
     def best_agent_of(self) -> np.ndarray:
-        """The best plan within capacity, in the model's encoding (-1: left out)."""
-        return np.where(self.best < self.lm.m, self.best, -1).astype(np.int64)
+        """The best plan within capacity (agent per task; -1: left out)."""
+        return np.where(self.best < self.m, self.best, -1).astype(np.int64)
 
     def run(self, rounds: int, *, up: float = UP, down: float = DOWN,
             patience: int = PATIENCE, max_passes: int = MAX_PASSES) -> int:
@@ -488,10 +523,9 @@ class PenaltySearch:
     def adopt(self, agent_of: np.ndarray, cost: float) -> None:
         """Take a better plan found elsewhere as the best one and restart the walk from it."""
         if cost < self.best_cost - self.fstate[_EPS]:
-            rows = np.where(agent_of >= 0, agent_of, self.lm.m).astype(np.int64)
+            rows = np.where(agent_of >= 0, agent_of, self.m).astype(np.int64)
             self.best[:] = rows
             self.fstate[_BEST] = cost
             self.fstate[_STALE] = 0
             _reset(self.x, rows, self.used, self.A, self.members, self.mcount, self.slot)
             self.alpha[:] = self.alpha0
-

@@ -35,11 +35,10 @@ def _gap(kind: str, m: int, n: int, seed: int) -> tuple[LinearModel, np.ndarray]
 
 def _consistent(ps: PenaltySearch) -> None:
     """Usage and member lists equal a rebuild from the walk's plan."""
-    lm = ps.lm
     used = np.zeros_like(ps.used)
-    np.add.at(used, ps.x, ps.A[ps.x, np.arange(lm.n)])
+    np.add.at(used, ps.x, ps.A[ps.x, np.arange(ps.n)])
     assert np.allclose(used, ps.used)
-    for i in range(lm.m + 1):
+    for i in range(ps.m + 1):
         members = set(ps.members[i, : ps.mcount[i]].tolist())
         assert members == set(np.flatnonzero(ps.x == i).tolist())
 
@@ -51,7 +50,7 @@ def test_walk_is_valid_exact_deterministic_and_improves_a_bad_start(kind: str) -
     assert lm.feasible(start)
     bests = []
     for _ in range(2):
-        ps = PenaltySearch(lm, start, seed=3)
+        ps = PenaltySearch.of_model(lm, start, seed=3)
         ps.run(150)
         _consistent(ps)
         best = ps.best_agent_of()
@@ -62,7 +61,7 @@ def test_walk_is_valid_exact_deterministic_and_improves_a_bad_start(kind: str) -
     assert np.array_equal(bests[0], bests[1])  # same seed, same rounds: same walk
     # the Lagrangian feasibility-first start is several per cent off; the walk is not
     assert lm.objective(bests[0]) < 0.98 * lm.objective(start)
-    other = PenaltySearch(lm, start, seed=4)
+    other = PenaltySearch.of_model(lm, start, seed=4)
     other.run(150)
     assert lm.feasible(other.best_agent_of())
 
@@ -70,10 +69,10 @@ def test_walk_is_valid_exact_deterministic_and_improves_a_bad_start(kind: str) -
 @compiled
 def test_adopt_restarts_from_a_better_plan_and_never_from_a_worse_one() -> None:
     lm, start = _gap("e", 6, 48, 2)
-    ps = PenaltySearch(lm, start, seed=1)
+    ps = PenaltySearch.of_model(lm, start, seed=1)
     ps.run(40)
     good = ps.best_agent_of()
-    fresh = PenaltySearch(lm, start, seed=1)
+    fresh = PenaltySearch.of_model(lm, start, seed=1)
     fresh.adopt(good, lm.objective(good))
     assert np.array_equal(fresh.best_agent_of(), good)
     _consistent(fresh)
@@ -92,7 +91,7 @@ def test_any_assignment_model_keeps_capacity_eligibility_and_price(snap) -> None
     start = greedy_assign(problem)
     if not PenaltySearch.applies(lm) or not lm.feasible(start):
         return
-    ps = PenaltySearch(lm, start, seed=0)
+    ps = PenaltySearch.of_model(lm, start, seed=0)
     ps.run(20)
     _consistent(ps)
     best = ps.best_agent_of()
@@ -110,7 +109,7 @@ def test_auto_walk_thread_offers_only_valid_better_plans() -> None:
     lm, start = _gap("e", 8, 80, 7)
     ctx = SolveContext(time_limit=1.8, workers=2)
     shared = auto._Shared(lm, start, lm.objective(start))
-    stats = {"walk_rounds": 0, "walk_improvements": 0}
+    stats = {"walk_rounds": 0, "walk_blocks": 0, "walk_improvements": 0}
     auto._walk(shared, ctx, threading.Event(), 0, stats)
     assert stats["walk_rounds"] > 0 and stats["walk_improvements"] > 0
     assert lm.feasible(shared.agent_of)
@@ -118,3 +117,32 @@ def test_auto_walk_thread_offers_only_valid_better_plans() -> None:
     assert shared.obj < lm.objective(start)
     objs = [p.objective for p in shared.points]
     assert objs == sorted(objs, reverse=True)
+
+
+@compiled
+def test_block_walk_merges_into_a_valid_better_plan_and_auto_uses_blocks() -> None:
+    lm, start = _gap("e", 12, 120, 4)
+    agents = np.array([1, 4, 5, 9])
+    ps, tasks = PenaltySearch.block(lm, start, agents, seed=2)
+    assert set(tasks.tolist()) == set(np.flatnonzero(np.isin(start, agents)).tolist())
+    assert ps.start_cost == pytest.approx(lm.score[start[tasks], tasks].sum())
+    ps.run(60)
+    _consistent(ps)
+    merged = start.copy()
+    merged[tasks] = agents[ps.best_agent_of()]
+    assert lm.feasible(merged)
+    assert set(np.unique(merged[tasks]).tolist()) <= set(agents.tolist())
+    assert lm.objective(merged) - lm.objective(start) == pytest.approx(
+        ps.best_cost - ps.start_cost)
+    assert ps.best_cost <= ps.start_cost
+    # auto's block mode (more agents than WALK_WHOLE_AGENTS)
+    lm2, start2 = _gap("e", auto.WALK_WHOLE_AGENTS + 6, 300, 1)
+    shared = auto._Shared(lm2, start2, lm2.objective(start2))
+    stats = {"walk_rounds": 0, "walk_blocks": 0, "walk_improvements": 0}
+    kernel_ready()
+    deadline = time.perf_counter() + 120
+    while not kernel_ready() and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    auto._walk(shared, SolveContext(time_limit=1.7, workers=2), threading.Event(), 0, stats)
+    assert stats["walk_blocks"] > 0 and stats["walk_improvements"] > 0
+    assert lm2.feasible(shared.agent_of) and shared.obj < lm2.objective(start2)
