@@ -95,7 +95,8 @@ LNS_FAST_S = 0.08
 MILP_HELPER_S_PER_PAIR = 5e-4
 #: Target length (s) of one call into the compiled penalty walk between clock checks.
 WALK_CHUNK_S = 0.03
-#: The walk (and the first load of its compiled kernel) only when this many seconds are left.
+#: The walk (and the first load of its compiled kernel) only when this many seconds are
+#: left at the start; it waits for the kernel while this many are left.
 WALK_MIN_S = 1.5
 #: Up to this many agents the walk covers the whole model; above, blocks of
 #: WALK_BLOCK_AGENTS related agents, WALK_BLOCK_S seconds each.
@@ -300,8 +301,15 @@ def _walk(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
     from allocator.solvers.gap_kernel import PenaltySearch, kernel_ready
 
     lm = shared.lm
-    if (budget.remaining() < WALK_MIN_S or not PenaltySearch.applies(lm)
-            or not kernel_ready()):
+    if not PenaltySearch.applies(lm):
+        return
+    # A fresh process loads the compiled kernel in a warm-up thread (started
+    # by solve_linear): wait for it while enough of the budget is left.
+    while not kernel_ready():
+        if stop.is_set() or budget.remaining() < WALK_MIN_S:
+            return
+        time.sleep(0.02)
+    if budget.remaining() < WALK_MIN_S / 2:
         return
     cur, obj = shared.get()
     if not np.isfinite(obj) or not lm.feasible(cur):
@@ -531,6 +539,11 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
                  warm: WarmStart | None, parallel: bool = True) -> Plan:
     """Strategy 3 of the module docstring."""
     lm = build_linear(problem)
+    if parallel and budget.remaining() >= WALK_MIN_S:
+        from allocator.solvers.gap_kernel import PenaltySearch, kernel_ready
+
+        if PenaltySearch.applies(lm):
+            kernel_ready()  # starts loading the walk's kernel while the construction runs
     shared = _first(problem, lm, budget, warm)
     stats = {"lns_subproblems": 0, "lns_improvements": 0, "walk_rounds": 0,
              "walk_blocks": 0, "walk_improvements": 0}
