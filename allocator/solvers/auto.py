@@ -298,6 +298,8 @@ def _walk(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
     other threads restarts the whole-model walk from it. Does nothing until
     the kernel is compiled.
     """
+    if budget.remaining() < WALK_MIN_S:
+        return  # before the import: importing numba alone holds the GIL for ~0.3 s
     from allocator.solvers.gap_kernel import PenaltySearch, kernel_ready
 
     lm = shared.lm
@@ -322,7 +324,8 @@ def _walk(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
     rounds = [1]
 
     def whole_phase(until: float) -> None:
-        while not stop.is_set() and time.perf_counter() < until:
+        while (not stop.is_set() and time.perf_counter() < until
+               and budget.remaining() > RESERVE_S + 0.02):
             if shared.version != seen[0]:
                 seen[0] = shared.version
                 best, best_obj = shared.get()
@@ -575,7 +578,9 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
         finally:
             stop.set()
             th.join()
-            tw.join()
+            # a walk round can outlast the deadline at 80 x 1600 on a busy
+            # machine: the plan is not held for it (it only offers to `shared`)
+            tw.join(timeout=max(0.0, budget.remaining() - RESERVE_S / 3))
     elif not small and lm.P > 0 and budget.remaining() > RESERVE_S + 0.1 and not proven:
         th2 = None
         if workers >= 2 and budget.remaining() > MILP_HELPER_S_PER_PAIR * lm.P:
@@ -592,7 +597,9 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
                 _lns(shared, budget, stop, seed, stats, lagr_raw)
         finally:
             stop.set()
-            tw.join()
+            # a walk round can outlast the deadline at 80 x 1600 on a busy
+            # machine: the plan is not held for it (it only offers to `shared`)
+            tw.join(timeout=max(0.0, budget.remaining() - RESERVE_S / 3))
             if th2 is not None:
                 # HiGHS checks its clock rarely while it works on the root of
                 # a large model (17 checks in 5 s at 64k columns), so it can
