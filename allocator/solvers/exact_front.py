@@ -92,6 +92,16 @@ LAGRANGE_MIN_OUT = 0.4
 #: (4960, 8) on d1080-s0 where HiGHS had 5004, HiGHS 3820 where the tree had 3841).
 BP_SHARE = 0.6
 
+#: A sweep that ends at the bounded objective's bound with its last solve unproven
+#: gives that solve the time left (at most this many times, with at least RETRY_MIN_S
+#: seconds): d0860-s1's first plan (3712, makespan 8, unproven) ended its 60 s sweep
+#: after 30 s, where (3708, 9) exists.
+MAX_RETRIES = 2
+RETRY_MIN_S = 1.0
+
+#: Cost steps of the time-boxed seeding sweep by the Lagrangian too (see _lagrange_applies).
+SEED_LAGRANGE = False
+
 
 def exact_supported(problem: Problem, objectives: Sequence[str]) -> str | None:
     """Why the exact sweep cannot handle this instance, or None when it can."""
@@ -465,7 +475,8 @@ class _Sweep:
         # against 6173 at makespan 8), and HiGHS on the Lagrangian core (3 agents a
         # task) was no better over six instances (mean hv_ratio 0.75 against 0.70,
         # within the run-to-run noise of a loaded machine).
-        if (self.share or target != "cost" or not self.placed_all
+        if ((self.share and (not SEED_LAGRANGE or self._lagrange_off))
+                or target != "cost" or not self.placed_all
                 or not mm.exact["cost"]
                 or not set(bounds) <= {"makespan"}
                 or not set(self.objectives) <= {"cost", "makespan"}):
@@ -620,6 +631,8 @@ class _Sweep:
                 # A weak bound (type D): fixing leaves HiGHS nearly the whole model, so
                 # this step and the next ones branch on the bound instead.
                 self._lagrange_off = True
+                if self.share:  # seeding wants plans, not proofs: HiGHS from the incumbent
+                    return self._highs(target, bounds, inc, left())
                 return self._branch_price(target, bounds, K, inc, left())
             if left() <= 0.01:
                 return _Result(inc, self.values(inc), False)
@@ -783,14 +796,31 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
     mm, budget = sw.mm, sw.budget
     floor = _on_grid(mm, g, lb) - 0.5 * mm.step[g]
     pending = top
+    pending_bounds: dict[str, float] = {}  # the bounds of the solve that gave `pending`
     out: list[tuple[np.ndarray, bool]] = []
     complete = True
     eps = top.values[g] - mm.step[g]
+    retries = 0
     while True:
         assert pending.agent_of is not None
         if eps < floor:  # below g's bound: nothing further can exist
+            if (not pending.optimal and retries < MAX_RETRIES
+                    and budget.remaining() > RETRY_MIN_S):
+                # The last solve was cut short and the sweep ends early (its plan sits
+                # at g's bound): the time left goes to that solve again, from its plan.
+                # A better plan may sit above the bound, and the sweep goes on from it.
+                retries += 1
+                sw.expect = 1.0
+                r = sw.solve(h, pending_bounds, pending.agent_of)
+                if r.agent_of is not None and (
+                        r.values[h] < pending.values[h] - 0.5 * mm.step[h] or r.optimal):
+                    pending = r
+                    eps = r.values[g] - mm.step[g]
+                    continue
+            assert pending.agent_of is not None
             out.append((pending.agent_of, pending.optimal))
             break
+        assert pending.agent_of is not None
         if budget.remaining() <= 0:
             out.append((pending.agent_of, False))
             complete = False
@@ -804,7 +834,7 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
             break
         if r.values[h] > pending.values[h] + 0.5 * mm.step[h]:
             out.append((pending.agent_of, pending.optimal and r.optimal))
-        pending = r
+        pending, pending_bounds = r, {g: eps}
         eps = r.values[g] - mm.step[g]
     return _Outcome(out, complete)
 

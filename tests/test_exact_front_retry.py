@@ -1,0 +1,46 @@
+"""The exact sweep gives an unproven last solve the time left (exact_front._coarse)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import allocator.solvers.exact_front as ef
+from allocator.io import gap_to_snapshot
+from allocator.io.gapgen import generate_gap
+from allocator.problem import compile_snapshot
+from allocator.solvers.base import Budget
+
+
+def test_an_unproven_first_plan_at_the_bound_does_not_end_the_sweep(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first solve (least cost) is made to return the front's least-makespan plan,
+    unproven: the sweep used to stop there (nothing lies below the makespan bound)."""
+    p = compile_snapshot(gap_to_snapshot(generate_gap("e", 3, 8, 1)))
+    true = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
+    assert true.proven and len(true.points) >= 2
+    floor_plan = true.points[-1].plan
+    fake = np.full(p.n, -1, dtype=np.int64)
+    for a in floor_plan.assignments:
+        fake[int(a.task.split("-")[1])] = int(a.agent.split("-")[1])
+    assert np.all(fake >= 0)
+    real = ef._Sweep.solve
+    calls = {"faked": 0}
+
+    def solve(self: ef._Sweep, target: str, bounds: dict[str, float],
+              start: np.ndarray | None, probe: bool = False) -> ef._Result:
+        if not probe and not bounds and calls["faked"] == 0:
+            calls["faked"] += 1
+            self._probe = None
+            return ef._Result(fake, self.values(fake), False)
+        return real(self, target, bounds, start, probe)
+
+    monkeypatch.setattr(ef._Sweep, "solve", solve)
+    got = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
+    assert calls["faked"] == 1
+    assert got.vectors() == true.vectors()
+    assert got.proven
+    monkeypatch.setattr(ef, "MAX_RETRIES", 0)
+    calls["faked"] = 0
+    cut = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
+    assert len(cut.points) == 1 and not cut.proven
