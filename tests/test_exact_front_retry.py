@@ -44,3 +44,38 @@ def test_an_unproven_first_plan_at_the_bound_does_not_end_the_sweep(
     calls["faked"] = 0
     cut = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
     assert len(cut.points) == 1 and not cut.proven
+
+
+def test_time_left_proves_a_point_whose_solve_was_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first solve returns the right plan but unproven; the next step is proven, the
+    sweep ends early, and the time left proves the first point."""
+    p = compile_snapshot(gap_to_snapshot(generate_gap("e", 3, 8, 1)))
+    true = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
+    assert true.proven and len(true.points) >= 2
+    first = np.full(p.n, -1, dtype=np.int64)
+    for a in true.points[0].plan.assignments:
+        first[int(a.task.split("-")[1])] = int(a.agent.split("-")[1])
+    real = ef._Sweep.solve
+    calls = {"faked": 0, "again": 0}
+
+    def solve(self: ef._Sweep, target: str, bounds: dict[str, float],
+              start: np.ndarray | None, probe: bool = False) -> ef._Result:
+        if not probe and not bounds:
+            if calls["faked"] == 0:
+                calls["faked"] += 1
+                self._probe = None
+                return ef._Result(first, self.values(first), False)
+            calls["again"] += 1
+        return real(self, target, bounds, start, probe)
+
+    monkeypatch.setattr(ef._Sweep, "solve", solve)
+    got = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
+    assert calls == {"faked": 1, "again": 1}
+    assert got.vectors() == true.vectors()
+    assert got.proven and all(pt.proven for pt in got.points)
+    # Without time for it (the same sweep, nothing solved again) the front stays unproven.
+    monkeypatch.setattr(ef, "RETRY_MIN_S", 1e9)
+    calls.update(faked=0, again=0)
+    cut = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
+    assert calls == {"faked": 1, "again": 0}
+    assert not cut.proven and cut.vectors() == true.vectors()

@@ -801,6 +801,8 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
     complete = True
     eps = top.values[g] - mm.step[g]
     retries = 0
+    #: Kept points whose own solve was unproven while the next one was proven.
+    again: list[tuple[int, _Result, dict[str, float]]] = []
     while True:
         assert pending.agent_of is not None
         if eps < floor:  # below g's bound: nothing further can exist
@@ -829,14 +831,45 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
         sw.expect = max(1.0, (eps - floor) / mm.step[g] + 0.5)
         r = sw.solve(h, {g: eps}, start)
         if r.agent_of is None:
+            if r.infeasible and not pending.optimal:
+                again.append((len(out), pending, pending_bounds))
             out.append((pending.agent_of, pending.optimal and r.infeasible))
             complete = r.infeasible
             break
         if r.values[h] > pending.values[h] + 0.5 * mm.step[h]:
+            if r.optimal and not pending.optimal:
+                again.append((len(out), pending, pending_bounds))
             out.append((pending.agent_of, pending.optimal and r.optimal))
         pending, pending_bounds = r, {g: eps}
         eps = r.values[g] - mm.step[g]
+    if complete:
+        _solve_again(sw, out, again, g, h)
     return _Outcome(out, complete)
+
+
+def _solve_again(sw: _Sweep, out: list[tuple[np.ndarray, bool]],
+                 again: list[tuple[int, _Result, dict[str, float]]], g: str, h: str) -> None:
+    """Time left after a complete sweep goes to the points whose own solve was cut short
+    (the next solve, proven, already shows nothing better lies below them), each from its
+    plan; a proof there proves the point. A cheaper plan replaces the point when its g is
+    no larger (else it joins the front unproven: the levels between were not swept)."""
+    mm, budget = sw.mm, sw.budget
+    for k, (idx, res, bnds) in enumerate(again):
+        if budget.remaining() <= RETRY_MIN_S:
+            break
+        assert res.agent_of is not None
+        sw.expect = float(len(again) - k)
+        r = sw.solve(h, bnds, res.agent_of)
+        if r.agent_of is None:
+            continue
+        if r.values[h] < res.values[h] - 0.5 * mm.step[h]:
+            if r.values[g] <= res.values[g] + 0.5 * mm.step[g]:
+                out[idx] = (r.agent_of, r.optimal)
+            else:
+                out.append((r.agent_of, False))
+                out[idx] = (res.agent_of, False)
+        elif r.optimal:  # the point's cost is the optimum of its step
+            out[idx] = (res.agent_of, True)
 
 
 def _fine(sw: _Sweep, a: _Result, b: _Result, f1: str, f2: str) -> _Outcome:
