@@ -116,7 +116,7 @@ def _needs_lp_stack(snapshot: Snapshot, name: str) -> bool:
     """
     if name in _NO_LP_STACK:
         return False
-    cells = len(snapshot.agents) * len(snapshot.tasks)
+    cells = len(snapshot.agents) * snapshot.n_tasks
     return not (name in ("auto", "balance") and cells > LINEAR_MAX_CELLS)
 
 
@@ -148,7 +148,7 @@ def solve(
     `deterministic` (default: ``options.workers == 1``) makes the backend
     bound its heuristics by counts, not the clock: same seed, same plan.
     """
-    with _gc_paused(len(snapshot.tasks)):
+    with _gc_paused(snapshot.n_tasks):
         return _solve(snapshot, solver=solver, time_limit=time_limit, seed=seed,
                       previous=previous, stability=stability, clock=clock, stop=stop,
                       on_improve=on_improve, deterministic=deterministic)

@@ -87,7 +87,7 @@ def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
     many tasks of one plan so it is computed once.
     """
     snap = problem.snapshot
-    task = snap.tasks[j]
+    task = snap.task_at(j)
     tid = problem.task_ids[j]
     up = problem.up
     if not up.any():

@@ -31,7 +31,7 @@ import numpy as np
 
 from allocator.errors import InvalidInputError
 from allocator.topology_problem import TopologyArrays, compile_topology
-from models import AgentStatus, Priority, Snapshot
+from models import AgentStatus, Priority, Snapshot, Task, TaskTable
 
 #: Slack allowed when comparing a sum of float demands with a capacity, so
 #: that 0.1 + 0.2 fits in 0.3: relative to the capacity, plus an absolute
@@ -198,21 +198,26 @@ def rule_groups(snapshot: Snapshot, agent_index: dict[str, int], up: np.ndarray)
     tasks: the masks are computed once per group (skills as uint64 bitmasks),
     never per task.
     """
-    tasks, agents = snapshot.tasks, snapshot.agents
-    m, n = len(agents), len(tasks)
-    skills = list(map(attrgetter("skills"), tasks))
-    allowed = list(map(attrgetter("allowed_agents"), tasks))
-    forbidden = list(map(attrgetter("forbidden_agents"), tasks))
-    raw: dict[Any, int] = {}
+    agents = snapshot.agents
+    m, n = len(agents), snapshot.n_tasks
     raw_keys: list[tuple[Any, Any, Any]]
-    if allowed.count(None) == n and not any(forbidden):
-        ids = [raw.setdefault(k, len(raw)) for k in map(tuple, skills)]
-        raw_keys = [(k, None, ()) for k in raw]
+    if snapshot.columnar:
+        raw_ids, raw_keys = _table_rule_keys(snapshot.task_table, n)  # type: ignore[arg-type]
     else:
-        ids = [raw.setdefault(k, len(raw)) for k in zip(
-            map(tuple, skills), [None if a is None else tuple(a) for a in allowed],
-            map(tuple, forbidden), strict=True)]
-        raw_keys = list(raw)
+        tasks = snapshot.tasks
+        skills = list(map(attrgetter("skills"), tasks))
+        allowed = list(map(attrgetter("allowed_agents"), tasks))
+        forbidden = list(map(attrgetter("forbidden_agents"), tasks))
+        raw: dict[Any, int] = {}
+        if allowed.count(None) == n and not any(forbidden):
+            ids = [raw.setdefault(k, len(raw)) for k in map(tuple, skills)]
+            raw_keys = [(k, None, ()) for k in raw]
+        else:
+            ids = [raw.setdefault(k, len(raw)) for k in zip(
+                map(tuple, skills), [None if a is None else tuple(a) for a in allowed],
+                map(tuple, forbidden), strict=True)]
+            raw_keys = list(raw)
+        raw_ids = np.asarray(ids, dtype=np.int64)
     # Canonical key (sorted lists); raw keys are in first-appearance order, so
     # numbering canonical keys in that order numbers groups by first appearance.
     groups: dict[tuple, int] = {}
@@ -221,7 +226,7 @@ def rule_groups(snapshot: Snapshot, agent_index: dict[str, int], up: np.ndarray)
         key = (tuple(sorted(sk)), None if al is None else tuple(sorted(al)),
                tuple(sorted(fb)))
         raw_to_group[r] = groups.setdefault(key, len(groups))
-    group_of = raw_to_group[np.asarray(ids, dtype=np.int64)] if n else np.empty(0, np.int64)
+    group_of = raw_to_group[raw_ids] if n else np.empty(0, np.int64)
     bit, bits = _skill_bits(agents, up)
     sets: dict[frozenset[str], int] = {}
     masks: list[np.ndarray] = []
@@ -254,6 +259,35 @@ def rule_groups(snapshot: Snapshot, agent_index: dict[str, int], up: np.ndarray)
         group_agents=np.array(rows, dtype=bool).reshape(len(rows), m),
         allowed=g_allowed, forbidden=g_forbidden, skill_set_of=skill_set_of,
         skill_masks=np.array(masks, dtype=bool).reshape(len(masks), m))
+
+
+def _table_rule_keys(table: TaskTable, n: int
+                     ) -> tuple[np.ndarray, list[tuple[Any, Any, Any]]]:
+    """Per-task raw rule key numbers and the raw keys (first appearance), from a table's codes.
+
+    The same numbering the object path gives: a code stands for one list as
+    given, so distinct code triples are distinct (skills, allowed, forbidden).
+    """
+    cols = [table.skills, table.allowed_agents, table.forbidden_agents]
+    empty: list[tuple[Any, ...] | None] = [(), None, ()]
+    codes = [np.zeros(n, dtype=np.int64) if c is None else c.codes for c in cols]
+    values = [[empty[k]] if c is None else list(c.values) for k, c in enumerate(cols)]
+    key = codes[0]
+    for c, v in zip(codes[1:], values[1:], strict=True):
+        key = key * len(v) + c
+    if n == 0:
+        return np.empty(0, dtype=np.int64), []
+    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    keys = []
+    for u in uniq[order].tolist():
+        f = u % len(values[2])
+        a = (u // len(values[2])) % len(values[1])
+        sk = u // (len(values[2]) * len(values[1]))
+        keys.append((values[0][sk] or (), values[1][a], values[2][f] or ()))
+    return rank[inverse.reshape(-1)], keys
 
 
 def _expand_lists(lists: list[list[int]], group_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -721,7 +755,18 @@ class Problem:
 
 def default_migration_cost(snapshot: Snapshot, work: np.ndarray | None = None) -> np.ndarray:
     """[n] base migration cost: the task's own, else work x (size + progress shares)."""
-    pol, tasks = snapshot.migration, snapshot.tasks
+    pol = snapshot.migration
+    table = snapshot.task_table
+    if snapshot.columnar and table is not None:
+        n = len(table)
+        if work is None:
+            work = np.ones(n) if table.work is None else np.array(table.work)
+        progress = np.zeros(n) if table.progress is None else table.progress
+        out = work * (pol.size_share + pol.progress_share * progress)
+        if table.migration_cost is not None:
+            out = np.where(np.isnan(table.migration_cost), out, table.migration_cost)
+        return out
+    tasks = snapshot.tasks
     if work is None:
         work = _float_column(tasks, "work")
     out = work * (pol.size_share + pol.progress_share * _float_column(tasks, "progress"))
@@ -869,20 +914,110 @@ def compile_snapshot(snapshot: Snapshot) -> Problem:
     """Turn a validated Snapshot into a Problem (arrays in snapshot order).
 
     Raises InvalidInputError when a number, or a duration or cost derived
-    from them, exceeds ``MAX_MAGNITUDE``. Task fields are read column by
-    column with C-level passes (``map(attrgetter(...))``): a million tasks
-    compile in about a second, with the same numbers a per-task loop gives.
+    from them, exceeds ``MAX_MAGNITUDE``. A snapshot given as a TaskTable
+    is read from its columns (no Task object is built); Task objects are read
+    column by column with C-level passes (``map(attrgetter(...))``): a
+    million tasks compile in about a second, with the same numbers a per-task
+    loop gives.
     """
-    agents, tasks, w = snapshot.agents, snapshot.tasks, snapshot.weights
+    agents, w = snapshot.agents, snapshot.weights
     agent_index = {a.id: i for i, a in enumerate(agents)}
     resources = sorted({r for a in agents for r in a.capacity})
     r_index = {r: k for k, r in enumerate(resources)}
-    m, n, R = len(agents), len(tasks), len(resources)
+    m, R = len(agents), len(resources)
 
     capacity = np.zeros((m, R))
     for i, a in enumerate(agents):
         for r, v in a.capacity.items():
             capacity[i, r_index[r]] = v
+    now = float(snapshot.time)
+    by_rank = sorted(Priority, key=lambda p: p.rank)
+    if snapshot.columnar:
+        cols = _table_columns(snapshot.task_table, resources, r_index,  # type: ignore[arg-type]
+                              agent_index)
+    else:
+        cols = _object_columns(snapshot.tasks, resources, r_index, agent_index)
+    problem = Problem(
+        snapshot=snapshot,
+        agent_ids=[a.id for a in agents],
+        task_ids=cols.ids,
+        resources=resources,
+        now=now,
+        capacity=capacity,
+        speed=np.array([a.speed for a in agents], dtype=float),
+        concurrency=np.array([a.concurrency for a in agents], dtype=np.int64),
+        cost_rate=np.array([a.cost_rate for a in agents], dtype=float),
+        up=np.array([a.status == AgentStatus.UP for a in agents], dtype=bool),
+        work=cols.work,
+        release=np.maximum(cols.release, now),
+        deadline=cols.deadline,
+        hard_deadline=cols.hard_deadline,
+        priority_rank=cols.priority_rank,
+        unassigned_penalty=np.array([w.unassigned[p] for p in by_rank],
+                                    dtype=float)[cols.priority_rank],
+        tardiness_weight=np.array([w.tardiness_by_priority[p] for p in by_rank],
+                                  dtype=float)[cols.priority_rank],
+        current=cols.current,
+        migration_cost=default_migration_cost(snapshot, cols.work),
+        migration_factor=migration_factors(snapshot),
+        demand_base=cols.demand_base,
+        cost_override=cols.cost_override,
+        demand_override=cols.demand_override,
+        agent_index=agent_index,
+    )
+    _check_magnitudes(snapshot, problem)
+    _check_topology_magnitudes(problem)
+    return problem
+
+
+@dataclass
+class _TaskColumns:
+    """The task arrays of a Problem, read from Task objects or from a TaskTable."""
+
+    ids: list[str]
+    work: np.ndarray
+    release: np.ndarray  # as given (compile clips it at `now`)
+    deadline: np.ndarray  # +inf: none
+    hard_deadline: np.ndarray
+    priority_rank: np.ndarray
+    current: np.ndarray
+    demand_base: np.ndarray
+    cost_override: dict[tuple[int, int], float] = field(default_factory=dict)
+    demand_override: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+
+
+def _table_columns(table: TaskTable, resources: list[str], r_index: dict[str, int],
+                   agent_index: dict[str, int]) -> _TaskColumns:
+    """Columns of a TaskTable: copies of its arrays (a table has no per-agent overrides)."""
+    n = len(table)
+
+    def floats(col: np.ndarray | None, default: float) -> np.ndarray:
+        return np.full(n, default) if col is None else np.array(col, dtype=float)
+
+    demand_base = np.zeros((n, len(resources)))
+    for r, col in table.demand.items():
+        demand_base[:, r_index[r]] = col
+    deadline = floats(table.deadline, np.inf)
+    deadline[np.isnan(deadline)] = np.inf
+    rank_of = {p: p.rank for p in Priority}
+    ranks = (np.full(n, Priority.NORMAL.rank, dtype=np.int64) if table.priority is None
+             else np.fromiter(map(rank_of.__getitem__, table.priority), dtype=np.int64,
+                              count=n))
+    cur = table.current_agent
+    current = (np.full(n, -1, dtype=np.int64) if cur is None or cur.count(None) == n
+               else np.array([agent_index[c] if c else -1 for c in cur], dtype=np.int64))
+    return _TaskColumns(
+        ids=table.id, work=floats(table.work, 1.0), release=floats(table.release, 0.0),
+        deadline=deadline,
+        hard_deadline=(np.zeros(n, dtype=bool) if table.hard_deadline is None
+                       else np.array(table.hard_deadline, dtype=bool)),
+        priority_rank=ranks, current=current, demand_base=demand_base)
+
+
+def _object_columns(tasks: list[Task], resources: list[str], r_index: dict[str, int],
+                    agent_index: dict[str, int]) -> _TaskColumns:
+    """Columns of Task objects, each read in one C-level pass over the tasks."""
+    n, R = len(tasks), len(resources)
     demand_base = _demand_columns(_column(tasks, "demand"), resources, r_index)
     cost_override: dict[tuple[int, int], float] = {}
     # Per-pair demands are gathered as plain floats in one flat list and made
@@ -907,44 +1042,19 @@ def compile_snapshot(snapshot: Snapshot) -> Problem:
                 d_flat.extend(vec)
     d_vals = np.array(d_flat, dtype=float).reshape(len(d_keys), R)
     demand_override: dict[tuple[int, int], np.ndarray] = dict(zip(d_keys, d_vals, strict=True))
-
-    now = float(snapshot.time)
-    work = _float_column(tasks, "work")
     rank_of = {p: p.rank for p in Priority}
-    by_rank = sorted(Priority, key=lambda p: p.rank)
-    priority_rank = np.fromiter(map(rank_of.__getitem__, _column(tasks, "priority")),
-                                dtype=np.int64, count=n)
     current = _column(tasks, "current_agent")
-    problem = Problem(
-        snapshot=snapshot,
-        agent_ids=[a.id for a in agents],
-        task_ids=_column(tasks, "id"),
-        resources=resources,
-        now=now,
-        capacity=capacity,
-        speed=np.array([a.speed for a in agents], dtype=float),
-        concurrency=np.array([a.concurrency for a in agents], dtype=np.int64),
-        cost_rate=np.array([a.cost_rate for a in agents], dtype=float),
-        up=np.array([a.status == AgentStatus.UP for a in agents], dtype=bool),
-        work=work,
-        release=np.maximum(_float_column(tasks, "release"), now),
+    return _TaskColumns(
+        ids=_column(tasks, "id"),
+        work=_float_column(tasks, "work"),
+        release=_float_column(tasks, "release"),
         deadline=_optional_column(_column(tasks, "deadline"), np.inf),
         hard_deadline=np.fromiter(map(attrgetter("hard_deadline"), tasks), dtype=bool,
                                   count=n),
-        priority_rank=priority_rank,
-        unassigned_penalty=np.array([w.unassigned[p] for p in by_rank],
-                                    dtype=float)[priority_rank],
-        tardiness_weight=np.array([w.tardiness_by_priority[p] for p in by_rank],
-                                  dtype=float)[priority_rank],
+        priority_rank=np.fromiter(map(rank_of.__getitem__, _column(tasks, "priority")),
+                                  dtype=np.int64, count=n),
         current=(np.full(n, -1, dtype=np.int64) if current.count(None) == n else np.array(
             [agent_index[c] if c else -1 for c in current], dtype=np.int64)),
-        migration_cost=default_migration_cost(snapshot, work),
-        migration_factor=migration_factors(snapshot),
         demand_base=demand_base,
         cost_override=cost_override,
-        demand_override=demand_override,
-        agent_index=agent_index,
-    )
-    _check_magnitudes(snapshot, problem)
-    _check_topology_magnitudes(problem)
-    return problem
+        demand_override=demand_override)

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from models import Agent, Snapshot, SolveOptions, Task, Weights
+from models import Agent, Snapshot, SolveOptions, TaskTable, Weights
+from models.columns import Coded
 
 RESOURCES = ("cpu", "mem", "net")
 N_SKILLS = 20
@@ -57,18 +58,25 @@ def scale_snapshot(agents: int, tasks: int, seed: int = 0, *, time_limit: float 
               capacity={r: round(float(cap[i, k]), 3) for k, r in enumerate(RESOURCES)})
         for i in range(m)
     ]
-    task_objs = [
-        Task(
-            id=f"t{j}", work=round(float(work[j]), 4),
-            demand={r: round(float(demand[j, k]), 3) for k, r in enumerate(RESOURCES)},
-            skills=[] if need[j] < 0 else [skills[int(need[j])]],
-        )
-        for j in range(n)
-    ]
+    # The tasks as columns (models.TaskTable), rounded like Task objects would
+    # be (Python's correctly rounded `round`, not np.round): a million Task
+    # objects would be 1.4 GB of the process's peak memory before any solving.
+    table = TaskTable(
+        id=[f"t{j}" for j in range(n)],
+        work=_rounded(work, 4),
+        demand={r: _rounded(demand[:, k], 3) for k, r in enumerate(RESOURCES)},
+        skills=Coded.of(need + 1, [[]] + [[s] for s in skills]),
+    )
     weights = Weights(cost=0.0, makespan=1.0)
-    return Snapshot(name=f"scale-{m}x{n}-seed{seed}", agents=agent_objs, tasks=task_objs,
+    return Snapshot(name=f"scale-{m}x{n}-seed{seed}", agents=agent_objs, task_table=table,
                     weights=weights,
                     options=SolveOptions(solver="auto", time_limit=time_limit, seed=seed))
+
+
+def _rounded(values: np.ndarray, digits: int) -> np.ndarray:
+    """`round(x, digits)` of each value, as an array."""
+    return np.fromiter((round(x, digits) for x in values.tolist()), dtype=float,
+                       count=values.size)
 
 
 def lpt_baseline(problem: Any) -> tuple[np.ndarray, float]:

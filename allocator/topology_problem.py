@@ -87,7 +87,7 @@ class TopologyArrays:
 
 def compile_topology(snapshot: Snapshot, resources: list[str]) -> TopologyArrays | None:
     """The topology arrays of a snapshot; None when it uses no topology field at all."""
-    agents, tasks, topo = snapshot.agents, snapshot.tasks, snapshot.topology
+    agents, topo = snapshot.agents, snapshot.topology
     uses = topo is not None or any(a.safety or a.move_costs for a in agents)
     if not uses:
         return None
@@ -95,7 +95,11 @@ def compile_topology(snapshot: Snapshot, resources: list[str]) -> TopologyArrays
     r_index = {r: k for k, r in enumerate(resources)}
     groups = topo.groups if topo is not None else []
     g_index = {g.id: k for k, g in enumerate(groups)}
-    group_of = np.array([g_index[t.group] if t.group is not None else -1 for t in tasks],
+    table = snapshot.task_table
+    task_groups = (([None] * len(table) if table.group is None else table.group)
+                   if snapshot.columnar and table is not None
+                   else [t.group for t in snapshot.tasks])
+    group_of = np.array([g_index[g] if g is not None else -1 for g in task_groups],
                         dtype=np.int64)
     keys: list[str] = []
 

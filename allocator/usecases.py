@@ -77,7 +77,7 @@ def rebalance_uc(snapshot: Snapshot, params: RebalanceParams) -> RebalanceOutcom
     from allocator.rebalance import rebalance
     from allocator.validate import validate
 
-    if params.max_migrations is not None and params.max_migrations > max(len(snapshot.tasks), 0):
+    if params.max_migrations is not None and params.max_migrations > max(snapshot.n_tasks, 0):
         # More moves than tasks means no cap; CP-SAT needs 64-bit integers anyway.
         params = RebalanceParams(None, params.threshold, params.time_limit, params.seed)
     try:

@@ -8,6 +8,7 @@ able to hide itself here.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from models import Agent, AgentStatus, Plan, Snapshot, Task
@@ -32,11 +33,36 @@ def _close_le(a: float, b: float) -> bool:
     return a <= b + ABS_TOL + REL_TOL * abs(b)
 
 
+class _TableTasks(Mapping[str, Task]):
+    """Tasks by id of a snapshot given as a TaskTable: each lookup builds that Task alone.
+
+    Validating a million-task table then holds one Task object at a time,
+    not the ~1.4 GB of all of them.
+    """
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._row = {tid: j for j, tid in enumerate(snapshot.task_ids)}
+
+    def __getitem__(self, tid: str) -> Task:
+        return self._snapshot.task_at(self._row[tid])
+
+    def __contains__(self, tid: object) -> bool:
+        return tid in self._row
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+
 def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
     """Every violated hard constraint; an empty list means the plan is feasible."""
     out: list[Violation] = []
     agents = {a.id: a for a in snapshot.agents}
-    tasks = {t.id: t for t in snapshot.tasks}
+    tasks: Mapping[str, Task] = (_TableTasks(snapshot) if snapshot.columnar
+                                 else {t.id: t for t in snapshot.tasks})
 
     seen: dict[str, int] = defaultdict(int)
     for asg in plan.assignments:
@@ -158,7 +184,7 @@ def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
 
 
 def _topology(snapshot: Snapshot, plan: Plan, agents: dict[str, Agent],
-              tasks: dict[str, Task]) -> list[Violation]:
+              tasks: Mapping[str, Task]) -> list[Violation]:
     """The hard topology rules (models.topology), read plainly from the objects."""
     out: list[Violation] = []
     topo = snapshot.topology

@@ -76,7 +76,12 @@ class PlanText:
 
 def _count(data: Any, key: str) -> int:
     if isinstance(data, dict) and isinstance(data.get(key), list):
-        return len(data[key])
+        n = len(data[key])
+        if key == "tasks":  # tasks given as columns count too (Snapshot.task_table)
+            n += _count(data.get("task_table"), "id")
+        return n
+    if key == "tasks" and isinstance(data, dict):
+        return _count(data.get("task_table"), "id")
     return 0
 
 
@@ -100,6 +105,14 @@ def _raw_estimate_error(model_name: str, data: dict[str, Any], max_work_bytes: i
     agents, tasks = snap.get("agents"), snap.get("tasks") or []
     if not isinstance(agents, list) or not isinstance(tasks, list):
         return None
+    n_tasks = _count(snap, "tasks")
+    table = snap.get("task_table")
+    listed = 0
+    if isinstance(table, dict):
+        for key in ("allowed_agents", "forbidden_agents"):
+            col = table.get(key)
+            listed += sum(len(v) for v in col if isinstance(v, list)) if isinstance(
+                col, list) else 0
     backend = WORK_BACKEND.get(model_name)
     if backend is None:
         opts = snap.get("options")
@@ -110,14 +123,13 @@ def _raw_estimate_error(model_name: str, data: dict[str, Any], max_work_bytes: i
     overrides = any(isinstance(ov, dict) and ov.get("demand")
                     for t in tasks if isinstance(t, dict) and isinstance(t.get("overrides"), dict)
                     for ov in t["overrides"].values())
-    listed = 0
     for t in tasks:
         if isinstance(t, dict):
             for key in ("allowed_agents", "forbidden_agents", "overrides"):
                 v = t.get(key)
                 listed += len(v) if isinstance(v, list | dict) else 0
     try:
-        check_work_bytes(len(agents), len(tasks), len(resources), overrides, str(backend),
+        check_work_bytes(len(agents), n_tasks, len(resources), overrides, str(backend),
                          max_work_bytes, listed)
     except ResourceLimitError as e:
         return "limit", (e.message, e.field)
@@ -178,7 +190,7 @@ def parse_body(model_path: str, raw: bytes, max_agents: int, max_tasks: int,
         except InvalidInputError as e:
             return "error", (e.message, e.field)
         snap_out = (snapshot.model_dump_json(by_alias=True), len(snapshot.agents),
-                    len(snapshot.tasks), snapshot.options.model_dump(), *shape(snapshot))
+                    snapshot.n_tasks, snapshot.options.model_dump(), *shape(snapshot))
     plan_obj = getattr(req, "plan", None)
     plan_out = plan_obj.model_dump_json(by_alias=True) if plan_obj is not None else None
     fields = req.model_dump(mode="json", by_alias=True, exclude={"snapshot", "plan"})

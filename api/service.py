@@ -123,7 +123,7 @@ def _dead_here(holder: str) -> bool:
 def _sizes(snap: AnySnapshot) -> tuple[int, int]:
     if isinstance(snap, SnapshotText):
         return snap.n_agents, snap.n_tasks
-    return len(snap.agents), len(snap.tasks)
+    return len(snap.agents), snap.n_tasks
 
 
 def _payload(snap: AnySnapshot | None) -> Snapshot | str | None:

@@ -12,6 +12,7 @@ from models.domain import (
     Snapshot,
     SolveOptions,
     Task,
+    TaskTable,
     Weights,
 )
 from models.pareto import PARETO_OBJECTIVES, ParetoFront, ParetoPoint
@@ -54,6 +55,7 @@ __all__ = [
     "SolutionPoint",
     "SolveOptions",
     "Task",
+    "TaskTable",
     "Topology",
     "Unassigned",
     "UnassignedReason",

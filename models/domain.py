@@ -9,11 +9,24 @@ constraint in every solver we use.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+from models.columns import Coded, bool_column, column_list, float_column, list_column
 from models.topology import FIELD_KEYS, Topology
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
@@ -171,6 +184,171 @@ class Task(_Strict):
         return self
 
 
+_FloatCol = Annotated[
+    np.ndarray,
+    PlainSerializer(column_list, return_type=list[float | None]),
+    WithJsonSchema({"type": "array", "items": {"type": ["number", "null"]}}),
+]
+_BoolCol = Annotated[
+    np.ndarray,
+    PlainSerializer(lambda c: c.tolist(), return_type=list[bool]),
+    WithJsonSchema({"type": "array", "items": {"type": "boolean"}}),
+]
+_ListCol = Annotated[
+    Coded,
+    PlainSerializer(lambda c: c.tolist(), return_type=list[list[str] | None]),
+    WithJsonSchema({"type": "array", "items": {"anyOf": [
+        {"type": "array", "items": {"type": "string"}}, {"type": "string"}, {"type": "null"}]}}),
+]
+#: Float columns whose None entries mean "not given" (stored as NaN).
+_OPTIONAL_FLOATS = ("deadline", "migration_cost")
+
+
+class TaskTable(BaseModel):
+    """Tasks as columns: the fields of :class:`Task`, one entry per task.
+
+    For snapshots of 100k+ tasks read from Parquet / CSV / numpy, where a
+    list of Task objects costs ~1.4 KB per task and most of a second per
+    100k to validate. Give it as ``Snapshot(task_table=...)`` instead of
+    ``tasks``. Only `id` is required; a column left out takes Task's default
+    for every task. Numbers are numpy arrays (a list, numpy array or polars
+    / pandas column is accepted); `skills`, `allowed_agents` and
+    `forbidden_agents` are one list of strings per task (a lone string is a
+    list of one; in `allowed_agents` None is "no list"), stored as codes into
+    the distinct lists (:class:`models.columns.Coded`). Per-agent `overrides`
+    have no column: tasks that need them go in as Task objects.
+
+    The rules are Task's, checked column-wise: numbers finite and >= 0,
+    progress <= 1, deadline not before release, hard_deadline only with a
+    deadline, ids unique and 1-200 characters. A violation names the column
+    and the row: ``work[17] must be a finite number, got nan``. `deadline`
+    and `migration_cost` take None for "not given" (kept as NaN inside).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    id: list[Id]
+    work: _FloatCol | None = None
+    demand: dict[str, _FloatCol] = Field(default_factory=dict)
+    priority: list[Priority] | None = None
+    release: _FloatCol | None = None
+    deadline: _FloatCol | None = None
+    hard_deadline: _BoolCol | None = None
+    skills: _ListCol | None = None
+    allowed_agents: _ListCol | None = None
+    forbidden_agents: _ListCol | None = None
+    current_agent: list[str | None] | None = None
+    progress: _FloatCol | None = None
+    migration_cost: _FloatCol | None = None
+    tenant: list[str | None] | None = None
+    group: list[Id | None] | None = None
+
+    @field_validator("work", "release", "deadline", "progress", "migration_cost",
+                     mode="before")
+    @classmethod
+    def _floats(cls, v: Any, info: ValidationInfo) -> np.ndarray | None:
+        name = str(info.field_name)
+        return None if v is None else float_column(
+            v, name, optional=name in _OPTIONAL_FLOATS, upper=1.0 if name == "progress" else None)
+
+    @field_validator("demand", mode="before")
+    @classmethod
+    def _demands(cls, v: Any) -> dict[str, np.ndarray]:
+        if not isinstance(v, dict):
+            raise ValueError("demand must map each resource name to a column")
+        for r in v:
+            if not isinstance(r, str) or not r:
+                raise ValueError("demand: resource names must be non-empty strings")
+        return {r: float_column(c, f"demand[{r!r}]") for r, c in v.items()}
+
+    @field_validator("hard_deadline", mode="before")
+    @classmethod
+    def _bools(cls, v: Any) -> np.ndarray | None:
+        return None if v is None else bool_column(v, "hard_deadline")
+
+    @field_validator("skills", "allowed_agents", "forbidden_agents", mode="before")
+    @classmethod
+    def _lists(cls, v: Any, info: ValidationInfo) -> Coded | None:
+        name = str(info.field_name)
+        return None if v is None else list_column(v, name, allow_none=name == "allowed_agents")
+
+    @model_validator(mode="after")
+    def _rows_agree(self) -> TaskTable:
+        n = len(self.id)
+        columns: list[tuple[str, Any]] = [(k, getattr(self, k)) for k in _TABLE_COLUMNS]
+        columns += [(f"demand[{r!r}]", c) for r, c in self.demand.items()]
+        for name, col in columns:
+            if col is not None and len(col) != n:
+                raise ValueError(f"{name} has {len(col)} rows, id has {n}")
+        if len(set(self.id)) != n:
+            seen: set[str] = set()
+            for j, t in enumerate(self.id):
+                if t in seen:
+                    raise ValueError(f"id[{j}]: duplicate task id {t!r}")
+                seen.add(t)
+        deadline = self.deadline
+        if deadline is not None and self.release is not None:
+            early = deadline < self.release  # NaN (no deadline) compares False
+            if early.any():
+                j = int(np.flatnonzero(early)[0])
+                raise ValueError(f"deadline[{j}] ({deadline[j]}) is before release[{j}] "
+                                 f"({self.release[j]}) for task {self.id[j]!r}")
+        if self.hard_deadline is not None and self.hard_deadline.any():
+            none = self.hard_deadline & (np.isnan(deadline) if deadline is not None else True)
+            if np.any(none):
+                j = int(np.flatnonzero(none)[0])
+                raise ValueError(f"hard_deadline[{j}] is set but task {self.id[j]!r} "
+                                 "has no deadline")
+        return self
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TaskTable):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def row(self, j: int) -> Task:
+        """Task j as a validated :class:`Task` object."""
+        fields: dict[str, Any] = {"id": self.id[j]}
+        for name in ("work", "release", "progress"):
+            col = getattr(self, name)
+            if col is not None:
+                fields[name] = float(col[j])
+        for name in _OPTIONAL_FLOATS:
+            col = getattr(self, name)
+            if col is not None and not math.isnan(col[j]):
+                fields[name] = float(col[j])
+        if self.demand:
+            fields["demand"] = {r: float(c[j]) for r, c in self.demand.items()}
+        if self.hard_deadline is not None:
+            fields["hard_deadline"] = bool(self.hard_deadline[j])
+        for name in ("skills", "forbidden_agents"):
+            col = getattr(self, name)
+            if col is not None:
+                fields[name] = col[j] or []
+        if self.allowed_agents is not None:
+            fields["allowed_agents"] = self.allowed_agents[j]
+        for name in ("priority", "current_agent", "tenant", "group"):
+            col = getattr(self, name)
+            if col is not None:
+                fields[name] = col[j]
+        return Task.model_validate(fields)
+
+    def rows(self) -> Iterator[Task]:
+        """Every task as a Task object, one at a time (none is kept)."""
+        return map(self.row, range(len(self.id)))
+
+
+#: The TaskTable columns with one entry per task (demand is a map of such columns).
+_TABLE_COLUMNS = ("work", "priority", "release", "deadline", "hard_deadline", "skills",
+                  "allowed_agents", "forbidden_agents", "current_agent", "progress",
+                  "migration_cost", "tenant", "group")
+
+
 # Default penalty for leaving a task unassigned, per priority class. Large
 # against typical per-task costs so that solvers place everything they can;
 # a factor of 10 between classes so a critical task is never dropped to make
@@ -277,13 +455,18 @@ class Snapshot(_Strict):
 
     time: NonNegative = 0.0
     agents: list[Agent]
+    #: The tasks as objects; with `task_table` given, built from it on first access.
     tasks: list[Task] = Field(default_factory=list)
+    #: The tasks as columns (instead of `tasks`): see :class:`TaskTable`.
+    task_table: TaskTable | None = None
     weights: Weights = Field(default_factory=Weights)
     options: SolveOptions = Field(default_factory=SolveOptions)
     migration: MigrationPolicy = Field(default_factory=MigrationPolicy)
     #: Groups, their placement rules and the topology cost terms (models.topology).
     topology: Topology | None = None
     name: str | None = None
+    #: `tasks` built from `task_table` (on first access of `tasks`).
+    _rows: list[Task] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _references(self) -> Snapshot:
@@ -297,8 +480,13 @@ class Snapshot(_Strict):
                 if a_id not in agent_ids:
                     raise ValueError(f"migration.pair_factors[{k}]: unknown agent {a_id!r}")
         resources = {r for a in self.agents for r in a.capacity}
+        table = self.task_table
+        if table is not None:
+            if self.__dict__["tasks"]:
+                raise ValueError("tasks and task_table are both given: give the tasks one way")
+            _check_table_references(table, agent_ids, resources)
         task_ids: set[str] = set()
-        for j, t in enumerate(self.tasks):
+        for j, t in enumerate(self.__dict__["tasks"]):
             where = f"tasks[{j}]"
             if t.id in task_ids:
                 raise ValueError(f"{where}.id: duplicate task id {t.id!r}")
@@ -333,6 +521,86 @@ class Snapshot(_Strict):
                 return a
         raise KeyError(agent_id)
 
+    @property
+    def columnar(self) -> bool:
+        """The tasks come from `task_table` (`tasks` is only built when read)."""
+        return self.__dict__["task_table"] is not None and not self.__dict__["tasks"]
+
+    @property
+    def n_tasks(self) -> int:
+        """How many tasks, without building Task objects from a table."""
+        table = self.__dict__["task_table"]
+        return len(table.id) if self.columnar else len(self.__dict__["tasks"])
+
+    @property
+    def task_ids(self) -> list[str]:
+        """The task ids in snapshot order, without building Task objects from a table."""
+        if self.columnar:
+            ids: list[str] = self.__dict__["task_table"].id
+            return ids
+        return [t.id for t in self.__dict__["tasks"]]
+
+    def task_at(self, j: int) -> Task:
+        """Task j (from a table: that row alone, nothing else is built)."""
+        if self.columnar and self._rows is None:
+            row: Task = self.__dict__["task_table"].row(j)
+            return row
+        return self.tasks[j]
+
+    def iter_tasks(self) -> Iterator[Task]:
+        """The tasks one at a time (from a table: built and dropped one by one)."""
+        if self.columnar and self._rows is None:
+            rows: Iterator[Task] = self.__dict__["task_table"].rows()
+            return rows
+        return iter(self.tasks)
+
+
+def _snapshot_tasks(self: Snapshot) -> list[Task]:
+    """`Snapshot.tasks`: the list given, or the table's rows built once on first access."""
+    if not self.columnar:
+        tasks: list[Task] = self.__dict__["tasks"]
+        return tasks
+    if self._rows is None:
+        self._rows = list(self.__dict__["task_table"].rows())
+    return self._rows
+
+
+def _set_snapshot_tasks(self: Snapshot, value: list[Task]) -> None:
+    """Assigning `tasks` replaces a table (validated like any assignment)."""
+    self.__dict__["task_table"] = None
+    self._rows = None
+    self.__pydantic_validator__.validate_assignment(self, "tasks", value)
+
+
+# A property over the pydantic field: reads go through it (a table-backed
+# snapshot builds its Task objects only when some code really reads
+# `tasks`), while validation and serialisation use the stored field (an empty
+# list next to the table), so JSON round-trips as columns.
+Snapshot.tasks = property(_snapshot_tasks, _set_snapshot_tasks)  # type: ignore[assignment]
+
+
+def _check_table_references(table: TaskTable, agent_ids: set[str], resources: set[str]) -> None:
+    """Snapshot-level checks of a TaskTable: resources and agents it names exist."""
+    for r in table.demand:
+        if r not in resources:
+            raise ValueError(f"task_table.demand: unknown resource {r!r} (no agent has it; "
+                             f"known: {sorted(resources)})")
+    if table.current_agent is not None:
+        unknown = set(table.current_agent) - agent_ids - {None}
+        if unknown:
+            j = next(j for j, a in enumerate(table.current_agent) if a in unknown)
+            raise ValueError(f"task_table.current_agent[{j}]: unknown agent "
+                             f"{table.current_agent[j]!r}")
+    for field in ("allowed_agents", "forbidden_agents"):
+        col: Coded | None = getattr(table, field)
+        if col is None:
+            continue
+        for code, ids in enumerate(col.values):
+            for a_id in ids or ():
+                if a_id not in agent_ids:
+                    j = int(np.flatnonzero(col.codes == code)[0])
+                    raise ValueError(f"task_table.{field}[{j}]: unknown agent {a_id!r}")
+
 
 def _check_topology(snap: Snapshot, agent_ids: set[str], resources: set[str]) -> None:
     """Reference checks of the topology fields; each error names the field."""
@@ -346,7 +614,15 @@ def _check_topology(snap: Snapshot, agent_ids: set[str], resources: set[str]) ->
         for b in a.move_costs:
             if b not in agent_ids:
                 raise ValueError(f"agents[{i}].move_costs: unknown agent {b!r}")
-    for j, t in enumerate(snap.tasks):
+    if snap.columnar:
+        table_groups = snap.__dict__["task_table"].group
+        if table_groups is not None:
+            unknown = set(table_groups) - groups - {None}
+            if unknown:
+                j = next(j for j, g in enumerate(table_groups) if g in unknown)
+                raise ValueError(f"task_table.group[{j}]: unknown group {table_groups[j]!r} "
+                                 "(declare it in topology.groups)")
+    for j, t in enumerate(snap.__dict__["tasks"]):
         if t.group is not None and t.group not in groups:
             raise ValueError(f"tasks[{j}].group: unknown group {t.group!r} "
                              "(declare it in topology.groups)")

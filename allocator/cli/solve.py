@@ -25,7 +25,7 @@ def render_plan(plan: Plan, snapshot: Snapshot, *, out: Console | None = None) -
     obj = "n/a" if plan.objective is None else f"{plan.objective:.6g}"
     c.print(
         f"[bold]{snapshot.name or 'snapshot'}[/]: {len(snapshot.agents)} agents, "
-        f"{len(snapshot.tasks)} tasks | solver [cyan]{plan.solver}[/] | status "
+        f"{snapshot.n_tasks} tasks | solver [cyan]{plan.solver}[/] | status "
         f"[bold]{plan.status}[/] | objective {obj} | bound {bound} | gap {gap} | "
         f"{plan.wall_time_s:.2f}s"
     )
