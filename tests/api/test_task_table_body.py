@@ -21,7 +21,7 @@ def test_table_rows_count_against_max_tasks() -> None:
 
 
 def test_a_table_snapshot_is_parsed_and_kept_as_columns() -> None:
-    kind, (fields, snap, plan) = parse_body("api.schemas.SolveRequest", _body(["t0", "t1"]),
+    kind, (_fields, snap, plan) = parse_body("api.schemas.SolveRequest", _body(["t0", "t1"]),
                                             max_agents=10, max_tasks=5)
     assert kind == "ok" and plan is None
     text, n_agents, n_tasks = snap[:3]
