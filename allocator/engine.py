@@ -100,8 +100,8 @@ def _gc_paused(tasks: int) -> Iterator[None]:
 def _plan_assignment(problem: Problem, plan: Plan, ctx: SolveContext) -> np.ndarray:
     """[n] agent index of each task in `plan` (-1: unassigned)."""
     built = ctx.last_plan
-    if built is not None and built[0] is plan.assignments:
-        return built[1]  # make_plan's own array: no pass over a million objects
+    if built is not None and built[0] is plan.assignment_table:
+        return built[1]  # make_plan's own array: no pass over a million rows
     placed = plan.agent_of()
     return np.asarray([problem.agent_index[placed[t]] if t in placed else -1
                        for t in problem.task_ids], dtype=np.int64)

@@ -65,7 +65,7 @@ def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
                                  else {t.id: t for t in snapshot.tasks})
 
     seen: dict[str, int] = defaultdict(int)
-    for asg in plan.assignments:
+    for asg in plan.iter_assignments():
         seen[asg.task] += 1
     for u in plan.unassigned:
         if u.task in seen:
@@ -85,7 +85,7 @@ def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
     skills_of: dict[str, frozenset[str]] = {}  # set lookups: linear in skills, not quadratic
     used: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     per_agent: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
-    for asg in plan.assignments:
+    for asg in plan.iter_assignments():
         task = tasks.get(asg.task)
         agent = agents.get(asg.agent)
         if task is None:
@@ -150,7 +150,7 @@ def validate(snapshot: Snapshot, plan: Plan) -> list[Violation]:
     # A migration: a placed task on another agent than its current one.
     max_moves = snapshot.options.max_migrations
     if max_moves is not None:
-        moved = [asg.task for asg in plan.assignments
+        moved = [asg.task for asg in plan.iter_assignments()
                  if asg.task in tasks and tasks[asg.task].current_agent is not None
                  and asg.agent != tasks[asg.task].current_agent]
         if len(moved) > max_moves:
@@ -191,7 +191,8 @@ def _topology(snapshot: Snapshot, plan: Plan, agents: dict[str, Agent],
     if topo is None:
         return out
     groups = {g.id: g for g in topo.groups}
-    where = {a.task: a.agent for a in plan.assignments if a.task in tasks and a.agent in agents}
+    where = {a.task: a.agent for a in plan.iter_assignments()
+             if a.task in tasks and a.agent in agents}
     members: dict[str, list[str]] = defaultdict(list)
     for tid in where:
         g = tasks[tid].group

@@ -19,6 +19,7 @@ from models.pareto import PARETO_OBJECTIVES, ParetoFront, ParetoPoint
 from models.plan import (
     AgentLoad,
     Assignment,
+    AssignmentTable,
     Migration,
     ObjectiveTerm,
     Plan,
@@ -39,6 +40,7 @@ __all__ = [
     "AgentOverride",
     "AgentStatus",
     "Assignment",
+    "AssignmentTable",
     "Balance",
     "Group",
     "Migration",

@@ -6,9 +6,19 @@ term, how far it may be from optimal, and why any task could not be placed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_serializer,
+)
 
 from models.bottlenecks import BottleneckReport
 
@@ -53,6 +63,63 @@ class Assignment(_Out):
     agent: str
     start: float
     end: float
+
+
+_ASSIGNMENT_FIELDS = set(Assignment.model_fields)
+_new_object = object.__new__
+_set_slot = object.__setattr__
+
+
+def _trusted_assignment(task: str, agent: str, start: float, end: float) -> Assignment:
+    """An Assignment from values a solver computed itself (no re-validation).
+
+    What ``Assignment.model_construct`` does, without its per-call Python
+    overhead: the same ``__dict__``, fields set (one shared set), extra and
+    private slots, so the object compares, serialises and validates like a
+    validated one (tests/test_plan_builder.py checks that).
+    """
+    obj = _new_object(Assignment)
+    _set_slot(obj, "__dict__", {"task": task, "agent": agent, "start": start, "end": end})
+    _set_slot(obj, "__pydantic_fields_set__", _ASSIGNMENT_FIELDS)
+    _set_slot(obj, "__pydantic_extra__", None)
+    _set_slot(obj, "__pydantic_private__", None)
+    return obj
+
+
+@dataclass(frozen=True, eq=False)
+class AssignmentTable:
+    """A plan's assignments as columns: row k puts task ``task_ids[task[k]]`` on
+    agent ``agent_ids[agent[k]]`` from ``start[k]`` to ``end[k]``.
+
+    A million Assignment objects take ~270 MB; these columns take 32 MB and
+    share the id lists with the problem they came from. `Plan.assignments`
+    builds the objects from them only when some code reads it.
+    """
+
+    task_ids: list[str]
+    agent_ids: list[str]
+    task: np.ndarray  # [k] int64 index into task_ids
+    agent: np.ndarray  # [k] int64 index into agent_ids
+    start: np.ndarray  # [k] float
+    end: np.ndarray  # [k] float
+
+    def __len__(self) -> int:
+        return int(self.task.size)
+
+    def tasks(self) -> list[str]:
+        """The task id of each row."""
+        if self.task.size < 1000:
+            return list(map(self.task_ids.__getitem__, self.task.tolist()))
+        return np.asarray(self.task_ids, dtype=object)[self.task].tolist()  # type: ignore[no-any-return]
+
+    def agents(self) -> list[str]:
+        """The agent id of each row."""
+        return np.asarray(self.agent_ids, dtype=object)[self.agent].tolist()  # type: ignore[no-any-return]
+
+    def rows(self) -> Iterator[Assignment]:
+        """The rows as Assignment objects, built one at a time."""
+        return map(_trusted_assignment, self.tasks(), self.agents(), self.start.tolist(),
+                   self.end.tolist())
 
 
 class Unassigned(_Out):
@@ -131,7 +198,75 @@ class Plan(_Out):
     solutions: list[SolutionPoint] = Field(default_factory=list)
     message: str | None = None
     bottlenecks: BottleneckReport | None = None
+    #: The assignments as columns (solvers of large snapshots set them; see
+    #: :meth:`from_table`): `assignments` is then built on first access.
+    _table: AssignmentTable | None = PrivateAttr(default=None)
+    _rows: list[Assignment] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_table(cls, table: AssignmentTable, **fields: Any) -> Plan:
+        """A Plan whose assignments are `table` (other fields as in the constructor)."""
+        plan = cls(**fields)
+        plan._table = table
+        return plan
+
+    @property
+    def assignment_table(self) -> AssignmentTable | None:
+        """The columns the assignments come from, when the plan was built from them."""
+        return self._table if self.__dict__["assignments"] == [] else None
+
+    def iter_assignments(self) -> Iterator[Assignment]:
+        """The assignments one at a time (from columns: built and dropped one by one)."""
+        table = self.assignment_table
+        if table is not None and self._rows is None:
+            return table.rows()
+        return iter(self.assignments)
 
     def agent_of(self) -> dict[str, str]:
         """Map task id -> agent id for the assigned tasks."""
+        table = self.assignment_table
+        if table is not None:
+            return dict(zip(table.tasks(), table.agents(), strict=True))
         return {a.task: a.agent for a in self.assignments}
+
+    @field_serializer("assignments")
+    def _assignments_out(self, value: list[Assignment]) -> list[Assignment]:
+        # A plan built from columns writes the same rows as one built from
+        # objects (built for the dump only, not kept).
+        table = self.assignment_table
+        if table is None:
+            return value
+        return self._rows if self._rows is not None else list(table.rows())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Plan):
+            return NotImplemented
+        if self._table is None and other._table is None:
+            return super().__eq__(other)
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _plan_assignments(self: Plan) -> list[Assignment]:
+    """`Plan.assignments`: the list given, or the table's rows built once on first access."""
+    table = self.assignment_table
+    if table is None:
+        rows: list[Assignment] = self.__dict__["assignments"]
+        return rows
+    if self._rows is None:
+        self._rows = list(table.rows())
+    return self._rows
+
+
+def _set_plan_assignments(self: Plan, value: list[Assignment]) -> None:
+    """Assigning `assignments` replaces a table."""
+    self._table = None
+    self._rows = None
+    self.__dict__["assignments"] = [a if isinstance(a, Assignment) else Assignment.model_validate(a)
+                                    for a in value]
+
+
+# As Snapshot.tasks (models.domain): reads go through the property, pydantic's
+# validation and serialisation use the stored field (empty next to a table).
+Plan.assignments = property(_plan_assignments, _set_plan_assignments)  # type: ignore[assignment]

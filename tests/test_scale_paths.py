@@ -20,6 +20,7 @@ from allocator.objectives import Schedule, build_schedule, default_order_key
 from allocator.problem import Problem
 from allocator.solvers.balance import lpt_assign, lpt_assign_plain
 from allocator.solvers.base import Budget, assignment_rows, make_plan
+from allocator.solvers.lpt_kernel import HAVE_NUMBA
 from models import Assignment, Plan, PlanStatus, Snapshot
 from tests.strategies import snapshots
 
@@ -129,9 +130,16 @@ def _lpt_instance(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return work, speed, lanes, group_of, groups, demand, capacity
 
 
+@pytest.mark.parametrize("compiled", [
+    pytest.param(False, id="numpy"),
+    pytest.param(True, id="compiled", marks=pytest.mark.skipif(
+        not HAVE_NUMBA, reason="numba is not installed")),
+])
 @pytest.mark.parametrize("seed", range(6))
-def test_fast_lpt_is_exactly_the_plain_lpt(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_lpt_is_exactly_the_plain_lpt(seed: int, compiled: bool,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng([13, seed])
+    monkeypatch.setattr(balance_mod, "LPT_COMPILED_MIN_TASKS", 0 if compiled else 1 << 62)
     # Small chunks and few room tries: every branch of the fast loop runs.
     monkeypatch.setattr(balance_mod, "LPT_CHUNK", 37)
     monkeypatch.setattr(balance_mod, "ROOM_TRIES", int(rng.integers(1, 5)))

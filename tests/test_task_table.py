@@ -15,7 +15,18 @@ from pydantic import ValidationError
 from allocator.engine import solve
 from allocator.problem import compile_snapshot
 from allocator.validate import validate
-from models import Agent, Group, Priority, Snapshot, Task, TaskTable, Topology, Weights
+from models import (
+    Agent,
+    AssignmentTable,
+    Group,
+    Plan,
+    Priority,
+    Snapshot,
+    Task,
+    TaskTable,
+    Topology,
+    Weights,
+)
 from models.columns import Coded
 
 PROBLEM_ARRAYS = ("work", "release", "deadline", "hard_deadline", "priority_rank",
@@ -126,8 +137,10 @@ def test_the_tasks_of_a_table_are_built_once_and_only_when_read() -> None:
     assert columnar.task_ids == [t.id for t in objects.tasks]
     assert columnar.task_at(5) == objects.tasks[5] and columnar._rows is None
     assert list(columnar.iter_tasks()) == objects.tasks and columnar._rows is None
+    untouched = columnar.model_copy()
     assert columnar.tasks == objects.tasks
     assert columnar.tasks is columnar.tasks  # built once
+    assert untouched == columnar and untouched._rows is None  # equal fields, equal snapshots
 
 
 def test_json_round_trips_as_columns() -> None:
@@ -230,3 +243,30 @@ def test_a_lone_string_is_a_list_of_one_and_coded_columns_are_taken_as_given() -
                   forbidden_agents=Coded.of([0, 0, 1], [[], ["a0"]]))
     assert [r.skills for r in t.rows()] == [["x"], [], ["x", "y"]]
     assert [r.forbidden_agents for r in t.rows()] == [[], [], ["a0"]]
+
+
+def test_a_plan_from_columns_writes_the_rows_of_a_plan_from_objects() -> None:
+    columnar, _ = _pair(4, n=50, m=5)
+    plan = solve(columnar, solver="greedy", time_limit=2)
+    table = plan.assignment_table
+    assert table is not None and len(table) == plan.metrics.assigned  # type: ignore[union-attr]
+    as_objects = plan.model_copy(update={"assignments": list(table.rows())})
+    assert as_objects.assignment_table is None
+    assert plan.model_dump_json() == as_objects.model_dump_json()
+    assert plan == as_objects and plan.agent_of() == as_objects.agent_of()
+    assert Plan.model_validate_json(plan.model_dump_json()) == plan
+    assert validate(columnar, plan) == [] and plan._rows is None  # validated row by row
+    assert [a.task for a in plan.assignments] == table.tasks()
+    assert plan.assignments is plan.assignments  # built once, on first read
+
+
+def test_the_validator_reads_a_plan_s_columns() -> None:
+    columnar, _ = _pair(4, n=20, m=3)
+    plan = solve(columnar, solver="greedy", time_limit=2)
+    table = plan.assignment_table
+    assert table is not None and len(table) >= 2
+    again = [np.r_[c, c[:1]] for c in (table.task, table.agent, table.start, table.end)]
+    twice = AssignmentTable(table.task_ids, table.agent_ids, *again)
+    bad = plan.model_copy()
+    bad._table = twice
+    assert "assigned_twice" in {v.kind for v in validate(columnar, bad)}

@@ -31,16 +31,31 @@ import numpy as np
 from allocator.bounds import makespan_bound
 from allocator.problem import Problem, capacity_limit
 from allocator.solvers.base import Budget, WarmStart, make_plan, register
+from allocator.solvers.lpt_kernel import HAVE_NUMBA, lpt_compiled
 from models import Plan, PlanStatus
 
 #: The search stops once the makespan is within this share of the lower bound.
 STOP_RTOL = 1e-4
 #: How many of the least loaded agents' tasks are tried as swap partners.
 SWAP_PARTNER_AGENTS = 24
+#: Most (critical task, partner task) pairs one swap step evaluates. The step
+#: builds a few [pairs, R] arrays: with thousands of tasks per agent (50 agents
+#: x 100k tasks) all pairs were ~10^8 cells, seconds and GBs per step, and the
+#: deadline is only checked between steps. Above it the step keeps the
+#: critical agent's largest tasks and the partner tasks of the least loaded
+#: agents first (10,000 agents x 1M tasks: ~100 x 2,400 pairs, under it).
+SWAP_MAX_PAIRS = 1 << 20
+#: Critical-agent tasks kept when the pairs are capped (the largest: a swap
+#: lowers the critical agent only by giving away more work than it takes).
+SWAP_MAX_OWN = 256
 
 
 #: Tasks whose Python rows :func:`lpt_assign` holds at once.
 LPT_CHUNK = 1 << 16
+#: From this many tasks on, :func:`lpt_assign` runs the compiled loop
+#: (allocator.solvers.lpt_kernel) when numba is installed: below it the
+#: numpy loop takes well under a second, less than compiling on a cold cache.
+LPT_COMPILED_MIN_TASKS = 100_000
 
 
 def lpt_assign(
@@ -59,7 +74,10 @@ def lpt_assign(
     among those with room for its demand; ties go to the lowest agent index.
 
     Exactly :func:`lpt_assign_plain`'s result (tests compare them) with the
-    same float operations, about twice as fast on one-lane agents: each
+    same float operations. From ``LPT_COMPILED_MIN_TASKS`` tasks on, with
+    numba, one-lane agents take the compiled loop of
+    :mod:`allocator.solvers.lpt_kernel` (10000 x 1M: ~13 s -> a few). The
+    numpy loop is about twice as fast as the plain one on one-lane agents: each
     group keeps its members' loads in one contiguous array (updated for
     every group of the chosen agent), so a task costs two in-place ufuncs
     and an argmin over its group instead of a gather and two temporaries.
@@ -67,6 +85,9 @@ def lpt_assign(
     if bool(np.any(lanes > 1)):
         return lpt_assign_plain(work, speed, lanes, group_of, group_agents, demand, capacity)
     n, m = work.size, speed.size
+    if n >= LPT_COMPILED_MIN_TASKS and HAVE_NUMBA:
+        return lpt_compiled(work, speed * lanes, group_of, group_agents, demand,
+                            capacity_limit(capacity))
     agent_of = np.full(n, -1, dtype=np.int64)
     rate = speed * lanes  # busy time per work unit is 1 / rate
     free = capacity_limit(capacity)
@@ -296,6 +317,9 @@ def improve_makespan(
         cand = np.flatnonzero(np.isin(agent_of, partners))
         if cand.size == 0:
             break
+        if tasks.size * cand.size > SWAP_MAX_PAIRS:
+            tasks, wa = _capped_swap_sets(tasks, wa, cand, agent_of, partners, m)
+            cand = cand[:SWAP_MAX_PAIRS // tasks.size]
         wb = work[cand]
         bb = agent_of[cand]
         # j (on a) <-> k (on b): both new loads must stay below top.
@@ -319,6 +343,20 @@ def improve_makespan(
             free[b] += demand[q] - demand[j]
         del second
     return agent_of
+
+
+def _capped_swap_sets(tasks: np.ndarray, wa: np.ndarray, cand: np.ndarray,
+                      agent_of: np.ndarray, partners: np.ndarray, m: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The critical agent's ``SWAP_MAX_OWN`` largest tasks; `cand` reordered in place
+    so the least loaded partners' tasks come first (stable: task order within one)."""
+    if tasks.size > SWAP_MAX_OWN:
+        keep = np.sort(np.argpartition(-wa, SWAP_MAX_OWN - 1)[:SWAP_MAX_OWN])
+        tasks, wa = tasks[keep], wa[keep]
+    rank = np.full(m, partners.size, dtype=np.int64)
+    rank[partners] = np.arange(partners.size)
+    cand[:] = cand[np.argsort(rank[agent_of[cand]], kind="stable")]
+    return tasks, wa
 
 
 def _arrays(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,6 +24,7 @@ from allocator.problem import Problem
 from allocator.solvers.context import SolveContext
 from models import (
     Assignment,
+    AssignmentTable,
     Migration,
     ObjectiveTerm,
     Plan,
@@ -106,27 +107,17 @@ def use_scheduling_model(problem: Problem) -> bool:
     return problem.needs_schedule
 
 
-#: Fields every Assignment built by :func:`assignment_rows` sets (one shared set:
-#: pydantic keeps a per-instance set otherwise, ~200 bytes a task).
-_ASSIGNMENT_FIELDS = set(Assignment.model_fields)
-_new_object = object.__new__
-_set_slot = object.__setattr__
+def assignment_table(problem: Problem, order: np.ndarray, agent_of: np.ndarray,
+                     schedule: Schedule) -> AssignmentTable:
+    """The plan's assignments for tasks `order` (in that order) as columns.
 
-
-def _trusted_assignment(task: str, agent: str, start: float, end: float) -> Assignment:
-    """An Assignment from values the plan builder computed itself (no re-validation).
-
-    What ``Assignment.model_construct`` does, without its per-call Python
-    overhead: the same ``__dict__``, fields set, extra and private slots, so
-    the object compares, serialises and validates like a validated one
-    (tests/test_plan_builder.py checks that).
+    The id lists are the problem's own (shared, not copied): a million rows
+    take 32 MB instead of ~270 MB of Assignment objects.
     """
-    obj = _new_object(Assignment)
-    _set_slot(obj, "__dict__", {"task": task, "agent": agent, "start": start, "end": end})
-    _set_slot(obj, "__pydantic_fields_set__", _ASSIGNMENT_FIELDS)
-    _set_slot(obj, "__pydantic_extra__", None)
-    _set_slot(obj, "__pydantic_private__", None)
-    return obj
+    return AssignmentTable(task_ids=problem.task_ids, agent_ids=problem.agent_ids,
+                           task=np.asarray(order, dtype=np.int64),
+                           agent=np.asarray(agent_of[order], dtype=np.int64),
+                           start=schedule.start[order], end=schedule.end[order])
 
 
 def assignment_rows(problem: Problem, order: np.ndarray, agent_of: np.ndarray,
@@ -138,12 +129,7 @@ def assignment_rows(problem: Problem, order: np.ndarray, agent_of: np.ndarray,
     """
     if order.size == 0:
         return []
-    ids = problem.task_ids
-    tasks = (list(map(ids.__getitem__, order.tolist())) if order.size < 1000
-             else np.asarray(ids, dtype=object)[order].tolist())
-    aids = np.asarray(problem.agent_ids, dtype=object)[agent_of[order]].tolist()
-    return list(map(_trusted_assignment, tasks, aids, schedule.start[order].tolist(),
-                    schedule.end[order].tolist()))
+    return list(assignment_table(problem, order, agent_of, schedule).rows())
 
 
 def make_plan(
@@ -195,7 +181,7 @@ def make_plan(
 
     order = np.flatnonzero(agent_of >= 0)
     order = order[np.lexsort((schedule.start[order], agent_of[order]))]
-    assignments = assignment_rows(problem, order, agent_of, schedule)
+    table = assignment_table(problem, order, agent_of, schedule)
     ids, aids = problem.task_ids, problem.agent_ids
     left = np.flatnonzero(agent_of < 0)
     used = capacity_used(problem, agent_of) if left.size else None
@@ -211,10 +197,10 @@ def make_plan(
             (problem.current >= 0) & (agent_of >= 0) & (agent_of != problem.current)
         )
     ]
-    plan = Plan(
+    plan = Plan.from_table(
+        table,
         status=status,
         solver=solver,
-        assignments=assignments,
         unassigned=unassigned,
         migrations=migrations,
         objective=objective,
@@ -226,8 +212,8 @@ def make_plan(
         solutions=solutions or [],
         message=message,
     )
-    # Validation copies the list: remember the plan's own one.
-    budget.last_plan = (plan.assignments, agent_of)
+    # Copies of the plan share its table: remember it with the array it came from.
+    budget.last_plan = (table, agent_of)
     return plan
 
 

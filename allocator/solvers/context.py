@@ -70,7 +70,7 @@ class SolveContext:
     best: Improvement | None = field(default=None, init=False)
     #: (assignments list, agent_of) of the last plan built for this solve, so the
     #: engine reads a plan's assignment back without a pass over its objects.
-    last_plan: tuple[list[Any], np.ndarray] | None = field(default=None, init=False,
+    last_plan: tuple[Any, np.ndarray] | None = field(default=None, init=False,
                                                             repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _stop_hooks: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
