@@ -99,7 +99,11 @@ def lpt_loop(order: np.ndarray, work: np.ndarray, group_of: np.ndarray,
 def lpt_compiled(work: np.ndarray, rate: np.ndarray, group_of: np.ndarray,
                  group_agents: np.ndarray, demand: np.ndarray, free: np.ndarray
                  ) -> np.ndarray:
-    """The CSR layout :func:`lpt_loop` reads, then the loop (`free` is a capacity limit)."""
+    """The CSR layout :func:`lpt_loop` reads, then the loop.
+
+    `free` is the agents' capacity limit (:func:`allocator.problem.capacity_limit`);
+    the loop works on a copy.
+    """
     m = rate.size
     used = np.zeros(group_agents.shape[0], dtype=bool)
     used[np.unique(group_of)] = True
@@ -122,4 +126,4 @@ def lpt_compiled(work: np.ndarray, rate: np.ndarray, group_of: np.ndarray,
                     np.ascontiguousarray(group_of, dtype=np.int64), mem_ptr, mem_idx,
                     np.ascontiguousarray(inv_rate, dtype=float), slot_ptr,
                     by_agent.astype(np.int64), np.ascontiguousarray(demand, dtype=float),
-                    np.ascontiguousarray(free, dtype=float), bool(np.any(demand > 0)))
+                    np.array(free, dtype=float), bool(np.any(demand > 0)))
