@@ -20,22 +20,12 @@ feasible after every iteration. The cost is kept incrementally exactly as in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-try:  # pragma: no cover - exercised by whichever import succeeds
-    from numba import njit as _njit
-
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover
-    HAVE_NUMBA = False
-
-    def _njit(*args: Any, **kwargs: Any) -> Callable[..., Any]:  # type: ignore[no-redef]
-        def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
-            return f
-        return wrap
+from allocator.jit import HAVE_NUMBA as HAVE_NUMBA
+from allocator.jit import njit as _njit
 
 
 @_njit(cache=True, nogil=True)

@@ -39,26 +39,14 @@ import glob
 import logging
 import os
 import threading
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
+from allocator.jit import HAVE_NUMBA as HAVE_NUMBA
+from allocator.jit import njit as _njit
 from allocator.solvers.linear import LinearModel
 
 log = logging.getLogger(__name__)
-
-try:  # pragma: no cover - exercised by whichever import succeeds
-    from numba import njit as _njit
-
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover
-    HAVE_NUMBA = False
-
-    def _njit(*args: Any, **kwargs: Any) -> Callable[..., Any]:  # type: ignore[no-redef]
-        def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
-            return f
-        return wrap
 
 #: Agents a task may shift to (its cheapest eligible ones), and whose tasks it may swap with.
 CANDIDATES = 10
@@ -85,24 +73,6 @@ def _rand(st: np.ndarray, k: int) -> int:
 
 
 @_njit(cache=True, nogil=True)
-def _dpen(i: int, j_out: int, l_in: int, used: np.ndarray, A: np.ndarray, cap: np.ndarray,
-          inv: np.ndarray, alpha: np.ndarray) -> float:
-    """Penalty change of agent i when task j_out leaves it and l_in joins it (-1: none)."""
-    s = 0.0
-    for r in range(A.shape[2]):
-        u = used[i, r]
-        v = u
-        if j_out >= 0:
-            v -= A[i, j_out, r]
-        if l_in >= 0:
-            v += A[i, l_in, r]
-        e0 = u - cap[i, r]
-        e1 = v - cap[i, r]
-        s += ((e1 if e1 > 0.0 else 0.0) - (e0 if e0 > 0.0 else 0.0)) * inv[i, r]
-    return alpha[i] * s
-
-
-@_njit(cache=True, nogil=True)
 def _dex(i: int, j_out: int, l_in: int, used: np.ndarray, A: np.ndarray,
          cap: np.ndarray, inv: np.ndarray) -> float:
     """Change of agent i's normalised excess when j_out leaves and l_in joins (-1: none)."""
@@ -118,6 +88,13 @@ def _dex(i: int, j_out: int, l_in: int, used: np.ndarray, A: np.ndarray,
         e1 = v - cap[i, r]
         s += ((e1 if e1 > 0.0 else 0.0) - (e0 if e0 > 0.0 else 0.0)) * inv[i, r]
     return s
+
+
+@_njit(cache=True, nogil=True)
+def _dpen(i: int, j_out: int, l_in: int, used: np.ndarray, A: np.ndarray, cap: np.ndarray,
+          inv: np.ndarray, alpha: np.ndarray) -> float:
+    """Penalty change of agent i when task j_out leaves it and l_in joins it (-1: none)."""
+    return alpha[i] * _dex(i, j_out, l_in, used, A, cap, inv)
 
 
 @_njit(cache=True, nogil=True)

@@ -28,26 +28,14 @@ better solution, so the MILP that proves the step does not need it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from allocator.constraints import capacity_limit
+from allocator.jit import HAVE_NUMBA as HAVE_NUMBA
+from allocator.jit import njit as _njit
 from allocator.problem import Problem
-
-try:  # pragma: no cover - exercised by whichever import succeeds
-    from numba import njit as _njit
-
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover
-    HAVE_NUMBA = False
-
-    def _njit(*args: Any, **kwargs: Any) -> Callable[..., Any]:  # type: ignore[no-redef]
-        def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
-            return f
-        return wrap
 
 #: Largest (capacity + 1) x (load + 1) table per agent the dynamic programme builds.
 MAX_TABLE = 60_000
