@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import numpy as np
@@ -16,15 +15,7 @@ from allocator.solvers.exact_front import exact_front
 from allocator.solvers.gap_bp import GapBranchPrice
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
 from allocator.validate import validate
-
-
-def brute_optimum(kl: KnapsackLagrangian, K: int | None) -> float:
-    best = np.inf
-    for combo in itertools.product(range(kl.m), repeat=kl.n):
-        a = np.array(combo)
-        if kl.feasible(a, K):
-            best = min(best, kl.cost(a))
-    return best
+from tests.gap_helpers import brute_optimum
 
 
 @pytest.mark.parametrize("kind,seed", [("c", 0), ("d", 1), ("d", 2), ("e", 3)])

@@ -3,7 +3,6 @@ tabu search with oscillation (allocator.solvers.gap_tabu)."""
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import numpy as np
@@ -15,6 +14,7 @@ from allocator.io.gapgen import generate_gap
 from allocator.problem import compile_snapshot
 from allocator.solvers.gap_tabu import HAVE_NUMBA, tabu_search
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
+from tests.gap_helpers import brute_optimum
 
 pytestmark = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
 
@@ -41,15 +41,6 @@ def test_compiled_table_equals_the_numpy_one(kind: str, K: int | None,
     for (tf, xf), (ts, xs) in zip(fast, slow, strict=True):
         np.testing.assert_allclose(tf, ts)
         assert sorted(xf) == sorted(xs)
-
-
-def brute_optimum(kl: KnapsackLagrangian, K: int | None) -> float:
-    best = np.inf
-    for combo in itertools.product(range(kl.m), repeat=kl.n):
-        a = np.array(combo)
-        if kl.feasible(a, K):
-            best = min(best, kl.cost(a))
-    return best
 
 
 @pytest.mark.parametrize("kind,seed", [("c", 0), ("d", 1), ("e", 2)])
