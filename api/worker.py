@@ -79,18 +79,29 @@ _conn: Connection | None = None
 _sending = 0  # > 0 while the main thread writes a message: the alarm must not cut it
 
 
-def _send(msg: tuple[Any, ...]) -> None:
+@contextlib.contextmanager
+def _unbroken() -> Iterator[None]:
+    """The alarm waits while the main thread does this: a message, or a plan being serialised.
+
+    A plan's rows may be built lazily by Python code inside pydantic's
+    serialiser; a `TimeUp` raised there would come out as a
+    `PydanticSerializationError` (a 500), not as the time limit.
+    """
     global _sending
-    assert _conn is not None
     main = threading.current_thread() is threading.main_thread()
-    with _send_lock:
+    if main:
+        _sending += 1
+    try:
+        yield
+    finally:
         if main:
-            _sending += 1
-        try:
-            _conn.send(msg)
-        finally:
-            if main:
-                _sending -= 1
+            _sending -= 1
+
+
+def _send(msg: tuple[Any, ...]) -> None:
+    assert _conn is not None
+    with _send_lock, _unbroken():
+        _conn.send(msg)
 
 
 class _Reporter:
@@ -181,7 +192,8 @@ def _alarm(cur: _Current, seconds: float) -> Iterator[None]:
 
 
 def _plan_tuple(plan: Any) -> tuple[str, str, float | None, float | None]:
-    return (plan.model_dump_json(by_alias=True), str(plan.status), plan.objective, plan.bound)
+    with _unbroken():
+        return (plan.model_dump_json(by_alias=True), str(plan.status), plan.objective, plan.bound)
 
 
 def _run(msg: tuple[Any, ...]) -> None:
