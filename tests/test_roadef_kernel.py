@@ -191,3 +191,18 @@ def test_restore_returns_to_a_placement_exactly() -> None:
     an.restore(saved)
     assert np.array_equal(st.a, saved) and st.total() == saved_cost
     _same_as_rebuilt(st)
+
+
+@compiled
+def test_steepest_start_only_on_instances_with_a_transient_resource() -> None:
+    """a1_4 (a transient resource) starts from the steepest descent; a2_1 (none)
+    keeps its initial placement for the numpy descent."""
+    for name, used in (("a1_4", True), ("a2_1", False)):
+        inst = _instance(name)
+        search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=0), iterations=1)
+        start = search.best_cost
+        search.steepest_start()
+        assert ("steepest_moves" in search.stats) is used
+        assert (search.best_cost < start) is used
+        assert search.st.total() == evaluate(inst, search.st.a).total
+        assert violations(inst, search.st.a) == []

@@ -3,7 +3,8 @@
 It starts from the initial placement (feasible by the challenge's rules) and
 every incumbent it keeps is feasible:
 
-* steepest start (allocator/roadef/kernel.py, set-A sizes with numba): the
+* steepest start (allocator/roadef/kernel.py, set-A sizes with numba, instances
+  with a transient resource): the
   best improving shift over every (process, machine) pair, one at a time,
   until none improves. On instances whose transient room is nearly gone
   (a2_2, a2_3) the biggest gains must get that room first: this ends far
@@ -29,9 +30,11 @@ every incumbent it keeps is feasible:
 * simulated annealing (allocator/roadef/kernel.py, compiled with numba when
   it is installed): random shifts and swaps with the Metropolis rule, millions
   of moves per second, every kept move checked against every rule. It runs in
-  a second thread on its own copy of the state (the kernel releases the GIL,
-  so it takes the second core) while this thread runs the descent and the
-  LNS; the better of the two placements is returned.
+  a second thread on its own copy of the state; with a transient resource a
+  share of its moves are ejection chains (p to m2, one process of m2 on to a
+  third machine to make room). The kernel releases the GIL, so it takes the
+  second core while this thread runs the descent and the LNS; the better of
+  the two placements is returned.
 
 Time is a SolveContext budget; with `iterations` set the search is bounded
 by counts and CP-SAT by deterministic time, so a seed gives one result on a
@@ -84,9 +87,12 @@ ANNEAL_P_SWAP = 0.5
 ANNEAL_SCAN = 1
 ANNEAL_SWAP_SCAN = 20
 #: Share of ejection chains among the moves tried (p to a machine, one of its
-#: processes on to a third), and the third machines tried per evicted process.
-ANNEAL_P_CHAIN = 0.0
-ANNEAL_CHAIN_SCAN = 2
+#: processes on to a third) on instances with a transient resource, and the third
+#: machines tried per evicted process. Chains make room on machines whose
+#: transient room is gone (a2_2, a2_3, a1_4: better in paired runs); without
+#: transient resources they only slow the walk (a2_5: worse), so they are off.
+ANNEAL_P_CHAIN = 0.3
+ANNEAL_CHAIN_SCAN = 8
 #: Moves start from the costliest of this many random machines (0: any process).
 ANNEAL_FOCUS = 0
 ANNEAL_MOVES_PER_ITERATION = 20_000
@@ -415,6 +421,7 @@ class _Search:
 
         an = Annealer(st)
         seed = int(self.rng.integers(1 << 30))
+        p_chain = ANNEAL_P_CHAIN if bool(self.inst.transient.any()) else 0.0
         if self.iterations is not None:
             total = ANNEAL_MOVES_PER_ITERATION * max(1, self.iterations)
             chunks = 20
@@ -422,7 +429,7 @@ class _Search:
                 a0, a1 = c / chunks, (c + 1) / chunks
                 an.run(total // chunks, temp(a0), temp(a1),
                        ANNEAL_P_SWAP, seed + c, ANNEAL_SCAN, ANNEAL_SWAP_SCAN,
-                       ANNEAL_P_CHAIN, ANNEAL_CHAIN_SCAN, ANNEAL_FOCUS)
+                       p_chain, ANNEAL_CHAIN_SCAN, ANNEAL_FOCUS)
         else:
             start = self.ctx.elapsed()
             n = 20_000  # first chunk: also measures the speed
@@ -436,7 +443,7 @@ class _Search:
                 a0 = done
                 a1 = min(1.0, done + 0.02)
                 an.run(n, temp(a0), temp(a1), ANNEAL_P_SWAP, seed + c,
-                       ANNEAL_SCAN, ANNEAL_SWAP_SCAN, ANNEAL_P_CHAIN, ANNEAL_CHAIN_SCAN,
+                       ANNEAL_SCAN, ANNEAL_SWAP_SCAN, p_chain, ANNEAL_CHAIN_SCAN,
                        ANNEAL_FOCUS)
                 c += 1
                 took = max(1e-4, time.perf_counter() - tick)
@@ -464,11 +471,15 @@ class _Search:
 
     def steepest_start(self) -> None:
         """The compiled steepest descent (`kernel.steepest`) from the current placement,
-        when numba is there and the (process x machine) table is small (set A)."""
+        when numba is there, the (process x machine) table is small (set A) and a
+        resource is transient."""
         from allocator.roadef.kernel import HAVE_NUMBA, LIST_CELLS, Annealer
 
         P, M = self.inst.n_processes, self.inst.n_machines
-        if not HAVE_NUMBA or P * M > LIST_CELLS or M < 2:
+        if not HAVE_NUMBA or P * M > LIST_CELLS or M < 2 or not self.inst.transient.any():
+            # without transient resources the room a move takes is given back when
+            # the process moves on: the numpy descent in order of machine cost and
+            # the annealing did as well or better there (a2_1, a2_5)
             return
         an = Annealer(self.st)
         an.descend(swaps=False)  # the swap screen is O(P^2) a step: the descent does them
