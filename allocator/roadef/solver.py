@@ -435,7 +435,8 @@ class _Search:
             n = 20_000  # first chunk: also measures the speed
             c = 0
             while True:
-                done = (self.ctx.elapsed() - start) / budget
+                # no budget left (a short limit spent by the start): nothing to anneal
+                done = (self.ctx.elapsed() - start) / budget if budget > 0 else 1.0
                 if done >= 1.0 or self.time_left() <= 0.05:
                     break
                 tick = time.perf_counter()
