@@ -260,11 +260,7 @@ class Executor:
                                             field="event")
                 handler(ev)
             if dirty or timers:  # nothing due and nothing to fill: skip the pump
-                if len(dirty) == 1 and not timers:  # the pump's one fill, without its loop
-                    self._fill(dirty.popitem()[1])
-                    if not (dirty or timers):
-                        continue
-                self._pump()
+                self._settle()
         return out
 
     def submit_at(self, spec: TaskSpec, time: float) -> list[Instruction]:
@@ -282,13 +278,8 @@ class Executor:
         if time > self.now:
             self.now = time
         self._submit(spec)
-        dirty = self._dirty
-        if dirty or self._timers:
-            if len(dirty) == 1 and not self._timers:  # the pump's one fill, without its loop
-                self._fill(dirty.popitem()[1])
-                if not (dirty or self._timers):
-                    return out
-            self._pump()
+        if self._dirty or self._timers:
+            self._settle()
         return out
 
     def complete_at(self, task_id: str, agent: str, attempt: int, time: float,
@@ -304,14 +295,69 @@ class Executor:
         if time > self.now:
             self.now = time
         self._complete(task_id, agent, attempt, duration, usage)
-        dirty = self._dirty
-        if dirty or self._timers:
-            if len(dirty) == 1 and not self._timers:  # the pump's one fill, without its loop
-                self._fill(dirty.popitem()[1])
-                if not (dirty or self._timers):
-                    return out
-            self._pump()
+        if self._dirty or self._timers:
+            self._settle()
         return out
+
+    def feed(self, items: Iterable[Any]) -> list[Instruction]:
+        """`handle` for a driver's queue of events, the two common ones given compactly.
+
+        An item is an Event, a submission `(time, spec)` or a completion
+        `(time, task_id, agent, attempt, duration, usage)` (the fields of
+        `TaskCompleted`). Same ids, event count and decisions as `handle` over
+        the equivalent events, in one call and without building the event
+        objects while the log is off (the runtime posts one item per task
+        twice, so the objects were most of its event traffic).
+        """
+        if self.log.enabled:
+            return self.handle(*[self._as_event(x) for x in items])
+        out: list[Instruction] = []
+        self._out = out
+        ids = self._ids
+        dirty = self._dirty
+        timers = self._timers
+        m = self.metrics
+        tup = tuple
+        for x in items:
+            m.events += 1
+            if type(x) is tup:
+                t = x[0]
+                self._cause = next(ids)
+                if t > self.now:
+                    self.now = t
+                if len(x) == 2:
+                    self._submit(x[1])
+                else:
+                    self._complete(x[1], x[2], x[3], x[4], x[5])
+                if dirty or timers:
+                    self._settle()
+            else:  # (handle counts the event itself; its list is appended to ours)
+                m.events -= 1
+                out += self.handle(x)
+                self._out = out
+        return out
+
+    @staticmethod
+    def _as_event(x: Any) -> Event:
+        """The Event a `feed` item stands for."""
+        if type(x) is not tuple:
+            return x  # type: ignore[no-any-return]
+        if len(x) == 2:
+            return submitted(x[1], x[0])
+        return completed(x[1], x[2], x[3], x[0], x[4], x[5])
+
+    def _settle(self) -> None:
+        """The pump after one event: due timers, then fill the dirty agents.
+
+        One dirty agent and no timers (the common case after a submission or a
+        completion) is one fill, without the pump's loop.
+        """
+        dirty = self._dirty
+        if len(dirty) == 1 and not self._timers:
+            self._fill(dirty.popitem()[1])
+            if not (dirty or self._timers):
+                return
+        self._pump()
 
     def _emit(self, ins: Instruction) -> None:
         ins.id = next(self._ids)

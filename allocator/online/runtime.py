@@ -53,8 +53,6 @@ from allocator.online.events import (
     TaskFailed,
     TaskSpec,
     Tick,
-    completed,
-    submitted,
 )
 from allocator.online.policies import Policy
 from models import Agent
@@ -204,7 +202,9 @@ class Runtime:
         self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._coro_fns: dict[Any, bool] = {}
-        self._pending: list[Event] = []
+        #: What the loop hands to the core next, in order: Events, and the two
+        #: commonest as `Executor.feed`'s compact tuples (a submission, a completion).
+        self._pending: list[Any] = []
         self._flushing = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
@@ -256,7 +256,7 @@ class Runtime:
                 self._coro_fns[fn] = is_coro
         fut.is_coro = is_coro
         self._jobs[task_id] = fut
-        self._pending.append(submitted(spec, self.clock.now()))
+        self._pending.append((self.clock.now(), spec))  # submitted(spec, now), compactly
         if not self._flushing:
             self._flushing = True
             loop.call_soon(self._flush)
@@ -299,7 +299,7 @@ class Runtime:
                     break
                 events, self._pending = self._pending, []
                 with self.lock:
-                    out = self.core.handle(*events)
+                    out = self.core.feed(events)
                 if self._reports:
                     self._combine(False)
                 self.apply(out)
@@ -324,7 +324,7 @@ class Runtime:
         jobs = self._jobs
         now = -1.0
         clock = self.clock
-        pending: list[Event] | None = None
+        pending: list[Any] | None = None
         for ins in out:
             typ = type(ins)
             if typ is Dispatch:
@@ -349,8 +349,8 @@ class Runtime:
                         end = clock.now()
                         if pending is None:
                             pending = self._pending
-                        pending.append(completed(job.task_id, ins.agent,  # type: ignore[attr-defined]
-                                                 attempt, end, end - now))
+                        pending.append((end, job.task_id, ins.agent,  # type: ignore[attr-defined]
+                                        attempt, end - now, None))  # completed(...), compactly
                         continue
                     except BaseException as err:  # the attempt failed synchronously
                         self._post_outcome(job, ins, now, None, err)  # type: ignore[arg-type]
@@ -446,8 +446,9 @@ class Runtime:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _outcome(self, job: _TaskFuture, agent: str, attempt: int, t0: float, value: Any,
-                 exc: BaseException | None) -> Event:
-        """The event reporting one attempt; keeps its value (or error) on the job."""
+                 exc: BaseException | None) -> Any:
+        """The event (a completion as `Executor.feed`'s tuple) reporting one attempt;
+        keeps its value (or error) on the job."""
         now = self.clock.now()
         if exc is not None:
             job.error = exc
@@ -459,7 +460,7 @@ class Runtime:
             value, usage = value.value, value.usage
         job.value = value
         job.value_attempt = attempt
-        return completed(job.task_id, agent, attempt, now, now - t0, usage)
+        return (now, job.task_id, agent, attempt, now - t0, usage)
 
     # ------------------------------------------------------------------ worker threads
 
@@ -494,7 +495,7 @@ class Runtime:
                 key = (tid, attempt)
                 if key not in running:
                     break  # cancelled or abandoned before it started
-                ev: Event | None = None
+                ev: Any = None
                 t0 = clock.now()
                 value: Any = None
                 exc: BaseException | None = None
@@ -510,7 +511,7 @@ class Runtime:
                 plain = ev is None and exc is None and not isinstance(value, Reported)
                 if plain:  # _outcome(...) inlined, its clock read outside the lock
                     end = clock.now()
-                    ev = completed(tid, agent, attempt, end, end - t0)
+                    ev = (end, tid, agent, attempt, end - t0, None)  # completed(...) for feed
                 reports.append((job, agent, attempt, key, ev, value, exc, t0, plain))
                 item = self._combine(True)
                 if item is _STOP:
@@ -545,7 +546,7 @@ class Runtime:
         """(Under `lock`.) Report the queued calls in one batch and place what follows."""
         reports = self._reports
         running = self._running
-        events: list[Event] = []
+        events: list[Any] = []
         while reports:
             job, agent, attempt, key, ev, value, exc, t0, plain = reports.popleft()
             if running.pop(key, None) is None:
@@ -558,7 +559,7 @@ class Runtime:
             events.append(ev)
         if not events:
             return None
-        out = self.core.handle(*events)
+        out = self.core.feed(events)
         # Blocking dispatches go to the work queue, and a worker takes the oldest
         # waiting one at once (nothing starves behind a chain); everything else is
         # the loop's job (one wake-up for everything that piles up meanwhile).

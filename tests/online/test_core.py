@@ -235,3 +235,48 @@ def test_direct_entry_points_match_handle(policy: str, log: int | None) -> None:
                       "log": len(ex.log) if ex.log.enabled else 0}
 
     assert drive(True) == drive(False)
+
+
+@pytest.mark.parametrize("policy", ["fifo", "edf+stealing", "priority+stealing", "wfq"])
+@pytest.mark.parametrize("log", [0, None])
+def test_feed_matches_handle(policy: str, log: int | None) -> None:
+    """feed() over compact items decides exactly what handle() decides for the same events."""
+    from allocator.online.events import TaskCancelled, TaskSpec, completed, submitted
+    from models import Priority
+
+    def drive(compact: bool) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+        ex = Executor(policy, agents=[Agent(id=a) for a in "abc"], log=log, seed=1)
+        seen: list[tuple[Any, ...]] = []
+        running: list[tuple[str, str, int]] = []
+        now = 0.0
+        prios = list(Priority)
+        for batch in range(12):
+            items: list[Any] = []
+            for j in range(4):  # a batch of submissions, completions and a cancel
+                i = batch * 4 + j
+                now += 0.25
+                spec = TaskSpec(f"t{i}", work=1.0 + i % 3, priority=prios[i % 4],
+                                home="abc"[i % 3], deadline=now + 5 + i % 7, tenant=f"x{i % 2}")
+                items.append((now, spec) if compact else submitted(spec, now))
+            done, running[:] = running[:3], running[3:]
+            for tid, ag, att in done:
+                items.append((now, tid, ag, att, 0.5, None) if compact
+                             else completed(tid, ag, att, now, 0.5))
+            if batch % 5 == 4:
+                items.append(TaskCancelled(task_id=f"t{batch * 4}", time=now))
+            items.append((now, "t0", "z", 9, None, {"tokens": 3.0}) if compact
+                         else completed("t0", "z", 9, now, None, {"tokens": 3.0}))  # stale
+            out = ex.feed(items) if compact else ex.handle(*items)
+            for ins in out:
+                seen.append((type(ins).__name__, ins.id, ins.cause, ins.time,
+                             getattr(ins, "task_id", None), getattr(ins, "agent", None)))
+                if type(ins).__name__ == "Dispatch":
+                    running.append((ins.task_id, ins.agent, ins.attempt))  # type: ignore[attr-defined]
+        m = ex.metrics
+        return seen, {"events": m.events, "stale": m.stale, "completed": m.completed,
+                      "dispatches": m.dispatches,
+                      "log": [str(x) for x in ex.log] if ex.log.enabled else 0}
+
+    got, want = drive(True), drive(False)
+    assert got == want
+    assert want[1]["completed"] > 20 and want[1]["stale"] >= 12
