@@ -3,8 +3,9 @@
 Every queue has two ends. The *owner* end (`peek`/`take`) is the entry the
 discipline serves next; the *thief* end (`back`) is the entry it would serve
 last, which is what work stealing takes. Entries are `(key, seq, task)` tuples
-kept sorted, where `seq` is the task's submission number: ties between equal
-keys go to the earlier submission, deterministically. The key is:
+kept sorted (a fifo keeps the tasks themselves, sorted by `seq`), where `seq`
+is the task's submission number: ties between equal keys go to the earlier
+submission, deterministically. The key is:
 
 - fifo: 0.0 (so the order is submission order)
 - edf: the absolute deadline (+inf without one)
@@ -147,20 +148,71 @@ class SortedQueue:
         return None
 
 
+def _seq(t: TaskState) -> int:
+    return t.seq
+
+
 class FifoQueue(SortedQueue):
+    """Submission order. Every key is 0.0, so the entries are the tasks themselves,
+    sorted by `seq`: no `(key, seq, task)` tuple per queued task (one object fewer
+    for the garbage collector to scan per task waiting in a runtime's queues)."""
+
     __slots__ = ()
 
+    def __iter__(self) -> Iterator[TaskState]:
+        items = self._items
+        for i in range(self._head, len(items)):
+            yield items[i]
+
     def push(self, t: TaskState, now: float) -> None:
-        # push_key(t, 0.0), inlined: every key is 0.0, so the order is the seq.
         t.qkey = 0.0
         t.queue = self
         self.n += 1
         items = self._items
-        if len(items) == self._head or t.seq > items[-1][1]:
-            items.append((0.0, t.seq, t))
+        if len(items) == self._head or t.seq > items[-1].seq:
+            items.append(t)
         else:
-            insort(items, (0.0, t.seq, t), lo=self._head)
+            insort(items, t, lo=self._head, key=_seq)
         self.work += t.est
+
+    def push_key(self, t: TaskState, key: float) -> None:
+        self.push(t, 0.0)  # (a fifo's key is always 0.0)
+
+    def peek(self, now: float) -> TaskState | None:
+        items = self._items
+        return items[self._head] if len(items) > self._head else None  # type: ignore[no-any-return]
+
+    def peek_key(self, now: float) -> Key | None:
+        items = self._items
+        if len(items) == self._head:
+            return None
+        return (0.0, items[self._head].seq)
+
+    def take(self, t: TaskState, now: float) -> None:
+        items = self._items
+        if len(items) > self._head and items[self._head] is t:
+            items[self._head] = None
+            self._head += 1
+            if self._head > 64 and self._head * 2 > len(items):
+                del items[: self._head]
+                self._head = 0
+            self._detach(t)
+        else:
+            self.remove(t)
+
+    def remove(self, t: TaskState) -> None:
+        items = self._items
+        i = bisect_left(items, t.seq, lo=self._head, key=_seq)
+        if i < len(items) and items[i] is t:
+            del items[i]
+            self._detach(t)
+        else:  # pragma: no cover - a broken invariant, not an input error
+            raise RuntimeError(f"task {t.id} is not in this queue")
+
+    def back(self, limit: int) -> list[TaskState]:
+        items = self._items
+        lo = max(self._head, len(items) - limit)
+        return [items[i] for i in range(len(items) - 1, lo - 1, -1)]
 
 
 class EdfQueue(SortedQueue):
@@ -351,8 +403,8 @@ class PriorityQueue:
         q = self._qs[c]
         items = q._items
         seq = t.seq
-        if not q.n or seq > items[-1][1]:  # the class fifo's append (its key is always 0)
-            items.append((0.0, seq, t))
+        if not q.n or seq > items[-1].seq:  # the class fifo's append (its key is always 0)
+            items.append(t)
             t.qkey = 0.0
             q.n += 1
             q.work += t.est
@@ -386,24 +438,24 @@ class PriorityQueue:
         aged = -1
         oldest = math.inf
         if q0.n:
-            enq = q0._items[q0._head][2].enqueued
+            enq = q0._items[q0._head].enqueued
             if now - enq >= aging[0]:
                 aged, oldest = 0, enq
             best, best_pass = 0, passes[0]
         if q1.n:
-            enq = q1._items[q1._head][2].enqueued
+            enq = q1._items[q1._head].enqueued
             if enq < oldest and now - enq >= aging[1]:
                 aged, oldest = 1, enq
             if passes[1] < best_pass:
                 best, best_pass = 1, passes[1]
         if q2.n:
-            enq = q2._items[q2._head][2].enqueued
+            enq = q2._items[q2._head].enqueued
             if enq < oldest and now - enq >= aging[2]:
                 aged, oldest = 2, enq
             if passes[2] < best_pass:
                 best, best_pass = 2, passes[2]
         if q3.n:
-            enq = q3._items[q3._head][2].enqueued
+            enq = q3._items[q3._head].enqueued
             if enq < oldest and now - enq >= aging[3]:
                 aged = 3
             elif aged < 0 and passes[3] < best_pass:
@@ -422,7 +474,7 @@ class PriorityQueue:
             self._memo_version = version
             self._memo_choice = c
         q = self._qs[c]
-        return q._items[q._head][2]  # type: ignore[no-any-return]
+        return q._items[q._head]  # type: ignore[no-any-return]
 
     def peek_key(self, now: float) -> Key | None:
         t = self.peek(now)
@@ -441,7 +493,7 @@ class PriorityQueue:
         q = self._qs[c]
         items = q._items
         h = q._head
-        if q.n and items[h][2] is t:  # the class fifo's head (always, from _choose)
+        if q.n and items[h] is t:  # the class fifo's head (always, from _choose)
             items[h] = None
             q._head = h = h + 1
             if h > 64 and h * 2 > len(items):
@@ -599,7 +651,33 @@ class PriorityWfqQueue(PriorityQueue):
         subs = self.clock.per_class()
         self._qs = [WfqQueue(subs[c]) for c in range(len(_CLASSES))]  # type: ignore[misc]
 
-    # PriorityQueue inlines its fifo classes' push and take; WFQ classes need their own.
+    # PriorityQueue inlines its fifo classes' push, head and take; WFQ classes need their own.
+    def _choose_now(self, now: float) -> int:
+        # PriorityQueue's rule (the oldest aged head, else the smallest pass) on the
+        # WFQ classes' heads.
+        ck = self.clock
+        passes = ck.passes
+        aging = ck.aging
+        best = -1
+        best_pass = math.inf
+        aged = -1
+        oldest = math.inf
+        for c, q in enumerate(self._qs):
+            if q.n:
+                h = q.peek(now)
+                assert h is not None
+                enq = h.enqueued
+                if enq < oldest and now - enq >= aging[c]:
+                    aged, oldest = c, enq
+                if passes[c] < best_pass:
+                    best, best_pass = c, passes[c]
+        return aged if aged >= 0 else best
+
+    def peek(self, now: float) -> TaskState | None:
+        if not self.n:
+            return None
+        return self._qs[self._choose(now)].peek(now)
+
     def push(self, t: TaskState, now: float) -> None:
         c = t.rank
         ck = self.clock

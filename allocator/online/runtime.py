@@ -104,7 +104,7 @@ class _TaskFuture(asyncio.Future):  # type: ignore[type-arg]
     error of its latest attempt (no separate job record, no done-callback).
     """
 
-    __slots__ = ("args", "error", "fn", "is_coro", "runtime", "task_id", "value",
+    __slots__ = ("args", "at", "error", "fn", "is_coro", "runtime", "spec", "task_id", "value",
                  "value_attempt")
 
     runtime: Runtime
@@ -114,6 +114,9 @@ class _TaskFuture(asyncio.Future):  # type: ignore[type-arg]
     is_coro: bool
     value: Any
     value_attempt: int
+    #: The task and its submission time, until the loop hands them to the core.
+    spec: TaskSpec | None
+    at: float
     error: BaseException | None
 
     def cancel(self, msg: Any = None) -> bool:
@@ -202,8 +205,8 @@ class Runtime:
         self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._coro_fns: dict[Any, bool] = {}
-        #: What the loop hands to the core next, in order: Events, and the two
-        #: commonest as `Executor.feed`'s compact tuples (a submission, a completion).
+        #: What the loop hands to the core next, in order: Events, submitted futures
+        #: (their spec and time) and completions as `Executor.feed`'s compact tuples.
         self._pending: list[Any] = []
         self._flushing = False
         self._timer: asyncio.TimerHandle | None = None
@@ -256,7 +259,11 @@ class Runtime:
                 self._coro_fns[fn] = is_coro
         fut.is_coro = is_coro
         self._jobs[task_id] = fut
-        self._pending.append((self.clock.now(), spec))  # submitted(spec, now), compactly
+        # The future stands for its submission in `_pending` (no event or tuple that
+        # would outlive a burst of submissions: see `_flush`).
+        fut.spec = spec
+        fut.at = self.clock.now()
+        self._pending.append(fut)
         if not self._flushing:
             self._flushing = True
             loop.call_soon(self._flush)
@@ -298,8 +305,11 @@ class Runtime:
                 if not self._pending:
                     break
                 events, self._pending = self._pending, []
+                # A submission as `feed`'s (time, spec), built here: short-lived objects
+                # are the cheap ones for the garbage collector.
+                items = [(x.at, x.spec) if type(x) is _TaskFuture else x for x in events]
                 with self.lock:
-                    out = self.core.feed(events)
+                    out = self.core.feed(items)
                 if self._reports:
                     self._combine(False)
                 self.apply(out)
