@@ -349,14 +349,23 @@ class Executor:
     def _settle(self) -> None:
         """The pump after one event: due timers, then fill the dirty agents.
 
-        One dirty agent and no timers (the common case after a submission or a
-        completion) is one fill, without the pump's loop.
+        One dirty agent and no timer due (the common case after a submission or
+        a completion) is one fill, without the pump's loop.
         """
         dirty = self._dirty
-        if len(dirty) == 1 and not self._timers:
+        timers = self._timers
+        now = self.now
+        if len(dirty) == 1 and (not timers or timers[0][0] > now):
             self._fill(dirty.popitem()[1])
-            if not (dirty or self._timers):
-                return
+            if not dirty:
+                if not timers:
+                    return
+                # Nothing due and the driver's timer already set: what the pump
+                # would conclude (steal back-off timers are pending most of the time).
+                req = self._requested
+                nxt = timers[0][0]
+                if nxt > now and nxt >= req and req > now:
+                    return
         self._pump()
 
     def _emit(self, ins: Instruction) -> None:
