@@ -40,8 +40,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
+from allocator.clock import MonotonicClock, SleepingClock
 from allocator.engine import solve
 from allocator.errors import AllocatorError, InvalidInputError
 from allocator.io.snapshots import dump_model, read_plan, write_json_atomic
@@ -197,24 +198,6 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, force: bool 
 # --------------------------------------------------------------------------- periodic loop
 
 
-class Clock(Protocol):
-    """Time source of the loop: `now()` in seconds; `sleep` returns early when `stop` is set."""
-
-    def now(self) -> float: ...
-
-    def sleep(self, seconds: float, stop: threading.Event) -> None: ...
-
-
-class RealClock:
-    """Monotonic wall clock; sleeping waits on the stop event, so a signal ends it at once."""
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float, stop: threading.Event) -> None:
-        stop.wait(max(0.0, seconds))
-
-
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -288,7 +271,7 @@ class Watcher:
     """
 
     def __init__(self, watch: str | Path, out: str | Path, *, every: float,
-                 clock: Clock | None = None, solver: str | None = None,
+                 clock: SleepingClock | None = None, solver: str | None = None,
                  time_limit: float | None = None,
                  on_tick: Callable[[Tick], None] | None = None, settle: float = 0.0,
                  wall: Callable[[], float] = time.time) -> None:
@@ -301,7 +284,7 @@ class Watcher:
         if not settle >= 0:
             raise InvalidInputError(f"must be >= 0, got {settle}", field="settle")
         self.settle, self.wall = float(settle), wall
-        self.clock: Clock = clock or RealClock()
+        self.clock: SleepingClock = clock or MonotonicClock()
         self.solver, self.time_limit, self.on_tick = solver, time_limit, on_tick
         self.previous: Plan | None = None
         self.last_digest: str | None = None

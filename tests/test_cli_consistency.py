@@ -67,6 +67,22 @@ def test_simulate_trace_agrees_with_replay_and_names_ignored_flags() -> None:
     assert sim["agents"] == rep["agents"] and sim["miss_rate"] == rep["miss_rate"]
 
 
+def test_replay_takes_the_simulate_fault_and_fairness_flags() -> None:
+    flags = ("-p", "wfq", "--json", "-n", "3", "--flaky", "1:0.9:400000", "--tenants", "1,3",
+             "--skill-groups", "2")
+    code, out, err = run("replay", str(KTH), "--limit", "300", *flags)
+    assert code == 0, err
+    rep = json.loads(out.splitlines()[0])
+    assert rep["retries"] > 0 and rep["lost"] == 0 and rep["duplicated"] == 0
+    assert [(t["tenant"], t["weight"]) for t in rep["per_tenant"]] == [
+        ("tenant0", 1.0), ("tenant1", 3.0)]
+    code, out, err = run("simulate", "--trace", str(KTH), *flags)  # handed over as they are
+    assert code == 0, err
+    assert "no effect" not in err
+    sim = json.loads(out.splitlines()[0])
+    assert sim["retries"] > 0 and sim["per_tenant"][1]["weight"] == 3.0
+
+
 def test_a_failed_batch_input_is_reported_once(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"agents": [], "tasks": [{"id": "t", "work": -1}]}')

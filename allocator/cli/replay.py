@@ -24,7 +24,7 @@ from allocator.cli.app import app, guarded, to_json
 from allocator.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from allocator.workloads import Workload
+    from allocator.workloads import Trace
 
 TraceWindow = Annotated[str | None, typer.Option(
     "--window", help="START:END seconds after the first submission (either may be empty).")]
@@ -75,7 +75,7 @@ def trace_options(*, window: str | None, limit: int | None, time_scale: float,
     return opts
 
 
-def load_trace(path: Path, *, fmt: str = "auto", **opts: Any) -> Workload:
+def load_trace(path: Path, *, fmt: str = "auto", **opts: Any) -> Trace:
     """Read the trace (reader chosen from the file or --format) and report bad rows on stderr."""
     if fmt not in ("auto", "csv", "parquet"):
         raise InvalidInputError(f"must be auto, csv or parquet, got {fmt!r}", field="--format")
@@ -264,7 +264,7 @@ def parse_speeds(speeds: str | None) -> list[float] | None:
                                 field="speeds") from None
 
 
-def choose_agents(w: Workload, agents: int | None, utilisation: float | None,
+def choose_agents(w: Trace, agents: int | None, utilisation: float | None,
                   speeds: list[float] | None) -> tuple[int, str]:
     """Agent count from --agents, or the smallest giving at most --utilisation."""
     from allocator.workloads.base import MAX_AGENTS
@@ -329,6 +329,14 @@ def replay_cmd(
     param: Annotated[list[str] | None, typer.Option(
         "--param", help="Policy parameter name=value (repeatable), e.g. "
         "flow_weight.<tenant>=3 or steal.margin_frac=0.2.")] = None,
+    flaky: Annotated[str | None, typer.Option(
+        help="K:P:UNTIL: the first K agents fail each attempt with probability P until "
+        "time UNTIL, then are healthy (breaker recovery).")] = None,
+    tenants: Annotated[str | None, typer.Option(
+        help="W1,W2,...: spread the tasks evenly (in arrival order) over tenants tenant0.. "
+        "with these WFQ/CFS weights, replacing the trace's tenants.")] = None,
+    skill_groups: Annotated[int, typer.Option(
+        min=0, help="Each task needs one of G skills; every agent has all of them.")] = 0,
     procs: Annotated[int | None, typer.Option(
         "--procs", help="Wide-job replay: processors of the machine (default: MaxProcs or "
         "MaxNodes from the SWF header).")] = None,
@@ -371,14 +379,15 @@ def replay_cmd(
         replay_cluster(trace, list(policy or []), procs=procs, window=window, limit=limit,
                        job_windows=job_windows, by_width=by_width, as_json=as_json)
         return
-    from allocator.online.options import OnlineOptions
+    from allocator.online.options import OnlineOptions, parse_flaky
     from allocator.online.policies import policy_names
     from allocator.report.replay import text_table, write_replay_report
     from allocator.workloads.replay import BASELINES, OURS, compare
 
-    oopts = OnlineOptions.from_text(class_weights=class_weights, aging=aging,
+    oopts = OnlineOptions.from_text(tenants=tenants, class_weights=class_weights, aging=aging,
                                     admission=admission, target_wait=target_wait,
                                     params=param or ())
+    fault = parse_flaky(flaky) if flaky else None
     opts = trace_options(window=window, limit=limit, time_scale=time_scale,
                          arrival_scale=arrival_scale, deadline=deadline,
                          deadline_factor=deadline_factor, priority=priority, tenant=tenant,
@@ -410,8 +419,9 @@ def replay_cmd(
                f"{held / (w.span or 1.0) / (n * slots * mean_speed):.2f} of capacity)")
     typer.echo(why, err=True)
     results = compare(w, [oopts.policy(p) for p in pols], agents=n, speeds=sp, seed=seed,
-                      home=home, admission=oopts.admission_config(),  # type: ignore[arg-type]
-                      slots=slots)
+                      home=home, admission=oopts.admission_config(), slots=slots,  # type: ignore[arg-type]
+                      flaky=fault, tenants=len(oopts.tenants) if oopts.tenants else None,
+                      skill_groups=skill_groups)
     rows = [r.row() for r in results]
     if as_json:
         for r in rows:

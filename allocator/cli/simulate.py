@@ -30,9 +30,8 @@ DEFAULT_POLICIES = ["fifo", "round-robin", "jsq", "p2c", "edf", "edf+stealing"]
 GENERATOR_OPTIONS = ("tasks", "arrival", "load", "burst_factor", "sizes", "pareto_alpha", "skew",
                      "speed_spread", "concurrency", "deadline_share", "hard_share",
                      "migration_cost", "noise", "mtbf", "mttr", "task_failure",
-                     "tokens_per_min", "coordinate_every", "flaky", "tenants", "skill_groups",
-                     "decision_latency", "history", "max_retries", "scenario_name", "mode",
-                     "plot")
+                     "tokens_per_min", "coordinate_every", "decision_latency", "history",
+                     "max_retries", "scenario_name", "mode", "plot")
 
 #: Keys of one `--json` line, in order (the contract of `allocator simulate --json`).
 JSON_KEYS = ("policy", "tasks", "completed", "rejected", "failed", "lost", "duplicated",
@@ -338,7 +337,8 @@ def simulate_cmd(
         # `simulate --trace F` and `replay F` are the same run.
         replay_cmd(trace, agents=agents if given(ctx, "agents") else None, policy=policy,
                    seed=seed, as_json=as_json, report=report, class_weights=class_weights,
-                   aging=aging, admission=admission, target_wait=target_wait, param=param)
+                   aging=aging, admission=admission, target_wait=target_wait, param=param,
+                   flaky=flaky, tenants=tenants, skill_groups=skill_groups)
         return
     opts = OnlineOptions.from_text(tenants=tenants, class_weights=class_weights, aging=aging,
                                    admission=admission, target_wait=target_wait,

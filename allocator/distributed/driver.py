@@ -50,11 +50,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from allocator.clock import Clock, MonotonicClock
 from allocator.distributed import work, worker
 from allocator.distributed.session import SessionInfo, ray_session, require_ray
 from allocator.distributed.worker import AgentWorker, current_agent
 from allocator.errors import AllocatorError, InvalidInputError
-from allocator.online.clock import Clock, MonotonicClock
 from allocator.online.core import Executor
 from allocator.online.events import (
     AgentFailed,

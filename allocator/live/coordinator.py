@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from allocator.clock import Clock
 from allocator.errors import InvalidInputError, NotFoundError
 from allocator.live.store import Row
 from allocator.online.admission import AdmissionConfig
-from allocator.online.clock import Clock
 from allocator.online.core import Executor
 from allocator.online.events import (
     AgentFailed,

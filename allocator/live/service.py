@@ -29,22 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from allocator.clock import WallClock
 from allocator.live.coordinator import Delivery, LiveCoordinator, LiveOptions
 from allocator.live.store import LiveStore
 
 log = logging.getLogger(__name__)
-
-
-class WallClock:
-    """Seconds since `epoch` (Unix time): core time that continues across restarts."""
-
-    __slots__ = ("epoch",)
-
-    def __init__(self, epoch: float) -> None:
-        self.epoch = epoch
-
-    def now(self) -> float:
-        return time.time() - self.epoch
 
 
 @dataclass(slots=True)

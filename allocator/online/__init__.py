@@ -5,6 +5,7 @@ instructions; `Simulator` drives it on a virtual clock, `Runtime` on asyncio
 with real callables, and `Coordinator` re-solves snapshots between them.
 """
 
+from allocator.clock import Clock, MonotonicClock, VirtualClock
 from allocator.online.admission import AdmissionConfig
 from allocator.online.breaker import (
     BreakerConfig,
@@ -12,7 +13,6 @@ from allocator.online.breaker import (
     CircuitBreaker,
     CircuitOpenError,
 )
-from allocator.online.clock import Clock, MonotonicClock, VirtualClock
 from allocator.online.core import Executor
 from allocator.online.events import *  # noqa: F403
 from allocator.online.events import __all__ as _events_all

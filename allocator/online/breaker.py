@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
+from allocator.clock import Clock
 from allocator.errors import AllocatorError
-from allocator.online.clock import Clock
 
 T = TypeVar("T")
 

@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from allocator.clock import Clock, MonotonicClock
 from allocator.errors import AllocatorError, InvalidInputError
-from allocator.online.clock import Clock, MonotonicClock
 from allocator.online.core import Executor
 from allocator.online.events import (
     AgentFailed,

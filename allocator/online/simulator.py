@@ -1,9 +1,16 @@
 """Discrete-event simulator: drives the executor core on a virtual clock.
 
 One heap of `(time, seq, kind, payload)`; arrivals are pushed one at a time so
-the heap stays small. The simulator plays the agents: a Dispatch becomes a
-completion (or an attempt failure) after the task's *actual* work divided by
-the agent's true speed, plus the migration cost when it runs away from home.
+the heap stays small. Order at equal times: queue samples, then completions and
+attempt failures (in the order their dispatches were made), then the arrival,
+then everything else in the order it was scheduled (timers, agent failures and
+rejoins, coordinator checks and plan installs): an agent freed at t can take a
+task that arrives at t. The `seq` ranges say so: samples `_SAMPLE_SEQ`,
+completions count up from `_DONE_SEQ0` (< -1), the arrival -1, the rest from 1.
+
+The simulator plays the agents: a Dispatch becomes a completion (or an
+attempt failure) after the task's *actual* work divided by the agent's true
+speed, plus the migration cost when it runs away from home.
 When an agent fails, its in-flight attempts never report (their completions
 are dropped by agent epoch); the core retries them elsewhere. Flaky agents
 (`Workload.flaky`) fail an attempt with their probability until their time.
@@ -24,7 +31,10 @@ a task taken from a global queue) waits for the dispatcher, which spends
 
 Accounting is independent of the core: the simulator counts terminal
 instructions per task itself, so `lost` and `duplicated` check the core's
-invariant rather than repeat its bookkeeping.
+invariant rather than repeat its bookkeeping. With `record=True` it also keeps
+each task's first start, end, last agent and outcome (:class:`TaskRecords`),
+and with `sample_times` each agent's queue length at those instants: what
+the trace replay (allocator.workloads.replay) reports, from this same loop.
 """
 
 from __future__ import annotations
@@ -64,7 +74,11 @@ from allocator.online.policies import Policy
 from allocator.online.workload import TOKENS_PER_WORK, Workload
 from models import Plan, Weights
 
-_ARR, _DONE, _FAILT, _TICK, _AFAIL, _AJOIN, _COORD, _INSTALL = range(8)
+_ARR, _DONE, _FAILT, _TICK, _AFAIL, _AJOIN, _COORD, _INSTALL, _SAMPLE = range(9)
+#: Heap tie-breaks (see the module docstring): completions and attempt failures
+#: count up from here, below the arrival's -1; a sample comes before them all.
+_DONE_SEQ0 = -(1 << 62)
+_SAMPLE_SEQ = -(1 << 63)
 
 _gc_lock = threading.Lock()
 _gc_holders = 0
@@ -97,11 +111,26 @@ def _no_cyclic_gc() -> Iterator[None]:
                 gc.enable()
 
 
+@dataclass(slots=True)
+class TaskRecords:
+    """Per task, in arrival order: first start, end (terminal instruction), the agent
+    of its last dispatch and its outcome (`complete`, `reject`, `fail`; None: none)."""
+
+    start: list[float]
+    end: list[float]
+    agent: list[str | None]
+    outcome: list[str | None]
+
+
 @dataclass
 class SimResult:
     policy: str
     row: dict[str, Any]
     executor: Executor = field(repr=False)
+    #: With `record=True`.
+    records: TaskRecords | None = field(default=None, repr=False)
+    #: `(time, [queued per agent..., queued in global pools])` at each sample time.
+    queue_samples: list[tuple[float, list[int]]] = field(default_factory=list, repr=False)
 
 
 class Simulator:
@@ -126,6 +155,8 @@ class Simulator:
         max_events: int = 50_000_000,
         decision_latency: float = 0.0,
         weights: Weights | None = None,
+        record: bool = False,
+        sample_times: list[float] | None = None,
     ) -> None:
         self.workload = workload
         self.executor = Executor(policy, agents=[(a, workload.rate_limit)
@@ -138,6 +169,8 @@ class Simulator:
         self.coordinate_every = coordinate_every
         self.max_events = max_events
         self.decision_latency = decision_latency
+        self.record = record
+        self.sample_times = sorted(sample_times or ())
 
     def run(self) -> SimResult:
         with _no_cyclic_gc():
@@ -167,15 +200,27 @@ class Simulator:
         rng = self.rng
         heap: list[tuple[float, int, int, Any]] = []
         seq = 0
+        cseq = _DONE_SEQ0
         push = heapq.heappush
         pop = heapq.heappop
-        push(heap, (arrivals[0], -1, _ARR, 0))
+        if n:
+            push(heap, (arrivals[0], -1, _ARR, 0))
         for t, a_id, down in wl.failures:
             seq += 1
             push(heap, (t, seq, _AFAIL, (a_id, down)))
         if self.coordinator is not None and self.coordinate_every:
             seq += 1
             push(heap, (self.coordinate_every, seq, _COORD, None))
+        samples = self.sample_times
+        q_samples: list[tuple[float, list[int]]] = []
+        if samples:
+            push(heap, (samples[0], _SAMPLE_SEQ, _SAMPLE, 0))
+        rec = self.record
+        nan = float("nan")
+        r_start = [nan] * n if rec else []
+        r_end = [nan] * n if rec else []
+        r_agent: list[str | None] = [None] * n if rec else []
+        r_out: list[str | None] = [None] * n if rec else []
         ends = bytearray(n)
         epoch = dict.fromkeys(agents, 0)
         cancelled: set[tuple[str, int]] = set()
@@ -184,13 +229,13 @@ class Simulator:
         pending = False
         outstanding = 0
         submitted = 0
-        arrivals_done = False
+        arrivals_done = n == 0
         handle = ex.handle
         wall0 = time.perf_counter()
         now = 0.0
 
         def apply(out: list[Instruction] | tuple[Instruction, ...]) -> None:
-            nonlocal seq, outstanding, central_free, after_burst
+            nonlocal seq, cseq, outstanding, central_free, after_burst
             for ins in out:
                 typ = type(ins)
                 if typ is Dispatch:
@@ -209,7 +254,11 @@ class Simulator:
                         elif ins.task_id in stolen:
                             stolen.discard(ins.task_id)
                             dur += dlat
-                    seq += 1
+                    if rec:
+                        if r_start[i] != r_start[i]:
+                            r_start[i] = ins.time
+                        r_agent[i] = a_id
+                    cseq += 1
                     payload = (ins.task_id, a_id, ins.attempt, epoch[a_id], i)
                     fp = p_fail
                     if flaky:
@@ -217,16 +266,24 @@ class Simulator:
                         if fk is not None and now < fk[1]:
                             fp = 1.0 - (1.0 - fp) * (1.0 - fk[0])
                     if fp and rng.random() < fp:
-                        push(heap, (now + dur * rng.random(), seq, _FAILT, payload))
+                        push(heap, (now + dur * rng.random(), cseq, _FAILT, payload))
                     else:
-                        push(heap, (now + dur, seq, _DONE, payload))
+                        push(heap, (now + dur, cseq, _DONE, payload))
                 elif typ is Complete:
-                    ends[int(ins.task_id[1:])] += 1  # type: ignore[attr-defined]
+                    i = int(ins.task_id[1:])  # type: ignore[attr-defined]
+                    ends[i] += 1
                     outstanding -= 1
                     done_at[ins.agent].append(now)  # type: ignore[attr-defined]
+                    if rec:
+                        r_end[i] = now
+                        r_out[i] = "complete"
                 elif typ is Reject or typ is Fail:
-                    ends[int(ins.task_id[1:])] += 1  # type: ignore[attr-defined]
+                    i = int(ins.task_id[1:])  # type: ignore[attr-defined]
+                    ends[i] += 1
                     outstanding -= 1
+                    if rec:
+                        r_end[i] = now
+                        r_out[i] = "reject" if typ is Reject else "fail"
                     if (typ is Reject and ins.code is Code.THROTTLED  # type: ignore[attr-defined]
                             and now > burst_end):
                         after_burst += 1
@@ -248,7 +305,7 @@ class Simulator:
         complete_at = ex.complete_at
         # Dispatches without failure draws or dispatcher delays are applied in the
         # loop itself (the common case); `apply` does everything else.
-        plain = not (dlat or p_fail or flaky)
+        plain = not (dlat or p_fail or flaky or rec)
         out: list[Instruction]
         while heap and metrics.events < max_events:
             now, _, kind, p = pop(heap)
@@ -285,6 +342,11 @@ class Simulator:
                 out = handle(AgentFailed(agent_id=a_id, reason="crash (simulated)", time=now))
             elif kind == _AJOIN:
                 out = handle(AgentJoined(agent=agents[p], rate_limit=wl.rate_limit, time=now))
+            elif kind == _SAMPLE:
+                q_samples.append((now, self._queue_lengths(agent_ids)))
+                if p + 1 < len(samples):
+                    push(heap, (samples[p + 1], _SAMPLE_SEQ, _SAMPLE, p + 1))
+                continue
             elif kind == _INSTALL:  # a plan is ready: install it, late by its solve time
                 pending = False
                 plan: Plan = p
@@ -319,8 +381,8 @@ class Simulator:
                             h = home_of[i]
                             if h >= 0 and agent_ids[h] != a_id:
                                 dur += mc
-                        seq += 1
-                        push(heap, (now + dur, seq, _DONE,
+                        cseq += 1
+                        push(heap, (now + dur, cseq, _DONE,
                                     (task_id, a_id, ins.attempt, epoch[a_id], i)))
                     elif typ is Complete:
                         ends[int(ins.task_id[1:])] += 1  # type: ignore[attr-defined]
@@ -357,7 +419,18 @@ class Simulator:
             solve_time_total=getattr(self.coordinator, "solve_time_total", 0.0),
             solve_wall_s=getattr(self.coordinator, "solve_wall", 0.0),
         )
-        return SimResult(ex.policy.name, row, ex)
+        records = TaskRecords(r_start, r_end, r_agent, r_out) if rec else None
+        return SimResult(ex.policy.name, row, ex, records, q_samples)
+
+    def _queue_lengths(self, agent_ids: list[str]) -> list[int]:
+        """Queued (and planned) tasks per agent, then those in the global pools."""
+        ex = self.executor
+        row = []
+        for a_id in agent_ids:
+            a = ex.agents.get(a_id)
+            row.append(len(a.queue) + len(a.planned) if a is not None else 0)
+        row.append(sum(len(p.queue) for p in ex._pools.values()))
+        return row
 
 
 def simulate(workload: Workload, policy: str | Policy, **kwargs: Any) -> dict[str, Any]:

@@ -37,7 +37,7 @@ agent; `load` is offered work over total agent capacity (speed x concurrency).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -234,6 +234,10 @@ class Workload:
     #: Resource names and each task's demand of them ([n, R]; None: no demands).
     resources: tuple[str, ...] = ()
     demand: np.ndarray | None = None
+    #: Tenant names by code (None: `tenant{k}`); code -1 is a task without a tenant.
+    tenant_names: list[str] | None = None
+    #: The source's task ids (a trace's), for per-task records; the core sees `t{i}`.
+    ids: list[str] | None = None
 
     @property
     def n(self) -> int:
@@ -248,7 +252,7 @@ class Workload:
         groups = self.group.tolist() if self.group is not None else [-1] * self.n
         dem = self._demands()
         tenants = self.tenant.tolist()
-        names = [f"tenant{k}" for k in range(max(tenants, default=0) + 1)]
+        names = self._tenant_names(tenants)
         skills: dict[tuple[bool, int], tuple[str, ...]] = {}
         homes = [*ids, None]  # home -1: no home
         for i, (w, d, hard, h, ten, sk) in enumerate(zip(
@@ -263,6 +267,17 @@ class Workload:
                            None, (), dem[i] if dem else (), w * TOKENS_PER_WORK if tokens
                            else 0.0, homes[h], mc)
 
+    def _tenant_names(self, codes: list[int]) -> list[str | None]:
+        """Name by code, with None last (code -1: no tenant)."""
+        names: list[str | None] = list(self.tenant_names or [
+            f"tenant{k}" for k in range(max(codes, default=0) + 1)])
+        return [*names, None]
+
+    def _tenant_name(self, k: int) -> str | None:
+        if k < 0:
+            return None
+        return self.tenant_names[k] if self.tenant_names else f"tenant{k}"
+
     def _demands(self) -> list[tuple[tuple[str, float], ...]] | None:
         if self.demand is None or not self.resources:
             return None
@@ -276,7 +291,7 @@ class Workload:
         return TaskSpec(
             id=f"t{i}", work=w, priority=_PRIOS[self.priority[i]],
             deadline=None if d != d else float(d), hard_deadline=bool(self.hard[i]),
-            tenant=f"tenant{self.tenant[i]}",
+            tenant=self._tenant_name(int(self.tenant[i])),
             skills=_skills(bool(self.skill[i]),
                            int(self.group[i]) if self.group is not None else -1),
             home=self.agents[h].id if h >= 0 else None, migration_cost=self.migration_cost,
@@ -284,6 +299,70 @@ class Workload:
             demand=(tuple(zip(self.resources, self.demand[i].tolist(), strict=True))
                     if self.demand is not None and self.resources else ()),
         )
+
+
+#: TaskSpec fields the arrays cannot carry: `from_specs` refuses a spec that sets them.
+_UNSUPPORTED = ("allowed", "forbidden", "timeout", "max_retries", "kind", "tokens")
+
+
+def from_specs(arrivals: Sequence[tuple[float, TaskSpec]], agents: Sequence[Agent]) -> Workload:
+    """A workload of these `(arrival, TaskSpec)` pairs (sorted by arrival) on these agents.
+
+    The specs' ids go to `Workload.ids` and their tenants to `tenant_names`
+    (coded in order of first appearance); skills must be none or one `s<g>`
+    (a skill group). The agents run at their own speed and have no rate limits.
+    """
+    n = len(arrivals)
+    index = {a.id: i for i, a in enumerate(agents)}
+    codes: dict[str, int] = {}
+    resources: list[str] = []
+    for _, s in arrivals:
+        for r, _v in s.demand:
+            if r not in resources:
+                resources.append(r)
+    tenant = np.empty(n, dtype=np.int64)
+    home = np.empty(n, dtype=np.int64)
+    group = np.full(n, -1, dtype=np.int64)
+    demand = np.zeros((n, len(resources))) if resources else None
+    mc = {s.migration_cost for _, s in arrivals}
+    if len(mc) > 1:
+        raise InvalidInputError("tasks with different migration costs (a workload has one)",
+                                field="migration_cost")
+    for i, (_, s) in enumerate(arrivals):
+        bad = [f for f in _UNSUPPORTED if getattr(s, f) not in (None, (), 0.0)]
+        if bad or len(s.skills) > 1 or (s.skills and not _is_group(s.skills[0])):
+            what = bad[0] if bad else "skills"
+            raise InvalidInputError(f"task {s.id!r}: the simulator's workload cannot carry "
+                                    f"its {what}", field=what)
+        if s.skills:
+            group[i] = int(s.skills[0][1:])
+        tenant[i] = -1 if s.tenant is None else codes.setdefault(s.tenant, len(codes))
+        if s.home is not None and s.home not in index:
+            raise InvalidInputError(f"task {s.id!r}: unknown home agent {s.home!r}",
+                                    field="home")
+        home[i] = -1 if s.home is None else index[s.home]
+        if demand is not None:
+            for r, v in s.demand:
+                demand[i, resources.index(r)] = v
+    work = np.array([s.work for _, s in arrivals], dtype=float)
+    return Workload(
+        agents=list(agents), arrival=np.array([t for t, _ in arrivals], dtype=float),
+        work=work, actual=work.copy(),
+        priority=np.array([_PRIOS.index(s.priority) for _, s in arrivals], dtype=np.int64),
+        deadline=np.array([np.nan if s.deadline is None else s.deadline for _, s in arrivals],
+                          dtype=float),
+        hard=np.array([s.hard_deadline for _, s in arrivals], dtype=bool),
+        home=home, tenant=tenant, skill=np.zeros(n, dtype=bool),
+        migration_cost=mc.pop() if mc else 0.0,
+        true_speed={a.id: a.speed for a in agents},
+        group=group if (group >= 0).any() else None,
+        resources=tuple(resources), demand=demand,
+        tenant_names=list(codes), ids=[s.id for _, s in arrivals],
+    )
+
+
+def _is_group(skill: str) -> bool:
+    return skill[:1] == "s" and skill[1:].isdigit()
 
 
 def _skills(gpu: bool, group: int) -> tuple[str, ...]:

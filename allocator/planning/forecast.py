@@ -12,7 +12,7 @@ import polars as pl
 
 from allocator.errors import InvalidInputError
 from allocator.planning.queueing import WorkloadStats
-from allocator.workloads.base import REPLAY_COLUMNS, Workload
+from allocator.workloads.base import REPLAY_COLUMNS, Trace
 from models import Priority
 
 
@@ -68,7 +68,7 @@ class Forecast:
                                        k.deadline_factor, k.tenant) for k in self.classes],
                         tasks=self.tasks)
 
-    def generate(self, seed: int) -> Workload:
+    def generate(self, seed: int) -> Trace:
         """A seeded sample: superposed Poisson streams, gamma work (exponential at cv 1)."""
         rng = np.random.default_rng(seed)
         lam = sum(k.rate for k in self.classes)
@@ -94,15 +94,15 @@ class Forecast:
             "priority": [self.classes[c].priority for c in cls],
             "tenant": [self.classes[c].tenant or self.classes[c].name for c in cls],
         }).with_columns(pl.col("deadline").fill_nan(None)).select(REPLAY_COLUMNS)
-        return Workload(tasks=tasks, source=f"forecast seed {seed}", rows_read=n)
+        return Trace(tasks=tasks, source=f"forecast seed {seed}", rows_read=n)
 
 
-def scale_arrivals(w: Workload, x: float) -> Workload:
+def scale_arrivals(w: Trace, x: float) -> Trace:
     """The same tasks arriving x times as fast (deadlines keep their slack)."""
     if not x > 0:
         raise InvalidInputError(f"arrival scale must be > 0, got {x}", field="what_if")
     t = w.tasks.with_columns(slack=pl.col("deadline") - pl.col("arrival")).with_columns(
         arrival=pl.col("arrival") / x).with_columns(
         deadline=pl.col("arrival") + pl.col("slack")).select(REPLAY_COLUMNS)
-    return Workload(tasks=t, bad=w.bad, filtered=w.filtered, filled=w.filled,
+    return Trace(tasks=t, bad=w.bad, filtered=w.filtered, filled=w.filled,
                     source=f"{w.source} (arrivals x{x:g})", rows_read=w.rows_read)

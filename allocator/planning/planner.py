@@ -27,7 +27,7 @@ from allocator.planning.mixes import (
 )
 from allocator.planning.queueing import WorkloadStats, predict, predict_trace, workload_stats
 from allocator.planning.sla import Clause, parse_sla, sla_met
-from allocator.workloads.base import Workload
+from allocator.workloads.base import Trace
 from allocator.workloads.replay import BSLD_TAU, replay
 from models import Agent
 
@@ -128,7 +128,7 @@ class CapacityPlan:
 class SimJob:
     """One simulated run: everything it needs travels with it (for a sweep backend)."""
 
-    workload: Workload
+    workload: Trace
     policy: str
     agents: list[Agent]
     seed: int
@@ -158,7 +158,7 @@ class Planner:
     None runs them here, one after the other. Answers are the same either way.
     """
 
-    def __init__(self, sla: Sequence[Clause], *, trace: Workload | None = None,
+    def __init__(self, sla: Sequence[Clause], *, trace: Trace | None = None,
                  forecast: Forecast | None = None, types: Sequence[AgentType] | None = None,
                  policy: str = "fifo", seeds: Sequence[int] = (0, 1, 2), blocks: int = 4,
                  home: str = "none", estimator: str = "auto", backend: Any = None) -> None:
@@ -183,14 +183,14 @@ class Planner:
             raise InvalidInputError(f"estimator must be auto, trace or stationary, got "
                                     f"{estimator!r}", field="estimator")
         self.estimator = estimator
-        self._samples: dict[int, Workload] = {}
+        self._samples: dict[int, Trace] = {}
         self._cache: dict[tuple[Mix, float], SimCheck] = {}
         self.simulations = 0
         self.backend = backend
 
     # -- estimate ------------------------------------------------------------------
 
-    def _sample(self, seed: int) -> Workload:
+    def _sample(self, seed: int) -> Trace:
         assert self.forecast is not None
         if seed not in self._samples:
             self._samples[seed] = self.forecast.generate(seed)
@@ -404,7 +404,7 @@ class Planner:
                 "statement": " ".join(parts)}
 
 
-def plan_capacity(sla: str | Sequence[Clause], *, trace: Workload | None = None,
+def plan_capacity(sla: str | Sequence[Clause], *, trace: Trace | None = None,
                   forecast: Forecast | None = None, types: Sequence[AgentType] | None = None,
                   policy: str = "fifo", seeds: Iterable[int] = (0, 1, 2), blocks: int = 4,
                   what_if: Sequence[str] = (), max_simulations: int = 40,

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from allocator.errors import InvalidInputError
-from allocator.workloads.base import Workload
+from allocator.workloads.base import Trace
 
 
 def erlang_b(c: int, a: float) -> float:
@@ -101,7 +101,7 @@ class WorkloadStats:
         return self.rate * self.mean_work
 
 
-def workload_stats(w: Workload) -> WorkloadStats:
+def workload_stats(w: Trace) -> WorkloadStats:
     t = w.tasks
     if t.height < 2:
         raise InvalidInputError("need at least two tasks to estimate rates", field="trace")
@@ -120,7 +120,7 @@ def workload_stats(w: Workload) -> WorkloadStats:
         tasks=t.height, span=span)
 
 
-def predict(w: Workload | None, stats: WorkloadStats, c: int, speed: float = 1.0
+def predict(w: Trace | None, stats: WorkloadStats, c: int, speed: float = 1.0
             ) -> dict[str, float]:
     """Predicted SLA metrics of c agents of mean speed `speed`."""
     m = mgc_wait(c, stats.rate, stats.mean_work, speed=speed, ca2=stats.ca2, cs2=stats.cs2)
@@ -163,7 +163,7 @@ def virtual_wait(arrival: np.ndarray, work: np.ndarray, rate: float) -> np.ndarr
     return v
 
 
-def predict_trace(w: Workload, c: int, speed: float = 1.0, *,
+def predict_trace(w: Trace, c: int, speed: float = 1.0, *,
                   window: float | None = None) -> dict[str, float]:
     """Trace-driven Erlang C estimate (see the module docstring, "trace" estimator).
 

@@ -40,7 +40,7 @@ from typing import Any
 from allocator.errors import InvalidInputError
 from allocator.online.policies import Policy, StealConfig, make_policy
 from allocator.online.queues import PriorityConfig
-from allocator.workloads.base import Workload
+from allocator.workloads.base import Trace
 from allocator.workloads.replay import HomeMode, replay
 from models import Priority
 
@@ -165,7 +165,7 @@ def combinations(space: Mapping[str, Sequence[float]], *, search: str = "grid",
 
 
 def tune(
-    workload: Workload,
+    workload: Trace,
     policy: str | Policy,
     space: Mapping[str, Sequence[float]],
     *,

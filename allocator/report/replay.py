@@ -30,7 +30,7 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from allocator.report import units
-from allocator.workloads.base import Workload
+from allocator.workloads.base import Trace
 from allocator.workloads.replay import ReplayResult, utilisation_series
 
 #: Columns of the comparison table, in order, with their format: a format string, or a
@@ -197,7 +197,7 @@ def html_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_replay_report(results: Sequence[ReplayResult], out_dir: str | Path, *,
-                        workload: Workload | None = None, title: str = "Trace replay",
+                        workload: Trace | None = None, title: str = "Trace replay",
                         notes: Sequence[str] = ()) -> Path:
     """Write `index.html` and the PNGs into `out_dir`; return the HTML path."""
     out = Path(out_dir)

@@ -33,7 +33,7 @@ from allocator.workloads.base import (
     OnBad,
     PriorityMode,
     TenantMode,
-    Workload,
+    Trace,
     build,
     check_options,
     ensure_raw,
@@ -69,8 +69,8 @@ def read_alibaba_pods(
     class_priority: Mapping[str, str] | None = None,
     tenant: TenantMode = "class",
     on_bad: OnBad = "report",
-) -> Workload:
-    """Read an Alibaba PAI pod list CSV into a replayable :class:`Workload`.
+) -> Trace:
+    """Read an Alibaba PAI pod list CSV into a replayable :class:`Trace`.
 
     Parameters
     ----------

@@ -18,7 +18,7 @@ klass  String  the source's class label: queue/partition (SWF) or QoS (pods)
 
 :func:`finalize` then applies the shared options (window, limit, time
 scaling, deadlines, priorities, tenants) and produces the *replay* frame of a
-:class:`Workload`:
+:class:`Trace`:
 
 ======== ======= ============================================================
 column   dtype   meaning
@@ -117,7 +117,7 @@ class BadRows:
 
 
 @dataclass(slots=True)
-class Workload:
+class Trace:
     """A replayable task list plus the account of what was read.
 
     Attributes
@@ -329,12 +329,12 @@ def finalize(raw: pl.DataFrame, *, time_scale: float = 1.0, arrival_scale: float
 
 def build(raw: pl.DataFrame, bad: pl.DataFrame, *, source: str, rows_read: int,
           filled: dict[str, int], pre_filtered: dict[str, int] | None = None,
-          **options: object) -> Workload:
-    """Bundle a reader's raw frame and bad rows into a Workload (see :func:`finalize`)."""
+          **options: object) -> Trace:
+    """Bundle a reader's raw frame and bad rows into a Trace (see :func:`finalize`)."""
     report = BadRows()
     report.add_frame(bad)
     tasks, filtered = finalize(raw, **options)  # type: ignore[arg-type]
-    return Workload(tasks=tasks, bad=report, filtered={**(pre_filtered or {}), **filtered},
+    return Trace(tasks=tasks, bad=report, filtered={**(pre_filtered or {}), **filtered},
                     filled={k: v for k, v in filled.items() if v}, source=source,
                     rows_read=rows_read)
 

@@ -1,15 +1,16 @@
-"""Replay a workload through the executor core on a virtual clock, keeping per-task records.
+"""Replay a trace through the executor core on the simulator's virtual clock.
 
-This is a thin discrete-event driver around :class:`allocator.online.Executor`
-(events in, instructions out), like the generated-workload simulator, but fed
-with pre-built arrivals from a trace and recording what the comparison and
-the report need: each task's arrival, first start, end, agent and outcome,
-and a sampled queue length per agent.
+A trace (allocator.workloads.base.Trace, or `(arrival, TaskSpec)` pairs) is
+turned into the simulator's :class:`allocator.online.workload.Workload`
+(:func:`to_online_workload`) and run by :class:`allocator.online.simulator.Simulator`
+-- the same loop as `allocator simulate` -- with per-task records and queue
+samples switched on: each task's arrival, first start, end, agent and
+outcome, and the queued tasks per agent at evenly spaced instants.
 
-Event order at equal times: completions, then arrivals, then timer ticks, so
-an agent freed at t can take a task that arrives at t. A dispatched attempt
-runs `work / speed` where `speed` is the agent's true speed (the core only
-sees its estimate).
+Event order at equal times (the simulator's): completions, then arrivals, then
+timers, so an agent freed at t can take a task that arrives at t. A dispatched
+attempt runs `work / speed` where `speed` is the agent's true speed (the core
+only sees its estimate).
 
 Measures (one :class:`ReplayResult` per policy; `row()` flattens them):
 
@@ -25,39 +26,24 @@ Measures (one :class:`ReplayResult` per policy; `row()` flattens them):
 
 from __future__ import annotations
 
-import heapq
 import math
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
 from allocator.errors import InvalidInputError
 from allocator.metrics import jain_index
-from allocator.online.core import Executor
-from allocator.online.events import (
-    Complete,
-    Dispatch,
-    Fail,
-    Reject,
-    SetTimer,
-    Steal,
-    TaskCompleted,
-    TaskSpec,
-    TaskSubmitted,
-    Tick,
-)
-from allocator.online.metrics import summary
+from allocator.online.admission import AdmissionConfig
+from allocator.online.events import TaskSpec
 from allocator.online.policies import Policy, make_policy
-from allocator.workloads.base import Workload
+from allocator.online.simulator import Simulator
+from allocator.online.workload import Workload, from_specs
+from allocator.workloads.base import Trace
 from models import Agent
-
-if TYPE_CHECKING:
-    from allocator.online.workload import Workload as OnlineWorkload
 
 #: Bounded-slowdown threshold (seconds): the usual 10 s of the parallel
 #: job-scheduling literature (Feitelson et al.), so a 1 s job that waits 1 min
@@ -69,8 +55,6 @@ BASELINES = ("fifo", "round-robin", "random", "jsq", "p2c")
 OURS = ("edf+stealing", "priority", "wfq", "cfs")
 
 HomeMode = Literal["none", "tenant", "round_robin"]
-
-_COMPLETE, _ARRIVE, _TICK = 0, 1, 2
 
 
 @dataclass(slots=True)
@@ -172,6 +156,10 @@ def make_agents(n: int, speeds: Sequence[float] | None = None,
                   capacity={SLOTS: float(slots)}) for i in range(n)]
 
 
+def _replace(s: TaskSpec, upd: dict[str, Any]) -> TaskSpec:
+    return TaskSpec(**{**{k: getattr(s, k) for k in s.__slots__}, **upd})  # type: ignore[attr-defined]
+
+
 def _home_of(mode: HomeMode, agents: Sequence[Agent]) -> Callable[[int, TaskSpec], str | None]:
     ids = [a.id for a in agents]
     n = len(ids)
@@ -188,7 +176,7 @@ def _home_of(mode: HomeMode, agents: Sequence[Agent]) -> Callable[[int, TaskSpec
 
 
 def replay(
-    workload: Workload | Sequence[tuple[float, TaskSpec]],
+    workload: Trace | Sequence[tuple[float, TaskSpec]],
     policy: str | Policy,
     *,
     agents: int | Sequence[Agent] = 4,
@@ -197,167 +185,87 @@ def replay(
     home: HomeMode = "tenant",
     samples: int = 200,
     policy_overrides: dict[str, Any] | None = None,
-    executor_options: dict[str, Any] | None = None,
+    admission: AdmissionConfig | None = None,
+    max_retries: int = 2,
     slots: int | None = None,
+    flaky: tuple[int, float, float] | None = None,
+    tenants: int | None = None,
+    skill_groups: int = 0,
 ) -> ReplayResult:
-    """Run one policy over the workload; see the module docstring for the measures.
+    """Run one policy over the trace on the simulator; see the module docstring.
 
     Parameters
     ----------
     workload:
-        A Workload or `(arrival, TaskSpec)` pairs (any order).
+        A Trace or `(arrival, TaskSpec)` pairs (any order).
     policy:
         A policy name (allocator.online.policy_names()) or a Policy.
     agents, speeds:
         An agent count (single servers `a0..`, `speeds` cycled) or the agents.
     seed:
-        Seeds the random placements.
+        Seeds the random placements, flaky attempts and skill groups.
     home:
         Where a task is "produced" (its home deque under the stealing
         policies): `tenant` (a hash of the tenant, so a tenant's work lands on
         one agent: skewed, as data locality is), `round_robin`, or `none`.
     samples:
         How many evenly spaced instants the per-agent queue length is sampled at.
+    admission, max_retries:
+        The executor's admission control and retries per task.
     slots:
         Agents are nodes of this many slots and a task holds its width (the
         `demand` column: SWF processors, pod GPUs) of them on one agent; a task
         wider than every agent is rejected (no eligible agent). `utilisation`
         is then slot-seconds used / (agents x slots x span).
+    flaky, tenants, skill_groups:
+        As `allocator simulate`'s flags (:func:`to_online_workload`).
     """
-    width_as = SLOTS if slots is not None else None
-    arrivals = (workload.to_specs(width_as=width_as) if isinstance(workload, Workload)
-                else list(workload))
-    arrivals.sort(key=lambda x: x[0])
-    ags = make_agents(agents, speeds, slots=slots) if isinstance(agents, int) else list(agents)
-    speed = {a.id: a.speed for a in ags}
-    homes = _home_of(home, ags)
-    specs = []
-    for i, (t, s) in enumerate(arrivals):
-        h = homes(i, s)
-        if h is not None and s.home is None:
-            s = TaskSpec(**{**{k: getattr(s, k) for k in s.__slots__}, "home": h})  # type: ignore[attr-defined]
-        specs.append((t, s))
+    wl = to_online_workload(workload, agents=agents, speeds=speeds, home=home, slots=slots,
+                            flaky=flaky, tenants=tenants, skill_groups=skill_groups, seed=seed)
+    n = wl.n
+    ags = wl.agents
+    last_arrival = float(wl.arrival[-1]) if n else 0.0
+    times: list[float] = []
+    if samples > 0 and n:
+        # Evenly spaced up to the last arrival, by repeated addition (as before the
+        # replay ran on the simulator: the same instants, the same samples).
+        step = last_arrival / samples if last_arrival > 0 else math.inf
+        t = 0.0
+        while t <= last_arrival:
+            times.append(t)
+            t += step
     pol = make_policy(policy, **(policy_overrides or {}))
-    opts = {"log": 0, "retain_finished": False, **(executor_options or {})}
-    ex = Executor(pol, agents=ags, seed=seed, **opts)
-
-    n = len(specs)
-    idx = {s.id: i for i, (_, s) in enumerate(specs)}
-    if len(idx) != n:
-        raise InvalidInputError("duplicate task ids in the workload", field="trace")
-    start = np.full(n, np.nan)
-    end = np.full(n, np.nan)
-    outcome: list[str | None] = [None] * n
-    agent_of: list[str | None] = [None] * n
-    terminals = 0
-
-    last_arrival = specs[-1][0] if specs else 0.0
-    step = last_arrival / samples if samples > 0 and last_arrival > 0 else math.inf
-    next_sample = 0.0 if samples > 0 else math.inf
-    q_t: list[float] = []
-    q_rows: list[list[int]] = []
-    agent_ids = [a.id for a in ags]
-
-    heap: list[tuple[float, int, int, Any]] = []
-    seq = 0
-    ai = 0  # next arrival
-    timer_at = math.inf
-    events = 0
-    t0 = time.perf_counter()
-
-    def apply(out: list[Any]) -> None:
-        nonlocal seq, timer_at, terminals
-        for ins in out:
-            k = type(ins)
-            if k is Dispatch:
-                i = idx[ins.task_id]
-                if math.isnan(start[i]):
-                    start[i] = ins.time
-                agent_of[i] = ins.agent
-                dur = ins.work / speed[ins.agent]
-                seq += 1
-                heapq.heappush(heap, (ins.time + dur, _COMPLETE, seq,
-                                      (ins.task_id, ins.agent, ins.attempt, dur)))
-            elif k is Complete or k is Reject or k is Fail:
-                i = idx[ins.task_id]
-                terminals += 1
-                end[i] = ins.time
-                outcome[i] = "complete" if k is Complete else (
-                    "reject" if k is Reject else "fail")
-            elif k is SetTimer:
-                if ins.at < timer_at:
-                    timer_at = ins.at
-                    seq += 1
-                    heapq.heappush(heap, (ins.at, _TICK, seq, None))
-            elif k is Steal:
-                pass
-
-    def sample(now: float) -> None:
-        row = []
-        for aid in agent_ids:
-            a = ex.agents[aid]
-            row.append(len(a.queue) + len(a.planned))
-        row.append(sum(len(p.queue) for p in ex._pools.values()))
-        q_t.append(now)
-        q_rows.append(row)
-
-    while ai < n or heap:
-        nxt_arr = specs[ai][0] if ai < n else math.inf
-        if heap and (heap[0][0] < nxt_arr or (heap[0][0] == nxt_arr and heap[0][1] < _ARRIVE)):
-            when, kind, _, payload = heapq.heappop(heap)
-        else:
-            when, kind, payload = nxt_arr, _ARRIVE, specs[ai][1]
-            ai += 1
-        while next_sample <= when and next_sample <= last_arrival:
-            sample(next_sample)
-            next_sample += step
-        if kind == _COMPLETE:
-            tid, ag, att, dur = payload
-            out = ex.handle(TaskCompleted(time=when, task_id=tid, agent=ag, attempt=att,
-                                          duration=dur))
-        elif kind == _ARRIVE:
-            out = ex.handle(TaskSubmitted(time=when, task=payload))
-            if ai == n:
-                ex.metrics.mark()  # service shares as of the last arrival
-        else:
-            if when != timer_at:
-                continue  # superseded by an earlier request
-            timer_at = math.inf
-            out = ex.handle(Tick(time=when))
-        events += 1
-        apply(out)
-    wall = time.perf_counter() - t0
-
-    core = summary(ex)
-    span = float(np.nanmax(end)) if n and not np.isnan(end).all() else 0.0
-    done: dict[str, list[float]] = {aid: [] for aid in agent_ids}
-    for i in range(n):
-        if outcome[i] == "complete" and agent_of[i] is not None:
-            done[agent_of[i]].append(float(end[i]))  # type: ignore[index]
-    core["per_agent"] = [
-        {"agent": aid, "completed": len(ts),
-         "busy_share": ex.agents[aid].busy / (span * ex.agents[aid].concurrency)
-         if span > 0 else 0.0,
-         "completed_last_quarter": sum(1 for x in ts if x >= 0.75 * span)}
-        for aid, ts in done.items()]
+    sim = Simulator(wl, pol, seed=seed, log=0, admission=admission, max_retries=max_retries,
+                    record=True, sample_times=times)
+    res = sim.run()
+    rec = res.records
+    assert rec is not None
+    core = dict(res.row)
     core["rejected_after_burst"] = None  # a trace carries no burst markers
+    start = np.array(rec.start, dtype=float)
+    end = np.array(rec.end, dtype=float)
+    span = float(np.nanmax(end)) if not np.isnan(end).all() else 0.0
     if slots is not None and span > 0:  # the executor counts a running task as one lane
-        held = sum(float(end[i] - start[i]) * dict(specs[i][1].demand).get(SLOTS, 1.0)
-                   for i in range(n) if outcome[i] == "complete")
+        width = (wl.demand[:, wl.resources.index(SLOTS)] if wl.demand is not None
+                 else np.ones(n))
+        done = np.array([o == "complete" for o in rec.outcome], dtype=bool)
+        held = float(((end - start) * width)[done].sum())
         core["utilisation"] = held / (span * sum(a.concurrency for a in ags))
-    arr = np.array([t for t, _ in specs], dtype=float)
-    work = np.array([s.work for _, s in specs], dtype=float)
+    tenant_of = [wl.tenant_names[k] if wl.tenant_names else f"tenant{k}"
+                 for k in wl.tenant.tolist()] if n else []
+    tenant_col = [None if k < 0 else tenant_of[i] for i, k in enumerate(wl.tenant.tolist())]
+    prio_names = ("critical", "high", "normal", "low")
     records = pl.DataFrame({
-        "id": [s.id for _, s in specs],
-        "arrival": arr,
-        "work": work,
-        "deadline": [s.deadline for _, s in specs],
-        "priority": [s.priority.value for _, s in specs],
-        "tenant": [s.tenant for _, s in specs],
-        "agent": agent_of,
+        "id": wl.ids or [f"t{i}" for i in range(n)],
+        "arrival": wl.arrival.astype(float),
+        "work": wl.work.astype(float),
+        "deadline": [None if d != d else d for d in wl.deadline.tolist()],
+        "priority": [prio_names[p] for p in wl.priority.tolist()],
+        "tenant": tenant_col,
+        "agent": rec.agent,
         "start": start,
         "end": end,
-        "outcome": outcome,
+        "outcome": rec.outcome,
     }, schema_overrides={"deadline": pl.Float64, "tenant": pl.String, "agent": pl.String,
                          "outcome": pl.String}).with_columns(
         pl.col("start").fill_nan(None), pl.col("end").fill_nan(None))
@@ -368,24 +276,30 @@ def replay(
             (pl.col("end") - pl.col("arrival")) / pl.max_horizontal(pl.col("work"),
                                                                    pl.lit(BSLD_TAU))),
     )
+    agent_ids = [a.id for a in ags]
     qcols = [*agent_ids, "global"]
+    q_rows = [row for _, row in res.queue_samples]
     qs = (pl.DataFrame(q_rows, schema=qcols, orient="row") if q_rows
           else pl.DataFrame(schema=dict.fromkeys(qcols, pl.Int64)))
-    qs = qs.with_columns(pl.Series("time", q_t, dtype=pl.Float64)).select("time", *qcols)
+    qs = qs.with_columns(pl.Series("time", [t for t, _ in res.queue_samples],
+                                   dtype=pl.Float64)).select("time", *qcols)
     name = pol.name if isinstance(policy, Policy) else str(policy)
     return ReplayResult(policy=name, agents=len(ags), records=records, queue_samples=qs,
-                        core=core, wall_s=wall, events=events,
-                        extra={"duplicated": max(0, terminals - n), "seed": seed})
+                        core=core, wall_s=float(res.row["wall_s"]),
+                        events=int(res.row["events"]),
+                        extra={"duplicated": int(res.row["duplicated"]), "seed": seed})
 
 
-def compare(workload: Workload, policies: Sequence[str | Policy], *,
+def compare(workload: Trace, policies: Sequence[str | Policy], *,
             agents: int | Sequence[Agent], speeds: Sequence[float] | None = None,
             seed: int = 0, home: HomeMode = "tenant", samples: int = 200,
-            admission: Any = None, slots: int | None = None) -> list[ReplayResult]:
-    """Replay the same workload under each policy (same agents, same seed)."""
-    ex_opts = {"admission": admission} if admission is not None else None
+            admission: AdmissionConfig | None = None, slots: int | None = None,
+            flaky: tuple[int, float, float] | None = None, tenants: int | None = None,
+            skill_groups: int = 0) -> list[ReplayResult]:
+    """Replay the same trace under each policy (same agents, same seed)."""
     return [replay(workload, p, agents=agents, speeds=speeds, seed=seed, home=home,
-                   samples=samples, executor_options=ex_opts, slots=slots)
+                   samples=samples, admission=admission, slots=slots, flaky=flaky,
+                   tenants=tenants, skill_groups=skill_groups)
             for p in policies]
 
 
@@ -420,41 +334,56 @@ def utilisation_series(records: pl.DataFrame, agents: int, bins: int = 100
     return edges[:-1], np.diff(b) / (width * agents)
 
 
-def to_online_workload(workload: Workload, *, agents: int | Sequence[Agent] = 4,
-                       speeds: Sequence[float] | None = None, home: HomeMode = "tenant"
-                       ) -> OnlineWorkload:
-    """The same tasks as the generated-workload simulator's array form.
+def to_online_workload(
+    workload: Trace | Sequence[tuple[float, TaskSpec]], *,
+    agents: int | Sequence[Agent] = 4, speeds: Sequence[float] | None = None,
+    home: HomeMode = "tenant", slots: int | None = None,
+    flaky: tuple[int, float, float] | None = None, tenants: int | None = None,
+    skill_groups: int = 0, seed: int = 0,
+) -> Workload:
+    """The trace as the simulator's Workload (what :func:`replay` runs).
 
-    allocator.online.simulator.Simulator can then replay the trace; task i
-    becomes `t{i}` (arrival order) and tenant k `tenant{k}` (tenants numbered in
-    order of first appearance). Use it to cross-check :func:`replay`, which
-    keeps per-task records the simulator does not.
+    Tasks keep their ids (`Workload.ids`; the core sees `t{i}` in arrival
+    order), tenants their names. `home` sets each task's home agent (see
+    :func:`replay`); `slots` makes the agents nodes of that many slots and the
+    width a demand of them. The options of `allocator simulate`: `flaky=(K, P,
+    UNTIL)` makes the first K agents fail each attempt with probability P until
+    UNTIL; `tenants=K` spreads the tasks evenly over `tenant0..tenant{K-1}` in
+    arrival order (replacing the trace's tenants); `skill_groups=G` gives each
+    task one of G skills (seeded draw) that every agent has.
     """
-    from allocator.online.workload import Workload as Arrays
-
-    ags = make_agents(agents, speeds) if isinstance(agents, int) else list(agents)
-    t = workload.tasks
-    prio = {"critical": 0, "high": 1, "normal": 2, "low": 3}
-    ten = t["tenant"].to_list()
-    codes: dict[str | None, int] = {}
-    for x in ten:
-        codes.setdefault(x, len(codes))
-    specs = workload.to_specs()
+    width_as = SLOTS if slots is not None else None
+    arrivals = (workload.to_specs(width_as=width_as) if isinstance(workload, Trace)
+                else list(workload))
+    arrivals.sort(key=lambda x: x[0])
+    ags = make_agents(agents, speeds, slots=slots) if isinstance(agents, int) else list(agents)
+    if skill_groups:
+        if not 0 < skill_groups <= 10_000:
+            raise InvalidInputError(f"must be in [0, 10000], got {skill_groups}",
+                                    field="skill_groups")
+        groups = [f"s{g}" for g in range(skill_groups)]
+        ags = [a.model_copy(update={"skills": sorted(set(a.skills) | set(groups))})
+               for a in ags]
     homes = _home_of(home, ags)
-    index = {a.id: i for i, a in enumerate(ags)}
-    home_idx = np.array([index.get(homes(i, s) or "", -1) for i, (_, s) in enumerate(specs)],
-                        dtype=np.int64)
-    work = t["work"].to_numpy().astype(float)
-    return Arrays(
-        agents=ags,
-        arrival=t["arrival"].to_numpy().astype(float),
-        work=work,
-        actual=work.copy(),
-        priority=np.array([prio[p] for p in t["priority"]], dtype=np.int64),
-        deadline=t["deadline"].fill_null(float("nan")).to_numpy().astype(float),
-        hard=np.zeros(t.height, dtype=bool),
-        home=home_idx,
-        tenant=np.array([codes[x] for x in ten], dtype=np.int64),
-        skill=np.zeros(t.height, dtype=bool),
-        true_speed={a.id: a.speed for a in ags},
-    )
+    specs = []
+    for i, (t, s) in enumerate(arrivals):
+        upd: dict[str, Any] = {"tenant": f"tenant{i % tenants}"} if tenants else {}
+        if tenants:
+            s = _replace(s, upd)
+        h = homes(i, s)
+        if h is not None and s.home is None:
+            s = _replace(s, {"home": h})
+        specs.append((t, s))
+    if len({s.id for _, s in specs}) != len(specs):
+        raise InvalidInputError("duplicate task ids in the workload", field="trace")
+    wl = from_specs(specs, ags)
+    n = wl.n
+    if flaky is not None:
+        k, p, until = flaky
+        if not 0 <= k <= len(ags):
+            raise InvalidInputError(f"{k} flaky agents but only {len(ags)} agents",
+                                    field="flaky")
+        wl.flaky = {ags[j].id: (p, until) for j in range(k)}
+    if skill_groups:
+        wl.group = np.random.default_rng([seed, 7]).integers(0, skill_groups, n)
+    return wl

@@ -37,7 +37,7 @@ from allocator.workloads.base import (
     OnBad,
     PriorityMode,
     TenantMode,
-    Workload,
+    Trace,
     build,
     check_options,
     ensure_raw,
@@ -142,8 +142,8 @@ def read_swf(
     class_priority: Mapping[str, str] | None = None,
     tenant: TenantMode = "user",
     on_bad: OnBad = "report",
-) -> Workload:
-    """Read an SWF log (plain or gzip) into a replayable :class:`Workload`.
+) -> Trace:
+    """Read an SWF log (plain or gzip) into a replayable :class:`Trace`.
 
     Parameters
     ----------
@@ -165,7 +165,7 @@ def read_swf(
     tenant:
         `user` (default), `group`, `class` (queue/partition) or `none`.
     on_bad:
-        `report` (default) counts bad rows in `Workload.bad`; `raise` stops at the first.
+        `report` (default) counts bad rows in `Trace.bad`; `raise` stops at the first.
     """
     check_options(time_scale=time_scale, arrival_scale=arrival_scale, deadline=deadline,
                   deadline_factor=deadline_factor, priority=priority, tenant=tenant,

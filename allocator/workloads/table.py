@@ -27,7 +27,7 @@ group     no        group id
 Bad rows: missing or non-numeric arrival/work, negative work or arrival.
 :func:`scan_table` gives the lazy raw frame (plus `line` and `reason`) for
 large tables where projection and filter push-down pay; :func:`read_table`
-collects it and builds a :class:`~allocator.workloads.base.Workload`.
+collects it and builds a :class:`~allocator.workloads.base.Trace`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from allocator.workloads.base import (
     OnBad,
     PriorityMode,
     TenantMode,
-    Workload,
+    Trace,
     build,
     check_options,
     raise_on_bad,
@@ -187,8 +187,8 @@ def read_table(
     class_priority: Mapping[str, str] | None = None,
     tenant: TenantMode = "user",
     on_bad: OnBad = "report",
-) -> Workload:
-    """Read a CSV/Parquet task table into a :class:`Workload` (see the module docstring).
+) -> Trace:
+    """Read a CSV/Parquet task table into a :class:`Trace` (see the module docstring).
 
     `deadline="estimate"` uses a mapped deadline or estimate column and falls
     back to arrival + k x work; `priority="class"` maps the priority column
@@ -213,7 +213,7 @@ def read_table(
                  class_priority=cp, tenant=tenant)
 
 
-def read_trace(source: str | PathLike[str], **options: object) -> Workload:
+def read_trace(source: str | PathLike[str], **options: object) -> Trace:
     """Pick the reader from the file: `.swf[.gz]` -> SWF, a CSV whose header has
     `creation_time` and `pod_phase` -> Alibaba pods, other CSV/Parquet -> table."""
     from allocator.workloads.alibaba import read_alibaba_pods

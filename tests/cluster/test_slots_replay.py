@@ -9,13 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from allocator.errors import InvalidInputError
-from allocator.workloads import Workload
+from allocator.workloads import Trace
 from allocator.workloads.replay import make_agents, replay
 
 
-def workload(arrival: list[float], work: list[float], width: list[int]) -> Workload:
+def workload(arrival: list[float], work: list[float], width: list[int]) -> Trace:
     n = len(arrival)
-    return Workload(tasks=pl.DataFrame({
+    return Trace(tasks=pl.DataFrame({
         "id": [f"j{i}" for i in range(n)], "arrival": [float(x) for x in arrival],
         "work": [float(x) for x in work], "demand": [float(x) for x in width],
         "deadline": [None] * n, "priority": ["normal"] * n, "tenant": [None] * n,

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from allocator.clock import VirtualClock
 from allocator.errors import NotFoundError
 from allocator.live.coordinator import LiveCoordinator, LiveOptions
 from allocator.live.store import LiveStore
 from allocator.online.admission import AdmissionConfig
-from allocator.online.clock import VirtualClock
 from models import Priority
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from allocator.clock import VirtualClock
 from allocator.online.breaker import CircuitBreaker
-from allocator.online.clock import VirtualClock
 from allocator.online.events import TaskSpec
 from allocator.online.queues import FifoQueue
 from allocator.online.state import (

@@ -8,7 +8,7 @@ from allocator.errors import InvalidInputError
 from allocator.online.events import TaskSpec
 from allocator.online.policies import make_policy
 from allocator.planning.tune import apply_params, combinations, parse_param, tune
-from allocator.workloads.base import Workload
+from allocator.workloads.base import Trace
 from models import Priority
 
 
@@ -39,10 +39,10 @@ def test_random_search_is_seeded_subset_of_grid() -> None:
     assert len(a) == 3 and all(x in grid for x in a)
 
 
-def _workload(trace: list[tuple[float, TaskSpec]]) -> Workload:
+def _workload(trace: list[tuple[float, TaskSpec]]) -> Trace:
     import polars as pl
 
-    return Workload(tasks=pl.DataFrame({
+    return Trace(tasks=pl.DataFrame({
         "id": [s.id for _, s in trace], "arrival": [t for t, _ in trace],
         "work": [s.work for _, s in trace], "demand": [1.0] * len(trace),
         "deadline": [s.deadline for _, s in trace],

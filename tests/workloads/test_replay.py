@@ -96,3 +96,65 @@ def test_row_has_the_simulate_json_keys_plus_replay_ones() -> None:
     row = replay(BURST, "fifo", agents=2).row()
     assert set(JSON_KEYS) <= set(row)
     assert {"mean_bounded_slowdown", "jain_tenants", "p95_wait", "mean_wait"} <= set(row)
+
+
+# -- the replay is the simulator's run ------------------------------------------------------
+
+TRACE = [(float(i // 3), spec(f"j{i}", 1 + (i * 7) % 5, deadline=i + 6.0,
+                              tenant=("u1", "u2", None)[i % 3])) for i in range(90)]
+
+
+@pytest.mark.parametrize("policy", ["fifo", "jsq", "p2c", "edf+stealing", "wfq"])
+def test_replay_is_a_simulator_run_of_the_converted_trace(policy: str) -> None:
+    """One loop: the simulator on `to_online_workload(trace)` gives the replay's row."""
+    from allocator.online.simulator import Simulator
+    from allocator.workloads.replay import to_online_workload
+
+    r = replay(TRACE, policy, agents=3, seed=5)
+    wl = to_online_workload(TRACE, agents=3)
+    assert wl.ids == [s.id for _, s in sorted(TRACE, key=lambda x: x[0])]
+    assert wl.tenant_names == ["u1", "u2"]
+    row = Simulator(wl, policy, seed=5).run().row
+    skip = {"wall_s", "events_per_s", "rejected_after_burst"}
+    assert {k: v for k, v in row.items() if k not in skip} == {
+        k: v for k, v in r.core.items() if k not in skip}
+    assert r.row()["completed"] == r.records.filter(pl.col("outcome") == "complete").height
+    # trace tenants keep their names (flow_weight.<name> applies); no tenant stays none
+    assert set(r.records["tenant"].to_list()) == {"u1", "u2", None}
+
+
+def test_completion_before_arrival_at_the_same_instant() -> None:
+    """An agent freed at t takes the task arriving at t (jsq sees it idle)."""
+    trace = [(0.0, spec("long", 10)), (0.0, spec("short", 1)), (1.0, spec("next", 1))]
+    r = replay(trace, "jsq", agents=2, home="none")
+    got = dict(zip(r.records["id"], r.records["agent"], strict=True))
+    waits = dict(zip(r.records["id"], r.records["wait"], strict=True))
+    assert got["next"] == got["short"] and waits["next"] == 0.0
+
+
+def test_flaky_tenants_and_skill_groups_on_a_trace() -> None:
+    """The `allocator simulate` fault and fairness options apply to a replay too."""
+    trace = [(0.2 * i, spec(f"j{i}", 1.0, tenant="one")) for i in range(400)]
+    r = replay(trace, "wfq", agents=4, flaky=(1, 1.0, 20.0), tenants=2, skill_groups=3,
+               seed=2)
+    row = r.row()
+    assert row["lost"] == 0 and row["duplicated"] == 0 and row["retries"] > 0
+    assert {t["tenant"] for t in row["per_tenant"]} == {"tenant0", "tenant1"}
+    assert r.records["tenant"].to_list()[:4] == ["tenant0", "tenant1", "tenant0", "tenant1"]
+    a0 = next(a for a in row["per_agent"] if a["agent"] == "a0")
+    assert a0["completed_last_quarter"] > 0  # healthy again after t=20: it gets work
+    with pytest.raises(Exception, match="flaky agents"):
+        replay(trace, "fifo", agents=2, flaky=(3, 0.5, 1.0))
+
+
+def test_specs_the_arrays_cannot_carry_are_refused() -> None:
+    from allocator.errors import InvalidInputError
+
+    bad = [(0.0, TaskSpec(id="x", work=1, allowed=("a0",)))]
+    with pytest.raises(InvalidInputError, match="allowed"):
+        replay(bad, "fifo", agents=1)
+
+
+def test_an_empty_trace_replays_to_an_empty_row() -> None:
+    r = replay([], "fifo", agents=2)
+    assert r.records.height == 0 and r.row()["tasks"] == 0
