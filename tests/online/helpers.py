@@ -31,3 +31,57 @@ def brief(out: list[Instruction], *, timers: bool = False) -> list[tuple[Any, ..
 
 def run(ex: Executor, *events: Any) -> list[tuple[Any, ...]]:
     return brief(ex.handle(*events))
+
+
+def probe_violations(log: Any, arrivals: list[float], agents: Any) -> list[tuple[Any, ...]]:
+    """Agents of `agents` whose probe came later than the recovery bound allows.
+
+    The bound (docs/online.md): after its breaker's last open timeout, an agent
+    goes half-open at a Tick at that time; half-open agents get probes in the
+    order they went half-open, one per arrival at the latest. So an agent gets
+    a dispatch no later than the (1 + W)-th arrival at or after it went
+    half-open, W being the agents already half-open and unprobed then.
+    """
+    import bisect
+
+    from allocator.online.events import BreakerHalfOpen, BreakerOpened, Dispatch
+
+    entries = [e for e in log if isinstance(e, BreakerOpened | BreakerHalfOpen | Dispatch)]
+    half: dict[str, list[float]] = {}
+    disp: dict[str, list[float]] = {}
+    opened: dict[str, float] = {}
+    for e in entries:
+        if isinstance(e, BreakerHalfOpen):
+            half.setdefault(e.agent, []).append(e.time)
+        elif isinstance(e, Dispatch):
+            disp.setdefault(e.agent, []).append(e.time)
+        else:
+            opened[e.agent] = e.until
+
+    def first_dispatch(a: str, t: float) -> float:
+        ts = disp.get(a, [])
+        j = bisect.bisect_left(ts, t)
+        return ts[j] if j < len(ts) else float("inf")
+
+    bad = []
+    for a in agents:
+        if a not in opened:
+            continue
+        hs = [t for t in half.get(a, []) if t >= opened[a] - 1e-9]
+        if not hs:
+            continue  # the run ended before its timeout
+        h = hs[0]
+        waiting = 0
+        for b, times in half.items():
+            if b == a:
+                continue
+            before = [t for t in times if t <= h]
+            if before and first_dispatch(b, before[-1]) > h:
+                waiting += 1
+        k = bisect.bisect_left(arrivals, h) + waiting
+        if k >= len(arrivals):
+            continue  # not enough arrivals after it to probe with
+        got = first_dispatch(a, h)
+        if got > arrivals[k] + 1e-9:
+            bad.append((a, h, waiting, got, arrivals[k]))
+    return bad

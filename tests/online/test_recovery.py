@@ -5,8 +5,10 @@ on the simulator (small workloads, so hypothesis stays fast):
 
 - nothing is lost or duplicated (the simulator's own per-task accounting);
 - recovery bound: after a flaky agent's breaker last opened (until time U),
-  the agent gets a dispatch no later than the first arrival after U (at U
-  itself when work is queued anywhere): half-open probes are part of the
+  it goes half-open at U and gets a dispatch no later than the (1 + W)-th
+  arrival from then on, W being the agents already half-open and waiting for
+  their probe (probes go one per arrival, in the order agents went half-open;
+  tests/online/helpers.probe_violations): half-open probes are part of the
   placement contract, whatever the policy;
 - throttling: once every dispatch waits under target/2 (the load stayed
   under the limit), no task submitted `recovery_bound()` later is throttled;
@@ -16,8 +18,6 @@ on the simulator (small workloads, so hypothesis stays fast):
 """
 
 from __future__ import annotations
-
-import bisect
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,12 +31,12 @@ from allocator.online import (
     make_policy,
     policy_names,
 )
-from allocator.online.events import BreakerOpened, Code, Defer, Dispatch, Reject
+from allocator.online.events import BreakerClosed, Code, Defer, Dispatch, Reject
 from allocator.online.simulator import Simulator
 from allocator.online.workload import WorkloadConfig, generate
 from models import Agent, Priority
 
-from .helpers import submit
+from .helpers import probe_violations, submit
 
 SCENARIOS = {
     "flaky": dict(flaky=2, flaky_p=0.9, flaky_until=40.0),
@@ -60,21 +60,32 @@ def test_every_policy_under_every_fault(policy: str, scenario: str, seed: int, a
     row = sim.run().row
     assert row["lost"] == 0 and row["duplicated"] == 0
     assert row["completed"] + row["rejected"] + row["failed"] == cfg.tasks
-    ex = sim.executor
-    arrivals = wl.arrival.tolist()
-    for a_id in ([] if throttle else wl.flaky):  # (a throttled arrival is no probe)
-        opened = [e for e in ex.log if isinstance(e, BreakerOpened)
-                  and e.agent == a_id]
-        if not opened:
-            continue
-        until = opened[-1].until
-        k = bisect.bisect_left(arrivals, until)
-        if k == len(arrivals):
-            continue  # nothing arrives after the timeout: nothing to probe with
-        first = min((e.time for e in ex.log
-                     if isinstance(e, Dispatch) and e.agent == a_id and e.time >= until),
-                    default=float("inf"))
-        assert first <= arrivals[k] + 1e-9, (policy, a_id, until, first, arrivals[k])
+    if not throttle:  # (a throttled arrival is no probe)
+        assert not probe_violations(sim.executor.log, wl.arrival.tolist(), wl.flaky), policy
+
+
+@pytest.mark.parametrize("policy", policy_names())
+def test_many_agents_recovering_at_once_are_probed_in_turn(policy: str) -> None:
+    """Half of 16 agents fail every attempt until t=30: each arrival probes one of the
+    half-open agents, in the order they went half-open (the stated bound), so none
+    waits for more than the agents ahead of it."""
+    wl = generate(WorkloadConfig(tasks=1500, agents=16, load=0.5, flaky=8, flaky_p=1.0,
+                                 flaky_until=30.0, seed=1))
+    sim = Simulator(wl, policy, seed=1, log=None, breaker=BREAKER, max_retries=5)
+    row = sim.run().row
+    assert row["lost"] == 0 and row["duplicated"] == 0
+    assert not probe_violations(sim.executor.log, wl.arrival.tolist(), wl.flaky)
+    # Once every breaker closed (t0), the recovered agents take work like the others:
+    # dispatches from t0 on, at least a fifth of a healthy agent's mean (pareto sizes
+    # make counts uneven: 0.27-2.3 of it over the policies here; a lost agent has 0).
+    log = sim.executor.log
+    t0 = max(e.time for e in log if isinstance(e, BreakerClosed))
+    count = dict.fromkeys((a.id for a in wl.agents), 0)
+    for e in log:
+        if isinstance(e, Dispatch) and e.time >= t0:
+            count[e.agent] += 1
+    healthy = [v for k, v in count.items() if k not in wl.flaky]
+    assert min(count[a] for a in wl.flaky) >= 0.2 * sum(healthy) / len(healthy), count
 
 
 @pytest.mark.parametrize("policy", policy_names())
@@ -143,18 +154,20 @@ def test_throttle_stops_once_load_stays_under_its_limit(
        groups=st.integers(2, 4), seed=st.integers(0, 1000))
 def test_tenant_shares_follow_weights_across_queues(policy: str, weights: list[float],
                                                     groups: int, seed: int) -> None:
-    wl = generate(WorkloadConfig(tasks=3000, agents=6, load=4.0, tenants=len(weights),
+    wl = generate(WorkloadConfig(tasks=4000, agents=6, load=4.0, tenants=len(weights),
                                  skill_groups=groups, sizes="exp", deadline_share=0.0,
                                  speed_spread=0.0, skew=0.0, seed=seed))
     pol = make_policy(policy, flow_weights={f"tenant{k}": w for k, w in enumerate(weights)})
     row = Simulator(wl, pol, seed=seed).run().row
     total = sum(weights)
-    # 10 % of the share plus 2 points: 3000 exponential sizes over per-skill queues leave
-    # that much noise (weights 1:1:4 came out 0.184:0.172:0.644); a fairness bug is far
-    # larger (strict priority gives 45:0, per-queue accounting 35:5 instead of 10:30).
+    # Within 10 % (relative) of the weight's share. The error is the start-up (the
+    # first tasks run before queues build up) over the saturated window: 4000 tasks
+    # on 6 agents leave at most 4.4 % (40 random draws of this test's space; 3000
+    # tasks on 16 agents up to 13.7 %, 12,000 on 16 at most 3.3 %). A fairness bug is
+    # far larger (strict priority gives 45:0, per-queue accounting 35:5, not 10:30).
     for r in row["per_tenant"]:
         want = r["weight"] / total
-        assert abs(r["service_share"] - want) <= 0.1 * want + 0.02, row["per_tenant"]
+        assert abs(r["service_share"] - want) <= 0.1 * want, row["per_tenant"]
 
 
 @pytest.mark.parametrize("policy", ["priority", "priority+stealing"])
