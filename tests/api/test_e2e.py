@@ -300,6 +300,23 @@ def test_capabilities_beyond_solve(client: httpx.Client) -> None:
             ("online", "jsq"), ("batch", "batch"), ("coordinated", "jsq+plans")]
         assert all(row["completed"] + row["rejected"] + row["failed"] == 150 for row in rows)
         assert rows[1]["interval"] == rows[2]["interval"] == 20
+        # The issue-15 run options from the body, and the row keys they report in.
+        r = client.post("/v1/simulate", json={
+            "workload": {"tasks": 200, "agents": 4, "flaky": "1:0.9:30", "skill_groups": 3,
+                         "arrival": "bursty"},
+            "policies": ["wfq", "edf+stealing"],
+            "options": {"tenants": [1, 3], "class_weights": [8, 4, 2, 1], "aging": 20,
+                        "admission": "throttle", "target_wait": 3}})
+        assert r.status_code == 200, r.text
+        for row in r.json()["rows"]:
+            assert row["lost"] == 0 and row["duplicated"] == 0 and row["retries"] > 0
+            assert [(t["tenant"], t["weight"]) for t in row["per_tenant"]] == [
+                ("tenant0", 1.0), ("tenant1", 3.0)]
+            assert {c["class"]: c["weight"] for c in row["per_class"]}["critical"] == 8.0
+            assert len(row["per_agent"]) == 4 and set(row["per_agent"][0]) == {
+                "agent", "completed", "busy_share", "completed_last_quarter"}
+            assert isinstance(row["rejected_after_burst"], int)
+            assert row["steal_interval_mean"] >= 0.0
         assert_error(client.post("/v1/simulate", json={"policies": ["nope"]}), 422,
                      "invalid_input")
         assert_error(client.post("/v1/simulate", json={"modes": ["warp"]}), 422,
