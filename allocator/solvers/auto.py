@@ -281,7 +281,7 @@ def _lns(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
 
 
 def _walk(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
-          stats: dict[str, int], mode: str = "mixed") -> None:
+          stats: dict[str, int], mode: str = "mixed", rank: np.ndarray | None = None) -> None:
     """The compiled penalty walk (allocator.solvers.gap_kernel) until the budget ends.
 
     Two modes: the whole model, and blocks of ``WALK_BLOCK_AGENTS`` related
@@ -317,9 +317,9 @@ def _walk(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
     if not np.isfinite(obj) or not lm.feasible(cur):
         return
     rng = np.random.default_rng(seed + 7)
-    whole = PenaltySearch.of_model(lm, cur, seed)
+    whole = PenaltySearch.of_model(lm, cur, seed, rank=rank)
     seen = [shared.version]
-    blocks = _Blocks(lm, rng) if lm.m > WALK_WHOLE_AGENTS and mode != "whole" else None
+    blocks = _Blocks(lm, rng, rank) if lm.m > WALK_WHOLE_AGENTS and mode != "whole" else None
     gain = [1.0, 1.0]  # recent relative gain per second: whole, blocks
     rounds = [1]
 
@@ -364,8 +364,9 @@ def _walk(shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
 class _Blocks:
     """Block mode of the walk: related agents, their tasks, a short walk each."""
 
-    def __init__(self, lm: LinearModel, rng: np.random.Generator) -> None:
-        self.lm, self.rng = lm, rng
+    def __init__(self, lm: LinearModel, rng: np.random.Generator,
+                 rank: np.ndarray | None = None) -> None:
+        self.lm, self.rng, self.rank = lm, rng, rank
         self.rel = _related(lm) + 0.5
 
     def phase(self, shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
@@ -385,7 +386,8 @@ class _Blocks:
                 chosen.append(b)
                 weight += self.rel[b]
             agents = np.array(sorted(chosen))
-            ps, tasks = PenaltySearch.block(lm, cur, agents, int(rng.integers(1 << 62)))
+            ps, tasks = PenaltySearch.block(lm, cur, agents, int(rng.integers(1 << 62)),
+                                            rank=self.rank)
             stats["walk_blocks"] += 1
             if tasks.size < 2 or not np.isfinite(ps.best_cost):
                 continue
@@ -473,14 +475,17 @@ def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object
 
 
 def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
-               shared: _Shared, *, deterministic: bool = False) -> float | None:
+               shared: _Shared, *, deterministic: bool = False
+               ) -> tuple[float | None, np.ndarray | None]:
     """Anytime construction without the LP: starts, Lagrangian heuristic, local search.
 
     Every plan found goes to `shared` at once (so a stop or an early deadline
     keeps it). The Lagrangian multipliers price capacity, so its heuristic
     places every task where some placement fits even when cheap means heavy
     (GAP type E), and its bound is within hundredths of a per cent of the
-    LP bound. Returns that bound.
+    LP bound. Returns that bound and the Lagrangian-adjusted costs [m, n]
+    (cost + multiplier x demand: which agents suit a task once capacity is
+    priced; the penalty walk draws its candidate agents from them).
 
     `deterministic` bounds the heuristics by iteration and pass counts
     instead of the wall clock, so the same seed gives the same start on a
@@ -497,9 +502,10 @@ def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
         lpt = balance_assign(problem, deadline=clock_deadline(0.8) or (lambda: False))
         shared.offer(lpt, budget.elapsed(), "lpt")
     if lm.P == 0:  # nothing can go anywhere: leaving every task out is the only plan
-        return lm.objective(np.full(lm.n, -1, dtype=np.int64))
+        return lm.objective(np.full(lm.n, -1, dtype=np.int64)), None
 
-    ff = Lagrangian(lm).feasibility_first()
+    lg = Lagrangian(lm)
+    ff = lg.feasibility_first()
     shared.offer(ff, budget.elapsed(), "feasibility-first greedy")
 
     def polish(x: np.ndarray) -> np.ndarray:
@@ -515,7 +521,8 @@ def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
     cur, _ = shared.get()
     best = local_search(lm, cur, seed=seed, deadline=clock_deadline(0.1))
     shared.offer(best, budget.elapsed(), "local search")
-    return res.bound if np.isfinite(res.bound) else None
+    rank = lg.adjusted(res.lam) if res.lam.size else None
+    return (res.bound if np.isfinite(res.bound) else None), rank
 
 
 def _first(problem: Problem, lm: LinearModel, budget: Budget,
@@ -557,7 +564,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     left_running = False  # the full MILP outlived the deadline (large models)
     # The construction runs first, at normal priority, on every path: it is
     # what the plan rests on when the machine is busy or the budget short.
-    lagr_raw = _construct(problem, lm, budget, seed, shared, deterministic=not parallel)
+    lagr_raw, rank = _construct(problem, lm, budget, seed, shared, deterministic=not parallel)
     lb = lagr_raw - 1e-7 * max(1.0, abs(lagr_raw)) if lagr_raw is not None else None
     proven = lagr_raw is not None and shared.obj <= lagr_raw + 1e-9 * max(1.0, abs(shared.obj))
     if small and workers >= 2 and lm.P > 0 and not proven and budget.remaining() > RESERVE_S:
@@ -571,7 +578,8 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
 
         th = threading.Thread(target=_niced(helper), daemon=True)
         th.start()
-        tw = threading.Thread(target=_walk, args=(shared, budget, stop, seed, stats), daemon=True)
+        tw = threading.Thread(target=_walk, args=(shared, budget, stop, seed, stats),
+                              kwargs={"rank": rank}, daemon=True)
         tw.start()
         try:
             _full_milp(shared, budget, seed, out, stop)
@@ -590,7 +598,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
                                    kwargs={"warm": True}, daemon=False)
             th2.start()
         tw = threading.Thread(target=_walk, args=(shared, budget, stop, seed, stats),
-                              daemon=True)
+                              kwargs={"rank": rank}, daemon=True)
         tw.start()
         try:
             if lm.m >= 2:

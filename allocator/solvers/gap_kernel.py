@@ -409,9 +409,15 @@ class PenaltySearch:
     """
 
     def __init__(self, S: np.ndarray, A: np.ndarray, cap: np.ndarray, start: np.ndarray,
-                 seed: int, candidates: int = CANDIDATES) -> None:
+                 seed: int, candidates: int = CANDIDATES, rank: np.ndarray | None = None
+                 ) -> None:
         """S [m+1, n] cost (inf: ineligible; row m: left out), A [m+1, n, R] demand,
-        cap [m, R] capacity, start [n] agent per task (m: left out), within capacity."""
+        cap [m, R] capacity, start [n] agent per task (m: left out), within capacity.
+
+        `rank` [m, n] orders each task's candidate agents (default: the cost S);
+        Lagrangian-adjusted costs (cost + multiplier x demand) pick far better
+        ones on tight instances: on E 40x800 the walk reached 0.22 % above the LP
+        bound in 6 s with them, 0.39 % with the cheapest agents by cost."""
         m = S.shape[0] - 1
         n = S.shape[1]
         self.m, self.n = m, n
@@ -423,7 +429,8 @@ class PenaltySearch:
         inv[:m][cap[:m] <= 0] = 1.0
         # candidate agents: the cheapest eligible ones per task, and leaving out last
         k = max(1, min(candidates, m))
-        order = np.argsort(S[:m], axis=0, kind="stable")[:k].T  # [n, k]
+        key = S[:m] if rank is None else np.where(np.isfinite(S[:m]), rank, np.inf)
+        order = np.argsort(key, axis=0, kind="stable")[:k].T  # [n, k]
         ok = np.isfinite(S[order, np.arange(n)[:, None]])
         cand = np.where(ok, order, -1)  # inf sorts last: the -1 padding is at the end
         cand = np.hstack([cand, np.where(np.isfinite(S[m]), m, -1)[:, None]])
@@ -465,15 +472,19 @@ class PenaltySearch:
 
     @classmethod
     def of_model(cls, lm: LinearModel, agent_of: np.ndarray, seed: int,
-                 candidates: int = CANDIDATES) -> PenaltySearch:
-        """A walk over the whole model from `agent_of` (-1: left out)."""
+                 candidates: int = CANDIDATES, rank: np.ndarray | None = None
+                 ) -> PenaltySearch:
+        """A walk over the whole model from `agent_of` (-1: left out); `rank` [m, n]
+        orders the candidate agents (see the constructor)."""
         bind = cls._binding(lm)
         rows = np.where(agent_of >= 0, agent_of, lm.m)
-        return cls(lm.score, lm.demand[:, :, bind], lm.cap[:, bind], rows, seed, candidates)
+        return cls(lm.score, lm.demand[:, :, bind], lm.cap[:, bind], rows, seed, candidates,
+                   rank)
 
     @classmethod
     def block(cls, lm: LinearModel, agent_of: np.ndarray, agents: np.ndarray, seed: int,
-              candidates: int = CANDIDATES) -> tuple[PenaltySearch, np.ndarray]:
+              candidates: int = CANDIDATES, rank: np.ndarray | None = None
+              ) -> tuple[PenaltySearch, np.ndarray]:
         """A walk over `agents` and the tasks `agent_of` puts on them (returned too);
         every other task stays where it is, so the block's capacities are the agents'."""
         bind = cls._binding(lm)
@@ -487,8 +498,9 @@ class PenaltySearch:
         S[:g] = lm.score[agents][:, tasks]
         A = np.zeros((g + 1, tasks.size, bind.size))
         A[:g] = lm.demand[agents][:, tasks][:, :, bind]
+        sub = None if rank is None else rank[agents][:, tasks]
         return cls(S, A, lm.cap[agents][:, bind], local[rows[tasks]], seed,
-                   candidates), tasks
+                   candidates, sub), tasks
 
     @staticmethod
     def applies(lm: LinearModel) -> bool:

@@ -146,3 +146,25 @@ def test_block_walk_merges_into_a_valid_better_plan_and_auto_uses_blocks() -> No
     auto._walk(shared, SolveContext(time_limit=1.7, workers=2), threading.Event(), 0, stats)
     assert stats["walk_blocks"] > 0 and stats["walk_improvements"] > 0
     assert lm2.feasible(shared.agent_of) and shared.obj < lm2.objective(start2)
+
+
+def test_candidates_follow_the_given_rank_among_eligible_agents() -> None:
+    lm, start = _gap("d", 8, 40, 3)
+    adj = Lagrangian(lm).adjusted(np.full((lm.m, 1), 0.9))
+    lm.score[2, 5] = np.inf  # agent 2 may not take task 5
+    adj[2, 5] = -1e9  # ... however well it ranks
+    ps = PenaltySearch.of_model(lm, start, seed=0, candidates=3, rank=adj)
+    for j in range(lm.n):
+        ok = np.flatnonzero(np.isfinite(lm.score[: lm.m, j]))
+        want = ok[np.argsort(adj[ok, j], kind="stable")][:3]
+        assert ps.cand[j, :3].tolist() == want.tolist()
+    assert 2 not in ps.cand[5].tolist()
+    # by cost (no rank) the cheapest agents come first: D's cost falls with demand, so
+    # the two orders differ
+    by_cost = PenaltySearch.of_model(lm, start, seed=0, candidates=3)
+    assert not np.array_equal(by_cost.cand, ps.cand)
+    agents = np.array([0, 3, 6])
+    blk, tasks = PenaltySearch.block(lm, start, agents, seed=0, candidates=2, rank=adj)
+    for q, j in enumerate(tasks):
+        want = agents[np.argsort(adj[agents, j], kind="stable")][:2]
+        assert agents[blk.cand[q, :2]].tolist() == want.tolist()
