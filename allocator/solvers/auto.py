@@ -393,7 +393,7 @@ class _Blocks:
                 continue
             t_end = min(until, time.perf_counter() + WALK_BLOCK_S)
             while time.perf_counter() < t_end and not stop.is_set():
-                ps.run(2)
+                ps.run(2, chains=False)
             stats["walk_rounds"] += ps.rounds_done
             if ps.best_cost < ps.start_cost - 1e-9 * max(1.0, abs(ps.start_cost)):
                 cand = cur.copy()

@@ -17,7 +17,7 @@ from allocator.problem import compile_snapshot
 from allocator.solvers import auto
 from allocator.solvers.base import plan_objective
 from allocator.solvers.context import SolveContext
-from allocator.solvers.gap_kernel import HAVE_NUMBA, PenaltySearch, kernel_ready
+from allocator.solvers.gap_kernel import HAVE_NUMBA, PenaltySearch, _descend, kernel_ready
 from allocator.solvers.greedy import greedy_assign
 from allocator.solvers.lagrange import Lagrangian
 from allocator.solvers.linear import LinearModel, build_linear, is_linear
@@ -168,3 +168,20 @@ def test_candidates_follow_the_given_rank_among_eligible_agents() -> None:
     for q, j in enumerate(tasks):
         want = agents[np.argsort(adj[agents, j], kind="stable")][:2]
         assert agents[blk.cand[q, :2]].tolist() == want.tolist()
+
+
+@compiled
+@pytest.mark.parametrize("chains", [False, True])
+def test_a_double_shift_is_found_where_no_shift_or_swap_fits(chains: bool) -> None:
+    # three agents of capacity 10, every task uses 10: task 0 (on agent 0, cost 5) would
+    # cost 1 on agent 1, which task 1 fills (cost 1 there, 2 on agent 2). No shift fits
+    # and the swap costs 51; moving task 0 to agent 1 and task 1 on to agent 2 costs 3.
+    inf = np.inf
+    S = np.array([[5.0, 50.0], [1.0, 1.0], [50.0, 2.0], [inf, inf]])
+    A = np.full((4, 2, 1), 10.0)
+    ps = PenaltySearch(S, A, np.full((3, 1), 10.0), np.array([0, 1]), seed=0)
+    hi = ps.alpha0 * 1e6  # within capacity only, as the repair descends
+    _descend(ps.S, ps.A, ps.cap, ps.inv, ps.cand, ps.x, ps.used, hi, ps.members, ps.mcount,
+             ps.slot, ps.rng, np.arange(2), 1e-9, 10, chains)
+    _consistent(ps)
+    assert ps.x.tolist() == ([1, 2] if chains else [0, 1])
