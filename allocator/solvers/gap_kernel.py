@@ -359,7 +359,7 @@ def search_rounds(S: np.ndarray, A: np.ndarray, cap: np.ndarray, inv: np.ndarray
                   alpha: np.ndarray, members: np.ndarray, mcount: np.ndarray,
                   slot: np.ndarray, best: np.ndarray, fstate: np.ndarray, rng: np.ndarray,
                   rounds: int, up: float, down: float, patience: int,
-                  max_passes: int, chains: bool = True) -> int:
+                  max_passes: int, chains: bool) -> int:
     """Run `rounds` rounds (descent, repair, record, re-weight); returns how many found
     a better plan.
 
@@ -481,7 +481,8 @@ def _warm_up() -> None:
         fstate = np.array([2.0, 1e-9, 0.0, 0.0])
         search_rounds(S, A, cap, inv, cand, alpha0, x, used, alpha0.copy(), members, mcount,
                       slot, x.copy(), fstate, np.ones(1, dtype=np.uint64), 1, UP, DOWN,
-                      PATIENCE, MAX_PASSES)
+                      PATIENCE, MAX_PASSES, True)  # every argument, as `run` passes them:
+        # an omitted default is another signature, which run() would compile in the solve
         _warm_state["ready"] = True
     except Exception:  # the solver simply does without the walk
         log.exception("gap_kernel: warm-up failed")

@@ -185,3 +185,23 @@ def test_a_double_shift_is_found_where_no_shift_or_swap_fits(chains: bool) -> No
              ps.slot, ps.rng, np.arange(2), 1e-9, 10, chains)
     _consistent(ps)
     assert ps.x.tolist() == ([1, 2] if chains else [0, 1])
+
+
+@compiled
+def test_the_warm_up_compiles_the_signature_the_walks_run() -> None:
+    # numba compiles one machine-code version per argument-type signature; a walk
+    # whose call differs from the warm-up's (an omitted default argument is enough)
+    # compiles again inside the solve - 10-25 s holding the GIL - and the walk is lost.
+    from allocator.solvers import gap_kernel
+
+    kernel_ready()
+    deadline = time.perf_counter() + 120
+    while not kernel_ready() and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    assert kernel_ready()
+    sigs = set(gap_kernel.search_rounds.signatures)
+    assert sigs
+    lm, start = _gap("d", 6, 30, 1)
+    PenaltySearch.of_model(lm, start, seed=0, rank=lm.score[: lm.m] + 1.0).run(2)
+    PenaltySearch.block(lm, start, np.array([0, 2, 3]), seed=1)[0].run(2, chains=False)
+    assert set(gap_kernel.search_rounds.signatures) == sigs
