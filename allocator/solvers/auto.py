@@ -179,9 +179,11 @@ def load_only(problem: Problem) -> bool:
     return (w.makespan > 0 or w.imbalance > 0) and not (w.cost or w.migrations or w.tardiness)
 
 
-def _related(lm: LinearModel) -> np.ndarray:
-    """[m, m] how many tasks of agent a have agent b among their three best alternatives."""
-    S = lm.score[: lm.m]
+def _related(lm: LinearModel, rank: np.ndarray | None = None) -> np.ndarray:
+    """[m, m] how many tasks of agent a have agent b among their three best alternatives
+    (by cost, or by `rank` [m, n], e.g. Lagrangian-adjusted cost)."""
+    S = lm.score[: lm.m] if rank is None else np.where(np.isfinite(lm.score[: lm.m]), rank,
+                                                       np.inf)
     k = min(3, lm.m)
     best = np.argsort(S, axis=0)[:k]  # [k, n]
     rel = np.zeros((lm.m, lm.m))
@@ -367,7 +369,7 @@ class _Blocks:
     def __init__(self, lm: LinearModel, rng: np.random.Generator,
                  rank: np.ndarray | None = None) -> None:
         self.lm, self.rng, self.rank = lm, rng, rank
-        self.rel = _related(lm) + 0.5
+        self.rel = _related(lm, rank) + 0.5
 
     def phase(self, shared: _Shared, budget: Budget, stop: threading.Event, seed: int,
               stats: dict[str, int], until: float) -> None:
