@@ -71,17 +71,9 @@ def test_pure_python_fallback_keeps_the_rules() -> None:
     inst = _instance("generated")
     st = RoadefState(inst)
     an = kernel.Annealer(st)
-    lists = getattr(kernel.build_lists, "py_func", kernel.build_lists)
-    lists(st.a, inst.n_machines, an.width, an.mproc, an.mcnt, an.ppos)
     fn = getattr(kernel.anneal, "py_func", kernel.anneal)
-    tot = np.array([st.mc_total, st.pm_total, st.mm_total, st.max_moved], dtype=np.int64)
-    fn(st.a, st.init, st.svc, st.req, an.pmc, st.use, st.hard, st.mc, st.cap, st.saf, an.lw,
-       st.tr, an.b1, an.b2, an.bt, an.bw, st.mmc, int(st.w_mm), int(st.w_sm), st.loc, st.nb,
-       st.loc_count, st.nloc, st.nb_count, an.spread, st.svc_moved, st.hist, tot,
-       st.svc_ptr, st.svc_procs, an.dep_ptr, an.dep_idx, an.rdep_ptr, an.rdep_idx,
-       an.mproc, an.mcnt, an.ppos, 3000, 1e5, 1e3, 0.4, 0.2, 10, 10, 3, 3, 3,
-       an.best_a, an.best, an.stats)
-    st.mc_total, st.pm_total, st.mm_total, st.max_moved = (int(x) for x in tot)
+    fn(an._enter(), 3000, 1e5, 1e3, 0.4, 0.2, 10, 10, 3, 3, 3, an.best_a, an.best, an.stats)
+    an._leave()
     assert an.stats[0] + an.stats[1] > 0 and an.stats[3] > 0
     assert violations(inst, st.a) == []
     assert st.total() == evaluate(inst, st.a).total

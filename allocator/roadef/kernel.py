@@ -20,7 +20,7 @@ feasible after every iteration. The cost is kept incrementally exactly as in
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,10 +28,56 @@ from allocator.jit import HAVE_NUMBA as HAVE_NUMBA
 from allocator.jit import njit as _njit
 
 
+class KState(NamedTuple):
+    """The arrays of a `RoadefState` the kernel reads and updates in place (one
+    object, so a kernel function takes the search state as one argument), plus
+    the per-machine process lists and `tot`, the totals [machine load+balance,
+    process move, machine move, max moved per service]."""
+
+    a: np.ndarray
+    init: np.ndarray
+    svc: np.ndarray
+    req: np.ndarray
+    pmc: np.ndarray
+    use: np.ndarray
+    hard: np.ndarray
+    mc: np.ndarray
+    cap: np.ndarray
+    saf: np.ndarray
+    lw: np.ndarray
+    tr: np.ndarray
+    b1: np.ndarray
+    b2: np.ndarray
+    bt: np.ndarray
+    bw: np.ndarray
+    mmc: np.ndarray
+    w_mm: int
+    w_sm: int
+    loc: np.ndarray
+    nb: np.ndarray
+    loc_count: np.ndarray
+    nloc: np.ndarray
+    nb_count: np.ndarray
+    spread_min: np.ndarray
+    svc_moved: np.ndarray
+    hist: np.ndarray
+    tot: np.ndarray
+    sib_ptr: np.ndarray
+    sib_idx: np.ndarray
+    dep_ptr: np.ndarray
+    dep_idx: np.ndarray
+    rdep_ptr: np.ndarray
+    rdep_idx: np.ndarray
+    mproc: np.ndarray
+    mcnt: np.ndarray
+    ppos: np.ndarray
+
+
 @_njit(cache=True, nogil=True)
-def _mcost(m: int, u: np.ndarray, saf: np.ndarray, cap: np.ndarray, lw: np.ndarray,
-           b1: np.ndarray, b2: np.ndarray, bt: np.ndarray, bw: np.ndarray) -> int:
+def _mcost(S: KState, m: int, u: np.ndarray) -> int:
     """Load + balance cost of machine m with usage row u."""
+    saf, cap, lw = S.saf, S.cap, S.lw
+    b1, b2, bt, bw = S.b1, S.b2, S.bt, S.bw
     c = 0
     for r in range(u.shape[0]):
         d = u[r] - saf[m, r]
@@ -52,16 +98,11 @@ def _gcd(x: int, y: int) -> int:
 
 
 @_njit(cache=True, nogil=True)
-def _apply(p: int, m: int, a: np.ndarray, init: np.ndarray, svc: np.ndarray,
-           req: np.ndarray, pmc: np.ndarray, use: np.ndarray, hard: np.ndarray,
-           mc: np.ndarray, cap: np.ndarray, saf: np.ndarray, lw: np.ndarray,
-           tr: np.ndarray, b1: np.ndarray, b2: np.ndarray, bt: np.ndarray, bw: np.ndarray,
-           mmc: np.ndarray, w_mm: int, loc: np.ndarray, nb: np.ndarray,
-           loc_count: np.ndarray, nloc: np.ndarray, nb_count: np.ndarray,
-           svc_moved: np.ndarray, hist: np.ndarray, tot: np.ndarray, mproc: np.ndarray,
-           mcnt: np.ndarray, ppos: np.ndarray) -> None:
+def _apply(S: KState, p: int, m: int) -> None:
     """Shift p to m, every count and total in step (as `RoadefState.move`), and the
     per-machine process lists (`mproc[m, :mcnt[m]]`, p at `ppos[p]`)."""
+    a, use, hard, req, tr, tot = S.a, S.use, S.hard, S.req, S.tr, S.tot
+    mproc, mcnt, ppos = S.mproc, S.mcnt, S.ppos
     m0 = a[p]
     if m == m0:
         return
@@ -73,8 +114,8 @@ def _apply(p: int, m: int, a: np.ndarray, init: np.ndarray, svc: np.ndarray,
     mproc[m, mcnt[m]] = p
     ppos[p] = mcnt[m]
     mcnt[m] += 1
-    i0 = init[p]
-    s = svc[p]
+    i0 = S.init[p]
+    s = S.svc[p]
     R = req.shape[1]
     for r in range(R):
         q = req[p, r]
@@ -88,8 +129,9 @@ def _apply(p: int, m: int, a: np.ndarray, init: np.ndarray, svc: np.ndarray,
         else:
             hard[m0, r] -= q
             hard[m, r] += q
-    c0 = _mcost(m0, use[m0], saf, cap, lw, b1, b2, bt, bw)
-    c1 = _mcost(m, use[m], saf, cap, lw, b1, b2, bt, bw)
+    mc = S.mc
+    c0 = _mcost(S, m0, use[m0])
+    c1 = _mcost(S, m, use[m])
     tot[0] += c0 - mc[m0] + c1 - mc[m]
     mc[m0] = c0
     mc[m] = c1
@@ -97,42 +139,44 @@ def _apply(p: int, m: int, a: np.ndarray, init: np.ndarray, svc: np.ndarray,
     now = m != i0
     if was != now:
         sign = 1 if now else -1
-        tot[1] += sign * pmc[p]
-        c = svc_moved[s]
+        tot[1] += sign * S.pmc[p]
+        hist = S.hist
+        c = S.svc_moved[s]
         hist[c] -= 1
         c += sign
-        svc_moved[s] = c
+        S.svc_moved[s] = c
         hist[c] += 1
         if c > tot[3]:
             tot[3] = c
         elif hist[tot[3]] == 0:
             tot[3] -= 1
-    tot[2] += w_mm * (np.int64(mmc[i0, m]) - np.int64(mmc[i0, m0]))
-    l0 = loc[m0]
-    l1 = loc[m]
+    tot[2] += S.w_mm * (np.int64(S.mmc[i0, m]) - np.int64(S.mmc[i0, m0]))
+    l0 = S.loc[m0]
+    l1 = S.loc[m]
     if l0 != l1:
+        loc_count, nloc = S.loc_count, S.nloc
         loc_count[s, l0] -= 1
         if loc_count[s, l0] == 0:
             nloc[s] -= 1
         loc_count[s, l1] += 1
         if loc_count[s, l1] == 1:
             nloc[s] += 1
-    n0 = nb[m0]
-    n1 = nb[m]
+    n0 = S.nb[m0]
+    n1 = S.nb[m]
     if n0 != n1:
-        nb_count[s, n0] -= 1
-        nb_count[s, n1] += 1
+        S.nb_count[s, n0] -= 1
+        S.nb_count[s, n1] += 1
     a[p] = m
 
 
 @_njit(cache=True, nogil=True)
-def _swap_load_delta(p: int, q: int, m1: int, m2: int, ip: int, iq: int, req: np.ndarray,
-                     use: np.ndarray, hard: np.ndarray, mc: np.ndarray, cap: np.ndarray,
-                     saf: np.ndarray, lw: np.ndarray, tr: np.ndarray, b1: np.ndarray,
-                     b2: np.ndarray, bt: np.ndarray, bw: np.ndarray, u0: np.ndarray,
+def _swap_load_delta(S: KState, p: int, q: int, m1: int, m2: int, u0: np.ndarray,
                      u1: np.ndarray) -> int:
     """Load + balance change of swapping p (on m1) and q (on m2); 1 << 62 when the
     hard usage (transient rule) does not fit."""
+    req, use, hard, cap, tr = S.req, S.use, S.hard, S.cap, S.tr
+    ip = S.init[p]
+    iq = S.init[q]
     for r in range(req.shape[1]):
         rp = req[p, r]
         rq = req[q, r]
@@ -147,36 +191,60 @@ def _swap_load_delta(p: int, q: int, m1: int, m2: int, ip: int, iq: int, req: np
             return 1 << 62
         u0[r] = use[m1, r] - rp + rq
         u1[r] = use[m2, r] - rq + rp
-    return (_mcost(m1, u0, saf, cap, lw, b1, b2, bt, bw) - mc[m1]
-            + _mcost(m2, u1, saf, cap, lw, b1, b2, bt, bw) - mc[m2])
+    return (_mcost(S, m1, u0) - S.mc[m1]
+            + _mcost(S, m2, u1) - S.mc[m2])
 
 
 @_njit(cache=True, nogil=True)
-def _service_ok(p: int, m_other: int, a: np.ndarray, svc: np.ndarray, nb: np.ndarray,
-                nloc: np.ndarray, spread_min: np.ndarray, nb_count: np.ndarray,
-                sib_ptr: np.ndarray, sib_idx: np.ndarray, dep_ptr: np.ndarray,
-                dep_idx: np.ndarray, rdep_ptr: np.ndarray, rdep_idx: np.ndarray) -> bool:
+def _service_ok(S: KState, p: int, m_other: int) -> bool:
     """After p (service s) moved: conflict, spread, and the dependency rules of s
     in the neighbourhoods of p's machine and of `m_other` (where it came from)."""
-    s = svc[p]
+    a, nb, nb_count = S.a, S.nb, S.nb_count
+    s = S.svc[p]
     m = a[p]
-    for k in range(sib_ptr[s], sib_ptr[s + 1]):
-        q = sib_idx[k]
+    for k in range(S.sib_ptr[s], S.sib_ptr[s + 1]):
+        q = S.sib_idx[k]
         if q != p and a[q] == m:
             return False
-    if nloc[s] < spread_min[s]:
+    if S.nloc[s] < S.spread_min[s]:
         return False
     for t in range(2):
         n = nb[m] if t == 0 else nb[m_other]
         if nb_count[s, n] > 0:
-            for k in range(dep_ptr[s], dep_ptr[s + 1]):
-                if nb_count[dep_idx[k], n] == 0:
+            for k in range(S.dep_ptr[s], S.dep_ptr[s + 1]):
+                if nb_count[S.dep_idx[k], n] == 0:
                     return False
         else:
-            for k in range(rdep_ptr[s], rdep_ptr[s + 1]):
-                if nb_count[rdep_idx[k], n] > 0:
+            for k in range(S.rdep_ptr[s], S.rdep_ptr[s + 1]):
+                if nb_count[S.rdep_idx[k], n] > 0:
                     return False
     return True
+
+
+@_njit(cache=True, nogil=True)
+def _shift(S: KState, p: int, m: int) -> bool:
+    """Apply p -> m and keep it when the service rules hold (True); else undo it."""
+    m0 = S.a[p]
+    _apply(S, p, m)
+    if _service_ok(S, p, m0):
+        return True
+    _apply(S, p, m0)
+    return False
+
+
+@_njit(cache=True, nogil=True)
+def _apply_pair(S: KState, p: int, mp: int, q: int, mq: int) -> bool:
+    """Apply p -> mp then q -> mq (a swap, or a chain's two steps) and keep both
+    when the service rules hold for both (True); else undo both, in reverse."""
+    p0 = S.a[p]
+    q0 = S.a[q]
+    _apply(S, p, mp)
+    _apply(S, q, mq)
+    if _service_ok(S, p, p0) and _service_ok(S, q, q0):
+        return True
+    _apply(S, q, q0)
+    _apply(S, p, p0)
+    return False
 
 
 @_njit(cache=True, nogil=True)
@@ -206,9 +274,9 @@ def _max_moved_after(sp: int, cp: int, sq: int, cq: int, svc_moved: np.ndarray,
 
 
 @_njit(cache=True, nogil=True)
-def _fits_on(p: int, m: int, ip: int, req: np.ndarray, hard: np.ndarray, cap: np.ndarray,
-             tr: np.ndarray) -> bool:
+def _fits_on(S: KState, p: int, m: int, ip: int) -> bool:
     """p fits on m by hard usage (coming home adds nothing on transient resources)."""
+    req, hard, cap, tr = S.req, S.hard, S.cap, S.tr
     for r in range(req.shape[1]):
         q = req[p, r]
         if tr[r] and m == ip:
@@ -231,20 +299,9 @@ def build_lists(a: np.ndarray, n_machines: int, width: int, mproc: np.ndarray,
 
 
 @_njit(cache=True, nogil=True)
-def anneal(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
-           pmc: np.ndarray, use: np.ndarray, hard: np.ndarray, mc: np.ndarray,
-           cap: np.ndarray, saf: np.ndarray, lw: np.ndarray, tr: np.ndarray,
-           b1: np.ndarray, b2: np.ndarray, bt: np.ndarray, bw: np.ndarray,
-           mmc: np.ndarray, w_mm: int, w_sm: int, loc: np.ndarray, nb: np.ndarray,
-           loc_count: np.ndarray, nloc: np.ndarray, nb_count: np.ndarray,
-           spread_min: np.ndarray, svc_moved: np.ndarray, hist: np.ndarray,
-           tot: np.ndarray, sib_ptr: np.ndarray, sib_idx: np.ndarray,
-           dep_ptr: np.ndarray, dep_idx: np.ndarray, rdep_ptr: np.ndarray,
-           rdep_idx: np.ndarray, mproc: np.ndarray, mcnt: np.ndarray, ppos: np.ndarray,
-           n_iter: int, t_start: float, t_end: float, p_swap: float, p_chain: float,
-           scan: int, swap_scan: int, chain_scan: int, focus: int, seed: int,
-           best_a: np.ndarray,
-           best: np.ndarray, stats: np.ndarray) -> None:
+def anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
+           p_chain: float, scan: int, swap_scan: int, chain_scan: int, focus: int,
+           seed: int, best_a: np.ndarray, best: np.ndarray, stats: np.ndarray) -> None:
     """`n_iter` random moves with the Metropolis rule at a temperature falling
     geometrically from `t_start` to `t_end`: shifts, swaps (share `p_swap`) and
     ejection chains (share `p_chain`: p moves to m2 and one process of m2 makes
@@ -253,6 +310,10 @@ def anneal(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
     tight instances goes to the moves off overloaded machines first). Keeps the
     best placement in `best_a` and its cost in best[0]. stats: [shifts kept, swaps
     kept, tried, chains kept]."""
+    a, init, svc, req, pmc = S.a, S.init, S.svc, S.req, S.pmc
+    use, hard, mc, tot, mmc = S.use, S.hard, S.mc, S.tot, S.mmc
+    w_mm, w_sm, svc_moved, hist = S.w_mm, S.w_sm, S.svc_moved, S.hist
+    mproc, mcnt, cap, tr = S.mproc, S.mcnt, S.cap, S.tr
     np.random.seed(seed)
     P = a.shape[0]
     M = use.shape[0]
@@ -305,7 +366,7 @@ def anneal(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
             for r in range(R):
                 u0[r] = use[m1, r] - req[p, r]
                 hp[r] = hard[m2, r] + (0 if (tr[r] and m2 == ip) else req[p, r])
-            d_p = (_mcost(m1, u0, saf, cap, lw, b1, b2, bt, bw) - mc[m1]
+            d_p = (_mcost(S, m1, u0) - mc[m1]
                    + w_mm * (np.int64(mmc[ip, m2]) - np.int64(mmc[ip, m1])))
             cp = (1 if m2 != ip else 0) - (1 if m1 != ip else 0)
             d_p += cp * pmc[p]
@@ -325,18 +386,18 @@ def anneal(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
                     continue
                 for r in range(R):
                     u1[r] = use[m2, r] + req[p, r] - req[qq, r]
-                d_q0 = (d_p + _mcost(m2, u1, saf, cap, lw, b1, b2, bt, bw) - mc[m2]
+                d_q0 = (d_p + _mcost(S, m2, u1) - mc[m2]
                         - w_mm * np.int64(mmc[iq, m2])
                         - (pmc[qq] if m2 != iq else 0))
                 for _j in range(chain_scan):
                     m3 = np.random.randint(M)
                     if m3 == m1 or m3 == m2 or mcnt[m3] >= width:  # noqa: SIM109 (numba)
                         continue
-                    if not _fits_on(qq, m3, iq, req, hard, cap, tr):
+                    if not _fits_on(S, qq, m3, iq):
                         continue
                     for r in range(R):
                         u2[r] = use[m3, r] + req[qq, r]
-                    d = (d_q0 + _mcost(m3, u2, saf, cap, lw, b1, b2, bt, bw) - mc[m3]
+                    d = (d_q0 + _mcost(S, m3, u2) - mc[m3]
                          + w_mm * np.int64(mmc[iq, m3]) + (pmc[qq] if m3 != iq else 0))
                     if d < best_d:
                         best_d = d
@@ -353,30 +414,15 @@ def anneal(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
                                  - tot[3])
             if delta > 0 and (temp <= 0 or np.random.random() >= math.exp(-delta / temp)):
                 continue
-            _apply(q_, m3_, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                   svc_moved, hist, tot, mproc, mcnt, ppos)
-            _apply(p, m2, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                   svc_moved, hist, tot, mproc, mcnt, ppos)
-            if not (_service_ok(p, m1, a, svc, nb, nloc, spread_min, nb_count, sib_ptr,
-                                sib_idx, dep_ptr, dep_idx, rdep_ptr, rdep_idx)
-                    and _service_ok(q_, m2, a, svc, nb, nloc, spread_min, nb_count,
-                                    sib_ptr, sib_idx, dep_ptr, dep_idx, rdep_ptr,
-                                    rdep_idx)):
-                _apply(p, m1, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                       b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                       svc_moved, hist, tot, mproc, mcnt, ppos)
-                _apply(q_, m2, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                       b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                       svc_moved, hist, tot, mproc, mcnt, ppos)
+            # q makes room first, then p arrives
+            if not _apply_pair(S, q_, m3_, p, m2):
                 continue
             stats[3] += 1
         elif kind >= p_chain + p_swap:
             # -- shift p -> m2: the best of `scan` random targets (all when scan >= M)
             for r in range(R):
                 u0[r] = use[m1, r] - req[p, r]
-            d_out = _mcost(m1, u0, saf, cap, lw, b1, b2, bt, bw) - mc[m1]
+            d_out = _mcost(S, m1, u0) - mc[m1]
             c = svc_moved[sp]
             delta = np.int64(1) << 62
             m2 = -1
@@ -385,11 +431,11 @@ def anneal(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
                 mm = (k0 + k * stride) % M if scan < M else (k0 + k) % M
                 if mm == m1 or mcnt[mm] >= width:
                     continue
-                if not _fits_on(p, mm, ip, req, hard, cap, tr):
+                if not _fits_on(S, p, mm, ip):
                     continue
                 for r in range(R):
                     u1[r] = use[mm, r] + req[p, r]
-                d = d_out + _mcost(mm, u1, saf, cap, lw, b1, b2, bt, bw) - mc[mm]
+                d = d_out + _mcost(S, mm, u1) - mc[mm]
                 d += w_mm * (np.int64(mmc[ip, mm]) - np.int64(mmc[ip, m1]))
                 if m1 == ip:  # leaves home
                     d += pmc[p]
@@ -406,14 +452,7 @@ def anneal(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
                 continue
             if delta > 0 and (temp <= 0 or np.random.random() >= math.exp(-delta / temp)):
                 continue
-            _apply(p, m2, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                   svc_moved, hist, tot, mproc, mcnt, ppos)
-            if not _service_ok(p, m1, a, svc, nb, nloc, spread_min, nb_count, sib_ptr,
-                               sib_idx, dep_ptr, dep_idx, rdep_ptr, rdep_idx):
-                _apply(p, m1, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                       b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                       svc_moved, hist, tot, mproc, mcnt, ppos)
+            if not _shift(S, p, m2):
                 continue
             stats[0] += 1
         else:
@@ -426,8 +465,7 @@ def anneal(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
                 mq = a[qq]
                 if mq == m1 or svc[qq] == sp:
                     continue
-                d = _swap_load_delta(p, qq, m1, mq, ip, init[qq], req, use, hard, mc, cap,
-                                     saf, lw, tr, b1, b2, bt, bw, u0, u1)
+                d = _swap_load_delta(S, p, qq, m1, mq, u0, u1)
                 if d >= best_d:
                     continue
                 iqq = init[qq]
@@ -451,23 +489,7 @@ def anneal(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
                                  - tot[3])
             if delta > 0 and (temp <= 0 or np.random.random() >= math.exp(-delta / temp)):
                 continue
-            _apply(p, m2, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                   svc_moved, hist, tot, mproc, mcnt, ppos)
-            _apply(q_, m1, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                   svc_moved, hist, tot, mproc, mcnt, ppos)
-            if not (_service_ok(p, m1, a, svc, nb, nloc, spread_min, nb_count, sib_ptr,
-                                sib_idx, dep_ptr, dep_idx, rdep_ptr, rdep_idx)
-                    and _service_ok(q_, m2, a, svc, nb, nloc, spread_min, nb_count,
-                                    sib_ptr, sib_idx, dep_ptr, dep_idx, rdep_ptr,
-                                    rdep_idx)):
-                _apply(q_, m2, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                       b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                       svc_moved, hist, tot, mproc, mcnt, ppos)
-                _apply(p, m1, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                       b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                       svc_moved, hist, tot, mproc, mcnt, ppos)
+            if not _apply_pair(S, p, m2, q_, m1):
                 continue
             stats[1] += 1
         cost = tot[0] + tot[1] + tot[2] + w_sm * tot[3]
@@ -477,23 +499,17 @@ def anneal(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
 
 
 @_njit(cache=True, nogil=True)
-def steepest(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
-             pmc: np.ndarray, use: np.ndarray, hard: np.ndarray, mc: np.ndarray,
-             cap: np.ndarray, saf: np.ndarray, lw: np.ndarray, tr: np.ndarray,
-             b1: np.ndarray, b2: np.ndarray, bt: np.ndarray, bw: np.ndarray,
-             mmc: np.ndarray, w_mm: int, w_sm: int, loc: np.ndarray, nb: np.ndarray,
-             loc_count: np.ndarray, nloc: np.ndarray, nb_count: np.ndarray,
-             spread_min: np.ndarray, svc_moved: np.ndarray, hist: np.ndarray,
-             tot: np.ndarray, sib_ptr: np.ndarray, sib_idx: np.ndarray,
-             dep_ptr: np.ndarray, dep_idx: np.ndarray, rdep_ptr: np.ndarray,
-             rdep_idx: np.ndarray, mproc: np.ndarray, mcnt: np.ndarray, ppos: np.ndarray,
-             max_moves: int, swaps: bool, stats: np.ndarray) -> None:
+def steepest(S: KState, max_moves: int, swaps: bool, stats: np.ndarray) -> None:
     """Steepest descent: apply the best improving shift over every (process, machine)
     pair, or when none improves the best improving swap over every pair of
     processes, until neither improves (or `max_moves`). Why: on tight instances
     the room a move takes is scarce, and the moves that gain most should get it
     first; a descent in random order spends it on small gains (a2_2: 1.27e9
     against 1.13e9 for the same moves taken best first)."""
+    a, init, svc, req, pmc = S.a, S.init, S.svc, S.req, S.pmc
+    use, mc, tot, mmc = S.use, S.mc, S.tot, S.mmc
+    w_mm, w_sm, svc_moved, hist = S.w_mm, S.w_sm, S.svc_moved, S.hist
+    sib_ptr, sib_idx, mproc, mcnt = S.sib_ptr, S.sib_idx, S.mproc, S.mcnt
     P = a.shape[0]
     M = use.shape[0]
     R = req.shape[1]
@@ -509,7 +525,7 @@ def steepest(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
     has_ban = False  # a shift is banned
     stale = False  # ... and a move was kept after it
     width = mproc.shape[1]
-    no_bal = b1.shape[0] == 0
+    no_bal = S.b1.shape[0] == 0
     for _ in range(max_moves):
         best_d = np.int64(0)
         bp = -1
@@ -520,7 +536,7 @@ def steepest(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
             sp = svc[p]
             for r in range(R):
                 u0[r] = use[m1, r] - req[p, r]
-            d_out = _mcost(m1, u0, saf, cap, lw, b1, b2, bt, bw) - mc[m1]
+            d_out = _mcost(S, m1, u0) - mc[m1]
             dout[p] = d_out
             if no_bal and m1 == ip and d_out >= best_d:
                 # load costs only grow with usage and leaving home adds move costs:
@@ -543,11 +559,11 @@ def steepest(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
                         d -= w_sm
                 if d >= best_d:
                     continue
-                if not _fits_on(p, mm, ip, req, hard, cap, tr):
+                if not _fits_on(S, p, mm, ip):
                     continue
                 for r in range(R):
                     u1[r] = use[mm, r] + req[p, r]
-                d += _mcost(mm, u1, saf, cap, lw, b1, b2, bt, bw) - mc[mm]
+                d += _mcost(S, mm, u1) - mc[mm]
                 if d < best_d:
                     best_d = d
                     bp = p
@@ -555,18 +571,10 @@ def steepest(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
             for k in range(sib_ptr[sp], sib_ptr[sp + 1]):
                 on[a[sib_idx[k]]] = False
         if bp >= 0:
-            m1 = a[bp]
-            _apply(bp, bm, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                   svc_moved, hist, tot, mproc, mcnt, ppos)
-            if _service_ok(bp, m1, a, svc, nb, nloc, spread_min, nb_count, sib_ptr,
-                           sib_idx, dep_ptr, dep_idx, rdep_ptr, rdep_idx):
+            if _shift(S, bp, bm):
                 stats[0] += 1
                 stale = has_ban
             else:
-                _apply(bp, m1, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                       b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                       svc_moved, hist, tot, mproc, mcnt, ppos)
                 banned[bp, bm] = True
                 has_ban = True
             continue
@@ -599,8 +607,7 @@ def steepest(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
                              + np.int64(mmc[iq, m1]) - np.int64(mmc[iq, m2]))
                      + ((1 if m2 != ip else 0) - (1 if m1 != ip else 0)) * pmc[p]
                      + ((1 if m1 != iq else 0) - (1 if m2 != iq else 0)) * pmc[q])
-                d += _swap_load_delta(p, q, m1, m2, ip, iq, req, use, hard, mc, cap, saf,
-                                      lw, tr, b1, b2, bt, bw, u0, u1)
+                d += _swap_load_delta(S, p, q, m1, m2, u0, u1)
                 if d < best_d:
                     cp = (1 if m2 != ip else 0) - (1 if m1 != ip else 0)
                     cq = (1 if m1 != iq else 0) - (1 if m2 != iq else 0)
@@ -618,27 +625,10 @@ def steepest(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
                             bq = q
         if bp < 0:
             return
-        m1 = a[bp]
-        m2 = a[bq]
-        _apply(bp, m2, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-               b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-               svc_moved, hist, tot, mproc, mcnt, ppos)
-        _apply(bq, m1, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-               b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-               svc_moved, hist, tot, mproc, mcnt, ppos)
-        if (_service_ok(bp, m1, a, svc, nb, nloc, spread_min, nb_count, sib_ptr,
-                        sib_idx, dep_ptr, dep_idx, rdep_ptr, rdep_idx)
-                and _service_ok(bq, m2, a, svc, nb, nloc, spread_min, nb_count, sib_ptr,
-                                sib_idx, dep_ptr, dep_idx, rdep_ptr, rdep_idx)):
+        if _apply_pair(S, bp, a[bq], bq, a[bp]):
             stats[1] += 1
             stale = has_ban
         else:
-            _apply(bq, m2, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                   svc_moved, hist, tot, mproc, mcnt, ppos)
-            _apply(bp, m1, a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                   svc_moved, hist, tot, mproc, mcnt, ppos)
             if n_bad == bad_p.shape[0]:
                 return  # many swaps broke spread or dependency rules: stop here
             bad_p[n_bad] = bp
@@ -647,22 +637,14 @@ def steepest(a: np.ndarray, init: np.ndarray, svc: np.ndarray, req: np.ndarray,
 
 
 @_njit(cache=True, nogil=True)
-def restore(target: np.ndarray, a: np.ndarray, init: np.ndarray, svc: np.ndarray,
-            req: np.ndarray, pmc: np.ndarray, use: np.ndarray, hard: np.ndarray,
-            mc: np.ndarray, cap: np.ndarray, saf: np.ndarray, lw: np.ndarray,
-            tr: np.ndarray, b1: np.ndarray, b2: np.ndarray, bt: np.ndarray, bw: np.ndarray,
-            mmc: np.ndarray, w_mm: int, loc: np.ndarray, nb: np.ndarray,
-            loc_count: np.ndarray, nloc: np.ndarray, nb_count: np.ndarray,
-            svc_moved: np.ndarray, hist: np.ndarray, tot: np.ndarray, mproc: np.ndarray,
-            mcnt: np.ndarray, ppos: np.ndarray) -> None:
+def restore(S: KState, target: np.ndarray) -> None:
     """Move every process to its machine in `target` (a placement seen before): the
     counts and totals are sums of per-move changes, so the end state is exact
     whatever the order (the steps in between need not be feasible)."""
+    a = S.a
     for p in range(a.shape[0]):
         if a[p] != target[p]:
-            _apply(p, target[p], a, init, svc, req, pmc, use, hard, mc, cap, saf, lw, tr,
-                   b1, b2, bt, bw, mmc, w_mm, loc, nb, loc_count, nloc, nb_count,
-                   svc_moved, hist, tot, mproc, mcnt, ppos)
+            _apply(S, p, target[p])
 
 
 #: Per-machine process lists hold every process when machines x processes is at
@@ -709,53 +691,54 @@ class Annealer:
         self.mproc = np.zeros((M, max(1, self.width)), dtype=np.int64)
         self.mcnt = np.zeros(M, dtype=np.int64)
         self.ppos = np.zeros(P, dtype=np.int64)
+        self.tot = np.zeros(4, dtype=np.int64)
+        #: the state's arrays as the kernel takes them (the same arrays: the kernel
+        #: updates the RoadefState in place)
+        self.ks = KState(
+            st.a, st.init, st.svc, st.req, self.pmc, st.use, st.hard, st.mc, st.cap,
+            st.saf, self.lw, st.tr, self.b1, self.b2, self.bt, self.bw, st.mmc,
+            int(st.w_mm), int(st.w_sm), st.loc, st.nb, st.loc_count, st.nloc,
+            st.nb_count, self.spread, st.svc_moved, st.hist, self.tot, st.svc_ptr,
+            st.svc_procs, self.dep_ptr, self.dep_idx, self.rdep_ptr, self.rdep_idx,
+            self.mproc, self.mcnt, self.ppos)
+
+    def _enter(self) -> KState:
+        """The kernel's view of the state: totals copied in, process lists rebuilt
+        (the state may have moved since the last call)."""
+        st = self.st
+        self.tot[:] = (st.mc_total, st.pm_total, st.mm_total, st.max_moved)
+        build_lists(st.a, st.inst.n_machines, self.width, self.mproc, self.mcnt, self.ppos)
+        return self.ks
+
+    def _leave(self) -> None:
+        st = self.st
+        st.mc_total, st.pm_total, st.mm_total, st.max_moved = (int(x) for x in self.tot)
 
     def run(self, n_iter: int, t_start: float, t_end: float, p_swap: float,
             seed: int, scan: int = 1, swap_scan: int = 1, p_chain: float = 0.0,
             chain_scan: int = 1, focus: int = 0) -> None:
         """`n_iter` moves; `best_a` / best[0] keep the best placement seen (any call)."""
         st = self.st
-        tot = np.array([st.mc_total, st.pm_total, st.mm_total, st.max_moved], dtype=np.int64)
-        if tot[0] + tot[1] + tot[2] + st.w_sm * tot[3] < self.best[0]:
+        if st.total() < self.best[0]:
             self.best[0] = st.total()
             self.best_a[:] = st.a
         if int(np.bincount(st.a, minlength=st.inst.n_machines).max(initial=0)) > self.width:
             raise ValueError("a machine holds more processes than the annealer's lists")
-        build_lists(st.a, st.inst.n_machines, self.width, self.mproc, self.mcnt, self.ppos)
-        anneal(st.a, st.init, st.svc, st.req, self.pmc, st.use, st.hard, st.mc, st.cap,
-               st.saf, self.lw, st.tr, self.b1, self.b2, self.bt, self.bw, st.mmc,
-               int(st.w_mm), int(st.w_sm), st.loc, st.nb, st.loc_count, st.nloc,
-               st.nb_count, self.spread, st.svc_moved, st.hist, tot, st.svc_ptr,
-               st.svc_procs, self.dep_ptr, self.dep_idx, self.rdep_ptr, self.rdep_idx,
-               self.mproc, self.mcnt, self.ppos,
-               int(n_iter), float(t_start), float(t_end), float(p_swap), float(p_chain),
-               int(scan), int(swap_scan), int(chain_scan), int(focus), int(seed),
-               self.best_a, self.best, self.stats)
-        st.mc_total, st.pm_total, st.mm_total, st.max_moved = (int(x) for x in tot)
+        anneal(self._enter(), int(n_iter), float(t_start), float(t_end), float(p_swap),
+               float(p_chain), int(scan), int(swap_scan), int(chain_scan), int(focus),
+               int(seed), self.best_a, self.best, self.stats)
+        self._leave()
 
     def descend(self, max_moves: int = 1 << 30, swaps: bool = True) -> None:
         """Steepest descent from the state's placement (`steepest`), in place."""
         st = self.st
-        tot = np.array([st.mc_total, st.pm_total, st.mm_total, st.max_moved], dtype=np.int64)
-        build_lists(st.a, st.inst.n_machines, self.width, self.mproc, self.mcnt, self.ppos)
-        steepest(st.a, st.init, st.svc, st.req, self.pmc, st.use, st.hard, st.mc, st.cap,
-                 st.saf, self.lw, st.tr, self.b1, self.b2, self.bt, self.bw, st.mmc,
-                 int(st.w_mm), int(st.w_sm), st.loc, st.nb, st.loc_count, st.nloc,
-                 st.nb_count, self.spread, st.svc_moved, st.hist, tot, st.svc_ptr,
-                 st.svc_procs, self.dep_ptr, self.dep_idx, self.rdep_ptr, self.rdep_idx,
-                 self.mproc, self.mcnt, self.ppos, int(max_moves), bool(swaps), self.stats)
-        st.mc_total, st.pm_total, st.mm_total, st.max_moved = (int(x) for x in tot)
+        steepest(self._enter(), int(max_moves), bool(swaps), self.stats)
+        self._leave()
         if st.total() < self.best[0]:
             self.best[0] = st.total()
             self.best_a[:] = st.a
 
     def restore(self, target: np.ndarray) -> None:
         """Put the state back on `target` (a feasible placement seen before)."""
-        st = self.st
-        tot = np.array([st.mc_total, st.pm_total, st.mm_total, st.max_moved], dtype=np.int64)
-        build_lists(st.a, st.inst.n_machines, self.width, self.mproc, self.mcnt, self.ppos)
-        restore(target, st.a, st.init, st.svc, st.req, self.pmc, st.use, st.hard, st.mc,
-                st.cap, st.saf, self.lw, st.tr, self.b1, self.b2, self.bt, self.bw, st.mmc,
-                int(st.w_mm), st.loc, st.nb, st.loc_count, st.nloc, st.nb_count,
-                st.svc_moved, st.hist, tot, self.mproc, self.mcnt, self.ppos)
-        st.mc_total, st.pm_total, st.mm_total, st.max_moved = (int(x) for x in tot)
+        restore(self._enter(), target)
+        self._leave()
