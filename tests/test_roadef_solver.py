@@ -14,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from allocator.cli import app
+from allocator.roadef import kernel
+from allocator.roadef import solver as solver_mod
 from allocator.roadef.evaluate import evaluate, violations
 from allocator.roadef.generate import generate_instance
 from allocator.roadef.instance import (
@@ -124,6 +126,28 @@ def test_stop_event_returns_a_valid_placement_quickly() -> None:
     res = solve_roadef(inst, time_limit=30, stop=stop)
     assert time.perf_counter() - t0 < 5
     assert violations(inst, res.assignment) == []
+
+
+@pytest.mark.skipif(not kernel.HAVE_NUMBA, reason="the annealing thread needs numba")
+def test_an_annealing_thread_that_overruns_still_gives_its_best(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread still busy at the join (a chunk stretched by load) is left behind,
+    but its incumbent, a finished copy, is kept: it used to be dropped."""
+    inst = _set_a("a2_1")  # no transient resource: no steepest start in the main thread
+    st = RoadefState(inst)
+    kernel.Annealer(st).run(20_000, 0.0, 0.0, 0.5, seed=1)  # a cold descent: feasible, better
+    better = (st.total(), st.a.copy())
+    assert better[0] < evaluate(inst, inst.initial).total and violations(inst, better[1]) == []
+
+    def busy(search: _Search, budget: float) -> None:
+        search.incumbent = better
+        time.sleep(search.ctx.remaining() + 2.0)  # past the join's grace second
+
+    monkeypatch.setattr(solver_mod, "_anneal_safely", busy)
+    monkeypatch.setattr(_Search, "run", lambda self: None)  # the main thread finds nothing
+    res = solve_roadef(inst, time_limit=0.3, seed=0)
+    assert res.objective == better[0]
+    assert np.array_equal(res.assignment, better[1])
 
 
 def test_generator_small_size_is_valid_and_seeded(tmp_path: Path) -> None:

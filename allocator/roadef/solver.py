@@ -625,7 +625,15 @@ def solve_roadef(inst: RoadefInstance, *, time_limit: float, seed: int = 0,
                 # its own state and stops at its next time check)
                 worker.join(timeout=ctx.remaining() + 1.0)
             if worker.is_alive():
-                log.warning("roadef: the annealing thread overran its budget; ignored")
+                # its incumbent is a finished copy, swapped in as one tuple: keep it (a
+                # loaded machine can stretch its last chunk past the join; the walk's
+                # best so far used to be dropped with the thread)
+                log.warning("roadef: the annealing thread overran its budget; its best so "
+                            "far is kept")
+                cost, placement = annealing.incumbent
+                if cost < search.best_cost:
+                    search.best_cost, search.best = cost, placement
+                    search.history.append((round(ctx.elapsed(), 3), cost, "anneal"))
                 annealing = None
     finally:
         ctx.close()
