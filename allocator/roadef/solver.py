@@ -630,10 +630,10 @@ def solve_roadef(inst: RoadefInstance, *, time_limit: float, seed: int = 0,
                 # best so far used to be dropped with the thread)
                 log.warning("roadef: the annealing thread overran its budget; its best so "
                             "far is kept")
-                cost, placement = annealing.incumbent
-                if cost < search.best_cost:
-                    search.best_cost, search.best = cost, placement
-                    search.history.append((round(ctx.elapsed(), 3), cost, "anneal"))
+                ann_cost, ann_best = annealing.incumbent
+                if ann_cost < search.best_cost:
+                    search.best_cost, search.best = ann_cost, ann_best
+                    search.history.append((round(ctx.elapsed(), 3), ann_cost, "anneal"))
                 annealing = None
     finally:
         ctx.close()
