@@ -1004,7 +1004,8 @@ class Executor:
         # inlined) is above the thief's own finish time (plan_steal's floor).
         loaded = self._loaded
         min_queue = cfg.min_victim_queue
-        floor = thief.load(now) + cfg.latency
+        thief_fin = thief.load(now)
+        floor = thief_fin + cfg.latency
         floor -= 1e-9 * (1.0 + abs(floor))
         victims = []
         found = False
@@ -1028,7 +1029,8 @@ class Executor:
             return False  # nothing queued anywhere: wait to be woken by an arrival
         m = self.metrics
         m.steal_attempts += 1
-        moves = plan_steal(thief, victims, cfg, now, thief.margin, eligible)
+        moves = plan_steal(thief, victims, cfg, now, thief.margin, eligible,
+                           thief_fin=thief_fin, screened=True) if victims else []
         if moves:
             for t, v, pred in moves:
                 self._move(t, v, thief, pred)

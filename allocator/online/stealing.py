@@ -77,23 +77,30 @@ def plan_allows(t: TaskState, victim: AgentState, thief: AgentState, now: float,
 
 
 def plan_steal(thief: AgentState, victims: list[AgentState], cfg: StealConfig, now: float,
-               margin: float, eligible: Fits) -> list[Move]:
+               margin: float, eligible: Fits, *, thief_fin: float | None = None,
+               screened: bool = False) -> list[Move]:
     """The tasks `thief` should take now (possibly none); `eligible(agent, spec) -> bool`.
 
     Victims whose O(1) load bound cannot beat the thief's own finish time are
     dropped before their exact loads are computed: a move needs the victim's
     load above `thief_fin + latency`, so such a victim yields nothing, and as
     the least loaded ones they sort after every useful victim. The moves are
-    the same as ranking all of them.
+    the same as ranking all of them. A caller that has done that screening
+    already (the core, during its scan of the loaded agents) passes the
+    thief's `load(now)` it screened with as `thief_fin` and `screened=True`.
     """
     fits = eligible
-    thief_fin = thief.load(now)
-    floor = thief_fin + cfg.latency
-    floor -= 1e-9 * (1.0 + abs(floor))  # (bounds are compared up to rounding)
-    ranked = []
-    for v in victims:
-        if v.load_bound() > floor:
-            ranked.append((-v.load(now), v.index, v))
+    if thief_fin is None:
+        thief_fin = thief.load(now)
+    if screened:
+        ranked = [(-v.load(now), v.index, v) for v in victims]
+    else:
+        floor = thief_fin + cfg.latency
+        floor -= 1e-9 * (1.0 + abs(floor))  # (bounds are compared up to rounding)
+        ranked = []
+        for v in victims:
+            if v.load_bound() > floor:
+                ranked.append((-v.load(now), v.index, v))
     if not ranked:
         return []
     if len(ranked) > cfg.victims:

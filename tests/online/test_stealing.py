@@ -173,3 +173,7 @@ def test_plan_steal_is_pure_and_respects_the_margin() -> None:
     assert [t.id for t in a.queue] == before  # nothing moved by planning
     assert [t.id for t, _, _ in moves] == ["t5", "t4"]  # half of 5 queued, from the back
     assert not plan_steal(b, victims_of(b, [a], 1), ex.policy.steal, 0.0, 10.0, eligible)
+    # The core's screened call (thief's load given, victims already over the floor)
+    # plans the same moves.
+    assert plan_steal(b, victims_of(b, [a], 1), ex.policy.steal, 0.0, 0.1, eligible,
+                      thief_fin=b.load(0.0), screened=True) == moves
