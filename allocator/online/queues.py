@@ -364,6 +364,8 @@ class PriorityConfig:
 _CLASSES = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
 
 
+
+
 class PriorityQueue:
     """Multi-level queue: one fifo per class, stride scheduling on weights, aging.
 
@@ -372,7 +374,8 @@ class PriorityQueue:
     (oldest first, before anything else) and `(1, pass, seq)` otherwise.
     """
 
-    __slots__ = ("_memo_choice", "_memo_now", "_memo_version", "_qs", "clock", "n", "work")
+    __slots__ = ("_age_at", "_memo_choice", "_memo_now", "_memo_version", "_qs", "clock", "n",
+                 "work")
     charges = False
 
     def __init__(self, config: PriorityConfig | None = None, *,
@@ -381,6 +384,10 @@ class PriorityQueue:
         self._qs = [FifoQueue() for _ in _CLASSES]
         self.n = 0
         self.work = 0.0
+        #: A lower bound of the time the first class head ages (min over the heads of
+        #: enqueued + aging): well before it (a rounding margin), `_choose_now` skips
+        #: the aging checks. Lowered whenever a head changes, exact after a full choice.
+        self._age_at = math.inf
         #: now, clock version and choice of the last `_choose` (peek, then take).
         self._memo_now = math.nan
         self._memo_version = -1
@@ -413,6 +420,10 @@ class PriorityQueue:
         t.queue = self
         self.n += 1
         self.work += t.est
+        # (every pushed task lowers the bound, head or not: one compare, no head lookup)
+        at = t.enqueued + ck.aging[c]
+        if at < self._age_at:
+            self._age_at = at
 
     def _choose(self, now: float) -> int:
         if not self.n:
@@ -431,35 +442,53 @@ class PriorityQueue:
         # first one on ties).
         ck = self.clock
         passes = ck.passes
-        aging = ck.aging
         q0, q1, q2, q3 = self._qs
         best = -1
         best_pass = math.inf
+        if now + 1e-9 * (1.0 + abs(now)) < self._age_at:
+            # No head can have aged yet (the margin covers rounding in `now - enq`):
+            # the smallest pass alone, the choice the full rule makes then.
+            if q0.n:
+                best, best_pass = 0, passes[0]
+            if q1.n and passes[1] < best_pass:
+                best, best_pass = 1, passes[1]
+            if q2.n and passes[2] < best_pass:
+                best, best_pass = 2, passes[2]
+            if q3.n and passes[3] < best_pass:
+                best = 3
+            return best
+        aging = ck.aging
         aged = -1
         oldest = math.inf
+        bound = math.inf
         if q0.n:
             enq = q0._items[q0._head].enqueued
             if now - enq >= aging[0]:
                 aged, oldest = 0, enq
             best, best_pass = 0, passes[0]
+            bound = enq + aging[0]
         if q1.n:
             enq = q1._items[q1._head].enqueued
             if enq < oldest and now - enq >= aging[1]:
                 aged, oldest = 1, enq
             if passes[1] < best_pass:
                 best, best_pass = 1, passes[1]
+            bound = min(bound, enq + aging[1])
         if q2.n:
             enq = q2._items[q2._head].enqueued
             if enq < oldest and now - enq >= aging[2]:
                 aged, oldest = 2, enq
             if passes[2] < best_pass:
                 best, best_pass = 2, passes[2]
+            bound = min(bound, enq + aging[2])
         if q3.n:
             enq = q3._items[q3._head].enqueued
             if enq < oldest and now - enq >= aging[3]:
                 aged = 3
             elif aged < 0 and passes[3] < best_pass:
                 best = 3
+            bound = min(bound, enq + aging[3])
+        self._age_at = bound
         return aged if aged >= 0 else best
 
     def peek(self, now: float) -> TaskState | None:
@@ -499,19 +528,36 @@ class PriorityQueue:
             if h > 64 and h * 2 > len(items):
                 del items[:h]
                 q._head = 0
-            q.n -= 1
-            q.work = q.work - t.est if q.n else 0.0
+            q.n = n = q.n - 1
+            if n:
+                q.work -= t.est
+                # The class's new head (an older one may sit behind a deferred task).
+                at = items[q._head].enqueued + ck.aging[c]
+                if at < self._age_at:
+                    self._age_at = at
+            else:
+                q.work = 0.0
             t.queue = None
         else:
             q.take(t, now)
+            self._new_head(c)
         ck.cactive[c] -= 1
         ck.version += 2
         self.n -= 1
         self.work = self.work - t.est if self.n else 0.0
 
+    def _new_head(self, c: int) -> None:
+        """Lower the aging bound by class c's head (after its head may have changed)."""
+        h = self._qs[c].peek(0.0)
+        if h is not None:
+            at = h.enqueued + self.clock.aging[c]
+            if at < self._age_at:
+                self._age_at = at
+
     def remove(self, t: TaskState) -> None:
         self._qs[t.rank].remove(t)
         self._gone(t)
+        self._new_head(t.rank)
 
     def _gone(self, t: TaskState) -> None:
         self.clock.cactive[t.rank] -= 1
