@@ -200,8 +200,9 @@ class Runtime:
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         #: Finished blocking calls not yet reported to the core (see `_combine`).
         self._reports: deque[tuple[Any, ...]] = deque()
-        #: Instructions the workers leave for the loop, and whether a wake-up is pending.
-        self._inbox: list[Instruction] = []
+        #: Instructions the workers leave for the loop (a Complete as its job's future),
+        #: and whether a wake-up is pending.
+        self._inbox: list[Any] = []
         self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._coro_fns: dict[Any, bool] = {}
@@ -387,6 +388,10 @@ class Runtime:
                     exc.__cause__ = job.error
                 if not job.done():
                     job.set_exception(exc)
+            elif typ is _TaskFuture:  # a Complete the worker threads left (see _drain_reports)
+                del jobs[ins.task_id]  # type: ignore[attr-defined]
+                if not ins.done():  # type: ignore[attr-defined]
+                    ins.set_result(ins.value)  # type: ignore[attr-defined]
             elif typ is Cancel:
                 hit = self._running.pop((ins.task_id, ins.attempt), None)  # type: ignore[attr-defined]
                 if hit is not None and hit[1] is not None:
@@ -591,6 +596,17 @@ class Runtime:
                     else:
                         work.put(item)
                         added += 1
+                    continue
+            elif typ is Complete:
+                # The loop resolves the job itself: the inbox holds the (long-lived)
+                # future rather than the instruction, so nothing made per task waits
+                # there for the loop's turn (and ages into the collector's old
+                # generations meanwhile).
+                job = jobs.get(ins.task_id)  # type: ignore[attr-defined]
+                if job is not None:
+                    if job.value_attempt != ins.attempt:  # type: ignore[attr-defined]
+                        job.value = None
+                    inbox.append(job)  # type: ignore[arg-type]
                     continue
             elif typ is Cancel:
                 k = (ins.task_id, ins.attempt)  # type: ignore[attr-defined]
