@@ -306,9 +306,11 @@ class Runtime:
                 if not self._pending:
                     break
                 events, self._pending = self._pending, []
-                # A submission as `feed`'s (time, spec), built here: short-lived objects
-                # are the cheap ones for the garbage collector.
-                items = [(x.at, x.spec) if type(x) is _TaskFuture else x for x in events]
+                # A submission as `feed`'s (time, spec), built as the core reaches it:
+                # each tuple dies before the next one is made (a list of them, over a
+                # burst of submissions, would outlive collections and be promoted to
+                # the old generations, where every full collection scans it again).
+                items = ((x.at, x.spec) if type(x) is _TaskFuture else x for x in events)
                 with self.lock:
                     out = self.core.feed(items)
                 if self._reports:
