@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import itertools
@@ -97,15 +98,27 @@ class Reported:
     usage: dict[str, float] = field(default_factory=dict)
 
 
+#: `_TaskFuture._cb` once its first done callback has run or was removed: later
+#: callbacks go to asyncio's own list (so the order of registration holds).
+_USED = object()
+
+
 class _TaskFuture(asyncio.Future):  # type: ignore[type-arg]
     """The future `submit` returns, carrying its job; cancelling it cancels the task.
 
     One object per task holds the callable, its arguments, and the value and
     error of its latest attempt (no separate job record, no done-callback).
+
+    Its first done callback (typically `gather`'s or an awaiting Task's wake-up)
+    is held here rather than in asyncio's list, and the runtime runs the first
+    callbacks of every future it resolves in one loop callback (`_run_done`),
+    in the order it resolved them: asyncio would schedule one loop handle per
+    future. Further callbacks, and callbacks added once the future is done,
+    take asyncio's own path after the first one.
     """
 
-    __slots__ = ("args", "at", "error", "fn", "is_coro", "runtime", "spec", "task_id", "value",
-                 "value_attempt")
+    __slots__ = ("_cb", "_cb_ctx", "args", "at", "error", "fn", "is_coro", "runtime", "spec",
+                 "task_id", "value", "value_attempt")
 
     runtime: Runtime
     task_id: str
@@ -119,7 +132,32 @@ class _TaskFuture(asyncio.Future):  # type: ignore[type-arg]
     at: float
     error: BaseException | None
 
+    _cb: Any
+    _cb_ctx: contextvars.Context | None
+
+    def add_done_callback(self, fn: Callable[[Any], object], *,  # type: ignore[override]
+                          context: contextvars.Context | None = None) -> None:
+        if self._cb is None and not self.done():
+            self._cb = fn
+            self._cb_ctx = context if context is not None else contextvars.copy_context()
+        elif context is None:  # (an explicit None would not copy the current context)
+            super().add_done_callback(fn)
+        else:
+            super().add_done_callback(fn, context=context)
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:  # type: ignore[override]
+        n = 0
+        cb = self._cb
+        if cb is not None and cb is not _USED and cb == fn:
+            self._cb = _USED
+            self._cb_ctx = None
+            n = 1
+        return n + super().remove_done_callback(fn)
+
     def cancel(self, msg: Any = None) -> bool:
+        if self.done():
+            return False
+        self.runtime._resolving(self)
         done = super().cancel(msg)
         if done:
             self.runtime._cancelled(self.task_id)
@@ -210,6 +248,9 @@ class Runtime:
         #: (their spec and time) and completions as `Executor.feed`'s compact tuples.
         self._pending: list[Any] = []
         self._flushing = False
+        #: Futures resolved since `_run_done` was scheduled, whose first done callback
+        #: it runs (see `_TaskFuture`).
+        self._done_batch: list[_TaskFuture] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._ids = itertools.count()
@@ -252,6 +293,7 @@ class Runtime:
         fut.args = args
         fut.value_attempt = -1
         fut.error = None
+        fut._cb = None
         is_coro = self._coro_fns.get(fn)
         if is_coro is None:
             target = fn.func if isinstance(fn, functools.partial) else fn
@@ -335,6 +377,7 @@ class Runtime:
         """Carry out the core's instructions in the loop's thread (also used by the coordinator)."""
         threads: list[tuple[_TaskFuture, str, str, int]] | None = None
         jobs = self._jobs
+        batch = self._done_batch
         now = -1.0
         clock = self.clock
         pending: list[Any] | None = None
@@ -376,6 +419,10 @@ class Runtime:
             elif typ is Complete:
                 job = jobs.pop(ins.task_id)  # type: ignore[attr-defined]
                 if not job.done():
+                    if job._cb is not None:  # _resolving(job), inlined
+                        if not batch:
+                            job.get_loop().call_soon(self._run_done)
+                        batch.append(job)
                     job.set_result(job.value if job.value_attempt == ins.attempt  # type: ignore[attr-defined]
                                    else None)
             elif typ is Fail or typ is Reject:
@@ -389,10 +436,15 @@ class Runtime:
                     exc = TaskFailedError(tid, code, reason)
                     exc.__cause__ = job.error
                 if not job.done():
+                    self._resolving(job)
                     job.set_exception(exc)
             elif typ is _TaskFuture:  # a Complete the worker threads left (see _drain_reports)
                 del jobs[ins.task_id]  # type: ignore[attr-defined]
                 if not ins.done():  # type: ignore[attr-defined]
+                    if ins._cb is not None:  # type: ignore[attr-defined]
+                        if not batch:
+                            ins.get_loop().call_soon(self._run_done)  # type: ignore[attr-defined]
+                        batch.append(ins)  # type: ignore[arg-type]
                     ins.set_result(ins.value)  # type: ignore[attr-defined]
             elif typ is Cancel:
                 hit = self._running.pop((ins.task_id, ins.attempt), None)  # type: ignore[attr-defined]
@@ -647,6 +699,40 @@ class Runtime:
         self._combine(False)
         self.apply(out)
         self._flush()  # same loop turn: posted completions get handled without another wake-up
+
+    def _resolving(self, fut: _TaskFuture) -> None:
+        """`fut` is about to be resolved: its first done callback joins the batch."""
+        if fut._cb is not None and fut._cb is not _USED:
+            batch = self._done_batch
+            if not batch:
+                fut.get_loop().call_soon(self._run_done)
+            batch.append(fut)
+
+    def _run_done(self) -> None:
+        """Run the first done callback of each future resolved since the last call.
+
+        What asyncio's Handle does per callback: in the context captured when
+        it was added, an exception goes to the loop's handler and the rest run.
+        """
+        batch, self._done_batch = self._done_batch, []
+        for fut in batch:
+            fn = fut._cb
+            fut._cb = _USED
+            if fn is _USED:
+                continue  # removed meanwhile
+            try:
+                fut._cb_ctx.run(fn, fut)  # type: ignore[union-attr]
+            except (SystemExit, KeyboardInterrupt):
+                rest = batch[batch.index(fut) + 1:]
+                if rest:  # the others still run, on the loop's next turn
+                    if not self._done_batch:
+                        fut.get_loop().call_soon(self._run_done)
+                    self._done_batch[:0] = rest
+                raise
+            except BaseException as exc:
+                fut.get_loop().call_exception_handler({
+                    "message": f"Exception in callback {fn!r}", "exception": exc,
+                    "future": fut})
 
     def _cancelled(self, task_id: str) -> None:
         if task_id in self._jobs:

@@ -361,3 +361,97 @@ def test_shutdown_without_drain_returns_queued_blocking_calls_unrun() -> None:
 
     _run(main())
     assert ran == [0]
+
+
+# -- done callbacks: the first one per future runs in the runtime's batch ------------------
+
+
+def test_done_callbacks_run_on_the_loop_in_resolution_order_with_their_context() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: list[tuple[str, str, object]] = []
+
+    async def work(i: int) -> int:
+        return i
+
+    async def main() -> None:
+        async with Runtime([Agent(id="a")], "fifo", log=0) as rt:
+            futs = [rt.submit(work, i, priority=Priority.NORMAL) for i in range(5)]
+            for i, f in enumerate(futs):
+                var.set(f"ctx{i}")
+                f.add_done_callback(lambda fut, i=i: seen.append(
+                    (f"first{i}", var.get(), fut.result())))
+                f.add_done_callback(lambda fut, i=i: seen.append((f"second{i}", var.get(), None)))
+            assert seen == []  # nothing runs before the loop gets its turn
+            await asyncio.gather(*futs)
+            await asyncio.sleep(0)
+
+    _run(main())
+    firsts = [s for s in seen if s[0].startswith("first")]
+    assert firsts == [(f"first{i}", f"ctx{i}", i) for i in range(5)]  # one agent: in order
+    for i in range(5):  # each future's own callbacks in the order they were added
+        assert seen.index((f"first{i}", f"ctx{i}", i)) < seen.index((f"second{i}", f"ctx{i}",
+                                                                      None))
+
+
+def test_a_failing_done_callback_is_reported_and_the_others_still_run() -> None:
+    errors: list[dict[str, object]] = []
+    ran: list[int] = []
+
+    async def work(i: int) -> int:
+        return i
+
+    def cb(fut: asyncio.Future[int]) -> None:
+        if fut.result() == 1:
+            raise RuntimeError("callback broke")
+        ran.append(fut.result())
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+        async with Runtime([Agent(id="a")], "fifo", log=0) as rt:
+            futs = [rt.submit(work, i) for i in range(3)]
+            for f in futs:
+                f.add_done_callback(cb)
+            await asyncio.gather(*futs)
+            await asyncio.sleep(0)
+
+    _run(main())
+    assert ran == [0, 2]
+    assert len(errors) == 1 and isinstance(errors[0]["exception"], RuntimeError)
+
+
+def test_removed_and_late_done_callbacks_and_cancellation() -> None:
+    calls: list[str] = []
+
+    async def slow() -> str:
+        await asyncio.sleep(0.05)
+        return "late"
+
+    async def quick() -> str:
+        return "quick"
+
+    async def main() -> None:
+        async with Runtime([Agent(id="a"), Agent(id="b")], "fifo", log=0) as rt:
+            f = rt.submit(quick)
+            def gone(_: object) -> None:
+                calls.append("removed")
+            f.add_done_callback(gone)
+            f.add_done_callback(lambda _: calls.append("kept"))
+            assert f.remove_done_callback(gone) == 1
+            assert await f == "quick"
+            await asyncio.sleep(0)
+            f.add_done_callback(lambda _: calls.append("after-done"))  # runs soon, not now
+            assert calls == ["kept"]
+            await asyncio.sleep(0)
+            assert calls == ["kept", "after-done"]
+            g = rt.submit(slow)
+            g.add_done_callback(lambda fut: calls.append(f"cancelled={fut.cancelled()}"))
+            await asyncio.sleep(0.01)
+            assert g.cancel()
+            assert not g.cancel()
+            await asyncio.sleep(0)
+            assert calls[-1] == "cancelled=True"
+        assert rt.core.metrics.completed == 1
+
+    _run(main())
