@@ -316,25 +316,30 @@ class Executor:
         ids = self._ids
         dirty = self._dirty
         timers = self._timers
-        m = self.metrics
+        submit = self._submit
+        complete = self._complete
+        settle = self._settle
         tup = tuple
-        for x in items:
-            m.events += 1
-            if type(x) is tup:
-                t = x[0]
-                self._cause = next(ids)
-                if t > self.now:
-                    self.now = t
-                if len(x) == 2:
-                    self._submit(x[1])
-                else:
-                    self._complete(x[1], x[2], x[3], x[4], x[5])
-                if dirty or timers:
-                    self._settle()
-            else:  # (handle counts the event itself; its list is appended to ours)
-                m.events -= 1
-                out += self.handle(x)
-                self._out = out
+        n = 0  # events counted here (handle counts its own)
+        try:
+            for x in items:
+                if type(x) is tup:
+                    n += 1
+                    t = x[0]
+                    self._cause = next(ids)
+                    if t > self.now:
+                        self.now = t
+                    if len(x) == 2:
+                        submit(x[1])
+                    else:
+                        complete(x[1], x[2], x[3], x[4], x[5])
+                    if dirty or timers:
+                        settle()
+                else:  # (its list is appended to ours)
+                    out += self.handle(x)
+                    self._out = out
+        finally:
+            self.metrics.events += n
         return out
 
     @staticmethod
@@ -491,7 +496,8 @@ class Executor:
     def _submit(self, spec: TaskSpec) -> None:
         sid = spec.id
         tasks = self.tasks
-        if sid in tasks or sid in self.finished:
+        finished = self.finished
+        if sid in tasks or (finished and sid in finished):
             raise InvalidInputError(f"duplicate task id {sid!r}", field="task.id")
         t = TaskState(spec, next(self._seq), self.now)
         tasks[sid] = t
@@ -790,8 +796,6 @@ class Executor:
         now = self.now
         planned = a.planned
         own = a.queue
-        stealing = self._stealing
-        loaded = self._loaded
         m = self.metrics
         while True:
             if br._state is not _CLOSED:  # (state reads the clock; rarely needed)
@@ -821,7 +825,7 @@ class Executor:
                             if k is not None and best is not None and k < best:
                                 best, src = k, q
                 t = src.peek(now)
-            elif stealing and loaded and self._steal(a):
+            elif self._stealing and self._loaded and self._steal(a):
                 continue
             elif self._pull:
                 pools = a.pools
@@ -916,7 +920,9 @@ class Executor:
                 self._timer(now + spec.timeout, _T_TIMEOUT, t, attempt)
             if len(running) >= a.concurrency:
                 break
-        self._hungry.pop(a.id, None)
+        hungry = self._hungry
+        if hungry:  # (empty while every agent is busy: no lookup)
+            hungry.pop(a.id, None)
 
     def _fits(self, a: AgentState, spec: TaskSpec) -> bool:
         for r, d in spec.demand:

@@ -547,6 +547,7 @@ class Runtime:
         reports = self._reports
         running = self._running
         clock = self.clock
+        lock = self.lock
         while True:
             # A report left to a holder that does not drain (a coordinator holding
             # `lock` from outside) is picked up by its worker after a short wait.
@@ -580,6 +581,24 @@ class Runtime:
                 plain = ev is None and exc is None and not isinstance(value, Reported)
                 if plain:  # _outcome(...) inlined, its clock read outside the lock
                     end = clock.now()
+                    if not reports and lock.acquire(False):
+                        # Nothing else queued and the lock free (the common case): report
+                        # it straight away, with no report record.
+                        try:
+                            if running.pop(key, None) is not None:
+                                job.value = value
+                                job.value_attempt = attempt
+                                item = self._place(self.core.complete_at(
+                                    tid, agent, attempt, end, end - t0, None), True)
+                        finally:
+                            lock.release()
+                        if reports:  # left by others while we held the lock
+                            got = self._combine(item is None)
+                            if item is None:
+                                item = got
+                        if item is _STOP:
+                            return
+                        continue
                     ev = (end, tid, agent, attempt, end - t0, None)  # completed(...) for feed
                 reports.append((job, agent, attempt, key, ev, value, exc, t0, plain))
                 item = self._combine(True)
@@ -628,10 +647,21 @@ class Runtime:
             events.append(ev)
         if not events:
             return None
-        out = self.core.feed(events)
-        # Blocking dispatches go to the work queue, and a worker takes the oldest
-        # waiting one at once (nothing starves behind a chain); everything else is
-        # the loop's job (one wake-up for everything that piles up meanwhile).
+        if len(events) == 1 and type(ev) is tuple:  # one completion (the common case)
+            out = self.core.complete_at(ev[1], ev[2], ev[3], ev[0], ev[4], ev[5])
+        else:
+            out = self.core.feed(events)
+        return self._place(out, take)
+
+    def _place(self, out: list[Instruction], take: bool) -> Any:
+        """(Under `lock`.) Carry out what the core decided on a worker's report.
+
+        Blocking dispatches go to the work queue, and a worker takes the oldest
+        waiting one at once (nothing starves behind a chain); everything else is
+        the loop's job (one wake-up for everything that piles up meanwhile).
+        Returns the call for the caller to run when `take`, else None.
+        """
+        running = self._running
         work = self._work
         jobs = self._jobs
         inbox = self._inbox
