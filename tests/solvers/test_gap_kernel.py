@@ -205,3 +205,60 @@ def test_the_warm_up_compiles_the_signature_the_walks_run() -> None:
     PenaltySearch.of_model(lm, start, seed=0, rank=lm.score[: lm.m] + 1.0).run(2)
     PenaltySearch.block(lm, start, np.array([0, 2, 3]), seed=1)[0].run(2, chains=False)
     assert set(gap_kernel.search_rounds.signatures) == sigs
+
+
+def _penalised(ps: PenaltySearch, x: np.ndarray, alpha: np.ndarray) -> float:
+    used = np.zeros_like(ps.used)
+    np.add.at(used, x, ps.A[x, np.arange(ps.n)])
+    excess = (np.maximum(used - ps.cap, 0.0) * ps.inv).sum(axis=1)
+    return float(ps.S[x, np.arange(ps.n)].sum() + (alpha * excess).sum())
+
+
+@compiled
+@pytest.mark.parametrize("kind", ["c", "d", "e"])
+def test_the_descent_skipping_unchanged_tasks_still_ends_in_a_local_optimum(kind: str) -> None:
+    # the descent skips a task when neither its agent nor its candidates changed since
+    # its last idle scan, and swaps only with tasks that have the task's agent among
+    # their candidates: at its end no such shift or swap may improve (brute force)
+    lm, start = _gap(kind, 10, 90, 3)
+    ps = PenaltySearch.of_model(lm, start, seed=5, candidates=4)
+    alpha = ps.alpha0 * 0.3  # low weights: the descent crosses capacity and moves a lot
+    _descend(ps.S, ps.A, ps.cap, ps.inv, ps.cand, ps.x, ps.used, alpha, ps.members,
+             ps.mcount, ps.slot, ps.rng, np.arange(ps.n), 1e-9, 10_000, False)
+    _consistent(ps)
+    x = ps.x.copy()
+    here = _penalised(ps, x, alpha)
+    assert here < _penalised(ps, start, alpha)
+    tol = 1e-7 * max(1.0, abs(here))
+    for j in range(ps.n):
+        for k in ps.cand[j]:
+            if k < 0 or k == x[j]:
+                continue
+            y = x.copy()
+            y[j] = k
+            assert _penalised(ps, y, alpha) >= here - tol, (j, k)
+            if k == ps.m:
+                continue
+            for lt in np.flatnonzero(x == k):
+                if x[j] not in ps.cand[lt]:
+                    continue
+                y = x.copy()
+                y[j], y[lt] = k, x[j]
+                assert _penalised(ps, y, alpha) >= here - tol, (j, k, lt)
+
+
+@compiled
+def test_the_repair_brings_an_overfull_plan_within_capacity_consistently() -> None:
+    lm, start = _gap("d", 12, 150, 2)
+    ps = PenaltySearch.of_model(lm, start, seed=1)
+    # overfill: every task to its cheapest agent (D: the one where it is largest)
+    cheap = np.argmin(ps.S[: ps.m], axis=0)
+    from allocator.solvers.gap_kernel import _fits, _repair, _reset
+
+    _reset(ps.x, cheap.astype(np.int64), ps.used, ps.A, ps.members, ps.mcount, ps.slot)
+    assert not _fits(ps.used, ps.cap, ps.m)
+    assert _repair(ps.S, ps.A, ps.cap, ps.inv, ps.cand, ps.x, ps.used, ps.members,
+                   ps.mcount, ps.slot, 4 * ps.n)
+    _consistent(ps)
+    best = np.where(ps.x < ps.m, ps.x, -1)
+    assert lm.feasible(best)
