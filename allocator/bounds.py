@@ -46,6 +46,9 @@ class LpResult:
     cap_dual: np.ndarray  # [m, R] d objective / d capacity (<= 0: more capacity helps)
     load_dual: float  # d objective / d (allowed makespan), aggregated, when present
     optimal: bool
+    #: [n] duals of the assignment rows (``sum x + u = 1``): a start for Lagrangian
+    #: bounds that relax those rows (allocator.solvers.knapsack_lagrange.assignment_bound)
+    task_dual: np.ndarray | None = None
 
 
 def lp_relaxation(problem: Problem, lm: LinearModel | None = None, *,
@@ -78,7 +81,8 @@ def lp_relaxation(problem: Problem, lm: LinearModel | None = None, *,
     bound = float(h.getInfo().objective_function_value)  # type: ignore[attr-defined]
     P = hm.pairs.size
     return LpResult(bound=bound, x=col[:P], u=col[P:P + lm.n], cap_dual=cap_dual,
-                    load_dual=load_dual, optimal=True)
+                    load_dual=load_dual, optimal=True,
+                    task_dual=row_dual[:base].copy() if base == lm.n else None)
 
 
 def lp_bound(problem: Problem, lm: LinearModel | None = None, *,
