@@ -28,7 +28,7 @@ from allocator.roadef.instance import (
 from allocator.roadef.solver import _Search, solve_roadef
 from allocator.roadef.state import RoadefState
 from allocator.solvers.context import SolveContext
-from tests.roadef_helpers import ROADEF
+from tests.roadef_helpers import ROADEF, tiny
 
 A = ROADEF / "A"
 
@@ -94,6 +94,52 @@ def test_lns_sub_models_pass_the_exact_check() -> None:
         assert search.stats["lns_improved"] > 0
         assert violations(inst, search.st.a) == []
         assert search.st.total() == evaluate(inst, search.st.a).total < start
+
+
+def test_evacuation_frees_a_receiver_held_by_a_newcomer() -> None:
+    """A costly process whose only receiver (the one machine with transient room left by
+    its initial placement) holds a newcomer: no shift fits, the evacuation sends the
+    newcomer home and the process to the receiver. Resource 0 is transient."""
+    inst = tiny(capacity=[[100], [100], [100], [100]],
+                safety=[[0], [100], [50], [100]],
+                requirement=[[50], [40], [30], [40], [90]],
+                service=[0, 1, 2, 3, 4], initial=[0, 1, 2, 2, 3], transient=[True])
+    st = RoadefState(inst, np.array([0, 1, 1, 2, 3]))  # process 2 moved to machine 1
+    assert violations(inst, st.a) == []
+    ctx = SolveContext(time_limit=60, workers=1, seed=0)
+    search = _Search(inst, ctx, iterations=None)
+    search.st = st
+    before = st.total()
+    assert not search.shift_screen(0)  # machine 1's transient room is taken
+    evac = search.evacuation()
+    assert evac is not None
+    freed, machines = evac
+    assert 0 in freed and 1 in machines
+    improved, _ = search.lns_step(machines, 5.0, freed)
+    assert improved
+    assert st.a.tolist() == [1, 1, 2, 2, 3]
+    assert violations(inst, st.a) == []
+    assert st.total() == evaluate(inst, st.a).total == before - 30
+
+
+def test_evacuations_on_a2_2_pass_the_exact_check() -> None:
+    """Evacuation sub-models (up to 100 freed processes) from the steepest start: every
+    sub-solution accepted by the rules check, and some lower the cost."""
+    inst = _set_a("a2_2")
+    ctx = SolveContext(time_limit=60, workers=1, seed=1, deterministic=True)
+    search = _Search(inst, ctx, iterations=1)  # CP-SAT on deterministic time
+    search.steepest_start()
+    start = search.st.total()
+    improved = 0
+    for _ in range(8):
+        evac = search.evacuation()
+        assert evac is not None
+        freed, machines = evac
+        improved += search.lns_step(machines, 1.0, freed)[0]
+    assert search.stats["lns_rejected"] == 0
+    assert improved > 0
+    assert violations(inst, search.st.a) == []
+    assert search.st.total() == evaluate(inst, search.st.a).total < start
 
 
 @pytest.mark.parametrize("name", ["a1_2", "a2_3"])
