@@ -281,7 +281,12 @@ class Runtime:
         deadline (absolute, on `self.clock`), timeout, tenant, skills, tokens, home ...)."""
         # The running loop each time (a Runtime may outlive one asyncio.run); the
         # worker threads wake the loop that submitted last.
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A new loop (a Runtime may outlive one asyncio.run): a batch of done
+            # callbacks scheduled on the old one will not run there any more.
+            self._loop = loop
+            self._done_batch = []
         task_id = spec_fields.pop("id", None) or f"task-{next(self._ids)}"
         if task_id in self._jobs:
             raise InvalidInputError(f"duplicate task id {task_id!r}", field="id")

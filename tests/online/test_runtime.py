@@ -455,3 +455,56 @@ def test_removed_and_late_done_callbacks_and_cancellation() -> None:
         assert rt.core.metrics.completed == 1
 
     _run(main())
+
+
+def test_runtime_futures_work_with_asyncio_combinators() -> None:
+    # wait_for (remove_done_callback, then cancel), wait, shield and as_completed
+    # all go through the futures' own callbacks.
+    async def slow() -> str:
+        await asyncio.sleep(0.2)
+        return "slow"
+
+    async def quick() -> str:
+        return "quick"
+
+    async def main() -> None:
+        async with Runtime([Agent(id="a"), Agent(id="b")], "fifo", log=0) as rt:
+            f = rt.submit(slow)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(f, 0.02)
+            assert f.cancelled()
+            g, h = rt.submit(quick), rt.submit(slow)
+            done, pending = await asyncio.wait([g, h], return_when=asyncio.FIRST_COMPLETED)
+            assert done == {g} and pending == {h}
+            assert await asyncio.shield(rt.submit(quick)) == "quick"
+            got = [await c for c in asyncio.as_completed([rt.submit(quick), rt.submit(quick)])]
+            assert got == ["quick", "quick"] and await h == "slow"
+        assert rt.core.metrics.completed == 5
+
+    _run(main())
+
+
+def test_a_runtime_outliving_its_loop_still_runs_done_callbacks_on_the_next() -> None:
+    rt = Runtime([Agent(id="a")], "fifo", log=0)
+    seen: list[str] = []
+
+    async def work(x: str) -> str:
+        return x
+
+    async def first() -> None:
+        f = rt.submit(work, "one")
+        f.add_done_callback(lambda fut: seen.append(fut.result()))
+        await f
+        # the loop ends with a batch scheduled and not run (as when a loop is stopped)
+        rt._done_batch.append(rt.submit(work, "lost"))
+
+    async def second() -> None:
+        g = rt.submit(work, "two")
+        g.add_done_callback(lambda fut: seen.append(fut.result()))
+        assert await g == "two"
+        await asyncio.sleep(0)
+        await rt.shutdown()
+
+    asyncio.run(first())
+    asyncio.run(second())
+    assert seen[0] == "one" and seen[-1] == "two"
