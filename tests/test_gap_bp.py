@@ -71,6 +71,7 @@ def test_weak_bound_front_uses_branch_and_price_and_is_valid(
     import allocator.solvers.exact_front as ef
 
     monkeypatch.setattr(ef, "FIRST_MAX_S", 0.005)
+    monkeypatch.setattr(ef, "USE_BB", False)
     snap = gap_to_snapshot(generate_gap("d", 4, 16, 3))
     p = compile_snapshot(snap)
     front = exact_front(p, ["cost", "makespan"], budget=Budget(60), seed=0)

@@ -76,16 +76,23 @@ def test_not_applicable_with_two_binding_resources() -> None:
     assert KnapsackLagrangian.of(p, 1.0) is None
 
 
-def test_exact_front_with_the_bound_equals_brute_force() -> None:
-    """GAP with unit work: every cost step goes through the Lagrangian, and the front is
-    the brute-force one, every point proven and valid."""
-    inst = generate_gap("e", 3, 8, 5)
+@pytest.mark.parametrize("use_bb,seed", [(False, 5), (True, 5), (True, 2)])
+def test_exact_front_with_the_bound_equals_brute_force(use_bb: bool, seed: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """GAP with unit work: every cost step goes through the Lagrangian (or the compiled
+    branch-and-bound on its data), and the front is the brute-force one, every point
+    proven and valid."""
+    import allocator.solvers.exact_front as ef
+
+    monkeypatch.setattr(ef, "USE_BB", use_bb)
+    inst = generate_gap("e", 3, 8, seed)
     snap = gap_to_snapshot(inst)
     p = compile_snapshot(snap)
     kl = KnapsackLagrangian.of(p, 1.0)
     assert kl is not None
     front = exact_front(p, ["cost", "makespan"], budget=Budget(60), seed=0)
-    assert front.proven and "knapsack Lagrangian" in (front.message or "")
+    assert front.proven and ("branch-and-bound" if use_bb else "knapsack Lagrangian") in (
+        front.message or "")
     for q in front.points:
         assert validate(snap, q.plan) == []
     vecs = []

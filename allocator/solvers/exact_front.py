@@ -45,6 +45,7 @@ from allocator.constraints import capacity_limit
 from allocator.errors import InvalidInputError
 from allocator.problem import Problem
 from allocator.solvers.base import Budget
+from allocator.solvers.gap_bb import GapBranchBound
 from allocator.solvers.gap_bp import GapBranchPrice
 from allocator.solvers.gap_tabu import HAVE_NUMBA, tabu_search
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
@@ -101,6 +102,14 @@ RETRY_MIN_S = 1.0
 
 #: Cost steps of the time-boxed seeding sweep by the Lagrangian too (see _lagrange_applies).
 SEED_LAGRANGE = False
+
+#: Cost steps by the compiled branch-and-bound (allocator.solvers.gap_bb) when numba is
+#: there, in the exact and the seeding sweep alike (else the Lagrangian / branch-and-price
+#: / HiGHS path below).
+USE_BB = True
+#: Tabu search for a bound-and-branch step's incumbent: most seconds, share of the step.
+BB_TABU_S, BB_TABU_SHARE = 0.5, 0.1
+BB_TABU_ITERATIONS = 20000
 
 
 def exact_supported(problem: Problem, objectives: Sequence[str]) -> str | None:
@@ -296,6 +305,10 @@ class _Sweep:
         self._lagrange_off = False
         #: Branch-and-price state (column pool) shared by the sweep's steps.
         self._bp: GapBranchPrice | None = None
+        #: Branch-and-bound state (multipliers carried between steps).
+        self._bb: GapBranchBound | None = None
+        self.bb_nodes = 0
+        self.bb_steps = 0
         self.bp_nodes = 0
         self.bp_steps = 0
         #: Steps settled by the Lagrangian bound alone, and pairs it ruled out in all.
@@ -421,7 +434,10 @@ class _Sweep:
             res = self._probe[1]
             self._probe = None
             return res
-        if self._lagrange_applies(target, bounds):
+        if self._bb_applies(target, bounds):
+            self.bb_steps += 1
+            res = self._solve_bb(target, bounds, start)
+        elif self._lagrange_applies(target, bounds):
             self.lagrange_steps += 1
             res = (self._solve_bp(target, bounds, start) if self._lagrange_off
                    else self._solve_lagrange(target, bounds, start))
@@ -490,6 +506,62 @@ class _Sweep:
         if lag is None or ("makespan" in bounds and lag.D is None):
             return False
         return lag.fits(lag.load_units(bounds.get("makespan", np.inf)))
+
+    def _bb_applies(self, target: str, bounds: dict[str, float]) -> bool:
+        """Cost steps the compiled branch-and-bound takes (the Lagrangian's steps, in both
+        sweeps, when numba is there)."""
+        if not (USE_BB and HAVE_NUMBA):
+            return False
+        share = self.share
+        self.share = False  # the Lagrangian's own rule keeps seeding sweeps out
+        try:
+            return self._lagrange_applies(target, bounds)
+        finally:
+            self.share = share
+
+    def _solve_bb(self, target: str, bounds: dict[str, float],
+                  start: np.ndarray | None) -> _Result:
+        """A cost step by branch-and-bound (allocator.solvers.gap_bb) from the best of the
+        sweep's start, a short tabu search and, when neither gives a plan, a short HiGHS
+        solve (which also proves a cap infeasible)."""
+        budget, clock = self.budget, self.budget.clock
+        lag = self._lagrangian
+        assert lag is not None
+        t_end = budget.elapsed() + self.slice()
+        K = lag.load_units(bounds.get("makespan", np.inf))
+
+        def left() -> float:
+            return max(t_end - budget.elapsed(), 0.0)
+
+        if self._bb is None:
+            D = lag.D if lag.D is not None else np.zeros_like(lag.A)
+            self._bb = GapBranchBound(lag.C, lag.A, lag.cap, D)
+        bb = self._bb
+        inc = start if start is not None and bb.feasible(start, K) else None
+        seed_plan = inc if inc is not None else start
+        if seed_plan is None:
+            seed_plan = lag.heuristic(bb.lam, K)
+        load = lag.D if lag.D is not None else np.zeros_like(lag.A)
+        r = tabu_search(lag.C, lag.A, lag.cap, load, np.inf if K is None else K, seed_plan,
+                        seed=self.seed, iterations=BB_TABU_ITERATIONS,
+                        deadline=clock() + min(BB_TABU_S, BB_TABU_SHARE * left()), clock=clock)
+        if r.agent_of is not None and bb.feasible(r.agent_of, K) and (
+                inc is None or r.cost < bb.cost(inc)):
+            inc = r.agent_of
+        if inc is None:
+            first = self._highs(target, bounds, None, min(FIRST_SHARE * left(), FIRST_MAX_S))
+            if first.optimal or first.infeasible:
+                return first
+            if first.agent_of is not None and bb.feasible(first.agent_of, K):
+                inc = first.agent_of
+        res = bb.solve(K, inc, step=self.mm.step[target], deadline=clock() + left(),
+                       clock=clock)
+        self.bb_nodes += res.nodes
+        if res.infeasible:
+            return _Result(None, {}, True, infeasible=True)
+        if res.agent_of is None:
+            return _Result(None, {}, False)
+        return _Result(res.agent_of, self.values(res.agent_of), res.proven)
 
     def _first_highs(self, target: str, bounds: dict[str, float], start: np.ndarray | None,
                      K: int | None, left: float) -> tuple[_Result | None, np.ndarray | None]:
@@ -715,6 +787,8 @@ def exact_front(problem: Problem, objectives: Sequence[str], *, budget: Budget,
     if sw.lagrange_steps:
         msg += (f"; knapsack Lagrangian on {sw.lagrange_steps} steps ({sw.lagrange_proofs} "
                 f"proven by its bound alone, up to {sw.lagrange_excluded} pairs ruled out)")
+    if sw.bb_steps:
+        msg += f"; branch-and-bound on {sw.bb_steps} steps ({sw.bb_nodes} nodes)"
     if sw.bp_steps:
         msg += f"; branch-and-price on {sw.bp_steps} steps ({sw.bp_nodes} nodes)"
     if not proven:

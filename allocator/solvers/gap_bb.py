@@ -1,0 +1,493 @@
+"""Compiled depth-first branch-and-bound for one cost step of the exact front.
+
+A cost step (min cost with every agent's resource use within capacity and its
+busy time within the makespan cap ``K``) is a generalised assignment problem
+with two knapsack rows per agent. Its knapsack Lagrangian (the assignment
+rows relaxed, :mod:`allocator.solvers.knapsack_lagrange`) is the
+Dantzig-Wolfe bound; on type-D GAP that bound is 0.2-0.35 % below the
+optimum, and branch-and-price (:mod:`allocator.solvers.gap_bp`) closes it at
+about 20 nodes a second because every node re-solves an LP in HiGHS. This
+search (after Posta, Ferland & Michelon 2012) keeps the bound and drops the
+LP, so a node costs a few knapsack tables:
+
+* a node's bound: a few subgradient iterations of the Lagrangian on the
+  tasks not yet placed, from its parent's multipliers (the root gets many);
+* at every iteration, Fisher's reduced-cost fixing against the incumbent
+  (a pair whose forced-in bound is not below ``incumbent - step`` is
+  forbidden in the subtree); a task left with one agent is placed there, a
+  task left with none closes the node;
+* a relaxed choice that places every free task exactly once is a plan (its
+  cost is the bound): a new incumbent, and the node is done;
+* branching: the free task with the fewest agents left (ties: the largest
+  gap between its best two forced-in bounds), one child per agent, best
+  forced-in bound first (depth first, so incumbents come early).
+
+The tree lives in arrays (a stack of (trail mark, task, agent) and a trail
+of undoable changes), so the kernel runs a bounded number of nodes a call
+and the caller watches its clock between calls; the same inputs give the
+same tree. An emptied tree proves the incumbent optimal (or the step
+infeasible when there is none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from allocator.jit import HAVE_NUMBA as HAVE_NUMBA
+from allocator.jit import njit as _njit
+
+#: Subgradient iterations at the root and at every other node.
+ROOT_ITERS = 400
+NODE_ITERS = 12
+#: Step factor (Held-Karp) at the root and at a child; halved after STALL
+#: iterations without a better bound.
+MU_ROOT, MU_NODE, STALL_ROOT, STALL = 2.0, 0.6, 15, 3
+#: Branching rule (see _search).
+RULE = 0
+#: Nodes a kernel call processes before the caller looks at its clock.
+CHUNK = 64
+
+# state vector slots
+_SP, _TP, _NODES, _BEST, _ROOT, _DONE, _EVALS = 0, 1, 2, 3, 4, 5, 7
+
+
+@dataclass
+class BBResult:
+    """Best plan found (None if none), its cost, proven optimal, infeasible, root bound."""
+
+    agent_of: np.ndarray | None
+    cost: float
+    proven: bool
+    infeasible: bool
+    root_bound: float
+    nodes: int
+    #: The tree was emptied: nothing cheaper than the incumbent (and <= target) exists.
+    emptied: bool = False
+    #: Lagrangian evaluations (every agent's table once) in all.
+    evaluations: int = 0
+
+
+@_njit(cache=True, nogil=True)
+def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
+          allowed: np.ndarray, agent_of: np.ndarray, c0: int, k0: int, T: np.ndarray,
+          took: np.ndarray, items: np.ndarray, x: np.ndarray) -> float:
+    """Agent i's two-row knapsack over the free allowed tasks with negative reduced cost:
+    fills T[i, :k0+1, :c0+1] (least reduced cost within load k and capacity c), sets
+    x[i, j] for the chosen tasks of [k0, c0], returns that least value."""
+    n = C.shape[1]
+    nt = 0
+    for j in range(n):
+        x[i, j] = False
+        if agent_of[j] < 0 and allowed[i, j]:
+            r = C[i, j] - lam[j]
+            if r < 0.0 and A[i, j] <= c0 and D[i, j] <= k0:
+                items[nt] = j
+                nt += 1
+    for k in range(k0 + 1):
+        for c in range(c0 + 1):
+            T[i, k, c] = 0.0
+    for t in range(nt):
+        j = items[t]
+        aj = A[i, j]
+        dj = D[i, j]
+        rj = C[i, j] - lam[j]
+        if dj > 0:
+            # Row k reads row k - dj < k, not yet updated for this item: any c order.
+            for k in range(k0, dj - 1, -1):
+                for c in range(aj, c0 + 1):
+                    v = T[i, k - dj, c - aj] + rj
+                    b = v < T[i, k, c]
+                    took[t, k, c] = b
+                    if b:
+                        T[i, k, c] = v
+        else:
+            for k in range(k0, -1, -1):
+                for c in range(c0, aj - 1, -1):
+                    v = T[i, k, c - aj] + rj
+                    b = v < T[i, k, c]
+                    took[t, k, c] = b
+                    if b:
+                        T[i, k, c] = v
+    k = k0
+    c = c0
+    for t in range(nt - 1, -1, -1):
+        j = items[t]
+        if k >= D[i, j] and c >= A[i, j] and took[t, k, c]:
+            x[i, j] = True
+            k -= D[i, j]
+            c -= A[i, j]
+    return T[i, k0, c0]
+
+
+@_njit(cache=True, nogil=True)
+def _assign(i: int, j: int, C: np.ndarray, A: np.ndarray, D: np.ndarray,
+            agent_of: np.ndarray, rcap: np.ndarray, rload: np.ndarray, fixed: np.ndarray,
+            trail: np.ndarray, st: np.ndarray) -> None:
+    agent_of[j] = i
+    rcap[i] -= A[i, j]
+    rload[i] -= D[i, j]
+    fixed[0] += C[i, j]
+    tp = int(st[_TP])
+    trail[tp, 0] = 1
+    trail[tp, 1] = i
+    trail[tp, 2] = j
+    st[_TP] = tp + 1
+
+
+@_njit(cache=True, nogil=True)
+def _forbid(i: int, j: int, allowed: np.ndarray, trail: np.ndarray, st: np.ndarray) -> None:
+    allowed[i, j] = False
+    tp = int(st[_TP])
+    trail[tp, 0] = 0
+    trail[tp, 1] = i
+    trail[tp, 2] = j
+    st[_TP] = tp + 1
+
+
+@_njit(cache=True, nogil=True)
+def _undo(mark: int, C: np.ndarray, A: np.ndarray, D: np.ndarray, agent_of: np.ndarray,
+          allowed: np.ndarray, rcap: np.ndarray, rload: np.ndarray, fixed: np.ndarray,
+          trail: np.ndarray, st: np.ndarray) -> None:
+    tp = int(st[_TP])
+    while tp > mark:
+        tp -= 1
+        i = trail[tp, 1]
+        j = trail[tp, 2]
+        if trail[tp, 0] == 1:
+            agent_of[j] = -1
+            rcap[i] += A[i, j]
+            rload[i] += D[i, j]
+            fixed[0] -= C[i, j]
+        else:
+            allowed[i, j] = True
+    st[_TP] = tp
+
+
+@_njit(cache=True, nogil=True)
+def _fits(i: int, j: int, A: np.ndarray, D: np.ndarray, allowed: np.ndarray,
+          rcap: np.ndarray, rload: np.ndarray) -> bool:
+    return allowed[i, j] and A[i, j] <= rcap[i] and D[i, j] <= rload[i]
+
+
+@_njit(cache=True, nogil=True)
+def _propagate(C: np.ndarray, A: np.ndarray, D: np.ndarray, agent_of: np.ndarray,
+               allowed: np.ndarray, rcap: np.ndarray, rload: np.ndarray, fixed: np.ndarray,
+               trail: np.ndarray, st: np.ndarray) -> bool:
+    """Place every free task that has one agent left; False when one has none."""
+    m, n = C.shape
+    changed = True
+    while changed:
+        changed = False
+        for j in range(n):
+            if agent_of[j] >= 0:
+                continue
+            cnt = 0
+            last = -1
+            for i in range(m):
+                if _fits(i, j, A, D, allowed, rcap, rload):
+                    cnt += 1
+                    last = i
+            if cnt == 0:
+                return False
+            if cnt == 1:
+                _assign(last, j, C, A, D, agent_of, rcap, rload, fixed, trail, st)
+                changed = True
+    return True
+
+
+@_njit(cache=True, nogil=True)
+def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: float,
+            agent_of: np.ndarray, allowed: np.ndarray, rcap: np.ndarray, rload: np.ndarray,
+            fixed: np.ndarray, trail: np.ndarray, stack: np.ndarray, lams: np.ndarray,
+            best: np.ndarray, st: np.ndarray, T: np.ndarray, took: np.ndarray,
+            max_nodes: int, root_iters: int, node_iters: int, mu_root: float,
+            mu_node: float, stall_root: int, stall_node: int, rule: int) -> None:
+    """Process up to `max_nodes` nodes of the tree (module docstring); state in the arrays.
+
+    stack rows: (trail mark, task, agent, depth); a task of -1 is the root. `target`:
+    only plans costing at most this are sought (inf: any better than the incumbent).
+    st: [stack size, trail size, nodes, incumbent cost, root bound, tree emptied, -,
+    Lagrangian evaluations].
+    """
+    m, n = C.shape
+    items = np.zeros(n, dtype=np.int64)
+    x = np.zeros((m, n), dtype=np.bool_)
+    lam = np.zeros(n)
+    best_lam = np.zeros(n)
+    z = np.zeros(m)
+    lb = np.zeros(m)
+    order = np.zeros(m, dtype=np.int64)
+    done = 0
+    while done < max_nodes:
+        sp = int(st[_SP])
+        if sp == 0:
+            st[_DONE] = 1.0
+            return
+        sp -= 1
+        st[_SP] = sp
+        mark = stack[sp, 0]
+        jb = stack[sp, 1]
+        ib = stack[sp, 2]
+        depth = stack[sp, 3]
+        _undo(mark, C, A, D, agent_of, allowed, rcap, rload, fixed, trail, st)
+        done += 1
+        st[_NODES] += 1
+        if jb >= 0:
+            if agent_of[jb] >= 0 or not _fits(ib, jb, A, D, allowed, rcap, rload):
+                continue
+            _assign(ib, jb, C, A, D, agent_of, rcap, rload, fixed, trail, st)
+        for j in range(n):
+            lam[j] = lams[depth, j]
+        mu = mu_root if depth == 0 else mu_node
+        iters = root_iters if depth == 0 else node_iters
+        stall_max = stall_root if depth == 0 else stall_node
+        best_l = -np.inf
+        stall = 0
+        pruned = False
+        for it in range(iters):
+            if not _propagate(C, A, D, agent_of, allowed, rcap, rload, fixed, trail, st):
+                pruned = True
+                break
+            thr = min(target, st[_BEST] - step + 1e-6 * max(1.0, abs(st[_BEST])))
+            lval = fixed[0]
+            nfree = 0
+            for j in range(n):
+                if agent_of[j] < 0:
+                    lval += lam[j]
+                    nfree += 1
+            if nfree == 0:
+                if fixed[0] <= thr:
+                    st[_BEST] = fixed[0]
+                    for j in range(n):
+                        best[j] = agent_of[j]
+                pruned = True
+                break
+            st[_EVALS] += 1
+            for i in range(m):
+                z[i] = _knap(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T, took,
+                             items, x)
+                lval += z[i]
+            if depth == 0 and lval > st[_ROOT]:
+                st[_ROOT] = lval
+            if lval > thr:
+                pruned = True
+                break
+            if lval > best_l + 1e-9:
+                best_l = lval
+                for j in range(n):
+                    best_lam[j] = lam[j]
+                stall = 0
+            else:
+                stall += 1
+                if stall >= stall_max:
+                    mu *= 0.5
+                    stall = 0
+            # Reduced-cost fixing, and is the relaxed choice a plan?
+            cover_ok = True
+            norm = 0.0
+            nforb = 0
+            for j in range(n):
+                if agent_of[j] >= 0:
+                    continue
+                s = 1.0
+                for i in range(m):
+                    if x[i, j]:
+                        s -= 1.0
+                    if _fits(i, j, A, D, allowed, rcap, rload):
+                        r = C[i, j] - lam[j]
+                        f = lval - z[i] + r + T[i, rload[i] - D[i, j], rcap[i] - A[i, j]]
+                        if f > thr:
+                            _forbid(i, j, allowed, trail, st)
+                            nforb += 1
+                if s != 0.0:
+                    cover_ok = False
+                norm += s * s
+            if cover_ok:
+                # Every free task chosen once: a plan costing lval (here <= thr).
+                cost = fixed[0]
+                for j in range(n):
+                    if agent_of[j] < 0:
+                        for i in range(m):
+                            if x[i, j]:
+                                cost += C[i, j]
+                if cost <= thr:
+                    st[_BEST] = cost
+                    for j in range(n):
+                        if agent_of[j] >= 0:
+                            best[j] = agent_of[j]
+                        else:
+                            for i in range(m):
+                                if x[i, j]:
+                                    best[j] = i
+                pruned = True
+                break
+            if it == iters - 1 or mu < 1e-6:
+                break
+            if nforb > 0:
+                continue  # same multipliers on the smaller node
+            tgt = thr if thr < np.inf else lval + 0.005 * abs(lval) + 1.0
+            g = max(tgt - lval, 1e-3 * max(1.0, abs(lval)))
+            for j in range(n):
+                if agent_of[j] < 0:
+                    s = 1.0
+                    for i in range(m):
+                        if x[i, j]:
+                            s -= 1.0
+                    lam[j] += mu * g / norm * s
+        if pruned:
+            continue
+        # Branch on the free task with the fewest agents left (ties: the largest regret),
+        # bounds from the last tables (computed at `lam`).
+        thr = min(target, st[_BEST] - step + 1e-6 * max(1.0, abs(st[_BEST])))
+        bj = -1
+        bcnt = m + 1
+        breg = -1.0
+        for j in range(n):
+            if agent_of[j] >= 0:
+                continue
+            cnt = 0
+            f1 = np.inf
+            f2 = np.inf
+            for i in range(m):
+                if _fits(i, j, A, D, allowed, rcap, rload):
+                    cnt += 1
+                    f = lval - z[i] + C[i, j] - lam[j] + T[i, rload[i] - D[i, j], rcap[i] - A[i, j]]
+                    if f < f1:
+                        f2 = f1
+                        f1 = f
+                    elif f < f2:
+                        f2 = f
+            if rule == 0:
+                reg = f2 - f1 if f2 < np.inf else 1e18
+                better = cnt < bcnt or (cnt == bcnt and reg > breg)
+            elif rule == 1:
+                reg = f1
+                better = reg > breg or bj < 0
+            else:
+                reg = f2 if f2 < np.inf else 1e18
+                better = reg > breg or bj < 0
+            if better:
+                bj = j
+                bcnt = cnt
+                breg = reg
+        if bj < 0:
+            continue
+        nc = 0
+        for i in range(m):
+            if _fits(i, bj, A, D, allowed, rcap, rload):
+                lb[i] = lval - z[i] + C[i, bj] - lam[bj] + T[i, rload[i] - D[i, bj],
+                                                          rcap[i] - A[i, bj]]
+                order[nc] = i
+                nc += 1
+        # insertion sort by bound, best first
+        for a in range(1, nc):
+            v = order[a]
+            b = a - 1
+            while b >= 0 and lb[order[b]] > lb[v]:
+                order[b + 1] = order[b]
+                b -= 1
+            order[b + 1] = v
+        for j in range(n):
+            lams[depth + 1, j] = best_lam[j]
+        tp = int(st[_TP])
+        sp = int(st[_SP])
+        for a in range(nc - 1, -1, -1):
+            stack[sp, 0] = tp
+            stack[sp, 1] = bj
+            stack[sp, 2] = order[a]
+            stack[sp, 3] = depth + 1
+            sp += 1
+        st[_SP] = sp
+
+
+class GapBranchBound:
+    """The search over dense [m, n] data: costs (inf: not eligible), integral demands
+    and capacities of the one binding resource, integral load units."""
+
+    def __init__(self, C: np.ndarray, A: np.ndarray, cap: np.ndarray, D: np.ndarray):
+        self.C = np.ascontiguousarray(C, dtype=np.float64)
+        self.A = np.ascontiguousarray(A, dtype=np.int64)
+        self.cap = np.ascontiguousarray(cap, dtype=np.int64)
+        self.D = np.ascontiguousarray(D, dtype=np.int64)
+        self.m, self.n = self.C.shape
+        finite = np.where(np.isfinite(self.C), self.C, np.nan)
+        second = np.sort(np.where(np.isfinite(self.C), self.C, np.inf), axis=0)[
+            min(1, self.m - 1)]
+        best = np.nanmin(finite, axis=0) if self.n else np.zeros(0)
+        #: Multipliers carried from step to step (the next step starts from them).
+        self.lam = np.where(np.isfinite(second), second, best)
+
+    def feasible(self, agent_of: np.ndarray, K: int | None) -> bool:
+        """Every task on an eligible agent, within capacity and the load cap K."""
+        a = np.asarray(agent_of)
+        if a.shape != (self.n,) or np.any(a < 0) or np.any(a >= self.m):
+            return False
+        ar = np.arange(self.n)
+        if not np.all(np.isfinite(self.C[a, ar])):
+            return False
+        used = np.bincount(a, weights=self.A[a, ar], minlength=self.m)
+        load = np.bincount(a, weights=self.D[a, ar], minlength=self.m)
+        return bool(np.all(used <= self.cap) and (K is None or np.all(load <= K)))
+
+    def cost(self, agent_of: np.ndarray) -> float:
+        return float(self.C[agent_of, np.arange(self.n)].sum())
+
+    def solve(self, K: int | None, incumbent: np.ndarray | None, *, step: float, deadline: float,
+              clock: Callable[[], float], target: float = np.inf,
+              max_nodes: int | None = None) -> BBResult:
+        """Least cost under capacities and the load cap K, from `incumbent` (used when it
+        is feasible). Proven when the tree is emptied before `deadline` (on `clock`).
+
+        `target`: seek only plans costing at most this; an emptied tree then proves that
+        none cheaper than min(target + step, incumbent) exists.
+        """
+        m, n = self.m, self.n
+        C, A, D = self.C, self.A, self.D
+        if K is None:  # no load cap: a one-row knapsack (load 0 everywhere)
+            D, K = np.zeros_like(D), 0
+        allowed = np.isfinite(C) & (self.cap[:, None] - A >= 0) & (K - D >= 0)
+        agent_of = np.full(n, -1, dtype=np.int64)
+        rcap = self.cap.copy()
+        rload = np.full(m, int(K), dtype=np.int64)
+        fixed = np.zeros(1)
+        trail = np.zeros((m * n + n + 8, 3), dtype=np.int64)
+        stack = np.zeros((m * (n + 1) + 8, 4), dtype=np.int64)
+        lams = np.zeros((n + 2, n))
+        lams[0] = self.lam
+        best = np.full(n, -1, dtype=np.int64)
+        st = np.zeros(8)
+        st[_BEST] = np.inf
+        st[_ROOT] = -np.inf
+        if incumbent is not None and self.feasible(incumbent, K):
+            best[:] = incumbent
+            st[_BEST] = self.cost(incumbent)
+        capmax = int(self.cap.max(initial=0))
+        T = np.zeros((m, int(K) + 1, capmax + 1))
+        took = np.zeros((max(n, 1), int(K) + 1, capmax + 1), dtype=np.bool_)
+        stack[0] = (0, -1, -1, 0)
+        st[_SP] = 1
+        while True:
+            if clock() >= deadline:
+                break
+            if max_nodes is not None and st[_NODES] >= max_nodes:
+                break
+            _search(C, A, D, float(step), float(target), agent_of, allowed, rcap, rload, fixed,
+                    trail, stack, lams, best, st, T, took, CHUNK, ROOT_ITERS, NODE_ITERS,
+                    MU_ROOT, MU_NODE, STALL_ROOT, STALL, RULE)
+            if st[_DONE]:
+                break
+        if np.any(lams[1] != 0):
+            # The root's multipliers (its children start from them) open the next step.
+            self.lam = lams[1].copy()
+        emptied = bool(st[_DONE])
+        found = bool(np.isfinite(st[_BEST]))
+        # An emptied tree proves the incumbent; with no incumbent and no target it
+        # proves the step infeasible (with a target: that nothing costs <= target).
+        cost = float(st[_BEST]) if found else np.inf
+        return BBResult(best.copy() if found else None, cost,
+                        emptied and found and cost <= target,
+                        emptied and not found and not np.isfinite(target),
+                        float(st[_ROOT]), int(st[_NODES]), emptied, int(st[_EVALS]))
