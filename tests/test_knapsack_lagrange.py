@@ -85,6 +85,10 @@ def test_exact_front_with_the_bound_equals_brute_force(use_bb: bool, seed: int,
     import allocator.solvers.exact_front as ef
 
     monkeypatch.setattr(ef, "USE_BB", use_bb)
+    if use_bb:
+        from allocator.solvers.gap_bb import warm_up
+
+        warm_up()
     inst = generate_gap("e", 3, 8, seed)
     snap = gap_to_snapshot(inst)
     p = compile_snapshot(snap)

@@ -45,7 +45,7 @@ from allocator.constraints import capacity_limit
 from allocator.errors import InvalidInputError
 from allocator.problem import Problem
 from allocator.solvers.base import Budget
-from allocator.solvers.gap_bb import GapBranchBound
+from allocator.solvers.gap_bb import GapBranchBound, bb_ready
 from allocator.solvers.gap_bp import GapBranchPrice
 from allocator.solvers.gap_tabu import HAVE_NUMBA, tabu_search
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
@@ -107,6 +107,9 @@ SEED_LAGRANGE = False
 #: there, in the exact and the seeding sweep alike (else the Lagrangian / branch-and-price
 #: / HiGHS path below).
 USE_BB = True
+#: Steps with less time than this go to the other methods (the search's root alone took
+#: 0.5-3 s on 8x60 type D under load).
+BB_MIN_S = 1.5
 #: Tabu search for a bound-and-branch step's incumbent: most seconds, share of the step.
 BB_TABU_S, BB_TABU_SHARE = 0.5, 0.1
 BB_TABU_ITERATIONS = 20000
@@ -434,7 +437,7 @@ class _Sweep:
             res = self._probe[1]
             self._probe = None
             return res
-        if self._bb_applies(target, bounds):
+        if self.slice() >= BB_MIN_S and self._bb_applies(target, bounds):
             self.bb_steps += 1
             res = self._solve_bb(target, bounds, start)
         elif self._lagrange_applies(target, bounds):
@@ -510,7 +513,7 @@ class _Sweep:
     def _bb_applies(self, target: str, bounds: dict[str, float]) -> bool:
         """Cost steps the compiled branch-and-bound takes (the Lagrangian's steps, in both
         sweeps, when numba is there)."""
-        if not (USE_BB and HAVE_NUMBA):
+        if not (USE_BB and HAVE_NUMBA) or not bb_ready():
             return False
         share = self.share
         self.share = False  # the Lagrangian's own rule keeps seeding sweeps out
