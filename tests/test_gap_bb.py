@@ -120,3 +120,16 @@ def test_front_equals_the_highs_sweeps(kind: str, seed: int,
     assert "branch-and-bound" not in (theirs.message or "")
     assert ours.proven and theirs.proven
     assert sorted(ours.vectors()) == sorted(theirs.vectors())
+
+
+@pytest.mark.parametrize("K", [None, 3])
+def test_a_feasible_incumbent_is_kept_without_a_cap_too(K: int | None) -> None:
+    """With no time at all the step returns the incumbent it was given (the cap-free step
+    once checked the incumbent against a zero load cap and searched without it)."""
+    kl, bb = _bb("e", 3, 8, 4)
+    inc = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 600,
+                   clock=time.perf_counter).agent_of
+    assert inc is not None and kl.feasible(inc, K)
+    r = bb.solve(K, inc, step=1.0, deadline=time.perf_counter() - 1.0, clock=time.perf_counter)
+    assert r.agent_of is not None and r.cost == pytest.approx(kl.cost(inc))
+    assert not r.proven

@@ -552,7 +552,9 @@ class _Sweep:
                 inc is None or r.cost < bb.cost(inc)):
             inc = r.agent_of
         if inc is None:
-            first = self._highs(target, bounds, None, min(FIRST_SHARE * left(), FIRST_MAX_S))
+            # No plan yet: HiGHS gets half the step (it found one on every generated
+            # instance; without one the first tree searches blind).
+            first = self._highs(target, bounds, None, 0.5 * left())
             if first.optimal or first.infeasible:
                 return first
             if first.agent_of is not None and bb.feasible(first.agent_of, K):
@@ -824,6 +826,10 @@ def _run(sw: _Sweep) -> _Outcome | None:
     if not sw.fix_placed():
         return None
     a = sw.solve(f1, {}, None)
+    if a.agent_of is None and not a.infeasible and sw.budget.remaining() > RETRY_MIN_S:
+        # Its slice found no plan (a loaded machine): once more with half of what is left.
+        sw.expect = 2.0
+        a = sw.solve(f1, {}, None)
     if a.agent_of is None:
         return None
     # 2. The bounded objective g: one with few grid steps between the least f1

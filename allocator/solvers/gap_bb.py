@@ -605,6 +605,7 @@ class GapBranchBound:
         """
         m, n = self.m, self.n
         C, A, D = self.C, self.A, self.D
+        ok = incumbent is not None and self.feasible(incumbent, K)
         if K is None:  # no load cap: a one-row knapsack (load 0 everywhere)
             D, K = np.zeros_like(D), 0
         K = int(K)
@@ -612,7 +613,8 @@ class GapBranchBound:
         best = np.full(n, -1, dtype=np.int64)
         st = np.zeros(8)
         st[_BEST] = np.inf
-        if incumbent is not None and self.feasible(incumbent, K):
+        if ok:
+            assert incumbent is not None
             best[:] = incumbent
             st[_BEST] = self.cost(incumbent)
         capmax = int(self.cap.max(initial=0))
