@@ -58,11 +58,13 @@ LOOK = 1
 RESTART_ITERS, MU_RESTART = 60, 0.5
 #: Raise the target when the incumbent is more than this many steps above the root bound.
 RAISE_GAP = 2.0
-#: Root iterations a second of the step's time at most (one took 3-10 ms on 8x60 and
-#: 10x80 type D under load).
-ROOT_ITERS_PER_S = 100.0
-#: Nodes a kernel call processes before the caller looks at its clock.
-CHUNK = 64
+#: Root iterations a second of the step's time at most (one took 3-25 ms on 8x60 and
+#: 10x80 type D under load, the most on a niced process at load 10).
+ROOT_ITERS_PER_S = 40.0
+#: Most nodes a kernel call processes before the caller looks at its clock (fewer
+#: when calls take longer than CALL_S seconds).
+CHUNK = 256
+CALL_S = 0.05
 
 # state vector slots
 _SP, _TP, _NODES, _BEST, _ROOT, _DONE, _EVALS = 0, 1, 2, 3, 4, 5, 7
@@ -630,6 +632,7 @@ class GapBranchBound:
         tgt = target
         rounds = 0
         emptied = False
+        chunk = 8
         while True:
             agent_of = np.full(n, -1, dtype=np.int64)
             allowed = allowed0.copy()
@@ -644,11 +647,20 @@ class GapBranchBound:
             rounds += 1
             while clock() < deadline and (max_nodes is None or nodes + st[_NODES] < max_nodes):
                 # The first round's root alone first: its bound sets the targets.
+                t0 = clock()
                 _search(C, A, D, float(step), float(tgt), agent_of, allowed, rcap, rload,
                         fixed, trail, stack, lams, best, st, T, took,
-                        1 if first else CHUNK, root_iters if first else RESTART_ITERS,
+                        1 if first else chunk, root_iters if first else RESTART_ITERS,
                         NODE_ITERS, MU_ROOT if first else MU_RESTART, MU_NODE, STALL_ROOT,
                         STALL, LOOK)
+                if not first:
+                    # Calls of about CALL_S seconds: a fixed 64 nodes took up to 2 s of
+                    # wall time on a starved process (nice 5, load 10), past the deadline.
+                    dt = clock() - t0
+                    if dt > CALL_S:
+                        chunk = max(1, int(chunk * CALL_S / dt))
+                    elif dt < 0.25 * CALL_S:
+                        chunk = min(CHUNK, 2 * chunk)
                 if np.any(lams[1] != 0):
                     # The root's multipliers open the next round and the next step.
                     self.lam = lams[1].copy()
