@@ -221,3 +221,29 @@ def test_malformed_assignments(tmp_path: Path) -> None:
         read_instance(m, tmp_path / "nope.txt")
     with pytest.raises(RoadefFormatError, match="not named model_"):
         assignment_path(tmp_path / "x.txt")
+
+
+@pytest.mark.parametrize("name", ["a2_2", "a2_3"])
+def test_diagnosis_bound_lies_between_the_file_bound_and_the_best_known(name: str) -> None:
+    """benchmarks/roadef_diagnose.py: processes that no other machine's static transient
+    room holds stay on a zero-safety machine, so their full load is a lower bound; the
+    bound must not exceed the winning team's result (a bug would) and beats the file's
+    on these two instances."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "roadef_diagnose.py"),
+                          str(A / f"model_{name}.txt"), "--json"],
+                         capture_output=True, text=True, check=True)
+    row = json.loads(out.stdout)
+    with (ROADEF / "best_known.csv").open() as f:
+        known = {r["instance"]: r for r in csv.DictReader(f)}[name]
+    assert row["stuck_processes"]
+    assert (int(known["lower_bound"]) < row["zero_safety_lower_bound"]
+            <= int(known["best_known_300s"]))
+    assert row["initial"]["cost"]["total"] == int(known["original_cost"])
+    zero = row["initial"]["load_on_zero_safety_machines"]
+    assert zero + row["initial"]["load_on_other_machines"] == row["initial"]["cost"]["load"]
