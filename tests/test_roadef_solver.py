@@ -122,6 +122,22 @@ def test_evacuation_frees_a_receiver_held_by_a_newcomer() -> None:
     assert st.total() == evaluate(inst, st.a).total == before - 30
 
 
+def test_evacuation_share_follows_the_gain_per_second() -> None:
+    """Fixed share until both kinds ran the warm-up; then the kind that gains more per
+    second gets more steps, within the bounds; fixed in counted mode."""
+    inst = _small_generated(3)
+    search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=0), iterations=None)
+    warm = solver_mod.EVAC_WARMUP
+    assert search.evac_share(np.array([[100.0, warm], [1.0, 0.5]])) == solver_mod.EVAC_SHARE
+    # plain steps gain 10x more per second: the floor
+    assert search.evac_share(np.array([[10.0, warm], [100.0, warm]])) == solver_mod.EVAC_MIN
+    # evacuations gain 3x more: 0.75
+    assert search.evac_share(np.array([[300.0, warm], [100.0, warm]])) == pytest.approx(0.75)
+    assert search.evac_share(np.array([[1e9, warm], [0.0, warm]])) == solver_mod.EVAC_MAX
+    counted = _Search(inst, SolveContext(time_limit=60, workers=1, seed=0), iterations=3)
+    assert counted.evac_share(np.array([[0.0, warm], [1e9, warm]])) == solver_mod.EVAC_SHARE
+
+
 def test_evacuations_on_a2_2_pass_the_exact_check() -> None:
     """Evacuation sub-models (up to 100 freed processes) from the steepest start: every
     sub-solution accepted by the rules check, and some lower the cost."""
