@@ -299,6 +299,20 @@ class Executor:
             self._settle()
         return out
 
+    def tick_at(self, time: float) -> list[Instruction]:
+        """`handle(Tick(time=time))`, without the event object (the simulator's timers)."""
+        if self.log.enabled:
+            return self.handle(Tick(time=time))
+        out: list[Instruction] = []
+        self._out = out
+        self.metrics.events += 1
+        self._cause = next(self._ids)
+        if time > self.now:
+            self.now = time
+        if self._dirty or self._timers:
+            self._settle()
+        return out
+
     def feed(self, items: Iterable[Any]) -> list[Instruction]:
         """`handle` for a driver's queue of events, the two common ones given compactly.
 

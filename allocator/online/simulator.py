@@ -1,7 +1,8 @@
 """Discrete-event simulator: drives the executor core on a virtual clock.
 
-One heap of `(time, seq, kind, payload)`; arrivals are pushed one at a time so
-the heap stays small. Order at equal times: queue samples, then completions and
+One heap of `(time, seq, kind, payload)`; the next arrival waits beside it and
+is compared with its top (so the heap stays small and an arrival costs no push
+and pop). Order at equal times: queue samples, then completions and
 attempt failures (in the order their dispatches were made), then the arrival,
 then everything else in the order it was scheduled (timers, agent failures and
 rejoins, coordinator checks and plan installs): an agent freed at t can take a
@@ -203,8 +204,11 @@ class Simulator:
         cseq = _DONE_SEQ0
         push = heapq.heappush
         pop = heapq.heappop
-        if n:
-            push(heap, (arrivals[0], -1, _ARR, 0))
+        # The next arrival waits beside the heap (`na`, task `ai`), not in it: one
+        # comparison with the heap's top instead of a push and a pop per task.
+        inf = float("inf")
+        ai = 0
+        na = arrivals[0] if n else inf
         for t, a_id, down in wl.failures:
             seq += 1
             push(heap, (t, seq, _AFAIL, (a_id, down)))
@@ -303,70 +307,86 @@ class Simulator:
         max_events = self.max_events
         submit_at = ex.submit_at
         complete_at = ex.complete_at
+        tick_at = ex.tick_at
         # Dispatches without failure draws or dispatcher delays are applied in the
         # loop itself (the common case); `apply` does everything else.
         plain = not (dlat or p_fail or flaky or rec)
         out: list[Instruction]
-        while heap and metrics.events < max_events:
-            now, _, kind, p = pop(heap)
-            if kind == _DONE:  # the commonest kind first
+        while metrics.events < max_events:
+            if heap:
+                # The arrival goes first unless the top is earlier, or at the same
+                # time a sample or completion (seq < -1, the arrival's seq being -1).
+                top = heap[0]
+                arr = na < top[0] or (na == top[0] and top[1] > -1 and not arrivals_done)
+            elif arrivals_done:
+                break
+            else:
+                arr = True
+            if arr:
+                kind = _ARR
+                now = na
+                submitted += 1
+                outstanding += 1
+                ai += 1
+                if ai < n:
+                    na = arrivals[ai]
+                else:
+                    arrivals_done = True
+                    na = inf
+                out = submit_at(next(specs), now)
+            elif (e := pop(heap))[2] == _DONE:  # the commonest kind first
+                now, _, kind, p = e
                 task_id, a_id, attempt, ep, i = p
                 if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
                     continue
                 out = complete_at(task_id, a_id, attempt, now, None,
                                   {"tokens": actual[i] * TOKENS_PER_WORK} if tokens else None)
-            elif kind == _ARR:
-                submitted += 1
-                outstanding += 1
-                if p + 1 < n:
-                    push(heap, (arrivals[p + 1], -1, _ARR, p + 1))
-                else:
-                    arrivals_done = True
-                out = submit_at(next(specs), now)
-            elif kind == _FAILT:
-                task_id, a_id, attempt, ep, i = p
-                if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
-                    continue
-                out = handle(TaskFailed(task_id=task_id, agent=a_id, attempt=attempt,
-                                        time=now, reason="task error (simulated)"))
-            elif kind == _TICK:
-                ticks.discard(now)
-                out = handle(Tick(time=now))
-            elif kind == _AFAIL:
-                if arrivals_done and outstanding == 0:
-                    continue
-                a_id, down = p
-                epoch[a_id] += 1
-                seq += 1
-                push(heap, (now + down, seq, _AJOIN, a_id))
-                out = handle(AgentFailed(agent_id=a_id, reason="crash (simulated)", time=now))
-            elif kind == _AJOIN:
-                out = handle(AgentJoined(agent=agents[p], rate_limit=wl.rate_limit, time=now))
-            elif kind == _SAMPLE:
-                q_samples.append((now, self._queue_lengths(agent_ids)))
-                if p + 1 < len(samples):
-                    push(heap, (samples[p + 1], _SAMPLE_SEQ, _SAMPLE, p + 1))
-                continue
-            elif kind == _INSTALL:  # a plan is ready: install it, late by its solve time
-                pending = False
-                plan: Plan = p
-                apply(self.coordinator.install(plan, now))  # type: ignore[union-attr]
-                continue
-            else:  # coordinator
-                if not (arrivals_done and outstanding == 0):
-                    assert self.coordinator is not None and self.coordinate_every
-                    apply(ex.handle(Tick(time=now)))
-                    if propose is None:
-                        apply(self.coordinator(ex, now))
-                    elif not pending and self.coordinator.due(now):  # type: ignore[attr-defined]
-                        got = propose(now)
-                        if got is not None:
-                            pending = True
-                            seq += 1
-                            push(heap, (max(got[1], now), seq, _INSTALL, got[0]))
+            else:
+                now, _, kind, p = e
+                if kind == _FAILT:
+                    task_id, a_id, attempt, ep, i = p
+                    if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
+                        continue
+                    out = handle(TaskFailed(task_id=task_id, agent=a_id, attempt=attempt,
+                                            time=now, reason="task error (simulated)"))
+                elif kind == _TICK:
+                    ticks.discard(now)
+                    out = tick_at(now)
+                elif kind == _AFAIL:
+                    if arrivals_done and outstanding == 0:
+                        continue
+                    a_id, down = p
+                    epoch[a_id] += 1
                     seq += 1
-                    push(heap, (now + self.coordinate_every, seq, _COORD, None))
-                continue
+                    push(heap, (now + down, seq, _AJOIN, a_id))
+                    out = handle(AgentFailed(agent_id=a_id, reason="crash (simulated)", time=now))
+                elif kind == _AJOIN:
+                    out = handle(AgentJoined(agent=agents[p], rate_limit=wl.rate_limit, time=now))
+                elif kind == _SAMPLE:
+                    q_samples.append((now, self._queue_lengths(agent_ids)))
+                    if p + 1 < len(samples):
+                        push(heap, (samples[p + 1], _SAMPLE_SEQ, _SAMPLE, p + 1))
+                    continue
+                elif kind == _INSTALL:  # a plan is ready: install it, late by its solve time
+                    pending = False
+                    plan: Plan = p
+                    apply(self.coordinator.install(plan, now))  # type: ignore[union-attr]
+                    continue
+                else:  # coordinator
+                    if not (arrivals_done and outstanding == 0):
+                        assert self.coordinator is not None and self.coordinate_every
+                        apply(ex.handle(Tick(time=now)))
+                        if propose is None:
+                            apply(self.coordinator(ex, now))
+                        elif not pending and self.coordinator.due(now):  # type: ignore[attr-defined]
+                            got = propose(now)
+                            if got is not None:
+                                pending = True
+                                seq += 1
+                                push(heap, (max(got[1], now), seq, _INSTALL, got[0]))
+                        seq += 1
+                        push(heap, (now + self.coordinate_every, seq, _COORD, None))
+                    continue
             if plain:
                 for ins in out:
                     typ = type(ins)
