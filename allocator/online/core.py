@@ -891,6 +891,9 @@ class Executor:
                 src.work = src.work - t.est if n else 0.0
             else:
                 src.take(t, now)
+                n = src.n
+            if not n and (src is own or src is planned) and not (own.n or planned.n):
+                loaded.pop(a.id, None)  # nothing left to steal here (re-added on a push)
             # _dispatch(t, a, src), inlined: the task starts on `a` now.
             t.phase = RUNNING
             t.where = None
@@ -993,17 +996,26 @@ class Executor:
     def _move(self, t: TaskState, victim: AgentState, thief: AgentState, pred: float) -> None:
         assert t.queue is not None
         t.queue.remove(t)
+        loaded = self._loaded
+        if not (victim.queue.n or victim.planned.n):
+            loaded.pop(victim.id, None)  # (no longer a victim; re-added on its next push)
         t.steals += 1
         t.steal_pred = pred
-        t.stolen_by = thief.id
+        t.stolen_by = tid = thief.id
         t.where = thief
         thief.queue.push(t, self.now)
-        self._loaded[thief.id] = thief
+        loaded[tid] = thief
         ins = _new(Steal)  # Steal(task_id=..., victim=..., thief=...), built faster
         ins.task_id = t.id
         ins.victim = victim.id
-        ins.thief = thief.id
-        self._emit(ins)
+        ins.thief = tid
+        # _emit(ins), inlined.
+        ins.id = next(self._ids)
+        ins.time = self.now
+        ins.cause = self._cause
+        self._out.append(ins)
+        if self.log.enabled:
+            self.log.add(ins)
 
     def _steal(self, thief: AgentState) -> bool:
         """Move queued tasks from the most loaded agents to `thief`; True if any moved.
@@ -1024,7 +1036,15 @@ class Executor:
         # inlined) is above the thief's own finish time (plan_steal's floor).
         loaded = self._loaded
         min_queue = cfg.min_victim_queue
-        thief_fin = thief.load(now)
+        # thief.load(now), inlined (same operations, so the same float).
+        speed = thief.speed
+        rem = 0.0
+        if thief.running:
+            for t in thief.running.values():
+                r = t.started + t.est / speed - now
+                if r > 0:
+                    rem += r
+        thief_fin = (rem + (thief.queue.work + thief.planned.work) / speed) / thief.concurrency
         floor = thief_fin + cfg.latency
         floor -= 1e-9 * (1.0 + abs(floor))
         victims = []

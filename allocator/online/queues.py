@@ -25,6 +25,7 @@ import math
 from bisect import bisect_left, insort
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from models import Priority
@@ -141,11 +142,20 @@ class SortedQueue:
 
     def back(self, limit: int) -> list[TaskState]:
         items = self._items
-        lo = max(self._head, len(items) - limit)
-        return [items[i][2] for i in range(len(items) - 1, lo - 1, -1)]
+        n = len(items)
+        lo = n - limit
+        if lo < self._head:
+            lo = self._head
+        if lo >= n - 1:  # one entry or none (stealing's common case: short queues)
+            return [items[-1][2]] if lo == n - 1 else []
+        return list(map(_task_of, items[:lo - 1:-1] if lo else items[::-1]))
 
     def charge(self, t: TaskState, delta: float) -> None:
         return None
+
+
+#: A sorted queue entry's task (entries are `(key, seq, task)`).
+_task_of = itemgetter(2)
 
 
 def _seq(t: TaskState) -> int:
@@ -211,8 +221,10 @@ class FifoQueue(SortedQueue):
 
     def back(self, limit: int) -> list[TaskState]:
         items = self._items
-        lo = max(self._head, len(items) - limit)
-        return [items[i] for i in range(len(items) - 1, lo - 1, -1)]
+        lo = len(items) - limit
+        if lo < self._head:
+            lo = self._head
+        return items[:lo - 1:-1] if lo else items[::-1]
 
 
 class EdfQueue(SortedQueue):

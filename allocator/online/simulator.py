@@ -408,7 +408,13 @@ class Simulator:
                         ends[int(ins.task_id[1:])] += 1  # type: ignore[attr-defined]
                         outstanding -= 1
                         done_at[ins.agent].append(now)  # type: ignore[attr-defined]
-                    else:
+                    elif typ is SetTimer:  # apply's, inlined (stealing's back-off timers)
+                        at = ins.at  # type: ignore[attr-defined]
+                        if at not in ticks:
+                            ticks.add(at)
+                            seq += 1
+                            push(heap, (at, seq, _TICK, None))
+                    elif typ is not Steal:  # (a steal needs nothing without dispatcher delays)
                         apply((ins,))
             else:
                 apply(out)

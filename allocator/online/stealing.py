@@ -33,6 +33,7 @@ import heapq
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from allocator.online.state import _FREE_SIG
 from models import AgentStatus
 
 # Enum members as module constants: `Enum.MEMBER` is a slow class-attribute lookup
@@ -93,7 +94,17 @@ def plan_steal(thief: AgentState, victims: list[AgentState], cfg: StealConfig, n
     if thief_fin is None:
         thief_fin = thief.load(now)
     if screened:
-        ranked = [(-v.load(now), v.index, v) for v in victims]
+        ranked = []
+        for v in victims:
+            # -v.load(now), inlined (same operations, so the same float).
+            speed = v.speed
+            rem = 0.0
+            for t in v.running.values():
+                r = t.started + t.est / speed - now
+                if r > 0:
+                    rem += r
+            ranked.append((-((rem + (v.queue.work + v.planned.work) / speed) / v.concurrency),
+                           v.index, v))
     else:
         floor = thief_fin + cfg.latency
         floor -= 1e-9 * (1.0 + abs(floor))  # (bounds are compared up to rounding)
@@ -111,9 +122,12 @@ def plan_steal(thief: AgentState, victims: list[AgentState], cfg: StealConfig, n
     t_id, t_speed, t_slots = thief.id, thief.speed, thief.concurrency
     latency = cfg.latency
     max_steals = cfg.max_steals_per_task
+    max_batch = cfg.max_batch
+    grow = 1 + margin
     for neg_load, _, v in ranked:
-        n = v.queue.n + v.planned.n
-        limit = min(cfg.max_batch, max(1, n // 2))  # steal-half
+        limit = (v.queue.n + v.planned.n) // 2 or 1  # steal-half
+        if limit > max_batch:
+            limit = max_batch
         cands = v.queue.back(limit)
         n_free = len(cands)
         if n_free < limit:
@@ -126,12 +140,10 @@ def plan_steal(thief: AgentState, victims: list[AgentState], cfg: StealConfig, n
             home = spec.home
             run_v = t.est / v_speed + (spec.migration_cost
                                        if home is not None and v_id != home else 0.0)
-            if t.steals < max_steals and (
-                    not (spec.skills or spec.demand or spec.forbidden
-                         or spec.allowed is not None) or fits(thief, spec)):
+            if t.steals < max_steals and (t.sig is _FREE_SIG or fits(thief, spec)):
                 run_t = t.est / t_speed + (spec.migration_cost
                                            if home is not None and t_id != home else 0.0)
-                if (thief_fin + run_t * (1 + margin) + latency < v_fin
+                if (thief_fin + run_t * grow + latency < v_fin
                         and (k < n_free or plan_allows(t, v, thief, now, v_fin,
                                                        thief_fin + run_t))):
                     moves.append((t, v, now + v_fin))
