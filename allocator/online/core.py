@@ -68,7 +68,13 @@ from allocator.online.log import EventLog
 from allocator.online.metrics import OnlineMetrics
 from allocator.online.placement import PLACEMENTS
 from allocator.online.policies import Policy, make_policy
-from allocator.online.queues import EdfQueue, FifoQueue, PlanQueue, SortedQueue
+from allocator.online.queues import (
+    COMPACT_AFTER,
+    EdfQueue,
+    FifoQueue,
+    PlanQueue,
+    SortedQueue,
+)
 from allocator.online.ratelimit import AgentLimiter
 from allocator.online.state import (
     DEFERRED,
@@ -823,7 +829,6 @@ class Executor:
             t: TaskState | None = None
             if planned.n:
                 src = planned
-                t = src.peek(now)
             elif own.n:
                 src = own
                 if self._fair_across:
@@ -838,7 +843,6 @@ class Executor:
                             k = q.peek_key(now)
                             if k is not None and best is not None and k < best:
                                 best, src = k, q
-                t = src.peek(now)
             elif self._stealing and self._loaded and self._steal(a):
                 continue
             elif self._pull:
@@ -855,7 +859,13 @@ class Executor:
                             k = q.peek_key(now)
                             if k is not None and (best is None or k < best):
                                 best, src = k, q
-                if src is not None:
+            if src is not None:  # (a non-empty queue) src.peek(now), inlined for plain ones
+                tsrc = type(src)
+                if tsrc is FifoQueue:
+                    t = src._items[src._head]
+                elif tsrc in _PLAIN_SORTED:
+                    t = src._items[src._head][2]
+                else:
                     t = src.peek(now)
             if t is None:
                 if a.id in self._halfopen and self._probe_pull(a):
@@ -877,13 +887,13 @@ class Executor:
                 if ready > now:
                     self._timer(ready, _T_WAKE, a, 0)
                     break
-            if type(src) in _PLAIN_SORTED:
-                # SortedQueue.take of its head (peek returned it), inlined.
+            if tsrc in _PLAIN_SORTED:
+                # SortedQueue.take of its head (peek returned it: _drop_head), inlined.
                 items = src._items
                 h = src._head
                 items[h] = None
                 src._head = h = h + 1
-                if h > 64 and h * 2 > len(items):
+                if h > COMPACT_AFTER and h * 2 > len(items):
                     del items[:h]
                     src._head = 0
                 t.queue = None
@@ -893,7 +903,7 @@ class Executor:
                 src.take(t, now)
                 n = src.n
             if not n and (src is own or src is planned) and not (own.n or planned.n):
-                loaded.pop(a.id, None)  # nothing left to steal here (re-added on a push)
+                self._loaded.pop(a.id, None)  # nothing left to steal here (re-added on a push)
             # _dispatch(t, a, src), inlined: the task starts on `a` now.
             t.phase = RUNNING
             t.where = None

@@ -57,6 +57,11 @@ class TaskQueue(Protocol):
     def __iter__(self) -> Iterator[TaskState]: ...
 
 
+#: A sorted queue cuts off its taken prefix once it is longer than this and than
+#: the rest (`SortedQueue._drop_head`; the core's dispatch loop does the same inline).
+COMPACT_AFTER = 64
+
+
 class SortedQueue:
     """Entries sorted by (key, seq); owner end at `head`, thief end at the list's end.
 
@@ -117,14 +122,20 @@ class SortedQueue:
     def take(self, t: TaskState, now: float) -> None:
         items = self._items
         if len(items) > self._head and items[self._head][2] is t:
-            items[self._head] = None
-            self._head += 1
-            if self._head > 64 and self._head * 2 > len(items):
-                del items[: self._head]
-                self._head = 0
-            self._detach(t)
+            self._drop_head(t)
         else:
             self.remove(t)
+
+    def _drop_head(self, t: TaskState) -> None:
+        """Take the head entry (it holds `t`): advance the index; now and then, once
+        the taken prefix is over half the list, cut it off (amortised O(1))."""
+        items = self._items
+        items[self._head] = None
+        self._head = h = self._head + 1
+        if h > COMPACT_AFTER and h * 2 > len(items):
+            del items[:h]
+            self._head = 0
+        self._detach(t)
 
     def remove(self, t: TaskState) -> None:
         items = self._items
@@ -201,12 +212,7 @@ class FifoQueue(SortedQueue):
     def take(self, t: TaskState, now: float) -> None:
         items = self._items
         if len(items) > self._head and items[self._head] is t:
-            items[self._head] = None
-            self._head += 1
-            if self._head > 64 and self._head * 2 > len(items):
-                del items[: self._head]
-                self._head = 0
-            self._detach(t)
+            self._drop_head(t)
         else:
             self.remove(t)
 
