@@ -284,8 +284,15 @@ class Executor:
         if time > self.now:
             self.now = time
         self._submit(spec)
-        if self._dirty or self._timers:
-            self._settle()
+        # _settle(), its common case inlined: one agent to fill, no timer due.
+        dirty = self._dirty
+        timers = self._timers
+        if len(dirty) == 1 and (not timers or timers[0][0] > self.now):
+            self._fill(dirty.popitem()[1])
+            if dirty or timers:
+                self._after_fill()
+        elif dirty or timers:
+            self._pump()
         return out
 
     def complete_at(self, task_id: str, agent: str, attempt: int, time: float,
@@ -301,8 +308,15 @@ class Executor:
         if time > self.now:
             self.now = time
         self._complete(task_id, agent, attempt, duration, usage)
-        if self._dirty or self._timers:
-            self._settle()
+        # _settle(), its common case inlined: one agent to fill, no timer due.
+        dirty = self._dirty
+        timers = self._timers
+        if len(dirty) == 1 and (not timers or timers[0][0] > self.now):
+            self._fill(dirty.popitem()[1])
+            if dirty or timers:
+                self._after_fill()
+        elif dirty or timers:
+            self._pump()
         return out
 
     def tick_at(self, time: float) -> list[Instruction]:
@@ -379,18 +393,24 @@ class Executor:
         """
         dirty = self._dirty
         timers = self._timers
-        now = self.now
-        if len(dirty) == 1 and (not timers or timers[0][0] > now):
+        if len(dirty) == 1 and (not timers or timers[0][0] > self.now):
             self._fill(dirty.popitem()[1])
-            if not dirty:
-                if not timers:
-                    return
-                # Nothing due and the driver's timer already set: what the pump
-                # would conclude (steal back-off timers are pending most of the time).
-                req = self._requested
-                nxt = timers[0][0]
-                if nxt > now and nxt >= req and req > now:
-                    return
+            if dirty or timers:
+                self._after_fill()
+            return
+        self._pump()
+
+    def _after_fill(self) -> None:
+        """`_settle` after its one fill left agents dirty or timers pending."""
+        timers = self._timers
+        if not self._dirty:
+            # Nothing due and the driver's timer already set: what the pump
+            # would conclude (steal back-off timers are pending most of the time).
+            now = self.now
+            req = self._requested
+            nxt = timers[0][0]
+            if nxt > now and nxt >= req and req > now:
+                return
         self._pump()
 
     def _emit(self, ins: Instruction) -> None:
