@@ -58,6 +58,10 @@ _REGISTRY: dict[str, Solver] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 #: Backends whose module (and heavy dependency) loads on first use, by name.
 _LAZY: dict[str, str] = {
+    "auto": "allocator.solvers.auto",
+    "balance": "allocator.solvers.balance",
+    "greedy": "allocator.solvers.greedy",
+    "milp": "allocator.solvers.milp",  # highspy / pulp
     "cpsat": "allocator.solvers.cpsat",  # ortools
     "nsga2": "allocator.solvers.nsga2",  # pymoo
     "topology": "allocator.solvers.topology",  # allocator.roadef (ortools / highspy)
@@ -79,9 +83,15 @@ def _load(module: str) -> None:
     importlib.import_module(module)
 
 
+def _lazy_module(name: str) -> str | None:
+    """The module that registers ``name`` (``milp:highs`` is registered by milp's)."""
+    return _LAZY.get(name) or _LAZY.get(name.split(":", 1)[0])
+
+
 def get_solver(name: str) -> Solver:
-    if name not in _REGISTRY and name in _LAZY:
-        _load(_LAZY[name])
+    module = None if name in _REGISTRY else _lazy_module(name)
+    if module is not None:
+        _load(module)
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -91,8 +101,14 @@ def get_solver(name: str) -> Solver:
 
 
 def solver_available(name: str) -> bool:
-    """Whether a backend of this name is registered or loads lazily (imports nothing)."""
-    return name in _REGISTRY or name in _LAZY
+    """Whether a backend of this name is registered or loads lazily (base names import nothing)."""
+    if name in _REGISTRY or name in _LAZY:
+        return True
+    module = _lazy_module(name)
+    if module is None:
+        return False
+    _load(module)  # a variant name (milp:highs): only its module knows
+    return name in _REGISTRY
 
 
 def solver_names() -> dict[str, str]:
