@@ -114,7 +114,10 @@ class _TaskFuture(asyncio.Future):  # type: ignore[type-arg]
     callbacks of every future it resolves in one loop callback (`_run_done`),
     in the order it resolved them: asyncio would schedule one loop handle per
     future. Further callbacks, and callbacks added once the future is done,
-    take asyncio's own path after the first one.
+    take asyncio's own path after the first one. One ordering differs from
+    plain asyncio: a loop callback that a coroutine started eagerly in the same
+    batch schedules runs after the first callbacks of every future resolved in
+    that batch, not between them.
     """
 
     __slots__ = ("_cb", "_cb_ctx", "args", "at", "error", "fn", "is_coro", "runtime", "spec",
