@@ -9,10 +9,11 @@ run (slowly) and callers read :data:`HAVE_NUMBA` to decide whether to use them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["HAVE_NUMBA", "njit"]
+__all__ = ["HAVE_NUMBA", "WarmUp", "njit"]
 
 try:  # pragma: no cover - exercised by whichever import succeeds
     from numba import njit
@@ -28,3 +29,35 @@ except ImportError:  # pragma: no cover
             return f
 
         return wrap
+
+
+class WarmUp:
+    """A module's kernels loaded from numba's cache (or compiled) once, in a background thread.
+
+    A cold cache compiles for 10-30 s of CPU on a loaded machine, which must never
+    happen inside a timed solve: callers ask :meth:`ready` and do without the
+    kernels until the thread has run them once (its function calls
+    :meth:`mark_ready` when every kernel has run).
+    """
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        self._target = target
+        self._name = name
+        self._lock = threading.Lock()
+        self._started = False
+        self._ready = False
+
+    def mark_ready(self) -> None:
+        self._ready = True
+
+    def ready(self) -> bool:
+        """Whether the kernels run now without compiling; the first call starts the thread."""
+        if not HAVE_NUMBA:
+            return False
+        if self._ready:
+            return True
+        with self._lock:
+            if not self._started:
+                self._started = True
+                threading.Thread(target=self._target, name=self._name, daemon=True).start()
+        return self._ready

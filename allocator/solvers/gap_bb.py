@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from allocator.jit import HAVE_NUMBA as HAVE_NUMBA
+from allocator.jit import WarmUp
 from allocator.jit import njit as _njit
 
 log = logging.getLogger(__name__)
@@ -697,10 +698,6 @@ class GapBranchBound:
         return float(np.ceil(v / step - 1e-6) * step)
 
 
-_warm_lock = threading.Lock()
-_warm_state = {"started": False, "ready": False}
-
-
 def warm_up() -> None:
     """Solve a tiny step once, with every argument as `solve` passes them: loads numba's
     on-disk cache of the kernel or compiles it (10-30 s of CPU on a loaded machine)."""
@@ -728,7 +725,7 @@ def warm_up() -> None:
         one = np.array([1, 1], dtype=np.int64)
         for want_x in (True, False):
             _knapsack2(r, one, one, np.array([0, 1], dtype=np.int64), 2, 2, want_x)
-        _warm_state["ready"] = True
+        _WARM.mark_ready()
     except Exception:  # the sweep simply does without the search
         log.exception("gap_bb: warm-up failed")
 
@@ -739,6 +736,9 @@ def _warm_thread() -> None:
     warm_up()
 
 
+_WARM = WarmUp(_warm_thread, "gap-bb-warm-up")
+
+
 def bb_ready() -> bool:
     """Whether the compiled search can run now without compiling inside a solve.
 
@@ -746,12 +746,4 @@ def bb_ready() -> bool:
     sweep uses its other methods, so a compile never eats a short budget (an exact
     front over the API with a 2 s limit gave no plan at all while it compiled).
     """
-    if not HAVE_NUMBA:
-        return False
-    if _warm_state["ready"]:
-        return True
-    with _warm_lock:
-        if not _warm_state["started"]:
-            _warm_state["started"] = True
-            threading.Thread(target=_warm_thread, name="gap-bb-warm-up", daemon=True).start()
-    return bool(_warm_state["ready"])
+    return _WARM.ready()

@@ -52,6 +52,7 @@ import threading
 import numpy as np
 
 from allocator.jit import HAVE_NUMBA as HAVE_NUMBA
+from allocator.jit import WarmUp
 from allocator.jit import njit as _njit
 from allocator.solvers.linear import LinearModel
 
@@ -493,10 +494,6 @@ def search_rounds(S: np.ndarray, A: np.ndarray, cap: np.ndarray, inv: np.ndarray
     return found
 
 
-_warm_lock = threading.Lock()
-_warm_state = {"started": False, "ready": False}
-
-
 def _cache_fresh() -> bool:
     """Whether numba's on-disk cache of the kernel looks newer than this file (then the
     warm-up only loads it: ~0.4 s of CPU; else it compiles: 10-25 s)."""
@@ -537,9 +534,12 @@ def _warm_up() -> None:
                       slot, x.copy(), fstate, np.ones(1, dtype=np.uint64), 1, UP, DOWN,
                       PATIENCE, MAX_PASSES, True)  # every argument, as `run` passes them:
         # an omitted default is another signature, which run() would compile in the solve
-        _warm_state["ready"] = True
+        _WARM.mark_ready()
     except Exception:  # the solver simply does without the walk
         log.exception("gap_kernel: warm-up failed")
+
+
+_WARM = WarmUp(_warm_up, "gap-kernel-warm-up")
 
 
 def kernel_ready() -> bool:
@@ -550,15 +550,7 @@ def kernel_ready() -> bool:
     in ~0.1 s); until it is done, solvers do without the walk, so a compile
     never eats a short budget.
     """
-    if not HAVE_NUMBA:
-        return False
-    if _warm_state["ready"]:
-        return True
-    with _warm_lock:
-        if not _warm_state["started"]:
-            _warm_state["started"] = True
-            threading.Thread(target=_warm_up, name="gap-kernel-warm-up", daemon=True).start()
-    return bool(_warm_state["ready"])
+    return _WARM.ready()
 
 
 class PenaltySearch:
