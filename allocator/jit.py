@@ -9,6 +9,7 @@ run (slowly) and callers read :data:`HAVE_NUMBA` to decide whether to use them.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -40,12 +41,23 @@ class WarmUp:
     :meth:`mark_ready` when every kernel has run).
     """
 
+    #: How long interpreter exit waits for a compile still running (a cold cache: 10-30 s).
+    EXIT_WAIT_S = 120.0
+
     def __init__(self, target: Callable[[], None], name: str) -> None:
         self._target = target
         self._name = name
         self._lock = threading.Lock()
         self._started = False
         self._ready = False
+        self._thread: threading.Thread | None = None
+
+    def _join_at_exit(self) -> None:
+        # A daemon thread still inside numba's compiler when the interpreter finalises
+        # crashed the process (SIGSEGV after a 2 s solve had printed its plan): exit
+        # waits for the compile, which also leaves the on-disk cache complete.
+        if self._thread is not None:
+            self._thread.join(self.EXIT_WAIT_S)
 
     def mark_ready(self) -> None:
         self._ready = True
@@ -59,5 +71,8 @@ class WarmUp:
         with self._lock:
             if not self._started:
                 self._started = True
-                threading.Thread(target=self._target, name=self._name, daemon=True).start()
+                self._thread = threading.Thread(target=self._target, name=self._name,
+                                                daemon=True)
+                atexit.register(self._join_at_exit)
+                self._thread.start()
         return self._ready
