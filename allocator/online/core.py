@@ -284,15 +284,30 @@ class Executor:
         if time > self.now:
             self.now = time
         self._submit(spec)
-        # _settle(), its common case inlined: one agent to fill, no timer due.
+        # _settle() and _after_fill(), inlined: one agent to fill, no timer due.
         dirty = self._dirty
         timers = self._timers
-        if len(dirty) == 1 and (not timers or timers[0][0] > self.now):
-            self._fill(dirty.popitem()[1])
-            if dirty or timers:
-                self._after_fill()
-        elif dirty or timers:
-            self._pump()
+        if dirty or timers:
+            now = self.now
+            if timers and timers[0][0] <= now:
+                self._pump()  # a timer is due
+            elif len(dirty) == 1:
+                self._fill(dirty.popitem()[1])
+                if dirty:
+                    self._pump()
+                elif timers:
+                    req = self._requested
+                    if not (timers[0][0] >= req and req > now):
+                        self._pump()  # the driver's timer is not set for the next one
+            elif dirty:
+                self._pump()
+            else:
+                # Nothing to fill and nothing due: what the pump would conclude,
+                # unless the driver's timer must move (steal back-off timers are
+                # pending most of the time, so this skips a pump per event).
+                req = self._requested
+                if not (timers[0][0] >= req and req > now):
+                    self._pump()
         return out
 
     def complete_at(self, task_id: str, agent: str, attempt: int, time: float,
@@ -308,15 +323,30 @@ class Executor:
         if time > self.now:
             self.now = time
         self._complete(task_id, agent, attempt, duration, usage)
-        # _settle(), its common case inlined: one agent to fill, no timer due.
+        # _settle() and _after_fill(), inlined: one agent to fill, no timer due.
         dirty = self._dirty
         timers = self._timers
-        if len(dirty) == 1 and (not timers or timers[0][0] > self.now):
-            self._fill(dirty.popitem()[1])
-            if dirty or timers:
-                self._after_fill()
-        elif dirty or timers:
-            self._pump()
+        if dirty or timers:
+            now = self.now
+            if timers and timers[0][0] <= now:
+                self._pump()  # a timer is due
+            elif len(dirty) == 1:
+                self._fill(dirty.popitem()[1])
+                if dirty:
+                    self._pump()
+                elif timers:
+                    req = self._requested
+                    if not (timers[0][0] >= req and req > now):
+                        self._pump()  # the driver's timer is not set for the next one
+            elif dirty:
+                self._pump()
+            else:
+                # Nothing to fill and nothing due: what the pump would conclude,
+                # unless the driver's timer must move (steal back-off timers are
+                # pending most of the time, so this skips a pump per event).
+                req = self._requested
+                if not (timers[0][0] >= req and req > now):
+                    self._pump()
         return out
 
     def tick_at(self, time: float) -> list[Instruction]:
@@ -352,7 +382,8 @@ class Executor:
         timers = self._timers
         submit = self._submit
         complete = self._complete
-        settle = self._settle
+        fill = self._fill
+        pump = self._pump
         tup = tuple
         n = 0  # events counted here (handle counts its own)
         try:
@@ -368,7 +399,24 @@ class Executor:
                     else:
                         complete(x[1], x[2], x[3], x[4], x[5])
                     if dirty or timers:
-                        settle()
+                        # _settle() and _after_fill(), inlined (see complete_at).
+                        now = self.now
+                        if timers and timers[0][0] <= now:
+                            pump()
+                        elif len(dirty) == 1:
+                            fill(dirty.popitem()[1])
+                            if dirty:
+                                pump()
+                            elif timers:
+                                req = self._requested
+                                if not (timers[0][0] >= req and req > now):
+                                    pump()
+                        elif dirty:
+                            pump()
+                        else:
+                            req = self._requested
+                            if not (timers[0][0] >= req and req > now):
+                                pump()
                 else:  # (its list is appended to ours)
                     out += self.handle(x)
                     self._out = out

@@ -524,13 +524,23 @@ class PriorityQueue:
         return q._items[q._head]  # type: ignore[no-any-return]
 
     def peek_key(self, now: float) -> Key | None:
-        t = self.peek(now)
-        if t is None:
+        if not self.n:
             return None
-        c = t.rank
-        if now - t.enqueued >= self.clock.aging[c]:
-            return (0.0, t.enqueued, t.seq)
-        return (1.0, self.clock.passes[c], t.seq)
+        ck = self.clock
+        version = ck.version
+        if self._memo_now == now and self._memo_version == version:
+            c = self._memo_choice
+        else:  # _choose(now), inlined
+            c = self._choose_now(now)
+            self._memo_now = now
+            self._memo_version = version
+            self._memo_choice = c
+        q = self._qs[c]
+        t = q._items[q._head]
+        enq = t.enqueued
+        if now - enq >= ck.aging[c]:
+            return (0.0, enq, t.seq)
+        return (1.0, ck.passes[c], t.seq)
 
     def take(self, t: TaskState, now: float) -> None:
         c = t.rank
@@ -741,6 +751,15 @@ class PriorityWfqQueue(PriorityQueue):
         if not self.n:
             return None
         return self._qs[self._choose(now)].peek(now)
+
+    def peek_key(self, now: float) -> Key | None:
+        t = self.peek(now)  # (PriorityQueue's inlines its fifo classes' heads)
+        if t is None:
+            return None
+        c = t.rank
+        if now - t.enqueued >= self.clock.aging[c]:
+            return (0.0, t.enqueued, t.seq)
+        return (1.0, self.clock.passes[c], t.seq)
 
     def push(self, t: TaskState, now: float) -> None:
         c = t.rank
