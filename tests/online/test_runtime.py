@@ -395,6 +395,33 @@ def test_done_callbacks_run_on_the_loop_in_resolution_order_with_their_context()
                                                                       None))
 
 
+def test_done_callbacks_added_in_an_empty_context_each_run_in_their_own() -> None:
+    # The runtime keeps no Context for an empty snapshot: each callback runs in a
+    # fresh empty one, so what one callback sets is not seen by the next.
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var2", default="unset")
+    seen: list[tuple[int, str, int]] = []
+
+    async def work(i: int) -> int:
+        return i
+
+    def cb(fut: asyncio.Future[int]) -> None:
+        seen.append((fut.result(), var.get(), len(contextvars.copy_context())))
+        var.set(f"set by {fut.result()}")
+
+    async def main() -> None:
+        async with Runtime([Agent(id="a")], "fifo", log=0) as rt:
+            futs = [rt.submit(work, i) for i in range(3)]
+            for f in futs:
+                contextvars.Context().run(f.add_done_callback, cb)
+            await asyncio.gather(*futs)
+            await asyncio.sleep(0)
+
+    _run(main())
+    assert seen == [(0, "unset", 0), (1, "unset", 0), (2, "unset", 0)]
+
+
 def test_a_failing_done_callback_is_reported_and_the_others_still_run() -> None:
     errors: list[dict[str, object]] = []
     ran: list[int] = []
