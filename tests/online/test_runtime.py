@@ -9,6 +9,7 @@ import time
 import pytest
 
 from allocator.online import Code
+from allocator.online.events import TaskSpec
 from allocator.online.runtime import Reported, Runtime, TaskFailedError, TaskRejectedError
 from models import Agent, Priority
 
@@ -535,3 +536,29 @@ def test_a_runtime_outliving_its_loop_still_runs_done_callbacks_on_the_next() ->
     asyncio.run(first())
     asyncio.run(second())
     assert seen[0] == "one" and seen[-1] == "two"
+
+
+def test_submit_takes_every_taskspec_field_with_its_default() -> None:
+    # submit spells the fields out (a positional TaskSpec call is cheaper than **fields):
+    # a field added to TaskSpec must be added to submit too, with the same default.
+    import dataclasses
+    import inspect
+
+    params = inspect.signature(Runtime.submit).parameters
+    kw = {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    fields = {f.name: f.default for f in dataclasses.fields(TaskSpec)}
+    assert kw.keys() == fields.keys()
+    assert {n: d for n, d in kw.items() if n != "id"} == {
+        n: d for n, d in fields.items() if n != "id"}
+    assert kw["id"] is None  # made up by the runtime
+
+    async def main() -> None:
+        async with Runtime([Agent(id="a"), Agent(id="b", skills=["gpu"])], "fifo",
+                           log=0) as rt:
+            f = rt.submit(lambda x: x * 2, 21, id="t1", work=2.0, priority=Priority.HIGH,
+                          skills=("gpu",), tenant="x", kind="k", max_retries=0)
+            assert await f == 42
+            assert rt.core.agents["b"].completed == 1  # the skill reached the core
+            assert rt.core.outcome("t1") == ("complete", "", "")
+
+    _run(main())
