@@ -90,10 +90,18 @@ class BBResult:
 @_njit(cache=True, nogil=True)
 def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
           allowed: np.ndarray, agent_of: np.ndarray, c0: int, k0: int, T: np.ndarray,
-          took: np.ndarray, items: np.ndarray, x: np.ndarray) -> float:
+          took: np.ndarray, items: np.ndarray, x: np.ndarray, lim: np.ndarray,
+          pre: np.ndarray) -> float:
     """Agent i's two-row knapsack over the free allowed tasks with negative reduced cost:
-    fills T[i, :k0+1, :c0+1] (least reduced cost within load k and capacity c), sets
-    x[i, j] for the chosen tasks of [k0, c0], returns that least value."""
+    the least reduced cost within load k and capacity c is T[i, min(k, lim[i, 0]),
+    min(c, lim[i, 1])] for k <= k0, c <= c0 (read it with :func:`_tv`); sets x[i, j]
+    for the chosen tasks of [k0, c0] and returns that least value.
+
+    The table is clamped: after the items so far (demand ascending, so the prefix
+    stays small for long) every cell beyond their total demand P and load Q equals the
+    cell at (min(k, Q), min(c, P)), so only the [Q+1, P+1] corner is updated (on
+    generated 8x60 type D at root multipliers, 55 of 60 tasks in each table: 6x
+    faster than the full table, with loops the compiler vectorises)."""
     n = C.shape[1]
     nt = 0
     for j in range(n):
@@ -101,42 +109,79 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
         if agent_of[j] < 0 and allowed[i, j]:
             r = C[i, j] - lam[j]
             if r < 0.0 and A[i, j] <= c0 and D[i, j] <= k0:
-                items[nt] = j
+                b = nt
+                while b > 0 and A[i, items[b - 1]] > A[i, j]:
+                    items[b] = items[b - 1]
+                    b -= 1
+                items[b] = j
                 nt += 1
-    for k in range(k0 + 1):
-        for c in range(c0 + 1):
-            T[i, k, c] = 0.0
+    Ti = T[i]
+    Ti[0, 0] = 0.0
+    P = 0
+    Q = 0
     for t in range(nt):
         j = items[t]
         aj = A[i, j]
         dj = D[i, j]
         rj = C[i, j] - lam[j]
+        P1 = min(P + aj, c0)
+        Q1 = min(Q + dj, k0)
+        # Widen rows 0..Q to columns P1 (each row's last cell), new rows copy row Q.
+        for k in range(Q + 1):
+            row = Ti[k]
+            v = row[P]
+            for c in range(P + 1, P1 + 1):
+                row[c] = v
+        src = Ti[Q]
+        for k in range(Q + 1, Q1 + 1):
+            row = Ti[k]
+            for c in range(P1 + 1):
+                row[c] = src[c]
+        tk = took[t]
         if dj > 0:
             # Row k reads row k - dj < k, not yet updated for this item: any c order.
-            for k in range(k0, dj - 1, -1):
-                for c in range(aj, c0 + 1):
-                    v = T[i, k - dj, c - aj] + rj
-                    b = v < T[i, k, c]
-                    took[t, k, c] = b
+            for k in range(Q1, dj - 1, -1):
+                cur = Ti[k, aj:P1 + 1]
+                prev = Ti[k - dj, :P1 + 1 - aj]
+                tr = tk[k, aj:P1 + 1]
+                for c in range(P1 + 1 - aj):
+                    v = prev[c] + rj
+                    o = cur[c]
+                    b = v < o
+                    tr[c] = b
+                    cur[c] = v if b else o
+        else:  # no load: in place, capacity descending
+            for k in range(Q1, -1, -1):
+                row = Ti[k]
+                for c in range(P1, aj - 1, -1):
+                    v = row[c - aj] + rj
+                    b = v < row[c]
+                    tk[k, c] = b
                     if b:
-                        T[i, k, c] = v
-        else:
-            for k in range(k0, -1, -1):
-                for c in range(c0, aj - 1, -1):
-                    v = T[i, k, c - aj] + rj
-                    b = v < T[i, k, c]
-                    took[t, k, c] = b
-                    if b:
-                        T[i, k, c] = v
-    k = k0
-    c = c0
+                        row[c] = v
+        P = P1
+        Q = Q1
+        pre[t, 0] = Q
+        pre[t, 1] = P
+    lim[i, 0] = Q
+    lim[i, 1] = P
+    # Back from the last item; each item's decision is read at the state clamped to
+    # its prefix (the same cell values, so the same decision).
+    k = min(k0, Q)
+    c = min(c0, P)
     for t in range(nt - 1, -1, -1):
         j = items[t]
-        if k >= D[i, j] and c >= A[i, j] and took[t, k, c]:
+        if k >= D[i, j] and c >= A[i, j] and took[t, min(k, pre[t, 0]), min(c, pre[t, 1])]:
             x[i, j] = True
             k -= D[i, j]
             c -= A[i, j]
-    return T[i, k0, c0]
+    return Ti[min(k0, Q), min(c0, P)]
+
+
+@_njit(cache=True, nogil=True, inline="always")
+def _tv(T: np.ndarray, lim: np.ndarray, i: int, k: int, c: int) -> float:
+    """Cell (k, c) of agent i's clamped table (see :func:`_knap`)."""
+    return T[i, min(k, lim[i, 0]), min(c, lim[i, 1])]
 
 
 @_njit(cache=True, nogil=True)
@@ -309,6 +354,8 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
     """
     m, n = C.shape
     items = np.zeros(n, dtype=np.int64)
+    lim = np.zeros((m, 2), dtype=np.int64)
+    pre = np.zeros((max(n, 1), 2), dtype=np.int64)
     x = np.zeros((m, n), dtype=np.bool_)
     lam = np.zeros(n)
     best_lam = np.zeros(n)
@@ -371,7 +418,7 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
             st[_EVALS] += 1
             for i in range(m):
                 z[i] = _knap(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T, took,
-                             items, x)
+                             items, x, lim, pre)
                 lval += z[i]
             if depth == 0 and lval > st[_ROOT]:
                 st[_ROOT] = lval
@@ -401,7 +448,8 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
                         s -= 1.0
                     if _fits(i, j, A, D, allowed, rcap, rload):
                         r = C[i, j] - lam[j]
-                        f = lval - z[i] + r + T[i, rload[i] - D[i, j], rcap[i] - A[i, j]]
+                        f = lval - z[i] + r + _tv(T, lim, i, rload[i] - D[i, j],
+                                                  rcap[i] - A[i, j])
                         if f > thr:
                             _forbid(i, j, allowed, trail, st)
                             nforb += 1
@@ -461,8 +509,8 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
             for i in range(m):
                 if _fits(i, j, A, D, allowed, rcap, rload):
                     cnt += 1
-                    f = lval - z[i] + C[i, j] - lam[j] + T[i, rload[i] - D[i, j],
-                                                          rcap[i] - A[i, j]]
+                    f = lval - z[i] + C[i, j] - lam[j] + _tv(T, lim, i, rload[i] - D[i, j],
+                                                             rcap[i] - A[i, j])
                     if f < f1:
                         f2 = f1
                         f1 = f
@@ -498,7 +546,7 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
                 if x[k, j] and allowed[k, j]:
                     allowed[k, j] = False
                     zex[k] = _knap(k, lam, C, A, D, allowed, agent_of, rcap[k], rload[k], T,
-                                   took, items, xs)
+                                   took, items, xs, lim, pre)
                     allowed[k, j] = True
                     sex += zex[k] - z[k]
             c1 = np.inf
@@ -508,7 +556,7 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
                 if _fits(i, j, A, D, allowed, rcap, rload):
                     allowed[i, j] = False
                     zi = _knap(i, lam, C, A, D, allowed, agent_of, rcap[i] - A[i, j],
-                               rload[i] - D[i, j], T, took, items, xs)
+                               rload[i] - D[i, j], T, took, items, xs, lim, pre)
                     allowed[i, j] = True
                     cb = lval - lam[j] + C[i, j] + zi - z[i] + sex - (zex[i] - z[i])
                     if cb <= thr:
