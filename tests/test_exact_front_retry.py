@@ -28,12 +28,13 @@ def test_an_unproven_first_plan_at_the_bound_does_not_end_the_sweep(
     calls = {"faked": 0}
 
     def solve(self: ef._Sweep, target: str, bounds: dict[str, float],
-              start: np.ndarray | None, probe: bool = False) -> ef._Result:
+              start: np.ndarray | None, probe: bool = False,
+              lower: float = -np.inf) -> ef._Result:
         if not probe and not bounds and calls["faked"] == 0:
             calls["faked"] += 1
             self._probe = None
             return ef._Result(fake, self.values(fake), False)
-        return real(self, target, bounds, start, probe)
+        return real(self, target, bounds, start, probe, lower)
 
     monkeypatch.setattr(ef._Sweep, "solve", solve)
     got = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
@@ -59,14 +60,15 @@ def test_time_left_proves_a_point_whose_solve_was_cut(monkeypatch: pytest.Monkey
     calls = {"faked": 0, "again": 0}
 
     def solve(self: ef._Sweep, target: str, bounds: dict[str, float],
-              start: np.ndarray | None, probe: bool = False) -> ef._Result:
+              start: np.ndarray | None, probe: bool = False,
+              lower: float = -np.inf) -> ef._Result:
         if not probe and not bounds:
             if calls["faked"] == 0:
                 calls["faked"] += 1
                 self._probe = None
                 return ef._Result(first, self.values(first), False)
             calls["again"] += 1
-        return real(self, target, bounds, start, probe)
+        return real(self, target, bounds, start, probe, lower)
 
     monkeypatch.setattr(ef._Sweep, "solve", solve)
     got = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)

@@ -133,3 +133,79 @@ def test_a_feasible_incumbent_is_kept_without_a_cap_too(K: int | None) -> None:
     r = bb.solve(K, inc, step=1.0, deadline=time.perf_counter() - 1.0, clock=time.perf_counter)
     assert r.agent_of is not None and r.cost == pytest.approx(kl.cost(inc))
     assert not r.proven
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("unit", [True, False])
+def test_clamped_knapsack_table_equals_brute_force(seed: int, unit: bool) -> None:
+    """Every cell of an agent's clamped table (read through `_tv`) is the least reduced
+    cost of a subset within that load and capacity, and the chosen set attains the
+    corner; loads of 1 (the makespan's cardinality row) and of 0-2 (zero-load tasks,
+    and the cap-free step's all-zero loads)."""
+    import itertools
+
+    from allocator.solvers.gap_bb import _knap, _tv
+
+    rng = np.random.default_rng(seed)
+    m, n = 2, 9
+    C = rng.integers(1, 30, size=(m, n)).astype(float)
+    C[1, 3] = np.inf
+    A = rng.integers(1, 12, size=(m, n)).astype(np.int64)
+    D = np.ones((m, n), dtype=np.int64) if unit else rng.integers(0, 3, size=(m, n))
+    lam = rng.uniform(0, 35, size=n)
+    allowed = np.isfinite(C)
+    allowed[0, 5] = False
+    agent_of = np.full(n, -1, dtype=np.int64)
+    agent_of[7] = 1
+    c0, k0 = 25, 4
+    T = np.full((m, k0 + 1, c0 + 1), np.nan)
+    took = np.zeros((n, k0 + 1, c0 + 1), dtype=np.bool_)
+    items = np.zeros(n, dtype=np.int64)
+    x = np.zeros((m, n), dtype=np.bool_)
+    lim = np.zeros((m, 2), dtype=np.int64)
+    pre = np.zeros((n, 2), dtype=np.int64)
+    for i in range(m):
+        free = [j for j in range(n) if allowed[i, j] and agent_of[j] < 0]
+        best = np.full((k0 + 1, c0 + 1), 0.0)
+        for r in range(1, len(free) + 1):
+            for sub in itertools.combinations(free, r):
+                a, d = int(A[i, list(sub)].sum()), int(D[i, list(sub)].sum())
+                v = float((C[i, list(sub)] - lam[list(sub)]).sum())
+                if a <= c0 and d <= k0:
+                    best[d:, a:] = np.minimum(best[d:, a:], v)
+        z = _knap(i, lam, C, A, D, allowed, agent_of, c0, k0, T, took, items, x, lim, pre)
+        for k in range(k0 + 1):
+            for c in range(c0 + 1):
+                assert _tv(T, lim, i, k, c) == pytest.approx(best[k, c], abs=1e-9)
+        chosen = np.flatnonzero(x[i])
+        assert z == pytest.approx(best[k0, c0], abs=1e-9)
+        assert float((C[i, chosen] - lam[chosen]).sum()) == pytest.approx(z, abs=1e-9)
+        assert A[i, chosen].sum() <= c0 and D[i, chosen].sum() <= k0
+        assert all(allowed[i, j] and agent_of[j] < 0 for j in chosen)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_lower_bound_ends_the_search(seed: int) -> None:
+    """`lower` (the previous step's optimum): an incumbent at it is proven with no tree;
+    from a worse incumbent the plan found at it is proven; a lower bound below the
+    optimum still gives the proven optimum."""
+    kl, bb = _bb("d", 3, 8, seed)
+    K = 3
+    opt = brute_optimum(kl, K)
+    ref = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 600,
+                   clock=time.perf_counter)
+    assert ref.proven and ref.agent_of is not None
+    r = bb.solve(K, ref.agent_of, step=1.0, deadline=time.perf_counter() + 600,
+                 clock=time.perf_counter, lower=opt)
+    assert r.proven and r.nodes == 0 and r.cost == pytest.approx(opt)
+    for low in (opt, opt - 1, opt - 5):
+        r = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 600,
+                     clock=time.perf_counter, lower=low)
+        assert r.proven and r.cost == pytest.approx(opt)
+        assert r.agent_of is not None and kl.feasible(r.agent_of, K)
+    # a lower bound that is not one (above the optimum) is the caller's error; a plan at
+    # it is still a real plan of that cost
+    r = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 600,
+                 clock=time.perf_counter, lower=opt + 50)
+    assert r.agent_of is not None and kl.feasible(r.agent_of, K)
+    assert r.cost == pytest.approx(kl.cost(r.agent_of))

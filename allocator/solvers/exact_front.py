@@ -36,7 +36,7 @@ cannot hold) use :mod:`allocator.solvers.cp_core` instead.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -312,6 +312,8 @@ class _Sweep:
         self._bb: GapBranchBound | None = None
         self.bb_nodes = 0
         self.bb_steps = 0
+        #: Steps whose start reached the previous optimum (proven without a solve).
+        self.bound_proofs = 0
         self.bp_nodes = 0
         self.bp_steps = 0
         #: Steps settled by the Lagrangian bound alone, and pairs it ruled out in all.
@@ -426,20 +428,28 @@ class _Sweep:
         return out
 
     def solve(self, target: str, bounds: dict[str, float], start: np.ndarray | None,
-              probe: bool = False) -> _Result:
+              probe: bool = False, lower: float = -np.inf) -> _Result:
         """Minimise `target` with `z[o] <= bounds[o]`; optimal means within its grid step.
 
         With `probe` the result is also kept for the next identical call (the
-        placement check's solve is the sweep's first).
+        placement check's solve is the sweep's first). `lower`: a proven lower bound
+        on the optimum (the optimum under looser bounds): a start that reaches it is
+        optimal without a solve, and the branch-and-bound stops at a plan that does.
         """
         key = (target, tuple(sorted(bounds.items())))
         if not probe and self._probe is not None and self._probe[0] == key:
             res = self._probe[1]
             self._probe = None
             return res
+        if (start is not None and np.isfinite(lower) and self.placed_all
+                and self._feasible(start, bounds)):
+            vals = self.values(start)
+            if vals[target] <= lower + 1e-9 * max(1.0, abs(lower)):
+                self.bound_proofs += 1
+                return _Result(start, vals, True)
         if self.slice() >= BB_MIN_S and self._bb_applies(target, bounds):
             self.bb_steps += 1
-            res = self._solve_bb(target, bounds, start)
+            res = self._solve_bb(target, bounds, start, lower)
         elif self._lagrange_applies(target, bounds):
             self.lagrange_steps += 1
             res = (self._solve_bp(target, bounds, start) if self._lagrange_off
@@ -522,30 +532,35 @@ class _Sweep:
         finally:
             self.share = share
 
-    def _solve_bb(self, target: str, bounds: dict[str, float],
-                  start: np.ndarray | None) -> _Result:
-        """A cost step by branch-and-bound (allocator.solvers.gap_bb) from the best of the
-        sweep's start, a short tabu search and, when neither gives a plan, a short HiGHS
-        solve (which also proves a cap infeasible)."""
-        budget, clock = self.budget, self.budget.clock
-        lag = self._lagrangian
+    def _step(self, bounds: dict[str, float]
+              ) -> tuple[KnapsackLagrangian, int | None, Callable[[], float]]:
+        """What a Lagrangian-data cost step starts from: the data, the makespan cap in its
+        load units (None: no cap) and the seconds left of the step's slice (a function:
+        the slice is fixed when the step starts)."""
+        lag, budget = self._lagrangian, self.budget
         assert lag is not None
         t_end = budget.elapsed() + self.slice()
-        K = lag.load_units(bounds.get("makespan", np.inf))
 
         def left() -> float:
             return max(t_end - budget.elapsed(), 0.0)
 
+        return lag, lag.load_units(bounds.get("makespan", np.inf)), left
+
+    def _solve_bb(self, target: str, bounds: dict[str, float], start: np.ndarray | None,
+                  lower: float = -np.inf) -> _Result:
+        """A cost step by branch-and-bound (allocator.solvers.gap_bb) from the best of the
+        sweep's start, a short tabu search and, when neither gives a plan, a short HiGHS
+        solve (which also proves a cap infeasible). `lower`: see :meth:`solve`."""
+        clock = self.budget.clock
+        lag, K, left = self._step(bounds)
         if self._bb is None:
-            D = lag.D if lag.D is not None else np.zeros_like(lag.A)
-            self._bb = GapBranchBound(lag.C, lag.A, lag.cap, D)
+            self._bb = GapBranchBound(lag.C, lag.A, lag.cap, lag.loads)
         bb = self._bb
         inc = start if start is not None and bb.feasible(start, K) else None
         seed_plan = inc if inc is not None else start
         if seed_plan is None:
             seed_plan = lag.heuristic(bb.lam, K)
-        load = lag.D if lag.D is not None else np.zeros_like(lag.A)
-        r = tabu_search(lag.C, lag.A, lag.cap, load, np.inf if K is None else K, seed_plan,
+        r = tabu_search(lag.C, lag.A, lag.cap, lag.loads, np.inf if K is None else K, seed_plan,
                         seed=self.seed, iterations=BB_TABU_ITERATIONS,
                         deadline=clock() + min(BB_TABU_S, BB_TABU_SHARE * left()), clock=clock)
         if r.agent_of is not None and bb.feasible(r.agent_of, K) and (
@@ -560,7 +575,7 @@ class _Sweep:
             if first.agent_of is not None and bb.feasible(first.agent_of, K):
                 inc = first.agent_of
         res = bb.solve(K, inc, step=self.mm.step[target], deadline=clock() + left(),
-                       clock=clock)
+                       clock=clock, lower=lower)
         self.bb_nodes += res.nodes
         if res.infeasible:
             return _Result(None, {}, True, infeasible=True)
@@ -586,15 +601,7 @@ class _Sweep:
     def _solve_bp(self, target: str, bounds: dict[str, float],
                   start: np.ndarray | None) -> _Result:
         """A cost step by branch-and-price (allocator.solvers.gap_bp) after a short HiGHS solve."""
-        budget = self.budget
-        lag = self._lagrangian
-        assert lag is not None
-        t_end = budget.elapsed() + self.slice()
-        K = lag.load_units(bounds.get("makespan", np.inf))
-
-        def left() -> float:
-            return max(t_end - budget.elapsed(), 0.0)
-
+        _, K, left = self._step(bounds)
         first, inc = self._first_highs(target, bounds, start, K, left())
         if first is not None:
             return first
@@ -637,8 +644,7 @@ class _Sweep:
         if not HAVE_NUMBA:
             return lag.tabu(start, K, iterations=TABU_ITERATIONS, seed=self.seed, clock=clock,
                             deadline=deadline)
-        load = lag.D if lag.D is not None else np.zeros_like(lag.A)
-        r = tabu_search(lag.C, lag.A, lag.cap, load, np.inf if K is None else K, start,
+        r = tabu_search(lag.C, lag.A, lag.cap, lag.loads, np.inf if K is None else K, start,
                         seed=self.seed, iterations=TABU_KERNEL_ITERATIONS, deadline=deadline,
                         clock=clock)
         if r.agent_of is not None and r.cost < lag.cost(start) and lag.feasible(r.agent_of, K):
@@ -670,16 +676,9 @@ class _Sweep:
         proof on what is left (the fixing is redone if HiGHS stops early with
         a better incumbent and time is left).
         """
-        mm, h, budget = self.mm, self.mm.highs, self.budget
-        lag = self._lagrangian
-        assert lag is not None
-        clock = budget.clock
-        t_end = budget.elapsed() + self.slice()
+        mm, h, clock = self.mm, self.mm.highs, self.budget.clock
+        lag, K, left = self._step(bounds)
         step = mm.step[target]
-        K = lag.load_units(bounds.get("makespan", np.inf))
-
-        def left() -> float:
-            return max(t_end - budget.elapsed(), 0.0)
 
         def tol(v: float) -> float:
             return 1e-6 * max(1.0, abs(v))
@@ -794,6 +793,8 @@ def exact_front(problem: Problem, objectives: Sequence[str], *, budget: Budget,
                 f"proven by its bound alone, up to {sw.lagrange_excluded} pairs ruled out)")
     if sw.bb_steps:
         msg += f"; branch-and-bound on {sw.bb_steps} steps ({sw.bb_nodes} nodes)"
+    if sw.bound_proofs:
+        msg += f"; {sw.bound_proofs} steps proven by the previous optimum"
     if sw.bp_steps:
         msg += f"; branch-and-price on {sw.bp_steps} steps ({sw.bp_nodes} nodes)"
     if not proven:
@@ -912,7 +913,9 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
             break
         start = _repair_start(mm.problem, pending.agent_of, g, eps)
         sw.expect = max(1.0, (eps - floor) / mm.step[g] + 0.5)
-        r = sw.solve(h, {g: eps}, start)
+        # A tighter cap cannot do better than the last optimum: reaching it proves a step.
+        r = sw.solve(h, {g: eps}, start,
+                     lower=pending.values[h] if pending.optimal else -np.inf)
         if r.agent_of is None:
             if r.infeasible and not pending.optimal:
                 again.append((len(out), pending, pending_bounds))

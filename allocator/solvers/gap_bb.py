@@ -68,12 +68,13 @@ CHUNK = 256
 CALL_S = 0.05
 
 # state vector slots
-_SP, _TP, _NODES, _BEST, _ROOT, _DONE, _EVALS = 0, 1, 2, 3, 4, 5, 7
+_SP, _TP, _NODES, _BEST, _ROOT, _DONE, _LOW, _EVALS = 0, 1, 2, 3, 4, 5, 6, 7
 
 
 @dataclass
-class BBResult:
-    """Best plan found (None if none), its cost, proven optimal, infeasible, root bound."""
+class StepResult:
+    """One cost step's outcome (this search's and branch-and-price's): best plan found
+    (None if none), its cost, proven optimal, proven infeasible, root bound, nodes."""
 
     agent_of: np.ndarray | None
     cost: float
@@ -184,6 +185,16 @@ def _tv(T: np.ndarray, lim: np.ndarray, i: int, k: int, c: int) -> float:
     return T[i, min(k, lim[i, 0]), min(c, lim[i, 1])]
 
 
+@_njit(cache=True, nogil=True, inline="always")
+def _push(kind: int, i: int, j: int, trail: np.ndarray, st: np.ndarray) -> None:
+    """Record an undoable change (kind 1: task j placed on agent i, 0: pair forbidden)."""
+    tp = int(st[_TP])
+    trail[tp, 0] = kind
+    trail[tp, 1] = i
+    trail[tp, 2] = j
+    st[_TP] = tp + 1
+
+
 @_njit(cache=True, nogil=True)
 def _assign(i: int, j: int, C: np.ndarray, A: np.ndarray, D: np.ndarray,
             agent_of: np.ndarray, rcap: np.ndarray, rload: np.ndarray, fixed: np.ndarray,
@@ -192,21 +203,13 @@ def _assign(i: int, j: int, C: np.ndarray, A: np.ndarray, D: np.ndarray,
     rcap[i] -= A[i, j]
     rload[i] -= D[i, j]
     fixed[0] += C[i, j]
-    tp = int(st[_TP])
-    trail[tp, 0] = 1
-    trail[tp, 1] = i
-    trail[tp, 2] = j
-    st[_TP] = tp + 1
+    _push(1, i, j, trail, st)
 
 
 @_njit(cache=True, nogil=True)
 def _forbid(i: int, j: int, allowed: np.ndarray, trail: np.ndarray, st: np.ndarray) -> None:
     allowed[i, j] = False
-    tp = int(st[_TP])
-    trail[tp, 0] = 0
-    trail[tp, 1] = i
-    trail[tp, 2] = j
-    st[_TP] = tp + 1
+    _push(0, i, j, trail, st)
 
 
 @_njit(cache=True, nogil=True)
@@ -349,8 +352,9 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
 
     stack rows: (trail mark, task, agent, depth); a task of -1 is the root. `target`:
     only plans costing at most this are sought (inf: any better than the incumbent).
-    st: [stack size, trail size, nodes, incumbent cost, root bound, tree emptied, -,
-    Lagrangian evaluations].
+    st: [stack size, trail size, nodes, incumbent cost, root bound, tree emptied, a
+    proven lower bound (an incumbent at or below it ends the search as if the tree
+    were emptied), Lagrangian evaluations].
     """
     m, n = C.shape
     items = np.zeros(n, dtype=np.int64)
@@ -373,7 +377,7 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
     done = 0
     while done < max_nodes:
         sp = int(st[_SP])
-        if sp == 0:
+        if sp == 0 or st[_BEST] <= st[_LOW]:
             st[_DONE] = 1.0
             return
         sp -= 1
@@ -641,7 +645,8 @@ class GapBranchBound:
 
     def solve(self, K: int | None, incumbent: np.ndarray | None, *, step: float, deadline: float,
               clock: Callable[[], float], target: float = np.inf,
-              max_nodes: int | None = None, raise_target: bool = True) -> BBResult:
+              max_nodes: int | None = None, raise_target: bool = True,
+              lower: float = -np.inf) -> StepResult:
         """Least cost under capacities and the load cap K, from `incumbent` (used when it
         is feasible). Proven when the tree is emptied before `deadline` (on `clock`).
 
@@ -653,6 +658,10 @@ class GapBranchBound:
         bound, then 1, 2, 4, ... steps above it: a low target fixes far more pairs, so
         the trees that show nothing lies below T are small and the first plan found is
         optimal; the last tree runs against the incumbent as usual.
+
+        `lower`: a proven lower bound on the optimum (the previous step's optimum under a
+        looser cap): a plan costing that much is optimal at once, and the targets start
+        there when it is above the root bound.
         """
         m, n = self.m, self.n
         C, A, D = self.C, self.A, self.D
@@ -664,10 +673,14 @@ class GapBranchBound:
         best = np.full(n, -1, dtype=np.int64)
         st = np.zeros(8)
         st[_BEST] = np.inf
+        low = lower + 1e-6 * max(1.0, abs(lower)) if np.isfinite(lower) else -np.inf
+        st[_LOW] = low
         if ok:
             assert incumbent is not None
             best[:] = incumbent
             st[_BEST] = self.cost(incumbent)
+            if st[_BEST] <= low:
+                return StepResult(best, float(st[_BEST]), True, False, lower, 0, True, 0)
         capmax = int(self.cap.max(initial=0))
         T = np.zeros((m, K + 1, capmax + 1))
         took = np.zeros((max(n, 1), K + 1, capmax + 1), dtype=np.bool_)
@@ -716,9 +729,9 @@ class GapBranchBound:
                 if first:
                     first = False
                     root = max(root, float(st[_ROOT]))
-                    gap = (st[_BEST] if np.isfinite(st[_BEST]) else np.inf) - root
+                    gap = (st[_BEST] if np.isfinite(st[_BEST]) else np.inf) - max(root, lower)
                     if raise_target and not np.isfinite(target) and gap > RAISE_GAP * step:
-                        tgt = self._grid(root, step)
+                        tgt = self._grid(max(root, lower), step)
                 if st[_DONE]:
                     break
             nodes += int(st[_NODES])
@@ -734,11 +747,12 @@ class GapBranchBound:
         # An emptied tree proves the incumbent; with no incumbent and no target it
         # proves the step infeasible (with a target: that nothing costs <= target).
         cost = float(st[_BEST]) if found else np.inf
-        settled = emptied and (tgt >= target or (found and cost <= tgt))
-        return BBResult(best.copy() if found else None, cost,
-                        emptied and found and cost <= tgt,
-                        emptied and not found and not np.isfinite(tgt),
-                        root, nodes, settled, evals)
+        at_low = found and cost <= low
+        settled = at_low or (emptied and (tgt >= target or (found and cost <= tgt)))
+        return StepResult(best.copy() if found else None, cost,
+                          at_low or (emptied and found and cost <= tgt),
+                          emptied and not found and not np.isfinite(tgt),
+                          root, nodes, settled, evals)
 
     @staticmethod
     def _grid(v: float, step: float) -> float:

@@ -31,10 +31,10 @@ later steps start from the earlier steps' columns.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
+from allocator.solvers.gap_bb import StepResult
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
 from allocator.solvers.linear import new_highs
 
@@ -49,18 +49,6 @@ POOL_LIMIT = 1000
 
 #: Agents a task keeps in the root's core MILP (those with the least forced-in bound).
 CORE_AGENTS = 3
-
-
-@dataclass
-class BPResult:
-    """Best assignment found (None if none), its cost, whether it is proven optimal."""
-
-    agent_of: np.ndarray | None
-    cost: float
-    proven: bool
-    infeasible: bool
-    root_bound: float
-    nodes: int
 
 
 class GapBranchPrice:
@@ -311,7 +299,7 @@ class GapBranchPrice:
     # -- the tree ---------------------------------------------------------------------
 
     def solve(self, K: int | None, incumbent: np.ndarray | None, *, step: float,
-              deadline: float, clock: Callable[[], float], core_s: float = 0.0) -> BPResult:
+              deadline: float, clock: Callable[[], float], core_s: float = 0.0) -> StepResult:
         """Least cost with load cap K (grid units; None: none), depth first until `deadline`.
 
         `incumbent` (a feasible assignment) gives the first upper bound;
@@ -344,7 +332,7 @@ class GapBranchPrice:
                 root = bound
             if x is None or new is None:
                 if nodes == 1 and not np.isfinite(bound) and best is None:
-                    return BPResult(None, np.inf, True, True, bound, nodes)
+                    return StepResult(None, np.inf, True, True, bound, nodes)
                 continue
             self._purge()
             if nodes == 1 and core_s > 0:
@@ -383,5 +371,5 @@ class GapBranchPrice:
             stack.append(one)
         proven = not stack
         if best is None:  # an emptied tree without a plan: infeasible
-            return BPResult(None, np.inf, False, proven, root, nodes)
-        return BPResult(best, ub, proven, False, root, nodes)
+            return StepResult(None, np.inf, False, proven, root, nodes)
+        return StepResult(best, ub, proven, False, root, nodes)

@@ -123,6 +123,11 @@ class KnapsackLagrangian:
             return None
         return cls(problem.cost, problem.eligible, A, cap, D, makespan_step or 1.0)
 
+    @property
+    def loads(self) -> np.ndarray:
+        """[m, n] load in grid units, zeros when there is no makespan (the kernels' form)."""
+        return self.D if self.D is not None else np.zeros_like(self.A)
+
     def load_units(self, eps: float) -> int | None:
         """The load cap `eps` in grid units (None: no cap)."""
         if self.D is None or not np.isfinite(eps):
