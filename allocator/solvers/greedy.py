@@ -180,8 +180,9 @@ def greedy_assign(problem: Problem, order: np.ndarray | None = None) -> np.ndarr
     return greedy_schedule(problem, order)[0]
 
 
-#: Up to this many (agent, task) pairs the regret is recomputed after every
-#: placement (Martello-Toth's dynamic regret, O(n^2 m)); beyond, it is static.
+#: Up to this many (agent, task) pairs the regret is dynamic (Martello-Toth:
+#: after every placement each task's regret is that of its *still feasible*
+#: agents); beyond, the one-pass greedy schedule is used.
 DYNAMIC_REGRET_MAX_PAIRS = 200_000
 
 
@@ -190,42 +191,67 @@ def _score_matrix(problem: Problem) -> np.ndarray:
     return w.cost * problem.cost + (w.makespan + w.imbalance) * problem.duration
 
 
+def _two_best(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of `s` [m, k]: the first argmin, its value and the second smallest value."""
+    first = np.argmin(s, axis=0)
+    cols = np.arange(s.shape[1])
+    v1 = s[first, cols]
+    if s.shape[0] < 2:
+        return first, v1, np.full(s.shape[1], np.inf)
+    rest = s.copy()
+    rest[first, cols] = np.inf
+    return first, v1, rest.min(axis=0)
+
+
 def regret_assign(problem: Problem, score: np.ndarray | None = None) -> np.ndarray:
     """Dynamic-regret greedy for packing-bound problems (GAP-like).
 
     Repeatedly place the unplaced task whose best and second-best *feasible*
     agents differ most; a task with a single feasible agent goes first.
+    Placing a task only shrinks the room of its agent, so only tasks whose
+    best or second-best agent that was, and which no longer fit there, need
+    their two best agents again: O(n) work per placement instead of O(n m).
     """
     m, n = problem.m, problem.n
     agent_of = np.full(n, -1, dtype=np.int64)
     free = capacity_limit(problem.capacity)
     score = _score_matrix(problem) if score is None else score
     demand = problem.demand
-    open_ = np.ones(n, dtype=bool)
     prio = problem.priority_rank
-    while open_.any():
-        js = np.flatnonzero(open_)
-        fits = problem.eligible[:, js] & np.all(demand[:, js, :] <= free[:, None, :], axis=2)
-        s = np.where(fits, score[:, js], np.inf)
-        if m >= 2:
-            two = np.partition(s, 1, axis=0)[:2]
-        else:
-            two = np.vstack([s[0], np.full(js.size, np.inf)])
-        placeable = np.isfinite(two[0])
+    fits = problem.eligible & np.all(demand <= free[:, None, :], axis=2)
+    s = np.where(fits, score, np.inf)
+    best, v1, v2 = _two_best(s)
+    second = np.argmin(np.where(np.arange(m)[:, None] == best[None, :], np.inf, s), axis=0) \
+        if m >= 2 else np.full(n, -1)
+    open_ = np.ones(n, dtype=bool)
+    while True:
+        placeable = open_ & np.isfinite(v1)
         if not placeable.any():
             break
         with np.errstate(invalid="ignore"):
-            regret = np.where(np.isfinite(two[1]), two[1] - two[0], 1e30)
-        regret = np.where(placeable, regret, -np.inf)
+            regret = np.where(np.isfinite(v2), v2 - v1, 1e30)
         # Highest priority class first, then the largest regret.
-        best_rank = prio[js][placeable].min()
-        regret = np.where(prio[js] == best_rank, regret, -np.inf)
-        k = int(np.argmax(regret))
-        j = int(js[k])
-        i = int(np.argmin(s[:, k]))
+        best_rank = prio[placeable].min()
+        regret = np.where(placeable & (prio == best_rank), regret, -np.inf)
+        j = int(np.argmax(regret))
+        i = int(best[j])
         agent_of[j] = i
         free[i] -= demand[i, j]
         open_[j] = False
+        # Agent i's room shrank: tasks that no longer fit there lose it.
+        gone = open_ & fits[i] & np.any(demand[i] > free[i], axis=1)
+        if not gone.any():
+            continue
+        fits[i, gone] = False
+        s[i, gone] = np.inf
+        hit = np.flatnonzero(gone & ((best == i) | (second == i)))
+        if hit.size:
+            sub = s[:, hit]
+            b, a1, a2 = _two_best(sub)
+            best[hit], v1[hit], v2[hit] = b, a1, a2
+            if m >= 2:
+                sub[b, np.arange(hit.size)] = np.inf
+                second[hit] = np.argmin(sub, axis=0)
     return agent_of
 
 
