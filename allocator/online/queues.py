@@ -399,7 +399,9 @@ class PriorityQueue:
     def __init__(self, config: PriorityConfig | None = None, *,
                  clock: FairClock | None = None) -> None:
         self.clock = clock or FairClock(priority=config)
-        self._qs = [FifoQueue() for _ in _CLASSES]
+        #: One queue per class: fifos here, WFQ queues in PriorityWfqQueue (typed as
+        #: their common base, which is what a compiled build checks).
+        self._qs: list[SortedQueue] = [FifoQueue() for _ in _CLASSES]
         self.n = 0
         self.work = 0.0
         #: A lower bound of the time the first class head ages (min over the heads of
@@ -723,7 +725,7 @@ class PriorityWfqQueue(PriorityQueue):
                  clock: FairClock | None = None) -> None:
         super().__init__(config, clock=clock)
         subs = self.clock.per_class()
-        self._qs = [WfqQueue(subs[c]) for c in range(len(_CLASSES))]  # type: ignore[misc]
+        self._qs = [WfqQueue(subs[c]) for c in range(len(_CLASSES))]
 
     # PriorityQueue inlines its fifo classes' push, head and take; WFQ classes need their own.
     def _choose_now(self, now: float) -> int:

@@ -453,8 +453,9 @@ def test_priority_aging_bound_never_skips_an_aged_head(seed: int) -> None:
             t = task(f"t{len(queued)}-{now}", priority=list(Priority)[rng.randrange(4)], now=now)
             # enqueued anywhere in the past (deferred or re-queued tasks keep old times)
             t.enqueued = now - rng.random() * 4.0 if rng.random() < 0.3 else now
+            t.seq *= 1_000  # (room between seqs: an int seq ahead of any queued task)
             if queued and rng.random() < 0.2:
-                t.seq = rng.choice(queued).seq - rng.random()  # type: ignore[assignment]  # ahead of it
+                t.seq = rng.choice(queued).seq - rng.randrange(1, 1_000)  # ahead of it
             q.push(t, now)
             queued.append(t)
         elif r < 0.85 and queued:
