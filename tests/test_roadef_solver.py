@@ -122,6 +122,26 @@ def test_evacuation_frees_a_receiver_held_by_a_newcomer() -> None:
     assert st.total() == evaluate(inst, st.a).total == before - 30
 
 
+def test_sub_model_sends_a_newcomer_home_to_a_machine_with_no_transient_room() -> None:
+    """A newcomer's home already holds its transient requirement: coming home needs no
+    transient room there. Machine 2 has none left (its capacity is its initial usage),
+    and only the newcomer's return frees machine 1 for the costly process 0. The sub-model
+    once asked for the room twice and could not send it home."""
+    inst = tiny(capacity=[[100], [100], [70]], safety=[[0], [100], [70]],
+                requirement=[[50], [40], [30], [40]], service=[0, 1, 2, 3],
+                initial=[0, 1, 2, 2], transient=[True])
+    st = RoadefState(inst, np.array([0, 1, 1, 2]))  # process 2 moved to machine 1
+    assert violations(inst, st.a) == []
+    before = st.total()
+    search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=0), iterations=None)
+    search.st = st
+    improved, optimal = search.lns_step(np.array([0, 1, 2]), 5.0, np.array([0, 2]))
+    assert improved and optimal
+    assert st.a.tolist() == [1, 1, 2, 2]
+    assert violations(inst, st.a) == []
+    assert st.total() == evaluate(inst, st.a).total < before - 40
+
+
 def test_evacuation_share_follows_the_gain_per_second() -> None:
     """Fixed share until both kinds ran the warm-up; then the kind that gains more per
     second gets more steps, within the bounds; fixed in counted mode."""

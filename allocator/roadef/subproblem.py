@@ -73,10 +73,13 @@ def solve_subproblem(st: RoadefState, freed: np.ndarray, machines: np.ndarray, *
     for p in F:
         s = int(st.svc[p])
         row = []
+        # home already holds p's transient requirement (base_hard counts it there)
+        home_need = np.where(tr, 0, req[p])
         for j in range(K):
             if j in fixed_on[s]:
                 continue
-            if j != jof[int(cur[p])] and (req[p] > room[j]).any():
+            need = home_need if ms[j] == int(init[p]) else req[p]
+            if j != jof[int(cur[p])] and (need > room[j]).any():
                 continue
             v = model.new_bool_var(f"x{p}_{j}")
             x[p, j] = v
