@@ -142,6 +142,52 @@ def test_sub_model_sends_a_newcomer_home_to_a_machine_with_no_transient_room() -
     assert st.total() == evaluate(inst, st.a).total < before - 40
 
 
+def _chain_instance() -> tuple[RoadefInstance, np.ndarray]:
+    """Process 0 (50 on r0, on the zero-safety machine 0) fits only machine 1's static
+    room, held by the newcomer 1 (home 3, costly there on r1); machine 2 is the one
+    other place for process 1 and looks cramped; machines 4-11 look roomy but their
+    static room (25 on r0) holds neither. r0 is transient."""
+    fillers = 8
+    cap = [[100, 10], [100, 100], [100, 100], [60, 100]] + [[100, 1000]] * fillers
+    saf = [[0, 0], [100, 100], [100, 100], [60, 0]] + [[100, 1000]] * fillers
+    req = [[50, 0], [30, 80], [40, 0], [60, 20]] + [[75, 1]] * fillers
+    initial = [0, 3, 1, 2] + [4 + i for i in range(fillers)]
+    inst = tiny(capacity=cap, safety=saf, requirement=req, service=list(range(len(req))),
+                initial=initial, transient=[True, False])
+    a = np.array(initial)
+    a[1] = 1  # the newcomer took machine 1's room
+    return inst, a
+
+
+@pytest.mark.parametrize("chain", [True, False])
+def test_evacuation_chain_frees_the_receiver_of_a_receivers_newcomer(
+        chain: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receiver's newcomer has one other receiver (machine 2), among no roomy
+    machines: only the chain puts it in the sub-problem, and only then does the costly
+    process move (without it the newcomer's home costs more than the process saves)."""
+    monkeypatch.setattr(solver_mod, "EVAC_CHAIN", 2 if chain else 0)
+    monkeypatch.setattr(solver_mod, "EVAC_ROOMY_MIN", 2)
+    monkeypatch.setattr(solver_mod, "EVAC_ROOMY_MAX", 4)
+    inst, a = _chain_instance()
+    st = RoadefState(inst, a)
+    assert violations(inst, st.a) == []
+    before = st.total()
+    search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=0), iterations=None)
+    search.st = st
+    evac = search.evacuation()
+    assert evac is not None
+    freed, machines = evac
+    assert 0 in freed and 1 in machines and (2 in machines) == chain
+    improved, _ = search.lns_step(machines, 5.0, freed)
+    assert improved == chain
+    assert violations(inst, st.a) == []
+    if chain:
+        assert st.a[:3].tolist() == [1, 2, 1]
+        assert st.total() == evaluate(inst, st.a).total == before - 48
+    else:
+        assert st.total() == before
+
+
 def test_evacuation_share_follows_the_gain_per_second() -> None:
     """Fixed share until both kinds ran the warm-up; then the kind that gains more per
     second gets more steps, within the bounds; fixed in counted mode."""

@@ -162,6 +162,8 @@ class _Search:
         self.nontr = (~tr).astype(np.int64)
         self.any_tr = bool(tr.any())
         self._static_room: np.ndarray | None = None
+        #: processes that no other machine's capacity and static room holds
+        self._stuck: set[int] = set()
 
     # -- budget -------------------------------------------------------------
 
@@ -362,13 +364,16 @@ class _Search:
 
     def receivers(self, p: int) -> np.ndarray:
         """The machines whose capacity (and, on transient resources, capacity minus
-        initial usage) holds p, other than p's machine and its siblings'."""
+        initial usage) holds p, other than p's home, its machine and its siblings'."""
         st = self.st
         r = st.req[p]
         ok = (st.cap >= r).all(axis=1)
         tr = self.inst.transient
         if tr.any():
             ok &= (self.static_room()[:, tr] >= r[tr]).all(axis=1)
+        ok[int(st.init[p])] = False  # its home holds it anyway (not a receiver)
+        if not ok.any():
+            self._stuck.add(p)
         ok[int(st.a[p])] = False
         ok[st.a[st.siblings(int(st.svc[p]))]] = False
         return np.flatnonzero(ok)
@@ -399,14 +404,17 @@ class _Search:
         if w.sum() <= 0:
             return None
         if p is None:
-            for _ in range(4):
+            # processes no machine's static room holds never move (a2_2: 158 million of
+            # load on two such processes would take most draws)
+            w[list(self._stuck)] = 0.0
+            for _ in range(8):
+                if w.sum() <= 0:
+                    return None
                 p = int(self.rng.choice(P, p=w / w.sum()))
                 recv = self.receivers(p)
                 if recv.size:
                     break
                 w[p] = 0.0
-                if w.sum() <= 0:
-                    return None
             else:
                 return None
         else:
@@ -422,7 +430,7 @@ class _Search:
         rel = ((st.cap - st.hard) / np.maximum(1, st.cap)).sum(axis=1) + (
             np.maximum(0, st.saf - st.use) / np.maximum(1, st.cap)).sum(axis=1)
         chain = self.chain(m, {m0, m}) if EVAC_CHAIN else []
-        rel[[m, m0] + chain] = -np.inf
+        rel[[m, m0, *chain]] = -np.inf
         lo, hi = (EVAC_CHAIN_ROOMY if chain else (EVAC_ROOMY_MIN, EVAC_ROOMY_MAX))
         k = int(self.rng.integers(lo, hi + 1))
         top = np.argsort(-rel, kind="stable")[:2 * k]
