@@ -73,8 +73,9 @@ LNS_MIN_MACHINES, LNS_MAX_MACHINES = 2, 6
 #: CP-SAT time per sub-problem (s), and deterministic time when counting.
 LNS_SUB_TIME = 0.3
 #: The initial machines of a plain step's freed newcomers are targets too (with a
-#: transient resource: going home gives back the room a newcomer takes).
-LNS_HOMES = True
+#: transient resource: going home gives back the room a newcomer takes). Off: not
+#: better on a2_2 (one 40 s run each) and the steps get larger; evacuations add them.
+LNS_HOMES = False
 EVAC_HOMES = True
 #: Share of the LNS steps that are evacuations (a costly process to a machine whose
 #: initial placement leaves it transient room, with that machine's processes freed and
@@ -85,8 +86,10 @@ EVAC_ROOMY_MIN, EVAC_ROOMY_MAX = 6, 10
 #: the cascade needs the roomy machines' processes free too).
 EVAC_MAX_FREE = 100
 #: Receivers added for the largest newcomers of the receiver (how many per machine,
-#: and how many levels), and the roomy machines added then.
-EVAC_CHAIN = 2
+#: and how many levels), and the roomy machines added then. a2_2 / a2_3, evacuations
+#: alone from the steepest start, 40 s of CPU: one newcomer per level 845.7 / 1345.9
+#: million, two 871.9 / 1380.1, no chain 911.2 / 1355.7 (seed 0 / seed 1).
+EVAC_CHAIN = 1
 EVAC_DEPTH = 2
 EVAC_CHAIN_ROOMY = (2, 4)
 EVAC_SUB_TIME = 1.0
