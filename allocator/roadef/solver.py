@@ -88,7 +88,8 @@ EVAC_MAX_FREE = 100
 #: Receivers added for the largest newcomers of the receiver (how many per machine,
 #: and how many levels), and the roomy machines added then. a2_2 / a2_3, evacuations
 #: alone from the steepest start, 40 s of CPU: one newcomer per level 845.7 / 1345.9
-#: million, two 871.9 / 1380.1, no chain 911.2 / 1355.7 (seed 0 / seed 1).
+#: million, two 871.9 / 1380.1, no chain 911.2 / 1355.7 (seed 0 / seed 1); on a2_2,
+#: three levels 869.0 and a newcomer drawn by its size instead of the largest 869.3.
 EVAC_CHAIN = 1
 EVAC_DEPTH = 2
 EVAC_CHAIN_ROOMY = (2, 4)
