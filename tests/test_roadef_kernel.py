@@ -15,7 +15,7 @@ from allocator.roadef.instance import RoadefInstance, read_instance
 from allocator.roadef.solver import _Search
 from allocator.roadef.state import RoadefState
 from allocator.solvers.context import SolveContext
-from tests.roadef_helpers import ROADEF
+from tests.roadef_helpers import ROADEF, tiny
 
 A = ROADEF / "A"
 #: Without numba (an environment installed before it was a dependency) the kernel
@@ -198,3 +198,57 @@ def test_steepest_start_only_on_instances_with_a_transient_resource() -> None:
         assert (search.best_cost < start) is used
         assert search.st.total() == evaluate(inst, search.st.a).total
         assert violations(inst, search.st.a) == []
+
+
+def _eject_args(st: RoadefState, depth: int) -> tuple[np.ndarray, ...]:
+    R = st.inst.n_resources
+    return (np.empty(depth + 1, dtype=np.int64), np.empty(depth + 1, dtype=np.int64),
+            np.empty(R, dtype=np.int64), np.empty(R, dtype=np.int64))
+
+
+@pytest.mark.parametrize("m2_capacity", [10, 5])
+def test_an_ejection_makes_room_in_one_move(m2_capacity: int) -> None:
+    """p (6 units on a machine with no safety capacity) fits on no other machine; p to
+    m1 and q (5) on from m1 to m2 empties the costly machine: one ejection does both
+    (6 -> 3: two moved processes and the service-move max). When m2 has no room, q can
+    only go to p's costly machine (6 -> 8): the walk at temperature 0 undoes it."""
+    inst = tiny(capacity=[[10], [10], [m2_capacity]], safety=[[0], [10], [10]],
+                requirement=[[6], [5], [5]], service=[0, 1, 2], initial=[0, 1, 2],
+                machine_move_cost=np.zeros((3, 3), dtype=np.int64).tolist())
+    st = RoadefState(inst)
+    assert st.total() == 6
+    an = kernel.Annealer(st)
+    fn = getattr(kernel._eject, "py_func", kernel._eject)
+    kept = fn(an._enter(), 0, 1, 4, 0.0, *_eject_args(st, 4))
+    an._leave()
+    if m2_capacity == 10:
+        assert kept and st.a.tolist() == [1, 2, 2] and st.total() == 3
+    else:
+        assert not kept and st.a.tolist() == [0, 1, 2] and st.total() == 6
+    assert violations(inst, st.a) == []
+    assert st.breakdown() == evaluate(inst, st.a).as_dict()
+    _same_as_rebuilt(st)
+    assert sorted(an.mproc[1, :an.mcnt[1]].tolist()) == np.flatnonzero(st.a == 1).tolist()
+
+
+# a2_5: no transient resource, load only (the pruned scan); a1_4: balance costs and a
+# transient resource; generated: spread, dependencies and all of it on a small cluster
+@compiled
+@pytest.mark.parametrize("name", ["a2_5", "a1_4", "generated"])
+def test_ejections_keep_every_rule_and_the_exact_cost(name: str) -> None:
+    inst = _instance(name)
+    search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=1), iterations=None)
+    st = search.st
+    an = kernel.Annealer(st)
+    hot = 5 * search.anneal_scale()
+    start = st.total()
+    an.run(20_000, hot, hot / 100, 0.5, seed=5, scan=1, swap_scan=3, p_eject=0.3,
+           eject_depth=4)
+    assert an.stats[4] > 20 and an.stats[5] > an.stats[4]  # ejections tried and kept
+    assert violations(inst, st.a) == []
+    assert st.breakdown() == evaluate(inst, st.a).as_dict()
+    _same_as_rebuilt(st)
+    for m in range(inst.n_machines):
+        assert sorted(an.mproc[m, :an.mcnt[m]].tolist()) == np.flatnonzero(st.a == m).tolist()
+    assert violations(inst, an.best_a) == []
+    assert evaluate(inst, an.best_a).total == int(an.best[0]) <= start

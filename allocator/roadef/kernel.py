@@ -299,9 +299,106 @@ def build_lists(a: np.ndarray, n_machines: int, width: int, mproc: np.ndarray,
 
 
 @_njit(cache=True, nogil=True)
+def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
+           frm: np.ndarray, u0: np.ndarray, u1: np.ndarray) -> bool:
+    """Make room: p moves to m2 even where it does not fit, then up to `depth`
+    processes of m2 leave, each the best (process, machine) pair over every
+    machine, until m2's capacity holds; kept by the Metropolis rule at `temp` on
+    the exact total change, else undone. Why: a big process on a costly machine
+    (a2_5: one process alone on a zero-safety machine, 78 million) fits under
+    safety only on machines full of smaller processes; a shift never fits there,
+    a swap or a chain frees one process's room, and the annealing does not build
+    that room step by step before small processes flow back into it."""
+    a, init, svc, req, pmc = S.a, S.init, S.svc, S.req, S.pmc
+    use, hard, mc, tot, mmc, cap = S.use, S.hard, S.mc, S.tot, S.mmc, S.cap
+    mproc, mcnt, w_mm = S.mproc, S.mcnt, S.w_mm
+    M = use.shape[0]
+    R = req.shape[1]
+    width = mproc.shape[1]
+    # load costs only grow with usage: a target's cost change is at least its move costs
+    mono = S.b1.shape[0] == 0
+    before = tot[0] + tot[1] + tot[2] + S.w_sm * tot[3]
+    mv[0] = p
+    frm[0] = a[p]
+    n = 1
+    _apply(S, p, m2)
+    for _d in range(depth):
+        over = False
+        for r in range(R):
+            if hard[m2, r] > cap[m2, r]:
+                over = True
+                break
+        if not over:
+            break
+        best_d = np.int64(1) << 62
+        bq = -1
+        bm = -1
+        for k in range(mcnt[m2]):
+            q = mproc[m2, k]
+            if q == p:
+                continue
+            iq = init[q]
+            sq = svc[q]
+            for r in range(R):
+                u0[r] = use[m2, r] - req[q, r]
+            d_out = (_mcost(S, m2, u0) - mc[m2] - w_mm * np.int64(mmc[iq, m2])
+                     - (pmc[q] if m2 != iq else 0))
+            if mono and d_out >= best_d:
+                continue
+            for m3 in range(M):
+                if m3 == m2 or mcnt[m3] >= width:
+                    continue
+                d = d_out + w_mm * np.int64(mmc[iq, m3]) + (pmc[q] if m3 != iq else 0)
+                if mono and d >= best_d:
+                    continue
+                if not _fits_on(S, q, m3, iq):
+                    continue
+                clash = False
+                for j in range(S.sib_ptr[sq], S.sib_ptr[sq + 1]):
+                    if a[S.sib_idx[j]] == m3:
+                        clash = True
+                        break
+                if clash:
+                    continue
+                for r in range(R):
+                    u1[r] = use[m3, r] + req[q, r]
+                d += _mcost(S, m3, u1) - mc[m3]
+                if d < best_d:
+                    best_d = d
+                    bq = q
+                    bm = m3
+        if bq < 0:
+            break
+        mv[n] = bq
+        frm[n] = m2
+        n += 1
+        _apply(S, bq, bm)
+    ok = True
+    for r in range(R):
+        if hard[m2, r] > cap[m2, r]:
+            ok = False
+            break
+    if ok:
+        for i in range(n):
+            if not _service_ok(S, mv[i], frm[i]):
+                ok = False
+                break
+    if ok:
+        delta = tot[0] + tot[1] + tot[2] + S.w_sm * tot[3] - before
+        if delta > 0 and (temp <= 0 or np.random.random() >= math.exp(-delta / temp)):
+            ok = False
+    if ok:
+        return True
+    for i in range(n - 1, -1, -1):
+        _apply(S, mv[i], frm[i])
+    return False
+
+
+@_njit(cache=True, nogil=True)
 def anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
            p_chain: float, scan: int, swap_scan: int, chain_scan: int, focus: int,
-           seed: int, best_a: np.ndarray, best: np.ndarray, stats: np.ndarray) -> None:
+           seed: int, best_a: np.ndarray, best: np.ndarray, stats: np.ndarray,
+           p_eject: float = 0.0, eject_depth: int = 4) -> None:
     """`n_iter` random moves with the Metropolis rule at a temperature falling
     geometrically from `t_start` to `t_end`: shifts, swaps (share `p_swap`) and
     ejection chains (share `p_chain`: p moves to m2 and one process of m2 makes
@@ -309,7 +406,10 @@ def anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
     comes from the costliest of that many random machines (the scarce room of
     tight instances goes to the moves off overloaded machines first). Keeps the
     best placement in `best_a` and its cost in best[0]. stats: [shifts kept, swaps
-    kept, tried, chains kept]."""
+    kept, tried, chains kept, ejections kept, ejections tried]. With `p_eject` > 0
+    that share of the moves are ejections (`_eject`: p, from the costliest of 3
+    random machines, goes to a random machine and up to `eject_depth` of that
+    machine's processes leave to make room)."""
     a, init, svc, req, pmc = S.a, S.init, S.svc, S.req, S.pmc
     use, hard, mc, tot, mmc = S.use, S.hard, S.mc, S.tot, S.mmc
     w_mm, w_sm, svc_moved, hist = S.w_mm, S.w_sm, S.svc_moved, S.hist
@@ -323,6 +423,8 @@ def anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
     u1 = np.empty(R, dtype=np.int64)
     u2 = np.empty(R, dtype=np.int64)
     hp = np.empty(R, dtype=np.int64)
+    mv = np.empty(eject_depth + 1, dtype=np.int64)
+    frm = np.empty(eject_depth + 1, dtype=np.int64)
     cost = tot[0] + tot[1] + tot[2] + w_sm * tot[3]
     ratio = 1.0
     if n_iter > 1 and t_start > 0 and t_end > 0:
@@ -342,6 +444,27 @@ def anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
     for _ in range(n_iter):
         temp *= ratio
         stats[2] += 1
+        if p_eject > 0 and np.random.random() < p_eject:
+            m1 = np.random.randint(M)
+            for _f in range(2):
+                mm = np.random.randint(M)
+                if mc[mm] > mc[m1]:
+                    m1 = mm
+            if mcnt[m1] == 0:
+                continue
+            p = mproc[m1, np.random.randint(mcnt[m1])]
+            m2 = np.random.randint(M)
+            if m2 == m1 or mcnt[m2] >= width:
+                continue
+            stats[5] += 1
+            if not _eject(S, p, m2, eject_depth, temp, mv, frm, u0, u1):
+                continue
+            stats[4] += 1
+            cost = tot[0] + tot[1] + tot[2] + w_sm * tot[3]
+            if cost < best[0]:
+                best[0] = cost
+                best_a[:] = a
+            continue
         if focus > 0:
             # the process comes from the costliest of `focus` random machines
             m1 = np.random.randint(M)
@@ -681,7 +804,7 @@ class Annealer:
         self.pmc = st.pmc.astype(np.int64)
         self.best_a = st.a.copy()
         self.best = np.array([st.total()], dtype=np.int64)
-        self.stats = np.zeros(4, dtype=np.int64)
+        self.stats = np.zeros(6, dtype=np.int64)
         # per-machine process lists: every process fits in a row on set A; on larger
         # clusters a row holds a few times the fullest machine's count (a move onto
         # a machine whose row is full is not tried)
@@ -716,7 +839,8 @@ class Annealer:
 
     def run(self, n_iter: int, t_start: float, t_end: float, p_swap: float,
             seed: int, scan: int = 1, swap_scan: int = 1, p_chain: float = 0.0,
-            chain_scan: int = 1, focus: int = 0) -> None:
+            chain_scan: int = 1, focus: int = 0, p_eject: float = 0.0,
+            eject_depth: int = 4) -> None:
         """`n_iter` moves; `best_a` / best[0] keep the best placement seen (any call)."""
         st = self.st
         if st.total() < self.best[0]:
@@ -726,7 +850,8 @@ class Annealer:
             raise ValueError("a machine holds more processes than the annealer's lists")
         anneal(self._enter(), int(n_iter), float(t_start), float(t_end), float(p_swap),
                float(p_chain), int(scan), int(swap_scan), int(chain_scan), int(focus),
-               int(seed), self.best_a, self.best, self.stats)
+               int(seed), self.best_a, self.best, self.stats, float(p_eject),
+               int(eject_depth))
         self._leave()
 
     def descend(self, max_moves: int = 1 << 30, swaps: bool = True) -> None:
