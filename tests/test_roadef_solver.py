@@ -324,3 +324,33 @@ def test_bench_roadef_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     assert "model_bad.txt, line 2: not an integer: 'x'" in r.output
     r = CliRunner().invoke(app, ["bench", "roadef", str(tmp_path / "x.txt")])
     assert r.exit_code == 2 and "model_<instance>.txt" in r.output
+
+
+def test_plain_lns_steps_free_whole_machines_without_a_transient_resource(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """a2_5 (no transient resource): a plain step frees every process of its 3 machines
+    (about 60, above the 40 of the other instances), and the sub-solutions pass the
+    exact check and lower the cost; a2_2 (transient) keeps the 40-process steps."""
+    from allocator.roadef import subproblem
+
+    freed_sizes: list[tuple[int, int]] = []
+    real = subproblem.solve_subproblem
+
+    def spy(st: RoadefState, freed: np.ndarray, machines: np.ndarray, **kw: object) -> object:
+        freed_sizes.append((len(freed), int(np.isin(st.a, machines).sum())))
+        return real(st, freed, machines, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(subproblem, "solve_subproblem", spy)
+    assert not _Search(_set_a("a2_2"), SolveContext(time_limit=60, workers=1),
+                       iterations=1).whole_machines()
+    inst = _set_a("a2_5")
+    ctx = SolveContext(time_limit=60, workers=1, seed=2, deterministic=True)
+    search = _Search(inst, ctx, iterations=1)  # CP-SAT on deterministic time
+    assert search.whole_machines()
+    start = search.st.total()
+    for _ in range(6):
+        search.lns_step(search.pick_machines(solver_mod.LNS_WHOLE_MACHINES_NO_TR), 1.0)
+    assert all(n == on for n, on in freed_sizes) and max(n for n, _ in freed_sizes) > 40
+    assert search.stats["lns_rejected"] == 0 and search.stats["lns_improved"] > 0
+    assert violations(inst, search.st.a) == []
+    assert search.st.total() == evaluate(inst, search.st.a).total < start

@@ -69,6 +69,13 @@ SHIFT_ALL_MACHINES = 500
 SWAP_SAMPLE = 2000
 #: Freed processes per LNS sub-problem, and the range of machines freed.
 LNS_MAX_FREE = 40
+#: Without a transient resource: the machines of a plain LNS step, every process of
+#: them freed (0: the adaptive 2-6 machines with LNS_MAX_FREE processes). a2_5, from a
+#: 396 million annealing placement, 30 steps of 0.5-1 s: 3 whole machines (about 60
+#: processes) gained 12-14 million, 40 of the processes of 2-6 machines 0.3 million,
+#: 4-5 whole machines nothing (CP-SAT ran out of time).
+LNS_WHOLE_MACHINES_NO_TR = 3
+LNS_WHOLE_MAX_FREE = 80
 LNS_MIN_MACHINES, LNS_MAX_MACHINES = 2, 6
 #: CP-SAT time per sub-problem (s), and deterministic time when counting.
 LNS_SUB_TIME = 0.3
@@ -118,6 +125,14 @@ ANNEAL_SWAP_SCAN = 20
 #: transient resources they only slow the walk (a2_5: worse), so they are off.
 ANNEAL_P_CHAIN = 0.3
 ANNEAL_CHAIN_SCAN = 8
+#: Share of ejections (kernel `_eject`: a process from a costly machine moves to a
+#: random machine and up to ANNEAL_EJECT_DEPTH of that machine's processes leave, each
+#: to its best machine, until it fits), and the swap partners screened, without a
+#: transient resource (a2_5: 391.7 / 367.9 million at 20 / 60 s of CPU against 396.5
+#: / 384.0 without ejections, and 400.5 with 20 partners; docs/benchmarks/roadef.md).
+ANNEAL_P_EJECT = 0.1
+ANNEAL_EJECT_DEPTH = 4
+ANNEAL_SWAP_SCAN_NO_TR = 3
 #: Moves start from the costliest of this many random machines (0: any process).
 ANNEAL_FOCUS = 0
 ANNEAL_MOVES_PER_ITERATION = 20_000
@@ -511,6 +526,11 @@ class _Search:
             return EVAC_SHARE
         return float(min(EVAC_MAX, max(EVAC_MIN, speed[0] / speed.sum())))
 
+    def whole_machines(self) -> bool:
+        """Plain LNS steps free every process of LNS_WHOLE_MACHINES_NO_TR machines
+        (instances without a transient resource)."""
+        return LNS_WHOLE_MACHINES_NO_TR > 0 and not self.inst.transient.any()
+
     def static_room(self) -> np.ndarray:
         """int64[M,R]: capacity minus initial usage (the transient room newcomers share)."""
         if self._static_room is None:
@@ -529,8 +549,9 @@ class _Search:
         on = freed if freed is not None else np.flatnonzero(np.isin(st.a, machines))
         if on.size == 0:
             return False, True
-        if freed is None and on.size > LNS_MAX_FREE:
-            on = np.sort(self.rng.choice(on, LNS_MAX_FREE, replace=False))
+        cap = LNS_WHOLE_MAX_FREE if self.whole_machines() else LNS_MAX_FREE
+        if freed is None and on.size > cap:
+            on = np.sort(self.rng.choice(on, cap, replace=False))
         if freed is None and LNS_HOMES and self.any_tr:
             machines = self.with_homes(on, machines)
         self.stats["lns_calls"] += 1
@@ -606,15 +627,18 @@ class _Search:
 
         an = Annealer(st)
         seed = int(self.rng.integers(1 << 30))
-        p_chain = ANNEAL_P_CHAIN if bool(self.inst.transient.any()) else 0.0
+        any_tr = bool(self.inst.transient.any())
+        p_chain = ANNEAL_P_CHAIN if any_tr else 0.0
+        p_eject = 0.0 if any_tr else ANNEAL_P_EJECT
+        swap_scan = ANNEAL_SWAP_SCAN if any_tr else ANNEAL_SWAP_SCAN_NO_TR
         if self.iterations is not None:
             total = ANNEAL_MOVES_PER_ITERATION * max(1, self.iterations)
             chunks = 20
             for c in range(chunks):
                 a0, a1 = c / chunks, (c + 1) / chunks
                 an.run(total // chunks, temp(a0), temp(a1),
-                       ANNEAL_P_SWAP, seed + c, ANNEAL_SCAN, ANNEAL_SWAP_SCAN,
-                       p_chain, ANNEAL_CHAIN_SCAN, ANNEAL_FOCUS)
+                       ANNEAL_P_SWAP, seed + c, ANNEAL_SCAN, swap_scan,
+                       p_chain, ANNEAL_CHAIN_SCAN, ANNEAL_FOCUS, p_eject, ANNEAL_EJECT_DEPTH)
         else:
             start = self.ctx.elapsed()
             n = 20_000  # first chunk: also measures the speed
@@ -629,8 +653,8 @@ class _Search:
                 a0 = done
                 a1 = min(1.0, done + 0.02)
                 an.run(n, temp(a0), temp(a1), ANNEAL_P_SWAP, seed + c,
-                       ANNEAL_SCAN, ANNEAL_SWAP_SCAN, p_chain, ANNEAL_CHAIN_SCAN,
-                       ANNEAL_FOCUS)
+                       ANNEAL_SCAN, swap_scan, p_chain, ANNEAL_CHAIN_SCAN,
+                       ANNEAL_FOCUS, p_eject, ANNEAL_EJECT_DEPTH)
                 c += 1
                 took = max(1e-4, time.perf_counter() - tick)
                 n = max(10_000, int(n * min(4.0, 0.02 * budget / took)))
@@ -645,7 +669,7 @@ class _Search:
                         self.ctx.improve(self.best, source="anneal",
                                          objective=float(self.best_cost))
         for i, key in enumerate(("anneal_shifts", "anneal_swaps", "anneal_tried",
-                                    "anneal_chains")):
+                                    "anneal_chains", "anneal_ejects", "anneal_ejects_tried")):
             self.stats[key] = self.stats.get(key, 0) + int(an.stats[i])
         if an.best[0] < self.best_cost:
             self.best_cost = int(an.best[0])
@@ -721,6 +745,8 @@ class _Search:
                 stale = 0
             kk = min(max(LNS_MIN_MACHINES, k + int(self.rng.integers(-1, 2))), M,
                      LNS_MAX_MACHINES)
+            if self.whole_machines():
+                kk = min(M, LNS_WHOLE_MACHINES_NO_TR)
             sub = min(LNS_SUB_TIME, max(0.05, self.time_left()))
             share = self.evac_share(rates)
             evac = (self.evacuation() if self.any_tr and self.rng.random() < share
