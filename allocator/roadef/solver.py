@@ -131,6 +131,8 @@ ANNEAL_CHAIN_SCAN = 8
 #: transient resource (a2_5: 391.7 / 367.9 million at 20 / 60 s of CPU against 396.5
 #: / 384.0 without ejections, and 400.5 with 20 partners; docs/benchmarks/roadef.md).
 ANNEAL_P_EJECT = 0.1
+#: ... and with a transient resource (next to the chains, which make room there).
+ANNEAL_P_EJECT_TR = 0.0
 ANNEAL_EJECT_DEPTH = 4
 ANNEAL_SWAP_SCAN_NO_TR = 3
 #: Moves start from the costliest of this many random machines (0: any process).
@@ -629,7 +631,7 @@ class _Search:
         seed = int(self.rng.integers(1 << 30))
         any_tr = bool(self.inst.transient.any())
         p_chain = ANNEAL_P_CHAIN if any_tr else 0.0
-        p_eject = 0.0 if any_tr else ANNEAL_P_EJECT
+        p_eject = ANNEAL_P_EJECT_TR if any_tr else ANNEAL_P_EJECT
         swap_scan = ANNEAL_SWAP_SCAN if any_tr else ANNEAL_SWAP_SCAN_NO_TR
         if self.iterations is not None:
             total = ANNEAL_MOVES_PER_ITERATION * max(1, self.iterations)
