@@ -27,6 +27,7 @@ import glob
 import logging
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -163,7 +164,17 @@ def _cache_fresh() -> bool:
 
 def _warm_up() -> None:
     """Run both kernels once on a tiny model (loads numba's on-disk cache, or compiles:
-    a compile runs at nice 10, a load at normal priority, as in gap_kernel)."""
+    a compile runs at nice 10, a load at normal priority, as in gap_kernel).
+
+    After the walk's kernel has loaded, not beside it: three solves at once on a busy
+    machine got 1.4-1.9 s of CPU each in 10 s, and there a second loader thread beside
+    the construction delayed its first plans by about a second."""
+    from allocator.solvers.gap_kernel import kernel_ready
+
+    for _ in range(600):  # up to a minute; a cold walk kernel compiles for 10-30 s
+        if kernel_ready():
+            break
+        time.sleep(0.1)
     if not _cache_fresh():
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
