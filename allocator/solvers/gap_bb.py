@@ -60,8 +60,10 @@ RESTART_ITERS, MU_RESTART = 60, 0.5
 #: Raise the target when the incumbent is more than this many steps above the root bound.
 RAISE_GAP = 2.0
 #: Root iterations a second of the step's time at most (one took 3-25 ms on 8x60 and
-#: 10x80 type D under load, the most on a niced process at load 10).
-ROOT_ITERS_PER_S = 40.0
+#: 10x80 type D under load with full tables; the clamped ones take 0.3 ms on 8x60 and
+#: 0.55 ms on 10x80 at root multipliers on a quiet core: 150 a second keeps a niced
+#: root at load 10 within a third of the step).
+ROOT_ITERS_PER_S = 150.0
 #: Most nodes a kernel call processes before the caller looks at its clock (fewer
 #: when calls take longer than CALL_S seconds).
 CHUNK = 256
