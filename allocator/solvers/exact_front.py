@@ -107,9 +107,11 @@ SEED_LAGRANGE = False
 #: there, in the exact and the seeding sweep alike (else the Lagrangian / branch-and-price
 #: / HiGHS path below).
 USE_BB = True
-#: Steps with less time than this go to the other methods (the search's root alone took
-#: 0.5-3 s on 8x60 type D under load).
-BB_MIN_S = 1.5
+#: Steps with less time than this go to the other methods. With the clamped tables the
+#: root takes 0.1-0.3 s of CPU on 8x60 type D; the seeding sweep of d0860-s3 (load 6.6)
+#: gave its 1.4 s steps to HiGHS at 1.5 (3860, 3887, 3877, 3863 at makespan 11-8) and to
+#: the tree at 0.5 (3875, 3838, 3854, 3863).
+BB_MIN_S = 0.5
 #: Tabu search for a bound-and-branch step's incumbent: most seconds, share of the step.
 BB_TABU_S, BB_TABU_SHARE = 0.5, 0.1
 BB_TABU_ITERATIONS = 20000
