@@ -43,16 +43,12 @@ them; :func:`kernel_ready` keeps a cold compile out of short budgets.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import logging
-import os
-import threading
 
 import numpy as np
 
 from allocator.jit import HAVE_NUMBA as HAVE_NUMBA
-from allocator.jit import WarmUp
+from allocator.jit import WarmUp, nice_if_compiling
 from allocator.jit import njit as _njit
 from allocator.solvers.linear import LinearModel
 
@@ -500,28 +496,13 @@ def search_rounds(S: np.ndarray, A: np.ndarray, cap: np.ndarray, inv: np.ndarray
     return found
 
 
-def _cache_fresh() -> bool:
-    """Whether numba's on-disk cache of the kernel looks newer than this file (then the
-    warm-up only loads it: ~0.4 s of CPU; else it compiles: 10-25 s)."""
-    here = os.path.abspath(__file__)
-    pattern = os.path.join(os.path.dirname(here), "__pycache__",
-                           "gap_kernel.search_rounds-*.nbi")
-    try:
-        src = os.path.getmtime(here)
-        return any(os.path.getmtime(f) >= src for f in glob.glob(pattern))
-    except OSError:
-        return False
-
-
 def _warm_up() -> None:
     """Run every kernel once on a tiny model (loads numba's on-disk cache, or compiles).
 
     A compile runs at nice 10 so it takes idle CPU only; a load runs at normal
     priority (under a load of 10+ on two cores a niced load did not finish
     within a 10 s solve)."""
-    if not _cache_fresh():
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    nice_if_compiling(__file__, "search_rounds")
     try:
         S = np.array([[1.0, 2.0], [2.0, 1.0], [9.0, 9.0]])
         A = np.ones((3, 2, 1))

@@ -22,17 +22,13 @@ the numpy versions.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import logging
-import os
-import threading
 import time
 
 import numpy as np
 
 from allocator.jit import HAVE_NUMBA as HAVE_NUMBA
-from allocator.jit import WarmUp
+from allocator.jit import WarmUp, nice_if_compiling
 from allocator.jit import njit as _njit
 from allocator.solvers.linear import LinearModel
 
@@ -150,18 +146,6 @@ def shift_polish(S: np.ndarray, D: np.ndarray, cap: np.ndarray, rows: np.ndarray
     return total
 
 
-def _cache_fresh() -> bool:
-    """Whether numba's on-disk cache of the kernels looks newer than this file."""
-    here = os.path.abspath(__file__)
-    pattern = os.path.join(os.path.dirname(here), "__pycache__",
-                           "lagrange_kernel.shift_polish-*.nbi")
-    try:
-        src = os.path.getmtime(here)
-        return any(os.path.getmtime(f) >= src for f in glob.glob(pattern))
-    except OSError:
-        return False
-
-
 def _warm_up() -> None:
     """Run both kernels once on a tiny model (loads numba's on-disk cache, or compiles:
     a compile runs at nice 10, a load at normal priority, as in gap_kernel).
@@ -175,9 +159,7 @@ def _warm_up() -> None:
         if kernel_ready():
             break
         time.sleep(0.1)
-    if not _cache_fresh():
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    nice_if_compiling(__file__, "shift_polish")
     try:
         S = np.array([[1.0, 2.0], [2.0, 1.0], [9.0, 9.0]])
         D = np.ones((3, 2, 1))
