@@ -35,6 +35,15 @@ from allocator.solvers.linear import LinearModel
 log = logging.getLogger(__name__)
 
 
+@_njit(inline="always")
+def _fits(used: np.ndarray, D: np.ndarray, cap: np.ndarray, b: int, j: int) -> bool:
+    """Whether task j fits on agent b beside `used` (every resource)."""
+    for r in range(used.shape[1]):  # noqa: SIM110 (numba: no generator in all())
+        if used[b, r] + D[b, j, r] > cap[b, r]:
+            return False
+    return True
+
+
 @_njit(cache=True, nogil=True)
 def greedy_fill(order: np.ndarray, fin_t: np.ndarray, A_t: np.ndarray, free: np.ndarray,
                 S: np.ndarray, pen: np.ndarray) -> np.ndarray:
@@ -102,12 +111,7 @@ def shift_polish(S: np.ndarray, D: np.ndarray, cap: np.ndarray, rows: np.ndarray
             for b in range(m1):
                 if b == a:
                     continue
-                ok = True
-                for r in range(R):
-                    if used[b, r] + D[b, j, r] > cap[b, r]:
-                        ok = False
-                        break
-                if ok:
+                if _fits(used, D, cap, b, j):
                     d = S[b, j] - cur
                     if d < bv:
                         bv = d
@@ -124,12 +128,7 @@ def shift_polish(S: np.ndarray, D: np.ndarray, cap: np.ndarray, rows: np.ndarray
             a = rows[j]
             if b == a or not S[b, j] < np.inf:
                 continue
-            ok = True
-            for r in range(R):
-                if used[b, r] + D[b, j, r] > cap[b, r]:
-                    ok = False
-                    break
-            if not ok:
+            if not _fits(used, D, cap, b, j):
                 continue
             d = S[b, j] - S[a, j]
             if not d < -eps * max(1.0, abs(obj)):
