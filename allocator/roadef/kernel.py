@@ -90,6 +90,14 @@ def _mcost(S: KState, m: int, u: np.ndarray) -> int:
     return c
 
 
+@_njit(inline="always")
+def _added_cost(S: KState, p: int, m: int, u1: np.ndarray) -> int:
+    """The change of machine m's load + balance cost when p joins it (u1: scratch row)."""
+    for r in range(u1.shape[0]):
+        u1[r] = S.use[m, r] + S.req[p, r]
+    return _mcost(S, m, u1) - S.mc[m]
+
+
 @_njit(cache=True, nogil=True)
 def _gcd(x: int, y: int) -> int:
     while y:
@@ -360,9 +368,7 @@ def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
                         break
                 if clash:
                     continue
-                for r in range(R):
-                    u1[r] = use[m3, r] + req[q, r]
-                d += _mcost(S, m3, u1) - mc[m3]
+                d += _added_cost(S, q, m3, u1)
                 if d < best_d:
                     best_d = d
                     bq = q
@@ -556,9 +562,7 @@ def anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
                     continue
                 if not _fits_on(S, p, mm, ip):
                     continue
-                for r in range(R):
-                    u1[r] = use[mm, r] + req[p, r]
-                d = d_out + _mcost(S, mm, u1) - mc[mm]
+                d = d_out + _added_cost(S, p, mm, u1)
                 d += w_mm * (np.int64(mmc[ip, mm]) - np.int64(mmc[ip, m1]))
                 if m1 == ip:  # leaves home
                     d += pmc[p]
@@ -684,9 +688,7 @@ def steepest(S: KState, max_moves: int, swaps: bool, stats: np.ndarray) -> None:
                     continue
                 if not _fits_on(S, p, mm, ip):
                     continue
-                for r in range(R):
-                    u1[r] = use[mm, r] + req[p, r]
-                d += _mcost(S, mm, u1) - mc[mm]
+                d += _added_cost(S, p, mm, u1)
                 if d < best_d:
                     best_d = d
                     bp = p
