@@ -91,3 +91,32 @@ def test_highs_banner_stays_off_stdout(capfd: pytest.CaptureFixture[str]) -> Non
     solve(snap)
     out, _ = capfd.readouterr()
     assert "HiGHS" not in out and out == ""
+
+
+_PRESOLVE_SCRIPT = """
+import time
+from allocator.io import gap_to_snapshot
+from allocator.io.gapgen import generate_gap
+from allocator.problem import compile_snapshot
+from allocator.solvers.linear import build_linear
+from allocator.solvers.milp import solve_highs_arrays
+lm = build_linear(compile_snapshot(gap_to_snapshot(generate_gap("d", 40, 800, 201))))
+t = time.perf_counter()
+res = solve_highs_arrays(lm, time_limit=2.0, seed=0, start=None)
+print(round(time.perf_counter() - t, 2), res.status)
+"""
+
+
+def test_full_milp_on_a_type_d_model_stops_at_its_time_limit() -> None:
+    # highspy 1.16.0's MIP presolve (HPresolve::strengthenInequalities) ran for minutes on
+    # this model whatever the time limit; pyproject keeps highspy below 1.16. A child
+    # process, so a regression fails here instead of hanging the suite.
+    import subprocess
+    import sys
+
+    try:
+        out = subprocess.run([sys.executable, "-c", _PRESOLVE_SCRIPT], capture_output=True,
+                             text=True, timeout=90, check=True).stdout.split()
+    except subprocess.TimeoutExpired:
+        pytest.fail("a 2 s HiGHS MIP on a 40x800 type-D model ran past 90 s")
+    assert float(out[0]) < 30.0, out
