@@ -35,3 +35,16 @@ def test_every_module_imports_first() -> None:
                          timeout=240, check=True).stdout.splitlines()
     assert int(out[0]) > 100  # the walk found the engine, not an empty package
     assert out[1:] == [] or out[1:] == [""], "\n".join(out[1:])
+
+
+def test_highs_loads_after_ortools_in_one_process() -> None:
+    # ortools links its own HiGHS; highspy 1.15.x then failed to import after it
+    # ("undefined symbol: Highs::releaseMemory"), which broke `milp` in any process that
+    # had run CP-SAT first (auto, the HTTP workers). pyproject keeps highspy below 1.15.
+    script = ("from ortools.sat.python import cp_model\n"
+              "import highspy\n"
+              "highspy.Highs()\n"
+              "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr[-500:]
