@@ -84,10 +84,16 @@ def test_flags_take_no_value_and_values_have_names() -> None:
 
 
 def test_version() -> None:
+    from allocator import _native
+
     r = runner.invoke(app, ["--version"])
     assert r.exit_code == 0
-    assert r.stdout.strip() == f"allocator {version()}"
-    assert re.fullmatch(r"allocator \d+\.\d+\.\d+\S*", r.stdout.strip())
+    first, second = r.stdout.strip().splitlines()
+    assert first == f"allocator {version()}"
+    assert re.fullmatch(r"allocator \d+\.\d+\.\d+\S*", first)
+    # the online core's build, as the guard would choose it (without importing the core)
+    assert second == f"online core: {_native.describe()}"
+    assert re.fullmatch(r"online core: (mypyc|pure) \(.+\)", second)
     assert runner.invoke(app, ["-V"]).stdout == r.stdout
 
 

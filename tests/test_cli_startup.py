@@ -22,8 +22,9 @@ from allocator.cli import app
 HEAVY = ("numpy", "polars", "pandas", "pyarrow", "scipy", "ortools", "pulp", "highspy",
          "pymoo", "matplotlib", "fastapi", "starlette", "uvicorn", "sqlalchemy", "ray", "mcp",
          "prometheus_client", "models")
-#: allocator modules allowed on the help path: the command modules and the error classes.
-LIGHT = ("allocator", "allocator.errors")
+#: allocator modules allowed on the help path: the command modules, the error classes and
+#: the online core's build check (`--version` reports it; standard library only).
+LIGHT = ("allocator", "allocator.errors", "allocator._native")
 
 _PROBE = """
 import json, sys

@@ -277,7 +277,9 @@ def version() -> str:
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"allocator {version()}")
+        from allocator import _native  # stdlib only: does not load the online core
+
+        typer.echo(f"allocator {version()}\nonline core: {_native.describe()}")
         raise typer.Exit()
 
 

@@ -409,12 +409,13 @@ def bench_online_cmd(
         return
     import os
 
-    from allocator.online import bench
+    from allocator.online import bench, native_build
 
     load = os.getloadavg()[0]
     n_speed = 20_000 if quick else tasks
+    build = native_build().build  # compiled or not: the simulator's speed depends on it
     for r in bench.sim_speed(tasks=n_speed):
-        typer.echo(to_json({"kind": "sim_speed", **r, "loadavg": load}))
+        typer.echo(to_json({"kind": "sim_speed", **r, "build": build, "loadavg": load}))
     for r in bench.runtime_overhead(tasks=5_000 if quick else 20_000):
         typer.echo(to_json({"kind": "runtime", **r, "loadavg": load}))
     for r in bench.quality(tasks=3_000 if quick else 20_000):
@@ -424,12 +425,13 @@ def bench_online_cmd(
 def print_bench(speed_tasks: int = 200_000, *, quick: bool = False,
                 console: Console | None = None) -> dict[str, list[dict[str, Any]]]:
     """Run the online benchmarks and print their tables; returns the rows."""
-    from allocator.online import bench
+    from allocator.online import bench, native_build
 
     con = console or Console()
     con.width = max(con.width, 130)
     n_speed = 20_000 if quick else speed_tasks
     out: dict[str, list[dict[str, Any]]] = {}
+    con.print(f"online core: {native_build()}")
     rows = out["speed"] = bench.sim_speed(tasks=n_speed)
     t = Table(title=f"Simulator speed: {n_speed:,} tasks, 64 agents (CPU s exclude other "
                     "load on the machine)")
@@ -444,7 +446,7 @@ def print_bench(speed_tasks: int = 200_000, *, quick: bool = False,
     con.print(t)
     rows = out["runtime"] = bench.runtime_overhead(tasks=5_000 if quick else 20_000)
     t = Table(title="Runtime overhead per no-op task (priority+stealing, 8 workers), "
-                    "median of 5 alternating rounds")
+                    f"median of 5 alternating rounds; {rows[0]['build']} core")
     for c in ("executor", "tasks", "median s", "µs/task", "CPU µs/task", "tasks/s",
               "throughput vs TPE", "CPU vs TPE"):
         t.add_column(c, justify="left" if c == "executor" else "right")

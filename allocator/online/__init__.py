@@ -3,7 +3,19 @@
 See docs/online.md. The core (`Executor`) takes events and returns
 instructions; `Simulator` drives it on a virtual clock, `Runtime` on asyncio
 with real callables, and `Coordinator` re-solves snapshots between them.
+
+The core's hot modules may run compiled with mypyc (setup.py); which build
+is in use, and why, is `native_build()`.
 """
+# ruff: noqa: E402
+# (the build guard below runs before the core's first import)
+
+from allocator import _native
+from allocator._native import NativeBuild
+
+# Before any module of the compiled group is imported: the compiled build only
+# if its sources are unchanged since it was built (allocator/_native.py).
+_native.activate()
 
 from allocator.clock import Clock, MonotonicClock, VirtualClock
 from allocator.online.admission import AdmissionConfig
@@ -20,6 +32,12 @@ from allocator.online.metrics import register, summary
 from allocator.online.policies import Policy, StealConfig, make_policy, policy_names
 from allocator.online.queues import PriorityConfig
 
+
+def native_build() -> NativeBuild:
+    """The online core's build in use: ("mypyc" | "pure", why). See docs/online.md."""
+    return _native.active()
+
+
 __all__ = [
     "AdmissionConfig",
     "BreakerConfig",
@@ -29,11 +47,13 @@ __all__ = [
     "Clock",
     "Executor",
     "MonotonicClock",
+    "NativeBuild",
     "Policy",
     "PriorityConfig",
     "StealConfig",
     "VirtualClock",
     "make_policy",
+    "native_build",
     "policy_names",
     "register",
     "summary",

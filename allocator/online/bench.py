@@ -24,6 +24,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
+from allocator.online import native_build
 from allocator.online.runtime import Runtime
 from allocator.online.simulator import Simulator
 from allocator.online.workload import Workload, WorkloadConfig, generate
@@ -169,6 +170,7 @@ def runtime_overhead(tasks: int = 20_000, workers: int = 8, rounds: int = 5
         times[names[2]].append(_timed(_rt_sync, tasks, workers, True, r))
     base = statistics.median(w for w, _ in times[names[0]])
     base_cpu = statistics.median(c for _, c in times[names[0]])
+    build = native_build()  # the core's build decides most of the runtime's CPU per task
     rows = []
     for name, ts in times.items():
         med = statistics.median(w for w, _ in ts)
@@ -179,7 +181,8 @@ def runtime_overhead(tasks: int = 20_000, workers: int = 8, rounds: int = 5
                      "cpu_us_per_task": cpu / tasks * 1e6,
                      "tasks_per_s": tasks / med, "throughput_vs_tpe": base / med,
                      "runtime_vs_threadpool": base / med,
-                     "cpu_vs_tpe": cpu / base_cpu if base_cpu else 0.0})
+                     "cpu_vs_tpe": cpu / base_cpu if base_cpu else 0.0,
+                     "build": build.build, "build_reason": build.reason})
     return rows
 
 
