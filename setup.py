@@ -49,6 +49,13 @@ def _load_native() -> Any:
 native = _load_native()
 
 
+def short(exc: BaseException, limit: int = 160) -> str:
+    """An exception as one short line for the manifest (the build log has the rest)."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[-1] if lines else repr(exc)}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def say(msg: str) -> None:
     sys.stderr.write(f"allocator setup: {msg}\n")
     sys.stderr.flush()
@@ -67,8 +74,7 @@ def compiler_problem() -> str | None:
             dsysconfig.customize_compiler(cc)
             cc.compile([str(src)], output_dir=tmp, include_dirs=[dsysconfig.get_python_inc()])
     except Exception as exc:
-        return f"no working C compiler with the Python headers ({type(exc).__name__}: " \
-               f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r})"
+        return f"no working C compiler with the Python headers ({short(exc)})"
     return None
 
 
@@ -114,7 +120,7 @@ def plan() -> tuple[list[Any], str | None]:
         if isinstance(exc, KeyboardInterrupt):
             raise
         traceback.print_exc()
-        return [], f"mypyc could not compile the core ({type(exc).__name__}: {exc})"
+        return [], f"mypyc could not compile the core ({short(exc)})"
     say(f"mypyc {mypy.version.__version__}: generated C for {len(sources)} modules "
         f"in {time.perf_counter() - t0:.0f} s; compiling")
     return exts, None
@@ -156,7 +162,7 @@ class BuildExt(build_ext):
             super().run()
         except Exception as exc:
             traceback.print_exc()
-            reason = f"the C build of the mypyc core failed ({type(exc).__name__}: {exc})"
+            reason = f"the C build of the mypyc core failed ({short(exc)})"
             say(f"installing the pure-Python online core: {reason}")
             _remove_compiled(Path(self.build_lib))
             if editable:
