@@ -49,7 +49,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from allocator.online.admission import AdmissionConfig
 from allocator.online.breaker import BreakerConfig
@@ -75,11 +75,28 @@ from allocator.online.policies import Policy
 from allocator.online.workload import TOKENS_PER_WORK, Workload
 from models import Plan, Weights
 
-_ARR, _DONE, _FAILT, _TICK, _AFAIL, _AJOIN, _COORD, _INSTALL, _SAMPLE = range(9)
+# Heap entry kinds (Final: a compiled build folds them into the code).
+_ARR: Final = 0
+_DONE: Final = 1
+_FAILT: Final = 2
+_TICK: Final = 3
+_AFAIL: Final = 4
+_AJOIN: Final = 5
+_COORD: Final = 6
+_INSTALL: Final = 7
+_SAMPLE: Final = 8
 #: Heap tie-breaks (see the module docstring): completions and attempt failures
 #: count up from here, below the arrival's -1; a sample comes before them all.
-_DONE_SEQ0 = -(1 << 62)
-_SAMPLE_SEQ = -(1 << 63)
+_DONE_SEQ0: Final = -(1 << 62)
+_SAMPLE_SEQ: Final = -(1 << 63)
+
+#: A heap entry, one flat tuple of fixed types (a compiled build unboxes it
+#: without a type test per field): `(time, seq, kind, i, attempt, epoch, task id,
+#: agent id)`. A completion or attempt failure uses every field (`i`: the task's
+#: index); an agent failure `i` (its index in `Workload.failures`) and the agent;
+#: a rejoin the agent; a sample `i` (the sample's index); a plan install `seq`
+#: (its plan waits in a side table); timers and coordinator checks none.
+Entry = tuple[float, int, int, int, int, int, str, str]
 
 _gc_lock = threading.Lock()
 _gc_holders = 0
@@ -182,7 +199,7 @@ class Simulator:
         ex = self.executor
         n = wl.n
         agents = {a.id: a for a in wl.agents}
-        speed = dict(wl.true_speed) or {a.id: a.speed for a in wl.agents}
+        speed: dict[str, float] = dict(wl.true_speed) or {a.id: a.speed for a in wl.agents}
         agent_ids = [a.id for a in wl.agents]
         mc = wl.migration_cost
         p_fail = wl.task_failure
@@ -194,12 +211,15 @@ class Simulator:
         done_at: dict[str, list[float]] = {a: [] for a in agents}
         burst_end = wl.bursts[-1][1] if wl.bursts else 0.0
         after_burst = 0
-        actual = wl.actual.tolist()
-        home_of = wl.home.tolist()
+        actual: list[float] = wl.actual.tolist()
+        home_of: list[int] = wl.home.tolist()
         specs = wl.specs()
-        arrivals = wl.arrival.tolist()
+        arrivals: list[float] = wl.arrival.tolist()
+        failures = wl.failures
         rng = self.rng
-        heap: list[tuple[float, int, int, Any]] = []
+        heap: list[Entry] = []
+        #: Plans waiting to be installed, by their heap entry's seq.
+        plans: dict[int, Plan] = {}
         seq = 0
         cseq = _DONE_SEQ0
         push = heapq.heappush
@@ -209,16 +229,16 @@ class Simulator:
         inf = float("inf")
         ai = 0
         na = arrivals[0] if n else inf
-        for t, a_id, down in wl.failures:
+        for k, (t, a_id, _) in enumerate(failures):
             seq += 1
-            push(heap, (t, seq, _AFAIL, (a_id, down)))
+            push(heap, (t, seq, _AFAIL, k, 0, 0, "", a_id))
         if self.coordinator is not None and self.coordinate_every:
             seq += 1
-            push(heap, (self.coordinate_every, seq, _COORD, None))
+            push(heap, (self.coordinate_every, seq, _COORD, 0, 0, 0, "", ""))
         samples = self.sample_times
         q_samples: list[tuple[float, list[int]]] = []
         if samples:
-            push(heap, (samples[0], _SAMPLE_SEQ, _SAMPLE, 0))
+            push(heap, (samples[0], _SAMPLE_SEQ, _SAMPLE, 0, 0, 0, "", ""))
         rec = self.record
         nan = float("nan")
         r_start = [nan] * n if rec else []
@@ -235,6 +255,12 @@ class Simulator:
         submitted = 0
         arrivals_done = n == 0
         handle = ex.handle
+        # The instruction classes as locals (a compiled build looks a module's
+        # imported names up in its globals on every use).
+        dispatch_t: type[Instruction] = Dispatch
+        complete_t: type[Instruction] = Complete
+        set_timer_t: type[Instruction] = SetTimer
+        steal_t: type[Instruction] = Steal
         wall0 = time.perf_counter()
         now = 0.0
 
@@ -242,10 +268,11 @@ class Simulator:
             nonlocal seq, cseq, outstanding, central_free, after_burst
             for ins in out:
                 typ = type(ins)
-                if typ is Dispatch:
+                if typ is dispatch_t:
                     if TYPE_CHECKING:  # (narrowing only: an assert per dispatch costs time)
                         assert isinstance(ins, Dispatch)
-                    i = int(ins.task_id[1:])
+                    task_id = ins.task_id
+                    i = int(task_id[1:])
                     a_id = ins.agent
                     dur = actual[i] / speed[a_id]
                     h = home_of[i]
@@ -255,63 +282,73 @@ class Simulator:
                         if central or ins.remote:
                             central_free = max(now, central_free) + dlat
                             dur += central_free - now
-                        elif ins.task_id in stolen:
-                            stolen.discard(ins.task_id)
+                        elif task_id in stolen:
+                            stolen.discard(task_id)
                             dur += dlat
                     if rec:
                         if r_start[i] != r_start[i]:
                             r_start[i] = ins.time
                         r_agent[i] = a_id
                     cseq += 1
-                    payload = (ins.task_id, a_id, ins.attempt, epoch[a_id], i)
+                    attempt = ins.attempt
                     fp = p_fail
                     if flaky:
                         fk = flaky.get(a_id)
                         if fk is not None and now < fk[1]:
                             fp = 1.0 - (1.0 - fp) * (1.0 - fk[0])
                     if fp and rng.random() < fp:
-                        push(heap, (now + dur * rng.random(), cseq, _FAILT, payload))
+                        push(heap, (now + dur * rng.random(), cseq, _FAILT, i, attempt,
+                                    epoch[a_id], task_id, a_id))
                     else:
-                        push(heap, (now + dur, cseq, _DONE, payload))
-                elif typ is Complete:
-                    i = int(ins.task_id[1:])  # type: ignore[attr-defined]
+                        push(heap, (now + dur, cseq, _DONE, i, attempt, epoch[a_id], task_id,
+                                    a_id))
+                elif typ is complete_t:
+                    if TYPE_CHECKING:
+                        assert isinstance(ins, Complete)
+                    i = int(ins.task_id[1:])
                     ends[i] += 1
                     outstanding -= 1
-                    done_at[ins.agent].append(now)  # type: ignore[attr-defined]
+                    done_at[ins.agent].append(now)
                     if rec:
                         r_end[i] = now
                         r_out[i] = "complete"
                 elif typ is Reject or typ is Fail:
-                    i = int(ins.task_id[1:])  # type: ignore[attr-defined]
+                    if TYPE_CHECKING:
+                        assert isinstance(ins, Reject | Fail)
+                    i = int(ins.task_id[1:])
                     ends[i] += 1
                     outstanding -= 1
                     if rec:
                         r_end[i] = now
                         r_out[i] = "reject" if typ is Reject else "fail"
-                    if (typ is Reject and ins.code is Code.THROTTLED  # type: ignore[attr-defined]
-                            and now > burst_end):
+                    if typ is Reject and ins.code is Code.THROTTLED and now > burst_end:
                         after_burst += 1
-                elif typ is Steal and dlat:
-                    stolen.add(ins.task_id)  # type: ignore[attr-defined]
-                elif typ is SetTimer:
-                    at = ins.at  # type: ignore[attr-defined]
+                elif typ is steal_t and dlat:
+                    if TYPE_CHECKING:
+                        assert isinstance(ins, Steal)
+                    stolen.add(ins.task_id)
+                elif typ is set_timer_t:
+                    if TYPE_CHECKING:
+                        assert isinstance(ins, SetTimer)
+                    at = ins.at
                     if at not in ticks:
                         ticks.add(at)
                         seq += 1
-                        push(heap, (at, seq, _TICK, None))
+                        push(heap, (at, seq, _TICK, 0, 0, 0, "", ""))
                 elif typ is Cancel:
-                    cancelled.add((ins.task_id, ins.attempt))  # type: ignore[attr-defined]
+                    if TYPE_CHECKING:
+                        assert isinstance(ins, Cancel)
+                    cancelled.add((ins.task_id, ins.attempt))
 
         tokens = wl.rate_limit is not None
+        tokens_per_work = TOKENS_PER_WORK
         metrics = ex.metrics
         max_events = self.max_events
-        submit_at = ex.submit_at
-        complete_at = ex.complete_at
-        tick_at = ex.tick_at
         # Dispatches without failure draws or dispatcher delays are applied in the
         # loop itself (the common case); `apply` does everything else.
         plain = not (dlat or p_fail or flaky or rec)
         out: list[Instruction]
+        kind = _ARR
         while metrics.events < max_events:
             if heap:
                 # The arrival goes first unless the top is earlier, or at the same
@@ -333,43 +370,44 @@ class Simulator:
                 else:
                     arrivals_done = True
                     na = inf
-                out = submit_at(next(specs), now)
-            elif (e := pop(heap))[2] == _DONE:  # the commonest kind first
-                now, _, kind, p = e
-                task_id, a_id, attempt, ep, i = p
-                if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
-                    continue
-                out = complete_at(task_id, a_id, attempt, now, None,
-                                  {"tokens": actual[i] * TOKENS_PER_WORK} if tokens else None)
+                out = ex.submit_at(next(specs), now)
             else:
-                now, _, kind, p = e
-                if kind == _FAILT:
-                    task_id, a_id, attempt, ep, i = p
+                e = pop(heap)
+                now, _, kind, i, attempt, ep, task_id, a_id = e
+                if kind == _DONE:  # the commonest kind first
+                    if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
+                        continue
+                    # (ex.method(...), not a bound method in a local: a compiled build
+                    # then calls the compiled method directly, without boxing the arguments)
+                    out = ex.complete_at(task_id, a_id, attempt, now, None,
+                                         {"tokens": actual[i] * tokens_per_work} if tokens
+                                         else None)
+                elif kind == _FAILT:
                     if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
                         continue
                     out = handle(TaskFailed(task_id=task_id, agent=a_id, attempt=attempt,
                                             time=now, reason="task error (simulated)"))
                 elif kind == _TICK:
                     ticks.discard(now)
-                    out = tick_at(now)
+                    out = ex.tick_at(now)
                 elif kind == _AFAIL:
                     if arrivals_done and outstanding == 0:
                         continue
-                    a_id, down = p
                     epoch[a_id] += 1
                     seq += 1
-                    push(heap, (now + down, seq, _AJOIN, a_id))
+                    push(heap, (now + failures[i][2], seq, _AJOIN, 0, 0, 0, "", a_id))
                     out = handle(AgentFailed(agent_id=a_id, reason="crash (simulated)", time=now))
                 elif kind == _AJOIN:
-                    out = handle(AgentJoined(agent=agents[p], rate_limit=wl.rate_limit, time=now))
+                    out = handle(AgentJoined(agent=agents[a_id], rate_limit=wl.rate_limit,
+                                             time=now))
                 elif kind == _SAMPLE:
                     q_samples.append((now, self._queue_lengths(agent_ids)))
-                    if p + 1 < len(samples):
-                        push(heap, (samples[p + 1], _SAMPLE_SEQ, _SAMPLE, p + 1))
+                    if i + 1 < len(samples):
+                        push(heap, (samples[i + 1], _SAMPLE_SEQ, _SAMPLE, i + 1, 0, 0, "", ""))
                     continue
                 elif kind == _INSTALL:  # a plan is ready: install it, late by its solve time
                     pending = False
-                    plan: Plan = p
+                    plan = plans.pop(e[1])
                     apply(self.coordinator.install(plan, now))  # type: ignore[union-attr]
                     continue
                 else:  # coordinator
@@ -383,14 +421,15 @@ class Simulator:
                             if got is not None:
                                 pending = True
                                 seq += 1
-                                push(heap, (max(got[1], now), seq, _INSTALL, got[0]))
+                                plans[seq] = got[0]
+                                push(heap, (max(got[1], now), seq, _INSTALL, 0, 0, 0, "", ""))
                         seq += 1
-                        push(heap, (now + self.coordinate_every, seq, _COORD, None))
+                        push(heap, (now + self.coordinate_every, seq, _COORD, 0, 0, 0, "", ""))
                     continue
             if plain:
                 for ins in out:
                     typ = type(ins)
-                    if typ is Dispatch:  # apply's dispatch without its options
+                    if typ is dispatch_t:  # apply's dispatch without its options
                         if TYPE_CHECKING:
                             assert isinstance(ins, Dispatch)
                         task_id = ins.task_id
@@ -402,19 +441,23 @@ class Simulator:
                             if h >= 0 and agent_ids[h] != a_id:
                                 dur += mc
                         cseq += 1
-                        push(heap, (now + dur, cseq, _DONE,
-                                    (task_id, a_id, ins.attempt, epoch[a_id], i)))
-                    elif typ is Complete:
-                        ends[int(ins.task_id[1:])] += 1  # type: ignore[attr-defined]
+                        push(heap, (now + dur, cseq, _DONE, i, ins.attempt, epoch[a_id], task_id,
+                                    a_id))
+                    elif typ is complete_t:
+                        if TYPE_CHECKING:
+                            assert isinstance(ins, Complete)
+                        ends[int(ins.task_id[1:])] += 1
                         outstanding -= 1
-                        done_at[ins.agent].append(now)  # type: ignore[attr-defined]
-                    elif typ is SetTimer:  # apply's, inlined (stealing's back-off timers)
-                        at = ins.at  # type: ignore[attr-defined]
+                        done_at[ins.agent].append(now)
+                    elif typ is set_timer_t:  # apply's, inlined (stealing's back-off timers)
+                        if TYPE_CHECKING:
+                            assert isinstance(ins, SetTimer)
+                        at = ins.at
                         if at not in ticks:
                             ticks.add(at)
                             seq += 1
-                            push(heap, (at, seq, _TICK, None))
-                    elif typ is not Steal:  # (a steal needs nothing without dispatcher delays)
+                            push(heap, (at, seq, _TICK, 0, 0, 0, "", ""))
+                    elif typ is not steal_t:  # (a steal needs nothing without dispatcher delays)
                         apply((ins,))
             else:
                 apply(out)
