@@ -25,7 +25,7 @@ import itertools
 import math
 import random
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from allocator.errors import InvalidInputError
 from allocator.online.admission import Action, AdmissionConfig, AdmissionController
@@ -66,14 +66,14 @@ from allocator.online.events import (
 )
 from allocator.online.log import EventLog
 from allocator.online.metrics import OnlineMetrics
-from allocator.online.placement import PLACEMENTS
+from allocator.online.placement import PLACEMENTS, place_home
 from allocator.online.policies import Policy, make_policy
 from allocator.online.queues import (
     COMPACT_AFTER,
-    EdfQueue,
     FifoQueue,
     PlanQueue,
     SortedQueue,
+    TaskQueue,
 )
 from allocator.online.ratelimit import AgentLimiter
 from allocator.online.state import (
@@ -96,21 +96,21 @@ from models import Agent, AgentStatus, Plan, Snapshot, Task, Weights
 
 # Enum members as module constants: `Enum.MEMBER` is a slow class-attribute lookup
 # and these are compared on every event.
-_UP = AgentStatus.UP
-_DOWN = AgentStatus.DOWN
-_DRAINING = AgentStatus.DRAINING
-_CLOSED = BreakerState.CLOSED
-_OPEN = BreakerState.OPEN
-_HALF_OPEN = BreakerState.HALF_OPEN
+_UP: Final = AgentStatus.UP
+_DOWN: Final = AgentStatus.DOWN
+_DRAINING: Final = AgentStatus.DRAINING
+_CLOSED: Final = BreakerState.CLOSED
+_OPEN: Final = BreakerState.OPEN
+_HALF_OPEN: Final = BreakerState.HALF_OPEN
 
-_NAN = math.nan
-_new = object.__new__
-
-#: Queues whose `take` of the head the dispatch loop does itself (no subclass logic).
-_PLAIN_SORTED = frozenset((SortedQueue, FifoQueue, EdfQueue, PlanQueue))
+_NAN: Final = math.nan
+_new: Final = object.__new__
 
 # Timer kinds.
-_T_DEFER, _T_TIMEOUT, _T_BREAKER, _T_WAKE = range(4)
+_T_DEFER: Final = 0
+_T_TIMEOUT: Final = 1
+_T_BREAKER: Final = 2
+_T_WAKE: Final = 3
 
 
 class _CoreClock:
@@ -174,8 +174,10 @@ class Executor:
         self.admission = AdmissionController(admission, backlog=self._backlog_delay)
         self.breaker_config = breaker or BreakerConfig()
         self.log = EventLog(log)
+        #: `log.enabled` (fixed at construction), read on every instruction.
+        self._log_on = self.log.enabled
         self.metrics = OnlineMetrics()
-        self._ledger_add = self.metrics.ledger.rows.append
+        self._ledger = self.metrics.ledger.rows
         self.retain_finished = retain_finished
         self.reject_unplaceable = reject_unplaceable
         self.tasks: dict[str, TaskState] = {}
@@ -201,9 +203,16 @@ class Executor:
         self._cands: dict[Signature, tuple[int, list[AgentState]]] = {}
         self._rr = 0
         self._stealing = self.policy.stealing
+        # The stealing parameters read on every steal attempt, as the core's own fields.
+        steal = self.policy.steal
+        self._st_min_queue = steal.min_victim_queue
+        self._st_latency = steal.latency
+        self._st_backoff = steal.backoff
+        self._st_max_backoff = steal.max_backoff
         #: One virtual time per flow and per class for all queues (fairness across queues).
         self._fair = self.policy.fair_clock()
         self._placer = PLACEMENTS[self.policy.placement]
+        self._at_home = self.policy.placement == "home"
         self._push_placement = self.policy.placement != "global"
         #: Agents take work from the global pools (off in batch mode: plans only).
         self._pull = self.policy.pull
@@ -236,7 +245,7 @@ class Executor:
         """Apply events in order; return the instructions they produced."""
         out: list[Instruction] = []
         self._out = out
-        log = self.log.add if self.log.enabled else None
+        log = self.log.add if self._log_on else None
         ids = self._ids
         handlers = self._handlers
         dirty = self._dirty
@@ -275,7 +284,7 @@ class Executor:
         A driver's hot path (the simulator's arrivals): the same ids, event
         count and decisions; the event is built only when the log keeps it.
         """
-        if self.log.enabled:
+        if self._log_on:
             return self.handle(submitted(spec, time))
         out: list[Instruction] = []
         self._out = out
@@ -314,7 +323,7 @@ class Executor:
                     duration: float | None = None,
                     usage: dict[str, float] | None = None) -> list[Instruction]:
         """`handle(TaskCompleted(...))` with the same fields, without the event object."""
-        if self.log.enabled:
+        if self._log_on:
             return self.handle(completed(task_id, agent, attempt, time, duration, usage))
         out: list[Instruction] = []
         self._out = out
@@ -351,7 +360,7 @@ class Executor:
 
     def tick_at(self, time: float) -> list[Instruction]:
         """`handle(Tick(time=time))`, without the event object (the simulator's timers)."""
-        if self.log.enabled:
+        if self._log_on:
             return self.handle(Tick(time=time))
         out: list[Instruction] = []
         self._out = out
@@ -373,7 +382,7 @@ class Executor:
         objects while the log is off (the runtime posts one item per task
         twice, so the objects were most of its event traffic).
         """
-        if self.log.enabled:
+        if self._log_on:
             return self.handle(*[self._as_event(x) for x in items])
         out: list[Instruction] = []
         self._out = out
@@ -466,7 +475,7 @@ class Executor:
         ins.time = self.now
         ins.cause = self._cause
         self._out.append(ins)
-        if self.log.enabled:
+        if self._log_on:
             self.log.add(ins)
 
     # ------------------------------------------------------------------ queries
@@ -596,8 +605,7 @@ class Executor:
         if self._closing:
             self._end(t, Reject, Code.SHUTDOWN, "executor is shutting down")
             return
-        if (spec.deadline is None or not spec.hard_deadline) and self._adm_static and (
-                not self.admission.shed_level):
+        if not t.hard and self._adm_static and not self.admission.shed_level:
             # _admit's fast path, inlined: nothing to check for this task.
             t.phase = QUEUED
             self._queued_by_class[t.rank] += 1
@@ -608,7 +616,7 @@ class Executor:
     def _admit(self, t: TaskState) -> None:
         spec = t.spec
         adm = self.admission
-        if (spec.deadline is None or not spec.hard_deadline) and adm.trivial:
+        if not t.hard and adm.trivial:
             # Fast path: no caps, no throttle, nothing to check for this task.
             t.phase = QUEUED
             self._queued_by_class[t.rank] += 1
@@ -679,7 +687,6 @@ class Executor:
         started = t.started
         dur = now - started if duration is None else duration
         # _release(t, a, done=True), inlined: this runs once per task.
-        spec = t.spec
         running = a.running
         del running[task_id]
         if running:
@@ -688,12 +695,12 @@ class Executor:
         else:
             a.run_est = a.run_start = 0.0
         a.busy += now - started
-        d = spec.deadline
-        mc = spec.migration_cost
-        self._ledger_add((a.index, started, now, True, t.rank, _NAN if d is None else d,
-                          self._home_index(spec) if mc else -1, mc))
-        if spec.demand:
-            for r, q in spec.demand:
+        d = t.deadline
+        mc = t.mc
+        self._ledger.append((a.index, started, now, True, t.rank, _NAN if d is None else d,
+                             self._home_index(t.home) if mc else -1, mc))
+        if t.demand:
+            for r, q in t.demand:
                 a.used[r] -= q
         t.agent = None
         if a.status is _DRAINING and not running:
@@ -737,7 +744,7 @@ class Executor:
         ins.id = next(self._ids)
         ins.cause = self._cause
         self._out.append(ins)
-        if self.log.enabled:
+        if self._log_on:
             self.log.add(ins)
         # metrics.on_complete(t, now), inlined.
         m = self.metrics
@@ -745,7 +752,7 @@ class Executor:
         m.completed += 1
         m.latencies.append(now - t.submitted)
         svc = now - started
-        ten = spec.tenant
+        ten = t.tenant
         if ten is not None:
             ts = m.tenant_service
             ts[ten] = ts.get(ten, 0.0) + svc
@@ -832,9 +839,14 @@ class Executor:
         return self._placer(self, t, avoid)
 
     def _place(self, t: TaskState, avoid: str | None) -> AgentState | None:
-        target = (None if not self._push_placement  # (global: always the pools)
-                  else self._choose(t, avoid) if self._halfopen
-                  else self._placer(self, t, avoid))
+        if not self._push_placement:  # (global: always the pools)
+            target = None
+        elif self._halfopen:
+            target = self._choose(t, avoid)
+        elif self._at_home:  # (the stealing policies' placement, called directly)
+            target = place_home(self, t, avoid)
+        else:
+            target = self._placer(self, t, avoid)
         if target is not None:
             t.where = target
             target.queue.push(t, self.now)
@@ -893,7 +905,7 @@ class Executor:
                     break
             # Own plan queue, own deque, then (stealing policies) steal from the
             # most loaded eligible victim, then the global pools as the fallback.
-            src: Any = None
+            src: TaskQueue | None = None
             t: TaskState | None = None
             if planned.n:
                 src = planned
@@ -927,36 +939,49 @@ class Executor:
                             k = q.peek_key(now)
                             if k is not None and (best is None or k < best):
                                 best, src = k, q
-            if src is not None:  # (a non-empty queue) src.peek(now), inlined for plain ones
-                tsrc = type(src)
-                if tsrc is FifoQueue:
-                    t = src._items[src._head]
-                elif tsrc in _PLAIN_SORTED:
-                    t = src._items[src._head][2]
-                else:
-                    t = src.peek(now)
+            # (a non-empty queue) src.peek(now), inlined for plain ones (`plain`: the
+            # loop takes their head itself too).
+            plain = False
+            if src is None:
+                pass
+            elif type(src) is FifoQueue:
+                t = src._items[src._head]
+                plain = True
+            elif src.plain:
+                if TYPE_CHECKING:  # (narrowing only)
+                    assert isinstance(src, SortedQueue)
+                t = src._items[src._head][2]
+                plain = True
+            else:
+                t = src.peek(now)
             if t is None:
                 if a.id in self._halfopen and self._probe_pull(a):
                     continue
                 self._hungry[a.id] = a
                 return
-            spec = t.spec
-            if spec.hard_deadline and spec.deadline is not None and (
-                    now + t.est / a.speed > spec.deadline + 1e-9):
-                src.take(t, now)
-                self._end(t, Fail, Code.DEADLINE_EXPIRED,
-                          f"cannot finish by its hard deadline t={spec.deadline:.4g} "
-                          f"(now t={now:.4g}, needs {t.est / a.speed:.4g})")
-                continue
-            if spec.demand and not self._fits(a, spec):
+            if TYPE_CHECKING:
+                assert src is not None
+            if t.hard:
+                d = t.deadline
+                assert d is not None
+                if now + t.est / a.speed > d + 1e-9:
+                    src.take(t, now)
+                    self._end(t, Fail, Code.DEADLINE_EXPIRED,
+                              f"cannot finish by its hard deadline t={d:.4g} "
+                              f"(now t={now:.4g}, needs {t.est / a.speed:.4g})")
+                    continue
+            demand = t.demand
+            if demand and not self._fits(a, t.spec):
                 break
             if a.limiter is not None:
                 ready = a.limiter.ready_at(t.tokens_est, now)
                 if ready > now:
                     self._timer(ready, _T_WAKE, a, 0)
                     break
-            if tsrc in _PLAIN_SORTED:
+            if plain:
                 # SortedQueue.take of its head (peek returned it: _drop_head), inlined.
+                if TYPE_CHECKING:
+                    assert isinstance(src, SortedQueue)
                 items = src._items
                 h = src._head
                 items[h] = None
@@ -990,12 +1015,12 @@ class Executor:
             running[tid] = t
             a.run_est += t.est
             a.run_start += now
-            if spec.demand:
+            if demand:
                 used = a.used
-                for r, d in spec.demand:
-                    used[r] = used.get(r, 0.0) + d
+                for r, need in demand:
+                    used[r] = used.get(r, 0.0) + need
             if a.limiter is not None:
-                t.tokens_est = m.token_estimate(spec)
+                t.tokens_est = m.token_estimate(t.spec)
                 a.limiter.take(t.tokens_est, now)
             t.probe = br.acquire() if br._state is not _CLOSED else False
             m.dispatches += 1
@@ -1009,10 +1034,10 @@ class Executor:
             ins.id = next(self._ids)
             ins.cause = self._cause
             self._out.append(ins)
-            if self.log.enabled:
+            if self._log_on:
                 self.log.add(ins)
-            if spec.timeout is not None:
-                self._timer(now + spec.timeout, _T_TIMEOUT, t, attempt)
+            if t.timeout is not None:
+                self._timer(now + t.timeout, _T_TIMEOUT, t, attempt)
             if len(running) >= a.concurrency:
                 break
         hungry = self._hungry
@@ -1025,17 +1050,16 @@ class Executor:
                 return False
         return True
 
-    def _home_index(self, spec: TaskSpec) -> int:
-        h = self.agents.get(spec.home) if spec.home is not None else None
+    def _home_index(self, home: str | None) -> int:
+        h = self.agents.get(home) if home is not None else None
         return h.index if h is not None else -1
 
     def _ledger_row(self, t: TaskState, a: AgentState, end: float, done: bool) -> None:
         """Record one finished attempt (see allocator.online.metrics.LedgerRow)."""
-        spec = t.spec
-        d = spec.deadline
-        mc = spec.migration_cost
-        self._ledger_add((a.index, t.started, end, done, t.rank, _NAN if d is None else d,
-                          self._home_index(spec) if mc else -1, mc))
+        d = t.deadline
+        mc = t.mc
+        self._ledger.append((a.index, t.started, end, done, t.rank, _NAN if d is None else d,
+                             self._home_index(t.home) if mc else -1, mc))
 
     def _release(self, t: TaskState, a: AgentState, *, done: bool = False) -> None:
         running = a.running
@@ -1092,7 +1116,7 @@ class Executor:
         ins.time = self.now
         ins.cause = self._cause
         self._out.append(ins)
-        if self.log.enabled:
+        if self._log_on:
             self.log.add(ins)
 
     def _steal(self, thief: AgentState) -> bool:
@@ -1105,7 +1129,6 @@ class Executor:
         """
         if not self._loaded:
             return False  # nothing queued at any agent
-        cfg = self.policy.steal
         now = self.now
         if now < thief.backoff_until:
             return False
@@ -1113,7 +1136,7 @@ class Executor:
         # victims plan_steal would rank: those whose O(1) load bound (load_bound(),
         # inlined) is above the thief's own finish time (plan_steal's floor).
         loaded = self._loaded
-        min_queue = cfg.min_victim_queue
+        min_queue = self._st_min_queue
         # thief.load(now), inlined (same operations, so the same float).
         speed = thief.speed
         rem = 0.0
@@ -1123,7 +1146,7 @@ class Executor:
                 if r > 0:
                     rem += r
         thief_fin = (rem + (thief.queue.work + thief.planned.work) / speed) / thief.concurrency
-        floor = thief_fin + cfg.latency
+        floor = thief_fin + self._st_latency
         floor -= 1e-9 * (1.0 + abs(floor))
         victims = []
         found = False
@@ -1147,19 +1170,20 @@ class Executor:
             return False  # nothing queued anywhere: wait to be woken by an arrival
         m = self.metrics
         m.steal_attempts += 1
-        moves = plan_steal(thief, victims, cfg, now, thief.margin, eligible,
+        moves = plan_steal(thief, victims, self.policy.steal, now, thief.margin, eligible,
                            thief_fin=thief_fin, screened=True) if victims else []
         if moves:
             for t, v, pred in moves:
                 self._move(t, v, thief, pred)
             m.steals += len(moves)
             thief.steal_fails = 0
-            thief.steal_interval = cfg.backoff
+            thief.steal_interval = self._st_backoff
             return True
         m.failed_steals += 1
         thief.steal_fails += 1
         back = thief.steal_interval
-        thief.steal_interval = min(back * 2.0, cfg.max_backoff)
+        nxt = back * 2.0  # min(back * 2.0, max_backoff), without the builtin call
+        thief.steal_interval = nxt if nxt <= self._st_max_backoff else self._st_max_backoff
         m.steal_interval_sum += back
         m.steal_intervals += 1
         thief.backoff_until = now + back
@@ -1294,6 +1318,7 @@ class Executor:
         """Re-place every task queued at `a` (it went down, left or its breaker opened)."""
         moving = list(a.planned) + list(a.queue)
         for t in moving:
+            assert t.queue is not None
             t.queue.remove(t)
         self._avers += 1
         for t in moving:
@@ -1339,6 +1364,7 @@ class Executor:
                 skipped += 1
                 continue
             src = t.where
+            assert t.queue is not None
             t.queue.remove(t)
             t.where = a
             a.planned.push_key(t, asg.start)
@@ -1383,7 +1409,7 @@ class Executor:
             assert agent is not None
             ins = complete(t.id, agent.id, t.attempt, self.now, next(self._ids), self._cause)
             self._out.append(ins)
-            if self.log.enabled:
+            if self._log_on:
                 self.log.add(ins)
         elif kind is Reject:
             assert code is not None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from allocator.online.breaker import BreakerState
 from allocator.online.state import _FREE_SIG, AgentState, TaskState, eligible
@@ -24,8 +24,8 @@ from models import AgentStatus
 
 # Enum members as module constants: `Enum.MEMBER` is a slow class-attribute lookup
 # and these are compared on every event.
-_UP = AgentStatus.UP
-_CLOSED = BreakerState.CLOSED
+_UP: Final = AgentStatus.UP
+_CLOSED: Final = BreakerState.CLOSED
 
 if TYPE_CHECKING:
     from allocator.online.core import Executor
@@ -79,8 +79,7 @@ def place_p2c(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | Non
 
 def place_home(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | None:
     """The task's home agent unless it is down, breaker-blocked, ineligible or backed up."""
-    spec = t.spec
-    h = spec.home
+    h = t.home
     if h is None:
         return None
     home = ex.agents.get(h)
@@ -89,7 +88,7 @@ def place_home(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | No
     br = home.breaker
     if br._state is not _CLOSED and br.state is not _CLOSED:
         return None
-    if t.sig is not _FREE_SIG and not eligible(home, spec):  # (free: any agent may run it)
+    if t.sig is not _FREE_SIG and not eligible(home, t.spec):  # (free: any agent may run it)
         return None
     steal = ex.policy.steal
     q = home.queue

@@ -26,7 +26,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from models import Priority
 
@@ -37,32 +37,56 @@ if TYPE_CHECKING:
 Key = tuple[Any, ...]
 
 
-class TaskQueue(Protocol):
-    @property
-    def work(self) -> float: ...
+class TaskQueue:
+    """What every discipline's queue does (a base class rather than a Protocol: a
+    compiled build reads its fields directly and calls its methods through a table)."""
 
-    #: Queued tasks (what len() returns; an attribute, read on every dispatch).
-    n: int
-    #: Whether `charge` does anything (the core skips the call otherwise).
-    charges: bool
+    __slots__ = ("charges", "n", "plain", "work")
 
-    def __len__(self) -> int: ...
-    def push(self, t: TaskState, now: float) -> None: ...
-    def peek(self, now: float) -> TaskState | None: ...
-    def take(self, t: TaskState, now: float) -> None: ...
-    def remove(self, t: TaskState) -> None: ...
-    def back(self, limit: int) -> list[TaskState]: ...
-    def peek_key(self, now: float) -> Key | None: ...
-    def charge(self, t: TaskState, delta: float) -> None: ...
-    def __iter__(self) -> Iterator[TaskState]: ...
+    def __init__(self) -> None:
+        #: Queued tasks (what len() returns; an attribute, read on every dispatch).
+        self.n = 0
+        #: The queued tasks' estimated work.
+        self.work = 0.0
+        #: Whether `charge` does anything (the core skips the call otherwise).
+        self.charges = False
+        #: A SortedQueue whose head the core may take itself (no subclass logic in take).
+        self.plain = False
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[TaskState]:
+        raise NotImplementedError
+
+    def push(self, t: TaskState, now: float) -> None:
+        raise NotImplementedError
+
+    def peek(self, now: float) -> TaskState | None:
+        raise NotImplementedError
+
+    def take(self, t: TaskState, now: float) -> None:
+        raise NotImplementedError
+
+    def remove(self, t: TaskState) -> None:
+        raise NotImplementedError
+
+    def back(self, limit: int) -> list[TaskState]:
+        raise NotImplementedError
+
+    def peek_key(self, now: float) -> Key | None:
+        raise NotImplementedError
+
+    def charge(self, t: TaskState, delta: float) -> None:
+        return None
 
 
 #: A sorted queue cuts off its taken prefix once it is longer than this and than
 #: the rest (`SortedQueue._drop_head`; the core's dispatch loop does the same inline).
-COMPACT_AFTER = 64
+COMPACT_AFTER: Final = 64
 
 
-class SortedQueue:
+class SortedQueue(TaskQueue):
     """Entries sorted by (key, seq); owner end at `head`, thief end at the list's end.
 
     Popping the head only advances an index (O(1)); appending a key not
@@ -70,17 +94,13 @@ class SortedQueue:
     a memmove. Used directly for fifo, edf, wfq and plan order.
     """
 
-    __slots__ = ("_head", "_items", "n", "work")
-    charges = False
+    __slots__ = ("_head", "_items")
 
     def __init__(self) -> None:
+        super().__init__()
         self._items: list[Any] = []
         self._head = 0
-        self.n = 0
-        self.work = 0.0
-
-    def __len__(self) -> int:
-        return self.n
+        self.plain = True
 
     def __iter__(self) -> Iterator[TaskState]:
         items = self._items
@@ -161,9 +181,6 @@ class SortedQueue:
             return [items[-1][2]] if lo == n - 1 else []
         return list(map(_task_of, items[:lo - 1:-1] if lo else items[::-1]))
 
-    def charge(self, t: TaskState, delta: float) -> None:
-        return None
-
 
 #: A sorted queue entry's task (entries are `(key, seq, task)`).
 _task_of = itemgetter(2)
@@ -237,12 +254,12 @@ class EdfQueue(SortedQueue):
     __slots__ = ()
 
     def key_of(self, t: TaskState) -> float:
-        d = t.spec.deadline
+        d = t.deadline
         return math.inf if d is None else d
 
     def push(self, t: TaskState, now: float) -> None:
         # push_key(t, key_of(t)), inlined.
-        d = t.spec.deadline
+        d = t.deadline
         key = math.inf if d is None else d
         t.qkey = key
         t.queue = self
@@ -267,7 +284,7 @@ class PlanQueue(SortedQueue):
 
 def flow_of(t: TaskState) -> str:
     """The fairness flow of a task: its tenant, else its priority class."""
-    return t.spec.tenant if t.spec.tenant is not None else t.spec.priority.value
+    return t.tenant if t.tenant is not None else t.spec.priority.value
 
 
 class FairClock:
@@ -337,6 +354,7 @@ class WfqQueue(SortedQueue):
     def __init__(self, clock: FairClock | None = None) -> None:
         super().__init__()
         self.clock = clock or FairClock()
+        self.plain = False  # (take moves the virtual time)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -379,12 +397,12 @@ class PriorityConfig:
         Priority.LOW: 30.0})
 
 
-_CLASSES = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
+_CLASSES: Final = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
 
 
 
 
-class PriorityQueue:
+class PriorityQueue(TaskQueue):
     """Multi-level queue: one fifo per class, stride scheduling on weights, aging.
 
     The passes are the executor's (a shared FairClock), so class shares hold
@@ -392,18 +410,15 @@ class PriorityQueue:
     (oldest first, before anything else) and `(1, pass, seq)` otherwise.
     """
 
-    __slots__ = ("_age_at", "_memo_choice", "_memo_now", "_memo_version", "_qs", "clock", "n",
-                 "work")
-    charges = False
+    __slots__ = ("_age_at", "_memo_choice", "_memo_now", "_memo_version", "_qs", "clock")
 
     def __init__(self, config: PriorityConfig | None = None, *,
                  clock: FairClock | None = None) -> None:
+        super().__init__()
         self.clock = clock or FairClock(priority=config)
         #: One queue per class: fifos here, WFQ queues in PriorityWfqQueue (typed as
         #: their common base, which is what a compiled build checks).
         self._qs: list[SortedQueue] = [FifoQueue() for _ in _CLASSES]
-        self.n = 0
-        self.work = 0.0
         #: A lower bound of the time the first class head ages (min over the heads of
         #: enqueued + aging): well before it (a rounding margin), `_choose_now` skips
         #: the aging checks. Lowered whenever a head changes, exact after a full choice.
@@ -412,9 +427,6 @@ class PriorityQueue:
         self._memo_now = math.nan
         self._memo_version = -1
         self._memo_choice = -1
-
-    def __len__(self) -> int:
-        return self.n
 
     def __iter__(self) -> Iterator[TaskState]:
         for q in self._qs:
@@ -603,11 +615,8 @@ class PriorityQueue:
             out.extend(self._qs[c].back(limit - len(out)))
         return out
 
-    def charge(self, t: TaskState, delta: float) -> None:
-        return None
 
-
-class CfsQueue:
+class CfsQueue(TaskQueue):
     """Completely-fair style: per-flow fifo, serve the flow with least weighted vruntime.
 
     A flow's vruntime (shared by all the executor's queues through its
@@ -617,25 +626,22 @@ class CfsQueue:
     the current minimum vruntime: no banked credit for having been idle.
     """
 
-    __slots__ = ("_flows", "clock", "n")
-    charges = True
+    __slots__ = ("_flows", "clock")
 
     def __init__(self, weights: dict[str, float] | None = None, *,
                  clock: FairClock | None = None) -> None:
+        super().__init__()
         self.clock = clock or FairClock(weights)
         self._flows: dict[str, FifoQueue] = {}
-        self.n = 0
+        self.charges = True
 
     @property
     def weights(self) -> dict[str, float]:
         return self.clock.weights
 
-    @property
-    def work(self) -> float:
-        return sum(q.work for q in self._flows.values()) if self.n else 0.0
-
-    def __len__(self) -> int:
-        return self.n
+    def _sum_work(self) -> None:
+        """`work` as the sum of the flows' (kept as a field: read on every placement)."""
+        self.work = sum(q.work for q in self._flows.values()) if self.n else 0.0
 
     def __iter__(self) -> Iterator[TaskState]:
         for q in self._flows.values():
@@ -654,6 +660,7 @@ class CfsQueue:
         q.push(t, now)
         t.queue = self
         self.n += 1
+        self._sum_work()
 
     def _best(self) -> str | None:
         best: str | None = None
@@ -692,6 +699,7 @@ class CfsQueue:
     def _gone(self, f: str) -> None:
         self.n -= 1
         self.clock.active[f] -= 1
+        self._sum_work()
 
     def back(self, limit: int) -> list[TaskState]:
         vr = self.clock.vr

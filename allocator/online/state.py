@@ -6,7 +6,7 @@ Kept apart from the core's event handling so placement policies and stealing
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from allocator.online.breaker import CircuitBreaker
 from allocator.online.events import TaskSpec
@@ -17,32 +17,37 @@ from models import Agent, AgentStatus, Priority
 
 # Enum members as module constants: `Enum.MEMBER` is a slow class-attribute lookup
 # and these are compared on every event.
-_DOWN = AgentStatus.DOWN
+_DOWN: Final = AgentStatus.DOWN
 
-# Task phases (ints: compared on every event).
-SUBMITTED, DEFERRED, QUEUED, RUNNING, DONE = range(5)
+# Task phases (ints: compared on every event; Final, so a compiled build folds them).
+SUBMITTED: Final = 0
+DEFERRED: Final = 1
+QUEUED: Final = 2
+RUNNING: Final = 3
+DONE: Final = 4
 PHASE_NAMES = ("submitted", "deferred", "queued", "running", "done")
 
 #: Weight of a new observation in the agent-speed and token-ratio EWMAs:
 #: 0.1 follows a change within ~10 tasks without chasing single outliers.
-EWMA_ALPHA = 0.1
+EWMA_ALPHA: Final = 0.1
 
 Signature = tuple[Any, ...]
 
 #: The signature of a task with no skills, permissions or demand.
-_FREE_SIG: Signature = ((), None, (), ())
+_FREE_SIG: Final[Signature] = ((), None, (), ())
 
 #: Priority -> rank as a plain dict (the `rank` property costs a call per task).
-_RANK = {p: p.rank for p in Priority}
+_RANK: Final = {p: p.rank for p in Priority}
 
 
 class TaskState:
     """Everything the core tracks about one task (internal)."""
 
-    __slots__ = ("agent", "attempt", "defers", "enqueued", "est", "first_start", "id",
-                 "phase", "probe", "qkey", "queue", "rank", "seq", "served_by", "sig", "spec",
-                 "started", "steal_pred", "steals", "stolen_by", "submitted", "timer_token",
-                 "tokens_est", "vtag", "where")
+    __slots__ = ("agent", "attempt", "deadline", "defers", "demand", "enqueued", "est",
+                 "first_start", "hard", "home", "id", "mc", "phase", "probe", "qkey", "queue",
+                 "rank", "seq", "served_by", "sig", "spec", "started", "steal_pred", "steals",
+                 "stolen_by", "submitted", "tenant", "timeout", "timer_token", "tokens_est",
+                 "vtag", "where")
 
     def __init__(self, spec: TaskSpec, seq: int, now: float) -> None:
         self.spec = spec
@@ -52,7 +57,7 @@ class TaskState:
         self.attempt = 0
         self.agent: AgentState | None = None  # running on
         self.where: AgentState | None = None  # queued at (None: global pool)
-        self.queue: Any = None  # the container holding it while queued
+        self.queue: TaskQueue | None = None  # the container holding it while queued
         self.qkey = 0.0
         self.est = spec.work
         self.tokens_est = spec.tokens
@@ -69,10 +74,21 @@ class TaskState:
         self.vtag = -1.0
         self.defers = 0
         self.probe = False
-        self.served_by: Any = None
+        self.served_by: TaskQueue | None = None
         self.timer_token = 0
         skills, allowed, forbidden, demand = (spec.skills, spec.allowed, spec.forbidden,
                                               spec.demand)
+        # The spec's fields the core reads on every dispatch and completion, copied once
+        # (a compiled core reads its own fields directly, a spec's through getattr).
+        deadline = spec.deadline
+        self.deadline = deadline
+        #: A hard deadline is set (the admission and dispatch checks apply).
+        self.hard = spec.hard_deadline and deadline is not None
+        self.demand = demand
+        self.timeout = spec.timeout
+        self.home = spec.home
+        self.mc = spec.migration_cost
+        self.tenant = spec.tenant
         #: The eligibility signature (one shared tuple for tasks any agent may run).
         self.sig: Signature = (_FREE_SIG if not (skills or forbidden or demand)
                                and allowed is None

@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from allocator.online.state import _FREE_SIG
 from models import AgentStatus
 
 # Enum members as module constants: `Enum.MEMBER` is a slow class-attribute lookup
 # and these are compared on every event.
-_UP = AgentStatus.UP
+_UP: Final = AgentStatus.UP
 
 if TYPE_CHECKING:
     from allocator.online.events import TaskSpec
@@ -135,14 +135,11 @@ def plan_steal(thief: AgentState, victims: list[AgentState], cfg: StealConfig, n
         v_fin = -neg_load
         v_id, v_speed, v_slots = v.id, v.speed, v.concurrency
         for k, t in enumerate(cands):
-            spec = t.spec
             # run_time(t, v) and run_time(t, thief), inlined.
-            home = spec.home
-            run_v = t.est / v_speed + (spec.migration_cost
-                                       if home is not None and v_id != home else 0.0)
-            if t.steals < max_steals and (t.sig is _FREE_SIG or fits(thief, spec)):
-                run_t = t.est / t_speed + (spec.migration_cost
-                                           if home is not None and t_id != home else 0.0)
+            home = t.home
+            run_v = t.est / v_speed + (t.mc if home is not None and v_id != home else 0.0)
+            if t.steals < max_steals and (t.sig is _FREE_SIG or fits(thief, t.spec)):
+                run_t = t.est / t_speed + (t.mc if home is not None and t_id != home else 0.0)
                 if (thief_fin + run_t * grow + latency < v_fin
                         and (k < n_free or plan_allows(t, v, thief, now, v_fin,
                                                        thief_fin + run_t))):
