@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -48,7 +47,7 @@ from allocator.bounds import best_bound, lp_relaxation
 from allocator.problem import LINEAR_MAX_CELLS, Problem
 from allocator.solvers.base import Budget, WarmStart, make_plan, register, use_scheduling_model
 from allocator.solvers.greedy import greedy_assign, greedy_schedule, warm_or_fresh
-from allocator.solvers.lagrange import Lagrangian, lagrangian
+from allocator.solvers.lagrange import Lagrangian, lagrangian, loaded_kernel
 from allocator.solvers.linear import (
     LinearModel,
     build_highs,
@@ -106,6 +105,11 @@ WALK_WHOLE_AGENTS, WALK_BLOCK_AGENTS, WALK_BLOCK_S = 24, 16, 0.05
 WALK_PHASE_S = 0.25
 #: Seconds kept back at the end for building the plan.
 RESERVE_S = 0.15
+#: The caller's thread stops waiting for the search this long before the deadline at
+#: full speed, longer in proportion when it has been getting less CPU than that
+#: (at most FINISH_MAX_S): building the plan from the incumbent takes ~5 ms of CPU at
+#: 80 x 1600, the engine's final steps about as much.
+FINISH_S, FINISH_MAX_S = 0.04, 0.6
 #: The Lagrangian phase stops when this share of the budget is left (or it converges).
 LAGRANGE_UNTIL = 0.25
 #: Subgradient iterations at most (about 1 ms each at 80 x 1600).
@@ -124,13 +128,22 @@ class _Shared:
     source: str = "construction"
     version: int = 0
     ctx: Budget | None = None  # incumbents are handed over to the solve context too
+    #: The plan has been built: later offers (a search thread that outlived the
+    #: deadline) are refused, so no improvement is reported after the final plan.
+    closed: bool = False
+    #: Set once the construction's first Lagrangian plan is in (or the search ended
+    #: without one): the first plan with capacity priced - the feasibility-first plan
+    #: before it places every task but was 78-605 % above the LP bound at 80 x 1600.
+    placed: threading.Event = field(default_factory=threading.Event)
 
     def offer(self, agent_of: np.ndarray, t: float, source: str) -> bool:
-        if not self.lm.feasible(agent_of):
+        if self.closed or not self.lm.feasible(agent_of):
             return False
         obj = self.lm.objective(agent_of)
         with self.lock:
-            if obj < self.obj - 1e-9 * max(1.0, abs(self.obj)):
+            if self.closed:
+                better = False
+            elif obj < self.obj - 1e-9 * max(1.0, abs(self.obj)):
                 self.agent_of, self.obj, self.source = agent_of.copy(), obj, source
                 self.version += 1
                 self.points.append(SolutionPoint(time_s=t, objective=obj))
@@ -478,7 +491,8 @@ def _full_milp(shared: _Shared, budget: Budget, seed: int, out: dict[str, object
 
 
 def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
-               shared: _Shared, *, deterministic: bool = False
+               shared: _Shared, *, deterministic: bool = False,
+               stop: threading.Event | None = None
                ) -> tuple[float | None, np.ndarray | None]:
     """Anytime construction without the LP: starts, Lagrangian heuristic, local search.
 
@@ -497,7 +511,9 @@ def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
     def clock_deadline(share: float) -> Callable[[], bool] | None:
         if deterministic:
             return None
-        return lambda: budget.remaining() < share * budget.time_limit + RESERVE_S
+        halt = stop if stop is not None else threading.Event()
+        return lambda: (budget.remaining() < share * budget.time_limit + RESERVE_S
+                        or halt.is_set())
 
     if lm.has_load_terms:
         from allocator.solvers.balance import balance_assign
@@ -511,7 +527,7 @@ def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
     ff = lg.feasibility_first()
     shared.offer(ff, budget.elapsed(), "feasibility-first greedy")
 
-    kernel = None if deterministic else sys.modules.get("allocator.solvers.lagrange_kernel")
+    kernel = None if deterministic else loaded_kernel()
 
     def polish(x: np.ndarray) -> np.ndarray:
         # compiled when loaded (solve_linear starts loading it for budgets that hold the
@@ -519,13 +535,17 @@ def _construct(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
         y = kernel.polish(lm, x, 5) if kernel is not None else None
         return y if y is not None else local_search(lm, x, seed=seed, max_passes=5, pairs=False)
 
+    def on_incumbent(x: np.ndarray, _obj: float) -> None:
+        shared.offer(x, budget.elapsed(), "lagrangian")
+        shared.placed.set()
+
     cur, obj = shared.get()
     res = lagrangian(
         lm, deadline=clock_deadline(LAGRANGE_UNTIL), max_iter=LAGRANGE_MAX_ITER,
         upper=obj if lm.feasible(cur) and not np.any(cur < 0) else None,
-        on_incumbent=lambda x, _o: shared.offer(x, budget.elapsed(), "lagrangian"),
-        improve=polish,
+        on_incumbent=on_incumbent, improve=polish,
     )
+    shared.placed.set()
     cur, _ = shared.get()
     best = local_search(lm, cur, seed=seed, deadline=clock_deadline(0.1))
     shared.offer(best, budget.elapsed(), "local search")
@@ -553,30 +573,132 @@ def _first(problem: Problem, lm: LinearModel, budget: Budget,
     return shared
 
 
-def solve_linear(problem: Problem, *, budget: Budget, seed: int,
-                 warm: WarmStart | None, parallel: bool = True) -> Plan:
-    """Strategy 3 of the module docstring."""
-    lm = build_linear(problem)
-    if parallel and budget.remaining() >= WALK_MIN_S:
+def _load_kernels(walk: bool) -> None:
+    """Import numba and start loading the compiled kernels, in a background thread.
+
+    Importing numba is ~0.25 s of CPU; in the solving thread it came before the first
+    Lagrangian plan (three solves at once at load 7-9: ~2 s of wall time)."""
+
+    def load() -> None:
         from allocator.solvers import lagrange_kernel
-        from allocator.solvers.gap_kernel import PenaltySearch, kernel_ready
+        from allocator.solvers.gap_kernel import kernel_ready
 
         lagrange_kernel.ready()  # starts loading the construction's kernels
-        if PenaltySearch.applies(lm):
-            kernel_ready()  # starts loading the walk's kernel while the construction runs
+        if walk:
+            kernel_ready()  # the walk's, while the construction runs
+
+    # not a daemon: interpreter exit waits for the import (and then for the warm-up it
+    # starts, jit.WarmUp) rather than finalising inside numba
+    threading.Thread(target=load, name="auto-kernel-import", daemon=False).start()
+
+
+def _finish_margin(budget: Budget) -> float:
+    """Seconds before the deadline at which the caller's thread stops waiting for the
+    search: what building and returning the plan takes, scaled by how slowly the
+    caller's thread has run so far (compiling the snapshot and the model: CPU-bound),
+    since the same steps at the end will run as slowly."""
+    return float(np.clip(FINISH_S / max(budget.cpu_share(), 1e-3), FINISH_S, FINISH_MAX_S))
+
+
+@dataclass
+class _Result:
+    """What the search leaves for the plan: the bound and the MILP's last word."""
+
+    lagr_raw: float | None = None
+    out: dict[str, object] = field(default_factory=dict)
+    left_running: bool = False
+    done: bool = False
+
+
+def solve_linear(problem: Problem, *, budget: Budget, seed: int,
+                 warm: WarmStart | None, parallel: bool = True) -> Plan:
+    """Strategy 3 of the module docstring.
+
+    With `parallel`, the search (construction, then the portfolio) runs in its own
+    thread and this one only waits for it, until a margin before the deadline: then
+    the best plan handed over so far is the answer, whatever the search is doing (a
+    Lagrangian repair, an LNS sub-problem, HiGHS past its time limit). Three solves at
+    once at load 9 returned 0.5-2 s late while this thread ran those steps itself.
+    """
+    lm = build_linear(problem)
+    if parallel and budget.remaining() >= WALK_MIN_S:
+        _load_kernels(not lm.has_load_terms and lm.max_migrations is None)
     shared = _first(problem, lm, budget, warm)
     stats = {"lns_subproblems": 0, "lns_improvements": 0, "walk_rounds": 0,
              "walk_blocks": 0, "walk_improvements": 0}
-    out: dict[str, object] = {}
     stop = threading.Event()
+    res = _Result()
+    if not parallel:
+        _search(problem, lm, budget, seed, shared, stats, stop, res, parallel=False)
+    else:
+        # Not a daemon: the search may be inside HiGHS, and interpreter exit must wait
+        # for HiGHS to stop (killing it mid-run aborted the process).
+        margin = _finish_margin(budget)
+        th = threading.Thread(target=_search, name="auto-search",
+                              args=(problem, lm, budget, seed, shared, stats, stop, res))
+        th.start()
+        th.join(timeout=max(0.0, budget.remaining() - margin))
+        # Never without the first Lagrangian plan (~0.1 s of CPU at 80 x 1600 after the
+        # feasibility-first one): on a starved machine compiling the snapshot alone can
+        # take a 1 s budget, and the plan before it is several times the LP bound on E.
+        shared.placed.wait()
+        stop.set()
+        th.join(timeout=0.01)
+    with shared.lock:  # nothing is handed over after this: the plan is final
+        shared.closed = True
+        agent_of, obj = shared.agent_of.copy(), shared.obj
+        points, source = list(shared.points), shared.source
+    late = not res.done
+    lagr_raw = res.lagr_raw
+    lb = lagr_raw - 1e-7 * max(1.0, abs(lagr_raw)) if lagr_raw is not None else None
+    done = {} if res.left_running or late else res.out  # a bound / proof not final yet
+    dual = done.get("dual")
+    bound = best_bound(lb, dual if isinstance(dual, float) else None)
+    status = PlanStatus.FEASIBLE
+    raw = best_bound(lagr_raw, dual if isinstance(dual, float) else None)
+    if raw is not None and obj <= raw + 1e-9 * max(1.0, abs(obj)):
+        status = PlanStatus.OPTIMAL  # the bound proves it
+    if done.get("optimal") or (stats.get("proven") and not late):
+        status = PlanStatus.OPTIMAL
+    msg = (f"assignment model: pairs={lm.P}; best from {source}; "
+           f"lns {stats['lns_subproblems']} sub-problems, {stats['lns_improvements']} improved; "
+           f"penalty walk {stats['walk_rounds']} rounds in {stats['walk_blocks']} blocks, "
+           f"{stats['walk_improvements']} improved; "
+           f"milp asked for user solutions {done.get('user_solution_calls', 0)} times"
+           + ("; full MILP still busy at the deadline, not waited for" if res.left_running
+              else "")
+           + ("; search still busy at the deadline, not waited for" if late else ""))
+    return make_plan(problem, agent_of, solver="auto", status=status, budget=budget,
+                     bound=bound, solutions=points, message=msg)
+
+
+def _search(problem: Problem, lm: LinearModel, budget: Budget, seed: int, shared: _Shared,
+            stats: dict[str, int], stop: threading.Event, res: _Result, *,
+            parallel: bool = True) -> None:
+    """Construction, then the portfolio of the module docstring, until the budget ends or
+    `stop`; every plan goes to `shared`, the bound and the MILP's word to `res`."""
+    try:
+        _search_body(problem, lm, budget, seed, shared, stats, stop, res, parallel)
+        res.done = True
+    finally:
+        stop.set()
+        shared.placed.set()
+
+
+def _search_body(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
+                 shared: _Shared, stats: dict[str, int], stop: threading.Event,
+                 res: _Result, parallel: bool) -> None:
+    out = res.out
     workers = max(1, budget.workers) if parallel else 1
     small = lm.P <= MILP_PORTFOLIO_PAIRS
-    left_running = False  # the full MILP outlived the deadline (large models)
     # The construction runs first, at normal priority, on every path: it is
     # what the plan rests on when the machine is busy or the budget short.
-    lagr_raw, rank = _construct(problem, lm, budget, seed, shared, deterministic=not parallel)
-    lb = lagr_raw - 1e-7 * max(1.0, abs(lagr_raw)) if lagr_raw is not None else None
+    lagr_raw, rank = _construct(problem, lm, budget, seed, shared, deterministic=not parallel,
+                                stop=stop)
+    res.lagr_raw = lagr_raw
     proven = lagr_raw is not None and shared.obj <= lagr_raw + 1e-9 * max(1.0, abs(shared.obj))
+    if stop.is_set():
+        return
     if small and workers >= 2 and lm.P > 0 and not proven and budget.remaining() > RESERVE_S:
         # Small model: HiGHS on the full model in this thread (it proves most
         # such instances within seconds); LNS in the niced helper.
@@ -586,7 +708,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
             if lm.m >= 2 and not stop.is_set():
                 _lns(shared, budget, stop, seed, stats, lagr_raw)
 
-        th = threading.Thread(target=_niced(helper), daemon=True)
+        th = threading.Thread(target=_niced(helper), daemon=False)
         th.start()
         tw = threading.Thread(target=_walk, args=(shared, budget, stop, seed, stats),
                               kwargs={"rank": rank}, daemon=True)
@@ -595,9 +717,9 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
             _full_milp(shared, budget, seed, out, stop)
         finally:
             stop.set()
-            th.join()
-            # a walk round can outlast the deadline at 80 x 1600 on a busy
-            # machine: the plan is not held for it (it only offers to `shared`)
+            # neither holds the plan: a niced LNS step or a walk round can outlast the
+            # deadline on a busy machine (they only offer to `shared`)
+            th.join(timeout=max(0.0, budget.remaining() - RESERVE_S / 3))
             tw.join(timeout=max(0.0, budget.remaining() - RESERVE_S / 3))
     elif not small and lm.P > 0 and budget.remaining() > RESERVE_S + 0.1 and not proven:
         th2 = None
@@ -625,30 +747,10 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
                 # The thread is not a daemon: interpreter exit waits for
                 # HiGHS to stop (killing it mid-run aborts the process).
                 th2.join(timeout=max(0.0, budget.remaining() - RESERVE_S / 3))
-                left_running = th2.is_alive()
+                res.left_running = th2.is_alive()
     elif small and workers < 2 and lm.P > 0 and not proven and budget.remaining() > 0.2:
         # Single worker: the full MILP only, from the constructed incumbent.
         _full_milp(shared, budget, seed, out, stop, warm=True)
-    with shared.lock:  # a MILP left running may still offer incumbents
-        agent_of, obj = shared.agent_of.copy(), shared.obj
-        points, source = list(shared.points), shared.source
-    done = {} if left_running else out  # its bound / proof are not final yet
-    dual = done.get("dual")
-    bound = best_bound(lb, dual if isinstance(dual, float) else None)
-    status = PlanStatus.FEASIBLE
-    raw = best_bound(lagr_raw, dual if isinstance(dual, float) else None)
-    if raw is not None and obj <= raw + 1e-9 * max(1.0, abs(obj)):
-        status = PlanStatus.OPTIMAL  # the bound proves it
-    if done.get("optimal") or stats.get("proven"):
-        status = PlanStatus.OPTIMAL
-    msg = (f"assignment model: pairs={lm.P}; best from {source}; "
-           f"lns {stats['lns_subproblems']} sub-problems, {stats['lns_improvements']} improved; "
-           f"penalty walk {stats['walk_rounds']} rounds in {stats['walk_blocks']} blocks, "
-           f"{stats['walk_improvements']} improved; "
-           f"milp asked for user solutions {done.get('user_solution_calls', 0)} times"
-           + ("; full MILP still busy at the deadline, not waited for" if left_running else ""))
-    return make_plan(problem, agent_of, solver="auto", status=status, budget=budget,
-                     bound=bound, solutions=points, message=msg)
 
 
 def _solve_scheduling(problem: Problem, *, budget: Budget, seed: int,

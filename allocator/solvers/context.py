@@ -56,6 +56,7 @@ class SolveContext:
     workers: int = 2
     clock: Callable[[], float] = time.perf_counter
     started: float = field(default=0.0)
+    started_cpu: float = field(default=0.0, init=False, repr=False)
     seed: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
     on_improve: Callable[[Improvement], Any] | None = None
@@ -79,6 +80,7 @@ class SolveContext:
 
     def __post_init__(self) -> None:
         self.started = self.clock()
+        self.started_cpu = time.thread_time()
         if self.deterministic is None:
             self.deterministic = self.workers == 1
 
@@ -94,6 +96,15 @@ class SolveContext:
 
     def elapsed(self) -> float:
         return self.clock() - self.started
+
+    def cpu_share(self) -> float:
+        """CPU time the creating thread got per second of the budget so far (call it
+        from that thread while it has been busy): 1 on an idle core, ~0.15 for one of
+        three solves at once on two cores at load 9. 1 when too little time has passed."""
+        wall = self.elapsed()
+        if not wall > 0.05:
+            return 1.0
+        return float(min(1.0, max(0.0, (time.thread_time() - self.started_cpu) / wall)))
 
     def remaining(self) -> float:
         if self.stop.is_set():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -38,6 +39,15 @@ _STALL = 12
 _MU_MIN = 1e-4
 #: The heuristic runs when the relaxed plan exceeds capacity by less than this share.
 _HEUR_EXCESS = 0.03
+
+
+def loaded_kernel() -> ModuleType | None:
+    """`allocator.solvers.lagrange_kernel` once something has imported it completely
+    (auto imports it in a background thread: a module still being imported is in
+    sys.modules without its functions), else None; never imports it (importing numba
+    would hold the GIL for ~0.3 s inside a short budget)."""
+    kernel = sys.modules.get("allocator.solvers.lagrange_kernel")
+    return kernel if getattr(kernel, "IMPORTED", False) else None
 
 
 @dataclass
@@ -233,7 +243,7 @@ class Lagrangian:
         # The same loop compiled (~20 % of the construction's CPU in numpy), once a caller
         # has loaded the kernels (auto does where its budget holds the walk; importing numba
         # here would hold the GIL for ~0.3 s inside a short budget).
-        kernel = sys.modules.get("allocator.solvers.lagrange_kernel")
+        kernel = loaded_kernel()
         if kernel is not None and kernel.HAVE_NUMBA and kernel.ready():
             return kernel.greedy_fill(order, fin_t, A_t, free,  # type: ignore[no-any-return]
                                       np.ascontiguousarray(self.S, dtype=np.float64),

@@ -195,3 +195,8 @@ def polish(lm: LinearModel, agent_of: np.ndarray, max_passes: int = 5) -> np.nda
     if shift_polish(S, D, cap, rows, int(max_passes), 1e-9) < 0:
         return None
     return np.where(rows < m, rows, -1).astype(np.int64)
+
+
+#: Set last: the module is completely imported (lagrange.loaded_kernel reads it, since
+#: auto imports this module in a background thread).
+IMPORTED = True
