@@ -188,6 +188,33 @@ def test_evacuation_chain_frees_the_receiver_of_a_receivers_newcomer(
         assert st.total() == before
 
 
+def test_home_step_sends_a_cycle_of_moved_processes_home() -> None:
+    """Three processes moved round a cycle (0 to machine 1, 1 to 2, 2 to 0) on machines
+    that each hold one process, with ten full machines beside them: no shift sends one
+    home (its home is full) and the load is nil, so the cost is the moves. A home step
+    frees a moved process's machine and home and follows the links to the third
+    machine; its sub-model sends all three home."""
+    fillers = 10
+    M = 3 + fillers
+    inst = tiny(capacity=[[10]] * M, requirement=[[10]] * M, service=list(range(M)),
+                initial=list(range(M)))
+    a = np.arange(M)
+    a[:3] = [1, 2, 0]
+    st = RoadefState(inst, a)
+    assert violations(inst, st.a) == []
+    search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=0), iterations=None)
+    search.st = st
+    assert search.home_share() == solver_mod.HOME_MAX  # all of the cost is moves
+    step = search.home_step()
+    assert step is not None
+    freed, machines = step
+    assert {0, 1, 2} <= set(freed.tolist()) and {0, 1, 2} <= set(machines.tolist())
+    improved, optimal = search.lns_step(machines, 5.0, freed)
+    assert improved and optimal
+    assert st.a.tolist() == list(range(M)) and st.total() == evaluate(inst, st.a).total == 0
+    assert search.home_step() is None and search.home_share() == 0.0
+
+
 def test_evacuation_share_follows_the_gain_per_second() -> None:
     """Fixed share until both kinds ran the warm-up; then the kind that gains more per
     second gets more steps, within the bounds; fixed in counted mode."""

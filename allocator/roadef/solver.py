@@ -105,6 +105,13 @@ EVAC_SUB_TIME = 1.0
 #: Adaptive share: seconds of each kind before it adapts, and its bounds.
 EVAC_WARMUP = 3.0
 EVAC_MIN, EVAC_MAX = 0.1, 0.8
+#: Home steps (`_Search.home_step`): the share of the plain LNS steps is the move
+#: costs' share of the cost, at most HOME_MAX; the machines of one step (a moved
+#: process's machine and home, then the homes of their newcomers and the machines of
+#: their moved-away processes) and the processes freed (the moved ones first).
+HOME_MAX = 0.7
+HOME_MIN_MACHINES, HOME_MAX_MACHINES = 3, 4
+HOME_MAX_FREE = 100
 #: Simulated annealing (allocator/roadef/kernel.py, when numba is installed):
 #: share of the budget, start and end temperature as multiples of the median
 #: cost increase of a random shift, share of swaps among the moves tried, moves
@@ -383,6 +390,57 @@ class _Search:
         else:
             others = self.rng.choice(pool, take, replace=False)
         return np.concatenate([[first], others]).astype(np.int64)
+
+    def home_step(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The freed processes and machines of a home step, or None (nothing moved).
+
+        Why: once the load is gone the cost is the moves (a2_1: one unit per moved
+        process, 10 for the service-move max; 350-400 at 60 s, where the plain steps'
+        random machines rarely hold a moved process's home, so a step can send a process
+        home only by luck). A step frees a moved process (drawn by its move cost), its
+        machine and its home, then grows the set along the same links: the homes of the
+        newcomers of the set's machines and the machines of the processes that left
+        them. Every process on the set is free (the moved ones first when capped)."""
+        st = self.st
+        a, init = st.a, st.init
+        moved = np.flatnonzero(a != init)
+        if moved.size == 0:
+            return None
+        w = st.pmc[moved].astype(float) + 1.0
+        if st.w_mm:
+            w += st.w_mm * st.mmc[init[moved], a[moved]]
+        p = int(self.rng.choice(moved, p=w / w.sum()))
+        k = int(self.rng.integers(HOME_MIN_MACHINES, HOME_MAX_MACHINES + 1))
+        chosen = [int(a[p]), int(init[p])]
+        frontier = list(chosen)
+        while len(chosen) < k and frontier:
+            m = frontier.pop(0)
+            linked = np.concatenate([init[(a == m) & (init != m)], a[(init == m) & (a != m)]])
+            linked = np.unique(linked)
+            linked = linked[~np.isin(linked, chosen)]
+            for mm in self.rng.permutation(linked)[:k - len(chosen)].tolist():
+                chosen.append(int(mm))
+                frontier.append(int(mm))
+        if len(chosen) < k:
+            pool = np.setdiff1d(np.arange(self.inst.n_machines), chosen)
+            extra = self.rng.choice(pool, min(k - len(chosen), pool.size), replace=False)
+            chosen.extend(int(m) for m in extra)
+        machines = np.unique(np.asarray(chosen, dtype=np.int64))
+        on = np.flatnonzero(np.isin(a, machines))
+        if on.size > HOME_MAX_FREE:
+            away = on[a[on] != init[on]]
+            rest = on[a[on] == init[on]]
+            keep = max(0, HOME_MAX_FREE - away.size)
+            on = np.concatenate([away[:HOME_MAX_FREE],
+                                 self.rng.choice(rest, min(keep, rest.size), replace=False)])
+        return np.unique(on).astype(np.int64), machines
+
+    def home_share(self) -> float:
+        """The share of home steps: the move costs' share of the cost (at most HOME_MAX)."""
+        total = self.st.total()
+        if total <= 0:
+            return 0.0
+        return min(HOME_MAX, (total - self.st.mc_total) / total)
 
     def receivers(self, p: int) -> np.ndarray:
         """The machines whose capacity (and, on transient resources, capacity minus
@@ -762,6 +820,9 @@ class _Search:
             share = self.evac_share(rates)
             evac = (self.evacuation() if self.any_tr and self.rng.random() < share
                     else None)
+            home = None
+            if evac is None and HOME_MAX > 0 and self.rng.random() < self.home_share():
+                home = self.home_step()
             before, tick = self.st.total(), self.ctx.clock()
             if evac is not None:
                 freed, machines = evac
@@ -770,6 +831,11 @@ class _Search:
                 optimal = True
                 self.stats["evac_calls"] = self.stats.get("evac_calls", 0) + 1
                 self.stats["evac_improved"] = self.stats.get("evac_improved", 0) + improved
+            elif home is not None:
+                freed, machines = home
+                improved, optimal = self.lns_step(machines, sub, freed)
+                self.stats["home_calls"] = self.stats.get("home_calls", 0) + 1
+                self.stats["home_improved"] = self.stats.get("home_improved", 0) + improved
             else:
                 machines = self.pick_machines(kk)
                 improved, optimal = self.lns_step(machines, sub)
