@@ -40,7 +40,7 @@ def test_every_module_imports_first() -> None:
 def test_highs_loads_after_ortools_in_one_process() -> None:
     # ortools links its own HiGHS; highspy 1.15.x then failed to import after it
     # ("undefined symbol: Highs::releaseMemory"), which broke `milp` in any process that
-    # had run CP-SAT first (auto, the HTTP workers). pyproject keeps highspy below 1.15.
+    # had run CP-SAT first (auto, the HTTP workers). pyproject keeps highspy below 1.14.
     script = ("from ortools.sat.python import cp_model\n"
               "import highspy\n"
               "highspy.Highs()\n"

@@ -109,7 +109,7 @@ print(round(time.perf_counter() - t, 2), res.status)
 
 def test_full_milp_on_a_type_d_model_stops_at_its_time_limit() -> None:
     # highspy 1.16.0's MIP presolve (HPresolve::strengthenInequalities) ran for minutes on
-    # this model whatever the time limit; pyproject keeps highspy below 1.15. A child
+    # this model whatever the time limit; pyproject keeps highspy below 1.14. A child
     # process, so a regression fails here instead of hanging the suite.
     import subprocess
     import sys
