@@ -203,7 +203,7 @@ def decide(root: Path | None = None, environ: Mapping[str, str] | None = None
     if changed:
         return NativeBuild(PURE, "source changed since the compiled build: "
                            + ", ".join(changed)
-                           + "; reinstall (pip install -e .) to recompile"), True
+                           + "; recompile: make native (or pip install -e .)"), True
     return NativeBuild(MYPYC, f"compiled with mypyc {manifest.get('mypy', '?')} "
                        f"for Python {manifest.get('python', '?')}"), False
 

@@ -231,3 +231,15 @@ def test_setup_skips_the_compile_without_a_compiler_or_when_asked(
     assert setup.plan() == ([], problem)
     monkeypatch.setenv(_native.ENV_PURE, "1")
     assert setup.plan() == ([], "ALLOCATOR_PURE_PYTHON=1 at build time")
+
+
+def test_build_artefacts_are_ignored_by_git() -> None:
+    """An install must leave `git status` clean: the extensions, the manifest, mypyc's C."""
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    paths = [f"allocator/online/core{EXT}", f"allocator/online/_core__mypyc{EXT}",
+             _native.MANIFEST, "build/mypyc/allocator/online/__native__core.c"]
+    proc = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=repo,
+                          capture_output=True, text=True, timeout=60)
+    assert sorted(proc.stdout.split()) == sorted(paths), proc.stderr
