@@ -104,7 +104,8 @@ _OPEN: Final = BreakerState.OPEN
 _HALF_OPEN: Final = BreakerState.HALF_OPEN
 
 _NAN: Final = math.nan
-_new: Final = object.__new__
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
 
 # Timer kinds.
 _T_DEFER: Final = 0
@@ -177,7 +178,8 @@ class Executor:
         #: `log.enabled` (fixed at construction), read on every instruction.
         self._log_on = self.log.enabled
         self.metrics = OnlineMetrics()
-        self._ledger = self.metrics.ledger.rows
+        #: The ledger's flat array of doubles: a finished attempt extends it by one row.
+        self._ledger = self.metrics.ledger.data
         self.retain_finished = retain_finished
         self.reject_unplaceable = reject_unplaceable
         self.tasks: dict[str, TaskState] = {}
@@ -697,7 +699,7 @@ class Executor:
         a.busy += now - started
         d = t.deadline
         mc = t.mc
-        self._ledger.append((a.index, started, now, True, t.rank, _NAN if d is None else d,
+        self._ledger.extend((a.index, started, now, True, t.rank, _NAN if d is None else d,
                              self._home_index(t.home) if mc else -1, mc))
         if t.demand:
             for r, q in t.demand:
@@ -736,7 +738,7 @@ class Executor:
         # _end(t, Complete, ...), inlined (the task was running: no queue to leave).
         t.phase = DONE
         tid = task_id
-        ins = _new(Complete)
+        ins = Complete.__new__(Complete)
         ins.task_id = tid
         ins.agent = a.id
         ins.attempt = t.attempt
@@ -1024,7 +1026,7 @@ class Executor:
                 a.limiter.take(t.tokens_est, now)
             t.probe = br.acquire() if br._state is not _CLOSED else False
             m.dispatches += 1
-            ins = _new(Dispatch)  # dispatch(...), inlined
+            ins = Dispatch.__new__(Dispatch)  # dispatch(...), inlined
             ins.task_id = tid
             ins.agent = a.id
             ins.attempt = attempt
@@ -1058,7 +1060,7 @@ class Executor:
         """Record one finished attempt (see allocator.online.metrics.LedgerRow)."""
         d = t.deadline
         mc = t.mc
-        self._ledger.append((a.index, t.started, end, done, t.rank, _NAN if d is None else d,
+        self._ledger.extend((a.index, t.started, end, done, t.rank, _NAN if d is None else d,
                              self._home_index(t.home) if mc else -1, mc))
 
     def _release(self, t: TaskState, a: AgentState, *, done: bool = False) -> None:
@@ -1107,7 +1109,7 @@ class Executor:
         t.where = thief
         thief.queue.push(t, self.now)
         loaded[tid] = thief
-        ins = _new(Steal)  # Steal(task_id=..., victim=..., thief=...), built faster
+        ins = Steal.__new__(Steal)  # Steal(task_id=..., victim=..., thief=...), built faster
         ins.task_id = t.id
         ins.victim = victim.id
         ins.thief = tid
@@ -1425,26 +1427,29 @@ class Executor:
     # ------------------------------------------------------------------ timers
 
     def _timer(self, at: float, kind: int, ref: Any, token: int) -> None:
-        heapq.heappush(self._timers, (at, next(self._timer_seq), kind, ref, token))
+        _heappush(self._timers, (at, next(self._timer_seq), kind, ref, token))
 
     def _pump(self) -> None:
         timers = self._timers
         now = self.now
         while True:
             while timers and timers[0][0] <= now:
-                _, _, kind, ref, token = heapq.heappop(timers)
-                if kind == _T_DEFER:
+                _, _, kind, ref, token = _heappop(timers)
+                if kind == _T_WAKE:  # (the common one: stealing's back-off timers)
+                    if TYPE_CHECKING:
+                        assert isinstance(ref, AgentState)
+                    if ref.status is _UP:
+                        self._dirty[ref.id] = ref
+                elif kind == _T_DEFER:
                     if ref.phase == DEFERRED and ref.timer_token == token:
                         ref.defers += 1
                         self._admit(ref)
                 elif kind == _T_TIMEOUT:
                     if ref.phase == RUNNING and ref.attempt == token:
                         self._timeout(ref)
-                elif kind == _T_BREAKER:
+                else:  # _T_BREAKER
                     _ = ref.breaker.state
                     self._breaker_moves(ref)
-                    self._dirty[ref.id] = ref
-                elif ref.status is _UP:
                     self._dirty[ref.id] = ref
             if not self._dirty:
                 break
@@ -1455,7 +1460,14 @@ class Executor:
             nxt = timers[0][0]
             if nxt < self._requested or self._requested <= now:
                 self._requested = nxt
-                self._emit(SetTimer(at=nxt))
+                ins = SetTimer.__new__(SetTimer)  # SetTimer(at=nxt) and _emit(ins), built faster
+                ins.at = nxt
+                ins.id = next(self._ids)
+                ins.time = now
+                ins.cause = self._cause
+                self._out.append(ins)
+                if self._log_on:
+                    self.log.add(ins)
 
     def _timeout(self, t: TaskState) -> None:
         a = t.agent

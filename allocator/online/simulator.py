@@ -349,6 +349,8 @@ class Simulator:
         plain = not (dlat or p_fail or flaky or rec)
         out: list[Instruction]
         kind = _ARR
+        task_id = ""  # (the last popped or dispatched task's id and index)
+        i = -1
         while metrics.events < max_events:
             if heap:
                 # The arrival goes first unless the top is earlier, or at the same
@@ -446,7 +448,10 @@ class Simulator:
                     elif typ is complete_t:
                         if TYPE_CHECKING:
                             assert isinstance(ins, Complete)
-                        ends[int(ins.task_id[1:])] += 1
+                        # (task_id, i) are always one task's pair: the completion just
+                        # popped is that task's, so its index needs no parsing.
+                        tid = ins.task_id
+                        ends[i if tid is task_id else int(tid[1:])] += 1
                         outstanding -= 1
                         done_at[ins.agent].append(now)
                     elif typ is set_timer_t:  # apply's, inlined (stealing's back-off timers)
