@@ -20,7 +20,8 @@ The choice (documented with measurements in docs/solvers.md):
 
    * small models (``MILP_PORTFOLIO_PAIRS``): primary = the full MILP in
      HiGHS exactly as `milp` runs it; helper = LNS;
-   * larger models: primary = LNS (free the tasks of a few related agents,
+   * larger models: primary = a second compiled penalty walk where the walk
+     applies (``LARGE_PRIMARY``), else LNS (free the tasks of a few related agents,
      or scattered tasks, re-optimise that sub-MILP with HiGHS hinted with
      the incumbent, accept when not worse; neighbourhood size adapts);
      helper = the full MILP warm from the LNS incumbents, only when the
@@ -103,6 +104,13 @@ WALK_MIN_S = 1.5
 WALK_WHOLE_AGENTS, WALK_BLOCK_AGENTS, WALK_BLOCK_S = 24, 16, 0.05
 #: Length (s) of one phase of the walk in one mode (whole model or blocks).
 WALK_PHASE_S = 0.25
+#: Primary search of large models beside the walk: "walk" (a second penalty walk, seed + 1;
+#: LNS where the walk does not apply) or "lns". LNS improved 0 of 2-55 sub-problems in every
+#: 40x800 / 80x1600 trace of 2026-12-01, while a second walk used that core: paired at
+#: 10 s, tuning seeds 501 / 601, load 8-10, mean 0.325 -> 0.310 % over twelve C/D/E
+#: instances, better on 8, worse on 2 (docs/benchmarks/anytime.md).
+LARGE_PRIMARY = "walk"
+SECOND_WALK_MODE = "mixed"
 #: Seconds kept back at the end for building the plan.
 RESERVE_S = 0.15
 #: The caller's thread stops waiting for the search this long before the deadline at
@@ -733,7 +741,9 @@ def _search_body(problem: Problem, lm: LinearModel, budget: Budget, seed: int,
                               kwargs={"rank": rank}, daemon=True)
         tw.start()
         try:
-            if lm.m >= 2:
+            if lm.m >= 2 and LARGE_PRIMARY == "walk":
+                _walk(shared, budget, stop, seed + 1, stats, mode=SECOND_WALK_MODE, rank=rank)
+            if lm.m >= 2 and not stop.is_set() and budget.remaining() > RESERVE_S + 0.1:
                 _lns(shared, budget, stop, seed, stats, lagr_raw)
         finally:
             stop.set()
