@@ -116,8 +116,10 @@ RESERVE_S = 0.15
 #: The caller's thread stops waiting for the search this long before the deadline at
 #: full speed, longer in proportion when it has been getting less CPU than that
 #: (at most FINISH_MAX_S): building the plan from the incumbent takes ~5 ms of CPU at
-#: 80 x 1600, the engine's final steps about as much.
-FINISH_S, FINISH_MAX_S = 0.04, 0.6
+#: 80 x 1600, the engine's final steps about as much, and the walks' threads compete for
+#: the GIL then (0.04 s left three solves at once at load 7-9 up to 0.3 s late; 0.07 s:
+#: 9.74-10.08 s).
+FINISH_S, FINISH_MAX_S = 0.07, 1.0
 #: The Lagrangian phase stops when this share of the budget is left (or it converges).
 LAGRANGE_UNTIL = 0.25
 #: Subgradient iterations at most (about 1 ms each at 80 x 1600).
