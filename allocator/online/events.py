@@ -36,6 +36,7 @@ class Code(StrEnum):
     AGENT_LEFT = "agent_left"
     BREAKER_OPEN = "breaker_open"
     PLAN = "plan"
+    INTERNAL_ERROR = "internal_error"
 
 
 # --------------------------------------------------------------------------- specs

@@ -25,6 +25,7 @@ import contextvars
 import functools
 import inspect
 import itertools
+import logging
 import queue
 import threading
 from collections import deque
@@ -57,6 +58,8 @@ from allocator.online.events import (
 )
 from allocator.online.policies import Policy
 from models import Agent, Priority
+
+log = logging.getLogger(__name__)
 
 #: Rounds of handle/apply per flush before yielding to the event loop: enough
 #: to run a burst of instantly-finishing tasks in one turn, few enough that
@@ -273,6 +276,8 @@ class Runtime:
         self._idle: asyncio.Event | None = None
         self._returned: list[str] = []
         self._stopping = False
+        #: The core's exception once it raised (see `_fail_everything`).
+        self._broken: Exception | None = None
         self.closed = False
         total = 0
         joins: list[Event] = []
@@ -321,6 +326,12 @@ class Runtime:
                 self._loop = loop
                 self._done_batch = []
         task_id = id or f"task-{next(self._ids)}"
+        if self._broken is not None:
+            failed: asyncio.Future[Any] = loop.create_future()
+            failed.set_exception(TaskRejectedError(
+                task_id, Code.INTERNAL_ERROR,
+                f"the executor core raised {type(self._broken).__name__}: {self._broken}"))
+            return failed
         if task_id in self._jobs:
             raise InvalidInputError(f"duplicate task id {task_id!r}", field="id")
         spec = TaskSpec(task_id, work, priority, deadline, hard_deadline, tenant, skills,
@@ -398,11 +409,32 @@ class Runtime:
                 if self._reports:
                     self._combine(False)
                 self.apply(out)
+        except Exception as err:
+            # A fault in the core is a bug, but it must not leave every caller awaiting a
+            # future that nothing will resolve: each task ends failed, with the reason.
+            self._fail_everything(err)
         finally:
             self._flushing = False
             if self._pending:
                 self._flushing = True
                 asyncio.get_running_loop().call_soon(self._flush)
+
+    def _fail_everything(self, err: Exception) -> None:
+        """The core raised: fail every outstanding task with the error; later submissions
+        are rejected with it (the core's state can no longer be trusted)."""
+        log.exception("the executor core raised; failing %d outstanding tasks", len(self._jobs))
+        self._broken = err
+        self._pending = []
+        reason = f"the executor core raised {type(err).__name__}: {err}"
+        jobs, self._jobs = self._jobs, {}
+        for tid, job in jobs.items():
+            if not job.done():
+                exc = TaskFailedError(tid, Code.INTERNAL_ERROR, reason)
+                exc.__cause__ = err
+                self._resolving(job)
+                job.set_exception(exc)
+        if self._idle is not None:
+            self._idle.set()
 
     def handle(self, *events: Event) -> None:
         """Feed events to the core (under the lock) and carry out its instructions."""

@@ -562,3 +562,35 @@ def test_submit_takes_every_taskspec_field_with_its_default() -> None:
             assert rt.core.outcome("t1") == ("complete", "", "")
 
     _run(main())
+
+
+class _RaisingCore:
+    """Stands in for a core with a bug: every feed raises."""
+
+    def __init__(self, core):  # type: ignore[no-untyped-def]
+        self._core = core
+
+    def feed(self, items):  # type: ignore[no-untyped-def]
+        list(items)
+        raise ValueError("core bug")
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        return getattr(self._core, name)
+
+
+def test_a_raising_core_fails_every_task_instead_of_hanging_its_callers() -> None:
+    async def main() -> tuple[list[BaseException], BaseException]:
+        async with Runtime([Agent(id="a")], "fifo") as rt:
+            ok = await rt.submit(lambda: 1)
+            assert ok == 1
+            rt.core = _RaisingCore(rt.core)  # type: ignore[assignment]
+            futs = [rt.submit(lambda: 2) for _ in range(3)]
+            outcomes = await asyncio.gather(*futs, return_exceptions=True)
+            with pytest.raises(TaskRejectedError) as later:
+                await rt.submit(lambda: 3)
+            return list(outcomes), later.value
+
+    outcomes, later = _run(main())
+    assert all(isinstance(o, TaskFailedError) and o.code is Code.INTERNAL_ERROR
+               and "core bug" in o.reason for o in outcomes)
+    assert isinstance(later, TaskRejectedError) and later.code is Code.INTERNAL_ERROR
