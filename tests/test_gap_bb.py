@@ -209,3 +209,19 @@ def test_a_lower_bound_ends_the_search(seed: int) -> None:
                  clock=time.perf_counter, lower=opt + 50)
     assert r.agent_of is not None and kl.feasible(r.agent_of, K)
     assert r.cost == pytest.approx(kl.cost(r.agent_of))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_node_heuristic_finds_plans_at_a_tight_load_cap(seed: int) -> None:
+    """With exactly n/m tasks an agent every agent ends full, so inserting a task left
+    over needs an ejection; the root alone (no incumbent) then yields a feasible plan of
+    its stated cost (before the ejection: none on any of these)."""
+    kl, bb = _bb("d", 4, 16, seed)
+    K = 4
+    r = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 60, clock=time.perf_counter,
+                 max_nodes=1)
+    assert r.agent_of is not None and kl.feasible(r.agent_of, K)
+    assert r.cost == pytest.approx(kl.cost(r.agent_of))
+    opt = GapBranchBound(kl.C, kl.A, kl.cap, kl.D).solve(
+        K, None, step=1.0, deadline=time.perf_counter() + 600, clock=time.perf_counter)
+    assert opt.proven and r.cost >= opt.cost - 1e-6

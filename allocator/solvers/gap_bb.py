@@ -316,7 +316,37 @@ def _repair(C: np.ndarray, A: np.ndarray, D: np.ndarray, lam: np.ndarray, x: np.
                     and (bi < 0 or C[i, bj] < C[bi, bj])):
                 bi = i
         if bi < 0:
-            return np.inf
+            # No agent has room: eject one free task t from an agent i to an agent k with
+            # room so that bj fits on i (tight load caps leave every agent full).
+            best_d = np.inf
+            ei = -1
+            et = -1
+            ek = -1
+            for i in range(m):
+                if not allowed[i, bj]:
+                    continue
+                for t in range(n):
+                    if plan[t] != i or agent_of[t] >= 0:
+                        continue
+                    if A[i, bj] > uc[i] + A[i, t] or D[i, bj] > ul[i] + D[i, t]:
+                        continue
+                    for k in range(m):
+                        if (k != i and allowed[k, t] and A[k, t] <= uc[k] and D[k, t] <= ul[k]):
+                            d = C[i, bj] + C[k, t] - C[i, t]
+                            if d < best_d:
+                                best_d = d
+                                ei = i
+                                et = t
+                                ek = k
+            if ei < 0:
+                return np.inf
+            plan[et] = ek
+            uc[ei] += A[ei, et]
+            ul[ei] += D[ei, et]
+            uc[ek] -= A[ek, et]
+            ul[ek] -= D[ek, et]
+            cost += C[ek, et] - C[ei, et]
+            bi = ei
         plan[bj] = bi
         uc[bi] -= A[bi, bj]
         ul[bi] -= D[bi, bj]
