@@ -276,8 +276,8 @@ class Runtime:
         self._idle: asyncio.Event | None = None
         self._returned: list[str] = []
         self._stopping = False
-        #: The core's exception once it raised (see `_fail_everything`).
-        self._broken: Exception | None = None
+        #: Why the core can no longer be trusted, once it raised (see `_fail_everything`).
+        self._broken: str | None = None
         self.closed = False
         total = 0
         joins: list[Event] = []
@@ -328,9 +328,7 @@ class Runtime:
         task_id = id or f"task-{next(self._ids)}"
         if self._broken is not None:
             failed: asyncio.Future[Any] = loop.create_future()
-            failed.set_exception(TaskRejectedError(
-                task_id, Code.INTERNAL_ERROR,
-                f"the executor core raised {type(self._broken).__name__}: {self._broken}"))
+            failed.set_exception(TaskRejectedError(task_id, Code.INTERNAL_ERROR, self._broken))
             return failed
         if task_id in self._jobs:
             raise InvalidInputError(f"duplicate task id {task_id!r}", field="id")
@@ -423,9 +421,8 @@ class Runtime:
         """The core raised: fail every outstanding task with the error; later submissions
         are rejected with it (the core's state can no longer be trusted)."""
         log.exception("the executor core raised; failing %d outstanding tasks", len(self._jobs))
-        self._broken = err
+        self._broken = reason = f"the executor core raised {type(err).__name__}: {err}"
         self._pending = []
-        reason = f"the executor core raised {type(err).__name__}: {err}"
         jobs, self._jobs = self._jobs, {}
         for tid, job in jobs.items():
             if not job.done():
