@@ -90,7 +90,7 @@ from allocator.online.state import (
     TaskState,
     eligible,
 )
-from allocator.online.stealing import plan_probe, plan_steal, victims_of
+from allocator.online.stealing import plan_probe, steal_moves, victims_of
 from allocator.problem import capacity_limit
 from models import Agent, AgentStatus, Plan, Snapshot, Task, Weights
 
@@ -178,8 +178,8 @@ class Executor:
         #: `log.enabled` (fixed at construction), read on every instruction.
         self._log_on = self.log.enabled
         self.metrics = OnlineMetrics()
-        #: The ledger's flat array of doubles: a finished attempt extends it by one row.
-        self._ledger = self.metrics.ledger.data
+        #: The ledger: a finished attempt adds one row.
+        self._ledger = self.metrics.ledger
         self.retain_finished = retain_finished
         self.reject_unplaceable = reject_unplaceable
         self.tasks: dict[str, TaskState] = {}
@@ -211,6 +211,9 @@ class Executor:
         self._st_latency = steal.latency
         self._st_backoff = steal.backoff
         self._st_max_backoff = steal.max_backoff
+        self._st_victims = steal.victims
+        self._st_max_steals = steal.max_steals_per_task
+        self._st_max_batch = steal.max_batch
         #: One virtual time per flow and per class for all queues (fairness across queues).
         self._fair = self.policy.fair_clock()
         self._placer = PLACEMENTS[self.policy.placement]
@@ -699,7 +702,7 @@ class Executor:
         a.busy += now - started
         d = t.deadline
         mc = t.mc
-        self._ledger.extend((a.index, started, now, True, t.rank, _NAN if d is None else d,
+        self._ledger.add((a.index, started, now, True, t.rank, _NAN if d is None else d,
                              self._home_index(t.home) if mc else -1, mc))
         if t.demand:
             for r, q in t.demand:
@@ -752,7 +755,7 @@ class Executor:
         m = self.metrics
         m.last_end = now
         m.completed += 1
-        m.latencies.append(now - t.submitted)
+        m.add_latency(now - t.submitted)
         svc = now - started
         ten = t.tenant
         if ten is not None:
@@ -1009,7 +1012,7 @@ class Executor:
             self._queued_by_class[t.rank] -= 1
             if t.first_start < 0:
                 t.first_start = now
-                m.waits.append(now - t.submitted)
+                m.add_wait(now - t.submitted)
                 if self._throttle:
                     # Queueing delay since admission (a deferral is not queueing).
                     self.admission.observe_wait(now - t.enqueued, now)
@@ -1060,7 +1063,7 @@ class Executor:
         """Record one finished attempt (see allocator.online.metrics.LedgerRow)."""
         d = t.deadline
         mc = t.mc
-        self._ledger.extend((a.index, t.started, end, done, t.rank, _NAN if d is None else d,
+        self._ledger.add((a.index, t.started, end, done, t.rank, _NAN if d is None else d,
                              self._home_index(t.home) if mc else -1, mc))
 
     def _release(self, t: TaskState, a: AgentState, *, done: bool = False) -> None:
@@ -1135,8 +1138,8 @@ class Executor:
         if now < thief.backoff_until:
             return False
         # victims_of(thief, self._loaded_list(), ...) in one pass, keeping only the
-        # victims plan_steal would rank: those whose O(1) load bound (load_bound(),
-        # inlined) is above the thief's own finish time (plan_steal's floor).
+        # victims steal_moves would rank: those whose O(1) load bound (load_bound(),
+        # inlined) is above the thief's own finish time (steal_moves' floor).
         loaded = self._loaded
         min_queue = self._st_min_queue
         # thief.load(now), inlined (same operations, so the same float).
@@ -1172,8 +1175,9 @@ class Executor:
             return False  # nothing queued anywhere: wait to be woken by an arrival
         m = self.metrics
         m.steal_attempts += 1
-        moves = plan_steal(thief, victims, self.policy.steal, now, thief.margin, eligible,
-                           thief_fin=thief_fin, screened=True) if victims else []
+        moves = steal_moves(thief, victims, now, thief.margin, eligible, thief_fin, True,
+                            self._st_latency, self._st_victims, self._st_max_steals,
+                            self._st_max_batch) if victims else []
         if moves:
             for t, v, pred in moves:
                 self._move(t, v, thief, pred)

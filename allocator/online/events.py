@@ -368,6 +368,47 @@ def complete(task_id: str, agent: str, attempt: int, time: float, id: int,
     return ins
 
 
+def task_specs(lo: int, hi: int, work: list[float], priority: list[int],
+               priorities: list[Priority], deadline: list[float], hard: list[bool],
+               tenant: list[int], tenants: list[str | None], home: list[int],
+               homes: list[str | None], skills: list[tuple[str, ...]] | None,
+               demand: list[tuple[tuple[str, float], ...]] | None, tokens_per_work: float,
+               migration_cost: float) -> list[TaskSpec]:
+    """The specs of tasks `lo..hi-1` (ids `t{i}`) from per-task columns, built faster.
+
+    The simulator's workloads (allocator.online.workload) hold their tasks as
+    columns: code columns index their tables (`priorities`, `tenants`,
+    `homes`; code -1 picks the table's last entry, None), a nan deadline is
+    none, `tokens` is work x `tokens_per_work`, and `skills` / `demand` (None:
+    none for any task) are indexed from `lo`. Compiled, this loop sets the
+    slots directly: the dataclass `__init__` mypyc keeps interpreted cost about
+    1.5 us per task, a tenth of a compiled simulation.
+    """
+    out: list[TaskSpec] = []
+    for i in range(lo, hi):
+        s = TaskSpec.__new__(TaskSpec)
+        s.id = f"t{i}"
+        w = work[i]
+        s.work = w
+        s.priority = priorities[priority[i]]
+        d = deadline[i]
+        s.deadline = None if d != d else d
+        s.hard_deadline = hard[i]
+        s.tenant = tenants[tenant[i]]
+        s.skills = () if skills is None else skills[i - lo]
+        s.allowed = None
+        s.forbidden = ()
+        s.demand = () if demand is None else demand[i - lo]
+        s.tokens = w * tokens_per_work if tokens_per_work else 0.0
+        s.home = homes[home[i]]
+        s.migration_cost = migration_cost
+        s.timeout = None
+        s.max_retries = None
+        s.kind = None
+        out.append(s)
+    return out
+
+
 def describe(x: Event | Instruction) -> str:
     """One line for logs and task histories: `#id t=.. Kind field=value ...`."""
     skip = {"id", "time", "cause"}
@@ -392,5 +433,5 @@ __all__ = [
     "Instruction", "Migrate", "PlanInstalled", "RateLimit", "Reject", "Retry", "SetTimer",
     "Shutdown", "Steal", "TaskCancelled", "TaskCompleted", "TaskFailed", "TaskSpec",
     "TaskStarted", "TaskSubmitted", "Tick", "complete", "completed", "describe", "dispatch",
-    "submitted",
+    "submitted", "task_specs",
 ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -50,22 +50,42 @@ LedgerRow = tuple[int, float, float, bool, int, float, int, float]
 LEDGER_WIDTH = 8
 
 
+#: Values a list buffers before they go into their array: from compiled code an
+#: array's append or extend is a generic method call per task, a list's is native.
+CHUNK: Final = 8192
+
+
 class Ledger:
     """One row per finished attempt (see LedgerRow), kept as eight doubles in one flat
-    array (`data`, one `extend` each): no objects per row, so a million rows take 64 MB
-    and numpy reads them in one copy (`array()`), where a list of tuples cost ~190 MB
-    and ~0.6 s to convert at the end of a million-task simulation."""
+    array (`data`): no objects per row, so a million rows take 64 MB and numpy reads
+    them in one copy (`array()`), where a list of tuples cost ~190 MB and ~0.6 s to
+    convert at the end of a million-task simulation. Rows wait in a short list
+    (`CHUNK` values) and move into the array a chunk at a time."""
 
-    __slots__ = ("data",)
+    __slots__ = ("_buf", "_data")
 
     def __init__(self) -> None:
-        self.data = array("d")
+        self._data = array("d")
+        self._buf: list[float] = []
 
     def __len__(self) -> int:
-        return len(self.data) // LEDGER_WIDTH
+        return (len(self._data) + len(self._buf)) // LEDGER_WIDTH
 
     def add(self, row: LedgerRow) -> None:
-        self.data.extend(row)
+        buf = self._buf
+        buf.extend(row)
+        if len(buf) >= CHUNK:
+            self._data.extend(buf)
+            buf.clear()
+
+    @property
+    def data(self) -> array[float]:
+        """Every row's doubles so far, row after row (the array itself, not a copy)."""
+        buf = self._buf
+        if buf:
+            self._data.extend(buf)
+            buf.clear()
+        return self._data
 
     @property
     def rows(self) -> list[LedgerRow]:
@@ -76,9 +96,10 @@ class Ledger:
 
     def array(self) -> np.ndarray:
         """The rows as an (n, 8) float array (a copy: the ledger can grow meanwhile)."""
-        if not self.data:
+        d = self.data
+        if not d:
             return np.zeros((0, LEDGER_WIDTH))
-        return np.frombuffer(self.data, dtype=float).reshape(-1, LEDGER_WIDTH).copy()
+        return np.frombuffer(d, dtype=float).reshape(-1, LEDGER_WIDTH).copy()
 
 
 class OnlineMetrics:
@@ -118,12 +139,47 @@ class OnlineMetrics:
         self.first_submit: float | None = None
         self.last_end = 0.0
         self.codes: Counter[str] = Counter()
-        self.waits = array("d")
-        self.latencies = array("d")
+        # Waits and latencies: arrays (`waits`, `latencies`), filled a chunk at a time.
+        self._waits = array("d")
+        self._wait_buf: list[float] = []
+        self._latencies = array("d")
+        self._latency_buf: list[float] = []
         self._token_ratio: dict[str, float] = {}
         self.ledger = Ledger()
 
+    @property
+    def waits(self) -> array[float]:
+        """Each task's wait (first dispatch minus submission), in dispatch order."""
+        buf = self._wait_buf
+        if buf:
+            self._waits.extend(buf)
+            buf.clear()
+        return self._waits
+
+    @property
+    def latencies(self) -> array[float]:
+        """Each completed task's latency (end minus submission), in completion order."""
+        buf = self._latency_buf
+        if buf:
+            self._latencies.extend(buf)
+            buf.clear()
+        return self._latencies
+
     # -- updates from the core ------------------------------------------------
+
+    def add_wait(self, x: float) -> None:
+        buf = self._wait_buf
+        buf.append(x)
+        if len(buf) >= CHUNK:
+            self._waits.extend(buf)
+            buf.clear()
+
+    def add_latency(self, x: float) -> None:
+        buf = self._latency_buf
+        buf.append(x)
+        if len(buf) >= CHUNK:
+            self._latencies.extend(buf)
+            buf.clear()
 
     def on_submit(self, t: TaskState) -> None:
         self.submitted += 1
@@ -134,7 +190,7 @@ class OnlineMetrics:
         """A task completed at `now` (its last attempt started at `t.started`)."""
         self.last_end = now
         self.completed += 1
-        self.latencies.append(now - t.submitted)
+        self.add_latency(now - t.submitted)
         svc = now - t.started
         spec = t.spec
         ten = spec.tenant

@@ -68,6 +68,7 @@ from allocator.online.events import (
     Shutdown,
     Steal,
     TaskFailed,
+    TaskSpec,
     Tick,
 )
 from allocator.online.metrics import summary
@@ -213,7 +214,11 @@ class Simulator:
         after_burst = 0
         actual: list[float] = wl.actual.tolist()
         home_of: list[int] = wl.home.tolist()
-        specs = wl.specs()
+        # Specs come a chunk (a list) at a time: a list index per arrival, not a
+        # generator's resumption.
+        chunks = wl.spec_chunks()
+        batch: list[TaskSpec] = []
+        bi = 0
         arrivals: list[float] = wl.arrival.tolist()
         failures = wl.failures
         rng = self.rng
@@ -245,7 +250,7 @@ class Simulator:
         r_end = [nan] * n if rec else []
         r_agent: list[str | None] = [None] * n if rec else []
         r_out: list[str | None] = [None] * n if rec else []
-        ends = bytearray(n)
+        ends = [0] * n  # terminal instructions per task (a list: native get and set)
         epoch = dict.fromkeys(agents, 0)
         cancelled: set[tuple[str, int]] = set()
         ticks: set[float] = set()
@@ -372,7 +377,12 @@ class Simulator:
                 else:
                     arrivals_done = True
                     na = inf
-                out = ex.submit_at(next(specs), now)
+                if bi == len(batch):
+                    batch = next(chunks)
+                    bi = 0
+                spec = batch[bi]
+                bi += 1
+                out = ex.submit_at(spec, now)
             else:
                 e = pop(heap)
                 now, _, kind, i, attempt, ep, task_id, a_id = e

@@ -90,11 +90,18 @@ def plan_steal(thief: AgentState, victims: list[AgentState], cfg: StealConfig, n
     already (the core, during its scan of the loaded agents) passes the
     thief's `load(now)` it screened with as `thief_fin` and `screened=True`.
     """
-    fits = eligible
-    if thief_fin is None:
-        thief_fin = thief.load(now)
+    return steal_moves(thief, victims, now, margin, eligible,
+                       thief.load(now) if thief_fin is None else thief_fin, screened,
+                       cfg.latency, cfg.victims, cfg.max_steals_per_task, cfg.max_batch)
+
+
+def steal_moves(thief: AgentState, victims: list[AgentState], now: float, margin: float,
+                fits: Fits, thief_fin: float, screened: bool, latency: float, n_victims: int,
+                max_steals: int, max_batch: int) -> list[Move]:
+    """`plan_steal` with the thief's load given and StealConfig's fields as arguments
+    (the core keeps them as its own fields: compiled, no attribute lookups per steal)."""
+    ranked: list[tuple[float, int, AgentState]] = []
     if screened:
-        ranked = []
         for v in victims:
             # -v.load(now), inlined (same operations, so the same float).
             speed = v.speed
@@ -106,23 +113,19 @@ def plan_steal(thief: AgentState, victims: list[AgentState], cfg: StealConfig, n
             ranked.append((-((rem + (v.queue.work + v.planned.work) / speed) / v.concurrency),
                            v.index, v))
     else:
-        floor = thief_fin + cfg.latency
+        floor = thief_fin + latency
         floor -= 1e-9 * (1.0 + abs(floor))  # (bounds are compared up to rounding)
-        ranked = []
         for v in victims:
             if v.load_bound() > floor:
                 ranked.append((-v.load(now), v.index, v))
     if not ranked:
         return []
-    if len(ranked) > cfg.victims:
-        ranked = heapq.nsmallest(cfg.victims, ranked)
+    if len(ranked) > n_victims:
+        ranked = heapq.nsmallest(n_victims, ranked)
     else:
         ranked.sort()
     moves: list[Move] = []
     t_id, t_speed, t_slots = thief.id, thief.speed, thief.concurrency
-    latency = cfg.latency
-    max_steals = cfg.max_steals_per_task
-    max_batch = cfg.max_batch
     grow = 1 + margin
     for neg_load, _, v in ranked:
         limit = (v.queue.n + v.planned.n) // 2 or 1  # steal-half
