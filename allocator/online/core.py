@@ -306,7 +306,9 @@ class Executor:
             if timers and timers[0][0] <= now:
                 self._pump()  # a timer is due
             elif len(dirty) == 1:
-                self._fill(dirty.popitem()[1])
+                only = next(iter(dirty.values()))  # dirty.popitem()[1], without a method call
+                dirty.clear()
+                self._fill(only)
                 if dirty:
                     self._pump()
                 elif timers:
@@ -345,7 +347,9 @@ class Executor:
             if timers and timers[0][0] <= now:
                 self._pump()  # a timer is due
             elif len(dirty) == 1:
-                self._fill(dirty.popitem()[1])
+                only = next(iter(dirty.values()))  # dirty.popitem()[1], without a method call
+                dirty.clear()
+                self._fill(only)
                 if dirty:
                     self._pump()
                 elif timers:
@@ -895,7 +899,8 @@ class Executor:
         """Dispatch to `a` while it has free slots and work it may take (else it is hungry)."""
         running = a.running
         if a.status is not _UP or len(running) >= a.concurrency:
-            self._hungry.pop(a.id, None)
+            if a.id in self._hungry:
+                del self._hungry[a.id]
             return
         br = a.breaker
         now = self.now
@@ -1000,8 +1005,9 @@ class Executor:
             else:
                 src.take(t, now)
                 n = src.n
-            if not n and (src is own or src is planned) and not (own.n or planned.n):
-                self._loaded.pop(a.id, None)  # nothing left to steal here (re-added on a push)
+            if (not n and (src is own or src is planned) and not (own.n or planned.n)
+                    and a.id in self._loaded):
+                del self._loaded[a.id]  # nothing left to steal here (re-added on a push)
             # _dispatch(t, a, src), inlined: the task starts on `a` now.
             t.phase = RUNNING
             t.where = None
@@ -1046,8 +1052,8 @@ class Executor:
             if len(running) >= a.concurrency:
                 break
         hungry = self._hungry
-        if hungry:  # (empty while every agent is busy: no lookup)
-            hungry.pop(a.id, None)
+        if hungry and a.id in hungry:  # (empty while every agent is busy: no lookup)
+            del hungry[a.id]
 
     def _fits(self, a: AgentState, spec: TaskSpec) -> bool:
         for r, d in spec.demand:
@@ -1104,8 +1110,8 @@ class Executor:
         assert t.queue is not None
         t.queue.remove(t)
         loaded = self._loaded
-        if not (victim.queue.n or victim.planned.n):
-            loaded.pop(victim.id, None)  # (no longer a victim; re-added on its next push)
+        if not (victim.queue.n or victim.planned.n) and victim.id in loaded:
+            del loaded[victim.id]  # (no longer a victim; re-added on its next push)
         t.steals += 1
         t.steal_pred = pred
         t.stolen_by = tid = thief.id
