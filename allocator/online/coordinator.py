@@ -249,6 +249,7 @@ class Coordinator:
             plan = await asyncio.to_thread(self._solve_locked, runtime.lock)
             if plan is not None and not runtime.closed:
                 self.solves += 1
-                with runtime.lock:  # the runtime's worker threads drive the core too
-                    out = self.install(plan, runtime.clock.now())
-                runtime.apply(out)
+                self.last_plan = plan
+                # Through the runtime (its lock: the worker threads drive the core too),
+                # which fails every outstanding task if the core raises.
+                runtime.handle(PlanInstalled(plan=plan, time=runtime.clock.now()))

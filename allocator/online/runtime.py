@@ -181,6 +181,10 @@ class _TaskFuture(asyncio.Future):  # type: ignore[type-arg]
         return done
 
 
+#: What a worker may leave in the loop's inbox that ends a task (a Complete as its future).
+_TERMINAL = (_TaskFuture, Complete, Fail, Reject)
+
+
 async def _resume(coro: Any, first: Any) -> Any:
     """Continue a coroutine that was started eagerly and yielded `first`.
 
@@ -278,6 +282,8 @@ class Runtime:
         self._stopping = False
         #: Why the core can no longer be trusted, once it raised (see `_fail_everything`).
         self._broken: str | None = None
+        #: `_fail_everything` is scheduled or ran.
+        self._failing = False
         self.closed = False
         total = 0
         joins: list[Event] = []
@@ -392,6 +398,10 @@ class Runtime:
         # Drain until quiet (bounded, so the loop still gets its turn): tasks that
         # finish synchronously post their completions while we apply instructions.
         self._flushing = True
+        if self._broken is not None:  # the core raised: nothing may reach it any more
+            self._pending = []
+            self._flushing = False
+            return
         try:
             for _ in range(FLUSH_ROUNDS):
                 if not self._pending:
@@ -403,26 +413,64 @@ class Runtime:
                 # the old generations, where every full collection scans it again).
                 items = ((x.at, x.spec) if type(x) is _TaskFuture else x for x in events)
                 with self.lock:
-                    out = self.core.feed(items)
+                    try:
+                        out = self.core.feed(items)
+                    except Exception as err:
+                        self._mark_broken(err)  # before a worker can take the lock
+                        raise
                 if self._reports:
                     self._combine(False)
                 self.apply(out)
         except Exception as err:
             # A fault in the core is a bug, but it must not leave every caller awaiting a
             # future that nothing will resolve: each task ends failed, with the reason.
-            self._fail_everything(err)
+            self._core_raised(err)
         finally:
             self._flushing = False
-            if self._pending:
+            if self._pending and self._broken is None:
                 self._flushing = True
                 asyncio.get_running_loop().call_soon(self._flush)
 
+    def _mark_broken(self, err: Exception) -> None:
+        """(Under `lock`, as the core raises.) Nothing calls the core after this."""
+        if self._broken is None:
+            self._broken = f"the executor core raised {type(err).__name__}: {err}"
+
+    def _core_raised(self, err: Exception) -> None:
+        """(Any thread, `lock` not held.) The core raised: nothing calls it again, and
+        the loop fails every outstanding task with the error (`_fail_everything`), once."""
+        with self.lock:
+            self._mark_broken(err)
+            failing, self._failing = self._failing, True
+        if failing:
+            return
+        loop = self._loop
+        if loop is None or getattr(loop, "_thread_id", None) == _get_ident():
+            self._fail_everything(err)
+        else:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                loop.call_soon_threadsafe(self._fail_everything, err)
+
     def _fail_everything(self, err: Exception) -> None:
-        """The core raised: fail every outstanding task with the error; later submissions
-        are rejected with it (the core's state can no longer be trusted)."""
-        log.exception("the executor core raised; failing %d outstanding tasks", len(self._jobs))
-        self._broken = reason = f"the executor core raised {type(err).__name__}: {err}"
+        """(The loop's thread, once `_broken` is set.) End every outstanding task exactly
+        once: what the core decided before it raised stands (completions and failures
+        the worker threads left in the inbox), every other task fails with the error
+        (code internal_error); later submissions are rejected with it (the core's state
+        can no longer be trusted)."""
+        log.error("the executor core raised; failing %d outstanding tasks", len(self._jobs),
+                  exc_info=err)
+        reason = self._broken or f"the executor core raised {type(err).__name__}: {err}"
         self._pending = []
+        with self.lock:  # no worker reports to the core or fills the inbox any more
+            inbox, self._inbox = self._inbox, []
+            self._wake_pending = False
+            self._reports.clear()
+            running = dict(self._running)
+            self._running.clear()  # (the workers hold this dict: queued calls never start)
+        self.apply([x for x in inbox if type(x) in _TERMINAL])
+        for _, handle in running.values():
+            if handle is not None:  # a coroutine's Task: its task is about to fail
+                handle.cancel()
         jobs, self._jobs = self._jobs, {}
         for tid, job in jobs.items():
             if not job.done():
@@ -434,9 +482,23 @@ class Runtime:
             self._idle.set()
 
     def handle(self, *events: Event) -> None:
-        """Feed events to the core (under the lock) and carry out its instructions."""
-        with self.lock:
-            out = self.core.handle(*events)
+        """Feed events to the core (under the lock) and carry out its instructions.
+
+        If the core raises, every outstanding task fails with the error (code
+        internal_error; see `_fail_everything`) and the error propagates.
+        """
+        if self._broken is not None:
+            raise AllocatorError(self._broken)
+        try:
+            with self.lock:
+                try:
+                    out = self.core.handle(*events)
+                except Exception as err:
+                    self._mark_broken(err)
+                    raise
+        except Exception as err:
+            self._core_raised(err)
+            raise
         self._combine(False)
         self.apply(out)
 
@@ -655,14 +717,21 @@ class Runtime:
                     if not reports and lock.acquire(False):
                         # Nothing else queued and the lock free (the common case): report
                         # it straight away, with no report record.
+                        err: Exception | None = None
                         try:
-                            if running.pop(key, None) is not None:
+                            if running.pop(key, None) is not None and self._broken is None:
                                 job.value = value
                                 job.value_attempt = attempt
                                 item = place(core.complete_at(
                                     tid, agent, attempt, end, end - t0, None), True)
+                        except Exception as e:
+                            err = e
+                            self._mark_broken(e)
                         finally:
                             lock.release()
+                        if err is not None:
+                            self._core_raised(err)
+                            continue
                         if reports:  # left by others while we held the lock
                             got = self._combine(item is None)
                             if item is None:
@@ -691,19 +760,29 @@ class Runtime:
             lock.acquire()
         elif not (reports and lock.acquire(False)):
             return None
+        err: Exception | None = None
         while True:
             try:
                 got = self._drain_reports(take and mine is None)
                 if got is not None:
                     mine = got
+            except Exception as e:
+                err = e
+                self._mark_broken(e)
             finally:
                 lock.release()
+            if err is not None:
+                self._core_raised(err)
+                return None
             if not (reports and lock.acquire(False)):
                 return mine
 
     def _drain_reports(self, take: bool) -> Any:
         """(Under `lock`.) Report the queued calls in one batch and place what follows."""
         reports = self._reports
+        if self._broken is not None:  # the core raised: the loop fails these tasks
+            reports.clear()
+            return None
         running = self._running
         events: list[Any] = []
         while reports:

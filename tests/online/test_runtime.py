@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from allocator.errors import AllocatorError
 from allocator.online import Code
-from allocator.online.events import TaskSpec
+from allocator.online.events import AgentJoined, TaskSpec
 from allocator.online.runtime import Reported, Runtime, TaskFailedError, TaskRejectedError
 from models import Agent, Priority
 
@@ -594,3 +595,117 @@ def test_a_raising_core_fails_every_task_instead_of_hanging_its_callers() -> Non
     assert all(isinstance(o, TaskFailedError) and o.code is Code.INTERNAL_ERROR
                and "core bug" in o.reason for o in outcomes)
     assert isinstance(later, TaskRejectedError) and later.code is Code.INTERNAL_ERROR
+
+
+class _FaultyCore:
+    """Stands in for a core with a bug: once `fail` is set, the listed entry points
+    raise; every call to a driver entry point after the first fault is recorded."""
+
+    ENTRY = ("handle", "feed", "complete_at", "submit_at", "tick_at")
+
+    def __init__(self, core, fail, *, off_loop=False):  # type: ignore[no-untyped-def]
+        self._core = core
+        self._fail = fail
+        self._off_loop = off_loop  # only calls from a worker thread raise
+        self.faults = 0
+        self.after: list[str] = []
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        target = getattr(self._core, name)
+        if name not in self.ENTRY:
+            return target
+
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if self.faults:
+                self.after.append(name)
+            if name in self._fail and not (
+                    self._off_loop and threading.current_thread() is threading.main_thread()):
+                self.faults += 1
+                raise ValueError("core bug")
+            return target(*args, **kwargs)
+
+        return call
+
+
+def _watch_threads_and_loop(errors: list[str]) -> None:
+    """Record exceptions that escape a thread or reach the loop's handler."""
+    threading.excepthook = lambda a: errors.append(f"thread: {a.exc_value!r}")
+    asyncio.get_running_loop().set_exception_handler(
+        lambda loop, ctx: errors.append(f"loop: {ctx.get('message')} {ctx.get('exception')!r}"))
+
+
+def test_a_core_raising_on_handle_fails_each_outstanding_task_once() -> None:
+    # Runtime.handle's path: the finished task keeps its result, a running blocking call,
+    # a running coroutine and the queued tasks each fail once with internal_error; the
+    # blocking call's late result reaches no core; nothing escapes a thread or the loop.
+    errors: list[str] = []
+    hook = threading.excepthook
+    release = threading.Event()
+
+    def blocked() -> str:
+        release.wait(5)
+        return "late"
+
+    async def main() -> None:
+        _watch_threads_and_loop(errors)
+        gate = asyncio.Event()
+
+        async def waiting() -> str:
+            await gate.wait()
+            return "late"
+
+        rt = Runtime([Agent(id="a", concurrency=2)], "fifo")
+        assert await rt.submit(lambda: "early") == "early"
+        running = [rt.submit(blocked), rt.submit(waiting)]
+        queued = [rt.submit(lambda i=i: i) for i in range(4)]
+        await asyncio.sleep(0.05)
+        assert rt.core.metrics.dispatches == 3 and rt.core.queued() == 4
+        core = rt.core = _FaultyCore(rt.core, fail={"handle"})  # type: ignore[assignment]
+        with pytest.raises(ValueError, match="core bug"):
+            rt.handle(AgentJoined(agent=Agent(id="b")))
+        release.set()
+        gate.set()
+        outcomes = await asyncio.gather(*running, *queued, return_exceptions=True)
+        await asyncio.sleep(0.05)  # the blocking call has returned: its result is dropped
+        assert all(isinstance(o, TaskFailedError) and o.code is Code.INTERNAL_ERROR
+                   and "core bug" in o.reason for o in outcomes), outcomes
+        assert core.faults == 1 and core.after == []  # nothing reached the core again
+        with pytest.raises(AllocatorError, match="core bug"):
+            rt.handle(AgentJoined(agent=Agent(id="c")))
+        with pytest.raises(TaskRejectedError):
+            await rt.submit(lambda: 0)
+        await rt.shutdown()
+
+    try:
+        _run(main())
+    finally:
+        threading.excepthook = hook
+    assert errors == []
+
+
+def test_a_core_raising_in_a_worker_thread_fails_the_tasks_instead_of_the_thread() -> None:
+    # The worker threads report finished calls to the core themselves: a core that
+    # raises there fails every outstanding task (none hangs, none ends twice) and
+    # the worker thread lives on.
+    errors: list[str] = []
+    hook = threading.excepthook
+
+    async def main() -> list[BaseException | int]:
+        _watch_threads_and_loop(errors)
+        rt = Runtime([Agent(id="a"), Agent(id="b")], "fifo")
+        core = rt.core = _FaultyCore(rt.core, fail={"complete_at", "feed"},  # type: ignore[assignment]
+                                     off_loop=True)
+        futs = [rt.submit(time.sleep, 0.001) for _ in range(20)]
+        outcomes = list(await asyncio.gather(*futs, return_exceptions=True))
+        assert core.faults == 1 and core.after == []
+        assert all(th.is_alive() for th in rt._threads)  # the workers carry on
+        await rt.shutdown()
+        return outcomes
+
+    try:
+        outcomes = _run(main())
+    finally:
+        threading.excepthook = hook
+    assert outcomes and all(isinstance(o, TaskFailedError) and o.code is Code.INTERNAL_ERROR
+                            for o in outcomes), outcomes
+    assert errors == []
