@@ -74,6 +74,11 @@ class MonotonicClock:
     def now(self) -> float:
         return time.monotonic() - self._t0
 
+    @property
+    def origin(self) -> float:
+        """The time.monotonic() reading `now()` counts from (hot loops inline `now()`)."""
+        return self._t0
+
     def sleep(self, seconds: float, stop: threading.Event) -> None:
         """Wait on the stop event, so a signal ends the wait at once."""
         stop.wait(max(0.0, seconds))

@@ -28,6 +28,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ _REPORT_WAIT = 0.005
 _STOP = object()
 
 _get_ident = threading.get_ident
+_monotonic = time.monotonic
 _Context = contextvars.Context
 
 
@@ -127,7 +129,7 @@ class _TaskFuture(asyncio.Future):  # type: ignore[type-arg]
     """
 
     __slots__ = ("_cb", "_cb_ctx", "args", "at", "error", "fn", "is_coro", "runtime", "spec",
-                 "task_id", "value", "value_attempt")
+                 "t_agent", "t_attempt", "task_id", "value", "value_attempt")
 
     runtime: Runtime
     task_id: str
@@ -140,6 +142,10 @@ class _TaskFuture(asyncio.Future):  # type: ignore[type-arg]
     spec: TaskSpec | None
     at: float
     error: BaseException | None
+    #: A blocking task's current attempt on a worker thread (-1: none) and its agent:
+    #: a call whose attempt is no longer current never starts, and its result is stale.
+    t_attempt: int
+    t_agent: str
 
     _cb: Any
     _cb_ctx: contextvars.Context | None
@@ -247,15 +253,19 @@ class Runtime:
         **executor_kwargs: Any,
     ) -> None:
         self.clock = clock or MonotonicClock()
-        #: `clock.now`, bound once (read per task on the hot paths).
+        #: `clock.now`, bound once (read per task on the hot paths); for a MonotonicClock
+        #: its origin, so the worker threads read `monotonic() - origin` without a call.
         self._now = self.clock.now
+        self._origin: float | None = (
+            self.clock.origin if type(self.clock) is MonotonicClock else None)
         executor_kwargs.setdefault("log", 10_000)
         agents = list(agents)
         self.core = Executor(policy, **executor_kwargs)
         #: Guards the core and the hand-over between the loop and the worker threads.
         self.lock = threading.Lock()
         self._jobs: dict[str, _TaskFuture] = {}
-        #: Current attempts: (task id, attempt) -> (agent, asyncio Task or None for a thread).
+        #: Current coroutine attempts: (task id, attempt) -> (agent, their asyncio Task);
+        #: a blocking task's current attempt is on its job (`t_attempt`, `t_agent`).
         self._running: dict[tuple[str, int], tuple[str, Any]] = {}
         #: Blocking attempts dispatched and not yet picked up by a worker (oldest first).
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -346,7 +356,7 @@ class Runtime:
         fut.task_id = task_id
         fut.fn = fn
         fut.args = args
-        fut.value_attempt = -1
+        fut.value_attempt = fut.t_attempt = -1
         fut.error = None
         fut._cb = None
         is_coro = self._coro_fns.get(fn)
@@ -360,7 +370,8 @@ class Runtime:
         # The future stands for its submission in `_pending` (no event or tuple that
         # would outlive a burst of submissions: see `_flush`).
         fut.spec = spec
-        fut.at = self._now()
+        origin = self._origin
+        fut.at = self._now() if origin is None else _monotonic() - origin
         self._pending.append(fut)
         if not self._flushing:
             self._flushing = True
@@ -380,10 +391,12 @@ class Runtime:
             hit = [(k, h) for k, (agent, h) in self._running.items() if agent == agent_id]
             for key, _ in hit:
                 del self._running[key]
+            for job in self._jobs.values():  # its threads' calls (a scan: agents rarely fail)
+                if job.t_attempt >= 0 and job.t_agent == agent_id:
+                    job.t_attempt = -1
         self._combine(False)
         for _, handle in hit:
-            if handle is not None:
-                handle.cancel()
+            handle.cancel()
         self._post(AgentFailed(agent_id=agent_id, reason=reason))
 
     def _post(self, ev: Event) -> None:
@@ -466,11 +479,12 @@ class Runtime:
             self._wake_pending = False
             self._reports.clear()
             running = dict(self._running)
-            self._running.clear()  # (the workers hold this dict: queued calls never start)
+            self._running.clear()
+            for job in self._jobs.values():  # queued calls never start, results are stale
+                job.t_attempt = -1
         self.apply([x for x in inbox if type(x) in _TERMINAL])
-        for _, handle in running.values():
-            if handle is not None:  # a coroutine's Task: its task is about to fail
-                handle.cancel()
+        for _, handle in running.values():  # coroutines: their tasks are about to fail
+            handle.cancel()
         jobs, self._jobs = self._jobs, {}
         for tid, job in jobs.items():
             if not job.done():
@@ -506,7 +520,7 @@ class Runtime:
 
     def apply(self, out: list[Instruction]) -> None:
         """Carry out the core's instructions in the loop's thread (also used by the coordinator)."""
-        threads: list[tuple[_TaskFuture, str, str, int]] | None = None
+        threads: list[tuple[_TaskFuture, str, int]] | None = None
         jobs = self._jobs
         batch = self._done_batch
         now = -1.0
@@ -546,7 +560,7 @@ class Runtime:
                 else:
                     if threads is None:
                         threads = []
-                    threads.append((job, ins.task_id, ins.agent, ins.attempt))  # type: ignore[attr-defined]
+                    threads.append((job, ins.agent, ins.attempt))  # type: ignore[attr-defined]
             elif typ is Complete:
                 job = jobs.pop(ins.task_id)  # type: ignore[attr-defined]
                 if not job.done():
@@ -579,8 +593,14 @@ class Runtime:
                     ins.set_result(ins.value)  # type: ignore[attr-defined]
             elif typ is Cancel:
                 hit = self._running.pop((ins.task_id, ins.attempt), None)  # type: ignore[attr-defined]
-                if hit is not None and hit[1] is not None:
+                if hit is not None:
                     hit[1].cancel()
+                else:
+                    tj = jobs.get(ins.task_id)  # type: ignore[attr-defined]
+                    if tj is not None:
+                        with self.lock:  # (a worker may be reporting it right now)
+                            if tj.t_attempt == ins.attempt:  # type: ignore[attr-defined]
+                                tj.t_attempt = -1  # a thread's call
             elif typ is SetTimer:
                 self._arm(ins.at)  # type: ignore[attr-defined]
         if threads:
@@ -591,13 +611,13 @@ class Runtime:
         if not jobs and self._idle is not None:
             self._idle.set()
 
-    def _hand_to_threads(self, items: list[tuple[_TaskFuture, str, str, int]]) -> None:
+    def _hand_to_threads(self, items: list[tuple[_TaskFuture, str, int]]) -> None:
         with self.lock:
-            running = self._running
             put = self._work.put
-            for item in items:
-                running[(item[1], item[3])] = (item[2], None)
-                put(item)
+            for job, agent, attempt in items:
+                job.t_agent = agent
+                job.t_attempt = attempt
+                put((job, attempt))
             idle = len(self._threads) < self._n_threads
         self._combine(False)
         if idle:
@@ -673,14 +693,21 @@ class Runtime:
         holder and goes on, instead of sleeping on the lock: a lock handed
         between threads that each need the GIL back forms a convoy that costs
         more than the calls themselves once the machine has a free core.
+
+        A work item is `(job, attempt)`; the attempt is current while it is the
+        job's `t_attempt` (the core cancelled, abandoned or re-dispatched it
+        otherwise: a call not started yet never starts, a late result is stale).
         """
         work = self._work
         reports = self._reports
-        running = self._running
         now = self._now
+        origin = self._origin  # MonotonicClock's now() without the method call
+        mono = _monotonic
         lock = self.lock
         core = self.core
+        jobs = self._jobs
         place = self._place
+        reported = Reported
         while True:
             # A report left to a holder that does not drain (a coordinator holding
             # `lock` from outside) is picked up by its worker after a short wait.
@@ -693,37 +720,54 @@ class Runtime:
             if item is _STOP:
                 return
             while item is not None:
-                job, tid, agent, attempt = item
+                job, attempt = item
                 item = None
-                key = (tid, attempt)
-                if key not in running:
+                if job.t_attempt != attempt:
                     break  # cancelled or abandoned before it started
                 ev: Any = None
-                t0 = now()
+                t0 = now() if origin is None else mono() - origin
                 value: Any = None
                 exc: BaseException | None = None
                 if job.done():
                     # The submitter cancelled its future and the loop has not told the
                     # core yet: tell it now, and never start the call.
-                    ev = TaskCancelled(task_id=tid, time=t0)
+                    ev = TaskCancelled(task_id=job.task_id, time=t0)
                 else:
                     try:
                         value = job.fn(*job.args)
                     except BaseException as e:
                         exc = e
-                plain = ev is None and exc is None and not isinstance(value, Reported)
+                plain = ev is None and exc is None and not isinstance(value, reported)
                 if plain:  # _outcome(...) inlined, its clock read outside the lock
-                    end = now()
+                    end = now() if origin is None else mono() - origin
                     if not reports and lock.acquire(False):
                         # Nothing else queued and the lock free (the common case): report
                         # it straight away, with no report record.
                         err: Exception | None = None
                         try:
-                            if running.pop(key, None) is not None and self._broken is None:
+                            if job.t_attempt == attempt and self._broken is None:
+                                job.t_attempt = -1
                                 job.value = value
                                 job.value_attempt = attempt
-                                item = place(core.complete_at(
-                                    tid, agent, attempt, end, end - t0, None), True)
+                                out = core.complete_at(job.task_id, job.t_agent, attempt, end,
+                                                       end - t0, None)
+                                # The common outcome, without `_place`'s loop: this task's
+                                # Complete (the core reports it first) and the next blocking
+                                # call for the agent, which this thread runs at once unless
+                                # an older one waits.
+                                if (len(out) == 2 and type(out[0]) is Complete
+                                        and type(d := out[1]) is Dispatch
+                                        and (nxt := jobs.get(d.task_id)) is not None
+                                        and not nxt.is_coro and work.empty()):
+                                    nxt.t_agent = d.agent
+                                    nxt.t_attempt = a = d.attempt
+                                    item = (nxt, a)
+                                    self._inbox.append(job)
+                                    if not self._wake_pending:
+                                        self._wake_pending = True
+                                        self._wake_loop()
+                                else:
+                                    item = place(out, True)
                         except Exception as e:
                             err = e
                             self._mark_broken(e)
@@ -739,8 +783,8 @@ class Runtime:
                         if item is _STOP:
                             return
                         continue
-                    ev = (end, tid, agent, attempt, end - t0, None)  # completed(...) for feed
-                reports.append((job, agent, attempt, key, ev, value, exc, t0, plain))
+                    ev = (end, job.task_id, job.t_agent, attempt, end - t0, None)  # for feed
+                reports.append((job, attempt, ev, value, exc, t0, plain))
                 item = self._combine(True)
                 if item is _STOP:
                     return
@@ -783,17 +827,17 @@ class Runtime:
         if self._broken is not None:  # the core raised: the loop fails these tasks
             reports.clear()
             return None
-        running = self._running
         events: list[Any] = []
         while reports:
-            job, agent, attempt, key, ev, value, exc, t0, plain = reports.popleft()
-            if running.pop(key, None) is None:
+            job, attempt, ev, value, exc, t0, plain = reports.popleft()
+            if job.t_attempt != attempt:
                 continue  # timed out, cancelled or its agent failed: a stale result
+            job.t_attempt = -1
             if plain:  # (the job keeps the value of its current attempt only)
                 job.value = value
                 job.value_attempt = attempt
             elif ev is None:
-                ev = self._outcome(job, agent, attempt, t0, value, exc)
+                ev = self._outcome(job, job.t_agent, attempt, t0, value, exc)
             events.append(ev)
         if not events:
             return None
@@ -811,7 +855,6 @@ class Runtime:
         the loop's job (one wake-up for everything that piles up meanwhile).
         Returns the call for the caller to run when `take`, else None.
         """
-        running = self._running
         work = self._work
         jobs = self._jobs
         inbox = self._inbox
@@ -822,13 +865,12 @@ class Runtime:
             if typ is Dispatch:
                 nxt = jobs.get(ins.task_id)  # type: ignore[attr-defined]
                 if nxt is not None and not nxt.is_coro:
-                    tid, attempt = ins.task_id, ins.attempt  # type: ignore[attr-defined]
-                    running[(tid, attempt)] = (ins.agent, None)  # type: ignore[attr-defined]
-                    item = (nxt, tid, ins.agent, attempt)  # type: ignore[attr-defined]
+                    nxt.t_agent = ins.agent  # type: ignore[attr-defined]
+                    nxt.t_attempt = attempt = ins.attempt  # type: ignore[attr-defined]
                     if take and mine is None and work.empty():
-                        mine = item
+                        mine = (nxt, attempt)
                     else:
-                        work.put(item)
+                        work.put((nxt, attempt))
                         added += 1
                     continue
             elif typ is Complete:
@@ -843,10 +885,10 @@ class Runtime:
                     inbox.append(job)  # type: ignore[arg-type]
                     continue
             elif typ is Cancel:
-                k = (ins.task_id, ins.attempt)  # type: ignore[attr-defined]
-                hit = running.get(k)
-                if hit is not None and hit[1] is None:
-                    del running[k]  # a thread's call: forget it now (not started
+                job = jobs.get(ins.task_id)  # type: ignore[attr-defined]
+                if job is not None and not job.is_coro:
+                    if job.t_attempt == ins.attempt:  # type: ignore[attr-defined]
+                        job.t_attempt = -1  # a thread's call: forget it now (not started
                     continue  # yet: never starts; running: its result is stale)
             inbox.append(ins)
         if take and mine is None and added:
@@ -895,14 +937,21 @@ class Runtime:
         it was added, an exception goes to the loop's handler and the rest run.
         """
         batch, self._done_batch = self._done_batch, []
+        empty: contextvars.Context | None = None
         for fut in batch:
             fn = fut._cb
             fut._cb = _USED
             if fn is _USED:
                 continue  # removed meanwhile
             ctx = fut._cb_ctx
+            if ctx is None:
+                # A fresh empty context, or the last one if its callback left it empty
+                # (the same thing: a callback sees only the context's variables).
+                if empty is None or len(empty):
+                    empty = _Context()
+                ctx = empty
             try:
-                (_Context() if ctx is None else ctx).run(fn, fut)
+                ctx.run(fn, fut)
             except (SystemExit, KeyboardInterrupt):
                 rest = batch[batch.index(fut) + 1:]
                 if rest:  # the others still run, on the loop's next turn
