@@ -115,6 +115,9 @@ BB_MIN_S = 0.5
 #: Tabu search for a bound-and-branch step's incumbent: most seconds, share of the step.
 BB_TABU_S, BB_TABU_SHARE = 0.5, 0.1
 BB_TABU_ITERATIONS = 20000
+#: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
+#: has 2 cores).
+BB_WORKERS = 2
 
 
 def exact_supported(problem: Problem, objectives: Sequence[str]) -> str | None:
@@ -577,13 +580,19 @@ class _Sweep:
             if first.agent_of is not None and bb.feasible(first.agent_of, K):
                 inc = first.agent_of
         res = bb.solve(K, inc, step=self.mm.step[target], deadline=clock() + left(),
-                       clock=clock, lower=lower)
+                       clock=clock, lower=lower, workers=self._workers())
         self.bb_nodes += res.nodes
         if res.infeasible:
             return _Result(None, {}, True, infeasible=True)
         if res.agent_of is None:
             return _Result(None, {}, False)
         return _Result(res.agent_of, self.values(res.agent_of), res.proven)
+
+    def _workers(self) -> int:
+        """Threads of a tree: the budget's workers in exact mode (a seeding sweep and a
+        deterministic budget keep one: the same seed gives the same plans)."""
+        b = self.budget
+        return 1 if self.share or b.is_deterministic else max(1, min(int(b.workers), BB_WORKERS))
 
     def _first_highs(self, target: str, bounds: dict[str, float], start: np.ndarray | None,
                      K: int | None, left: float) -> tuple[_Result | None, np.ndarray | None]:

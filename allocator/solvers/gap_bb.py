@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -104,9 +105,15 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
     stays small for long) every cell beyond their total demand P and load Q equals the
     cell at (min(k, Q), min(c, P)), so only the [Q+1, P+1] corner is updated (on
     generated 8x60 type D at root multipliers, 55 of 60 tasks in each table: 6x
-    faster than the full table, with loops the compiler vectorises)."""
+    faster than the full table, with loops the compiler vectorises).
+
+    The cells are int32 in units of 2**-lim[i, 2] (twice the SIMD lanes of float64):
+    every reduced cost is rounded down to that grid, so a cell is never above the
+    exact value (a valid bound) and at most nt * 2**-lim[i, 2] below it; the exponent
+    is the largest (at most 20) that keeps every sum within int32."""
     n = C.shape[1]
     nt = 0
+    neg = 1.0
     for j in range(n):
         x[i, j] = False
         if agent_of[j] < 0 and allowed[i, j]:
@@ -118,15 +125,20 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
                     b -= 1
                 items[b] = j
                 nt += 1
+                neg -= r
+    e = 0
+    while e < 20 and math.ldexp(neg + nt, e + 1) < 1.0e9:
+        e += 1
+    lim[i, 2] = e
     Ti = T[i]
-    Ti[0, 0] = 0.0
+    Ti[0, 0] = 0
     P = 0
     Q = 0
     for t in range(nt):
         j = items[t]
         aj = A[i, j]
         dj = D[i, j]
-        rj = C[i, j] - lam[j]
+        rj = np.int32(math.floor(math.ldexp(C[i, j] - lam[j], e)))
         P1 = min(P + aj, c0)
         Q1 = min(Q + dj, k0)
         # Widen rows 0..Q to columns P1 (each row's last cell), new rows copy row Q.
@@ -148,7 +160,7 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
                 prev = Ti[k - dj, :P1 + 1 - aj]
                 tr = tk[k, aj:P1 + 1]
                 for c in range(P1 + 1 - aj):
-                    v = prev[c] + rj
+                    v = np.int32(prev[c] + rj)
                     o = cur[c]
                     b = v < o
                     tr[c] = b
@@ -157,7 +169,7 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
             for k in range(Q1, -1, -1):
                 row = Ti[k]
                 for c in range(P1, aj - 1, -1):
-                    v = row[c - aj] + rj
+                    v = np.int32(row[c - aj] + rj)
                     b = v < row[c]
                     tk[k, c] = b
                     if b:
@@ -178,13 +190,13 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
             x[i, j] = True
             k -= D[i, j]
             c -= A[i, j]
-    return Ti[min(k0, Q), min(c0, P)]
+    return math.ldexp(float(Ti[min(k0, Q), min(c0, P)]), -e)
 
 
 @_njit(cache=True, nogil=True, inline="always")
 def _tv(T: np.ndarray, lim: np.ndarray, i: int, k: int, c: int) -> float:
     """Cell (k, c) of agent i's clamped table (see :func:`_knap`)."""
-    return T[i, min(k, lim[i, 0]), min(c, lim[i, 1])]
+    return math.ldexp(float(T[i, min(k, lim[i, 0]), min(c, lim[i, 1])]), -lim[i, 2])
 
 
 @_njit(cache=True, nogil=True, inline="always")
@@ -390,7 +402,7 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
     """
     m, n = C.shape
     items = np.zeros(n, dtype=np.int64)
-    lim = np.zeros((m, 2), dtype=np.int64)
+    lim = np.zeros((m, 3), dtype=np.int64)
     pre = np.zeros((max(n, 1), 2), dtype=np.int64)
     x = np.zeros((m, n), dtype=np.bool_)
     lam = np.zeros(n)
@@ -678,9 +690,14 @@ class GapBranchBound:
     def solve(self, K: int | None, incumbent: np.ndarray | None, *, step: float, deadline: float,
               clock: Callable[[], float], target: float = np.inf,
               max_nodes: int | None = None, raise_target: bool = True,
-              lower: float = -np.inf) -> StepResult:
+              lower: float = -np.inf, workers: int = 1) -> StepResult:
         """Least cost under capacities and the load cap K, from `incumbent` (used when it
         is feasible). Proven when the tree is emptied before `deadline` (on `clock`).
+
+        `workers` > 1: every round's tree below its root is searched by that many threads
+        (:class:`_Team`; the kernel runs without the GIL), which share open nodes and the
+        incumbent. The proven optimum is the same; the tree and the plan may differ from
+        run to run, so deterministic callers keep 1.
 
         `target`: seek only plans costing at most this; an emptied tree then proves that
         none cheaper than min(target + step, incumbent) exists.
@@ -714,7 +731,7 @@ class GapBranchBound:
             if st[_BEST] <= low:
                 return StepResult(best, float(st[_BEST]), True, False, lower, 0, True, 0)
         capmax = int(self.cap.max(initial=0))
-        T = np.zeros((m, K + 1, capmax + 1))
+        T = np.zeros((m, K + 1, capmax + 1), dtype=np.int32)
         took = np.zeros((max(n, 1), K + 1, capmax + 1), dtype=np.bool_)
         trail = np.zeros((m * n + n + 8, 3), dtype=np.int64)
         stack = np.zeros((m * (n + 1) + 8, 4), dtype=np.int64)
@@ -723,10 +740,11 @@ class GapBranchBound:
         # The root's subgradient runs in one kernel call: keep it within the time.
         root_iters = int(min(ROOT_ITERS, max(10.0, (deadline - clock()) * ROOT_ITERS_PER_S)))
         root = -np.inf
-        tgt = target
+        tgt = base = target
         rounds = 0
         emptied = False
         chunk = 8
+        team = workers > 1 and max_nodes is None
         while True:
             agent_of = np.full(n, -1, dtype=np.int64)
             allowed = allowed0.copy()
@@ -742,9 +760,16 @@ class GapBranchBound:
             while clock() < deadline and (max_nodes is None or nodes + st[_NODES] < max_nodes):
                 # The first round's root alone first: its bound sets the targets.
                 t0 = clock()
+                if team and st[_NODES] > 0:
+                    # The round's root is done: its subtrees go to the team.
+                    _Team(workers, C, A, D, self.cap, K, allowed0, float(step), float(tgt),
+                          T.shape).run((agent_of, allowed, rcap, rload, fixed, trail, stack,
+                                        lams, best, st, T, took), deadline, clock)
+                    break
                 _search(C, A, D, float(step), float(tgt), agent_of, allowed, rcap, rload,
                         fixed, trail, stack, lams, best, st, T, took,
-                        1 if first else chunk, root_iters if first else RESTART_ITERS,
+                        1 if first or team else chunk,
+                        root_iters if first else RESTART_ITERS,
                         NODE_ITERS, MU_ROOT if first else MU_RESTART, MU_NODE, STALL_ROOT,
                         STALL, LOOK)
                 if not first:
@@ -763,7 +788,7 @@ class GapBranchBound:
                     root = max(root, float(st[_ROOT]))
                     gap = (st[_BEST] if np.isfinite(st[_BEST]) else np.inf) - max(root, lower)
                     if raise_target and not np.isfinite(target) and gap > RAISE_GAP * step:
-                        tgt = self._grid(max(root, lower), step)
+                        tgt = base = self._grid(max(root, lower), step)
                 if st[_DONE]:
                     break
             nodes += int(st[_NODES])
@@ -772,8 +797,14 @@ class GapBranchBound:
             emptied = bool(st[_DONE])
             if not emptied or tgt >= target or (np.isfinite(st[_BEST]) and st[_BEST] <= tgt):
                 break
-            # Nothing at most tgt: raise it (double the distance to the bound).
-            nxt = self._grid(tgt + max(step, tgt - root), step)
+            # Nothing at most tgt: the optimum is at least tgt + step, so a plan costing
+            # that ends the next round at once (from the looser cap's optimum as `lower`,
+            # the second round then stops at the first plan one step above it).
+            st[_LOW] = low = max(low, tgt + step + 1e-6 * max(1.0, abs(tgt + step)))
+            # Raise the target: double its distance to the first one (the bound, or
+            # `lower` when that is above it: doubling from the bound jumped from a
+            # `lower` 5.7 steps above it to 11.4, a second full tree on d1080-s0, K=9).
+            nxt = self._grid(tgt + max(step, tgt - base), step)
             tgt = nxt if nxt < min(st[_BEST] - step, self.most) else target
         found = bool(np.isfinite(st[_BEST]))
         # An emptied tree proves the incumbent; with no incumbent and no target it
@@ -790,6 +821,159 @@ class GapBranchBound:
     def _grid(v: float, step: float) -> float:
         """The least multiple of `step` at or above v (costs are multiples of it)."""
         return float(np.ceil(v / step - 1e-6) * step)
+
+
+class _Worker:
+    """One thread's part of a round's tree: the kernel's arrays for the nodes it holds."""
+
+    def __init__(self, arrays: tuple[np.ndarray, ...]):
+        (self.agent_of, self.allowed, self.rcap, self.rload, self.fixed, self.trail,
+         self.stack, self.lams, self.best, self.st, self.T, self.took) = arrays
+        self.chunk = 8
+
+    def call(self, tm: _Team) -> None:
+        _search(tm.C, tm.A, tm.D, tm.step, tm.tgt, self.agent_of, self.allowed, self.rcap,
+                self.rload, self.fixed, self.trail, self.stack, self.lams, self.best,
+                self.st, self.T, self.took, self.chunk, RESTART_ITERS, NODE_ITERS,
+                MU_RESTART, MU_NODE, STALL_ROOT, STALL, LOOK)
+
+    def take_from(self, v: _Worker, tm: _Team) -> None:
+        """Move v's shallowest open node (the bottom of its stack: the largest subtree
+        left) to this worker, whose arrays become that node's parent's state: v's trail
+        up to the node's mark, replayed on the step's initial state."""
+        sp = int(v.st[_SP])
+        e = v.stack[0].copy()
+        v.stack[:sp - 1] = v.stack[1:sp].copy()
+        v.st[_SP] = sp - 1
+        mark, depth = int(e[0]), int(e[3])
+        tr = v.trail[:mark]
+        self.trail[:mark] = tr
+        self.agent_of[:] = -1
+        self.allowed[:] = tm.allowed0
+        self.rcap[:] = tm.cap
+        self.rload[:] = tm.K
+        on = tr[tr[:, 0] == 1]
+        ii, jj = on[:, 1], on[:, 2]
+        self.agent_of[jj] = ii
+        np.subtract.at(self.rcap, ii, tm.A[ii, jj])
+        np.subtract.at(self.rload, ii, tm.D[ii, jj])
+        self.fixed[0] = float(tm.C[ii, jj].sum())
+        off = tr[tr[:, 0] == 0]
+        self.allowed[off[:, 1], off[:, 2]] = False
+        self.stack[0] = e
+        self.lams[depth] = v.lams[depth]
+        st = self.st
+        st[_SP], st[_TP], st[_DONE] = 1, mark, 0
+        st[_BEST], st[_LOW] = v.st[_BEST], v.st[_LOW]
+        self.best[:] = v.best
+
+
+class _Team:
+    """A round's tree below its processed root, searched by several threads.
+
+    A worker whose nodes are all done asks for more and waits; a worker with two or more
+    open nodes hands its shallowest one to a waiting worker between its kernel calls (so
+    no array is touched while the kernel runs), and the cheapest plan goes to every
+    worker there too. The tree is emptied when every worker waits; the deadline or a
+    plan at the lower bound ends the round early."""
+
+    def __init__(self, workers: int, C: np.ndarray, A: np.ndarray, D: np.ndarray,
+                 cap: np.ndarray, K: int, allowed0: np.ndarray, step: float, tgt: float,
+                 shape: tuple[int, ...]):
+        self.n_workers, self.C, self.A, self.D, self.cap, self.K = workers, C, A, D, cap, K
+        self.allowed0, self.step, self.tgt, self.shape = allowed0, step, tgt, shape
+        self.cond = threading.Condition()
+        self.waiting: list[_Worker] = []
+        self.over = False
+        self.emptied = False
+        self.error: BaseException | None = None
+        self._all: list[_Worker] = []
+
+    def _helper(self, like: _Worker) -> _Worker:
+        m, n = self.C.shape
+        w = _Worker((np.full(n, -1, dtype=np.int64), self.allowed0.copy(), self.cap.copy(),
+                     np.full(m, self.K, dtype=np.int64), np.zeros(1), np.zeros_like(like.trail),
+                     np.zeros_like(like.stack), np.zeros_like(like.lams),
+                     like.best.copy(), like.st.copy(),
+                     np.zeros(self.shape, dtype=like.T.dtype), np.zeros_like(like.took)))
+        st = w.st
+        st[_SP], st[_TP], st[_NODES], st[_EVALS], st[_DONE], st[_ROOT] = 0, 0, 0, 0, 0, -np.inf
+        return w
+
+    def run(self, arrays: tuple[np.ndarray, ...], deadline: float,
+            clock: Callable[[], float]) -> None:
+        """Search on from the primary's arrays (those of :meth:`GapBranchBound.solve`);
+        on return they hold the round's outcome: the best plan, node and evaluation
+        counts of all workers, and st[_DONE] when it was emptied."""
+        main = _Worker(arrays)
+        helpers = [self._helper(main) for _ in range(self.n_workers - 1)]
+        self._all = [main, *helpers]
+        threads = [threading.Thread(target=self._loop, args=(w, deadline, clock),
+                                    daemon=True) for w in helpers]
+        for t in threads:
+            t.start()
+        self._loop(main, deadline, clock)
+        for t in threads:
+            t.join()
+        if self.error is not None:
+            raise self.error
+        st = main.st
+        for w in helpers:
+            st[_NODES] += w.st[_NODES]
+            st[_EVALS] += w.st[_EVALS]
+            if w.st[_BEST] < st[_BEST]:
+                st[_BEST] = w.st[_BEST]
+                main.best[:] = w.best
+        st[_DONE] = 1.0 if self.emptied or st[_BEST] <= st[_LOW] else 0.0
+
+    def _share(self, w: _Worker, workers: list[_Worker]) -> None:
+        """(under the lock) The cheapest plan to w, and w's open nodes to waiting workers."""
+        for v in workers:
+            if v.st[_BEST] < w.st[_BEST]:
+                w.st[_BEST] = v.st[_BEST]
+                w.best[:] = v.best
+        while self.waiting and w.st[_SP] >= 2:
+            self.waiting.pop().take_from(w, self)
+            self.cond.notify_all()
+
+    def _loop(self, w: _Worker, deadline: float, clock: Callable[[], float]) -> None:
+        try:
+            self._work(w, deadline, clock)
+        except BaseException as exc:  # re-raised by run() in the caller
+            with self.cond:
+                self.error = exc
+                self.over = True
+                self.cond.notify_all()
+
+    def _work(self, w: _Worker, deadline: float, clock: Callable[[], float]) -> None:
+        everyone = self._all
+        while True:
+            with self.cond:
+                if self.over:
+                    return
+                self._share(w, everyone)
+                if w.st[_BEST] <= w.st[_LOW] or clock() >= deadline:
+                    self.over = True
+                    self.cond.notify_all()
+                    return
+                if w.st[_SP] == 0:
+                    self.waiting.append(w)
+                    if len(self.waiting) == len(everyone):
+                        self.over = self.emptied = True
+                        self.cond.notify_all()
+                        return
+                    while w in self.waiting and not self.over and clock() < deadline:
+                        self.cond.wait(CALL_S)
+                    if w in self.waiting:
+                        self.waiting.remove(w)
+                    continue
+            t0 = clock()
+            w.call(self)
+            dt = clock() - t0
+            if dt > CALL_S:
+                w.chunk = max(1, int(w.chunk * CALL_S / dt))
+            elif dt < 0.25 * CALL_S:
+                w.chunk = min(CHUNK, 2 * w.chunk)
 
 
 def warm_up() -> None:
