@@ -795,6 +795,8 @@ class GapBranchBound:
             evals += int(st[_EVALS])
             root = max(root, float(st[_ROOT]))
             emptied = bool(st[_DONE])
+            log.debug("K=%d round %d: target %s, %d nodes, best %s, emptied %s", K, rounds,
+                      tgt, int(st[_NODES]), st[_BEST], emptied)
             if not emptied or tgt >= target or (np.isfinite(st[_BEST]) and st[_BEST] <= tgt):
                 break
             # Nothing at most tgt: the optimum is at least tgt + step, so a plan costing
