@@ -381,3 +381,28 @@ def test_plain_lns_steps_free_whole_machines_without_a_transient_resource(
     assert search.stats["lns_rejected"] == 0 and search.stats["lns_improved"] > 0
     assert violations(inst, search.st.a) == []
     assert search.st.total() == evaluate(inst, search.st.a).total < start
+
+
+def test_waste_step_pairs_an_overloaded_machine_with_the_one_that_has_room() -> None:
+    """Resource 0's total usage is above the total safety (its overload is a floor no
+    placement avoids), resource 1's below it. Machine 0 is the only one over safety on
+    resource 1 (waste 2) and machine 1 the only one with room there; machines 1 and 3
+    are over on resource 0 alone (floor). A waste step draws machines 0 and 1 whatever
+    the seed (the cost roulette would also draw 1 and 3), and its sub-model brings the
+    cost down to the aggregate bound."""
+    inst = tiny(capacity=[[20, 20]] * 4, safety=[[10, 10]] * 4,
+                requirement=[[5, 8], [5, 4], [5, 2], [6, 4], [10, 10], [11, 10]],
+                service=list(range(6)), initial=[0, 0, 1, 1, 2, 3], weights=(0, 0, 0))
+    for seed in range(5):
+        search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=seed),
+                         iterations=None)
+        w, sign = search.waste()
+        assert sign.tolist() == [1, -1]
+        assert w.sum(axis=1).tolist() == [2, 0, 0, 0]
+        assert search.st.total() == 4  # waste 2 plus the floor of resource 0 (2)
+        machines = search.pick_waste(2)
+        assert machines.tolist() == [0, 1]
+        improved, optimal = search.lns_step(machines, 5.0)
+        assert improved and optimal
+        assert search.st.total() == evaluate(inst, search.st.a).total == 2
+        assert search.waste()[0].sum() == 0

@@ -79,8 +79,10 @@ LNS_WHOLE_MAX_FREE = 80
 LNS_WHOLE_MIN_PER_MACHINE = 15
 LNS_MIN_MACHINES, LNS_MAX_MACHINES = 2, 6
 #: Share of the whole-machine steps whose machines are drawn by their waste
-#: (`_Search.pick_waste`) instead of their cost.
-LNS_WASTE_SHARE = 0.5
+#: (`_Search.pick_waste`) instead of their cost, on instances without balance
+#: objectives, and the machines of such a step.
+LNS_WASTE_SHARE = 1.0
+LNS_WASTE_MACHINES = 2
 #: CP-SAT time per sub-problem (s), and deterministic time when counting.
 LNS_SUB_TIME = 0.3
 #: The initial machines of a plain step's freed newcomers are targets too (with a
@@ -643,6 +645,12 @@ class _Search:
         return (LNS_WHOLE_MACHINES_NO_TR > 0 and not inst.transient.any()
                 and inst.n_processes >= LNS_WHOLE_MIN_PER_MACHINE * inst.n_machines)
 
+    def waste_steps(self) -> bool:
+        """Whole-machine steps draw machines by waste (`pick_waste`): where the plain
+        steps free whole machines and the cost has no balance term (the waste is
+        measured against the aggregate bound of the load cost alone)."""
+        return self.whole_machines() and not self.st.bal
+
     def static_room(self) -> np.ndarray:
         """int64[M,R]: capacity minus initial usage (the transient room newcomers share)."""
         if self._static_room is None:
@@ -883,7 +891,7 @@ class _Search:
                 self.stats["home_calls"] = self.stats.get("home_calls", 0) + 1
                 self.stats["home_improved"] = self.stats.get("home_improved", 0) + improved
             else:
-                machines = (self.pick_waste(kk) if self.whole_machines()
+                machines = (self.pick_waste(LNS_WASTE_MACHINES) if self.waste_steps()
                             and self.rng.random() < LNS_WASTE_SHARE else self.pick_machines(kk))
                 improved, optimal = self.lns_step(machines, sub)
             if improved:
