@@ -415,6 +415,12 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
     uc = np.zeros(m, dtype=np.int64)
     ul = np.zeros(m, dtype=np.int64)
     xs = np.zeros((m, n), dtype=np.bool_)
+    # Agents whose table must be rebuilt: all of them when the multipliers change (and
+    # at a node's start); after fixing with the same multipliers only those that lost a
+    # task they could take at a negative reduced cost (a forbidden pair, a task placed
+    # elsewhere) or got one placed on them: the trail since the last evaluation says.
+    dirty = np.ones(m, dtype=np.bool_)
+    seen = 0
     cand = np.zeros(max(look, 1), dtype=np.int64)
     ckey = np.zeros(max(look, 1))
     cbq = np.zeros((max(look, 1), m))
@@ -445,10 +451,23 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
         best_l = -np.inf
         stall = 0
         pruned = False
+        dirty[:] = True
+        seen = int(st[_TP])
         for it in range(iters):
             if not _propagate(C, A, D, agent_of, allowed, rcap, rload, fixed, trail, st):
                 pruned = True
                 break
+            for e in range(seen, int(st[_TP])):
+                i = trail[e, 1]
+                j = trail[e, 2]
+                if trail[e, 0] == 1:
+                    dirty[i] = True
+                    for k in range(m):
+                        if C[k, j] - lam[j] < 0.0:
+                            dirty[k] = True
+                elif C[i, j] - lam[j] < 0.0:
+                    dirty[i] = True
+            seen = int(st[_TP])
             thr = min(target, st[_BEST] - step + 1e-6 * max(1.0, abs(st[_BEST])))
             lval = fixed[0]
             nfree = 0
@@ -465,8 +484,10 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
                 break
             st[_EVALS] += 1
             for i in range(m):
-                z[i] = _knap(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T, took,
-                             items, x, lim, pre)
+                if dirty[i]:
+                    z[i] = _knap(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T,
+                                 took, items, x, lim, pre)
+                    dirty[i] = False
                 lval += z[i]
             if depth == 0 and lval > st[_ROOT]:
                 st[_ROOT] = lval
@@ -536,6 +557,7 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
                         if x[i, j]:
                             s -= 1.0
                     lam[j] += mu * g / norm * s
+            dirty[:] = True
         if pruned:
             continue
         # A plan from the relaxed choice (cheap next to the node's tables).
