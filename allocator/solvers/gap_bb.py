@@ -110,7 +110,8 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
     The cells are int32 in units of 2**-lim[i, 2] (twice the SIMD lanes of float64):
     every reduced cost is rounded down to that grid, so a cell is never above the
     exact value (a valid bound) and at most nt * 2**-lim[i, 2] below it; the exponent
-    is the largest (at most 20) that keeps every sum within int32."""
+    is the largest (at most 20) that keeps every sum within int32 (negative for reduced
+    costs beyond about 1e9 in all)."""
     n = C.shape[1]
     nt = 0
     neg = 1.0
@@ -126,9 +127,9 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
                 items[b] = j
                 nt += 1
                 neg -= r
-    e = 0
-    while e < 20 and math.ldexp(neg + nt, e + 1) < 1.0e9:
-        e += 1
+    e = 20
+    while e > -1000 and math.ldexp(neg + nt, e) >= 1.0e9:
+        e -= 1  # huge costs: a coarser grid (still rounded down, so still a bound)
     lim[i, 2] = e
     Ti = T[i]
     Ti[0, 0] = 0
