@@ -254,3 +254,21 @@ def test_two_workers_prove_the_one_worker_optimum(seed: int, K: int | None) -> N
     assert ref.proven and r.proven and r.emptied
     assert r.agent_of is not None and kl.feasible(r.agent_of, K)
     assert r.cost == pytest.approx(ref.cost) == pytest.approx(kl.cost(r.agent_of))
+
+
+def test_a_second_thread_only_on_an_idle_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exact mode takes a second thread for its trees when a core is idle (this process
+    counts about 1 in the load average), one on a loaded machine, in a seeding sweep and
+    on a deterministic budget."""
+    import os
+
+    import allocator.solvers.exact_front as ef
+
+    p = compile_snapshot(gap_to_snapshot(generate_gap("d", 4, 16, 0)))
+    mm = ef._build(p, ["cost", "makespan"])
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for load, want in ((0.9, 2), (1.4, 2), (2.1, 1), (9.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert ef._Sweep(mm, ["cost", "makespan"], Budget(10), 0)._workers() == want
+        assert ef._Sweep(mm, ["cost", "makespan"], Budget(10), 0, share=True)._workers() == 1
+        assert ef._Sweep(mm, ["cost", "makespan"], Budget(10, workers=1), 0)._workers() == 1
