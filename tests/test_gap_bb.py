@@ -257,9 +257,9 @@ def test_two_workers_prove_the_one_worker_optimum(seed: int, K: int | None) -> N
 
 
 def test_a_second_thread_only_on_an_idle_core(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Exact mode takes a second thread for its trees when a core is idle (this process
-    counts about 1 in the load average), one on a loaded machine, in a seeding sweep and
-    on a deterministic budget."""
+    """Exact mode takes a second thread for its trees when a core is idle (the threads of
+    its last tree count in the load average), one on a loaded machine, in a seeding sweep
+    and on a deterministic budget."""
     import os
 
     import allocator.solvers.exact_front as ef
@@ -272,3 +272,8 @@ def test_a_second_thread_only_on_an_idle_core(monkeypatch: pytest.MonkeyPatch) -
         assert ef._Sweep(mm, ["cost", "makespan"], Budget(10), 0)._workers() == want
         assert ef._Sweep(mm, ["cost", "makespan"], Budget(10), 0, share=True)._workers() == 1
         assert ef._Sweep(mm, ["cost", "makespan"], Budget(10, workers=1), 0)._workers() == 1
+    # its own two threads raise the load to about 2: it keeps them; a third process not
+    sw = ef._Sweep(mm, ["cost", "makespan"], Budget(10), 0)
+    for load, want in ((0.9, 2), (2.0, 2), (2.4, 2), (3.1, 1), (2.0, 1), (1.4, 2)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert sw._workers() == want, load

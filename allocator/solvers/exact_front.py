@@ -121,16 +121,17 @@ BB_TABU_ITERATIONS = 20000
 BB_WORKERS = 2
 
 
-def idle_cores() -> int:
+def idle_cores(own: int = 1) -> int:
     """Cores this process can have: the CPU count less the 1-minute load average of the
-    others (this process counts about 1). Under load a second thread of a tree got no more
-    CPU (one process's threads share its scheduling group's slice) and cost about 15 %
-    more CPU a node (d1080-s10 at makespan <= 9, load 5: 9.4 -> 11.3 CPU s)."""
+    others (`own`: the threads this process ran lately, part of that average). Under load
+    a second thread of a tree got no more CPU (one process's threads share its scheduling
+    group's slice) and cost about 15 % more CPU a node (d1080-s10 at makespan <= 9, load
+    5: 9.4 -> 11.3 CPU s)."""
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         return 1
-    return max(1, int((os.cpu_count() or 1) - load + 1.5))
+    return max(1, int((os.cpu_count() or 1) - load + own + 0.5))
 
 
 def exact_supported(problem: Problem, objectives: Sequence[str]) -> str | None:
@@ -330,6 +331,8 @@ class _Sweep:
         self._bb: GapBranchBound | None = None
         self.bb_nodes = 0
         self.bb_steps = 0
+        #: Threads of the last tree (they count in the load average, see idle_cores).
+        self._threads = 1
         #: Steps whose start reached the previous optimum (proven without a solve).
         self.bound_proofs = 0
         self.bp_nodes = 0
@@ -608,7 +611,8 @@ class _Sweep:
         b = self.budget
         if self.share or b.is_deterministic:
             return 1
-        return max(1, min(int(b.workers), BB_WORKERS, idle_cores()))
+        self._threads = max(1, min(int(b.workers), BB_WORKERS, idle_cores(self._threads)))
+        return self._threads
 
     def _first_highs(self, target: str, bounds: dict[str, float], start: np.ndarray | None,
                      K: int | None, left: float) -> tuple[_Result | None, np.ndarray | None]:
