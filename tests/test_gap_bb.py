@@ -267,6 +267,7 @@ def test_a_second_thread_only_on_an_idle_core(monkeypatch: pytest.MonkeyPatch) -
     p = compile_snapshot(gap_to_snapshot(generate_gap("d", 4, 16, 0)))
     mm = ef._build(p, ["cost", "makespan"])
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(ef, "_machine_busy_s", lambda: None)  # the load-average rule
     for load, want in ((0.9, 2), (1.4, 2), (2.1, 1), (9.0, 1)):
         monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
         assert ef._Sweep(mm, ["cost", "makespan"], Budget(10), 0)._workers() == want
@@ -277,3 +278,26 @@ def test_a_second_thread_only_on_an_idle_core(monkeypatch: pytest.MonkeyPatch) -
     for load, want in ((0.9, 2), (2.0, 2), (2.4, 2), (3.1, 1), (2.0, 1), (1.4, 2)):
         monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
         assert sw._workers() == want, load
+
+
+def test_idle_cores_from_the_machines_busy_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between two looks, the busy time of the machine less this process's own CPU time
+    is what the others used: none (this process's two threads busy) gives 2 cores of 2,
+    1.6 cores' worth gives 1."""
+    import os
+
+    import allocator.solvers.exact_front as ef
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    clock = {"wall": 100.0, "busy": 1000.0, "mine": 10.0}
+    monkeypatch.setattr(ef.time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(ef.time, "process_time", lambda: clock["mine"])
+    monkeypatch.setattr(ef, "_machine_busy_s", lambda: clock["busy"])
+    monkeypatch.setattr(ef, "_CPU_LOOK", [])
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert ef.idle_cores() == 1  # first look: the load average
+    for busy, mine, want in ((2.0, 2.0, 2), (2.0, 0.4, 1), (1.0, 1.0, 2), (1.9, 0.95, 1)):
+        clock["wall"] += 1.0
+        clock["busy"] += busy
+        clock["mine"] += mine
+        assert ef.idle_cores() == want

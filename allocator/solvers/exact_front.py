@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -121,17 +122,41 @@ BB_TABU_ITERATIONS = 20000
 BB_WORKERS = 2
 
 
+#: (wall s, busy CPU s of the whole machine, this process's CPU s) at the last look.
+_CPU_LOOK: list[tuple[float, float, float]] = []
+
+
+def _machine_busy_s() -> float | None:
+    """CPU seconds the whole machine spent busy since boot (/proc/stat), None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            v = [float(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def idle_cores(own: int = 1) -> int:
-    """Cores this process can have: the CPU count less the 1-minute load average of the
-    others (`own`: the threads this process ran lately, part of that average). Under load
-    a second thread of a tree got no more CPU (one process's threads share its scheduling
-    group's slice) and cost about 15 % more CPU a node (d1080-s10 at makespan <= 9, load
-    5: 9.4 -> 11.3 CPU s)."""
+    """Cores this process can have: the CPU count less what the other processes used since
+    the last look (/proc/stat's busy time less this process's CPU time), or, at the first
+    look or without /proc/stat, less the 1-minute load average of the others (`own`: the
+    threads this process ran lately, part of that average). Under load a second thread of
+    a tree got no more CPU (one process's threads share its scheduling group's slice) and
+    cost about 15 % more CPU a node (d1080-s10 at makespan <= 9, load 5: 9.4 -> 11.3 CPU
+    s)."""
+    cores = os.cpu_count() or 1
+    now, busy, mine = time.perf_counter(), _machine_busy_s(), time.process_time()
+    last = _CPU_LOOK[-1] if _CPU_LOOK else None
+    if busy is not None:
+        _CPU_LOOK[:] = [(now, busy, mine)]
+    if busy is not None and last is not None and now - last[0] >= 0.5:
+        others = max(0.0, (busy - last[1]) - (mine - last[2])) / (now - last[0])
+        return max(1, int(cores - others + 0.5))
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         return 1
-    return max(1, int((os.cpu_count() or 1) - load + own + 0.5))
+    return max(1, int(cores - load + own + 0.5))
 
 
 def exact_supported(problem: Problem, objectives: Sequence[str]) -> str | None:
