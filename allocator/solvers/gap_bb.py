@@ -133,6 +133,7 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
     lim[i, 2] = e
     Ti = T[i]
     Ti[0, 0] = 0
+    buf = np.empty(c0 + 1, dtype=T.dtype)  # a row's old prefix (zero-load items)
     P = 0
     Q = 0
     for t in range(nt):
@@ -166,15 +167,24 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
                     b = v < o
                     tr[c] = b
                     cur[c] = v if b else o
-        else:  # no load: in place, capacity descending
+        else:
+            # No load: row k reads itself. Its old prefix is copied first so the update
+            # runs forwards without a dependence and vectorises like the loop above (in
+            # place, capacity descending, it ran scalar: the same cap-free trees took
+            # 1.5-1.8x the CPU on 8x60 / 10x80 type D with float64 tables).
+            w = P1 + 1 - aj
             for k in range(Q1, -1, -1):
                 row = Ti[k]
-                for c in range(P1, aj - 1, -1):
-                    v = np.int32(row[c - aj] + rj)
-                    b = v < row[c]
-                    tk[k, c] = b
-                    if b:
-                        row[c] = v
+                for c in range(w):
+                    buf[c] = row[c]
+                cur = row[aj:P1 + 1]
+                tr = tk[k, aj:P1 + 1]
+                for c in range(w):
+                    v = np.int32(buf[c] + rj)
+                    o = cur[c]
+                    b = v < o
+                    tr[c] = b
+                    cur[c] = v if b else o
         P = P1
         Q = Q1
         pre[t, 0] = Q
