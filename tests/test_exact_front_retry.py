@@ -81,3 +81,41 @@ def test_time_left_proves_a_point_whose_solve_was_cut(monkeypatch: pytest.Monkey
     cut = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
     assert calls == {"faked": 1, "again": 0}
     assert not cut.proven and cut.vectors() == true.vectors()
+
+
+def test_the_seeding_sweep_keeps_a_plan_a_later_solve_replaced(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeding: the first solve returns the least-makespan plan unproven, the retry finds
+    a cheaper one at a larger makespan and every capped step then finds nothing. The
+    first plan is still among the plans returned (the sweep's points alone lost it)."""
+    from allocator.solvers.gap_bb import warm_up
+
+    warm_up()  # the branch-and-bound takes the steps only once compiled
+    p = compile_snapshot(gap_to_snapshot(generate_gap("e", 3, 8, 1)))
+    true = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
+    assert true.proven and len(true.points) >= 2
+    floor_plan = true.points[-1].plan
+    fake = np.full(p.n, -1, dtype=np.int64)
+    for a in floor_plan.assignments:
+        fake[int(a.task.split("-")[1])] = int(a.agent.split("-")[1])
+    real = ef._Sweep._solve_bb
+    calls = {"faked": 0, "capped": 0}
+
+    def solve_bb(self: ef._Sweep, target: str, bounds: dict[str, float],
+                 start: np.ndarray | None, lower: float = -np.inf) -> ef._Result:
+        if bounds:
+            calls["capped"] += 1
+            return ef._Result(None, {}, False)
+        if calls["faked"] == 0:
+            calls["faked"] += 1
+            return ef._Result(fake, self.values(fake), False)
+        return real(self, target, bounds, start, lower)
+
+    monkeypatch.setattr(ef._Sweep, "_solve_bb", solve_bb)
+    plans = ef.epsilon_assignments(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
+    assert calls["faked"] == 1 and calls["capped"] >= 1
+    got = {(float(p.cost[a, np.arange(p.n)].sum()), float(np.bincount(a, minlength=p.m).max()))
+           for a in plans}
+    want = tuple(true.points[-1].objectives[o] for o in ("cost", "makespan"))
+    assert want in got
+    assert min(c for c, _ in got) == true.points[0].objectives["cost"]

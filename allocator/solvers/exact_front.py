@@ -367,6 +367,9 @@ class _Sweep:
         self.lagrange_proofs = 0
         self.lagrange_excluded = 0
         self._probe: tuple[tuple[str, tuple[tuple[str, float], ...]], _Result] | None = None
+        #: Seeding: every plan a solve returned, with its values (a later level starts from
+        #: the cheapest that fits its bounds; all go to NSGA-II).
+        self.found: list[tuple[np.ndarray, dict[str, float]]] = []
         h = model.highs
         h.setOptionValue("random_seed", int(seed))  # type: ignore[attr-defined]
         # No "threads" option: once a process's HiGHS scheduler runs with the
@@ -504,7 +507,20 @@ class _Sweep:
             res = self._highs(target, bounds, start, self.slice())
         if probe:
             self._probe = (key, res)
+        if self.share and res.agent_of is not None:
+            self.found.append((res.agent_of, res.values))
         return res
+
+    def cheapest(self, target: str, bounds: dict[str, float], start: np.ndarray | None
+                 ) -> np.ndarray | None:
+        """Seeding: the cheapest in `target` of `start` and the plans found so far within
+        `bounds` (a cut-short solve's plan can beat the next level's repaired start)."""
+        best, val = start, self.values(start)[target] if start is not None else np.inf
+        for a, v in self.found:
+            if v[target] < val and all(v[o] <= b + 1e-9 * max(1.0, abs(b))
+                                       for o, b in bounds.items()):
+                best, val = a, v[target]
+        return best
 
     def _highs(self, target: str, bounds: dict[str, float], start: np.ndarray | None,
                seconds: float) -> _Result:
@@ -872,7 +888,17 @@ def epsilon_assignments(problem: Problem, objectives: Sequence[str], *, budget: 
         return []
     sw = _Sweep(_build(problem, objectives), objectives, budget, seed, share=True)
     sweep = _run(sw)
-    return [] if sweep is None else [p for p, _ in sweep.points]
+    if sweep is None:
+        return []
+    # The front's points and every other plan found that none of them dominates (a level
+    # cut short can have found a plan the next level's solve then missed).
+    plans = [p for p, _ in sweep.points]
+    vals = [sw.values(p) for p in plans]
+    for a, v in sw.found:
+        if not any(all(w[o] <= v[o] for o in objectives) for w in vals):
+            plans.append(a)
+            vals.append(v)
+    return plans
 
 
 def _run(sw: _Sweep) -> _Outcome | None:
@@ -968,6 +994,8 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
             complete = False
             break
         start = _repair_start(mm.problem, pending.agent_of, g, eps)
+        if sw.share:
+            start = sw.cheapest(h, {g: eps}, start)
         sw.expect = max(1.0, (eps - floor) / mm.step[g] + 0.5)
         # A tighter cap cannot do better than the last optimum: reaching it proves a step.
         r = sw.solve(h, {g: eps}, start,
