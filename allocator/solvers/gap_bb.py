@@ -133,9 +133,9 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
     lim[i, 2] = e
     Ti = T[i]
     Ti[0, 0] = 0
-    buf = np.empty(c0 + 1, dtype=T.dtype)  # a row's old prefix (zero-load items)
     P = 0
     Q = 0
+    buf = np.empty(c0 + 1, dtype=T.dtype)  # a row's old prefix (zero-load items)
     for t in range(nt):
         j = items[t]
         aj = A[i, j]
