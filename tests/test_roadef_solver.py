@@ -389,7 +389,7 @@ def test_waste_step_pairs_an_overloaded_machine_with_the_one_that_has_room() -> 
     resource 1 (waste 2) and machine 1 the only one with room there; machines 1 and 3
     are over on resource 0 alone (floor). A waste step draws machines 0 and 1 whatever
     the seed (the cost roulette would also draw 1 and 3), and its sub-model brings the
-    cost down to the aggregate bound."""
+    cost down to the aggregate bound. Once a pair is settled the draws take three."""
     inst = tiny(capacity=[[20, 20]] * 4, safety=[[10, 10]] * 4,
                 requirement=[[5, 8], [5, 4], [5, 2], [6, 4], [10, 10], [11, 10]],
                 service=list(range(6)), initial=[0, 0, 1, 1, 2, 3], weights=(0, 0, 0))
@@ -402,6 +402,14 @@ def test_waste_step_pairs_an_overloaded_machine_with_the_one_that_has_room() -> 
         assert search.st.total() == 4  # waste 2 plus the floor of resource 0 (2)
         machines = search.pick_waste(2)
         assert machines.tolist() == [0, 1]
+        # once the pair is settled (solved without a gain, same processes) the draws
+        # take three machines
+        first, key = search.waste_machines()
+        assert sorted(first.tolist()) == [0, 1] and key is not None
+        search._settled.add(key)
+        again, key3 = search.waste_machines()
+        assert len(again) == 3 and key3 is not None and key3 != key
+        assert search.stats["waste_skipped"] == solver_mod.WASTE_DRAWS
         improved, optimal = search.lns_step(machines, 5.0)
         assert improved and optimal
         assert search.st.total() == evaluate(inst, search.st.a).total == 2

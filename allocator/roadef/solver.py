@@ -83,6 +83,8 @@ LNS_MIN_MACHINES, LNS_MAX_MACHINES = 2, 6
 #: objectives, and the machines of such a step.
 LNS_WASTE_SHARE = 1.0
 LNS_WASTE_MACHINES = 2
+#: Draws of a waste step before it takes a set already settled (`waste_machines`).
+WASTE_DRAWS = 8
 #: CP-SAT time per sub-problem (s), and deterministic time when counting.
 LNS_SUB_TIME = 0.3
 #: The initial machines of a plain step's freed newcomers are targets too (with a
@@ -198,6 +200,8 @@ class _Search:
         self._static_room: np.ndarray | None = None
         #: processes that no other machine's capacity and static room holds
         self._stuck: set[int] = set()
+        #: waste steps solved to optimality without a gain: (machines, their processes)
+        self._settled: set[tuple[tuple[int, ...], bytes]] = set()
 
     # -- budget -------------------------------------------------------------
 
@@ -438,6 +442,28 @@ class _Search:
         p = score[pool] / score[pool].sum()
         others = self.rng.choice(pool, k - 1, replace=False, p=p)
         return np.concatenate([[first], others]).astype(np.int64)
+
+    def waste_machines(self) -> tuple[np.ndarray, tuple[tuple[int, ...], bytes] | None]:
+        """The machines of a waste step (`pick_waste`) and the step's key: redrawn (up
+        to WASTE_DRAWS times) while the draw is a set that was solved to optimality
+        without a gain and holds the same processes since, then one machine more.
+        Why: a2_5's waste sits on a few machines, so the roulette draws the same pairs
+        again and again (a 2-machine sub-model is solved to optimality in a few
+        hundredths of a second); once the pairs it draws are settled, only larger
+        sets can gain."""
+        a = self.st.a
+        machines = np.zeros(0, dtype=np.int64)
+        for k in (LNS_WASTE_MACHINES, LNS_WASTE_MACHINES + 1):
+            for _ in range(WASTE_DRAWS):
+                machines = self.pick_waste(k)
+                ms = np.sort(machines)
+                on = np.flatnonzero(np.isin(a, ms))
+                key = (tuple(ms.tolist()),
+                       (on * len(ms) + np.searchsorted(ms, a[on])).tobytes())
+                if key not in self._settled:
+                    return machines, key
+                self.stats["waste_skipped"] = self.stats.get("waste_skipped", 0) + 1
+        return machines, None
 
     def home_step(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The freed processes and machines of a home step, or None (nothing moved).
@@ -890,9 +916,15 @@ class _Search:
                 improved, optimal = self.lns_step(machines, sub, freed)
                 self.stats["home_calls"] = self.stats.get("home_calls", 0) + 1
                 self.stats["home_improved"] = self.stats.get("home_improved", 0) + improved
+            elif self.waste_steps() and self.rng.random() < LNS_WASTE_SHARE:
+                machines, key = self.waste_machines()
+                improved, optimal = self.lns_step(machines, sub)
+                if optimal and not improved and key is not None:
+                    self._settled.add(key)
+                self.stats["waste_calls"] = self.stats.get("waste_calls", 0) + 1
+                self.stats["waste_improved"] = self.stats.get("waste_improved", 0) + improved
             else:
-                machines = (self.pick_waste(LNS_WASTE_MACHINES) if self.waste_steps()
-                            and self.rng.random() < LNS_WASTE_SHARE else self.pick_machines(kk))
+                machines = self.pick_machines(kk)
                 improved, optimal = self.lns_step(machines, sub)
             if improved:
                 stale = 0
