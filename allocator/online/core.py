@@ -21,6 +21,7 @@ pools it can serve and a task that needs a rare skill never blocks the rest.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 from collections.abc import Iterable
@@ -192,13 +193,10 @@ class Executor:
         #: Agents that may have queued tasks (steal victims); pruned lazily.
         self._loaded: dict[str, AgentState] = {}
         self._timers: list[tuple[float, int, int, Any, int]] = []
-        #: The next timer's tie-break number.
-        self._next_timer = 0
+        self._timer_seq = itertools.count()
         self._requested = math.inf
-        #: The next event or instruction id, and the next task's submission number
-        #: (ints a compiled build counts natively; `next()` on a count is a generic call).
-        self._next_id = 1
-        self._next_seq = 0
+        self._ids = itertools.count(1)
+        self._seq = itertools.count()
         self._out: list[Instruction] = []
         self._cause = 0
         self._queued_by_class = [0, 0, 0, 0]
@@ -216,10 +214,6 @@ class Executor:
         self._st_victims = steal.victims
         self._st_max_steals = steal.max_steals_per_task
         self._st_max_batch = steal.max_batch
-        self._st_margin_frac = steal.margin_frac
-        self._st_margin_max = steal.margin_max
-        self._st_deque_cap = steal.deque_cap
-        self._st_overflow_wait = steal.overflow_wait
         #: One virtual time per flow and per class for all queues (fairness across queues).
         self._fair = self.policy.fair_clock()
         self._placer = PLACEMENTS[self.policy.placement]
@@ -257,15 +251,14 @@ class Executor:
         out: list[Instruction] = []
         self._out = out
         log = self.log.add if self._log_on else None
+        ids = self._ids
         handlers = self._handlers
         dirty = self._dirty
         timers = self._timers
         self.metrics.events += len(events)
         now = self.now
         for ev in events:
-            eid = self._next_id
-            self._next_id = eid + 1
-            ev.id = eid
+            ev.id = eid = next(ids)
             t = ev.time
             if t > now:
                 self.now = now = t
@@ -301,9 +294,7 @@ class Executor:
         out: list[Instruction] = []
         self._out = out
         self.metrics.events += 1
-        cid = self._next_id
-        self._next_id = cid + 1
-        self._cause = cid
+        self._cause = next(self._ids)
         if time > self.now:
             self.now = time
         self._submit(spec)
@@ -344,9 +335,7 @@ class Executor:
         out: list[Instruction] = []
         self._out = out
         self.metrics.events += 1
-        cid = self._next_id
-        self._next_id = cid + 1
-        self._cause = cid
+        self._cause = next(self._ids)
         if time > self.now:
             self.now = time
         self._complete(task_id, agent, attempt, duration, usage)
@@ -385,9 +374,7 @@ class Executor:
         out: list[Instruction] = []
         self._out = out
         self.metrics.events += 1
-        cid = self._next_id
-        self._next_id = cid + 1
-        self._cause = cid
+        self._cause = next(self._ids)
         if time > self.now:
             self.now = time
         if self._dirty or self._timers:
@@ -408,6 +395,7 @@ class Executor:
             return self.handle(*[self._as_event(x) for x in items])
         out: list[Instruction] = []
         self._out = out
+        ids = self._ids
         dirty = self._dirty
         timers = self._timers
         submit = self._submit
@@ -421,9 +409,7 @@ class Executor:
                 if type(x) is tup:
                     n += 1
                     t = x[0]
-                    cid = self._next_id
-                    self._next_id = cid + 1
-                    self._cause = cid
+                    self._cause = next(ids)
                     if t > self.now:
                         self.now = t
                     if len(x) == 2:
@@ -494,8 +480,7 @@ class Executor:
         self._pump()
 
     def _emit(self, ins: Instruction) -> None:
-        ins.id = nid = self._next_id
-        self._next_id = nid + 1
+        ins.id = next(self._ids)
         ins.time = self.now
         ins.cause = self._cause
         self._out.append(ins)
@@ -620,9 +605,7 @@ class Executor:
         finished = self.finished
         if sid in tasks or (finished and sid in finished):
             raise InvalidInputError(f"duplicate task id {sid!r}", field="task.id")
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        t = TaskState(spec, seq, self.now)
+        t = TaskState(spec, next(self._seq), self.now)
         tasks[sid] = t
         m = self.metrics
         m.submitted += 1
@@ -768,8 +751,7 @@ class Executor:
         ins.agent = a.id
         ins.attempt = t.attempt
         ins.time = now
-        ins.id = nid = self._next_id
-        self._next_id = nid + 1
+        ins.id = next(self._ids)
         ins.cause = self._cause
         self._out.append(ins)
         if self._log_on:
@@ -1063,8 +1045,7 @@ class Executor:
             ins.work = t.est
             ins.remote = src is not own and src is not planned
             ins.time = now
-            ins.id = nid = self._next_id
-            self._next_id = nid + 1
+            ins.id = next(self._ids)
             ins.cause = self._cause
             self._out.append(ins)
             if self._log_on:
@@ -1145,8 +1126,7 @@ class Executor:
         ins.victim = victim.id
         ins.thief = tid
         # _emit(ins), inlined.
-        ins.id = nid = self._next_id
-        self._next_id = nid + 1
+        ins.id = next(self._ids)
         ins.time = self.now
         ins.cause = self._cause
         self._out.append(ins)
@@ -1231,12 +1211,12 @@ class Executor:
         Yes: the thief's margin shrinks by 10% (down to `margin_frac / 4`),
         so it steals more readily; no: it grows by half (up to `margin_max`).
         """
-        frac = self._st_margin_frac
+        cfg = self.policy.steal
         if self.now <= t.steal_pred + 1e-9:
-            a.margin = max(a.margin * 0.9, frac / 4)
+            a.margin = max(a.margin * 0.9, cfg.margin_frac / 4)
             self.metrics.steals_paid += 1
         else:
-            a.margin = min(a.margin * 1.5, max(self._st_margin_max, frac))
+            a.margin = min(a.margin * 1.5, max(cfg.margin_max, cfg.margin_frac))
             self.metrics.steals_lost += 1
 
     def _probe_pull(self, a: AgentState) -> bool:
@@ -1442,9 +1422,7 @@ class Executor:
         t.phase = DONE
         if kind is Complete:
             assert agent is not None
-            nid = self._next_id
-            self._next_id = nid + 1
-            ins = complete(t.id, agent.id, t.attempt, self.now, nid, self._cause)
+            ins = complete(t.id, agent.id, t.attempt, self.now, next(self._ids), self._cause)
             self._out.append(ins)
             if self._log_on:
                 self.log.add(ins)
@@ -1462,9 +1440,7 @@ class Executor:
     # ------------------------------------------------------------------ timers
 
     def _timer(self, at: float, kind: int, ref: Any, token: int) -> None:
-        k = self._next_timer
-        self._next_timer = k + 1
-        _heappush(self._timers, (at, k, kind, ref, token))
+        _heappush(self._timers, (at, next(self._timer_seq), kind, ref, token))
 
     def _pump(self) -> None:
         timers = self._timers
@@ -1499,8 +1475,7 @@ class Executor:
                 self._requested = nxt
                 ins = SetTimer.__new__(SetTimer)  # SetTimer(at=nxt) and _emit(ins), built faster
                 ins.at = nxt
-                ins.id = nid = self._next_id
-                self._next_id = nid + 1
+                ins.id = next(self._ids)
                 ins.time = now
                 ins.cause = self._cause
                 self._out.append(ins)
