@@ -617,8 +617,7 @@ class Executor:
         if not t.hard and self._adm_static and not self.admission.shed_level:
             # _admit's fast path, inlined: nothing to check for this task.
             t.phase = QUEUED
-            qc = self._queued_by_class  # (item += on a list is a generic op compiled)
-            qc[t.rank] = qc[t.rank] + 1
+            self._queued_by_class[t.rank] += 1
             self._place(t, None)
             return
         self._admit(t)
@@ -766,8 +765,7 @@ class Executor:
         if ten is not None:
             ts = m.tenant_service
             ts[ten] = ts.get(ten, 0.0) + svc
-        cs = m.class_service
-        cs[t.rank] = cs[t.rank] + svc
+        m.class_service[t.rank] += svc
         if d is not None:
             m.with_deadline += 1
             if now > d + 1e-9:
@@ -1017,8 +1015,7 @@ class Executor:
             t.attempt = attempt = t.attempt + 1
             t.started = now
             t.served_by = src
-            qc = self._queued_by_class
-            qc[t.rank] = qc[t.rank] - 1
+            self._queued_by_class[t.rank] -= 1
             if t.first_start < 0:
                 t.first_start = now
                 m.add_wait(now - t.submitted)
