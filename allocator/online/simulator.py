@@ -49,8 +49,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import FunctionType
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 from allocator.online.admission import AdmissionConfig
 from allocator.online.breaker import BreakerConfig
@@ -99,101 +98,6 @@ _SAMPLE_SEQ: Final = -(1 << 63)
 #: a rejoin the agent; a sample `i` (the sample's index); a plan install `seq`
 #: (its plan waits in a side table); timers and coordinator checks none.
 Entry = tuple[float, int, int, int, int, int, str, str]
-
-
-
-def _is_compiled() -> bool:
-    """Whether this module runs compiled (mypyc's functions are not Python functions)."""
-    return not isinstance(_is_compiled, FunctionType)
-
-
-#: Compiled, EventHeap sifts itself (unboxed float keys); from source, heapq's C does.
-_NATIVE_HEAP: Final = _is_compiled()
-
-
-class EventHeap:
-    """The simulator's heap of entries, ordered by (time, seq); no two entries share both.
-
-    `entries[0]` is the next entry. Compiled, the entries sit in heap order beside
-    their times and seqs (`times`, `seqs`), and the sift compares unboxed floats:
-    heapq compares tuples, two generic rich comparisons per level, about a tenth
-    of a compiled simulation. From source, heapq (C) on `entries` alone is faster
-    than any Python sift, so that is what runs there. Both pop the same order.
-    """
-
-    __slots__ = ("entries", "seqs", "times")
-
-    def __init__(self) -> None:
-        self.entries: list[Entry] = []
-        self.times: list[float] = []
-        self.seqs: list[int] = []
-
-    def push(self, e: Entry) -> None:
-        # (`es` holds the entries as objects: moving one must not unbox and rebox it)
-        if not _NATIVE_HEAP:
-            heapq.heappush(self.entries, e)
-            return
-        es = cast("list[object]", self.entries)
-        eo: object = e
-        ts = self.times
-        ss = self.seqs
-        t = e[0]
-        s = e[1]
-        es.append(eo)
-        ts.append(t)
-        ss.append(s)
-        pos = len(ts) - 1
-        while pos > 0:
-            up = (pos - 1) >> 1
-            ut = ts[up]
-            if t < ut or (t == ut and s < ss[up]):
-                es[pos] = es[up]
-                ts[pos] = ut
-                ss[pos] = ss[up]
-                pos = up
-            else:
-                break
-        es[pos] = eo
-        ts[pos] = t
-        ss[pos] = s
-
-    def pop(self) -> Entry:
-        if not _NATIVE_HEAP:
-            return heapq.heappop(self.entries)
-        es = cast("list[object]", self.entries)
-        ts = self.times
-        ss = self.seqs
-        e = es.pop()
-        t = ts.pop()
-        s = ss.pop()
-        n = len(es)
-        if not n:
-            return cast(Entry, e)
-        out = es[0]
-        pos = 0
-        while True:
-            c = 2 * pos + 1
-            if c >= n:
-                break
-            ct = ts[c]
-            r = c + 1
-            if r < n:
-                rt = ts[r]
-                if rt < ct or (rt == ct and ss[r] < ss[c]):
-                    c = r
-                    ct = rt
-            if ct < t or (ct == t and ss[c] < s):
-                es[pos] = es[c]
-                ts[pos] = ct
-                ss[pos] = ss[c]
-                pos = c
-            else:
-                break
-        es[pos] = e
-        ts[pos] = t
-        ss[pos] = s
-        return cast(Entry, out)
-
 
 _gc_lock = threading.Lock()
 _gc_holders = 0
@@ -318,12 +222,13 @@ class Simulator:
         arrivals: list[float] = wl.arrival.tolist()
         failures = wl.failures
         rng = self.rng
-        eh = EventHeap()
-        heap = eh.entries  # (heap[0]: the next entry)
+        heap: list[Entry] = []
         #: Plans waiting to be installed, by their heap entry's seq.
         plans: dict[int, Plan] = {}
         seq = 0
         cseq = _DONE_SEQ0
+        push = heapq.heappush
+        pop = heapq.heappop
         # The next arrival waits beside the heap (`na`, task `ai`), not in it: one
         # comparison with the heap's top instead of a push and a pop per task.
         inf = float("inf")
@@ -331,14 +236,14 @@ class Simulator:
         na = arrivals[0] if n else inf
         for k, (t, a_id, _) in enumerate(failures):
             seq += 1
-            eh.push((t, seq, _AFAIL, k, 0, 0, "", a_id))
+            push(heap, (t, seq, _AFAIL, k, 0, 0, "", a_id))
         if self.coordinator is not None and self.coordinate_every:
             seq += 1
-            eh.push((self.coordinate_every, seq, _COORD, 0, 0, 0, "", ""))
+            push(heap, (self.coordinate_every, seq, _COORD, 0, 0, 0, "", ""))
         samples = self.sample_times
         q_samples: list[tuple[float, list[int]]] = []
         if samples:
-            eh.push((samples[0], _SAMPLE_SEQ, _SAMPLE, 0, 0, 0, "", ""))
+            push(heap, (samples[0], _SAMPLE_SEQ, _SAMPLE, 0, 0, 0, "", ""))
         rec = self.record
         nan = float("nan")
         r_start = [nan] * n if rec else []
@@ -397,10 +302,10 @@ class Simulator:
                         if fk is not None and now < fk[1]:
                             fp = 1.0 - (1.0 - fp) * (1.0 - fk[0])
                     if fp and rng.random() < fp:
-                        eh.push((now + dur * rng.random(), cseq, _FAILT, i, attempt,
+                        push(heap, (now + dur * rng.random(), cseq, _FAILT, i, attempt,
                                     epoch[a_id], task_id, a_id))
                     else:
-                        eh.push((now + dur, cseq, _DONE, i, attempt, epoch[a_id], task_id,
+                        push(heap, (now + dur, cseq, _DONE, i, attempt, epoch[a_id], task_id,
                                     a_id))
                 elif typ is complete_t:
                     if TYPE_CHECKING:
@@ -434,7 +339,7 @@ class Simulator:
                     if at not in ticks:
                         ticks.add(at)
                         seq += 1
-                        eh.push((at, seq, _TICK, 0, 0, 0, "", ""))
+                        push(heap, (at, seq, _TICK, 0, 0, 0, "", ""))
                 elif typ is Cancel:
                     if TYPE_CHECKING:
                         assert isinstance(ins, Cancel)
@@ -479,7 +384,7 @@ class Simulator:
                 bi += 1
                 out = ex.submit_at(spec, now)
             else:
-                e = eh.pop()
+                e = pop(heap)
                 now, _, kind, i, attempt, ep, task_id, a_id = e
                 if kind == _DONE:  # the commonest kind first
                     if epoch[a_id] != ep or (cancelled and (task_id, attempt) in cancelled):
@@ -502,7 +407,7 @@ class Simulator:
                         continue
                     epoch[a_id] += 1
                     seq += 1
-                    eh.push((now + failures[i][2], seq, _AJOIN, 0, 0, 0, "", a_id))
+                    push(heap, (now + failures[i][2], seq, _AJOIN, 0, 0, 0, "", a_id))
                     out = handle(AgentFailed(agent_id=a_id, reason="crash (simulated)", time=now))
                 elif kind == _AJOIN:
                     out = handle(AgentJoined(agent=agents[a_id], rate_limit=wl.rate_limit,
@@ -510,7 +415,7 @@ class Simulator:
                 elif kind == _SAMPLE:
                     q_samples.append((now, self._queue_lengths(agent_ids)))
                     if i + 1 < len(samples):
-                        eh.push((samples[i + 1], _SAMPLE_SEQ, _SAMPLE, i + 1, 0, 0, "", ""))
+                        push(heap, (samples[i + 1], _SAMPLE_SEQ, _SAMPLE, i + 1, 0, 0, "", ""))
                     continue
                 elif kind == _INSTALL:  # a plan is ready: install it, late by its solve time
                     pending = False
@@ -529,9 +434,9 @@ class Simulator:
                                 pending = True
                                 seq += 1
                                 plans[seq] = got[0]
-                                eh.push((max(got[1], now), seq, _INSTALL, 0, 0, 0, "", ""))
+                                push(heap, (max(got[1], now), seq, _INSTALL, 0, 0, 0, "", ""))
                         seq += 1
-                        eh.push((now + self.coordinate_every, seq, _COORD, 0, 0, 0, "", ""))
+                        push(heap, (now + self.coordinate_every, seq, _COORD, 0, 0, 0, "", ""))
                     continue
             if plain:
                 for ins in out:
@@ -548,7 +453,7 @@ class Simulator:
                             if h >= 0 and agent_ids[h] != a_id:
                                 dur += mc
                         cseq += 1
-                        eh.push((now + dur, cseq, _DONE, i, ins.attempt, epoch[a_id], task_id,
+                        push(heap, (now + dur, cseq, _DONE, i, ins.attempt, epoch[a_id], task_id,
                                     a_id))
                     elif typ is complete_t:
                         if TYPE_CHECKING:
@@ -566,7 +471,7 @@ class Simulator:
                         if at not in ticks:
                             ticks.add(at)
                             seq += 1
-                            eh.push((at, seq, _TICK, 0, 0, 0, "", ""))
+                            push(heap, (at, seq, _TICK, 0, 0, 0, "", ""))
                     elif typ is not steal_t:  # (a steal needs nothing without dispatcher delays)
                         apply((ins,))
             else:
