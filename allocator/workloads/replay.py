@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -157,8 +157,7 @@ def make_agents(n: int, speeds: Sequence[float] | None = None,
 
 
 def _replace(s: TaskSpec, upd: dict[str, Any]) -> TaskSpec:
-    # (dataclasses.replace, not the slots: the compiled TaskSpec has no __slots__)
-    return replace(s, **upd)
+    return TaskSpec(**{**{k: getattr(s, k) for k in s.__slots__}, **upd})  # type: ignore[attr-defined]
 
 
 def _home_of(mode: HomeMode, agents: Sequence[Agent]) -> Callable[[int, TaskSpec], str | None]:
