@@ -166,9 +166,12 @@ def hostile_calls(bodies: dict[str, bytes]) -> list[tuple[str, Call]]:
              limit=SYNC_LIMIT, expect=(200,))
 
     def simulate_long(c: httpx.Client, rec: Record) -> None:
-        r = post(c, rec, "simulate 50k x3, limit 1", "/v1/simulate", limit=1.0, expect=(200,),
+        # Seven policies over 50k tasks: several seconds of work even for the compiled
+        # simulator (three took about a second on an idle machine), so the limit bites.
+        r = post(c, rec, "simulate 50k x7, limit 1", "/v1/simulate", limit=1.0, expect=(200,),
                  json_body={"workload": {"tasks": 50_000, "agents": 50},
-                            "policies": ["fifo", "jsq", "edf"], "time_limit": 1.0})
+                            "policies": ["fifo", "jsq", "edf", "edf+stealing", "p2c",
+                                         "round-robin", "random"], "time_limit": 1.0})
         if r.status_code == 200 and r.json().get("complete") is not False:
             rec.add(Outcome("simulate not cut short", 599, 0))
 
