@@ -22,7 +22,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,6 @@ from typing import Any
 
 from allocator.online import bench, native_build
 from allocator.online import runtime as new_runtime
-from models import Agent, Priority
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,23 +53,7 @@ def load_old(rev: str) -> ModuleType:
 
 async def _run(runtime_cls: Any, n: int, workers: int, coro: bool, seed: int) -> float:
     """`bench._rt` with the Runtime class given: wall seconds, workload drawn before."""
-    rng = random.Random(seed)
-    prios = list(Priority)
-    homes = [f"w{i}" for i in range(workers)]
-    work = [(prios[rng.randrange(4)], homes[rng.randrange(workers)]) for _ in range(n)]
-    agents = [Agent(id=h) for h in homes]
-    t0 = time.perf_counter()
-    rt = runtime_cls(agents, "priority+stealing", threads=workers, log=0,
-                     retain_finished=False)
-    fn = bench._anoop if coro else bench._noop
-    submit = rt.submit
-    futs = [submit(fn, priority=p, home=h) for p, h in work]
-    results = await asyncio.gather(*futs)
-    await rt.shutdown()
-    wall = time.perf_counter() - t0
-    if len(results) != n or rt.core.metrics.completed != n:
-        raise RuntimeError(f"{rt.core.metrics.completed} of {n} tasks completed")
-    return wall
+    return await bench._rt(n, workers, coro, seed, runtime_cls=runtime_cls)
 
 
 def one_run(old: ModuleType, rounds: int, n: int = 20_000) -> dict[str, Any]:

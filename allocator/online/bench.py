@@ -133,7 +133,9 @@ def _rt_sync(n: int, workers: int, coro: bool, seed: int) -> float:
     return asyncio.run(_rt(n, workers, coro, seed))
 
 
-async def _rt(n: int, workers: int, coro: bool, seed: int) -> float:
+async def _rt(n: int, workers: int, coro: bool, seed: int,
+              runtime_cls: Any = Runtime) -> float:
+    # `runtime_cls`: benchmarks/runtime_ab.py times two Runtime versions alike.
     # The random priorities and homes are drawn before the clock starts: the
     # thread pool is not charged for making up its workload either.
     rng = random.Random(seed)
@@ -142,7 +144,8 @@ async def _rt(n: int, workers: int, coro: bool, seed: int) -> float:
     work = [(prios[rng.randrange(4)], homes[rng.randrange(workers)]) for _ in range(n)]
     agents = [Agent(id=h) for h in homes]
     t0 = time.perf_counter()
-    rt = Runtime(agents, "priority+stealing", threads=workers, log=0, retain_finished=False)
+    rt = runtime_cls(agents, "priority+stealing", threads=workers, log=0,
+                     retain_finished=False)
     fn = _anoop if coro else _noop
     submit = rt.submit
     futs = [submit(fn, priority=p, home=h) for p, h in work]
