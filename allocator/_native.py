@@ -38,11 +38,20 @@ from typing import Any, NamedTuple
 
 log = logging.getLogger("allocator.online")
 
-#: The modules every decision runs through, compiled together (one group).
-#: The runtime (it subclasses asyncio.Future, which mypyc cannot compile) stays
-#: Python, as do the policies' and events' small modules.
+#: The modules every decision runs through, compiled together (one group), and
+#: the objects the core reads and writes on every event (events and instructions,
+#: counters and the ledger, breakers, the event log): compiled beside it, the
+#: core reads their fields as struct fields instead of through getattr (~40 such
+#: reads and writes per task). The runtime (it subclasses asyncio.Future, which
+#: mypyc cannot compile) stays Python, as do policies and admission (compiled,
+#: AdmissionConfig's checks would raise mypyc's TypeError before its own error).
+#: No class here may subclass an interpreted class whose instances have a managed
+#: `__dict__` (mypyc's layout of such a subclass varies between builds; the
+#: Prometheus collector is in prom.py for that reason; tests/online/test_native.py).
 GROUP = ("allocator.online.core", "allocator.online.placement", "allocator.online.queues",
-         "allocator.online.state", "allocator.online.stealing", "allocator.online.simulator")
+         "allocator.online.state", "allocator.online.stealing", "allocator.online.simulator",
+         "allocator.online.events", "allocator.online.metrics", "allocator.online.breaker",
+         "allocator.online.log")
 #: mypyc's group name; its shared library is `<GROUP_NAME>__mypyc`, inside the package.
 GROUP_NAME = "allocator.online._core"
 SHARED_LIB = f"{GROUP_NAME}__mypyc"

@@ -19,7 +19,7 @@ from allocator.cli.simulate import print_bench
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", type=int, default=200_000, help="tasks in the speed run")
+    ap.add_argument("--tasks", type=int, default=1_000_000, help="tasks in the speed run")
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = ap.parse_args()

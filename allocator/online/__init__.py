@@ -28,8 +28,9 @@ from allocator.online.breaker import (
 from allocator.online.core import Executor
 from allocator.online.events import *  # noqa: F403
 from allocator.online.events import __all__ as _events_all
-from allocator.online.metrics import register, summary
+from allocator.online.metrics import summary
 from allocator.online.policies import Policy, StealConfig, make_policy, policy_names
+from allocator.online.prom import register
 from allocator.online.queues import PriorityConfig
 
 

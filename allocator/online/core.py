@@ -21,7 +21,6 @@ pools it can serve and a task that needs a rare skill never blocks the rest.
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 import random
 from collections.abc import Iterable
@@ -193,10 +192,13 @@ class Executor:
         #: Agents that may have queued tasks (steal victims); pruned lazily.
         self._loaded: dict[str, AgentState] = {}
         self._timers: list[tuple[float, int, int, Any, int]] = []
-        self._timer_seq = itertools.count()
+        #: The next timer's tie-break number.
+        self._next_timer = 0
         self._requested = math.inf
-        self._ids = itertools.count(1)
-        self._seq = itertools.count()
+        #: The next event or instruction id, and the next task's submission number
+        #: (ints a compiled build counts natively; `next()` on a count is a generic call).
+        self._next_id = 1
+        self._next_seq = 0
         self._out: list[Instruction] = []
         self._cause = 0
         self._queued_by_class = [0, 0, 0, 0]
@@ -214,6 +216,10 @@ class Executor:
         self._st_victims = steal.victims
         self._st_max_steals = steal.max_steals_per_task
         self._st_max_batch = steal.max_batch
+        self._st_margin_frac = steal.margin_frac
+        self._st_margin_max = steal.margin_max
+        self._st_deque_cap = steal.deque_cap
+        self._st_overflow_wait = steal.overflow_wait
         #: One virtual time per flow and per class for all queues (fairness across queues).
         self._fair = self.policy.fair_clock()
         self._placer = PLACEMENTS[self.policy.placement]
@@ -251,14 +257,15 @@ class Executor:
         out: list[Instruction] = []
         self._out = out
         log = self.log.add if self._log_on else None
-        ids = self._ids
         handlers = self._handlers
         dirty = self._dirty
         timers = self._timers
         self.metrics.events += len(events)
         now = self.now
         for ev in events:
-            ev.id = eid = next(ids)
+            eid = self._next_id
+            self._next_id = eid + 1
+            ev.id = eid
             t = ev.time
             if t > now:
                 self.now = now = t
@@ -294,7 +301,9 @@ class Executor:
         out: list[Instruction] = []
         self._out = out
         self.metrics.events += 1
-        self._cause = next(self._ids)
+        cid = self._next_id
+        self._next_id = cid + 1
+        self._cause = cid
         if time > self.now:
             self.now = time
         self._submit(spec)
@@ -335,7 +344,9 @@ class Executor:
         out: list[Instruction] = []
         self._out = out
         self.metrics.events += 1
-        self._cause = next(self._ids)
+        cid = self._next_id
+        self._next_id = cid + 1
+        self._cause = cid
         if time > self.now:
             self.now = time
         self._complete(task_id, agent, attempt, duration, usage)
@@ -374,7 +385,9 @@ class Executor:
         out: list[Instruction] = []
         self._out = out
         self.metrics.events += 1
-        self._cause = next(self._ids)
+        cid = self._next_id
+        self._next_id = cid + 1
+        self._cause = cid
         if time > self.now:
             self.now = time
         if self._dirty or self._timers:
@@ -395,7 +408,6 @@ class Executor:
             return self.handle(*[self._as_event(x) for x in items])
         out: list[Instruction] = []
         self._out = out
-        ids = self._ids
         dirty = self._dirty
         timers = self._timers
         submit = self._submit
@@ -409,7 +421,9 @@ class Executor:
                 if type(x) is tup:
                     n += 1
                     t = x[0]
-                    self._cause = next(ids)
+                    cid = self._next_id
+                    self._next_id = cid + 1
+                    self._cause = cid
                     if t > self.now:
                         self.now = t
                     if len(x) == 2:
@@ -480,7 +494,8 @@ class Executor:
         self._pump()
 
     def _emit(self, ins: Instruction) -> None:
-        ins.id = next(self._ids)
+        ins.id = nid = self._next_id
+        self._next_id = nid + 1
         ins.time = self.now
         ins.cause = self._cause
         self._out.append(ins)
@@ -605,7 +620,9 @@ class Executor:
         finished = self.finished
         if sid in tasks or (finished and sid in finished):
             raise InvalidInputError(f"duplicate task id {sid!r}", field="task.id")
-        t = TaskState(spec, next(self._seq), self.now)
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        t = TaskState(spec, seq, self.now)
         tasks[sid] = t
         m = self.metrics
         m.submitted += 1
@@ -617,7 +634,8 @@ class Executor:
         if not t.hard and self._adm_static and not self.admission.shed_level:
             # _admit's fast path, inlined: nothing to check for this task.
             t.phase = QUEUED
-            self._queued_by_class[t.rank] += 1
+            qc = self._queued_by_class  # (item += on a list is a generic op compiled)
+            qc[t.rank] = qc[t.rank] + 1
             self._place(t, None)
             return
         self._admit(t)
@@ -750,7 +768,8 @@ class Executor:
         ins.agent = a.id
         ins.attempt = t.attempt
         ins.time = now
-        ins.id = next(self._ids)
+        ins.id = nid = self._next_id
+        self._next_id = nid + 1
         ins.cause = self._cause
         self._out.append(ins)
         if self._log_on:
@@ -765,7 +784,8 @@ class Executor:
         if ten is not None:
             ts = m.tenant_service
             ts[ten] = ts.get(ten, 0.0) + svc
-        m.class_service[t.rank] += svc
+        cs = m.class_service
+        cs[t.rank] = cs[t.rank] + svc
         if d is not None:
             m.with_deadline += 1
             if now > d + 1e-9:
@@ -1015,7 +1035,8 @@ class Executor:
             t.attempt = attempt = t.attempt + 1
             t.started = now
             t.served_by = src
-            self._queued_by_class[t.rank] -= 1
+            qc = self._queued_by_class
+            qc[t.rank] = qc[t.rank] - 1
             if t.first_start < 0:
                 t.first_start = now
                 m.add_wait(now - t.submitted)
@@ -1042,7 +1063,8 @@ class Executor:
             ins.work = t.est
             ins.remote = src is not own and src is not planned
             ins.time = now
-            ins.id = next(self._ids)
+            ins.id = nid = self._next_id
+            self._next_id = nid + 1
             ins.cause = self._cause
             self._out.append(ins)
             if self._log_on:
@@ -1123,7 +1145,8 @@ class Executor:
         ins.victim = victim.id
         ins.thief = tid
         # _emit(ins), inlined.
-        ins.id = next(self._ids)
+        ins.id = nid = self._next_id
+        self._next_id = nid + 1
         ins.time = self.now
         ins.cause = self._cause
         self._out.append(ins)
@@ -1208,12 +1231,12 @@ class Executor:
         Yes: the thief's margin shrinks by 10% (down to `margin_frac / 4`),
         so it steals more readily; no: it grows by half (up to `margin_max`).
         """
-        cfg = self.policy.steal
+        frac = self._st_margin_frac
         if self.now <= t.steal_pred + 1e-9:
-            a.margin = max(a.margin * 0.9, cfg.margin_frac / 4)
+            a.margin = max(a.margin * 0.9, frac / 4)
             self.metrics.steals_paid += 1
         else:
-            a.margin = min(a.margin * 1.5, max(cfg.margin_max, cfg.margin_frac))
+            a.margin = min(a.margin * 1.5, max(self._st_margin_max, frac))
             self.metrics.steals_lost += 1
 
     def _probe_pull(self, a: AgentState) -> bool:
@@ -1419,7 +1442,9 @@ class Executor:
         t.phase = DONE
         if kind is Complete:
             assert agent is not None
-            ins = complete(t.id, agent.id, t.attempt, self.now, next(self._ids), self._cause)
+            nid = self._next_id
+            self._next_id = nid + 1
+            ins = complete(t.id, agent.id, t.attempt, self.now, nid, self._cause)
             self._out.append(ins)
             if self._log_on:
                 self.log.add(ins)
@@ -1437,7 +1462,9 @@ class Executor:
     # ------------------------------------------------------------------ timers
 
     def _timer(self, at: float, kind: int, ref: Any, token: int) -> None:
-        _heappush(self._timers, (at, next(self._timer_seq), kind, ref, token))
+        k = self._next_timer
+        self._next_timer = k + 1
+        _heappush(self._timers, (at, k, kind, ref, token))
 
     def _pump(self) -> None:
         timers = self._timers
@@ -1472,7 +1499,8 @@ class Executor:
                 self._requested = nxt
                 ins = SetTimer.__new__(SetTimer)  # SetTimer(at=nxt) and _emit(ins), built faster
                 ins.at = nxt
-                ins.id = next(self._ids)
+                ins.id = nid = self._next_id
+                self._next_id = nid + 1
                 ins.time = now
                 ins.cause = self._cause
                 self._out.append(ins)

@@ -90,11 +90,10 @@ def place_home(ex: Executor, t: TaskState, avoid: str | None) -> AgentState | No
         return None
     if t.sig is not _FREE_SIG and not eligible(home, t.spec):  # (free: any agent may run it)
         return None
-    steal = ex.policy.steal
     q = home.queue
-    if q.n >= steal.deque_cap:
+    if q.n >= ex._st_deque_cap:
         return None
-    limit = steal.overflow_wait
+    limit = ex._st_overflow_wait
     if limit == math.inf:
         return home
     pw = home.planned.work

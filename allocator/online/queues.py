@@ -159,6 +159,11 @@ class SortedQueue(TaskQueue):
 
     def remove(self, t: TaskState) -> None:
         items = self._items
+        if len(items) > self._head and items[-1][2] is t:
+            # The thief end (stealing takes from there): no search.
+            items.pop()
+            self._detach(t)
+            return
         i = bisect_left(items, (t.qkey, t.seq), lo=self._head)
         if i < len(items) and items[i][2] is t:
             del items[i]
@@ -235,6 +240,10 @@ class FifoQueue(SortedQueue):
 
     def remove(self, t: TaskState) -> None:
         items = self._items
+        if len(items) > self._head and items[-1] is t:  # the thief end: no search
+            items.pop()
+            self._detach(t)
+            return
         i = bisect_left(items, t.seq, lo=self._head, key=_seq)
         if i < len(items) and items[i] is t:
             del items[i]

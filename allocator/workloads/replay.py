@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -157,7 +157,8 @@ def make_agents(n: int, speeds: Sequence[float] | None = None,
 
 
 def _replace(s: TaskSpec, upd: dict[str, Any]) -> TaskSpec:
-    return TaskSpec(**{**{k: getattr(s, k) for k in s.__slots__}, **upd})  # type: ignore[attr-defined]
+    # (dataclasses.replace, not the slots: the compiled TaskSpec has no __slots__)
+    return replace(s, **upd)
 
 
 def _home_of(mode: HomeMode, agents: Sequence[Agent]) -> Callable[[int, TaskSpec], str | None]:

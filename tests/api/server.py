@@ -48,7 +48,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60) -> Server:
+    def start(self, timeout: float = 120) -> Server:
         self.port = free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT),
                "ALLOCATOR_DATABASE_URL": f"sqlite:///{self.db}", **self.env}
@@ -68,6 +68,9 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        # A server slow to start is killed, not left running after the test gives up.
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
         raise RuntimeError(f"server not ready in {timeout}s: {self.log.read_text()[-2000:]}")
 
     def kill9(self) -> None:

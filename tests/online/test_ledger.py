@@ -37,3 +37,28 @@ def test_a_simulation_writes_one_row_per_finished_attempt() -> None:
     done = sum(1 for r in rows if r[3])
     assert done == res.row["completed"] == 300
     assert len(rows) == done + res.row["retries"] + res.row["failed"]
+
+
+def test_rows_waits_and_latencies_cross_chunk_boundaries_in_order() -> None:
+    # Values wait in a list and move to the arrays a chunk (CHUNK values) at a time:
+    # reads in between, and the ends of partial chunks, must see every value in order.
+    from allocator.online.metrics import CHUNK, LEDGER_WIDTH, OnlineMetrics
+
+    led = Ledger()
+    n = CHUNK // LEDGER_WIDTH * 2 + 5
+    want = [(k % 7, k * 0.5, k * 0.5 + 1.0, k % 3 == 0, k % 4, math.nan if k % 5 else k * 1.0,
+             -1 if k % 2 else k % 11, 0.25 * (k % 3)) for k in range(n)]
+    for k, r in enumerate(want):
+        led.add(r)
+        if k in (3, CHUNK // LEDGER_WIDTH - 1, CHUNK // LEDGER_WIDTH + 2):
+            assert len(led) == k + 1 and len(led.rows) == k + 1  # a read mid-chunk
+    assert len(led) == n and repr(led.rows) == repr(want)
+    assert np.array_equal(led.array(), np.array(want, dtype=float), equal_nan=True)
+    m = OnlineMetrics()
+    xs = [k / 3 for k in range(2 * CHUNK + 17)]
+    for k, x in enumerate(xs):
+        m.add_wait(x)
+        m.add_latency(-x)
+        if k == CHUNK + 1:
+            assert list(m.waits) == xs[:k + 1]  # a read mid-chunk
+    assert list(m.waits) == xs and list(m.latencies) == [-x for x in xs]

@@ -108,3 +108,19 @@ def test_workload_knobs_out_of_range_are_typed_errors(kwargs: dict[str, object],
     with pytest.raises(InvalidInputError) as err:
         WorkloadConfig(tasks=10, agents=2, **kwargs)  # type: ignore[arg-type]
     assert err.value.field == field
+
+
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(tokens_per_min=60_000.0, migration_cost=0.25, hard_share=0.3, deadline_share=0.6),
+    dict(skill_share=0.3, skill_groups=3, demand=(("gpu", 0.2, 0.6),), concurrency=2),
+])
+def test_spec_chunks_equal_spec_one_at_a_time(kw: dict[str, object]) -> None:
+    # The columnar builder (events.task_specs, compiled with the core) and spec(i) agree
+    # on every field, across chunk boundaries.
+    wl = generate(WorkloadConfig(tasks=700, agents=6, seed=3, **kw))  # type: ignore[arg-type]
+    chunks = list(wl.spec_chunks(chunk=256))
+    assert [len(c) for c in chunks] == [256, 256, 188]
+    got = [s for c in chunks for s in c]
+    assert got == [wl.spec(i) for i in range(wl.n)] == list(wl.specs(chunk=100))
+    assert any(s.deadline is None for s in got) == (kw.get("deadline_share", 1.0) != 1.0)
