@@ -8,8 +8,25 @@ import pytest
 import allocator.solvers.exact_front as ef
 from allocator.io import gap_to_snapshot
 from allocator.io.gapgen import generate_gap
-from allocator.problem import compile_snapshot
+from allocator.problem import Problem, compile_snapshot
 from allocator.solvers.base import Budget
+from models import ParetoFront, Plan
+
+
+def _true_front(p: Problem) -> ParetoFront:
+    """The proven front of the small instance every test here fakes a solve of."""
+    true = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
+    assert true.proven and len(true.points) >= 2
+    return true
+
+
+def _agent_of(p: Problem, plan: Plan) -> np.ndarray:
+    """A plan as the sweep's array: agent index per task (ids are "task-i", "agent-j")."""
+    out = np.full(p.n, -1, dtype=np.int64)
+    for a in plan.assignments:
+        out[int(a.task.split("-")[1])] = int(a.agent.split("-")[1])
+    assert np.all(out >= 0)
+    return out
 
 
 def test_an_unproven_first_plan_at_the_bound_does_not_end_the_sweep(
@@ -17,13 +34,8 @@ def test_an_unproven_first_plan_at_the_bound_does_not_end_the_sweep(
     """The first solve (least cost) is made to return the front's least-makespan plan,
     unproven: the sweep used to stop there (nothing lies below the makespan bound)."""
     p = compile_snapshot(gap_to_snapshot(generate_gap("e", 3, 8, 1)))
-    true = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
-    assert true.proven and len(true.points) >= 2
-    floor_plan = true.points[-1].plan
-    fake = np.full(p.n, -1, dtype=np.int64)
-    for a in floor_plan.assignments:
-        fake[int(a.task.split("-")[1])] = int(a.agent.split("-")[1])
-    assert np.all(fake >= 0)
+    true = _true_front(p)
+    fake = _agent_of(p, true.points[-1].plan)
     real = ef._Sweep.solve
     calls = {"faked": 0}
 
@@ -51,11 +63,8 @@ def test_time_left_proves_a_point_whose_solve_was_cut(monkeypatch: pytest.Monkey
     """The first solve returns the right plan but unproven; the next step is proven, the
     sweep ends early, and the time left proves the first point."""
     p = compile_snapshot(gap_to_snapshot(generate_gap("e", 3, 8, 1)))
-    true = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
-    assert true.proven and len(true.points) >= 2
-    first = np.full(p.n, -1, dtype=np.int64)
-    for a in true.points[0].plan.assignments:
-        first[int(a.task.split("-")[1])] = int(a.agent.split("-")[1])
+    true = _true_front(p)
+    first = _agent_of(p, true.points[0].plan)
     real = ef._Sweep.solve
     calls = {"faked": 0, "again": 0}
 
@@ -92,12 +101,8 @@ def test_the_seeding_sweep_keeps_a_plan_a_later_solve_replaced(
 
     warm_up()  # the branch-and-bound takes the steps only once compiled
     p = compile_snapshot(gap_to_snapshot(generate_gap("e", 3, 8, 1)))
-    true = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
-    assert true.proven and len(true.points) >= 2
-    floor_plan = true.points[-1].plan
-    fake = np.full(p.n, -1, dtype=np.int64)
-    for a in floor_plan.assignments:
-        fake[int(a.task.split("-")[1])] = int(a.agent.split("-")[1])
+    true = _true_front(p)
+    fake = _agent_of(p, true.points[-1].plan)
     real = ef._Sweep._solve_bb
     calls = {"faked": 0, "capped": 0}
 

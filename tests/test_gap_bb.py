@@ -257,9 +257,9 @@ def test_two_workers_prove_the_one_worker_optimum(seed: int, K: int | None) -> N
 
 
 def test_a_second_thread_only_on_an_idle_core(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Exact mode takes a second thread for its trees when a core is idle (the threads of
-    its last tree count in the load average), one on a loaded machine, in a seeding sweep
-    and on a deterministic budget."""
+    """Exact mode and the seeding sweep take a second thread for their trees when a core
+    is idle (the threads of its last tree count in the load average), one on a loaded
+    machine and on a deterministic budget."""
     import os
 
     import allocator.solvers.exact_front as ef
@@ -271,8 +271,10 @@ def test_a_second_thread_only_on_an_idle_core(monkeypatch: pytest.MonkeyPatch) -
     for load, want in ((0.9, 2), (1.4, 2), (2.1, 1), (9.0, 1)):
         monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
         assert ef._Sweep(mm, ["cost", "makespan"], Budget(10), 0)._workers() == want
-        assert ef._Sweep(mm, ["cost", "makespan"], Budget(10), 0, share=True)._workers() == 1
+        assert ef._Sweep(mm, ["cost", "makespan"], Budget(10), 0, share=True)._workers() == want
         assert ef._Sweep(mm, ["cost", "makespan"], Budget(10, workers=1), 0)._workers() == 1
+        assert ef._Sweep(mm, ["cost", "makespan"], Budget(10, workers=1), 0,
+                         share=True)._workers() == 1
     # its own two threads raise the load to about 2: it keeps them; a third process not
     sw = ef._Sweep(mm, ["cost", "makespan"], Budget(10), 0)
     for load, want in ((0.9, 2), (2.0, 2), (2.4, 2), (3.1, 1), (2.0, 1), (1.4, 2)):
@@ -301,3 +303,54 @@ def test_idle_cores_from_the_machines_busy_time(monkeypatch: pytest.MonkeyPatch)
         clock["busy"] += busy
         clock["mine"] += mine
         assert ef.idle_cores() == want
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("K", [None, 5, 4])
+def test_seeding_portfolio_proves_the_one_tree_optimum(seed: int, K: int | None) -> None:
+    """On two idle cores a seeding step runs the target-raising tree and one working down
+    from the incumbent in two threads: the first to prove stops the other, and the step
+    is the optimum one tree proves, with a valid plan of that cost (D 5x20)."""
+    import allocator.solvers.exact_front as ef
+
+    kl, bb = _bb("d", 5, 20, seed)
+    ref = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 600,
+                   clock=time.perf_counter)
+    p = compile_snapshot(gap_to_snapshot(generate_gap("d", 5, 20, seed)))
+    sw = ef._Sweep(ef._build(p, ["cost", "makespan"]), ["cost", "makespan"], Budget(600), 0,
+                   share=True)
+    r = sw._portfolio(GapBranchBound(kl.C, kl.A, kl.cap, kl.D), K, None, 1.0,
+                      time.perf_counter() + 600, -np.inf)
+    assert ref.proven and r.proven
+    assert r.agent_of is not None and kl.feasible(r.agent_of, K)
+    assert r.cost == pytest.approx(ref.cost) == pytest.approx(kl.cost(r.agent_of))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_seeding_sweep_on_two_idle_cores_reaches_the_exact_front(
+        monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """The seeding sweep with its portfolio (two idle cores) returns plans that reach
+    every point of the proven exact front (D 4x16), each plan valid."""
+    import allocator.solvers.exact_front as ef
+
+    snap = gap_to_snapshot(generate_gap("d", 4, 16, seed))
+    p = compile_snapshot(snap)
+    true = exact_front(p, ["cost", "makespan"], budget=Budget(60, workers=1), seed=0)
+    assert true.proven
+    monkeypatch.setattr(ef, "idle_cores", lambda own=1: 2)
+    calls = {"n": 0}
+    real = ef._Sweep._portfolio
+
+    def counted(self: ef._Sweep, *a: object, **k: object) -> object:
+        calls["n"] += 1
+        return real(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ef._Sweep, "_portfolio", counted)
+    plans = ef.epsilon_assignments(p, ["cost", "makespan"], budget=Budget(60), seed=0)
+    assert calls["n"] >= 1
+    ar = np.arange(p.n)
+    got = {(float(p.cost[a, ar].sum()), float(np.bincount(a, minlength=p.m).max()))
+           for a in plans}
+    for q in true.points:
+        want = (q.objectives["cost"], q.objectives["makespan"])
+        assert any(c <= want[0] + 1e-6 and k <= want[1] + 1e-6 for c, k in got), want

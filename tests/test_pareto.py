@@ -222,6 +222,29 @@ def test_nsga2_short_budget_skips_solver_seeds_and_stops(monkeypatch: pytest.Mon
     assert clock.t <= 0.3 + 0.05  # the last generation is not started past the limit
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_nsga2_seeding_sweep_gets_the_budgets_threads(monkeypatch: pytest.MonkeyPatch,
+                                                      workers: int) -> None:
+    """The seeding sweep's trees take a second thread when a core is idle
+    (exact_front._Sweep._workers): its budget carries the caller's workers and
+    determinism (a deterministic budget keeps one thread)."""
+    import allocator.solvers.exact_front as ef
+
+    seen: list[tuple[int, bool]] = []
+
+    def sweep(problem: object, objectives: object, *, budget: Budget,
+              seed: int = 0) -> list[np.ndarray]:
+        seen.append((budget.workers, budget.is_deterministic))
+        return []
+
+    monkeypatch.setattr(ef, "epsilon_assignments", sweep)
+    snap = tiny_snapshot()
+    front = nsga2_front(compile_snapshot(snap), "cost,makespan",
+                        budget=Budget(2.0, workers=workers, clock=StepClock(1e-3)), seed=0)
+    assert_front_ok(snap, front)
+    assert seen == [(workers, workers == 1)]
+
+
 def test_nsga2_spent_budget_still_returns_the_seed_front() -> None:
     """With no time for a generation the front comes from the repaired seeds."""
     snap = tiny_snapshot()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from allocator.constraints import capacity_limit
 from allocator.errors import InvalidInputError
 from allocator.problem import Problem
 from allocator.solvers.base import Budget
-from allocator.solvers.gap_bb import GapBranchBound, bb_ready
+from allocator.solvers.gap_bb import GapBranchBound, StepResult, bb_ready
 from allocator.solvers.gap_bp import GapBranchPrice
 from allocator.solvers.gap_tabu import HAVE_NUMBA, tabu_search
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
@@ -102,6 +103,9 @@ BP_SHARE = 0.6
 MAX_RETRIES = 2
 RETRY_MIN_S = 1.0
 
+#: A seeding sweep's first solve (the least cost, no cap) gets 1 / this of its time.
+SEED_FIRST_EXPECT = 3.0
+
 #: Cost steps of the time-boxed seeding sweep by the Lagrangian too (see _lagrange_applies).
 SEED_LAGRANGE = False
 
@@ -117,6 +121,9 @@ BB_MIN_S = 0.5
 #: Tabu search for a bound-and-branch step's incumbent: most seconds, share of the step.
 BB_TABU_S, BB_TABU_SHARE = 0.5, 0.1
 BB_TABU_ITERATIONS = 20000
+#: A seeding sweep on two idle cores runs two different trees per step (_Sweep._portfolio)
+#: instead of one tree on two threads.
+SEED_PORTFOLIO = True
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
 #: has 2 cores).
 BB_WORKERS = 2
@@ -341,7 +348,7 @@ class _Sweep:
         self.share = share
         # Before the first solve the number of levels is unknown: seeding keeps
         # two thirds for the rest, exact mode half (proofs need the time).
-        self.expect = 3.0 if share else 2.0
+        self.expect = SEED_FIRST_EXPECT if share else 2.0
         self.solves = 0
         self.proven_placed = True
         #: Every task must be placed (the unassigned columns are fixed at 0).
@@ -354,6 +361,8 @@ class _Sweep:
         self._bp: GapBranchPrice | None = None
         #: Branch-and-bound state (multipliers carried between steps).
         self._bb: GapBranchBound | None = None
+        #: The seeding portfolio's second tree (see _portfolio).
+        self._bb2: GapBranchBound | None = None
         self.bb_nodes = 0
         self.bb_steps = 0
         #: Threads of the last tree (they count in the load average, see idle_cores).
@@ -636,8 +645,12 @@ class _Sweep:
                 return first
             if first.agent_of is not None and bb.feasible(first.agent_of, K):
                 inc = first.agent_of
-        res = bb.solve(K, inc, step=self.mm.step[target], deadline=clock() + left(),
-                       clock=clock, lower=lower, workers=self._workers())
+        workers = self._workers()
+        if self.share and workers > 1 and SEED_PORTFOLIO:
+            res = self._portfolio(bb, K, inc, self.mm.step[target], clock() + left(), lower)
+        else:
+            res = bb.solve(K, inc, step=self.mm.step[target], deadline=clock() + left(),
+                           clock=clock, lower=lower, workers=workers)
         self.bb_nodes += res.nodes
         if res.infeasible:
             return _Result(None, {}, True, infeasible=True)
@@ -645,12 +658,64 @@ class _Sweep:
             return _Result(None, {}, False)
         return _Result(res.agent_of, self.values(res.agent_of), res.proven)
 
+    def _portfolio(self, bb: GapBranchBound, K: int | None, inc: np.ndarray | None,
+                   step: float, deadline: float, lower: float) -> StepResult:
+        """A seeding step on two idle cores: the target-raising tree and one that only
+        works down from the incumbent, each in a thread of its own; the first to end
+        (proven) stops the other at its next clock look, and the cheaper plan is kept.
+        The time to a level's optimum is heavy-tailed and the two trees' tails differ:
+        on 8x60 type D at 3 CPU s the raising tree missed d0860-s2's three optima that
+        the other found in 1.1-1.6 s, and took 0.4-0.7 s where the other took 1.4-2.4 s
+        on s0 (docs/benchmarks/pareto-gap-cde.md, 17:03-18:10 UTC)."""
+        clock = self.budget.clock
+        stop = threading.Event()
+
+        def look() -> float:
+            return math.inf if stop.is_set() else clock()
+
+        if self._bb2 is None:
+            self._bb2 = GapBranchBound(bb.C, bb.A, bb.cap, bb.D)
+        other = self._bb2
+        other.lam = bb.lam.copy()
+        got: list[StepResult] = []
+        err: list[BaseException] = []
+
+        def run_other() -> None:
+            try:
+                got.append(other.solve(K, inc, step=step, deadline=deadline, clock=look,
+                                       lower=lower, raise_target=False))
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                err.append(exc)
+            finally:
+                stop.set()
+
+        t = threading.Thread(target=run_other, name="seed-portfolio", daemon=True)
+        t.start()
+        try:
+            mine = bb.solve(K, inc, step=step, deadline=deadline, clock=look, lower=lower)
+        finally:
+            stop.set()
+            t.join()
+        if err:
+            raise err[0]
+        rs = [mine, *got]
+        found = [r for r in rs if r.agent_of is not None]
+        best = min(found, key=lambda r: r.cost) if found else mine
+        # An emptied tree proves its incumbent optimal: the other cannot be cheaper.
+        proven = any(r.proven for r in found) and best.cost <= min(
+            r.cost for r in found if r.proven) + 1e-9 * max(1.0, abs(best.cost))
+        return StepResult(best.agent_of, best.cost, proven,
+                          any(r.infeasible for r in rs), max(r.root_bound for r in rs),
+                          sum(r.nodes for r in rs), any(r.emptied for r in rs),
+                          sum(r.evaluations for r in rs))
+
     def _workers(self) -> int:
-        """Threads of a tree: the budget's workers in exact mode, as many as there are idle
-        cores (a seeding sweep and a deterministic budget keep one: the same seed gives
-        the same plans)."""
+        """Threads of a tree: the budget's workers, as many as there are idle cores (a
+        deterministic budget keeps one: the same seed gives the same plans). A seeding
+        sweep takes them too: its trees are CPU-bound (8x60 type D needs 0.4-2.4 CPU s a
+        level to find the optimum) and a 10 s front on a quiet machine left a core idle."""
         b = self.budget
-        if self.share or b.is_deterministic:
+        if b.is_deterministic:
             return 1
         self._threads = max(1, min(int(b.workers), BB_WORKERS, idle_cores(self._threads)))
         return self._threads

@@ -691,7 +691,9 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
 
         sweep_time = min(budget.remaining(), _SWEEP_SHARE * budget.time_limit)
         found = epsilon_assignments(problem, objectives, seed=seed,
-                                    budget=Budget(sweep_time, workers=1, clock=budget.clock))
+                                    budget=Budget(sweep_time, workers=budget.workers,
+                                                  deterministic=budget.is_deterministic,
+                                                  clock=budget.clock))
         seeds += found
         if len(found) >= 2:
             return seeds
