@@ -251,6 +251,38 @@ def test_evacuations_on_a2_2_pass_the_exact_check() -> None:
     assert search.st.total() == evaluate(inst, search.st.a).total < start
 
 
+def test_evacuation_frees_the_other_claimants_of_its_receiver() -> None:
+    """a2_2 from the steepest start, process 892 (zero-safety machine 72) to machine 58:
+    the step also frees the costliest other processes that have 58 among their
+    receivers (alone, with their machines as targets), and its sub-model passes the
+    exact check."""
+    inst = _set_a("a2_2")
+    ctx = SolveContext(time_limit=60, workers=1, seed=0, deterministic=True)
+    search = _Search(inst, ctx, iterations=1)  # CP-SAT on deterministic time
+    search.steepest_start()
+    st = search.st
+    assert int(st.a[892]) == 72
+    gain = st.mc[st.a] - st.machine_costs(st.use[st.a] - st.req, st.a)
+    co = search.co_claimants(892, 58, gain, np.array([892]))
+    assert len(co) == solver_mod.EVAC_CO
+    for q in co:
+        assert 58 in search.receivers(q) and gain[q] > 0 and q != 892
+    rest = np.flatnonzero((gain > 0) & (st.svc != st.svc[892]))
+    rest = [q for q in rest.tolist() if q not in co and q != 892
+            and 58 in search.receivers(q)]
+    assert all(gain[q] <= min(gain[co]) for q in rest)  # the costliest ones
+    evac = search.evacuation(892, 58)
+    assert evac is not None
+    freed, machines = evac
+    assert set(co) <= set(freed.tolist()) and set(st.a[co].tolist()) <= set(machines.tolist())
+    search.lns_step(machines, 1.0, freed)
+    assert search.stats["lns_rejected"] == 0
+    assert violations(inst, st.a) == []
+    assert st.total() == evaluate(inst, st.a).total
+    # only where some machine has no safety capacity (a1_2's evacuations stay as they were)
+    assert search.zero_safety and not _Search(_set_a("a1_2"), ctx, iterations=1).zero_safety
+
+
 @pytest.mark.parametrize("name", ["a1_2", "a2_3"])
 def test_solver_is_valid_and_not_worse_with_a_short_budget(name: str) -> None:
     inst = _set_a(name)
@@ -410,7 +442,8 @@ def test_waste_step_pairs_an_overloaded_machine_with_the_one_that_has_room() -> 
         again, key3 = search.waste_machines()
         assert len(again) == 3 and key3 is not None and key3 != key
         assert search.stats["waste_skipped"] == solver_mod.WASTE_DRAWS
-        improved, optimal = search.lns_step(machines, 5.0)
+        improved, optimal = search.lns_step(
+            machines, 5.0, linearization=solver_mod.WASTE_LINEARIZATION)
         assert improved and optimal
         assert search.st.total() == evaluate(inst, search.st.a).total == 2
         assert search.waste()[0].sum() == 0

@@ -83,6 +83,12 @@ LNS_MIN_MACHINES, LNS_MAX_MACHINES = 2, 6
 #: objectives, and the machines of such a step.
 LNS_WASTE_SHARE = 1.0
 LNS_WASTE_MACHINES = 2
+#: CP-SAT's linearization_level on waste steps (None: its default, 1). Why 2: the
+#: sub-model's cost is the load above safety of 2-3 whole machines, and the full LP
+#: relaxation bounds it well. a2_5, the same 80 two-machine waste models from a 385 M
+#: placement: 22.4 ms of CPU per solve against 33.0, 79 proved optimal against 76, the
+#: same gain; 30 three-machine models at 0.3 s: 40.5 M gained against 21.8 M.
+WASTE_LINEARIZATION: int | None = 2
 #: Draws of a waste step before it takes a set already settled (`waste_machines`).
 WASTE_DRAWS = 8
 #: CP-SAT time per sub-problem (s), and deterministic time when counting.
@@ -109,6 +115,12 @@ EVAC_CHAIN = 1
 EVAC_DEPTH = 2
 EVAC_CHAIN_ROOMY = (2, 4)
 EVAC_SUB_TIME = 1.0
+#: Other processes an evacuation frees with p, on instances with machines that have no
+#: safety capacity at all (set A: a2_2, a2_3): the costliest ones to move off their
+#: machines for which the receiver is a receiver too (`_Search.co_claimants`).
+EVAC_CO = 2
+#: Share of the evacuations that free them.
+EVAC_CO_SHARE = 1.0
 #: Adaptive share: seconds of each kind before it adapts, and its bounds.
 EVAC_WARMUP = 3.0
 EVAC_MIN, EVAC_MAX = 0.1, 0.8
@@ -197,6 +209,8 @@ class _Search:
         tr = inst.transient
         self.nontr = (~tr).astype(np.int64)
         self.any_tr = bool(tr.any())
+        #: machines with no safety capacity on any resource (every unit costs there)
+        self.zero_safety = bool((inst.safety == 0).all(axis=1).any())
         self._static_room: np.ndarray | None = None
         #: processes that no other machine's capacity and static room holds
         self._stuck: set[int] = set()
@@ -600,8 +614,39 @@ class _Search:
             keep = max(0, EVAC_MAX_FREE - 1 - on_m.size)
             on = np.concatenate([on_m, self.rng.choice(rest, min(keep, rest.size),
                                                        replace=False)])
-        freed = np.unique(np.concatenate([[p], on])).astype(np.int64)
+        with_co = EVAC_CO > 0 and self.zero_safety and (
+            EVAC_CO_SHARE >= 1.0 or self.rng.random() < EVAC_CO_SHARE)
+        co = self.co_claimants(p, m, gain, on) if with_co else []
+        if co:
+            self.stats["evac_co"] = self.stats.get("evac_co", 0) + len(co)
+            machines = np.unique(np.concatenate([machines, a[co]])).astype(np.int64)
+        freed = np.unique(np.concatenate([[p], on, co])).astype(np.int64)
         return freed, (self.with_homes(freed, machines) if EVAC_HOMES else machines)
+
+    def co_claimants(self, p: int, m: int, gain: np.ndarray,
+                     freed: np.ndarray) -> list[int]:
+        """Up to EVAC_CO processes other than p and `freed`, with the most to gain
+        from leaving their machine and m among their receivers (freed alone: the rest
+        of their machines stays fixed).
+
+        Why: a receiver's transient room can take two large processes or one, and
+        which ones is decided by the order of single evacuations. a2_2: in the best
+        60 s placements (805, 819, 857 M) processes 768 and 892 (67 and 48 million on
+        zero-safety machine 72) both moved to machine 58; in the twelve placements above
+        890 M both stayed on 72."""
+        st = self.st
+        cand = np.flatnonzero(gain > 0)
+        cand = cand[(cand != p) & ~np.isin(cand, freed)]
+        if self._stuck:
+            cand = cand[~np.isin(cand, list(self._stuck))]
+        cand = cand[np.argsort(-gain[cand], kind="stable")]
+        out: list[int] = []
+        for q in cand[:8 * EVAC_CO].tolist():
+            if m in self.receivers(q) and int(st.svc[q]) != int(st.svc[p]):
+                out.append(q)
+                if len(out) == EVAC_CO:
+                    break
+        return out
 
     def chain(self, m: int, taken: set[int]) -> list[int]:
         """Receivers for the largest newcomers of `m` (EVAC_CHAIN of them), and for
@@ -686,7 +731,8 @@ class _Search:
         return self._static_room
 
     def lns_step(self, machines: np.ndarray, sub_time: float,
-                 freed: np.ndarray | None = None) -> tuple[bool, bool]:
+                 freed: np.ndarray | None = None,
+                 linearization: int | None = None) -> tuple[bool, bool]:
         """One sub-problem over `machines` (freeing their processes, or `freed`);
         returns (improved, solved to optimality)."""
         from allocator.roadef.subproblem import solve_subproblem
@@ -703,7 +749,8 @@ class _Search:
         self.stats["lns_calls"] += 1
         res = solve_subproblem(st, on, machines, time_limit=sub_time,
                                deterministic=self.iterations is not None,
-                               seed=int(self.rng.integers(1 << 30)), ctx=self.ctx)
+                               seed=int(self.rng.integers(1 << 30)), ctx=self.ctx,
+                               linearization=linearization)
         if res is None:
             return False, False
         new_machine, delta, optimal = res
@@ -918,7 +965,8 @@ class _Search:
                 self.stats["home_improved"] = self.stats.get("home_improved", 0) + improved
             elif self.waste_steps() and self.rng.random() < LNS_WASTE_SHARE:
                 machines, key = self.waste_machines()
-                improved, optimal = self.lns_step(machines, sub)
+                improved, optimal = self.lns_step(machines, sub,
+                                                  linearization=WASTE_LINEARIZATION)
                 if optimal and not improved and key is not None:
                     self._settled.add(key)
                 self.stats["waste_calls"] = self.stats.get("waste_calls", 0) + 1
