@@ -154,7 +154,7 @@ def test_clamped_knapsack_table_equals_brute_force(seed: int, unit: bool, scale:
     coarser than 1, where int32 would overflow on a fine one)."""
     import itertools
 
-    from allocator.solvers.gap_bb import _knap, _tv
+    from allocator.solvers.gap_bb import NO_SLACK, _knap, _tv
 
     rng = np.random.default_rng(seed)
     m, n = 2, 9
@@ -183,7 +183,10 @@ def test_clamped_knapsack_table_equals_brute_force(seed: int, unit: bool, scale:
                 v = float((C[i, list(sub)] - lam[list(sub)]).sum())
                 if a <= c0 and d <= k0:
                     best[d:, a:] = np.minimum(best[d:, a:], v)
-        z = _knap(i, lam, C, A, D, allowed, agent_of, c0, k0, T, took, items, x, lim, pre)
+        sh = np.zeros((m, 2))
+        z = _knap(i, lam, C, A, D, allowed, agent_of, c0, k0, T, took, items, x, lim, pre,
+                  NO_SLACK if seed % 2 else 1, sh)
+        assert sh[i, 0] == 0.0 and sh[i, 1] == 0.0  # slack > 0: the plain table
         tol = n * 2.0 ** -lim[i, 2]
         assert tol < 1e-4 * scale
         for k in range(k0 + 1):
@@ -194,6 +197,163 @@ def test_clamped_knapsack_table_equals_brute_force(seed: int, unit: bool, scale:
         assert z - 1e-9 * scale <= float((C[i, chosen] - lam[chosen]).sum()) <= best[k0, c0] + tol
         assert A[i, chosen].sum() <= c0 and D[i, chosen].sum() <= k0
         assert all(allowed[i, j] and agent_of[j] < 0 for j in chosen)
+
+
+def _full_knap(seed: int, unit: bool, c0: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    m, n = 2, 9
+    C = rng.integers(1, 30, size=(m, n)).astype(float)
+    C[1, 3] = np.inf
+    A = rng.integers(1, 12, size=(m, n)).astype(np.int64)
+    D = np.ones((m, n), dtype=np.int64) if unit else rng.integers(0, 3, size=(m, n))
+    # multipliers around the costs: some tasks at a positive reduced cost, which the
+    # plain table leaves out and a full agent may still have to take
+    lam = C.min(axis=0) + rng.uniform(-12, 6, size=n)
+    allowed = np.isfinite(C)
+    allowed[0, 5] = False
+    agent_of = np.full(n, -1, dtype=np.int64)
+    agent_of[7] = 1
+    return C, A, D, lam, allowed, agent_of
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("unit", [True, False])
+@pytest.mark.parametrize("c0", [12, 25])
+def test_a_full_agents_table_is_the_least_set_at_its_load_cap(seed: int, unit: bool,
+                                                               c0: int) -> None:
+    """At slack 0 (the caps' total equals the tasks' load: every agent must end at its
+    cap) the agent's value is the least reduced cost of a set with load exactly k0 within
+    capacity, or +inf when no such set fits (the node is infeasible); the forced-in value
+    of every pair (read with sh's shift) is never above the least such set holding it.
+    Where the least set within the caps has less load, this bound is above the plain
+    table's (it prunes more); where it is full anyway, the two agree."""
+    import itertools
+
+    from allocator.solvers.gap_bb import NO_SLACK, _knap, _tv
+
+    C, A, D, lam, allowed, agent_of = _full_knap(seed, unit, c0)
+    m, n = C.shape
+    k0 = 4
+    T = np.zeros((m, k0 + 1, c0 + 1), dtype=np.int32)
+    took = np.zeros((n, k0 + 1, c0 + 1), dtype=np.bool_)
+    items = np.zeros(n, dtype=np.int64)
+    x = np.zeros((m, n), dtype=np.bool_)
+    lim = np.zeros((m, 3), dtype=np.int64)
+    pre = np.zeros((n, 2), dtype=np.int64)
+    sh = np.zeros((m, 2))
+    stronger = agree = 0
+    for i in range(m):
+        free = [j for j in range(n) if allowed[i, j] and agent_of[j] < 0]
+        full = np.inf  # least set at load k0
+        plain = 0.0  # least set at load <= k0
+        held = dict.fromkeys(free, np.inf)  # least set at load k0 holding j
+        for r in range(1, len(free) + 1):
+            for sub in itertools.combinations(free, r):
+                s_ = list(sub)
+                a, d = int(A[i, s_].sum()), int(D[i, s_].sum())
+                v = float((C[i, s_] - lam[s_]).sum())
+                if a > c0 or d > k0:
+                    continue
+                plain = min(plain, v)
+                if d == k0:
+                    full = min(full, v)
+                    for j in s_:
+                        held[j] = min(held[j], v)
+        z_plain = _knap(i, lam, C, A, D, allowed, agent_of, c0, k0, T, took, items, x, lim,
+                        pre, NO_SLACK, sh)
+        assert z_plain == pytest.approx(plain, abs=1e-4)
+        z = _knap(i, lam, C, A, D, allowed, agent_of, c0, k0, T, took, items, x, lim, pre, 0,
+                  sh)
+        if not np.isfinite(full):
+            assert z == np.inf
+            stronger += 1
+            continue
+        tol = n * 2.0 ** -lim[i, 2]
+        assert full - tol <= z <= full + 1e-9
+        chosen = np.flatnonzero(x[i])
+        assert D[i, chosen].sum() == k0 and A[i, chosen].sum() <= c0
+        assert float((C[i, chosen] - lam[chosen]).sum()) == pytest.approx(full, abs=tol)
+        for j in free:
+            if A[i, j] <= c0 and D[i, j] <= k0:
+                f = (C[i, j] - lam[j] - sh[i, 0] * D[i, j] + sh[i, 1]
+                     + _tv(T, lim, i, k0 - D[i, j], c0 - A[i, j]))
+                assert f <= held[j] + tol
+        if full > plain + 1e-6:
+            assert z > z_plain + 1e-6
+            stronger += 1
+        else:
+            assert z == pytest.approx(z_plain, abs=tol)
+            agree += 1
+    assert stronger + agree == m
+
+
+def test_full_agents_cases_cover_both_outcomes() -> None:
+    """The cases above include agents where the full-agent bound is stronger (or proves
+    the node infeasible) and agents where it equals the plain table."""
+    import itertools
+
+    seen = set()
+    for seed, unit, c0 in itertools.product(range(8), [True, False], [12, 25]):
+        C, A, D, lam, allowed, agent_of = _full_knap(seed, unit, c0)
+        for i in range(C.shape[0]):
+            free = [j for j in range(C.shape[1]) if allowed[i, j] and agent_of[j] < 0]
+            plain, full = 0.0, np.inf
+            for r in range(1, len(free) + 1):
+                for sub in itertools.combinations(free, r):
+                    s_ = list(sub)
+                    if A[i, s_].sum() <= c0 and D[i, s_].sum() <= 4:
+                        v = float((C[i, s_] - lam[s_]).sum())
+                        plain = min(plain, v)
+                        if D[i, s_].sum() == 4:
+                            full = min(full, v)
+            seen.add("inf" if full == np.inf else "stronger" if full > plain + 1e-6
+                     else "equal")
+    assert seen == {"inf", "stronger", "equal"}
+
+
+@pytest.mark.parametrize("kind,seed", [("c", 1), ("d", 0), ("d", 3), ("e", 5)])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_agent_full_proven_optimum_equals_brute_force(kind: str, seed: int,
+                                                            workers: int) -> None:
+    """A load cap of n / m with unit loads (slack 0: the full-agent bound is on at every
+    node): the proven optimum is the true one; one cap lower is infeasible."""
+    kl, bb = _bb(kind, 3, 9, seed)
+    assert GapBranchBound.slack(kl.loads, 3, np.isfinite(kl.C)) == 0
+    for K in (3, 2):
+        opt = brute_optimum(kl, K)
+        r = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 600,
+                     clock=time.perf_counter, workers=workers)
+        assert r.emptied
+        if not np.isfinite(opt):
+            assert r.infeasible and r.agent_of is None
+            continue
+        assert r.proven and r.agent_of is not None and kl.feasible(r.agent_of, K)
+        assert r.cost == pytest.approx(opt) == pytest.approx(kl.cost(r.agent_of))
+
+
+@pytest.mark.parametrize("raise_target", [True, False])
+def test_a_root_settled_by_propagation_alone_is_proven(raise_target: bool) -> None:
+    """Every task placed by propagation at the root (tight capacities, 3 x 6 type D seed
+    3 at load cap 2): no bound was computed, and the step ends proven (with target
+    raising it once raised the target to -inf and looped for ever)."""
+    kl, bb = _bb("d", 3, 6, 3)
+    r = bb.solve(2, None, step=1.0, deadline=time.perf_counter() + 600,
+                 clock=time.perf_counter, raise_target=raise_target)
+    assert r.proven and r.emptied and r.evaluations == 0
+    assert r.agent_of is not None and kl.feasible(r.agent_of, 2)
+    assert r.cost == pytest.approx(brute_optimum(kl, 2))
+
+
+def test_slack_is_known_only_for_loads_equal_on_every_agent() -> None:
+    D = np.ones((2, 3), dtype=np.int64)
+    allowed = np.ones((2, 3), dtype=bool)
+    assert GapBranchBound.slack(D, 2, allowed) == 1
+    D[1, 0] = 2
+    from allocator.solvers.gap_bb import NO_SLACK
+
+    assert GapBranchBound.slack(D, 2, allowed) == NO_SLACK
+    allowed[1, 0] = False  # the pair with the other load is not eligible
+    assert GapBranchBound.slack(D, 2, allowed) == 1
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -226,12 +386,13 @@ def test_a_lower_bound_ends_the_search(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(6))
 def test_the_node_heuristic_finds_plans_at_a_tight_load_cap(seed: int) -> None:
     """With exactly n/m tasks an agent every agent ends full, so inserting a task left
-    over needs an ejection; the root alone (no incumbent) then yields a feasible plan of
-    its stated cost (before the ejection: none on any of these)."""
+    over needs an ejection; the root and its first child (no incumbent) then yield a
+    feasible plan of its stated cost (before the ejection: none on any of these at the
+    root alone; with the full-agent bound's choices the root alone found one on 5 of 6)."""
     kl, bb = _bb("d", 4, 16, seed)
     K = 4
     r = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 60, clock=time.perf_counter,
-                 max_nodes=1)
+                 max_nodes=2)
     assert r.agent_of is not None and kl.feasible(r.agent_of, K)
     assert r.cost == pytest.approx(kl.cost(r.agent_of))
     opt = GapBranchBound(kl.C, kl.A, kl.cap, kl.D).solve(

@@ -70,6 +70,9 @@ ROOT_ITERS_PER_S = 150.0
 CHUNK = 256
 CALL_S = 0.05
 
+#: `slack` when the tasks' loads differ by agent (no agent's least load is known).
+NO_SLACK = 1 << 40
+
 # state vector slots
 _SP, _TP, _NODES, _BEST, _ROOT, _DONE, _LOW, _EVALS = 0, 1, 2, 3, 4, 5, 6, 7
 
@@ -95,7 +98,7 @@ class StepResult:
 def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
           allowed: np.ndarray, agent_of: np.ndarray, c0: int, k0: int, T: np.ndarray,
           took: np.ndarray, items: np.ndarray, x: np.ndarray, lim: np.ndarray,
-          pre: np.ndarray) -> float:
+          pre: np.ndarray, slack: int, sh: np.ndarray) -> float:
     """Agent i's two-row knapsack over the free allowed tasks with negative reduced cost:
     the least reduced cost within load k and capacity c is T[i, min(k, lim[i, 0]),
     min(c, lim[i, 1])] for k <= k0, c <= c0 (read it with :func:`_tv`); sets x[i, j]
@@ -111,14 +114,42 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
     every reduced cost is rounded down to that grid, so a cell is never above the
     exact value (a valid bound) and at most nt * 2**-lim[i, 2] below it; the exponent
     is the largest (at most 20) that keeps every sum within int32 (negative for reduced
-    costs beyond about 1e9 in all)."""
+    costs beyond about 1e9 in all).
+
+    `slack`: the load caps' total less the free tasks' load (the same in every node when
+    each task's load is the same on all its agents). At 0 every agent must fill its cap:
+    it takes lo = k0 of load in every completion. That constraint is dualised with a
+    multiplier M big enough that the table's best set has the most load that fits (each
+    load unit's reduced cost lowered by M, lo * M added back): a valid bound for any M,
+    here the least cost of a set with load exactly k0, and +inf when none fits (the node
+    is infeasible). sh[i] = (M, lo * M) for the callers' forced-in values ((0, 0) when
+    slack > 0: then M would have to be searched for, and a big one ruins the bound)."""
     n = C.shape[1]
+    lo = k0 if slack == 0 else 0
+    M = 0.0
+    if lo > 0:
+        rmax = 0.0
+        dmin = 1 << 60
+        rsum = 0.0
+        for j in range(n):
+            if agent_of[j] < 0 and allowed[i, j] and A[i, j] <= c0 and D[i, j] <= k0:
+                r = abs(C[i, j] - lam[j])
+                rmax = max(rmax, r)
+                rsum += r
+                dmin = min(dmin, D[i, j])
+        # Two sets within the caps differ by at most 2 k0 rmax in reduced cost (each
+        # holds at most k0 tasks when every load is >= 1), else by at most 2 rsum; a
+        # power of two keeps the int32 grid exact for the shift.
+        big = 2.0 * (k0 * rmax if dmin >= 1 else rsum) + 1.0
+        M = math.ldexp(1.0, math.ceil(math.log2(big)))
+    sh[i, 0] = M
+    sh[i, 1] = M * lo if lo > 0 else 0.0
     nt = 0
     neg = 1.0
     for j in range(n):
         x[i, j] = False
         if agent_of[j] < 0 and allowed[i, j]:
-            r = C[i, j] - lam[j]
+            r = C[i, j] - lam[j] - M * D[i, j]
             if r < 0.0 and A[i, j] <= c0 and D[i, j] <= k0:
                 b = nt
                 while b > 0 and A[i, items[b - 1]] > A[i, j]:
@@ -140,7 +171,7 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
         j = items[t]
         aj = A[i, j]
         dj = D[i, j]
-        rj = np.int32(math.floor(math.ldexp(C[i, j] - lam[j], e)))
+        rj = np.int32(math.floor(math.ldexp(C[i, j] - lam[j] - M * D[i, j], e)))
         P1 = min(P + aj, c0)
         Q1 = min(Q + dj, k0)
         # Widen rows 0..Q to columns P1 (each row's last cell), new rows copy row Q.
@@ -195,13 +226,17 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
     # its prefix (the same cell values, so the same decision).
     k = min(k0, Q)
     c = min(c0, P)
+    load = 0
     for t in range(nt - 1, -1, -1):
         j = items[t]
         if k >= D[i, j] and c >= A[i, j] and took[t, min(k, pre[t, 0]), min(c, pre[t, 1])]:
             x[i, j] = True
             k -= D[i, j]
             c -= A[i, j]
-    return math.ldexp(float(Ti[min(k0, Q), min(c0, P)]), -e)
+            load += D[i, j]
+    if lo > 0 and load < lo:
+        return np.inf  # the most load that fits is below what the agent must take
+    return math.ldexp(float(Ti[min(k0, Q), min(c0, P)]), -e) + sh[i, 1]
 
 
 @_njit(cache=True, nogil=True, inline="always")
@@ -402,8 +437,11 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
             fixed: np.ndarray, trail: np.ndarray, stack: np.ndarray, lams: np.ndarray,
             best: np.ndarray, st: np.ndarray, T: np.ndarray, took: np.ndarray,
             max_nodes: int, root_iters: int, node_iters: int, mu_root: float,
-            mu_node: float, stall_root: int, stall_node: int, look: int) -> None:
+            mu_node: float, stall_root: int, stall_node: int, look: int,
+            slack: int) -> None:
     """Process up to `max_nodes` nodes of the tree (module docstring); state in the arrays.
+
+    `slack`: see :func:`_knap` (a huge value when the tasks' loads differ by agent).
 
     stack rows: (trail mark, task, agent, depth); a task of -1 is the root. `target`:
     only plans costing at most this are sought (inf: any better than the incumbent).
@@ -414,6 +452,7 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
     m, n = C.shape
     items = np.zeros(n, dtype=np.int64)
     lim = np.zeros((m, 3), dtype=np.int64)
+    sh = np.zeros((m, 2))
     pre = np.zeros((max(n, 1), 2), dtype=np.int64)
     x = np.zeros((m, n), dtype=np.bool_)
     lam = np.zeros(n)
@@ -497,12 +536,12 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
             for i in range(m):
                 if dirty[i]:
                     z[i] = _knap(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T,
-                                 took, items, x, lim, pre)
+                                 took, items, x, lim, pre, slack, sh)
                     dirty[i] = False
                 lval += z[i]
             if depth == 0 and lval > st[_ROOT]:
                 st[_ROOT] = lval
-            if lval > thr:
+            if lval > thr or lval == np.inf:
                 pruned = True
                 break
             if lval > best_l + 1e-9:
@@ -528,7 +567,8 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
                         s -= 1.0
                     if _fits(i, j, A, D, allowed, rcap, rload):
                         r = C[i, j] - lam[j]
-                        f = lval - z[i] + r + _tv(T, lim, i, rload[i] - D[i, j],
+                        f = lval - z[i] + r - sh[i, 0] * D[i, j] + sh[i, 1] + _tv(
+                            T, lim, i, rload[i] - D[i, j],
                                                   rcap[i] - A[i, j])
                         if f > thr:
                             _forbid(i, j, allowed, trail, st)
@@ -573,6 +613,22 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
             continue
         # A plan from the relaxed choice (cheap next to the node's tables).
         pc = _repair(C, A, D, lam, x, agent_of, rcap, rload, allowed, fixed[0], plan, uc, ul)
+        if pc == np.inf and depth == 0 and slack == 0:
+            # Every agent full in the relaxed choice leaves the repair little room to move
+            # a task (type D 4x16 at cap 4: no root plan on 4 of 6 seeds): at a round's
+            # root the full and the plain choice at the best multipliers are tried too,
+            # then the node's tables are restored.
+            for sl in (slack, NO_SLACK):
+                for i in range(m):
+                    _knap(i, best_lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T, took,
+                          items, xs, lim, pre, sl, sh)
+                pc = _repair(C, A, D, lam, xs, agent_of, rcap, rload, allowed, fixed[0], plan,
+                             uc, ul)
+                if pc < np.inf:
+                    break
+            for i in range(m):
+                _knap(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T, took, items,
+                      xs, lim, pre, slack, sh)
         if pc < st[_BEST] - 1e-9:
             st[_BEST] = pc
             for j in range(n):
@@ -590,7 +646,8 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
             for i in range(m):
                 if _fits(i, j, A, D, allowed, rcap, rload):
                     cnt += 1
-                    f = lval - z[i] + C[i, j] - lam[j] + _tv(T, lim, i, rload[i] - D[i, j],
+                    f = lval - z[i] + C[i, j] - lam[j] - sh[i, 0] * D[i, j] + sh[i, 1] + _tv(
+                        T, lim, i, rload[i] - D[i, j],
                                                              rcap[i] - A[i, j])
                     if f < f1:
                         f2 = f1
@@ -622,24 +679,35 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
         for q in range(ncand):
             j = cand[q]
             sex = 0.0
+            # Agents that cannot do without j (see _knap's slack): j's only children.
+            ninf = 0
+            kinf = -1
             for k in range(m):
                 zex[k] = z[k]
                 if x[k, j] and allowed[k, j]:
                     allowed[k, j] = False
                     zex[k] = _knap(k, lam, C, A, D, allowed, agent_of, rcap[k], rload[k], T,
-                                   took, items, xs, lim, pre)
+                                   took, items, xs, lim, pre, slack, sh)
                     allowed[k, j] = True
-                    sex += zex[k] - z[k]
+                    if zex[k] == np.inf:
+                        ninf += 1
+                        kinf = k
+                    else:
+                        sex += zex[k] - z[k]
             c1 = np.inf
             c2 = np.inf
             for i in range(m):
                 cbq[q, i] = np.inf
+                if ninf > 1 or (ninf == 1 and kinf != i):
+                    continue
                 if _fits(i, j, A, D, allowed, rcap, rload):
                     allowed[i, j] = False
                     zi = _knap(i, lam, C, A, D, allowed, agent_of, rcap[i] - A[i, j],
-                               rload[i] - D[i, j], T, took, items, xs, lim, pre)
+                               rload[i] - D[i, j], T, took, items, xs, lim, pre, slack, sh)
                     allowed[i, j] = True
-                    cb = lval - lam[j] + C[i, j] + zi - z[i] + sex - (zex[i] - z[i])
+                    cb = lval - lam[j] + C[i, j] + zi - z[i] + sex
+                    if zex[i] < np.inf:
+                        cb -= zex[i] - z[i]
                     if cb <= thr:
                         cbq[q, i] = cb
                         if cb < c1:
@@ -752,6 +820,7 @@ class GapBranchBound:
             D, K = np.zeros_like(D), 0
         K = int(K)
         allowed0 = np.isfinite(C) & (self.cap[:, None] - A >= 0) & (K - D >= 0)
+        slack = self.slack(D, K, allowed0)
         best = np.full(n, -1, dtype=np.int64)
         st = np.zeros(8)
         st[_BEST] = np.inf
@@ -796,7 +865,7 @@ class GapBranchBound:
                 if team and st[_NODES] > 0:
                     # The round's root is done: its subtrees go to the team.
                     _Team(workers, C, A, D, self.cap, K, allowed0, float(step), float(tgt),
-                          T.shape).run((agent_of, allowed, rcap, rload, fixed, trail, stack,
+                          T.shape, slack).run((agent_of, allowed, rcap, rload, fixed, trail, stack,
                                         lams, best, st, T, took), deadline, clock)
                     break
                 _search(C, A, D, float(step), float(tgt), agent_of, allowed, rcap, rload,
@@ -804,7 +873,7 @@ class GapBranchBound:
                         1 if first or team else chunk,
                         root_iters if first else RESTART_ITERS,
                         NODE_ITERS, MU_ROOT if first else MU_RESTART, MU_NODE, STALL_ROOT,
-                        STALL, LOOK)
+                        STALL, LOOK, slack)
                 if not first:
                     # Calls of about CALL_S seconds: a fixed 64 nodes took up to 2 s of
                     # wall time on a starved process (nice 5, load 10), past the deadline.
@@ -820,7 +889,9 @@ class GapBranchBound:
                     first = False
                     root = max(root, float(st[_ROOT]))
                     gap = (st[_BEST] if np.isfinite(st[_BEST]) else np.inf) - max(root, lower)
-                    if raise_target and not np.isfinite(target) and gap > RAISE_GAP * step:
+                    # (A root settled by propagation alone has no bound: no targets.)
+                    if (raise_target and not np.isfinite(target) and np.isfinite(max(root, lower))
+                            and gap > RAISE_GAP * step):
                         tgt = base = self._grid(max(root, lower), step)
                 if st[_DONE]:
                     break
@@ -853,6 +924,19 @@ class GapBranchBound:
                           root, nodes, settled, evals)
 
     @staticmethod
+    def slack(D: np.ndarray, K: int, allowed: np.ndarray) -> int:
+        """The load caps' total (m K) less the tasks' total load when every task's load is
+        the same on all its agents (then each agent takes at least K - slack; see _knap),
+        else a value that rules that out."""
+        m, n = D.shape
+        if n == 0 or not np.all(allowed.any(axis=0)):
+            return NO_SLACK
+        d = np.where(allowed, D, -1).max(axis=0)
+        if np.any(allowed & (d[None, :] != D)):
+            return NO_SLACK
+        return int(min(m * K - int(d.sum()), NO_SLACK))
+
+    @staticmethod
     def _grid(v: float, step: float) -> float:
         """The least multiple of `step` at or above v (costs are multiples of it)."""
         return float(np.ceil(v / step - 1e-6) * step)
@@ -870,7 +954,7 @@ class _Worker:
         _search(tm.C, tm.A, tm.D, tm.step, tm.tgt, self.agent_of, self.allowed, self.rcap,
                 self.rload, self.fixed, self.trail, self.stack, self.lams, self.best,
                 self.st, self.T, self.took, self.chunk, RESTART_ITERS, NODE_ITERS,
-                MU_RESTART, MU_NODE, STALL_ROOT, STALL, LOOK)
+                MU_RESTART, MU_NODE, STALL_ROOT, STALL, LOOK, tm.slack)
 
     def take_from(self, v: _Worker, tm: _Team) -> None:
         """Move v's shallowest open node (the bottom of its stack: the largest subtree
@@ -914,8 +998,9 @@ class _Team:
 
     def __init__(self, workers: int, C: np.ndarray, A: np.ndarray, D: np.ndarray,
                  cap: np.ndarray, K: int, allowed0: np.ndarray, step: float, tgt: float,
-                 shape: tuple[int, ...]):
+                 shape: tuple[int, ...], slack: int):
         self.n_workers, self.C, self.A, self.D, self.cap, self.K = workers, C, A, D, cap, K
+        self.slack = slack
         self.allowed0, self.step, self.tgt, self.shape = allowed0, step, tgt, shape
         self.cond = threading.Condition()
         self.waiting: list[_Worker] = []
