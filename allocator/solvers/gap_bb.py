@@ -12,6 +12,9 @@ LP, so a node costs a few knapsack tables:
 
 * a node's bound: a few subgradient iterations of the Lagrangian on the
   tasks not yet placed, from its parent's multipliers (the root gets many);
+  when the load caps' total equals the tasks' load (a cap of n / m with unit
+  loads) every agent must end at its cap, and its knapsack takes exactly
+  that load (:func:`_knap`'s `slack`);
 * at every iteration, Fisher's reduced-cost fixing against the incumbent
   (a pair whose forced-in bound is not below ``incumbent - step`` is
   forbidden in the subtree); a task left with one agent is placed there, a
