@@ -232,8 +232,9 @@ def test_evacuation_share_follows_the_gain_per_second() -> None:
 
 
 def test_evacuations_on_a2_2_pass_the_exact_check() -> None:
-    """Evacuation sub-models (up to 100 freed processes) from the steepest start: every
-    sub-solution accepted by the rules check, and some lower the cost."""
+    """Evacuation sub-models (up to 100 freed processes) from the steepest start, solved
+    as the search solves them (CP-SAT's full LP relaxation): every sub-solution
+    accepted by the rules check, and some lower the cost."""
     inst = _set_a("a2_2")
     ctx = SolveContext(time_limit=60, workers=1, seed=1, deterministic=True)
     search = _Search(inst, ctx, iterations=1)  # CP-SAT on deterministic time
@@ -244,7 +245,8 @@ def test_evacuations_on_a2_2_pass_the_exact_check() -> None:
         evac = search.evacuation()
         assert evac is not None
         freed, machines = evac
-        improved += search.lns_step(machines, 1.0, freed)[0]
+        improved += search.lns_step(machines, 1.0, freed,
+                                    linearization=solver_mod.EVAC_LINEARIZATION)[0]
     assert search.stats["lns_rejected"] == 0
     assert improved > 0
     assert violations(inst, search.st.a) == []
