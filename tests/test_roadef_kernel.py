@@ -252,3 +252,24 @@ def test_ejections_keep_every_rule_and_the_exact_cost(name: str) -> None:
         assert sorted(an.mproc[m, :an.mcnt[m]].tolist()) == np.flatnonzero(st.a == m).tolist()
     assert violations(inst, an.best_a) == []
     assert evaluate(inst, an.best_a).total == int(an.best[0]) <= start
+
+
+@compiled
+def test_polish_after_lns_steps_is_exact_and_follows_a_replaced_state() -> None:
+    """The compiled polish that follows an improving LNS step works on the search's
+    current state (rebuilt when the state is replaced), keeps every rule and the exact
+    cost, and leaves no improving shift."""
+    inst = _instance("a2_5")
+    search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=6), iterations=1)
+    for _ in range(3):
+        search.lns_step(search.pick_machines(3), 0.2)
+        search.polish(None)
+        st = search.st
+        assert violations(inst, st.a) == []
+        assert st.breakdown() == evaluate(inst, st.a).as_dict()
+        before = st.total()
+        kernel.Annealer(st).descend(max_moves=1, swaps=False)
+        assert st.total() == before
+        # a replaced state (as after taking the peer's placement) is the one polished
+        search.adopt(st.total(), st.a.copy(), "test")
+    assert search._kernel is not None and search._kernel.st is not search.st
