@@ -123,7 +123,9 @@ class WorkerPool:
         for w in self._workers:
             with contextlib.suppress(OSError):
                 w.conn.send(("stop",))
-            if w.work is not None:  # a running solve would hold up shutdown
+            # A running solve would hold up shutdown, and a worker still importing
+            # (not ready: 2-5 s of imports on a busy machine) holds no work to finish.
+            if w.work is not None or not w.ready:
                 w.proc.kill()
         deadline = asyncio.get_running_loop().time() + timeout
         for w in self._workers:

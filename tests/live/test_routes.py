@@ -19,9 +19,10 @@ def client(db: Path, **kw: Any) -> TestClient:
     return TestClient(create_app(s), base_url="http://127.0.0.1")
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[TestClient]:
-    with client(tmp_path / "live.db") as c:
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One service for the module's request checks: they are refused and change nothing."""
+    with client(tmp_path_factory.mktemp("live") / "live.db") as c:
         yield c
 
 
