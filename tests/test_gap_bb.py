@@ -515,3 +515,60 @@ def test_seeding_sweep_on_two_idle_cores_reaches_the_exact_front(
     for q in true.points:
         want = (q.objectives["cost"], q.objectives["makespan"])
         assert any(c <= want[0] + 1e-6 and k <= want[1] + 1e-6 for c, k in got), want
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_plans_met_in_a_tree_are_kept_by_makespan(seed: int) -> None:
+    """After a cap-free step the tree has kept the cheapest plan it met at each makespan:
+    the one offered for a cap is feasible within it, costs what the data says and no less
+    than that cap's optimum; none for a cap no plan meets; a kept plan that breaks a
+    capacity (a torn write by two threads) is never offered."""
+    kl, bb = _bb("d", 3, 8, seed)
+    r = bb.solve(None, None, step=1.0, deadline=time.perf_counter() + 600,
+                 clock=time.perf_counter)
+    assert r.proven
+    offered = 0
+    for K in (8, 5, 4, 3, 2):
+        plan = bb.kept(K)
+        opt = brute_optimum(kl, K)
+        if plan is None:
+            continue
+        offered += 1
+        assert kl.feasible(plan, K)
+        assert bb.cost(plan) >= opt - 1e-6
+        lv = int(np.bincount(plan, weights=kl.loads[plan, np.arange(kl.n)], minlength=3).max())
+        assert bb.kept_cost[lv] <= bb.cost(plan) + 1e-9
+    assert offered >= 1
+    assert bb.kept(2) is None  # 3 agents x 2 < 8 tasks: no plan within cap 2 exists
+    any_plan = bb.kept(None)
+    assert any_plan is not None and kl.feasible(any_plan, None)
+    # a torn entry (every task on agent 0: over capacity) is skipped
+    lv = int(np.argmin(bb.kept_cost))
+    bb.kept_plan[lv] = 0
+    bb.kept_cost[lv] = -1.0
+    again = bb.kept(None)
+    assert again is None or kl.feasible(again, None)
+
+
+@pytest.mark.parametrize("seed", [7])
+def test_a_tighter_step_starts_from_a_plan_the_looser_tree_met(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact front's tighter steps are offered the best plan met within their cap: on
+    small type-D fronts some step got one, and every point is proven and valid."""
+    got: list[np.ndarray] = []
+    orig = GapBranchBound.kept
+
+    def spy(self: GapBranchBound, K: int | None) -> np.ndarray | None:
+        plan = orig(self, K)
+        if plan is not None and K is not None:
+            got.append(plan)
+        return plan
+
+    monkeypatch.setattr(GapBranchBound, "kept", spy)
+    snap = gap_to_snapshot(generate_gap("d", 4, 16, seed))
+    p = compile_snapshot(snap)
+    front = exact_front(p, ["cost", "makespan"], budget=Budget(60, workers=1), seed=0)
+    assert front.proven and len(front.points) >= 2
+    assert got
+    for q in front.points:
+        assert validate(snap, q.plan) == []

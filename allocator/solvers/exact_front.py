@@ -628,6 +628,10 @@ class _Sweep:
             self._bb = GapBranchBound(lag.C, lag.A, lag.cap, lag.loads)
         bb = self._bb
         inc = start if start is not None and bb.feasible(start, K) else None
+        # The cheapest plan the earlier steps' trees met within this cap.
+        met = bb.kept(K)
+        if met is not None and (inc is None or bb.cost(met) < bb.cost(inc)):
+            inc = met
         seed_plan = inc if inc is not None else start
         if seed_plan is None:
             seed_plan = lag.heuristic(bb.lam, K)

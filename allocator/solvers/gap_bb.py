@@ -25,6 +25,11 @@ LP, so a node costs a few knapsack tables:
   gap between its best two forced-in bounds), one child per agent, best
   forced-in bound first (depth first, so incumbents come early).
 
+Every plan the tree meets (a node's repaired choice, a covering choice, a leaf) is
+kept as the cheapest seen at its makespan, whatever the step's cap: the sweep's tighter
+steps start from the best kept plan within their cap (:meth:`GapBranchBound.kept`), so a
+plan the looser step's tree passed by need not be found again.
+
 The tree lives in arrays (a stack of (trail mark, task, agent) and a trail
 of undoable changes), so the kernel runs a bounded number of nodes a call
 and the caller watches its clock between calls; the same inputs give the
@@ -73,6 +78,9 @@ ROOT_ITERS_PER_S = 150.0
 CHUNK = 256
 CALL_S = 0.05
 
+#: Most cells (makespans x tasks) of the plans met in the trees kept (see _keep): the
+#: makespans 0 .. KEPT_CELLS / n - 1 in load units (8 MB of int64).
+KEPT_CELLS = 1_000_000
 #: `slack` when the tasks' loads differ by agent (no agent's least load is known).
 NO_SLACK = 1 << 40
 
@@ -435,16 +443,35 @@ def _repair(C: np.ndarray, A: np.ndarray, D: np.ndarray, lam: np.ndarray, x: np.
 
 
 @_njit(cache=True, nogil=True)
+def _keep(plan: np.ndarray, cost: float, Dm: np.ndarray, kept_cost: np.ndarray,
+          kept_plan: np.ndarray, load: np.ndarray) -> None:
+    """Keep a plan met in the tree as the cheapest seen at its makespan (in the true load
+    units `Dm`, whatever this step's cap): a later, tighter step starts from it."""
+    for i in range(load.size):
+        load[i] = 0
+    for j in range(plan.size):
+        load[plan[j]] += Dm[plan[j], j]
+    mk = 0
+    for i in range(load.size):
+        mk = max(mk, load[i])
+    if mk < kept_cost.size and cost < kept_cost[mk] - 1e-9:
+        kept_cost[mk] = cost
+        for j in range(plan.size):
+            kept_plan[mk, j] = plan[j]
+
+
+@_njit(cache=True, nogil=True)
 def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: float,
             agent_of: np.ndarray, allowed: np.ndarray, rcap: np.ndarray, rload: np.ndarray,
             fixed: np.ndarray, trail: np.ndarray, stack: np.ndarray, lams: np.ndarray,
             best: np.ndarray, st: np.ndarray, T: np.ndarray, took: np.ndarray,
             max_nodes: int, root_iters: int, node_iters: int, mu_root: float,
             mu_node: float, stall_root: int, stall_node: int, look: int,
-            slack: int) -> None:
+            slack: int, Dm: np.ndarray, kept_cost: np.ndarray, kept_plan: np.ndarray) -> None:
     """Process up to `max_nodes` nodes of the tree (module docstring); state in the arrays.
 
     `slack`: see :func:`_knap` (a huge value when the tasks' loads differ by agent).
+    Dm, kept_cost, kept_plan: see :func:`_keep` (every plan met is offered).
 
     stack rows: (trail mark, task, agent, depth); a task of -1 is the root. `target`:
     only plans costing at most this are sought (inf: any better than the incumbent).
@@ -466,6 +493,7 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
     zex = np.zeros(m)
     plan = np.zeros(n, dtype=np.int64)
     uc = np.zeros(m, dtype=np.int64)
+    kload = np.zeros(m, dtype=np.int64)
     ul = np.zeros(m, dtype=np.int64)
     xs = np.zeros((m, n), dtype=np.bool_)
     # Agents whose table must be rebuilt: all of them when the multipliers change (and
@@ -529,6 +557,7 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
                     lval += lam[j]
                     nfree += 1
             if nfree == 0:
+                _keep(agent_of, fixed[0], Dm, kept_cost, kept_plan, kload)
                 if fixed[0] <= thr:
                     st[_BEST] = fixed[0]
                     for j in range(n):
@@ -583,10 +612,13 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
                 # Every free task chosen once: a plan costing lval (here <= thr).
                 cost = fixed[0]
                 for j in range(n):
+                    plan[j] = agent_of[j]
                     if agent_of[j] < 0:
                         for i in range(m):
                             if x[i, j]:
                                 cost += C[i, j]
+                                plan[j] = i
+                _keep(plan, cost, Dm, kept_cost, kept_plan, kload)
                 if cost <= thr:
                     st[_BEST] = cost
                     for j in range(n):
@@ -632,6 +664,8 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
             for i in range(m):
                 _knap(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T, took, items,
                       xs, lim, pre, slack, sh)
+        if pc < np.inf:
+            _keep(plan, pc, Dm, kept_cost, kept_plan, kload)
         if pc < st[_BEST] - 1e-9:
             st[_BEST] = pc
             for j in range(n):
@@ -775,6 +809,24 @@ class GapBranchBound:
                           ) + 1.0
         #: Multipliers carried from step to step (the next step starts from them).
         self.lam = np.where(np.isfinite(second), second, best)
+        #: The cheapest plan met in any tree so far at each makespan (true load units; up
+        #: to KEPT_CELLS): a tighter step starts from the best one within its cap.
+        most_load = int(self.D.sum(axis=1).max(initial=0)) if self.n else 0
+        levels = min(most_load + 1, max(2, KEPT_CELLS // max(self.n, 1)))
+        self.kept_cost = np.full(levels, np.inf)
+        self.kept_plan = np.full((levels, self.n), -1, dtype=np.int64)
+
+    def kept(self, K: int | None) -> np.ndarray | None:
+        """The cheapest plan met in a tree so far whose makespan is within K (None: any),
+        checked feasible; None when there is none."""
+        top = self.kept_cost.size if K is None else min(int(K) + 1, self.kept_cost.size)
+        for lv in np.argsort(self.kept_cost[:top], kind="stable").tolist():
+            if not np.isfinite(self.kept_cost[lv]):
+                break
+            plan = self.kept_plan[lv].copy()
+            if self.feasible(plan, K):
+                return plan
+        return None
 
     def feasible(self, agent_of: np.ndarray, K: int | None) -> bool:
         """Every task on an eligible agent, within capacity and the load cap K."""
@@ -868,15 +920,16 @@ class GapBranchBound:
                 if team and st[_NODES] > 0:
                     # The round's root is done: its subtrees go to the team.
                     _Team(workers, C, A, D, self.cap, K, allowed0, float(step), float(tgt),
-                          T.shape, slack).run((agent_of, allowed, rcap, rload, fixed, trail, stack,
-                                        lams, best, st, T, took), deadline, clock)
+                          T.shape, slack, self).run(
+                              (agent_of, allowed, rcap, rload, fixed, trail, stack, lams, best,
+                               st, T, took), deadline, clock)
                     break
                 _search(C, A, D, float(step), float(tgt), agent_of, allowed, rcap, rload,
                         fixed, trail, stack, lams, best, st, T, took,
                         1 if first or team else chunk,
                         root_iters if first else RESTART_ITERS,
                         NODE_ITERS, MU_ROOT if first else MU_RESTART, MU_NODE, STALL_ROOT,
-                        STALL, LOOK, slack)
+                        STALL, LOOK, slack, self.D, self.kept_cost, self.kept_plan)
                 if not first:
                     # Calls of about CALL_S seconds: a fixed 64 nodes took up to 2 s of
                     # wall time on a starved process (nice 5, load 10), past the deadline.
@@ -957,7 +1010,8 @@ class _Worker:
         _search(tm.C, tm.A, tm.D, tm.step, tm.tgt, self.agent_of, self.allowed, self.rcap,
                 self.rload, self.fixed, self.trail, self.stack, self.lams, self.best,
                 self.st, self.T, self.took, self.chunk, RESTART_ITERS, NODE_ITERS,
-                MU_RESTART, MU_NODE, STALL_ROOT, STALL, LOOK, tm.slack)
+                MU_RESTART, MU_NODE, STALL_ROOT, STALL, LOOK, tm.slack, tm.Dm, tm.kept_cost,
+                tm.kept_plan)
 
     def take_from(self, v: _Worker, tm: _Team) -> None:
         """Move v's shallowest open node (the bottom of its stack: the largest subtree
@@ -1001,9 +1055,11 @@ class _Team:
 
     def __init__(self, workers: int, C: np.ndarray, A: np.ndarray, D: np.ndarray,
                  cap: np.ndarray, K: int, allowed0: np.ndarray, step: float, tgt: float,
-                 shape: tuple[int, ...], slack: int):
+                 shape: tuple[int, ...], slack: int, owner: GapBranchBound):
         self.n_workers, self.C, self.A, self.D, self.cap, self.K = workers, C, A, D, cap, K
         self.slack = slack
+        # The plans met, shared by the threads (a torn write is caught by kept()'s check).
+        self.Dm, self.kept_cost, self.kept_plan = owner.D, owner.kept_cost, owner.kept_plan
         self.allowed0, self.step, self.tgt, self.shape = allowed0, step, tgt, shape
         self.cond = threading.Condition()
         self.waiting: list[_Worker] = []
