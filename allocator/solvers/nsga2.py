@@ -678,10 +678,6 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
         return seeds
     if adapt and seed_time / len(ws) < _MIN_SOLVER_SEED_S:
         return seeds
-    from allocator.solvers.cpsat import solve_cpsat_arrays
-    from allocator.solvers.linear import build_linear, is_linear
-    from allocator.solvers.milp import solve_highs_arrays
-
     if adapt and len(objectives) == 2:
         # Bi-objective, untimed: a time-boxed epsilon-constraint sweep with
         # HiGHS reaches every level of a coarse objective (makespan with unit
@@ -697,6 +693,12 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
         seeds += found
         if len(found) >= 2:
             return seeds
+    # Imported only here: ortools' import took 1.1 s of wall time inside the first 10 s
+    # front of a process at load 8, and the sweep's fronts above never need it.
+    from allocator.solvers.cpsat import solve_cpsat_arrays
+    from allocator.solvers.linear import build_linear, is_linear
+    from allocator.solvers.milp import solve_highs_arrays
+
     per = seed_time / len(ws)
     seed_end = budget.elapsed() + seed_time
     ratio = _DET_PER_WALL  # deterministic time per wall second
