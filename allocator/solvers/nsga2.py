@@ -693,8 +693,9 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
         seeds += found
         if len(found) >= 2:
             return seeds
-    # Imported only here: ortools' import took 1.1 s of wall time inside the first 10 s
-    # front of a process at load 8, and the sweep's fronts above never need it.
+    # Imported only here: ortools' import ran inside the first 10 s front of a process
+    # (1.1 s of wall time at load 8; 0.2-0.5 s after the CLI's own imports), and the
+    # fronts the sweep above seeds never need it.
     from allocator.solvers.cpsat import solve_cpsat_arrays
     from allocator.solvers.linear import build_linear, is_linear
     from allocator.solvers.milp import solve_highs_arrays
