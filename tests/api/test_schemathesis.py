@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 from tests.api.server import Server
 
 #: Cases per operation and mode; operations without inputs stop after a handful.
-MAX_EXAMPLES = {GenerationMode.POSITIVE: 35, GenerationMode.NEGATIVE: 18}
+MAX_EXAMPLES = {GenerationMode.POSITIVE: 20, GenerationMode.NEGATIVE: 10}
 MIN_CASES = 500
 statuses: dict[str, int] = {}
 
