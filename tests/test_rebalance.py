@@ -321,7 +321,7 @@ def test_topology_snapshots_rebalance_under_their_rules() -> None:
 
     inst = read_instance(ROADEF / "A" / "model_a1_1.txt", ROADEF / "A" / "assignment_a1_1.txt")
     snap = instance_to_snapshot(inst)
-    res = rebalance(snap, time_limit=5, seed=0, workers=1)  # one worker: a bounded search
+    res = rebalance(snap, time_limit=2, seed=0, workers=1)  # one worker: a bounded search
     assert validate(snap, res.plan) == []
     assert [s.name for s in res.stages] == ["topology"]
     assert not res.plan.unassigned and res.plan.migrations
