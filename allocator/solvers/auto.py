@@ -666,6 +666,9 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     bound = best_bound(lb, dual if isinstance(dual, float) else None)
     status = PlanStatus.FEASIBLE
     raw = best_bound(lagr_raw, dual if isinstance(dual, float) else None)
+    if raw is None:  # the search had no CPU for its Lagrangian (a starved machine)
+        raw = separable_bound(lm)
+        bound = None if raw is None else raw - 1e-7 * max(1.0, abs(raw))
     if raw is not None and obj <= raw + 1e-9 * max(1.0, abs(obj)):
         status = PlanStatus.OPTIMAL  # the bound proves it
     if done.get("optimal") or (stats.get("proven") and not late):
@@ -680,6 +683,17 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
            + ("; search still busy at the deadline, not waited for" if late else ""))
     return make_plan(problem, agent_of, solver="auto", status=status, budget=budget,
                      bound=bound, solutions=points, message=msg)
+
+
+def separable_bound(lm: LinearModel) -> float | None:
+    """Each task at its cheapest eligible agent (or left out at its penalty), capacities
+    and migration limits dropped: a lower bound in O(pairs) that needs no solver, for a
+    plan whose search never reached its Lagrangian. The load terms are non-negative."""
+    best = lm.pen.astype(float).copy()
+    if lm.P:
+        np.minimum.at(best, lm.J, lm.c)
+    total = float(best.sum())
+    return total if np.isfinite(total) else None
 
 
 def _search(problem: Problem, lm: LinearModel, budget: Budget, seed: int, shared: _Shared,

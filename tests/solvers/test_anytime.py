@@ -16,6 +16,7 @@ from allocator.errors import InvalidInputError
 from allocator.io import gap_to_snapshot, read_gap
 from allocator.io.gapgen import GAP_TYPES, generate_gap, write_gap
 from allocator.problem import compile_snapshot
+from allocator.solvers.auto import separable_bound
 from allocator.solvers.lagrange import Lagrangian, lagrangian
 from allocator.solvers.linear import build_linear
 
@@ -123,6 +124,24 @@ def test_auto_short_budget_places_everything(kind: str) -> None:
     assert plan.unassigned == []
     assert plan.bound is not None and plan.objective is not None
     assert plan.bound <= plan.objective
+
+
+@pytest.mark.parametrize("kind", ["c", "d", "e"])
+def test_separable_bound_is_a_lower_bound_and_tight_without_capacities(kind: str) -> None:
+    # The bound a plan keeps when its search got no CPU for the Lagrangian (a starved
+    # machine): below the LP bound, and exact when no capacity binds.
+    snap = gap_to_snapshot(generate_gap(kind, 5, 40, seed=3), time_limit=2.0)
+    lm = build_linear(compile_snapshot(snap))
+    lp = lp_relaxation(compile_snapshot(snap))
+    sb = separable_bound(lm)
+    assert sb is not None and lp is not None and sb <= lp.bound + 1e-6
+    loose = snap.model_copy(update={"agents": [
+        a.model_copy(update={"capacity": {k: v * 1000 for k, v in a.capacity.items()}})
+        for a in snap.agents]})
+    lm2 = build_linear(compile_snapshot(loose))
+    plan = solve(loose, solver="auto")
+    assert validate(loose, plan) == [] and plan.objective is not None
+    assert separable_bound(lm2) == pytest.approx(plan.objective)
 
 
 @pytest.mark.parametrize("kind", ["d", "e"])
