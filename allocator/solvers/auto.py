@@ -659,16 +659,16 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
         agent_of, obj = shared.agent_of.copy(), shared.obj
         points, source = list(shared.points), shared.source
     late = not res.done
-    lagr_raw = res.lagr_raw
-    lb = lagr_raw - 1e-7 * max(1.0, abs(lagr_raw)) if lagr_raw is not None else None
     done = {} if res.left_running or late else res.out  # a bound / proof not final yet
     dual = done.get("dual")
-    bound = best_bound(lb, dual if isinstance(dual, float) else None)
+    dual = dual if isinstance(dual, float) else None
+    lagr_raw = res.lagr_raw
+    if lagr_raw is None and dual is None:  # no CPU for the Lagrangian (a starved machine)
+        lagr_raw = separable_bound(lm)
+    lb = lagr_raw - 1e-7 * max(1.0, abs(lagr_raw)) if lagr_raw is not None else None
+    bound = best_bound(lb, dual)
     status = PlanStatus.FEASIBLE
-    raw = best_bound(lagr_raw, dual if isinstance(dual, float) else None)
-    if raw is None:  # the search had no CPU for its Lagrangian (a starved machine)
-        raw = separable_bound(lm)
-        bound = None if raw is None else raw - 1e-7 * max(1.0, abs(raw))
+    raw = best_bound(lagr_raw, dual)
     if raw is not None and obj <= raw + 1e-9 * max(1.0, abs(obj)):
         status = PlanStatus.OPTIMAL  # the bound proves it
     if done.get("optimal") or (stats.get("proven") and not late):
