@@ -572,3 +572,24 @@ def test_a_tighter_step_starts_from_a_plan_the_looser_tree_met(
     assert got
     for q in front.points:
         assert validate(snap, q.plan) == []
+
+
+def test_a_tail_round_at_the_lower_bound_proves_the_brute_force_optimum() -> None:
+    """Target raising with a round at the proven lower bound before the last one
+    (tail_step) or without: the same proven optimum; the tail round changes the tree on
+    some instance."""
+    differ = 0
+    for kind, seed in [("d", s) for s in range(6)] + [("e", 1), ("c", 2)]:
+        kl, bb = _bb(kind, 3, 8, seed)
+        for K in (None, 3):
+            opt = brute_optimum(kl, K)
+            nodes = []
+            for tail in (True, False):
+                bb.lam = GapBranchBound(kl.C, kl.A, kl.cap, kl.D).lam  # same start
+                r = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 600,
+                             clock=time.perf_counter, tail_step=tail)
+                assert r.proven and r.cost == pytest.approx(opt)
+                assert r.agent_of is not None and kl.feasible(r.agent_of, K)
+                nodes.append(r.nodes)
+            differ += nodes[0] != nodes[1]
+    assert differ >= 1

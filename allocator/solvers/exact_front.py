@@ -653,8 +653,12 @@ class _Sweep:
         if self.share and workers > 1 and SEED_PORTFOLIO:
             res = self._portfolio(bb, K, inc, self.mm.step[target], clock() + left(), lower)
         else:
+            # A seeding step is cut short more often than not: its last round keeps
+            # seeking any plan below the incumbent (the front's time-boxed trees were
+            # measured that way).
             res = bb.solve(K, inc, step=self.mm.step[target], deadline=clock() + left(),
-                           clock=clock, lower=lower, workers=workers)
+                           clock=clock, lower=lower, workers=workers,
+                           tail_step=False if self.share else None)
         self.bb_nodes += res.nodes
         if res.infeasible:
             return _Result(None, {}, True, infeasible=True)
@@ -696,7 +700,8 @@ class _Sweep:
         t = threading.Thread(target=run_other, name="seed-portfolio", daemon=True)
         t.start()
         try:
-            mine = bb.solve(K, inc, step=step, deadline=deadline, clock=look, lower=lower)
+            mine = bb.solve(K, inc, step=step, deadline=deadline, clock=look, lower=lower,
+                            tail_step=False)
         finally:
             stop.set()
             t.join()
