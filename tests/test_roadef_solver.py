@@ -339,6 +339,85 @@ def test_an_annealing_thread_that_overruns_still_gives_its_best(
     assert np.array_equal(res.assignment, better[1])
 
 
+class _Clocks:
+    """Wall and process-CPU clocks a test advances by hand."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def tick(self, wall: float, cores: float) -> None:
+        self.wall += wall
+        self.cpu += wall * cores
+
+
+def _governor(clocks: _Clocks, role: str = "anneal") -> solver_mod._Governor:
+    gov = solver_mod._Governor(SolveContext(time_limit=60, workers=1), role)
+    gov.wall_clock = lambda: clocks.wall  # type: ignore[method-assign]
+    gov.cpu_clock = lambda: clocks.cpu  # type: ignore[method-assign]
+    gov._wall, gov._cpu = 0.0, 0.0
+    return gov
+
+
+def test_governor_runs_one_thread_below_a_core_and_both_above() -> None:
+    """Two threads on two free cores both run; at 2/3 of a core for the process (three
+    solves on two cores) the lone role runs and the other waits; once the lone thread
+    gets a whole core again both run; a role that finished releases the other."""
+    clocks = _Clocks()
+    gov = _governor(clocks)
+    w = solver_mod.GOVERN_WINDOW
+    for _ in range(5):  # idle: the process gets two cores
+        clocks.tick(w, 1.95)
+        gov.update()
+    assert gov.solo is None
+    clocks.tick(w, 0.67)
+    gov.update()
+    assert gov.solo is None  # one low window may be a thread starting up
+    clocks.tick(w, 0.67)
+    gov.update()
+    assert gov.solo == "anneal"
+    gov.gate("anneal")  # the lone role never waits
+    for _ in range(5):  # alone it gets the same 2/3 of a core: stays alone
+        clocks.tick(w, 0.67)
+        gov.update()
+    assert gov.solo == "anneal"
+    clocks.tick(w, 1.0)  # a core is free again
+    gov.update()
+    assert gov.solo is None
+    gov.done("anneal")
+    for _ in range(3):
+        clocks.tick(w, 0.5)
+        gov.update()
+    assert gov.solo is None  # the annealing ended: the LNS thread is never held
+    assert gov.stats()["govern_switches"] == 2
+
+
+def test_governor_waits_longer_after_sharing_fails_again() -> None:
+    clocks = _Clocks()
+    gov = _governor(clocks, "lns")
+    w = solver_mod.GOVERN_WINDOW
+    hold = gov.hold
+    for cores in (0.6, 0.6, 1.0, 1.0, 1.0):  # alone, then a free core for one window...
+        clocks.tick(max(w, hold), cores)
+        gov.update()
+    assert gov.solo == "lns"  # ...but shared again it got under a core: alone again
+    assert gov.hold == 2 * hold
+
+
+@pytest.mark.skipif(not kernel.HAVE_NUMBA, reason="the annealing thread needs numba")
+def test_a_starved_solve_runs_one_thread_and_stays_valid(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wall clock running four times too fast looks like half a core or less: the
+    governor holds one thread, and the plan is valid and improves."""
+    monkeypatch.setattr(solver_mod._Governor, "wall_clock",
+                        staticmethod(lambda: 4 * time.perf_counter()))
+    inst = _set_a("a2_4")
+    res = solve_roadef(inst, time_limit=2.5, seed=0)
+    assert res.stats["govern_switches"] >= 1 and res.stats["govern_solo_s"] > 0
+    assert violations(inst, res.assignment) == []
+    assert res.objective == evaluate(inst, res.assignment).total < res.initial_cost
+
+
 def test_generator_small_size_is_valid_and_seeded(tmp_path: Path) -> None:
     inst = _small_generated(9)
     assert violations(inst, inst.initial) == []
