@@ -180,7 +180,7 @@ ANNEAL_SAMPLE = 4000
 #: more than GOVERN_RESUME_ABOVE of a core (after GOVERN_HOLD seconds, doubled each time
 #: sharing fails again, at most GOVERN_HOLD_MAX). Why: on a loaded machine the two
 #: threads split what the process gets; one thread with the whole share did better on
-#: 7 of 8 instance/budget pairs measured (docs/benchmarks/roadef.md, slot f).
+#: the instances measured (`_Governor`; docs/benchmarks/roadef.md, slot f).
 GOVERN = True
 GOVERN_WINDOW = 2.0
 GOVERN_SOLO_BELOW = 1.25
@@ -1065,16 +1065,19 @@ class _Governor:
     Why: the annealing and the LNS thread each want a core; when three solves share
     two cores (2/3 of a core per process) each thread gets 1/3, and the annealing's
     walk and CP-SAT's sub-solves (wall-time limits) both lose more than half of their
-    work. With the CPU of the process measured over a 20 / 40 s CPU budget
-    (process-time clock, seed 0), the annealing alone ended at 1.7 / 0.1 % above the
-    best known on a1_4 / a1_2 against 8.9 / 2.4 % for both threads, the LNS alone at
-    1.9 / 5.1 % on a2_4 / a2_5 (20 / 40 s) against 3.0 / 10.2 %.
+    work. Seed 0 on a clock of the process's CPU (20 / 40 s of it: a third / two
+    thirds of a core for 60 s), the better thread alone against both threads: a1_4
+    1.7 / 2.3 % above the best known against 8.9 / 9.9 %, a1_2 0.1 / 0.02 against 2.4 /
+    0.9, a2_4 2.2 / 1.3 against 3.0 / 2.8, a2_5 20.4 / 5.1 against 16.7 / 10.2
+    (docs/benchmarks/roadef.md has the seeds held out).
 
-    The lone thread (`solo_role`): the annealing on instances with a transient resource
-    and no machine without safety capacity (a1_2, a1_4: its ejection chains make the
-    transient room), the LNS otherwise (a2_4, a2_5: the waste steps; a2_2, a2_3: the
-    evacuations). Wall time and process CPU are read from the system clocks, not the
-    context's (a share of the machine is what is measured); counted mode never runs it.
+    The lone thread (`solo_role`): the LNS where its waste steps run (a2_5: alone 5.1 /
+    5.3 / 6.7 % at 2/3 of a core, seeds 0 / 1 / 7, against 10.2 / 12.2 / 8.1 % for both)
+    and where evacuations must make transient room (a2_2, a2_3); the annealing
+    elsewhere (a1_2, a1_4, a2_4: the annealing alone beat the LNS alone there; when
+    both run, most of the gains that set a new best are the annealing's). Wall time
+    and process CPU are read from the system clocks, not the context's (a share of
+    the machine is what is measured); counted mode never runs it.
     """
 
     #: the clocks it measures by (a benchmark harness may put a simulated machine here)
@@ -1146,7 +1149,7 @@ class _Governor:
 
 def _solo_role(search: _Search) -> str:
     """The thread that runs alone under `_Governor` (see there)."""
-    return "anneal" if search.any_tr and not search.zero_safety else "lns"
+    return "lns" if search.waste_steps() or (search.any_tr and search.zero_safety) else "anneal"
 
 
 def _annealer(inst: RoadefInstance, ctx: SolveContext, iterations: int | None,
