@@ -404,14 +404,40 @@ def test_governor_waits_longer_after_sharing_fails_again() -> None:
     assert gov.hold == 2 * hold
 
 
+def test_governor_keeps_both_threads_when_starved_even_alone() -> None:
+    """Under GOVERN_SOLO_MIN of a core (a third or less) both threads did better."""
+    clocks = _Clocks()
+    gov = _governor(clocks, "lns")
+    w = solver_mod.GOVERN_WINDOW
+    for _ in range(4):
+        clocks.tick(w, 0.3)
+        gov.update()
+    assert gov.solo is None
+    for cores in (0.67, 0.67):
+        clocks.tick(w, cores)
+        gov.update()
+    assert gov.solo == "lns"
+    clocks.tick(w, 0.3)  # alone it gets a third of a core: both again
+    gov.update()
+    assert gov.solo is None
+
+
+def test_governor_runs_only_where_the_lns_makes_waste_steps() -> None:
+    ctx = SolveContext(time_limit=60, workers=1)
+    roles = {n: solver_mod._solo_role(_Search(_set_a(n), ctx, iterations=None))
+             for n in ("a2_5", "a2_4", "a2_1", "a1_4")}
+    assert roles == {"a2_5": "lns", "a2_4": None, "a2_1": None, "a1_4": None}
+
+
 @pytest.mark.skipif(not kernel.HAVE_NUMBA, reason="the annealing thread needs numba")
-def test_a_starved_solve_runs_one_thread_and_stays_valid(
+def test_a_solve_at_two_thirds_of_a_core_runs_the_lns_alone_and_stays_valid(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A wall clock running four times too fast looks like half a core or less: the
-    governor holds one thread, and the plan is valid and improves."""
-    monkeypatch.setattr(solver_mod._Governor, "wall_clock",
-                        staticmethod(lambda: 4 * time.perf_counter()))
-    inst = _set_a("a2_4")
+    """Clocks that say the process gets 2/3 of a core (three solves on two cores): the
+    annealing sleeps, and the plan is valid and improves."""
+    monkeypatch.setattr(solver_mod, "GOVERN_WINDOW", 0.5)
+    monkeypatch.setattr(solver_mod._Governor, "cpu_clock",
+                        staticmethod(lambda: 0.67 * time.perf_counter()))
+    inst = _set_a("a2_5")
     res = solve_roadef(inst, time_limit=2.5, seed=0)
     assert res.stats["govern_switches"] >= 1 and res.stats["govern_solo_s"] > 0
     assert violations(inst, res.assignment) == []

@@ -174,16 +174,19 @@ ANNEAL_SWAP_SCAN_NO_TR = 3
 ANNEAL_FOCUS = 0
 ANNEAL_MOVES_PER_ITERATION = 20_000
 ANNEAL_SAMPLE = 4000
-#: CPU governor of the two threads (`_Governor`): every GOVERN_WINDOW seconds of wall
-#: time the process's CPU per wall second is measured; below GOVERN_SOLO_BELOW cores one
-#: thread runs alone (the other sleeps), and both run again once the lone thread gets
+#: CPU governor of the two threads (`_Governor`, instances with waste steps): every
+#: GOVERN_WINDOW seconds of wall time the process's CPU per wall second is measured;
+#: below GOVERN_SOLO_BELOW cores the LNS thread runs alone (the annealing sleeps), and
+#: both run again once the lone thread gets
 #: more than GOVERN_RESUME_ABOVE of a core (after GOVERN_HOLD seconds, doubled each time
-#: sharing fails again, at most GOVERN_HOLD_MAX). Why: on a loaded machine the two
-#: threads split what the process gets; one thread with the whole share did better on
-#: the instances measured (`_Governor`; docs/benchmarks/roadef.md, slot f).
+#: sharing fails again, at most GOVERN_HOLD_MAX). Why: `_Governor`.
 GOVERN = True
 GOVERN_WINDOW = 2.0
 GOVERN_SOLO_BELOW = 1.25
+#: ... and above this many: below it both threads run. Why: on a2_5 at a third of a core
+#: or less both did better (16.7 % against 20.4 % for the LNS alone, 20 s of CPU, seed 0;
+#: 20.8 % against 28.1 %, three solves at once at load 11, 0.15 of a core each).
+GOVERN_SOLO_MIN = 0.45
 GOVERN_RESUME_ABOVE = 0.95
 GOVERN_HOLD, GOVERN_HOLD_MAX = 4.0, 32.0
 #: Start with the compiled steepest descent (set-A sizes, numba installed).
@@ -1059,25 +1062,20 @@ class _Search:
 
 
 class _Governor:
-    """Runs one of the two search threads alone while the process gets about a core
-    or less, both once it gets more.
+    """Runs the LNS thread alone while the process gets between GOVERN_SOLO_MIN and
+    GOVERN_SOLO_BELOW cores, on instances where the LNS's waste steps run; both threads
+    otherwise.
 
     Why: the annealing and the LNS thread each want a core; when three solves share
-    two cores (2/3 of a core per process) each thread gets 1/3, and the annealing's
-    walk and CP-SAT's sub-solves (wall-time limits) both lose more than half of their
-    work. Seed 0 on a clock of the process's CPU (20 / 40 s of it: a third / two
-    thirds of a core for 60 s), the better thread alone against both threads: a1_4
-    1.7 / 2.3 % above the best known against 8.9 / 9.9 %, a1_2 0.1 / 0.02 against 2.4 /
-    0.9, a2_4 2.2 / 1.3 against 3.0 / 2.8, a2_5 20.4 / 5.1 against 16.7 / 10.2
-    (docs/benchmarks/roadef.md has the seeds held out).
+    two cores (2/3 of a core per process) each thread gets 1/3. On a2_5 (the waste
+    steps) the LNS alone then ended 5.1 / 5.3 / 6.7 % above the best known against
+    10.2 / 12.2 / 8.1 % for both threads (seeds 0 / 1 / 7, 40 s of process CPU over a
+    60 s budget; docs/benchmarks/roadef.md, slot f). Elsewhere no one thread was better
+    across seeds (a1_4, a2_4: better with one seed, worse with another), and a2_1 needs
+    both (-4.0 % with the annealing alone against -36.5 %): the governor is off there.
 
-    The lone thread (`solo_role`): the LNS where its waste steps run (a2_5: alone 5.1 /
-    5.3 / 6.7 % at 2/3 of a core, seeds 0 / 1 / 7, against 10.2 / 12.2 / 8.1 % for both)
-    and where evacuations must make transient room (a2_2, a2_3); the annealing
-    elsewhere (a1_2, a1_4, a2_4: the annealing alone beat the LNS alone there; when
-    both run, most of the gains that set a new best are the annealing's). Wall time
-    and process CPU are read from the system clocks, not the context's (a share of
-    the machine is what is measured); counted mode never runs it.
+    Wall time and process CPU are read from the system clocks, not the context's (a
+    share of the machine is what is measured); counted mode never runs it.
     """
 
     #: the clocks it measures by (a benchmark harness may put a simulated machine here)
@@ -1110,8 +1108,13 @@ class _Governor:
             share = (cpu - self._cpu) / (now - self._wall)
             self._wall, self._cpu = now, cpu
             # two low windows in a row (the first can be a thread's start-up alone)
-            self.low = self.low + 1 if share < GOVERN_SOLO_BELOW else 0
-            if self.solo is None:
+            self.low = self.low + 1 if GOVERN_SOLO_MIN <= share < GOVERN_SOLO_BELOW else 0
+            if self.solo is not None and share < GOVERN_SOLO_MIN:
+                # starved even alone: both threads again (see GOVERN_SOLO_MIN)
+                self.solo_s += now - self.solo_since
+                self.solo, self.resumed_at = None, now
+                self.switches += 1
+            elif self.solo is None:
                 if self.low >= 2 and not self.finished:
                     if self.resumed_at >= 0 and now - self.resumed_at < 2.5 * GOVERN_WINDOW:
                         # sharing failed right after a resume: wait longer next time
@@ -1147,9 +1150,9 @@ class _Governor:
         return {"govern_switches": self.switches, "govern_solo_s": round(solo_s)}
 
 
-def _solo_role(search: _Search) -> str:
-    """The thread that runs alone under `_Governor` (see there)."""
-    return "lns" if search.waste_steps() or (search.any_tr and search.zero_safety) else "anneal"
+def _solo_role(search: _Search) -> str | None:
+    """The thread that runs alone under `_Governor` (see there), or None: both always run."""
+    return "lns" if search.waste_steps() else None
 
 
 def _annealer(inst: RoadefInstance, ctx: SolveContext, iterations: int | None,
@@ -1213,8 +1216,9 @@ def solve_roadef(inst: RoadefInstance, *, time_limit: float, seed: int = 0,
             # while this thread runs the shift/swap descent and the CP-SAT LNS
             budget = ctx.remaining() * ANNEAL_SHARE
             search.peer, annealing.peer = annealing, search
-            if GOVERN:
-                search.governor = annealing.governor = _Governor(ctx, _solo_role(search))
+            role = _solo_role(search)
+            if GOVERN and role is not None:
+                search.governor = annealing.governor = _Governor(ctx, role)
             worker = threading.Thread(target=_anneal_safely, args=(annealing, budget),
                                       name="roadef-anneal", daemon=True)
             worker.start()
