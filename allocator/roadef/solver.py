@@ -183,10 +183,12 @@ ANNEAL_SAMPLE = 4000
 GOVERN = True
 GOVERN_WINDOW = 2.0
 GOVERN_SOLO_BELOW = 1.25
-#: ... and above this many: below it both threads run. Why: on a2_5 at a third of a core
-#: or less both did better (16.7 % against 20.4 % for the LNS alone, 20 s of CPU, seed 0;
-#: 20.8 % against 28.1 %, three solves at once at load 11, 0.15 of a core each).
-GOVERN_SOLO_MIN = 0.45
+#: ... and above this many: below it both threads run. Why: on a2_5 both did better at
+#: half a core (10.1 % against 11.2 % for the LNS alone, mean of seeds 2 / 3 / 9, worse in
+#: 2 of 3) and at a third or less (16.7 % against 20.4 %, 20 s of CPU, seed 0; 20.8 %
+#: against 28.1 %, three solves at once at load 11, 0.15 of a core each), the LNS alone
+#: at 2/3 of a core (5 seeds of 5) and at one core.
+GOVERN_SOLO_MIN = 0.55
 GOVERN_RESUME_ABOVE = 0.95
 GOVERN_HOLD, GOVERN_HOLD_MAX = 4.0, 32.0
 #: Start with the compiled steepest descent (set-A sizes, numba installed).
