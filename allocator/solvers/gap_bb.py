@@ -325,19 +325,19 @@ def _undo(mark: int, C: np.ndarray, A: np.ndarray, D: np.ndarray, agent_of: np.n
     st[_TP] = tp
 
 
-@_njit(cache=True, nogil=True)
+@_njit(cache=True, nogil=True, inline="always")
 def _fits(i: int, j: int, A: np.ndarray, D: np.ndarray, allowed: np.ndarray,
           rcap: np.ndarray, rload: np.ndarray) -> bool:
-    return allowed[i, j] and A[i, j] <= rcap[i] and D[i, j] <= rload[i]
+    # `&`, not `and`: no branches, so the loops over agents compile to straight code (a
+    # called or short-circuit test made the fixing loop 20x slower on mixed pairs).
+    return allowed[i, j] & (A[i, j] <= rcap[i]) & (D[i, j] <= rload[i])
 
 
 @_njit(cache=True, nogil=True)
 def _propagate(C: np.ndarray, A: np.ndarray, D: np.ndarray, agent_of: np.ndarray,
                allowed: np.ndarray, rcap: np.ndarray, rload: np.ndarray, fixed: np.ndarray,
                trail: np.ndarray, st: np.ndarray) -> bool:
-    """Place every free task that has one agent left; False when one has none.
-
-    (Each task's agents are counted up to two: only none and one matter.)"""
+    """Place every free task that has one agent left; False when one has none."""
     m, n = C.shape
     changed = True
     while changed:
@@ -348,11 +348,9 @@ def _propagate(C: np.ndarray, A: np.ndarray, D: np.ndarray, agent_of: np.ndarray
             cnt = 0
             last = -1
             for i in range(m):
-                if _fits(i, j, A, D, allowed, rcap, rload):
-                    cnt += 1
-                    if cnt == 2:
-                        break
-                    last = i
+                ok = _fits(i, j, A, D, allowed, rcap, rload)
+                cnt += 1 if ok else 0
+                last = i if ok else last
             if cnt == 0:
                 return False
             if cnt == 1:
@@ -629,15 +627,16 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
                     continue
                 s = 1.0
                 for i in range(m):
-                    if x[i, j]:
-                        s -= 1.0
-                    if _fits(i, j, A, D, allowed, rcap, rload):
-                        r = C[i, j] - lam[j]
-                        f = lval - z[i] + r - sh[i, 0] * D[i, j] + sh[i, 1] + _tvs(
-                            T, lim, unit, i, rload[i] - D[i, j], rcap[i] - A[i, j])
-                        if f > thr:
-                            _forbid(i, j, allowed, trail, st)
-                            nforb += 1
+                    s -= 1.0 if x[i, j] else 0.0
+                    # Every pair's value, read inside the table whether it fits or not:
+                    # the loop has no branch but the (rare) forbidding one.
+                    ok = _fits(i, j, A, D, allowed, rcap, rload)
+                    r = C[i, j] - lam[j]
+                    f = lval - z[i] + r - sh[i, 0] * D[i, j] + sh[i, 1] + _tvs(
+                        T, lim, unit, i, max(rload[i] - D[i, j], 0), max(rcap[i] - A[i, j], 0))
+                    if ok & (f > thr):
+                        _forbid(i, j, allowed, trail, st)
+                        nforb += 1
                 if s != 0.0:
                     cover_ok = False
                 norm += s * s
