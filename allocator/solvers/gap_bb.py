@@ -145,6 +145,29 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
     is infeasible). sh[i] = (M, lo * M) for the callers' forced-in values ((0, 0) when
     slack > 0: then M would have to be searched for, and a big one ruins the bound)."""
     n = C.shape[1]
+    order = np.argsort(A[i], kind="mergesort")
+    return _table(i, lam, C, A, D, allowed, agent_of, c0, k0, T[i], took, items,
+                  np.zeros(n, dtype=np.int32), x[i], lim[i], pre, slack, sh[i], order,
+                  np.empty(c0 + 1, dtype=T.dtype), np.zeros(n, dtype=np.bool_),
+                  np.zeros((1, 2 * n + 4), dtype=np.int64), np.zeros((1, 2)), -1)
+
+
+@_njit(cache=True, nogil=True)
+def _table(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
+           allowed: np.ndarray, agent_of: np.ndarray, c0: int, k0: int, Ti: np.ndarray,
+           took: np.ndarray, items: np.ndarray, rv: np.ndarray, xi: np.ndarray,
+           li: np.ndarray, pre: np.ndarray, slack: int, shi: np.ndarray, order: np.ndarray,
+           buf: np.ndarray, mark: np.ndarray, memo: np.ndarray, mval: np.ndarray,
+           slot: int) -> float:
+    """:func:`_knap` into the given table Ti, choice row xi, limits li and shift shi
+    (agent i's own, or scratch for a one-off value); `order`: agent i's tasks by demand
+    ascending (stable), so the items need no sorting.
+
+    `slot` >= 0: memo[slot] (item count, exponent, c0, k0, then the items and their grid
+    values) and mval[slot] (M, value) describe what Ti and xi hold; when this call's
+    items and values are the same, the table is not rebuilt (the same inputs give the
+    same cells, choice and value). -1: no memo."""
+    n = C.shape[1]
     lo = k0 if slack == 0 else 0
     M = 0.0
     if lo > 0:
@@ -152,46 +175,60 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
         dmin = 1 << 60
         rsum = 0.0
         for j in range(n):
-            if agent_of[j] < 0 and allowed[i, j] and A[i, j] <= c0 and D[i, j] <= k0:
-                r = abs(C[i, j] - lam[j])
-                rmax = max(rmax, r)
-                rsum += r
-                dmin = min(dmin, D[i, j])
+            ok = (agent_of[j] < 0) & allowed[i, j] & (A[i, j] <= c0) & (D[i, j] <= k0)
+            r = abs(C[i, j] - lam[j])
+            rmax = max(rmax, r if ok else 0.0)
+            rsum += r if ok else 0.0
+            dmin = min(dmin, D[i, j] if ok else dmin)
         # Two sets within the caps differ by at most 2 k0 rmax in reduced cost (each
         # holds at most k0 tasks when every load is >= 1), else by at most 2 rsum; a
         # power of two keeps the int32 grid exact for the shift.
         big = 2.0 * (k0 * rmax if dmin >= 1 else rsum) + 1.0
         M = math.ldexp(1.0, math.ceil(math.log2(big)))
-    sh[i, 0] = M
-    sh[i, 1] = M * lo if lo > 0 else 0.0
+    shi[0] = M
+    shi[1] = M * lo if lo > 0 else 0.0
+    # The items (free, allowed, fitting, negative reduced cost), without branches: the
+    # sum in task order, the list in `order`.
     nt = 0
     neg = 1.0
     for j in range(n):
-        x[i, j] = False
-        if agent_of[j] < 0 and allowed[i, j]:
-            r = C[i, j] - lam[j] - M * D[i, j]
-            if r < 0.0 and A[i, j] <= c0 and D[i, j] <= k0:
-                b = nt
-                while b > 0 and A[i, items[b - 1]] > A[i, j]:
-                    items[b] = items[b - 1]
-                    b -= 1
-                items[b] = j
-                nt += 1
-                neg -= r
+        r = C[i, j] - lam[j] - M * D[i, j]
+        ok = ((agent_of[j] < 0) & allowed[i, j] & (r < 0.0) & (A[i, j] <= c0)
+              & (D[i, j] <= k0))
+        mark[j] = ok
+        neg -= r if ok else 0.0
+        nt += 1 if ok else 0
+    t = 0
+    for q in range(n):
+        j = order[q]
+        items[t] = j
+        t += 1 if mark[j] else 0
+    # (A product by a power of two is ldexp's double, without a libm call an item.)
     e = 20
-    while e > -1000 and math.ldexp(neg + nt, e) >= 1.0e9:
+    g = 1048576.0  # 2**e
+    while e > -1000 and (neg + nt) * g >= 1.0e9:
         e -= 1  # huge costs: a coarser grid (still rounded down, so still a bound)
-    lim[i, 2] = e
-    Ti = T[i]
+        g *= 0.5
+    li[2] = e
+    same = slot >= 0 and memo[slot, 0] == nt and memo[slot, 1] == e \
+        and memo[slot, 2] == c0 and memo[slot, 3] == k0 and mval[slot, 0] == M
+    for t in range(nt):
+        j = items[t]
+        rv[t] = np.int32(math.floor((C[i, j] - lam[j] - M * D[i, j]) * g))
+        if same and (memo[slot, 4 + t] != j or memo[slot, 4 + n + t] != rv[t]):
+            same = False
+    if same:
+        return mval[slot, 1]
+    for j in range(n):
+        xi[j] = False
     Ti[0, 0] = 0
     P = 0
     Q = 0
-    buf = np.empty(c0 + 1, dtype=T.dtype)  # a row's old prefix (zero-load items)
     for t in range(nt):
         j = items[t]
         aj = A[i, j]
         dj = D[i, j]
-        rj = np.int32(math.floor(math.ldexp(C[i, j] - lam[j] - M * D[i, j], e)))
+        rj = rv[t]
         P1 = min(P + aj, c0)
         Q1 = min(Q + dj, k0)
         # Widen rows 0..Q to columns P1 (each row's last cell), new rows copy row Q.
@@ -240,8 +277,8 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
         Q = Q1
         pre[t, 0] = Q
         pre[t, 1] = P
-    lim[i, 0] = Q
-    lim[i, 1] = P
+    li[0] = Q
+    li[1] = P
     # Back from the last item; each item's decision is read at the state clamped to
     # its prefix (the same cell values, so the same decision).
     k = min(k0, Q)
@@ -250,13 +287,25 @@ def _knap(i: int, lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
     for t in range(nt - 1, -1, -1):
         j = items[t]
         if k >= D[i, j] and c >= A[i, j] and took[t, min(k, pre[t, 0]), min(c, pre[t, 1])]:
-            x[i, j] = True
+            xi[j] = True
             k -= D[i, j]
             c -= A[i, j]
             load += D[i, j]
     if lo > 0 and load < lo:
-        return np.inf  # the most load that fits is below what the agent must take
-    return math.ldexp(float(Ti[min(k0, Q), min(c0, P)]), -e) + sh[i, 1]
+        z = np.inf  # the most load that fits is below what the agent must take
+    else:
+        z = math.ldexp(float(Ti[min(k0, Q), min(c0, P)]), -e) + shi[1]
+    if slot >= 0:
+        memo[slot, 0] = nt
+        memo[slot, 1] = e
+        memo[slot, 2] = c0
+        memo[slot, 3] = k0
+        for t in range(nt):
+            memo[slot, 4 + t] = items[t]
+            memo[slot, 4 + n + t] = rv[t]
+        mval[slot, 0] = M
+        mval[slot, 1] = z
+    return z
 
 
 @_njit(cache=True, nogil=True, inline="always")
@@ -522,6 +571,21 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
     ul = np.zeros(m, dtype=np.int64)
     xs = np.zeros((m, n), dtype=np.bool_)
     unit = np.zeros(m)
+    # _table's scratch: each agent's tasks by demand, grid values, a row, item marks; the
+    # memo of what each agent's table holds; a table for the strong branching's values
+    # (the agents' own tables stay as the memo says).
+    byA = np.zeros((m, n), dtype=np.int64)
+    for i in range(m):
+        byA[i] = np.argsort(A[i], kind="mergesort")
+    rv = np.zeros(n, dtype=np.int32)
+    buf = np.empty(T.shape[2], dtype=T.dtype)
+    isel = np.zeros(n, dtype=np.bool_)
+    memo = np.zeros((m, 2 * n + 4), dtype=np.int64)
+    memo[:, 0] = -1
+    mval = np.zeros((m, 2))
+    Ts = np.empty((T.shape[1], T.shape[2]), dtype=T.dtype)
+    ls = np.zeros(3, dtype=np.int64)
+    shs = np.zeros(2)
     # Agents whose table must be rebuilt: all of them when the multipliers change (and
     # at a node's start); after fixing with the same multipliers only those that lost a
     # task they could take at a negative reduced cost (a forbidden pair, a task placed
@@ -598,8 +662,9 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
             st[_EVALS] += 1
             for i in range(m):
                 if dirty[i]:
-                    z[i] = _knap(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T,
-                                 took, items, x, lim, pre, slack, sh)
+                    z[i] = _table(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T[i],
+                                  took, items, rv, x[i], lim[i], pre, slack, sh[i], byA[i],
+                                  buf, isel, memo, mval, i)
                     dirty[i] = False
                 lval += z[i]
             if depth == 0 and lval > st[_ROOT]:
@@ -687,15 +752,18 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
             # then the node's tables are restored.
             for sl in (slack, NO_SLACK):
                 for i in range(m):
-                    _knap(i, best_lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T, took,
-                          items, xs, lim, pre, sl, sh)
+                    _table(i, best_lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T[i],
+                           took, items, rv, xs[i], lim[i], pre, sl, sh[i], byA[i], buf, isel,
+                           memo, mval, -1)
                 pc = _repair(C, A, D, lam, xs, agent_of, rcap, rload, allowed, fixed[0], plan,
                              uc, ul)
                 if pc < np.inf:
                     break
             for i in range(m):
-                _knap(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T, took, items,
-                      xs, lim, pre, slack, sh)
+                _table(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T[i], took,
+                       items, rv, xs[i], lim[i], pre, slack, sh[i], byA[i], buf, isel, memo,
+                       mval, -1)
+                memo[i, 0] = -1  # the table no longer matches the choice in x
         if pc < np.inf:
             _keep(plan, pc, Dm, kept_cost, kept_plan, kload)
         if pc < st[_BEST] - 1e-9:
@@ -755,8 +823,9 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
                 zex[k] = z[k]
                 if x[k, j] and allowed[k, j]:
                     allowed[k, j] = False
-                    zex[k] = _knap(k, lam, C, A, D, allowed, agent_of, rcap[k], rload[k], T,
-                                   took, items, xs, lim, pre, slack, sh)
+                    zex[k] = _table(k, lam, C, A, D, allowed, agent_of, rcap[k], rload[k], Ts,
+                                    took, items, rv, xs[k], ls, pre, slack, shs, byA[k], buf,
+                                    isel, memo, mval, -1)
                     allowed[k, j] = True
                     if zex[k] == np.inf:
                         ninf += 1
@@ -771,8 +840,9 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
                     continue
                 if _fits(i, j, A, D, allowed, rcap, rload):
                     allowed[i, j] = False
-                    zi = _knap(i, lam, C, A, D, allowed, agent_of, rcap[i] - A[i, j],
-                               rload[i] - D[i, j], T, took, items, xs, lim, pre, slack, sh)
+                    zi = _table(i, lam, C, A, D, allowed, agent_of, rcap[i] - A[i, j],
+                                rload[i] - D[i, j], Ts, took, items, rv, xs[i], ls, pre, slack,
+                                shs, byA[i], buf, isel, memo, mval, -1)
                     allowed[i, j] = True
                     cb = lval - lam[j] + C[i, j] + zi - z[i] + sex
                     if zex[i] < np.inf:
