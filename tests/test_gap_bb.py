@@ -311,6 +311,88 @@ def test_full_agents_cases_cover_both_outcomes() -> None:
     assert seen == {"inf", "stronger", "equal"}
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("loads", ["unit", "mixed", "none"])
+@pytest.mark.parametrize("slack", [0, 1])
+def test_a_memoised_table_is_the_table_built_afresh(seed: int, loads: str, slack: int) -> None:
+    """The tree keeps each agent's table and skips rebuilding it when its items and grid
+    values are unchanged: after any sequence of changes (some multipliers moved, pairs
+    forbidden and allowed again, tasks placed and freed, smaller caps) the memoised
+    agent's value, choice and every cell read are those of a table built afresh; the
+    full-agent shift (slack 0) and zero-load tasks included."""
+    from allocator.solvers.gap_bb import _knap, _table, _tv
+
+    rng = np.random.default_rng(seed)
+    m, n, K, cap = 3, 12, 4, 30
+    C = rng.integers(1, 30, size=(m, n)).astype(float)
+    C[1, 3] = np.inf
+    A = rng.integers(1, 12, size=(m, n)).astype(np.int64)
+    D = {"unit": np.ones((m, n), dtype=np.int64), "none": np.zeros((m, n), dtype=np.int64),
+         "mixed": rng.integers(0, 3, size=(m, n))}[loads]
+    lam = C.min(axis=0) + rng.uniform(-8, 6, size=n)
+    allowed0 = np.isfinite(C)
+    allowed = allowed0.copy()
+    agent_of = np.full(n, -1, dtype=np.int64)
+
+    def arrays() -> tuple[np.ndarray, ...]:
+        return (np.zeros((m, K + 1, cap + 1), dtype=np.int32),
+                np.zeros((n, K + 1, cap + 1), dtype=np.bool_), np.zeros(n, dtype=np.int64),
+                np.zeros((m, n), dtype=np.bool_), np.zeros((m, 3), dtype=np.int64),
+                np.zeros((n, 2), dtype=np.int64), np.zeros((m, 2)))
+
+    T, took, items, x, lim, pre, sh = arrays()
+    Tf, tookf, itemsf, xf, limf, pref, shf = arrays()
+    byA = np.array([np.argsort(A[i], kind="mergesort") for i in range(m)])
+    memo = np.zeros((m, 2 * n + 4), dtype=np.int64)
+    memo[:, 0] = -1
+    mval = np.zeros((m, 2))
+    rv = np.zeros(n, dtype=np.int32)
+    buf = np.empty(cap + 1, dtype=np.int32)
+    mark = np.zeros(n, dtype=np.bool_)
+    caps = np.array([cap, cap - 3, cap])
+    kcap = np.array([K, K, K - 1])
+    skipped = 0
+    for step in range(60):
+        change = rng.integers(0, 5)
+        if change == 1:  # a few multipliers move (the subgradient's step)
+            js = rng.choice(n, size=2, replace=False)
+            lam[js] += rng.uniform(-3, 3, size=2)
+        elif change == 2:  # a pair forbidden, or all allowed again (backtracking)
+            if rng.random() < 0.7:
+                allowed[rng.integers(m), rng.integers(n)] = False
+            else:
+                allowed[:] = allowed0
+        elif change == 3:  # a task placed elsewhere, or every task freed
+            if rng.random() < 0.7:
+                agent_of[rng.integers(n)] = 0
+            else:
+                agent_of[:] = -1
+        elif change == 4:
+            caps[rng.integers(m)] = rng.integers(cap - 6, cap + 1)
+            kcap[rng.integers(m)] = rng.integers(max(K - 2, 0), K + 1)
+        for i in range(m):
+            c0, k0 = int(caps[i]), int(kcap[i]) if loads != "none" else 0
+            unchanged = change == 0 and step > 0
+            if unchanged:
+                T[i, 0, 0] = 12345  # a build starts by writing 0 there (the empty set)
+            z = _table(i, lam, C, A, D, allowed, agent_of, c0, k0, T[i], took, items, rv, x[i],
+                       lim[i], pre, slack, sh[i], byA[i], buf, mark, memo, mval, i)
+            if unchanged:
+                # Nothing changed since this agent's last call: not rebuilt.
+                assert T[i, 0, 0] == 12345
+                T[i, 0, 0] = 0
+                skipped += 1
+            zf = _knap(i, lam, C, A, D, allowed, agent_of, c0, k0, Tf, tookf, itemsf, xf, limf,
+                       pref, slack, shf)
+            assert z == zf
+            assert np.array_equal(x[i], xf[i]) and np.array_equal(sh[i], shf[i])
+            assert lim[i, 2] == limf[i, 2]
+            for k in range(k0 + 1):
+                for c in range(c0 + 1):
+                    assert _tv(T, lim, i, k, c) == _tv(Tf, limf, i, k, c)
+    assert skipped > 0
+
+
 @pytest.mark.parametrize("kind,seed", [("c", 1), ("d", 0), ("d", 3), ("e", 5)])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_every_agent_full_proven_optimum_equals_brute_force(kind: str, seed: int,
