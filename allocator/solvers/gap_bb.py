@@ -19,6 +19,10 @@ LP, so a node costs a few knapsack tables:
   (a pair whose forced-in bound is not below ``incumbent - step`` is
   forbidden in the subtree); a task left with one agent is placed there, a
   task left with none closes the node;
+* an agent's table is rebuilt only when its items or their values changed
+  (:func:`_table`'s memo), and propagation runs only after the trail grew;
+  the loops over all pairs have no branch but the rare forbidding one (with
+  branches on mixed pairs they cost as much as the tables);
 * a relaxed choice that places every free task exactly once is a plan (its
   cost is the bound): a new incumbent, and the node is done;
 * branching: the free task with the fewest agents left (ties: the largest
