@@ -675,3 +675,141 @@ def test_a_tail_round_at_the_lower_bound_proves_the_brute_force_optimum() -> Non
                 nodes.append(r.nodes)
             differ += nodes[0] != nodes[1]
     assert differ >= 1
+
+
+def _child_case(kind: str, n: int, seed: int) -> dict:
+    """A root node of a 3-agent instance at load cap 3 and perturbed multipliers, with
+    every agent's table built, its forced-in bounds read as the kernel reads them, and
+    every (agent, subset) of the tasks enumerated."""
+    import itertools
+
+    from allocator.solvers.gap_bb import _knap, _tv
+
+    kl, bb = _bb(kind, 3, n, seed)
+    m, K = 3, 3
+    C, A, D, cap = bb.C, bb.A, bb.D, bb.cap
+    rng = np.random.default_rng(seed)
+    best = np.where(np.isfinite(C), C, np.inf).min(axis=0)
+    lam = best + rng.uniform(-8.0, 8.0, size=n)
+    allowed = np.isfinite(C) & (cap[:, None] >= A) & (D <= K)
+    slack = GapBranchBound.slack(D, K, allowed)
+    agent_of = np.full(n, -1, dtype=np.int64)
+    rcap, rload = cap.copy(), np.full(m, K, dtype=np.int64)
+    T = np.zeros((m, K + 1, int(cap.max()) + 1), dtype=np.int32)
+    took = np.zeros((n, K + 1, int(cap.max()) + 1), dtype=np.bool_)
+    items, lim, pre = np.zeros(n, np.int64), np.zeros((m, 3), np.int64), np.zeros((n, 2), np.int64)
+    x, sh = np.zeros((m, n), dtype=np.bool_), np.zeros((m, 2))
+    z = np.array([_knap(i, lam, C, A, D, allowed, agent_of, rcap[i], rload[i], T, took, items,
+                        x, lim, pre, slack, sh) for i in range(m)])
+    lval = float(lam.sum() + z.sum())
+    F = np.full((m, n), np.inf)
+    for i in range(m):
+        for j in range(n):
+            if allowed[i, j]:
+                F[i, j] = (lval - z[i] + C[i, j] - lam[j] - sh[i, 0] * D[i, j] + sh[i, 1]
+                           + _tv(T, lim, i, rload[i] - D[i, j], rcap[i] - A[i, j]))
+    plans = np.array(list(itertools.product(range(m), repeat=n)))
+    ok = np.array([kl.feasible(p, K) for p in plans])
+    costs = np.array([kl.cost(p) if f else np.inf for p, f in zip(plans, ok, strict=True)])
+    subsets = np.array(list(itertools.product([False, True], repeat=n)))
+    return dict(C=C, A=A, D=D, cap=cap, K=K, lam=lam, allowed=allowed, slack=slack,
+                agent_of=agent_of, rcap=rcap, rload=rload, T=T, took=took, items=items,
+                lim=lim, pre=pre, x=x, sh=sh, z=z, F=F, plans=plans, costs=costs,
+                subsets=subsets)
+
+
+def _scratch(c: dict) -> tuple:
+    """The kernel's scratch arguments of `_child_bounds` (a table, its limits and shift,
+    a choice matrix, the demand order, the table builder's buffers; no memo)."""
+    m, n = c["C"].shape
+    T = c["T"]
+    return (np.empty(T.shape[1:], dtype=T.dtype), c["took"], c["items"],
+            np.zeros(n, dtype=np.int32), np.zeros((m, n), dtype=np.bool_),
+            np.zeros(3, dtype=np.int64), c["pre"], c["slack"], np.zeros(2),
+            np.argsort(c["A"], axis=1, kind="mergesort"), np.empty(T.shape[2], dtype=T.dtype),
+            np.zeros(n, dtype=np.bool_), np.zeros((m, 2 * n + 4), dtype=np.int64),
+            np.zeros((m, 2)))
+
+
+def _least_set(c: dict, i: int, j: int, room: int, k0: int) -> float:
+    """Agent i's least reduced cost over the allowed subsets without task j within
+    capacity `room` and load k0 (exactly k0 at slack 0, where every agent ends full)."""
+    S = c["subsets"] & c["allowed"][i] & (np.arange(c["subsets"].shape[1]) != j)
+    S = S[(c["subsets"] == S).all(axis=1)]
+    load = (S * c["D"][i]).sum(axis=1)
+    fit = ((S * c["A"][i]).sum(axis=1) <= room) & ((load == k0) if c["slack"] == 0
+                                                   else (load <= k0))
+    r = np.where(S, c["C"][i] - c["lam"], 0.0).sum(axis=1)
+    return float(r[fit].min()) if fit.any() else np.inf
+
+
+@pytest.mark.parametrize("kind,n,seed", [("d", 7, 0), ("d", 7, 1), ("c", 7, 2), ("e", 7, 3),
+                                         ("d", 9, 0), ("d", 9, 4), ("e", 9, 5)])
+def test_child_bounds_never_exceed_the_childs_lagrangian_or_optimum(kind: str, n: int,
+                                                                     seed: int) -> None:
+    """`_child_bounds` (every free task's children before branching): for every pair it
+    is at most the child's own Lagrangian value at the node's multipliers (task j's
+    multiplier out, agent i's least set at the room left without j, every other agent's
+    least set without j; brute force) and so at most the child's optimum (every plan
+    with j on i, enumerated); +inf only where no plan puts j on i. Load cap 3 with 7 tasks
+    (plain tables) and 9 (slack 0: every agent full)."""
+    from allocator.solvers.gap_bb import _child_bounds
+
+    c = _child_case(kind, n, seed)
+    m = 3
+    zex, cb = np.zeros(m), np.zeros(m)
+    for j in range(n):
+        _child_bounds(j, c["F"], c["z"], zex, cb, c["lam"], c["C"], c["A"], c["D"],
+                      c["allowed"], c["agent_of"], c["rcap"], c["rload"], c["x"],
+                      *_scratch(c))
+        for i in range(m):
+            opt = float(c["costs"][c["plans"][:, j] == i].min())
+            if not c["allowed"][i, j]:
+                assert cb[i] == np.inf and opt == np.inf
+                continue
+            lag = float(c["lam"].sum() - c["lam"][j] + c["C"][i, j])
+            lag += _least_set(c, i, j, int(c["cap"][i] - c["A"][i, j]), c["K"] - int(c["D"][i, j]))
+            lag += sum(_least_set(c, k, j, int(c["cap"][k]), c["K"]) for k in range(m) if k != i)
+            assert cb[i] <= lag + 1e-6
+            assert cb[i] <= opt + 1e-6
+            if cb[i] == np.inf:
+                assert opt == np.inf
+
+
+def test_child_bounds_cover_both_outcomes() -> None:
+    """The cases above include pairs where the other agents' tables without the task raise
+    the bound above the forced-in bound (the child is pruned where the forced-in bound
+    alone would keep it), and pairs where no other agent held the task (the two agree)."""
+    from allocator.solvers.gap_bb import _child_bounds
+
+    seen = set()
+    for kind, n, seed in [("d", 7, 0), ("d", 7, 1), ("c", 7, 2), ("d", 9, 0)]:
+        c = _child_case(kind, n, seed)
+        zex, cb = np.zeros(3), np.zeros(3)
+        for j in range(n):
+            _child_bounds(j, c["F"], c["z"], zex, cb, c["lam"], c["C"], c["A"], c["D"],
+                          c["allowed"], c["agent_of"], c["rcap"], c["rload"], c["x"],
+                          *_scratch(c))
+            for i in range(3):
+                if c["allowed"][i, j] and np.isfinite(cb[i]):
+                    seen.add("stronger" if cb[i] > c["F"][i, j] + 1e-6 else "equal")
+    assert seen == {"stronger", "equal"}
+
+
+@pytest.mark.parametrize("kind,seed", [("d", 1), ("d", 5), ("e", 3)])
+@pytest.mark.parametrize("gap", [-1.0, 1e9])
+def test_child_bounds_keep_the_brute_force_optimum(kind: str, seed: int, gap: float,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every node's children bounded (EXCLUDE_GAP huge: every node, and all 8 tasks
+    are within EXCLUDE_TASKS) and with none (negative), the proven optimum is the
+    brute-force one (3 x 8: cap-free, and load cap 3, slack 1)."""
+    from allocator.solvers import gap_bb
+
+    monkeypatch.setattr(gap_bb, "EXCLUDE_GAP", gap)
+    kl, _ = _bb(kind, 3, 8, seed)
+    for K in (None, 3):
+        bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.D)
+        r = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 600,
+                     clock=time.perf_counter)
+        assert r.proven and r.agent_of is not None and kl.feasible(r.agent_of, K)
+        assert r.cost == pytest.approx(brute_optimum(kl, K))
