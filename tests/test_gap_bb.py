@@ -94,12 +94,14 @@ def test_a_spent_deadline_is_not_a_proof() -> None:
     assert not r.proven and not r.infeasible and not r.emptied
     if r.agent_of is not None:
         assert kl.feasible(r.agent_of, 8)
-    # two threads stop at the deadline too, with their best plan
-    r = bb.solve(8, None, step=1.0, deadline=time.perf_counter() + 0.5,
+    # two threads stop at the deadline too, with their best plan: a 10x80 type-D
+    # step whose proof takes tens of thousands of nodes (seconds even on the fast kernel)
+    kl, bb = _bb("d", 10, 80, 12)
+    r = bb.solve(9, None, step=1.0, deadline=time.perf_counter() + 0.3,
                  clock=time.perf_counter, workers=2)
     assert not r.proven and not r.infeasible and not r.emptied
     if r.agent_of is not None:
-        assert kl.feasible(r.agent_of, 8)
+        assert kl.feasible(r.agent_of, 9)
 
 
 @pytest.mark.parametrize("kind,seed", [("d", 3), ("e", 1), ("c", 2)])
