@@ -534,6 +534,39 @@ def _repair(C: np.ndarray, A: np.ndarray, D: np.ndarray, lam: np.ndarray, x: np.
 
 
 @_njit(cache=True, nogil=True)
+def _without(j: int, z: np.ndarray, zex: np.ndarray, lam: np.ndarray, C: np.ndarray,
+             A: np.ndarray, D: np.ndarray, allowed: np.ndarray, agent_of: np.ndarray,
+             rcap: np.ndarray, rload: np.ndarray, x: np.ndarray, Ts: np.ndarray,
+             took: np.ndarray, items: np.ndarray, rv: np.ndarray, xs: np.ndarray,
+             ls: np.ndarray, pre: np.ndarray, slack: int, shs: np.ndarray, byA: np.ndarray,
+             buf: np.ndarray, isel: np.ndarray, memo: np.ndarray,
+             mval: np.ndarray) -> tuple[float, int, int]:
+    """(rise, agents, agent): every agent whose relaxed choice holds free task j rebuilt
+    without it in the scratch table (zex[k]; z[k] for the others), the summed rise of the
+    finite ones, and how many (and the last) cannot fill their cap without j.
+
+    Shared by strong branching and `_child_bounds`: an agent that cannot do without j
+    (slack 0) leaves j that agent as its only child."""
+    sex = 0.0
+    ninf = 0
+    kinf = -1
+    for k in range(C.shape[0]):
+        zex[k] = z[k]
+        if x[k, j] and allowed[k, j]:
+            allowed[k, j] = False
+            zex[k] = _table(k, lam, C, A, D, allowed, agent_of, rcap[k], rload[k], Ts, took,
+                            items, rv, xs[k], ls, pre, slack, shs, byA[k], buf, isel, memo,
+                            mval, -1)
+            allowed[k, j] = True
+            if zex[k] == np.inf:
+                ninf += 1
+                kinf = k
+            else:
+                sex += zex[k] - z[k]
+    return sex, ninf, kinf
+
+
+@_njit(cache=True, nogil=True)
 def _child_bounds(j: int, F: np.ndarray, z: np.ndarray, zex: np.ndarray, cb: np.ndarray,
                   lam: np.ndarray, C: np.ndarray, A: np.ndarray, D: np.ndarray,
                   allowed: np.ndarray, agent_of: np.ndarray, rcap: np.ndarray,
@@ -555,22 +588,9 @@ def _child_bounds(j: int, F: np.ndarray, z: np.ndarray, zex: np.ndarray, cb: np.
     superset of its sets, rounded down): a valid bound whatever was forbidden since the
     tables were built."""
     m = C.shape[0]
-    sex = 0.0
-    ninf = 0
-    kinf = -1
-    for k in range(m):
-        zex[k] = z[k]
-        if x[k, j] and allowed[k, j]:
-            allowed[k, j] = False
-            zex[k] = _table(k, lam, C, A, D, allowed, agent_of, rcap[k], rload[k], Ts, took,
-                            items, rv, xs[k], ls, pre, slack, shs, byA[k], buf, isel, memo,
-                            mval, -1)
-            allowed[k, j] = True
-            if zex[k] == np.inf:
-                ninf += 1
-                kinf = k
-            else:
-                sex += zex[k] - z[k]
+    sex, ninf, kinf = _without(j, z, zex, lam, C, A, D, allowed, agent_of, rcap, rload, x,
+                               Ts, took, items, rv, xs, ls, pre, slack, shs, byA, buf, isel,
+                               memo, mval)
     for i in range(m):
         cb[i] = np.inf
         if ninf > 1 or (ninf == 1 and kinf != i) or not _fits(i, j, A, D, allowed, rcap,
@@ -931,23 +951,10 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
         dead = False
         for q in range(ncand):
             j = cand[q]
-            sex = 0.0
             # Agents that cannot do without j (see _knap's slack): j's only children.
-            ninf = 0
-            kinf = -1
-            for k in range(m):
-                zex[k] = z[k]
-                if x[k, j] and allowed[k, j]:
-                    allowed[k, j] = False
-                    zex[k] = _table(k, lam, C, A, D, allowed, agent_of, rcap[k], rload[k], Ts,
-                                    took, items, rv, xs[k], ls, pre, slack, shs, byA[k], buf,
-                                    isel, memo, mval, -1)
-                    allowed[k, j] = True
-                    if zex[k] == np.inf:
-                        ninf += 1
-                        kinf = k
-                    else:
-                        sex += zex[k] - z[k]
+            sex, ninf, kinf = _without(j, z, zex, lam, C, A, D, allowed, agent_of, rcap,
+                                       rload, x, Ts, took, items, rv, xs, ls, pre, slack,
+                                       shs, byA, buf, isel, memo, mval)
             c1 = np.inf
             c2 = np.inf
             for i in range(m):
