@@ -1,0 +1,121 @@
+"""The large-neighbourhood search of a cost step (allocator.solvers.gap_lns) and the seeding
+sweep's use of it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from allocator.io import gap_to_snapshot
+from allocator.io.gapgen import generate_gap
+from allocator.problem import compile_snapshot
+from allocator.solvers.base import Budget
+from allocator.solvers.gap_bb import GapBranchBound, StepResult
+from allocator.solvers.gap_lns import lns_search
+from allocator.solvers.gap_tabu import HAVE_NUMBA, tabu_search
+from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
+from allocator.validate import validate
+from tests.gap_helpers import brute_optimum
+
+pytestmark = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+
+
+def _step(kind: str, m: int, n: int, seed: int) -> tuple[KnapsackLagrangian, GapBranchBound]:
+    kl = KnapsackLagrangian.of(compile_snapshot(gap_to_snapshot(generate_gap(kind, m, n, seed))),
+                               1.0)
+    assert kl is not None
+    return kl, GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
+
+
+def _worst_feasible(kl: KnapsackLagrangian, K: int | None, seed: int) -> np.ndarray | None:
+    """A feasible plan far from the optimum: the costliest of a few hundred random ones."""
+    rng = np.random.default_rng(seed)
+    worst, plan = -np.inf, None
+    for _ in range(3000):
+        a = rng.integers(0, kl.m, kl.n)
+        if kl.feasible(a, K) and kl.cost(a) > worst:
+            worst, plan = kl.cost(a), a
+    return plan
+
+
+def _tabu_start(kl: KnapsackLagrangian, K: int) -> np.ndarray:
+    """A feasible plan from a short tabu search (400 iterations, no clock)."""
+    r = tabu_search(kl.C, kl.A, kl.cap, kl.loads, K, None, seed=0, iterations=400,
+                    deadline=np.inf, clock=time.perf_counter)
+    assert r.agent_of is not None
+    return r.agent_of
+
+
+def _still() -> float:
+    """A clock that never moves: every sub-tree runs to its end, as with no deadline."""
+    return 0.0
+
+
+@pytest.mark.parametrize("kind,seed", [("c", 0), ("d", 1), ("e", 2)])
+@pytest.mark.parametrize("K", [None, 3])
+def test_reaches_the_optimum_of_small_steps(kind: str, seed: int, K: int | None) -> None:
+    """3 agents x 8 tasks from the costliest random feasible plan: feasible, and at the
+    optimum that enumeration finds."""
+    kl, bb = _step(kind, 3, 8, seed)
+    opt = brute_optimum(kl, K)
+    start = _worst_feasible(kl, K, seed)
+    if start is None or not np.isfinite(opt):
+        pytest.skip("no feasible assignment at this load cap")
+    r = lns_search(bb, K, start, step=1.0, seed=seed, deadline=1.0, clock=_still,
+                   max_trees=40)
+    assert kl.feasible(r.agent_of, K)
+    assert r.cost == kl.cost(r.agent_of) == opt
+    assert r.improved >= (1 if kl.cost(start) > opt else 0)
+
+
+def test_same_seed_same_plan_and_never_worse() -> None:
+    """5 x 30 type D at makespan <= 7: the same seed and tree count give the same plan,
+    which is feasible and no costlier than the start; the start is not changed."""
+    kl, _ = _step("d", 5, 30, 3)
+    K = 7
+    start = _tabu_start(kl, K)
+    before = start.copy()
+    runs = [lns_search(GapBranchBound(kl.C, kl.A, kl.cap, kl.loads), K, start, step=1.0,
+                       seed=5, deadline=1.0, clock=_still, max_trees=8) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].agent_of, runs[1].agent_of)
+    assert runs[0].cost == runs[1].cost <= kl.cost(start)
+    assert kl.feasible(runs[0].agent_of, K)
+    np.testing.assert_array_equal(start, before)
+
+
+def test_an_infeasible_start_is_refused() -> None:
+    kl, bb = _step("d", 3, 8, 0)
+    with pytest.raises(ValueError, match="feasible start"):
+        lns_search(bb, 1, np.zeros(kl.n, dtype=np.int64), step=1.0, seed=0, deadline=1.0,
+                   clock=_still)
+
+
+def test_seeding_step_hands_a_cut_short_tree_to_the_search() -> None:
+    """The seeding sweep's hand-over (_Sweep._lns) from a poor plan of a 5 x 30 type-D step:
+    a cheaper plan that keeps every rule (the validator's reading) and is not marked proven."""
+    import allocator.solvers.exact_front as ef
+    from allocator.solvers.gap_bb import warm_up
+
+    warm_up()
+    snap = gap_to_snapshot(generate_gap("d", 5, 30, 4))
+    p = compile_snapshot(snap)
+    mm = ef._build(p, ["cost", "makespan"])
+    sw = ef._Sweep(mm, ["cost", "makespan"], Budget(60, workers=1), 0, share=True)
+    sw.placed_all = True  # what fix_placed finds on GAP data (every task placeable)
+    assert sw._bb_applies("cost", {"makespan": 7.0})
+    kl = sw._lagrangian
+    assert kl is not None
+    bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
+    start = _tabu_start(kl, 7)
+    cut = StepResult(start, kl.cost(start), False, False, -np.inf, 0)
+    r = sw._lns(bb, 7, cut, time.perf_counter() + 0.3)
+    assert r.agent_of is not None and not r.proven
+    assert r.cost == kl.cost(r.agent_of) < kl.cost(start)
+    from allocator.pareto import build_front
+
+    front = build_front(p, ["cost", "makespan"], [r.agent_of], method="exact",
+                        budget=Budget(1), proven=False, seed=0)
+    assert not validate(snap, front.points[0].plan)
+    assert front.points[0].objectives["makespan"] <= 7
