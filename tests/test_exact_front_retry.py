@@ -41,12 +41,12 @@ def test_an_unproven_first_plan_at_the_bound_does_not_end_the_sweep(
 
     def solve(self: ef._Sweep, target: str, bounds: dict[str, float],
               start: np.ndarray | None, probe: bool = False,
-              lower: float = -np.inf) -> ef._Result:
+              lower: float = -np.inf, guess: float = -np.inf) -> ef._Result:
         if not probe and not bounds and calls["faked"] == 0:
             calls["faked"] += 1
             self._probe = None
             return ef._Result(fake, self.values(fake), False)
-        return real(self, target, bounds, start, probe, lower)
+        return real(self, target, bounds, start, probe, lower, guess)
 
     monkeypatch.setattr(ef._Sweep, "solve", solve)
     got = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
@@ -70,14 +70,14 @@ def test_time_left_proves_a_point_whose_solve_was_cut(monkeypatch: pytest.Monkey
 
     def solve(self: ef._Sweep, target: str, bounds: dict[str, float],
               start: np.ndarray | None, probe: bool = False,
-              lower: float = -np.inf) -> ef._Result:
+              lower: float = -np.inf, guess: float = -np.inf) -> ef._Result:
         if not probe and not bounds:
             if calls["faked"] == 0:
                 calls["faked"] += 1
                 self._probe = None
                 return ef._Result(first, self.values(first), False)
             calls["again"] += 1
-        return real(self, target, bounds, start, probe, lower)
+        return real(self, target, bounds, start, probe, lower, guess)
 
     monkeypatch.setattr(ef._Sweep, "solve", solve)
     got = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
@@ -107,14 +107,15 @@ def test_the_seeding_sweep_keeps_a_plan_a_later_solve_replaced(
     calls = {"faked": 0, "capped": 0}
 
     def solve_bb(self: ef._Sweep, target: str, bounds: dict[str, float],
-                 start: np.ndarray | None, lower: float = -np.inf) -> ef._Result:
+                 start: np.ndarray | None, lower: float = -np.inf,
+                 guess: float = -np.inf) -> ef._Result:
         if bounds:
             calls["capped"] += 1
             return ef._Result(None, {}, False)
         if calls["faked"] == 0:
             calls["faked"] += 1
             return ef._Result(fake, self.values(fake), False)
-        return real(self, target, bounds, start, lower)
+        return real(self, target, bounds, start, lower, guess)
 
     monkeypatch.setattr(ef._Sweep, "_solve_bb", solve_bb)
     plans = ef.epsilon_assignments(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from allocator.constraints import assignment_feasible
 from allocator.io import gap_to_snapshot
 from allocator.io.gapgen import generate_gap
 from allocator.problem import compile_snapshot
@@ -815,3 +816,50 @@ def test_child_bounds_keep_the_brute_force_optimum(kind: str, seed: int, gap: fl
                      clock=time.perf_counter)
         assert r.proven and r.agent_of is not None and kl.feasible(r.agent_of, K)
         assert r.cost == pytest.approx(brute_optimum(kl, K))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_guess_only_moves_the_first_target(seed: int) -> None:
+    """`guess` (the looser step's unproven best cost) starts the rounds there but is no
+    bound: below, at and above the optimum the proven optimum is the brute-force one."""
+    kl, bb = _bb("d", 3, 8, seed)
+    K = 3
+    opt = brute_optimum(kl, K)
+    for guess in (opt - 6, opt - 1, opt, opt + 1, opt + 4, opt + 50):
+        r = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 600,
+                     clock=time.perf_counter, guess=guess, tail_step=False)
+        assert r.proven and not r.infeasible, guess
+        assert r.agent_of is not None and kl.feasible(r.agent_of, K)
+        assert r.cost == pytest.approx(opt) == pytest.approx(kl.cost(r.agent_of))
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("limit", [0.05, 0.3, 60.0])
+def test_seeding_sweep_plans_are_valid_whatever_the_budget(
+        monkeypatch: pytest.MonkeyPatch, seed: int, limit: float) -> None:
+    """The one-thread seeding sweep (its capped steps start their targets at the looser
+    step's best cost): with a budget too short for any tree every plan it returns is
+    still valid; with ample time its plans reach every point of the proven front."""
+    import allocator.solvers.exact_front as ef
+    from allocator.solvers.nsga2 import nsga2_front
+
+    snap = gap_to_snapshot(generate_gap("d", 4, 16, seed))
+    p = compile_snapshot(snap)
+    monkeypatch.setattr(ef, "idle_cores", lambda own=1: 1)
+    plans = ef.epsilon_assignments(p, ["cost", "makespan"], budget=Budget(limit), seed=0)
+    assert plans or limit < 1
+    for a in plans:
+        assert np.all(a >= 0) and assignment_feasible(p, a)
+    if limit >= 60:
+        true = exact_front(p, ["cost", "makespan"], budget=Budget(60, workers=1), seed=0)
+        assert true.proven
+        ar = np.arange(p.n)
+        got = {(float(p.cost[a, ar].sum()), float(np.bincount(a, minlength=p.m).max()))
+               for a in plans}
+        for q in true.points:
+            want = (q.objectives["cost"], q.objectives["makespan"])
+            assert any(c <= want[0] + 1e-6 and k <= want[1] + 1e-6 for c, k in got), want
+    # the front a user gets from that budget: every point a valid plan
+    front = nsga2_front(p, ["cost", "makespan"], budget=Budget(max(limit, 0.2)), seed=0)
+    assert front.points
+    assert all(not validate(snap, q.plan) for q in front.points)

@@ -132,6 +132,22 @@ LNS_SHARE = 0.4
 #: A seeding sweep on two idle cores runs two different trees per step (_Sweep._portfolio)
 #: instead of one tree on two threads.
 SEED_PORTFOLIO = True
+#: A seeding sweep's capped step starts its target-raising rounds GUESS_MARGIN steps above
+#: the looser step's best cost (proven or not) instead of at its own root bound or at the
+#: looser optimum: the rounds below that only prove bounds the seeding sweep does not use,
+#: 0.3-0.9 s of a 1.9 s step on 10x80 type D (d1080-s82 at makespan <= 10 re-proved
+#: 5025-5029 after the cap-free tree had, its optimum 5034).
+GUESS_TARGETS = True
+#: Steps above that best cost for the first target: a round at the optimum itself must
+#: prove nothing cheaper exists before it ends and met its plans late (d1080-s82 at
+#: makespan <= 10: nothing in a 1.9 s round at 5034, the optimum); a little above it they
+#: came early (d1080-s87 at makespan <= 9: 5083 in a round at 5081 + 2).
+GUESS_MARGIN = 2.0
+#: A seeding sweep over three levels or more gives its bottom (least makespan) level this
+#: share of a middle level's time: hv_ratio's reference point is the exact nadir plus
+#: 10 % of each range, so the bottom point is worth at most 0.1 x the cost range (a level
+#: a unit too dear loses a unit's strip at any other level).
+BOTTOM_WEIGHT = 0.5
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
 #: has 2 cores).
 BB_WORKERS = 2
@@ -494,13 +510,14 @@ class _Sweep:
         return out
 
     def solve(self, target: str, bounds: dict[str, float], start: np.ndarray | None,
-              probe: bool = False, lower: float = -np.inf) -> _Result:
+              probe: bool = False, lower: float = -np.inf, guess: float = -np.inf) -> _Result:
         """Minimise `target` with `z[o] <= bounds[o]`; optimal means within its grid step.
 
         With `probe` the result is also kept for the next identical call (the
         placement check's solve is the sweep's first). `lower`: a proven lower bound
         on the optimum (the optimum under looser bounds): a start that reaches it is
         optimal without a solve, and the branch-and-bound stops at a plan that does.
+        `guess`: where the optimum likely is, unproven (see GapBranchBound.solve).
         """
         key = (target, tuple(sorted(bounds.items())))
         if not probe and self._probe is not None and self._probe[0] == key:
@@ -515,7 +532,7 @@ class _Sweep:
                 return _Result(start, vals, True)
         if self.slice() >= BB_MIN_S and self._bb_applies(target, bounds):
             self.bb_steps += 1
-            res = self._solve_bb(target, bounds, start, lower)
+            res = self._solve_bb(target, bounds, start, lower, guess)
         elif self._lagrange_applies(target, bounds):
             self.lagrange_steps += 1
             res = (self._solve_bp(target, bounds, start) if self._lagrange_off
@@ -626,7 +643,7 @@ class _Sweep:
         return lag, lag.load_units(bounds.get("makespan", np.inf)), left
 
     def _solve_bb(self, target: str, bounds: dict[str, float], start: np.ndarray | None,
-                  lower: float = -np.inf) -> _Result:
+                  lower: float = -np.inf, guess: float = -np.inf) -> _Result:
         """A cost step by branch-and-bound (allocator.solvers.gap_bb) from the best of the
         sweep's start, a short tabu search and, when neither gives a plan, a short HiGHS
         solve (which also proves a cap infeasible). `lower`: see :meth:`solve`."""
@@ -659,7 +676,8 @@ class _Sweep:
                 inc = first.agent_of
         workers = self._workers()
         if self.share and workers > 1 and SEED_PORTFOLIO:
-            res = self._portfolio(bb, K, inc, self.mm.step[target], clock() + left(), lower)
+            res = self._portfolio(bb, K, inc, self.mm.step[target], clock() + left(), lower,
+                                  guess)
         else:
             # A seeding step is cut short more often than not: its last round keeps
             # seeking any plan below the incumbent (the front's time-boxed trees were
@@ -668,7 +686,7 @@ class _Sweep:
             res = bb.solve(K, inc, step=self.mm.step[target],
                            deadline=clock() + (1.0 - LNS_SHARE if lns else 1.0) * left(),
                            clock=clock, lower=lower, workers=workers,
-                           tail_step=False if self.share else None)
+                           tail_step=False if self.share else None, guess=guess)
             if lns and not res.proven and res.agent_of is not None and left() > 0:
                 res = self._lns(bb, K, res, clock() + left())
         self.bb_nodes += res.nodes
@@ -695,7 +713,8 @@ class _Sweep:
                           False, res.evaluations)
 
     def _portfolio(self, bb: GapBranchBound, K: int | None, inc: np.ndarray | None,
-                   step: float, deadline: float, lower: float) -> StepResult:
+                   step: float, deadline: float, lower: float,
+                   guess: float = -np.inf) -> StepResult:
         """A seeding step on two idle cores: the target-raising tree and one that only
         works down from the incumbent, each in a thread of its own; the first to end
         (proven) stops the other at its next clock look, and the cheaper plan is kept.
@@ -729,7 +748,7 @@ class _Sweep:
         t.start()
         try:
             mine = bb.solve(K, inc, step=step, deadline=deadline, clock=look, lower=lower,
-                            tail_step=False)
+                            tail_step=False, guess=guess)
         finally:
             stop.set()
             t.join()
@@ -1068,6 +1087,7 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
     out: list[tuple[np.ndarray, bool]] = []
     complete = True
     eps = top.values[g] - mm.step[g]
+    capped = (eps - floor) / mm.step[g] + 0.5  # the levels below the first point
     retries = 0
     #: Kept points whose own solve was unproven while the next one was proven.
     again: list[tuple[int, _Result, dict[str, float]]] = []
@@ -1098,10 +1118,18 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
         start = _repair_start(mm.problem, pending.agent_of, g, eps)
         if sw.share:
             start = sw.cheapest(h, {g: eps}, start)
-        sw.expect = max(1.0, (eps - floor) / mm.step[g] + 0.5)
+        left = (eps - floor) / mm.step[g] + 0.5
+        # Seeding, three levels or more: the bottom one's point is worth at most REF_MARGIN
+        # of the cost range (see BOTTOM_WEIGHT); the levels before it share more.
+        bottom = BOTTOM_WEIGHT if sw.share and capped >= 2 and left >= 2 else 1.0
+        sw.expect = max(1.0, left - 1.0 + bottom)
         # A tighter cap cannot do better than the last optimum: reaching it proves a step.
+        # Seeding: the last point (proven or not) says where this step's optimum likely is
+        # (GUESS_TARGETS).
         r = sw.solve(h, {g: eps}, start,
-                     lower=pending.values[h] if pending.optimal else -np.inf)
+                     lower=pending.values[h] if pending.optimal else -np.inf,
+                     guess=pending.values[h] + GUESS_MARGIN * mm.step[h]
+                     if sw.share and GUESS_TARGETS else -np.inf)
         if r.agent_of is None:
             if r.infeasible and not pending.optimal:
                 again.append((len(out), pending, pending_bounds))

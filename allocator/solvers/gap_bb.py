@@ -1072,7 +1072,7 @@ class GapBranchBound:
               clock: Callable[[], float], target: float = np.inf,
               max_nodes: int | None = None, raise_target: bool = True,
               lower: float = -np.inf, workers: int = 1,
-              tail_step: bool | None = None) -> StepResult:
+              tail_step: bool | None = None, guess: float = -np.inf) -> StepResult:
         """Least cost under capacities and the load cap K, from `incumbent` (used when it
         is feasible). Proven when the tree is emptied before `deadline` (on `clock`).
 
@@ -1094,6 +1094,11 @@ class GapBranchBound:
         `lower`: a proven lower bound on the optimum (the previous step's optimum under a
         looser cap): a plan costing that much is optimal at once, and the targets start
         there when it is above the root bound.
+
+        `guess`: a cost the optimum is likely near but not proven to reach (the looser
+        step's best plan when that step was cut short): the targets start there when it
+        is above the root bound and `lower`, as they would from a proven `lower`, but a
+        plan costing that much is not taken as optimal.
         """
         m, n = self.m, self.n
         C, A, D = self.C, self.A, self.D
@@ -1173,11 +1178,12 @@ class GapBranchBound:
                 if first:
                     first = False
                     root = max(root, float(st[_ROOT]))
-                    gap = (st[_BEST] if np.isfinite(st[_BEST]) else np.inf) - max(root, lower)
+                    start_at = max(root, lower, guess) if np.isfinite(root) else max(root, lower)
+                    gap = (st[_BEST] if np.isfinite(st[_BEST]) else np.inf) - start_at
                     # (A root settled by propagation alone has no bound: no targets.)
-                    if (raise_target and not np.isfinite(target) and np.isfinite(max(root, lower))
+                    if (raise_target and not np.isfinite(target) and np.isfinite(start_at)
                             and gap > RAISE_GAP * step):
-                        tgt = base = self._grid(max(root, lower), step)
+                        tgt = base = self._grid(start_at, step)
                 if st[_DONE]:
                     break
             nodes += int(st[_NODES])
