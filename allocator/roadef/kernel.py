@@ -27,6 +27,11 @@ import numpy as np
 from allocator.jit import HAVE_NUMBA as HAVE_NUMBA
 from allocator.jit import njit as _njit
 
+#: Compiles a kernel function without numba's reference counting (see above; `_nrt`
+#: is numba's own switch, not in its type stubs): every function but the two entry
+#: points that allocate the scratch arrays (`anneal`, `steepest`).
+_leaf: Any = _njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
+
 
 class KState(NamedTuple):
     """The arrays of a `RoadefState` the kernel reads and updates in place (one
@@ -73,8 +78,7 @@ class KState(NamedTuple):
     ppos: np.ndarray
 
 
-@_njit(cache=True, nogil=True)
-def _mcost(S: KState, m: int, u: np.ndarray) -> int:
+def _mcost_py(S: KState, m: int, u: np.ndarray) -> int:
     """Load + balance cost of machine m with usage row u."""
     saf, cap, lw = S.saf, S.cap, S.lw
     b1, b2, bt, bw = S.b1, S.b2, S.bt, S.bw
@@ -90,22 +94,42 @@ def _mcost(S: KState, m: int, u: np.ndarray) -> int:
     return c
 
 
-@_njit(inline="always")
-def _added_cost(S: KState, p: int, m: int, u1: np.ndarray) -> int:
-    """The change of machine m's load + balance cost when p joins it (u1: scratch row)."""
-    for r in range(u1.shape[0]):
-        u1[r] = S.use[m, r] + S.req[p, r]
-    return _mcost(S, m, u1) - S.mc[m]
+_mcost = _leaf(_mcost_py)
+_mcost_i = _njit(inline="always")(_mcost_py)
 
 
 @_njit(cache=True, nogil=True)
+def _mcost_n(S: KState, m: int, u: np.ndarray) -> int:
+    """`_mcost` with reference counting (called from `steepest`)."""
+    return _mcost_i(S, m, u)
+
+
+def _added_cost_py(S: KState, p: int, m: int, u1: np.ndarray) -> int:
+    """The change of machine m's load + balance cost when p joins it (u1: scratch row)."""
+    for r in range(u1.shape[0]):
+        u1[r] = S.use[m, r] + S.req[p, r]
+    return _mcost_i(S, m, u1) - S.mc[m]
+
+
+_added_cost = _leaf(_added_cost_py)
+_added_cost_i = _njit(inline="always")(_added_cost_py)
+
+
+@_leaf
+def _copy(src: np.ndarray, dst: np.ndarray) -> None:
+    """dst[:] = src (a slice assignment may allocate: not without reference counting)."""
+    for i in range(src.shape[0]):
+        dst[i] = src[i]
+
+
+@_leaf
 def _gcd(x: int, y: int) -> int:
     while y:
         x, y = y, x % y
     return x
 
 
-@_njit(cache=True, nogil=True)
+@_leaf
 def _apply(S: KState, p: int, m: int) -> None:
     """Shift p to m, every count and total in step (as `RoadefState.move`), and the
     per-machine process lists (`mproc[m, :mcnt[m]]`, p at `ppos[p]`)."""
@@ -177,7 +201,7 @@ def _apply(S: KState, p: int, m: int) -> None:
     a[p] = m
 
 
-@_njit(cache=True, nogil=True)
+@_leaf
 def _swap_load_delta(S: KState, p: int, q: int, m1: int, m2: int, u0: np.ndarray,
                      u1: np.ndarray) -> int:
     """Load + balance change of swapping p (on m1) and q (on m2); 1 << 62 when the
@@ -203,7 +227,7 @@ def _swap_load_delta(S: KState, p: int, q: int, m1: int, m2: int, u0: np.ndarray
             + _mcost(S, m2, u1) - S.mc[m2])
 
 
-@_njit(cache=True, nogil=True)
+@_leaf
 def _service_ok(S: KState, p: int, m_other: int) -> bool:
     """After p (service s) moved: conflict, spread, and the dependency rules of s
     in the neighbourhoods of p's machine and of `m_other` (where it came from)."""
@@ -229,7 +253,7 @@ def _service_ok(S: KState, p: int, m_other: int) -> bool:
     return True
 
 
-@_njit(cache=True, nogil=True)
+@_leaf
 def _shift(S: KState, p: int, m: int) -> bool:
     """Apply p -> m and keep it when the service rules hold (True); else undo it."""
     m0 = S.a[p]
@@ -240,7 +264,7 @@ def _shift(S: KState, p: int, m: int) -> bool:
     return False
 
 
-@_njit(cache=True, nogil=True)
+@_leaf
 def _apply_pair(S: KState, p: int, mp: int, q: int, mq: int) -> bool:
     """Apply p -> mp then q -> mq (a swap, or a chain's two steps) and keep both
     when the service rules hold for both (True); else undo both, in reverse."""
@@ -255,7 +279,7 @@ def _apply_pair(S: KState, p: int, mp: int, q: int, mq: int) -> bool:
     return False
 
 
-@_njit(cache=True, nogil=True)
+@_leaf
 def _max_moved_after(sp: int, cp: int, sq: int, cq: int, svc_moved: np.ndarray,
                      hist: np.ndarray, mx: int) -> int:
     """The largest moved count per service after service sp's count changes by cp
@@ -281,8 +305,7 @@ def _max_moved_after(sp: int, cp: int, sq: int, cq: int, svc_moved: np.ndarray,
     return nm
 
 
-@_njit(cache=True, nogil=True)
-def _fits_on(S: KState, p: int, m: int, ip: int) -> bool:
+def _fits_on_py(S: KState, p: int, m: int, ip: int) -> bool:
     """p fits on m by hard usage (coming home adds nothing on transient resources)."""
     req, hard, cap, tr = S.req, S.hard, S.cap, S.tr
     for r in range(req.shape[1]):
@@ -294,7 +317,17 @@ def _fits_on(S: KState, p: int, m: int, ip: int) -> bool:
     return True
 
 
+_fits_on = _leaf(_fits_on_py)
+_fits_on_i = _njit(inline="always")(_fits_on_py)
+
+
 @_njit(cache=True, nogil=True)
+def _fits_on_n(S: KState, p: int, m: int, ip: int) -> bool:
+    """`_fits_on` with reference counting (called from `steepest`)."""
+    return _fits_on_i(S, p, m, ip)
+
+
+@_leaf
 def build_lists(a: np.ndarray, n_machines: int, width: int, mproc: np.ndarray,
                 mcnt: np.ndarray, ppos: np.ndarray) -> None:
     """The processes of each machine (`mproc[m, :mcnt[m]]`) and each one's slot."""
@@ -306,7 +339,7 @@ def build_lists(a: np.ndarray, n_machines: int, width: int, mproc: np.ndarray,
         mcnt[m] += 1
 
 
-@_njit(cache=True, nogil=True)
+@_leaf
 def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
            frm: np.ndarray, u0: np.ndarray, u1: np.ndarray) -> bool:
     """Make room: p moves to m2 even where it does not fit, then up to `depth`
@@ -351,7 +384,10 @@ def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
                 u0[r] = use[m2, r] - req[q, r]
             d_out = (_mcost(S, m2, u0) - mc[m2] - w_mm * np.int64(mmc[iq, m2])
                      - (pmc[q] if m2 != iq else 0))
-            if mono and d_out >= best_d:
+            # the least q's move can cost: a target's added load and machine move
+            # cost are >= 0, and leaving home costs its process move cost
+            lb = d_out + (pmc[q] if m2 == iq else 0)
+            if mono and lb >= best_d:
                 continue
             for m3 in range(M):
                 if m3 == m2 or mcnt[m3] >= width:
@@ -359,7 +395,7 @@ def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
                 d = d_out + w_mm * np.int64(mmc[iq, m3]) + (pmc[q] if m3 != iq else 0)
                 if mono and d >= best_d:
                     continue
-                if not _fits_on(S, q, m3, iq):
+                if not _fits_on_i(S, q, m3, iq):
                     continue
                 clash = False
                 for j in range(S.sib_ptr[sq], S.sib_ptr[sq + 1]):
@@ -368,11 +404,13 @@ def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
                         break
                 if clash:
                     continue
-                d += _added_cost(S, q, m3, u1)
+                d += _added_cost_i(S, q, m3, u1)
                 if d < best_d:
                     best_d = d
                     bq = q
                     bm = m3
+                    if mono and d <= lb:
+                        break  # no later target of q does better
         if bq < 0:
             break
         mv[n] = bq
@@ -416,6 +454,21 @@ def anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
     that share of the moves are ejections (`_eject`: p, from the costliest of 3
     random machines, goes to a random machine and up to `eject_depth` of that
     machine's processes leave to make room)."""
+    R = S.req.shape[1]
+    _anneal(S, n_iter, t_start, t_end, p_swap, p_chain, scan, swap_scan, chain_scan, focus,
+            seed, best_a, best, stats, p_eject, eject_depth, np.empty(R, dtype=np.int64),
+            np.empty(R, dtype=np.int64), np.empty(R, dtype=np.int64),
+            np.empty(R, dtype=np.int64), np.empty(eject_depth + 1, dtype=np.int64),
+            np.empty(eject_depth + 1, dtype=np.int64))
+
+
+@_leaf
+def _anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
+            p_chain: float, scan: int, swap_scan: int, chain_scan: int, focus: int,
+            seed: int, best_a: np.ndarray, best: np.ndarray, stats: np.ndarray,
+            p_eject: float, eject_depth: int, u0: np.ndarray, u1: np.ndarray,
+            u2: np.ndarray, hp: np.ndarray, mv: np.ndarray, frm: np.ndarray) -> None:
+    """`anneal` on scratch rows of R (u0, u1, u2, hp) and eject_depth + 1 (mv, frm)."""
     a, init, svc, req, pmc = S.a, S.init, S.svc, S.req, S.pmc
     use, hard, mc, tot, mmc = S.use, S.hard, S.mc, S.tot, S.mmc
     w_mm, w_sm, svc_moved, hist = S.w_mm, S.w_sm, S.svc_moved, S.hist
@@ -425,12 +478,6 @@ def anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
     M = use.shape[0]
     R = req.shape[1]
     width = mproc.shape[1]
-    u0 = np.empty(R, dtype=np.int64)
-    u1 = np.empty(R, dtype=np.int64)
-    u2 = np.empty(R, dtype=np.int64)
-    hp = np.empty(R, dtype=np.int64)
-    mv = np.empty(eject_depth + 1, dtype=np.int64)
-    frm = np.empty(eject_depth + 1, dtype=np.int64)
     cost = tot[0] + tot[1] + tot[2] + w_sm * tot[3]
     ratio = 1.0
     if n_iter > 1 and t_start > 0 and t_end > 0:
@@ -469,7 +516,7 @@ def anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
             cost = tot[0] + tot[1] + tot[2] + w_sm * tot[3]
             if cost < best[0]:
                 best[0] = cost
-                best_a[:] = a
+                _copy(a, best_a)
             continue
         if focus > 0:
             # the process comes from the costliest of `focus` random machines
@@ -622,7 +669,7 @@ def anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
         cost = tot[0] + tot[1] + tot[2] + w_sm * tot[3]
         if cost < best[0]:
             best[0] = cost
-            best_a[:] = a
+            _copy(a, best_a)
 
 
 @_njit(cache=True, nogil=True)
@@ -663,7 +710,7 @@ def steepest(S: KState, max_moves: int, swaps: bool, stats: np.ndarray) -> None:
             sp = svc[p]
             for r in range(R):
                 u0[r] = use[m1, r] - req[p, r]
-            d_out = _mcost(S, m1, u0) - mc[m1]
+            d_out = _mcost_n(S, m1, u0) - mc[m1]
             dout[p] = d_out
             if no_bal and m1 == ip and d_out >= best_d:
                 # load costs only grow with usage and leaving home adds move costs:
@@ -686,9 +733,9 @@ def steepest(S: KState, max_moves: int, swaps: bool, stats: np.ndarray) -> None:
                         d -= w_sm
                 if d >= best_d:
                     continue
-                if not _fits_on(S, p, mm, ip):
+                if not _fits_on_n(S, p, mm, ip):
                     continue
-                d += _added_cost(S, p, mm, u1)
+                d += _added_cost_i(S, p, mm, u1)
                 if d < best_d:
                     best_d = d
                     bp = p
@@ -761,7 +808,7 @@ def steepest(S: KState, max_moves: int, swaps: bool, stats: np.ndarray) -> None:
             n_bad += 1
 
 
-@_njit(cache=True, nogil=True)
+@_leaf
 def restore(S: KState, target: np.ndarray) -> None:
     """Move every process to its machine in `target` (a placement seen before): the
     counts and totals are sums of per-move changes, so the end state is exact
