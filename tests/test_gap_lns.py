@@ -119,3 +119,16 @@ def test_seeding_step_hands_a_cut_short_tree_to_the_search() -> None:
                         budget=Budget(1), proven=False, seed=0)
     assert not validate(snap, front.points[0].plan)
     assert front.points[0].objectives["makespan"] <= 7
+
+
+def test_a_clock_that_does_not_move_still_ends() -> None:
+    """With no tree limit and a frozen clock the search ends after STALL_TREES sub-trees
+    in a row without a cheaper plan (every sub-tree runs to its end), at the optimum."""
+    import allocator.solvers.gap_lns as gl
+
+    kl, bb = _step("d", 3, 8, 1)
+    start = _worst_feasible(kl, 3, 1)
+    assert start is not None
+    r = lns_search(bb, 3, start, step=1.0, seed=0, deadline=1.0, clock=_still)
+    assert gl.STALL_TREES <= r.trees <= (r.improved + 1) * gl.STALL_TREES
+    assert kl.feasible(r.agent_of, 3) and r.cost == brute_optimum(kl, 3)

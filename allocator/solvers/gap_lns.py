@@ -37,6 +37,10 @@ KEEP, KEEP_LO, KEEP_HI = 0.6, 0.1, 0.9
 KEEP_STEP = 0.02
 #: Most seconds of one sub-tree.
 SUB_S = 0.1
+#: Sub-trees in a row without a cheaper plan that end the search before its deadline (a
+#: clock that does not move, as an injected test clock, would never reach it; at 0.1 s a
+#: sub-tree a seeding step's search runs 10-25).
+STALL_TREES = 200
 
 
 @dataclass
@@ -57,7 +61,9 @@ def lns_search(bb: GapBranchBound, K: int | None, start: np.ndarray, *, step: fl
                guide: np.ndarray | None = None) -> LnsResult:
     """Cheaper plans than the feasible `start` under capacities and load cap K by
     sub-trees of `bb`'s data on random subsets of free tasks, until `deadline` on
-    `clock` (or `max_trees`). `bb.lam` (the full tree's multipliers) warm-starts them."""
+    `clock` (or `max_trees`, or STALL_TREES in a row without a cheaper plan). `bb.lam`
+    (the full tree's multipliers) warm-starts them. `guide` [n] (an agent per task, -1
+    none): only tasks whose incumbent agent is their guide's may be kept."""
     C, A, cap, D = bb.C, bb.A, bb.cap, bb.D
     n = C.shape[1]
     a = np.asarray(start, dtype=np.int64).copy()
@@ -66,8 +72,9 @@ def lns_search(bb: GapBranchBound, K: int | None, start: np.ndarray, *, step: fl
     cost = bb.cost(a)
     rng = np.random.default_rng(seed)
     ar = np.arange(n)
-    trees = improved = 0
-    while clock() < deadline and (max_trees is None or trees < max_trees):
+    trees = improved = stall = 0
+    while (clock() < deadline and (max_trees is None or trees < max_trees)
+           and stall < STALL_TREES):
         pick = rng.random(n) < keep
         if guide is not None:
             pick &= a == guide
@@ -84,5 +91,8 @@ def lns_search(bb: GapBranchBound, K: int | None, start: np.ndarray, *, step: fl
             a = r.agent_of.copy()
             cost = float(C[a, ar].sum())
             improved += 1
+            stall = 0
+        else:
+            stall += 1
         keep = max(KEEP_LO, keep - KEEP_STEP) if r.emptied else min(KEEP_HI, keep + KEEP_STEP)
     return LnsResult(a, cost, trees, improved, keep)
