@@ -11,13 +11,24 @@ import pytest
 from allocator.constraints import assignment_feasible
 from allocator.io import gap_to_snapshot
 from allocator.io.gapgen import generate_gap
-from allocator.problem import compile_snapshot
+from allocator.problem import Problem, compile_snapshot
 from allocator.solvers.base import Budget
 from allocator.solvers.exact_front import exact_front
 from allocator.solvers.gap_bb import GapBranchBound, warm_up
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
 from allocator.validate import validate
+from models import ParetoFront
 from tests.gap_helpers import brute_optimum
+
+
+def _assert_covers(p: Problem, plans: list[np.ndarray], true: ParetoFront) -> None:
+    """Every point of the exact cost-makespan front is matched or dominated by a plan."""
+    ar = np.arange(p.n)
+    got = {(float(p.cost[a, ar].sum()), float(np.bincount(a, minlength=p.m).max()))
+           for a in plans}
+    for q in true.points:
+        want = (q.objectives["cost"], q.objectives["makespan"])
+        assert any(c <= want[0] + 1e-6 and k <= want[1] + 1e-6 for c, k in got), want
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -594,12 +605,7 @@ def test_seeding_sweep_on_two_idle_cores_reaches_the_exact_front(
     monkeypatch.setattr(ef._Sweep, "_portfolio", counted)
     plans = ef.epsilon_assignments(p, ["cost", "makespan"], budget=Budget(60), seed=0)
     assert calls["n"] >= 1
-    ar = np.arange(p.n)
-    got = {(float(p.cost[a, ar].sum()), float(np.bincount(a, minlength=p.m).max()))
-           for a in plans}
-    for q in true.points:
-        want = (q.objectives["cost"], q.objectives["makespan"])
-        assert any(c <= want[0] + 1e-6 and k <= want[1] + 1e-6 for c, k in got), want
+    _assert_covers(p, plans, true)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -853,12 +859,7 @@ def test_seeding_sweep_plans_are_valid_whatever_the_budget(
     if limit >= 60:
         true = exact_front(p, ["cost", "makespan"], budget=Budget(60, workers=1), seed=0)
         assert true.proven
-        ar = np.arange(p.n)
-        got = {(float(p.cost[a, ar].sum()), float(np.bincount(a, minlength=p.m).max()))
-               for a in plans}
-        for q in true.points:
-            want = (q.objectives["cost"], q.objectives["makespan"])
-            assert any(c <= want[0] + 1e-6 and k <= want[1] + 1e-6 for c, k in got), want
+        _assert_covers(p, plans, true)
     # the front a user gets from that budget: every point a valid plan
     front = nsga2_front(p, ["cost", "makespan"], budget=Budget(max(limit, 0.2)), seed=0)
     assert front.points
