@@ -3,9 +3,10 @@
 A cost step of the sweep (min cost under capacities and a makespan cap K) on
 hard generated GAP (10x80 type D) is missed by a few cost units when its tree
 is cut short, and a few units are most of a front's hypervolume. Local
-search over shifts, swaps and ejection chains (allocator.solvers.gap_tabu,
-allocator.solvers.gap_chain) ends 15-50 units above these optima: the cheap
-plans fill every agent's capacity almost exactly, and a better one differs in
+search over shifts, swaps (allocator.solvers.gap_tabu) and ejection chains
+(measured in docs/benchmarks/pareto-gap-cde.md, not kept) end 15-50 units above
+these optima: the cheap plans fill every agent's capacity almost exactly, and
+a better one differs in
 many agents at once. The Lagrangian tree (allocator.solvers.gap_bb) is good
 at exactly that, so the neighbourhood here is solved by it:
 
