@@ -110,7 +110,7 @@ def test_seeding_step_hands_a_cut_short_tree_to_the_search() -> None:
     bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
     start = _tabu_start(kl, 7)
     cut = StepResult(start, kl.cost(start), False, False, -np.inf, 0)
-    r = sw._lns(bb, 7, cut, time.perf_counter() + 0.3)
+    r = sw._lns(bb, 7, cut, sw.mm.step["cost"], time.perf_counter() + 0.3)
     assert r.agent_of is not None and not r.proven
     assert r.cost == kl.cost(r.agent_of) < kl.cost(start)
     from allocator.pareto import build_front

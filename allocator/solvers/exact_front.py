@@ -688,7 +688,7 @@ class _Sweep:
                            clock=clock, lower=lower, workers=workers,
                            tail_step=False if self.share else None, guess=guess)
             if lns and not res.proven and res.agent_of is not None and left() > 0:
-                res = self._lns(bb, K, res, clock() + left())
+                res = self._lns(bb, K, res, self.mm.step[target], clock() + left())
         self.bb_nodes += res.nodes
         if res.infeasible:
             return _Result(None, {}, True, infeasible=True)
@@ -696,8 +696,8 @@ class _Sweep:
             return _Result(None, {}, False)
         return _Result(res.agent_of, self.values(res.agent_of), res.proven)
 
-    def _lns(self, bb: GapBranchBound, K: int | None, res: StepResult, deadline: float
-             ) -> StepResult:
+    def _lns(self, bb: GapBranchBound, K: int | None, res: StepResult, step: float,
+             deadline: float) -> StepResult:
         """A seeding step's tree, cut short, handed to the large-neighbourhood search from its
         plan; the tasks on the agent the Lagrangian relaxation at the tree's multipliers
         also picks (and no other) are the ones it may keep fixed."""
@@ -705,7 +705,7 @@ class _Sweep:
         assert lag is not None and res.agent_of is not None
         _, X, _ = lag.value(bb.lam, K)
         guide = np.where(X.sum(axis=0) == 1, X.argmax(axis=0), -1)
-        q = lns_search(bb, K, res.agent_of, step=self.mm.step["cost"], seed=self.seed,
+        q = lns_search(bb, K, res.agent_of, step=step, seed=self.seed,
                        deadline=deadline, clock=self.budget.clock, guide=guide)
         if q.cost >= res.cost:
             return res
