@@ -356,8 +356,11 @@ def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
     M = use.shape[0]
     R = req.shape[1]
     width = mproc.shape[1]
-    # load costs only grow with usage: a target's cost change is at least its move costs
-    mono = S.b1.shape[0] == 0
+    # load costs only grow with usage, and a balance cost falls by at most its weight
+    # times the fall of its term, which depends on q alone: a target's cost change is
+    # at least its move costs plus that bound (`lbq`), so a target whose bound does
+    # not beat the best pair so far is skipped without its rows (same pair chosen)
+    b1, b2, bt, bw = S.b1, S.b2, S.bt, S.bw
     before = tot[0] + tot[1] + tot[2] + S.w_sm * tot[3]
     mv[0] = p
     frm[0] = a[p]
@@ -384,16 +387,22 @@ def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
                 u0[r] = use[m2, r] - req[q, r]
             d_out = (_mcost(S, m2, u0) - mc[m2] - w_mm * np.int64(mmc[iq, m2])
                      - (pmc[q] if m2 != iq else 0))
+            lbq = np.int64(0)
+            for k in range(b1.shape[0]):
+                dv = np.int64(req[q, b2[k]]) - bt[k] * np.int64(req[q, b1[k]])
+                if dv < 0:
+                    lbq += bw[k] * dv
             # the least q's move can cost: a target's added load and machine move
-            # cost are >= 0, and leaving home costs its process move cost
-            lb = d_out + (pmc[q] if m2 == iq else 0)
-            if mono and lb >= best_d:
+            # cost are >= 0, its balance cost change >= lbq, and leaving home costs
+            # its process move cost
+            lb = d_out + (pmc[q] if m2 == iq else 0) + lbq
+            if lb >= best_d:
                 continue
             for m3 in range(M):
                 if m3 == m2 or mcnt[m3] >= width:
                     continue
                 d = d_out + w_mm * np.int64(mmc[iq, m3]) + (pmc[q] if m3 != iq else 0)
-                if mono and d >= best_d:
+                if d + lbq >= best_d:
                     continue
                 if not _fits_on_i(S, q, m3, iq):
                     continue
@@ -409,7 +418,7 @@ def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
                     best_d = d
                     bq = q
                     bm = m3
-                    if mono and d <= lb:
+                    if d <= lb:
                         break  # no later target of q does better
         if bq < 0:
             break
