@@ -3,6 +3,7 @@ only when the tree is emptied, every plan valid."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -14,7 +15,7 @@ from allocator.io.gapgen import generate_gap
 from allocator.problem import Problem, compile_snapshot
 from allocator.solvers.base import Budget
 from allocator.solvers.exact_front import exact_front
-from allocator.solvers.gap_bb import GapBranchBound, warm_up
+from allocator.solvers.gap_bb import GapBranchBound, StepTree, warm_up
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
 from allocator.validate import validate
 from models import ParetoFront
@@ -865,3 +866,74 @@ def test_seeding_sweep_plans_are_valid_whatever_the_budget(
                         seed=0)
     assert front.points
     assert all(not validate(snap, q.plan) for q in front.points)
+
+
+class _Ticks:
+    """A clock that moves a millisecond a reading: every run sees the same times."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += 0.001
+        return self.t
+
+
+@pytest.mark.parametrize("kind,m,n,seed,K", [("d", 5, 30, 1, 7), ("d", 8, 40, 2, 6),
+                                             ("e", 6, 30, 3, None), ("c", 5, 25, 4, 6)])
+def test_a_tree_run_in_pieces_is_the_tree_run_at_once(kind: str, m: int, n: int, seed: int,
+                                                      K: int | None) -> None:
+    """Paused every 7 nodes and resumed, the step's tree is the same tree: same nodes,
+    evaluations, root bound and plan, proven alike."""
+    kl, _ = _bb(kind, m, n, seed)
+    outs = []
+    for piece in (None, 7):
+        bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
+        tree = StepTree(bb, K, None, step=1.0, deadline=1e9, clock=lambda: 0.0)
+        pauses = 0
+        while not tree.run(1e9, nodes=piece):
+            pauses += 1
+            assert not tree.result().proven
+        r = tree.result()
+        assert r.agent_of is not None and kl.feasible(r.agent_of, K)
+        outs.append((r.cost, r.nodes, r.evaluations, r.root_bound, r.proven,
+                     r.agent_of.tolist()))
+        if piece is not None:
+            assert pauses >= r.nodes // 7 - 1
+    assert outs[0] == outs[1] and outs[0][4]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("K", [None, 3])
+@pytest.mark.parametrize("after", [0, 1, 5])
+def test_a_tree_handed_a_cheaper_plan_still_proves_the_brute_force_optimum(
+        seed: int, K: int | None, after: int) -> None:
+    """3 x 8 type D from no plan; after `after` nodes the tree pauses and is offered the
+    optimum (from a separate proof) or, on odd seeds, a plan one step above it when there
+    is one: resumed, it ends proven at the brute-force optimum. Costlier and infeasible
+    plans are refused."""
+    kl, bb = _bb("d", 3, 8, seed)
+    opt = brute_optimum(kl, K)
+    ref = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads).solve(
+        K, None, step=1.0, deadline=np.inf, clock=lambda: 0.0)
+    assert ref.proven and ref.agent_of is not None and ref.cost == pytest.approx(opt)
+    plans = [np.array(c) for c in itertools.product(range(kl.m), repeat=kl.n)]
+    near = [a for a in plans if kl.feasible(a, K) and kl.cost(a) == opt + 1]
+    give = near[0] if seed % 2 and near else ref.agent_of
+    tree = StepTree(bb, K, None, step=1.0, deadline=np.inf, clock=lambda: 0.0)
+    tree.run(np.inf, nodes=after)
+    if tree.ended:
+        pytest.skip("settled within the first nodes")
+    before = tree.cost
+    assert tree.offer(give) == (kl.cost(give) < before - 1e-9)
+    assert tree.cost == min(before, kl.cost(give))
+    infeasible = [a for a in plans if not kl.feasible(a, K)]
+    assert not infeasible or not tree.offer(infeasible[0])
+    worse = [a for a in plans if kl.feasible(a, K) and kl.cost(a) > tree.cost]
+    if worse:
+        assert not tree.offer(worse[0])
+    assert tree.run(np.inf)
+    r = tree.result()
+    assert r.proven and r.agent_of is not None and kl.feasible(r.agent_of, K)
+    assert r.cost == pytest.approx(opt) == pytest.approx(kl.cost(r.agent_of))
+    assert bb.kept(K) is not None and kl.cost(bb.kept(K)) == pytest.approx(opt)

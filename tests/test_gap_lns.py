@@ -13,7 +13,7 @@ from allocator.io.gapgen import generate_gap
 from allocator.problem import compile_snapshot
 from allocator.solvers.base import Budget
 from allocator.solvers.gap_bb import GapBranchBound, StepResult
-from allocator.solvers.gap_lns import lns_search
+from allocator.solvers.gap_lns import LevelSearch, lns_search
 from allocator.solvers.gap_tabu import HAVE_NUMBA, tabu_search
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
 from allocator.validate import validate
@@ -132,3 +132,112 @@ def test_a_clock_that_does_not_move_still_ends() -> None:
     r = lns_search(bb, 3, start, step=1.0, seed=0, deadline=1.0, clock=_still)
     assert gl.STALL_TREES <= r.trees <= (r.improved + 1) * gl.STALL_TREES
     assert kl.feasible(r.agent_of, 3) and r.cost == brute_optimum(kl, 3)
+
+
+class _Ticks:
+    """A clock that moves a millisecond a reading: every run sees the same times."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += 0.001
+        return self.t
+
+
+@pytest.fixture()
+def _short_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices of a few clock readings, so that small trees are interleaved too."""
+    import allocator.solvers.gap_lns as gl
+
+    monkeypatch.setattr(gl, "TREE_FIRST_S", 0.005)
+    monkeypatch.setattr(gl, "TREE_SLICE_S", 0.004)
+    monkeypatch.setattr(gl, "LNS_SLICE_S", 0.01)
+    monkeypatch.setattr(gl, "SUB_S", 0.005)
+
+
+@pytest.mark.usefixtures("_short_slices")
+@pytest.mark.parametrize("kind,seed", [("c", 0), ("d", 1), ("d", 2), ("e", 2), ("d", 3)])
+@pytest.mark.parametrize("K", [None, 3])
+def test_a_level_search_proves_the_brute_force_optimum(kind: str, seed: int,
+                                                       K: int | None) -> None:
+    """3 agents x 8 tasks from the costliest random feasible plan: the tree and the search
+    in turn end proven at the optimum that enumeration finds, run in several pieces."""
+    kl, bb = _step(kind, 3, 8, seed)
+    opt = brute_optimum(kl, K)
+    start = _worst_feasible(kl, K, seed)
+    if start is None or not np.isfinite(opt):
+        pytest.skip("no feasible assignment at this load cap")
+    clock = _Ticks()
+    level = LevelSearch(bb, K, start, step=1.0, seed=seed, deadline=1.0, clock=clock)
+    for _ in range(5):
+        level.run(clock() + 0.02)
+    assert level.run(np.inf)
+    r = level.result()
+    assert level.proven and r.proven and r.agent_of is not None
+    assert kl.feasible(r.agent_of, K) and r.cost == kl.cost(r.agent_of) == opt
+    assert level.best is not None and level.cost == opt
+
+
+@pytest.mark.usefixtures("_short_slices")
+def test_a_level_search_hands_the_searchs_plans_to_its_tree() -> None:
+    """5 x 30 type D at makespan <= 7 from a short tabu search's plan: the search gets slices, its cheaper
+    plans become the tree's incumbent, and the level ends proven at the tree's own optimum;
+    the same clock and seed give the same plan. Every plan keeps the validator's rules."""
+    snap = gap_to_snapshot(generate_gap("d", 5, 30, 3))
+    kl, _ = _step("d", 5, 30, 3)
+    K = 7
+    ref = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads).solve(
+        K, None, step=1.0, deadline=np.inf, clock=_still)
+    assert ref.proven
+    start = _tabu_start(kl, K)
+    runs = []
+    for _ in range(2):
+        bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
+        clock = _Ticks()
+        level = LevelSearch(bb, K, start, step=1.0, seed=4, deadline=1.0, clock=clock)
+        level.run(clock() + 0.3)
+        assert level.lns is not None and level.lns.trees > 0 and level.handed >= 1
+        level.run(np.inf)
+        r = level.result()
+        assert r.proven and r.cost == pytest.approx(ref.cost)
+        assert r.agent_of is not None and kl.feasible(r.agent_of, K)
+        runs.append(r.agent_of.tolist())
+    assert runs[0] == runs[1]
+    from allocator.pareto import build_front
+
+    p = compile_snapshot(snap)
+    front = build_front(p, ["cost", "makespan"], [np.array(runs[0])], method="exact",
+                        budget=Budget(1), proven=False, seed=0)
+    assert not validate(snap, front.points[0].plan)
+
+
+def test_a_seeding_step_interleaves_and_its_level_resumes() -> None:
+    """The one-tree seeding step (_Sweep._solve_bb with the LNS on, one worker) runs a
+    LevelSearch, kept on the sweep: whether its slice proved it or not, it resumes with
+    more time to the proven optimum of the full tree."""
+    import allocator.solvers.exact_front as ef
+    from allocator.solvers.gap_bb import warm_up
+
+    warm_up()
+    snap = gap_to_snapshot(generate_gap("d", 8, 40, 2))
+    p = compile_snapshot(snap)
+    mm = ef._build(p, ["cost", "makespan"])
+    sw = ef._Sweep(mm, ["cost", "makespan"], Budget(60, workers=1), 0, share=True)
+    sw.placed_all = True
+    sw.expect = 60.0  # a one-second slice of the budget
+    res = sw.solve("cost", {"makespan": 6.0}, None)
+    from allocator.pareto import build_front
+
+    assert res.agent_of is not None and not validate(snap, build_front(
+        p, ["cost", "makespan"], [res.agent_of], method="exact", budget=Budget(1),
+        proven=False, seed=0).points[0].plan)
+    level = sw.level
+    assert level is not None
+    kl = sw._lagrangian
+    assert kl is not None
+    ref = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads).solve(
+        6, None, step=1.0, deadline=np.inf, clock=_still)
+    assert ref.proven
+    assert level.run(np.inf) and level.proven
+    assert level.cost == pytest.approx(ref.cost)

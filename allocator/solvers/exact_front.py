@@ -50,7 +50,7 @@ from allocator.problem import Problem
 from allocator.solvers.base import Budget
 from allocator.solvers.gap_bb import GapBranchBound, StepResult, bb_ready
 from allocator.solvers.gap_bp import GapBranchPrice
-from allocator.solvers.gap_lns import lns_search
+from allocator.solvers.gap_lns import LevelSearch, lns_search
 from allocator.solvers.gap_tabu import HAVE_NUMBA, tabu_search
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
 from allocator.solvers.linear import new_highs
@@ -129,6 +129,9 @@ BB_TABU_ITERATIONS = 20000
 #: alone; the uncapped level 2.1 against 2.4 (at 2 s the tree alone is better, 0.4
 #: against 1.4: a larger share took the time in which it would have ended).
 LNS_SHARE = 0.4
+#: A one-tree seeding step runs its tree and that search in turn (gap_lns.LevelSearch: the
+#: search's better plans become the tree's incumbent) instead of the search after the tree.
+INTERLEAVE = True
 #: A seeding sweep on two idle cores runs two different trees per step (_Sweep._portfolio)
 #: instead of one tree on two threads.
 SEED_PORTFOLIO = True
@@ -387,6 +390,8 @@ class _Sweep:
         self._bb: GapBranchBound | None = None
         #: The seeding portfolio's second tree (see _portfolio).
         self._bb2: GapBranchBound | None = None
+        #: The last one-tree seeding step's search (its tree can resume with more time).
+        self.level: LevelSearch | None = None
         self.bb_nodes = 0
         self.bb_steps = 0
         #: Threads of the last tree (they count in the load average, see idle_cores).
@@ -683,18 +688,37 @@ class _Sweep:
             # seeking any plan below the incumbent (the front's time-boxed trees were
             # measured that way).
             lns = self.share and LNS_SHARE > 0 and inc is not None
-            res = bb.solve(K, inc, step=self.mm.step[target],
-                           deadline=clock() + (1.0 - LNS_SHARE if lns else 1.0) * left(),
-                           clock=clock, lower=lower, workers=workers,
-                           tail_step=False if self.share else None, guess=guess)
-            if lns and not res.proven and res.agent_of is not None and left() > 0:
-                res = self._lns(bb, K, res, self.mm.step[target], clock() + left())
+            if lns and INTERLEAVE and workers == 1:
+                level = LevelSearch(bb, K, inc, step=self.mm.step[target], seed=self.seed,
+                                    deadline=clock() + left(), clock=clock, lower=lower,
+                                    guess=guess, tail_step=False, guide=self._guide(bb, K))
+                level.run(clock() + left())
+                self.level = level
+                res = level.result()
+            else:
+                res = bb.solve(K, inc, step=self.mm.step[target],
+                               deadline=clock() + (1.0 - LNS_SHARE if lns else 1.0) * left(),
+                               clock=clock, lower=lower, workers=workers,
+                               tail_step=False if self.share else None, guess=guess)
+                if lns and not res.proven and res.agent_of is not None and left() > 0:
+                    res = self._lns(bb, K, res, self.mm.step[target], clock() + left())
         self.bb_nodes += res.nodes
         if res.infeasible:
             return _Result(None, {}, True, infeasible=True)
         if res.agent_of is None:
             return _Result(None, {}, False)
         return _Result(res.agent_of, self.values(res.agent_of), res.proven)
+
+    def _guide(self, bb: GapBranchBound, K: int | None) -> Callable[[], np.ndarray]:
+        """The search's guide at the tree's current multipliers (see :meth:`_lns`)."""
+        lag = self._lagrangian
+        assert lag is not None
+
+        def guide() -> np.ndarray:
+            _, X, _ = lag.value(bb.lam, K)
+            return np.where(X.sum(axis=0) == 1, X.argmax(axis=0), -1)
+
+        return guide
 
     def _lns(self, bb: GapBranchBound, K: int | None, res: StepResult, step: float,
              deadline: float) -> StepResult:

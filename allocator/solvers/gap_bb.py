@@ -53,7 +53,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -1075,6 +1075,7 @@ class GapBranchBound:
               tail_step: bool | None = None, guess: float = -np.inf) -> StepResult:
         """Least cost under capacities and the load cap K, from `incumbent` (used when it
         is feasible). Proven when the tree is emptied before `deadline` (on `clock`).
+        One :class:`StepTree` run to the deadline (the arguments are its own).
 
         `workers` > 1: every round's tree below its root is searched by that many threads
         (:class:`_Team`; the kernel runs without the GIL), which share open nodes and the
@@ -1100,122 +1101,11 @@ class GapBranchBound:
         is above the root bound and `lower`, as they would from a proven `lower`, but a
         plan costing that much is not taken as optimal.
         """
-        m, n = self.m, self.n
-        C, A, D = self.C, self.A, self.D
-        ok = incumbent is not None and self.feasible(incumbent, K)
-        if K is None:  # no load cap: a one-row knapsack (load 0 everywhere)
-            D, K = np.zeros_like(D), 0
-        K = int(K)
-        allowed0 = np.isfinite(C) & (self.cap[:, None] - A >= 0) & (K - D >= 0)
-        slack = self.slack(D, K, allowed0)
-        best = np.full(n, -1, dtype=np.int64)
-        st = np.zeros(8)
-        st[_BEST] = np.inf
-        low = lower + 1e-6 * max(1.0, abs(lower)) if np.isfinite(lower) else -np.inf
-        st[_LOW] = low
-        if ok:
-            assert incumbent is not None
-            best[:] = incumbent
-            st[_BEST] = self.cost(incumbent)
-            if st[_BEST] <= low:
-                return StepResult(best, float(st[_BEST]), True, False, lower, 0, True, 0)
-        capmax = int(self.cap.max(initial=0))
-        T = np.zeros((m, K + 1, capmax + 1), dtype=np.int32)
-        took = np.zeros((max(n, 1), K + 1, capmax + 1), dtype=np.bool_)
-        trail = np.zeros((m * n + n + 8, 3), dtype=np.int64)
-        stack = np.zeros((m * (n + 1) + 8, 4), dtype=np.int64)
-        lams = np.zeros((n + 2, n))
-        nodes = evals = 0
-        # The root's subgradient runs in one kernel call: keep it within the time.
-        root_iters = int(min(ROOT_ITERS, max(10.0, (deadline - clock()) * ROOT_ITERS_PER_S)))
-        root = -np.inf
-        tgt = base = target
-        tail = TAIL_STEP if tail_step is None else tail_step
-        rounds = 0
-        emptied = False
-        chunk = 8
-        team = workers > 1 and max_nodes is None
-        while True:
-            agent_of = np.full(n, -1, dtype=np.int64)
-            allowed = allowed0.copy()
-            rcap = self.cap.copy()
-            rload = np.full(m, K, dtype=np.int64)
-            fixed = np.zeros(1)
-            lams[0] = self.lam
-            stack[0] = (0, -1, -1, 0)
-            st[_SP], st[_TP], st[_DONE], st[_ROOT] = 1, 0, 0, -np.inf
-            st[_NODES] = st[_EVALS] = 0
-            first = rounds == 0
-            rounds += 1
-            while clock() < deadline and (max_nodes is None or nodes + st[_NODES] < max_nodes):
-                # The first round's root alone first: its bound sets the targets.
-                t0 = clock()
-                if team and st[_NODES] > 0:
-                    # The round's root is done: its subtrees go to the team.
-                    _Team(workers, C, A, D, self.cap, K, allowed0, float(step), float(tgt),
-                          T.shape, slack, self).run(
-                              (agent_of, allowed, rcap, rload, fixed, trail, stack, lams, best,
-                               st, T, took), deadline, clock)
-                    break
-                _search(C, A, D, float(step), float(tgt), agent_of, allowed, rcap, rload,
-                        fixed, trail, stack, lams, best, st, T, took,
-                        1 if first or team else chunk,
-                        root_iters if first else RESTART_ITERS,
-                        NODE_ITERS, MU_ROOT if first else MU_RESTART, MU_NODE, STALL_ROOT,
-                        STALL, LOOK, slack, self.D, self.kept_cost, self.kept_plan,
-                        EXCLUDE_GAP * float(step), EXCLUDE_TASKS)
-                if not first:
-                    # Calls of about CALL_S seconds: a fixed 64 nodes took up to 2 s of
-                    # wall time on a starved process (nice 5, load 10), past the deadline.
-                    dt = clock() - t0
-                    if dt > CALL_S:
-                        chunk = max(1, int(chunk * CALL_S / dt))
-                    elif dt < 0.25 * CALL_S:
-                        chunk = min(CHUNK, 2 * chunk)
-                if np.any(lams[1] != 0):
-                    # The root's multipliers open the next round and the next step.
-                    self.lam = lams[1].copy()
-                if first:
-                    first = False
-                    root = max(root, float(st[_ROOT]))
-                    start_at = max(root, lower, guess) if np.isfinite(root) else max(root, lower)
-                    gap = (st[_BEST] if np.isfinite(st[_BEST]) else np.inf) - start_at
-                    # (A root settled by propagation alone has no bound: no targets.)
-                    if (raise_target and not np.isfinite(target) and np.isfinite(start_at)
-                            and gap > RAISE_GAP * step):
-                        tgt = base = self._grid(start_at, step)
-                if st[_DONE]:
-                    break
-            nodes += int(st[_NODES])
-            evals += int(st[_EVALS])
-            root = max(root, float(st[_ROOT]))
-            emptied = bool(st[_DONE])
-            log.debug("K=%d round %d: target %s, %d nodes, best %s, emptied %s", K, rounds,
-                      tgt, int(st[_NODES]), st[_BEST], emptied)
-            if not emptied or tgt >= target or (np.isfinite(st[_BEST]) and st[_BEST] <= tgt):
-                break
-            # Nothing at most tgt: the optimum is at least tgt + step, so a plan costing
-            # that ends the next round at once (from the looser cap's optimum as `lower`,
-            # the second round then stops at the first plan one step above it).
-            st[_LOW] = low = max(low, tgt + step + 1e-6 * max(1.0, abs(tgt + step)))
-            # Raise the target: double its distance to the first one (the bound, or
-            # `lower` when that is above it: doubling from the bound jumped from a
-            # `lower` 5.7 steps above it to 11.4, a second full tree on d1080-s0, K=9).
-            nxt = self._grid(tgt + max(step, tgt - base), step)
-            if tail and nxt >= st[_BEST] - step:
-                nxt = self._grid(tgt + step, step)
-                tail = False
-            tgt = nxt if nxt < min(st[_BEST] - step, self.most) else target
-        found = bool(np.isfinite(st[_BEST]))
-        # An emptied tree proves the incumbent; with no incumbent and no target it
-        # proves the step infeasible (with a target: that nothing costs <= target).
-        cost = float(st[_BEST]) if found else np.inf
-        at_low = found and cost <= low
-        settled = at_low or (emptied and (tgt >= target or (found and cost <= tgt)))
-        return StepResult(best.copy() if found else None, cost,
-                          at_low or (emptied and found and cost <= tgt),
-                          emptied and not found and not np.isfinite(tgt),
-                          root, nodes, settled, evals)
+        tree = StepTree(self, K, incumbent, step=step, deadline=deadline, clock=clock,
+                        target=target, max_nodes=max_nodes, raise_target=raise_target,
+                        lower=lower, workers=workers, tail_step=tail_step, guess=guess)
+        tree.run(deadline)
+        return tree.result()
 
     @staticmethod
     def slack(D: np.ndarray, K: int, allowed: np.ndarray) -> int:
@@ -1234,6 +1124,243 @@ class GapBranchBound:
     def _grid(v: float, step: float) -> float:
         """The least multiple of `step` at or above v (costs are multiples of it)."""
         return float(np.ceil(v / step - 1e-6) * step)
+
+
+class StepTree:
+    """One cost step's search (:meth:`GapBranchBound.solve`) that pauses and resumes: its
+    whole state (the kernel's arrays, the round and its target) lives here between
+    :meth:`run` calls, so a caller can interleave other work (a large-neighbourhood search,
+    another level) and continue later. Run in pieces it is the same tree as run at once
+    (node for node, for the same incumbents), and :meth:`offer` hands it a cheaper plan
+    found elsewhere: a lower incumbent only tightens the reduced-cost fixing (the pruning
+    threshold is read afresh at every iteration), so every later proof stays valid.
+
+    `deadline` only sizes the first root's subgradient (one kernel call); the search
+    ends when its tree is settled (emptied, or a plan at the proven lower bound) or
+    `max_nodes` are spent, else it pauses when :meth:`run`'s `until` passes. With
+    `workers` > 1 a round's threads cannot pause: a round cut short ends the search."""
+
+    def __init__(self, bb: GapBranchBound, K: int | None, incumbent: np.ndarray | None, *,
+                 step: float, deadline: float, clock: Callable[[], float],
+                 target: float = np.inf, max_nodes: int | None = None,
+                 raise_target: bool = True, lower: float = -np.inf, workers: int = 1,
+                 tail_step: bool | None = None, guess: float = -np.inf):
+        self.bb, self.cap_K, self.step, self.clock = bb, K, float(step), clock
+        self.target, self.max_nodes, self.raise_target = target, max_nodes, raise_target
+        self.lower, self.workers, self.guess, self.tail_step = lower, workers, guess, tail_step
+        m, n = bb.m, bb.n
+        D = bb.D
+        ok = incumbent is not None and bb.feasible(incumbent, K)
+        if K is None:  # no load cap: a one-row knapsack (load 0 everywhere)
+            D, K = np.zeros_like(D), 0
+        self.D, self.K = D, int(K)
+        self.allowed0 = np.isfinite(bb.C) & (bb.cap[:, None] - bb.A >= 0) & (self.K - D >= 0)
+        self.slack = bb.slack(D, self.K, self.allowed0)
+        self.best = np.full(n, -1, dtype=np.int64)
+        self.st = st = np.zeros(8)
+        st[_BEST] = np.inf
+        self.low = lower + 1e-6 * max(1.0, abs(lower)) if np.isfinite(lower) else -np.inf
+        st[_LOW] = self.low
+        self.nodes = self.evals = 0
+        self.root = -np.inf
+        self.tgt = target
+        self.emptied = False
+        #: Cheaper plans the tree itself found, and the clock when it found the last one.
+        self.found = 0
+        self.found_at = clock()
+        self._until = -np.inf
+        self._pause_at: int | None = None
+        self._ended = False
+        self._settled: StepResult | None = None
+        if ok:
+            assert incumbent is not None
+            self.best[:] = incumbent
+            st[_BEST] = bb.cost(incumbent)
+            if st[_BEST] <= self.low:
+                self._settled = StepResult(self.best, float(st[_BEST]), True, False, lower, 0,
+                                           True, 0)
+                self._ended = True
+                return
+        capmax = int(bb.cap.max(initial=0))
+        self.T = np.zeros((m, self.K + 1, capmax + 1), dtype=np.int32)
+        self.took = np.zeros((max(n, 1), self.K + 1, capmax + 1), dtype=np.bool_)
+        self.trail = np.zeros((m * n + n + 8, 3), dtype=np.int64)
+        self.stack = np.zeros((m * (n + 1) + 8, 4), dtype=np.int64)
+        self.lams = np.zeros((n + 2, n))
+        self._kload = np.zeros(m, dtype=np.int64)
+        # The root's subgradient runs in one kernel call: keep it within the time.
+        self.root_iters = int(min(ROOT_ITERS, max(10.0, (deadline - clock()) * ROOT_ITERS_PER_S)))
+        self._rounds = self._search()
+
+    @property
+    def ended(self) -> bool:
+        """The search is over: settled, its node limit spent, or a team round cut short."""
+        return self._ended
+
+    @property
+    def cost(self) -> float:
+        """The incumbent's cost (inf: none yet)."""
+        return float(self.st[_BEST])
+
+    def run(self, until: float, nodes: int | None = None) -> bool:
+        """Search until `until` on the clock or, with `nodes`, after that many more nodes
+        (the kernel's calls are cut to them); True when the search is over."""
+        if self._ended:
+            return True
+        self._until = until
+        self._pause_at = None if nodes is None else self.nodes + int(self.st[_NODES]) + nodes
+        try:
+            next(self._rounds)
+        except StopIteration:
+            self._ended = True
+        return self._ended
+
+    def offer(self, plan: np.ndarray) -> bool:
+        """Take a feasible plan cheaper than the incumbent as the new incumbent (between
+        kernel calls: the tree prunes against it from the next node on); it is also kept
+        for tighter steps (:meth:`GapBranchBound.kept`). True when taken."""
+        bb = self.bb
+        if self._settled is not None or not bb.feasible(plan, self.cap_K):
+            return False
+        cost = bb.cost(plan)
+        if cost >= self.st[_BEST] - 1e-9 * max(1.0, abs(cost)):
+            return False
+        a = np.ascontiguousarray(plan, dtype=np.int64)
+        _keep(a, cost, bb.D, bb.kept_cost, bb.kept_plan, self._kload)
+        self.best[:] = a
+        self.st[_BEST] = cost
+        return True
+
+    def result(self) -> StepResult:
+        """The outcome so far (proven only once the tree is settled)."""
+        if self._settled is not None:
+            return self._settled
+        st = self.st
+        nodes, evals = self.nodes, self.evals
+        emptied, root = self.emptied, self.root
+        if not self._ended:  # paused inside a round: count its nodes so far
+            nodes += int(st[_NODES])
+            evals += int(st[_EVALS])
+            root = max(root, float(st[_ROOT]))
+            emptied = False
+        found = bool(np.isfinite(st[_BEST]))
+        # An emptied tree proves the incumbent; with no incumbent and no target it
+        # proves the step infeasible (with a target: that nothing costs <= target).
+        tgt, target, low = self.tgt, self.target, self.low
+        cost = float(st[_BEST]) if found else np.inf
+        at_low = found and cost <= low
+        settled = at_low or (emptied and (tgt >= target or (found and cost <= tgt)))
+        return StepResult(self.best.copy() if found else None, cost,
+                          at_low or (emptied and found and cost <= tgt),
+                          emptied and not found and not np.isfinite(tgt),
+                          root, nodes, settled, evals)
+
+    def _paused(self) -> bool:
+        return self.clock() >= self._until or (
+            self._pause_at is not None and self.nodes + self.st[_NODES] >= self._pause_at)
+
+    def _search(self) -> Generator[None, None, None]:
+        """The rounds (GapBranchBound.solve's docstring); yields when `run` must pause."""
+        bb, st, step, clock = self.bb, self.st, self.step, self.clock
+        m, n = bb.m, bb.n
+        C, A, D, K = bb.C, bb.A, self.D, self.K
+        allowed0, slack, target, lower = self.allowed0, self.slack, self.target, self.lower
+        T, took, trail, stack, lams, best = (self.T, self.took, self.trail, self.stack,
+                                             self.lams, self.best)
+        max_nodes = self.max_nodes
+        base = target
+        tail = TAIL_STEP if self.tail_step is None else self.tail_step
+        rounds = 0
+        chunk = 8
+        team = self.workers > 1 and max_nodes is None
+        while True:
+            agent_of = np.full(n, -1, dtype=np.int64)
+            allowed = allowed0.copy()
+            rcap = bb.cap.copy()
+            rload = np.full(m, K, dtype=np.int64)
+            fixed = np.zeros(1)
+            lams[0] = bb.lam
+            stack[0] = (0, -1, -1, 0)
+            st[_SP], st[_TP], st[_DONE], st[_ROOT] = 1, 0, 0, -np.inf
+            st[_NODES] = st[_EVALS] = 0
+            first = rounds == 0
+            rounds += 1
+            while max_nodes is None or self.nodes + st[_NODES] < max_nodes:
+                if self._paused():
+                    if team and st[_NODES] > 0:
+                        break  # a team round cannot pause (its threads' nodes are gone)
+                    yield
+                    continue
+                # The first round's root alone first: its bound sets the targets.
+                t0 = clock()
+                if team and st[_NODES] > 0:
+                    # The round's root is done: its subtrees go to the team.
+                    _Team(self.workers, C, A, D, bb.cap, K, allowed0, step, float(self.tgt),
+                          T.shape, slack, bb).run(
+                              (agent_of, allowed, rcap, rload, fixed, trail, stack, lams, best,
+                               st, T, took), self._until, clock)
+                    break
+                size = 1 if first or team else chunk
+                if self._pause_at is not None:
+                    size = max(1, min(size, self._pause_at - self.nodes - int(st[_NODES])))
+                b0 = st[_BEST]
+                _search(C, A, D, step, float(self.tgt), agent_of, allowed, rcap, rload,
+                        fixed, trail, stack, lams, best, st, T, took, size,
+                        self.root_iters if first else RESTART_ITERS,
+                        NODE_ITERS, MU_ROOT if first else MU_RESTART, MU_NODE, STALL_ROOT,
+                        STALL, LOOK, slack, bb.D, bb.kept_cost, bb.kept_plan,
+                        EXCLUDE_GAP * step, EXCLUDE_TASKS)
+                if st[_BEST] < b0:
+                    self.found += 1
+                    self.found_at = clock()
+                if not first:
+                    # Calls of about CALL_S seconds: a fixed 64 nodes took up to 2 s of
+                    # wall time on a starved process (nice 5, load 10), past the deadline.
+                    dt = clock() - t0
+                    if dt > CALL_S:
+                        chunk = max(1, int(chunk * CALL_S / dt))
+                    elif dt < 0.25 * CALL_S:
+                        chunk = min(CHUNK, 2 * chunk)
+                if np.any(lams[1] != 0):
+                    # The root's multipliers open the next round and the next step.
+                    bb.lam = lams[1].copy()
+                if first:
+                    first = False
+                    root = max(self.root, float(st[_ROOT]))
+                    self.root = root
+                    start_at = (max(root, lower, self.guess) if np.isfinite(root)
+                                else max(root, lower))
+                    gap = (st[_BEST] if np.isfinite(st[_BEST]) else np.inf) - start_at
+                    # (A root settled by propagation alone has no bound: no targets.)
+                    if (self.raise_target and not np.isfinite(target)
+                            and np.isfinite(start_at) and gap > RAISE_GAP * step):
+                        self.tgt = base = bb._grid(start_at, step)
+                if st[_DONE]:
+                    break
+            round_nodes = int(st[_NODES])
+            self.nodes += round_nodes
+            self.evals += int(st[_EVALS])
+            st[_NODES] = st[_EVALS] = 0
+            self.root = max(self.root, float(st[_ROOT]))
+            self.emptied = emptied = bool(st[_DONE])
+            tgt = self.tgt
+            log.debug("K=%d round %d: target %s, %d nodes, best %s, emptied %s", K, rounds,
+                      tgt, round_nodes, st[_BEST], emptied)
+            if not emptied or tgt >= target or (np.isfinite(st[_BEST]) and st[_BEST] <= tgt):
+                return
+            # Nothing at most tgt: the optimum is at least tgt + step, so a plan costing
+            # that ends the next round at once (from the looser cap's optimum as `lower`,
+            # the second round then stops at the first plan one step above it).
+            st[_LOW] = self.low = max(self.low,
+                                      tgt + step + 1e-6 * max(1.0, abs(tgt + step)))
+            # Raise the target: double its distance to the first one (the bound, or
+            # `lower` when that is above it: doubling from the bound jumped from a
+            # `lower` 5.7 steps above it to 11.4, a second full tree on d1080-s0, K=9).
+            nxt = bb._grid(tgt + max(step, tgt - base), step)
+            if tail and nxt >= st[_BEST] - step:
+                nxt = bb._grid(tgt + step, step)
+                tail = False
+            self.tgt = nxt if nxt < min(st[_BEST] - step, bb.most) else target
 
 
 class _Worker:
