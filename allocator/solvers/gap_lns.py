@@ -21,6 +21,12 @@ at exactly that, so the neighbourhood here is solved by it:
 
 The same seed and the same sub-tree outcomes give the same plans; the outcomes
 depend on the clock (each sub-tree has a deadline), as the tree's do.
+
+:class:`LevelSearch` runs a level's own tree (:class:`allocator.solvers.gap_bb.StepTree`,
+which pauses and resumes) and this search in turn, each going on from the other's
+cheaper plans: the search no longer takes the end of the level from a tree that would
+have proven it (d1080-s95's front fell from 1.0 to 0.365 that way), and its plans
+shrink the tree.
 """
 
 from __future__ import annotations
