@@ -181,9 +181,10 @@ def test_a_level_search_proves_the_brute_force_optimum(kind: str, seed: int,
 
 @pytest.mark.usefixtures("_short_slices")
 def test_a_level_search_hands_the_searchs_plans_to_its_tree() -> None:
-    """5 x 30 type D at makespan <= 7 from a short tabu search's plan: the search gets slices, its cheaper
-    plans become the tree's incumbent, and the level ends proven at the tree's own optimum;
-    the same clock and seed give the same plan. Every plan keeps the validator's rules."""
+    """5 x 30 type D at makespan <= 7 from a short tabu search's plan: the search gets
+    slices, its cheaper plans become the tree's incumbent, and the level ends proven at
+    the tree's own optimum; the same clock and seed give the same plan. Every plan keeps
+    the validator's rules."""
     snap = gap_to_snapshot(generate_gap("d", 5, 30, 3))
     kl, _ = _step("d", 5, 30, 3)
     K = 7
@@ -212,14 +213,16 @@ def test_a_level_search_hands_the_searchs_plans_to_its_tree() -> None:
     assert not validate(snap, front.points[0].plan)
 
 
-def test_a_seeding_step_interleaves_and_its_level_resumes() -> None:
-    """The one-tree seeding step (_Sweep._solve_bb with the LNS on, one worker) runs a
-    LevelSearch, kept on the sweep: whether its slice proved it or not, it resumes with
-    more time to the proven optimum of the full tree."""
+def test_a_seeding_step_interleaves_and_its_level_resumes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-tree seeding step (_Sweep._solve_bb with the LNS on, one worker) with
+    INTERLEAVE runs a LevelSearch, kept on the sweep: whether its slice proved it or not,
+    it resumes with more time to the proven optimum of the full tree."""
     import allocator.solvers.exact_front as ef
     from allocator.solvers.gap_bb import warm_up
 
     warm_up()
+    monkeypatch.setattr(ef, "INTERLEAVE", True)
     snap = gap_to_snapshot(generate_gap("d", 8, 40, 2))
     p = compile_snapshot(snap)
     mm = ef._build(p, ["cost", "makespan"])

@@ -54,6 +54,7 @@ STALL_TREES = 200
 #: cheaper plan (back to TREE_SLICE_S after one that did), so a search that finds nothing
 #: takes less and less of the tree's time.
 TREE_FIRST_S, TREE_SLICE_S, LNS_SLICE_S = 0.3, 0.3, 0.2
+TREE_BACKOFF = 2.0
 
 
 @dataclass
@@ -233,5 +234,5 @@ class LevelSearch:
             self.handed += 1
             self._tree_slice = TREE_SLICE_S
         else:
-            self._tree_slice *= 2.0
+            self._tree_slice *= TREE_BACKOFF
         self._lns_at = clock() + self._tree_slice
