@@ -24,9 +24,10 @@ depend on the clock (each sub-tree has a deadline), as the tree's do.
 
 :class:`LevelSearch` runs a level's own tree (:class:`allocator.solvers.gap_bb.StepTree`,
 which pauses and resumes) and this search in turn, each going on from the other's
-cheaper plans: the search no longer takes the end of the level from a tree that would
-have proven it (d1080-s95's front fell from 1.0 to 0.365 that way), and its plans
-shrink the tree.
+cheaper plans, so that the search need not take the end of the level from a tree that
+would have proven it (d1080-s95's front fell from 1.0 to 0.365 that way) and its plans
+shrink the tree (the seeding step with exact_front.INTERLEAVE; a tree cut short can
+resume there with more time).
 """
 
 from __future__ import annotations
