@@ -56,6 +56,8 @@ STALL_TREES = 200
 #: takes less and less of the tree's time.
 TREE_FIRST_S, TREE_SLICE_S, LNS_SLICE_S = 0.3, 0.3, 0.2
 TREE_BACKOFF = 2.0
+#: The tree's first slice is at least this share of the level's time (to `deadline`).
+TREE_FIRST_SHARE = 0.0
 
 
 @dataclass
@@ -177,7 +179,8 @@ class LevelSearch:
         self.use_lns = lns
         self.lns: Lns | None = None
         self._tree_slice = TREE_SLICE_S
-        self._lns_at = clock() + TREE_FIRST_S
+        now = clock()
+        self._lns_at = now + max(TREE_FIRST_S, TREE_FIRST_SHARE * (deadline - now))
         #: Clock time spent in the search's slices, and the plans it handed to the tree.
         self.lns_s = 0.0
         self.handed = 0
