@@ -244,3 +244,22 @@ def test_a_seeding_step_interleaves_and_its_level_resumes(
     assert ref.proven
     assert level.run(np.inf) and level.proven
     assert level.cost == pytest.approx(ref.cost)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_plans_the_sub_trees_meet_are_kept_for_tighter_steps(seed: int) -> None:
+    """3 x 8 type D at makespan <= 3 from the costliest random feasible plan: the plans the
+    sub-trees meet are kept in the step's GapBranchBound by makespan, so the cheapest kept
+    one within the cap costs no more than the search's result; every kept plan keeps the
+    capacities and its own cap."""
+    kl, bb = _step("d", 3, 8, seed)
+    start = _worst_feasible(kl, 3, seed)
+    assert start is not None
+    r = lns_search(bb, 3, start, step=1.0, seed=seed, deadline=1.0, clock=_still,
+                   max_trees=40)
+    assert r.improved >= 1
+    met = bb.kept(3)
+    assert met is not None and kl.feasible(met, 3) and kl.cost(met) <= r.cost
+    for K in range(1, 4):
+        plan = bb.kept(K)
+        assert plan is None or kl.feasible(plan, K)

@@ -49,6 +49,8 @@ SUB_S = 0.1
 #: clock that does not move, as an injected test clock, would never reach it; at 0.1 s a
 #: sub-tree a seeding step's search runs 10-25).
 STALL_TREES = 200
+#: The plans the sub-trees meet are kept in the step's GapBranchBound (see GapBranchBound.kept).
+KEEP_MET = True
 #: A level's tree and this search in turn (LevelSearch), on the caller's clock: the tree
 #: runs first for TREE_FIRST_S; then the search gets slices of LNS_SLICE_S and the tree
 #: slices of TREE_SLICE_S in between, doubled after a slice of the search that found no
@@ -124,6 +126,10 @@ class Lns:
             Cs[a[fix], fix] = C[a[fix], fix]
             sub = GapBranchBound(Cs, A, cap, D)
             sub.lam = bb.lam.copy()
+            if KEEP_MET:
+                # Every plan a sub-tree meets is a plan of the full step (the true costs and
+                # loads): kept in bb by its makespan for the tighter steps, as the tree's are.
+                sub.kept_cost, sub.kept_plan = bb.kept_cost, bb.kept_plan
             r = sub.solve(K, a, step=self.step, deadline=min(until, clock() + self.sub_s),
                           clock=clock, raise_target=False)
             self.trees += 1
