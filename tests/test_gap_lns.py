@@ -247,11 +247,15 @@ def test_a_seeding_step_interleaves_and_its_level_resumes(
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_plans_the_sub_trees_meet_are_kept_for_tighter_steps(seed: int) -> None:
+def test_plans_the_sub_trees_meet_are_kept_for_tighter_steps(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """3 x 8 type D at makespan <= 3 from the costliest random feasible plan: the plans the
     sub-trees meet are kept in the step's GapBranchBound by makespan, so the cheapest kept
     one within the cap costs no more than the search's result; every kept plan keeps the
-    capacities and its own cap."""
+    capacities and its own cap (KEEP_MET on)."""
+    import allocator.solvers.gap_lns as gl
+
+    monkeypatch.setattr(gl, "KEEP_MET", True)
     kl, bb = _step("d", 3, 8, seed)
     start = _worst_feasible(kl, 3, seed)
     assert start is not None

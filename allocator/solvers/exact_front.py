@@ -131,9 +131,11 @@ BB_TABU_ITERATIONS = 20000
 LNS_SHARE = 0.4
 #: A one-tree seeding step runs its tree and that search in turn (gap_lns.LevelSearch: the
 #: search's better plans become the tree's incumbent) instead of the search after the tree.
-#: Off: with the search's share backed off after slices that found nothing it lost to the
-#: tail on 12 held-out 10x80 type-D files at 2/3 of a core (mean hv_ratio 0.805 against
-#: 0.890, one run each, docs/benchmarks/pareto-gap-cde.md).
+#: Off: it lost to the tail on 12 held-out 10x80 type-D files at 2/3 of a core, one run
+#: each (mean hv_ratio: the search backed off after slices that found nothing 0.805 against
+#: 0.890; a fixed 40 % share 0.735 against 0.850, with its sub-trees' plans kept 0.781
+#: against 0.882), though it won on the tuning files (0.875-0.939 against 0.832):
+#: docs/benchmarks/pareto-gap-cde.md.
 INTERLEAVE = False
 #: A seeding sweep on two idle cores runs two different trees per step (_Sweep._portfolio)
 #: instead of one tree on two threads.

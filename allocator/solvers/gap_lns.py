@@ -49,8 +49,11 @@ SUB_S = 0.1
 #: clock that does not move, as an injected test clock, would never reach it; at 0.1 s a
 #: sub-tree a seeding step's search runs 10-25).
 STALL_TREES = 200
-#: The plans the sub-trees meet are kept in the step's GapBranchBound (see GapBranchBound.kept).
-KEEP_MET = True
+#: The plans the sub-trees meet are kept in the step's GapBranchBound (see GapBranchBound.kept)
+#: for the tighter steps. Off: on 10 s fronts at 2/3 of a core it was no better (12 held-out
+#: 10x80 type-D files: mean hv_ratio 0.897 against 0.882; 9 more: worse on 4, the same on 5;
+#: docs/benchmarks/pareto-gap-cde.md, 13:45-14:20 UTC).
+KEEP_MET = False
 #: A level's tree and this search in turn (LevelSearch), on the caller's clock: the tree
 #: runs first for TREE_FIRST_S; then the search gets slices of LNS_SLICE_S and the tree
 #: slices of TREE_SLICE_S in between, doubled after a slice of the search that found no
@@ -58,7 +61,9 @@ KEEP_MET = True
 #: takes less and less of the tree's time.
 TREE_FIRST_S, TREE_SLICE_S, LNS_SLICE_S = 0.3, 0.3, 0.2
 TREE_BACKOFF = 2.0
-#: The tree's first slice is at least this share of the level's time (to `deadline`).
+#: The tree's first slice is at least this share of the level's time (to `deadline`). On
+#: 10 s fronts neither a fixed 40 % share (TREE_BACKOFF 1) nor the tail's 60 % first
+#: (this at 0.6, then slices of 0.1 / 0.3 s) beat the plain tail (exact_front.INTERLEAVE).
 TREE_FIRST_SHARE = 0.0
 
 
