@@ -51,7 +51,7 @@ SUB_S = 0.1
 STALL_TREES = 200
 #: The plans the sub-trees meet are kept in the step's GapBranchBound (see GapBranchBound.kept)
 #: for the tighter steps. Off: on 10 s fronts at 2/3 of a core it was no better (12 held-out
-#: 10x80 type-D files: mean hv_ratio 0.897 against 0.882; 9 more: worse on 4, the same on 5;
+#: 10x80 type-D files: mean hv_ratio 0.897 against 0.882; 8 more: worse on 4, the same on 4;
 #: docs/benchmarks/pareto-gap-cde.md, 13:45-14:20 UTC).
 KEEP_MET = False
 #: A level's tree and this search in turn (LevelSearch), on the caller's clock: the tree
