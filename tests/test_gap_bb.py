@@ -868,17 +868,6 @@ def test_seeding_sweep_plans_are_valid_whatever_the_budget(
     assert all(not validate(snap, q.plan) for q in front.points)
 
 
-class _Ticks:
-    """A clock that moves a millisecond a reading: every run sees the same times."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        self.t += 0.001
-        return self.t
-
-
 @pytest.mark.parametrize("kind,m,n,seed,K", [("d", 5, 30, 1, 7), ("d", 8, 40, 2, 6),
                                              ("e", 6, 30, 3, None), ("c", 5, 25, 4, 6)])
 def test_a_tree_run_in_pieces_is_the_tree_run_at_once(kind: str, m: int, n: int, seed: int,
