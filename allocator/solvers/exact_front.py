@@ -715,7 +715,8 @@ class _Sweep:
         return _Result(res.agent_of, self.values(res.agent_of), res.proven)
 
     def _guide(self, bb: GapBranchBound, K: int | None) -> Callable[[], np.ndarray]:
-        """The search's guide at the tree's current multipliers (see :meth:`_lns`)."""
+        """The search's guide at the tree's current multipliers, read when called: a task's
+        agent where the Lagrangian relaxation picks exactly one, else -1."""
         lag = self._lagrangian
         assert lag is not None
 
@@ -730,12 +731,9 @@ class _Sweep:
         """A seeding step's tree, cut short, handed to the large-neighbourhood search from its
         plan; the tasks on the agent the Lagrangian relaxation at the tree's multipliers
         also picks (and no other) are the ones it may keep fixed."""
-        lag = self._lagrangian
-        assert lag is not None and res.agent_of is not None
-        _, X, _ = lag.value(bb.lam, K)
-        guide = np.where(X.sum(axis=0) == 1, X.argmax(axis=0), -1)
+        assert res.agent_of is not None
         q = lns_search(bb, K, res.agent_of, step=step, seed=self.seed,
-                       deadline=deadline, clock=self.budget.clock, guide=guide)
+                       deadline=deadline, clock=self.budget.clock, guide=self._guide(bb, K)())
         if q.cost >= res.cost:
             return res
         return StepResult(q.agent_of, q.cost, False, False, res.root_bound, res.nodes,
