@@ -206,9 +206,10 @@ def test_steepest_start_only_on_instances_with_a_transient_resource() -> None:
 
 
 def _eject_args(st: RoadefState, depth: int) -> tuple[np.ndarray, ...]:
-    R = st.inst.n_resources
-    return (np.empty(depth + 1, dtype=np.int64), np.empty(depth + 1, dtype=np.int64),
-            np.empty(R, dtype=np.int64), np.empty(R, dtype=np.int64))
+    R, M = st.inst.n_resources, st.inst.n_machines
+    return (np.empty(depth + 1 + (R + 1) * M, dtype=np.int64),
+            np.empty(depth + 1, dtype=np.int64), np.empty(R, dtype=np.int64),
+            np.empty(R, dtype=np.int64))
 
 
 @pytest.mark.parametrize("m2_capacity", [10, 5])

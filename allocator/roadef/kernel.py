@@ -349,9 +349,16 @@ def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
     (a2_5: one process alone on a zero-safety machine, 78 million) fits under
     safety only on machines full of smaller processes; a shift never fits there,
     a swap or a chain frees one process's room, and the annealing does not build
-    that room step by step before small processes flow back into it."""
+    that room step by step before small processes flow back into it.
+
+    mv (int64[depth + 1 + (R + 1) M]) holds the moves, then scratch rows (room
+    [R, M], ok_m [M]): the scan tests whether q fits on every machine at once,
+    resource by resource over a row of machines (no branch per target: most targets
+    do not fit, a2_5: 82 %), marks its service's machines, then evaluates the other
+    targets in machine order, so the pair chosen is the one a scan target by target
+    picks."""
     a, init, svc, req, pmc = S.a, S.init, S.svc, S.req, S.pmc
-    use, hard, mc, tot, mmc, cap = S.use, S.hard, S.mc, S.tot, S.mmc, S.cap
+    use, hard, mc, tot, mmc, cap, tr = S.use, S.hard, S.mc, S.tot, S.mmc, S.cap, S.tr
     mproc, mcnt, w_mm = S.mproc, S.mcnt, S.w_mm
     M = use.shape[0]
     R = req.shape[1]
@@ -366,6 +373,17 @@ def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
     frm[0] = a[p]
     n = 1
     _apply(S, p, m2)
+    # scratch after the moves (one array: an argument more slows `_anneal`'s other moves)
+    room = mv[depth + 1:depth + 1 + R * M]
+    ok_m = mv[depth + 1 + R * M:depth + 1 + (R + 1) * M]
+    # room[r, m]: capacity minus hard usage (only m2 and a level's target change)
+    for m in range(M):
+        for r in range(R):
+            room[r * M + m] = cap[m, r] - hard[m, r]
+    any_tr = False
+    for r in range(R):
+        if tr[r]:
+            any_tr = True
     for _d in range(depth):
         over = False
         for r in range(R):
@@ -398,20 +416,23 @@ def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
             lb = d_out + (pmc[q] if m2 == iq else 0) + lbq
             if lb >= best_d:
                 continue
+            # ok_m[m] == 0: q fits on m by hard usage (home: `_fits_on`'s own test)
+            for m in range(M):
+                ok_m[m] = 0
+            for r in range(R):
+                rq = req[q, r]
+                for m in range(M):
+                    ok_m[m] |= rq > room[r * M + m]
+            if any_tr:
+                ok_m[iq] = 0 if _fits_on_i(S, q, iq, iq) else 1
+            # nor where a process of its service is (q's own machine, m2, among them)
+            for j in range(S.sib_ptr[sq], S.sib_ptr[sq + 1]):
+                ok_m[a[S.sib_idx[j]]] = 1
             for m3 in range(M):
-                if m3 == m2 or mcnt[m3] >= width:
+                if ok_m[m3] or mcnt[m3] >= width:
                     continue
                 d = d_out + w_mm * np.int64(mmc[iq, m3]) + (pmc[q] if m3 != iq else 0)
                 if d + lbq >= best_d:
-                    continue
-                if not _fits_on_i(S, q, m3, iq):
-                    continue
-                clash = False
-                for j in range(S.sib_ptr[sq], S.sib_ptr[sq + 1]):
-                    if a[S.sib_idx[j]] == m3:
-                        clash = True
-                        break
-                if clash:
                     continue
                 d += _added_cost_i(S, q, m3, u1)
                 if d < best_d:
@@ -426,6 +447,9 @@ def _eject(S: KState, p: int, m2: int, depth: int, temp: float, mv: np.ndarray,
         frm[n] = m2
         n += 1
         _apply(S, bq, bm)
+        for r in range(R):
+            room[r * M + m2] = cap[m2, r] - hard[m2, r]
+            room[r * M + bm] = cap[bm, r] - hard[bm, r]
     ok = True
     for r in range(R):
         if hard[m2, r] > cap[m2, r]:
@@ -467,7 +491,8 @@ def anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
     _anneal(S, n_iter, t_start, t_end, p_swap, p_chain, scan, swap_scan, chain_scan, focus,
             seed, best_a, best, stats, p_eject, eject_depth, np.empty(R, dtype=np.int64),
             np.empty(R, dtype=np.int64), np.empty(R, dtype=np.int64),
-            np.empty(R, dtype=np.int64), np.empty(eject_depth + 1, dtype=np.int64),
+            np.empty(R, dtype=np.int64),
+            np.empty(eject_depth + 1 + (R + 1) * S.use.shape[0], dtype=np.int64),
             np.empty(eject_depth + 1, dtype=np.int64))
 
 
@@ -477,7 +502,8 @@ def _anneal(S: KState, n_iter: int, t_start: float, t_end: float, p_swap: float,
             seed: int, best_a: np.ndarray, best: np.ndarray, stats: np.ndarray,
             p_eject: float, eject_depth: int, u0: np.ndarray, u1: np.ndarray,
             u2: np.ndarray, hp: np.ndarray, mv: np.ndarray, frm: np.ndarray) -> None:
-    """`anneal` on scratch rows of R (u0, u1, u2, hp) and eject_depth + 1 (mv, frm)."""
+    """`anneal` on scratch rows of R (u0, u1, u2, hp), eject_depth + 1 (frm) and
+    `_eject`'s mv."""
     a, init, svc, req, pmc = S.a, S.init, S.svc, S.req, S.pmc
     use, hard, mc, tot, mmc = S.use, S.hard, S.mc, S.tot, S.mmc
     w_mm, w_sm, svc_moved, hist = S.w_mm, S.w_sm, S.svc_moved, S.hist
