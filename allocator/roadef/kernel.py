@@ -725,7 +725,15 @@ def steepest(S: KState, max_moves: int, swaps: bool, stats: np.ndarray) -> None:
     u0 = np.empty(R, dtype=np.int64)
     u1 = np.empty(R, dtype=np.int64)
     dout = np.empty(P, dtype=np.int64)
-    on = np.zeros(M, dtype=np.bool_)
+    # room[r, m]: capacity minus hard usage; nf[m] != 0: the process at hand does not
+    # fit on m or a process of its service is there (one pass per resource over a row
+    # of machines, as in `_eject`: no branch per target)
+    room = np.empty((R, M), dtype=np.int64)
+    nf = np.empty(M, dtype=np.int64)
+    any_tr = False
+    for r in range(R):
+        if S.tr[r]:
+            any_tr = True
     banned = np.zeros((P, M), dtype=np.bool_)
     # swaps that broke a spread or dependency rule (not tried again)
     bad_p = np.empty(64, dtype=np.int64)
@@ -739,6 +747,9 @@ def steepest(S: KState, max_moves: int, swaps: bool, stats: np.ndarray) -> None:
         best_d = np.int64(0)
         bp = -1
         bm = -1
+        for m in range(M):
+            for r in range(R):
+                room[r, m] = S.cap[m, r] - S.hard[m, r]
         for p in range(P):
             m1 = a[p]
             ip = init[p]
@@ -751,11 +762,19 @@ def steepest(S: KState, max_moves: int, swaps: bool, stats: np.ndarray) -> None:
                 # load costs only grow with usage and leaving home adds move costs:
                 # no target beats the best found so far
                 continue
+            for mm in range(M):
+                nf[mm] = 0
+            for r in range(R):
+                rq = req[p, r]
+                for mm in range(M):
+                    nf[mm] |= rq > room[r, mm]
+            if any_tr:
+                nf[ip] = 0 if _fits_on_n(S, p, ip, ip) else 1
             for k in range(sib_ptr[sp], sib_ptr[sp + 1]):
-                on[a[sib_idx[k]]] = True
+                nf[a[sib_idx[k]]] = 1  # p's own machine among them
             c = svc_moved[sp]
             for mm in range(M):
-                if mm == m1 or on[mm] or banned[p, mm] or mcnt[mm] >= width:
+                if nf[mm] or banned[p, mm] or mcnt[mm] >= width:
                     continue
                 d = d_out + w_mm * (np.int64(mmc[ip, mm]) - np.int64(mmc[ip, m1]))
                 if m1 == ip:
@@ -768,15 +787,11 @@ def steepest(S: KState, max_moves: int, swaps: bool, stats: np.ndarray) -> None:
                         d -= w_sm
                 if d >= best_d:
                     continue
-                if not _fits_on_n(S, p, mm, ip):
-                    continue
                 d += _added_cost_i(S, p, mm, u1)
                 if d < best_d:
                     best_d = d
                     bp = p
                     bm = mm
-            for k in range(sib_ptr[sp], sib_ptr[sp + 1]):
-                on[a[sib_idx[k]]] = False
         if bp >= 0:
             if _shift(S, bp, bm):
                 stats[0] += 1
