@@ -926,3 +926,58 @@ def test_a_tree_handed_a_cheaper_plan_still_proves_the_brute_force_optimum(
     assert r.proven and r.agent_of is not None and kl.feasible(r.agent_of, K)
     assert r.cost == pytest.approx(opt) == pytest.approx(kl.cost(r.agent_of))
     assert bb.kept(K) is not None and kl.cost(bb.kept(K)) == pytest.approx(opt)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("K", [None, 3])
+def test_split_targets_prove_the_brute_force_optimum(caplog: pytest.LogCaptureFixture,
+                                                     seed: int, K: int | None) -> None:
+    """Rounds that jump `split` of the way to the incumbent after an emptied one (the
+    seeding sweep's one-tree steps) end proven at the brute-force optimum, from the dearest
+    feasible plan as from none, and take no more rounds than doubling the targets."""
+    kl, _ = _bb("d", 3, 8, seed)
+    opt = brute_optimum(kl, K)
+    plans = (np.array(c) for c in itertools.product(range(kl.m), repeat=kl.n))
+    worst = max((a for a in plans if kl.feasible(a, K)), key=kl.cost)
+    rounds = {}
+    for start in (worst, None):
+        for split in (0.0, 0.5, 0.9):
+            bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
+            caplog.clear()
+            with caplog.at_level("DEBUG", logger="allocator.solvers.gap_bb"):
+                r = bb.solve(K, start, step=1.0, deadline=np.inf, clock=lambda: 0.0,
+                             tail_step=False, split=split)
+            assert r.proven and r.agent_of is not None and kl.feasible(r.agent_of, K)
+            assert r.cost == pytest.approx(opt) == pytest.approx(kl.cost(r.agent_of))
+            rounds[start is None, split] = sum("round" in m for m in caplog.messages)
+    for none in (False, True):
+        assert rounds[none, 0.5] <= rounds[none, 0.0]
+        assert rounds[none, 0.9] <= rounds[none, 0.0]
+    if rounds[False, 0.0] > 3:  # the dearest plan: many doublings, a jump skips some
+        assert rounds[False, 0.5] < rounds[False, 0.0]
+
+
+def test_least_makespan_returns_a_dominating_plan_met_never_a_dearer_one() -> None:
+    """A seeding step's plan is swapped for a plan met in the trees that costs no more at
+    a smaller makespan (it dominates the point), never for a dearer one."""
+    from allocator.solvers.gap_bb import _keep
+
+    kl, _ = _bb("d", 3, 8, 0)
+    ar = np.arange(kl.n)
+
+    def mk(a: np.ndarray) -> int:
+        return int(np.bincount(a, weights=kl.loads[a, ar], minlength=kl.m).max())
+
+    plans = [np.array(c) for c in itertools.product(range(kl.m), repeat=kl.n)]
+    feas = [a for a in plans if kl.feasible(a, None)]
+    a = max(feas, key=mk)
+    cheaper = [b for b in feas if kl.cost(b) <= kl.cost(a) and mk(b) < mk(a)]
+    dearer = [b for b in feas if kl.cost(b) > kl.cost(a) and mk(b) < mk(a)]
+    assert cheaper and dearer
+    for met, better in ((dearer[0], False), (min(cheaper, key=mk), True)):
+        bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
+        assert np.array_equal(bb.least_makespan(a, None), a)  # nothing met yet
+        _keep(met, kl.cost(met), bb.D, bb.kept_cost, bb.kept_plan, np.zeros(kl.m, np.int64))
+        got = bb.least_makespan(a, None)
+        assert np.array_equal(got, met if better else a)
+        assert kl.feasible(got, None) and kl.cost(got) <= kl.cost(a) + 1e-9

@@ -151,6 +151,18 @@ GUESS_TARGETS = True
 #: makespan <= 10: nothing in a 1.9 s round at 5034, the optimum); a little above it they
 #: came early (d1080-s87 at makespan <= 9: 5083 in a round at 5081 + 2).
 GUESS_MARGIN = 2.0
+#: A one-tree seeding step's rounds after an emptied one target at least this share of the
+#: way to the incumbent (GapBranchBound.solve's `split`; 0: off). Its plan at a level's
+#: optimum came sooner: single 10x80 type-D levels (tabu start, guess = the looser optimum
+#: + 2) at 2 CPU s, mean cost above the optimum 1.47 against 2.29 on 38 levels of d1080
+#: s150-s161 (0.3: 1.53, 0.7: 1.82) and 1.88 against 2.80 on 25 held-out levels, most of
+#: it on the bottom levels. Off: the 10 s fronts were no better (2/3 of a core, 24 files:
+#: mean hv_ratio 0.854 against 0.870, better on 6, worse on 10; one core, 8 held-out
+#: files: 0.848 against 0.871): docs/benchmarks/pareto-gap-cde.md, 15:43-16:50 UTC.
+SEED_SPLIT = 0.0
+#: A seeding step returns, of the plans its trees met at its cost or less, the one of least
+#: makespan (GapBranchBound.least_makespan). Off: not measured apart from SEED_SPLIT.
+LEAST_MAKESPAN = False
 #: A seeding sweep over three levels or more gives its bottom (least makespan) level this
 #: share of a middle level's time: hv_ratio's reference point is the exact nadir plus
 #: 10 % of each range, so the bottom point is worth at most 0.1 x the cost range (a level
@@ -704,7 +716,8 @@ class _Sweep:
                 res = bb.solve(K, inc, step=self.mm.step[target],
                                deadline=clock() + (1.0 - LNS_SHARE if lns else 1.0) * left(),
                                clock=clock, lower=lower, workers=workers,
-                               tail_step=False if self.share else None, guess=guess)
+                               tail_step=False if self.share else None, guess=guess,
+                               split=SEED_SPLIT if self.share else 0.0)
                 if lns and not res.proven and res.agent_of is not None and left() > 0:
                     res = self._lns(bb, K, res, self.mm.step[target], clock() + left())
         self.bb_nodes += res.nodes
@@ -712,7 +725,8 @@ class _Sweep:
             return _Result(None, {}, True, infeasible=True)
         if res.agent_of is None:
             return _Result(None, {}, False)
-        return _Result(res.agent_of, self.values(res.agent_of), res.proven)
+        plan = bb.least_makespan(res.agent_of, K) if self.share and LEAST_MAKESPAN else res.agent_of
+        return _Result(plan, self.values(plan), res.proven)
 
     def _guide(self, bb: GapBranchBound, K: int | None) -> Callable[[], np.ndarray]:
         """The search's guide at the tree's current multipliers, read when called: a task's

@@ -1053,6 +1053,23 @@ class GapBranchBound:
                 return plan
         return None
 
+    def least_makespan(self, agent_of: np.ndarray, K: int | None) -> np.ndarray:
+        """A plan met in a tree so far that costs no more than `agent_of` at a smaller
+        makespan (the least such, checked feasible within K), else `agent_of`: a sweep's
+        level then ends at the point that dominates (d1080-s173's cap-free tree returned
+        (5055, 10) where (5055, 9) exists, and the sweep spent a level on makespan 9)."""
+        a = np.asarray(agent_of)
+        cost = self.cost(a)
+        ar = np.arange(self.n)
+        mk = int(np.bincount(a, weights=self.D[a, ar], minlength=self.m).max(initial=0))
+        tol = 1e-9 * max(1.0, abs(cost))
+        for lv in range(min(mk, self.kept_cost.size)):
+            if self.kept_cost[lv] <= cost + tol:
+                plan = self.kept_plan[lv].copy()
+                if self.feasible(plan, K) and self.cost(plan) <= cost + tol:
+                    return plan
+        return a
+
     def feasible(self, agent_of: np.ndarray, K: int | None) -> bool:
         """Every task on an eligible agent, within capacity and the load cap K."""
         a = np.asarray(agent_of)
@@ -1072,7 +1089,8 @@ class GapBranchBound:
               clock: Callable[[], float], target: float = np.inf,
               max_nodes: int | None = None, raise_target: bool = True,
               lower: float = -np.inf, workers: int = 1,
-              tail_step: bool | None = None, guess: float = -np.inf) -> StepResult:
+              tail_step: bool | None = None, guess: float = -np.inf,
+              split: float = 0.0) -> StepResult:
         """Least cost under capacities and the load cap K, from `incumbent` (used when it
         is feasible). Proven when the tree is emptied before `deadline` (on `clock`).
         One :class:`StepTree` run to the deadline (the arguments are its own).
@@ -1100,10 +1118,20 @@ class GapBranchBound:
         step's best plan when that step was cut short): the targets start there when it
         is above the root bound and `lower`, as they would from a proven `lower`, but a
         plan costing that much is not taken as optimal.
+
+        `split` (0 < split < 1; 0: off): after an emptied round the next target is at
+        least that share of the way from the emptied target to the incumbent, not only
+        double the last distance. For a time-boxed tree that needs the optimum's plan
+        more than its proof: rounds one or two steps apart below the optimum prove bounds
+        such a tree does not use, and a target above the optimum meets plans early and
+        works down from them in the same round (the round's pruning is at the incumbent
+        less a step). The proof is the same kind: every round still prunes only above
+        its target or the incumbent.
         """
         tree = StepTree(self, K, incumbent, step=step, deadline=deadline, clock=clock,
                         target=target, max_nodes=max_nodes, raise_target=raise_target,
-                        lower=lower, workers=workers, tail_step=tail_step, guess=guess)
+                        lower=lower, workers=workers, tail_step=tail_step, guess=guess,
+                        split=split)
         tree.run(deadline)
         return tree.result()
 
@@ -1144,8 +1172,9 @@ class StepTree:
                  step: float, deadline: float, clock: Callable[[], float],
                  target: float = np.inf, max_nodes: int | None = None,
                  raise_target: bool = True, lower: float = -np.inf, workers: int = 1,
-                 tail_step: bool | None = None, guess: float = -np.inf):
+                 tail_step: bool | None = None, guess: float = -np.inf, split: float = 0.0):
         self.bb, self.cap_K, self.step, self.clock = bb, K, float(step), clock
+        self.split = float(split)
         self.target, self.max_nodes, self.raise_target = target, max_nodes, raise_target
         self.lower, self.workers, self.guess, self.tail_step = lower, workers, guess, tail_step
         m, n = bb.m, bb.n
@@ -1357,6 +1386,9 @@ class StepTree:
             # `lower` when that is above it: doubling from the bound jumped from a
             # `lower` 5.7 steps above it to 11.4, a second full tree on d1080-s0, K=9).
             nxt = bb._grid(tgt + max(step, tgt - base), step)
+            if self.split > 0 and np.isfinite(st[_BEST]):
+                # (the `split` of the way to the incumbent: see GapBranchBound.solve)
+                nxt = max(nxt, bb._grid(tgt + self.split * (st[_BEST] - tgt), step))
             if tail and nxt >= st[_BEST] - step:
                 nxt = bb._grid(tgt + step, step)
                 tail = False
