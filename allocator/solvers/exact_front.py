@@ -168,6 +168,24 @@ LEAST_MAKESPAN = False
 #: 10 % of each range, so the bottom point is worth at most 0.1 x the cost range (a level
 #: a unit too dear loses a unit's strip at any other level).
 BOTTOM_WEIGHT = 0.5
+#: How a seeding sweep spends its levels' time: "share" (each level a share of what is
+#: left, the seeding search: guess targets, the LNS tail, the portfolio), "exact" (the
+#: exact sweep cut at the deadline: each level in exact mode until it is proven or the
+#: time is out) or "hybrid" (exact-mode levels while every level so far was proven, each
+#: leaving HYBRID_RESERVE of the sweep's time per level still to come; shares after).
+SEED_MODE = "share"
+HYBRID_RESERVE = 0.15
+#: Levels expected after the cap-free one before the sweep knows (hybrid mode).
+HYBRID_AFTER = 2.0
+#: A level's plan is polished at no extra cost towards a lower makespan (_flatten): a
+#: plan at its level's cost but a makespan unit too high made the sweep search that
+#: level again (d1080-s114: (4990, 10) where (4990, 9) exists).
+FLATTEN = True
+#: Seeding: a capped level whose start (the cheapest plan met so far within its cap, the
+#: trees' kept plans included) already costs no more than the looser level's best is not
+#: searched (that best, proven or not, is where its optimum likely is): its time goes to
+#: the tighter levels.
+SKIP_EQUAL = False
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
 #: has 2 cores).
 BB_WORKERS = 2
@@ -393,6 +411,10 @@ class _Sweep:
         # Before the first solve the number of levels is unknown: seeding keeps
         # two thirds for the rest, exact mode half (proofs need the time).
         self.expect = SEED_FIRST_EXPECT if share else 2.0
+        #: Seeding: the current level runs in exact mode (see SEED_MODE) and keeps
+        #: `reserve` seconds of the sweep for the levels after it.
+        self.exactish = False
+        self.reserve = 0.0
         self.solves = 0
         self.proven_placed = True
         #: Every task must be placed (the unassigned columns are fixed at 0).
@@ -415,6 +437,8 @@ class _Sweep:
         self._threads = 1
         #: Steps whose start reached the previous optimum (proven without a solve).
         self.bound_proofs = 0
+        #: Seeding levels not searched (SKIP_EQUAL).
+        self.skipped = 0
         self.bp_nodes = 0
         self.bp_steps = 0
         #: Steps settled by the Lagrangian bound alone, and pairs it ruled out in all.
@@ -509,7 +533,45 @@ class _Sweep:
         that cannot be proven in time still leaves the other levels their
         turn: the front is then complete, only unproven.
         """
-        return self.budget.remaining() / max(1.0, self.expect)
+        share = self.budget.remaining() / max(1.0, self.expect)
+        if self.share and self.exactish:
+            return max(self.budget.remaining() - self.reserve, share)
+        return share
+
+    def plan_level(self, proven: bool, after: float) -> None:
+        """Seeding: the next level's mode and reserve (SEED_MODE) given whether every level
+        so far was proven and the levels (in shares) that follow it."""
+        mode = SEED_MODE
+        if mode == "auto":
+            mode = "hybrid" if self._workers() > 1 else "share"
+        if not self.share or mode == "share":
+            self.exactish, self.reserve = False, 0.0
+            return
+        self.exactish = mode == "exact" or (mode == "hybrid" and proven)
+        self.reserve = (HYBRID_RESERVE * after * self.budget.time_limit
+                        if mode == "hybrid" else 0.0)
+
+    def flatten(self, r: _Result, h: str, g: str) -> _Result:
+        """`r` with its makespan lowered at no extra cost where moves of one task or chains
+        of two allow it (_flatten_plan); its proof stands (no cheaper plan exists within
+        the looser cap, so none within this one)."""
+        if (not FLATTEN or r.agent_of is None or h != "cost" or g != "makespan"
+                or not self.placed_all or not self._lagrangian_built):
+            return r
+        lag = self._lagrangian
+        if lag is None or lag.D is None:
+            return r
+        a = _flatten_plan(lag.C, lag.A, lag.cap, lag.D, r.agent_of)
+        if a is None:
+            return r
+        vals = self.values(a)
+        tol = 1e-9 * max(1.0, abs(r.values[h]))
+        if (vals[g] < r.values[g] - 0.5 * self.mm.step[g] and vals[h] <= r.values[h] + tol
+                and self._feasible(a, {})):
+            if self.share:
+                self.found.append((a, vals))
+            return _Result(a, vals, r.optimal and vals[h] >= r.values[h] - tol)
+        return r
 
     def values(self, agent_of: np.ndarray) -> dict[str, float]:
         """Objective values of an assignment, as the model reads them."""
@@ -572,7 +634,14 @@ class _Sweep:
         """Seeding: the cheapest in `target` of `start` and the plans found so far within
         `bounds` (a cut-short solve's plan can beat the next level's repaired start)."""
         best, val = start, self.values(start)[target] if start is not None else np.inf
-        for a, v in self.found:
+        found = list(self.found)
+        K = (self._lagrangian.load_units(bounds.get("makespan", np.inf))
+             if self._lagrangian is not None and set(bounds) <= {"makespan"} else None)
+        if self._bb is not None and (K is not None or not bounds):
+            met = self._bb.kept(K)
+            if met is not None:
+                found.append((met, self.values(met)))
+        for a, v in found:
             if v[target] < val and all(v[o] <= b + 1e-9 * max(1.0, abs(b))
                                        for o, b in bounds.items()):
                 best, val = a, v[target]
@@ -697,14 +766,18 @@ class _Sweep:
             if first.agent_of is not None and bb.feasible(first.agent_of, K):
                 inc = first.agent_of
         workers = self._workers()
-        if self.share and workers > 1 and SEED_PORTFOLIO:
+        seeding = self.share and not self.exactish
+        # An exact-mode level of a hybrid sweep keeps an LNS tail of a reserve's share.
+        tail = (LNS_SHARE * min(left(), HYBRID_RESERVE * self.budget.time_limit)
+                if self.share and self.exactish and self.reserve > 0 else 0.0)
+        if seeding and workers > 1 and SEED_PORTFOLIO:
             res = self._portfolio(bb, K, inc, self.mm.step[target], clock() + left(), lower,
                                   guess)
         else:
             # A seeding step is cut short more often than not: its last round keeps
             # seeking any plan below the incumbent (the front's time-boxed trees were
             # measured that way).
-            lns = self.share and LNS_SHARE > 0 and inc is not None
+            lns = seeding and LNS_SHARE > 0 and inc is not None
             if lns and INTERLEAVE and workers == 1:
                 level = LevelSearch(bb, K, inc, step=self.mm.step[target], seed=self.seed,
                                     deadline=clock() + left(), clock=clock, lower=lower,
@@ -713,11 +786,14 @@ class _Sweep:
                 self.level = level
                 res = level.result()
             else:
+                lns = lns or (tail > 0 and inc is not None)
                 res = bb.solve(K, inc, step=self.mm.step[target],
-                               deadline=clock() + (1.0 - LNS_SHARE if lns else 1.0) * left(),
+                               deadline=clock() + (left() - tail if tail > 0 else
+                                                   (1.0 - LNS_SHARE if lns else 1.0) * left()),
                                clock=clock, lower=lower, workers=workers,
-                               tail_step=False if self.share else None, guess=guess,
-                               split=SEED_SPLIT if self.share else 0.0)
+                               tail_step=False if seeding else None,
+                               guess=guess if seeding else -np.inf,
+                               split=SEED_SPLIT if seeding else 0.0)
                 if lns and not res.proven and res.agent_of is not None and left() > 0:
                     res = self._lns(bb, K, res, self.mm.step[target], clock() + left())
         self.bb_nodes += res.nodes
@@ -725,7 +801,7 @@ class _Sweep:
             return _Result(None, {}, True, infeasible=True)
         if res.agent_of is None:
             return _Result(None, {}, False)
-        plan = bb.least_makespan(res.agent_of, K) if self.share and LEAST_MAKESPAN else res.agent_of
+        plan = bb.least_makespan(res.agent_of, K) if seeding and LEAST_MAKESPAN else res.agent_of
         return _Result(plan, self.values(plan), res.proven)
 
     def _guide(self, bb: GapBranchBound, K: int | None) -> Callable[[], np.ndarray]:
@@ -966,6 +1042,76 @@ class _Sweep:
             # ruled-out pair: its bound can equal its cost): the incumbent is optimal.
             return _Result(inc, self.values(inc), r.optimal)
 
+def _flatten_plan(C: np.ndarray, A: np.ndarray, cap: np.ndarray, D: np.ndarray,
+                  agent_of: np.ndarray, max_ops: int = 200) -> np.ndarray | None:
+    """A plan costing no more than `agent_of` (costs C, integral demands A within cap, load
+    units D) with a lower makespan, or None when no move of one task off a most-loaded
+    agent, nor a chain of two (j from it to k, some l from k to a third agent), gets one.
+
+    Each step takes, for one most-loaded agent, the cheapest such move or chain that
+    leaves every agent it loads below the makespan (ties: the lower load)."""
+    m, n = C.shape
+    a = np.asarray(agent_of, dtype=np.int64).copy()
+    ar = np.arange(n)
+    if np.any(a < 0) or not np.all(np.isfinite(C[a, ar])):
+        return None
+    load = np.bincount(a, weights=D[a, ar], minlength=m).astype(np.int64)
+    used = np.bincount(a, weights=A[a, ar], minlength=m).astype(np.int64)
+    M0 = int(load.max(initial=0))
+    # Every step lowers a most-loaded agent and loads no other to the makespan: the
+    # number of agents at the makespan, or the makespan, falls each time; cost never rises.
+    for _ in range(max_ops):
+        M = int(load.max(initial=0))
+        i = int(np.argmax(load))
+        J = np.flatnonzero(a == i)
+        op: tuple[float, int, list[tuple[int, int]]] | None = None
+        for j in J.tolist():
+            # One move: j from i to k.
+            d1 = C[:, j] - C[i, j]
+            ok = (np.isfinite(d1) & (load + D[:, j] < M) & (used + A[:, j] <= cap))
+            ok[i] = False
+            for k in np.flatnonzero(ok & (d1 <= 1e-9)).tolist():
+                cand = (float(d1[k]), int(load[k] + D[k, j]), [(j, k)])
+                if op is None or cand[:2] < op[:2]:
+                    op = cand
+            # Chains: j from i to k, l from k to q.
+            for k in range(m):
+                if k == i or not np.isfinite(d1[k]):
+                    continue
+                L = np.flatnonzero(a == k)
+                if L.size == 0:
+                    continue
+                d2 = C[:, L] - C[k, L][None, :]  # [q, l]
+                tot = d1[k] + d2
+                lk = load[k] + D[k, j] - D[k, L]  # [l]
+                uk = used[k] + A[k, j] - A[k, L]
+                okq = (np.isfinite(tot) & (tot <= 1e-9) & (lk[None, :] < M)
+                       & (uk[None, :] <= cap[k])
+                       & ((load[:, None] + D[:, L]) < M)
+                       & ((used[:, None] + A[:, L]) <= cap[:, None]))
+                okq[i] = False
+                okq[k] = False
+                if not okq.any():
+                    continue
+                qs, ls = np.nonzero(okq)
+                s = int(np.argmin(tot[qs, ls]))
+                q, l_ = int(qs[s]), int(L[ls[s]])
+                cand = (float(tot[qs[s], ls[s]]), int(max(lk[ls[s]], load[q] + D[q, l_])),
+                        [(j, k), (l_, q)])
+                if op is None or cand[:2] < op[:2]:
+                    op = cand
+        if op is None:
+            break
+        for j, k in op[2]:
+            f = int(a[j])
+            load[f] -= D[f, j]
+            used[f] -= A[f, j]
+            load[k] += D[k, j]
+            used[k] += A[k, j]
+            a[j] = k
+    return a if int(load.max(initial=0)) < M0 else None
+
+
 def _repair_start(problem: Problem, agent_of: np.ndarray, name: str, eps: float
                   ) -> np.ndarray | None:
     """The previous point moved under `name <= eps` when that is a simple load cap; else None."""
@@ -1067,6 +1213,7 @@ def _run(sw: _Sweep) -> _Outcome | None:
     """The sweep (module docstring); None when not even the first solve found a plan."""
     mm = sw.mm
     f1, f2 = sw.objectives
+    sw.plan_level(True, HYBRID_AFTER)
     # 1. Everything placeable placed? Try the first solve that way.
     if not sw.fix_placed():
         return None
@@ -1123,11 +1270,11 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
     """
     mm, budget = sw.mm, sw.budget
     floor = _on_grid(mm, g, lb) - 0.5 * mm.step[g]
-    pending = top
+    pending = sw.flatten(top, h, g)
     pending_bounds: dict[str, float] = {}  # the bounds of the solve that gave `pending`
     out: list[tuple[np.ndarray, bool]] = []
     complete = True
-    eps = top.values[g] - mm.step[g]
+    eps = pending.values[g] - mm.step[g]
     capped = (eps - floor) / mm.step[g] + 0.5  # the levels below the first point
     retries = 0
     #: Kept points whose own solve was unproven while the next one was proven.
@@ -1142,7 +1289,7 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
                 # A better plan may sit above the bound, and the sweep goes on from it.
                 retries += 1
                 sw.expect = 1.0
-                r = sw.solve(h, pending_bounds, pending.agent_of)
+                r = sw.flatten(sw.solve(h, pending_bounds, pending.agent_of), h, g)
                 if r.agent_of is not None and (
                         r.values[h] < pending.values[h] - 0.5 * mm.step[h] or r.optimal):
                     pending = r
@@ -1159,11 +1306,20 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
         start = _repair_start(mm.problem, pending.agent_of, g, eps)
         if sw.share:
             start = sw.cheapest(h, {g: eps}, start)
+            if (SKIP_EQUAL and start is not None and sw._feasible(start, {g: eps})
+                    and sw.values(start)[h] <= pending.values[h] + 1e-9 * max(
+                        1.0, abs(pending.values[h]))):
+                r = sw.flatten(_Result(start, sw.values(start), pending.optimal), h, g)
+                sw.skipped += 1
+                pending, pending_bounds = r, {g: eps}
+                eps = r.values[g] - mm.step[g]
+                continue
         left = (eps - floor) / mm.step[g] + 0.5
         # Seeding, three levels or more: the bottom one's point is worth at most REF_MARGIN
         # of the cost range (see BOTTOM_WEIGHT); the levels before it share more.
         bottom = BOTTOM_WEIGHT if sw.share and capped >= 2 and left >= 2 else 1.0
         sw.expect = max(1.0, left - 1.0 + bottom)
+        sw.plan_level(pending.optimal, sw.expect - 1.0)
         # A tighter cap cannot do better than the last optimum: reaching it proves a step.
         # Seeding: the last point (proven or not) says where this step's optimum likely is
         # (GUESS_TARGETS).
@@ -1171,6 +1327,7 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
                      lower=pending.values[h] if pending.optimal else -np.inf,
                      guess=pending.values[h] + GUESS_MARGIN * mm.step[h]
                      if sw.share and GUESS_TARGETS else -np.inf)
+        r = sw.flatten(r, h, g)
         if r.agent_of is None:
             if r.infeasible and not pending.optimal:
                 again.append((len(out), pending, pending_bounds))

@@ -1,0 +1,84 @@
+"""A level's plan lowered in makespan at no extra cost (exact_front._flatten_plan), and the
+seeding sweep's level modes (exact_front.SEED_MODE)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import allocator.solvers.exact_front as ef
+from allocator.io import gap_to_snapshot
+from allocator.io.gapgen import generate_gap
+from allocator.problem import compile_snapshot
+from allocator.solvers.base import Budget
+from allocator.validate import validate
+
+INF = np.inf
+
+
+def _load(D: np.ndarray, a: np.ndarray) -> np.ndarray:
+    return np.bincount(a, weights=D[a, np.arange(a.size)], minlength=D.shape[0])
+
+
+def test_a_move_at_equal_cost_lowers_the_makespan() -> None:
+    """Agent 0 holds three tasks; task 2 costs the same on agent 2, which has room."""
+    C = np.array([[1.0, 1.0, 4.0], [9.0, 9.0, 9.0], [9.0, 9.0, 4.0]])
+    A = np.ones((3, 3), dtype=np.int64)
+    cap = np.array([3, 3, 3])
+    D = np.ones((3, 3), dtype=np.int64)
+    a = np.array([0, 0, 0])
+    b = ef._flatten_plan(C, A, cap, D, a)
+    assert b is not None
+    assert C[b, np.arange(3)].sum() == C[a, np.arange(3)].sum()
+    assert _load(D, b).max() == 2
+
+
+def test_a_chain_of_two_moves_when_the_direct_one_has_no_room() -> None:
+    """Task 1 can only go to agent 1 at no extra cost, which is full; agent 1's task 3
+    goes to agent 2 at the same cost to make room."""
+    C = np.array([[1.0, 5.0, 9.0],
+                  [9.0, 5.0, 2.0],
+                  [9.0, 9.0, 2.0]])
+    A = np.ones((3, 3), dtype=np.int64)
+    cap = np.array([3, 1, 3])
+    D = np.ones((3, 3), dtype=np.int64)
+    a = np.array([0, 0, 1])  # loads 2, 1, 0; agent 1 has no room for task 1
+    b = ef._flatten_plan(C, A, cap, D, a)
+    assert b is not None
+    assert C[b, np.arange(3)].sum() <= C[a, np.arange(3)].sum()
+    assert _load(D, b).max() == 1
+    used = np.bincount(b, weights=A[b, np.arange(3)], minlength=3)
+    assert np.all(used <= cap)
+
+
+def test_no_plan_when_every_move_costs_more() -> None:
+    C = np.array([[1.0, 1.0], [2.0, 2.0]])
+    A = np.ones((2, 2), dtype=np.int64)
+    cap = np.array([2, 2])
+    D = np.ones((2, 2), dtype=np.int64)
+    assert ef._flatten_plan(C, A, cap, D, np.array([0, 0])) is None
+
+
+@pytest.mark.parametrize("mode", ["share", "exact", "hybrid", "auto"])
+def test_every_seeding_mode_returns_valid_plans_and_the_same_ones_for_the_same_seed(
+        monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    from allocator.solvers.gap_bb import warm_up
+
+    warm_up()
+    monkeypatch.setattr(ef, "SEED_MODE", mode)
+    snap = gap_to_snapshot(generate_gap("d", 4, 16, 3))
+    p = compile_snapshot(snap)
+    runs = [ef.epsilon_assignments(p, ["cost", "makespan"],
+                                   budget=Budget(5.0, deterministic=True), seed=1)
+            for _ in range(2)]
+    assert runs[0] and len(runs[0]) == len(runs[1])
+    assert all(np.array_equal(x, y) for x, y in zip(*runs, strict=True))
+    ar = np.arange(p.n)
+    for a in runs[0]:
+        assert np.all(p.eligible[a, ar])
+        used = np.zeros_like(p.capacity)
+        np.add.at(used, a, p.demand[a, ar])
+        assert np.all(used <= ef.capacity_limit(p.capacity))
+    exact = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
+    assert exact.proven
+    assert not any(validate(snap, q.plan) for q in exact.points)
