@@ -170,14 +170,22 @@ LEAST_MAKESPAN = False
 BOTTOM_WEIGHT = 0.5
 #: How a seeding sweep spends its levels' time: "share" (each level a share of what is
 #: left, the seeding search: guess targets, the LNS tail, the portfolio), "exact" (the
-#: exact sweep cut at the deadline: each level in exact mode until it is proven or the
-#: time is out) or "hybrid" (exact-mode levels while every level so far was proven, each
-#: leaving HYBRID_RESERVE of the sweep's time per level still to come; shares after).
-SEED_MODE = "share"
+#: exact sweep cut at the deadline: each level in exact mode, one tree on the idle cores,
+#: until it is proven or the time is out), "hybrid" (exact-mode levels while every level
+#: so far was proven and levels follow, each leaving HYBRID_RESERVE of the sweep's time
+#: per level still to come and taking at most HYBRID_CAP shares; then shares) or "auto"
+#: (hybrid on two idle cores, share on one). On two idle cores one tree on both proved a
+#: level's optimum sooner than the portfolio's two (d1080-s152's cap-free level: 2.75 s
+#: against unproven at 3.06 s), and a proven level makes the next one's `lower`; on one
+#: core (2/3 of a core: the exact sweep cut at the deadline lost 0.79 against 0.90) the
+#: unproven levels' plans need the LNS tail and the last levels their shares:
+#: docs/benchmarks/pareto-gap-cde.md (2026-12-02 15:45 UTC).
+SEED_MODE = "auto"
 HYBRID_RESERVE = 0.15
+HYBRID_CAP = 2.0
 #: Levels expected after the cap-free one before the sweep knows (hybrid mode).
 HYBRID_AFTER = 2.0
-#: A level's plan is polished at no extra cost towards a lower makespan (_flatten): a
+#: A level's plan is polished at no extra cost towards a lower makespan (_flatten_plan): a
 #: plan at its level's cost but a makespan unit too high made the sweep search that
 #: level again (d1080-s114: (4990, 10) where (4990, 9) exists).
 FLATTEN = True
@@ -185,7 +193,7 @@ FLATTEN = True
 #: trees' kept plans included) already costs no more than the looser level's best is not
 #: searched (that best, proven or not, is where its optimum likely is): its time goes to
 #: the tighter levels.
-SKIP_EQUAL = False
+SKIP_EQUAL = True
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
 #: has 2 cores).
 BB_WORKERS = 2
@@ -535,7 +543,8 @@ class _Sweep:
         """
         share = self.budget.remaining() / max(1.0, self.expect)
         if self.share and self.exactish:
-            return max(self.budget.remaining() - self.reserve, share)
+            cap = HYBRID_CAP * share if self.reserve > 0 else np.inf
+            return max(min(self.budget.remaining() - self.reserve, cap), share)
         return share
 
     def plan_level(self, proven: bool, after: float) -> None:
@@ -547,7 +556,9 @@ class _Sweep:
         if not self.share or mode == "share":
             self.exactish, self.reserve = False, 0.0
             return
-        self.exactish = mode == "exact" or (mode == "hybrid" and proven)
+        # A proof only pays for the levels after it (their `lower`): the last level is
+        # searched for plans (hybrid).
+        self.exactish = mode == "exact" or (mode == "hybrid" and proven and after > 0)
         self.reserve = (HYBRID_RESERVE * after * self.budget.time_limit
                         if mode == "hybrid" else 0.0)
 
@@ -1187,7 +1198,8 @@ def exact_front(problem: Problem, objectives: Sequence[str], *, budget: Budget,
 
 def epsilon_assignments(problem: Problem, objectives: Sequence[str], *, budget: Budget,
                         seed: int = 0) -> list[np.ndarray]:
-    """A time-boxed sweep's plans (each solve gets its share of `budget`): seeds for NSGA-II.
+    """A time-boxed sweep's plans (each level its share of `budget`; on two idle cores
+    exact-mode levels first, see SEED_MODE): seeds for NSGA-II.
 
     Empty when the sweep does not apply (see :func:`exact_supported`) or found nothing.
     """
@@ -1328,6 +1340,7 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
                      guess=pending.values[h] + GUESS_MARGIN * mm.step[h]
                      if sw.share and GUESS_TARGETS else -np.inf)
         r = sw.flatten(r, h, g)
+        assert pending.agent_of is not None
         if r.agent_of is None:
             if r.infeasible and not pending.optimal:
                 again.append((len(out), pending, pending_bounds))
