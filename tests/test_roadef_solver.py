@@ -554,3 +554,37 @@ def test_waste_step_pairs_an_overloaded_machine_with_the_one_that_has_room() -> 
         assert improved and optimal
         assert search.st.total() == evaluate(inst, search.st.a).total == 2
         assert search.waste()[0].sum() == 0
+
+
+WARM_SCRIPT = r"""
+from pathlib import Path
+from allocator.roadef import kernel
+from allocator.roadef.bench import warm_up
+from allocator.roadef.instance import read_instance
+from allocator.roadef.solver import solve_roadef
+
+def signatures():
+    return {n: len(f.signatures) for n in dir(kernel)
+            if hasattr(f := getattr(kernel, n), "signatures")}
+
+warm_up()
+before = signatures()
+for name in ("a2_5", "a2_2"):  # no transient resource / a transient one
+    model = Path(%r) / "A" / f"model_{name}.txt"
+    inst = read_instance(model, model.with_name(f"assignment_{name}.txt"), name)
+    solve_roadef(inst, time_limit=600.0, seed=0, iterations=2)
+print(before["anneal"], before["steepest"], signatures() == before)
+"""
+
+
+@pytest.mark.skipif(not kernel.HAVE_NUMBA, reason="the kernels need numba")
+def test_bench_warm_up_compiles_every_kernel_the_timed_solves_use() -> None:
+    """`allocator bench roadef` warms the kernels before its first timed instance (a cold
+    numba cache compiled them for 5-14 s inside that instance's budget): in a fresh
+    process, solving set-A instances after `warm_up` compiles no new kernel signature."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", WARM_SCRIPT % str(ROADEF)],
+                         capture_output=True, text=True, timeout=600, check=True)
+    assert out.stdout.split() == ["1", "1", "True"], out.stdout + out.stderr[-2000:]

@@ -27,6 +27,24 @@ from allocator.roadef.instance import (
 )
 
 
+def warm_up() -> None:
+    """Load the compiled annealing and descent kernels from numba's cache, or compile
+    them, before any timed solve: a cold cache (a fresh install, or after an edit of
+    `kernel.py`) compiled them for 5-14 s of CPU inside the first instance's budget.
+
+    A counted solve of a small generated instance with a transient resource runs every
+    compiled entry point with the argument types the timed solves pass.
+    """
+    from allocator.roadef.generate import generate_instance
+    from allocator.roadef.kernel import HAVE_NUMBA
+    from allocator.roadef.solver import solve_roadef
+
+    if not HAVE_NUMBA:
+        return
+    inst = generate_instance(processes=120, machines=12, resources=4, seed=0, name="warm-up")
+    solve_roadef(inst, time_limit=600.0, seed=0, iterations=2)
+
+
 def find_best_known(models: list[Path]) -> Path | None:
     """best_known.csv beside the first model or one folder up (the shared data's layout)."""
     for model in models[:1]:
