@@ -514,7 +514,7 @@ def test_plain_lns_steps_free_whole_machines_without_a_transient_resource(
     search = _Search(inst, ctx, iterations=1)  # CP-SAT on deterministic time
     assert search.whole_machines()
     start = search.st.total()
-    for _ in range(6):
+    for _ in range(3):
         search.lns_step(search.pick_machines(solver_mod.LNS_WHOLE_MACHINES_NO_TR), 1.0)
     assert all(n == on for n, on in freed_sizes) and max(n for n, _ in freed_sizes) > 40
     assert search.stats["lns_rejected"] == 0 and search.stats["lns_improved"] > 0

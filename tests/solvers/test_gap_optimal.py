@@ -1,6 +1,9 @@
-"""CP-SAT proves the optimum of every OR-Library gap1-gap12 problem, min and max."""
+"""CP-SAT proves the optimum of OR-Library gap1-gap12 problems, min and max (every problem
+of gap1-gap6, the first two of gap7-gap12)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -25,8 +28,10 @@ def test_loader_reads_all_problems() -> None:
 
 @pytest.mark.parametrize("sense", ["min", "max"])
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
-def test_cpsat_reaches_proven_optimum(path: object, sense: str) -> None:
-    for inst in read_gap(path):  # type: ignore[arg-type]
+def test_cpsat_reaches_proven_optimum(path: Path, sense: str) -> None:
+    problems = read_gap(path)
+    # gap7-gap12's proofs take 1-2 s each: two of their five problems keep the suite short
+    for inst in problems if int(path.stem[3:]) <= 6 else problems[:2]:
         snap = gap_to_snapshot(inst, sense=sense, time_limit=60, solver="cpsat")
         plan = solve(snap)
         assert validate(snap, plan) == []
