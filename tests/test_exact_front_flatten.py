@@ -82,3 +82,21 @@ def test_every_seeding_mode_returns_valid_plans_and_the_same_ones_for_the_same_s
     exact = ef.exact_front(p, ["cost", "makespan"], budget=Budget(20.0), seed=0)
     assert exact.proven
     assert not any(validate(snap, q.plan) for q in exact.points)
+
+
+def test_hybrid_runs_the_last_level_in_exact_mode_only_after_a_proven_chain(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On two idle cores the last level after proven levels is one tree on both cores run
+    to proof (the exact sweep's way; d1080-s140: 4923 proven where the portfolio ended at
+    4926-4938), and after an unproven level it is searched for plans as before."""
+    monkeypatch.setattr(ef, "SEED_MODE", "hybrid")
+    p = compile_snapshot(gap_to_snapshot(generate_gap("d", 4, 16, 3)))
+    objectives = ["cost", "makespan"]
+    sw = ef._Sweep(ef._build(p, objectives), objectives, Budget(5.0), 0, share=True)
+    sw.plan_level(True, 0.0)
+    assert sw.exactish and sw.reserve == 0.0
+    assert sw.slice() == pytest.approx(sw.budget.remaining(), abs=0.05)
+    sw.plan_level(False, 0.0)
+    assert not sw.exactish
+    sw.plan_level(True, 1.0)
+    assert sw.exactish and sw.reserve > 0.0

@@ -194,6 +194,14 @@ FLATTEN = True
 #: searched (that best, proven or not, is where its optimum likely is): its time goes to
 #: the tighter levels.
 SKIP_EQUAL = True
+#: Seeding, hybrid: the last level too runs in exact mode (one tree on both cores, all the
+#: time left) when every level before it was proven, as the exact sweep runs it. The
+#: two-tree portfolio there (one core each, a guess target) ended d1080-s140's bottom
+#: level at 4926-4938 in 3.8-4.5 s, three runs of three (hv_ratio 0.524: a two-point
+#: front), where one tree on both cores found and proved 4923 in 3.5 s (1.0); on the
+#: other files where it fires (both sides reached the same plan) nothing changed:
+#: docs/benchmarks/pareto-gap-cde.md (2026-12-02 18:25 UTC).
+LAST_EXACT = True
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
 #: has 2 cores).
 BB_WORKERS = 2
@@ -556,9 +564,10 @@ class _Sweep:
         if not self.share or mode == "share":
             self.exactish, self.reserve = False, 0.0
             return
-        # A proof only pays for the levels after it (their `lower`): the last level is
-        # searched for plans (hybrid).
-        self.exactish = mode == "exact" or (mode == "hybrid" and proven and after > 0)
+        # A proof pays for the levels after it (their `lower`); the last level after a
+        # proven chain is one tree on both cores too (LAST_EXACT), else searched for plans.
+        self.exactish = mode == "exact" or (mode == "hybrid" and proven
+                                            and (after > 0 or LAST_EXACT))
         self.reserve = (HYBRID_RESERVE * after * self.budget.time_limit
                         if mode == "hybrid" else 0.0)
 
