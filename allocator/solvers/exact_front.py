@@ -198,9 +198,10 @@ SKIP_EQUAL = True
 #: time left) when every level before it was proven, as the exact sweep runs it. The
 #: two-tree portfolio there (one core each, a guess target) ended d1080-s140's bottom
 #: level at 4926-4938 in 3.8-4.5 s, three runs of three (hv_ratio 0.524: a two-point
-#: front), where one tree on both cores found and proved 4923 in 3.5 s (1.0); on the
-#: other files where it fires (both sides reached the same plan) nothing changed:
-#: docs/benchmarks/pareto-gap-cde.md (2026-12-02 18:25 UTC).
+#: front), where one tree on both cores found and proved 4923 in 3.5 s (1.0). Held out
+#: (d1080 s220-s239, two idle cores emulated) it fired on 8 of 20 files: 1.0 on all 8
+#: against main's mean 0.980, never worse (on one core it cannot fire: share mode):
+#: docs/benchmarks/pareto-gap-cde.md (2026-12-02 18:22 UTC).
 LAST_EXACT = True
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
 #: has 2 cores).
