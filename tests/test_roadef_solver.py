@@ -429,6 +429,35 @@ def test_governor_runs_only_where_the_lns_makes_waste_steps() -> None:
     assert roles == {"a2_5": "lns", "a2_4": None, "a2_1": None, "a1_4": None}
 
 
+def test_annealing_sleeps_through_its_first_walk_where_the_lns_leads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """a2_2 (transient resource, zero-safety machines): the annealing thread's first call
+    is a re-annealing from the LNS's better placement, at the first walk's end; a1_4 (no
+    zero-safety machine) and a2_5 (no transient resource) anneal from the start."""
+    ctx = SolveContext(time_limit=60, workers=1)
+    skip = {n: _Search(_set_a(n), ctx, iterations=None).first_walk_idle()
+            for n in ("a2_2", "a2_3", "a1_4", "a2_5")}
+    assert skip == {"a2_2": True, "a2_3": True, "a1_4": False, "a2_5": False}
+    inst = _set_a("a2_2")
+    ctx = SolveContext(time_limit=60, workers=1)
+    lns, ann = _Search(inst, ctx, iterations=None), _Search(inst, ctx, iterations=None)
+    lns.steepest_start()
+    ann.peer = lns
+    calls: list[tuple[float, float, int]] = []
+
+    def anneal(self: _Search, budget: float, heat: float = 1.0) -> None:
+        calls.append((self.ctx.elapsed(), heat, self.st.total()))
+        time.sleep(budget)
+
+    monkeypatch.setattr(_Search, "anneal", anneal)
+    start = ctx.elapsed()
+    ann.anneal_cycles(0.8)
+    first_at, heat, cost = calls[0]
+    assert first_at - start >= 0.8 * solver_mod.ANNEAL_FIRST - 0.02
+    assert heat == solver_mod.ANNEAL_REHEAT
+    assert cost == lns.best_cost < evaluate(inst, inst.initial).total
+
+
 @pytest.mark.skipif(not kernel.HAVE_NUMBA, reason="the annealing thread needs numba")
 def test_a_solve_at_two_thirds_of_a_core_runs_the_lns_alone_and_stays_valid(
         monkeypatch: pytest.MonkeyPatch) -> None:
