@@ -642,11 +642,13 @@ def test_plans_met_in_a_tree_are_kept_by_makespan(seed: int) -> None:
     assert again is None or kl.feasible(again, None)
 
 
-@pytest.mark.parametrize("seed", [7])
+@pytest.mark.parametrize("seed", [6])
 def test_a_tighter_step_starts_from_a_plan_the_looser_tree_met(
         seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The exact front's tighter steps are offered the best plan met within their cap: on
-    small type-D fronts some step got one, and every point is proven and valid."""
+    small type-D fronts some step got one, and every point is proven and valid. (Which
+    fronts' looser trees meet such a plan follows the branching: seed 7 did before the
+    least-child-bound rule, seed 6 with either, as do seeds 0, 1, 8 and 9.)"""
     got: list[np.ndarray] = []
     orig = GapBranchBound.kept
 
