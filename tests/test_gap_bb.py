@@ -68,6 +68,28 @@ def test_proven_optimum_equals_brute_force(kind: str, seed: int, K: int | None,
     assert r.root_bound <= opt + 1e-6
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("K", [None, 3])
+def test_both_branching_rules_prove_the_brute_force_optimum(seed: int, K: int | None) -> None:
+    """The proof's branching (ties: the highest least child bound, once there is an
+    incumbent) and the seeding sweep's (`regret`) reach the same proven optimum from a
+    root plan, and both empty a tree seeking anything below it."""
+    kl, bb = _bb("d", 3, 9, seed)
+    opt = brute_optimum(kl, K)
+    start = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 600,
+                     clock=time.perf_counter, max_nodes=1).agent_of
+    for regret in (False, True):
+        _, fresh = _bb("d", 3, 9, seed)
+        r = fresh.solve(K, start, step=1.0, deadline=time.perf_counter() + 600,
+                        clock=time.perf_counter, regret=regret)
+        assert r.proven and r.cost == pytest.approx(opt)
+        assert r.agent_of is not None and kl.feasible(r.agent_of, K)
+        r = fresh.solve(K, start, step=1.0, deadline=time.perf_counter() + 600,
+                        clock=time.perf_counter, target=opt - 1, raise_target=False,
+                        regret=regret)
+        assert r.emptied and not r.proven
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_from_an_incumbent_and_from_a_target(seed: int) -> None:
     """A feasible incumbent (optimal or not) and a target below or at the optimum."""

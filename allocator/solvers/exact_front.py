@@ -814,7 +814,8 @@ class _Sweep:
                                clock=clock, lower=lower, workers=workers,
                                tail_step=False if seeding else None,
                                guess=guess if seeding else -np.inf,
-                               split=SEED_SPLIT if seeding else 0.0)
+                               split=SEED_SPLIT if seeding else 0.0,
+                               regret=bool(self.share))
                 if lns and not res.proven and res.agent_of is not None and left() > 0:
                     res = self._lns(bb, K, res, self.mm.step[target], clock() + left())
         self.bb_nodes += res.nodes
@@ -876,7 +877,7 @@ class _Sweep:
         def run_other() -> None:
             try:
                 got.append(other.solve(K, inc, step=step, deadline=deadline, clock=look,
-                                       lower=lower, raise_target=False))
+                                       lower=lower, raise_target=False, regret=True))
             except BaseException as exc:  # re-raised below, in the caller's thread
                 err.append(exc)
             finally:
@@ -886,7 +887,7 @@ class _Sweep:
         t.start()
         try:
             mine = bb.solve(K, inc, step=step, deadline=deadline, clock=look, lower=lower,
-                            tail_step=False, guess=guess)
+                            tail_step=False, guess=guess, regret=True)
         finally:
             stop.set()
             t.join()

@@ -628,7 +628,7 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
             max_nodes: int, root_iters: int, node_iters: int, mu_root: float,
             mu_node: float, stall_root: int, stall_node: int, look: int,
             slack: int, Dm: np.ndarray, kept_cost: np.ndarray, kept_plan: np.ndarray,
-            exclude_gap: float, exclude_tasks: int) -> None:
+            exclude_gap: float, exclude_tasks: int, regret: bool = False) -> None:
     """Process up to `max_nodes` nodes of the tree (module docstring); state in the arrays.
 
     `slack`: see :func:`_knap` (a huge value when the tasks' loads differ by agent).
@@ -636,6 +636,7 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
     `exclude_gap`, `exclude_tasks`: a node whose bound is at most this far below the
     pruning target gets the child bounds (:func:`_child_bounds`) of that many free tasks
     before it branches (< 0: none).
+    `regret`: break the branching's ties by the regret always (see the key below).
 
     stack rows: (trail mark, task, agent, depth); a task of -1 is the root. `target`:
     only plans costing at most this are sought (inf: any better than the incumbent).
@@ -892,8 +893,11 @@ def _search(C: np.ndarray, A: np.ndarray, D: np.ndarray, step: float, target: fl
             # chosen once gains nothing on its chooser's); the regret f2 - f1 there: 26 %
             # more nodes on the proof trees of 14 tuning levels (d1080 s151, s160-s166).
             # With none yet, the regret: its first dive meets a plan sooner (type D 4x16
-            # at a cap of 4, seed 4: at the second node, against the tenth).
-            if has_inc:
+            # at a cap of 4, seed 4: at the second node, against the tenth); and always
+            # with `regret` (the 10 s front's time-boxed trees, which need the optimum's
+            # plan more than its proof: there the bound rule lost on 4 of 6 held-out
+            # fronts at 2/3 of a core).
+            if has_inc and not regret:
                 key = cnt * 1e12 - max(f1 - lval, 1e-6)
             else:
                 key = cnt * 1e12 - (f2 - f1 if f2 < np.inf else 1e11)
@@ -1101,7 +1105,7 @@ class GapBranchBound:
               max_nodes: int | None = None, raise_target: bool = True,
               lower: float = -np.inf, workers: int = 1,
               tail_step: bool | None = None, guess: float = -np.inf,
-              split: float = 0.0) -> StepResult:
+              split: float = 0.0, regret: bool = False) -> StepResult:
         """Least cost under capacities and the load cap K, from `incumbent` (used when it
         is feasible). Proven when the tree is emptied before `deadline` (on `clock`).
         One :class:`StepTree` run to the deadline (the arguments are its own).
@@ -1138,11 +1142,15 @@ class GapBranchBound:
         works down from them in the same round (the round's pruning is at the incumbent
         less a step). The proof is the same kind: every round still prunes only above
         its target or the incumbent.
+
+        `regret`: branch on the regret (the gap between a task's best two child bounds)
+        rather than the highest least child bound (the proof's rule, the default): for
+        time-boxed trees that need the optimum's plan more than its proof.
         """
         tree = StepTree(self, K, incumbent, step=step, deadline=deadline, clock=clock,
                         target=target, max_nodes=max_nodes, raise_target=raise_target,
                         lower=lower, workers=workers, tail_step=tail_step, guess=guess,
-                        split=split)
+                        split=split, regret=regret)
         tree.run(deadline)
         return tree.result()
 
@@ -1183,8 +1191,10 @@ class StepTree:
                  step: float, deadline: float, clock: Callable[[], float],
                  target: float = np.inf, max_nodes: int | None = None,
                  raise_target: bool = True, lower: float = -np.inf, workers: int = 1,
-                 tail_step: bool | None = None, guess: float = -np.inf, split: float = 0.0):
+                 tail_step: bool | None = None, guess: float = -np.inf, split: float = 0.0,
+                 regret: bool = False):
         self.bb, self.cap_K, self.step, self.clock = bb, K, float(step), clock
+        self.regret = regret
         self.split = float(split)
         self.target, self.max_nodes, self.raise_target = target, max_nodes, raise_target
         self.lower, self.workers, self.guess, self.tail_step = lower, workers, guess, tail_step
@@ -1336,7 +1346,7 @@ class StepTree:
                 if team and st[_NODES] > 0:
                     # The round's root is done: its subtrees go to the team.
                     _Team(self.workers, C, A, D, bb.cap, K, allowed0, step, float(self.tgt),
-                          T.shape, slack, bb).run(
+                          T.shape, slack, bb, self.regret).run(
                               (agent_of, allowed, rcap, rload, fixed, trail, stack, lams, best,
                                st, T, took), self._until, clock)
                     break
@@ -1349,7 +1359,7 @@ class StepTree:
                         self.root_iters if first else RESTART_ITERS,
                         NODE_ITERS, MU_ROOT if first else MU_RESTART, MU_NODE, STALL_ROOT,
                         STALL, LOOK, slack, bb.D, bb.kept_cost, bb.kept_plan,
-                        EXCLUDE_GAP * step, EXCLUDE_TASKS)
+                        EXCLUDE_GAP * step, EXCLUDE_TASKS, self.regret)
                 if st[_BEST] < b0:
                     self.found += 1
                     self.found_at = clock()
@@ -1419,7 +1429,7 @@ class _Worker:
                 self.rload, self.fixed, self.trail, self.stack, self.lams, self.best,
                 self.st, self.T, self.took, self.chunk, RESTART_ITERS, NODE_ITERS,
                 MU_RESTART, MU_NODE, STALL_ROOT, STALL, LOOK, tm.slack, tm.Dm, tm.kept_cost,
-                tm.kept_plan, EXCLUDE_GAP * tm.step, EXCLUDE_TASKS)
+                tm.kept_plan, EXCLUDE_GAP * tm.step, EXCLUDE_TASKS, tm.regret)
 
     def take_from(self, v: _Worker, tm: _Team) -> None:
         """Move v's shallowest open node (the bottom of its stack: the largest subtree
@@ -1463,9 +1473,10 @@ class _Team:
 
     def __init__(self, workers: int, C: np.ndarray, A: np.ndarray, D: np.ndarray,
                  cap: np.ndarray, K: int, allowed0: np.ndarray, step: float, tgt: float,
-                 shape: tuple[int, ...], slack: int, owner: GapBranchBound):
+                 shape: tuple[int, ...], slack: int, owner: GapBranchBound,
+                 regret: bool = False):
         self.n_workers, self.C, self.A, self.D, self.cap, self.K = workers, C, A, D, cap, K
-        self.slack = slack
+        self.slack, self.regret = slack, regret
         # The plans met, shared by the threads (a torn write is caught by kept()'s check).
         self.Dm, self.kept_cost, self.kept_plan = owner.D, owner.kept_cost, owner.kept_plan
         self.allowed0, self.step, self.tgt, self.shape = allowed0, step, tgt, shape

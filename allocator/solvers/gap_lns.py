@@ -136,7 +136,7 @@ class Lns:
                 # loads): kept in bb by its makespan for the tighter steps, as the tree's are.
                 sub.kept_cost, sub.kept_plan = bb.kept_cost, bb.kept_plan
             r = sub.solve(K, a, step=self.step, deadline=min(until, clock() + self.sub_s),
-                          clock=clock, raise_target=False)
+                          clock=clock, raise_target=False, regret=True)
             self.trees += 1
             if r.agent_of is not None and r.cost < self.cost - 0.5 * self.step:
                 self.agent_of = r.agent_of.copy()
@@ -185,7 +185,7 @@ class LevelSearch:
                  guide: Callable[[], np.ndarray | None] | None = None, lns: bool = True):
         self.bb, self.K, self.step, self.seed, self.clock = bb, K, float(step), seed, clock
         self.tree = StepTree(bb, K, incumbent, step=step, deadline=deadline, clock=clock,
-                             lower=lower, guess=guess, tail_step=tail_step)
+                             lower=lower, guess=guess, tail_step=tail_step, regret=True)
         self._guide = guide
         self.use_lns = lns
         self.lns: Lns | None = None
