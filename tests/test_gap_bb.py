@@ -606,11 +606,13 @@ def test_seeding_portfolio_proves_the_one_tree_optimum(seed: int, K: int | None)
     assert r.cost == pytest.approx(ref.cost) == pytest.approx(kl.cost(r.agent_of))
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(("seed", "last_exact"), [(0, False), (1, False), (0, True)])
 def test_seeding_sweep_on_two_idle_cores_reaches_the_exact_front(
-        monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+        monkeypatch: pytest.MonkeyPatch, seed: int, last_exact: bool) -> None:
     """The seeding sweep with its portfolio (two idle cores) returns plans that reach
-    every point of the proven exact front (D 4x16), each plan valid."""
+    every point of the proven exact front (D 4x16), each plan valid; also with the last
+    level of a proven chain in exact mode (`LAST_EXACT`, the default), where a chain this
+    small never reaches the portfolio."""
     import allocator.solvers.exact_front as ef
 
     snap = gap_to_snapshot(generate_gap("d", 4, 16, seed))
@@ -618,6 +620,7 @@ def test_seeding_sweep_on_two_idle_cores_reaches_the_exact_front(
     true = exact_front(p, ["cost", "makespan"], budget=Budget(60, workers=1), seed=0)
     assert true.proven
     monkeypatch.setattr(ef, "idle_cores", lambda own=1: 2)
+    monkeypatch.setattr(ef, "LAST_EXACT", last_exact)
     calls = {"n": 0}
     real = ef._Sweep._portfolio
 
@@ -627,7 +630,7 @@ def test_seeding_sweep_on_two_idle_cores_reaches_the_exact_front(
 
     monkeypatch.setattr(ef._Sweep, "_portfolio", counted)
     plans = ef.epsilon_assignments(p, ["cost", "makespan"], budget=Budget(60), seed=0)
-    assert calls["n"] >= 1
+    assert calls["n"] >= 1 or last_exact
     _assert_covers(p, plans, true)
 
 
