@@ -279,3 +279,34 @@ def test_polish_after_lns_steps_is_exact_and_follows_a_replaced_state() -> None:
         # a replaced state (as after taking the peer's placement) is the one polished
         search.adopt(st.total(), st.a.copy(), "test")
     assert search._kernel is not None and search._kernel.st is not search.st
+
+
+@compiled
+@pytest.mark.parametrize("name", ["a2_3", "a1_4"])
+def test_bounded_swap_price_is_the_full_price_below_its_limit(name: str) -> None:
+    # the annealing's swap screen prices partners only up to the best so far: a partner
+    # below the limit must get its exact change (else the walk chooses other swaps),
+    # one at or above it must be refused (a2_3: transient rule; a1_4: balance costs)
+    inst = _instance(name)
+    st = RoadefState(inst)
+    an = kernel.Annealer(st)
+    S = an._enter()
+    R = inst.n_resources
+    u0, u1 = np.empty(R, dtype=np.int64), np.empty(R, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    big = 1 << 62
+    priced = 0
+    for _ in range(3000):
+        p, q = (int(x) for x in rng.integers(inst.n_processes, size=2))
+        m1, m2 = int(st.a[p]), int(st.a[q])
+        if m1 == m2:
+            continue
+        full = int(kernel._swap_load_delta(S, p, q, m1, m2, u0, u1))
+        assert int(kernel._swap_delta_below(S, p, q, m1, m2, u0, u1, big)) == full
+        if full >= big:
+            continue
+        priced += 1
+        for limit in (full + 1, full, full - 1, full - abs(full) // 2 - 1):
+            got = int(kernel._swap_delta_below(S, p, q, m1, m2, u0, u1, limit))
+            assert got == (full if full < limit else big), (p, q, limit)
+    assert priced > 100
