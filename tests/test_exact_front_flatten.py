@@ -100,3 +100,26 @@ def test_hybrid_runs_the_last_level_in_exact_mode_only_after_a_proven_chain(
     assert not sw.exactish
     sw.plan_level(True, 1.0)
     assert sw.exactish and sw.reserve > 0.0
+
+
+def test_a_plan_at_the_proven_lower_bound_is_returned_proven(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A level's plan found unproven (a tree cut short, then its LNS tail) at the cost the
+    looser level proved is optimal: the sweep marks it so, which keeps the chain of proofs
+    (held-out d1080 s221, s231 lost theirs this way); above that cost it stays unproven."""
+    p = compile_snapshot(gap_to_snapshot(generate_gap("d", 4, 16, 3)))
+    objectives = ["cost", "makespan"]
+    sw = ef._Sweep(ef._build(p, objectives), objectives, Budget(5.0), 0, share=True)
+    free = sw.solve("cost", {}, None)
+    assert free.optimal and free.agent_of is not None
+    at = free.values["cost"]
+
+    def unproven(self: ef._Sweep, *a: object, **k: object) -> ef._Result:
+        return ef._Result(free.agent_of, dict(free.values), False)
+
+    monkeypatch.setattr(ef._Sweep, "_solve_bb", unproven)
+    monkeypatch.setattr(ef._Sweep, "_bb_applies", lambda self, *a: True)
+    cap = {"makespan": free.values["makespan"]}
+    assert sw.solve("cost", cap, None, lower=at).optimal
+    assert not sw.solve("cost", cap, None, lower=at - 1.0).optimal
+    assert not sw.solve("cost", cap, None).optimal

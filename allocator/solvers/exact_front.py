@@ -644,6 +644,12 @@ class _Sweep:
                    else self._solve_lagrange(target, bounds, start))
         else:
             res = self._highs(target, bounds, start, self.slice())
+        if (res.agent_of is not None and not res.optimal and np.isfinite(lower)
+                and res.values[target] <= lower + 1e-9 * max(1.0, abs(lower))):
+            # A plan at the proven lower bound is optimal whoever found it: a tree's
+            # LNS tail (which ends unproven) must not break a chain of proofs.
+            self.bound_proofs += 1
+            res = _Result(res.agent_of, res.values, True)
         if probe:
             self._probe = (key, res)
         if self.share and res.agent_of is not None:
