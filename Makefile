@@ -27,11 +27,13 @@ demo: native
 	$(BIN)/allocator solve data/examples/seed-overloaded.json -o out/seed-overloaded.plan.json
 	$(BIN)/allocator validate data/examples/seed-overloaded.json out/seed-overloaded.plan.json
 
-## Lint, type-check and run the whole test suite (what CI runs).
+## Lint, type-check and run the whole test suite (what CI runs): two pytest workers (one a
+## core), then the few tests marked `serial` (wall-clock asserts) on a machine left to them.
 test: native
 	$(BIN)/ruff check allocator models api tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile -m 'not serial'
+	$(BIN)/pytest -m serial
 
 ## Run every shell example of README.md and docs/*.md (also part of `make test`).
 docs-test: $(STAMP)

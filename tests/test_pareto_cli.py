@@ -72,6 +72,7 @@ def test_pareto_errors(snap_file: Path, args: list[str], message: str) -> None:
     assert message in r.output
 
 
+@pytest.mark.serial
 def test_bench_pareto_json_keys() -> None:
     r = runner.invoke(app, ["bench", "pareto", str(GAP1), "--first", "--time-limit", "1",
                             "--json"])

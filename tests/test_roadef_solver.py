@@ -81,6 +81,7 @@ def test_incremental_state_matches_the_evaluator_on_random_moves(which: str) -> 
     assert accepted > 5 and rejected > 5  # both branches were exercised
 
 
+@pytest.mark.serial
 def test_lns_sub_models_pass_the_exact_check() -> None:
     """Every CP-SAT sub-solution (capacity, transient, conflict, spread, dependency,
     full cost) is accepted by the independent rules check and lowers the cost."""
@@ -307,6 +308,7 @@ def test_same_seed_same_result_when_bounded_by_counts() -> None:
     assert one.objective == two.objective
 
 
+@pytest.mark.serial
 def test_stop_event_returns_a_valid_placement_quickly() -> None:
     inst = _set_a("a2_2")
     stop = threading.Event()

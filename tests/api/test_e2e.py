@@ -258,6 +258,7 @@ async def test_mcp_over_streamable_http(server: Server) -> None:
         assert result.structured_content["status"] == "optimal"
 
 
+@pytest.mark.serial
 def test_capabilities_beyond_solve(client: httpx.Client) -> None:
     from api.capabilities import available
 

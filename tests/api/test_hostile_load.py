@@ -268,6 +268,7 @@ def server(make_server: Any) -> Server:
                        ALLOCATOR_MAX_TASKS="50000", ALLOCATOR_MAX_SYNC_WAITING="16")
 
 
+@pytest.mark.serial
 def test_hostile_load(server: Server) -> None:
     bodies = {"override": override_body(), "caps": at_caps_body(),
               "caps_cpsat": at_caps_body("cpsat"), "huge": huge_body(),
