@@ -1,10 +1,18 @@
 """Allocator: load balancing and task allocation across many agents."""
 
+import os
 import sys
 import types
 from typing import TYPE_CHECKING, Any
 
 from allocator.errors import AllocatorError
+
+# numba colours its typing messages with colorama whenever colorama imports (Ray
+# puts a copy on sys.path), and colorama's init()/deinit() assign sys.stdout for
+# the whole process: from a kernel warm-up thread compiling on a cold cache that
+# put back a stale stream over the one another thread had installed (a captured
+# stdout, an MCP stdio transport). Set before numba is first imported.
+os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
 
 if TYPE_CHECKING:
     from allocator.engine import solve

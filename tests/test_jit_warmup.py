@@ -57,3 +57,59 @@ def test_cache_fresh_reads_numbas_index_of_that_module_and_kernel(tmp_path: Path
     assert cache_fresh(str(mod), "walk")
     os.utime(index, (500, 500))  # the module changed after the cache was written
     assert not cache_fresh(str(mod), "walk")
+
+
+# numba highlights its (internal, often caught) typing-error messages with
+# colorama when colorama is importable (Ray puts its vendored copy on sys.path).
+# colorama.init()/deinit() assign sys.stdout process-wide and deinit restores the
+# stream saved at the first init: from a warm-up thread compiling on a cold
+# cache, that dropped (and so closed) the stream another thread had installed
+# (a CliRunner capture in CI; an MCP stdio transport would lose its stdout).
+STALE_STDOUT = """
+import io, sys, threading
+sys.path.append(sys.argv[1])
+import allocator
+import numba.core.errors as errors
+
+done = threading.Event()
+
+def compile_messages() -> None:  # what numba's typing does while a kernel compiles
+    for _ in range(20000):
+        errors.termcolor().code("x")
+    done.set()
+
+threading.Thread(target=compile_messages).start()
+swapped = 0
+while not done.is_set():
+    mine = io.StringIO()
+    sys.stdout = mine
+    for _ in range(50):
+        swapped += sys.stdout is not mine
+sys.stdout = sys.__stdout__
+print(swapped)
+"""
+
+
+def _colorama_dir() -> str | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("colorama")
+    if spec is not None and spec.origin:
+        return str(Path(spec.origin).parent.parent)
+    ray = importlib.util.find_spec("ray")
+    if ray is not None and ray.origin:
+        vendored = Path(ray.origin).parent / "thirdparty_files"
+        if (vendored / "colorama").is_dir():
+            return str(vendored)
+    return None
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_numba_compiles_never_swap_sys_stdout_even_with_colorama_importable() -> None:
+    where = _colorama_dir()
+    if where is None:
+        pytest.skip("no colorama (nor Ray's vendored copy) to import")
+    out = subprocess.run([sys.executable, "-c", STALE_STDOUT, where], capture_output=True,
+                         text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "0", "another thread replaced sys.stdout"
