@@ -131,7 +131,8 @@ def replay_cluster(trace: Path, policies: list[str], *, procs: int | None,
                                 field="trace")
     tr = read_swf_cluster(trace, procs=procs, window=parse_window(window), limit=limit)
     if len(tr.jobs) == 0:
-        raise InvalidInputError(f"{trace}: no replayable jobs", field="trace")
+        raise InvalidInputError(f"{trace}: no replayable jobs of {tr.rows_read} rows "
+                                f"(dropped: {tr.dropped()})", field="trace")
     typer.echo(tr.summary(), err=True)
     rows, wrows = [], []
     for p in pols:

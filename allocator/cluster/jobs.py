@@ -141,14 +141,17 @@ class ClusterTrace:
     rows_read: int
     bad: dict[str, int]
 
+    def dropped(self) -> str:
+        """Rows not replayed, by reason: '3 width unknown (...), 1 outside window' or 'none'."""
+        dropped = {**self.bad, **self.jobs.dropped}
+        return ", ".join(f"{n} {k}" for k, n in dropped.items()) if dropped else "none"
+
     def summary(self) -> str:
         j = self.jobs
         lines = [f"{j.source}: {self.rows_read} rows read, {len(j)} jobs replayed on "
                  f"{self.procs} processors ({self.procs_source})"
                  + (f", {self.nodes} nodes" if self.nodes else "")]
-        dropped = {**self.bad, **j.dropped}
-        lines.append("dropped: " + (", ".join(f"{n} {k}" for k, n in dropped.items())
-                                    if dropped else "none"))
+        lines.append("dropped: " + self.dropped())
         if j.filled:
             lines.append("filled: " + ", ".join(f"{n} {k}" for k, n in j.filled.items()))
         return "\n".join(lines)

@@ -201,6 +201,20 @@ def test_cli_rows_have_exactly_the_issue_fields(tmp_path: Path) -> None:
     assert "wider than the machine (2 processors)" in r.output
 
 
+def test_a_log_with_nothing_to_replay_says_why_each_row_was_dropped(tmp_path: Path) -> None:
+    """A log whose rows all lack a width (or are all too wide) names the reason, not just 'none'."""
+    head = "; MaxProcs: 4\n"
+    rows = [f"{j} {10 * j} 0 50 -1 -1 -1 -1 100 -1 1 1 1 -1 -1 -1 -1 -1" for j in (1, 2, 3)]
+    p = tmp_path / "nowidth.swf"
+    p.write_text(head + "\n".join(rows) + "\n")
+    r = runner.invoke(app, ["replay", str(p), "-p", "easy"])
+    assert r.exit_code == 2
+    assert "no replayable jobs of 3 rows" in r.output
+    assert "3 width unknown (fields 5 and 8 are -1)" in r.output
+    r = runner.invoke(app, ["replay", str(p), "-p", "easy", "--procs", "2"])
+    assert r.exit_code == 2 and "width unknown" in r.output
+
+
 def test_capacity_on_a_wide_log_answers_in_processors_and_nodes(tmp_path: Path) -> None:
     # 2 processors per node; jobs of 4 processors arriving every 10 s, each running 30 s:
     # 12 processors keep up without waiting, fewer make them queue
