@@ -11,7 +11,7 @@ pod held its resources), demand = GPUs (num_gpu x gpu_milli / 1000, or
 Pods still running at the end of the trace have deletion_time = trace end,
 so their run time is censored there; that is the trace, not the reader.
 
-Bad rows (counted): a missing or non-numeric creation/deletion time, a
+Bad rows (counted): a missing, non-numeric or non-finite (nan, inf) number, a
 deletion before scheduling or creation, a missing name, negative resources.
 Pods that were never scheduled (`Pending`, no scheduled_time) have no run
 time: they are left out and counted in `filtered` unless `pending="arrival"`,
@@ -125,6 +125,9 @@ def read_alibaba_pods(
         pl.when(pl.col("name").is_null() | (pl.col("name").str.strip_chars() == ""))
         .then(pl.lit("missing name"))
         .when(pl.any_horizontal([nonnum(c) for c in _NUMERIC])).then(pl.lit("non-numeric field"))
+        .when(pl.any_horizontal([(pl.col(f"_{c}").is_nan() | pl.col(f"_{c}").is_infinite())
+                                 .fill_null(False) for c in _NUMERIC]))
+        .then(pl.lit("non-finite number"))
         .when(pl.col("_creation_time").is_null()).then(pl.lit("missing creation_time"))
         .when(pl.col("_deletion_time").is_null()).then(pl.lit("missing deletion_time"))
         .when(pl.any_horizontal(res)).then(pl.lit("negative resource"))

@@ -24,7 +24,7 @@ group     no        group id
 ========  ========  =========================================================
 
 `time_unit` multiplies every time column first (e.g. 0.001 for milliseconds).
-Bad rows: missing or non-numeric arrival/work, negative work or arrival.
+Bad rows: missing, non-numeric or non-finite (nan, inf) fields, negative work or arrival.
 :func:`scan_table` gives the lazy raw frame (plus `line` and `reason`) for
 large tables where projection and filter push-down pay; :func:`read_table`
 collects it and builds a :class:`~allocator.workloads.base.Trace`.
@@ -139,6 +139,12 @@ def scan_table(
         c = pl.col(have[f]).cast(pl.String).str.strip_chars()
         return c.is_not_null() & (c != "") & c.cast(pl.Float64, strict=False).is_null()
 
+    def nonfinite(f: str) -> pl.Expr:  # "nan", "inf" parse as numbers
+        if f not in have:
+            return pl.lit(False)
+        e = num(f)
+        return (e.is_nan() | e.is_infinite()).fill_null(False)
+
     start = num("start") if "start" in have else num("arrival")
     work = num("work") if "work" in have else num("end") - start
     text = pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in src], separator=",")
@@ -157,9 +163,13 @@ def scan_table(
         pl.any_horizontal([unparsable(f) for f in ("arrival", "work", "end", "start",
                                                    "demand", "estimate", "deadline")])
         .alias("_nonnum"),
+        pl.any_horizontal([nonfinite(f) for f in ("arrival", "work", "end", "start",
+                                                  "demand", "estimate", "deadline")])
+        .alias("_nonfinite"),
     )
     reason = (
         pl.when(pl.col("_nonnum")).then(pl.lit("non-numeric field"))
+        .when(pl.col("_nonfinite")).then(pl.lit("non-finite number"))
         .when(pl.col("submit").is_null()).then(pl.lit("missing arrival"))
         .when(pl.col("work").is_null()).then(pl.lit("missing work"))
         .when(pl.col("submit") < 0).then(pl.lit("negative arrival"))
@@ -167,7 +177,7 @@ def scan_table(
         .when(pl.col("demand") < 0).then(pl.lit("negative demand"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
-    return out.with_columns(reason=reason).drop("_nonnum")
+    return out.with_columns(reason=reason).drop("_nonnum", "_nonfinite")
 
 
 def read_table(

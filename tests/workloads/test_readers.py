@@ -199,3 +199,22 @@ def test_generic_table_errors(tmp_path: Path) -> None:
         read_table(tmp_path / "missing.csv")
     with pytest.raises(InvalidInputError, match="time_scale"):
         read_table(p, mapping={"arrival": "when", "work": "size"}, time_scale=0)
+
+
+def test_nan_and_inf_are_bad_rows_not_infinite_work(tmp_path: Path) -> None:
+    """'nan' and 'inf' parse as floats: a row with one is counted as non-finite, not replayed
+    (an infinite work made the offered load inf and the replay's means NaN)."""
+    p = tmp_path / "t.csv"
+    p.write_text("id,arrival,work,demand\na,0,5,1\nb,1,inf,1\nc,nan,5,1\nd,2,5,-inf\ne,3,5,\n")
+    w = read_table(p)
+    assert w.tasks["id"].to_list() == ["a", "e"]
+    assert w.bad.counts == {"non-finite number": 3}
+    pods = tmp_path / "pods.csv"
+    pods.write_text(PODS.splitlines()[0] + "\n"
+                    + "q0,1000,1024,0,0,,LS,Running,0,100,1\n"
+                    + "q1,nan,1024,0,0,,LS,Running,0,100,1\n"
+                    + "q2,1000,1024,0,0,,LS,Running,nan,100,1\n"
+                    + "q3,1000,1024,0,0,,LS,Running,0,inf,1\n")
+    w = read_alibaba_pods(pods)
+    assert w.tasks["id"].to_list() == ["q0"]
+    assert w.bad.counts == {"non-finite number": 3}
