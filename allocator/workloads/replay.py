@@ -375,8 +375,13 @@ def to_online_workload(
         if h is not None and s.home is None:
             s = _replace(s, {"home": h})
         specs.append((t, s))
-    if len({s.id for _, s in specs}) != len(specs):
-        raise InvalidInputError("duplicate task ids in the workload", field="trace")
+    seen: set[str] = set()
+    for _, s in specs:
+        if s.id in seen:
+            n_dup = len(specs) - len({x.id for _, x in specs})
+            raise InvalidInputError(f"duplicate task id {s.id!r} in the workload ({n_dup} rows "
+                                    "repeat an earlier id)", field="trace")
+        seen.add(s.id)
     wl = from_specs(specs, ags)
     n = wl.n
     if flaky is not None:

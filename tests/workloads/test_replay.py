@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -158,3 +160,15 @@ def test_specs_the_arrays_cannot_carry_are_refused() -> None:
 def test_an_empty_trace_replays_to_an_empty_row() -> None:
     r = replay([], "fifo", agents=2)
     assert r.records.height == 0 and r.row()["tasks"] == 0
+
+
+def test_a_trace_with_a_repeated_task_id_names_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from allocator.cli import app
+
+    p = tmp_path / "t.csv"
+    p.write_text("id,arrival,work\na,0,5\nb,1,5\na,2,5\n")
+    r = CliRunner().invoke(app, ["replay", str(p), "--agents", "2", "-p", "fifo"])
+    assert r.exit_code == 2
+    assert "duplicate task id 'a'" in r.output and "1 rows repeat" in r.output
