@@ -3,6 +3,7 @@ their summary statistics and seeded samples; arrival scaling for what-if runs.""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +39,14 @@ class Forecast:
         if not self.classes:
             raise InvalidInputError("a forecast needs at least one class", field="classes")
         for k in self.classes:
-            if not (k.rate > 0 and k.size_mean > 0 and k.size_cv >= 0):
+            got = {"rate": k.rate, "size_mean": k.size_mean, "size_cv": k.size_cv}
+            bad = {n: v for n, v in got.items()
+                   if not (isinstance(v, (int, float)) and math.isfinite(v)
+                           and (v >= 0 if n == "size_cv" else v > 0))}
+            if bad:
                 raise InvalidInputError(
-                    f"class {k.name}: need rate > 0, size_mean > 0, size_cv >= 0",
-                    field="classes")
+                    f"class {k.name}: need finite rate > 0, size_mean > 0, size_cv >= 0; got "
+                    + ", ".join(f"{n}={v!r}" for n, v in bad.items()), field="classes")
             if k.priority not in {p.value for p in Priority}:
                 raise InvalidInputError(f"class {k.name}: unknown priority {k.priority!r}",
                                         field="classes")

@@ -80,12 +80,19 @@ def candidate_mixes(types: Sequence[AgentType], offered: float, *, headroom: flo
                     ) -> list[Mix]:
     """Stable mixes (capacity > offered load) up to `headroom` x the offered load plus
     a few agents, cheapest first (ties: more capacity first)."""
+    if not math.isfinite(offered):
+        raise InvalidInputError(f"the offered load is {offered}", field="workload")
     top = offered * headroom + 4 * max(t.speed for t in types)
     ranges = []
     for t in types:
         hi = math.ceil(top / t.speed)
         if t.max is not None:
             hi = min(hi, t.max)
+        if hi - t.min > 4 * MAX_MIXES:  # itertools.product would materialise the range
+            raise InvalidInputError(
+                f"the offered load ({offered:.4g} agents' worth of work) needs up to {hi:.4g} "
+                f"agents of type {t.name!r}, more than {4 * MAX_MIXES:,} to plan: check the "
+                "rates and sizes, or bound the type with max", field="workload")
         ranges.append(range(t.min, max(t.min, hi) + 1))
     mixes: list[Mix] = []
     for m in itertools.product(*ranges):

@@ -103,6 +103,26 @@ def test_cheapest_mix_prefers_cheap_capacity() -> None:
     assert plan.to_json()["agents"].keys() == {"small", "big"}
 
 
+@pytest.mark.parametrize(("kw", "names"), [
+    pytest.param({"rate": math.nan}, "rate=nan", id="nan rate"),
+    pytest.param({"size_mean": math.inf}, "size_mean=inf", id="infinite size"),
+    pytest.param({"rate": 0.0, "size_cv": -1.0}, "rate=0.0, size_cv=-1.0", id="two bad"),
+])
+def test_a_forecast_class_names_the_value_it_rejects(kw: dict[str, float], names: str) -> None:
+    with pytest.raises(InvalidInputError, match=names):
+        Forecast([ClassForecast(**kw)])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("offered", [1e9, 1e300, math.inf])
+def test_an_offered_load_beyond_any_plan_is_an_input_error_not_a_memory_error(
+        offered: float) -> None:
+    """One type and 1e9 agents' worth of work made itertools.product build a range of
+    4e9 ints (MemoryError); 1e300 overflowed."""
+    with pytest.raises(InvalidInputError) as e:
+        candidate_mixes([AgentType("agent", speed=1.0, cost=1.0)], offered=offered)
+    assert e.value.field == "workload"
+
+
 def test_trace_estimator_matches_erlang_c_on_a_stationary_mmc_sample() -> None:
     from allocator.planning.capacity import predict_trace
 
