@@ -314,6 +314,10 @@ def simulate_uc(params: SimulateParams, *,
     policies = check_policies(params.policies)
     planned = (check_policies(params.plan_policies, "plan_policies") if params.plan_policies
                else policies)
+    for x in (params.coordinate_every, *params.intervals):
+        if not (isinstance(x, int | float) and math.isfinite(x) and x >= 0):
+            raise InvalidInputError(f"a solve interval must be a finite number >= 0 (0: off), "
+                                    f"got {x!r}", field="coordinate_every")
     intervals = [x for x in (params.coordinate_every, *params.intervals) if x > 0]
     modes = list(params.modes) or (["coordinated"] if intervals else ["online"])
     for i, m in enumerate(modes):

@@ -80,3 +80,11 @@ def test_http_simulate_body_carries_the_options() -> None:
         SimulateRequest.model_validate({"options": {"class_weights": [1, 2]}})
     with pytest.raises(ValidationError):
         SimulateRequest.model_validate({"options": {"admission": "sometimes"}})
+
+
+@pytest.mark.parametrize("every", [float("nan"), -5.0, float("inf")])
+def test_a_bad_solve_interval_is_an_error_not_silently_off(every: float) -> None:
+    """`--mode coordinated --coordinate-every -5` (or nan) ran without a coordinator."""
+    with pytest.raises(InvalidInputError, match="coordinate_every"):
+        simulate_uc(SimulateParams(workload={"tasks": 50, "agents": 2}, policies=["fifo"],
+                                   modes=["coordinated"], intervals=[every]))
