@@ -14,6 +14,7 @@ mapping) are shared with `allocator tune` and `allocator capacity` through
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -259,10 +260,15 @@ def parse_speeds(speeds: str | None) -> list[float] | None:
     if not speeds:
         return None
     try:
-        return [float(s) for s in speeds.split(",") if s.strip()]
+        out = [float(s) for s in speeds.split(",") if s.strip()]
     except ValueError:
         raise InvalidInputError(f"speeds must be numbers separated by commas, got {speeds!r}",
                                 field="speeds") from None
+    bad = [s for s in out if not (math.isfinite(s) and s > 0)]
+    if bad or not out:
+        raise InvalidInputError(f"speeds must be finite and > 0, got {speeds!r}",
+                                field="speeds")
+    return out
 
 
 def choose_agents(w: Trace, agents: int | None, utilisation: float | None,

@@ -67,7 +67,33 @@ def parse_param(text: str) -> tuple[str, list[float]]:
         raise InvalidInputError(f"values of {name} must be numbers, got {vals!r}",
                                 field="param") from None
     check_param(name)
+    for v in values:
+        check_value(name, v)
     return name, values
+
+
+#: Integer steal fields that must be at least 1 (the others at least 0).
+_AT_LEAST_ONE = {"max_batch", "victims", "deque_cap"}
+
+
+def check_value(name: str, v: float) -> None:
+    """A parameter value the policy can run with: no NaN; counts are integers (>= 1 where
+    0 would stop the mechanism); times, margins and aging >= 0 (inf allowed: never);
+    weights finite and > 0 (a 0 or negative weight has no fair share)."""
+    n = ALIASES.get(name, name)
+    head, _, tail = n.partition(".")
+    if head == "steal" and tail in _INT_STEAL:
+        least = 1 if tail in _AT_LEAST_ONE else 0
+        ok = math.isfinite(v) and v == int(v) and v >= least
+        rule = f"an integer >= {least}"
+    elif head in ("weight", "flow_weight"):
+        ok, rule = math.isfinite(v) and v > 0, "finite and > 0"
+    elif n == "aging" or head == "aging":
+        ok, rule = not math.isnan(v) and v > 0, "> 0 (inf: no aging)"
+    else:
+        ok, rule = not math.isnan(v) and v >= 0, ">= 0"
+    if not ok:
+        raise InvalidInputError(f"{name} must be {rule}, got {v!r}", field="param")
 
 
 def check_param(name: str) -> None:
@@ -94,6 +120,7 @@ def apply_params(policy: Policy, params: Mapping[str, float]) -> Policy:
     flows = dict(policy.flow_weights)
     for name, v in params.items():
         check_param(name)
+        check_value(name, v)
         n = ALIASES.get(name, name)
         head, _, tail = n.partition(".")
         if head == "steal":

@@ -66,3 +66,27 @@ def test_tune_finds_the_weight_that_serves_the_urgent_class() -> None:
     s = res.sensitivity["weight.high"]
     assert s["means"] == {"0.01": 1.0, "100": 0.0} and s["spread"] == 1.0
     assert res.sensitivity["aging"]["spread"] == 0.0
+
+
+@pytest.mark.parametrize(("text", "rule"), [
+    pytest.param("steal.max_batch=inf", "integer >= 1", id="inf count (OverflowError before)"),
+    pytest.param("steal.max_batch=2.5", "integer >= 1", id="fractional count"),
+    pytest.param("steal.victims=0", "integer >= 1", id="no victims"),
+    pytest.param("steal_threshold=nan", ">= 0", id="nan margin"),
+    pytest.param("steal_threshold=-1", ">= 0", id="negative margin"),
+    pytest.param("weight.high=0", "finite and > 0", id="zero class weight"),
+    pytest.param("flow_weight.t1=-1", "finite and > 0", id="negative flow weight"),
+    pytest.param("aging=nan", "> 0", id="nan aging"),
+])
+def test_a_value_the_policy_cannot_run_with_is_refused(text: str, rule: str) -> None:
+    with pytest.raises(InvalidInputError, match=rule):
+        parse_param(text)
+    name, _, value = text.partition("=")
+    with pytest.raises(InvalidInputError, match=rule):  # the HTTP/MCP path (options.params)
+        apply_params(make_policy("edf+stealing"), {name: float(value)})
+
+
+def test_never_values_stay_allowed() -> None:
+    assert parse_param("steal.overflow_wait=inf") == ("steal.overflow_wait", [float("inf")])
+    assert parse_param("aging=inf")[1] == [float("inf")]
+    assert parse_param("steal.min_victim_queue=0")[1] == [0.0]

@@ -172,3 +172,19 @@ def test_a_trace_with_a_repeated_task_id_names_it(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["replay", str(p), "--agents", "2", "-p", "fifo"])
     assert r.exit_code == 2
     assert "duplicate task id 'a'" in r.output and "1 rows repeat" in r.output
+
+
+@pytest.mark.parametrize("speeds", ["0", "-1,1", "nan", "inf"])
+def test_replay_and_tune_refuse_speeds_they_cannot_run(tmp_path: Path, speeds: str) -> None:
+    """`--speeds 0` (or -1,1: mean 0) was a ZeroDivisionError; nan an unrelated message."""
+    from typer.testing import CliRunner
+
+    from allocator.cli import app
+
+    p = tmp_path / "t.csv"
+    p.write_text("id,arrival,work\na,0,5\nb,1,5\n")
+    for args in (["replay", str(p), "-p", "fifo"],
+                 ["tune", "--trace", str(p), "-p", "fifo", "--param", "aging=1"]):
+        r = CliRunner().invoke(app, [*args, "--speeds", speeds])
+        assert r.exit_code == 2, r.output
+        assert "speeds must be finite and > 0" in r.output
