@@ -53,6 +53,7 @@ from allocator.io.tables import (
     read_input,
     write_frame_atomic,
 )
+from allocator.limits import check_time_limit
 from allocator.validate import validate
 from models import Plan, Snapshot
 
@@ -162,6 +163,17 @@ def solve_one(path: Path, out_dir: Path, *, force: bool = False, fmt: TableForma
     return res
 
 
+def check_overrides(solver: str | None, time_limit: float | None) -> None:
+    """Refuse a bad --solver or --time-limit once, before any input (not once per input,
+    nor at the first snapshot a watcher sees, minutes later)."""
+    if solver is not None:
+        from allocator.solvers import get_solver
+
+        get_solver(solver)
+    if time_limit is not None:
+        check_time_limit(time_limit)
+
+
 def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, force: bool = False,
               fmt: TableFormat = "csv", solver: str | None = None,
               time_limit: float | None = None,
@@ -173,6 +185,7 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, force: bool 
     """
     if fmt not in ("csv", "parquet"):
         raise InvalidInputError(f"unknown format {fmt!r}; use csv or parquet", field="format")
+    check_overrides(solver, time_limit)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seen: dict[str, str] = {}
@@ -202,12 +215,12 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, field: str = "every") -> float:
     """Seconds in "30s", "5m", "1h", "250ms" or a bare number of seconds (must be > 0)."""
     m = _DURATION.match(text)
     if not m or float(m.group(1)) <= 0:
         raise InvalidInputError(f"expected a positive duration like 30s, 5m, 1h; got {text!r}",
-                                field="every")
+                                field=field)
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
@@ -283,6 +296,7 @@ class Watcher:
         self.every = float(every)
         if not settle >= 0:
             raise InvalidInputError(f"must be >= 0, got {settle}", field="settle")
+        check_overrides(solver, time_limit)
         self.settle, self.wall = float(settle), wall
         self.clock: SleepingClock = clock or MonotonicClock()
         self.solver, self.time_limit, self.on_tick = solver, time_limit, on_tick

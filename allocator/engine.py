@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from allocator.errors import InvalidInputError, UnsupportedError
+from allocator.errors import UnsupportedError
+from allocator.limits import check_time_limit
 from allocator.problem import LINEAR_MAX_CELLS, Problem, compile_snapshot
 from allocator.solvers import get_solver
 from allocator.solvers.base import Solver, make_plan, plan_objective
@@ -122,6 +123,7 @@ def _needs_lp_stack(snapshot: Snapshot, name: str) -> bool:
     return not (name in ("auto", "balance") and cells > LINEAR_MAX_CELLS)
 
 
+
 def solve(
     snapshot: Snapshot,
     *,
@@ -174,8 +176,7 @@ def _solve(
     name = solver or opts.solver
     backend = get_solver(name)
     limit = opts.time_limit if time_limit is None else time_limit
-    if not limit > 0:
-        raise InvalidInputError(f"must be > 0, got {limit}", field="time_limit")
+    check_time_limit(limit)  # a caller's override skips the model's check
     the_seed = opts.seed if seed is None else seed
     ctx = SolveContext(limit, workers=opts.workers, clock=clock or time.perf_counter,
                        seed=the_seed, stop=stop if stop is not None else threading.Event(),

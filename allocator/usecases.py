@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allocator.errors import InvalidInputError
+from allocator.limits import check_time_limit
 from models import Plan, Snapshot, Weights
 
 
@@ -35,6 +36,12 @@ class TimeUp(BaseException):
 
 #: Simulated tasks x policies one simulate call may run (about a minute of work).
 MAX_SIM_TASK_POLICIES = 2_000_000
+
+
+def budget_s(override: float | None, snapshot: Snapshot) -> float:
+    """The solve budget: the caller's override (checked: 0 and NaN were silently the
+    snapshot's or passed on) or the snapshot's own."""
+    return snapshot.options.time_limit if override is None else check_time_limit(override)
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ def rebalance_uc(snapshot: Snapshot, params: RebalanceParams) -> RebalanceOutcom
     try:
         res = rebalance(snapshot, max_migrations=params.max_migrations,
                         threshold=params.threshold,
-                        time_limit=params.time_limit or snapshot.options.time_limit,
+                        time_limit=budget_s(params.time_limit, snapshot),
                         seed=params.seed)
     except ValueError as e:
         raise InvalidInputError(str(e)) from None
@@ -129,8 +136,7 @@ def pareto_front(snapshot: Snapshot, params: ParetoParams,
     except ValueError as e:
         raise InvalidInputError(str(e), field="objectives") from None
     problem = compile_snapshot(snapshot)
-    budget = Budget(params.time_limit or snapshot.options.time_limit,
-                    workers=snapshot.options.workers)
+    budget = Budget(budget_s(params.time_limit, snapshot), workers=snapshot.options.workers)
     seed = snapshot.options.seed if params.seed is None else params.seed
     try:
         if params.exact:
@@ -223,7 +229,7 @@ def bottlenecks_uc(snapshot: Snapshot, params: BottlenecksParams) -> Bottlenecks
     from allocator.engine import solve
     from allocator.problem import compile_snapshot
 
-    limit = params.time_limit or snapshot.options.time_limit
+    limit = budget_s(params.time_limit, snapshot)
     if params.plan is not None:
         check_plan_for(snapshot, params.plan)
         plan = params.plan
@@ -432,8 +438,7 @@ def topology_uc(snapshot: Snapshot, params: TopologyParams) -> Any:
     rules and priced what-ifs (allocator.topology.TopologyReport)."""
     from allocator.topology import analyse_topology
 
-    if not params.time_limit > 0:
-        raise InvalidInputError(f"must be > 0, got {params.time_limit}", field="time_limit")
+    check_time_limit(params.time_limit)
     if params.plan is not None:
         check_plan_for(snapshot, params.plan)
     return analyse_topology(snapshot, params.plan, k=params.k, what_if=params.what_if,

@@ -435,11 +435,16 @@ class MigrationPolicy(_Strict):
     pair_factors: list[PairFactor] = Field(default_factory=list)
 
 
+#: The longest solve budget anything accepts (a day), in seconds: the anytime backends
+#: run until their budget, so an unbounded one never returns.
+MAX_TIME_LIMIT = 86_400.0
+
+
 class SolveOptions(_Strict):
     """How to solve: backend name, wall-clock budget, seed, CPU workers."""
 
     solver: str = "auto"
-    time_limit: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 10.0
+    time_limit: Annotated[float, Field(gt=0, le=MAX_TIME_LIMIT, allow_inf_nan=False)] = 10.0
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     workers: Annotated[int, Field(ge=1, le=256)] = 2
     #: Hard cap on migrations: placed tasks on another agent than their

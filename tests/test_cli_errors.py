@@ -104,3 +104,20 @@ def test_json_errors_name_the_file(tmp_path: Path) -> None:
     p = tmp_path / "broken.json"
     p.write_text(json.dumps({"agents": []})[:-3])
     one_line_error(*run("solve", str(p)))
+
+
+@pytest.mark.parametrize("limit", ["inf", "nan", "0", "1e9"])
+@pytest.mark.parametrize("command", ["solve", "pareto", "rebalance", "bottlenecks", "batch",
+                                     "run", "topology"])
+def test_every_time_limit_override_is_bounded_like_the_snapshot_model(
+        tmp_path: Path, command: str, limit: str) -> None:
+    """The model refuses time_limit above a day, NaN and inf; an override did not: `solve
+    --time-limit inf` never returned, and `rebalance --time-limit 0` ran on the default."""
+    snap = str(EXAMPLES / ("topology-two-zone.json" if command == "topology"
+                           else "priorities.json"))
+    args = {"batch": ["batch", snap, "--out", str(tmp_path / "out")],
+            "run": ["run", "--watch", str(EXAMPLES), "--out", str(tmp_path / "out"),
+                    "--max-ticks", "1"]}.get(command, [command, snap])
+    line = one_line_error(*run(*args, "--time-limit", limit))
+    assert "time-limit" in line or "time_limit" in line, line
+    assert "86400" in line

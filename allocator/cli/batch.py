@@ -128,7 +128,8 @@ def run_watch(
 
     watcher = Watcher(watch, out or watch / "plans", every=period, solver=solver,
                       time_limit=time_limit, on_tick=on_tick,
-                      settle=0.0 if settle.strip() in ("0", "0s") else parse_duration(settle))
+                      settle=0.0 if settle.strip() in ("0", "0s") else parse_duration(settle,
+                                                                                     "settle"))
 
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()

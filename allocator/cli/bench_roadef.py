@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from allocator.cli.app import bench_app, gen_app, guarded, to_json
-from allocator.errors import InvalidInputError
 
 COLUMNS = ("instance", "original_cost", "objective", "lower_bound", "best_known",
            "gap_to_best_pct", "moved", "time_s", "valid")
@@ -32,10 +31,10 @@ def bench_roadef(
                        ] = False,
 ) -> None:
     """Reassign processes to machines from the initial placement; rows checked by the evaluator."""
+    from allocator.limits import check_time_limit
     from allocator.roadef.bench import bench_one, find_best_known, read_best_known, warm_up
 
-    if time_limit <= 0:
-        raise InvalidInputError("must be > 0", field="--time-limit")
+    check_time_limit(time_limit, "--time-limit")
     csv_path = best_known if best_known is not None else find_best_known(models)
     best = read_best_known(csv_path) if csv_path is not None else {}
     warm_up()  # the kernels' compile (or cache load) is not part of any instance's time

@@ -251,8 +251,9 @@ def pareto_cmd(
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise InvalidInputError(f"use a .png or .html file, got {plot.name!r}", field="--plot")
     limit = snap.options.time_limit if time_limit is None else time_limit
-    if not limit > 0:
-        raise InvalidInputError(f"must be > 0, got {limit}", field="--time-limit")
+    from allocator.limits import check_time_limit
+
+    check_time_limit(limit, "--time-limit")
     outcome = compute_front(snap, names, exact=exact, time_limit=limit,
                             seed=snap.options.seed if seed is None else seed,
                             generations=generations,
