@@ -42,7 +42,9 @@ from typing import Any
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.callback import Callback
+from pymoo.core.mating import Mating
 from pymoo.core.mutation import Mutation
+from pymoo.core.population import Population
 from pymoo.core.problem import Problem as MooProblem
 from pymoo.core.repair import NoRepair, Repair
 from pymoo.core.termination import TerminateIfAny, Termination
@@ -562,6 +564,34 @@ class _BudgetTermination(Termination):
         return (now + step) / max(self.budget.time_limit * self.share, 1e-9)
 
 
+class _BudgetMating(Mating):
+    """pymoo's mating, whose rounds stop once the budget's clock passes `share` of it.
+
+    pymoo mates (and repairs) again until it has enough distinct children, up to
+    100 rounds per generation; a genome space with fewer distinct plans than a
+    population (one agent, three tasks) ran all 100 in one generation, seconds
+    past the time limit. A round now starts only while the budget allows one.
+    """
+
+    def __init__(self, mating: Mating, budget: Budget, share: float) -> None:
+        super().__init__(mating.selection, mating.crossover, mating.mutation,
+                         repair=mating.repair, eliminate_duplicates=mating.eliminate_duplicates,
+                         n_max_iterations=mating.n_max_iterations)
+        self.budget, self.share = budget, share
+
+    def do(self, problem: Any, pop: Any, n_offsprings: int, random_state: Any = None,
+           n_max_iterations: int | None = None, **kwargs: Any) -> Any:
+        off = Population.create()
+        until = self.share * self.budget.time_limit
+        for _ in range(n_max_iterations or self.n_max_iterations):
+            if len(off) >= n_offsprings or self.budget.elapsed() >= until:
+                break
+            new = super().do(problem, pop, n_offsprings - len(off), random_state=random_state,
+                             n_max_iterations=1, **kwargs)
+            off = Population.merge(off, self.eliminate_duplicates.do(new, off))
+        return off
+
+
 class Archive:
     """Every non-dominated genome seen among those with the least penalty."""
 
@@ -809,7 +839,9 @@ def nsga2_front(
     )
     # The rows are repaired already: pymoo would repair (and local-search) them again.
     algo.initialization.repair = NoRepair()
-    term: Termination = _BudgetTermination(budget, evolve_until / max(budget.time_limit, 1e-9))
+    share = evolve_until / max(budget.time_limit, 1e-9)
+    algo.mating = _BudgetMating(algo.mating, budget, share)
+    term: Termination = _BudgetTermination(budget, share)
     if cfg.generations is not None:
         term = TerminateIfAny(term, MaximumGenerationTermination(cfg.generations))
     watch = _Watch(archive, budget, progress)

@@ -1,0 +1,33 @@
+"""Regressions from the solver-matrix robustness hunt (docs/benchmarks/robustness.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from allocator.engine import solve
+from allocator.solvers import nsga2
+from allocator.validate import validate
+from models import Agent, Snapshot, Task, Weights
+
+
+def test_nsga2_stops_mating_when_the_budget_runs_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A genome space too small for 60 distinct children (1 agent, 3 tasks) made pymoo's
+    infill loop mate and repair 100 rounds in one generation, past any budget (3.9 s of a
+    0.5 s limit): the rounds now stop once the budget's clock passes the evolve point."""
+    snap = Snapshot(agents=[Agent(id="a", capacity={"cpu": 9})],
+                    tasks=[Task(id=f"t{j}", work=1 + j, demand={"cpu": 2}) for j in range(3)],
+                    weights=Weights(cost=1, makespan=1))
+    now = [0.0]
+    rounds = [0]
+    repair = nsga2.CapacityRepair._do
+
+    def counted(self: nsga2.CapacityRepair, *args: object, **kwargs: object) -> object:
+        rounds[0] += 1
+        now[0] = 100.0  # this mating round spends the whole budget
+        return repair(self, *args, **kwargs)
+
+    monkeypatch.setattr(nsga2.CapacityRepair, "_do", counted)
+    plan = solve(snap, solver="nsga2", time_limit=1.0, clock=lambda: now[0])
+    assert rounds[0] <= 2
+    assert validate(snap, plan) == []
+    assert len(plan.assignments) + len(plan.unassigned) == 3
