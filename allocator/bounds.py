@@ -185,10 +185,12 @@ def makespan_bound(
     lanes = np.ones(m) if concurrency is None else concurrency.astype(float)
     G = group_agents.shape[0]
     W = np.bincount(group_of, weights=work, minlength=G)
-    # Single-task bound: each task needs its own duration on its fastest agent.
-    fastest = np.where(group_agents, speed[None, :], 0.0).max(axis=1)
-    with np.errstate(divide="ignore"):
-        single = float(np.max(work / fastest[group_of], initial=0.0))
+    # Single-task bound: each task needs its own duration on its fastest agent;
+    # a task no agent may take (even of work 0: 0 / 0 was NaN, and the plan's
+    # bound with it) never finishes: inf.
+    fastest = np.where(group_agents, speed[None, :], 0.0).max(axis=1)[group_of]
+    own = np.divide(work, fastest, out=np.full(work.shape, np.inf), where=fastest > 0)
+    single = float(np.max(own, initial=0.0))
     gs, ag = np.nonzero(group_agents & (W[:, None] > 0))
     if gs.size == 0:
         return single

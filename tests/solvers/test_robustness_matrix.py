@@ -31,3 +31,18 @@ def test_nsga2_stops_mating_when_the_budget_runs_out(monkeypatch: pytest.MonkeyP
     assert rounds[0] <= 2
     assert validate(snap, plan) == []
     assert len(plan.assignments) + len(plan.unassigned) == 3
+
+
+def test_balance_bound_is_a_number_when_a_task_of_work_0_has_no_agent() -> None:
+    """0 work over 0 speed made the single-task makespan bound NaN: `balance` reported
+    bound NaN with gap 0 (a claim of optimality) for a plan 2 above the optimum."""
+    snap = Snapshot(agents=[Agent(id="a")],
+                    tasks=[Task(id="t0", work=0, skills=["x"]), Task(id="t1", work=2)],
+                    weights=Weights(cost=0, makespan=1))
+    exact = solve(snap, solver="milp", time_limit=5)
+    plan = solve(snap, solver="balance", time_limit=1)
+    assert validate(snap, plan) == []
+    assert plan.bound is not None and plan.gap is not None
+    assert plan.bound <= exact.objective + 1e-9
+    assert plan.gap == pytest.approx((plan.objective - plan.bound) / plan.objective)
+
