@@ -160,6 +160,19 @@ def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
             code=UnassignedReason.CAPACITY_EXHAUSTED,
             reason=f"capacity exhausted on all {len(elig)} eligible agent(s) by other tasks",
         )
+    cap = snap.options.max_migrations
+    home = int(problem.current[j])
+    if cap is not None and home >= 0 and not np.any(elig[~short] == home):
+        # Every agent with room would be a migration: the cap decides if it is spent.
+        moved = int(((problem.current >= 0) & (agent_of >= 0)
+                     & (agent_of != problem.current)).sum())
+        if moved >= cap:
+            return Unassigned(
+                task=tid,
+                code=UnassignedReason.MIGRATION_LIMIT,
+                reason=(f"it cannot stay on {problem.agent_ids[home]!r} and moving it would "
+                        f"exceed options.max_migrations = {cap} ({moved} task(s) move)"),
+            )
     if problem.hard_deadline[j]:
         return Unassigned(
             task=tid,

@@ -48,6 +48,7 @@ class UnassignedReason(StrEnum):
     CAPACITY_EXHAUSTED = "capacity_exhausted"
     DEADLINE_CONFLICT = "deadline_conflict"
     TOPOLOGY_RULE = "topology_rule"
+    MIGRATION_LIMIT = "migration_limit"
     NOT_WORTH_PLACING = "not_worth_placing"
     SOLVER_LIMIT = "solver_limit"
 

@@ -7,7 +7,7 @@ import pytest
 from allocator.engine import solve
 from allocator.solvers import nsga2
 from allocator.validate import validate
-from models import Agent, Snapshot, Task, Weights
+from models import Agent, Snapshot, SolveOptions, Task, UnassignedReason, Weights
 
 
 def test_nsga2_stops_mating_when_the_budget_runs_out(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,4 +45,21 @@ def test_balance_bound_is_a_number_when_a_task_of_work_0_has_no_agent() -> None:
     assert plan.bound is not None and plan.gap is not None
     assert plan.bound <= exact.objective + 1e-9
     assert plan.gap == pytest.approx((plan.objective - plan.bound) / plan.objective)
+
+
+@pytest.mark.parametrize("solver", ["greedy", "cpsat", "milp", "auto", "balance"])
+def test_a_task_the_migration_cap_keeps_out_says_so(solver: str) -> None:
+    """t0 may not stay on a0 (forbidden) and options.max_migrations = 0 forbids moving it:
+    every backend left it out, as it must, but with `solver_limit` ("no better plan within
+    its budget"), also in plans proven optimal; the reason now names the cap."""
+    snap = Snapshot(agents=[Agent(id="a0"), Agent(id="a1")],
+                    tasks=[Task(id="t0", current_agent="a0", forbidden_agents=["a0"]),
+                           Task(id="t1", current_agent="a1")],
+                    options=SolveOptions(max_migrations=0))
+    plan = solve(snap, solver=solver, time_limit=1)
+    assert validate(snap, plan) == []
+    [left] = plan.unassigned
+    assert left.task == "t0"
+    assert left.code == UnassignedReason.MIGRATION_LIMIT
+    assert "max_migrations" in left.reason
 
