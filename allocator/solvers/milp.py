@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from allocator.bounds import best_bound, lp_bound
+from allocator.constraints import enforce
 from allocator.problem import Problem
 from allocator.solvers.base import Budget, WarmStart, make_plan, no_solution_plan, register
 from allocator.solvers.greedy import greedy_assign
@@ -44,6 +45,26 @@ from models import Plan, PlanStatus
 #: PuLP solver class names by the short names users type after ``milp:``.
 PULP_ALIASES = {"cbc": "PULP_CBC_CMD", "glpk": "GLPK_CMD", "coin": "COIN_CMD",
                 "scip": "SCIP_CMD", "pulp-highs": "HiGHS", "highs-cmd": "HiGHS_CMD"}
+
+
+_REPAIRED = " (its solution broke a hard rule within the solver's tolerance: repaired)"
+
+
+def within_rules(lm: LinearModel, agent_of: np.ndarray,
+                 start: np.ndarray | None) -> np.ndarray | None:
+    """A solver's solution brought within the model's rules, or the start if that is better.
+
+    MIP solvers accept a row or an integer within their tolerance (HiGHS 1e-6):
+    a capacity 1e-7 short of its tasks' demand held them all, which the model
+    check (the shared 1e-9 relative slack) refuses. Rather than no plan, the
+    shared repair leaves out what does not fit. None if even that fails.
+    """
+    kept = enforce(lm.problem, agent_of)
+    best = kept if lm.feasible(kept) else None
+    if start is not None and lm.feasible(start) and (
+            best is None or lm.objective(start) < lm.objective(best)):
+        best = np.asarray(start, dtype=np.int64)
+    return best
 
 
 class HighsResult(NamedTuple):
@@ -101,8 +122,11 @@ def solve_highs_arrays(
     col = np.asarray(h.getSolution().col_value)  # type: ignore[attr-defined]
     agent_of = read_assignment(lm, hm, col, np.full(lm.n, -1, dtype=np.int64))
     if not lm.feasible(agent_of):
-        return HighsResult(None, PlanStatus.ERROR, dual,
-                           msg + " (solution failed the model check)")
+        kept = within_rules(lm, agent_of, start)
+        if kept is None:
+            return HighsResult(None, PlanStatus.ERROR, dual,
+                               msg + " (solution failed the model check)")
+        return HighsResult(kept, PlanStatus.FEASIBLE, dual, msg + _REPAIRED)
     status = PlanStatus.OPTIMAL if ms == highspy.HighsModelStatus.kOptimal else (
         PlanStatus.FEASIBLE)
     return HighsResult(agent_of, status, dual, msg)
@@ -188,7 +212,10 @@ def solve_pulp(
     xv = np.array([v.varValue or 0.0 for v in x])
     agent_of = lm.agent_of_x(xv)
     if not lm.feasible(agent_of):
-        return None, PlanStatus.ERROR, msg + " (solution failed the model check)"
+        kept = within_rules(lm, agent_of, start)
+        if kept is None:
+            return None, PlanStatus.ERROR, msg + " (solution failed the model check)"
+        return kept, PlanStatus.FEASIBLE, msg + _REPAIRED
     status = PlanStatus.OPTIMAL if sol_status == pulp.LpSolutionOptimal else PlanStatus.FEASIBLE
     return agent_of, status, msg
 

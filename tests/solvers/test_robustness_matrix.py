@@ -63,3 +63,16 @@ def test_a_task_the_migration_cap_keeps_out_says_so(solver: str) -> None:
     assert left.code == UnassignedReason.MIGRATION_LIMIT
     assert "max_migrations" in left.reason
 
+
+def test_milp_keeps_a_plan_when_its_solution_overfills_a_capacity_by_1e_7() -> None:
+    """HiGHS accepts rows within 1e-6: both tasks on a capacity 7e-8 short of
+    their demand. The model check refused that and milp returned no plan at all (status
+    error, every task `solver_limit`) although leaving one task out is optimal."""
+    snap = Snapshot(agents=[Agent(id="a0", capacity={"cpu": 0.7 * (1 - 1e-7)})],
+                    tasks=[Task(id="t0", demand={"cpu": 0.1 + 0.2}),
+                           Task(id="t1", demand={"cpu": 0.4}, priority="critical")])
+    exact = solve(snap, solver="cpsat", time_limit=5)
+    plan = solve(snap, solver="milp", time_limit=2)
+    assert validate(snap, plan) == []
+    assert plan.objective == pytest.approx(exact.objective)
+    assert [a.task for a in plan.assignments] == ["t1"]
