@@ -76,3 +76,21 @@ def test_milp_keeps_a_plan_when_its_solution_overfills_a_capacity_by_1e_7() -> N
     assert validate(snap, plan) == []
     assert plan.objective == pytest.approx(exact.objective)
     assert [a.task for a in plan.assignments] == ["t1"]
+
+
+def test_cpsat_keeps_its_greedy_hint_when_it_finds_nothing_in_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first solve at load 60 (0.5 s, cold CP-SAT) ended with no solution: cpsat then
+    returned every task unassigned (status timeout, no objective) although the greedy
+    plan it had built as its hint is feasible; only a warm start was kept before."""
+    from ortools.sat.python import cp_model
+
+    snap = Snapshot(agents=[Agent(id="a0", concurrency=2), Agent(id="a1", speed=0.5)],
+                    tasks=[Task(id=f"t{j}", work=1 + j, release=j, deadline=j + 6,
+                                hard_deadline=j % 2 == 0) for j in range(5)],
+                    weights=Weights(cost=0, tardiness=1))
+    monkeypatch.setattr(cp_model.CpSolver, "solve", lambda self, *a, **k: cp_model.UNKNOWN)
+    plan = solve(snap, solver="cpsat", time_limit=0.5)
+    assert validate(snap, plan) == []
+    assert plan.objective is not None and plan.status.value == "feasible"
+    assert len(plan.assignments) == 5
