@@ -48,6 +48,10 @@ MAX_TICKS = 100_000
 #: objective, so the range is wide; int64 sums still have ample headroom.
 MAX_COEF = 1e12
 
+#: Largest lcm of the up agents' concurrencies for which imbalance is modelled
+#: exactly (in 1 / lcm ticks); beyond it the model rounds and claims no optimum.
+MAX_LANES_LCM = 10_000
+
 
 class _Collector(cp_model.CpSolverSolutionCallback):
     """Collects improving solutions (anytime curve) without printing."""
@@ -138,16 +142,29 @@ def solve_cpsat_arrays(
         for i in range(m):
             if by_agent[i]:
                 loads[i] = sum(d_int[i, j] * x[i, j] for j in by_agent[i])
+    lanes_exact = True
     if w.imbalance > 0:
         up = np.flatnonzero(problem.up)
-        lmax = model.new_int_var(0, H * max(1, m), "load_max")
-        lmin = model.new_int_var(0, H * max(1, m), "load_min")
+        # Busy time is load / k: in units of 1 / K tick (K the lanes' lcm) it is an
+        # integer. With integer ticks, k * load_max >= load rounded 1 tick on 3
+        # lanes up to 1, and the model's optimum (and bound) above the true one.
+        K = math.lcm(*(int(problem.concurrency[i]) for i in up.tolist())) if up.size else 1
+        lanes_exact = K <= MAX_LANES_LCM
+        if not lanes_exact:
+            K = 1
+        lmax = model.new_int_var(0, H * max(1, m) * K, "load_max")
+        lmin = model.new_int_var(0, H * max(1, m) * K, "load_min")
         for i in up.tolist():
             k = int(problem.concurrency[i])
-            li = loads[i] if loads[i] is not None else 0
-            model.add(k * lmax >= li)
-            model.add(k * lmin <= li)
-        terms.append((lmax - lmin, w.imbalance / tick))
+            load_i = loads[i]
+            li: cp_model.LinearExprT = load_i if load_i is not None else 0
+            if lanes_exact:
+                model.add(lmax >= (K // k) * li)
+                model.add(lmin <= (K // k) * li)
+            else:
+                model.add(k * lmax >= li)
+                model.add(k * lmin <= li)
+        terms.append((lmax - lmin, w.imbalance / (tick * K)))
 
     mig = problem.migration_matrix
     if w.migrations:
@@ -246,7 +263,8 @@ def solve_cpsat_arrays(
     finally:
         unhook()
 
-    exact = core.exact and osc.exact and (tsc.exact or not (sched or need_loads))
+    exact = (core.exact and osc.exact and lanes_exact
+             and (tsc.exact or not (sched or need_loads)))
     msg = f"model={'scheduling' if sched else 'assignment'} vars={len(x)}"
     if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         agent_of = core.read(solver)

@@ -94,3 +94,18 @@ def test_cpsat_keeps_its_greedy_hint_when_it_finds_nothing_in_time(
     assert plan.objective is not None and plan.status.value == "feasible"
     assert len(plan.assignments) == 5
 
+
+def test_cpsat_imbalance_is_exact_on_agents_with_several_lanes() -> None:
+    """Imbalance is busy time / concurrency; CP-SAT's load_max was an integer tick
+    count with k * load_max >= load, so 1 tick on 3 lanes counted 1, not 1/3. cpsat
+    claimed 'optimal' (bound 4.3) for a plan greedy beat (4.1)."""
+    snap = Snapshot(agents=[Agent(id="a0", concurrency=3), Agent(id="a1"), Agent(id="a2")],
+                    tasks=[Task(id="t0", work=1), Task(id="t1", work=0, release=4)],
+                    weights=Weights(cost=0, makespan=1, imbalance=0.3))
+    plan = solve(snap, solver="cpsat", time_limit=5)
+    other = solve(snap, solver="greedy", time_limit=1)
+    assert validate(snap, plan) == []
+    assert plan.agent_of()["t0"] == "a0"
+    assert plan.objective == pytest.approx(4 + 0.3 / 3)
+    assert plan.objective <= other.objective + 1e-9
+    assert plan.bound is not None and plan.bound <= plan.objective + 1e-9
