@@ -205,8 +205,10 @@ def solve_cpsat_arrays(
         if w.tardiness > 0:
             for j in range(n):
                 if np.isfinite(problem.deadline[j]):
-                    t = model.new_int_var(0, H, f"tard{j}")
-                    model.add(t >= ends[j] - int(dl[j]))
+                    # A deadline before `now` (dl < 0): lateness reaches past the
+                    # horizon, and a task left out is not late at all.
+                    t = model.new_int_var(0, H + max(0, -int(dl[j])), f"tard{j}")
+                    model.add(t >= ends[j] - int(dl[j])).only_enforce_if(~u[j])
                     terms.append((t, w.tardiness * float(problem.tardiness_weight[j]) / tick))
         if w.makespan > 0:
             mk = model.new_int_var(0, H, "makespan")

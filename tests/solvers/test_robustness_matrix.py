@@ -109,3 +109,21 @@ def test_cpsat_imbalance_is_exact_on_agents_with_several_lanes() -> None:
     assert plan.objective == pytest.approx(4 + 0.3 / 3)
     assert plan.objective <= other.objective + 1e-9
     assert plan.bound is not None and plan.bound <= plan.objective + 1e-9
+
+
+@pytest.mark.parametrize("solver", ["cpsat", "milp"])
+def test_a_task_already_past_its_deadline_is_planned_late(solver: str) -> None:
+    """A snapshot taken at time 10 with a task due at 5 (soft, tardiness weighted): CP-SAT's
+    lateness variable stopped at the horizon, so the model was infeasible and cpsat (and
+    milp, which delegates) returned no plan; an overdue task left out also counted late."""
+    snap = Snapshot(time=10, agents=[Agent(id="a")],
+                    tasks=[Task(id="t0", work=2, deadline=5), Task(id="t1", work=1, deadline=30),
+                           Task(id="t2", work=1, deadline=4, skills=["x"])],
+                    weights=Weights(cost=0, tardiness=1))
+    plan = solve(snap, solver=solver, time_limit=5)
+    assert validate(snap, plan) == []
+    assert plan.status.value == "optimal", plan.message
+    assert plan.agent_of() == {"t0": "a", "t1": "a"}
+    # t0 ends at 12: 7 late x 2 (a normal task's tardiness weight); t2 left out: 10000
+    assert plan.objective == pytest.approx(14 + 10_000)
+    assert plan.bound is not None and plan.bound <= plan.objective + 1e-6
