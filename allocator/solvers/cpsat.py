@@ -289,6 +289,15 @@ def solve_cpsat_arrays(
                        msg + " no solution within the time limit")
 
 
+def _with_lp_bound(problem: Problem, bound: float | None) -> float | None:
+    """The LP-relaxation bound (milliseconds up to 20k pairs) when it is stronger."""
+    if problem.m * problem.n > 20_000:
+        return bound
+    from allocator.bounds import best_bound, lp_bound
+
+    return best_bound(bound, lp_bound(problem, time_limit=0.5))
+
+
 @register("cpsat", "OR-Tools CP-SAT: assignment model, or scheduling model with deadlines")
 def solve_cpsat(
     problem: Problem, *, budget: Budget, seed: int = 0, warm: WarmStart | None = None
@@ -307,13 +316,11 @@ def solve_cpsat(
             # complete start (the hint): keep it rather than dropping every task.
             return make_plan(problem, warm.agent_of, solver="cpsat", status=PlanStatus.FEASIBLE,
                              budget=budget, order_key=warm.order_key,
+                             bound=_with_lp_bound(problem, None),
                              message=msg + "; the hint kept")
         return no_solution_plan(problem, status=status, solver="cpsat", budget=budget,
                                 message=msg)
-    if status != PlanStatus.OPTIMAL and problem.m * problem.n <= 20_000:
-        # The LP-relaxation bound (milliseconds at this size) when it is stronger.
-        from allocator.bounds import best_bound, lp_bound
-
-        bound = best_bound(bound, lp_bound(problem, time_limit=0.5))
+    if status != PlanStatus.OPTIMAL:
+        bound = _with_lp_bound(problem, bound)
     return make_plan(problem, agent_of, solver="cpsat", status=status, budget=budget,
                      order_key=order_key, bound=bound, solutions=points, message=msg)

@@ -93,6 +93,7 @@ def test_cpsat_keeps_its_greedy_hint_when_it_finds_nothing_in_time(
     assert validate(snap, plan) == []
     assert plan.objective is not None and plan.status.value == "feasible"
     assert len(plan.assignments) == 5
+    assert plan.bound is not None and plan.bound <= plan.objective + 1e-9  # the LP's
 
 
 def test_cpsat_imbalance_is_exact_on_agents_with_several_lanes() -> None:
