@@ -128,3 +128,22 @@ def test_a_task_already_past_its_deadline_is_planned_late(solver: str) -> None:
     # t0 ends at 12: 7 late x 2 (a normal task's tardiness weight); t2 left out: 10000
     assert plan.objective == pytest.approx(14 + 10_000)
     assert plan.bound is not None and plan.bound <= plan.objective + 1e-6
+
+
+@pytest.mark.parametrize(("override", "field"), [
+    pytest.param({"seed": 2**40}, "seed", id="seed past int32 (ortools TypeError)"),
+    pytest.param({"seed": -1}, "seed", id="negative seed"),
+    pytest.param({"time_limit": float("inf")}, "time_limit", id="infinite time limit"),
+    pytest.param({"time_limit": 1e6}, "time_limit", id="time limit past a day"),
+])
+def test_solve_overrides_are_checked_like_the_snapshot_options(
+        override: dict[str, float], field: str) -> None:
+    """`--seed 99999999999` reached CP-SAT and came back as ortools' TypeError; a seed
+    or time limit given to solve() now meets SolveOptions' own rules, field named."""
+    from allocator.errors import InvalidInputError
+
+    snap = Snapshot(agents=[Agent(id="a")], tasks=[Task(id="t", deadline=3)],
+                    weights=Weights(tardiness=1))
+    with pytest.raises(InvalidInputError) as err:
+        solve(snap, solver="cpsat", **override)  # type: ignore[arg-type]
+    assert err.value.field == field
