@@ -609,14 +609,21 @@ def _rebalance_scheduled(problem: Problem, cap_k: int | None, budget: Budget, se
                          ) -> tuple[np.ndarray, np.ndarray | None, list[Stage], PlanStatus, str]:
     """Hard deadlines: the shared CP-SAT scheduling model with balance weights."""
     snap = problem.snapshot
-    forced = int(np.sum((problem.current >= 0) & ~problem.up[np.maximum(problem.current, 0)]))
     w = snap.weights.model_copy(update={
         "imbalance": max(snap.weights.imbalance, 1.0),
         "migrations": snap.weights.migrations or 1e-3,
     })
-    opts = snap.options.model_copy(update={
-        "max_migrations": None if cap_k is None else cap_k + forced})
-    derived = compile_snapshot(snap.model_copy(update={"weights": w, "options": opts}))
+    opts = snap.options.model_copy(update={"max_migrations": cap_k})
+    update: dict[str, object] = {"weights": w, "options": opts}
+    forced = (problem.current >= 0) & ~problem.up[np.maximum(problem.current, 0)]
+    if cap_k is not None and forced.any():
+        # The cap is on voluntary moves: tasks that must leave a draining or down agent
+        # have no home in the model. (A cap of k + the forced moves let a forced task
+        # left out hand its allowance to a voluntary move.)
+        update["tasks"] = [t.model_copy(update={"current_agent": None}) if forced[j] else t
+                           for j, t in enumerate(snap.tasks)]
+        update["task_table"] = None
+    derived = compile_snapshot(snap.model_copy(update=update))
     stay = np.where((problem.current >= 0) & problem.up[np.maximum(problem.current, 0)],
                     problem.current, -1)
     hint = complete(problem, stay)

@@ -147,3 +147,24 @@ def test_solve_overrides_are_checked_like_the_snapshot_options(
     with pytest.raises(InvalidInputError) as err:
         solve(snap, solver="cpsat", **override)  # type: ignore[arg-type]
     assert err.value.field == field
+
+
+def test_rebalance_with_hard_deadlines_keeps_the_cap_on_voluntary_moves() -> None:
+    """--max-migrations 0 with hard deadlines (the CP-SAT scheduling fallback): the cap
+    given to CP-SAT was 0 + the forced moves (tasks on a down agent); t1 there could go
+    nowhere, so that allowance went to a voluntary move (t3 off a1)."""
+    from allocator.rebalance import rebalance
+
+    snap = Snapshot(
+        agents=[Agent(id="a0", speed=4), Agent(id="a1"), Agent(id="a3", status="down")],
+        tasks=[Task(id="t1", skills=["z"], current_agent="a3"),
+               Task(id="t3", work=3, current_agent="a1"),
+               Task(id="t4", work=1, current_agent="a1"),
+               Task(id="t6", work=1, deadline=5, hard_deadline=True, current_agent="a0")],
+        weights=Weights(cost=0, imbalance=1))
+    res = rebalance(snap, max_migrations=0, time_limit=5, seed=0)
+    assert validate(snap, res.plan) == []
+    voluntary = [mg.task for mg in res.plan.migrations if mg.source != "a3"]
+    assert voluntary == []
+    free = rebalance(snap, max_migrations=1, time_limit=5, seed=0)
+    assert [mg.task for mg in free.plan.migrations if mg.source != "a3"] != []  # it pays
