@@ -26,6 +26,7 @@ import functools
 import inspect
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -96,6 +97,64 @@ class TaskFailedError(AllocatorError):
     def __init__(self, task_id: str, code: Code, reason: str) -> None:
         super().__init__(f"task {task_id!r} failed ({code.value}): {reason}")
         self.task_id, self.code, self.reason = task_id, code, reason
+
+
+_INF = float("inf")
+
+
+def _real(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _names(field: str, v: object) -> tuple[str, ...]:
+    if isinstance(v, str) or not isinstance(v, tuple | list) or not all(
+            isinstance(s, str) for s in v):
+        raise InvalidInputError(f"need a tuple of names, got {v!r}", field=field)
+    return tuple(v)
+
+
+def _check_fields(work: object, priority: object, deadline: object, skills: object,
+                  allowed: object, forbidden: object, demand: object, tokens: object,
+                  migration_cost: object, timeout: object, max_retries: object,
+                  ) -> tuple[Priority, tuple[str, ...], tuple[str, ...] | None,
+                             tuple[str, ...], tuple[tuple[str, float], ...]]:
+    """`Runtime.submit`'s fields checked (a typed error naming the first bad one).
+
+    Returns the ones it normalises: the priority as a Priority (its value is
+    accepted), the name lists and the demand as tuples.
+    """
+    for name, v in (("work", work), ("tokens", tokens), ("migration_cost", migration_cost)):
+        if not (_real(v) and v >= 0):  # type: ignore[operator]
+            raise InvalidInputError(f"need a finite number >= 0, got {v!r}", field=name)
+    try:
+        prio = Priority(priority)  # type: ignore[arg-type]
+    except ValueError:
+        raise InvalidInputError(f"unknown priority {priority!r}; known: "
+                                f"{', '.join(p.value for p in Priority)}",
+                                field="priority") from None
+    if deadline is not None and not _real(deadline):
+        raise InvalidInputError(f"need a finite time or None, got {deadline!r}",
+                                field="deadline")
+    if timeout is not None and not (_real(timeout) and timeout > 0):  # type: ignore[operator]
+        raise InvalidInputError(f"need a finite number > 0 or None, got {timeout!r}",
+                                field="timeout")
+    if max_retries is not None and not (
+            isinstance(max_retries, int) and not isinstance(max_retries, bool)
+            and max_retries >= 0):
+        raise InvalidInputError(f"need an integer >= 0 or None, got {max_retries!r}",
+                                field="max_retries")
+    try:
+        pairs = tuple((r, q) for r, q in demand)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"need (resource, amount) pairs, got {demand!r}",
+                                field="demand") from None
+    for r, q in pairs:
+        if not (isinstance(r, str) and r and _real(q) and q >= 0):
+            raise InvalidInputError(f"need a resource name and a finite amount >= 0, got "
+                                    f"{(r, q)!r}", field="demand")
+    return (prio, _names("skills", skills),
+            None if allowed is None else _names("allowed", allowed),
+            _names("forbidden", forbidden), tuple((r, float(q)) for r, q in pairs))
 
 
 @dataclass(slots=True)
@@ -346,8 +405,22 @@ class Runtime:
             failed: asyncio.Future[Any] = loop.create_future()
             failed.set_exception(TaskRejectedError(task_id, Code.INTERNAL_ERROR, self._broken))
             return failed
-        if task_id in self._jobs:
+        core = self.core
+        if task_id in self._jobs or task_id in core.tasks or task_id in core.finished:
+            # (A finished id is still known to the core: fed to it, it would raise, and
+            # a raising core fails every task of this runtime.)
             raise InvalidInputError(f"duplicate task id {task_id!r}", field="id")
+        if not (type(work) is float and 0.0 <= work < _INF and type(tokens) is float
+                and tokens == 0.0 and type(priority) is Priority and deadline is None
+                and timeout is None and max_retries is None and not demand
+                and migration_cost == 0.0 and type(skills) is tuple):
+            # Anything but the common case is checked here, before the core sees it: a
+            # bad field would make the core raise (failing every task) or, worse, be
+            # taken (a negative demand frees capacity other tasks then over-use).
+            priority, skills, allowed, forbidden, demand = _check_fields(
+                work, priority, deadline, skills, allowed, forbidden, demand, tokens,
+                migration_cost, timeout, max_retries)
+            work, tokens, migration_cost = float(work), float(tokens), float(migration_cost)
         spec = TaskSpec(task_id, work, priority, deadline, hard_deadline, tenant, skills,
                         allowed, forbidden, demand, tokens, home, migration_cost, timeout,
                         max_retries, kind)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from allocator.errors import AllocatorError
+from allocator.errors import AllocatorError, InvalidInputError
 from allocator.online import Code
 from allocator.online.events import AgentJoined, TaskSpec
 from allocator.online.runtime import Reported, Runtime, TaskFailedError, TaskRejectedError
@@ -709,3 +709,40 @@ def test_a_core_raising_in_a_worker_thread_fails_the_tasks_instead_of_the_thread
     assert outcomes and all(isinstance(o, TaskFailedError) and o.code is Code.INTERNAL_ERROR
                             for o in outcomes), outcomes
     assert errors == []
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("work", float("nan")), ("work", -1.0), ("work", float("inf")), ("priority", "urgent"),
+    ("deadline", float("nan")), ("timeout", -1.0), ("timeout", 0.0), ("max_retries", -3),
+    ("demand", (("cpu", -1.0),)), ("tokens", float("nan")), ("migration_cost", -5.0),
+    ("skills", "gpu"), ("work", "3"),
+])
+def test_a_bad_submit_field_is_an_input_error_and_the_runtime_keeps_working(
+        field: str, value: object) -> None:
+    # Runtime.submit fed its fields to the core unchecked: priority="urgent" made the
+    # core raise (KeyError), which fails every outstanding task and every later submit
+    # with internal_error; a negative demand freed capacity other tasks then over-used.
+    async def main() -> None:
+        async with Runtime([Agent(id="a", capacity={"cpu": 4})], "edf", log=0) as rt:
+            with pytest.raises(InvalidInputError) as err:
+                rt.submit(lambda: 1, id="bad", **{field: value})
+            assert err.value.field == field
+            assert await rt.submit(lambda: 2, id="good") == 2
+
+    _run(main())
+
+
+def test_resubmitting_a_finished_task_id_is_an_input_error_not_a_broken_runtime() -> None:
+    # The id of a finished task left Runtime._jobs but not the core: the core raised
+    # "duplicate task id", and the runtime failed every task (internal_error) from then on.
+    async def main() -> None:
+        async with Runtime([Agent(id="a"), Agent(id="b")], "fifo") as rt:
+            slow = rt.submit(asyncio.sleep, 0.05, id="slow")
+            assert await rt.submit(lambda: 1, id="x") == 1
+            with pytest.raises(InvalidInputError, match="duplicate") as err:
+                rt.submit(lambda: 2, id="x")
+            assert err.value.field == "id"
+            assert await rt.submit(lambda: 3, id="y") == 3
+            await slow
+
+    _run(main())
