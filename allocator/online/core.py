@@ -1265,6 +1265,8 @@ class Executor:
         spec = ev.agent
         a = self.agents.get(spec.id)
         now = self.now
+        moving: list[TaskState] = []
+        rerun: list[TaskState] = []
         if a is None:
             br = CircuitBreaker(spec.id, self.breaker_config, clock=self._clock)
             lim = AgentLimiter(ev.rate_limit, now) if ev.rate_limit is not None else None
@@ -1273,10 +1275,13 @@ class Executor:
             self.agents[spec.id] = a
         else:
             if a.status is not _DOWN:
-                self._evacuate(a, Code.AGENT_LEFT)  # re-registration: requeue what it held
-                for t in list(a.running.values()):
+                # Re-registration: what it held is placed again, but only once the new
+                # spec is in (placed first, a task could go straight back to an agent
+                # that has just dropped its skill or capacity, and run there).
+                moving = self._unqueue(a)
+                rerun = list(a.running.values())
+                for t in rerun:
                     self._release(t, a)
-                    self._retry_or_fail(t, f"agent {a.id} re-registered", True, avoid=None)
                 self._account_uptime(a)
             a.update(spec)
             a.breaker = CircuitBreaker(spec.id, self.breaker_config, clock=self._clock)
@@ -1301,6 +1306,10 @@ class Executor:
             self._dirty[a.id] = a
         elif a.status is _DOWN:
             self._hungry.pop(a.id, None)
+        if moving:
+            self._requeue(moving, a, Code.AGENT_LEFT)
+        for t in rerun:
+            self._retry_or_fail(t, f"agent {a.id} re-registered", True, avoid=None)
 
     def _account_uptime(self, a: AgentState) -> None:
         a.uptime += self.now - a.up_since
@@ -1351,10 +1360,18 @@ class Executor:
 
     def _evacuate(self, a: AgentState, code: Code) -> None:
         """Re-place every task queued at `a` (it went down, left or its breaker opened)."""
+        self._requeue(self._unqueue(a), a, code)
+
+    def _unqueue(self, a: AgentState) -> list[TaskState]:
+        """Take every task queued at `a` out of its queues (to be placed by `_requeue`)."""
         moving = list(a.planned) + list(a.queue)
         for t in moving:
             assert t.queue is not None
             t.queue.remove(t)
+        return moving
+
+    def _requeue(self, moving: list[TaskState], a: AgentState, code: Code) -> None:
+        """Place the tasks `_unqueue` took from `a` anew (away from `a`), a Migrate each."""
         self._avers += 1
         for t in moving:
             target = self._place(t, a.id)

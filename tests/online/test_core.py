@@ -280,3 +280,21 @@ def test_feed_matches_handle(policy: str, log: int | None) -> None:
     got, want = drive(True), drive(False)
     assert got == want
     assert want[1]["completed"] > 20 and want[1]["stale"] >= 12
+
+
+@pytest.mark.parametrize("policy", ["stealing", "round-robin", "fifo"])
+def test_a_reregistered_agent_that_lost_a_skill_is_not_given_back_its_tasks(
+        policy: str) -> None:
+    # Re-registration re-placed the agent's running and queued tasks before taking
+    # its new spec: a task needing "gpu" went straight back to the agent, which had
+    # just registered without "gpu", and ran there (found by a chaos driver).
+    gpu = Agent(id="a", skills=["gpu"], capacity={"cpu": 2}, concurrency=2)
+    ex = Executor(policy, agents=[gpu, Agent(id="b", skills=["gpu"], capacity={"cpu": 2})])
+    ex.handle(submit("t1", skills=("gpu",), home="a", demand=(("cpu", 2.0),)),
+              submit("t2", skills=("gpu",), home="a", demand=(("cpu", 2.0),)),
+              submit("t3", skills=("gpu",), home="a", demand=(("cpu", 2.0),)))
+    out = ex.handle(AgentJoined(agent=Agent(id="a", capacity={"cpu": 1}, concurrency=2),
+                                time=1.0))
+    assert not [d for d in out if type(d).__name__ == "Dispatch" and d.agent == "a"]
+    assert all(t.agent is None or t.agent.id != "a" for t in ex.tasks.values())
+    assert not ex.agents["a"].queue and not ex.agents["a"].running
