@@ -201,6 +201,8 @@ class LiveCoordinator:
         self.on_work: Callable[[str], None] | None = None
         self.on_log: Callable[[], None] | None = None
         self.replaying = False
+        #: Set by `complete_many` while it records: whether each ack was current.
+        self._verdicts: list[bool] | None = None
         self.stats: dict[str, int] = dict.fromkeys(
             ("submitted", "duplicates", "completed", "failed", "rejected", "cancelled",
              "late_completions", "lease_expiries", "retries", "leases", "replayed_events",
@@ -324,8 +326,11 @@ class LiveCoordinator:
             if ag is not None:
                 ag.last_seen = now
             t = self.core.tasks.get(tid)
-            if (t is None or t.phase != RUNNING or t.attempt != att or t.agent is None
-                    or t.agent.id != agent):
+            current = not (t is None or t.phase != RUNNING or t.attempt != att
+                           or t.agent is None or t.agent.id != agent)
+            if self._verdicts is not None:
+                self._verdicts.append(current)
+            if not current:
                 self.stats["late_completions"] += 1
                 if r is not None:
                     r.late += 1
@@ -650,16 +655,20 @@ class LiveCoordinator:
                 row["error"] = b.get("error") or "error"
                 row["retryable"] = b.get("retryable", True)
                 items.append(("fail", row))
-        before = {b["task"]: (self.tasks[b["task"]].late if b["task"] in self.tasks else 0)
-                  for b in acks}
-        self._record(items)
+        # Each ack's own verdict, as `_events` judges it in order (two acks of one
+        # task in a batch: the current one is accepted, the stale one is not).
+        verdicts: list[bool] = []
+        self._verdicts = verdicts
+        try:
+            self._record(items)
+        finally:
+            self._verdicts = None
         out = []
-        for b in acks:
+        for b, accepted in zip(acks, verdicts, strict=True):
             r = self.tasks.get(b["task"])
             if r is None:
                 out.append({"task": b["task"], "accepted": False, "state": "unknown"})
                 continue
-            accepted = r.late == before[b["task"]]
             out.append({"task": r.id, "accepted": accepted, "state": r.state})
         return out
 

@@ -286,3 +286,18 @@ def test_a_lease_whose_answer_was_lost_is_offered_again_same_attempt() -> None:
     assert all(o["accepted"] for o in out)
     assert all(c.task_view(d.id)["completions"] == 1 for d in got)
     assert c.stats["reoffered"] == 2
+
+
+def test_each_ack_of_a_batch_is_judged_on_its_own() -> None:
+    # complete_many compared each task's late counter before and after the whole
+    # batch: a current completion sent beside a stale ack of the same task was
+    # answered "accepted": False although it completed the task.
+    c = make()
+    c.register({"id": "a"})
+    c.submit(tasks(1))
+    (d,) = c.take("a", 1)
+    out = c.complete_many([{"task": d.id, "attempt": d.attempt},
+                           {"task": d.id, "attempt": d.attempt + 5}])
+    assert [o["accepted"] for o in out] == [True, False]
+    assert c.task_view(d.id)["state"] == "completed"
+    assert c.task_view(d.id)["completions"] == 1
