@@ -157,6 +157,18 @@ def _check_fields(work: object, priority: object, deadline: object, skills: obje
             _names("forbidden", forbidden), tuple((r, float(q)) for r, q in pairs))
 
 
+def _bad_usage(usage: object) -> InvalidInputError | None:
+    """Why a task's reported usage cannot be taken (None: it can): a mapping of
+    names to finite amounts >= 0 (the core charges `tokens` to the agent's quota)."""
+    if not isinstance(usage, dict):
+        return InvalidInputError(f"need a dict of amounts, got {usage!r}", field="usage")
+    for k, v in usage.items():
+        if not (isinstance(k, str) and _real(v) and v >= 0):
+            return InvalidInputError(f"need a finite amount >= 0, got {v!r}",
+                                     field=f"usage.{k}")
+    return None
+
+
 @dataclass(slots=True)
 class Reported:
     """A task's return value plus the usage it reports (e.g. {"tokens": 812})."""
@@ -750,6 +762,15 @@ class Runtime:
                               retryable=not isinstance(exc, asyncio.CancelledError))
         usage = None
         if isinstance(value, Reported):
+            bad = _bad_usage(value.usage)
+            if bad is not None:
+                # The task's own report, not the agent, is at fault: fail it (not
+                # retryable) before the core sees the usage. Taken, a string made the
+                # core raise and inf, NaN or a negative broke the agent's token quota.
+                job.error = bad
+                return TaskFailed(task_id=job.task_id, agent=agent, attempt=attempt,
+                                  reason=str(bad), duration=now - t0, time=now,
+                                  retryable=False)
             value, usage = value.value, value.usage
         job.value = value
         job.value_attempt = attempt

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from allocator.errors import AllocatorError, InvalidInputError
 from allocator.online import Code
-from allocator.online.events import AgentJoined, TaskSpec
+from allocator.online.events import AgentJoined, RateLimit, TaskSpec
 from allocator.online.runtime import Reported, Runtime, TaskFailedError, TaskRejectedError
 from models import Agent, Priority
 
@@ -744,5 +745,25 @@ def test_resubmitting_a_finished_task_id_is_an_input_error_not_a_broken_runtime(
             assert err.value.field == "id"
             assert await rt.submit(lambda: 3, id="y") == 3
             await slow
+
+    _run(main())
+
+
+@pytest.mark.parametrize("usage", [{"tokens": "12"}, "tokens", {"tokens": float("nan")},
+                                   {"tokens": -1e9}, {"tokens": float("inf")}])
+def test_bad_reported_usage_fails_its_task_and_the_runtime_keeps_working(usage: Any) -> None:
+    # A task's Reported usage went to the core unchecked: a string made the core raise
+    # (every task failed with internal_error), inf left the agent's token bucket in
+    # debt forever (later tasks never ran), NaN and negatives poisoned the learned
+    # token estimate (a negative estimate over-fills the bucket: the quota is gone).
+    async def main() -> None:
+        async with Runtime([(Agent(id="a"), RateLimit(tokens_per_min=6000.0))], "fifo") as rt:
+            with pytest.raises(TaskFailedError) as err:
+                await rt.submit(lambda: Reported(1, usage=usage), tokens=100.0, kind="k")
+            assert err.value.code is Code.NOT_RETRYABLE and "usage" in err.value.reason
+            assert isinstance(err.value.__cause__, InvalidInputError)
+            assert await asyncio.wait_for(rt.submit(lambda: 2, tokens=100.0, kind="k"), 5) == 2
+            assert rt.core.metrics.token_estimate(TaskSpec("x", tokens=100.0, kind="k")) == 100.0
+            assert rt.core.agents["a"].tokens_used == 0.0
 
     _run(main())
