@@ -15,6 +15,7 @@ let idle agents steal.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from allocator.errors import InvalidInputError
@@ -80,6 +81,41 @@ class StealConfig:
     overflow_wait: float = 4.0
 
 
+def _number(v: object, field: str, *, positive: bool = False, inf: bool = False) -> None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v) and (
+        inf or math.isfinite(v)) and (v > 0 if positive else v >= 0)
+    if not ok:
+        bound = "> 0" if positive else ">= 0"
+        raise InvalidInputError(f"need a {'' if inf else 'finite '}number {bound}, got {v!r}",
+                                field=field)
+
+
+def _check_numbers(p: Policy) -> None:
+    """Every number of a policy in its range (a typed error naming the first bad one).
+
+    Checked here because every way to a policy (make_policy, replace, `--param`,
+    the tuner) builds one: a steal back-off of 0 re-polled an idle thief at the
+    same instant forever, a flow weight of 0 divided by zero.
+    """
+    st = p.steal
+    for name in ("margin_frac", "margin_max", "latency"):
+        _number(getattr(st, name), f"steal.{name}")
+    _number(st.backoff, "steal.backoff", positive=True)
+    _number(st.max_backoff, "steal.max_backoff", positive=True)
+    _number(st.overflow_wait, "steal.overflow_wait", inf=True)
+    for name in ("min_victim_queue", "max_batch", "victims", "max_steals_per_task",
+                 "deque_cap"):
+        v = getattr(st, name)
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            raise InvalidInputError(f"need an integer >= 0, got {v!r}", field=f"steal.{name}")
+    for k, w in p.flow_weights.items():
+        _number(w, f"flow_weights.{k}", positive=True)
+    for c, w in p.priority.weights.items():
+        _number(w, f"priority.weights.{getattr(c, 'value', c)}", positive=True)
+    for c, a in p.priority.aging.items():
+        _number(a, f"priority.aging.{getattr(c, 'value', c)}", positive=True, inf=True)
+
+
 @dataclass(slots=True)
 class Policy:
     name: str
@@ -101,6 +137,8 @@ class Policy:
         if self.discipline not in DISCIPLINES:
             raise InvalidInputError(f"unknown discipline {self.discipline!r}; known: "
                                     f"{', '.join(DISCIPLINES)}", field="discipline")
+        _check_numbers(self)
+
 
     def fair_clock(self) -> FairClock:
         """The virtual time one executor's queues share (flow and class weights)."""

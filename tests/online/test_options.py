@@ -88,3 +88,32 @@ def test_a_bad_solve_interval_is_an_error_not_silently_off(every: float) -> None
     with pytest.raises(InvalidInputError, match="coordinate_every"):
         simulate_uc(SimulateParams(workload={"tasks": 50, "agents": 2}, policies=["fifo"],
                                    modes=["coordinated"], intervals=[every]))
+
+
+@pytest.mark.parametrize(("param", "field"), [
+    ("steal.backoff=0", "steal.backoff"), ("steal.backoff=-1", "steal.backoff"),
+    ("steal.backoff=nan", "steal.backoff"), ("steal.margin_frac=nan", "steal.margin_frac"),
+    ("steal.victims=-1", "steal.victims"), ("steal.latency=-1", "steal.latency"),
+    ("flow_weight.tenant0=0", "flow_weights.tenant0"), ("weight.low=-1", "priority.weights.low"),
+    ("weight.low=0", "priority.weights.low"), ("aging=-5", "priority.aging.high"),
+])
+def test_a_bad_policy_parameter_is_exit_2_naming_it(param: str, field: str) -> None:
+    # --param values reached the policy unchecked: steal.backoff=0 (or < 0) made an idle
+    # thief re-poll at the same instant forever (the run hung), flow_weight=0 raised
+    # ZeroDivisionError, negative or NaN weights and limits ran with nonsense.
+    r = CliRunner().invoke(app, ["simulate", "-n", "3", "-m", "200", "-p", "stealing",
+                                 "-p", "wfq", "--param", param])
+    assert r.exit_code == 2, r.output
+    assert field in r.output
+
+
+def test_policy_fields_are_checked_however_the_policy_is_built() -> None:
+    from allocator.online import StealConfig, make_policy
+
+    with pytest.raises(InvalidInputError) as err:
+        make_policy("stealing", steal=StealConfig(backoff=0.0))
+    assert err.value.field == "steal.backoff"
+    with pytest.raises(InvalidInputError) as err:
+        make_policy("wfq", flow_weights={"a": float("inf")})
+    assert err.value.field == "flow_weights.a"
+    assert make_policy("stealing", steal=StealConfig(overflow_wait=float("inf"))).stealing
