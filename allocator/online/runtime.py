@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import heapq
 import inspect
 import itertools
 import logging
@@ -357,6 +358,8 @@ class Runtime:
         self._done_batch: list[_TaskFuture] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
+        #: Requested Tick times behind the armed one (see `_arm`), a heap.
+        self._later: list[float] = []
         self._ids = itertools.count()
         self._idle: asyncio.Event | None = None
         self._returned: list[str] = []
@@ -1063,9 +1066,21 @@ class Runtime:
             self._post(TaskCancelled(task_id=task_id))
 
     def _arm(self, at: float) -> None:
-        if at >= self._timer_at and self._timer is not None:
-            return
+        """Carry out a SetTimer: a Tick at `at`, whatever else is armed.
+
+        One loop timer runs, the earliest; a later request waits in `_later`
+        until then. It may not be dropped: the core asks for a later time while
+        an earlier request is pending when its clock has passed that one first
+        (a worker's completion), and after that earlier Tick it asks nothing
+        more (its latest request is still ahead).
+        """
         if self._timer is not None:
+            if at >= self._timer_at:
+                if at > self._timer_at:
+                    heapq.heappush(self._later, at)
+                return
+            # (The replaced time needs no keeping: after this earlier Tick the core
+            # asks again for its next timer, its request being due.)
             self._timer.cancel()
         self._timer_at = at
         delay = max(0.0, at - self.clock.now())
@@ -1077,6 +1092,11 @@ class Runtime:
         self._post(Tick())
         # The loop's timer may fire a hair before the clock reaches `at`.
         self._pending[-1].time = max(self._pending[-1].time, at)
+        later = self._later
+        while later and later[0] <= at:  # due now: this Tick serves them
+            heapq.heappop(later)
+        if later:
+            self._arm(heapq.heappop(later))
 
     # ------------------------------------------------------------------ shutdown
 

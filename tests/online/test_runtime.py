@@ -767,3 +767,39 @@ def test_bad_reported_usage_fails_its_task_and_the_runtime_keeps_working(usage: 
             assert rt.core.agents["a"].tokens_used == 0.0
 
     _run(main())
+
+
+def test_every_set_timer_gets_its_tick_even_behind_an_earlier_one() -> None:
+    # The runtime kept one loop timer, the earliest: a SetTimer later than the armed
+    # one was dropped. The core requests a later time while an earlier request is
+    # pending whenever its clock passed that one first (a worker's completion read
+    # the clock before the loop's timer fired); then the earlier Tick came, the core
+    # (its latest request still ahead) asked nothing more, and its timers (timeouts,
+    # breaker re-opens) never fired: tasks for an open agent waited forever.
+    from allocator.clock import VirtualClock
+    from allocator.online.events import SetTimer, Tick
+
+    async def main() -> list[float]:
+        clock = VirtualClock(100.0)
+        rt = Runtime([Agent(id="a")], "fifo", clock=clock)
+        ticks: list[Any] = []
+        post = rt._post
+
+        def spy(ev: Any) -> None:
+            post(ev)
+            if isinstance(ev, Tick):
+                ticks.append(ev)
+
+        rt._post = spy  # type: ignore[method-assign]
+        rt.apply([SetTimer(at=100.01)])
+        rt.apply([SetTimer(at=100.03)])  # later than the armed one: must not be dropped
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if clock.now() < 100.05:
+                clock.advance(0.005)
+            if len(ticks) >= 2:
+                break
+        await rt.shutdown()
+        return ticks
+
+    assert len(_run(main())) >= 2  # one Tick per requested time
