@@ -129,6 +129,10 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
     earliest = np.full(m, problem.now)  # the first free lane of each agent
     makespan = 0.0
     placed = 0
+    # options.max_migrations: once spent, a task may only stay home (the shared
+    # repair would otherwise undo the moves after the tasks they crowded out).
+    cap = problem.snapshot.options.max_migrations
+    moves_left = np.inf if cap is None else cap
     order = task_order(problem) if order is None else order
     for step, j in enumerate(order):
         if stop is not None and step % STOP_EVERY == 0 and step and stop():
@@ -137,6 +141,9 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
         dem = problem.col_demand(j)
         rs = problem.col_support(j)  # the resources j needs: zero demand always fits
         ok = problem.col_eligible(j) & np.all(dem[:, rs] <= free[:, rs], axis=1)
+        home = int(problem.current[j])
+        if home >= 0 and moves_left <= 0:
+            ok &= np.arange(m) == home
         if not ok.any():
             continue
         dur = problem.col_duration(j)
@@ -162,6 +169,8 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
         agent_of[j] = i
         order_key[j] = placed
         placed += 1
+        if 0 <= home != i:
+            moves_left -= 1
         free[i] -= dem[i]
         lane_load[i] = new_load[i]
         heapq.heapreplace(lanes[i], float(end[i]))
@@ -307,15 +316,19 @@ def construct_with_order(problem: Problem, stop: Callable[[], bool] | None = Non
     :func:`greedy_schedule`); the small-problem constructions always finish.
     """
     w = problem.snapshot.weights
-    packing = not (w.makespan or w.imbalance or w.tardiness) and not problem.has_time_constraints
+    mig_cap = problem.snapshot.options.max_migrations
+    packing = (not (w.makespan or w.imbalance or w.tardiness) and not problem.has_time_constraints
+               and mig_cap is None)
     if problem.n == 0 or problem.m == 0:
         return np.full(problem.n, -1, dtype=np.int64), None
     small = problem.m * problem.n <= DYNAMIC_REGRET_MAX_PAIRS
     if not (packing and small):
         agent_of, order_key = greedy_schedule(problem, stop=stop)
         # Repair moves tasks between agents without re-timing their queues, so
-        # it may only run where no hard deadline can be broken by a move.
-        if small and np.any(agent_of < 0) and not problem.hard_deadline.any():
+        # it may only run where no hard deadline can be broken by a move (and,
+        # blind to the migration cap, only without one).
+        if (small and np.any(agent_of < 0) and not problem.hard_deadline.any()
+                and mig_cap is None):
             agent_of = repair(problem, agent_of)
         return agent_of, order_key
     # Tight capacities defeat a cost-only regret: also try the share of the

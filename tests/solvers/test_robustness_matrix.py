@@ -168,3 +168,22 @@ def test_rebalance_with_hard_deadlines_keeps_the_cap_on_voluntary_moves() -> Non
     assert voluntary == []
     free = rebalance(snap, max_migrations=1, time_limit=5, seed=0)
     assert [mg.task for mg in free.plan.migrations if mg.source != "a3"] != []  # it pays
+
+
+def test_greedy_keeps_within_the_migration_cap_while_it_places() -> None:
+    """greedy ignored options.max_migrations (41 moves on a cap of 1 at 20 x 200); the
+    shared repair then sent 40 back home or out, and the tasks the moves had crowded out
+    stayed out with room free ('solver_limit'). Here n1 fits a1 once m2 stays home."""
+    snap = Snapshot(agents=[Agent(id="a0", capacity={"cpu": 2}, cost_rate=5),
+                            Agent(id="a1", capacity={"cpu": 2})],
+                    tasks=[Task(id="m1", demand={"cpu": 1}, current_agent="a0", priority="high"),
+                           Task(id="m2", demand={"cpu": 1}, current_agent="a0", priority="high"),
+                           Task(id="n1", demand={"cpu": 1}, allowed_agents=["a1"],
+                                priority="low"),
+                           Task(id="h", deadline=100, hard_deadline=True)],  # no ejection repair
+                    weights=Weights(cost=1, makespan=0.1), options=SolveOptions(max_migrations=1))
+    plan = solve(snap, solver="greedy", time_limit=1)
+    assert validate(snap, plan) == []
+    assert plan.unassigned == []
+    assert len(plan.migrations) == 1
+    assert "to keep the hard constraints" not in (plan.message or "")
