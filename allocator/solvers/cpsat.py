@@ -36,7 +36,7 @@ from allocator.solvers.base import (
     register,
 )
 from allocator.solvers.cp_core import build_core, int_scale
-from allocator.solvers.greedy import construct, warm_or_fresh
+from allocator.solvers.greedy import construct, construct_with_order, warm_or_fresh
 from models import Plan, PlanStatus, SolutionPoint
 
 #: Largest tick count of the scheduling horizon; keeps CP-SAT's domains and
@@ -306,7 +306,8 @@ def solve_cpsat(
     if warm is not None:  # the hint: the better of the previous plan and a fresh greedy one
         warm = warm_or_fresh(problem, warm)
     else:  # the greedy plan: CP-SAT's hint, and the answer if it finds nothing in time
-        warm = WarmStart(agent_of=construct(problem))
+        # (with its sequencing key: scheduled in another order, a hard deadline broke)
+        warm = WarmStart(*construct_with_order(problem))
     agent_of, order_key, status, bound, points, msg = solve_cpsat_arrays(
         problem, budget=budget, seed=seed, warm=warm, deterministic=deterministic
     )
@@ -322,5 +323,17 @@ def solve_cpsat(
                                 message=msg)
     if status != PlanStatus.OPTIMAL:
         bound = _with_lp_bound(problem, bound)
+        if warm is not None:
+            # An unproven incumbent can be worse than the hint it started from (20 x 200,
+            # hard deadlines, 1 s: a task more left out): then the hint is the answer.
+            from allocator.constraints import enforce
+            from allocator.solvers.base import plan_objective
+
+            hint = enforce(problem, warm.agent_of, warm.order_key)
+            hint_key = warm.order_key if np.array_equal(hint, warm.agent_of) else None
+            if plan_objective(problem, hint, hint_key) < plan_objective(
+                    problem, agent_of, order_key):
+                agent_of, order_key = hint, hint_key
+                msg += "; the hint kept (better than CP-SAT's incumbent)"
     return make_plan(problem, agent_of, solver="cpsat", status=status, budget=budget,
                      order_key=order_key, bound=bound, solutions=points, message=msg)
