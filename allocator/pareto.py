@@ -228,11 +228,20 @@ def parse_pick(spec: str, names: Sequence[str]) -> PickRule:
         return PickRule("knee")
     kind, _, body = spec.partition(":")
 
-    def number(val: str) -> float:
+    def number(val: str, name: str = "", weight: bool = False) -> float:
+        """A finite number (a weight also >= 0), by the snapshot Weights' own rules."""
+        from pydantic import TypeAdapter, ValidationError
+
+        from models.domain import Finite, NonNegative
+
         try:
-            return float(val)
-        except ValueError:
-            raise InvalidInputError(f"not a number: {val!r}", field="pick") from None
+            return float(TypeAdapter(NonNegative if weight else Finite).validate_python(
+                float(val)))
+        except ValueError as e:  # pydantic's ValidationError is a ValueError
+            why = e.errors()[0]["msg"].lower() if isinstance(e, ValidationError) else (
+                "not a number")
+            raise InvalidInputError(f"{name or 'value'} {val.strip()!r}: {why}",
+                                    field="pick") from None
 
     parts = [p.strip() for p in body.split(",") if p.strip()]
     if kind == "weights" and parts:
@@ -242,7 +251,7 @@ def parse_pick(spec: str, names: Sequence[str]) -> PickRule:
             if not eq or name.strip() not in names:
                 raise InvalidInputError(f"expected name=weight with name in {names}, got "
                                         f"{part!r}", field="pick")
-            w[names.index(name.strip())] = number(val)
+            w[names.index(name.strip())] = number(val, name.strip(), weight=True)
         return PickRule("weights", weights=tuple(w))
     if kind == "min" and parts:
         if parts[0] not in names:
@@ -254,7 +263,7 @@ def parse_pick(spec: str, names: Sequence[str]) -> PickRule:
             if not op or name.strip() not in names:
                 raise InvalidInputError(f"expected a bound like makespan<=40 with a name in "
                                         f"{names}, got {part!r}", field="pick")
-            limits.append((name.strip(), number(val)))
+            limits.append((name.strip(), number(val, name.strip())))
         return PickRule("min", target=parts[0], limits=tuple(limits))
     raise InvalidInputError(f"expected knee, weights:NAME=W,... or min:NAME,NAME<=X,..., "
                             f"got {spec!r}", field="pick")

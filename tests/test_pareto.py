@@ -338,6 +338,10 @@ def test_pick(spec: str, index: int) -> None:
     pytest.param("min:cost,makespan<=20", "least is 25", id="bound too tight"),
     pytest.param("weights:speed=1", "name=weight", id="unknown objective"),
     pytest.param("best", "expected knee", id="unknown rule"),
+    # Found by the solver-matrix hunt: NaN compared false everywhere and picked at random.
+    pytest.param("weights:cost=nan", "cost", id="NaN weight"),
+    pytest.param("weights:makespan=-1", "makespan", id="negative weight"),
+    pytest.param("min:cost,makespan<=nan", "makespan", id="NaN bound"),
 ])
 def test_pick_errors(spec: str, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
