@@ -13,6 +13,7 @@ VirtualClock (pybreaker's state machine, minus the threading).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from allocator.clock import Clock
-from allocator.errors import AllocatorError
+from allocator.errors import AllocatorError, InvalidInputError
 
 T = TypeVar("T")
 
@@ -59,6 +60,25 @@ class BreakerConfig:
     max_open_timeout: float = 600.0
     probes: int = 1
     probe_successes: int = 1
+
+    def __post_init__(self) -> None:
+        """A typed error naming the first field out of range (window=0 raised
+        IndexError in the core; failure_rate=0 opened on successes)."""
+        for name, lo in (("window", 1), ("min_calls", 0), ("probes", 1),
+                         ("probe_successes", 1)):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
+                raise InvalidInputError(f"need an integer >= {lo}, got {v!r}", field=name)
+        r = self.failure_rate
+        if not (isinstance(r, (int, float)) and 0 < r <= 1):
+            raise InvalidInputError(f"need a share in (0, 1], got {r!r}", field="failure_rate")
+        for name in ("open_timeout", "max_open_timeout"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise InvalidInputError(f"need a finite number >= 0, got {v!r}", field=name)
+        if self.max_open_timeout < self.open_timeout:
+            raise InvalidInputError(f"need >= open_timeout ({self.open_timeout}), got "
+                                    f"{self.max_open_timeout}", field="max_open_timeout")
 
 
 @dataclass(slots=True)

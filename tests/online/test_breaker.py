@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from allocator.errors import InvalidInputError
 from allocator.online import (
     BreakerConfig,
     BreakerState,
@@ -324,3 +327,19 @@ def test_call_takes_and_returns_a_probe_slot() -> None:
     assert b.state is BreakerState.HALF_OPEN and b.allow()  # ... and gave it back
     assert b.call(lambda: 2) == 2
     assert b.state is BreakerState.CLOSED
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"window": 0}, "window"), ({"min_calls": -1}, "min_calls"),
+    ({"failure_rate": 0.0}, "failure_rate"), ({"failure_rate": 1.5}, "failure_rate"),
+    ({"open_timeout": -1.0}, "open_timeout"), ({"open_timeout": float("nan")}, "open_timeout"),
+    ({"open_timeout": 10.0, "max_open_timeout": 5.0}, "max_open_timeout"),
+    ({"probes": 0}, "probes"), ({"probe_successes": 0}, "probe_successes"),
+])
+def test_a_bad_breaker_config_is_an_input_error_naming_the_field(kw: dict[str, Any],
+                                                                 field: str) -> None:
+    # BreakerConfig took any numbers: window=0 raised IndexError from the core on the
+    # first completion, failure_rate=0 opened a breaker after successes only.
+    with pytest.raises(InvalidInputError) as err:
+        BreakerConfig(**kw)
+    assert err.value.field == field
