@@ -264,7 +264,8 @@ def _build(problem: Problem, max_migrations: int | None) -> _LoadModel:
 
     moves = list(core.moved.values())
     voluntary = [e for j, e in core.moved.items() if problem.up[int(problem.current[j])]]
-    if max_migrations is not None and voluntary:
+    # A cap of at least len(voluntary) never binds (and one beyond int64 is no CP-SAT bound).
+    if max_migrations is not None and max_migrations < len(voluntary):
         model.add(sum(voluntary) <= max_migrations)
     return _LoadModel(model, x, u, sq, voluntary, moves, exact)
 

@@ -332,3 +332,17 @@ def test_topology_snapshots_rebalance_under_their_rules() -> None:
     with pytest.raises(UnsupportedError) as err:
         rebalance(snap, threshold=1.0, time_limit=1)
     assert err.value.field == "threshold"
+
+
+def test_a_snapshot_migration_cap_beyond_int64_means_no_cap() -> None:
+    """options.max_migrations = 10**30 in the snapshot (the cap rebalance falls back to)
+    never binds; CP-SAT's model took it as a bound and raised a TypeError."""
+    from models import SolveOptions
+
+    agents = [Agent(id=f"a{k}", capacity={"slots": 10}) for k in range(3)]
+    tasks = [Task(id=f"t{k}", work=1, current_agent="a0", demand={"slots": 1})
+             for k in range(6)]
+    snap = Snapshot(agents=agents, tasks=tasks, options=SolveOptions(max_migrations=10**30))
+    r = rebalance(snap, time_limit=2)
+    assert not validate(snap, r.plan)
+    assert len(r.plan.assignments) == 6 and r.plan.migrations

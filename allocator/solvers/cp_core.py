@@ -139,6 +139,8 @@ def build_core(problem: Problem, *, cap_migrations: bool = True,
         # A migration is a placement away from home (allocator.constraints).
         core.moved[j] = sum(x[i, j] for i in pairs[j] if i != c)
     cap = problem.snapshot.options.max_migrations
-    if cap_migrations and cap is not None and core.moved:
+    # A cap of at least as many moves as there are movable tasks never binds (and one
+    # beyond int64, valid in a snapshot, is no CP-SAT bound).
+    if cap_migrations and cap is not None and cap < len(core.moved):
         model.add(sum(core.moved.values()) <= cap)
     return core

@@ -165,3 +165,17 @@ def test_compiled_arrays_match_the_snapshot(small_snapshot: Snapshot) -> None:
     # t1 needs py: agent c lacks it; t2 needs sql: agent a lacks it.
     assert not p.eligible[2, 0] and not p.eligible[0, 1]
     assert np.array_equal(p.current, np.array([-1, -1, -1, -1, -1, 0]))
+
+
+@pytest.mark.parametrize("backend", ["cpsat", "auto", "milp"])
+def test_a_migration_cap_beyond_int64_means_no_cap(backend: str) -> None:
+    """options.max_migrations = 10**30 (valid: no upper bound) never binds; CP-SAT
+    took the Python int as its constraint bound and raised a TypeError."""
+    agents = [Agent(id=f"a{k}", capacity={"slots": 10}) for k in range(3)]
+    tasks = [Task(id=f"t{k}", work=1, current_agent="a0", demand={"slots": 1})
+             for k in range(6)]
+    snap = Snapshot(agents=agents, tasks=tasks, weights=Weights(cost=0, makespan=1),
+                    options=SolveOptions(max_migrations=10**30))
+    plan = solve(snap, solver=backend, time_limit=2)
+    check_plan(snap, plan)
+    assert len(plan.assignments) == 6
