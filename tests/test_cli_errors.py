@@ -121,3 +121,20 @@ def test_every_time_limit_override_is_bounded_like_the_snapshot_model(
     line = one_line_error(*run(*args, "--time-limit", limit))
     assert "time-limit" in line or "time_limit" in line, line
     assert "86400" in line
+
+
+@pytest.mark.parametrize(("text", "what"), [
+    ('{"agents": [], "tasks": [], "name": ' + "[" * 5000 + "]" * 5000 + "}", "nested"),
+    ('{"agents": [{"id": "a", "concurrency": 1' + "0" * 5000 + "}]}", "digits"),
+])
+def test_unreadable_json_names_the_file(tmp_path: Path, text: str, what: str) -> None:
+    """JSON nested too deeply or with a 5000-digit number: the message names the file
+    (it was a bare 'input nested too deeply' / int-conversion message), and batch
+    reports it as bad input, not an internal error."""
+    p = tmp_path / "hostile.json"
+    p.write_text(text)
+    for cmd in (["solve", str(p)], ["validate", str(EXAMPLES / "priorities.json"), str(p)]):
+        msg = one_line_error(*run(*cmd))
+        assert str(p) in msg and what in msg, msg
+    code, err = run("batch", str(p), "--out", str(tmp_path / "out"))
+    assert code == 1 and "internal error" not in err and str(p) in err, err

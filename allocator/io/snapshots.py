@@ -50,6 +50,11 @@ def _read_json(path: str | Path) -> Any:
                                 field=str(p)) from None
     except UnicodeDecodeError:
         raise InvalidInputError("not UTF-8 text", field=str(p)) from None
+    except RecursionError:
+        raise InvalidInputError("JSON nested too deeply to read", field=str(p)) from None
+    except ValueError as e:  # e.g. an integer beyond Python's 4300-digit conversion limit
+        raise InvalidInputError(f"unreadable JSON: {' '.join(str(e).split())}",
+                                field=str(p)) from None
 
 
 def read_snapshot(path: str | Path) -> Snapshot:
