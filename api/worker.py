@@ -165,10 +165,23 @@ def _on_alarm(signum: int, frame: Any) -> None:
 
     if _current is None:
         return
-    if _sending:  # never cut a message in half: try again right after it
+    if _sending or _importing(frame):
+        # Never cut a message in half, nor a module's import: a TimeUp raised in a
+        # module body leaves its package half-initialised in sys.modules (numba's, on
+        # a worker's first pareto) and every later request of this worker fails. Try
+        # again right after; the pool kills a worker whose import outlasts the grace.
         signal.setitimer(signal.ITIMER_REAL, 0.02)
         return
     raise TimeUp
+
+
+def _importing(frame: Any) -> bool:
+    """Whether the main thread is inside an import (importlib's frames on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager
