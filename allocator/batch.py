@@ -131,6 +131,8 @@ def solve_one(path: Path, out_dir: Path, *, force: bool = False, fmt: TableForma
         paths = output_paths(out_dir, stem, fmt)
         if not path.exists():
             raise InvalidInputError("no such file or directory", field=str(path))
+        if not (path.is_file() or path.is_dir()):  # a FIFO blocks, /dev/zero never ends
+            raise InvalidInputError("not a regular file or directory", field=str(path))
         digest = fingerprint(path)
         if not force and already_solved(paths, digest):
             res.outcome = "skipped"

@@ -343,3 +343,20 @@ def test_watch_takes_a_file_only_once_complete(tmp_path: Path) -> None:
     assert w.tick().action == "incomplete"
     (watch / "t.json.ready").write_text("")
     assert w.tick().action == "solved"
+
+
+def test_a_fifo_or_device_input_is_refused_not_read(tmp_path: Path) -> None:
+    """`allocator batch` hashed its input before checking it was a regular file: a FIFO
+    blocked forever and /dev/zero read until memory ran out."""
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    results: list[object] = []
+    t = threading.Thread(target=lambda: results.append(
+        run_batch([fifo, Path("/dev/zero")], tmp_path / "out")), daemon=True)
+    t.start()
+    t.join(20)
+    assert results, "batch blocked reading a FIFO"
+    (res,) = results
+    assert isinstance(res, list)
+    assert [r.outcome for r in res] == ["failed", "failed"]
+    assert all("not a regular file" in (r.error or "") for r in res), res

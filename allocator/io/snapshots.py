@@ -40,7 +40,9 @@ def parse_snapshot(data: Any, *, source: str = "snapshot") -> Snapshot:
 def _read_json(path: str | Path) -> Any:
     p = Path(path)
     if not p.is_file():
-        raise InvalidInputError("no such file", field=str(p))
+        what = "no such file" if not p.exists() else (
+            "a directory, not a file" if p.is_dir() else "not a regular file")
+        raise InvalidInputError(what, field=str(p))
     if p.stat().st_size > MAX_FILE_BYTES:
         raise InvalidInputError(f"file larger than {MAX_FILE_BYTES} bytes", field=str(p))
     try:
