@@ -81,3 +81,31 @@ def test_replay_of_a_file_whose_name_does_not_tell_points_at_format(tmp_path: Pa
                                  "--agents", "1", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.splitlines()[0])["tasks"] == 2
+
+
+def test_ids_that_look_like_rich_markup_print_as_they_are(tmp_path: Path) -> None:
+    """An agent id '[/bold]' (a valid id) made every table command fail with rich's
+    MarkupError, and a task id '[red]t[/red]' lost its brackets; ids are data, not markup."""
+    snap = {
+        "name": "[/] night run",
+        "agents": [{"id": "[/bold]", "capacity": {"cpu": 2}},
+                   {"id": ":smile: b", "capacity": {"cpu": 2}}],
+        "tasks": [{"id": "[red]t[/red]", "work": 2, "demand": {"cpu": 1},
+                   "current_agent": "[/bold]"},
+                  {"id": "u", "work": 1, "demand": {"cpu": 1}, "current_agent": "[/bold]"},
+                  {"id": "[x]", "work": 1, "demand": {"cpu": 5}}],
+        "weights": {"cost": 0, "makespan": 1},
+    }
+    p = tmp_path / "markup.json"
+    p.write_text(json.dumps(snap))
+    for cmd in (["solve", str(p), "--solver", "greedy"],
+                ["rebalance", str(p), "--time-limit", "2"],
+                ["bottlenecks", str(p), "--solver", "greedy"]):
+        r = CliRunner().invoke(app, cmd, env={"COLUMNS": "200"})
+        assert r.exit_code == 0, (cmd, r.stderr)
+        if cmd[0] != "bottlenecks":
+            assert "[/bold]" in r.stdout and ":smile: b" in r.stdout, (cmd, r.stdout)
+        if cmd[0] != "rebalance":
+            assert "[x]" in r.stdout, (cmd, r.stdout)
+        if cmd[0] == "solve":
+            assert "[/] night run" in r.stdout, r.stdout

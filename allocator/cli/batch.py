@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from allocator.cli.app import app, fail, guarded
+from allocator.cli.tables import DataTable, escape
 
 if TYPE_CHECKING:
     from allocator.batch import BatchResult, Tick
@@ -21,8 +21,8 @@ console = Console(width=None if Console().is_terminal else 140)
 err_console = Console(stderr=True)
 
 
-def summary_table(results: list[BatchResult]) -> Table:
-    t = Table(title=f"Batch ({len(results)} inputs)")
+def summary_table(results: list[BatchResult]) -> DataTable:
+    t = DataTable(title=f"Batch ({len(results)} inputs)")
     for col in ("input", "outcome", "status", "objective", "assigned", "unassigned",
                 "migrations", "valid", "time s", "note"):
         t.add_column(col, justify="right" if col in ("objective", "assigned", "unassigned",
@@ -119,10 +119,10 @@ def run_watch(
 
     def on_tick(t: Tick) -> None:
         if t.action == "solved":
-            console.print(f"[{t.seq}] solved {t.input}: {t.status}, {t.migrations} migration(s)"
-                          f"{' (warm)' if t.warm else ''} -> {t.plan}")
+            console.print(f"[{t.seq}] solved {escape(str(t.input))}: {t.status}, "
+                          f"{t.migrations} migration(s){' (warm)' if t.warm else ''} -> {t.plan}")
         elif t.action == "failed":
-            console.print(f"[{t.seq}] failed {t.input}: {t.error}")
+            console.print(f"[{t.seq}] failed {escape(str(t.input))}: {escape(str(t.error))}")
         else:
             console.print(f"[dim][{t.seq}] {t.action}[/]")
 

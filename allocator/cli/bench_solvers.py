@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from allocator.cli.app import app, bench_app, guarded, to_json
+from allocator.cli.tables import DataTable
 from allocator.errors import InvalidInputError
 
 #: Task counts of the time / memory table (`bench scale --table`).
@@ -68,7 +68,7 @@ def bench_scale(
 
 
 def _print_rows(rows: list[dict[str, Any]]) -> None:
-    t = Table(title="bench scale: makespan vs lower bound (fluid LP over skill groups)")
+    t = DataTable(title="bench scale: makespan vs lower bound (fluid LP over skill groups)")
     cols = ("agents", "tasks", "makespan", "lower_bound", "ratio", "time_s", "peak_rss_mb",
             "valid", "lpt_ratio", "lpt_time_s", "generate_s", "validate_s")
     for c in cols:
@@ -78,7 +78,7 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
     _console().print(t)
     for r in rows:
         if "error" in r:
-            _console().print(f"{r['tasks']} tasks failed: {r['error']}")
+            _console().print(f"{r['tasks']} tasks failed: {r['error']}", markup=False, emoji=False)
 
 
 @app.command()
@@ -111,7 +111,7 @@ def bottlenecks(
         typer.echo(report.model_dump_json(indent=2))
         return
     out = _console()
-    t = Table(title="resources (up agents)")
+    t = DataTable(title="resources (up agents)")
     for c in ("resource", "used", "capacity", "utilisation", "binding agents"):
         t.add_column(c)
     for r in report.resources:
@@ -120,23 +120,24 @@ def bottlenecks(
                                                      else "") or "-")
     out.print(t)
     if report.capacity_values:
-        t = Table(title="marginal value of +1 unit of capacity (LP dual; objective units)")
+        t = DataTable(title="marginal value of +1 unit of capacity (LP dual; objective units)")
         for c in ("agent", "resource", "value", "utilisation"):
             t.add_column(c)
         for v in report.capacity_values[:20]:
             t.add_row(v.agent, v.resource, f"{v.value:.4g}", f"{v.utilisation:.1%}")
         out.print(t)
     if report.makespan_agents:
-        out.print(f"makespan set by: {', '.join(report.makespan_agents[:10])}")
+        out.print(f"makespan set by: {', '.join(report.makespan_agents[:10])}",
+                  markup=False, emoji=False)
     if report.blocked:
-        t = Table(title=f"blocked tasks ({len(report.blocked)})")
+        t = DataTable(title=f"blocked tasks ({len(report.blocked)})")
         for c in ("task", "code", "blocking constraint"):
             t.add_column(c)
         for b in report.blocked[:30]:
             t.add_row(b.task, b.code, b.constraint)
         out.print(t)
     if report.note:
-        out.print(f"note: {report.note}")
+        out.print(f"note: {report.note}", markup=False, emoji=False)
 
 
 def _child(argv: list[str]) -> None:

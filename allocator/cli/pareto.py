@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from allocator.cli.app import app, bench_app, guarded, to_json
+from allocator.cli.tables import DataTable
 from allocator.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -28,8 +28,8 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
-def front_table(front: ParetoFront, picked: int | None, valid: list[bool]) -> Table:
-    t = Table(title=f"Pareto front ({front.method}{', proven' if front.proven else ''}): "
+def front_table(front: ParetoFront, picked: int | None, valid: list[bool]) -> DataTable:
+    t = DataTable(title=f"Pareto front ({front.method}{', proven' if front.proven else ''}): "
                     f"{len(front.points)} plans")
     t.add_column("#", justify="right")
     for k in front.objectives:
@@ -272,16 +272,17 @@ def pareto_cmd(
         out.print(front_table(front, chosen.index, valid))
         p = front.points[chosen.index]
         out.print(f"picked #{chosen.index} by {chosen.rule} ({chosen.detail}): "
-                  + ", ".join(f"{k}={_fmt(v)}" for k, v in p.objectives.items()))
+                  + ", ".join(f"{k}={_fmt(v)}" for k, v in p.objectives.items()),
+                  markup=False, emoji=False)
         from allocator.cli.solve import render_plan
 
         render_plan(p.plan, snap, out=out)
         hv = "n/a" if front.hypervolume is None else f"{front.hypervolume:.4f}"
         out.print(f"{front.message or ''} | hypervolume {hv} (normalised by the front's own "
                   f"ideal and nadir, reference point {front.reference_point}) | "
-                  f"{front.wall_time_s:.2f}s")
+                  f"{front.wall_time_s:.2f}s", markup=False, emoji=False)
         if plot is not None:
-            out.print(f"plot written to {plot}")
+            out.print(f"plot written to {plot}", markup=False, emoji=False)
     if not all(valid):
         raise typer.Exit(1)
 
@@ -387,7 +388,7 @@ def bench_pareto(
     if as_json:
         return
     out = Console(width=None if Console().is_terminal else 160)
-    t = Table(title=f"Pareto benchmark ({','.join(names)}, NSGA-II {time_limit:g}s)")
+    t = DataTable(title=f"Pareto benchmark ({','.join(names)}, NSGA-II {time_limit:g}s)")
     cols = ("instance", "points", "points_exact", "hv", "hv_exact", "hv_ratio", "igd_plus",
             "exact_proven", "time_s", "exact_time_s", "valid")
     for c in cols:

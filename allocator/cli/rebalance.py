@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from allocator.cli.app import app, fail, guarded, to_json
+from allocator.cli.tables import DataTable, escape
 
 if TYPE_CHECKING:
     from allocator.rebalance import RebalanceResult
@@ -23,17 +23,18 @@ def render_rebalance(result: RebalanceResult, snapshot: Snapshot, *, valid: bool
     """Before/after table per agent, the balance measures and the list of moves."""
     c = out or console
     plan = result.plan
-    c.print(f"[bold]{snapshot.name or 'snapshot'}[/]: rebalance | status [bold]{plan.status}[/] "
+    name = escape(snapshot.name or "snapshot")
+    c.print(f"[bold]{name}[/]: rebalance | status [bold]{plan.status}[/] "
             f"| {len(plan.migrations)} migration(s) | valid {valid} | {plan.wall_time_s:.2f}s")
     status = {a.id: str(a.status) for a in snapshot.agents}
-    t = Table(title="Load per agent (busy time)")
+    t = DataTable(title="Load per agent (busy time)")
     for col in ("agent", "status", "before", "after", "change"):
         t.add_column(col, justify="left" if col in ("agent", "status") else "right")
     for a, b in result.before.loads.items():
         after = result.after.loads[a]
         t.add_row(a, status[a], f"{b:.4g}", f"{after:.4g}", f"{after - b:+.4g}")
     c.print(t)
-    t = Table(title="Balance (up agents)")
+    t = DataTable(title="Balance (up agents)")
     for col in ("measure", "before", "after"):
         t.add_column(col, justify="left" if col == "measure" else "right")
     t.add_row("load variance", f"{result.before.variance:.4g}", f"{result.after.variance:.4g}")
@@ -41,7 +42,7 @@ def render_rebalance(result: RebalanceResult, snapshot: Snapshot, *, valid: bool
     t.add_row("Jain's index", f"{result.before.jain:.3f}", f"{result.after.jain:.3f}")
     c.print(t)
     if plan.migrations:
-        t = Table(title="Migrations")
+        t = DataTable(title="Migrations")
         for col in ("task", "from", "to", "cost", "gain"):
             t.add_column(col, justify="right" if col in ("cost", "gain") else "left")
         for m in plan.migrations:
@@ -50,13 +51,15 @@ def render_rebalance(result: RebalanceResult, snapshot: Snapshot, *, valid: bool
         c.print(t)
     if plan.unassigned:
         for u in plan.unassigned:
-            c.print(f"unassigned {u.task}: {u.reason}")
+            c.print(f"unassigned {u.task}: {u.reason}", markup=False, emoji=False)
     if result.dropped:
-        c.print(f"threshold {result.threshold:g} undid: {', '.join(result.dropped)}")
+        c.print(f"threshold {result.threshold:g} undid: {', '.join(result.dropped)}",
+                markup=False, emoji=False)
     if result.below_threshold:
-        c.print(f"kept below threshold (source full): {', '.join(result.below_threshold)}")
+        c.print(f"kept below threshold (source full): {', '.join(result.below_threshold)}",
+                markup=False, emoji=False)
     if plan.message:
-        c.print(f"[dim]{plan.message}[/]")
+        c.print(f"[dim]{escape(plan.message)}[/]")
 
 
 @app.command()
@@ -98,6 +101,6 @@ def rebalance(
         return
     render_rebalance(result, snap, valid=valid)
     if output is not None:
-        console.print(f"plan written to {output}")
+        console.print(f"plan written to {output}", markup=False, emoji=False)
     if plot is not None:
-        console.print(f"chart written to {plot}")
+        console.print(f"chart written to {plot}", markup=False, emoji=False)

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from allocator.cli.app import app, bench_app, given, guarded, to_json, warn
+from allocator.cli.tables import DataTable
 from allocator.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -160,8 +160,8 @@ def _fmt(v: Any, nd: int = 3) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def summary_table(rows: list[dict[str, Any]], title: str) -> Table:
-    t = Table(title=title)
+def summary_table(rows: list[dict[str, Any]], title: str) -> DataTable:
+    t = DataTable(title=title)
     cols = [("mode", "mode"), ("policy", "policy"), ("interval", "every"),
             ("completed", "done"), ("rejected", "rej"),
             ("failed", "fail"), ("lost", "lost"), ("duplicated", "dup"),
@@ -435,7 +435,7 @@ def print_bench(speed_tasks: int = 1_000_000, *, quick: bool = False,
     out: dict[str, list[dict[str, Any]]] = {}
     con.print(f"online core: {native_build()}")
     rows = out["speed"] = bench.sim_speed(tasks=n_speed)
-    t = Table(title=f"Simulator speed: {n_speed:,} tasks, 64 agents (CPU s exclude other "
+    t = DataTable(title=f"Simulator speed: {n_speed:,} tasks, 64 agents (CPU s exclude other "
                     "load on the machine)")
     for c in ("policy", "events", "wall s", "CPU s", "events/s wall", "events/CPU s",
               "vs bare loop", "vs 300k goal", "1M tasks, est. CPU s", "lost", "dup"):
@@ -447,7 +447,7 @@ def print_bench(speed_tasks: int = 1_000_000, *, quick: bool = False,
                   f"{r['est_1m_tasks_cpu_s']:.0f}", str(r["lost"]), str(r["duplicated"]))
     con.print(t)
     rows = out["runtime"] = bench.runtime_overhead(tasks=5_000 if quick else 20_000)
-    t = Table(title="Runtime overhead per no-op task (priority+stealing, 8 workers), "
+    t = DataTable(title="Runtime overhead per no-op task (priority+stealing, 8 workers), "
                     f"median of 5 alternating rounds; {rows[0]['build']} core")
     for c in ("executor", "tasks", "median s", "µs/task", "CPU µs/task", "tasks/s",
               "throughput vs TPE", "CPU vs TPE"):
@@ -459,7 +459,7 @@ def print_bench(speed_tasks: int = 1_000_000, *, quick: bool = False,
                   f"{r['cpu_vs_tpe']:.2f}x")
     con.print(t)
     rows = out["quality"] = bench.quality(tasks=3_000 if quick else 20_000)
-    t = Table(title="Quality on skewed synthetic workloads (16 agents, pareto sizes, "
+    t = DataTable(title="Quality on skewed synthetic workloads (16 agents, pareto sizes, "
                     "deadlines 2-10x size)")
     for c in ("workload", "policy", "miss rate", "p99 latency", "p99 wait", "jain", "util",
               "steals", "lost", "dup"):

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from allocator.cli.app import app, fail, guarded, to_json
+from allocator.cli.tables import DataTable, escape
 
 if TYPE_CHECKING:
     from models import Plan, Snapshot
@@ -24,14 +24,14 @@ def render_plan(plan: Plan, snapshot: Snapshot, *, out: Console | None = None) -
     bound = "n/a" if plan.bound is None else f"{plan.bound:.6g}"
     obj = "n/a" if plan.objective is None else f"{plan.objective:.6g}"
     c.print(
-        f"[bold]{snapshot.name or 'snapshot'}[/]: {len(snapshot.agents)} agents, "
+        f"[bold]{escape(snapshot.name or 'snapshot')}[/]: {len(snapshot.agents)} agents, "
         f"{snapshot.n_tasks} tasks | solver [cyan]{plan.solver}[/] | status "
         f"[bold]{plan.status}[/] | objective {obj} | bound {bound} | gap {gap} | "
         f"{plan.wall_time_s:.2f}s"
     )
     if plan.metrics is not None:
         mt = plan.metrics
-        t = Table(title="Agents", show_lines=False)
+        t = DataTable(title="Agents", show_lines=False)
         t.add_column("agent")
         t.add_column("status")
         t.add_column("tasks", justify="right")
@@ -54,7 +54,7 @@ def render_plan(plan: Plan, snapshot: Snapshot, *, out: Console | None = None) -
             f"migrations {mt.migrations}"
         )
     if plan.breakdown:
-        t = Table(title="Objective")
+        t = DataTable(title="Objective")
         for col in ("term", "value", "weight", "weighted"):
             t.add_column(col, justify="left" if col == "term" else "right")
         for term in plan.breakdown:
@@ -63,7 +63,7 @@ def render_plan(plan: Plan, snapshot: Snapshot, *, out: Console | None = None) -
                           f"{term.weighted:.6g}")
         c.print(t)
     if plan.unassigned:
-        t = Table(title=f"Unassigned tasks ({len(plan.unassigned)})")
+        t = DataTable(title=f"Unassigned tasks ({len(plan.unassigned)})")
         t.add_column("task")
         t.add_column("code")
         t.add_column("reason")
@@ -75,9 +75,9 @@ def render_plan(plan: Plan, snapshot: Snapshot, *, out: Console | None = None) -
     if plan.migrations:
         c.print(f"migrations: {len(plan.migrations)} "
                 + ", ".join(f"{m.task} {m.source}->{m.target}" for m in plan.migrations[:10])
-                + (" ..." if len(plan.migrations) > 10 else ""))
+                + (" ..." if len(plan.migrations) > 10 else ""), markup=False, emoji=False)
     if plan.message:
-        c.print(f"[dim]{plan.message}[/]")
+        c.print(f"[dim]{escape(plan.message)}[/]")
 
 
 @app.command()
@@ -114,9 +114,9 @@ def solve(
         return
     render_plan(plan, snap)
     if output is not None:
-        console.print(f"plan written to {output}")
+        console.print(f"plan written to {output}", markup=False, emoji=False)
     if plot is not None:
-        console.print(f"chart written to {plot}")
+        console.print(f"chart written to {plot}", markup=False, emoji=False)
 
 
 @app.command()

@@ -67,12 +67,13 @@ def topology(
 
 def _render(report: Any) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from allocator.cli.tables import DataTable, escape
 
     out = Console(width=None if Console().is_terminal else 160)
     for title, rows, key in (("zones", report.zones, "zone"),
                              ("neighbourhoods", report.neighbourhoods, "neighbourhood")):
-        t = Table(title=f"{title} ({report.placement} placement)")
+        t = DataTable(title=f"{title} ({report.placement} placement)")
         for c in (key, "agents", "tasks", "utilisation", "above safety", "status",
                   "shadow price (capacity / safety)"):
             t.add_column(c)
@@ -85,17 +86,20 @@ def _render(report: Any) -> None:
                       "-" if price is None else
                       f"{_fmt_map(price['capacity'])} / {_fmt_map(price['safety'])}")
         out.print(t)
-    out.print(f"hot: {', '.join(report.hot) or '-'} | cold: {', '.join(report.cold) or '-'}")
+    out.print(f"hot: {', '.join(report.hot) or '-'} | cold: {', '.join(report.cold) or '-'}",
+              markup=False, emoji=False)
     if not report.lp.get("solved"):
-        out.print(f"[dim]LP: {report.lp.get('note')}[/]")
+        out.print(f"[dim]LP: {escape(str(report.lp.get('note')))}[/]")
     for b in report.binding[:20]:
-        out.print(f"binding {b['rule']}: group {b['group']} {b['detail']}")
+        out.print(f"binding {b['rule']}: group {b['group']} {b['detail']}",
+                  markup=False, emoji=False)
     if report.baseline.get("error"):
-        out.print(f"what-ifs not priced: {report.baseline['error']}")
+        out.print(f"what-ifs not priced: {report.baseline['error']}", markup=False, emoji=False)
     elif report.baseline:
         out.print(f"baseline re-solve: objective {report.baseline['objective']:.6g} "
-                  f"({report.baseline['solver']}, {report.baseline['time_limit']:g}s)")
-        t = Table(title="what-ifs (each a re-solve with the same budget and seed)")
+                  f"({report.baseline['solver']}, {report.baseline['time_limit']:g}s)",
+                  markup=False, emoji=False)
+        t = DataTable(title="what-ifs (each a re-solve with the same budget and seed)")
         for c in ("action", "k", "from", "to", "objective", "evacuation", "saving", "valid",
                   "note"):
             t.add_column(c)
