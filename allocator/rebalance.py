@@ -381,7 +381,12 @@ def rebalance(
         raise ValueError("max_migrations must be >= 0")
     if not math.isfinite(threshold):
         raise ValueError("threshold must be finite")
-    limit = opts.time_limit if time_limit is None else time_limit
+    if time_limit is None:
+        limit = opts.time_limit
+    else:
+        from allocator.limits import check_time_limit
+
+        limit = check_time_limit(time_limit)
     budget = Budget(limit, workers=opts.workers if workers is None else workers,
                     clock=clock or time.perf_counter)
     rng_seed = opts.seed if seed is None else seed

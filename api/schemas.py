@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models import Plan, Snapshot
-from models.domain import MAX_TIME_LIMIT
+from models.domain import TimeLimit
 
 EXAMPLE_SNAPSHOT: dict[str, Any] = {
     "agents": [
@@ -40,8 +40,7 @@ class SolveRequest(_In):
     solver: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
         None, description="Backend name (GET /v1/solvers); default: snapshot.options.solver."
     )
-    time_limit: Annotated[float, Field(gt=0, le=MAX_TIME_LIMIT,
-                                       allow_inf_nan=False)] | None = Field(
+    time_limit: TimeLimit | None = Field(
         None, description="Seconds; capped by the server (sync_time_limit / job_time_limit)."
     )
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
@@ -150,7 +149,6 @@ class Health(BaseModel):
 
 # -- capabilities beyond solve (present when their engine modules exist) ------------------
 
-TimeLimit = Annotated[float, Field(gt=0, le=MAX_TIME_LIMIT, allow_inf_nan=False)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 

@@ -438,13 +438,16 @@ class MigrationPolicy(_Strict):
 #: The longest solve budget anything accepts (a day), in seconds: the anytime backends
 #: run until their budget, so an unbounded one never returns.
 MAX_TIME_LIMIT = 86_400.0
+#: Seconds a solve may take: options.time_limit, and every front end's override
+#: (allocator.limits.check_time_limit), so the CLI, the API and MCP refuse the same values.
+TimeLimit = Annotated[float, Field(gt=0, le=MAX_TIME_LIMIT, allow_inf_nan=False)]
 
 
 class SolveOptions(_Strict):
     """How to solve: backend name, wall-clock budget, seed, CPU workers."""
 
     solver: str = "auto"
-    time_limit: Annotated[float, Field(gt=0, le=MAX_TIME_LIMIT, allow_inf_nan=False)] = 10.0
+    time_limit: TimeLimit = 10.0
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     workers: Annotated[int, Field(ge=1, le=256)] = 2
     #: Hard cap on migrations: placed tasks on another agent than their

@@ -106,7 +106,7 @@ def test_json_errors_name_the_file(tmp_path: Path) -> None:
     one_line_error(*run("solve", str(p)))
 
 
-@pytest.mark.parametrize("limit", ["inf", "nan", "0", "1e9"])
+@pytest.mark.parametrize("limit", ["inf", "nan", "0", "-1", "1e9"])
 @pytest.mark.parametrize("command", ["solve", "pareto", "rebalance", "bottlenecks", "batch",
                                      "run", "topology"])
 def test_every_time_limit_override_is_bounded_like_the_snapshot_model(
