@@ -138,3 +138,19 @@ def test_unreadable_json_names_the_file(tmp_path: Path, text: str, what: str) ->
         assert str(p) in msg and what in msg, msg
     code, err = run("batch", str(p), "--out", str(tmp_path / "out"))
     assert code == 1 and "internal error" not in err and str(p) in err, err
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--time-limit", "0", "time_limit"), ("--time-limit", "nan", "time_limit"),
+    ("--solver", "nope", "unknown solver"),
+])
+def test_batch_refuses_a_bad_option_once_before_solving(tmp_path: Path, flag: str, value: str,
+                                                        says: str) -> None:
+    """A --time-limit or --solver that applies to every input failed each input in turn
+    (exit 1, one error per input, as if the inputs were bad); it is a usage error (slot g)."""
+    out = tmp_path / "out"
+    code, err = run("batch", str(EXAMPLES / "priorities.json"),
+                    str(EXAMPLES / "multi-resource.json"), "--out", str(out), flag, value)
+    msg = one_line_error(code, err)
+    assert says in msg.lower(), msg
+    assert not out.exists() or not any(out.iterdir())
