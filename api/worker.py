@@ -314,6 +314,20 @@ def _listen(conn: Connection, inbox: queue.Queue[tuple[Any, ...]]) -> None:
             inbox.put(msg)
 
 
+def _preload_capabilities() -> None:
+    """Import what the capabilities import on first use (the pareto stack brings numba,
+    0.4-2 s), before the worker says ready.
+
+    A first import inside a request's short time limit either runs past it (the alarm
+    waits for an import to finish, then the pool kills the worker: its replacement
+    starts from scratch and the next pareto request fails the same way) or, before the
+    alarm waited, was cut in half and broke every later request of that worker.
+    """
+    import allocator.pareto
+    import allocator.solvers.exact_front
+    import allocator.solvers.nsga2  # noqa: F401
+
+
 def worker_main(conn: Connection, plugins: list[str]) -> None:
     """Entry point of a worker process."""
     global _conn
@@ -333,6 +347,7 @@ def worker_main(conn: Connection, plugins: list[str]) -> None:
     # now (issue #21), so the worker asks for them itself.
     solver_names()
     allocator.engine._preload()
+    _preload_capabilities()
 
     for name in plugins:
         importlib.import_module(name)
