@@ -154,3 +154,25 @@ def test_batch_refuses_a_bad_option_once_before_solving(tmp_path: Path, flag: st
     msg = one_line_error(code, err)
     assert says in msg.lower(), msg
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    ("unknown_agent", "unknown agent 'zz'"), ("duplicate", "assigned twice"),
+])
+def test_bottlenecks_checks_a_supplied_plan_like_the_api(tmp_path: Path, edit: str,
+                                                         says: str) -> None:
+    """`allocator bottlenecks --plan` analysed a plan with a task twice without a word and
+    died with 'KeyError: zz' on an unknown agent, where POST /v1/bottlenecks refuses both
+    naming the field: the CLI now goes through the same use case."""
+    snap = str(EXAMPLES / "priorities.json")
+    plan = tmp_path / "plan.json"
+    code, err = run("solve", snap, "--solver", "greedy", "-o", str(plan))
+    assert code == 0, err
+    data = json.loads(plan.read_text())
+    if edit == "unknown_agent":
+        data["assignments"][0]["agent"] = "zz"
+    else:
+        data["assignments"].append(data["assignments"][0])
+    plan.write_text(json.dumps(data))
+    msg = one_line_error(*run("bottlenecks", snap, "--plan", str(plan)))
+    assert says in msg and "plan.assignments" in msg, msg

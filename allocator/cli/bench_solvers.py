@@ -95,16 +95,16 @@ def bottlenecks(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Binding agents and resources, marginal value of capacity, blocked tasks."""
-    from allocator.bottlenecks import bottleneck_report
-    from allocator.engine import solve
     from allocator.io import read_plan, read_snapshot, write_plan
-    from allocator.problem import compile_snapshot
+    from allocator.usecases import BottlenecksParams, bottlenecks_uc
 
     snap = read_snapshot(snapshot)
-    the_plan = read_plan(plan) if plan is not None else solve(snap, solver=solver,
-                                                             time_limit=time_limit)
-    problem = compile_snapshot(snap)
-    report = bottleneck_report(problem, the_plan)
+    # The use case the API and MCP call: a supplied plan is checked (ids, each task
+    # once, finite numbers, hard constraints) before it is analysed.
+    outcome = bottlenecks_uc(snap, BottlenecksParams(
+        plan=read_plan(plan) if plan is not None else None, solver=solver,
+        time_limit=time_limit))
+    the_plan, report = outcome.plan, outcome.report
     if output is not None:
         write_plan(output, the_plan.model_copy(update={"bottlenecks": report}))
     if as_json:
