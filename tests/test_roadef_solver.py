@@ -496,6 +496,16 @@ def test_generator_small_size_is_valid_and_seeded(tmp_path: Path) -> None:
     assert evaluate(back, back.initial) == evaluate(inst, inst.initial)
 
 
+@pytest.mark.parametrize("resources", [2, 3])
+def test_generator_with_fewer_than_four_resources(resources: int) -> None:
+    """`gen roadef --resources 2` raised IndexError: the second balance objective named
+    resources 2 and 3."""
+    inst = generate_instance(processes=60, machines=6, resources=resources, seed=1)
+    assert all(max(b.r1, b.r2) < resources for b in inst.balances) and inst.balances
+    assert violations(inst, inst.initial) == []
+    assert evaluate(inst, inst.initial).total > 0
+
+
 def test_bench_roadef_cli_json_and_solution_file(tmp_path: Path) -> None:
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["bench", "roadef", str(A / "model_a1_1.txt"),

@@ -14,7 +14,8 @@ How (seeded, numpy only):
 * spread: spreadMin(s) is at most the number of locations s covers;
   dependencies: s depends on s2 only if every neighbourhood holding s holds
   s2 (acyclic: s2 earlier in the order);
-* a quarter of the resources are transient; two balance objectives.
+* a quarter of the resources are transient; two balance objectives (one below four
+  resources).
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def generate_instance(processes: int = 50_000, machines: int = 5_000, resources:
         capacity=cap, safety=saf, machine_move_cost=mmc, spread_min=spread,
         dependencies=tuple(deps), service=service, requirement=req,
         process_move_cost=rng.integers(1, 5, P).astype(np.int64),
-        balances=(Balance(0, 1, 2, 10), Balance(2, 3, 1, 1)),
+        balances=tuple(b for b in (Balance(0, 1, 2, 10), Balance(2, 3, 1, 1))
+                       if max(b.r1, b.r2) < R),  # the second needs four resources
         weight_process_move=1, weight_service_move=10, weight_machine_move=100,
         initial=assign)
