@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from typing import Annotated
@@ -38,13 +39,22 @@ def ray_run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run sleep tasks through the executor on Ray actors; report lost/duplicated tasks."""
+    if agents < 1 or tasks < 0 or concurrency < 1:
+        raise fail("--agents and --concurrency must be >= 1, --tasks >= 0")
+    for flag, v in (("--seconds", seconds), ("--kill-after", kill_after)):
+        if not (math.isfinite(v) and v >= 0):  # NaN or negative sleeps failed every task
+            raise fail(f"{flag} must be a finite number >= 0, got {v}")
+    if num_cpus is not None and num_cpus < 1:  # Ray crashed and the run hung
+        raise fail(f"--num-cpus must be >= 1, got {num_cpus}")
+    if requests_per_min is not None and not (math.isfinite(requests_per_min)
+                                             and requests_per_min >= 0):
+        raise fail(f"--requests-per-min must be a finite number >= 0 (0: no limit), got "
+                   f"{requests_per_min}")  # a negative limit never refilled: a hang
     from allocator.distributed.driver import RayExecutor
     from allocator.distributed.work import sleep_for
     from allocator.online.events import TERMINAL, Instruction, RateLimit
     from models import Agent
 
-    if agents < 1 or tasks < 0 or concurrency < 1:
-        raise fail("--agents and --concurrency must be >= 1, --tasks >= 0")
     limit = RateLimit(requests_per_min=requests_per_min) if requests_per_min else None
     specs = [(Agent(id=f"a{i}", capacity={}, concurrency=concurrency), limit)
              for i in range(agents)]
@@ -95,8 +105,8 @@ def ray_run(
     table = Table(title="Executor on Ray")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for k, v in row.items():
-        table.add_row(k, str(v))
+    for k, val in row.items():
+        table.add_row(k, str(val))
     console.print(table)
     if row["lost"] or row["duplicated"]:
         raise typer.Exit(1)

@@ -12,10 +12,12 @@ Exactly one *terminal* instruction (:class:`Complete`, :class:`Reject`,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from allocator.errors import InvalidInputError
 from models import Agent, Plan, Priority, Task
 
 
@@ -52,6 +54,16 @@ class RateLimit:
 
     tokens_per_min: float | None = None
     requests_per_min: float | None = None
+
+    def __post_init__(self) -> None:
+        """A limit is a finite number > 0 (None: no limit). A negative one refilled the
+        bucket downwards: the agent never dispatched again and the run hung."""
+        for name in ("tokens_per_min", "requests_per_min"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      and math.isfinite(v) and v > 0):
+                raise InvalidInputError(f"need a finite number > 0 (or none), got {v!r}",
+                                        field=name)
 
 
 @dataclass(slots=True)

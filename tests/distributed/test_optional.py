@@ -54,3 +54,14 @@ def test_cli_backend_ray_without_ray(no_ray: None, tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "priorities.plan.json").exists()
     r = runner.invoke(app, ["ray", "run", "--tasks", "1"])
     assert r.exit_code == 2 and "optional extra" in r.output
+
+
+@pytest.mark.parametrize("args", [["--seconds", "-1"], ["--seconds", "nan"],
+                                  ["--kill", "a0", "--kill-after", "nan"],
+                                  ["--num-cpus", "0"], ["--requests-per-min", "-5"]])
+def test_ray_run_refuses_flags_it_cannot_run_with_before_starting_ray(args: list[str]) -> None:
+    """--seconds -1 ran 90 s failing every task; --requests-per-min -5 and --num-cpus 0 hung
+    with Ray crashing. Checked before Ray starts (this test needs no Ray)."""
+    r = CliRunner().invoke(app, ["ray", "run", "--agents", "2", "--tasks", "3", *args])
+    assert r.exit_code == 2, r.output
+    assert "must be" in r.output or "need a finite number" in r.output

@@ -192,3 +192,15 @@ def test_jsq_with_token_limits_finishes() -> None:
     wl = generate(WorkloadConfig(tasks=1000, agents=16, seed=1, load=0.8, tokens_per_min=2000.0))
     row = Simulator(wl, "jsq", seed=3, max_events=100_000).run().row
     assert row["completed"] == 1000 and row["events"] < 10_000
+
+
+@pytest.mark.parametrize("bad", [{"requests_per_min": -5.0}, {"tokens_per_min": 0.0},
+                                 {"tokens_per_min": float("nan")},
+                                 {"requests_per_min": float("inf")}])
+def test_a_limit_that_never_refills_is_refused(bad: dict[str, float]) -> None:
+    """`ray run --requests-per-min -5` hung: the bucket refilled downwards."""
+    from allocator.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as err:
+        RateLimit(**bad)
+    assert err.value.field == next(iter(bad))
