@@ -123,22 +123,18 @@ def _needs_lp_stack(snapshot: Snapshot, name: str) -> bool:
     return not (name in ("auto", "balance") and cells > LINEAR_MAX_CELLS)
 
 
-def _check_overrides(time_limit: float, seed: int) -> None:
-    """A time limit or seed given to `solve` meets SolveOptions' own field rules.
-
-    The snapshot's options are validated on load; overrides (`--seed`, `--time-limit`)
-    were not: a seed past int32 reached CP-SAT and came back as ortools' TypeError,
-    an infinite time limit was taken as given.
-    """
+def _check_seed(seed: int) -> None:
+    """A seed given to `solve` meets SolveOptions' own rule (0 to 2**31 - 1): one past
+    int32 reached CP-SAT and came back as ortools' TypeError. (The time limit is checked
+    by allocator.limits.check_time_limit.)"""
     from pydantic import ValidationError
 
     try:
-        SolveOptions(time_limit=time_limit, seed=seed)
+        SolveOptions(seed=seed)
     except ValidationError as e:
         err = e.errors()[0]
-        field = ".".join(str(x) for x in err["loc"])
         raise InvalidInputError(f"{err['msg'].lower()}, got {err['input']!r}",
-                                field=field) from None
+                                field="seed") from None
 
 
 def solve(
@@ -195,8 +191,8 @@ def _solve(
     limit = opts.time_limit if time_limit is None else time_limit
     check_time_limit(limit)  # a caller's override skips the model's check
     the_seed = opts.seed if seed is None else seed
-    if time_limit is not None or seed is not None:
-        _check_overrides(limit, the_seed)
+    if seed is not None:
+        _check_seed(seed)
     ctx = SolveContext(limit, workers=opts.workers, clock=clock or time.perf_counter,
                        seed=the_seed, stop=stop if stop is not None else threading.Event(),
                        deterministic=deterministic, stoppable=stop is not None)
