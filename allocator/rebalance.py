@@ -217,6 +217,30 @@ def complete(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
     return a
 
 
+def within_cap(problem: Problem, agent_of: np.ndarray, cap_k: int | None) -> np.ndarray:
+    """Undo voluntary moves beyond `cap_k` by leaving those tasks out.
+
+    `complete` re-places the tasks an over-full up agent cannot keep, and each
+    is a voluntary move: unchecked, the greedy hint broke the cap, stage 1 took
+    "everything placed" from it and the capped model had no solution, so the
+    cap-breaking hint became the plan. Leaving a task out never breaks a
+    capacity, and the CP-SAT stages may still place it within the cap.
+    """
+    if cap_k is None:
+        return agent_of
+    a = agent_of.copy()
+    cur = problem.current
+    on_up = (cur >= 0) & problem.up[np.maximum(cur, 0)]
+    kept = 0
+    for j in task_order(problem):  # higher priority keeps its move
+        if on_up[j] and a[j] >= 0 and a[j] != cur[j]:
+            if kept < cap_k:
+                kept += 1
+            else:
+                a[j] = -1
+    return a
+
+
 # --------------------------------------------------------------------------- the model
 
 
@@ -494,7 +518,7 @@ def _rebalance_loads(problem: Problem, cap_k: int | None, budget: Budget, seed: 
                      ) -> tuple[np.ndarray, list[Stage], PlanStatus, str]:
     stay = np.where((problem.current >= 0) & problem.up[np.maximum(problem.current, 0)],
                     problem.current, -1)
-    hint = complete(problem, stay)
+    hint = within_cap(problem, complete(problem, stay), cap_k)
     lm = _build(problem, cap_k)
     stages: list[Stage] = []
     workers = budget.workers
@@ -568,14 +592,14 @@ def _rebalance_steal(problem: Problem, cap_k: int | None, threshold: float, budg
     t0 = budget.elapsed()
     stay = np.where((problem.current >= 0) & problem.up[np.maximum(problem.current, 0)],
                     problem.current, -1)
-    a = complete(problem, stay)
+    a = within_cap(problem, complete(problem, stay), cap_k)
     up = np.flatnonzero(problem.up)
     cap = _cap(problem)
     used = used_capacity(problem, a)
     load = busy_time(problem, a)
     k = problem.concurrency.astype(float)
     voluntary = (problem.current >= 0) & problem.up[np.maximum(problem.current, 0)]
-    moves = int(np.sum(voluntary & (a != problem.current)))
+    moves = int(np.sum(voluntary & (a >= 0) & (a != problem.current)))
     steps = 0
     while up.size > 1 and budget.remaining() > 0:
         src = int(up[np.argmax(load[up])])
@@ -602,7 +626,7 @@ def _rebalance_steal(problem: Problem, cap_k: int | None, threshold: float, budg
         load[src] -= problem.duration[src, j] / k[src]
         load[i] += problem.duration[i, j] / k[i]
         a[j] = i
-        moves = int(np.sum(voluntary & (a != problem.current)))
+        moves = int(np.sum(voluntary & (a >= 0) & (a != problem.current)))
         steps += 1
     stage = Stage("steal", variance(load[problem.up]) if problem.up.any() else 0.0, False,
                   budget.elapsed() - t0)

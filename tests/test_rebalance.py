@@ -346,3 +346,27 @@ def test_a_snapshot_migration_cap_beyond_int64_means_no_cap() -> None:
     r = rebalance(snap, time_limit=2)
     assert not validate(snap, r.plan)
     assert len(r.plan.assignments) == 6 and r.plan.migrations
+
+
+@pytest.mark.parametrize("steal", [False, True])
+@pytest.mark.parametrize("cap", [0, 1])
+def test_migration_cap_holds_when_the_current_placement_overfills_an_agent(
+        cap: int, steal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent holding more than its capacity must shed tasks; under a cap of K voluntary
+    moves at most K of them move, the rest are evicted (unassigned with a reason), with
+    the CP-SAT load model and with the steal heuristic of large snapshots."""
+    import allocator.rebalance as rb
+
+    if steal:
+        monkeypatch.setattr(rb, "REBALANCE_MAX_PAIRS", 0)
+    agents = [Agent(id="small", capacity={"cpu": 2}), Agent(id="big", capacity={"cpu": 8})]
+    tasks = [Task(id="a", work=1, demand={"cpu": 1}, current_agent="small"),
+             Task(id="b", work=8, demand={"cpu": 2}, current_agent="small"),
+             Task(id="c", work=8, demand={"cpu": 2}, current_agent="small"),
+             Task(id="d", work=2, demand={"cpu": 1}, current_agent="big")]
+    snap = Snapshot(agents=agents, tasks=tasks)
+    r = rebalance(snap, max_migrations=cap, time_limit=5, workers=1)
+    check_consistent(snap, r)
+    assert len(r.plan.migrations) == cap  # the cap binds: each move places one more task
+    assert len(r.plan.agent_of()) + len(r.plan.unassigned) == len(tasks)
+    assert len(r.plan.unassigned) == 2 - cap and all(u.reason for u in r.plan.unassigned)
