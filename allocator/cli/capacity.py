@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 def capacity_wide(trace: Path, sla: str, *, policy: str, window: str | None,
                   limit: int | None, curve_span: int, max_simulations: int,
-                  as_json: bool) -> None:
+                  as_json: bool, time_scale: float = 1.0, arrival_scale: float = 1.0) -> None:
     """`allocator capacity --trace LOG.swf`: the answer in processors and nodes."""
     from allocator.cluster import read_swf_cluster
     from allocator.planning.wide import plan_wide
@@ -42,7 +42,8 @@ def capacity_wide(trace: Path, sla: str, *, policy: str, window: str | None,
     from allocator.report.replay import text_table
     from allocator.workloads import parse_window
 
-    tr = read_swf_cluster(trace, window=parse_window(window), limit=limit, need_size=False)
+    tr = read_swf_cluster(trace, window=parse_window(window), limit=limit, need_size=False,
+                          time_scale=time_scale, arrival_scale=arrival_scale)
     if not as_json:
         typer.echo(tr.summary(), err=True)
     plan = plan_wide(sla, tr, policy=policy, curve_span=curve_span,
@@ -159,7 +160,8 @@ def capacity_cmd(
             policy is None or is_cluster_policy(policy)):
         capacity_wide(trace, sla, policy=policy or "easy", window=window, limit=limit,
                       curve_span=curve_span, max_simulations=max_simulations,
-                      as_json=as_json)
+                      as_json=as_json, time_scale=time_scale,
+                      arrival_scale=arrival_scale)
         return
     policy = policy or "fifo"
     from allocator.online.policies import policy_names

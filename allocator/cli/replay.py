@@ -117,7 +117,8 @@ def cluster_mode(trace: Path, *, agents: int | None, utilisation: float | None,
 
 def replay_cluster(trace: Path, policies: list[str], *, procs: int | None,
                    window: str | None, limit: int | None, job_windows: int | None,
-                   by_width: bool, as_json: bool) -> None:
+                   by_width: bool, as_json: bool, time_scale: float = 1.0,
+                   arrival_scale: float = 1.0) -> None:
     """Wide-job replay: one row per policy (allocator.cluster.metrics.ROW_KEYS)."""
     from allocator.cluster import DEFAULT_POLICIES, parse_policy, read_swf_cluster
     from allocator.cluster.bench import run_policy
@@ -130,7 +131,8 @@ def replay_cluster(trace: Path, policies: list[str], *, procs: int | None,
         raise InvalidInputError("the wide-job replay reads SWF logs (.swf, .swf.gz); use "
                                 "--agents N for the single-server replay of other traces",
                                 field="trace")
-    tr = read_swf_cluster(trace, procs=procs, window=parse_window(window), limit=limit)
+    tr = read_swf_cluster(trace, procs=procs, window=parse_window(window), limit=limit,
+                          time_scale=time_scale, arrival_scale=arrival_scale)
     if len(tr.jobs) == 0:
         raise InvalidInputError(f"{trace}: no replayable jobs of {tr.rows_read} rows "
                                 f"(dropped: {tr.dropped()})", field="trace")
@@ -384,7 +386,8 @@ def replay_cmd(
     if slots is None and cluster_mode(trace, agents=agents, utilisation=utilisation,
                                       procs=procs, policies=list(policy or [])):
         replay_cluster(trace, list(policy or []), procs=procs, window=window, limit=limit,
-                       job_windows=job_windows, by_width=by_width, as_json=as_json)
+                       job_windows=job_windows, by_width=by_width, as_json=as_json,
+                       time_scale=time_scale, arrival_scale=arrival_scale)
         return
     from allocator.online.options import OnlineOptions, parse_flaky
     from allocator.online.policies import policy_names

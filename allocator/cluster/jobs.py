@@ -28,6 +28,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from os import PathLike
+from typing import Annotated
 
 import numpy as np
 import polars as pl
@@ -161,10 +162,23 @@ class ClusterTrace:
         return self.procs / self.nodes if self.nodes else 1.0
 
 
+def _scale(name: str, value: float) -> float:
+    """A time factor: finite and > 0, by pydantic's rules (the error names the option)."""
+    from pydantic import Field, TypeAdapter, ValidationError
+
+    try:
+        return float(TypeAdapter(Annotated[float, Field(gt=0, allow_inf_nan=False)])
+                     .validate_python(value))
+    except ValidationError as e:
+        raise InvalidInputError(f"{name} {value!r}: {e.errors()[0]['msg'].lower()}",
+                                field=name) from None
+
+
 def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None = None,
                      window: tuple[float, float] | None = None, limit: int | None = None,
                      statuses: Sequence[int] | None = None,
-                     need_size: bool = True) -> ClusterTrace:
+                     need_size: bool = True, time_scale: float = 1.0,
+                     arrival_scale: float = 1.0) -> ClusterTrace:
     """Read an SWF log as wide jobs on the machine its header names (or `procs`).
 
     `window` (seconds after the first submit) and `limit` (first n jobs) select
@@ -172,8 +186,13 @@ def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None =
     codes. Everything dropped or filled is counted (module docstring).
     `need_size=False` (capacity planning, which searches the size) accepts a
     header without the machine size and takes the widest job as the machine.
+    `time_scale` multiplies every time (submit gaps, run times, estimates,
+    recorded waits) and `arrival_scale` the submit gaps only, as the executor
+    replay's options do (allocator.workloads.base.finalize).
     """
     from allocator.workloads.swf import read_swf_frame
+
+    ts, ars = _scale("time_scale", time_scale), _scale("arrival_scale", arrival_scale)
 
     name = "<bytes>" if isinstance(source, bytes) else str(source)
     rows, bad_rows, header = read_swf_frame(source)
@@ -234,14 +253,24 @@ def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None =
     def code(col: str) -> np.ndarray:
         return rows[col].fill_null(-1).cast(pl.Int64).to_numpy().copy()
 
+    with np.errstate(over="ignore"):
+        run = rows["run"].to_numpy().astype(float) * ts
+        estimate = rows.select(est)["req_time"].to_numpy().astype(float) * ts
+        submit = (rows["submit"].to_numpy() - t0).astype(float) * (ts * ars)
+    if not (np.isfinite(run).all() and np.isfinite(estimate).all()):
+        raise InvalidInputError(f"time_scale {time_scale:g} makes run times or estimates "
+                                "infinite", field="time_scale")
+    if not np.isfinite(submit).all():
+        raise InvalidInputError(f"arrival_scale {arrival_scale:g} (x time_scale "
+                                f"{time_scale:g}) makes submit times infinite",
+                                field="arrival_scale")
     jobs = ClusterJobs(
-        submit=(rows["submit"].to_numpy() - t0).astype(float),
-        run=rows["run"].to_numpy().astype(float),
+        submit=submit, run=run,
         width=rows["width"].cast(pl.Int64).to_numpy().copy(),
-        estimate=rows.select(est)["req_time"].to_numpy().astype(float),
+        estimate=estimate,
         user=code("user"), group=code("group"), klass=code("queue"),
-        recorded_wait=rows.select(pl.when(c("wait") >= 0).then(c("wait"))
-                                  .otherwise(math.nan))["wait"].to_numpy().astype(float),
+        recorded_wait=ts * rows.select(pl.when(c("wait") >= 0).then(c("wait"))
+                                       .otherwise(math.nan))["wait"].to_numpy().astype(float),
         ids=[str(int(x)) for x in rows["job"].to_list()],
         dropped=dropped, filled={k: v for k, v in filled.items() if v}, source=name,
         origin=t0)

@@ -251,3 +251,35 @@ def test_on_the_bundled_kth_log_backfilling_and_our_policies_beat_fcfs() -> None
     assert bsld["easy"] < bsld["fcfs"] / 10
     assert bsld["fair-user+easy"] <= bsld["easy"] and bsld["edf+easy"] <= bsld["easy"]
     assert rows["easy"]["recorded_mean_bounded_slowdown"] > bsld["easy"]
+
+
+def test_time_and_arrival_scale_apply_to_the_wide_job_replay(tmp_path: Path) -> None:
+    """--time-scale and --arrival-scale used to be ignored on an SWF log (the same rows for
+    any factor, even 0); they scale the wide-job replay as they do the executor's."""
+    p = tmp_path / "t.swf"
+    p.write_text(swf_text())
+
+    def row(*extra: str) -> dict[str, float]:
+        r = runner.invoke(app, ["replay", str(p), "-p", "easy", "--json", *extra])
+        assert r.exit_code == 0, r.output
+        return json.loads(next(x for x in r.stdout.splitlines() if x.startswith("{")))
+
+    base = row()
+    assert base["mean_wait"] > 0
+    double = row("--time-scale", "2")  # every time doubled: the same schedule, twice as long
+    assert double["mean_wait"] == pytest.approx(2 * base["mean_wait"])
+    assert double["recorded_mean_wait"] == pytest.approx(2 * base["recorded_mean_wait"])
+    assert double["utilisation"] == pytest.approx(base["utilisation"])
+    sparse = row("--arrival-scale", "100")  # arrivals 100x apart: nobody waits
+    assert sparse["mean_wait"] == 0 and sparse["utilisation"] < base["utilisation"]
+    tr = read_swf_cluster(p, time_scale=3.0, arrival_scale=0.5)
+    assert tr.jobs.submit.tolist() == [0, 15, 30, 90]  # submits 0, 10, 20, 60 x 1.5
+    assert tr.jobs.run.tolist() == [300, 150, 90, 30]
+    for bad in ("0", "-1", "nan", "inf", "1e308"):
+        for flag in ("--time-scale", "--arrival-scale"):
+            r = runner.invoke(app, ["replay", str(p), "-p", "easy", flag, bad])
+            assert r.exit_code == 2, (flag, bad, r.output)
+            assert flag.strip("-").replace("-", "_") in r.output
+    r = runner.invoke(app, ["capacity", "--trace", str(p), "--sla", "mean_wait<=0",
+                            "--time-scale", "0"])  # the wide-job capacity planner too
+    assert r.exit_code == 2 and "time_scale" in r.output
