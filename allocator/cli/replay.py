@@ -191,7 +191,7 @@ def pod_mode(trace: Path, *, agents: int | None, utilisation: float | None,
 
 def replay_pods(trace: Path, policies: list[str], *, nodes: int | None,
                 node_shape: str | None, window: str | None, limit: int | None,
-                as_json: bool) -> None:
+                as_json: bool, time_scale: float = 1.0, arrival_scale: float = 1.0) -> None:
     """Pods on nodes: one row per policy (allocator.cluster.pods.POD_ROW_KEYS)."""
     from allocator.cluster.pods import (
         DEFAULT_NODES,
@@ -211,7 +211,8 @@ def replay_pods(trace: Path, policies: list[str], *, nodes: int | None,
     n = DEFAULT_NODES if nodes is None else nodes
     if n < 1:
         raise InvalidInputError(f"--nodes must be >= 1, got {n}", field="nodes")
-    jobs = read_pods(trace, shape, window=parse_window(window), limit=limit)
+    jobs = read_pods(trace, shape, window=parse_window(window), limit=limit,
+                     time_scale=time_scale, arrival_scale=arrival_scale)
     if len(jobs) == 0:
         raise InvalidInputError(f"{trace}: no replayable pods", field="trace")
     dropped = ", ".join(f"{v} {k}" for k, v in jobs.dropped.items()) or "none"
@@ -381,7 +382,8 @@ def replay_cmd(
     if pod_mode(trace, agents=agents, utilisation=utilisation, slots=slots, nodes=nodes,
                 node_shape=node_shape, policies=list(policy or [])):
         replay_pods(trace, list(policy or []), nodes=nodes, node_shape=node_shape,
-                    window=window, limit=limit, as_json=as_json)
+                    window=window, limit=limit, as_json=as_json,
+                    time_scale=time_scale, arrival_scale=arrival_scale)
         return
     if slots is None and cluster_mode(trace, agents=agents, utilisation=utilisation,
                                       procs=procs, policies=list(policy or [])):

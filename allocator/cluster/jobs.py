@@ -162,7 +162,7 @@ class ClusterTrace:
         return self.procs / self.nodes if self.nodes else 1.0
 
 
-def _scale(name: str, value: float) -> float:
+def check_scale(name: str, value: float) -> float:
     """A time factor: finite and > 0, by pydantic's rules (the error names the option)."""
     from pydantic import Field, TypeAdapter, ValidationError
 
@@ -172,6 +172,23 @@ def _scale(name: str, value: float) -> float:
     except ValidationError as e:
         raise InvalidInputError(f"{name} {value!r}: {e.errors()[0]['msg'].lower()}",
                                 field=name) from None
+
+
+def scaled_times(submit: np.ndarray, *durations: np.ndarray, time_scale: float,
+                 arrival_scale: float) -> tuple[np.ndarray, ...]:
+    """(submit x time_scale x arrival_scale, each duration x time_scale); an overflow to
+    inf is refused naming the factor that caused it."""
+    with np.errstate(over="ignore"):
+        out = [np.asarray(d, dtype=float) * time_scale for d in durations]
+        sub = np.asarray(submit, dtype=float) * (time_scale * arrival_scale)
+    if not all(np.isfinite(d).all() for d in out):
+        raise InvalidInputError(f"time_scale {time_scale:g} makes run times infinite",
+                                field="time_scale")
+    if not np.isfinite(sub).all():
+        raise InvalidInputError(f"arrival_scale {arrival_scale:g} (x time_scale "
+                                f"{time_scale:g}) makes submit times infinite",
+                                field="arrival_scale")
+    return (sub, *out)
 
 
 def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None = None,
@@ -192,7 +209,7 @@ def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None =
     """
     from allocator.workloads.swf import read_swf_frame
 
-    ts, ars = _scale("time_scale", time_scale), _scale("arrival_scale", arrival_scale)
+    ts, ars = check_scale("time_scale", time_scale), check_scale("arrival_scale", arrival_scale)
 
     name = "<bytes>" if isinstance(source, bytes) else str(source)
     rows, bad_rows, header = read_swf_frame(source)
@@ -253,17 +270,10 @@ def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None =
     def code(col: str) -> np.ndarray:
         return rows[col].fill_null(-1).cast(pl.Int64).to_numpy().copy()
 
-    with np.errstate(over="ignore"):
-        run = rows["run"].to_numpy().astype(float) * ts
-        estimate = rows.select(est)["req_time"].to_numpy().astype(float) * ts
-        submit = (rows["submit"].to_numpy() - t0).astype(float) * (ts * ars)
-    if not (np.isfinite(run).all() and np.isfinite(estimate).all()):
-        raise InvalidInputError(f"time_scale {time_scale:g} makes run times or estimates "
-                                "infinite", field="time_scale")
-    if not np.isfinite(submit).all():
-        raise InvalidInputError(f"arrival_scale {arrival_scale:g} (x time_scale "
-                                f"{time_scale:g}) makes submit times infinite",
-                                field="arrival_scale")
+    submit, run, estimate = scaled_times(
+        (rows["submit"].to_numpy() - t0).astype(float), rows["run"].to_numpy().astype(float),
+        rows.select(est)["req_time"].to_numpy().astype(float), time_scale=ts,
+        arrival_scale=ars)
     jobs = ClusterJobs(
         submit=submit, run=run,
         width=rows["width"].cast(pl.Int64).to_numpy().copy(),

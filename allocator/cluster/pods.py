@@ -182,10 +182,24 @@ def is_pod_trace(path: str | PathLike[str]) -> bool:
     return {"cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "creation_time"} <= cols
 
 
+def _check_scales(time_scale: float, arrival_scale: float) -> tuple[float, float]:
+    from allocator.cluster.jobs import check_scale
+
+    return check_scale("time_scale", time_scale), check_scale("arrival_scale", arrival_scale)
+
+
 def read_pods(source: str | PathLike[str], shape: NodeShape, *,
               window: tuple[float, float] | None = None,
-              limit: int | None = None) -> PodJobs:
-    """Read an openb pod CSV (module docstring); times re-based to the first kept creation."""
+              limit: int | None = None, time_scale: float = 1.0,
+              arrival_scale: float = 1.0) -> PodJobs:
+    """Read an openb pod CSV (module docstring); times re-based to the first kept creation.
+
+    `time_scale` multiplies every time and `arrival_scale` the creation gaps only, as
+    for SWF logs (allocator.cluster.jobs.read_swf_cluster).
+    """
+    from allocator.cluster.jobs import scaled_times
+
+    ts, ars = _check_scales(time_scale, arrival_scale)
     name = str(source)
     try:
         df = pl.read_csv(name, infer_schema_length=0)
@@ -231,12 +245,14 @@ def read_pods(source: str | PathLike[str], shape: NodeShape, *,
         dropped["beyond limit"] = df.height - limit
         df = df.head(limit)
     t0 = float(df["creation_time"].min()) if df.height else 0.0  # type: ignore[arg-type]
+    submit, run = scaled_times(df["creation_time"].to_numpy() - t0,
+                               (df["deletion_time"] - df["scheduled_time"]).to_numpy(),
+                               time_scale=ts, arrival_scale=ars)
     jobs = PodJobs.from_arrays(
-        df["creation_time"].to_numpy() - t0,
-        (df["deletion_time"] - df["scheduled_time"]).to_numpy(),
+        submit, run,
         df["cpu_milli"].to_numpy(), df["memory_mib"].to_numpy(), df["num_gpu"].to_numpy(),
         df["gpu_milli"].to_numpy(),
-        recorded_wait=(df["scheduled_time"] - df["creation_time"]).to_numpy(),
+        recorded_wait=ts * (df["scheduled_time"] - df["creation_time"]).to_numpy(),
         ids=df["name"].to_list(), source=name)
     jobs.dropped = dropped
     return jobs

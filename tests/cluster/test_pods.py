@@ -141,3 +141,23 @@ def test_openb_window_replays_valid_and_cli_rows() -> None:
     assert bad.exit_code != 0 and "node_shape" in bad.output + str(bad.stderr)
     bad = runner.invoke(app, ["replay", str(OPENB), "--nodes", "2", "--agents", "3"])
     assert bad.exit_code != 0
+
+
+def test_time_and_arrival_scale_apply_to_the_pod_replay() -> None:
+    """--time-scale and --arrival-scale used to be ignored on a pod CSV (the same rows for any
+    factor, even 0); they scale the pod replay as they do the executor's."""
+    def row(*extra: str) -> dict[str, float]:
+        r = runner.invoke(app, ["replay", str(OPENB), "--limit", "40", "--nodes", "2",
+                                "-p", "easy", "--json", *extra])
+        assert r.exit_code == 0, r.output
+        return json.loads(next(x for x in r.stdout.splitlines() if x.startswith("{")))
+
+    base = row()
+    assert base["mean_wait"] > 0
+    double = row("--time-scale", "2")
+    assert double["mean_wait"] == pytest.approx(2 * base["mean_wait"])
+    assert double["recorded_mean_wait"] == pytest.approx(2 * base["recorded_mean_wait"])
+    assert row("--arrival-scale", "0.5")["mean_wait"] > base["mean_wait"]  # denser arrivals
+    for flag in ("--time-scale", "--arrival-scale"):
+        bad = runner.invoke(app, ["replay", str(OPENB), "--nodes", "2", flag, "0"])
+        assert bad.exit_code == 2 and flag.strip("-").replace("-", "_") in bad.output
