@@ -103,6 +103,16 @@ def _is_swf(path: Path) -> bool:
     return path.name.lower().endswith((".swf", ".swf.gz"))
 
 
+def refuse_executor_options(mode: str, given: dict[str, Any]) -> None:
+    """Options only the executor replay reads: silently ignored before, so --report wrote
+    nothing and --speeds changed nothing; now a usage error naming the first one set."""
+    for name, value in given.items():
+        if value is not None:
+            raise InvalidInputError(f"--{name} is an option of the executor replay (--agents "
+                                    f"N); the {mode} does not use it",
+                                    field=name.replace("-", "_"))
+
+
 def cluster_mode(trace: Path, *, agents: int | None, utilisation: float | None,
                  procs: int | None, policies: list[str]) -> bool:
     """Whether `allocator replay` keeps job widths (see the module docstring)."""
@@ -379,14 +389,26 @@ def replay_cmd(
         return
     if trace is None:
         raise InvalidInputError("give a TRACE (or --policies)", field="trace")
+    executor_only = {"speeds": speeds, "home": None if home == "tenant" else home,
+                     "report": report, "seed": seed or None, "deadline": deadline,
+                     "deadline-factor": None if deadline_factor == 3.0 else deadline_factor,
+                     "priority": priority, "tenant": tenant, "mapping": mapping,
+                     "on-bad": None if on_bad == "report" else on_bad,
+                     "format": None if fmt == "auto" else fmt, "class-weights": class_weights,
+                     "aging": aging, "admission": None if admission == "none" else admission,
+                     "target-wait": None if target_wait == 5.0 else target_wait,
+                     "param": param or None, "flaky": flaky, "tenants": tenants,
+                     "skill-groups": skill_groups or None}
     if pod_mode(trace, agents=agents, utilisation=utilisation, slots=slots, nodes=nodes,
                 node_shape=node_shape, policies=list(policy or [])):
+        refuse_executor_options("pod replay (pods on nodes)", executor_only)
         replay_pods(trace, list(policy or []), nodes=nodes, node_shape=node_shape,
                     window=window, limit=limit, as_json=as_json,
                     time_scale=time_scale, arrival_scale=arrival_scale)
         return
     if slots is None and cluster_mode(trace, agents=agents, utilisation=utilisation,
                                       procs=procs, policies=list(policy or [])):
+        refuse_executor_options("wide-job replay", executor_only)
         replay_cluster(trace, list(policy or []), procs=procs, window=window, limit=limit,
                        job_windows=job_windows, by_width=by_width, as_json=as_json,
                        time_scale=time_scale, arrival_scale=arrival_scale)

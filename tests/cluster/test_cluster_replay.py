@@ -283,3 +283,18 @@ def test_time_and_arrival_scale_apply_to_the_wide_job_replay(tmp_path: Path) -> 
     r = runner.invoke(app, ["capacity", "--trace", str(p), "--sla", "mean_wait<=0",
                             "--time-scale", "0"])  # the wide-job capacity planner too
     assert r.exit_code == 2 and "time_scale" in r.output
+
+
+@pytest.mark.parametrize("flag", [["--report", "REPORT"], ["--speeds", "2"],
+                                  ["--deadline", "none"], ["--seed", "5"],
+                                  ["--flaky", "1:0.5:10"], ["--on-bad", "raise"]])
+def test_executor_only_options_are_refused_on_a_wide_job_log(tmp_path: Path,
+                                                              flag: list[str]) -> None:
+    """They were silently ignored: --report wrote no report, --speeds changed nothing."""
+    p = tmp_path / "t.swf"
+    p.write_text(swf_text())
+    args = [str(tmp_path / "rep") if a == "REPORT" else a for a in flag]
+    r = runner.invoke(app, ["replay", str(p), "-p", "easy", *args])
+    assert r.exit_code == 2, r.output
+    assert flag[0] in r.output and "--agents" in r.output
+    assert not (tmp_path / "rep").exists()
