@@ -158,6 +158,18 @@ def capacity_cmd(
         raise InvalidInputError(f"--seeds must be >= 1, got {seeds}", field="seeds")
     if trace is not None and agent_types is None and _is_swf(trace) and (
             policy is None or is_cluster_policy(policy)):
+        from allocator.cli.replay import refuse_executor_options
+
+        refuse_executor_options("wide-job planner (an SWF log, a wide-job policy)", {
+            "seeds": None if seeds == 3 else seeds, "blocks": None if blocks == 4 else blocks,
+            "what-if": what_if or None, "plot": plot,
+            "estimator": None if estimator == "auto" else estimator,
+            "backend": None if backend == "local" else backend, "address": address,
+            "deadline": deadline, "deadline-factor": None if deadline_factor == 3.0
+            else deadline_factor, "priority": priority, "tenant": tenant, "mapping": mapping,
+            "on-bad": None if on_bad == "report" else on_bad,
+            "format": None if fmt == "auto" else fmt},
+            executor="the executor planner (-p fifo or another executor policy)")
         capacity_wide(trace, sla, policy=policy or "easy", window=window, limit=limit,
                       curve_span=curve_span, max_simulations=max_simulations,
                       as_json=as_json, time_scale=time_scale,

@@ -103,14 +103,14 @@ def _is_swf(path: Path) -> bool:
     return path.name.lower().endswith((".swf", ".swf.gz"))
 
 
-def refuse_executor_options(mode: str, given: dict[str, Any]) -> None:
+def refuse_executor_options(mode: str, given: dict[str, Any], *,
+                            executor: str = "the executor replay (--agents N)") -> None:
     """Options only the executor replay reads: silently ignored before, so --report wrote
     nothing and --speeds changed nothing; now a usage error naming the first one set."""
     for name, value in given.items():
         if value is not None:
-            raise InvalidInputError(f"--{name} is an option of the executor replay (--agents "
-                                    f"N); the {mode} does not use it",
-                                    field=name.replace("-", "_"))
+            raise InvalidInputError(f"--{name} is an option of {executor}; the {mode} does "
+                                    "not use it", field=name.replace("-", "_"))
 
 
 def cluster_mode(trace: Path, *, agents: int | None, utilisation: float | None,

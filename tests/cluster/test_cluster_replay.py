@@ -298,3 +298,19 @@ def test_executor_only_options_are_refused_on_a_wide_job_log(tmp_path: Path,
     assert r.exit_code == 2, r.output
     assert flag[0] in r.output and "--agents" in r.output
     assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize("flag", [["--what-if", "agents+1"], ["--plot", "PLOT"],
+                                  ["--seeds", "5"], ["--estimator", "stationary"]])
+def test_executor_planner_options_are_refused_by_the_wide_job_planner(
+        tmp_path: Path, flag: list[str]) -> None:
+    """`capacity --trace LOG.swf` silently ignored them: no what-if rows, no PNG."""
+    lines = ["; MaxProcs: 8"] + [f"{i + 1} {i * 10} 0 30 4 -1 -1 4 30 -1 1 1 1 -1 -1 -1 -1 -1"
+                                 for i in range(10)]
+    p = tmp_path / "w.swf"
+    p.write_text("\n".join(lines) + "\n")
+    args = [str(tmp_path / "c.png") if a == "PLOT" else a for a in flag]
+    r = runner.invoke(app, ["capacity", "--trace", str(p), "--sla", "mean_wait<=0", *args])
+    assert r.exit_code == 2, r.output
+    assert flag[0] in r.output and "-p fifo" in r.output
+    assert not (tmp_path / "c.png").exists()
