@@ -389,8 +389,10 @@ def replay_cmd(
         return
     if trace is None:
         raise InvalidInputError("give a TRACE (or --policies)", field="trace")
+    # --seed is not here: the wide-job and pod replays are deterministic, so a seed
+    # (simulate --trace passes its own) changes nothing and is not an error.
     executor_only = {"speeds": speeds, "home": None if home == "tenant" else home,
-                     "report": report, "seed": seed or None, "deadline": deadline,
+                     "report": report, "deadline": deadline,
                      "deadline-factor": None if deadline_factor == 3.0 else deadline_factor,
                      "priority": priority, "tenant": tenant, "mapping": mapping,
                      "on-bad": None if on_bad == "report" else on_bad,

@@ -286,7 +286,7 @@ def test_time_and_arrival_scale_apply_to_the_wide_job_replay(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("flag", [["--report", "REPORT"], ["--speeds", "2"],
-                                  ["--deadline", "none"], ["--seed", "5"],
+                                  ["--deadline", "none"],
                                   ["--flaky", "1:0.5:10"], ["--on-bad", "raise"]])
 def test_executor_only_options_are_refused_on_a_wide_job_log(tmp_path: Path,
                                                               flag: list[str]) -> None:
@@ -298,6 +298,21 @@ def test_executor_only_options_are_refused_on_a_wide_job_log(tmp_path: Path,
     assert r.exit_code == 2, r.output
     assert flag[0] in r.output and "--agents" in r.output
     assert not (tmp_path / "rep").exists()
+
+
+def test_a_seed_is_harmless_on_a_wide_job_log(tmp_path: Path) -> None:
+    """The wide-job replay is deterministic: a seed (simulate --trace passes its own)
+    changes nothing, so it is not refused."""
+    p = tmp_path / "t.swf"
+    p.write_text(swf_text())
+    a = runner.invoke(app, ["replay", str(p), "-p", "easy", "--json"])
+    b = runner.invoke(app, ["replay", str(p), "-p", "easy", "--json", "--seed", "5"])
+    assert a.exit_code == b.exit_code == 0, b.output
+    rows = [[x for x in r.stdout.splitlines() if x.startswith("{")] for r in (a, b)]
+    strip = [[json.loads(x) for x in rs] for rs in rows]
+    for ra, rb in zip(*strip, strict=True):
+        ra.pop("wall_s", None), rb.pop("wall_s", None)
+        assert ra == rb
 
 
 @pytest.mark.parametrize("flag", [["--what-if", "agents+1"], ["--plot", "PLOT"],
