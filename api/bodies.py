@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import contextvars
+import functools
 import inspect
 import json
 import logging
@@ -208,7 +209,7 @@ def warm_up() -> None:
 
 
 class BodyParser:
-    """One spawned process that parses large bodies (replaced if a parse hangs)."""
+    """One spawned process that parses large bodies (replaced if a parse hangs or it dies)."""
 
     def __init__(self, max_agents: int, max_tasks: int, max_work_bytes: int | None = None
                  ) -> None:
@@ -253,8 +254,15 @@ class BodyParser:
         timeout = PARSE_TIMEOUT_S
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.monotonic()))
-        fut = loop.run_in_executor(self._executor(), parse_body, path, raw,
-                                   self.max_agents, self.max_tasks, self.max_work_bytes)
+        call = functools.partial(parse_body, path, raw, self.max_agents, self.max_tasks,
+                                 self.max_work_bytes)
+        try:
+            fut = loop.run_in_executor(self._executor(), call)
+        except cf.process.BrokenProcessPool:
+            # The parser died before this body reached it (killed while idle, or by
+            # an earlier body): not this body's fault, so a fresh parser takes it.
+            self._replace()
+            fut = loop.run_in_executor(self._executor(), call)
         try:
             status, payload = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
