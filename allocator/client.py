@@ -231,6 +231,29 @@ def _ack(task: dict[str, Any], run: Runner) -> dict[str, Any]:
         ack["result"] = result
     if tokens is not None:
         ack["tokens"] = tokens
+    return _checked(ack)
+
+
+def _checked(ack: dict[str, Any]) -> dict[str, Any]:
+    """The ack, or a failed attempt naming the field the service would refuse.
+
+    One refused ack (an infinite token count, a result over MAX_PAYLOAD) makes
+    the service answer 422 to the whole pull carrying it, which stopped the agent
+    and, once the lease expired, every agent that ran the task next.
+    """
+    from pydantic import ValidationError
+
+    from models.live import Ack
+
+    try:
+        Ack.model_validate(ack)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        return {"task": ack["task"], "attempt": ack["attempt"], "outcome": "error",
+                "error": f"the task's {where} is not one the service takes: "
+                         f"{err['msg']}"[:2000],
+                "duration": ack["duration"]}
     return ack
 
 

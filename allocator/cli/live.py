@@ -27,7 +27,23 @@ SERVER = typer.Option("--server", envvar="ALLOCATOR_SERVER",
 API_KEY = typer.Option("--api-key", envvar="ALLOCATOR_API_KEY",
                        help="Bearer token when the service requires one.")
 USAGE_LINE = re.compile(r"^\s*usage:\s*(.*)$", re.IGNORECASE)
-TOKENS = re.compile(r"\btokens\s*=\s*([0-9]+(?:\.[0-9]+)?)")
+#: The number runs to the next space or separator, so `tokens=1e999` is read whole.
+TOKENS = re.compile(r"\btokens\s*=\s*([^\s,;]+)")
+
+
+def _tokens(usage: str) -> float | None:
+    """The token count of a usage line, if it is a finite number >= 0 (else not usage)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from models.domain import NonNegative
+
+    m = TOKENS.search(usage)
+    if m is None:
+        return None
+    try:
+        return TypeAdapter(NonNegative).validate_python(m.group(1))
+    except ValidationError:
+        return None
 
 
 def parse_usage(stdout: str, stderr: str) -> tuple[str, float | None]:
@@ -38,14 +54,14 @@ def parse_usage(stdout: str, stderr: str) -> tuple[str, float | None]:
     lines = stdout.rstrip("\n").split("\n") if stdout else []
     if lines:
         m = USAGE_LINE.match(lines[-1])
-        if m and (t := TOKENS.search(m.group(1))):
+        if m and (t := _tokens(m.group(1))) is not None:
             rest = "\n".join(lines[:-1])
-            return (rest + "\n" if rest else ""), float(t.group(1))
+            return (rest + "\n" if rest else ""), t
     err = stderr.rstrip("\n").split("\n") if stderr else []
     if err:
         m = USAGE_LINE.match(err[-1])
-        if m and (t := TOKENS.search(m.group(1))):
-            return stdout, float(t.group(1))
+        if m and (t := _tokens(m.group(1))) is not None:
+            return stdout, t
     return stdout, None
 
 
