@@ -198,6 +198,10 @@ class LiveClient:
 
 # ---------------------------------------------------------------------------- agent loop
 
+#: Answers that say "not now" rather than "no": the agent waits and tries again, as it
+#: does when the connection drops (a proxy before a restarting server says 502/503/504).
+TRANSIENT = frozenset({429, 502, 503, 504})
+
 #: What a task runner returns: the result text, or (result, tokens used).
 Result = str | tuple[str, float | None]
 Runner = Callable[[dict[str, Any]], Result]
@@ -311,6 +315,12 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
                 stats.reconnects += 1
                 stop.wait(back)
                 back = min(back * 2, 1.0)
+            except LiveError as e:
+                if e.status not in TRANSIENT:
+                    raise
+                stats.reconnects += 1
+                stop.wait(back)
+                back = min(back * 2, 1.0)
 
     def beat() -> None:
         hb = LiveClient(url, api_key=api_key)
@@ -378,6 +388,10 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
                     acks[:0] = send
                 if e.status == 404:
                     connect()
+                    continue
+                if e.status in TRANSIENT:  # a proxy before a restarting server, overload
+                    stats.reconnects += 1
+                    stop.wait(0.5)
                     continue
                 raise
             stats.late += got.get("acks", {}).get("late", 0)

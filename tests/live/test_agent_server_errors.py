@@ -1,0 +1,58 @@
+"""An agent outlives a service that answers 502/503 for a moment (a proxy in front of a
+restarting server, an overloaded one): it backs off and retries with its results kept,
+as it does when the connection drops, instead of stopping with the error."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from allocator.client import run_agent
+
+
+def test_the_agent_retries_a_pull_answered_503_and_reports_the_result() -> None:
+    pulls: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def answer(self, status: int, body: dict[str, Any]) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["content-length"] or 0)) or b"{}")
+            if self.path == "/v1/agents":
+                return self.answer(200, {"lease_s": 30})
+            if self.path.endswith("/pull"):
+                pulls.append(body)
+                n = len(pulls)
+                if n == 1:
+                    return self.answer(200, {"tasks": [{"id": "t1", "attempt": 1,
+                                                        "payload": "hi", "priority": None,
+                                                        "tenant": None, "submitted_at": 0}]})
+                if n in (2, 3):  # the ack's pull: the proxy in front says 503, then 502
+                    return self.answer(503 if n == 2 else 502,
+                                       {"type": "busy", "message": "restarting"})
+                stop.set()
+                return self.answer(200, {"tasks": [], "acks": {"accepted": 1}})
+            return self.answer(200, {})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        stats = run_agent(f"http://127.0.0.1:{server.server_port}", "a1",
+                          fn=lambda payload: payload.upper(), stop=stop, wait_s=0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert stats.ok == 1
+    assert [a["result"] for a in pulls[3].get("acks", [])] == ["HI"]  # resent, not lost
