@@ -10,8 +10,11 @@ imported inside the commands: `allocator --help` loads none of it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
+import subprocess
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,6 +23,8 @@ import typer
 from allocator.cli.app import app, fail, guarded, to_json
 
 if TYPE_CHECKING:
+    import threading
+
     from allocator.client import LiveClient
 
 SERVER = typer.Option("--server", envvar="ALLOCATOR_SERVER",
@@ -65,6 +70,46 @@ def parse_usage(stdout: str, stderr: str) -> tuple[str, float | None]:
     return stdout, None
 
 
+def _kill_group(p: subprocess.Popen[str]) -> None:
+    """Kill the command and everything it started: a grandchild left alive keeps the
+    output pipes open, and the agent would wait on them (its slot, and a SIGTERM) forever."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(p.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        p.kill()
+
+
+def run_command(command: list[str], task: dict[str, Any],
+                procs: dict[tuple[str, int], subprocess.Popen[str]],
+                lock: threading.Lock) -> tuple[str, float | None]:
+    """Run one task's command (payload on stdin) in its own process group: (result, tokens).
+
+    A timeout or a cancel kills the whole group, so `sh -c 'sleep 1000; ...'` ends too.
+    """
+    env = {**os.environ, "ALLOCATOR_TASK_ID": task["id"],
+           "ALLOCATOR_TASK_ATTEMPT": str(task["attempt"]),
+           "ALLOCATOR_TASK_PRIORITY": task.get("priority") or "",
+           "ALLOCATOR_TASK_TENANT": task.get("tenant") or ""}
+    key = (task["id"], task["attempt"])
+    p = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    with lock:
+        procs[key] = p
+    try:
+        out, err = p.communicate(task["payload"], timeout=task.get("timeout"))
+    except subprocess.TimeoutExpired:
+        _kill_group(p)
+        p.communicate()
+        raise TimeoutError(f"no result within {task['timeout']}s") from None
+    finally:
+        with lock:
+            procs.pop(key, None)
+    if p.returncode != 0:
+        tail = " ".join(err.strip().splitlines()[-3:])[:500]
+        raise RuntimeError(f"exit status {p.returncode}" + (f": {tail}" if tail else ""))
+    return parse_usage(out, err)
+
+
 def _pairs(values: list[str], name: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for v in values:
@@ -106,7 +151,6 @@ def agent(
 ) -> None:
     """Serve tasks of the live service by running COMMAND for each (docs/live.md)."""
     import signal
-    import subprocess
     import threading
 
     from allocator.client import run_agent
@@ -117,34 +161,13 @@ def agent(
     stop = threading.Event()
 
     def runner(task: dict[str, Any]) -> tuple[str, float | None]:
-        env = {**os.environ, "ALLOCATOR_TASK_ID": task["id"],
-               "ALLOCATOR_TASK_ATTEMPT": str(task["attempt"]),
-               "ALLOCATOR_TASK_PRIORITY": task["priority"] or "",
-               "ALLOCATOR_TASK_TENANT": task["tenant"] or ""}
-        key = (task["id"], task["attempt"])
-        p = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
-        with lock:
-            procs[key] = p
-        try:
-            out, err = p.communicate(task["payload"], timeout=task.get("timeout"))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.communicate()
-            raise TimeoutError(f"no result within {task['timeout']}s") from None
-        finally:
-            with lock:
-                procs.pop(key, None)
-        if p.returncode != 0:
-            tail = " ".join(err.strip().splitlines()[-3:])[:500]
-            raise RuntimeError(f"exit status {p.returncode}" + (f": {tail}" if tail else ""))
-        return parse_usage(out, err)
+        return run_command(command, task, procs, lock)
 
     def cancel(task_id: str, attempt: int) -> None:
         with lock:
             p = procs.get((task_id, attempt))
         if p is not None:
-            p.kill()
+            _kill_group(p)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
