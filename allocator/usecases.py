@@ -90,7 +90,7 @@ def rebalance_uc(snapshot: Snapshot, params: RebalanceParams) -> RebalanceOutcom
     try:
         res = rebalance(snapshot, max_migrations=params.max_migrations,
                         threshold=params.threshold,
-                        time_limit=budget_s(params.time_limit, snapshot),
+                        time_limit=params.time_limit,  # rebalance() checks it
                         seed=params.seed)
     except ValueError as e:
         raise InvalidInputError(str(e)) from None
