@@ -162,6 +162,9 @@ class Service:
         self.queue: deque[str] = deque()
         self.sync_queue: deque[Work] = deque()
         self.live: dict[str, _Live] = {}
+        #: Jobs taken from `queue` whose launch is still reading the store (not yet in
+        #: `live`): admission counts them, or a fifth job slipped in during the gap.
+        self.launching: set[str] = set()
         self._writes: asyncio.Queue[tuple[Callable[[], Any], asyncio.Future[Any]]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Reads get their own threads so a status GET never queues behind writes,
@@ -336,9 +339,17 @@ class Service:
                 work.hard_limit = work.time_limit + self.settings.time_limit_grace_s
                 self.pool.dispatch(w, work)
             else:
-                self._spawn(self._launch(w, self.queue.popleft()))
+                job_id = self.queue.popleft()
+                self.launching.add(job_id)
+                self._spawn(self._launch(w, job_id))
 
     async def _launch(self, w: Any, job_id: str) -> None:
+        try:
+            await self._launch_job(w, job_id)
+        finally:
+            self.launching.discard(job_id)
+
+    async def _launch_job(self, w: Any, job_id: str) -> None:
         try:
             await self._write(self.store.mark_running, job_id)
             rec = await self._read(self.store.get, job_id)
@@ -545,7 +556,7 @@ class Service:
 
     async def submit(self, req: SolveRequest) -> JobOut:
         snap, solver, limit, seed = self._prepare(req, self.settings.job_time_limit)
-        active = len(self.queue) + len(self.live)
+        active = len(self.queue) + len(self.launching) + len(self.live)
         if active >= self.settings.max_queue:
             self.metrics.rejected.labels("job_queue_full").inc()
             raise CapacityError(f"{active} jobs are queued or running (limit "
