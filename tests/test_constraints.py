@@ -362,7 +362,8 @@ def test_needs_schedule_lives_on_the_problem_so_linear_does_not_import_cpsat() -
 @pytest.mark.parametrize("values,factor,exact", [
     pytest.param([1, 2, 3], 1.0, True, id="integers"),
     pytest.param([0.5, 0.25], 100.0, True, id="two decimals"),
-    pytest.param([1 / 3], None, False, id="no power of ten: flagged inexact"),
+    pytest.param([1 / 3, 5 / 3, 0.5], 6.0, True, id="thirds and halves: a composite factor"),
+    pytest.param([1 / 137], None, False, id="no power of ten or composite: flagged inexact"),
     pytest.param([1e12, 0.5], None, False, id="would exceed the limit: flagged inexact"),
 ])
 def test_int_scale_flags_inexact_scaling(values: list[float], factor: float | None,

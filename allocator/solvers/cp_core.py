@@ -7,7 +7,9 @@ and the ``options.max_migrations`` cap (allocator.constraints' rules, in
 integers). Each user adds its own objective and extra structure.
 
 CP-SAT needs integers. :func:`int_scale` finds the smallest power of ten
-that makes a set of numbers integral within a limit; when none does, a lossy
+that makes a set of numbers integral within a limit, else the smallest such
+power times a highly composite number (durations work / speed with a speed
+of 3 are thirds); when none does, a lossy
 factor is used and ``exact`` is False, and callers then never claim
 optimality. Capacity rows round demands up and capacities down, so an
 integer-feasible solution is float-feasible whatever the factor.
@@ -26,6 +28,13 @@ from allocator.problem import Problem
 #: Largest power of ten tried when making numbers integral.
 MAX_POW10 = 6
 
+#: Multipliers of the powers of ten tried when no power alone makes numbers integral:
+#: durations work / speed with speeds such as 3, 6, 7, 9 or 12 are thirds, sevenths,
+#: ninths, and a lossy factor then rounded a task that ends exactly at its hard
+#: deadline one tick past it (cpsat left it out: 100,000 in penalties on a plan that
+#: fits every task).
+RATIONAL_BASES = (2, 3, 4, 6, 8, 9, 12, 24, 36, 60, 120, 360, 840, 2520, 27720)
+
 #: Largest scaled capacity or demand: int64 sums keep ample headroom.
 MAX_CAPACITY_COEF = 1e12
 
@@ -39,7 +48,8 @@ class IntScale:
 
 
 def int_scale(values: np.ndarray, limit: float, *, of_sum: bool = False) -> IntScale:
-    """The smallest power of ten (up to 10**MAX_POW10) making `values` integral.
+    """The smallest power of ten (up to 10**MAX_POW10) making `values` integral, else the
+    smallest such power times one of RATIONAL_BASES.
 
     The scaled maximum (or sum, with `of_sum`) stays within `limit`; when no
     power of ten does both, the factor ``limit / max`` is returned with
@@ -50,12 +60,22 @@ def int_scale(values: np.ndarray, limit: float, *, of_sum: bool = False) -> IntS
     if v.size == 0 or float(v.max()) == 0.0:
         return IntScale(1.0, True)
     total = float(v.sum()) if of_sum else float(v.max())
+
+    def integral(f: float) -> bool:
+        s = v * f
+        return bool(np.all(np.abs(s - np.round(s)) <= 1e-9 * np.maximum(1.0, s)))
+
     for p in range(MAX_POW10 + 1):
         f = 10.0**p
         if total * f > limit:
             break
-        s = v * f
-        if np.all(np.abs(s - np.round(s)) <= 1e-9 * np.maximum(1.0, s)):
+        if integral(f):
+            return IntScale(f, True)
+    v = np.unique(v)
+    for f in sorted(float(b) * 10.0**p for b in RATIONAL_BASES for p in range(MAX_POW10 + 1)):
+        if total * f > limit:
+            break
+        if integral(f):
             return IntScale(f, True)
     return IntScale(limit / total, False)
 

@@ -177,8 +177,14 @@ def solve_cpsat_arrays(
     starts: dict[tuple[int, int], cp_model.IntVar] = {}
     if sched:
         rel = np.round((problem.release - problem.now) * tick).astype(np.int64)
+        # Durations are rounded to the nearest tick; with a lossy tick a deadline floored
+        # instead put a task that ends exactly at its hard deadline a tick past it, and
+        # the model left out a task that fits. Rounded the same way, the model may be a
+        # tick optimistic: the plan's schedule is recomputed exactly and enforced.
+        dl_ticks = (problem.deadline - problem.now) * tick
         dl = np.where(np.isfinite(problem.deadline),
-                      np.floor((problem.deadline - problem.now) * tick + 1e-6), H).astype(np.int64)
+                      np.floor(dl_ticks + 1e-6) if tsc.exact else np.round(dl_ticks),
+                      H).astype(np.int64)
         ends = [model.new_int_var(0, H, f"end{j}") for j in range(n)]
         for i in range(m):
             ivs = []

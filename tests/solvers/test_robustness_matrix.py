@@ -212,3 +212,34 @@ def test_cpsat_is_never_worse_than_its_own_greedy_hint(monkeypatch: pytest.Monke
     hint = solve(snap, solver="greedy", time_limit=1)
     assert validate(snap, plan) == []
     assert plan.objective is not None and plan.objective <= hint.objective + 1e-9
+
+
+def _ends_at_its_deadline(fast_speed: float) -> Snapshot:
+    """`due` fits only first on `slow` (2 / 0.5 = 4 = its hard deadline), before `urgent`."""
+    return Snapshot(
+        agents=[Agent(id="slow", speed=0.5), Agent(id="fast", speed=fast_speed, concurrency=4)],
+        tasks=[Task(id="due", work=2, priority="high", deadline=4.0, hard_deadline=True,
+                    forbidden_agents=["fast"]),
+               Task(id="urgent", work=0.5, priority="critical", forbidden_agents=["fast"]),
+               Task(id="big", work=5.0, priority="critical")],
+        weights=Weights(makespan=1))
+
+
+@pytest.mark.parametrize("fast_speed", [3.0, 1.3], ids=["thirds", "lossy ticks"])
+@pytest.mark.parametrize("solver", ["cpsat", "milp", "auto"])
+def test_a_task_that_ends_exactly_at_its_hard_deadline_is_placed(solver: str,
+                                                                fast_speed: float) -> None:
+    """Durations in thirds (speed 3) have no power-of-ten scale: the lossy tick rounded
+    `due`'s duration up and floored its deadline, so the scheduling model ruled it out
+    and every exact backend left it out ("deadline_conflict", 100,000 in penalties) with
+    the model "optimal". Thirds now scale exactly (optimal), and a lossy tick rounds a
+    deadline as it rounds durations."""
+    snap = _ends_at_its_deadline(fast_speed)
+    plan = solve(snap, solver=solver, time_limit=5)
+    assert validate(snap, plan) == []
+    assert plan.unassigned == []
+    assert {a.task: (a.start, a.end) for a in plan.assignments if a.agent == "slow"} == {
+        "due": (0.0, 4.0), "urgent": (4.0, 5.0)}
+    if fast_speed == 3.0:
+        assert plan.status == PlanStatus.OPTIMAL
+
