@@ -6,8 +6,10 @@ Toth's GAP heuristic) so contested tasks choose before the easy ones, then
 larger work first (LPT). Per task, the choice over agents is one vectorised
 numpy expression: weighted cost + makespan/imbalance growth + tardiness +
 migration, ties broken by earliest finish, so with no costs it is LPT load
-balancing. Every hard constraint is respected; this is the fallback and the
-warm start of the other backends.
+balancing. A hard-deadline task that would end too late at the end of every
+queue runs earlier in one when every hard deadline still holds. Every hard
+constraint is respected; this is the fallback and the warm start of the other
+backends.
 """
 
 from __future__ import annotations
@@ -102,6 +104,68 @@ def task_order(problem: Problem) -> np.ndarray:
 #: Tasks placed between two looks at the clock (a `stop` callback).
 STOP_EVERY = 256
 
+#: A hard-deadline task that would end past its deadline at the end of every queue is
+#: tried earlier in queues of at most this many tasks (every hard deadline of the queue
+#: re-checked; not on large problems): the priority order put critical tasks with
+#: slack ahead of a high one due now, and the greedy left it out ("deadline_conflict",
+#: 100,000 in penalties) where running it first broke nothing. Each try re-runs the
+#: queue once per position.
+INSERT_MAX_QUEUE = 64
+
+
+def _run_queue(problem: Problem, i: int, order: list[int]
+               ) -> tuple[list[float], np.ndarray, float] | None:
+    """Agent i's tasks run in `order` as `objectives.build_schedule` runs them: (the
+    lanes' free times, the ends, the weighted lateness), None when a hard deadline breaks."""
+    idx = np.asarray(order, dtype=np.int64)
+    dur = problem.pair_duration(np.full(idx.size, i), idx).tolist()
+    rel, dl = problem.release[idx].tolist(), problem.deadline[idx]
+    lanes = [problem.now] * int(problem.concurrency[i])
+    ends = np.empty(idx.size)
+    for k in range(idx.size):
+        free = heapq.heappop(lanes)
+        ends[k] = max(free, rel[k]) + dur[k]
+        heapq.heappush(lanes, float(ends[k]))
+    if np.any(problem.hard_deadline[idx] & (ends > dl + 1e-9)):
+        return None
+    late = float(np.sum(problem.tardiness_weight[idx] * np.maximum(ends - dl, 0.0),
+                        where=np.isfinite(dl)))
+    return lanes, ends, late
+
+
+def _insert_early(problem: Problem, j: int, cands: np.ndarray, queues: list[list[int]],
+                  new_load: np.ndarray, makespan: float) -> tuple[int, int, tuple[
+                      list[float], np.ndarray, float]] | None:
+    """Hard-deadline task j, due before the end of every queue of `cands` (agents with
+    room), run earlier in one of them (INSERT_MAX_QUEUE): per agent the latest position
+    that keeps every hard deadline, scored as the greedy scores a placement plus the
+    lateness it adds behind it. (agent, position, its queue run)."""
+    w = problem.snapshot.weights
+    best: tuple[float, int, int, tuple[list[float], np.ndarray, float]] | None = None
+    for i in cands.tolist():
+        seq = queues[i]
+        if not seq or len(seq) > INSERT_MAX_QUEUE:
+            continue
+        before = _run_queue(problem, i, seq)
+        if before is None:
+            continue
+        for q in range(len(seq) - 1, -1, -1):
+            run = _run_queue(problem, i, [*seq[:q], j, *seq[q:]])
+            if run is None:
+                continue
+            score = (w.cost * float(problem.pair_cost(np.array([i]), np.array([j]))[0])
+                     + w.makespan * max(float(new_load[i]) - makespan, 0.0)
+                     + w.imbalance * float(new_load[i])
+                     + w.tardiness * (run[2] - before[2]))
+            if problem.current[j] >= 0:
+                score += w.migrations * float(problem.col_migration(j)[i])
+            if best is None or score < best[0]:
+                best = (score, i, q, run)
+            break
+    if best is None or best[0] > problem.unassigned_penalty[j]:
+        return None
+    return best[1], best[2], best[3]
+
 
 def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
                     stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -127,6 +191,7 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
     lane_load = np.zeros(m)  # busy time / concurrency
     lanes = [[problem.now] * int(k) for k in problem.concurrency]  # heaps of lane free times
     earliest = np.full(m, problem.now)  # the first free lane of each agent
+    queues: list[list[int]] = [[] for _ in range(m)]  # each agent's tasks in run order
     makespan = 0.0
     placed = 0
     # options.max_migrations: once spent, a task may only stay home (the shared
@@ -150,9 +215,27 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
         new_load = lane_load + dur / problem.concurrency
         end = np.maximum(earliest, problem.release[j]) + dur
         if problem.hard_deadline[j]:
-            ok &= end <= problem.deadline[j] + 1e-9
-            if not ok.any():
+            meets = ok & (end <= problem.deadline[j] + 1e-9)
+            if not meets.any():
+                got = None if problem.large else _insert_early(
+                    problem, j, np.flatnonzero(ok), queues, new_load, makespan)
+                if got is None:
+                    continue
+                i, q, run = got
+                seq = queues[i]
+                order_key[j] = (order_key[seq[q]] - 1.0 if q == 0
+                                else 0.5 * (order_key[seq[q - 1]] + order_key[seq[q]]))
+                seq.insert(q, j)
+                agent_of[j] = i
+                if 0 <= home != i:
+                    moves_left -= 1
+                free[i] -= dem[i]
+                lane_load[i] = new_load[i]
+                lanes[i] = run[0]
+                earliest[i] = lanes[i][0]
+                makespan = max(makespan, lane_load[i])
                 continue
+            ok = meets
         score = w.cost * problem.col_cost(j)
         score = score + w.makespan * np.maximum(new_load - makespan, 0.0)
         score = score + w.imbalance * new_load
@@ -169,6 +252,7 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
         agent_of[j] = i
         order_key[j] = placed
         placed += 1
+        queues[i].append(j)
         if 0 <= home != i:
             moves_left -= 1
         free[i] -= dem[i]

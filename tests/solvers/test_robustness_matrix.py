@@ -243,3 +243,28 @@ def test_a_task_that_ends_exactly_at_its_hard_deadline_is_placed(solver: str,
     if fast_speed == 3.0:
         assert plan.status == PlanStatus.OPTIMAL
 
+
+def test_greedy_runs_a_task_due_now_ahead_of_critical_work_with_slack() -> None:
+    """The greedy places critical tasks first and appends each task to a queue: `due`
+    (high, hard deadline 4, 4 units long on `slow`, its only agent) came after `urgent`
+    and was left out ("deadline_conflict", a 100,000 penalty) though running it first
+    breaks nothing. It now runs ahead of `urgent`, which has no deadline."""
+    snap = _ends_at_its_deadline(3.0)
+    plan = solve(snap, solver="greedy", time_limit=5)
+    assert validate(snap, plan) == []
+    assert plan.unassigned == []
+    assert {a.task: (a.start, a.end) for a in plan.assignments if a.agent == "slow"} == {
+        "due": (0.0, 4.0), "urgent": (4.0, 5.0)}
+
+
+def test_greedy_never_runs_a_task_early_at_the_cost_of_another_hard_deadline() -> None:
+    """Where running `due` first would make `urgent` miss its own hard deadline (1), the
+    critical one keeps its place and `due` is left out with the reason that says so."""
+    base = _ends_at_its_deadline(3.0)
+    snap = base.model_copy(update={"tasks": [
+        t.model_copy(update={"deadline": 1.0, "hard_deadline": True}) if t.id == "urgent" else t
+        for t in base.tasks]})
+    plan = solve(snap, solver="greedy", time_limit=5)
+    assert validate(snap, plan) == []
+    assert [(u.task, u.code) for u in plan.unassigned] == [
+        ("due", UnassignedReason.DEADLINE_CONFLICT)]
