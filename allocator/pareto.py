@@ -52,21 +52,31 @@ def parse_objectives(spec: str | Sequence[str]) -> list[str]:
     return names
 
 
+#: Relative tolerance of objective comparisons on a front: sums of the same migration
+#: costs in another order differ in the last bit (1.4 against 1.4000000000000001), and a
+#: plan dearer in every other objective survived beside one "worse" by 2e-16.
+FRONT_RTOL = 1e-9
+
+
 def nondominated(F: np.ndarray) -> np.ndarray:
     """Boolean mask of the rows of F (minimised) no other row dominates.
 
-    Of several identical rows only the first is kept.
+    Values within FRONT_RTOL of each objective's scale count as equal; of several
+    equal rows only the first is kept.
     """
     F = np.asarray(F, dtype=float)
     n = F.shape[0]
     keep = np.ones(n, dtype=bool)
+    if n == 0:
+        return keep
+    tol = FRONT_RTOL * np.maximum(1.0, np.abs(F).max(axis=0))
     for a in range(n):
-        le = np.all(F[a] >= F, axis=1)
-        lt = np.any(F[a] > F, axis=1)
+        le = np.all(F[a] + tol >= F, axis=1)
+        lt = np.any(F[a] - tol > F, axis=1)
         if np.any(le & lt):
             keep[a] = False
             continue
-        same = np.flatnonzero(np.all(F[a] == F, axis=1))
+        same = np.flatnonzero(np.all(np.abs(F - F[a]) <= tol, axis=1))
         if same[0] != a:
             keep[a] = False
     return keep

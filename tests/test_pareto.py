@@ -370,3 +370,14 @@ def test_nsga2_task_without_eligible_agent_is_left_out_of_every_plan() -> None:
                         config=Nsga2Config(pop_size=20, generations=5))
     assert_front_ok(snap, front)
     assert all([u.task for u in q.plan.unassigned] == ["t2"] for q in front.points)
+
+
+def test_a_point_worse_only_by_float_noise_is_dominated() -> None:
+    """Migration costs summed in another order gave 1.4000000000000001 and 1.4: the
+    point dearer in cost and imbalance (17.75, 7.75 against 11.25, 5.75) stayed on a
+    generated snapshot's migrations-cost-imbalance front beside the one that dominates
+    it in all but the last bit. Equal within FRONT_RTOL counts as equal."""
+    F = np.array([[1.4000000000000001, 11.25, 5.75], [1.4, 17.75, 7.75], [2.0, 1.0, 9.0]])
+    assert nondominated(F).tolist() == [True, False, True]
+    assert nondominated(np.array([[1.0, 2.0], [1.0 + 1e-15, 2.0]])).tolist() == [True, False]
+    assert nondominated(np.array([[1.0, 2.0], [1.0 + 1e-6, 1.9]])).tolist() == [True, True]
