@@ -46,25 +46,34 @@ def _preload() -> None:
 
 #: Backends that model the hard topology rules (models.topology) themselves.
 TOPOLOGY_SOLVERS = frozenset({"topology"})
+#: Backends that place under the hard topology rules themselves (allocator.solvers.greedy).
+RULE_AWARE_SOLVERS = frozenset({"greedy"})
 
 
 def _topology_route(problem: Problem, name: str, backend: Solver) -> tuple[str, Solver]:
-    """`auto` takes topology snapshots to the topology backend; the other backends
-    refuse a snapshot whose hard topology rules they do not model."""
+    """`auto` takes topology snapshots to the topology backend when that model can hold
+    them (a full placement to improve, every agent up, no skills or deadlines: see
+    allocator.roadef.convert.unsupported_reason), else, with hard topology rules, to the
+    greedy, which places under them (new tasks, agents down, deadlines, a migration
+    cap); the other backends refuse a snapshot whose hard topology rules they do not
+    model."""
     topo = problem.topology
     rules = topo.hard_rules() if topo is not None else []
-    if topo is None or name in TOPOLOGY_SOLVERS:
+    if topo is None or name in TOPOLOGY_SOLVERS or name in RULE_AWARE_SOLVERS:
         return name, backend
     if name == "auto":
         from allocator.solvers.base import solver_available
 
-        if solver_available("topology") and (rules or _topology_fits(problem)):
+        fits = _topology_fits(problem)
+        if solver_available("topology") and fits:
             return "topology", get_solver("topology")
+        if rules:
+            return "greedy", get_solver("greedy")
     if rules:
         raise UnsupportedError(
             f"solver {name!r} does not model the topology rule(s) {', '.join(rules)} "
-            "(snapshot topology.groups / transient); use solver 'topology' "
-            "(or 'auto', which picks it)", field="options.solver")
+            "(snapshot topology.groups / transient); use solver 'topology' or 'greedy' "
+            "(or 'auto', which picks one)", field="options.solver")
     return name, backend
 
 

@@ -167,9 +167,92 @@ def _insert_early(problem: Problem, j: int, cands: np.ndarray, queues: list[list
     return best[1], best[2], best[3]
 
 
+class _TopologyRules:
+    """The hard topology rules (allocator.constraints) as the greedy places tasks one by
+    one: anti-affinity (no second member of a group on an agent), dependency (a member
+    only where its dependency key's value already holds a member of every group its group
+    needs: those groups are placed first), spread (a group short of its min_spread takes
+    a value it does not cover yet when an agent there has room) and transient resources
+    (a task that moves keeps holding them on its current agent: reserved up front). What
+    the one pass still breaks, constraints.enforce leaves out."""
+
+    def __init__(self, problem: Problem) -> None:
+        topo = problem.topology
+        assert topo is not None
+        self.p, self.t = problem, topo
+        self.hosts: dict[int, np.ndarray] = {}  # group -> [m] agents holding a member
+        self.values: dict[tuple[int, int], set[int]] = {}  # (group, key row) -> values held
+        sizes = np.bincount(topo.group_of[topo.group_of >= 0], minlength=topo.n_groups)
+        self.spread_need = np.minimum(topo.spread_min, sizes)
+
+    def order(self, order: np.ndarray) -> np.ndarray:
+        """`order` with the groups others depend on first (stable; cycles keep theirs)."""
+        t = self.t
+        if t.dep_idx.size == 0:
+            return order
+        depth = np.zeros(t.n_groups, dtype=np.int64)
+        for _ in range(t.n_groups):
+            new = depth.copy()
+            for g in range(t.n_groups):
+                deps = t.dep_idx[t.dep_ptr[g]:t.dep_ptr[g + 1]]
+                if deps.size:
+                    new[g] = max(int(depth[g]), int(depth[deps].max()) + 1)
+            if np.array_equal(new, depth) or new.max() > t.n_groups:
+                break
+            depth = new
+        g_of = self.t.group_of[order]
+        d = np.where(g_of >= 0, depth[np.maximum(g_of, 0)], 0)
+        return order[np.argsort(d, kind="stable")]
+
+    def allowed(self, j: int, ok: np.ndarray) -> np.ndarray:
+        """`ok` narrowed to the agents where task j keeps every rule."""
+        t = self.t
+        g = int(t.group_of[j])
+        if g < 0:
+            return ok
+        if t.anti[g] and g in self.hosts:
+            ok = ok & ~self.hosts[g]
+        deps = t.dep_idx[t.dep_ptr[g]:t.dep_ptr[g + 1]].tolist()
+        if deps:
+            k = int(t.dep_key[g])
+            dom = t.domains[k]
+            for d in deps:
+                held = self.values.get((d, k))
+                ok = ok & (np.isin(dom, list(held)) if held else False)
+        if self.spread_need[g] > 1:
+            k = int(t.spread_key[g])
+            covered = self.values.get((g, k), set())
+            if len(covered) < self.spread_need[g]:
+                fresh = ok & ~np.isin(t.domains[k], list(covered))
+                if fresh.any():
+                    ok = fresh
+        return ok
+
+    def place(self, j: int, i: int) -> None:
+        t = self.t
+        g = int(t.group_of[j])
+        if g < 0:
+            return
+        self.hosts.setdefault(g, np.zeros(self.p.m, dtype=bool))[i] = True
+        for k in range(t.domains.shape[0]):
+            self.values.setdefault((g, k), set()).add(int(t.domains[k, i]))
+
+    def reserve(self, free: np.ndarray) -> None:
+        """Take the transient resources every task holds on its current agent."""
+        cur = np.flatnonzero(self.p.current >= 0)
+        if not self.t.transient.any() or cur.size == 0:
+            return
+        held = self.p.pair_demand(self.p.current[cur], cur) * self.t.transient[None, :]
+        np.subtract.at(free, self.p.current[cur], held)
+
+
 def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
-                    stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    stop: Callable[[], bool] | None = None, *, stay: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Assignment `agent_of[n]` (-1 where nothing fits) and its sequencing key.
+
+    `stay`: the tasks with a current agent go first, each to that agent when it
+    can take it (a placement to keep), then the rest as usual.
 
     Each agent's lanes are simulated exactly as `objectives.build_schedule`
     runs them when given the returned key (placement order), so the start and
@@ -199,16 +282,30 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
     cap = problem.snapshot.options.max_migrations
     moves_left = np.inf if cap is None else cap
     order = task_order(problem) if order is None else order
+    if stay:
+        order = order[np.argsort(problem.current[order] < 0, kind="stable")]
+    rules = (_TopologyRules(problem) if problem.topology is not None
+             and problem.topology.hard_rules() else None)
+    if rules is not None:
+        order = rules.order(order)
+        rules.reserve(free)
     for step, j in enumerate(order):
         if stop is not None and step % STOP_EVERY == 0 and step and stop():
             order_key[order[step:]] = np.nan  # not reached: see unreached()
             break
         dem = problem.col_demand(j)
+        home = int(problem.current[j])
+        if rules is not None and home >= 0 and rules.t.transient.any():
+            dem = dem.copy()
+            dem[home, rules.t.transient] = 0.0  # reserved up front
         rs = problem.col_support(j)  # the resources j needs: zero demand always fits
         ok = problem.col_eligible(j) & np.all(dem[:, rs] <= free[:, rs], axis=1)
-        home = int(problem.current[j])
         if home >= 0 and moves_left <= 0:
             ok &= np.arange(m) == home
+        if rules is not None:
+            ok = rules.allowed(j, ok)
+        if stay and home >= 0 and ok[home]:
+            ok = np.arange(m) == home
         if not ok.any():
             continue
         dur = problem.col_duration(j)
@@ -227,6 +324,8 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
                                 else 0.5 * (order_key[seq[q - 1]] + order_key[seq[q]]))
                 seq.insert(q, j)
                 agent_of[j] = i
+                if rules is not None:
+                    rules.place(j, i)
                 if 0 <= home != i:
                     moves_left -= 1
                 free[i] -= dem[i]
@@ -253,6 +352,8 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
         order_key[j] = placed
         placed += 1
         queues[i].append(j)
+        if rules is not None:
+            rules.place(j, i)
         if 0 <= home != i:
             moves_left -= 1
         free[i] -= dem[i]
@@ -387,6 +488,38 @@ def repair(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
     return agent_of
 
 
+#: Up to this many (agent, task) pairs a greedy under hard topology rules ends with a
+#: fill pass (:func:`_fill`): each try is a full rule check.
+FILL_MAX_PAIRS = 20_000
+
+
+def _fill(problem: Problem, agent_of: np.ndarray, order_key: np.ndarray | None) -> np.ndarray:
+    """The one pass's plan with the rules enforced, then every task left out placed where
+    the whole plan still keeps every hard rule and the objective drops (the best such agent,
+    dearest penalty first). A group the pass spread too thinly loses a member to the
+    repair, and that room was then left empty (a ROADEF-like cluster: a task left out,
+    10^13 in penalties, with room on an agent its rules allow)."""
+    from allocator.constraints import enforce
+    from allocator.solvers.base import plan_objective
+
+    a = enforce(problem, agent_of, order_key)
+    best = plan_objective(problem, a, order_key)
+    left = np.flatnonzero(a < 0)
+    for j in left[np.argsort(-problem.unassigned_penalty[left], kind="stable")].tolist():
+        pick: tuple[float, np.ndarray] | None = None
+        for i in np.flatnonzero(problem.col_eligible(j)).tolist():
+            b = a.copy()
+            b[j] = i
+            if not np.array_equal(enforce(problem, b, order_key), b):
+                continue
+            value = plan_objective(problem, b, order_key)
+            if value < best and (pick is None or value < pick[0]):
+                pick = (value, b)
+        if pick is not None:
+            best, a = pick
+    return a
+
+
 def construct(problem: Problem) -> np.ndarray:
     """The greedy's full construction: the right ordering for the problem, then repair."""
     return construct_with_order(problem)[0]
@@ -401,18 +534,34 @@ def construct_with_order(problem: Problem, stop: Callable[[], bool] | None = Non
     """
     w = problem.snapshot.weights
     mig_cap = problem.snapshot.options.max_migrations
+    # The regret packing does not know the hard topology rules; the one pass does.
+    rules = problem.topology is not None and bool(problem.topology.hard_rules())
     packing = (not (w.makespan or w.imbalance or w.tardiness) and not problem.has_time_constraints
-               and mig_cap is None)
+               and mig_cap is None and not rules)
     if problem.n == 0 or problem.m == 0:
         return np.full(problem.n, -1, dtype=np.int64), None
     small = problem.m * problem.n <= DYNAMIC_REGRET_MAX_PAIRS
     if not (packing and small):
         agent_of, order_key = greedy_schedule(problem, stop=stop)
+        if rules and small and np.any(problem.current >= 0):
+            # Re-placing every task from scratch under tight topology rules crowded
+            # tasks out of their own agents (a ROADEF-like cluster with 20 % new
+            # tasks: 16 of 60 left out with room for them in the final plan); keeping
+            # the current placement and adding the rest is the other start.
+            from allocator.constraints import enforce
+            from allocator.solvers.base import plan_objective
+
+            kept, kept_key = greedy_schedule(problem, stop=stop, stay=True)
+            if plan_objective(problem, enforce(problem, kept, kept_key), kept_key) < (
+                    plan_objective(problem, enforce(problem, agent_of, order_key), order_key)):
+                agent_of, order_key = kept, kept_key
+        if rules and problem.m * problem.n <= FILL_MAX_PAIRS:
+            agent_of = _fill(problem, agent_of, order_key)
         # Repair moves tasks between agents without re-timing their queues, so
         # it may only run where no hard deadline can be broken by a move (and,
-        # blind to the migration cap, only without one).
+        # blind to the migration cap and the topology rules, only without them).
         if (small and np.any(agent_of < 0) and not problem.hard_deadline.any()
-                and mig_cap is None):
+                and mig_cap is None and not rules):
             agent_of = repair(problem, agent_of)
         return agent_of, order_key
     # Tight capacities defeat a cost-only regret: also try the share of the
