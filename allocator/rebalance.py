@@ -479,24 +479,32 @@ def _rebalance_topology(problem: Problem, rules: list[str], cap_k: int | None,
     from allocator.solvers.base import get_solver
 
     named = ", ".join(rules)
-    if cap_k is not None:
-        raise UnsupportedError(
-            f"max_migrations with the topology rule(s) {named}: the topology search prices "
-            "moves (Agent.move_costs, group move weights) instead of capping them",
-            field="max_migrations")
     if threshold > 0:
         raise UnsupportedError(
             f"threshold with the topology rule(s) {named}: the topology search weighs each "
             "move by its cost, not by a busy-time gain", field="threshold")
     reason = unsupported_reason(problem.snapshot, problem)
-    if reason is not None:
-        raise UnsupportedError(
-            f"rebalancing under the topology rule(s) {named} runs the topology search, "
-            f"which cannot take this snapshot: {reason}", field="topology")
     started = budget.elapsed()
-    plan = get_solver("topology")(problem, budget=budget, seed=seed)
+    if cap_k is not None or reason is not None:
+        # What the search cannot hold (a migration cap, a draining agent, new tasks,
+        # deadlines...): the greedy places under the rules, keeps the current placement
+        # where that is the better start, and honours the cap. It was refused, so a
+        # cluster with anti-affinity could not be drained for maintenance.
+        if cap_k != problem.snapshot.options.max_migrations:
+            snap = problem.snapshot
+            problem = compile_snapshot(snap.model_copy(update={
+                "options": snap.options.model_copy(update={"max_migrations": cap_k})}))
+        plan = get_solver("greedy")(problem, budget=budget, seed=seed)
+        why = reason or "options.max_migrations"
+        plan = plan.model_copy(update={"message": (
+            f"greedy under the topology rule(s) {named} (the topology search cannot take "
+            f"this snapshot: {why})")})
+        name = "greedy"
+    else:
+        plan = get_solver("topology")(problem, budget=budget, seed=seed)
+        name = "topology"
     agent_of = assignment_from_plan(problem, plan).agent_of
-    stage = Stage(name="topology", value=plan.objective, proven=False,
+    stage = Stage(name=name, value=plan.objective, proven=False,
                   wall_s=budget.elapsed() - started)
     return RebalanceResult(plan=plan.model_copy(update={"wall_time_s": budget.elapsed()}),
                            before=before, after=LoadSummary.of(problem, agent_of),

@@ -326,9 +326,11 @@ def test_topology_snapshots_rebalance_under_their_rules() -> None:
     assert [s.name for s in res.stages] == ["topology"]
     assert not res.plan.unassigned and res.plan.migrations
     assert res.plan.objective < evaluate(inst, inst.initial).total
-    with pytest.raises(UnsupportedError) as err:
-        rebalance(snap, max_migrations=3, time_limit=1)
-    assert err.value.field == "max_migrations" and "anti_affinity" in str(err.value)
+    # A migration cap (which the search prices instead of capping) goes to the greedy,
+    # which places under the rules: it was refused.
+    capped = rebalance(snap, max_migrations=3, time_limit=1)
+    assert validate(snap, capped.plan) == [] and [s.name for s in capped.stages] == ["greedy"]
+    assert len(capped.plan.migrations) <= 3 and not capped.plan.unassigned
     with pytest.raises(UnsupportedError) as err:
         rebalance(snap, threshold=1.0, time_limit=1)
     assert err.value.field == "threshold"
@@ -370,3 +372,31 @@ def test_migration_cap_holds_when_the_current_placement_overfills_an_agent(
     assert len(r.plan.migrations) == cap  # the cap binds: each move places one more task
     assert len(r.plan.agent_of()) + len(r.plan.unassigned) == len(tasks)
     assert len(r.plan.unassigned) == 2 - cap and all(u.reason for u in r.plan.unassigned)
+
+
+def test_a_topology_cluster_with_an_agent_draining_is_rebalanced_under_its_rules() -> None:
+    """Draining a machine of a ROADEF cluster (anti-affinity, spread, dependency,
+    transient) was refused ("every agent must be up"): its tasks now move to machines
+    where every rule still holds."""
+    from allocator.roadef.convert import instance_to_snapshot
+    from allocator.roadef.instance import read_instance
+    from models import AgentStatus, UnassignedReason
+    from tests.roadef_helpers import ROADEF
+
+    inst = read_instance(ROADEF / "A" / "model_a1_1.txt", ROADEF / "A" / "assignment_a1_1.txt")
+    snap = instance_to_snapshot(inst)
+    drained = snap.agents[0].id
+    snap = snap.model_copy(update={"agents": [
+        a.model_copy(update={"status": AgentStatus.DRAINING}) if a.id == drained else a
+        for a in snap.agents]})
+    res = rebalance(snap, time_limit=2, seed=0)
+    assert validate(snap, res.plan) == []
+    on = {a.task: a.agent for a in res.plan.assignments}
+    assert drained not in on.values()
+    # a1_1's four machines are nearly full: three cannot hold every task, and the
+    # ones left out say why; everything that was elsewhere is still placed.
+    assert len(on) >= sum(t.current_agent != drained for t in snap.tasks)
+    assert {u.code for u in res.plan.unassigned} <= {UnassignedReason.CAPACITY_EXHAUSTED,
+                                                     UnassignedReason.TOPOLOGY_RULE}
+    assert [s.name for s in res.stages] == ["greedy"]
+    assert "agents[0] is draining" in (res.plan.message or "")
