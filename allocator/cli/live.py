@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import threading
 
     from allocator.client import LiveClient
+    from allocator.reaper import Reaper
 
 SERVER = typer.Option("--server", envvar="ALLOCATOR_SERVER",
                       help="URL of the live service (`allocator serve`).")
@@ -81,10 +82,12 @@ def _kill_group(p: subprocess.Popen[str]) -> None:
 
 def run_command(command: list[str], task: dict[str, Any],
                 procs: dict[tuple[str, int], subprocess.Popen[str]],
-                lock: threading.Lock) -> tuple[str, float | None]:
+                lock: threading.Lock, reaper: Reaper | None = None
+                ) -> tuple[str, float | None]:
     """Run one task's command (payload on stdin) in its own process group: (result, tokens).
 
-    A timeout or a cancel kills the whole group, so `sh -c 'sleep 1000; ...'` ends too.
+    A timeout or a cancel kills the whole group, so `sh -c 'sleep 1000; ...'` ends too;
+    so does the agent's death, when `reaper` (allocator/reaper.py) watches the group.
     """
     env = {**os.environ, "ALLOCATOR_TASK_ID": task["id"],
            "ALLOCATOR_TASK_ATTEMPT": str(task["attempt"]),
@@ -93,6 +96,8 @@ def run_command(command: list[str], task: dict[str, Any],
     key = (task["id"], task["attempt"])
     p = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    if reaper is not None:
+        reaper.add(p.pid)
     with lock:
         procs[key] = p
     try:
@@ -104,6 +109,8 @@ def run_command(command: list[str], task: dict[str, Any],
     finally:
         with lock:
             procs.pop(key, None)
+        if reaper is not None:
+            reaper.drop(p.pid)
     if p.returncode != 0:
         tail = " ".join(err.strip().splitlines()[-3:])[:500]
         raise RuntimeError(f"exit status {p.returncode}" + (f": {tail}" if tail else ""))
@@ -154,6 +161,7 @@ def agent(
     import threading
 
     from allocator.client import run_agent
+    from allocator.reaper import Reaper
 
     caps = _pairs(capacity or [], "capacity")
     procs: dict[tuple[str, int], subprocess.Popen[str]] = {}
@@ -161,7 +169,7 @@ def agent(
     stop = threading.Event()
 
     def runner(task: dict[str, Any]) -> tuple[str, float | None]:
-        return run_command(command, task, procs, lock)
+        return run_command(command, task, procs, lock, reaper)
 
     def cancel(task_id: str, attempt: int) -> None:
         with lock:
@@ -176,8 +184,16 @@ def agent(
         spec["tokens_per_min"] = tokens_per_min
     typer.echo(f"agent {agent_id}: serving {server} with {' '.join(command)} "
                f"(concurrency {concurrency})", err=True)
-    stats = run_agent(server, agent_id, runner=runner, concurrency=concurrency, agent=spec,
-                      api_key=api_key, stop=stop, max_tasks=max_tasks, on_cancel=cancel)
+    # Kills the commands' groups if this process dies, even by SIGKILL (else a task
+    # re-leased elsewhere would have its side effects twice).
+    reaper = Reaper.start()
+    try:
+        stats = run_agent(server, agent_id, runner=runner, concurrency=concurrency,
+                          agent=spec, api_key=api_key, stop=stop, max_tasks=max_tasks,
+                          on_cancel=cancel)
+    finally:
+        if reaper is not None:
+            reaper.close()
     # Done (interrupted or --max-tasks): leave, so nothing more is leased to this id.
     from contextlib import suppress
 

@@ -54,3 +54,85 @@ def test_a_cancelled_command_and_its_children_are_killed() -> None:
     t.join(30)
     assert not t.is_alive()
     assert isinstance(errors[0], RuntimeError) and "exit status" in str(errors[0])
+
+
+def _gone(pid: int) -> bool:
+    """The process no longer runs (gone, or a zombie nobody has reaped yet)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+
+def test_a_command_dies_with_its_agent_killed_by_sigkill(tmp_path: Any) -> None:
+    """SIGKILL of `allocator agent` took none of its commands along: the service re-leased
+    the task and its side effects happened twice. The command's whole group now goes."""
+    import json
+    import os
+    import signal
+    import subprocess
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from pathlib import Path
+
+    pidfile = tmp_path / "grandchild.pid"
+    leased = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"] or 0))
+            body: dict[str, Any] = {"lease_s": 30}
+            if self.path.endswith("/pull"):
+                body = {"tasks": []}
+                if not leased.is_set():
+                    leased.set()
+                    body["tasks"] = [{"id": "t1", "attempt": 1, "payload": "", "priority": None,
+                                      "tenant": None, "submitted_at": 0}]
+                else:
+                    time.sleep(0.2)
+            raw = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # The shell starts `sleep` (the grandchild), writes its pid and waits on it.
+    script = f"sleep 60 & echo $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; wait"
+    agent = subprocess.Popen(
+        [str(Path(sys.executable).parent / "allocator"), "agent", "--id", "a1",
+         "--server", f"http://127.0.0.1:{server.server_port}", "--", "sh", "-c", script],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    grandchild = 0
+    try:
+        deadline = time.monotonic() + 60  # a hang check: the agent's start on a loaded box
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        grandchild = int(pidfile.read_text())
+        assert not _gone(grandchild)
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(30)
+        deadline = time.monotonic() + 10
+        while not _gone(grandchild) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(grandchild), "the command's child outlived its agent"
+    finally:
+        agent.kill()
+        agent.wait(30)
+        server.shutdown()
+        server.server_close()
+        if grandchild and not _gone(grandchild):
+            os.kill(grandchild, signal.SIGKILL)
