@@ -261,6 +261,43 @@ def _checked(ack: dict[str, Any]) -> dict[str, Any]:
     return ack
 
 
+def _size(x: Any) -> int:
+    return len(json.dumps(x, separators=(",", ":")).encode())
+
+
+def _too_big(ack: dict[str, Any], room: int) -> dict[str, Any]:
+    """An ack no request under the body limit can carry, as a failed attempt saying why."""
+    return {"task": ack["task"], "attempt": ack["attempt"], "outcome": "error",
+            "retryable": False, "duration": ack.get("duration", 0.0),
+            "error": f"the task's result ({_size(ack)} bytes as JSON) does not fit in a "
+                     f"request to the service (its body limit leaves {room} bytes)"}
+
+
+def _take(acks: list[dict[str, Any]], room: int | None
+          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(acks for one request, the rest): at most `room` bytes of acks, MAX_BATCH of them.
+
+    One request carrying every finished result was refused 413 as a whole once they
+    passed the service's (or a proxy's) body limit, and the agent stopped with them.
+    """
+    from models.live import MAX_BATCH
+
+    if room is None:
+        return acks[:MAX_BATCH], acks[MAX_BATCH:]
+    out: list[dict[str, Any]] = []
+    used = 0
+    for i, ack in enumerate(acks):
+        n = _size(ack) + 1
+        if n > room:
+            ack = _too_big(ack, room)
+            n = _size(ack) + 1
+        if out and (used + n > room or len(out) >= MAX_BATCH):
+            return out, acks[i:]
+        out.append(ack)
+        used += n
+    return out, []
+
+
 def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None, *,
               runner: Runner | None = None, concurrency: int = 1, batch: int = 1,
               agent: dict[str, Any] | None = None, api_key: str | None = None,
@@ -298,6 +335,16 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
     pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"agent-{agent_id}") \
         if concurrency > 1 else None
     lease = [30.0]
+    #: The largest request body the service takes (it says at registration; a proxy's
+    #: smaller one is learnt from a 413). None: not known, send as many acks as fit MAX_BATCH.
+    body_limit: list[int | None] = [None]
+
+    def room(held: list[tuple[str, int]]) -> int | None:
+        """Bytes left for acks in a pull carrying `held` (None: no known limit)."""
+        if body_limit[0] is None:
+            return None
+        # (128: the body's keys, `max` and `wait`)
+        return max(body_limit[0] - _size(held) - 128, 256)
 
     def remember(key: tuple[str, int]) -> None:
         if len(recent) == recent.maxlen:
@@ -309,7 +356,10 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
         back = 0.05
         while not stop.is_set():
             try:
-                lease[0] = float(c.register(spec).get("lease_s", lease[0]))
+                got = c.register(spec)
+                lease[0] = float(got.get("lease_s", lease[0]))
+                if isinstance(got.get("max_body_bytes"), int) and got["max_body_bytes"] > 0:
+                    body_limit[0] = min(got["max_body_bytes"], body_limit[0] or 1 << 62)
                 return
             except ConnectionError:
                 stats.reconnects += 1
@@ -358,9 +408,11 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
                     if not acks:
                         break
             with lock:
-                send, acks[:] = list(acks), []
                 busy = len(running)
-                held = list(running)
+                # Finished but not yet acknowledged is held too: acks split over several
+                # pulls, the service would offer the later ones' tasks again.
+                held = [*running, *((a["task"], a["attempt"]) for a in acks)]
+                send, acks[:] = _take(acks, room(held))
             free = slots - busy
             if free <= 0 and not send:
                 wait(list(running.values()), timeout=wait_s, return_when=FIRST_COMPLETED)
@@ -375,8 +427,8 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
                 wait(list(running.values()), timeout=wait_s, return_when=FIRST_COMPLETED)
                 continue
             try:
-                got = c.pull(agent_id, max=free, wait=0.2 if busy else wait_s, acks=send,
-                             held=held)
+                got = c.pull(agent_id, max=free, wait=0 if acks else 0.2 if busy else wait_s,
+                             acks=send, held=held)
             except ConnectionError:
                 with lock:
                     acks[:0] = send
@@ -388,6 +440,9 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
                     acks[:0] = send
                 if e.status == 404:
                     connect()
+                    continue
+                if e.status == 413 and send:  # a smaller limit (a proxy's): learn it, split
+                    body_limit[0] = _size({"acks": send, "held": held}) // 2
                     continue
                 if e.status in TRANSIENT:  # a proxy before a restarting server, overload
                     stats.reconnects += 1
@@ -421,9 +476,10 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
         if pool is not None:
             pool.shutdown(wait=True)
         with lock:
-            send = list(acks)
-        if send:
-            with contextlib.suppress(ConnectionError, LiveError):
+            left = list(acks)
+        with contextlib.suppress(ConnectionError, LiveError):
+            while left:
+                send, left = _take(left, room([]))
                 c.pull(agent_id, max=1, wait=0, acks=send)
     finally:
         stop.set()

@@ -94,8 +94,11 @@ def _invalid(e: ValidationError, prefix: tuple[Any, ...] = ()) -> RequestValidat
 
 @router.post("/agents", status_code=201, responses=errors(401, 422),
              summary="Register (or re-register) an agent")
-async def register(body: LiveAgent, live: Live) -> Response:
-    return _json(await live.register(body.model_dump(exclude_defaults=True)), 201)
+async def register(body: LiveAgent, live: Live, request: Request) -> Response:
+    out = await live.register(body.model_dump(exclude_defaults=True))
+    # The agent sizes its pulls' acks under it (a body over it is refused 413 as a whole).
+    out["max_body_bytes"] = request.app.state.settings.max_body_bytes
+    return _json(out, 201)
 
 
 @router.get("/agents", responses=errors(401),

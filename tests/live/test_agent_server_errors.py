@@ -9,6 +9,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
 from allocator.client import run_agent
 
 
@@ -56,3 +58,64 @@ def test_the_agent_retries_a_pull_answered_503_and_reports_the_result() -> None:
         server.server_close()
     assert stats.ok == 1
     assert [a["result"] for a in pulls[3].get("acks", [])] == ["HI"]  # resent, not lost
+
+
+@pytest.mark.parametrize("stated", [True, False])
+def test_acks_over_the_body_limit_are_split_and_none_is_dropped(stated: bool) -> None:
+    """Four finished results of 1.5 KB on one pull, a body limit of 4 KB: the pull was
+    refused 413 as a whole and the agent stopped with every result unsent. The agent
+    now splits its acks under the limit the service states at registration (or, behind a
+    proxy with a smaller one, learns it from the 413) and every result arrives once."""
+    limit = 4096
+    acked: list[str] = []
+    refused: list[int] = []
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def answer(self, status: int, body: dict[str, Any]) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_POST(self) -> None:
+            size = int(self.headers["content-length"] or 0)
+            raw = self.rfile.read(size)
+            if size > limit:
+                refused.append(size)
+                return self.answer(413, {"type": "body_too_large",
+                                         "message": f"request body larger than {limit} bytes"})
+            body = json.loads(raw or b"{}")
+            if self.path == "/v1/agents":
+                return self.answer(200, {"lease_s": 30,
+                                         **({"max_body_bytes": limit} if stated else {})})
+            if self.path.endswith("/pull"):
+                acked.extend(a["task"] for a in body.get("acks", []))
+                tasks = []
+                if not acked and not refused and not getattr(Handler, "leased", False):
+                    Handler.leased = True  # type: ignore[attr-defined]
+                    tasks = [{"id": f"t{i}", "attempt": 1, "payload": "x" * 1500,
+                              "priority": None, "tenant": None, "submitted_at": 0}
+                             for i in range(4)]
+                if len(set(acked)) >= 4:
+                    stop.set()
+                return self.answer(200, {"tasks": tasks, "acks": {"accepted": len(acked)}})
+            return self.answer(200, {})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        stats = run_agent(f"http://127.0.0.1:{server.server_port}", "a1",
+                          fn=lambda payload: payload, stop=stop, batch=4, wait_s=0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert stats.ok == 4
+    assert sorted(acked) == ["t0", "t1", "t2", "t3"]  # each once, none dropped
+    if stated:
+        assert refused == []

@@ -137,3 +137,11 @@ async def test_mcp_live_tools_name_bad_fields_and_need_a_live_service() -> None:
         await mcp.call_tool("live_submit", {"tasks": [{"id": "x", "work": -2}]})
     with pytest.raises(ToolError, match="live service runs inside"):
         await mcp.call_tool("live_loads", {})
+
+
+def test_registration_states_the_body_limit(tmp_path: Path) -> None:
+    """An agent cannot split its acks under a limit it does not know."""
+    with client(tmp_path / "live.db", max_body_bytes=65536) as c:
+        got = c.post("/v1/agents", json={"id": "w"})
+        assert got.status_code == 201
+        assert got.json()["max_body_bytes"] == 65536
