@@ -475,12 +475,15 @@ def run_agent(url: str, agent_id: str, fn: Callable[[str], Result] | None = None
         # Stopping: report what finished (best effort).
         if pool is not None:
             pool.shutdown(wait=True)
+        # One completion each, not a pull: a pull leases (max >= 1), and a task leased
+        # now would never run here; it failed at the lease's expiry, never started.
         with lock:
             left = list(acks)
-        with contextlib.suppress(ConnectionError, LiveError):
-            while left:
-                send, left = _take(left, room([]))
-                c.pull(agent_id, max=1, wait=0, acks=send)
+        for ack in left:
+            with contextlib.suppress(ConnectionError, LiveError):
+                (ack,), _ = _take([ack], room([]))
+                body = {k: v for k, v in ack.items() if k != "task"}
+                c.request("POST", f"/v1/tasks/{ack['task']}/complete", body)
     finally:
         stop.set()
         if pool is not None:

@@ -119,3 +119,55 @@ def test_acks_over_the_body_limit_are_split_and_none_is_dropped(stated: bool) ->
     assert sorted(acked) == ["t0", "t1", "t2", "t3"]  # each once, none dropped
     if stated:
         assert refused == []
+
+
+def test_a_stopping_agent_reports_its_results_without_leasing_more() -> None:
+    """The agent's last report was a pull (max 1): it leased a queued task it would never
+    run, which sat on the departed agent until its lease expired and then failed."""
+    leased_after_stop: list[str] = []
+    results: dict[str, Any] = {}
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def answer(self, body: dict[str, Any]) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["content-length"] or 0)) or b"{}")
+            if self.path.endswith("/complete"):
+                results[self.path.split("/")[3]] = body.get("result")
+                return self.answer({"accepted": True})
+            if self.path.endswith("/pull"):
+                for a in body.get("acks", []):
+                    results[a["task"]] = a.get("result")
+                n = getattr(Handler, "n", 0) + 1
+                Handler.n = n  # type: ignore[attr-defined]
+                if stop.is_set():
+                    leased_after_stop.append(f"t{n}")
+                task = {"id": f"t{n}", "attempt": 1, "payload": "hi", "priority": None,
+                        "tenant": None, "submitted_at": 0}
+                return self.answer({"tasks": [task]})
+            return self.answer({"lease_s": 30})
+
+    def fn(payload: str) -> str:
+        stop.set()  # SIGTERM arrives while the first task runs
+        return payload.upper()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run_agent(f"http://127.0.0.1:{server.server_port}", "a1", fn=fn, stop=stop,
+                  wait_s=0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert results == {"t1": "HI"}
+    assert leased_after_stop == []
