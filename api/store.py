@@ -10,12 +10,14 @@ All methods are synchronous and short; the service calls them from a thread
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
     Column,
     DateTime,
@@ -29,6 +31,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -36,6 +39,8 @@ from sqlalchemy.exc import IntegrityError
 
 from allocator.live.store import make_engine
 from api.schemas import JobState
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -151,21 +156,41 @@ class JobRecord:
     error_field: str | None
 
 
-_SUMMARY = [c for c in jobs.c if c.name not in ("snapshot", "plan")]
+_DATES = ("created_at", "started_at", "finished_at")
+#: Dates come back as stored (SQLite: text) and are parsed by `_ROW`, so a date edited
+#: by hand into garbage is one unreadable row, not an exception for the whole page.
+_SUMMARY = [type_coerce(c, String).label(c.name) if c.name in _DATES else c
+            for c in jobs.c if c.name not in ("snapshot", "plan")]
+_ROW = TypeAdapter(JobRecord)
+#: What an unreadable field of a row is reported as (the error names the stored value).
+_UNREADABLE: dict[str, Any] = {
+    "created_at": datetime(1970, 1, 1, tzinfo=UTC), "started_at": None, "finished_at": None,
+    "solver": "", "time_limit": 0.0, "seed": 0, "n_agents": 0, "n_tasks": 0, "attempts": 0,
+    "plan_status": None, "best_objective": None, "best_bound": None}
 
 
 def _record(row: Any) -> JobRecord:
-    m = row._mapping
-    return JobRecord(
-        id=m["id"], state=JobState(m["state"]), created_at=_utc(m["created_at"]),  # type: ignore[arg-type]
-        started_at=_utc(m["started_at"]), finished_at=_utc(m["finished_at"]),
-        solver=m["solver"], time_limit=m["time_limit"], seed=m["seed"],
-        n_agents=m["n_agents"], n_tasks=m["n_tasks"], attempts=m["attempts"],
-        has_plan=bool(m["has_plan"]), plan_status=m["plan_status"],
-        best_objective=m["best_objective"], best_bound=m["best_bound"],
-        error_type=m["error_type"], error_message=m["error_message"],
-        error_field=m["error_field"],
-    )
+    """The row as a JobRecord; a row the code cannot read (edited by hand: a state or a
+    date it does not know) is reported as failed with an `unreadable_row` error naming
+    the field and value, and logged, instead of failing every listing with a 500."""
+    m = dict(row._mapping)
+    m["has_plan"] = bool(m["has_plan"])
+    try:
+        rec = _ROW.validate_python(m)
+    except ValidationError as e:
+        errs = e.errors()
+        bad = {str(x["loc"][0]) for x in errs if x["loc"]}
+        where = str(errs[0]["loc"][0]) if errs[0]["loc"] else "row"
+        why = f"the store's row has {where} {m.get(where)!r}: {errs[0]['msg']}"
+        log.warning("job store row %s cannot be read (%s); listed as failed", m.get("id"), why)
+        m.update({k: _UNREADABLE[k] for k in bad if k in _UNREADABLE})
+        m.update(state=JobState.FAILED, error_type="unreadable_row", error_message=why[:2000],
+                 error_field=where)
+        rec = _ROW.validate_python(m)
+    rec.created_at = _utc(rec.created_at)  # type: ignore[assignment]
+    rec.started_at = _utc(rec.started_at)
+    rec.finished_at = _utc(rec.finished_at)
+    return rec
 
 
 class JobStore:

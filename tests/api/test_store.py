@@ -140,3 +140,61 @@ def test_one_service_per_database(store: JobStore) -> None:
     store.acquire_lease("third", ttl_s=30)  # an expired lease (a dead service) is taken over
     with pytest.raises(LeaseHeldError):
         store.acquire_lease("second", ttl_s=30)
+
+
+def test_a_row_the_code_cannot_read_is_reported_not_a_crash(store: JobStore,
+                                                            caplog: pytest.LogCaptureFixture
+                                                            ) -> None:
+    """A row edited by hand into a state the code does not know made GET /v1/jobs a 500
+    (ValueError in the listing): it is now listed as failed with an error naming the
+    field and the value, the log names the row, and the other rows list as they were."""
+    bogus, good = _job(store), _job(store)
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE jobs SET state = 'bogus' WHERE id = :i"), {"i": bogus})
+    with caplog.at_level("WARNING", logger="api.store"):
+        rows, total = store.page(limit=10, offset=0)
+    assert total == 2
+    by_id = {r.id: r for r in rows}
+    assert by_id[good].state is JobState.QUEUED and by_id[good].error_type is None
+    bad = by_id[bogus]
+    assert bad.state is JobState.FAILED and bad.error_type == "unreadable_row"
+    assert bad.error_field == "state" and "'bogus'" in (bad.error_message or "")
+    assert bogus in caplog.text
+    assert store.get(bogus) == bad
+
+
+def test_a_date_the_code_cannot_read_is_reported_not_a_crash(tmp_path: Path) -> None:
+    """(SQLite only: PostgreSQL's typed columns refuse such a date.)"""
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store.migrate()
+    broken, good = _job(store), _job(store)
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE jobs SET created_at = 'garbage' WHERE id = :i"), {"i": broken})
+    rows, _ = store.page(limit=10, offset=0)
+    by_id = {r.id: r for r in rows}
+    assert by_id[good].state is JobState.QUEUED
+    assert by_id[broken].error_field == "created_at"
+    assert by_id[broken].state is JobState.FAILED
+    store.close()
+
+
+def test_get_jobs_lists_around_an_unreadable_row(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    db = tmp_path / "jobs.db"
+    store = JobStore(f"sqlite:///{db}")
+    store.migrate()
+    bogus = _job(store)
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE jobs SET state = 'bogus' WHERE id = :i"), {"i": bogus})
+    store.close()
+    with TestClient(create_app(Settings(workers=1, database_url=f"sqlite:///{db}",
+                                        live=False)), base_url="http://127.0.0.1") as c:
+        got = c.get("/v1/jobs")
+        assert got.status_code == 200, got.text
+        item = {j["id"]: j for j in got.json()["items"]}[bogus]
+        assert item["state"] == "failed" and item["error"]["type"] == "unreadable_row"
+        assert c.get(f"/v1/jobs/{bogus}").status_code == 200
