@@ -290,8 +290,112 @@ def build_mcp(get_service: Callable[[], Service]) -> MCPServer:
     return mcp
 
 
+def _rpc(item: object) -> tuple[str | None, Any]:
+    """(method, id) of a stream item (a SessionMessage); method None for an answer."""
+    msg = getattr(item, "message", None)
+    return getattr(msg, "method", None), getattr(msg, "id", None)
+
+
+class _Drain:
+    """Answer every request read before stdin closed, then end the session.
+
+    The SDK's dispatcher cancels its in-flight handlers when the read stream ends,
+    so a client that writes its last requests and closes stdin at once lost their
+    answers (5 tools/call then EOF: 2 or 3 never answered). The read stream's end
+    is held back until each request read has been answered (or cancelled by the
+    client), for at most `limit` seconds.
+    """
+
+    def __init__(self, read: Any, write: Any, limit: float) -> None:
+        import anyio
+
+        self._read = read
+        self._write = write
+        self._limit = limit
+        self._pending: dict[Any, int] = {}
+        self._settled = anyio.Event()
+
+    # -- the read side (ReadStream protocol)
+    @property
+    def last_context(self) -> Any:
+        return getattr(self._read, "last_context", None)
+
+    async def receive(self) -> Any:
+        import anyio
+
+        try:
+            item = await self._read.receive()
+        except anyio.EndOfStream:
+            with anyio.move_on_after(self._limit):
+                while self._pending:
+                    self._settled = anyio.Event()
+                    await self._settled.wait()
+            raise
+        method, rid = _rpc(item)
+        if method is not None and rid is not None:
+            self._pending[rid] = self._pending.get(rid, 0) + 1
+        elif method == "notifications/cancelled":  # the SDK must not answer it
+            params = getattr(getattr(item, "message", None), "params", None) or {}
+            self._done(params.get("requestId") if isinstance(params, dict) else None)
+        return item
+
+    def _done(self, rid: Any) -> None:
+        n = self._pending.pop(rid, 0)
+        if n > 1:
+            self._pending[rid] = n - 1
+        self._settled.set()
+
+    async def aclose(self) -> None:
+        await self._read.aclose()
+
+    def __aiter__(self) -> _Drain:
+        return self
+
+    async def __anext__(self) -> Any:
+        import anyio
+
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _Drain:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- the write side (WriteStream protocol)
+    @property
+    def writer(self) -> _DrainWriter:
+        return _DrainWriter(self)
+
+
+class _DrainWriter:
+    def __init__(self, drain: _Drain) -> None:
+        self._d = drain
+
+    async def send(self, item: Any, /) -> None:
+        await self._d._write.send(item)
+        method, rid = _rpc(item)
+        if method is None and rid is not None:
+            self._d._done(rid)
+
+    async def aclose(self) -> None:
+        await self._d._write.aclose()
+
+    async def __aenter__(self) -> _DrainWriter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 async def serve_stdio(settings: object) -> None:
-    """Run the service (store + workers) and answer MCP over stdin/stdout until EOF."""
+    """Run the service (store + workers) and answer MCP over stdin/stdout until EOF
+    (and until every request read before it is answered)."""
+    from mcp.server.stdio import stdio_server
+
     from api.settings import Settings
 
     assert isinstance(settings, Settings)
@@ -300,6 +404,16 @@ async def serve_stdio(settings: object) -> None:
     await service.start()
     await service.wait_ready()  # stdio has no readiness probe: answer once a worker is up
     try:
-        await mcp.run_stdio_async()
+        async with stdio_server() as (read, write):
+            await run_draining(mcp, read, write, limit=max(settings.sync_time_limit,
+                                                           settings.job_time_limit) + 60)
     finally:
         await service.close()
+
+
+async def run_draining(mcp: MCPServer, read: Any, write: Any, *, limit: float) -> None:
+    """Serve one session over (read, write); at the read side's end, answer what was
+    read first (`_Drain`)."""
+    server = mcp._lowlevel_server
+    drain = _Drain(read, write, limit)
+    await server.run(drain, drain.writer, server.create_initialization_options())

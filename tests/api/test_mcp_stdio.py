@@ -48,3 +48,64 @@ async def test_stdio_session_solves(tmp_path: Path) -> None:
         assert bad.is_error and "unknown_solver" in bad.content[0].text
         missing = await client.call_tool("job_status", {"job_id": "nope"})
         assert missing.is_error and "not_found" in missing.content[0].text
+
+
+def _requests(n: int) -> list[dict[str, object]]:
+    return [{"jsonrpc": "2.0", "id": 1, "method": "initialize",
+             "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "0"}}},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            *({"jsonrpc": "2.0", "id": 2 + k, "method": "tools/call",
+               "params": {"name": "slow", "arguments": {}}} for k in range(n)),
+            {"jsonrpc": "2.0", "id": 99, "method": "tools/list"}]
+
+
+@pytest.mark.anyio
+async def test_requests_written_just_before_eof_are_all_answered() -> None:
+    """The SDK cancelled its in-flight handlers when the read stream ended: requests a
+    client wrote just before closing stdin went unanswered (2-3 of 5 in a real run)."""
+    import anyio
+    import mcp_types as types
+    from mcp.server import MCPServer
+    from mcp.shared.message import SessionMessage
+
+    from api.mcp_server import run_draining
+
+    server = MCPServer("t")
+
+    @server.tool()
+    async def slow() -> str:
+        await anyio.sleep(0.02)
+        return "done"
+
+    for _ in range(10):
+        r_send, r_recv = anyio.create_memory_object_stream[SessionMessage | Exception](100)
+        w_send, w_recv = anyio.create_memory_object_stream[SessionMessage](100)
+        for m in _requests(5):
+            r_send.send_nowait(SessionMessage(types.jsonrpc_message_adapter.validate_python(m)))
+        r_send.close()  # EOF right behind the last request
+        with anyio.fail_after(30):  # a hang check, not a speed check
+            await run_draining(server, r_recv, w_send, limit=20)
+        answered = set()
+        while True:
+            try:
+                answered.add(getattr(w_recv.receive_nowait().message, "id", None))
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+        assert answered >= {1, 2, 3, 4, 5, 6, 99}, answered
+
+
+def test_a_real_stdio_server_answers_everything_sent_before_eof(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    calls = [{"jsonrpc": "2.0", "id": 2 + k, "method": "tools/call",
+              "params": {"name": "solvers", "arguments": {}}} for k in range(10)]
+    data = "".join(json.dumps(m) + "\n" for m in [*_requests(0)[:2], *calls]).encode()
+    p = subprocess.run(
+        [str(Path(sys.executable).parent / "allocator"), "mcp", "--workers", "1",
+         "--database-url", f"sqlite:///{tmp_path / 'jobs.db'}"],
+        input=data, capture_output=True, timeout=180, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    ids = {json.loads(line).get("id") for line in p.stdout.decode().splitlines() if line}
+    assert ids == set(range(1, 12)), p.stderr.decode()[-2000:]
