@@ -111,6 +111,7 @@ _T_DEFER: Final = 0
 _T_TIMEOUT: Final = 1
 _T_BREAKER: Final = 2
 _T_WAKE: Final = 3
+_T_EXPIRE: Final = 4
 
 
 class _CoreClock:
@@ -147,6 +148,10 @@ class Executor:
         of millions of tasks switch it off.
     reject_unplaceable:
         Reject a task no known agent could ever run (when agents are known).
+    expire_waiting:
+        Fail a task with a hard deadline that is still queued when its deadline
+        passes (else it fails only once an agent reaches it: never, when no agent
+        can serve it and unplaceable tasks wait, as in the live service).
     weights:
         The objective weights the run's `weighted_objective` is measured with
         (cost, tardiness, migrations; see allocator.online.metrics.online_objective):
@@ -165,6 +170,7 @@ class Executor:
         log: int | None = 100_000,
         retain_finished: bool = True,
         reject_unplaceable: bool = True,
+        expire_waiting: bool = False,
         weights: Weights | None = None,
     ) -> None:
         self.policy = make_policy(policy)
@@ -181,6 +187,7 @@ class Executor:
         self._ledger = self.metrics.ledger
         self.retain_finished = retain_finished
         self.reject_unplaceable = reject_unplaceable
+        self.expire_waiting = expire_waiting
         self.tasks: dict[str, TaskState] = {}
         self.finished: dict[str, tuple[str, str, str]] = {}
         self.agents: dict[str, AgentState] = {}
@@ -660,6 +667,9 @@ class Executor:
             t.phase = QUEUED
             t.enqueued = self.now
             self._queued_by_class[t.rank] += 1
+            if t.hard and self.expire_waiting:
+                assert t.deadline is not None
+                self._timer(t.deadline, _T_EXPIRE, t, 0)
             self._place(t, None)
         elif d.action is Action.DEFER:
             assert d.code is not None
@@ -1501,6 +1511,11 @@ class Executor:
                 elif kind == _T_TIMEOUT:
                     if ref.phase == RUNNING and ref.attempt == token:
                         self._timeout(ref)
+                elif kind == _T_EXPIRE:
+                    if ref.phase == QUEUED and ref.deadline is not None:
+                        self._end(ref, Fail, Code.DEADLINE_EXPIRED,
+                                  f"still waiting at its hard deadline t={ref.deadline:.4g} "
+                                  f"(no agent could start it in time; now t={now:.4g})")
                 else:  # _T_BREAKER
                     _ = ref.breaker.state
                     self._breaker_moves(ref)

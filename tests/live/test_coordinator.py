@@ -301,3 +301,31 @@ def test_each_ack_of_a_batch_is_judged_on_its_own() -> None:
     assert [o["accepted"] for o in out] == [True, False]
     assert c.task_view(d.id)["state"] == "completed"
     assert c.task_view(d.id)["completions"] == 1
+
+
+@pytest.mark.parametrize("case", ["no agent", "no agent with the skill", "agent down"])
+def test_a_hard_deadline_task_nobody_serves_fails_at_its_deadline(case: str) -> None:
+    """Live tasks no agent could serve waited forever, hard deadline or not: a hard
+    deadline was checked only when an agent reached the task. It now fails
+    `deadline_expired` once its deadline passes while it waits."""
+    ck = VirtualClock()
+    c = make(ck)
+    task: dict[str, Any] = {"id": "t", "deadline": 2.0, "hard_deadline": True}
+    if case == "no agent with the skill":
+        c.register({"id": "a"})
+        task["skills"] = ["gpu"]
+    elif case == "agent down":
+        c.register({"id": "a"})
+        ck.advance(6.0)
+        c.expire()
+    soft = {"id": "s", "deadline": 2.0, **({"skills": ["gpu"]} if "skill" in case else {})}
+    c.submit([task, soft])
+    for _ in range(6):
+        ck.advance(1.0)
+        c.tick()
+        c.expire()
+    v = c.task_view("t")
+    assert v["state"] == "failed" and v["code"] == "deadline_expired", v
+    assert "deadline" in v["reason"]
+    # A soft deadline is a cost, not a limit: that task still waits (docs/live.md).
+    assert c.task_view("s")["state"] == "queued"
