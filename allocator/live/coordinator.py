@@ -192,7 +192,8 @@ class LiveCoordinator:
         policy = make_policy(opts.policy, flow_weights=dict(opts.tenant_weights))
         self.core = Executor(policy, seed=opts.seed, max_retries=opts.max_retries,
                              admission=opts.admission, log=0, retain_finished=False,
-                             reject_unplaceable=False, expire_waiting=True)
+                             reject_unplaceable=False, expire_waiting=True,
+                             breaker_counts_last_failure=False)
         self.tasks: dict[str, TaskRecord] = {}
         self.agents: dict[str, AgentRecord] = {}
         self.seq = first_seq

@@ -184,6 +184,12 @@ class CircuitBreaker:
             if n >= self.config.min_calls and self._failures / n >= self.config.failure_rate:
                 self._open(f"{self._failures}/{n} recent calls failed (last: {reason})")
 
+    def record_inconclusive(self, *, probe: bool = False) -> None:
+        """A call whose failure says nothing about this agent (the task's own fault):
+        it frees its probe slot, and counts neither way."""
+        if probe and self.state is _HALF_OPEN:
+            self._probes_in_flight = max(0, self._probes_in_flight - 1)
+
     def trip(self, reason: str) -> None:
         """Open at once, whatever the window says (the agent itself failed)."""
         if self.state is not _OPEN:

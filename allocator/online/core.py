@@ -152,6 +152,10 @@ class Executor:
         Fail a task with a hard deadline that is still queued when its deadline
         passes (else it fails only once an agent reaches it: never, when no agent
         can serve it and unplaceable tasks wait, as in the live service).
+    breaker_counts_last_failure:
+        False: the failure that ends a task for good (its last retry, after earlier
+        failed attempts) counts neither way on the agent's breaker: the task is then
+        the likely fault (the live service; the simulator keeps its pinned runs).
     weights:
         The objective weights the run's `weighted_objective` is measured with
         (cost, tardiness, migrations; see allocator.online.metrics.online_objective):
@@ -171,6 +175,7 @@ class Executor:
         retain_finished: bool = True,
         reject_unplaceable: bool = True,
         expire_waiting: bool = False,
+        breaker_counts_last_failure: bool = True,
         weights: Weights | None = None,
     ) -> None:
         self.policy = make_policy(policy)
@@ -188,6 +193,7 @@ class Executor:
         self.retain_finished = retain_finished
         self.reject_unplaceable = reject_unplaceable
         self.expire_waiting = expire_waiting
+        self.breaker_counts_last_failure = breaker_counts_last_failure
         self.tasks: dict[str, TaskState] = {}
         self.finished: dict[str, tuple[str, str, str]] = {}
         self.agents: dict[str, AgentState] = {}
@@ -811,7 +817,16 @@ class Executor:
         a = t.agent
         assert a is not None
         self._release(t, a)
-        a.breaker.record_failure(ev.reason, probe=t.probe)
+        limit = self.max_retries if t.spec.max_retries is None else t.spec.max_retries
+        if (not self.breaker_counts_last_failure and ev.retryable and t.attempt > limit
+                and t.attempt > 1):
+            # The task has now failed every attempt it had (on this agent or others):
+            # the fault is the task's. Counted, a poison task's last failures kept its
+            # only agent's breaker re-opening, the timeout doubling to its maximum,
+            # while healthy tasks waited on a healthy agent after the poison was gone.
+            a.breaker.record_inconclusive(probe=t.probe)
+        else:
+            a.breaker.record_failure(ev.reason, probe=t.probe)
         self._breaker_moves(a)
         self._retry_or_fail(t, ev.reason, ev.retryable, avoid=a.id)
 

@@ -329,3 +329,34 @@ def test_a_hard_deadline_task_nobody_serves_fails_at_its_deadline(case: str) -> 
     assert "deadline" in v["reason"]
     # A soft deadline is a cost, not a limit: that task still waits (docs/live.md).
     assert c.task_view("s")["state"] == "queued"
+
+
+def test_a_poison_task_that_failed_for_good_does_not_keep_its_agent_shut() -> None:
+    """Three tasks that always fail on the only agent: each ended `retries_exhausted`
+    after its 3 attempts, but their last failures kept re-opening the agent's breaker with
+    the timeout doubling (455 s to end them; then 5 healthy tasks waited 484 s on a
+    healthy agent). A failure that ends its task for good says nothing more about the
+    agent: it no longer counts, so once the poison is gone the healthy tasks run."""
+    ck = VirtualClock()
+    c = make(ck, lease_s=1e9)
+    c.register({"id": "a"})
+    c.submit([{"id": f"p{i}"} for i in range(3)])
+
+    def step() -> None:
+        for d in c.take("a", 1):
+            bad = {"outcome": "error", "error": "boom"} if d.id.startswith("p") else {}
+            c.complete_many([{"task": d.id, "attempt": d.attempt, **bad}])
+        ck.advance(1.0)
+        c.tick()
+
+    while any(c.task_view(f"p{i}")["state"] != "failed" for i in range(3)):
+        step()
+        assert ck.now() < 10_000
+    assert {c.task_view(f"p{i}")["code"] for i in range(3)} == {"retries_exhausted"}
+    assert all(c.task_view(f"p{i}")["attempts"] == 3 for i in range(3))
+    assert c.agent_view("a")["breaker"] != "open"
+    start = ck.now()
+    c.submit([{"id": f"h{i}"} for i in range(5)])
+    while any(c.task_view(f"h{i}")["state"] != "completed" for i in range(5)):
+        step()
+        assert ck.now() - start < 100, "healthy tasks wait on a breaker the poison opened"
