@@ -58,6 +58,7 @@ from allocator.online.events import (
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
+    TaskReturned,
     TaskSpec,
     TaskStarted,
     TaskSubmitted,
@@ -388,6 +389,14 @@ class LiveCoordinator:
             events.append(AgentJoined(agent=spec, rate_limit=rl, time=now))
         elif kind == "leave":
             events.append(AgentLeft(agent_id=b["agent"], time=now))
+        elif kind == "return":
+            r = self.tasks.get(b["task"])
+            if r is not None:
+                r.history.append((now, f"given back unstarted by {b['agent']} "
+                                       f"(attempt {b['attempt']}, not counted)"))
+            events.append(TaskReturned(task_id=b["task"], agent=b["agent"],
+                                       attempt=b["attempt"], reason=f"agent {b['agent']} "
+                                       "left before pulling it", time=now))
         elif kind == "agent_failed":
             self.stats["lease_expiries"] += 1
             events.append(AgentFailed(agent_id=b["agent"], reason=b.get("reason", ""),
@@ -521,10 +530,22 @@ class LiveCoordinator:
                 "lease_s": self.options.lease_s}
 
     def leave(self, agent_id: str) -> dict[str, Any]:
+        """The agent leaves: its queue moves, what it runs finishes, and what was
+        assigned to it but never pulled goes back to the queues, uncounted (it waited
+        for the lease to expire and came back as a counted retry)."""
         a = self._agent(agent_id)
         st = self.core.agents.get(a.id)
+        rows: list[tuple[str, dict[str, Any]]] = []
         if st is not None and st.status is AgentStatus.UP:
-            self._record([("leave", {"agent": a.id})])
+            rows.append(("leave", {"agent": a.id}))
+        tasks = self.tasks
+        for tid, att in a.outbox:
+            r = tasks.get(tid)
+            if r is not None and r.attempts == att and r.agent == a.id and r.state == ASSIGNED_S:
+                rows.append(("return", {"agent": a.id, "task": tid, "attempt": att}))
+        a.outbox.clear()
+        if rows:
+            self._record(rows)
         return self.agent_view(agent_id)
 
     def _cancels(self, a: AgentRecord) -> list[dict[str, Any]]:

@@ -55,6 +55,7 @@ from allocator.online.events import (
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
+    TaskReturned,
     TaskSpec,
     TaskStarted,
     TaskSubmitted,
@@ -253,6 +254,7 @@ class Executor:
             TaskSubmitted: self._on_submitted, TaskCompleted: self._on_completed,
             TaskFailed: self._on_task_failed, TaskStarted: self._on_started,
             TaskCancelled: self._on_cancelled, AgentJoined: self._on_joined,
+            TaskReturned: self._on_returned,
             AgentLeft: self._on_left, AgentFailed: self._on_agent_failed, Tick: self._on_tick,
             PlanInstalled: self._on_plan, Shutdown: self._on_shutdown,
         }
@@ -829,6 +831,23 @@ class Executor:
             a.breaker.record_failure(ev.reason, probe=t.probe)
         self._breaker_moves(a)
         self._retry_or_fail(t, ev.reason, ev.retryable, avoid=a.id)
+
+    def _on_returned(self, ev: TaskReturned) -> None:
+        """An attempt its agent never started goes back to the queues, uncounted (a
+        graceful leave left it assigned until the lease expired, then a counted retry)."""
+        t = self._current(ev.task_id, ev.agent, ev.attempt)
+        if t is None:
+            return
+        a = t.agent
+        assert a is not None
+        self._release(t, a)
+        a.breaker.record_inconclusive(probe=t.probe)
+        self._breaker_moves(a)
+        t.attempt -= 1
+        self._emit(Retry(task_id=t.id, attempt=t.attempt + 1, reason=ev.reason))
+        t.phase = QUEUED
+        self._queued_by_class[t.rank] += 1
+        self._place(t, a.id)
 
     def _on_cancelled(self, ev: TaskCancelled) -> None:
         t = self.tasks.get(ev.task_id)

@@ -159,6 +159,17 @@ class TaskCancelled(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class TaskReturned(Event):
+    """The agent gives back an attempt it never started (it left before pulling it):
+    the task is placed again and the attempt is not counted against its retries."""
+
+    task_id: str
+    agent: str
+    attempt: int
+    reason: str = "returned unstarted"
+
+
+@dataclass(slots=True, kw_only=True)
 class AgentJoined(Event):
     agent: Agent
     rate_limit: RateLimit | None = None
@@ -443,7 +454,7 @@ __all__ = [
     "TERMINAL", "AgentFailed", "AgentJoined", "AgentLeft", "BreakerClosed", "BreakerHalfOpen",
     "BreakerOpened", "Cancel", "Code", "Complete", "Defer", "Dispatch", "Event", "Fail",
     "Instruction", "Migrate", "PlanInstalled", "RateLimit", "Reject", "Retry", "SetTimer",
-    "Shutdown", "Steal", "TaskCancelled", "TaskCompleted", "TaskFailed", "TaskSpec",
-    "TaskStarted", "TaskSubmitted", "Tick", "complete", "completed", "describe", "dispatch",
-    "submitted", "task_specs",
+    "Shutdown", "Steal", "TaskCancelled", "TaskCompleted", "TaskFailed", "TaskReturned",
+    "TaskSpec", "TaskStarted", "TaskSubmitted", "Tick", "complete", "completed", "describe",
+    "dispatch", "submitted", "task_specs",
 ]

@@ -360,3 +360,38 @@ def test_a_poison_task_that_failed_for_good_does_not_keep_its_agent_shut() -> No
     while any(c.task_view(f"h{i}")["state"] != "completed" for i in range(5)):
         step()
         assert ck.now() - start < 100, "healthy tasks wait on a breaker the poison opened"
+
+
+def test_a_leaving_agent_returns_the_tasks_it_never_pulled_uncounted(tmp_path: Path) -> None:
+    """Tasks the core had assigned to an agent that then left gracefully, before
+    pulling them, stayed `assigned` on the departed agent until its lease expired and
+    came back as a counted retry: with max_retries 0 they failed, never started."""
+    ck = VirtualClock()
+    c = make(ck, max_retries=0)
+    c.register({"id": "a", "concurrency": 2})
+    c.submit(tasks(2))
+    assert {c.task_view(f"t{i}")["state"] for i in range(2)} == {"assigned"}
+    c.leave("a")
+    for i in range(2):
+        v = c.task_view(f"t{i}")
+        assert v["state"] == "queued", v
+    c.register({"id": "b"})
+    got = c.take("b", 5)
+    c.complete_many([{"task": d.id, "attempt": d.attempt} for d in got])
+    got = c.take("b", 5)
+    c.complete_many([{"task": d.id, "attempt": d.attempt} for d in got])
+    for i in range(2):
+        v = c.task_view(f"t{i}")
+        assert v["state"] == "completed" and v["agent"] == "b" and v["completions"] == 1, v
+    ck.advance(60.0)
+    c.expire()
+    assert all(c.task_view(f"t{i}")["state"] == "completed" for i in range(2))
+    store = LiveStore(f"sqlite:///{tmp_path / 'live.db'}")  # the log replays the same
+    try:
+        store.append(c.drain_rows())
+        fresh = make(VirtualClock(ck.now()), max_retries=0)
+        fresh.recover(store.rows(chunk=7))
+    finally:
+        store.close()
+    for i in range(2):
+        assert fresh.task_view(f"t{i}") == c.task_view(f"t{i}")
