@@ -30,9 +30,10 @@ def current_agent() -> str | None:
 class AgentWorker:
     """One agent as a Ray actor (wrapped with `ray.remote` by the driver).
 
-    `run` never raises for a task's own error: it returns `("error", reason,
-    duration, None)`, so an exception out of `ray.get` always means the actor
-    or the transport failed, never the task.
+    `run` never raises for a task's own error (any BaseException but a
+    cancellation): it returns `("error", reason, duration, None)`, so an
+    exception out of `ray.get` means the actor, the transport or the pickling
+    of the result failed, never the task's code.
     """
 
     def __init__(self, agent_id: str, concurrency: int) -> None:
@@ -57,8 +58,13 @@ class AgentWorker:
             else:
                 loop = asyncio.get_running_loop()
                 value = await loop.run_in_executor(self.pool, fn, *args)
-        except Exception as e:
-            return "error", f"{type(e).__name__}: {e}", time.monotonic() - t0, None
+        except asyncio.CancelledError:  # ray.cancel of this attempt: Ray's to handle
+            raise
+        except BaseException as e:
+            # BaseException too: a SystemExit or KeyboardInterrupt escaping `run` stopped
+            # the actor's event loop without killing the actor, so it never answered again
+            # (the executor waited for ever on everything sent to it).
+            return "error", _describe(e), time.monotonic() - t0, None
         finally:
             self.running -= 1
             self.done += 1
@@ -74,3 +80,12 @@ class AgentWorker:
     async def stats(self) -> dict[str, Any]:
         return {"agent": self.agent_id, "concurrency": self.concurrency, "peak": self.peak,
                 "done": self.done, "running": self.running}
+
+
+def _describe(e: BaseException) -> str:
+    """`Type: message`, even when the exception's own `__str__` raises."""
+    try:
+        text = str(e)
+    except Exception:
+        text = "(its message could not be read)"
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -313,3 +313,33 @@ def test_cli_ray_run_kill_reports_failover_or_says_it_never_happened(ray_cluster
     assert row["lost"] == 0 and row["duplicated"] == 0
     assert row["completed"] + row["failed"] + row["rejected"] == 120
     assert "no actor was killed" not in r.stderr
+
+
+# ------------------------------------------------------------------ faults found by a hunt
+
+
+def test_task_raising_systemexit_fails_and_its_agent_goes_on(ray_cluster) -> None:
+    """A task raising SystemExit (or KeyboardInterrupt) stopped its actor's event loop
+    without killing the actor: the task and everything later sent to that agent never
+    ended, and `join` waited for ever. It is the task's own error like any other."""
+
+    def exits(code: int) -> None:
+        raise SystemExit(code)
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    seen = Terminals()
+    with RayExecutor(agents(1), "fifo", on_instruction=seen, max_retries=0) as rx:
+        bad = rx.submit(exits, 3, id="exits")
+        kbi = rx.submit(interrupted, id="interrupted")
+        good = [rx.submit(sleep_for, 0.0, i, id=f"t{i}") for i in range(3)]
+        rx.join(timeout=20)
+    for fut, what in ((bad, "SystemExit: 3"), (kbi, "KeyboardInterrupt")):
+        with pytest.raises(TaskFailedError) as e:
+            fut.result()
+        assert e.value.code is Code.RETRIES_EXHAUSTED and what in e.value.reason
+    assert [f.result() for f in good] == [0, 1, 2]
+    assert set(seen.ends.values()) == {1} and len(seen.ends) == 5
+    assert rx.stats.actor_deaths == 0
+
