@@ -84,7 +84,11 @@ from allocator.online.events import (
     Tick,
 )
 from allocator.online.policies import Policy
-from allocator.online.runtime import TaskFailedError, TaskRejectedError
+from allocator.online.runtime import (
+    TaskFailedError,
+    TaskRejectedError,
+    _check_fields,
+)
 from models import Agent, Plan
 
 log = logging.getLogger(__name__)
@@ -92,6 +96,12 @@ log = logging.getLogger(__name__)
 __all__ = ["AgentWorker", "DriverStats", "RayExecutor", "current_agent"]
 
 # --------------------------------------------------------------------------- the coordinator
+
+_DEFAULT_SPEC = TaskSpec(id="")
+_SPEC_FIELDS = frozenset(TaskSpec.__dataclass_fields__) - {"id"}
+#: The fields `_check_fields` checks (a default stands in for each one not given).
+_CHECKED = ("work", "priority", "deadline", "skills", "allowed", "forbidden", "demand",
+            "tokens", "migration_cost", "timeout", "max_retries")
 
 
 @dataclass(slots=True)
@@ -299,15 +309,46 @@ class RayExecutor:
             self.start()
         if self.closed:
             raise InvalidInputError("executor is closed", field="submit")
-        task_id = spec_fields.pop("id", None) or f"task-{next(self._ids)}"
-        if task_id in self._jobs:
-            raise InvalidInputError(f"duplicate task id {task_id!r}", field="id")
-        spec = TaskSpec(id=task_id, **spec_fields)
+        spec = self._spec(spec_fields)
+        task_id = spec.id
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         payload = (fn, tuple(args))
         self._jobs[task_id] = _Job(self._ray.put(payload) if self.put_payloads else payload, fut)
         self._post(TaskSubmitted(task=spec))
         return fut
+
+    def _spec(self, fields: dict[str, Any]) -> TaskSpec:
+        """The TaskSpec of a submission, checked here as the asyncio runtime checks it.
+
+        The core raises on a bad field or a known id when it handles the submission,
+        which happens later, in `step`/`join`, with other events in the same batch: a
+        finished task's id, `priority="urgent"` or an id that is not a string made the
+        core raise there, the batch's other submissions were dropped unrun and `join`
+        (and `close`) waited for ever. Negative work or tokens, NaN times and negative
+        demands were taken as given.
+        """
+        task_id = fields.pop("id", None) or f"task-{next(self._ids)}"
+        if not isinstance(task_id, str):
+            raise InvalidInputError(f"need a string, got {task_id!r}", field="id")
+        core = self.core
+        if task_id in self._jobs or task_id in core.tasks or task_id in core.finished:
+            raise InvalidInputError(f"duplicate task id {task_id!r}", field="id")
+        unknown = sorted(set(fields) - _SPEC_FIELDS)
+        if unknown:
+            raise InvalidInputError(f"not a TaskSpec field: {unknown[0]!r}; known: "
+                                    f"{', '.join(sorted(_SPEC_FIELDS))}", field=unknown[0])
+        f = {k: getattr(_DEFAULT_SPEC, k) for k in _CHECKED} | fields
+        prio, skills, allowed, forbidden, demand = _check_fields(
+            f["work"], f["priority"], f["deadline"], f["skills"], f["allowed"], f["forbidden"],
+            f["demand"], f["tokens"], f["migration_cost"], f["timeout"], f["max_retries"])
+        for name in ("tenant", "home", "kind"):
+            if f.get(name) is not None and not isinstance(f[name], str):
+                raise InvalidInputError(f"need a string or None, got {f[name]!r}", field=name)
+        return TaskSpec(**{**fields, "id": task_id, "work": float(f["work"]), "priority": prio,
+                           "skills": skills, "allowed": allowed, "forbidden": forbidden,
+                           "demand": demand, "tokens": float(f["tokens"]),
+                           "migration_cost": float(f["migration_cost"]),
+                           "hard_deadline": bool(f.get("hard_deadline", False))})
 
     def cancel(self, task_id: str, reason: str = "cancelled by submitter") -> None:
         self._post(TaskCancelled(task_id=task_id, reason=reason))

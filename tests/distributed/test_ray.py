@@ -343,3 +343,31 @@ def test_task_raising_systemexit_fails_and_its_agent_goes_on(ray_cluster) -> Non
     assert set(seen.ends.values()) == {1} and len(seen.ends) == 5
     assert rx.stats.actor_deaths == 0
 
+
+def test_submit_refuses_bad_fields_and_known_ids_before_the_core(ray_cluster) -> None:
+    """A finished task's id, an unknown priority or a non-string id were taken by `submit`
+    and made the core raise later, in `join`: the other submissions of the same batch were
+    dropped unrun and `join` (and `close`) waited for ever. Negative work, NaN times and
+    negative demands were taken as given. Each is now a typed error naming the field."""
+    from allocator.errors import InvalidInputError
+
+    seen = Terminals()
+    with RayExecutor(agents(2), "jsq", on_instruction=seen) as rx:
+        first = rx.submit(sleep_for, 0.0, "first", id="t1")
+        rx.join(timeout=20)
+        bad: list[tuple[dict[str, object], str]] = [
+            ({"id": "t1"}, "id"), ({"id": 5}, "id"), ({"priority": "urgent"}, "priority"),
+            ({"work": float("nan")}, "work"), ({"work": -1.0}, "work"),
+            ({"tokens": -5.0}, "tokens"), ({"timeout": -1.0}, "timeout"),
+            ({"deadline": float("nan")}, "deadline"), ({"max_retries": -1}, "max_retries"),
+            ({"demand": (("cpu", -1.0),)}, "demand"), ({"skills": "gpu"}, "skills"),
+            ({"bogus": 1}, "bogus"), ({"home": 3}, "home")]
+        for fields, field in bad:
+            with pytest.raises(InvalidInputError) as e:
+                rx.submit(sleep_for, 0.0, None, **fields)
+            assert e.value.field == field, (fields, e.value)
+        later = [rx.submit(sleep_for, 0.0, i, id=f"u{i}", priority="high") for i in range(4)]
+        rx.join(timeout=20)
+    assert first.result() == "first" and [f.result() for f in later] == [0, 1, 2, 3]
+    assert set(seen.ends) == {"t1", "u0", "u1", "u2", "u3"} and set(seen.ends.values()) == {1}
+
