@@ -430,10 +430,10 @@ class RayExecutor:
         except ray.exceptions.RayActorError as e:
             self._actor_died(att.agent, e)
             return
-        except Exception as e:  # object lost, worker crash mid-call, ...
+        except Exception as e:  # object lost, worker crash mid-call, result not picklable...
             self.stats.failed_attempts += 1
             self._post(TaskFailed(task_id=att.task_id, agent=att.agent, attempt=att.attempt,
-                                  reason=f"ray: {type(e).__name__}: {_first_line(e)}"))
+                                  reason=f"ray: {_ray_reason(ray, e)}"))
             return
         job = self._jobs.get(att.task_id)
         if status == "ok":
@@ -565,6 +565,16 @@ class RayExecutor:
             except Exception:
                 log.debug("stats of %s failed", agent_id, exc_info=True)
         return out
+
+
+def _ray_reason(ray: Any, e: BaseException) -> str:
+    """`Type: message` of what went wrong; for a RayTaskError the error under it (the
+    first line of a RayTaskError is Ray's coloured `ray::AgentWorker.run() (pid=...)`
+    header: a result that could not be pickled was reported as just that)."""
+    cause = getattr(e, "cause", None) if isinstance(e, ray.exceptions.RayTaskError) else None
+    if isinstance(cause, BaseException):
+        return f"{type(e).__name__}({type(cause).__name__}): {_first_line(cause)}"
+    return f"{type(e).__name__}: {_first_line(e)}"
 
 
 def _first_line(e: BaseException) -> str:

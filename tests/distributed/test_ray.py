@@ -371,3 +371,22 @@ def test_submit_refuses_bad_fields_and_known_ids_before_the_core(ray_cluster) ->
     assert first.result() == "first" and [f.result() for f in later] == [0, 1, 2, 3]
     assert set(seen.ends) == {"t1", "u0", "u1", "u2", "u3"} and set(seen.ends.values()) == {1}
 
+
+def test_a_result_ray_cannot_send_back_fails_with_the_reason(ray_cluster) -> None:
+    """A task whose value cannot be pickled failed with the reason `ray: RayTaskError(
+    TypeError): ray::AgentWorker.run() (pid=...)` in terminal colours: Ray's header,
+    not what went wrong."""
+
+    def lock() -> object:
+        import threading
+
+        return threading.Lock()
+
+    with RayExecutor(agents(1), "fifo", max_retries=0) as rx:
+        fut = rx.submit(lock, id="lock")
+        rx.join(timeout=20)
+    with pytest.raises(TaskFailedError) as e:
+        fut.result()
+    assert "cannot pickle" in e.value.reason and "lock" in e.value.reason, e.value.reason
+    assert "\x1b[" not in e.value.reason and "pid=" not in e.value.reason
+
