@@ -87,6 +87,7 @@ from allocator.online.policies import Policy
 from allocator.online.runtime import (
     TaskFailedError,
     TaskRejectedError,
+    _bad_usage,
     _check_fields,
 )
 from models import Agent, Plan
@@ -436,6 +437,16 @@ class RayExecutor:
                                   reason=f"ray: {_ray_reason(ray, e)}"))
             return
         job = self._jobs.get(att.task_id)
+        bad = _bad_usage(usage) if status == "ok" and usage is not None else None
+        if bad is not None:
+            # The task's own report is at fault (as in the asyncio runtime): fail it, not
+            # retryable, before the core sees it (a string there made the core raise).
+            self.stats.failed_attempts += 1
+            if job is not None:
+                job.last_error = str(bad)
+            self._post(TaskFailed(task_id=att.task_id, agent=att.agent, attempt=att.attempt,
+                                  reason=str(bad), duration=dur, retryable=False))
+            return
         if status == "ok":
             if job is not None:
                 job.results[att.attempt] = value

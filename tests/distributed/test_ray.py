@@ -390,3 +390,28 @@ def test_a_result_ray_cannot_send_back_fails_with_the_reason(ray_cluster) -> Non
     assert "cannot pickle" in e.value.reason and "lock" in e.value.reason, e.value.reason
     assert "\x1b[" not in e.value.reason and "pid=" not in e.value.reason
 
+
+def test_a_bad_usage_report_fails_its_task_only(ray_cluster) -> None:
+    """A `Reported` usage the core cannot take (a string, NaN, a negative, not a dict)
+    reached the core as is: a string made it raise in `join`, dropping the other results
+    of that batch, so `join` waited for ever; NaN or a negative broke the token quota.
+    As in the asyncio runtime, the task fails (not retried) with the field named."""
+    from allocator.online.runtime import Reported
+
+    def report(usage: object) -> object:
+        return Reported("v", usage=usage)  # type: ignore[arg-type]
+
+    seen = Terminals()
+    with RayExecutor(agents(2), "jsq", on_instruction=seen) as rx:
+        bad = {str(u): rx.submit(report, u) for u in
+               ({"tokens": "many"}, {"tokens": float("nan")}, {"tokens": -1.0}, [1, 2])}
+        good = [rx.submit(report, {"tokens": 2.0}) for _ in range(4)]
+        rx.join(timeout=20)
+        limiter_ok = all(a.limiter is None for a in rx.core.agents.values())
+    for u, fut in bad.items():
+        with pytest.raises(TaskFailedError) as e:
+            fut.result()
+        assert "usage" in e.value.reason, (u, e.value.reason)
+        assert e.value.code is not Code.RETRIES_EXHAUSTED  # not retried: the report is bad
+    assert [f.result() for f in good] == ["v"] * 4
+    assert limiter_ok and set(seen.ends.values()) == {1} and len(seen.ends) == 8
