@@ -540,7 +540,18 @@ class RayExecutor:
     def _dispatch(self, ins: Dispatch) -> None:
         job = self._jobs[ins.task_id]
         actor = self.actors[ins.agent]
-        ref = actor.run.remote(job.payload, ins.task_id, ins.attempt)
+        try:
+            ref = actor.run.remote(job.payload, ins.task_id, ins.attempt)
+        except Exception as e:
+            # The function or its arguments cannot be pickled. Raised out of `join`, it
+            # left the task running in the core for ever (its agent's slot held) and
+            # dropped the rest of the batch's instructions. No agent can run it: fail it.
+            self.stats.failed_attempts += 1
+            job.last_error = f"{type(e).__name__}: {_first_line(e)}"
+            self._post(TaskFailed(task_id=ins.task_id, agent=ins.agent, attempt=ins.attempt,
+                                  reason=f"cannot send the task to its actor: {_cause(e)}",
+                                  retryable=False))
+            return
         self._inflight[ref] = _Attempt(ins.task_id, ins.agent, ins.attempt)
         self._by_attempt[(ins.task_id, ins.attempt)] = ref
         self.stats.dispatches += 1
@@ -585,6 +596,14 @@ def _ray_reason(ray: Any, e: BaseException) -> str:
     cause = getattr(e, "cause", None) if isinstance(e, ray.exceptions.RayTaskError) else None
     if isinstance(cause, BaseException):
         return f"{type(e).__name__}({type(cause).__name__}): {_first_line(cause)}"
+    return f"{type(e).__name__}: {_first_line(e)}"
+
+
+def _cause(e: BaseException) -> str:
+    """`Type: message` of the innermost cause (Ray wraps a pickling error in a TypeError
+    whose first line quotes the whole payload)."""
+    while e.__cause__ is not None:
+        e = e.__cause__
     return f"{type(e).__name__}: {_first_line(e)}"
 
 

@@ -415,3 +415,22 @@ def test_a_bad_usage_report_fails_its_task_only(ray_cluster) -> None:
         assert e.value.code is not Code.RETRIES_EXHAUSTED  # not retried: the report is bad
     assert [f.result() for f in good] == ["v"] * 4
     assert limiter_ok and set(seen.ends.values()) == {1} and len(seen.ends) == 8
+
+
+def test_a_task_whose_arguments_cannot_be_sent_fails_alone(ray_cluster) -> None:
+    """Arguments Ray cannot pickle (a lock) made `actor.run.remote` raise inside `join`:
+    the task stayed running in the core for ever, holding its agent's slot (join never
+    returned), and the instructions after its Dispatch in that batch were dropped."""
+    import threading
+
+    seen = Terminals()
+    with RayExecutor(agents(2, concurrency=1), "jsq", on_instruction=seen) as rx:
+        before = [rx.submit(sleep_for, 0.02, i, id=f"a{i}") for i in range(3)]
+        bad = rx.submit(sleep_for, 0.0, threading.Lock(), id="lock")
+        after = [rx.submit(sleep_for, 0.02, i, id=f"b{i}") for i in range(3)]
+        rx.join(timeout=20)
+    with pytest.raises(TaskFailedError) as e:
+        bad.result()
+    assert "cannot send" in e.value.reason and "lock" in e.value.reason, e.value.reason
+    assert [f.result() for f in before + after] == [0, 1, 2, 0, 1, 2]
+    assert set(seen.ends.values()) == {1} and len(seen.ends) == 7
