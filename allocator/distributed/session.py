@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,6 +92,31 @@ def _quiet_env() -> None:
             pass
 
 
+#: Seconds to wait for a TCP connection to a cluster's address before giving up.
+CONNECT_TIMEOUT = 5.0
+
+
+def _check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse a `host:port` (or `ray://host:port`) nobody answers on.
+
+    Given one, `ray.init` retries for ever (`allocator ray run --address
+    127.0.0.1:1` was still retrying after 4 minutes); other forms (`auto`, a
+    path) are Ray's to resolve.
+    """
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or "/" in hostport:
+        return
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError, OverflowError) as e:  # refused, timed out, bad host/port
+        why = (e.strerror if isinstance(e, OSError) else None) or str(e) or type(e).__name__
+        raise AllocatorError(f"cannot reach a Ray cluster at {address!r}: {why}",
+                             field="address") from None
+
+
 @dataclass
 class SessionInfo:
     """What :func:`ray_session` did: joined, started locally, or reused."""
@@ -117,6 +143,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None,
     common = dict(include_dashboard=False, logging_level="WARNING",
                   log_to_driver=log_to_driver, **init_kwargs)
     if address and address != "local":
+        _check_reachable(address)
         ray.init(address=address, **common)
         try:
             yield SessionInfo("joined", address, None)

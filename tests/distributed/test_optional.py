@@ -65,3 +65,22 @@ def test_ray_run_refuses_flags_it_cannot_run_with_before_starting_ray(args: list
     r = CliRunner().invoke(app, ["ray", "run", "--agents", "2", "--tasks", "3", *args])
     assert r.exit_code == 2, r.output
     assert "must be" in r.output or "need a finite number" in r.output
+
+
+def test_an_address_nobody_answers_on_is_a_one_line_error(tmp_path: Path) -> None:
+    """`allocator ray run --address 127.0.0.1:1` (nothing listening) retried inside
+    `ray.init` for ever (still at it after 4 minutes); now exit 2, one line, in seconds.
+    Needs Ray installed (no cluster)."""
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for cmd in (["ray", "run", "--tasks", "1", "--address", f"127.0.0.1:{port}"],
+                ["batch", str(EXAMPLES / "priorities.json"), "--out", str(tmp_path), "--backend",
+                 "ray", "--address", f"ray://127.0.0.1:{port}"]):
+        r = CliRunner().invoke(app, cmd)
+        assert r.exit_code == 2, r.output
+        assert "cannot reach a Ray cluster" in r.output and "address" in r.output
+        assert "Traceback" not in r.output
