@@ -64,6 +64,7 @@ from allocator.online.events import (
     BreakerHalfOpen,
     BreakerOpened,
     Cancel,
+    Code,
     Complete,
     Dispatch,
     Event,
@@ -248,7 +249,14 @@ class RayExecutor:
         try:
             self._post(Shutdown(drain=drain, cancel_running=not drain))
             before = set(self._jobs)
-            self.join(timeout=timeout)
+            try:
+                self.join(timeout=timeout)
+            except AllocatorError:
+                # Out of time. Every task still live ends now (queued: returned unrun,
+                # running: cancelled), or its future would stay pending for ever.
+                self._post(Shutdown(drain=False, cancel_running=True))
+                self._flush()
+                raise
             returned = sorted(t for t in before if self.core.outcome(t) is not None
                               and self.core.outcome(t)[1] == "shutdown")  # type: ignore[index]
         finally:
@@ -260,6 +268,11 @@ class RayExecutor:
                     log.debug("kill failed", exc_info=True)
             self.actors.clear()
             self._session.__exit__(None, None, None)
+            for tid, job in self._jobs.items():  # (interrupted mid-close: none ends twice)
+                if not job.future.done():
+                    job.future.set_exception(TaskFailedError(
+                        tid, Code.SHUTDOWN, "the executor closed before the task ended"))
+            self._jobs.clear()
         return returned
 
     # ------------------------------------------------------------------ agents and tasks

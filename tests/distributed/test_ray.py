@@ -434,3 +434,31 @@ def test_a_task_whose_arguments_cannot_be_sent_fails_alone(ray_cluster) -> None:
     assert "cannot send" in e.value.reason and "lock" in e.value.reason, e.value.reason
     assert [f.result() for f in before + after] == [0, 1, 2, 0, 1, 2]
     assert set(seen.ends.values()) == {1} and len(seen.ends) == 7
+
+
+def test_close_that_runs_out_of_time_still_ends_every_task(ray_cluster) -> None:
+    """`close(timeout=)` that expired raised and left every unfinished task's future
+    pending for ever (the executor closed, nothing would resolve them). Now the queued
+    ones are returned unrun and the running ones cancelled, each with its reason, and
+    then the timeout is raised."""
+    from allocator.errors import AllocatorError
+    from allocator.online.runtime import TaskRejectedError
+
+    seen = Terminals()
+    rx = RayExecutor(agents(1, concurrency=1), "fifo", on_instruction=seen)
+    futs = [rx.submit(sleep_for, 5.0, i, id=f"t{i}", work=5.0) for i in range(4)]
+    run_started = time.monotonic()
+    while not rx.core.agents["a0"].running:
+        rx.step(0.05)
+        assert time.monotonic() - run_started < 30, "nothing started"
+    with pytest.raises(AllocatorError, match="still live"):
+        rx.close(timeout=0.2)
+    assert all(f.done() for f in futs)
+    with pytest.raises(TaskFailedError) as e:
+        futs[0].result()
+    assert e.value.code is Code.CANCELLED and e.value.reason
+    for f in futs[1:]:
+        with pytest.raises(TaskRejectedError) as r:
+            f.result()
+        assert r.value.code is Code.SHUTDOWN and r.value.reason
+    assert set(seen.ends.values()) == {1} and len(seen.ends) == 4
