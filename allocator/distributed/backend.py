@@ -27,13 +27,16 @@ R = TypeVar("R")
 BACKENDS = ("local", "ray")
 
 OnDone = Callable[[int, Any], None]
+#: Called with (index, exception) when an item's run raised or its worker died; its
+#: return value stands as that item's result (None: the exception propagates).
+OnError = Callable[[int, BaseException], Any]
 
 
 class Backend(Protocol):
     name: str
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], *,
-            on_done: OnDone | None = None) -> list[R]: ...
+            on_done: OnDone | None = None, on_error: OnError | None = None) -> list[R]: ...
 
     def __enter__(self) -> Backend: ...
 
@@ -46,10 +49,15 @@ class LocalBackend:
     name = "local"
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], *,
-            on_done: OnDone | None = None) -> list[R]:
+            on_done: OnDone | None = None, on_error: OnError | None = None) -> list[R]:
         out: list[R] = []
         for i, item in enumerate(items):
-            r = fn(item)
+            try:
+                r = fn(item)
+            except Exception as e:
+                if on_error is None:
+                    raise
+                r = on_error(i, e)
             out.append(r)
             if on_done is not None:
                 on_done(i, r)
@@ -97,10 +105,13 @@ class RayBackend:
             s.__exit__(None, None, None)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], *,
-            on_done: OnDone | None = None) -> list[R]:
+            on_done: OnDone | None = None, on_error: OnError | None = None) -> list[R]:
+        """`fn` over `items` as Ray tasks (not retried: the answer must not depend on
+        luck). Without `on_error`, the first item whose task raised or whose worker
+        died (SIGKILL, OOM) raises here and the other items' results are dropped."""
         if self._session is None:
             with self:
-                return self.map(fn, items, on_done=on_done)
+                return self.map(fn, items, on_done=on_done, on_error=on_error)
         ray = require_ray()
         remote = ray.remote(num_cpus=self.num_cpus, max_retries=0)(fn)
         results: dict[int, Any] = {}
@@ -114,7 +125,12 @@ class RayBackend:
             ready, _ = ray.wait(list(index), num_returns=1)
             for ref in ready:
                 i = index.pop(ref)
-                results[i] = ray.get(ref)  # a task's exception is re-raised here
+                try:
+                    results[i] = ray.get(ref)  # a task's exception is re-raised here
+                except Exception as e:
+                    if on_error is None:
+                        raise
+                    results[i] = on_error(i, e)
                 if on_done is not None:
                     on_done(i, results[i])
         return [results[i] for i in range(len(items))]

@@ -140,7 +140,15 @@ def run_batch_on(backend: Backend, inputs: Iterable[str | Path], out_dir: str | 
         res.migrations, res.valid = len(plan.migrations), not ans.violations
         res.outputs = [str(p) for p in paths.values()]
 
-    backend.map(solve_job, jobs, on_done=write)
+    def crashed(k: int, e: BaseException) -> SolveAnswer:
+        # The worker died mid-solve (SIGKILL, OOM, a crash in native code): that input
+        # fails with the reason and the others go on, as in the local batch. It used to
+        # raise out of `map`, stopping the whole batch.
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        return SolveAnswer(None, 0, f"internal error: {type(e).__name__}: {first}", 0.0,
+                           internal=True)
+
+    backend.map(solve_job, jobs, on_done=write, on_error=crashed)
     for res in results:
         if res.error:
             log.warning("batch input failed: %s", res.error)

@@ -462,3 +462,36 @@ def test_close_that_runs_out_of_time_still_ends_every_task(ray_cluster) -> None:
             f.result()
         assert r.value.code is Code.SHUTDOWN and r.value.reason
     assert set(seen.ends.values()) == {1} and len(seen.ends) == 4
+
+
+class _CrashOnS1(RayBackend):
+    """Kills the Ray worker solving the input named s1 (a SIGKILL, an OOM kill)."""
+
+    def map(self, fn, items, *, on_done=None, on_error=None):  # type: ignore[no-untyped-def]
+        def crashing(job):  # type: ignore[no-untyped-def]
+            if job.snapshot.name == "s1":
+                import os
+
+                os._exit(1)
+            return fn(job)
+
+        kw = {} if on_error is None else {"on_error": on_error}
+        return super().map(crashing, items, on_done=on_done, **kw)
+
+
+def test_batch_on_ray_goes_on_when_a_worker_dies(ray_cluster, tmp_path: Path) -> None:
+    """A Ray worker killed mid-solve raised WorkerCrashedError out of `run_batch_on`: the
+    whole batch stopped and the other inputs' results were dropped. Now that input fails
+    with the reason and the others are solved, as in the local batch."""
+    inputs = []
+    for seed in range(3):
+        p = tmp_path / "in" / f"s{seed}.json"
+        p.parent.mkdir(exist_ok=True)
+        write_json_atomic(p, dump_model(scenario(seed)))
+        inputs.append(p)
+    with _CrashOnS1() as backend:
+        res = run_batch_on(backend, inputs, tmp_path / "out", solver="greedy")
+    assert [r.outcome for r in res] == ["solved", "failed", "solved"]
+    assert "internal error" in (res[1].error or "") and "s1.json" in (res[1].error or "")
+    assert not (tmp_path / "out" / "s1.done.json").exists()
+    assert (tmp_path / "out" / "s2.done.json").exists()
