@@ -143,9 +143,15 @@ def test_fast_lpt_is_exactly_the_plain_lpt(seed: int, compiled: bool,
     # Small chunks and few room tries: every branch of the fast loop runs.
     monkeypatch.setattr(balance_mod, "LPT_CHUNK", 37)
     monkeypatch.setattr(balance_mod, "ROOM_TRIES", int(rng.integers(1, 5)))
-    for _ in range(25):
+    for k in range(25):
         args = _lpt_instance(rng)
         np.testing.assert_array_equal(lpt_assign(*args), lpt_assign_plain(*args))
+        if k % 2:  # from loads and demand already held (balance under a migration cap)
+            speed, capacity = args[1], args[6]
+            start = {"load0": rng.uniform(0, 5, speed.size),
+                     "used0": capacity * rng.uniform(0, 0.8, capacity.shape)}
+            np.testing.assert_array_equal(lpt_assign(*args, **start),
+                                          lpt_assign_plain(*args, **start))
 
 
 # -- makespan bound ----------------------------------------------------------------

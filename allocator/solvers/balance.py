@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from allocator.bounds import makespan_bound
+from allocator.constraints import repair_capacity
 from allocator.problem import Problem, capacity_limit
 from allocator.solvers.base import Budget, WarmStart, make_plan, register
 from allocator.solvers.lpt_kernel import HAVE_NUMBA, lpt_compiled
@@ -66,12 +67,17 @@ def lpt_assign(
     group_agents: np.ndarray,
     demand: np.ndarray,
     capacity: np.ndarray,
+    *,
+    load0: np.ndarray | None = None,
+    used0: np.ndarray | None = None,
 ) -> np.ndarray:
     """LPT on uniform machines with eligibility groups and capacity; -1 where nothing fits.
 
     Each task, in decreasing work, goes to the eligible agent where it would
     finish first (busy time / lanes, never before the task's own duration)
     among those with room for its demand; ties go to the lowest agent index.
+    `load0` ([m] busy time / lanes) and `used0` ([m, R] demand) are what the
+    agents already hold (tasks kept where they are under a migration cap).
 
     Exactly :func:`lpt_assign_plain`'s result (tests compare them) with the
     same float operations. From ``LPT_COMPILED_MIN_TASKS`` tasks on, with
@@ -83,21 +89,24 @@ def lpt_assign(
     and an argmin over its group instead of a gather and two temporaries.
     """
     if bool(np.any(lanes > 1)):
-        return lpt_assign_plain(work, speed, lanes, group_of, group_agents, demand, capacity)
+        return lpt_assign_plain(work, speed, lanes, group_of, group_agents, demand, capacity,
+                                load0=load0, used0=used0)
     n, m = work.size, speed.size
+    free = capacity_limit(capacity)
+    if used0 is not None:
+        free = free - used0
     if n >= LPT_COMPILED_MIN_TASKS and HAVE_NUMBA:
-        return lpt_compiled(work, speed * lanes, group_of, group_agents, demand,
-                            capacity_limit(capacity))
+        return lpt_compiled(work, speed * lanes, group_of, group_agents, demand, free, load0)
     agent_of = np.full(n, -1, dtype=np.int64)
     rate = speed * lanes  # busy time per work unit is 1 / rate
-    free = capacity_limit(capacity)
     members = [np.flatnonzero(row) for row in group_agents]
     inv_rate = [1.0 / rate[idx] for idx in members]
     used = np.zeros(len(members), dtype=bool)
     used[np.unique(group_of)] = True
     # Loads per group (member order = agent order) and, per agent, the
     # (group array, position) slots that hold its load.
-    gload = [np.zeros(idx.size) for idx in members]
+    gload = [np.zeros(idx.size) if load0 is None else load0[idx].astype(float)
+             for idx in members]
     bufs = [np.empty(idx.size) for idx in members]
     slots: list[list[tuple[np.ndarray, int]]] = [[] for _ in range(m)]
     for g in np.flatnonzero(used).tolist():
@@ -193,6 +202,9 @@ def lpt_assign_plain(
     group_agents: np.ndarray,
     demand: np.ndarray,
     capacity: np.ndarray,
+    *,
+    load0: np.ndarray | None = None,
+    used0: np.ndarray | None = None,
 ) -> np.ndarray:
     """The same LPT with a full scan of the group's agents for every task.
 
@@ -203,8 +215,10 @@ def lpt_assign_plain(
     n, m = work.size, speed.size
     agent_of = np.full(n, -1, dtype=np.int64)
     rate = speed * lanes  # busy time per work unit is 1 / rate
-    load = np.zeros(m)
+    load = np.zeros(m) if load0 is None else np.array(load0, dtype=float)
     free = capacity_limit(capacity)
+    if used0 is not None:
+        free = free - used0
     members = [np.flatnonzero(row) for row in group_agents]
     inv_rate = [1.0 / rate[idx] for idx in members]
     multi_lane = bool(np.any(lanes > 1))
@@ -263,17 +277,28 @@ def improve_makespan(
     deadline: Callable[[], bool],
     max_iter: int = 100_000,
     target: float = 0.0,
+    home: np.ndarray | None = None,
+    max_moves: int | None = None,
 ) -> np.ndarray:
     """Critical-agent shifts and swaps (see module docstring); never worsens the makespan.
 
     The finish of an agent is its busy time / lanes (exact for one lane; a
     lower bound of the list schedule otherwise), so the search targets
     single-lane agents' makespan and balance for multi-lane ones.
+
+    With `home` ([n] current agent, -1 none) and `max_moves`, no step takes
+    the count of tasks away from home past `max_moves` (a step that sends a
+    task home gives a move back), so the moves it makes are the ones that
+    lower the critical agent most while the cap allows.
     """
     agent_of = agent_of.copy()
     m = speed.size
     rate = speed * lanes
     on = agent_of >= 0
+    capped = home is not None and max_moves is not None
+    if capped:
+        assert home is not None and max_moves is not None
+        moves_left = max_moves - int(np.sum((home >= 0) & on & (agent_of != home)))
     load = np.bincount(agent_of[on], weights=work[on] / rate[agent_of[on]], minlength=m)
     free = capacity_limit(capacity)
     used = np.zeros_like(free)
@@ -295,6 +320,10 @@ def improve_makespan(
         ok[:, a] = False
         if has_demand:
             ok &= np.all(free[None, :, :] >= demand[tasks][:, None, :], axis=2)
+        if capped:
+            assert home is not None
+            cost = _move_cost(home[tasks][:, None], a, np.arange(m)[None, :])
+            ok &= cost <= moves_left
         new_b = load[None, :] + wa[:, None] / rate[None, :]
         new_a = top - wa / rate[a]
         worst = np.maximum(new_b, new_a[:, None])
@@ -304,6 +333,8 @@ def improve_makespan(
         second = float(np.partition(load, -2)[-2]) if m >= 2 else 0.0
         if worst[t, b] < top - 1e-12 * max(1.0, top):
             j = int(tasks[t])
+            if capped:
+                moves_left -= int(cost[t, b])
             agent_of[j] = b
             load[a] = new_a[t]
             load[b] = new_b[t, b]
@@ -330,11 +361,18 @@ def improve_makespan(
             da, db = demand[tasks], demand[cand]
             elig &= np.all(free[a][None, None, :] + da[:, None, :] - db[None, :, :] >= 0, axis=2)
             elig &= np.all(free[bb][None, :, :] + db[None, :, :] - da[:, None, :] >= 0, axis=2)
+        if capped:
+            assert home is not None
+            swap_cost = (_move_cost(home[tasks][:, None], a, bb[None, :])
+                         + _move_cost(home[cand], bb, a)[None, :])
+            elig &= swap_cost <= moves_left
         worst2 = np.where(elig, np.maximum(la, lb), np.inf)
         flat = int(np.argmin(worst2))
         t, k = divmod(flat, cand.size)
         if not worst2[t, k] < top - 1e-12 * max(1.0, top):
             break  # local optimum for the critical agent
+        if capped:
+            moves_left -= int(swap_cost[t, k])
         j, q, b = int(tasks[t]), int(cand[k]), int(bb[k])
         agent_of[j], agent_of[q] = b, a
         load[a], load[b] = la[t, k], lb[t, k]
@@ -343,6 +381,16 @@ def improve_makespan(
             free[b] += demand[q] - demand[j]
         del second
     return agent_of
+
+
+def _move_cost(home: np.ndarray, src: np.ndarray | int, dst: np.ndarray | int
+               ) -> np.ndarray:
+    """Change in the count of tasks away from home when tasks go from `src` to `dst`
+    (broadcast): +1 leaving home, -1 going back, 0 otherwise (no home, or away to away)."""
+    has = home >= 0
+    was = has & (home != src)
+    now = has & (home != dst)
+    return now.astype(np.int64) - was.astype(np.int64)
 
 
 def _capped_swap_sets(tasks: np.ndarray, wa: np.ndarray, cand: np.ndarray,
@@ -371,17 +419,127 @@ def balance_assign(problem: Problem, *, deadline: Callable[[], bool],
     """LPT + critical-agent search on a Problem's structured arrays.
 
     The search stops at `target` (e.g. the lower bound x 1.0001) or the deadline.
+    Under ``options.max_migrations`` placed tasks stay where they may
+    (:func:`_kept_home`), the LPT places the new tasks and as many of the
+    tasks that must move as the cap allows, and the search spends what is
+    left of the cap on its best moves. Last, tasks left out that fit
+    somewhere now (room freed by the search) are placed (:func:`fill_room`).
     """
     group_of, group_agents, lanes = _arrays(problem)
     demand = problem.demand_base
-    a0 = lpt_assign(problem.work, problem.speed, lanes, group_of, group_agents, demand,
-                    problem.capacity)
-    a1 = improve_makespan(a0, problem.work, problem.speed, lanes, group_of, group_agents,
-                          demand, problem.capacity, deadline=deadline, target=target)
+    work, speed = problem.work, problem.speed
+    cap = problem.snapshot.options.max_migrations
+    home: np.ndarray | None = None
+    if cap is not None and bool(np.any(problem.current >= 0)):
+        home = problem.current
+        a0 = _capped_lpt(problem, cap, group_of, group_agents, lanes, demand)
+    else:
+        cap = None  # nothing placed: nothing can move
+        a0 = lpt_assign(work, speed, lanes, group_of, group_agents, demand, problem.capacity)
+    a0 = fill_room(problem, a0, group_of, group_agents, lanes, demand,
+                   home=home, max_moves=cap, deadline=deadline)
+    a1 = improve_makespan(a0, work, speed, lanes, group_of, group_agents, demand,
+                          problem.capacity, deadline=deadline, target=target,
+                          home=home, max_moves=cap)
+    a1 = fill_room(problem, a1, group_of, group_agents, lanes, demand,
+                   home=home, max_moves=cap, deadline=deadline)
     if problem.demand_override or problem.hard_deadline.any():
         # Per-agent demand overrides / hard deadlines: drop any pair that breaks them.
         a1 = _repair_pairs(problem, a1)
     return a1
+
+
+def _kept_home(problem: Problem, group_of: np.ndarray, group_agents: np.ndarray
+               ) -> np.ndarray:
+    """Each placed task on its current agent where it may stay (up, eligible); on an
+    over-full agent the shared repair's choice leaves tasks out until the rest fit."""
+    home = problem.current
+    a = np.full(problem.n, -1, dtype=np.int64)
+    js = np.flatnonzero(home >= 0)
+    js = js[group_agents[group_of[js], home[js]]]
+    a[js] = home[js]
+    return repair_capacity(problem, a)
+
+
+def _capped_lpt(problem: Problem, cap: int, group_of: np.ndarray, group_agents: np.ndarray,
+                lanes: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    """LPT under a migration cap: placed tasks kept home, the LPT for new tasks and
+    for the first `cap` of those that must move (highest penalty, then most work)."""
+    a = _kept_home(problem, group_of, group_agents)
+    movers = np.flatnonzero((problem.current >= 0) & (a < 0))
+    if movers.size > cap:
+        rank = np.lexsort((movers, -problem.work[movers],
+                           -problem.unassigned_penalty[movers]))
+        movers = np.sort(movers[rank[:cap]])
+    sub = np.union1d(np.flatnonzero(problem.current < 0), movers)
+    rate = problem.speed * lanes
+    kept = np.flatnonzero(a >= 0)
+    load0 = np.bincount(a[kept], weights=problem.work[kept] / rate[a[kept]],
+                        minlength=problem.m)
+    used0 = np.zeros_like(problem.capacity)
+    np.add.at(used0, a[kept], demand[kept])
+    a[sub] = lpt_assign(problem.work[sub], problem.speed, lanes, group_of[sub], group_agents,
+                        demand[sub], problem.capacity, load0=load0, used0=used0)
+    return a
+
+
+#: Tasks :func:`fill_room` places between two looks at the deadline.
+FILL_CHECK_EVERY = 64
+
+
+def fill_room(problem: Problem, agent_of: np.ndarray, group_of: np.ndarray,
+              group_agents: np.ndarray, lanes: np.ndarray, demand: np.ndarray, *,
+              home: np.ndarray | None, max_moves: int | None,
+              deadline: Callable[[], bool]) -> np.ndarray:
+    """Place each task left out that fits on an eligible agent now, where it finishes first.
+
+    The LPT leaves a task out when no agent has room at its turn; the search's
+    moves free room later, so without this pass a task stayed out beside an
+    agent it fits. Highest unassigned penalty first; a task is placed only
+    when the makespan it adds (weighted) costs less than leaving it out; with
+    `home` and `max_moves`, a task away from home uses one of the moves left.
+    """
+    a = agent_of.copy()
+    out = np.flatnonzero(a < 0)
+    if out.size == 0 or problem.m == 0:
+        return a
+    on = np.flatnonzero(a >= 0)
+    rate = problem.speed * lanes
+    load = np.bincount(a[on], weights=problem.work[on] / rate[a[on]], minlength=problem.m)
+    free = capacity_limit(problem.capacity)
+    np.subtract.at(free, a[on], demand[on])
+    if demand.shape[1]:  # most room any agent has: a task needing more fits nowhere
+        out = out[np.all(demand[out] <= free.max(axis=0), axis=1)]
+    out = out[group_agents[group_of[out]].any(axis=1)]
+    if out.size == 0:
+        return a
+    moves_left = np.inf
+    if home is not None and max_moves is not None:
+        moves_left = max_moves - int(np.sum((home >= 0) & (a >= 0) & (a != home)))
+    penalty, work = problem.unassigned_penalty, problem.work
+    w_makespan = problem.snapshot.weights.makespan
+    top = float(np.max(np.maximum(load, 0.0)))
+    for step, j in enumerate(out[np.lexsort((out, -work[out], -penalty[out]))].tolist()):
+        if step % FILL_CHECK_EVERY == 0 and deadline():
+            break
+        ok = group_agents[group_of[j]].copy()
+        h = -1 if home is None else int(home[j])
+        if h >= 0 and moves_left <= 0:
+            ok &= np.arange(problem.m) == h
+        ok &= np.all(free >= demand[j], axis=1)
+        if not ok.any():
+            continue
+        fin = np.where(ok, np.maximum(load + work[j] / rate, work[j] / problem.speed), np.inf)
+        i = int(np.argmin(fin))
+        if w_makespan * max(0.0, float(fin[i]) - top) > penalty[j]:
+            continue
+        a[j] = i
+        load[i] += work[j] / rate[i]
+        top = max(top, float(fin[i]))
+        free[i] -= demand[j]
+        if 0 <= h != i:
+            moves_left -= 1
+    return a
 
 
 def _repair_pairs(problem: Problem, agent_of: np.ndarray) -> np.ndarray:

@@ -36,17 +36,17 @@ def compiled_loop() -> Callable[..., np.ndarray]:
 def lpt_loop(order: np.ndarray, work: np.ndarray, group_of: np.ndarray,
              mem_ptr: np.ndarray, mem_idx: np.ndarray, inv_rate: np.ndarray,
              slot_ptr: np.ndarray, slot_pos: np.ndarray, demand: np.ndarray,
-             free: np.ndarray, has_demand: bool) -> np.ndarray:
-    """Agent of each task (-1: no member has room); `free` is updated in place.
+             free: np.ndarray, has_demand: bool, gload: np.ndarray) -> np.ndarray:
+    """Agent of each task (-1: no member has room); `free` and `gload` are updated in place.
 
     Group g's members are ``mem_idx[mem_ptr[g]:mem_ptr[g + 1]]`` (agent order);
-    ``gload`` holds each member's busy time at the same flat positions, and
-    agent i's positions there are ``slot_pos[slot_ptr[i]:slot_ptr[i + 1]]``.
+    ``gload`` holds each member's busy time at the same flat positions (its
+    starting load: tasks already kept there), and agent i's positions there
+    are ``slot_pos[slot_ptr[i]:slot_ptr[i + 1]]``.
     """
     n = order.size
     R = demand.shape[1]
     agent_of = np.full(n, -1, dtype=np.int64)
-    gload = np.zeros(mem_idx.size)
     fin = np.empty(mem_idx.size)
     for t in range(n):
         j = order[t]
@@ -97,12 +97,13 @@ def lpt_loop(order: np.ndarray, work: np.ndarray, group_of: np.ndarray,
 
 
 def lpt_compiled(work: np.ndarray, rate: np.ndarray, group_of: np.ndarray,
-                 group_agents: np.ndarray, demand: np.ndarray, free: np.ndarray
-                 ) -> np.ndarray:
+                 group_agents: np.ndarray, demand: np.ndarray, free: np.ndarray,
+                 load0: np.ndarray | None = None) -> np.ndarray:
     """The CSR layout :func:`lpt_loop` reads, then the loop.
 
-    `free` is the agents' capacity limit (:func:`allocator.problem.capacity_limit`);
-    the loop works on a copy.
+    `free` is the room left on each agent (its capacity limit,
+    :func:`allocator.problem.capacity_limit`, less what is kept there) and
+    `load0` its busy time so far (None: 0); the loop works on copies.
     """
     m = rate.size
     used = np.zeros(group_agents.shape[0], dtype=bool)
@@ -126,4 +127,6 @@ def lpt_compiled(work: np.ndarray, rate: np.ndarray, group_of: np.ndarray,
                     np.ascontiguousarray(group_of, dtype=np.int64), mem_ptr, mem_idx,
                     np.ascontiguousarray(inv_rate, dtype=float), slot_ptr,
                     by_agent.astype(np.int64), np.ascontiguousarray(demand, dtype=float),
-                    np.array(free, dtype=float), bool(np.any(demand > 0)))
+                    np.array(free, dtype=float), bool(np.any(demand > 0)),
+                    (np.zeros(mem_idx.size) if load0 is None
+                     else np.asarray(load0, dtype=float)[mem_idx]))
