@@ -13,11 +13,17 @@ of 3 are thirds); when none does, a lossy
 factor is used and ``exact`` is False, and callers then never claim
 optimality. Capacity rows round demands up and capacities down, so an
 integer-feasible solution is float-feasible whatever the factor.
+
+Building is Python work per pair (400k pairs: seconds), so a caller with a
+budget passes `out_of_time`: the build looks at it every
+``BUILD_CHECK_PAIRS`` pairs and raises :class:`BuildOutOfTime` when it says
+so (cpsat then answers with its hint instead of overrunning its limit).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +43,23 @@ RATIONAL_BASES = (2, 3, 4, 6, 8, 9, 12, 24, 36, 60, 120, 360, 840, 2520, 27720)
 
 #: Largest scaled capacity or demand: int64 sums keep ample headroom.
 MAX_CAPACITY_COEF = 1e12
+
+#: Pairs the build makes between two looks at `out_of_time`.
+BUILD_CHECK_PAIRS = 2_000
+
+#: Pairs per second a model build is assumed to reach, for callers that must
+#: decide by size rather than by the clock (deterministic solves). Measured
+#: on a shared core at load ~2 (docs/benchmarks/cpsat-build.md): about
+#: 120k pairs/s for the assignment model; the figure is kept below that.
+BUILD_PAIRS_PER_S = 100_000.0
+
+
+class BuildOutOfTime(Exception):
+    """The model build ran past its caller's budget (`built` of `total` pairs made)."""
+
+    def __init__(self, built: int, total: int) -> None:
+        super().__init__(f"model build stopped after {built} of {total} pairs")
+        self.built, self.total = built, total
 
 
 @dataclass(frozen=True)
@@ -93,14 +116,27 @@ class CpCore:
     exact: bool  # the capacity rows are the float rows exactly
     #: Per task with a current agent: the 0/1 expression "placed elsewhere".
     moved: dict[int, cp_model.LinearExprT] = field(default_factory=dict)
+    #: The pairs as arrays, in the order of `x`: agent, task, CP-SAT variable index.
+    pair_i: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    pair_j: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    x_index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def add_hint(self, agent_of: np.ndarray) -> None:
-        """A full hint from an assignment (the model's hints are replaced)."""
+        """A full hint from an assignment (the model's hints are replaced).
+
+        Written to the proto in two extends: one ``add_hint`` call per pair
+        took 2.6 s at 400k pairs.
+        """
         self.model.clear_hints()
-        for (i, j), v in self.x.items():
-            self.model.add_hint(v, int(agent_of[j] == i))
-        for j, v in enumerate(self.u):
-            self.model.add_hint(v, int(agent_of[j] < 0 or (int(agent_of[j]), j) not in self.x))
+        agent_of = np.asarray(agent_of, dtype=np.int64)
+        on = agent_of[self.pair_j] == self.pair_i
+        placed = np.zeros(self.problem.n, dtype=bool)
+        placed[self.pair_j[on]] = True  # on an agent it may take (else: hinted out)
+        hint = self.model.proto.solution_hint
+        hint.vars.extend(self.x_index.tolist())
+        hint.values.extend(on.astype(np.int64).tolist())
+        hint.vars.extend([v.index for v in self.u])
+        hint.values.extend((~placed).astype(np.int64).tolist())
 
     def read(self, solver: cp_model.CpSolver) -> np.ndarray:
         """The assignment of the solver's solution."""
@@ -112,27 +148,51 @@ class CpCore:
 
 
 def build_core(problem: Problem, *, cap_migrations: bool = True,
-               all_placed: bool = False) -> CpCore:
+               all_placed: bool = False,
+               out_of_time: Callable[[], bool] | None = None) -> CpCore:
     """Variables, exactly-one, capacity, migration indicators (+ the options cap).
 
     `cap_migrations=False` leaves ``options.max_migrations`` to the caller
     (rebalancing caps only voluntary moves). `all_placed` forbids leaving
-    out a task that has an eligible agent.
+    out a task that has an eligible agent. `out_of_time` is asked every
+    ``BUILD_CHECK_PAIRS`` pairs (and per capacity row); True raises
+    :class:`BuildOutOfTime`.
     """
     m, n = problem.m, problem.n
     elig = problem.eligible
+    pair_j, pair_i = np.nonzero(elig.T)  # by task, then agent (the order of x)
+    total = int(pair_j.size)
+    ptr = np.searchsorted(pair_j, np.arange(n + 1))
+
+    def check(built: int) -> None:
+        if out_of_time is not None and out_of_time():
+            raise BuildOutOfTime(built, total)
+
     model = cp_model.CpModel()
     x: dict[tuple[int, int], cp_model.IntVar] = {}
     u = [model.new_bool_var(f"u{j}") for j in range(n)]
-    pairs: list[list[int]] = [np.flatnonzero(elig[:, j]).tolist() for j in range(n)]
+    check(0)
+    pairs: list[list[int]] = []
     by_agent: list[list[int]] = [[] for _ in range(m)]
+    x_index = np.empty(total, dtype=np.int64)
+    next_check = BUILD_CHECK_PAIRS
     for j in range(n):
-        for i in pairs[j]:
-            x[i, j] = model.new_bool_var(f"x{i}_{j}")
+        lo, hi = int(ptr[j]), int(ptr[j + 1])
+        agents = pair_i[lo:hi].tolist()
+        pairs.append(agents)
+        row = []
+        for k, i in enumerate(agents, start=lo):
+            v = model.new_bool_var(f"x{i}_{j}")
+            x[i, j] = v
+            x_index[k] = v.index
+            row.append(v)
             by_agent[i].append(j)
-        model.add_exactly_one([x[i, j] for i in pairs[j]] + [u[j]])
-        if all_placed and pairs[j]:
+        model.add_exactly_one([*row, u[j]])
+        if all_placed and agents:
             model.add(u[j] == 0)
+        if hi >= next_check:
+            next_check = hi + BUILD_CHECK_PAIRS
+            check(hi)
 
     exact = True
     demand = problem.demand
@@ -151,9 +211,14 @@ def build_core(problem: Problem, *, cap_migrations: bool = True,
             coefs = [math.ceil(v * sc.factor - 1e-6) for v in d]
             if sum(coefs) <= cap:
                 continue  # can never bind
-            model.add(sum(c * x[i, j] for c, j in zip(coefs, js, strict=True) if c) <= cap)
+            row_vars = [x[i, j] for c, j in zip(coefs, js, strict=True) if c]
+            model.add(cp_model.LinearExpr.weighted_sum(row_vars, [c for c in coefs if c])
+                      <= cap)
+            check(total)
 
-    core = CpCore(problem, model, x, u, pairs, by_agent, exact)
+    core = CpCore(problem, model, x, u, pairs, by_agent, exact,
+                  pair_i=pair_i.astype(np.int64), pair_j=pair_j.astype(np.int64),
+                  x_index=x_index)
     for j in np.flatnonzero(problem.current >= 0).tolist():
         c = int(problem.current[j])
         # A migration is a placement away from home (allocator.constraints).

@@ -28,6 +28,7 @@ from ortools.sat.python import cp_model
 
 from allocator.objectives import build_schedule
 from allocator.problem import Problem
+from allocator.solvers import cp_core
 from allocator.solvers.base import (
     Budget,
     WarmStart,
@@ -35,7 +36,7 @@ from allocator.solvers.base import (
     no_solution_plan,
     register,
 )
-from allocator.solvers.cp_core import build_core, int_scale
+from allocator.solvers.cp_core import BuildOutOfTime, CpCore, build_core, int_scale
 from allocator.solvers.greedy import construct, construct_with_order, warm_or_fresh
 from models import Plan, PlanStatus, SolutionPoint
 
@@ -102,15 +103,79 @@ def solve_cpsat_arrays(
     stop: threading.Event | None = None,
     deterministic: bool = False,
 ) -> CpsatResult:
-    """Build and solve; returns (agent_of, order_key, status, bound, points, message)."""
+    """Build and solve; returns (agent_of, order_key, status, bound, points, message).
+
+    The build is bounded by the budget (:func:`_build_deadline`): when it
+    would leave too little to solve, no model is solved and the result is
+    ``TIMEOUT`` with no assignment, its message saying why ("not solved").
+    """
+    sched = problem.needs_schedule if scheduling is None else scheduling
+    kind = "scheduling" if sched else "assignment"
+    npairs = problem.eligible_pairs
+    rate = cp_core.BUILD_PAIRS_PER_S
+    if deterministic and npairs > rate * (budget.remaining() - _reserve(budget)):
+        # Same input, same answer: decide by size, not by the clock.
+        return CpsatResult(None, None, PlanStatus.TIMEOUT, None, [],
+                           f"model={kind} vars={npairs} not solved: building the model "
+                           f"would take more than the {budget.remaining():.3g} s left "
+                           f"(deterministic mode decides by size: "
+                           f"{rate:.0f} pairs/s)")
+    out_of_time = _build_deadline(budget)
+    try:
+        built = _build(problem, budget=budget, warm=warm, sched=sched,
+                       out_of_time=None if deterministic else out_of_time)
+    except BuildOutOfTime as cut:
+        made = (f"{cut.built} of {cut.total} pair variables made" if cut.built < cut.total
+                else "its pair variables made, not its rows")
+        return CpsatResult(None, None, PlanStatus.TIMEOUT, None, [],
+                           f"model={kind} vars={npairs} not solved: building the model "
+                           f"took {budget.elapsed():.3g} s of the {budget.time_limit:g} s "
+                           f"limit ({made}), too little was left to solve it")
+    return _solve_built(problem, built, budget=budget, seed=seed, stop=stop,
+                        deterministic=deterministic)
+
+
+#: Share of the time limit the build leaves for CP-SAT and the plan: a build
+#: still running when less than this is left stops (:class:`BuildOutOfTime`).
+BUILD_RESERVE = 0.2
+
+
+def _reserve(budget: Budget) -> float:
+    return BUILD_RESERVE * budget.time_limit
+
+
+def _build_deadline(budget: Budget) -> Callable[[], bool]:
+    """True once less than ``BUILD_RESERVE`` of the time limit is left (or a stop)."""
+    reserve = _reserve(budget)
+    return lambda: budget.remaining() < reserve
+
+
+class _Built(NamedTuple):
+    """A built model and what reading its solution needs."""
+
+    core: CpCore
+    starts: dict[tuple[int, int], cp_model.IntVar]
+    scale: float  # objective coefficients = weights x scale
+    exact: bool  # every scaling exact
+    sched: bool
+
+
+def _build(problem: Problem, *, budget: Budget, warm: WarmStart | None, sched: bool,
+           out_of_time: Callable[[], bool] | None) -> _Built:
+    """The model with its objective and hint (raises BuildOutOfTime, see build_core)."""
     snap = problem.snapshot
     w = snap.weights
     m, n = problem.m, problem.n
-    sched = problem.needs_schedule if scheduling is None else scheduling
+
+    def check() -> None:
+        if out_of_time is not None and out_of_time():
+            raise BuildOutOfTime(len(core.x), len(core.x))  # every pair made, not the rest
+
     elig = problem.eligible
     # Variables, exactly-one, capacity, migrations and their cap: the shared core.
-    core = build_core(problem)
-    model, x, u, pairs, by_agent = core.model, core.x, core.u, core.pairs, core.by_agent
+    core = build_core(problem, out_of_time=out_of_time)
+    model, x, u, by_agent = core.model, core.x, core.u, core.by_agent
+    pi, pj = core.pair_i, core.pair_j
 
     # Time ticks.
     dur = problem.duration
@@ -125,23 +190,38 @@ def solve_cpsat_arrays(
     tsc = int_scale(tvals, MAX_TICKS / horizon * (float(np.max(np.abs(tvals))) or 1.0))
     tick = tsc.factor
     H = math.ceil(horizon * tick) + 1
-    d_int = {(i, j): round(dur[i, j] * tick) for (i, j) in x}
-
-    terms: list[tuple[cp_model.LinearExprT, float]] = []  # (expr, float weight)
-    if w.cost:
-        for (i, j), v in x.items():
-            c = problem.cost[i, j] * w.cost
-            if c:
-                terms.append((v, c))
-    for j in range(n):
-        terms.append((u[j], float(problem.unassigned_penalty[j])))
-
-    loads: list[cp_model.LinearExpr | None] = [None] * m
     need_loads = w.makespan > 0 or w.imbalance > 0
+    d_int: dict[tuple[int, int], int] = {}
+    if need_loads or sched:
+        d_arr = np.round(dur[pi, pj] * tick).astype(np.int64)
+        d_int = dict(zip(zip(pi.tolist(), pj.tolist(), strict=True), d_arr.tolist(),
+                         strict=True))
+
+    # The objective as (variable index, float weight) arrays, in the order the terms
+    # were once summed (one Python sum over 400k terms took seconds).
+    obj_idx: list[np.ndarray] = []
+    obj_w: list[np.ndarray] = []
+
+    def term(v: cp_model.IntVar, c: float) -> None:
+        obj_idx.append(np.array([v.index], dtype=np.int64))
+        obj_w.append(np.array([c], dtype=float))
+
+    if w.cost:
+        c = problem.cost[pi, pj] * w.cost
+        obj_idx.append(core.x_index[c != 0])
+        obj_w.append(c[c != 0])
+    obj_idx.append(np.array([v.index for v in u], dtype=np.int64))
+    obj_w.append(problem.unassigned_penalty.astype(float))
+    check()
+
+    loads: list[cp_model.LinearExprT | None] = [None] * m
     if need_loads:
         for i in range(m):
             if by_agent[i]:
-                loads[i] = sum(d_int[i, j] * x[i, j] for j in by_agent[i])
+                js = by_agent[i]
+                loads[i] = cp_model.LinearExpr.weighted_sum([x[i, j] for j in js],
+                                                            [d_int[i, j] for j in js])
+        check()
     lanes_exact = True
     if w.imbalance > 0:
         up = np.flatnonzero(problem.up)
@@ -164,15 +244,17 @@ def solve_cpsat_arrays(
             else:
                 model.add(k * lmax >= li)
                 model.add(k * lmin <= li)
-        terms.append((lmax - lmin, w.imbalance / (tick * K)))
+        term(lmax, w.imbalance / (tick * K))
+        term(lmin, -w.imbalance / (tick * K))
 
-    mig = problem.migration_matrix
-    if w.migrations:
-        for j in core.moved:
-            c = int(problem.current[j])
-            for i in pairs[j]:
-                if i != c and mig[i, j]:
-                    terms.append((x[i, j], w.migrations * float(mig[i, j])))
+    if w.migrations and core.moved:
+        mig = problem.migration_matrix
+        cur = problem.current[pj]
+        away = (cur >= 0) & (pi != cur)
+        c = w.migrations * mig[pi, pj]
+        keep = away & (c != 0)
+        obj_idx.append(core.x_index[keep])
+        obj_w.append(c[keep])
 
     starts: dict[tuple[int, int], cp_model.IntVar] = {}
     if sched:
@@ -208,6 +290,7 @@ def solve_cpsat_arrays(
                 model.add_no_overlap(ivs)
             elif k < len(ivs):
                 model.add_cumulative(ivs, [1] * len(ivs), k)
+            check()
         if w.tardiness > 0:
             for j in range(n):
                 if np.isfinite(problem.deadline[j]):
@@ -215,21 +298,35 @@ def solve_cpsat_arrays(
                     # horizon, and a task left out is not late at all.
                     t = model.new_int_var(0, H + max(0, -int(dl[j])), f"tard{j}")
                     model.add(t >= ends[j] - int(dl[j])).only_enforce_if(~u[j])
-                    terms.append((t, w.tardiness * float(problem.tardiness_weight[j]) / tick))
+                    term(t, w.tardiness * float(problem.tardiness_weight[j]) / tick)
         if w.makespan > 0:
             mk = model.new_int_var(0, H, "makespan")
             for j in range(n):
                 model.add(mk >= ends[j])
-            terms.append((mk, w.makespan / tick))
+            term(mk, w.makespan / tick)
     elif w.makespan > 0:
         mk = model.new_int_var(0, H * max(1, n), "makespan")
         for i in range(m):
-            if loads[i] is not None:
-                model.add(int(problem.concurrency[i]) * mk >= loads[i])
-        terms.append((mk, w.makespan / tick))
+            load_i = loads[i]
+            if load_i is not None:
+                model.add(int(problem.concurrency[i]) * mk >= load_i)
+        term(mk, w.makespan / tick)
 
-    osc = int_scale(np.array([c for _, c in terms], dtype=float), MAX_COEF)
-    model.minimize(sum(round(c * osc.factor) * e for e, c in terms if round(c * osc.factor)))
+    idx = np.concatenate(obj_idx)
+    wts = np.concatenate(obj_w)
+    osc = int_scale(wts, MAX_COEF)
+    ints = np.round(wts * osc.factor)
+    keep = ints != 0
+    # One entry per variable (cost and migration weigh the same x), as a sum would.
+    var, where = np.unique(idx[keep], return_inverse=True)
+    coef = np.zeros(var.size)
+    np.add.at(coef, where, ints[keep])
+    model.clear_objective()
+    objective = model.proto.objective
+    objective.vars.extend(var.tolist())
+    objective.coeffs.extend(coef.astype(np.int64).tolist())
+    objective.scaling_factor = 1.0
+    check()
 
     # Hints: the warm start, else the greedy plan.
     hint = warm.agent_of if warm is not None else construct(problem)
@@ -239,7 +336,17 @@ def solve_cpsat_arrays(
         for (i, j), s in starts.items():
             if hint[j] == i:
                 model.add_hint(s, round((sch.start[j] - problem.now) * tick))
+    check()
+    exact = (core.exact and osc.exact and lanes_exact
+             and (tsc.exact or not (sched or need_loads)))
+    return _Built(core, starts, osc.factor, exact, sched)
 
+
+def _solve_built(problem: Problem, built: _Built, *, budget: Budget, seed: int,
+                 stop: threading.Event | None, deterministic: bool) -> CpsatResult:
+    """Run CP-SAT on a built model and read its answer."""
+    core, starts, sched = built.core, built.starts, built.sched
+    model, x, n = core.model, core.x, problem.n
     solver = cp_model.CpSolver()
     p = solver.parameters
     p.random_seed = int(seed)
@@ -264,15 +371,14 @@ def solve_cpsat_arrays(
                     key[j] = cb.value(st)
         return a, key
 
-    collector = _Collector(osc.factor, budget, stop or threading.Event(), extract)
+    collector = _Collector(built.scale, budget, stop or threading.Event(), extract)
     unhook = budget.on_stop(solver.stop_search)  # a stop reaches the search in C++ at once
     try:
         code = solver.solve(model, collector)
     finally:
         unhook()
 
-    exact = (core.exact and osc.exact and lanes_exact
-             and (tsc.exact or not (sched or need_loads)))
+    exact = built.exact
     msg = f"model={'scheduling' if sched else 'assignment'} vars={len(x)}"
     if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         agent_of = core.read(solver)
@@ -282,7 +388,7 @@ def solve_cpsat_arrays(
             for (i, j), s in starts.items():
                 if agent_of[j] == i:
                     order_key[j] = solver.value(s)
-        bound = solver.best_objective_bound / osc.factor
+        bound = solver.best_objective_bound / built.scale
         proven = code == cp_model.OPTIMAL and exact
         status = PlanStatus.OPTIMAL if proven else PlanStatus.FEASIBLE
         if code == cp_model.OPTIMAL and not exact:
