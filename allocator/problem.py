@@ -31,7 +31,8 @@ import numpy as np
 
 from allocator.errors import InvalidInputError
 from allocator.topology_problem import TopologyArrays, compile_topology
-from models import AgentStatus, Priority, Snapshot, Task, TaskTable
+from models import MAX_MAGNITUDE as _MODEL_MAX_MAGNITUDE
+from models import MAX_SPEED, MIN_SPEED, AgentStatus, Priority, Snapshot, Task, TaskTable
 
 #: Slack allowed when comparing a sum of float demands with a capacity, so
 #: that 0.1 + 0.2 fits in 0.3: relative to the capacity, plus an absolute
@@ -61,7 +62,8 @@ LINEAR_MAX_CELLS = 4_000_000
 #: work / speed, costs = cost_rate x duration): beyond it solvers lose
 #: precision (HiGHS reads 1e20 as infinity; CP-SAT needs int64), so such
 #: input is refused with the field named instead of overflowing somewhere.
-MAX_MAGNITUDE = 1e15
+#: The models' limit (models.domain.MAX_MAGNITUDE), the one every front end checks.
+MAX_MAGNITUDE = _MODEL_MAX_MAGNITUDE
 
 
 def csr_take(ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray
@@ -811,6 +813,11 @@ def _check_magnitudes(snapshot: Snapshot, p: Problem) -> None:
 
     res, w = p.resources, snapshot.weights
     check(snapshot.time, "time")
+    bad = np.flatnonzero(~((p.speed >= MIN_SPEED) & (p.speed <= MAX_SPEED)))
+    if bad.size:  # 1 / speed overflows (5e-324: inf x 0 work = NaN finishes)
+        i = int(bad[0])
+        raise InvalidInputError(f"speed {float(p.speed[i]):.3g} outside [{MIN_SPEED:g}, "
+                                f"{MAX_SPEED:g}]", field=f"agents[{i}].speed")
     scan(p.capacity, lambda k: f"agents[{k[0]}].capacity[{res[k[1]]!r}]")
     scan(p.cost_rate, lambda k: f"agents[{k[0]}].cost_rate")
     scan(p.work, lambda k: f"tasks[{k[0]}].work")

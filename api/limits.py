@@ -1,24 +1,20 @@
-"""Magnitude limits on snapshot numbers, checked at the API boundary.
+"""Limits the API applies before it queues work: magnitudes and the memory estimate.
 
-The domain models accept any finite number; solvers scale numbers to
-integers (CP-SAT) and divide work by speed, so extreme magnitudes (a speed of
-1e-300, a cost rate of 1e307) overflow there. The API refuses them up front
-with a 422 naming the field, instead of failing inside a solve.
+The magnitude limits are the models' (`models.MAX_MAGNITUDE`, speeds, counts),
+checked by :func:`allocator.limits.check_magnitudes`, the check the CLI runs too:
+a number the CLI takes the API takes, and one it refuses is a 422 naming the
+field here, instead of failing inside a solve.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from allocator.errors import ResourceLimitError
+from allocator.limits import check_magnitudes
+from models import MAX_COUNT, MAX_MAGNITUDE, MAX_SPEED, MIN_SPEED, Snapshot
 
-from allocator.errors import InvalidInputError, ResourceLimitError
-from models import Snapshot
-
-#: Largest absolute value of any amount (work, demand, capacity, cost, time, weight).
-MAX_MAGNITUDE = 1e9
-#: Largest count (max_migrations and the like): CP-SAT takes 64-bit integers only.
-MAX_COUNT = 1_000_000
-#: Agent speeds must lie in [MIN_SPEED, MAX_SPEED].
-MIN_SPEED, MAX_SPEED = 1e-6, 1e6
+# The magnitude limits are the models' (one limit for the CLI, the API and MCP).
+__all__ = ["MAX_COUNT", "MAX_MAGNITUDE", "MAX_SPEED", "MIN_SPEED", "check_magnitudes",
+           "check_work_bytes", "estimate_work_bytes", "listed_pairs", "shape"]
 
 
 #: Bytes of worker memory per (agent, task) pair, by backend, for the backends that
@@ -116,56 +112,3 @@ def listed_pairs(snap: Snapshot) -> int:
     """Allowed / forbidden list entries and overrides: pairs the sparse path stores."""
     return sum(len(t.allowed_agents or ()) + len(t.forbidden_agents) + len(t.overrides)
                for t in snap.tasks)
-
-
-def _check(value: float | None, field: str) -> None:
-    if value is not None and abs(value) > MAX_MAGNITUDE:
-        raise InvalidInputError(f"{value!r} is larger than this server accepts "
-                                f"(|x| <= {MAX_MAGNITUDE:g})", field=field)
-
-
-def _check_map(values: dict[str, float] | None, field: str) -> None:
-    for k, v in (values or {}).items():
-        _check(v, f"{field}.{k}")
-
-
-def _check_all(pairs: Iterable[tuple[float | None, str]]) -> None:
-    for value, field in pairs:
-        _check(value, field)
-
-
-def check_magnitudes(snap: Snapshot, prefix: str = "snapshot") -> None:
-    """Raise InvalidInputError for the first number outside the limits."""
-    _check(snap.time, f"{prefix}.time")
-    w = snap.weights
-    _check_all((getattr(w, k), f"{prefix}.weights.{k}")
-               for k in ("cost", "makespan", "imbalance", "tardiness", "migrations"))
-    _check_map({str(k): v for k, v in w.unassigned.items()}, f"{prefix}.weights.unassigned")
-    _check_map({str(k): v for k, v in w.tardiness_by_priority.items()},
-               f"{prefix}.weights.tardiness_by_priority")
-    for i, a in enumerate(snap.agents):
-        where = f"{prefix}.agents.{i}"
-        if not MIN_SPEED <= a.speed <= MAX_SPEED:
-            raise InvalidInputError(f"speed {a.speed!r} outside [{MIN_SPEED:g}, {MAX_SPEED:g}]",
-                                    field=f"{where}.speed")
-        _check(a.cost_rate, f"{where}.cost_rate")
-        _check_map(a.capacity, f"{where}.capacity")
-    mig = snap.migration
-    _check_all(((mig.size_share, f"{prefix}.migration.size_share"),
-                (mig.progress_share, f"{prefix}.migration.progress_share")))
-    _check_map(mig.label_factors, f"{prefix}.migration.label_factors")
-    for k, pf in enumerate(mig.pair_factors):
-        _check(pf.factor, f"{prefix}.migration.pair_factors.{k}.factor")
-    mm = snap.options.max_migrations
-    if mm is not None and mm > MAX_COUNT:
-        raise InvalidInputError(f"{mm!r} is larger than this server accepts (<= {MAX_COUNT})",
-                                field=f"{prefix}.options.max_migrations")
-    for j, t in enumerate(snap.tasks):
-        where = f"{prefix}.tasks.{j}"
-        _check_all(((t.work, f"{where}.work"), (t.release, f"{where}.release"),
-                    (t.deadline, f"{where}.deadline"),
-                    (t.migration_cost, f"{where}.migration_cost")))
-        _check_map(t.demand, f"{where}.demand")
-        for a_id, ov in t.overrides.items():
-            _check(ov.cost, f"{where}.overrides.{a_id}.cost")
-            _check_map(ov.demand, f"{where}.overrides.{a_id}.demand")

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models import Plan, Snapshot
-from models.domain import TimeLimit
+from models.domain import Amount, Count, TimeLimit
 
 EXAMPLE_SNAPSHOT: dict[str, Any] = {
     "agents": [
@@ -156,8 +156,8 @@ class RebalanceRequest(_In):
     """Re-plan for balance with few migrations (tasks' `current_agent` is where they run)."""
 
     snapshot: Snapshot
-    max_migrations: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
-    threshold: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] = 0.0
+    max_migrations: Count | None = None
+    threshold: Amount = 0.0
     time_limit: TimeLimit | None = Field(None, description="Seconds; capped by sync_time_limit.")
     seed: Seed | None = None
 

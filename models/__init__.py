@@ -3,6 +3,10 @@
 from models.domain import (
     DEFAULT_TARDINESS_WEIGHT,
     DEFAULT_UNASSIGNED_PENALTY,
+    MAX_COUNT,
+    MAX_MAGNITUDE,
+    MAX_SPEED,
+    MIN_SPEED,
     Agent,
     AgentOverride,
     AgentStatus,
@@ -34,6 +38,10 @@ from models.topology import Balance, Group, Topology, ZoneMoveCost
 __all__ = [
     "DEFAULT_TARDINESS_WEIGHT",
     "DEFAULT_UNASSIGNED_PENALTY",
+    "MAX_COUNT",
+    "MAX_MAGNITUDE",
+    "MAX_SPEED",
+    "MIN_SPEED",
     "PARETO_OBJECTIVES",
     "Agent",
     "AgentLoad",

@@ -435,6 +435,23 @@ class MigrationPolicy(_Strict):
     pair_factors: list[PairFactor] = Field(default_factory=list)
 
 
+#: Largest magnitude of any number in a snapshot, given (capacity, demand, work, cost,
+#: time, weight, migration factor) or derived (duration = work / speed, cost =
+#: cost_rate x duration), and largest count (options.max_migrations): beyond it the
+#: solvers lose precision (HiGHS reads 1e20 as infinity, CP-SAT needs int64). One limit
+#: for every front end: allocator.problem refuses such numbers when it compiles a
+#: snapshot (any caller), and allocator.limits.check_magnitudes, which the CLI, the API
+#: and MCP run on what they read, names the field before any work starts.
+MAX_MAGNITUDE = 1e15
+#: Agent speeds lie in [MIN_SPEED, MAX_SPEED]: 1 / speed stays within MAX_MAGNITUDE.
+MIN_SPEED, MAX_SPEED = 1.0 / MAX_MAGNITUDE, MAX_MAGNITUDE
+#: Largest count a front end takes (options.max_migrations; 10**15 never binds).
+MAX_COUNT = 10**15
+#: A count a caller gives a front end (a rebalance's max_migrations): 0 to MAX_COUNT.
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+#: An amount a caller gives a front end (a rebalance's threshold): 0 to MAX_MAGNITUDE.
+Amount = Annotated[float, Field(ge=0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+
 #: The longest solve budget anything accepts (a day), in seconds: the anytime backends
 #: run until their budget, so an unbounded one never returns.
 MAX_TIME_LIMIT = 86_400.0

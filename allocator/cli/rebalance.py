@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from allocator.cli.app import app, fail, guarded, to_json
+from allocator.cli.app import app, guarded, to_json
 from allocator.cli.tables import DataTable, escape
 
 if TYPE_CHECKING:
@@ -79,10 +79,12 @@ def rebalance(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Rebalance: a plan that moves few tasks, with the load before and after."""
-    if max_migrations is not None and max_migrations < 0:
-        raise fail("--max-migrations must be >= 0")
-    if threshold < 0:
-        raise fail("--threshold must be >= 0")
+    from allocator.limits import check_amount, check_count
+
+    # The models' Count and Amount, as the API's RebalanceRequest.
+    if max_migrations is not None:
+        check_count(max_migrations, "--max-migrations")
+    check_amount(threshold, "--threshold")
     from allocator.io import read_snapshot, write_plan
     from allocator.usecases import RebalanceParams, rebalance_uc
 

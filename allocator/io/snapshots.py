@@ -29,12 +29,21 @@ def validation_message(err: ValidationError) -> tuple[str, str]:
 
 
 def parse_snapshot(data: Any, *, source: str = "snapshot") -> Snapshot:
-    """Validate a decoded JSON object as a Snapshot, raising InvalidInputError."""
+    """Validate a decoded JSON object as a Snapshot, raising InvalidInputError.
+
+    The numbers are held to the models' limits here too
+    (:func:`allocator.limits.check_magnitudes`, the API's check), so a file the
+    CLI takes is a body the API takes.
+    """
+    from allocator.limits import check_magnitudes
+
     try:
-        return Snapshot.model_validate(data)
+        snap = Snapshot.model_validate(data)
     except ValidationError as e:
         loc, msg = validation_message(e)
         raise InvalidInputError(msg, field=f"{source}: {loc}") from None
+    check_magnitudes(snap, prefix=source, sep=": ")
+    return snap
 
 
 def _read_json(path: str | Path) -> Any:

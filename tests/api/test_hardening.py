@@ -15,6 +15,7 @@ import pytest
 from tests.api.conftest import small_snapshot
 from tests.api.server import Server
 from tests.api.test_e2e import assert_error, wait_final, wait_workers
+from tests.test_magnitude_limits import EDGES, edit
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +252,25 @@ def test_small_deeply_nested_body_is_422(client: httpx.Client) -> None:
         r = client.post(path, content="[" * 50_000 + "]" * 50_000,
                         headers={"content-type": "application/json"})
         assert_error(r, 422, "invalid_input")
+
+
+@pytest.mark.parametrize(("case", "path", "value", "field"), EDGES, ids=[e[0] for e in EDGES])
+def test_the_api_takes_and_refuses_what_the_cli_does(client: httpx.Client, case: str,
+                                                     path: str, value: Any,
+                                                     field: str | None) -> None:
+    """The models' one limit (tests/test_magnitude_limits.py, the CLI side): the API
+    refused 1e12 and speed 1e-9 (its own 1e9 and [1e-6, 1e6]) where the CLI took them."""
+    r = client.post("/v1/solve", json={"snapshot": edit(path, value), "solver": "greedy"})
+    if field is None:
+        assert r.status_code == 200, r.text
+    else:
+        assert assert_error(r, 422, "invalid_input")["field"] == f"snapshot.{field}"
+
+
+def test_rebalance_body_counts_go_to_the_models_limit(client: httpx.Client) -> None:
+    body = {"snapshot": edit("tasks.1.current_agent", "b"), "time_limit": 1}
+    assert client.post("/v1/rebalance", json={**body, "max_migrations": 10**15}
+                       ).status_code == 200
+    err = assert_error(client.post("/v1/rebalance", json={**body, "max_migrations": 10**15 + 1}),
+                       422, "invalid_input")
+    assert err["field"] == "max_migrations"
