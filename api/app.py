@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from mcp.server.transport_security import TransportSecuritySettings
 
 from api.errors import install_error_handlers
-from api.mcp_server import build_mcp
+from api.mcp_server import build_mcp, strict_mcp_app
 from api.metrics import Metrics, MetricsMiddleware
 from api.routers import ROUTERS
 from api.security import LOOPBACK_HOSTS, BodyLimitMiddleware, HostGate, KeyGate
@@ -65,14 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mcp = build_mcp(lambda: service)
     mcp_app = None
     if settings.mcp_http:
-        mcp_app = mcp.streamable_http_app(
+        mcp_app = strict_mcp_app(mcp.streamable_http_app(
             streamable_http_path="/mcp",
             transport_security=TransportSecuritySettings(
                 allowed_hosts=[*(f"{h}:*" for h in LOOPBACK_HOSTS), *settings.allowed_hosts,
                                *settings.mcp_hosts],
                 allowed_origins=["http://127.0.0.1:*", "http://localhost:*",
                                  "http://[::1]:*"]),
-        )
+        ))
 
     live = make_live(settings) if settings.live else None
     service.live_service = live

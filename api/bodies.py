@@ -41,6 +41,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from allocator.errors import InvalidInputError, ResourceLimitError
+from allocator.io import strict_json
 from api.errors import BusyError, validation_message
 from models import SolveOptions
 
@@ -152,7 +153,10 @@ def parse_body(model_path: str, raw: bytes, max_agents: int, max_tasks: int,
     module, _, name = model_path.rpartition(".")
     model: type[BaseModel] = getattr(importlib.import_module(module), name)
     try:
-        data = json.loads(raw)
+        data = strict_json.loads(raw)
+    except strict_json.DuplicateKeyError as e:
+        return "error", (f"duplicate key {e.key!r} (a JSON object must not repeat a key)",
+                         e.path)
     except RecursionError:
         return "error", ("JSON nested too deeply", None)
     except json.JSONDecodeError as e:
@@ -206,6 +210,32 @@ def warm_up() -> None:
     """
     import api.limits
     import api.schemas  # noqa: F401
+
+
+class StrictJsonRequest(Request):
+    """A request whose JSON body refuses a repeated key (allocator.io.strict_json).
+
+    FastAPI reads the body through ``Request.json``; a DuplicateKeyError is a
+    JSONDecodeError, which FastAPI turns into a RequestValidationError caused by
+    it, and api.errors answers 422 naming the key's path.
+    """
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = strict_json.loads(await self.body())
+        return self._json
+
+
+class StrictJsonRoute(APIRoute):
+    """An APIRoute reading JSON bodies with :class:`StrictJsonRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        usual = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            return await usual(StrictJsonRequest(request.scope, request.receive))
+
+        return handler
 
 
 class BodyParser:
@@ -296,7 +326,7 @@ class BodyParser:
         return model.model_construct(**values)
 
 
-class OffloopBodyRoute(APIRoute):
+class OffloopBodyRoute(StrictJsonRoute):
     """An APIRoute whose large JSON bodies are parsed in the parser process.
 
     The endpoint is called with keyword arguments by name: `body` (the model),

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from allocator import errors as engine_errors
 from allocator.errors import AllocatorError
+from allocator.io.strict_json import DuplicateKeyError
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,9 @@ def json_position(doc: str | bytes, pos: int) -> tuple[int, int]:
 
 
 def _request_error(request: Request, exc: RequestValidationError) -> tuple[str, str | None]:
+    cause = exc.__cause__
+    if isinstance(cause, DuplicateKeyError):  # StrictJsonRequest: a key repeated in an object
+        return f"duplicate key {cause.key!r} (a JSON object must not repeat a key)", cause.path
     errors = list(exc.errors())
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":

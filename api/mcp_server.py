@@ -12,14 +12,22 @@ engine modules exist (api.capabilities.available()).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, TypeVar
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Any, Literal, TextIO, TypeVar, cast
 
+import anyio
+import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from allocator.errors import AllocatorError
+from allocator.io.strict_json import DUPLICATE_MARK, mark_duplicate_arguments
 from api.capabilities import available
 from api.errors import error_type
 from api.schemas import (
@@ -91,6 +99,10 @@ class _Server(MCPServer):
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Any = None) -> Any:
         tool = self._tool_manager.get_tool(name)
+        dup = arguments.get(DUPLICATE_MARK) if isinstance(arguments, dict) else None
+        if dup is not None:  # the transport found a repeated key (mark_duplicate_arguments)
+            raise ToolError(f"invalid_input: duplicate key {str(dup).rsplit('.', 1)[-1]!r} "
+                            f"(a JSON object must not repeat a key) (field {dup})")
         if tool is not None:
             try:
                 tool.fn_metadata.validate_arguments(arguments)
@@ -391,6 +403,83 @@ class _DrainWriter:
         await self.aclose()
 
 
+class _StrictLines:
+    """stdin of the stdio transport: a tool call whose arguments repeat a key is marked
+    (:func:`allocator.io.strict_json.mark_duplicate_arguments`) before the SDK reads it,
+    which would keep the last value; the tool then refuses it naming the field."""
+
+    def __init__(self, fp: TextIO) -> None:
+        self._fp = fp
+
+    def readline(self, size: int = -1) -> str:
+        line = self._fp.readline(size)
+        if '"arguments"' in line:  # only tool calls carry arguments
+            marked = mark_duplicate_arguments(line)
+            if isinstance(marked, str):
+                return marked + "\n"
+        return line
+
+    def close(self) -> None:
+        self._fp.close()
+
+
+@contextlib.contextmanager
+def _private_stdin() -> Iterator[TextIO]:
+    """The wire on a private duplicate of fd 0, fd 0 itself on the null device while
+    serving (what the SDK does for its own stdin: children read EOF, not the wire)."""
+    try:
+        private = os.dup(0)
+    except OSError:
+        yield sys.stdin
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    # closefd=False: the reading thread may still block on it after the session ends.
+    raw = os.fdopen(private, "rb", closefd=False)
+    try:
+        yield io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+    finally:
+        with contextlib.suppress(OSError):
+            os.dup2(private, 0)
+
+
+def strict_mcp_app(app: ASGIApp) -> ASGIApp:
+    """The streamable HTTP MCP app behind the same duplicate-key check as stdio: a POST
+    body whose tool arguments repeat a key is rewritten with the mark first."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await app(scope, receive, send)  # disconnected: let the app see it
+                return
+            chunks.append(message.get("body", b""))
+            more = bool(message.get("more_body", False))
+        body = b"".join(chunks)
+        if b'"arguments"' in body:
+            marked = await anyio.to_thread.run_sync(mark_duplicate_arguments, body)
+            if isinstance(marked, bytes):
+                body = marked
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await app(scope, replay, send)
+
+    return wrapped
+
+
 async def serve_stdio(settings: object) -> None:
     """Run the service (store + workers) and answer MCP over stdin/stdout until EOF
     (and until every request read before it is answered)."""
@@ -404,9 +493,12 @@ async def serve_stdio(settings: object) -> None:
     await service.start()
     await service.wait_ready()  # stdio has no readiness probe: answer once a worker is up
     try:
-        async with stdio_server() as (read, write):
-            await run_draining(mcp, read, write, limit=max(settings.sync_time_limit,
-                                                           settings.job_time_limit) + 60)
+        # MCPServer.run_stdio_async with our stdin (the SDK takes an explicit one).
+        with _private_stdin() as fp:
+            stdin = anyio.wrap_file(cast(TextIO, _StrictLines(fp)))
+            async with stdio_server(stdin=stdin) as (read, write):
+                await run_draining(mcp, read, write, limit=max(settings.sync_time_limit,
+                                                               settings.job_time_limit) + 60)
     finally:
         await service.close()
 

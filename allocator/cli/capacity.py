@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,6 +26,7 @@ from allocator.cli.replay import (
     trace_options,
 )
 from allocator.errors import InvalidInputError
+from allocator.io import strict_json
 
 if TYPE_CHECKING:
     from allocator.report.replay import Column
@@ -191,7 +191,10 @@ def capacity_cmd(
         w = load_trace(trace, fmt=fmt, **opts)
     elif forecast is not None:
         try:
-            data = json.loads(forecast.read_text())
+            data = strict_json.loads(forecast.read_text())
+        except strict_json.DuplicateKeyError as e:
+            raise InvalidInputError(f"duplicate key {e.key!r} (a JSON object must not repeat "
+                                    "a key)", field=f"{forecast}: {e.path}") from None
         except (OSError, ValueError) as e:
             raise InvalidInputError(f"{forecast}: {e}", field="forecast") from None
         fc = Forecast.from_json(data)

@@ -221,6 +221,7 @@ def submit(
     from pydantic import ValidationError
 
     from allocator.cli.app import format_validation_error
+    from allocator.io import strict_json
     from models.live import LiveTask
 
     stream = sys.stdin if tasks_file == "-" else open(tasks_file, encoding="utf-8")  # noqa: SIM115
@@ -230,7 +231,10 @@ def submit(
             if not line.strip():
                 continue
             try:
-                t = LiveTask.model_validate(json.loads(line))
+                t = LiveTask.model_validate(strict_json.loads(line))
+            except strict_json.DuplicateKeyError as e:
+                raise fail(f"{tasks_file}:{n}: duplicate key {e.key!r} at {e.path} (a JSON "
+                           "object must not repeat a key)") from None
             except json.JSONDecodeError as e:
                 raise fail(f"{tasks_file}:{n}: not JSON ({e.msg})") from None
             except ValidationError as e:

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from allocator.errors import InvalidInputError
+from allocator.io import strict_json
 from models import Plan, Snapshot
 
 #: Refuse files larger than this before parsing them (bytes); a snapshot of
@@ -55,7 +56,10 @@ def _read_json(path: str | Path) -> Any:
     if p.stat().st_size > MAX_FILE_BYTES:
         raise InvalidInputError(f"file larger than {MAX_FILE_BYTES} bytes", field=str(p))
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        return strict_json.loads(p.read_text(encoding="utf-8"))
+    except strict_json.DuplicateKeyError as e:
+        raise InvalidInputError(f"duplicate key {e.key!r} (a JSON object must not repeat a "
+                                "key)", field=f"{p}: {e.path}") from None
     except json.JSONDecodeError as e:
         raise InvalidInputError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}",
                                 field=str(p)) from None

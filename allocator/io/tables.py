@@ -47,6 +47,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from allocator.errors import InvalidInputError
+from allocator.io import strict_json
 from allocator.io.snapshots import (
     _FILE_MODE,
     parse_snapshot,
@@ -194,7 +195,10 @@ def read_table_dir(directory: str | Path, *, sep: str = LIST_SEP) -> Snapshot:
     sp = d / SETTINGS_FILE
     if sp.is_file():
         try:
-            settings = json.loads(sp.read_text(encoding="utf-8"))
+            settings = strict_json.loads(sp.read_text(encoding="utf-8"))
+        except strict_json.DuplicateKeyError as e:
+            raise InvalidInputError(f"duplicate key {e.key!r} (a JSON object must not repeat "
+                                    "a key)", field=f"{sp}: {e.path}") from None
         except json.JSONDecodeError as e:
             raise InvalidInputError(f"invalid JSON at line {e.lineno}: {e.msg}",
                                     field=str(sp)) from None

@@ -13,7 +13,9 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from allocator.errors import NotFoundError
+from allocator.errors import InvalidInputError, NotFoundError
+from allocator.io import strict_json
+from api.bodies import StrictJsonRoute
 from api.deps import Authorized
 from api.routers.errors import errors
 from models.live import (
@@ -26,7 +28,8 @@ from models.live import (
     TaskBatch,
 )
 
-router = APIRouter(prefix="/v1", tags=["live"], dependencies=[Authorized])
+router = APIRouter(prefix="/v1", tags=["live"], dependencies=[Authorized],
+                   route_class=StrictJsonRoute)
 
 AgentId = Annotated[str, Path(pattern=LIVE_ID_PATTERN, description="Agent id")]
 TaskId = Annotated[str, Path(pattern=LIVE_ID_PATTERN, description="Task id")]
@@ -141,7 +144,10 @@ async def leave(agent_id: AgentId, live: Live) -> Response:
 async def submit(request: Request, live: Live) -> Response:
     raw = await request.body()
     try:
-        data = json.loads(raw)
+        data = strict_json.loads(raw)
+    except strict_json.DuplicateKeyError as e:
+        raise InvalidInputError(f"duplicate key {e.key!r} (a JSON object must not repeat a "
+                                "key)", field=e.path) from None
     except (ValueError, UnicodeDecodeError) as e:
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",),
                                        "msg": "malformed JSON", "input": None,

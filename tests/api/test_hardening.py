@@ -274,3 +274,18 @@ def test_rebalance_body_counts_go_to_the_models_limit(client: httpx.Client) -> N
     err = assert_error(client.post("/v1/rebalance", json={**body, "max_migrations": 10**15 + 1}),
                        422, "invalid_input")
     assert err["field"] == "max_migrations"
+
+
+@pytest.mark.parametrize("n_tasks", [4, 3000], ids=["inline body", "parser-process body"])
+def test_a_repeated_key_is_422_naming_its_path(client: httpx.Client, n_tasks: int) -> None:
+    """Two "capacity" keys in one agent: the standard reader kept the last, silently
+    (tests/test_duplicate_keys.py has the other front ends)."""
+    text = json.dumps({"snapshot": small_snapshot(n_tasks), "solver": "greedy"})
+    body = text.replace('"capacity": {"cpu": 4}',
+                        '"capacity": {"cpu": 1}, "capacity": {"cpu": 4}', 1).encode()
+    assert (len(body) > 128 * 1024) == (n_tasks > 4)
+    for path in ("/v1/solve", "/v1/jobs", "/v1/rebalance"):
+        r = client.post(path, content=body, headers={"content-type": "application/json"})
+        err = assert_error(r, 422, "invalid_input")
+        assert err["field"] == "snapshot.agents.0.capacity", (path, err)
+        assert "duplicate key 'capacity'" in err["message"]

@@ -109,3 +109,44 @@ def test_a_real_stdio_server_answers_everything_sent_before_eof(tmp_path: Path) 
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     ids = {json.loads(line).get("id") for line in p.stdout.decode().splitlines() if line}
     assert ids == set(range(1, 12)), p.stderr.decode()[-2000:]
+
+
+def test_stdio_tool_arguments_with_a_repeated_key_are_refused(tmp_path: Path) -> None:
+    """Raw JSON-RPC lines (a client library cannot write a repeated key): the SDK kept the
+    last "capacity"; now the call is a tool error naming the path (tests/test_duplicate_keys.py)."""
+    import json
+    import subprocess
+
+    snap = json.dumps(small_snapshot()).replace(
+        '"capacity": {"cpu": 4}', '"capacity": {"cpu": 1}, "capacity": {"cpu": 4}', 1)
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ]
+    text = "".join(json.dumps(m) + "\n" for m in lines)
+    text += ('{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "solve", '
+             '"arguments": {"snapshot": ' + snap + ', "solver": "greedy"}}}\n')
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "allocator"), "mcp", "--workers", "1",
+         "--database-url", f"sqlite:///{tmp_path / 'jobs.db'}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=str(ROOT))
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(text)
+        proc.stdin.flush()
+        answer = None
+        for line in proc.stdout:  # the answers, until the tool call's
+            msg = json.loads(line)
+            if msg.get("id") == 2:
+                answer = msg
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert answer is not None and answer["result"]["isError"], answer
+    said = answer["result"]["content"][0]["text"]
+    assert said.startswith("invalid_input: duplicate key 'capacity'"), said
+    assert "(field snapshot.agents.0.capacity)" in said, said
