@@ -26,7 +26,6 @@ from allocator.cli.replay import (
     trace_options,
 )
 from allocator.errors import InvalidInputError
-from allocator.io import strict_json
 
 if TYPE_CHECKING:
     from allocator.report.replay import Column
@@ -139,6 +138,7 @@ def capacity_cmd(
 ) -> None:
     """The cheapest agent mix meeting the SLA: Erlang C / M/G/c estimate, then simulation."""
     from allocator.cluster.policies import is_cluster_policy
+    from allocator.io import strict_json
     from allocator.planning.capacity import (
         AgentType,
         ClassForecast,
