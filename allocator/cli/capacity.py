@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -204,18 +205,32 @@ def capacity_cmd(
                       tasks=tasks)
     types = read_agent_types(agent_types) if agent_types else [AgentType()]
 
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False, markup=False, emoji=False)
+    live = err.is_terminal and not as_json
+    status = err.status("estimating", spinner="dots") if live else None
+
     def progress(msg: str) -> None:
         if not as_json:
-            typer.echo(msg, err=True)
+            err.print(msg, soft_wrap=True)
+
+    def on_run(done: int, total: int, what: str) -> None:
+        """Each simulated run before it starts: a status line on a terminal, else a line."""
+        msg = f"simulating {what}: run {done + 1} of {total}"
+        if status is not None:
+            status.update(msg)
+        elif not as_json:
+            err.print(f"  {msg}", soft_wrap=True)
 
     from allocator.distributed import get_backend
 
-    with get_backend(backend, address=address) as runner:
+    with get_backend(backend, address=address) as runner, status or contextlib.nullcontext():
         plan = plan_capacity(sla, trace=w, forecast=fc, types=types, policy=policy,
                              seeds=range(seeds), blocks=blocks, what_if=what_if or [],
                              max_simulations=max_simulations, curve_span=curve_span,
                              progress=progress, estimator=estimator,
-                             backend=runner if backend != "local" else None)
+                             backend=runner if backend != "local" else None, on_run=on_run)
     if plot is not None:
         from allocator.report.capacity import plot_curve
 

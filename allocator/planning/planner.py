@@ -187,6 +187,9 @@ class Planner:
         self._cache: dict[tuple[Mix, float], SimCheck] = {}
         self.simulations = 0
         self.backend = backend
+        #: Called before each simulated run with (runs done, runs in this batch, what):
+        #: a 10,000-agent run takes seconds, and the search runs dozens.
+        self.on_run: Callable[[int, int, str], None] | None = None
 
     # -- estimate ------------------------------------------------------------------
 
@@ -236,8 +239,21 @@ class Planner:
         jobs = [self._jobs(mix, scale) for mix, scale in todo]
         flat = [j for js in jobs for j in js]
         if flat:
-            out = (self.backend.map(simulate_run, flat) if self.backend is not None
-                   else [simulate_run(j) for j in flat])
+            labels = [f"{mix_dict(self.types, mix)}" + (f" at arrivals x{scale:g}"
+                                                         if scale != 1.0 else "")
+                      for (mix, scale), js in zip(todo, jobs, strict=True) for _ in js]
+            out: list[tuple[dict[str, float], list[dict[str, float]]]]
+            if self.backend is not None:
+                if self.on_run is not None:
+                    self.on_run(0, len(flat), f"{len(flat)} runs at once ({labels[0]} ...)")
+                out = self.backend.map(simulate_run, flat)
+            else:
+                out = []
+                for k, (job, label) in enumerate(zip(flat, labels, strict=True)):
+                    if self.on_run is not None:
+                        self.on_run(k, len(flat), f"{label} seed {job.seed} "
+                                                  f"({job.workload.tasks.height:,} tasks)")
+                    out.append(simulate_run(job))
             self.simulations += len(flat)
             i = 0
             for key, js in zip(todo, jobs, strict=True):
@@ -409,11 +425,14 @@ def plan_capacity(sla: str | Sequence[Clause], *, trace: Trace | None = None,
                   policy: str = "fifo", seeds: Iterable[int] = (0, 1, 2), blocks: int = 4,
                   what_if: Sequence[str] = (), max_simulations: int = 40,
                   curve_span: int = 3, progress: Callable[[str], None] | None = None,
-                  estimator: str = "auto", backend: Any = None) -> CapacityPlan:
+                  estimator: str = "auto", backend: Any = None,
+                  on_run: Callable[[int, int, str], None] | None = None) -> CapacityPlan:
     """The cheapest agent mix meeting `sla` (see the module docstring); `backend`
-    (allocator.distributed.get_backend) runs the simulations, None: here."""
+    (allocator.distributed.get_backend) runs the simulations, None: here. `progress`
+    hears each step of the search, `on_run` each simulated run before it starts."""
     clauses = parse_sla(sla) if isinstance(sla, str) else list(sla)
     p = Planner(clauses, trace=trace, forecast=forecast, types=types, policy=policy,
                 seeds=list(seeds), blocks=blocks, estimator=estimator, backend=backend)
+    p.on_run = on_run
     return p.plan(max_simulations=max_simulations, curve_span=curve_span, what_if=what_if,
                   progress=progress)
