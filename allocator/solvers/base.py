@@ -20,7 +20,7 @@ from allocator.errors import UnknownSolverError
 from allocator.explain import capacity_used, explain_unassigned
 from allocator.metrics import plan_metrics
 from allocator.objectives import Schedule, build_schedule, evaluate, term_weights, terms_of
-from allocator.problem import Problem
+from allocator.problem import Problem, capacity_limit
 from allocator.solvers.context import SolveContext
 from models import (
     Assignment,
@@ -240,6 +240,48 @@ def plan_objective(problem: Problem, agent_of: np.ndarray,
     values = evaluate(problem, schedule)
     w = term_weights(problem)
     return float(sum(w[k] * values[k] for k in terms_of(problem)))
+
+
+#: Most (task, agent) tries of a fill pass: each is a full rule check and objective.
+FILL_MAX_TRIES = 2_000
+#: Heuristics end with a fill pass up to this many (agent, task) pairs.
+FILL_MAX_PAIRS = 20_000
+
+
+def fill_left_out(problem: Problem, agent_of: np.ndarray, order_key: np.ndarray | None = None,
+                  *, stop: Callable[[], bool] | None = None) -> np.ndarray:
+    """`agent_of` with the hard rules enforced, then every task left out placed where the
+    whole plan still keeps every hard rule and the objective drops (the best such agent,
+    dearest penalty first; agents without room for it are not tried). A heuristic's last
+    step: a task its order left out often fits once the plan is whole. At most
+    FILL_MAX_TRIES tries, and none once `stop` says so."""
+    a = enforce(problem, agent_of, order_key)
+    left = np.flatnonzero(a < 0)
+    if left.size == 0:
+        return a
+    best = plan_objective(problem, a, order_key)
+    room = problem.capacity - capacity_used(problem, a)
+    tries = 0
+    for j in left[np.argsort(-problem.unassigned_penalty[left], kind="stable")].tolist():
+        cands = np.flatnonzero(problem.col_eligible(j))
+        need = problem.pair_demand(cands, np.full(cands.size, j))
+        cands = cands[np.all(need <= capacity_limit(room[cands]), axis=1)]
+        pick: tuple[float, np.ndarray, int] | None = None
+        for i in cands.tolist():
+            if tries >= FILL_MAX_TRIES or (stop is not None and stop()):
+                break
+            tries += 1
+            b = a.copy()
+            b[j] = i
+            if not np.array_equal(enforce(problem, b, order_key), b):
+                continue
+            value = plan_objective(problem, b, order_key)
+            if value < best and (pick is None or value < pick[0]):
+                pick = (value, b, i)
+        if pick is not None:
+            best, a = pick[0], pick[1]
+            room[pick[2]] -= problem.pair_demand(np.array([pick[2]]), np.array([j]))[0]
+    return a
 
 
 def assignment_from_plan(problem: Problem, plan: Plan) -> WarmStart:

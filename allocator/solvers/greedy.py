@@ -20,7 +20,14 @@ from collections.abc import Callable
 import numpy as np
 
 from allocator.problem import Problem, capacity_limit
-from allocator.solvers.base import Budget, WarmStart, make_plan, register
+from allocator.solvers.base import (
+    FILL_MAX_PAIRS,
+    Budget,
+    WarmStart,
+    fill_left_out,
+    make_plan,
+    register,
+)
 from models import Plan, PlanStatus
 
 #: Weight of the finish-time tie-break relative to the real objective terms:
@@ -488,38 +495,6 @@ def repair(problem: Problem, agent_of: np.ndarray) -> np.ndarray:
     return agent_of
 
 
-#: Up to this many (agent, task) pairs a greedy under hard topology rules ends with a
-#: fill pass (:func:`_fill`): each try is a full rule check.
-FILL_MAX_PAIRS = 20_000
-
-
-def _fill(problem: Problem, agent_of: np.ndarray, order_key: np.ndarray | None) -> np.ndarray:
-    """The one pass's plan with the rules enforced, then every task left out placed where
-    the whole plan still keeps every hard rule and the objective drops (the best such agent,
-    dearest penalty first). A group the pass spread too thinly loses a member to the
-    repair, and that room was then left empty (a ROADEF-like cluster: a task left out,
-    10^13 in penalties, with room on an agent its rules allow)."""
-    from allocator.constraints import enforce
-    from allocator.solvers.base import plan_objective
-
-    a = enforce(problem, agent_of, order_key)
-    best = plan_objective(problem, a, order_key)
-    left = np.flatnonzero(a < 0)
-    for j in left[np.argsort(-problem.unassigned_penalty[left], kind="stable")].tolist():
-        pick: tuple[float, np.ndarray] | None = None
-        for i in np.flatnonzero(problem.col_eligible(j)).tolist():
-            b = a.copy()
-            b[j] = i
-            if not np.array_equal(enforce(problem, b, order_key), b):
-                continue
-            value = plan_objective(problem, b, order_key)
-            if value < best and (pick is None or value < pick[0]):
-                pick = (value, b)
-        if pick is not None:
-            best, a = pick
-    return a
-
-
 def construct(problem: Problem) -> np.ndarray:
     """The greedy's full construction: the right ordering for the problem, then repair."""
     return construct_with_order(problem)[0]
@@ -556,7 +531,11 @@ def construct_with_order(problem: Problem, stop: Callable[[], bool] | None = Non
                     plan_objective(problem, enforce(problem, agent_of, order_key), order_key)):
                 agent_of, order_key = kept, kept_key
         if rules and problem.m * problem.n <= FILL_MAX_PAIRS:
-            agent_of = _fill(problem, agent_of, order_key)
+
+            # A group the pass spread too thinly loses a member to the repair, and that
+            # room was then left empty (a ROADEF-like cluster: a task left out, 10^13 in
+            # penalties, with room on an agent its rules allow).
+            agent_of = fill_left_out(problem, agent_of, order_key, stop=stop)
         # Repair moves tasks between agents without re-timing their queues, so
         # it may only run where no hard deadline can be broken by a move (and,
         # blind to the migration cap and the topology rules, only without them).
