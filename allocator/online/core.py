@@ -812,13 +812,22 @@ class Executor:
         if self.retain_finished:
             self.finished[tid] = ("complete", "", "")
 
-    def _on_task_failed(self, ev: TaskFailed) -> None:
+    def _stop_current(self, ev: TaskFailed | TaskReturned
+                      ) -> tuple[TaskState, AgentState] | None:
+        """The running attempt `ev` ends, off its agent's slots (None: a stale event)."""
         t = self._current(ev.task_id, ev.agent, ev.attempt)
         if t is None:
-            return
+            return None
         a = t.agent
         assert a is not None
         self._release(t, a)
+        return t, a
+
+    def _on_task_failed(self, ev: TaskFailed) -> None:
+        got = self._stop_current(ev)
+        if got is None:
+            return
+        t, a = got
         limit = self.max_retries if t.spec.max_retries is None else t.spec.max_retries
         if (not self.breaker_counts_last_failure and ev.retryable and t.attempt > limit
                 and t.attempt > 1):
@@ -835,12 +844,10 @@ class Executor:
     def _on_returned(self, ev: TaskReturned) -> None:
         """An attempt its agent never started goes back to the queues, uncounted (a
         graceful leave left it assigned until the lease expired, then a counted retry)."""
-        t = self._current(ev.task_id, ev.agent, ev.attempt)
-        if t is None:
+        got = self._stop_current(ev)
+        if got is None:
             return
-        a = t.agent
-        assert a is not None
-        self._release(t, a)
+        t, a = got
         a.breaker.record_inconclusive(probe=t.probe)
         self._breaker_moves(a)
         t.attempt -= 1

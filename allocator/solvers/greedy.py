@@ -296,6 +296,19 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
     if rules is not None:
         order = rules.order(order)
         rules.reserve(free)
+    def book(j: int, i: int, home: int, dem_i: np.ndarray, load_i: float) -> int:
+        """Task j placed on agent i (its lanes already updated): the state every
+        placement updates; 1 when it was a move away from home."""
+        nonlocal makespan
+        agent_of[j] = i
+        if rules is not None:
+            rules.place(j, i)
+        free[i] -= dem_i
+        lane_load[i] = load_i
+        earliest[i] = lanes[i][0]
+        makespan = max(makespan, load_i)
+        return int(0 <= home != i)
+
     for step, j in enumerate(order):
         if stop is not None and step % STOP_EVERY == 0 and step and stop():
             order_key[order[step:]] = np.nan  # not reached: see unreached()
@@ -330,16 +343,8 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
                 order_key[j] = (order_key[seq[q]] - 1.0 if q == 0
                                 else 0.5 * (order_key[seq[q - 1]] + order_key[seq[q]]))
                 seq.insert(q, j)
-                agent_of[j] = i
-                if rules is not None:
-                    rules.place(j, i)
-                if 0 <= home != i:
-                    moves_left -= 1
-                free[i] -= dem[i]
-                lane_load[i] = new_load[i]
                 lanes[i] = run[0]
-                earliest[i] = lanes[i][0]
-                makespan = max(makespan, lane_load[i])
+                moves_left -= book(j, i, home, dem[i], float(new_load[i]))
                 continue
             ok = meets
         score = w.cost * problem.col_cost(j)
@@ -355,19 +360,11 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
         i = int(np.argmin(score))
         if score[i] - _TIEBREAK * new_load[i] > problem.unassigned_penalty[j]:
             continue  # cheaper to leave it out
-        agent_of[j] = i
         order_key[j] = placed
         placed += 1
         queues[i].append(j)
-        if rules is not None:
-            rules.place(j, i)
-        if 0 <= home != i:
-            moves_left -= 1
-        free[i] -= dem[i]
-        lane_load[i] = new_load[i]
         heapq.heapreplace(lanes[i], float(end[i]))
-        earliest[i] = lanes[i][0]
-        makespan = max(makespan, lane_load[i])
+        moves_left -= book(j, i, home, dem[i], float(new_load[i]))
     return agent_of, order_key
 
 
