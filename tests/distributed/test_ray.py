@@ -172,13 +172,19 @@ def test_backend_map_matches_local(ray_cluster) -> None:
     assert get_backend("local").name == "local"
 
 
-def test_batch_on_ray_gives_the_local_answer(ray_cluster, tmp_path: Path) -> None:
+def _scenario_files(tmp_path: Path, n: int) -> list[Path]:
+    """n scenario snapshots written as batch inputs."""
     inputs = []
-    for seed in range(3):
+    for seed in range(n):
         p = tmp_path / "in" / f"s{seed}.json"
         p.parent.mkdir(exist_ok=True)
         write_json_atomic(p, dump_model(scenario(seed)))
         inputs.append(p)
+    return inputs
+
+
+def test_batch_on_ray_gives_the_local_answer(ray_cluster, tmp_path: Path) -> None:
+    inputs = _scenario_files(tmp_path, 3)
     inputs.append(tmp_path / "in" / "missing.json")
     local = run_batch(inputs, tmp_path / "local", solver="greedy")
     with RayBackend() as backend:
@@ -483,12 +489,7 @@ def test_batch_on_ray_goes_on_when_a_worker_dies(ray_cluster, tmp_path: Path) ->
     """A Ray worker killed mid-solve raised WorkerCrashedError out of `run_batch_on`: the
     whole batch stopped and the other inputs' results were dropped. Now that input fails
     with the reason and the others are solved, as in the local batch."""
-    inputs = []
-    for seed in range(3):
-        p = tmp_path / "in" / f"s{seed}.json"
-        p.parent.mkdir(exist_ok=True)
-        write_json_atomic(p, dump_model(scenario(seed)))
-        inputs.append(p)
+    inputs = _scenario_files(tmp_path, 3)
     with _CrashOnS1() as backend:
         res = run_batch_on(backend, inputs, tmp_path / "out", solver="greedy")
     assert [r.outcome for r in res] == ["solved", "failed", "solved"]

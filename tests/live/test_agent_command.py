@@ -76,20 +76,18 @@ def _gone(pid: int) -> bool:
 def test_a_command_dies_with_its_agent_killed_by_sigkill(tmp_path: Any) -> None:
     """SIGKILL of `allocator agent` took none of its commands along: the service re-leased
     the task and its side effects happened twice. The command's whole group now goes."""
-    import json
     import os
     import signal
     import subprocess
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
     from pathlib import Path
+
+    from tests.live.stub import JsonHandler
 
     pidfile = tmp_path / "grandchild.pid"
     leased = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["content-length"] or 0))
             body: dict[str, Any] = {"lease_s": 30}
@@ -101,12 +99,7 @@ def test_a_command_dies_with_its_agent_killed_by_sigkill(tmp_path: Any) -> None:
                                       "tenant": None, "submitted_at": 0}]
                 else:
                     time.sleep(0.2)
-            raw = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            self.answer(200, body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -6,30 +6,20 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from allocator.client import run_agent
+from tests.live.stub import JsonHandler
 
 
 def test_the_agent_retries_a_pull_answered_503_and_reports_the_result() -> None:
     pulls: list[dict[str, Any]] = []
     stop = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def answer(self, status: int, body: dict[str, Any]) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["content-length"] or 0)) or b"{}")
             if self.path == "/v1/agents":
@@ -71,18 +61,7 @@ def test_acks_over_the_body_limit_are_split_and_none_is_dropped(stated: bool) ->
     refused: list[int] = []
     stop = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def answer(self, status: int, body: dict[str, Any]) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
             size = int(self.headers["content-length"] or 0)
             raw = self.rfile.read(size)
@@ -128,23 +107,12 @@ def test_a_stopping_agent_reports_its_results_without_leasing_more() -> None:
     results: dict[str, Any] = {}
     stop = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def answer(self, body: dict[str, Any]) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["content-length"] or 0)) or b"{}")
             if self.path.endswith("/complete"):
                 results[self.path.split("/")[3]] = body.get("result")
-                return self.answer({"accepted": True})
+                return self.answer(200, {"accepted": True})
             if self.path.endswith("/pull"):
                 for a in body.get("acks", []):
                     results[a["task"]] = a.get("result")
@@ -154,8 +122,8 @@ def test_a_stopping_agent_reports_its_results_without_leasing_more() -> None:
                     leased_after_stop.append(f"t{n}")
                 task = {"id": f"t{n}", "attempt": 1, "payload": "hi", "priority": None,
                         "tenant": None, "submitted_at": 0}
-                return self.answer({"tasks": [task]})
-            return self.answer({"lease_s": 30})
+                return self.answer(200, {"tasks": [task]})
+            return self.answer(200, {"lease_s": 30})
 
     def fn(payload: str) -> str:
         stop.set()  # SIGTERM arrives while the first task runs
