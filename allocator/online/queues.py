@@ -354,7 +354,8 @@ class WfqQueue(SortedQueue):
 
     A task of flow f gets `F = max(V, F_last[f]) + work / w_f` when first
     queued (a move between queues keeps its tag), where V is the largest tag
-    served so far by any queue of the executor. A backlogged flow with weight
+    served so far by any queue of the executor, or this queue's smallest waiting
+    tag when that is lower (V may come from a flow on other agents). A backlogged flow with weight
     w gets a share w / sum(w) of the served work.
     """
 
@@ -374,7 +375,15 @@ class WfqQueue(SortedQueue):
             return t.vtag
         c = self.clock
         f = flow_of(t)
-        finish = max(c.v, c.last.get(f, 0.0)) + max(t.est, 1e-9) / c.weight(f)
+        v = c.v
+        if len(self._items) > self._head:
+            # The smallest tag waiting here, when below V: V is the largest tag
+            # served anywhere, and a flow on other agents (a fast-tagged small
+            # weight) would start newcomers here behind this queue's whole backlog.
+            head = self._items[self._head][0]
+            if head < v:
+                v = head
+        finish = max(v, c.last.get(f, 0.0)) + max(t.est, 1e-9) / c.weight(f)
         c.last[f] = finish
         t.vtag = finish
         return finish
@@ -635,13 +644,18 @@ class CfsQueue(TaskQueue):
     the current minimum vruntime: no banked credit for having been idle.
     """
 
-    __slots__ = ("_flows", "clock")
+    __slots__ = ("_floor", "_flows", "_last", "_step", "clock")
 
     def __init__(self, weights: dict[str, float] | None = None, *,
                  clock: FairClock | None = None) -> None:
         super().__init__()
         self.clock = clock or FairClock(weights)
         self._flows: dict[str, FifoQueue] = {}
+        #: The flow last served from this queue, its vruntime before that charge and
+        #: the charge: where a waking flow starts here (see `_start_of`).
+        self._last = ""
+        self._floor = 0.0
+        self._step = 0.0
         self.charges = True
 
     @property
@@ -664,12 +678,33 @@ class CfsQueue(TaskQueue):
         ck = self.clock
         n = ck.active.get(f, 0)
         if not n:
-            ck.vr[f] = max(ck.vr.get(f, 0.0), ck.min_v)
+            ck.vr[f] = max(ck.vr.get(f, 0.0), self._start_of())
         ck.active[f] = n + 1
         q.push(t, now)
         t.queue = self
         self.n += 1
         self._sum_work()
+
+    def _start_of(self) -> float:
+        """Where a flow waking up in this queue starts: beside the flows it competes
+        with here, else at the executor's `min_v`.
+
+        Those are the flows waiting here and the one served last from here (it
+        may still run). The start is this queue's last served vruntime, before
+        its charge (what a single queue always used), kept within that charge
+        below their least vruntime and never above it. `min_v` alone is the last
+        served flow's anywhere, which may run on other agents at another pace: a
+        waking flow then started far ahead of (starved) or behind (a burst of
+        credit over) the flows it shares agents with.
+        """
+        vr = self.clock.vr
+        least = vr[self._last] if self._last else math.inf
+        for g, q in self._flows.items():
+            if q.n and vr[g] < least:
+                least = vr[g]
+        if least == math.inf:
+            return self.clock.min_v
+        return min(least, max(self._floor, least - self._step))
 
     def _best(self) -> str | None:
         best: str | None = None
@@ -695,8 +730,10 @@ class CfsQueue(TaskQueue):
     def take(self, t: TaskState, now: float) -> None:
         f = flow_of(t)
         ck = self.clock
-        ck.min_v = ck.vr[f]
-        ck.vr[f] += t.est / ck.weight(f)
+        ck.min_v = self._floor = ck.vr[f]
+        self._last = f
+        self._step = t.est / ck.weight(f)
+        ck.vr[f] += self._step
         self._flows[f].take(t, now)
         self._gone(f)
 

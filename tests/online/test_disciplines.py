@@ -117,3 +117,43 @@ def test_edf_order_in_a_single_queue() -> None:
     out += ex.handle(TaskCompleted(task_id="soon", agent="a", attempt=1, time=2))
     assert [i.task_id for i in out if isinstance(i, Dispatch)] == ["busy", "soon", "late"]
     assert [i.task_id for i in out if isinstance(i, Complete)] == ["busy", "soon"]
+
+
+def _shared_agent_shares(policy: str, weight_y: float) -> Counter[str]:
+    """Tenant y runs alone on agent b (skill y); x is backlogged on agent a (skill x) and
+    z, sharing a's skill, arrives at 100: how a's dispatches split in [100, 200)."""
+    ex = Executor(make_policy(policy, flow_weights={"x": 1.0, "y": weight_y, "z": 1.0}),
+                  agents=[Agent(id="a", skills=["x"]), Agent(id="b", skills=["y"])])
+    started: dict[str, float] = {}
+    running: dict[str, tuple[str, float]] = {}
+    out = ex.handle(*[submit(f"x{k}", tenant="x", skills=("x",)) for k in range(200)],
+                    *[submit(f"y{k}", tenant="y", skills=("y",)) for k in range(200)])
+    for now in range(201):
+        evs: list = [TaskCompleted(task_id=tid, agent=ag, attempt=1, time=now)
+                     for ag, (tid, end) in list(running.items()) if end <= now]
+        running = {ag: r for ag, r in running.items() if r[1] > now}
+        if now == 100:
+            evs += [submit(f"z{k}", time=now, tenant="z", skills=("x",)) for k in range(100)]
+        out = out + ex.handle(*evs) if evs else out
+        for ins in out:
+            if isinstance(ins, Dispatch):
+                started[ins.task_id] = now
+                running[ins.agent] = (ins.task_id, now + 1)
+        out = []
+    return Counter(tid[0] for tid, s in started.items() if 100 <= s < 200 and tid[0] != "y")
+
+
+@pytest.mark.parametrize("policy", ["wfq", "cfs", "wfq+stealing", "cfs+stealing"])
+@pytest.mark.parametrize("weight_y", [0.1, 10.0])
+def test_a_flow_on_other_agents_does_not_set_the_shares_of_one_agent(
+        policy: str, weight_y: float) -> None:
+    """z joins x on agent a at 100 with equal weights: they split a's service.
+
+    A flow on disjoint agents (y, on b) moves at its own virtual pace: its tags or
+    vruntime must not decide where z starts. Before, z started at y's pace: with
+    y's weight 0.1 (tags 10x faster) z got none of a's 100 dispatches, with 10
+    (cfs: vruntime 10x slower) z got 95 of them, x 5 (credit for time it was away).
+    """
+    served = _shared_agent_shares(policy, weight_y)
+    assert 40 <= served["z"] <= 60, served
+    assert served["x"] + served["z"] == 100, served

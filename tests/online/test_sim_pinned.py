@@ -39,7 +39,7 @@ PINNED: dict[tuple[str, str], str] = {
     ("wfq", "faults"): "53084f7aebb5b719512f",
     ("p2c", "faults"): "aa9397ac05853d71f32f",
     ("edf+stealing", "locality"): "1a4e197b2714a3247edd",
-    ("cfs+stealing", "locality"): "d115c21aa4062ed7334d",
+    ("cfs+stealing", "locality"): "dfac41b6b683cf459a06",
     ("jsq", "mixed"): "4b7f5d297ab5fddf2464",
     ("stealing", "mixed"): "af2056128327d4aa3e7f",
 }
