@@ -1506,6 +1506,8 @@ class Executor:
         if t.phase == QUEUED:
             if t.queue is not None:
                 t.queue.remove(t)
+            if t.vtag >= 0.0:
+                self._fair.dropped(t)
             self._queued_by_class[t.rank] -= 1
         t.phase = DONE
         if kind is Complete:

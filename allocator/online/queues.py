@@ -348,6 +348,19 @@ class FairClock:
     def weight(self, flow: str) -> float:
         return self.weights.get(flow, 1.0)
 
+    def dropped(self, t: TaskState) -> None:
+        """Give back the WFQ tag of a task that ends while queued (cancelled,
+        rejected, expired): its work never runs, so its flow's later tasks must
+        not be tagged behind it (200 cancelled tasks kept a flow's new ones
+        behind 200 units of work that never ran)."""
+        if t.vtag < 0.0:
+            return
+        ck = self._sub[t.rank] if self._sub is not None else self
+        f = flow_of(t)
+        if f in ck.last:
+            ck.last[f] = max(0.0, ck.last[f] - max(t.est, 1e-9) / ck.weight(f))
+        t.vtag = -1.0
+
 
 class WfqQueue(SortedQueue):
     """Weighted fair queuing (self-clocked): serve the smallest virtual finish time.

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from allocator.online import Executor, PriorityConfig, TaskCompleted, make_policy
+from allocator.online import Executor, PriorityConfig, TaskCancelled, TaskCompleted, make_policy
 from allocator.online.events import Complete, Dispatch
 from models import Agent, Priority
 
@@ -157,3 +157,36 @@ def test_a_flow_on_other_agents_does_not_set_the_shares_of_one_agent(
     served = _shared_agent_shares(policy, weight_y)
     assert 40 <= served["z"] <= 60, served
     assert served["x"] + served["z"] == 100, served
+
+
+@pytest.mark.parametrize("policy", ["wfq", "priority-wfq", "wfq+stealing"])
+def test_cancelled_queued_tasks_do_not_hold_their_flows_place(policy: str) -> None:
+    """x queues 200 tasks beside y's 300 and cancels them unrun at 1; at 2 it
+    submits 100 new ones: x and y then split the agent evenly.
+
+    Before, the cancelled tasks' finish tags stayed on x's account: x's new tasks
+    were tagged after 200 units of work that never ran and got none of the next
+    100 dispatches.
+    """
+    ex = Executor(policy, agents=[Agent(id="a")])
+    out = ex.handle(*[submit(f"y{k}", tenant="y") for k in range(300)],
+                    *[submit(f"x{k}", tenant="x") for k in range(200)])
+    started: dict[str, int] = {}
+    running: str | None = None
+    for now in range(103):
+        evs: list = []
+        if running is not None:
+            evs.append(TaskCompleted(task_id=running, agent="a", attempt=1, time=now))
+            running = None
+        if now == 1:
+            evs += [TaskCancelled(task_id=f"x{k}", time=now) for k in range(200)
+                    if f"x{k}" not in started]
+        if now == 2:
+            evs += [submit(f"new{k}", time=now, tenant="x") for k in range(100)]
+        for ins in out + (ex.handle(*evs) if evs else []):
+            if isinstance(ins, Dispatch):
+                running = ins.task_id
+                started[ins.task_id] = now
+        out = []
+    served = Counter(tid[0] for tid, s in started.items() if 3 <= s < 103)
+    assert 40 <= served["n"] <= 60, served
