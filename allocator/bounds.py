@@ -192,8 +192,9 @@ def makespan_bound(
     W = np.bincount(group_of, weights=work, minlength=G)
     # Single-task bound: each task needs its own duration on its fastest agent;
     # a task no agent may take (even of work 0: 0 / 0 was NaN, and the plan's
-    # bound with it) never finishes: inf.
-    fastest = np.where(group_agents, speed[None, :], 0.0).max(axis=1)[group_of]
+    # bound with it) never finishes: inf. `initial` keeps a snapshot with no
+    # agents (a [G, 0] array has no maximum) on that path.
+    fastest = np.where(group_agents, speed[None, :], 0.0).max(axis=1, initial=0.0)[group_of]
     own = np.divide(work, fastest, out=np.full(work.shape, np.inf), where=fastest > 0)
     single = float(np.max(own, initial=0.0))
     gs, ag = np.nonzero(group_agents & (W[:, None] > 0))

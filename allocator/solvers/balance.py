@@ -432,6 +432,8 @@ def balance_assign(problem: Problem, *, deadline: Callable[[], bool],
     left of the cap on its best moves. Last, tasks left out that fit
     somewhere now (room freed by the search) are placed (:func:`fill_room`).
     """
+    if problem.m == 0:  # nowhere to go; the LPT and the search need an agent
+        return np.full(problem.n, -1, dtype=np.int64)
     group_of, group_agents, lanes = _arrays(problem)
     demand = problem.demand_base
     work, speed = problem.work, problem.speed

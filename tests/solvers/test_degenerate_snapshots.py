@@ -10,7 +10,7 @@ from allocator.validate import validate
 from models import Agent, AgentStatus, Snapshot, Task
 
 
-@pytest.mark.parametrize("solver", ["greedy", "cpsat", "auto"])
+@pytest.mark.parametrize("solver", ["greedy", "cpsat", "milp", "balance", "nsga2", "auto"])
 @pytest.mark.parametrize(
     "snapshot",
     [
