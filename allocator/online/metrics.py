@@ -6,6 +6,8 @@ Definitions (the CLI and the exporter print these):
   (completed tasks only).
 - miss_rate: among tasks with a deadline, the share that did not complete by
   it (late, rejected or failed all count as misses).
+- throughput, steal_rate, migration_rate: completions, steals, migrations per
+  time unit from the first submission to the last end; 0 when that span is 0.
 - utilisation of an agent: busy time / (up time x concurrency); `utilisation`
   is the total over agents, `jain` is Jain's index of the per-agent values
   (allocator.metrics.jain_index) and `load_variance` their variance.
@@ -23,6 +25,7 @@ group (see there why).
 
 from __future__ import annotations
 
+import math
 import struct
 from array import array
 from collections import Counter
@@ -320,7 +323,11 @@ def summary(ex: Executor, *, objective: bool = True) -> dict[str, Any]:
         busy += a.busy + sum(now - t.started for t in a.running.values())
     waits = np.frombuffer(m.waits, dtype=float) if len(m.waits) else np.zeros(0)
     lat = np.frombuffer(m.latencies, dtype=float) if len(m.latencies) else np.zeros(0)
-    span = max(m.last_end - (m.first_submit or 0.0), 1e-12)
+    span = m.last_end - (m.first_submit or 0.0)
+    # Rates over a run that took no time (zero-work tasks ending as they arrive) are
+    # 0: dividing by a 1e-12 floor reported 2e12 tasks per time unit.
+    if span <= 0:
+        span = math.inf
     shares = service_shares(ex)
     return {
         "tasks": m.submitted,
