@@ -91,8 +91,18 @@ def lp_bound(problem: Problem, lm: LinearModel | None = None, *,
     res = lp_relaxation(problem, lm, time_limit=time_limit)
     if res is None:
         return None
-    # Guard against the LP's own tolerances: a bound must never exceed an optimum.
-    return res.bound - 1e-7 * max(1.0, abs(res.bound))
+    return guarded(res.bound)
+
+
+def guarded(bound: float) -> float:
+    """A relaxation's value made safe as a bound of the weighted objective.
+
+    Lowered by 1e-7 (relative, absolute below 1) against the relaxation's own
+    tolerances, since a bound must never exceed an optimum; but never below 0,
+    as every objective term is non-negative: at -1e-7 on a plan worth 0 the
+    plan's gap read 100, i.e. 10,000 %.
+    """
+    return max(0.0, bound - 1e-7 * max(1.0, abs(bound)))
 
 
 def best_bound(*bounds: float | None) -> float | None:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from allocator.bounds import best_bound, lp_relaxation
+from allocator.bounds import best_bound, guarded, lp_relaxation
 from allocator.problem import LINEAR_MAX_CELLS, Problem
 from allocator.solvers.base import Budget, WarmStart, make_plan, register, use_scheduling_model
 from allocator.solvers.greedy import greedy_assign, greedy_schedule, warm_or_fresh
@@ -665,7 +665,7 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
     lagr_raw = res.lagr_raw
     if lagr_raw is None and dual is None:  # no CPU for the Lagrangian (a starved machine)
         lagr_raw = separable_bound(lm)
-    lb = lagr_raw - 1e-7 * max(1.0, abs(lagr_raw)) if lagr_raw is not None else None
+    lb = guarded(lagr_raw) if lagr_raw is not None else None
     bound = best_bound(lb, dual)
     status = PlanStatus.FEASIBLE
     raw = best_bound(lagr_raw, dual)
@@ -791,7 +791,7 @@ def _solve_scheduling(problem: Problem, *, budget: Budget, seed: int,
     lb = None
     if problem.m * problem.n <= LINEAR_MAX_CELLS:
         lp = lp_relaxation(problem, time_limit=max(0.05, 0.1 * budget.remaining()))
-        lb = None if lp is None else lp.bound - 1e-7 * max(1.0, abs(lp.bound))
+        lb = None if lp is None else guarded(lp.bound)
     fallback = make_plan(problem, base, solver="auto:greedy", status=PlanStatus.FEASIBLE,
                          budget=budget, order_key=base_order, bound=lb)
     # CP-SAT's scheduling model reads dense [m, n] arrays: only where they are small
