@@ -51,6 +51,11 @@ def default_order_key(problem: Problem) -> np.ndarray:
     return rank
 
 
+def relative_gap(objective: float, bound: float) -> float:
+    """`Plan.gap`: (objective - bound) / max(|objective|, 1e-9), never below 0."""
+    return max(0.0, (objective - bound) / max(abs(objective), 1e-9))
+
+
 def build_schedule(
     problem: Problem, agent_of: np.ndarray, order_key: np.ndarray | None = None
 ) -> Schedule:

@@ -44,6 +44,7 @@ from allocator.errors import (
     SolverFailedError,
     TimeLimitError,
 )
+from allocator.objectives import relative_gap
 from allocator.solvers import get_solver, solver_names
 from api.bodies import ARRIVED, BodyParser, PlanText, SnapshotText
 from api.errors import NotReadyError, SolveFailed, error_type
@@ -143,7 +144,7 @@ def plan_payload(plan: Plan | PlanText | None) -> dict[str, Any] | str | None:
 def _gap(objective: float | None, bound: float | None) -> float | None:
     if objective is None or bound is None:
         return None
-    return max(0.0, (objective - bound) / max(abs(objective), 1e-9))
+    return relative_gap(objective, bound)
 
 
 def _engine_error(type_name: str, message: str, field_: str | None) -> AllocatorError:

@@ -237,6 +237,7 @@ def _run_work(cur: _Current, work_id: str, kind: str, snapshot: Any, solver: str
               time_limit: float, seed: int, initial: bool, params: Any) -> None:
     from allocator.engine import solve
     from allocator.errors import TimeLimitError
+    from allocator.objectives import relative_gap
     from allocator.usecases import TimeUp
     from models import Snapshot
 
@@ -295,7 +296,13 @@ def _run_work(cur: _Current, work_id: str, kind: str, snapshot: Any, solver: str
     ):  # the early plan is the best there is: the job reported it, so it is the answer
         why = ("cancelled" if cancelled else "time limit" if cur.alarmed
                else f"{solver}: {plan.message or plan.status}")
-        plan = first.model_copy(update={"message": f"best plan so far ({why})"})
+        update: dict[str, Any] = {"message": f"best plan so far ({why})"}
+        if plan.bound is not None and (first.bound is None or plan.bound > first.bound):
+            # A lower bound holds for every plan of the snapshot: the answer keeps the
+            # backend's (the CLI reports it; the answer had none, gap None).
+            bound = min(plan.bound, first.objective)
+            update |= {"bound": bound, "gap": relative_gap(first.objective, bound)}
+        plan = first.model_copy(update=update)
     _send(("done", work_id, *_plan_tuple(plan), cancelled, False))
 
 

@@ -19,7 +19,14 @@ from allocator.constraints import enforce
 from allocator.errors import UnknownSolverError
 from allocator.explain import capacity_used, explain_unassigned
 from allocator.metrics import plan_metrics
-from allocator.objectives import Schedule, build_schedule, evaluate, term_weights, terms_of
+from allocator.objectives import (
+    Schedule,
+    build_schedule,
+    evaluate,
+    relative_gap,
+    term_weights,
+    terms_of,
+)
 from allocator.problem import Problem, capacity_limit
 from allocator.solvers.context import SolveContext
 from models import (
@@ -193,7 +200,7 @@ def make_plan(
         bound, gap = objective if bound is None else min(bound, objective), 0.0
     if bound is not None and gap is None:
         bound = min(bound, objective)
-        gap = max(0.0, (objective - bound) / max(abs(objective), 1e-9))
+        gap = relative_gap(objective, bound)
 
     order = np.flatnonzero(agent_of >= 0)
     order = order[np.lexsort((schedule.start[order], agent_of[order]))]
