@@ -196,6 +196,8 @@ def make_plan(
     ]
     objective = float(sum(t.weighted for t in breakdown))
     gap = None
+    if bound is not None:  # every term is >= 0: so is the bound (a solver's rounding aside)
+        bound = max(bound, 0.0)
     if status == PlanStatus.OPTIMAL:
         bound, gap = objective if bound is None else min(bound, objective), 0.0
     if bound is not None and gap is None:
