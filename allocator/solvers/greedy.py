@@ -113,11 +113,14 @@ STOP_EVERY = 256
 
 #: A hard-deadline task that would end past its deadline at the end of every queue is
 #: tried earlier in queues of at most this many tasks (every hard deadline of the queue
-#: re-checked; not on large problems): the priority order put critical tasks with
+#: re-checked; not on problems past INSERT_MAX_PAIRS): the priority order put critical tasks with
 #: slack ahead of a high one due now, and the greedy left it out ("deadline_conflict",
 #: 100,000 in penalties) where running it first broke nothing. Each try re-runs the
 #: queue once per position.
 INSERT_MAX_QUEUE = 64
+#: ... and only up to this many (agent, task) pairs (a count, not `Problem.large`: the
+#: sparse and dense paths must give the same plan).
+INSERT_MAX_PAIRS = 4_000_000
 
 
 def _run_queue(problem: Problem, i: int, order: list[int]
@@ -334,7 +337,7 @@ def greedy_schedule(problem: Problem, order: np.ndarray | None = None,
         if problem.hard_deadline[j]:
             meets = ok & (end <= problem.deadline[j] + 1e-9)
             if not meets.any():
-                got = None if problem.large else _insert_early(
+                got = None if problem.m * problem.n > INSERT_MAX_PAIRS else _insert_early(
                     problem, j, np.flatnonzero(ok), queues, new_load, makespan)
                 if got is None:
                     continue
