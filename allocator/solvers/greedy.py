@@ -200,19 +200,25 @@ class _TopologyRules:
         t = self.t
         if t.dep_idx.size == 0:
             return order
+        # Kahn's order over the dependency edges, O(groups + edges): a group's depth is
+        # one more than its deepest dependency's; groups on a cycle keep what they got.
+        n_deps = np.diff(t.dep_ptr)
+        owner = np.repeat(np.arange(t.n_groups), n_deps)  # edge k: owner[k] needs dep_idx[k]
+        by_dep = np.argsort(t.dep_idx, kind="stable")
+        starts = np.searchsorted(t.dep_idx[by_dep], np.arange(t.n_groups + 1))
         depth = np.zeros(t.n_groups, dtype=np.int64)
-        for _ in range(t.n_groups):
-            new = depth.copy()
-            for g in range(t.n_groups):
-                deps = t.dep_idx[t.dep_ptr[g]:t.dep_ptr[g + 1]]
-                if deps.size:
-                    new[g] = max(int(depth[g]), int(depth[deps].max()) + 1)
-            if np.array_equal(new, depth) or new.max() > t.n_groups:
-                break
-            depth = new
+        waiting = n_deps.copy()
+        ready = np.flatnonzero(waiting == 0).tolist()
+        while ready:
+            d = ready.pop()
+            for g in owner[by_dep[starts[d]:starts[d + 1]]].tolist():
+                depth[g] = max(int(depth[g]), int(depth[d]) + 1)
+                waiting[g] -= 1
+                if waiting[g] == 0:
+                    ready.append(g)
         g_of = self.t.group_of[order]
-        d = np.where(g_of >= 0, depth[np.maximum(g_of, 0)], 0)
-        return order[np.argsort(d, kind="stable")]
+        level = np.where(g_of >= 0, depth[np.maximum(g_of, 0)], 0)
+        return order[np.argsort(level, kind="stable")]
 
     def allowed(self, j: int, ok: np.ndarray) -> np.ndarray:
         """`ok` narrowed to the agents where task j keeps every rule."""
