@@ -26,6 +26,7 @@ from allocator.solvers.base import (
     WarmStart,
     fill_left_out,
     make_plan,
+    plan_objective,
     register,
 )
 from models import Plan, PlanStatus
@@ -530,14 +531,12 @@ def construct_with_order(problem: Problem, stop: Callable[[], bool] | None = Non
             # tasks: 16 of 60 left out with room for them in the final plan); keeping
             # the current placement and adding the rest is the other start.
             from allocator.constraints import enforce
-            from allocator.solvers.base import plan_objective
 
             kept, kept_key = greedy_schedule(problem, stop=stop, stay=True)
             if plan_objective(problem, enforce(problem, kept, kept_key), kept_key) < (
                     plan_objective(problem, enforce(problem, agent_of, order_key), order_key)):
                 agent_of, order_key = kept, kept_key
         if rules and problem.m * problem.n <= FILL_MAX_PAIRS:
-
             # A group the pass spread too thinly loses a member to the repair, and that
             # room was then left empty (a ROADEF-like cluster: a task left out, 10^13 in
             # penalties, with room on an agent its rules allow).
@@ -583,7 +582,6 @@ def warm_or_fresh(problem: Problem, warm: WarmStart,
     cost and deadlines, so a construction that beats it is the start instead.
     """
     from allocator.constraints import enforce
-    from allocator.solvers.base import plan_objective
 
     agent_of, order_key = fresh if fresh is not None else greedy_schedule(problem)
     kept = enforce(problem, warm.agent_of, warm.order_key)
