@@ -155,14 +155,20 @@ class AdmissionController:
                 return self._defer_or_reject(Code.DEADLINE_INFEASIBLE, why, defers, now)
         cap = cfg.class_caps.get(priority)
         if cap is not None and queued_in_class >= cap:
-            return self._defer_or_reject(
-                Code.QUEUE_CAP, f"{queued_in_class} {priority.value} tasks queued (cap {cap})",
-                defers, now)
+            return self.over_cap(priority, queued_in_class, cap, defers, now)
         if self.shed_level and priority.rank >= 4 - self.shed_level:
             return self._defer_or_reject(
                 Code.THROTTLED, f"overloaded: queueing delay {self.signal:.3g} > target "
                 f"{cfg.target_wait:.3g}, shedding {priority.value}", defers, now)
         return ACCEPT
+
+    def over_cap(self, priority: Priority, queued_in_class: int, cap: int, defers: int,
+                 now: float) -> Decision:
+        """The decision for a task arriving with `queued_in_class` of its class queued,
+        at or over the class's cap: deferred (`max_defers` times), then rejected."""
+        return self._defer_or_reject(
+            Code.QUEUE_CAP, f"{queued_in_class} {priority.value} tasks queued (cap {cap})",
+            defers, now)
 
     def _defer_or_reject(self, code: Code, why: str, defers: int, now: float) -> Decision:
         cfg = self.config

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from allocator.errors import InvalidInputError
-from allocator.online.admission import Action, AdmissionConfig, AdmissionController
+from allocator.online.admission import Action, AdmissionConfig, AdmissionController, Decision
 from allocator.online.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from allocator.online.events import (
     AgentFailed,
@@ -217,6 +217,9 @@ class Executor:
         self._cause = 0
         self._queued_by_class = [0, 0, 0, 0]
         self._closing = False
+        #: Admitting the second or a later task of a run of submissions at one
+        #: instant (class caps are applied after the run: `_trim_caps`).
+        self._in_run = False
         self._avers = 0
         self._cands: dict[Signature, tuple[int, list[AgentState]]] = {}
         self._rr = 0
@@ -268,7 +271,12 @@ class Executor:
     # ------------------------------------------------------------------ entry point
 
     def handle(self, *events: Event) -> list[Instruction]:
-        """Apply events in order; return the instructions they produced."""
+        """Apply events in order; return the instructions they produced.
+
+        A run of consecutive submissions at one instant (each one's time not
+        after the first's) is applied whole before anything is dispatched:
+        the policy then picks among all of them (see `_settle_batch`).
+        """
         out: list[Instruction] = []
         self._out = out
         log = self.log.add if self._log_on else None
@@ -277,7 +285,17 @@ class Executor:
         timers = self._timers
         self.metrics.events += len(events)
         now = self.now
-        for ev in events:
+        n = len(events)
+        run: list[TaskState] | None = None  # the open run of same-instant submissions
+        i = 0
+        while i < n:
+            ev = events[i]
+            i += 1
+            typ = type(ev)
+            if (typ is TaskSubmitted and run is None and i < n
+                    and type(events[i]) is TaskSubmitted and events[i].time <= max(ev.time, now)):
+                self._check_run(events, i - 1)  # a duplicate id refuses the run whole
+                run = []
             eid = self._next_id
             self._next_id = eid + 1
             ev.id = eid
@@ -289,12 +307,23 @@ class Executor:
             self._cause = eid
             if log is not None:
                 log(ev)
-            typ = type(ev)
             if typ is TaskCompleted:  # the commonest two without the table's wrappers
                 self._complete(ev.task_id, ev.agent, ev.attempt,  # type: ignore[attr-defined]
                                ev.duration, ev.usage)  # type: ignore[attr-defined]
             elif typ is TaskSubmitted:
-                self._submit(ev.task)  # type: ignore[attr-defined]
+                if run is None:
+                    self._submit(ev.task)  # type: ignore[attr-defined]
+                else:
+                    self._in_run = len(run) > 0
+                    try:
+                        run.append(self._submit(ev.task))  # type: ignore[attr-defined]
+                    finally:
+                        self._in_run = False
+                    if i < n and type(events[i]) is TaskSubmitted and events[i].time <= now:
+                        continue  # the run goes on: no dispatch yet
+                    self._settle_batch(run)
+                    run = None
+                    continue
             else:
                 handler = handlers.get(typ)
                 if handler is None:
@@ -303,6 +332,63 @@ class Executor:
                 handler(ev)
             if dirty or timers:  # nothing due and nothing to fill: skip the pump
                 self._settle()
+        return out
+
+    def _check_run(self, events: tuple[Event, ...], start: int) -> None:
+        """Refuse a run of same-instant submissions with a known or repeated id before
+        any of it is applied (half a run queued and undispatched would wait for the
+        next event)."""
+        seen: set[str] = set()
+        tasks = self.tasks
+        finished = self.finished
+        now = max(events[start].time, self.now)
+        j = start
+        while j < len(events) and type(events[j]) is TaskSubmitted and events[j].time <= now:
+            sid = events[j].task.id  # type: ignore[attr-defined]
+            if sid in seen or sid in tasks or sid in finished:
+                raise InvalidInputError(f"duplicate task id {sid!r}", field="task.id")
+            seen.add(sid)
+            j += 1
+
+    def submit_many_at(self, specs: list[TaskSpec], time: float) -> list[Instruction]:
+        """Submissions at one instant, applied whole before anything is dispatched.
+
+        `handle` of their TaskSubmitted events (same ids, event count and
+        decisions), without the event objects while the log is off: the
+        simulator's arrivals at equal times, a runtime's `submit_many`. All of
+        them are admitted and queued first, then the idle agents take what the
+        policy picks among them (EDF the earliest deadline, priority the
+        critical one), not the first one listed. A known or repeated id
+        refuses the batch whole (InvalidInputError, nothing applied).
+        """
+        if len(specs) <= 1:
+            return self.submit_at(specs[0], time) if specs else []
+        if self._log_on:
+            return self.handle(*[submitted(s, time) for s in specs])
+        seen: set[str] = set()
+        tasks = self.tasks
+        finished = self.finished
+        for s in specs:
+            sid = s.id
+            if sid in seen or sid in tasks or sid in finished:
+                raise InvalidInputError(f"duplicate task id {sid!r}", field="task.id")
+            seen.add(sid)
+        out: list[Instruction] = []
+        self._out = out
+        self.metrics.events += len(specs)
+        if time > self.now:
+            self.now = time
+        run: list[TaskState] = []
+        try:
+            for s in specs:
+                cid = self._next_id
+                self._next_id = cid + 1
+                self._cause = cid
+                run.append(self._submit(s))
+                self._in_run = True
+        finally:
+            self._in_run = False
+        self._settle_batch(run)
         return out
 
     def submit_at(self, spec: TaskSpec, time: float) -> list[Instruction]:
@@ -431,20 +517,42 @@ class Executor:
         pump = self._pump
         tup = tuple
         n = 0  # events counted here (handle counts its own)
+        # A submission is settled when the next item is not a submission at its
+        # instant (or at the end): a run of them settles once (`_settle_batch`),
+        # as in `handle`. `held`: the last submission, not settled yet; `run`:
+        # the run so far once it has two.
+        held: TaskState | None = None
+        run: list[TaskState] | None = None
         try:
             for x in items:
                 if type(x) is tup:
                     n += 1
                     t = x[0]
+                    if held is not None:
+                        if len(x) == 2 and t <= self.now:
+                            cid = self._next_id
+                            self._next_id = cid + 1
+                            self._cause = cid
+                            if run is None:
+                                run = [held]
+                            self._in_run = True
+                            try:
+                                held = submit(x[1])
+                            finally:
+                                self._in_run = False
+                            run.append(held)
+                            continue
+                        self._end_run(run)
+                        held = run = None
                     cid = self._next_id
                     self._next_id = cid + 1
                     self._cause = cid
                     if t > self.now:
                         self.now = t
                     if len(x) == 2:
-                        submit(x[1])
-                    else:
-                        complete(x[1], x[2], x[3], x[4], x[5])
+                        held = submit(x[1])
+                        continue
+                    complete(x[1], x[2], x[3], x[4], x[5])
                     if dirty or timers:
                         # _settle() and _after_fill(), inlined (see complete_at).
                         now = self.now
@@ -465,11 +573,39 @@ class Executor:
                             if not (timers[0][0] >= req and req > now):
                                 pump()
                 else:  # (its list is appended to ours)
+                    if held is not None:
+                        if type(x) is TaskSubmitted and x.time <= self.now:
+                            # An event object in a run of submissions: one of the run.
+                            n += 1
+                            x.id = cid = self._next_id
+                            self._next_id = cid + 1
+                            self._cause = cid
+                            x.time = self.now
+                            if run is None:
+                                run = [held]
+                            self._in_run = True
+                            try:
+                                held = submit(x.task)
+                            finally:
+                                self._in_run = False
+                            run.append(held)
+                            continue
+                        self._end_run(run)
+                        held = run = None
                     out += self.handle(x)
                     self._out = out
+            if held is not None:
+                self._end_run(run)
         finally:
             self.metrics.events += n
         return out
+
+    def _end_run(self, run: list[TaskState] | None) -> None:
+        """Settle after `feed`'s last submission (`run`: the run it ended, if two or more)."""
+        if run is not None:
+            self._settle_batch(run)
+        elif self._dirty or self._timers:
+            self._settle()
 
     @staticmethod
     def _as_event(x: Any) -> Event:
@@ -507,6 +643,76 @@ class Executor:
             if nxt > now and nxt >= req and req > now:
                 return
         self._pump()
+
+    def _dispatch_run(self, run: list[TaskState]) -> None:
+        """Dispatch after a run of submissions at one instant (all of them queued).
+
+        Dispatch decisions at an instant are taken once every event of the
+        instant is in: the pump fills the agents the run woke, each taking
+        what its discipline picks among everything queued. Then what one
+        submission at a time would also have woken: every idle agent serving
+        a global pool the run fed (a push wakes one), half-open ones first,
+        and, for stealing policies, an idle thief for each task left behind a
+        busy agent (a push to an agent still free at the time wakes none).
+        """
+        dirty = self._dirty
+        timers = self._timers
+        # The agents the run woke, filled in the order they were woken (as one
+        # submission at a time would have), after any timer due by now.
+        woken = list(dirty.values())
+        dirty.clear()
+        if timers and timers[0][0] <= self.now:
+            self._pump()
+        for a in woken:
+            self._fill(a)
+        if dirty or timers:
+            self._pump()
+        hungry = self._hungry
+        if not hungry:
+            return
+        pools: dict[Signature, Pool] | None = None
+        behind = False
+        for t in run:
+            if t.phase == QUEUED:
+                w = t.where
+                if w is None:
+                    if pools is None:
+                        pools = {}
+                    if t.sig not in pools:
+                        pools[t.sig] = self._pools[t.sig]
+                elif len(w.running) >= w.concurrency:
+                    behind = True
+        if pools is not None:
+            order = [h for h in self._halfopen.values() if h.id in hungry]
+            order += [h for h in hungry.values() if h.id not in self._halfopen]
+            for h in order:
+                if h.id in hungry:
+                    for p in h.pools:
+                        if p.queue.n and p.sig in pools:
+                            self._fill(h)
+                            break
+            if dirty:
+                self._pump()
+        if behind and self._stealing and hungry:
+            for t in run:
+                w = t.where
+                if t.phase == QUEUED and w is not None and len(w.running) >= w.concurrency:
+                    self._wake_thief(t, w)
+            if dirty:
+                self._pump()
+
+    def _settle_batch(self, run: list[TaskState]) -> None:
+        """The pump after a run of submissions at one instant (all of them queued).
+
+        Dispatch decisions at an instant are taken once every event of the
+        instant is in (`_dispatch_run`); then class caps apply to what is
+        still queued (`_trim_caps`).
+        """
+        self._dispatch_run(run)
+        if self.admission.config.class_caps:
+            self._trim_caps(run)
+            if self._dirty or self._timers:
+                self._pump()
 
     def _emit(self, ins: Instruction) -> None:
         ins.id = nid = self._next_id
@@ -629,7 +835,8 @@ class Executor:
     def _on_submitted(self, ev: TaskSubmitted) -> None:
         self._submit(ev.task)
 
-    def _submit(self, spec: TaskSpec) -> None:
+    def _submit(self, spec: TaskSpec) -> TaskState:
+        """Admit and place one submission (no dispatch: the caller settles)."""
         sid = spec.id
         tasks = self.tasks
         finished = self.finished
@@ -645,15 +852,16 @@ class Executor:
             m.first_submit = t.submitted
         if self._closing:
             self._end(t, Reject, Code.SHUTDOWN, "executor is shutting down")
-            return
+            return t
         if not t.hard and self._adm_static and not self.admission.shed_level:
             # _admit's fast path, inlined: nothing to check for this task.
             t.phase = QUEUED
             qc = self._queued_by_class  # (item += on a list is a generic op compiled)
             qc[t.rank] = qc[t.rank] + 1
             self._place(t, None)
-            return
+            return t
         self._admit(t)
+        return t
 
     def _admit(self, t: TaskState) -> None:
         spec = t.spec
@@ -668,9 +876,17 @@ class Executor:
         if spec.deadline is not None and adm.config.feasibility and (
                 spec.hard_deadline or adm.config.defer_soft_infeasible):
             ef = self._earliest_finish(t)
+        queued = self._queued_by_class[t.rank]
+        if self._in_run:
+            cap = adm.config.class_caps.get(spec.priority)
+            if cap is not None and cap >= 1:
+                # Later in a run at one instant: the tasks queued before it may yet
+                # start now, so its class cap is applied once they have
+                # (`_trim_caps`), not against them.
+                queued = -1
         d = adm.decide(priority=spec.priority, deadline=spec.deadline, hard=spec.hard_deadline,
-                       earliest_finish=ef, queued_in_class=self._queued_by_class[
-                           t.rank], defers=t.defers, now=self.now)
+                       earliest_finish=ef, queued_in_class=queued, defers=t.defers,
+                       now=self.now)
         if d.action is Action.ACCEPT:
             t.phase = QUEUED
             t.enqueued = self.now
@@ -679,16 +895,44 @@ class Executor:
                 assert t.deadline is not None
                 self._timer(t.deadline, _T_EXPIRE, t, 0)
             self._place(t, None)
-        elif d.action is Action.DEFER:
-            assert d.code is not None
+        else:
+            self._defer_or_end(t, d)
+
+    def _defer_or_end(self, t: TaskState, d: Decision) -> None:
+        """Carry out an admission's deferral or rejection of `t` (not queued)."""
+        assert d.code is not None
+        if d.action is Action.DEFER:
             t.phase = DEFERRED
             t.timer_token += 1
             self.metrics.deferred += 1
             self._emit(Defer(task_id=t.id, until=d.until, code=d.code, reason=d.reason))
             self._timer(d.until, _T_DEFER, t, t.timer_token)
         else:
-            assert d.code is not None
             self._end(t, Reject, d.code, d.reason)
+
+    def _trim_caps(self, run: list[TaskState]) -> None:
+        """Class caps after a run at one instant was dispatched: the run's latest
+        tasks still queued over their class's cap are deferred (then rejected), as
+        they would have been arriving one at a time."""
+        caps = self.admission.config.class_caps
+        qc = self._queued_by_class
+        for t in reversed(run):
+            if t.phase != QUEUED:
+                continue
+            prio = t.spec.priority
+            cap = caps.get(prio)
+            if cap is None or qc[t.rank] <= cap:
+                continue
+            q = t.queue
+            assert q is not None
+            q.remove(t)
+            if t.vtag >= 0.0:
+                self._fair.dropped(t)
+            qc[t.rank] -= 1
+            t.where = None
+            t.phase = SUBMITTED
+            self._defer_or_end(t, self.admission.over_cap(prio, qc[t.rank], cap, t.defers,
+                                                          self.now))
 
     def _earliest_finish(self, t: TaskState) -> float:
         cands = self._candidates(t)

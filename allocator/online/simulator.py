@@ -3,10 +3,11 @@
 One heap of `(time, seq, kind, payload)`; the next arrival waits beside it and
 is compared with its top (so the heap stays small and an arrival costs no push
 and pop). Order at equal times: queue samples, then completions and
-attempt failures (in the order their dispatches were made), then the arrival,
-then everything else in the order it was scheduled (timers, agent failures and
-rejoins, coordinator checks and plan installs): an agent freed at t can take a
-task that arrives at t. The `seq` ranges say so: samples `_SAMPLE_SEQ`,
+attempt failures (in the order their dispatches were made), then the arrivals
+(all of one time as one batch, `Executor.submit_many_at`: every one is queued
+before any is dispatched), then everything else in the order it was scheduled
+(timers, agent failures and rejoins, coordinator checks and plan installs): an
+agent freed at t can take a task that arrives at t. The `seq` ranges say so: samples `_SAMPLE_SEQ`,
 completions count up from `_DONE_SEQ0` (< -1), the arrival -1, the rest from 1.
 
 The simulator plays the agents: a Dispatch becomes a completion (or an
@@ -382,7 +383,27 @@ class Simulator:
                     bi = 0
                 spec = batch[bi]
                 bi += 1
-                out = ex.submit_at(spec, now)
+                if na != now:
+                    out = ex.submit_at(spec, now)
+                else:
+                    # Arrivals at one instant reach the core as one batch: all are
+                    # queued before any is dispatched (the policy picks among them).
+                    same = [spec]
+                    while na == now:
+                        submitted += 1
+                        outstanding += 1
+                        ai += 1
+                        if ai < n:
+                            na = arrivals[ai]
+                        else:
+                            arrivals_done = True
+                            na = inf
+                        if bi == len(batch):
+                            batch = next(chunks)
+                            bi = 0
+                        same.append(batch[bi])
+                        bi += 1
+                    out = ex.submit_many_at(same, now)
             else:
                 e = pop(heap)
                 now, _, kind, i, attempt, ep, task_id, a_id = e

@@ -171,6 +171,27 @@ def test_critical_first_and_tenant_shares_follow_weights_under_saturation() -> N
     assert 27 <= gold <= 33, crit  # 3:1 -> 30 of the first 40 critical
 
 
+def test_a_burst_submitted_in_one_call_starts_its_critical_task_first(tmp_path: Path) -> None:
+    """One POST of several tasks is one instant: the core sees all of them before it
+    assigns any (the first listed low task used to take the idle agent), and the log
+    replays to the same assignment."""
+    c = make()
+    c.register({"id": "a"})
+    c.submit([{"id": "low-0", "priority": "low"}, {"id": "low-1", "priority": "low"},
+              {"id": "crit", "priority": "critical"}, {"id": "high", "priority": "high"}])
+    assert c.task_view("crit")["state"] == "assigned"
+    store = LiveStore(f"sqlite:///{tmp_path / 'live.db'}")
+    try:
+        store.append(c.drain_rows())
+        fresh = make(VirtualClock(c.clock.now()))
+        fresh.recover(store.rows(chunk=2))
+    finally:
+        store.close()
+    for co in (c, fresh):
+        assert [d.id for d in co.take("a", 1)] == ["crit"]
+        assert co.task_view("low-0")["state"] == "queued"
+
+
 def _drive(c: LiveCoordinator, ck: VirtualClock, rng: random.Random, steps: int) -> None:
     """Random operations: submits, pulls, completions (some late), failures, expiries."""
     leased: list[tuple[str, int, str]] = []

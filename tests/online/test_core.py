@@ -42,11 +42,18 @@ C = TaskCompleted
             [("Dispatch", "t1", "a", 1), ("Dispatch", "t2", "b", 1)],
             id="jsq sends each arrival to the shortest queue"),
         pytest.param(
-            "edf", [submit("t1", deadline=9), submit("t2", deadline=5), submit("t3", deadline=1),
+            "edf", [submit("t1", deadline=9), submit("t2", time=0.1, deadline=5),
+                    submit("t3", time=0.2, deadline=1),
                     C(task_id="t1", agent="a", attempt=1, time=1)],
             [("Dispatch", "t1", "a", 1), ("Dispatch", "t2", "b", 1),
              ("Complete", "t1", "a", 1), ("Dispatch", "t3", "a", 1)],
             id="edf serves the earliest deadline next"),
+        pytest.param(
+            "edf", [submit("t1", deadline=9), submit("t2", deadline=5), submit("t3", deadline=1),
+                    C(task_id="t3", agent="a", attempt=1, time=1)],
+            [("Dispatch", "t3", "a", 1), ("Dispatch", "t2", "b", 1),
+             ("Complete", "t3", "a", 1), ("Dispatch", "t1", "a", 1)],
+            id="edf starts the earliest deadlines of tasks submitted at one instant"),
         pytest.param(
             "fifo", [submit("t1"), submit("t2"), submit("t3"),
                      C(task_id="t1", agent="a", attempt=1, time=1)],

@@ -111,8 +111,9 @@ def test_cfs_new_tenant_does_not_bank_idle_time() -> None:
 
 def test_edf_order_in_a_single_queue() -> None:
     ex = Executor("edf", agents=[Agent(id="a")])
-    out = ex.handle(submit("busy"), submit("late", deadline=50), submit("soon", deadline=5),
-                    submit("none"))
+    out = ex.handle(submit("busy"))  # the agent is busy when the others arrive
+    out += ex.handle(submit("late", time=0.5, deadline=50), submit("soon", time=0.5, deadline=5),
+                     submit("none", time=0.5))
     out += ex.handle(TaskCompleted(task_id="busy", agent="a", attempt=1, time=1))
     out += ex.handle(TaskCompleted(task_id="soon", agent="a", attempt=1, time=2))
     assert [i.task_id for i in out if isinstance(i, Dispatch)] == ["busy", "soon", "late"]

@@ -1,0 +1,181 @@
+"""Tasks submitted at one instant are seen together before any is dispatched.
+
+A burst (one `handle` call, one `submit_many_at`, the simulator's arrivals at
+equal times) used to let its first task take an
+idle agent before the others were seen: EDF missed deadlines of sets feasible
+only in deadline order, a low task ran before the critical one behind it and
+fair shares started with whichever tenant came first. Arrivals at distinct
+times keep their decisions (tests/online/test_sim_pinned.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+
+import pytest
+
+from allocator.errors import InvalidInputError
+from allocator.online import AdmissionConfig, Executor, TaskSpec
+from allocator.online.events import Complete, Defer, Dispatch, Instruction, Steal, TaskCompleted
+from allocator.online.policies import make_policy
+from allocator.online.simulator import Simulator
+from allocator.online.workload import from_specs
+from models import Agent, Priority
+
+from .helpers import brief, submit
+
+
+def _edf_set(seed: int, k: int = 12) -> tuple[float, list[TaskSpec]]:
+    """One agent's speed and k tasks released at 0, feasible with zero slack only in
+    deadline order, listed in another order."""
+    rng = random.Random(seed)
+    speed = rng.choice([0.5, 1.0, 3.0])
+    works = [10 ** rng.uniform(-3, 0.7) for _ in range(k)]
+    order = list(range(k))
+    rng.shuffle(order)
+    due, c = {}, 0.0
+    for j in order:
+        c += works[j] / speed
+        due[j] = c * (1 + 1e-12)
+    return speed, [TaskSpec(f"t{j}", work=works[j], deadline=due[j]) for j in range(k)]
+
+
+def _drain(ex: Executor, out: list[Instruction]) -> tuple[list[str], dict[str, float]]:
+    """Play the agents (each attempt takes its work / the agent's speed): the dispatch
+    order and each task's completion time."""
+    heap: list[tuple[float, int, Dispatch]] = []
+    order: list[str] = []
+    ends: dict[str, float] = {}
+    k = 0
+    while True:
+        for ins in out:
+            if isinstance(ins, Dispatch):
+                order.append(ins.task_id)
+                k += 1
+                speed = ex.agents[ins.agent].spec.speed
+                heapq.heappush(heap, (ins.time + ins.work / speed, k, ins))
+            elif isinstance(ins, Complete):
+                ends[ins.task_id] = ins.time
+        if not heap:
+            return order, ends
+        t, _, d = heapq.heappop(heap)
+        out = ex.handle(TaskCompleted(task_id=d.task_id, agent=d.agent, attempt=d.attempt,
+                                      time=t))
+
+
+@pytest.mark.parametrize("policy", ["edf", "edf+stealing"])
+@pytest.mark.parametrize("seed", range(4))
+def test_edf_meets_every_deadline_of_a_set_released_together(policy: str, seed: int) -> None:
+    speed, specs = _edf_set(seed)
+    ex = Executor(policy, agents=[Agent(id="a", speed=speed)])
+    order, ends = _drain(ex, ex.handle(*[submit(s.id, time=2.0, work=s.work,
+                                               deadline=s.deadline + 2.0) for s in specs]))
+    assert order == [s.id for s in sorted(specs, key=lambda s: s.deadline or 0.0)]
+    assert all(ends[s.id] <= s.deadline + 2.0 + 1e-9 for s in specs)
+
+
+@pytest.mark.parametrize("policy", ["edf", "edf+stealing"])
+def test_the_simulator_delivers_equal_arrival_times_as_one_batch(policy: str) -> None:
+    for seed in range(4):
+        speed, specs = _edf_set(seed, k=20)
+        wl = from_specs([(1.5, s.__class__(s.id, work=s.work, deadline=s.deadline + 1.5))
+                         for s in specs], [Agent(id="a", speed=speed)])
+        row = Simulator(wl, policy, seed=0).run().row
+        assert row["completed"] == 20 and row["lost"] == 0 and row["duplicated"] == 0
+        assert row["miss_rate"] == 0.0, (seed, row["miss_rate"])
+
+
+def test_a_priority_burst_runs_the_critical_task_first() -> None:
+    for policy in ("priority", "priority+stealing"):
+        ex = Executor(policy, agents=[Agent(id="a")])
+        burst = [submit(f"low{i}", priority=Priority.LOW, home="a") for i in range(3)]
+        burst.insert(2, submit("crit", priority=Priority.CRITICAL, home="a"))
+        order, _ = _drain(ex, ex.handle(*burst))
+        assert order[0] == "crit", (policy, order)
+
+
+@pytest.mark.parametrize("first", ["A", "B"])
+def test_wfq_shares_under_a_burst_follow_the_weights_from_the_first_dispatch(first: str
+                                                                            ) -> None:
+    """Tenant B weighs 4, A 1; A's tasks are 3x longer. Whoever is listed first, B's
+    tasks start first and the order is the one of their finish tags."""
+    pol = make_policy("wfq", flow_weights={"A": 1.0, "B": 4.0})
+    ex = Executor(pol, agents=[Agent(id="x")])
+    a = [submit(f"A{i}", tenant="A", work=3.0) for i in range(10)]
+    b = [submit(f"B{i}", tenant="B", work=1.0) for i in range(10)]
+    order, _ = _drain(ex, ex.handle(*(a + b if first == "A" else b + a)))
+    # Finish tags: B k/4 (k = 1..), A 3k: B0..B9 end at 2.5, A0's tag is 3.
+    assert [t[0] for t in order[:11]] == ["B"] * 10 + ["A"]
+
+
+def test_every_idle_agent_serving_a_pool_takes_from_a_burst() -> None:
+    for policy in ("fifo", "edf", "priority", "wfq", "cfs"):
+        ex = Executor(policy, agents=[Agent(id=f"a{i}") for i in range(3)])
+        out = ex.handle(*[submit(f"t{i}", deadline=10.0 - i) for i in range(5)])
+        took = sorted(i.agent for i in out if isinstance(i, Dispatch))
+        assert took == ["a0", "a1", "a2"], (policy, brief(out))
+
+
+def test_a_burst_behind_a_busy_home_wakes_an_idle_thief() -> None:
+    ex = Executor("stealing", agents=[Agent(id="a"), Agent(id="b")])
+    ex.handle(submit("first", home="a", time=0.0))
+    # b is idle, a runs `first`; at 1 a burst for a arrives: b steals at once. (Woken
+    # by the burst's first task alone, b found too little to steal and backed off.)
+    out = ex.handle(*[submit(f"t{i}", home="a", time=1.0) for i in range(4)])
+    assert any(isinstance(i, Steal) for i in out)
+    assert any(isinstance(i, Dispatch) and i.agent == "b" for i in out)
+
+
+def test_class_caps_count_what_is_still_queued_after_the_burst_starts() -> None:
+    """Cap 2 on low, two idle agents, five low tasks at once: two run, two wait, one is
+    deferred (as arriving one at a time): the ones the agents take do not count."""
+    ex = Executor("fifo", agents=[Agent(id="a"), Agent(id="b")],
+                  admission=AdmissionConfig(class_caps={Priority.LOW: 2}, max_defers=0))
+    out = ex.handle(*[submit(f"t{i}", priority=Priority.LOW) for i in range(5)])
+    assert [(i.task_id, i.agent) for i in out if isinstance(i, Dispatch)] == [
+        ("t0", "a"), ("t1", "b")]
+    assert [i.task_id for i in out if type(i).__name__ == "Reject"] == ["t4"]
+    assert ex.phase("t2") == ex.phase("t3") == "queued"
+
+
+@pytest.mark.parametrize("log", [0, None])
+def test_the_entry_points_agree_on_a_burst(log: int | None) -> None:
+    """submit_many_at, handle and feed: the same ids, decisions and event count."""
+    speed, specs = _edf_set(1, k=8)
+    runs = []
+    for how in ("handle", "many", "feed"):
+        ex = Executor("edf+stealing", agents=[Agent(id="a", speed=speed), Agent(id="b")],
+                      log=log)
+        ex.handle(submit("early", time=0.5, home="a", work=50.0))
+        specs_h = [TaskSpec(s.id, work=s.work, deadline=s.deadline, home="a") for s in specs]
+        if how == "handle":
+            out = ex.handle(*[submit(s.id, time=1.0, work=s.work, deadline=s.deadline,
+                                     home="a") for s in specs_h])
+        elif how == "many":
+            out = ex.submit_many_at(specs_h, 1.0)
+        else:
+            out = ex.feed([(1.0, s) for s in specs_h])
+        runs.append(([(type(i).__name__, i.id, i.cause, *brief([i])) for i in out],
+                     ex.metrics.events, ex._next_id))
+    assert runs[0] == runs[1] == runs[2]
+    assert any(r[0] == "Dispatch" for r in runs[0][0])
+
+
+def test_a_burst_with_a_known_or_repeated_id_is_refused_whole() -> None:
+    ex = Executor("edf", agents=[Agent(id="a")])
+    ex.handle(submit("x"))
+    for bad in ([TaskSpec("y"), TaskSpec("x")], [TaskSpec("y"), TaskSpec("y")]):
+        with pytest.raises(InvalidInputError, match="duplicate task id"):
+            ex.submit_many_at(bad, 1.0)
+        with pytest.raises(InvalidInputError, match="duplicate task id"):
+            ex.handle(*[submit(s.id, time=1.0) for s in bad])
+    assert set(ex.tasks) == {"x"}  # nothing of the refused bursts was applied
+
+
+def test_distinct_times_keep_first_come_first_served_on_an_idle_agent() -> None:
+    """Not a burst: the first task starts at its own time, before the others exist."""
+    ex = Executor("edf", agents=[Agent(id="a")])
+    out = ex.handle(submit("late", deadline=50.0), submit("soon", time=0.1, deadline=5.0))
+    assert [i.task_id for i in out if isinstance(i, Dispatch)] == ["late"]
+    assert not any(isinstance(i, Defer) for i in out)
