@@ -349,6 +349,8 @@ class Runtime:
         self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._coro_fns: dict[Any, bool] = {}
+        #: The one time `submit_many` stamps its submissions with (None: each reads the clock).
+        self._batch_at: float | None = None
         #: What the loop hands to the core next, in order: Events, submitted futures
         #: (their spec and time) and completions as `Executor.feed`'s compact tuples.
         self._pending: list[Any] = []
@@ -458,13 +460,57 @@ class Runtime:
         # The future stands for its submission in `_pending` (no event or tuple that
         # would outlive a burst of submissions: see `_flush`).
         fut.spec = spec
-        origin = self._origin
-        fut.at = self._now() if origin is None else _monotonic() - origin
+        at = self._batch_at
+        if at is None:
+            origin = self._origin
+            at = self._now() if origin is None else _monotonic() - origin
+        fut.at = at
         self._pending.append(fut)
         if not self._flushing:
             self._flushing = True
             loop.call_soon(self._flush)
         return fut
+
+    def submit_many(self, calls: Iterable[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
+        """Submit several calls at one instant: each `(fn, args)` or `(fn, args, fields)`
+        (`fields`: `submit`'s keywords). The futures, in order.
+
+        They carry one clock reading, so the core queues them all before it
+        dispatches any (`Executor.submit_many_at`): EDF starts the earliest
+        deadline among them, a priority queue the critical one, WFQ the smallest
+        finish tag, not whichever came first in the list. Checked whole: a bad
+        field or a duplicate id (in the list or known) raises before any of them
+        is submitted.
+        """
+        items = [c if len(c) == 3 else (*c, {}) for c in calls]
+        seen: set[str] = set()
+        for k, c in enumerate(items):
+            if len(c) != 3 or not callable(c[0]) or not isinstance(c[1], tuple) \
+                    or not isinstance(c[2], dict):
+                raise InvalidInputError("need (fn, args) or (fn, args, fields) with args a "
+                                        "tuple and fields a dict", field=f"calls[{k}]")
+            tid = c[2].get("id")
+            if tid is not None:
+                if tid in seen:
+                    raise InvalidInputError(f"duplicate task id {tid!r}", field="id")
+                seen.add(tid)
+        origin = self._origin
+        self._batch_at = self._now() if origin is None else _monotonic() - origin
+        futs: list[asyncio.Future[Any]] = []
+        try:
+            for fn, args, fields in items:
+                futs.append(self.submit(fn, *args, **fields))
+        except BaseException:
+            # Nothing reached the core yet (it is fed from the loop, after this
+            # returns): the batch is withdrawn whole.
+            gone = {id(f) for f in futs}
+            self._pending = [x for x in self._pending if id(x) not in gone]
+            for f in futs:
+                self._jobs.pop(f.task_id, None)  # type: ignore[attr-defined]
+            raise
+        finally:
+            self._batch_at = None
+        return futs
 
     def add_agent(self, agent: Agent, rate_limit: RateLimit | None = None) -> None:
         self._post(AgentJoined(agent=agent, rate_limit=rate_limit))

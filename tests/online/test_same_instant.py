@@ -1,7 +1,7 @@
 """Tasks submitted at one instant are seen together before any is dispatched.
 
 A burst (one `handle` call, one `submit_many_at`, the simulator's arrivals at
-equal times) used to let its first task take an
+equal times, a runtime's `submit_many`) used to let its first task take an
 idle agent before the others were seen: EDF missed deadlines of sets feasible
 only in deadline order, a low task ran before the critical one behind it and
 fair shares started with whichever tenant came first. Arrivals at distinct
@@ -10,15 +10,19 @@ times keep their decisions (tests/online/test_sim_pinned.py).
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import random
+from typing import Any
 
 import pytest
 
+from allocator.clock import VirtualClock
 from allocator.errors import InvalidInputError
 from allocator.online import AdmissionConfig, Executor, TaskSpec
 from allocator.online.events import Complete, Defer, Dispatch, Instruction, Steal, TaskCompleted
 from allocator.online.policies import make_policy
+from allocator.online.runtime import Runtime
 from allocator.online.simulator import Simulator
 from allocator.online.workload import from_specs
 from models import Agent, Priority
@@ -171,6 +175,51 @@ def test_a_burst_with_a_known_or_repeated_id_is_refused_whole() -> None:
         with pytest.raises(InvalidInputError, match="duplicate task id"):
             ex.handle(*[submit(s.id, time=1.0) for s in bad])
     assert set(ex.tasks) == {"x"}  # nothing of the refused bursts was applied
+
+
+def test_the_runtime_submits_many_at_one_instant() -> None:
+    """EDF on one agent of one slot: the calls run in deadline order, whether the
+    burst is one `submit_many` or submissions in one loop turn on a clock that does
+    not move (one instant)."""
+    speed, specs = _edf_set(2, k=10)
+    want = [s.id for s in sorted(specs, key=lambda s: s.deadline or 0.0)]
+
+    async def main(many: bool) -> list[str]:
+        ran: list[str] = []
+
+        async def job(tid: str) -> str:
+            ran.append(tid)
+            return tid
+
+        kw: dict[str, Any] = {} if many else {"clock": VirtualClock(0.0)}
+        async with Runtime([Agent(id="a", speed=speed)], "edf", **kw) as rt:
+            fields = [{"id": s.id, "work": s.work, "deadline": s.deadline} for s in specs]
+            if many:
+                futs = rt.submit_many([(job, (f["id"],), f) for f in fields])
+            else:
+                futs = [rt.submit(job, f["id"], **f) for f in fields]
+            assert await asyncio.gather(*futs) == [s.id for s in specs]
+        return ran
+
+    assert asyncio.run(main(False)) == want
+    assert asyncio.run(main(True)) == want
+
+
+def test_runtime_submit_many_refuses_a_bad_batch_whole() -> None:
+    async def main() -> None:
+        async def job() -> None:
+            return None
+
+        async with Runtime([Agent(id="a")], "edf") as rt:
+            for bad in ([(job, (), {"id": "p"}), (job, (), {"id": "p"})],
+                        [(job, (), {"id": "q"}), (job, (), {"id": "r", "work": -1.0})],
+                        [(job, [], {})]):
+                with pytest.raises(InvalidInputError):
+                    rt.submit_many(bad)
+            assert rt._jobs == {} and rt._pending == []
+            assert await asyncio.gather(*rt.submit_many([(job, ()), (job, ())])) == [None] * 2
+
+    asyncio.run(main())
 
 
 def test_distinct_times_keep_first_come_first_served_on_an_idle_agent() -> None:
