@@ -913,16 +913,20 @@ class Executor:
     def _trim_caps(self, run: list[TaskState]) -> None:
         """Class caps after a run at one instant was dispatched: the run's latest
         tasks still queued over their class's cap are deferred (then rejected), as
-        they would have been arriving one at a time."""
+        they would have been arriving one at a time, and in submission order (so
+        their retries come back in it)."""
         caps = self.admission.config.class_caps
         qc = self._queued_by_class
+        count = list(qc)
+        over: list[TaskState] = []
         for t in reversed(run):
             if t.phase != QUEUED:
                 continue
-            prio = t.spec.priority
-            cap = caps.get(prio)
-            if cap is None or qc[t.rank] <= cap:
-                continue
+            cap = caps.get(t.spec.priority)
+            if cap is not None and count[t.rank] > cap:
+                count[t.rank] -= 1
+                over.append(t)
+        for t in reversed(over):
             q = t.queue
             assert q is not None
             q.remove(t)
@@ -931,8 +935,9 @@ class Executor:
             qc[t.rank] -= 1
             t.where = None
             t.phase = SUBMITTED
-            self._defer_or_end(t, self.admission.over_cap(prio, qc[t.rank], cap, t.defers,
-                                                          self.now))
+            prio = t.spec.priority
+            cap = caps[prio]
+            self._defer_or_end(t, self.admission.over_cap(prio, cap, cap, t.defers, self.now))
 
     def _earliest_finish(self, t: TaskState) -> float:
         cands = self._candidates(t)

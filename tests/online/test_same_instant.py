@@ -143,6 +143,17 @@ def test_class_caps_count_what_is_still_queued_after_the_burst_starts() -> None:
     assert ex.phase("t2") == ex.phase("t3") == "queued"
 
 
+def test_a_burst_over_a_class_cap_is_deferred_in_submission_order() -> None:
+    """Busy agents, cap 2 on low, five low tasks at once: the last three are deferred,
+    oldest first (their re-admissions come back in that order)."""
+    ex = Executor("fifo", agents=[Agent(id="a")],
+                  admission=AdmissionConfig(class_caps={Priority.LOW: 2}, defer_delay=1.0))
+    ex.handle(submit("busy", work=5.0))
+    out = ex.handle(*[submit(f"l{i}", time=0.1, priority=Priority.LOW) for i in range(5)])
+    assert [(i.task_id, i.reason) for i in out if isinstance(i, Defer)] == [
+        (f"l{i}", "2 low tasks queued (cap 2)") for i in (2, 3, 4)]
+
+
 @pytest.mark.parametrize("log", [0, None])
 def test_the_entry_points_agree_on_a_burst(log: int | None) -> None:
     """submit_many_at, handle and feed: the same ids, decisions and event count."""
