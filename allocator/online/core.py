@@ -220,6 +220,8 @@ class Executor:
         #: Admitting the second or a later task of a run of submissions at one
         #: instant (class caps are applied after the run: `_trim_caps`).
         self._in_run = False
+        #: Pools whose push found its idle agent already woken (see `_place`).
+        self._unwoken: list[Pool] = []
         self._avers = 0
         self._cands: dict[Signature, tuple[int, list[AgentState]]] = {}
         self._rr = 0
@@ -624,9 +626,9 @@ class Executor:
         """
         dirty = self._dirty
         timers = self._timers
-        if len(dirty) == 1 and (not timers or timers[0][0] > self.now):
+        if len(dirty) == 1 and (not timers or timers[0][0] > self.now) and not self._unwoken:
             self._fill(dirty.popitem()[1])
-            if dirty or timers:
+            if dirty or timers or self._unwoken:
                 self._after_fill()
             return
         self._pump()
@@ -634,7 +636,7 @@ class Executor:
     def _after_fill(self) -> None:
         """`_settle` after its one fill left agents dirty or timers pending."""
         timers = self._timers
-        if not self._dirty:
+        if not self._dirty and not self._unwoken and timers:
             # Nothing due and the driver's timer already set: what the pump
             # would conclude (steal back-off timers are pending most of the time).
             now = self.now
@@ -657,6 +659,7 @@ class Executor:
         """
         dirty = self._dirty
         timers = self._timers
+        self._unwoken.clear()  # (the run's pools are served below, in order)
         # The agents the run woke, filled in the order they were woken (as one
         # submission at a time would have), after any timer due by now.
         woken = list(dirty.values())
@@ -683,15 +686,8 @@ class Executor:
                 elif len(w.running) >= w.concurrency:
                     behind = True
         if pools is not None:
-            order = [h for h in self._halfopen.values() if h.id in hungry]
-            order += [h for h in hungry.values() if h.id not in self._halfopen]
-            for h in order:
-                if h.id in hungry:
-                    for p in h.pools:
-                        if p.queue.n and p.sig in pools:
-                            self._fill(h)
-                            break
-            if dirty:
+            self._serve_pools(list(pools.values()))
+            if dirty or self._unwoken:
                 self._pump()
         if behind and self._stealing and hungry:
             for t in run:
@@ -700,6 +696,22 @@ class Executor:
                     self._wake_thief(t, w)
             if dirty:
                 self._pump()
+
+    def _serve_pools(self, pools: list[Pool]) -> None:
+        """Fill every idle agent that serves one of `pools` while they hold work:
+        half-open agents first, then in the order the agents went idle. (A push
+        to a pool wakes one idle agent; several pushes at one instant, a burst,
+        deferrals due together or an evacuation, woke the same one.)"""
+        hungry = self._hungry
+        halfopen = self._halfopen
+        order = [h for h in halfopen.values() if h.id in hungry]
+        order += [h for h in hungry.values() if h.id not in halfopen]
+        for h in order:
+            if h.id in hungry:
+                for p in h.pools:
+                    if p.queue.n and p in pools:
+                        self._fill(h)
+                        break
 
     def _settle_batch(self, run: list[TaskState]) -> None:
         """The pump after a run of submissions at one instant (all of them queued).
@@ -1200,9 +1212,15 @@ class Executor:
                     self._dirty[h.id] = h
                     return None
         if self._hungry:
+            dirty = self._dirty
             for h in self._hungry.values():
                 if pool in h.pools:
-                    self._dirty[h.id] = h
+                    if h.id in dirty:
+                        # Already to be filled (this instant's earlier push or event
+                        # woke it): one fill may not take this task too, so the pump
+                        # serves the pool's other idle agents after it (`_serve_pools`).
+                        self._unwoken.append(pool)
+                    dirty[h.id] = h
                     break
         return None
 
@@ -1692,6 +1710,7 @@ class Executor:
             else:
                 self._halfopen.pop(a.id, None)
             if tr.target is _OPEN:
+                self._hungry.pop(a.id, None)  # (takes nothing until half-open)
                 until = br.open_until if br.open_until is not None else self.now
                 self.metrics.breaker_opens += 1
                 self._emit(BreakerOpened(agent=a.id, reason=tr.reason, until=until))
@@ -1813,7 +1832,12 @@ class Executor:
                     self._breaker_moves(ref)
                     self._dirty[ref.id] = ref
             if not self._dirty:
-                break
+                if not self._unwoken:
+                    break
+                pools = self._unwoken
+                self._unwoken = []
+                self._serve_pools(pools)
+                continue  # (what those fills woke)
             while self._dirty:
                 _, a = self._dirty.popitem()
                 self._fill(a)

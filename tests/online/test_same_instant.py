@@ -20,7 +20,17 @@ import pytest
 from allocator.clock import VirtualClock
 from allocator.errors import InvalidInputError
 from allocator.online import AdmissionConfig, Executor, TaskSpec
-from allocator.online.events import Complete, Defer, Dispatch, Instruction, Steal, TaskCompleted
+from allocator.online.breaker import BreakerConfig
+from allocator.online.events import (
+    Complete,
+    Defer,
+    Dispatch,
+    Instruction,
+    Steal,
+    TaskCompleted,
+    TaskFailed,
+    Tick,
+)
 from allocator.online.policies import make_policy
 from allocator.online.runtime import Runtime
 from allocator.online.simulator import Simulator
@@ -152,6 +162,34 @@ def test_a_burst_over_a_class_cap_is_deferred_in_submission_order() -> None:
     out = ex.handle(*[submit(f"l{i}", time=0.1, priority=Priority.LOW) for i in range(5)])
     assert [(i.task_id, i.reason) for i in out if isinstance(i, Defer)] == [
         (f"l{i}", "2 low tasks queued (cap 2)") for i in (2, 3, 4)]
+
+
+def test_deferrals_due_together_reach_every_idle_agent() -> None:
+    """Three low tasks deferred by a cap come back at one instant with two agents
+    idle: both start one (a push to the pool woke the same idle agent twice, so one
+    task waited beside an idle agent until some later event)."""
+    ex = Executor("fifo", agents=[Agent(id=x) for x in "abcd"],
+                  admission=AdmissionConfig(class_caps={Priority.LOW: 2}, defer_delay=1.0))
+    ex.handle(*[submit(f"blk{x}", work=0.5) for x in "abcd"])
+    ex.handle(*[submit(f"l{i}", time=0.1, priority=Priority.LOW) for i in range(5)])
+    for x in "abcd":  # a and b start l0 and l1; c and d go idle
+        ex.handle(TaskCompleted(task_id=f"blk{x}", agent=x, attempt=1, time=0.5))
+    out = ex.handle(Tick(time=1.1))  # l2, l3, l4 come back; l4 is over the cap again
+    assert [(i.task_id, i.agent) for i in out if isinstance(i, Dispatch)] == [
+        ("l2", "c"), ("l3", "d")]
+    assert ex.phase("l4") == "deferred"
+
+
+def test_a_retry_is_not_held_by_an_agent_whose_breaker_just_opened() -> None:
+    """x fails on a (two slots, idle otherwise) and opens a's breaker: the retry goes
+    to the pool and b, idle, starts it at once (the wake went to a, which could take
+    nothing)."""
+    ex = Executor("fifo", agents=[Agent(id="a", concurrency=2), Agent(id="b")],
+                  breaker=BreakerConfig(window=2, min_calls=1))
+    assert [i.agent for i in ex.handle(submit("x")) if isinstance(i, Dispatch)] == ["a"]
+    out = ex.handle(TaskFailed(task_id="x", agent="a", attempt=1, time=1.0))
+    assert [(i.task_id, i.agent, i.attempt) for i in out if isinstance(i, Dispatch)] == [
+        ("x", "b", 2)]
 
 
 @pytest.mark.parametrize("log", [0, None])
