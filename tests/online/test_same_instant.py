@@ -226,10 +226,12 @@ def test_a_burst_with_a_known_or_repeated_id_is_refused_whole() -> None:
     assert set(ex.tasks) == {"x"}  # nothing of the refused bursts was applied
 
 
-def test_the_runtime_submits_many_at_one_instant() -> None:
+@pytest.mark.parametrize("log", [0, 10_000])
+def test_the_runtime_submits_many_at_one_instant(log: int) -> None:
     """EDF on one agent of one slot: the calls run in deadline order, whether the
     burst is one `submit_many` or submissions in one loop turn on a clock that does
-    not move (one instant)."""
+    not move (one instant); with the log off the runtime feeds the core `feed`'s
+    tuples, with it on events through `handle`."""
     speed, specs = _edf_set(2, k=10)
     want = [s.id for s in sorted(specs, key=lambda s: s.deadline or 0.0)]
 
@@ -240,7 +242,7 @@ def test_the_runtime_submits_many_at_one_instant() -> None:
             ran.append(tid)
             return tid
 
-        kw: dict[str, Any] = {} if many else {"clock": VirtualClock(0.0)}
+        kw: dict[str, Any] = {"log": log} if many else {"clock": VirtualClock(0.0), "log": log}
         async with Runtime([Agent(id="a", speed=speed)], "edf", **kw) as rt:
             fields = [{"id": s.id, "work": s.work, "deadline": s.deadline} for s in specs]
             if many:
