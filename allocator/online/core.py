@@ -398,6 +398,8 @@ class Executor:
 
         A driver's hot path (the simulator's arrivals): the same ids, event
         count and decisions; the event is built only when the log keeps it.
+        One call is one submission: tasks of one instant go together through
+        `submit_many_at`.
         """
         if self._log_on:
             return self.handle(submitted(spec, time))
@@ -505,7 +507,8 @@ class Executor:
         `TaskCompleted`). Same ids, event count and decisions as `handle` over
         the equivalent events, in one call and without building the event
         objects while the log is off (the runtime posts one item per task
-        twice, so the objects were most of its event traffic).
+        twice, so the objects were most of its event traffic); consecutive
+        submissions at one instant are one run, as there.
         """
         if self._log_on:
             return self.handle(*[self._as_event(x) for x in items])
