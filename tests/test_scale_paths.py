@@ -154,6 +154,32 @@ def test_fast_lpt_is_exactly_the_plain_lpt(seed: int, compiled: bool,
                                           lpt_assign_plain(*args, **start))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_lpt_on_a_full_cluster_of_small_groups_is_the_plain_lpt(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Hundreds of allow-list groups (most of one or two tasks: their loads are
+    # gathered per task) and integer demands on a cluster with room for a tenth
+    # of them (the demands a group could not hold are skipped from then on).
+    rng = np.random.default_rng([17, seed])
+    monkeypatch.setattr(balance_mod, "LPT_COMPILED_MIN_TASKS", 1 << 62)
+    monkeypatch.setattr(balance_mod, "LPT_GROUP_ARRAY_MIN", int(rng.choice([1, 4, 16])))
+    for _ in range(6):
+        m = int(rng.integers(2, 50))
+        n = m * int(rng.integers(10, 20))
+        G = int(rng.integers(n // 4, n))
+        groups = rng.random((G, m)) < rng.uniform(0.1, 0.9)
+        group_of = rng.integers(0, G, n)
+        work = np.round(rng.exponential(3.0, n), 1)
+        speed = rng.choice([0.5, 1.0, 2.0], m)
+        R = int(rng.integers(1, 3))
+        demand = rng.integers(0, 5, (n, R)).astype(float)
+        capacity = rng.integers(2, 12, (m, R)).astype(float)
+        args = (work, speed, np.ones(m), group_of, groups, demand, capacity)
+        got = lpt_assign(*args)
+        np.testing.assert_array_equal(got, lpt_assign_plain(*args))
+        assert (got < 0).sum() > n // 4  # the cluster ran out of room
+
+
 # -- makespan bound ----------------------------------------------------------------
 
 

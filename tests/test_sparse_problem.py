@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 
 import allocator.problem as problem_mod
 from allocator import compile_snapshot, validate
-from allocator.explain import explain_unassigned
+from allocator.explain import explain_many, explain_unassigned
 from allocator.problem import Problem
 from allocator.solvers.base import Budget, make_plan
 from allocator.solvers.greedy import greedy_schedule, task_order
@@ -105,6 +105,31 @@ def test_greedy_plans_and_explanations_identical_sparse_and_dense(
     strip = {"wall_time_s", "solutions"}
     assert plan_s.model_dump(exclude=strip) == plan_d.model_dump(exclude=strip)
     assert validate(snap, plan_s) == []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(snap=snapshots(max_agents=5, max_tasks=14))
+def test_explaining_many_tasks_at_once_gives_each_its_own_reason(snap: Snapshot) -> None:
+    problem = compile_snapshot(snap)
+    a, _ = greedy_schedule(problem)
+    rng = np.random.default_rng(problem.n)
+    for agent_of in (a, np.where(rng.random(problem.n) < 0.5, -1, a),
+                     np.full(problem.n, -1, dtype=np.int64)):
+        left = np.flatnonzero(agent_of < 0)
+        one_by_one = [explain_unassigned(problem, int(j), agent_of) for j in left]
+        assert explain_many(problem, left, agent_of) == one_by_one
+
+
+def test_tasks_left_out_of_a_full_cluster_share_the_wording_not_the_id() -> None:
+    agents = [Agent(id=f"a{i}", capacity={"cpu": 4.0}) for i in range(3)]
+    tasks = [Task(id=f"t{j}", work=1.0 + j % 3, demand={"cpu": 2.0}) for j in range(12)]
+    tasks.append(Task(id="big", work=1.0, demand={"cpu": 9.0}))
+    problem = compile_snapshot(Snapshot(agents=agents, tasks=tasks))
+    agent_of = np.array([0, 0, 1, 1, 2, 2] + [-1] * 7, dtype=np.int64)
+    why = explain_many(problem, np.flatnonzero(agent_of < 0), agent_of)
+    assert [u.task for u in why] == [f"t{j}" for j in range(6, 12)] + ["big"]
+    assert {u.code.value for u in why[:-1]} == {"capacity_exhausted"}
+    assert why[-1].code.value == "demand_exceeds_capacity"
 
 
 def _sparse_instance(m: int, n: int, r: int, seed: int = 0) -> Snapshot:

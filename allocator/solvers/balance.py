@@ -64,6 +64,9 @@ LPT_CHUNK = 1 << 16
 #: (allocator.solvers.lpt_kernel) when numba is installed: below it the
 #: numpy loop takes well under a second, less than compiling on a cold cache.
 LPT_COMPILED_MIN_TASKS = 100_000
+#: Eligibility groups with at least this many tasks keep their members' loads in
+#: one array in :func:`lpt_assign`; smaller ones gather them per task.
+LPT_GROUP_ARRAY_MIN = 16
 
 
 def lpt_assign(
@@ -108,22 +111,30 @@ def lpt_assign(
     rate = speed * lanes  # busy time per work unit is 1 / rate
     members = [np.flatnonzero(row) for row in group_agents]
     inv_rate = [1.0 / rate[idx] for idx in members]
-    used = np.zeros(len(members), dtype=bool)
-    used[np.unique(group_of)] = True
-    # Loads per group (member order = agent order) and, per agent, the
-    # (group array, position) slots that hold its load.
-    gload = [np.zeros(idx.size) if load0 is None else load0[idx].astype(float)
-             for idx in members]
+    # Loads per group (member order = agent order) for groups of at least
+    # LPT_GROUP_ARRAY_MIN tasks and, per agent, the (group array, position)
+    # slots that hold its load; smaller groups gather from `load` (thousands
+    # of one-task allow-list groups would make every placement write to each).
+    load = np.zeros(m) if load0 is None else np.array(load0, dtype=float)
+    kept = np.bincount(group_of, minlength=len(members)) >= LPT_GROUP_ARRAY_MIN
+    gload: list[np.ndarray | None] = [load[idx] if kept[g] else None
+                                      for g, idx in enumerate(members)]
     bufs = [np.empty(idx.size) for idx in members]
     slots: list[list[tuple[np.ndarray, int]]] = [[] for _ in range(m)]
-    for g in np.flatnonzero(used).tolist():
+    for g in np.flatnonzero(kept).tolist():
         arr = gload[g]
+        assert arr is not None
         for pos, i in enumerate(members[g].tolist()):
             slots[i].append((arr, pos))
     order = np.argsort(-work, kind="stable")
     has_demand = bool(np.any(demand > 0))
     free_rows = free.tolist()
     rng_r = range(demand.shape[1])
+    # Room only shrinks: a demand no member of group g could hold stays out of
+    # reach, and so does any demand at least as large in every resource. Those
+    # tasks are skipped before their group's finishes are computed (a full
+    # cluster's 43k tasks left out: a comparison each instead of a group scan).
+    failed: dict[int, list[list[float]]] = {}
     multiply, add = np.multiply, np.add
     # Python lists per chunk of tasks (a million tasks' demand rows as lists
     # would hold ~150 MB at once).
@@ -137,9 +148,14 @@ def lpt_assign(
             ids = member_l[g]
             if not ids:
                 continue
+            if has_demand:
+                gone = failed.get(g)
+                if gone is not None and any(all(f[r] <= d[r] for r in rng_r) for f in gone):
+                    continue
             fin = bufs[g]
             multiply(inv_rate[g], w, out=fin)
-            add(gload[g], fin, out=fin)
+            arr = gload[g]
+            add(load[members[g]] if arr is None else arr, fin, out=fin)
             k = int(fin.argmin())
             i = ids[k]
             if has_demand:
@@ -155,6 +171,7 @@ def lpt_assign(
                     if k < 0:  # not among the nearest: check every member
                         ok = np.all(free[idx] >= demand[j], axis=1)
                         if not ok.any():
+                            failed.setdefault(g, []).append(d)
                             continue
                         k = int(np.where(ok, fin, np.inf).argmin())
                     i = ids[k]
@@ -164,6 +181,7 @@ def lpt_assign(
                     free[i, r] = fr[r]
             got[t] = i
             best = fin[k]
+            load[i] = best
             for arr, pos in slots[i]:
                 arr[pos] = best
         agent_of[js] = got

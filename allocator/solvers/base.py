@@ -17,7 +17,7 @@ import numpy as np
 
 from allocator.constraints import enforce
 from allocator.errors import UnknownSolverError
-from allocator.explain import capacity_used, explain_unassigned
+from allocator.explain import capacity_used, explain_many
 from allocator.metrics import plan_metrics
 from allocator.objectives import (
     Schedule,
@@ -209,12 +209,12 @@ def make_plan(
     table = assignment_table(problem, order, agent_of, schedule)
     ids, aids = problem.task_ids, problem.agent_ids
     left = np.flatnonzero(agent_of < 0)
-    used = capacity_used(problem, agent_of) if left.size else None
+    cut = unreached[left] if unreached is not None else np.zeros(left.size, dtype=bool)
+    told = iter(explain_many(problem, left[~cut], agent_of))
     unassigned = [
         Unassigned(task=ids[j], code=UnassignedReason.SOLVER_LIMIT,
                    reason="the time limit ended before the solver reached this task")
-        if unreached is not None and unreached[j] and agent_of[j] < 0
-        else explain_unassigned(problem, int(j), agent_of, used) for j in left]
+        if c else next(told) for j, c in zip(left.tolist(), cut.tolist(), strict=True)]
     migrations = [
         Migration(task=ids[j], source=aids[problem.current[j]], target=aids[agent_of[j]],
                   cost=float(problem.pair_migration(agent_of[j], j)))
