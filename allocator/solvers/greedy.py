@@ -520,9 +520,12 @@ def repair(problem: Problem, agent_of: np.ndarray,
     return agent_of
 
 
-def construct(problem: Problem) -> np.ndarray:
-    """The greedy's full construction: the right ordering for the problem, then repair."""
-    return construct_with_order(problem)[0]
+def construct(problem: Problem, stop: Callable[[], bool] | None = None) -> np.ndarray:
+    """The greedy's full construction: the right ordering for the problem, then repair.
+
+    `stop` cuts the one-pass greedy of large problems and the repair short.
+    """
+    return construct_with_order(problem, stop if problem.large else None, repair_stop=stop)[0]
 
 
 def construct_with_order(problem: Problem, stop: Callable[[], bool] | None = None,

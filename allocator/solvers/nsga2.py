@@ -94,6 +94,12 @@ _MINMAX = frozenset({"makespan", "imbalance"})
 #: improved them), so the sweep got 0.92 instead of 0.85 (more time for its levels).
 _SWEEP_SHARE = 0.92
 
+#: The sweep's model is built in Python at about this many (task, agent) pairs a
+#: second (200 x 5,000, 773k pairs: 5.2 s of a 3 s budget before its first level);
+#: a sweep whose build would take more than _SWEEP_BUILD_SHARE of its time is not run.
+_SWEEP_BUILD_PAIRS_PER_S = 150_000.0
+_SWEEP_BUILD_SHARE = 0.25
+
 #: Time of an extreme HiGHS seed relative to a mixed weighting's.
 _EXTREME_SHARE = 3.0
 
@@ -692,9 +698,18 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
     """
     seeds: list[np.ndarray] = []
     greedy_vals = []
+    # Timed runs cut the greedy seeds' repair (and the one pass of large problems)
+    # at the seeding time: 100 x 2,000 with half the tasks left over spent 12 s of
+    # a 2 s budget in five repairs. Generation-limited runs repeat (no clock).
+    seed_until = budget.elapsed() + seed_time
+
+    def stop() -> bool:
+        return budget.elapsed() >= seed_until
+
+    cut = stop if adapt else None
     for e in range(len(objectives)):
         unit = {o: (1.0 if i == e else _EXTREME_EPS) for i, o in enumerate(objectives)}
-        a = construct(_weighted(problem, unit))
+        a = construct(_weighted(problem, unit), cut)
         seeds.append(a)
         greedy_vals.append(ev.values(a))
     G = np.array(greedy_vals)
@@ -705,19 +720,23 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
     scale = np.where(scale > 1e-9 * size, scale, size)
     ws = weightings(objectives, scale)
     for w in ws[len(objectives):]:
-        seeds.append(construct(_weighted(problem, w)))
+        if cut is not None and cut():
+            break
+        seeds.append(construct(_weighted(problem, w), cut))
     if not cpsat:
         return seeds
     if adapt and seed_time / len(ws) < _MIN_SOLVER_SEED_S:
         return seeds
-    if adapt and len(objectives) == 2:
+    pairs = int(problem.eligible.sum()) if adapt else 0
+    sweep_time = min(budget.remaining(), _SWEEP_SHARE * budget.time_limit)
+    if adapt and len(objectives) == 2 and (
+            pairs <= _SWEEP_BUILD_SHARE * sweep_time * _SWEEP_BUILD_PAIRS_PER_S):
         # Bi-objective, untimed: a time-boxed epsilon-constraint sweep with
         # HiGHS reaches every level of a coarse objective (makespan with unit
         # work has a handful), where weighted sums only find the supported
         # points. Its plans are seeds like any other.
         from allocator.solvers.exact_front import epsilon_assignments
 
-        sweep_time = min(budget.remaining(), _SWEEP_SHARE * budget.time_limit)
         found = epsilon_assignments(problem, objectives, seed=seed,
                                     budget=Budget(sweep_time, workers=budget.workers,
                                                   deterministic=budget.is_deterministic,
@@ -730,7 +749,7 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
     # fronts the sweep above seeds never need it.
     from allocator.solvers.cpsat import solve_cpsat_arrays
     from allocator.solvers.linear import build_linear, is_linear
-    from allocator.solvers.milp import solve_highs_arrays
+    from allocator.solvers.milp import HIGHS_MIP_S_PER_NNZ, model_nonzeros, solve_highs_arrays
 
     per = seed_time / len(ws)
     seed_end = budget.elapsed() + seed_time
@@ -760,8 +779,17 @@ def seed_assignments(problem: Problem, objectives: Sequence[str], ev: Evaluator,
                 # afterwards at that cost.
                 wp = _weighted(problem, {o: (w[o] if i == k or o not in _MINMAX else 0.0)
                                          for i, o in enumerate(objectives)})
-            sol, _, _, _ = solve_highs_arrays(build_linear(wp), seed=seed, start=hint,
-                                              time_limit=min(share, budget.remaining()))
+            # HiGHS does not read its limit in presolve (allocator.solvers.milp): a
+            # model it cannot start in this seed's time is not built.
+            limit = min(share, budget.remaining())
+            if pairs * (2 + problem.n_resources) * HIGHS_MIP_S_PER_NNZ > 0.7 * limit:
+                continue
+            lm = build_linear(wp)
+            blind = model_nonzeros(lm) * HIGHS_MIP_S_PER_NNZ
+            if blind > 0.7 * limit:
+                continue
+            sol, _, _, _ = solve_highs_arrays(lm, seed=seed, start=hint,
+                                              time_limit=limit - blind)
             if sol is not None:
                 seeds.append(sol)
             continue
