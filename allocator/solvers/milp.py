@@ -247,6 +247,18 @@ def _solve(problem: Problem, *, budget: Budget, seed: int, warm: WarmStart | Non
         note = "start times matter (scheduling model): delegated to cpsat"
         return plan.model_copy(update={"solver": f"{name}->cpsat",
                                        "message": f"{note}; {plan.message or ''}".strip("; ")})
+    # Static pairs (skills, lists) bound the model's pairs from above; far too many
+    # for HiGHS to start in time and the model is not even built (15M pairs: 9 s).
+    g_of, g_agents = problem.skill_groups
+    static_pairs = int(g_agents.sum(axis=1)[g_of].sum()) if problem.n else 0
+    rough = static_pairs * (2 + problem.n_resources) * HIGHS_MIP_S_PER_NNZ
+    if rough > 2 * MIP_MAX_SHARE * budget.remaining():
+        start = warm.agent_of if warm is not None else greedy_assign(problem)
+        return make_plan(problem, start, solver=name, status=PlanStatus.FEASIBLE, budget=budget,
+                         message=(f"not solved: the model (up to {static_pairs} pairs) needs "
+                                  f"about {rough:.0f} s of the solver before it reads its "
+                                  f"time limit, far more than the time left; the "
+                                  f"{'warm start' if warm is not None else 'greedy plan'}"))
     lm = build_linear(problem)
     if lm.P == 0:  # no task can go anywhere (or there is none): leaving all out is optimal
         return make_plan(problem, np.full(problem.n, -1, dtype=np.int64), solver=name,

@@ -26,15 +26,24 @@ def _snapshot(m: int = 8, n: int = 60) -> Snapshot:
                     weights=Weights(cost=1))
 
 
-def test_a_model_too_large_for_the_budget_is_not_started(monkeypatch: pytest.MonkeyPatch
-                                                         ) -> None:
+@pytest.mark.parametrize(("per_nnz", "built"), [
+    (1.0, False),  # far too large: not even built (static pairs x rows is the estimate)
+    (3.5e-3, True),  # about 5 s of 5: built, then its nonzeros decide
+])
+def test_a_model_too_large_for_the_budget_is_not_started(
+        per_nnz: float, built: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     ran: list[float] = []
+    builds: list[int] = []
+    real_build = milp_mod.build_linear
+    monkeypatch.setattr(milp_mod, "build_linear",
+                        lambda p: builds.append(1) or real_build(p))  # type: ignore[func-returns-value]
     monkeypatch.setattr(milp_mod, "solve_highs_arrays",
                         lambda *a, **k: ran.append(k["time_limit"]))
-    monkeypatch.setattr(milp_mod, "HIGHS_MIP_S_PER_NNZ", 1.0)  # 1 s a nonzero
+    monkeypatch.setattr(milp_mod, "HIGHS_MIP_S_PER_NNZ", per_nnz)
     snap = _snapshot()
     plan = solve(snap, solver="milp", time_limit=5.0)
     assert ran == []
+    assert bool(builds) == built
     assert validate(snap, plan) == []
     assert len(plan.assignments) + len(plan.unassigned) == len(snap.tasks)
     assert plan.status == PlanStatus.FEASIBLE
