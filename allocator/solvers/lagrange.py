@@ -153,7 +153,9 @@ class Lagrangian:
         A, cap = self.A, self.cap
         used = self.used(agent_of)
         safe_cap = np.where(cap > 0, cap, 1.0)
-        for _ in range(self.lm.n + 1):
+        rounds = 0
+        while rounds <= self.lm.n:
+            rounds += 1
             excess = used - cap
             over = np.any(excess > 0, axis=1)
             if not over.any():
@@ -186,14 +188,35 @@ class Lagrangian:
                 moved = True
             if moved:
                 continue
-            # Nothing fits anywhere: leave out one task of the most over-full agent.
-            rel_excess = (np.maximum(excess, 0.0) / safe_cap).sum(axis=1)
-            a = int(np.argmax(rel_excess))
-            on_a = js[src == a]
-            cost = np.abs(adj[a, on_a]) + 1e-9
-            j = int(on_a[np.argmax(relief[src == a] / cost)])
-            used[a] -= A[a, j]
-            agent_of[j] = -1
+            # Nothing fits anywhere: leave out one task of the most over-full agent,
+            # and again while that round's shifts stay impossible. Only agent a's
+            # room changed, so a round would move something only onto a: while no
+            # task of an over-full agent fits there, the next round is another
+            # leave-out (1,000 tasks too many: 1,000 rounds of an [m, tasks] check,
+            # 1.5 s a repair at 100 x 2,000, now one check each).
+            while True:
+                rel_excess = (np.maximum(excess, 0.0) / safe_cap).sum(axis=1)
+                a = int(np.argmax(rel_excess))
+                on_a = js[src == a]
+                cost = np.abs(adj[a, on_a]) + 1e-9
+                j = int(on_a[np.argmax(relief[src == a] / cost)])
+                used[a] -= A[a, j]
+                agent_of[j] = -1
+                if rounds > self.lm.n:
+                    break
+                excess = used - cap
+                over = np.any(excess > 0, axis=1)
+                if not over.any():
+                    break
+                js = np.flatnonzero((agent_of >= 0) & over[np.maximum(agent_of, 0)])
+                src = agent_of[js]
+                onto_a = (np.all(used[a] + A[a, js] <= cap[a], axis=1)
+                          & np.isfinite(adj[a, js] - adj[src, js]))
+                if onto_a.any():
+                    break  # a full round: a shift onto a may be best
+                relief = (np.minimum(A[src, js], np.maximum(excess[src], 0.0))
+                          / safe_cap[src]).sum(axis=1)
+                rounds += 1
         return agent_of
 
     def insert(self, adj: np.ndarray, agent_of: np.ndarray) -> np.ndarray:
