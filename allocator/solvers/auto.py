@@ -113,6 +113,11 @@ LARGE_PRIMARY = "walk"
 SECOND_WALK_MODE = "mixed"
 #: Seconds kept back at the end for building the plan.
 RESERVE_S = 0.15
+#: The caller waits for the first Lagrangian plan (the plans before it are several
+#: times the LP bound on GAP type E) until the deadline plus a tenth of the limit,
+#: within these bounds (placed_grace).
+PLACED_GRACE_MIN_S = 0.25
+PLACED_GRACE_MAX_S = 1.0
 #: The caller's thread stops waiting for the search this long before the deadline at
 #: full speed, longer in proportion when it has been getting less CPU than that
 #: (at most FINISH_MAX_S): building the plan from the incumbent takes ~5 ms of CPU at
@@ -602,6 +607,12 @@ def _load_kernels(walk: bool) -> None:
     threading.Thread(target=load, name="auto-kernel-import", daemon=False).start()
 
 
+def placed_grace(budget: Budget) -> float:
+    """How long past its deadline a solve waits for its first Lagrangian plan: a tenth
+    of the limit, at least PLACED_GRACE_MIN_S and at most PLACED_GRACE_MAX_S."""
+    return min(PLACED_GRACE_MAX_S, max(PLACED_GRACE_MIN_S, 0.1 * budget.time_limit))
+
+
 def _finish_margin(budget: Budget) -> float:
     """Seconds before the deadline at which the caller's thread stops waiting for the
     search: what building and returning the plan takes, scaled by how slowly the
@@ -651,7 +662,10 @@ def solve_linear(problem: Problem, *, budget: Budget, seed: int,
         # Never without the first Lagrangian plan (~0.1 s of CPU at 80 x 1600 after the
         # feasibility-first one): on a starved machine compiling the snapshot alone can
         # take a 1 s budget, and the plan before it is several times the LP bound on E.
-        shared.placed.wait()
+        # But not for long past the deadline: on an over-full snapshot the first
+        # Lagrangian repair took 1.9 s of CPU (100 x 2,000 on a 2 s limit: 7.2 s
+        # at load 5); past PLACED_GRACE the best plan so far is the answer.
+        shared.placed.wait(timeout=max(0.0, budget.remaining()) + placed_grace(budget))
         stop.set()
         th.join(timeout=0.01)
     with shared.lock:  # nothing is handed over after this: the plan is final
