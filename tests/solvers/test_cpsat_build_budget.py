@@ -65,3 +65,25 @@ def test_deterministic_mode_decides_by_size_and_repeats(monkeypatch: pytest.Monk
     monkeypatch.setattr(cp_core, "BUILD_PAIRS_PER_S", 1e9)
     solved = solve(snap, solver="cpsat", time_limit=2.0, deterministic=True)
     assert solved.message is not None and "not solved" not in solved.message
+
+
+def test_a_model_far_too_large_for_the_time_left_is_not_started(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timed solves too: the static pairs (no [m, n] pass) against the build rate, before
+    the exact pairs are even counted (300 x 20,000 on 3 s took 7.9 s to give up)."""
+    made = [0]
+    new_bool_var = cp_model.CpModel.new_bool_var
+
+    def counted(self: cp_model.CpModel, name: str) -> cp_model.IntVar:
+        made[0] += 1
+        return new_bool_var(self, name)
+
+    monkeypatch.setattr(cp_model.CpModel, "new_bool_var", counted)
+    monkeypatch.setattr(cp_core, "BUILD_PAIRS_PER_S", 10.0)  # 1,000 pairs: 100 s
+    snap = _snapshot()
+    plan = solve(snap, solver="cpsat", time_limit=1.0, deterministic=False)
+    assert made[0] == 0
+    assert validate(snap, plan) == []
+    assert len(plan.assignments) + len(plan.unassigned) == len(snap.tasks)
+    assert plan.status == PlanStatus.FEASIBLE
+    assert plan.message is not None and "would take about 100 s" in plan.message
