@@ -40,24 +40,35 @@ def explain_many(problem: Problem, js: np.ndarray, agent_of: np.ndarray) -> list
     if js.size == 0:
         return []
     used = capacity_used(problem, agent_of)
+    have = _up_skills(problem)
     shareable = not problem.demand_override and problem.topology is None
     group_of = problem.skill_groups[0] if shareable else None
     memo: dict[tuple[int, bytes], Unassigned] = {}
+    # A migration-cap reason also depends on the task's current agent.
+    homes: dict[tuple[int, bytes, int], Unassigned] = {}
     out: list[Unassigned] = []
     ids = problem.task_ids
     for j in js.tolist():
         key = None
         if group_of is not None and not problem.hard_deadline[j]:
             key = (int(group_of[j]), problem.demand_base[j].tobytes())
-            hit = memo.get(key)
+            hit = memo.get(key) or homes.get((*key, int(problem.current[j])))
             if hit is not None:
                 out.append(Unassigned(task=ids[j], code=hit.code, reason=hit.reason))
                 continue
-        u = explain_unassigned(problem, j, agent_of, used)
+        u = explain_unassigned(problem, j, agent_of, used, have_skills=have)
         if key is not None and u.code in _SHARED_CODES:
             memo[key] = u
+        elif key is not None and u.code == UnassignedReason.MIGRATION_LIMIT:
+            homes[(*key, int(problem.current[j]))] = u
         out.append(u)
     return out
+
+
+def _up_skills(problem: Problem) -> list[set[str]]:
+    """The skill sets of the agents that are up, in agent order."""
+    agents = problem.snapshot.agents
+    return [set(agents[i].skills) for i in np.flatnonzero(problem.up)]
 
 
 def topology_blocks(problem: Problem, j: int, cands: np.ndarray, agent_of: np.ndarray
@@ -120,11 +131,13 @@ def topology_blocks(problem: Problem, j: int, cands: np.ndarray, agent_of: np.nd
 
 
 def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
-                       used: np.ndarray | None = None) -> Unassigned:
+                       used: np.ndarray | None = None, *,
+                       have_skills: list[set[str]] | None = None) -> Unassigned:
     """The reason task j is not placed in assignment `agent_of`.
 
-    `used` is :func:`capacity_used` of `agent_of`; pass it when explaining
-    many tasks of one plan so it is computed once.
+    `used` is :func:`capacity_used` of `agent_of` and `have_skills` the up
+    agents' skill sets; pass them when explaining many tasks of one plan so
+    they are computed once.
     """
     snap = problem.snapshot
     task = snap.task_at(j)
@@ -133,7 +146,7 @@ def explain_unassigned(problem: Problem, j: int, agent_of: np.ndarray,
     if not up.any():
         return Unassigned(task=tid, code=UnassignedReason.NO_AGENT_UP, reason="no agent is up")
     if task.skills:
-        have = [set(snap.agents[i].skills) for i in np.flatnonzero(up)]
+        have = _up_skills(problem) if have_skills is None else have_skills
         missing = [s for s in task.skills if not any(s in h for h in have)]
         if missing:
             return Unassigned(

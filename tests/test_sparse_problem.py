@@ -132,6 +132,21 @@ def test_tasks_left_out_of_a_full_cluster_share_the_wording_not_the_id() -> None
     assert why[-1].code.value == "demand_exceeds_capacity"
 
 
+def test_tasks_held_by_the_migration_cap_are_told_their_own_agent() -> None:
+    # a3 has room for one of them, but getting there would be a migration.
+    agents = [Agent(id=f"a{i}", capacity={"cpu": 2.0}) for i in range(4)]
+    tasks = [Task(id=f"t{j}", work=1.0, demand={"cpu": 2.0}, current_agent=f"a{j % 3}")
+             for j in range(6)]
+    problem = compile_snapshot(Snapshot(agents=agents, tasks=tasks,
+                                        options={"max_migrations": 0}))
+    agent_of = np.array([1, 2, 0, -1, -1, -1], dtype=np.int64)  # three moved, three out
+    why = explain_many(problem, np.array([3, 4, 5]), agent_of)
+    assert why == [explain_unassigned(problem, j, agent_of) for j in (3, 4, 5)]
+    assert [u.code.value for u in why] == ["migration_limit"] * 3
+    assert [f"stay on 'a{j % 3}'" in u.reason
+            for j, u in zip((3, 4, 5), why, strict=True)] == [True] * 3
+
+
 def _sparse_instance(m: int, n: int, r: int, seed: int = 0) -> Snapshot:
     """Every task allowed on 3 agents and needing one of r resources; a few overrides."""
     rng = np.random.default_rng(seed)

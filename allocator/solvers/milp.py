@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from allocator.bounds import best_bound, lp_bound
+from allocator.bounds import HIGHS_LP_S_PER_NNZ, best_bound, lp_bound
 from allocator.constraints import enforce
 from allocator.problem import Problem
 from allocator.solvers.base import Budget, WarmStart, make_plan, no_solution_plan, register
@@ -57,9 +57,6 @@ _REPAIRED = " (its solution broke a hard rule within the solver's tolerance: rep
 #: whose estimate exceeds MIP_MAX_SHARE of the time left is not run at all.
 HIGHS_MIP_S_PER_NNZ = 3e-6
 MIP_MAX_SHARE = 0.7
-#: The same for the LP bound (its presolve: 2 s for 2.8M nonzeros); the bound is
-#: skipped when its estimate exceeds its share of the budget.
-HIGHS_LP_S_PER_NNZ = 1e-6
 
 
 def model_nonzeros(lm: LinearModel) -> int:

@@ -34,6 +34,19 @@ def test_a_cut_lp_gives_the_single_task_bound() -> None:
     assert cut < full  # weaker, still a lower bound
 
 
+def test_an_lp_highs_cannot_start_in_time_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HiGHS does not read its limit in presolve (500 x 50,000 with 5,000 allow-list
+    groups: 2.3 s of a 1.25 s share): such an LP is skipped, not cut."""
+    import allocator.bounds as bounds_mod
+
+    work, speed, group_of, ga = _groups()
+    monkeypatch.setattr(bounds_mod, "HIGHS_LP_S_PER_NNZ", 1.0)
+    monkeypatch.setattr(bounds_mod, "new_highs", lambda: pytest.fail("HiGHS was started"))
+    cut = makespan_bound(work, speed, group_of, ga, time_limit=5.0)
+    fastest = np.where(ga, speed[None, :], 0.0).max(axis=1)[group_of]
+    assert cut == pytest.approx(float(np.max(work / fastest)))
+
+
 def test_balance_gives_the_bound_a_share_of_its_budget(monkeypatch: pytest.MonkeyPatch
                                                        ) -> None:
     limits: list[float | None] = []
