@@ -79,6 +79,18 @@ GAIN_TOL = 1e-9
 #: (one boolean per pair plus a square per agent) costs more to build and
 #: prove than rebalancing is worth; the steal heuristic runs instead.
 REBALANCE_MAX_PAIRS = 200_000
+#: The model's build (a boolean per pair, a load sum and a square per agent) at
+#: about this many pairs a second; with more pairs than REBALANCE_BUILD_SHARE of
+#: the limit builds, the steal heuristic runs too (100 x 2,000, 156k pairs, on a
+#: 2 s limit: 4 s of build, then 5-8 s in all).
+REBALANCE_BUILD_PAIRS_PER_S = 80_000.0
+REBALANCE_BUILD_SHARE = 0.15
+
+
+def model_pairs_limit(time_limit: float) -> int:
+    """Most eligible pairs the CP-SAT variance model is built for under `time_limit`."""
+    return int(min(REBALANCE_MAX_PAIRS,
+                   REBALANCE_BUILD_SHARE * time_limit * REBALANCE_BUILD_PAIRS_PER_S))
 
 
 # --------------------------------------------------------------------------- summaries
@@ -429,7 +441,7 @@ def rebalance(
             problem, cap_k, budget, rng_seed)
     else:
         pairs = int(problem.eligible.sum())
-        if pairs > REBALANCE_MAX_PAIRS:
+        if pairs > model_pairs_limit(budget.time_limit):
             agent_of, stages, status, note = _rebalance_steal(problem, cap_k, threshold,
                                                               budget)
         else:
@@ -640,7 +652,8 @@ def _rebalance_steal(problem: Problem, cap_k: int | None, threshold: float, budg
                   budget.elapsed() - t0)
     return a, [stage], PlanStatus.FEASIBLE, (
         f"rebalance (steal heuristic, {int(problem.eligible.sum())} eligible pairs > "
-        f"{REBALANCE_MAX_PAIRS}): {steps} step(s)")
+        f"{model_pairs_limit(budget.time_limit)} for a {budget.time_limit:g} s limit): "
+        f"{steps} step(s)")
 
 
 def _rebalance_scheduled(problem: Problem, cap_k: int | None, budget: Budget, seed: int

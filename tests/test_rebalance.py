@@ -284,6 +284,24 @@ def test_cli_solve_plot_and_bad_format(tmp_path: Path) -> None:
     assert res.exit_code == 2
 
 
+def test_a_model_the_limit_cannot_build_goes_to_the_steal_heuristic(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 x 2,000 (156k pairs) on 2 s took 5-8 s: 4 s of build, then nothing from CP-SAT.
+    The pairs the limit can build decide the path (a rule on the input, not the clock)."""
+    import allocator.rebalance as rb
+
+    snap = seed()
+    pairs = int(compile_snapshot(snap).eligible.sum())
+    monkeypatch.setattr(rb, "REBALANCE_BUILD_PAIRS_PER_S", pairs / (0.15 * 2.0) - 1)
+    short = rebalance(snap, time_limit=2)
+    check_consistent(snap, short)
+    assert "steal heuristic" in (short.plan.message or "")
+    assert "for a 2 s limit" in (short.plan.message or "")
+    longer = rebalance(snap, time_limit=4)  # twice the build rate's room: the model
+    check_consistent(snap, longer)
+    assert "steal heuristic" not in (longer.plan.message or "")
+
+
 def test_large_snapshots_use_the_steal_heuristic(monkeypatch: pytest.MonkeyPatch) -> None:
     import allocator.rebalance as rb
 
