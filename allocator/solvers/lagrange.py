@@ -153,19 +153,31 @@ class Lagrangian:
         A, cap = self.A, self.cap
         used = self.used(agent_of)
         safe_cap = np.where(cap > 0, cap, 1.0)
-        rounds = 0
-        while rounds <= self.lm.n:
-            rounds += 1
+
+        def state() -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+            """(excess [m, R], tasks on over-full agents, their agents); None: all fit."""
             excess = used - cap
             over = np.any(excess > 0, axis=1)
             if not over.any():
-                break
+                return None
             js = np.flatnonzero((agent_of >= 0) & over[np.maximum(agent_of, 0)])
-            src = agent_of[js]
+            return excess, js, agent_of[js]
+
+        def relief_of(excess: np.ndarray, js: np.ndarray, src: np.ndarray) -> np.ndarray:
+            """[|js|] the share of its agent's excess each task's leaving removes."""
+            return (np.minimum(A[src, js], np.maximum(excess[src], 0.0))
+                    / safe_cap[src]).sum(axis=1)
+
+        rounds = 0
+        while rounds <= self.lm.n:
+            rounds += 1
+            st = state()
+            if st is None:
+                break
+            excess, js, src = st
             fits = np.all(used[:, None, :] + A[:, js, :] <= cap[:, None, :], axis=2)  # [m, |js|]
             delta = adj[:, js] - adj[src, js][None, :]
-            relief = (np.minimum(A[src, js], np.maximum(excess[src], 0.0))
-                      / safe_cap[src]).sum(axis=1)  # [|js|]
+            relief = relief_of(excess, js, src)
             score = np.where(fits & np.isfinite(delta),
                              (np.maximum(delta, 0.0) + 1e-9) / np.maximum(relief, 1e-12)[None, :],
                              np.inf)
@@ -204,18 +216,15 @@ class Lagrangian:
                 agent_of[j] = -1
                 if rounds > self.lm.n:
                     break
-                excess = used - cap
-                over = np.any(excess > 0, axis=1)
-                if not over.any():
+                st = state()
+                if st is None:
                     break
-                js = np.flatnonzero((agent_of >= 0) & over[np.maximum(agent_of, 0)])
-                src = agent_of[js]
+                excess, js, src = st
                 onto_a = (np.all(used[a] + A[a, js] <= cap[a], axis=1)
                           & np.isfinite(adj[a, js] - adj[src, js]))
                 if onto_a.any():
                     break  # a full round: a shift onto a may be best
-                relief = (np.minimum(A[src, js], np.maximum(excess[src], 0.0))
-                          / safe_cap[src]).sum(axis=1)
+                relief = relief_of(excess, js, src)
                 rounds += 1
         return agent_of
 
