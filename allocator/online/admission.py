@@ -143,7 +143,9 @@ class AdmissionController:
 
     def decide(self, *, priority: Priority, deadline: float | None, hard: bool,
                earliest_finish: float, queued_in_class: int, defers: int,
-               now: float) -> Decision:
+               now: float, conflict: str = "") -> Decision:
+        """Accept, defer or reject one task. `conflict` (hard tasks under EDF and
+        priority queues): why admitting it would make a queued hard task miss."""
         cfg = self.config
         self._adapt(now)
         if cfg.feasibility and deadline is not None and earliest_finish > deadline + 1e-9:
@@ -153,6 +155,8 @@ class AdmissionController:
                 return Decision(Action.REJECT, Code.DEADLINE_INFEASIBLE, why)
             if cfg.defer_soft_infeasible:
                 return self._defer_or_reject(Code.DEADLINE_INFEASIBLE, why, defers, now)
+        if conflict and hard and cfg.feasibility:
+            return Decision(Action.REJECT, Code.DEADLINE_INFEASIBLE, conflict)
         cap = cfg.class_caps.get(priority)
         if cap is not None and queued_in_class >= cap:
             return self.over_cap(priority, queued_in_class, cap, defers, now)

@@ -115,6 +115,20 @@ _T_WAKE: Final = 3
 _T_EXPIRE: Final = 4
 
 
+#: Admission lists a queue's order and schedules it slot by slot up to this many
+#: tasks; past it, it spreads the queued work over the slots (O(1) for EDF).
+_LIST_LIMIT: Final = 256
+
+
+def _hard_prefix(q: TaskQueue) -> Iterable[tuple[TaskState, float]]:
+    """The hard-deadline tasks of `q` in its order, each with the work queued before it."""
+    before = 0.0
+    for x in q:
+        if x.hard:
+            yield x, before
+        before += x.est
+
+
 class _CoreClock:
     """The breakers' clock: the time of the event being handled."""
 
@@ -253,6 +267,9 @@ class Executor:
         #: fixed, the shed level is read per task.
         cfg = self.admission.config
         self._adm_static = not (cfg.class_caps or cfg.throttle or cfg.defer_soft_infeasible)
+        #: Queues serve by deadline or class, not arrival: admission counts only the
+        #: work served before a new task, and checks the hard tasks it would delay.
+        self._ordered = self.policy.discipline in ("edf", "priority", "priority_wfq")
         self._fair_across = self._push_placement and self.policy.discipline in (
             "wfq", "cfs", "priority")
         self._handlers: dict[type, Any] = {
@@ -888,9 +905,13 @@ class Executor:
             self._place(t, None)
             return
         ef = 0.0
+        conflict = ""
         if spec.deadline is not None and adm.config.feasibility and (
                 spec.hard_deadline or adm.config.defer_soft_infeasible):
-            ef = self._earliest_finish(t)
+            if self._ordered:
+                ef, conflict = self._ordered_finish(t)
+            else:
+                ef = self._earliest_finish(t)
         queued = self._queued_by_class[t.rank]
         if self._in_run:
             cap = adm.config.class_caps.get(spec.priority)
@@ -901,7 +922,7 @@ class Executor:
                 queued = -1
         d = adm.decide(priority=spec.priority, deadline=spec.deadline, hard=spec.hard_deadline,
                        earliest_finish=ef, queued_in_class=queued, defers=t.defers,
-                       now=self.now)
+                       now=self.now, conflict=conflict)
         if d.action is Action.ACCEPT:
             t.phase = QUEUED
             t.enqueued = self.now
@@ -966,6 +987,305 @@ class Executor:
                 speed = sum(a.speed * a.concurrency for a in cands)
                 best += pool.queue.work / speed
         return now + best
+
+    def _ordered_finish(self, t: TaskState) -> tuple[float, str]:
+        """Earliest estimated finish of `t` under an EDF or priority discipline, and
+        why admitting it would make a queued hard task miss ("" when it would not).
+
+        The work ahead of `t` is what its queue serves first (`served_order`: an
+        earlier or equal deadline; the stride order of the classes), after the
+        agent's plan queue, scheduled slot by slot from the running tasks'
+        estimated ends (`_list_check`; a queue over _LIST_LIMIT: its work ahead
+        spread over the slots). A queued hard task served after `t` that met its
+        deadline and would miss it with `t` ahead makes `t` refused (the classic
+        EDF admission test; only hard tasks are held to it). Push placements:
+        a candidate agent where `t` meets its deadline, its home first (a thief
+        may take it elsewhere); the harm is checked where it is queued (its
+        home) or, when the placement is made after admission (round-robin,
+        random, jsq, p2c), on that candidate. A global pool (or a home that overflows to one):
+        the pool's order over its candidates' slots (`_pool_finish`).
+        """
+        cands = self._candidates(t)
+        if not cands:
+            return 0.0, ""  # nobody to ask yet: do not reject on a guess
+        if not self._push_placement:
+            return self._pool_finish(t, cands)
+        home: AgentState | None = None
+        if self._at_home and not self._halfopen:
+            home = place_home(self, t, None)
+            if home is None:
+                return self._pool_finish(t, cands)  # it waits in its pool
+        now = self.now
+        est = t.est
+        d = t.deadline
+        assert d is not None
+        limit = d + 1e-9
+        check = t.hard
+        best_any = math.inf
+        why = ""
+        # Admission needs one candidate where `t` meets its deadline (and, placement
+        # unknown, harms none): the home first, then the others; each one's lower
+        # bound (its first free slot, then `t`) skips those that cannot make it.
+        order_: list[AgentState] = cands
+        if home is not None and cands[0] is not home:
+            order_ = [home] + [a for a in cands if a is not home]
+        for a in order_:
+            speed = a.speed
+            first = now
+            if len(a.running) >= a.concurrency:
+                first = math.inf
+                for r in a.running.values():
+                    x = r.started + r.est / speed
+                    if x < first:
+                        first = x
+                if first < now:
+                    first = now
+            lb = first + est / speed
+            if lb > limit:
+                if lb < best_any:
+                    best_any = lb
+                continue
+            order = self._deque_order(a, t)
+            if order is None:  # a long deque: its work alone, over its slots
+                f = now + ((self._run_rem(a, now) + (a.queue.work_before(t) + a.planned.work)
+                            / speed) / a.concurrency + est / speed)
+            else:
+                f = self._list_check(self._slots([a], now, False), order[0], order[1], t,
+                                     False, None)[0]
+            if f < best_any:
+                best_any = f
+            if f > limit:
+                continue
+            if check and home is None:
+                harm = self._harm_on(a, t)
+                if harm:
+                    if not why:
+                        why = harm
+                    continue
+            if check and home is not None:
+                return f, self._harm_on(home, t)
+            return f, ""
+        return best_any, why
+
+    @staticmethod
+    def _run_rem(a: AgentState, now: float) -> float:
+        """The running tasks' estimated remaining time on `a` (summed over its slots)."""
+        speed = a.speed
+        rem = 0.0
+        for r in a.running.values():
+            x = r.started + r.est / speed - now
+            if x > 0:
+                rem += x
+        return rem
+
+    def _harm_on(self, a: AgentState, t: TaskState) -> str:
+        """Why queueing `t` at `a` would make a queued hard task miss ("": none would).
+
+        The hard tasks `a`'s deque serves after `t` are delayed by its run time on
+        `a`; so are the hard tasks of the pools `a` serves (it takes from them
+        once its deque is empty), by `t`'s work over the pool's capacity."""
+        now = self.now
+        speed = a.speed
+        conc = a.concurrency
+        q = a.queue
+        order = self._deque_order(a, t) if q.n else None
+        if order is not None:
+            harm = self._list_check(self._slots([a], now, False), order[0], order[1], t,
+                                    True, a.id)[1]
+            if harm:
+                return harm
+        elif q.n:
+            behind = q.behind(t)
+            if behind:
+                base = self._run_rem(a, now)
+                pw = a.planned.work
+                delta = t.est / speed / conc
+                for h, before in behind:
+                    hd = h.deadline
+                    assert hd is not None
+                    fh = now + ((base + (before + pw) / speed) / conc + h.est / speed)
+                    if fh <= hd + 1e-9 < fh + delta:
+                        return self._harm_reason(h, fh, fh + delta, a.id)
+        for p in a.pools:
+            pq = p.queue
+            if pq.n:
+                members = [m for m in p.members
+                           if m.status is _UP and m.breaker.state is _CLOSED]
+                if members:
+                    cap = sum(m.speed * m.concurrency for m in members)
+                    # Fair disciplines compare the deque's and the pools' heads (a
+                    # task goes before the pool's later classes only); EDF serves
+                    # the deque first.
+                    later = pq.behind(t) if self._fair_across else list(_hard_prefix(pq))
+                    hurt = self._pool_harm(members, cap, t.est / cap, later)
+                    if hurt:
+                        return hurt
+        return ""
+
+    def _deque_order(self, a: AgentState, t: TaskState
+                     ) -> tuple[list[TaskState], int] | None:
+        """What `a` serves, in order, were `t` pushed to its deque (its plan queue,
+        then its deque), and how many before `t` (None: too long to list)."""
+        planned = a.planned
+        if planned.n > _LIST_LIMIT:
+            return None
+        order = a.queue.served_order(t, _LIST_LIMIT)
+        if order is None or not planned.n:
+            return order
+        return list(planned) + order[0], planned.n + order[1]
+
+    @staticmethod
+    def _slots(agents: list[AgentState], now: float, own: bool
+               ) -> list[tuple[float, float, int]]:
+        """The slots of `agents` as a heap of (free time, speed, slot number): running
+        tasks' estimated ends, idle slots now; with `own`, after each agent's plan
+        queue and deque (served before the pools). Of slots free at one time the
+        slowest comes first: which idle agent takes a task is not known here."""
+        heap: list[tuple[float, float, int]] = []
+        k = 0
+        for a in agents:
+            speed = a.speed
+            ends: list[float] = []
+            for r in a.running.values():
+                x = r.started + r.est / speed
+                ends.append(x if x > now else now)
+            while len(ends) < a.concurrency:
+                ends.append(now)
+            if own and (a.planned.n or a.queue.n):
+                if a.planned.n + a.queue.n > _LIST_LIMIT:  # its work, spread over its slots
+                    share = (a.planned.work + a.queue.work) / speed / len(ends)
+                    ends = [e + share for e in ends]
+                else:
+                    heapq.heapify(ends)
+                    for q in (a.planned, a.queue):
+                        for x2 in q:
+                            heapq.heapreplace(ends, ends[0] + x2.est / speed)
+            for e in ends:
+                heap.append((e, speed, k))
+                k += 1
+        heapq.heapify(heap)
+        return heap
+
+    @staticmethod
+    def _first_slot(agents: list[AgentState], now: float) -> tuple[float, float] | None:
+        """(free time, speed) of the slot `_slots` would put first (None when an agent
+        has its own queued work: then `_slots`)."""
+        best_f = math.inf
+        best_s = math.inf
+        for a in agents:
+            if a.planned.n or a.queue.n:
+                return None
+            speed = a.speed
+            f = now
+            if len(a.running) >= a.concurrency:
+                f = math.inf
+                for r in a.running.values():
+                    x = r.started + r.est / speed
+                    if x < f:
+                        f = x
+                if f < now:
+                    f = now
+            if f < best_f or (f == best_f and speed < best_s):
+                best_f = f
+                best_s = speed
+        return (best_f, best_s) if best_f < math.inf else None
+
+    def _list_check(self, heap: list[tuple[float, float, int]], seq: list[TaskState],
+                    idx: int, t: TaskState, check: bool, where: str | None
+                    ) -> tuple[float, str]:
+        """List schedule of `seq` (the queue's order without `t`, `t` at `idx`) on the
+        slots `heap` (each task to the slot free first): `t`'s finish and, with
+        `check`, why it would make a hard task after it miss ("": none would)."""
+        for j in range(idx):
+            f, sp, k = heap[0]
+            heapq.heapreplace(heap, (f + seq[j].est / sp, sp, k))
+        f, sp, k = heap[0]
+        fin = f + t.est / sp
+        d = t.deadline
+        if not check or idx >= len(seq) or (d is not None and fin > d + 1e-9):
+            return fin, ""
+        with_t = list(heap)
+        heapq.heapreplace(with_t, (fin, sp, k))
+        for j in range(idx, len(seq)):
+            x = seq[j]
+            f, sp, k = heap[0]
+            e0 = f + x.est / sp
+            heapq.heapreplace(heap, (e0, sp, k))
+            f, sp, k = with_t[0]
+            e1 = f + x.est / sp
+            heapq.heapreplace(with_t, (e1, sp, k))
+            hd = x.deadline
+            if x.hard and hd is not None and e0 <= hd + 1e-9 < e1:
+                return fin, self._harm_reason(x, e0, e1, where)
+        return fin, ""
+
+    def _pool_finish(self, t: TaskState, cands: list[AgentState]) -> tuple[float, str]:
+        """`_ordered_finish` for a task that waits in its global pool."""
+        now = self.now
+        est = t.est
+        if not self._fair_across:
+            pool = self._pools.get(t.sig)
+            q0 = pool.queue if pool is not None else None
+            order = q0.served_order(t, _LIST_LIMIT) if q0 is not None and q0.n else ([], 0)
+            if order is not None:
+                if order[1] == 0 and not (t.hard and order[0]):
+                    # Nothing ahead and nothing to check behind (the common case): the
+                    # first free slot, without building them all.
+                    first = self._first_slot(cands, now)
+                    if first is not None:
+                        return first[0] + est / first[1], ""
+                return self._list_check(self._slots(cands, now, True), order[0], order[1],
+                                        t, t.hard, None)
+        if self._fair_across:
+            # The agents compare their deque's head with the pools' (priority across
+            # queues): of their deques only the work of equal or higher class is ahead.
+            base = min((self._run_rem(a, now) + (a.queue.work_before(t) + a.planned.work)
+                        / a.speed) / a.concurrency + est / a.speed for a in cands)
+        else:
+            base = min(a.load(now) + est / a.speed for a in cands)
+        pool = self._pools.get(t.sig)
+        q = pool.queue if pool is not None else None
+        if q is None or not q.n:
+            return now + base, ""
+        cap = sum(a.speed * a.concurrency for a in cands)
+        f = now + (base + q.work_before(t) / cap)
+        d = t.deadline
+        assert d is not None
+        if not t.hard or f > d + 1e-9:
+            return f, ""
+        behind = q.behind(t)
+        return f, self._pool_harm(cands, cap, est / cap, behind) if behind else ""
+
+    def _pool_harm(self, cands: list[AgentState], cap: float, delta: float,
+                   behind: list[tuple[TaskState, float]]) -> str:
+        """Why delaying the pool's hard tasks `behind` (task, work before it) by `delta`
+        would make one miss ("": none would); the pool formula of `_pool_finish`."""
+        now = self.now
+        loads = [a.load(now) for a in cands]
+        low = min(loads)
+        fast = max(a.speed for a in cands)
+        for h, before in behind:
+            hd = h.deadline
+            assert hd is not None
+            if now + (low + h.est / fast + before / cap) > hd + 1e-9:
+                continue  # misses already (a lower bound): the new task does not change that
+            hb = math.inf
+            for i, a in enumerate(cands):
+                x = loads[i] + h.est / a.speed
+                if x < hb:
+                    hb = x
+            fh = now + (hb + before / cap)
+            if fh <= hd + 1e-9 < fh + delta:
+                return self._harm_reason(h, fh, fh + delta, None)
+        return ""
+
+    @staticmethod
+    def _harm_reason(h: TaskState, before: float, after: float, agent: str | None) -> str:
+        """Why a task is refused: it would make the queued hard task `h` miss."""
+        where = f" on {agent}" if agent is not None else ""
+        return (f"admitting it would make queued hard-deadline task {h.id!r}{where} miss "
+                f"its deadline t={h.deadline:.4g} (estimated finish t={before:.4g} -> "
+                f"t={after:.4g})")
 
     def _on_started(self, ev: TaskStarted) -> None:
         t = self.tasks.get(ev.task_id)

@@ -22,7 +22,7 @@ submission, deterministically. The key is:
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -79,6 +79,29 @@ class TaskQueue:
 
     def charge(self, t: TaskState, delta: float) -> None:
         return None
+
+    def work_before(self, t: TaskState) -> float:
+        """The queued work this queue would serve before `t`, were `t` pushed now.
+
+        All of it here (arrival order, and the fair disciplines, whose order a
+        push itself moves); EDF and priority queues count only what precedes
+        `t` in their order (admission control's earliest-finish estimate).
+        """
+        return self.work
+
+    def behind(self, t: TaskState) -> list[tuple[TaskState, float]]:
+        """The queued hard-deadline tasks `t` would be served before, were it pushed
+        now, each with the queued work served before it (without `t`): the tasks
+        admitting `t` delays. None here (`t` goes last)."""
+        return []
+
+    def served_order(self, t: TaskState, limit: int) -> tuple[list[TaskState], int] | None:
+        """The queued tasks in the order this queue would serve them, and the number
+        served before `t` were it pushed now (None over `limit` tasks: admission then
+        estimates from the work alone). Here `t` goes last."""
+        if self.n > limit:
+            return None
+        return list(self), self.n
 
 
 #: A sorted queue cuts off its taken prefix once it is longer than this and than
@@ -283,6 +306,55 @@ class EdfQueue(SortedQueue):
             else:
                 insort(items, (key, t.seq, t), lo=self._head)
         self.work += t.est
+
+    def work_before(self, t: TaskState) -> float:
+        # Entries with a key up to t's deadline (equal keys: earlier submissions first).
+        d = t.deadline
+        key = math.inf if d is None else d
+        items = self._items
+        h = self._head
+        i = bisect_right(items, (key, math.inf), lo=h)
+        n = len(items)
+        if i == n:
+            return self.work  # (the common case: deadlines in arrival order)
+        if i - h <= n - i:
+            w = 0.0
+            for j in range(h, i):
+                w += items[j][2].est
+            return w
+        after = 0.0
+        for j in range(i, n):
+            after += items[j][2].est
+        w = self.work - after
+        return w if w > 0.0 else 0.0
+
+    def behind(self, t: TaskState) -> list[tuple[TaskState, float]]:
+        d = t.deadline
+        key = math.inf if d is None else d
+        items = self._items
+        i = bisect_right(items, (key, math.inf), lo=self._head)
+        if i == len(items):
+            return []
+        out: list[tuple[TaskState, float]] = []
+        after = 0.0  # the work from the back down to the entry at j, inclusive
+        for j in range(len(items) - 1, i - 1, -1):
+            x: TaskState = items[j][2]
+            after += x.est
+            if x.hard:
+                w = self.work - after
+                out.append((x, w if w > 0.0 else 0.0))
+        out.reverse()
+        return out
+
+    def served_order(self, t: TaskState, limit: int) -> tuple[list[TaskState], int] | None:
+        if self.n > limit:
+            return None
+        d = t.deadline
+        key = math.inf if d is None else d
+        h = self._head
+        items = self._items
+        i = bisect_right(items, (key, math.inf), lo=h)
+        return [e[2] for e in items[h:]], i - h
 
 
 class PlanQueue(SortedQueue):
@@ -637,6 +709,88 @@ class PriorityQueue(TaskQueue):
         self.clock.version += 1
         self.n -= 1
         self.work = self.work - t.est if self.n else 0.0
+
+    def work_before(self, t: TaskState) -> float:
+        return self._stride_order(t, False)[0]
+
+    def behind(self, t: TaskState) -> list[tuple[TaskState, float]]:
+        return self._stride_order(t, True)[1]
+
+    def served_order(self, t: TaskState, limit: int) -> tuple[list[TaskState], int] | None:
+        if self.n > limit:
+            return None
+        ck = self.clock
+        passes = list(ck.passes)
+        stride = ck.stride
+        r = t.rank
+        if not ck.cactive[r]:
+            passes[r] = max(passes[r], ck.vpass + stride[r])
+        qs = self._qs
+        left = [q.n for q in qs]
+        left[r] += 1
+        its = [iter(q) for q in qs]
+        seq: list[TaskState] = []
+        at = -1
+        while True:
+            c = -1
+            bp = math.inf
+            for k in range(4):
+                if left[k] and passes[k] < bp:
+                    c = k
+                    bp = passes[k]
+            if c < 0:
+                break
+            passes[c] = bp + stride[c]
+            left[c] -= 1
+            if c == r and left[r] == 0 and at < 0:
+                at = len(seq)
+                continue
+            seq.append(next(its[c]))
+        return seq, at
+
+    def _stride_order(self, t: TaskState, full: bool
+                      ) -> tuple[float, list[tuple[TaskState, float]]]:
+        """This queue's dispatch order with `t` pushed now, by the stride rule on the
+        executor's passes (no later arrivals; aging, tens of time units, left out):
+        the work served before `t`, and (`full`) the hard tasks served after it,
+        each with the work before it without `t`. Lower classes get their share in
+        between, so a critical task behind a long low backlog waits for a low task
+        or two, not for the backlog, and a low one for most of the higher work."""
+        ck = self.clock
+        passes = list(ck.passes)
+        stride = ck.stride
+        r = t.rank
+        if not ck.cactive[r]:  # (push: a class idle everywhere does not bank credit)
+            passes[r] = max(passes[r], ck.vpass + stride[r])
+        qs = self._qs
+        left = [q.n for q in qs]
+        left[r] += 1  # t, the last of its class
+        its = [iter(q) for q in qs]
+        w = 0.0
+        at = -1.0  # the work served before t (-1: t not served yet)
+        out: list[tuple[TaskState, float]] = []
+        while True:
+            c = -1
+            bp = math.inf
+            for k in range(4):
+                if left[k] and passes[k] < bp:
+                    c = k
+                    bp = passes[k]
+            if c < 0:
+                break
+            passes[c] = bp + stride[c]
+            if c == r and left[r] == 1 and at < 0.0:
+                left[r] = 0
+                at = w
+                if not full:
+                    break
+                continue  # (t's own work is not counted: `before` is without it)
+            left[c] -= 1
+            x = next(its[c])
+            if at >= 0.0 and x.hard:
+                out.append((x, w))
+            w += x.est
+        return (at if at >= 0.0 else w), out
 
     def back(self, limit: int) -> list[TaskState]:
         out: list[TaskState] = []

@@ -39,8 +39,14 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 
 PINNED: dict[tuple[str, str], str] = {
     ("fifo", "faults"): "addca9ef811368ccc927",
-    ("edf+stealing", "faults"): "909895b04414a03167ae",
-    ("priority+stealing", "faults"): "016c3187fabf78ae9edc",
+    # Re-pinned (slot r2): admission's hard-deadline check under EDF and priority
+    # queues counts the work served before the task (not all queued work), lists the
+    # queue slot by slot and refuses a task that would make a queued hard task miss.
+    # `faults` has hard deadlines: edf+stealing rejects 1 (was 0) and fails 1 (was
+    # 2: a hard task that expired is now refused up front); priority+stealing
+    # rejects 4 (was 1), fails 5 (was 8). Was 909895b04414a03167ae, 016c3187fabf78ae9edc.
+    ("edf+stealing", "faults"): "4a908072fd23d9d87777",
+    ("priority+stealing", "faults"): "7c59c51815e926ec6ddf",
     ("wfq", "faults"): "53084f7aebb5b719512f",
     ("p2c", "faults"): "aa9397ac05853d71f32f",
     ("edf+stealing", "locality"): "1a4e197b2714a3247edd",
