@@ -97,6 +97,33 @@ def test_lns_sub_models_pass_the_exact_check() -> None:
         assert search.st.total() == evaluate(inst, search.st.a).total < start
 
 
+def test_light_presolve_proves_the_same_optimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sub-models' light CP-SAT presolve (`SUB_PRESOLVE_LIGHT`) finds the optimum the
+    default presolve proves: same proved cost change on plain steps and an evacuation."""
+    from allocator.roadef import subproblem
+
+    inst = _set_a("a2_2")
+    st = RoadefState(inst, inst.initial.copy())
+    search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=5), iterations=1)
+    steps = [(None, search.pick_machines(3)) for _ in range(3)]
+    evac = search.evacuation()
+    assert evac is not None
+    steps.append(evac)
+    deltas = []
+    for freed, machines in steps:
+        on = freed if freed is not None else np.flatnonzero(np.isin(st.a, machines))
+        out = []
+        for light in (True, False):
+            monkeypatch.setattr(subproblem, "SUB_PRESOLVE_LIGHT", light)
+            res = subproblem.solve_subproblem(st, on, machines, time_limit=20.0,
+                                              deterministic=True, seed=1, linearization=2)
+            assert res is not None
+            out.append((res[1], res[2]))
+        assert out[0] == out[1] and out[0][1]  # both proved optimal, same change
+        deltas.append(out[0][0])
+    assert min(deltas) < 0  # a step that changes the placement was compared
+
+
 def test_evacuation_frees_a_receiver_held_by_a_newcomer() -> None:
     """A costly process whose only receiver (the one machine with transient room left by
     its initial placement) holds a newcomer: no shift fits, the evacuation sends the
