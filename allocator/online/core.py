@@ -120,6 +120,20 @@ _T_EXPIRE: Final = 4
 _LIST_LIMIT: Final = 256
 
 
+def _lane_free_at(a: AgentState, now: float) -> float:
+    """When agent `a` next has a free lane: now, or the earliest estimated end of its
+    running tasks (never before now)."""
+    if len(a.running) < a.concurrency:
+        return now
+    speed = a.speed
+    first = math.inf
+    for r in a.running.values():
+        x = r.started + r.est / speed
+        if x < first:
+            first = x
+    return now if first < now else first
+
+
 def _hard_prefix(q: TaskQueue) -> Iterable[tuple[TaskState, float]]:
     """The hard-deadline tasks of `q` in its order, each with the work queued before it."""
     before = 0.0
@@ -1031,15 +1045,7 @@ class Executor:
             order_ = [home] + [a for a in cands if a is not home]
         for a in order_:
             speed = a.speed
-            first = now
-            if len(a.running) >= a.concurrency:
-                first = math.inf
-                for r in a.running.values():
-                    x = r.started + r.est / speed
-                    if x < first:
-                        first = x
-                if first < now:
-                    first = now
+            first = _lane_free_at(a, now)
             lb = first + est / speed
             if lb > limit:
                 if lb < best_any:
@@ -1176,15 +1182,7 @@ class Executor:
             if a.planned.n or a.queue.n:
                 return None
             speed = a.speed
-            f = now
-            if len(a.running) >= a.concurrency:
-                f = math.inf
-                for r in a.running.values():
-                    x = r.started + r.est / speed
-                    if x < f:
-                        f = x
-                if f < now:
-                    f = now
+            f = _lane_free_at(a, now)
             if f < best_f or (f == best_f and speed < best_s):
                 best_f = f
                 best_s = speed
