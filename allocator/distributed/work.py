@@ -7,6 +7,7 @@ these on an actor does not import the `allocator` package there.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from allocator.distributed.worker import current_agent
@@ -24,6 +25,19 @@ def sleep_for(seconds: float, value: object = None) -> object:
 
 async def async_sleep_for(seconds: float, value: object = None) -> object:
     await asyncio.sleep(seconds)
+    return value
+
+
+def wait_for_file(path: str, value: object = None, timeout: float = 60.0,
+                  started: str | None = None) -> object:
+    """Blocks until `path` exists (or `timeout` s pass): holds a task on its agent until
+    the caller opens the gate, so a fault can be injected while the task surely runs.
+    Creates the file `started` first, if given, to say that it runs."""
+    if started is not None:
+        open(started, "a").close()
+    end = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.01)
     return value
 
 

@@ -16,7 +16,7 @@ from allocator.batch import run_batch  # noqa: E402
 from allocator.distributed import LocalBackend, RayBackend, get_backend, ray_session  # noqa: E402
 from allocator.distributed.driver import RayExecutor  # noqa: E402
 from allocator.distributed.sweeps import run_batch_on  # noqa: E402
-from allocator.distributed.work import fail_on, sleep_for  # noqa: E402
+from allocator.distributed.work import fail_on, sleep_for, wait_for_file  # noqa: E402
 from allocator.io import read_plan, write_json_atomic  # noqa: E402
 from allocator.io.snapshots import dump_model  # noqa: E402
 from allocator.online import BreakerConfig, Code  # noqa: E402
@@ -275,13 +275,27 @@ def test_cli_capacity_backend_ray(ray_cluster) -> None:
     assert json.loads(remote.stdout) == json.loads(local.stdout)
 
 
-def test_restarted_actor_rejoins(ray_cluster) -> None:
+def test_restarted_actor_rejoins(ray_cluster, tmp_path: Path) -> None:
+    # The first tasks wait at a gate, so the kill lands while a0 surely runs one. With
+    # short tasks, a0 could have finished its attempt (its result already on the way)
+    # when the kill came: Ray then restarted it unseen and nothing was counted (CI, s27).
+    gate, started = tmp_path / "open", tmp_path / "started"
+    started.mkdir()
     seen = Terminals()
     with RayExecutor(agents(2), "round-robin", on_instruction=seen, max_restarts=1,
                      rejoin_after=0.2) as rx:
-        futs = {f"t{i}": rx.submit(sleep_for, 0.1, i, id=f"t{i}", work=0.1) for i in range(20)}
-        run_until_running(rx, "a0")
+        assert ray.get(rx.actor("a0").ping.remote(), timeout=60) == "a0"  # alive
+        futs = {f"t{i}": rx.submit(wait_for_file, str(gate), i, 60.0, str(started / f"t{i}"),
+                                   id=f"t{i}", work=0.1) for i in range(20)}
+        t0 = time.monotonic()
+        while not any((started / t).exists() for t in rx.core.agents["a0"].running):
+            rx.step(0.05)
+            assert time.monotonic() - t0 < 30, "nothing ran on a0"
         ray.kill(rx.actor("a0"), no_restart=False)  # Ray restarts it
+        t0 = time.monotonic()
+        while rx.stats.actor_deaths == 0 and time.monotonic() - t0 < 30:
+            rx.step(0.1)
+        gate.touch()
         rx.join(timeout=60)
         t0 = time.monotonic()
         while rx.stats.rejoins == 0 and time.monotonic() - t0 < 30:
