@@ -719,17 +719,46 @@ class PriorityQueue(TaskQueue):
     def served_order(self, t: TaskState, limit: int) -> tuple[list[TaskState], int] | None:
         if self.n > limit:
             return None
+        classes, at = self._stride_classes(t, False)
+        its = [iter(q) for q in self._qs]
+        return [next(its[c]) for c in classes], at
+
+    def _stride_order(self, t: TaskState, full: bool
+                      ) -> tuple[float, list[tuple[TaskState, float]]]:
+        """This queue's dispatch order with `t` pushed now, by the stride rule on the
+        executor's passes (no later arrivals; aging, tens of time units, left out):
+        the work served before `t`, and (`full`) the hard tasks served after it,
+        each with the work before it without `t`. Lower classes get their share in
+        between, so a critical task behind a long low backlog waits for a low task
+        or two, not for the backlog, and a low one for most of the higher work."""
+        classes, at = self._stride_classes(t, not full)
+        its = [iter(q) for q in self._qs]
+        w = 0.0
+        before = -1.0
+        out: list[tuple[TaskState, float]] = []
+        for i, c in enumerate(classes):
+            if i == at:
+                before = w  # (t's own work is not counted: `before` is without it)
+            x = next(its[c])
+            if before >= 0.0 and x.hard:
+                out.append((x, w))
+            w += x.est
+        return (before if before >= 0.0 else w), out
+
+    def _stride_classes(self, t: TaskState, stop: bool) -> tuple[list[int], int]:
+        """The class of each queued task in dispatch order with `t` pushed now (the
+        stride rule on the executor's passes), and how many are served before `t`;
+        `stop`: the walk ends at `t`. One walk for `served_order` and admission's
+        estimates, so the two never disagree."""
         ck = self.clock
         passes = list(ck.passes)
         stride = ck.stride
         r = t.rank
-        if not ck.cactive[r]:
+        if not ck.cactive[r]:  # (push: a class idle everywhere does not bank credit)
             passes[r] = max(passes[r], ck.vpass + stride[r])
-        qs = self._qs
-        left = [q.n for q in qs]
-        left[r] += 1
-        its = [iter(q) for q in qs]
-        seq: list[TaskState] = []
+        left = [q.n for q in self._qs]
+        left[r] += 1  # t, the last of its class
+        classes: list[int] = []
         at = -1
         while True:
             c = -1
@@ -743,54 +772,12 @@ class PriorityQueue(TaskQueue):
             passes[c] = bp + stride[c]
             left[c] -= 1
             if c == r and left[r] == 0 and at < 0:
-                at = len(seq)
-                continue
-            seq.append(next(its[c]))
-        return seq, at
-
-    def _stride_order(self, t: TaskState, full: bool
-                      ) -> tuple[float, list[tuple[TaskState, float]]]:
-        """This queue's dispatch order with `t` pushed now, by the stride rule on the
-        executor's passes (no later arrivals; aging, tens of time units, left out):
-        the work served before `t`, and (`full`) the hard tasks served after it,
-        each with the work before it without `t`. Lower classes get their share in
-        between, so a critical task behind a long low backlog waits for a low task
-        or two, not for the backlog, and a low one for most of the higher work."""
-        ck = self.clock
-        passes = list(ck.passes)
-        stride = ck.stride
-        r = t.rank
-        if not ck.cactive[r]:  # (push: a class idle everywhere does not bank credit)
-            passes[r] = max(passes[r], ck.vpass + stride[r])
-        qs = self._qs
-        left = [q.n for q in qs]
-        left[r] += 1  # t, the last of its class
-        its = [iter(q) for q in qs]
-        w = 0.0
-        at = -1.0  # the work served before t (-1: t not served yet)
-        out: list[tuple[TaskState, float]] = []
-        while True:
-            c = -1
-            bp = math.inf
-            for k in range(4):
-                if left[k] and passes[k] < bp:
-                    c = k
-                    bp = passes[k]
-            if c < 0:
-                break
-            passes[c] = bp + stride[c]
-            if c == r and left[r] == 1 and at < 0.0:
-                left[r] = 0
-                at = w
-                if not full:
+                at = len(classes)
+                if stop:
                     break
-                continue  # (t's own work is not counted: `before` is without it)
-            left[c] -= 1
-            x = next(its[c])
-            if at >= 0.0 and x.hard:
-                out.append((x, w))
-            w += x.est
-        return (at if at >= 0.0 else w), out
+                continue
+            classes.append(c)
+        return classes, at
 
     def back(self, limit: int) -> list[TaskState]:
         out: list[TaskState] = []
