@@ -39,6 +39,19 @@ class Clause:
 SLA_METRICS = ("mean_wait", "p50_wait", "p95_wait", "p99_wait", "miss_rate", "utilisation",
                "mean_bounded_slowdown")
 
+#: The values each metric can take: a clause outside them can never hold (or always
+#: does), and the search would walk up to its cap before saying so.
+_DOMAIN = {"mean_wait": (0.0, math.inf), "p50_wait": (0.0, math.inf),
+           "p95_wait": (0.0, math.inf), "p99_wait": (0.0, math.inf),
+           "miss_rate": (0.0, 1.0), "utilisation": (0.0, 1.0),
+           "mean_bounded_slowdown": (1.0, math.inf)}
+
+
+def _never_holds(c: Clause) -> bool:
+    lo, hi = _DOMAIN[c.metric]
+    return {"<=": c.limit < lo, "<": c.limit <= lo, ">=": c.limit > hi,
+            ">": c.limit >= hi}[c.op]
+
 
 def parse_sla(text: str) -> list[Clause]:
     """`"p95_wait<=60,miss_rate<=0.01"` -> clauses (metrics: SLA_METRICS)."""
@@ -54,7 +67,17 @@ def parse_sla(text: str) -> list[Clause]:
         if metric not in SLA_METRICS:
             raise InvalidInputError(f"unknown SLA metric {metric!r}; known: "
                                     f"{', '.join(SLA_METRICS)}", field="sla")
-        out.append(Clause(metric, op, float(val)))
+        try:
+            limit = float(val)
+        except ValueError:
+            raise InvalidInputError(f"SLA clause {part.strip()!r}: {val!r} is not a number",
+                                    field="sla") from None
+        clause = Clause(metric, op, limit)
+        if _never_holds(clause):
+            lo, hi = _DOMAIN[metric]
+            raise InvalidInputError(f"SLA clause {clause} can never hold: {metric} lies in "
+                                    f"[{lo:g}, {hi:g}]", field="sla")
+        out.append(clause)
     if not out:
         raise InvalidInputError("empty SLA", field="sla")
     return out

@@ -60,6 +60,30 @@ def test_sla_parsing() -> None:
         parse_sla("p95_wait=1")
 
 
+@pytest.mark.parametrize("clause", ["mean_wait<=-1", "p99_wait<0", "miss_rate<0",
+                                    "utilisation>=1.5", "utilisation>1",
+                                    "mean_bounded_slowdown<=0.5", "mean_bounded_slowdown<1"])
+def test_sla_that_can_never_hold_is_refused(clause: str) -> None:
+    # Before, the search walked up to its cap of agents and answered "no mix met".
+    with pytest.raises(InvalidInputError, match="can never hold") as e:
+        parse_sla(clause)
+    assert e.value.field == "sla"
+
+
+@pytest.mark.parametrize("clause", ["mean_wait<=0", "miss_rate<=0", "utilisation<=1",
+                                    "utilisation>=1", "mean_bounded_slowdown<=1",
+                                    "mean_wait<=inf"])
+def test_sla_at_the_edge_of_its_domain_is_kept(clause: str) -> None:
+    assert [str(c) for c in parse_sla(clause)] == [clause]
+
+
+@pytest.mark.parametrize("value", ["1e5e5", ".", "-", "1-2"])
+def test_sla_value_that_is_not_a_number_names_the_field(value: str) -> None:
+    with pytest.raises(InvalidInputError, match="is not a number") as e:
+        parse_sla(f"mean_wait<={value}")
+    assert e.value.field == "sla"
+
+
 def test_forecast_sample_matches_its_stats() -> None:
     fc = Forecast([ClassForecast(rate=8.0, size_mean=1.0, size_cv=1.0)], tasks=20_000)
     st = workload_stats(fc.generate(0))
