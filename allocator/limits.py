@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     from models import Snapshot
 
 __all__ = ["MAX_COUNT", "MAX_MAGNITUDE", "MAX_TIME_LIMIT", "check_amount", "check_count",
-           "check_magnitudes", "check_time_limit"]
+           "check_fits_memory", "check_magnitudes", "check_time_limit"]
+
+#: Share of the machine's physical memory one run may be estimated to take.
+MEMORY_SHARE = 0.75
 
 
 @cache
@@ -74,6 +77,28 @@ def check_amount(value: float, field: str) -> float:
     """A caller's amount (a threshold) by the models' `Amount`: finite, 0 to MAX_MAGNITUDE."""
     return float(_check_typed(Amount, value, field,
                               f"an amount is in [0, {MAX_MAGNITUDE:g}]"))
+
+
+def _physical_memory() -> int | None:
+    import os
+
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None  # not a POSIX sysconf: no check
+
+
+def check_fits_memory(count: int, bytes_each: float, field: str, what: str) -> None:
+    """InvalidInputError naming `field` when `count` items of about `bytes_each` bytes
+    would take over MEMORY_SHARE of this machine's memory: a clear error up front,
+    not the out-of-memory killer after minutes (`allocator simulate --tasks 1e8`)."""
+    total = _physical_memory()
+    if total is None or count * bytes_each <= MEMORY_SHARE * total:
+        return
+    most = int(MEMORY_SHARE * total / bytes_each)
+    raise InvalidInputError(
+        f"{count:,} {what} would take about {count * bytes_each / 2**30:.1f} GiB; this machine "
+        f"has {total / 2**30:.1f} GiB, so at most about {most:,} a run", field=field)
 
 
 def check_magnitudes(snap: Snapshot, prefix: str = "snapshot", sep: str = ".") -> None:

@@ -44,6 +44,7 @@ from itertools import repeat
 import numpy as np
 
 from allocator.errors import InvalidInputError
+from allocator.limits import check_fits_memory
 from allocator.online.events import RateLimit, TaskSpec, task_specs
 from models import Agent, Priority
 
@@ -53,6 +54,9 @@ ARRIVALS = ("poisson", "bursty", "waves")
 SIZES = ("pareto", "exp", "fixed")
 #: Tokens per unit of work, for workloads with rate-limited agents.
 TOKENS_PER_WORK = 1000.0
+#: Peak memory of a simulated task (measured: `allocator simulate --tasks 1000000 -p fifo`
+#: peaks at 490 MB), for the guard against runs the machine cannot hold.
+SIM_BYTES_PER_TASK = 450.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +161,7 @@ class WorkloadConfig:
                                     f"{', '.join(SIZES)}", field="sizes")
         if self.tasks < 1 or self.agents < 1:
             raise InvalidInputError("need at least one task and one agent", field="tasks")
+        check_fits_memory(self.tasks, SIM_BYTES_PER_TASK, "tasks", "simulated tasks")
         # Below 1e-6 the arrival rate underflows (1 / rate overflows to inf).
         if not 1e-6 <= self.load <= 1e6:
             raise InvalidInputError(f"must be in [1e-6, 1e6], got {self.load}", field="load")

@@ -12,9 +12,15 @@ import numpy as np
 import polars as pl
 
 from allocator.errors import InvalidInputError
+from allocator.limits import check_fits_memory
 from allocator.planning.queueing import WorkloadStats
 from allocator.workloads.base import REPLAY_COLUMNS, Trace
 from models import Priority
+
+#: Peak memory of a forecast task in `allocator capacity` (measured: 1 million tasks,
+#: one simulation, peak 1.0 GB; 3 million, 2.8 GB), for the guard against runs the
+#: machine cannot hold.
+PLAN_BYTES_PER_TASK = 950.0
 
 
 @dataclass(slots=True)
@@ -52,6 +58,7 @@ class Forecast:
                                         field="classes")
         if self.tasks < 2:
             raise InvalidInputError("a forecast needs at least two tasks", field="tasks")
+        check_fits_memory(self.tasks, PLAN_BYTES_PER_TASK, "tasks", "forecast tasks")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Forecast:

@@ -158,3 +158,21 @@ def test_trace_estimator_matches_erlang_c_on_a_stationary_mmc_sample() -> None:
         assert got["mean_wait"] == pytest.approx(exact.mean, rel=0.25)
         assert got["p_wait"] == pytest.approx(exact.p_wait, rel=0.1)
         assert got["p95_wait"] == pytest.approx(exact.quantile(0.95), rel=0.25)
+
+
+def test_a_run_larger_than_the_machine_names_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--tasks 1e8` was generated until the machine ran out of memory (3.3 GB after
+    25 s and growing); now it is refused up front, for a forecast and a simulation."""
+    from allocator import limits
+    from allocator.online.workload import WorkloadConfig
+
+    monkeypatch.setattr(limits, "_physical_memory", lambda: 8 * 2**30)
+    with pytest.raises(InvalidInputError, match=r"8\.0 GiB") as e:
+        Forecast([ClassForecast(rate=1.0, size_mean=1.0, size_cv=1.0)], tasks=100_000_000)
+    assert e.value.field == "tasks"
+    with pytest.raises(InvalidInputError, match="simulated tasks") as e:
+        WorkloadConfig(tasks=100_000_000)
+    assert e.value.field == "tasks"
+    # what fits is kept
+    Forecast([ClassForecast(rate=1.0, size_mean=1.0, size_cv=1.0)], tasks=1_000_000)
+    WorkloadConfig(tasks=1_000_000)
