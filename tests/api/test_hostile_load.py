@@ -281,6 +281,8 @@ def test_hostile_load(server: Server) -> None:
     assert server.proc is not None
     pid = server.proc.pid
 
+    late_wake: list[float] = []
+
     def probe() -> None:
         with httpx.Client(base_url=server.url, timeout=10) as c:
             while not stop.is_set():
@@ -288,7 +290,9 @@ def test_hostile_load(server: Server) -> None:
                 r = c.get("/healthz")
                 health.append(time.perf_counter() - t0)
                 assert r.status_code == 200
+                t1 = time.perf_counter()
                 time.sleep(0.02)
+                late_wake.append(time.perf_counter() - t1 - 0.02)
 
     def sample() -> None:
         while not stop.is_set():
@@ -327,11 +331,16 @@ def test_hostile_load(server: Server) -> None:
     assert peak < RSS_CAP, f"peak RSS {peak / 2**30:.2f} GiB"
     health.sort()
     p99 = health[min(len(health) - 1, int(0.99 * len(health)))]
+    # How late this process's own sleeping thread woke (the machine's load, not the
+    # server's): a shared CI machine at load 11 put healthz's p99 at 259 ms with the
+    # server's event loop free. A blocked loop costs seconds, far above this allowance.
+    late_wake.sort()
+    jitter = late_wake[min(len(late_wake) - 1, int(0.99 * len(late_wake)))]
     summary = (f"{len(rec.outcomes)} outcomes in {wall:.1f} s; healthz n={len(health)} "
                f"p50={statistics.median(health) * 1e3:.1f} ms p99={p99 * 1e3:.1f} ms; "
-               f"peak RSS {peak / 2**20:.0f} MiB")
+               f"wake-up lateness p99={jitter * 1e3:.1f} ms; peak RSS {peak / 2**20:.0f} MiB")
     print(summary)
     for o in rec.outcomes:
         if o.name.startswith(("2000x50k", "override")):
             print(f"  {o.name}: {o.status} in {o.seconds:.1f} s {o.note[:80]!r}")
-    assert p99 < HEALTH_P99_S, summary
+    assert p99 < HEALTH_P99_S + 2 * jitter, summary
