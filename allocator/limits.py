@@ -88,17 +88,21 @@ def _physical_memory() -> int | None:
         return None  # not a POSIX sysconf: no check
 
 
-def check_fits_memory(count: int, bytes_each: float, field: str, what: str) -> None:
+def check_fits_memory(count: int, bytes_each: float, field: str, what: str, *,
+                      squared: bool = False) -> None:
     """InvalidInputError naming `field` when `count` items of about `bytes_each` bytes
-    would take over MEMORY_SHARE of this machine's memory: a clear error up front,
-    not the out-of-memory killer after minutes (`allocator simulate --tasks 1e8`)."""
+    (`squared`: count x count of them, as an M x M matrix) would take over MEMORY_SHARE
+    of this machine's memory: a clear error up front, not the out-of-memory killer
+    after minutes (`allocator simulate --tasks 1e8`)."""
     total = _physical_memory()
-    if total is None or count * bytes_each <= MEMORY_SHARE * total:
+    need = count * (count if squared else 1) * bytes_each
+    if total is None or need <= MEMORY_SHARE * total:
         return
-    most = int(MEMORY_SHARE * total / bytes_each)
+    most = MEMORY_SHARE * total / bytes_each
     raise InvalidInputError(
-        f"{count:,} {what} would take about {count * bytes_each / 2**30:.1f} GiB; this machine "
-        f"has {total / 2**30:.1f} GiB, so at most about {most:,} a run", field=field)
+        f"{count:,} {what} would take about {need / 2**30:.1f} GiB; this machine has "
+        f"{total / 2**30:.1f} GiB, so at most about {int(most ** 0.5 if squared else most):,}",
+        field=field)
 
 
 def check_magnitudes(snap: Snapshot, prefix: str = "snapshot", sep: str = ".") -> None:

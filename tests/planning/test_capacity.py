@@ -160,7 +160,7 @@ def test_trace_estimator_matches_erlang_c_on_a_stationary_mmc_sample() -> None:
         assert got["p95_wait"] == pytest.approx(exact.quantile(0.95), rel=0.25)
 
 
-def test_a_run_larger_than_the_machine_names_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_size_larger_than_the_machine_names_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--tasks 1e8` was generated until the machine ran out of memory (3.3 GB after
     25 s and growing); now it is refused up front, for a forecast and a simulation."""
     from allocator import limits
@@ -173,6 +173,11 @@ def test_a_run_larger_than_the_machine_names_tasks(monkeypatch: pytest.MonkeyPat
     with pytest.raises(InvalidInputError, match="simulated tasks") as e:
         WorkloadConfig(tasks=100_000_000)
     assert e.value.field == "tasks"
+    from allocator.roadef.generate import generate_instance
+
+    with pytest.raises(InvalidInputError, match="at most about 40,132") as e:
+        generate_instance(10, 60_000, 2)  # the M x M move costs alone: 13.4 GiB
+    assert e.value.field == "machines"
     # what fits is kept
     Forecast([ClassForecast(rate=1.0, size_mean=1.0, size_cv=1.0)], tasks=1_000_000)
     WorkloadConfig(tasks=1_000_000)
