@@ -57,6 +57,11 @@ TOKENS_PER_WORK = 1000.0
 #: Peak memory of a simulated task (measured: `allocator simulate --tasks 1000000 -p fifo`
 #: peaks at 490 MB), for the guard against runs the machine cannot hold.
 SIM_BYTES_PER_TASK = 450.0
+#: The same for an agent (`--agents 100000 --tasks 100`: 531 MB).
+SIM_BYTES_PER_AGENT = 5000.0
+#: Agent failures one run may draw (agents x horizon / (mtbf + mttr)): each is a
+#: Python tuple and two simulated events (mtbf = mttr = 1e-4 drew 2 GB in a minute).
+MAX_FAILURES = 5_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +167,7 @@ class WorkloadConfig:
         if self.tasks < 1 or self.agents < 1:
             raise InvalidInputError("need at least one task and one agent", field="tasks")
         check_fits_memory(self.tasks, SIM_BYTES_PER_TASK, "tasks", "simulated tasks")
+        check_fits_memory(self.agents, SIM_BYTES_PER_AGENT, "agents", "simulated agents")
         # Below 1e-6 the arrival rate underflows (1 / rate overflows to inf).
         if not 1e-6 <= self.load <= 1e6:
             raise InvalidInputError(f"must be in [1e-6, 1e6], got {self.load}", field="load")
@@ -533,6 +539,12 @@ def generate(cfg: WorkloadConfig) -> Workload:
     failures: list[tuple[float, str, float]] = []
     if cfg.mtbf:
         horizon = float(arrival[-1])
+        expected = len(agents) * horizon / (cfg.mtbf + cfg.mttr)
+        if expected > MAX_FAILURES:
+            raise InvalidInputError(
+                f"mtbf {cfg.mtbf:g} (and mttr {cfg.mttr:g}) over a {horizon:g}-long run of "
+                f"{len(agents)} agents means about {expected:,.0f} agent failures; at most "
+                f"{MAX_FAILURES:,}: raise mtbf", field="mtbf")
         for a in agents:
             t = float(rng.exponential(cfg.mtbf))
             while t < horizon:

@@ -158,26 +158,3 @@ def test_trace_estimator_matches_erlang_c_on_a_stationary_mmc_sample() -> None:
         assert got["mean_wait"] == pytest.approx(exact.mean, rel=0.25)
         assert got["p_wait"] == pytest.approx(exact.p_wait, rel=0.1)
         assert got["p95_wait"] == pytest.approx(exact.quantile(0.95), rel=0.25)
-
-
-def test_a_size_larger_than_the_machine_names_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--tasks 1e8` was generated until the machine ran out of memory (3.3 GB after
-    25 s and growing); now it is refused up front, for a forecast and a simulation."""
-    from allocator import limits
-    from allocator.online.workload import WorkloadConfig
-
-    monkeypatch.setattr(limits, "_physical_memory", lambda: 8 * 2**30)
-    with pytest.raises(InvalidInputError, match=r"8\.0 GiB") as e:
-        Forecast([ClassForecast(rate=1.0, size_mean=1.0, size_cv=1.0)], tasks=100_000_000)
-    assert e.value.field == "tasks"
-    with pytest.raises(InvalidInputError, match="simulated tasks") as e:
-        WorkloadConfig(tasks=100_000_000)
-    assert e.value.field == "tasks"
-    from allocator.roadef.generate import generate_instance
-
-    with pytest.raises(InvalidInputError, match="at most about 40,132") as e:
-        generate_instance(10, 60_000, 2)  # the M x M move costs alone: 13.4 GiB
-    assert e.value.field == "machines"
-    # what fits is kept
-    Forecast([ClassForecast(rate=1.0, size_mean=1.0, size_cv=1.0)], tasks=1_000_000)
-    WorkloadConfig(tasks=1_000_000)
