@@ -16,6 +16,7 @@ from allocator.problem import Problem, compile_snapshot
 from allocator.solvers.base import Budget
 from allocator.solvers.exact_front import exact_front
 from allocator.solvers.gap_bb import GapBranchBound, StepTree, warm_up
+from allocator.solvers.gap_tabu import tabu_search
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
 from allocator.validate import validate
 from models import ParetoFront
@@ -601,6 +602,44 @@ def test_seeding_portfolio_proves_the_one_tree_optimum(seed: int, K: int | None)
                    share=True)
     r = sw._portfolio(GapBranchBound(kl.C, kl.A, kl.cap, kl.D), K, None, 1.0,
                       time.perf_counter() + 600, -np.inf)
+    assert ref.proven and r.proven
+    assert r.agent_of is not None and kl.feasible(r.agent_of, K)
+    assert r.cost == pytest.approx(ref.cost) == pytest.approx(kl.cost(r.agent_of))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("K", [None, 5])
+def test_seeding_portfolio_with_the_search_thread(monkeypatch: pytest.MonkeyPatch, seed: int,
+                                                  K: int | None) -> None:
+    """With an incumbent the portfolio's second thread is the large-neighbourhood search
+    (PORTFOLIO_LNS): it runs, the step still ends at the optimum the tree proves, and a
+    search that stops early (stalled after one sub-tree) does not cut the tree short
+    (D 5x20, from a short tabu search's plan)."""
+    import allocator.solvers.exact_front as ef
+    import allocator.solvers.gap_lns as gl
+
+    kl, bb = _bb("d", 5, 20, seed)
+    ref = bb.solve(K, None, step=1.0, deadline=time.perf_counter() + 600,
+                   clock=time.perf_counter)
+    t = tabu_search(kl.C, kl.A, kl.cap, kl.loads, np.inf if K is None else K, None, seed=seed,
+                    iterations=20, deadline=np.inf, clock=time.perf_counter)
+    inc = t.agent_of
+    assert inc is not None and kl.feasible(inc, K) and kl.cost(inc) > ref.cost
+    monkeypatch.setattr(gl, "STALL_TREES", 1)
+    calls = {"n": 0}
+    real = ef.lns_search
+
+    def counted(*a: object, **k: object) -> object:
+        calls["n"] += 1
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ef, "lns_search", counted)
+    p = compile_snapshot(gap_to_snapshot(generate_gap("d", 5, 20, seed)))
+    sw = ef._Sweep(ef._build(p, ["cost", "makespan"]), ["cost", "makespan"], Budget(600), 0,
+                   share=True)
+    r = sw._portfolio(GapBranchBound(kl.C, kl.A, kl.cap, kl.D), K, inc, 1.0,
+                      time.perf_counter() + 600, -np.inf)
+    assert calls["n"] == 1
     assert ref.proven and r.proven
     assert r.agent_of is not None and kl.feasible(r.agent_of, K)
     assert r.cost == pytest.approx(ref.cost) == pytest.approx(kl.cost(r.agent_of))

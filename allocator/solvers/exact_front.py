@@ -140,6 +140,13 @@ INTERLEAVE = False
 #: A seeding sweep on two idle cores runs two different trees per step (_Sweep._portfolio)
 #: instead of one tree on two threads.
 SEED_PORTFOLIO = True
+#: The portfolio's second thread runs the large-neighbourhood search (gap_lns) from the
+#: step's incumbent instead of a tree working down from it (when there is an incumbent).
+#: Near a packed level's optimum that tree meets a cheaper plan late; the search's
+#: sub-trees on 40 % of the tasks move several at once (10x80 type D, one thread of each
+#: at the idle front's slices, 0.7 CPU s at the bottom level, 1.4 above it:
+#: docs/benchmarks/pareto-gap-cde.md, 2026-12-03).
+PORTFOLIO_LNS = True
 #: A seeding sweep's capped step starts its target-raising rounds GUESS_MARGIN steps above
 #: the looser step's best cost (proven or not) instead of at its own root bound or at the
 #: looser optimum: the rounds below that only prove bounds the seeding sweep does not use,
@@ -860,9 +867,10 @@ class _Sweep:
     def _portfolio(self, bb: GapBranchBound, K: int | None, inc: np.ndarray | None,
                    step: float, deadline: float, lower: float,
                    guess: float = -np.inf) -> StepResult:
-        """A seeding step on two idle cores: the target-raising tree and one that only
-        works down from the incumbent, each in a thread of its own; the first to end
-        (proven) stops the other at its next clock look, and the cheaper plan is kept.
+        """A seeding step on two idle cores: the target-raising tree and, in a thread of
+        its own, the large-neighbourhood search from the incumbent (PORTFOLIO_LNS; else,
+        or with no incumbent, a tree that only works down from it); the first to end
+        (the tree proven) stops the other at its next clock look, and the cheaper plan is kept.
         The time to a level's optimum is heavy-tailed and the two trees' tails differ:
         on 8x60 type D at 3 CPU s the raising tree missed d0860-s2's three optima that
         the other found in 1.1-1.6 s, and took 0.4-0.7 s where the other took 1.4-2.4 s
@@ -879,14 +887,23 @@ class _Sweep:
         other.lam = bb.lam.copy()
         got: list[StepResult] = []
         err: list[BaseException] = []
+        search = PORTFOLIO_LNS and inc is not None
+        # Read before the threads start: the guide at the multipliers the step starts from.
+        guide = self._guide(bb, K)() if search and self._lagrangian is not None else None
 
         def run_other() -> None:
             try:
-                got.append(other.solve(K, inc, step=step, deadline=deadline, clock=look,
-                                       lower=lower, raise_target=False, regret=True))
+                if search and inc is not None:
+                    # The search proves nothing: its end (a stall) leaves the tree running.
+                    q = lns_search(other, K, inc, step=step, seed=self.seed,
+                                   deadline=deadline, clock=look, guide=guide)
+                    got.append(StepResult(q.agent_of, q.cost, False, False, -np.inf, 0))
+                else:
+                    got.append(other.solve(K, inc, step=step, deadline=deadline, clock=look,
+                                           lower=lower, raise_target=False, regret=True))
+                    stop.set()
             except BaseException as exc:  # re-raised below, in the caller's thread
                 err.append(exc)
-            finally:
                 stop.set()
 
         t = threading.Thread(target=run_other, name="seed-portfolio", daemon=True)
