@@ -146,8 +146,9 @@ SEED_PORTFOLIO = True
 #: sub-trees on 40 % of the tasks move several at once. 10x80 type D, replayed levels at
 #: the idle front's slices (0.7 CPU s a thread at the bottom level, 1.4 above it), units
 #: above the optima: bottom levels 66 -> 43 and 47 -> 40 on held-out d1080 s160-s169 and
-#: s300-s309, the others 20 -> 12 and 39 -> 43; 10 s fronts on 12 held-out files, two
-#: passes, mean hv_ratio 0.900 -> 0.927 (docs/benchmarks/pareto-gap-cde.md, 2026-12-03).
+#: s300-s309, the others 20 -> 12 and 39 -> 43; idle 10 s fronts on 12 held-out files,
+#: three passes: mean hv_ratio 0.890 -> 0.913, 14 better, 5 worse
+#: (docs/benchmarks/pareto-gap-cde.md, 2026-12-03).
 PORTFOLIO_LNS = True
 #: A seeding sweep's capped step starts its target-raising rounds GUESS_MARGIN steps above
 #: the looser step's best cost (proven or not) instead of at its own root bound or at the
