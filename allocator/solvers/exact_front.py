@@ -145,8 +145,8 @@ SEED_PORTFOLIO = True
 #: Near a packed level's optimum that tree meets a cheaper plan late; the search's
 #: sub-trees on 40 % of the tasks move several at once. 10x80 type D, replayed levels at
 #: the idle front's slices (0.7 CPU s a thread at the bottom level, 1.4 above it), units
-#: above the optima: bottom levels 66 -> 43 and 47 -> 40 on held-out d1080 s160-s169 and
-#: s300-s309, the others 20 -> 12 and 39 -> 43; idle 10 s fronts on 12 held-out files,
+#: above the optima: bottom levels 66 -> 43 and 68 -> 70 on held-out d1080 s160-s169 and
+#: s300-s311, the others 20 -> 12 and 51 -> 51; idle 10 s fronts on 12 held-out files,
 #: three passes: mean hv_ratio 0.890 -> 0.913, 14 better, 5 worse
 #: (docs/benchmarks/pareto-gap-cde.md, 2026-12-03).
 PORTFOLIO_LNS = True
