@@ -610,13 +610,24 @@ def test_waste_step_pairs_an_overloaded_machine_with_the_one_that_has_room() -> 
         machines = search.pick_waste(2)
         assert machines.tolist() == [0, 1]
         # once the pair is settled (solved without a gain, same processes) the draws
-        # take three machines
+        # take the other pairs in turn (`next_pair`, with the compiled pair solver),
+        # then three machines
         first, key = search.waste_machines()
         assert sorted(first.tolist()) == [0, 1] and key is not None
         search._settled.add(key)
-        again, key3 = search.waste_machines()
+        others = set()
+        while True:
+            again, key3 = search.waste_machines()
+            if len(again) == 3:
+                break
+            assert key3 is not None and key3 not in search._settled
+            others.add(tuple(sorted(again.tolist())))
+            search._settled.add(key3)
         assert len(again) == 3 and key3 is not None and key3 != key
-        assert search.stats["waste_skipped"] == solver_mod.WASTE_DRAWS
+        if search.pair_sweep():
+            assert len(others) == 5  # every other pair of the four machines once
+        assert search.stats["waste_skipped"] == solver_mod.WASTE_DRAWS * (1 + len(others))
+        search._settled.clear()
         improved, optimal = search.lns_step(
             machines, 5.0, linearization=solver_mod.WASTE_LINEARIZATION)
         assert improved and optimal
@@ -626,14 +637,14 @@ def test_waste_step_pairs_an_overloaded_machine_with_the_one_that_has_room() -> 
 
 WARM_SCRIPT = r"""
 from pathlib import Path
-from allocator.roadef import kernel
+from allocator.roadef import kernel, pair
 from allocator.roadef.bench import warm_up
 from allocator.roadef.instance import read_instance
 from allocator.roadef.solver import solve_roadef
 
 def signatures():
-    return {n: len(f.signatures) for n in dir(kernel)
-            if hasattr(f := getattr(kernel, n), "signatures")}
+    return {n: len(f.signatures) for mod in (kernel, pair) for n in dir(mod)
+            if hasattr(f := getattr(mod, n), "signatures")}
 
 warm_up()
 before = signatures()
@@ -641,7 +652,7 @@ for name in ("a2_5", "a2_2"):  # no transient resource / a transient one
     model = Path(%r) / "A" / f"model_{name}.txt"
     inst = read_instance(model, model.with_name(f"assignment_{name}.txt"), name)
     solve_roadef(inst, time_limit=600.0, seed=0, iterations=2)
-print(before["anneal"], before["steepest"], signatures() == before)
+print(before["anneal"], before["steepest"], before["branch_and_bound"], signatures() == before)
 """
 
 
@@ -655,4 +666,4 @@ def test_bench_warm_up_compiles_every_kernel_the_timed_solves_use() -> None:
 
     out = subprocess.run([sys.executable, "-c", WARM_SCRIPT % str(ROADEF)],
                          capture_output=True, text=True, timeout=600, check=True)
-    assert out.stdout.split() == ["1", "1", "True"], out.stdout + out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "1", "1", "True"], out.stdout + out.stderr[-2000:]

@@ -35,12 +35,14 @@ def warm_up() -> None:
     A counted solve of a small generated instance with a transient resource runs every
     compiled entry point with the argument types the timed solves pass.
     """
+    from allocator.roadef import pair
     from allocator.roadef.generate import generate_instance
     from allocator.roadef.kernel import HAVE_NUMBA
     from allocator.roadef.solver import solve_roadef
 
     if not HAVE_NUMBA:
         return
+    pair.warm_up()  # the generated instance has a transient resource: no pair steps
     inst = generate_instance(processes=120, machines=12, resources=4, seed=0, name="warm-up")
     solve_roadef(inst, time_limit=600.0, seed=0, iterations=2)
 
