@@ -96,6 +96,10 @@ PAIR_SOLVER = True
 #: (`_Search.next_pair`), on instances with at most this many machines.
 PAIR_SWEEP = True
 PAIR_SWEEP_MAX_MACHINES = 200
+#: ... with a three-machine step after this many sweep steps (about the CPU of one):
+#: a pair-optimal placement can still need three machines to move on (a2_5 seed 5: stuck
+#: at 364 M from 20 s with the sweep alone, where main's three-machine steps went on).
+PAIR_SWEEP_PER_TRIPLE = 100
 #: Draws of a waste step before it takes a set already settled (`waste_machines`).
 WASTE_DRAWS = 8
 #: CP-SAT time per sub-problem (s), and deterministic time when counting.
@@ -265,6 +269,8 @@ class _Search:
         self._pairs: np.ndarray | None = None
         self._pair_pos = 0
         self._pairs_dry = -1
+        #: pair-sweep steps since the last three-machine waste step
+        self._swept = 0
         #: what every pair sub-problem of the instance shares (`pair.PairStatic`)
         self._pair_static: Any = None
         #: the compiled kernel over `self.st` (rebuilt when the state is replaced)
@@ -547,15 +553,18 @@ class _Search:
         sets can gain."""
         machines = np.zeros(0, dtype=np.int64)
         for k in (LNS_WASTE_MACHINES, LNS_WASTE_MACHINES + 1):
+            if k > 2:
+                self._swept = 0  # a three-machine step: then the sweep's turn again
             for _ in range(WASTE_DRAWS):
                 machines = self.pick_waste(k)
                 key = self.step_key(machines)
                 if key not in self._settled:
                     return machines, key
                 self.stats["waste_skipped"] = self.stats.get("waste_skipped", 0) + 1
-            if k == 2 and self.pair_sweep():
+            if k == 2 and self.pair_sweep() and self._swept < PAIR_SWEEP_PER_TRIPLE:
                 found = self.next_pair()
                 if found is not None:
+                    self._swept += 1
                     return found
         return machines, None
 
@@ -867,12 +876,12 @@ class _Search:
         if freed is None and LNS_HOMES and self.any_tr:
             machines = self.with_homes(on, machines)
         self.stats["lns_calls"] += 1
+        seed = int(self.rng.integers(1 << 30))
         res = self.solve_pair(on, machines) if PAIR_SOLVER else None
         if res is None:
             res = solve_subproblem(st, on, machines, time_limit=sub_time,
                                    deterministic=self.iterations is not None,
-                                   seed=int(self.rng.integers(1 << 30)), ctx=self.ctx,
-                                   linearization=linearization)
+                                   seed=seed, ctx=self.ctx, linearization=linearization)
         if res is None:
             return False, False
         new_machine, delta, optimal = res
