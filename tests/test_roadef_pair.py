@@ -93,3 +93,26 @@ def test_pair_solver_stops_at_its_node_limit_with_a_valid_choice() -> None:
     assert not optimal and delta <= 0
     assert np.array_equal(procs, np.flatnonzero(np.isin(st.a, ms)))
     assert set(new.tolist()) <= {0, 1}
+
+
+def test_a2_5_waste_steps_take_the_pair_solver_and_pass_the_exact_check() -> None:
+    """a2_5's waste steps (two whole machines) are solved by the pair solver inside the
+    search, improve the initial placement, and every result passes the state's exact
+    check: the cost the state keeps is the evaluator's."""
+    from allocator.roadef import solver
+    from allocator.roadef.instance import read_instance
+    from allocator.solvers.context import SolveContext
+    from tests.roadef_helpers import ROADEF
+
+    model = ROADEF / "A" / "model_a2_5.txt"
+    inst = read_instance(model, model.with_name("assignment_a2_5.txt"), "a2_5")
+    search = solver._Search(inst, SolveContext(time_limit=60, workers=1, seed=0),
+                            iterations=None)
+    assert search.waste_steps()
+    start = search.st.total()
+    for _ in range(30):
+        machines, _key = search.waste_machines()
+        search.lns_step(machines, 1.0, linearization=solver.WASTE_LINEARIZATION)
+    assert search.stats["pair_calls"] > 0 and search.stats["lns_rejected"] == 0
+    assert search.stats["lns_improved"] > 0
+    assert search.st.total() == evaluate(inst, search.st.a).total < start

@@ -89,8 +89,10 @@ LNS_WASTE_MACHINES = 2
 #: placement: 22.4 ms of CPU per solve against 33.0, 79 proved optimal against 76, the
 #: same gain; 30 three-machine models at 0.3 s: 40.5 M gained against 21.8 M.
 WASTE_LINEARIZATION: int | None = 2
-#: Two-machine steps that free every process of both machines (a2_5's waste steps) are
-#: solved by the compiled branch and bound of `pair.py` instead of CP-SAT (`_Search.solve_pair`).
+#: Two-machine steps that free every process of both machines, on instances with waste
+#: steps (a2_5), are solved by the compiled branch and bound of `pair.py` instead of CP-SAT
+#: (`_Search.solve_pair`). Not on a2_1 (no transient resource or balance either, but
+#: 2-machine plain steps of 20 processes): not measured better there (20 s pairs).
 PAIR_SOLVER = True
 #: ... and once the waste draws find only settled pairs, every pair of machines in turn
 #: (`_Search.next_pair`), on instances with at most this many machines.
@@ -877,7 +879,7 @@ class _Search:
             machines = self.with_homes(on, machines)
         self.stats["lns_calls"] += 1
         seed = int(self.rng.integers(1 << 30))
-        res = self.solve_pair(on, machines) if PAIR_SOLVER else None
+        res = self.solve_pair(on, machines) if PAIR_SOLVER and self.waste_steps() else None
         if res is None:
             res = solve_subproblem(st, on, machines, time_limit=sub_time,
                                    deterministic=self.iterations is not None,
