@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from allocator.online import Executor, Instruction, TaskSpec, TaskSubmitted
@@ -85,3 +86,20 @@ def probe_violations(log: Any, arrivals: list[float], agents: Any) -> list[tuple
         if got > arrivals[k] + 1e-9:
             bad.append((a, h, waiting, got, arrivals[k]))
     return bad
+
+
+def deadline_order_set(seed: int, k: int = 12, *, hard: bool = False
+                       ) -> tuple[float, list[TaskSpec]]:
+    """One agent's speed and k tasks released together, feasible with zero slack only in
+    deadline order, listed in another order (`hard`: hard deadlines)."""
+    rng = random.Random(seed)
+    speed = rng.choice([0.5, 1.0, 3.0])
+    works = [10 ** rng.uniform(-3, 0.7) for _ in range(k)]
+    order = list(range(k))
+    rng.shuffle(order)
+    due, c = {}, 0.0
+    for j in order:
+        c += works[j] / speed
+        due[j] = c * (1 + 1e-12)
+    return speed, [TaskSpec(f"t{j}", work=works[j], deadline=due[j], hard_deadline=hard)
+                   for j in range(k)]

@@ -10,7 +10,6 @@ disciplines count all queued work, as before.
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
 import pytest
@@ -24,31 +23,15 @@ from allocator.online.simulator import Simulator
 from allocator.online.workload import from_specs
 from models import Agent, Priority
 
-from .helpers import submit
+from .helpers import deadline_order_set, submit
 from .test_same_instant import _drain
-
-
-def _hard_set(seed: int, k: int = 12, lanes: int = 1) -> tuple[float, list[TaskSpec]]:
-    """k hard tasks released together on one agent, feasible only in deadline order
-    (zero slack; with `lanes` slots the deadlines are the one-slot ones: slack)."""
-    rng = random.Random(seed)
-    speed = rng.choice([0.5, 1.0, 3.0])
-    works = [10 ** rng.uniform(-3, 0.7) for _ in range(k)]
-    order = list(range(k))
-    rng.shuffle(order)
-    due, c = {}, 0.0
-    for j in order:
-        c += works[j] / speed
-        due[j] = c * (1 + 1e-12)
-    return speed, [TaskSpec(f"t{j}", work=works[j], deadline=due[j], hard_deadline=True)
-                   for j in range(k)]
 
 
 @pytest.mark.parametrize("policy", ["edf", "edf+stealing"])
 @pytest.mark.parametrize("seed", range(3))
 def test_an_edf_burst_feasible_in_deadline_order_is_admitted_and_meets_every_deadline(
         policy: str, seed: int) -> None:
-    speed, specs = _hard_set(seed)
+    speed, specs = deadline_order_set(seed, hard=True)
     ex = Executor(policy, agents=[Agent(id="a", speed=speed)])
     out = ex.handle(*[submit(s.id, time=2.0, work=s.work, deadline=s.deadline + 2.0,
                              hard_deadline=True) for s in specs])
@@ -100,7 +83,7 @@ def test_a_home_deque_does_not_jump_a_hard_task_waiting_in_the_pool() -> None:
 
 def test_the_simulator_admits_a_feasible_hard_edf_burst() -> None:
     for seed in range(3):
-        speed, specs = _hard_set(seed, k=20)
+        speed, specs = deadline_order_set(seed, k=20, hard=True)
         wl = from_specs([(1.5, TaskSpec(s.id, work=s.work, deadline=(s.deadline or 0.0) + 1.5,
                                         hard_deadline=True)) for s in specs],
                         [Agent(id="a", speed=speed)])
@@ -130,7 +113,7 @@ def test_several_agents_and_lanes_admit_a_burst_the_capacity_can_serve() -> None
 
 
 def test_the_runtime_admits_a_feasible_hard_edf_burst() -> None:
-    speed, specs = _hard_set(1, k=10)
+    speed, specs = deadline_order_set(1, k=10, hard=True)
 
     async def main() -> list[str]:
         ran: list[str] = []

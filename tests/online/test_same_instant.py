@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import random
 from typing import Any
 
 import pytest
@@ -37,22 +36,7 @@ from allocator.online.simulator import Simulator
 from allocator.online.workload import from_specs
 from models import Agent, Priority
 
-from .helpers import brief, submit
-
-
-def _edf_set(seed: int, k: int = 12) -> tuple[float, list[TaskSpec]]:
-    """One agent's speed and k tasks released at 0, feasible with zero slack only in
-    deadline order, listed in another order."""
-    rng = random.Random(seed)
-    speed = rng.choice([0.5, 1.0, 3.0])
-    works = [10 ** rng.uniform(-3, 0.7) for _ in range(k)]
-    order = list(range(k))
-    rng.shuffle(order)
-    due, c = {}, 0.0
-    for j in order:
-        c += works[j] / speed
-        due[j] = c * (1 + 1e-12)
-    return speed, [TaskSpec(f"t{j}", work=works[j], deadline=due[j]) for j in range(k)]
+from .helpers import brief, deadline_order_set, submit
 
 
 def _drain(ex: Executor, out: list[Instruction]) -> tuple[list[str], dict[str, float]]:
@@ -81,7 +65,7 @@ def _drain(ex: Executor, out: list[Instruction]) -> tuple[list[str], dict[str, f
 @pytest.mark.parametrize("policy", ["edf", "edf+stealing"])
 @pytest.mark.parametrize("seed", range(4))
 def test_edf_meets_every_deadline_of_a_set_released_together(policy: str, seed: int) -> None:
-    speed, specs = _edf_set(seed)
+    speed, specs = deadline_order_set(seed)
     ex = Executor(policy, agents=[Agent(id="a", speed=speed)])
     order, ends = _drain(ex, ex.handle(*[submit(s.id, time=2.0, work=s.work,
                                                deadline=s.deadline + 2.0) for s in specs]))
@@ -92,7 +76,7 @@ def test_edf_meets_every_deadline_of_a_set_released_together(policy: str, seed: 
 @pytest.mark.parametrize("policy", ["edf", "edf+stealing"])
 def test_the_simulator_delivers_equal_arrival_times_as_one_batch(policy: str) -> None:
     for seed in range(4):
-        speed, specs = _edf_set(seed, k=20)
+        speed, specs = deadline_order_set(seed, k=20)
         wl = from_specs([(1.5, s.__class__(s.id, work=s.work, deadline=s.deadline + 1.5))
                          for s in specs], [Agent(id="a", speed=speed)])
         row = Simulator(wl, policy, seed=0).run().row
@@ -195,7 +179,7 @@ def test_a_retry_is_not_held_by_an_agent_whose_breaker_just_opened() -> None:
 @pytest.mark.parametrize("log", [0, None])
 def test_the_entry_points_agree_on_a_burst(log: int | None) -> None:
     """submit_many_at, handle and feed: the same ids, decisions and event count."""
-    speed, specs = _edf_set(1, k=8)
+    speed, specs = deadline_order_set(1, k=8)
     runs = []
     for how in ("handle", "many", "feed"):
         ex = Executor("edf+stealing", agents=[Agent(id="a", speed=speed), Agent(id="b")],
@@ -232,7 +216,7 @@ def test_the_runtime_submits_many_at_one_instant(log: int) -> None:
     burst is one `submit_many` or submissions in one loop turn on a clock that does
     not move (one instant); with the log off the runtime feeds the core `feed`'s
     tuples, with it on events through `handle`."""
-    speed, specs = _edf_set(2, k=10)
+    speed, specs = deadline_order_set(2, k=10)
     want = [s.id for s in sorted(specs, key=lambda s: s.deadline or 0.0)]
 
     async def main(many: bool) -> list[str]:
