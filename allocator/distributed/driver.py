@@ -208,6 +208,8 @@ class RayExecutor:
         self.specs: dict[str, tuple[Agent, RateLimit | None]] = {}
         self.actors: dict[str, Any] = {}
         self._dead: set[str] = set()
+        self._incarnation: dict[str, str] = {}  # agent -> the actor process last heard from
+        self._restarted: set[str] = set()  # a new process answered; not counted yet
         self._jobs: dict[str, _Job] = {}
         self._inflight: dict[Any, _Attempt] = {}
         self._by_attempt: dict[tuple[str, int], Any] = {}
@@ -304,6 +306,8 @@ class RayExecutor:
             agent.id, agent.concurrency)
         self.specs[agent.id] = (agent, rate_limit)
         self._dead.discard(agent.id)
+        self._incarnation.pop(agent.id, None)
+        self._restarted.discard(agent.id)
         self._post(AgentJoined(agent=agent, rate_limit=rate_limit))
 
     def remove_agent(self, agent_id: str) -> None:
@@ -440,7 +444,7 @@ class RayExecutor:
         self._by_attempt.pop((att.task_id, att.attempt), None)
         ray = self._ray
         try:
-            status, value, dur, usage = ray.get(ref)
+            status, value, dur, usage, incarnation = ray.get(ref)
         except ray.exceptions.RayActorError as e:
             self._actor_died(att.agent, e)
             return
@@ -449,6 +453,7 @@ class RayExecutor:
             self._post(TaskFailed(task_id=att.task_id, agent=att.agent, attempt=att.attempt,
                                   reason=f"ray: {_ray_reason(ray, e)}"))
             return
+        self._heard_from(att.agent, incarnation)
         job = self._jobs.get(att.task_id)
         bad = _bad_usage(usage) if status == "ok" and usage is not None else None
         if bad is not None:
@@ -472,6 +477,24 @@ class RayExecutor:
             self._post(TaskFailed(task_id=att.task_id, agent=att.agent, attempt=att.attempt,
                                   reason=value, duration=dur))
 
+    def _heard_from(self, agent_id: str, incarnation: str) -> None:
+        """Count a restart no call saw: Ray restarted the actor while nothing was in flight
+        on it (killed while idle), so no `RayActorError` came and only the answering
+        process changed. While other calls of the agent are in flight the count waits:
+        one of them may still fail with the old process, and `_actor_died` counts that."""
+        before = self._incarnation.get(agent_id)
+        self._incarnation[agent_id] = incarnation
+        if agent_id in self._dead:
+            return
+        if before is not None and before != incarnation:
+            self._restarted.add(agent_id)
+        if agent_id in self._restarted and not any(
+                a.agent == agent_id for a in self._inflight.values()):
+            self._restarted.discard(agent_id)
+            self.stats.actor_deaths += 1
+            self.stats.rejoins += 1
+            log.warning("agent %s: its actor was restarted while idle", agent_id)
+
     def _forget_agent(self, agent_id: str) -> None:
         for ref, att in list(self._inflight.items()):
             if att.agent == agent_id:
@@ -482,6 +505,7 @@ class RayExecutor:
         if agent_id in self._dead:
             return
         self._dead.add(agent_id)
+        self._restarted.discard(agent_id)  # the same death, counted here
         self.stats.actor_deaths += 1
         # Every other attempt on this actor is lost with it: the core retries them all
         # on AgentFailed, so their refs must never be reported again.
@@ -504,12 +528,13 @@ class RayExecutor:
     def _on_ping(self, ref: Any) -> None:
         agent_id = self._pings.pop(ref)
         try:
-            self._ray.get(ref)
+            incarnation = self._ray.get(ref)
         except Exception:
             # Not back (yet, or for good): try again later while Ray may still restart it.
             self._rejoin_at[agent_id] = time.monotonic() + self.rejoin_after
             return
         self._dead.discard(agent_id)
+        self._incarnation[agent_id] = incarnation
         self.stats.rejoins += 1
         spec, limit = self.specs[agent_id]
         self._post(AgentJoined(agent=spec, rate_limit=limit))

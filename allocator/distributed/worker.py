@@ -31,7 +31,7 @@ class AgentWorker:
     """One agent as a Ray actor (wrapped with `ray.remote` by the driver).
 
     `run` never raises for a task's own error (any BaseException but a
-    cancellation): it returns `("error", reason, duration, None)`, so an
+    cancellation): it returns `("error", reason, duration, None, incarnation)`, so an
     exception out of `ray.get` means the actor, the transport or the pickling
     of the result failed, never the task's code.
     """
@@ -39,6 +39,9 @@ class AgentWorker:
     def __init__(self, agent_id: str, concurrency: int) -> None:
         os.environ[AGENT_ENV] = agent_id  # one actor per worker process
         self.agent_id = agent_id
+        # Which process this is: a restart Ray made while no call was in flight shows
+        # to the driver only as a new incarnation on the next answer.
+        self.incarnation = f"{os.getpid()}-{time.time_ns()}"
         self.concurrency = concurrency
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, concurrency), thread_name_prefix=f"agent-{agent_id}")
@@ -47,7 +50,7 @@ class AgentWorker:
         self.done = 0
 
     async def run(self, payload: tuple[Callable[..., Any], tuple[Any, ...]], task_id: str,
-                  attempt: int) -> tuple[str, Any, float, dict[str, float] | None]:
+                  attempt: int) -> tuple[str, Any, float, dict[str, float] | None, str]:
         fn, args = payload
         self.running += 1
         self.peak = max(self.peak, self.running)
@@ -64,7 +67,7 @@ class AgentWorker:
             # BaseException too: a SystemExit or KeyboardInterrupt escaping `run` stopped
             # the actor's event loop without killing the actor, so it never answered again
             # (the executor waited for ever on everything sent to it).
-            return "error", _describe(e), time.monotonic() - t0, None
+            return "error", _describe(e), time.monotonic() - t0, None, self.incarnation
         finally:
             self.running -= 1
             self.done += 1
@@ -72,14 +75,14 @@ class AgentWorker:
         runtime = sys.modules.get("allocator.online.runtime")  # loaded iff fn used Reported
         if runtime is not None and isinstance(value, runtime.Reported):
             value, usage = value.value, value.usage  # the driver checks it
-        return "ok", value, time.monotonic() - t0, usage
+        return "ok", value, time.monotonic() - t0, usage, self.incarnation
 
     async def ping(self) -> str:
-        return self.agent_id
+        return self.incarnation
 
     async def stats(self) -> dict[str, Any]:
         return {"agent": self.agent_id, "concurrency": self.concurrency, "peak": self.peak,
-                "done": self.done, "running": self.running}
+                "done": self.done, "running": self.running, "incarnation": self.incarnation}
 
 
 def _describe(e: BaseException) -> str:

@@ -316,6 +316,32 @@ def test_restarted_actor_rejoins(ray_cluster, tmp_path: Path) -> None:
     assert rx.core.agents["a0"].status.value == "up"
 
 
+def test_actor_restarted_while_idle_is_counted(ray_cluster) -> None:
+    """Killed with nothing in flight, the actor comes back before any call fails: the
+    driver sees only a new process answering. It must still count the restart (it used
+    to report `actor_deaths == 0` for a death that happened), and lose nothing."""
+    seen = Terminals()
+    with RayExecutor(agents(2), "round-robin", on_instruction=seen, max_restarts=1) as rx:
+        first = [rx.submit(sleep_for, 0.01, i, id=f"f{i}", work=0.01) for i in range(4)]
+        rx.join(timeout=60)
+        before = rx.actor_stats()["a0"]["incarnation"]
+        ray.kill(rx.actor("a0"), no_restart=False)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 30:  # Ray restarts it; calls wait for the new one
+            try:
+                if ray.get(rx.actor("a0").ping.remote(), timeout=5) != before:
+                    break
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                time.sleep(0.1)
+        later = [rx.submit(sleep_for, 0.01, i, id=f"l{i}", work=0.01) for i in range(4)]
+        rx.join(timeout=60)
+        after = rx.actor_stats()["a0"]
+    assert after["incarnation"] != before and after["done"] >= 1
+    assert [f.result() for f in first + later] == [0, 1, 2, 3] * 2
+    assert set(seen.ends.values()) == {1}
+    assert rx.stats.actor_deaths == 1 and rx.stats.rejoins == 1
+
+
 def test_cli_ray_run_kill_reports_failover_or_says_it_never_happened(ray_cluster) -> None:
     """`ray run --kill`: the killed actor's tasks finish elsewhere, none lost or doubled; a run
     that ends before --kill-after says so on stderr instead of reporting a clean failover."""
