@@ -228,8 +228,12 @@ def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None =
     elif not need_size:
         P, how = 0, "the widest job (no MaxProcs or MaxNodes in the header)"
     else:
-        raise InvalidInputError(f"{name}: the header gives neither MaxProcs nor MaxNodes: "
-                                "give the machine size with --procs", field="procs")
+        zero = [f"{m.group(1)}: 0" for ln in header
+                if (m := _HEADER_NUM.match(ln.strip())) and int(m.group(2)) == 0]
+        what = (f"its {' and '.join(zero)} is no machine size" if zero
+                else "it gives neither MaxProcs nor MaxNodes")
+        raise InvalidInputError(f"{name}: the header does not say how many processors: "
+                                f"{what}; give the machine size with --procs", field="procs")
     dropped: dict[str, int] = {}
     c = pl.col
     if statuses is not None:

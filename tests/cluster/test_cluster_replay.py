@@ -170,8 +170,11 @@ def test_reader_counts_what_it_drops_and_fills(tmp_path: Path) -> None:
     row = replay_row(tr.jobs, simulate(tr.jobs, tr.procs, "easy"))
     assert row["recorded_mean_wait"] == pytest.approx(5 / 3)
     assert row["valid"] is True
-    with pytest.raises(InvalidInputError, match="--procs"):
+    with pytest.raises(InvalidInputError, match=r"neither MaxProcs nor MaxNodes.*--procs"):
         read_swf_cluster(swf_text(header=False).encode())
+    zero = swf_text().replace("; MaxProcs: 8", "; MaxProcs: 0").replace("; MaxNodes: 4", "")
+    with pytest.raises(InvalidInputError, match=r"MaxProcs: 0 is no machine size.*--procs"):
+        read_swf_cluster(zero.encode())  # it said "gives neither MaxProcs nor MaxNodes"
 
 
 def test_cli_rows_have_exactly_the_issue_fields(tmp_path: Path) -> None:
