@@ -223,9 +223,10 @@ def replay_pods(trace: Path, policies: list[str], *, nodes: int | None,
         raise InvalidInputError(f"--nodes must be >= 1, got {n}", field="nodes")
     jobs = read_pods(trace, shape, window=parse_window(window), limit=limit,
                      time_scale=time_scale, arrival_scale=arrival_scale)
-    if len(jobs) == 0:
-        raise InvalidInputError(f"{trace}: no replayable pods", field="trace")
     dropped = ", ".join(f"{v} {k}" for k, v in jobs.dropped.items()) or "none"
+    if len(jobs) == 0:
+        raise InvalidInputError(f"{trace}: no replayable pods (dropped: {dropped})",
+                                field="trace")
     typer.echo(f"{trace}: {len(jobs)} pods on {n} nodes of cpu={shape.cpu},"
                f"memory={shape.memory},gpu={shape.gpu}; dropped: {dropped}", err=True)
     rows = []

@@ -224,8 +224,12 @@ def read_pods(source: str | PathLike[str], shape: NodeShape, *,
             dropped[reason] = k
             df = df.filter(~cond)
 
+    # NaN and inf parse as numbers; NaN then sorts above every node size and was
+    # dropped as "larger than a node".
     drop("bad number (cpu, memory, gpu or times)",
          pl.any_horizontal([c(k).is_null() for k in need if k != "scheduled_time"])
+         | pl.any_horizontal([(c(k).is_nan() | c(k).is_infinite()).fill_null(False)
+                              for k in need])
          | pl.any_horizontal([c(k) < 0 for k in need[:4]]))
     drop("never scheduled (Pending)", c("scheduled_time").is_null())
     drop("deleted before scheduled or scheduled before created",

@@ -161,3 +161,18 @@ def test_time_and_arrival_scale_apply_to_the_pod_replay() -> None:
     for flag in ("--time-scale", "--arrival-scale"):
         bad = runner.invoke(app, ["replay", str(OPENB), "--nodes", "2", flag, "0"])
         assert bad.exit_code == 2 and flag.strip("-").replace("-", "_") in bad.output
+
+
+def test_non_finite_numbers_are_bad_rows_and_an_empty_replay_says_why(tmp_path: Path) -> None:
+    head = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,creation_time,deletion_time,scheduled_time"
+    rows = ["p0,1000,10,0,0,0,50,5", "p1,nan,10,0,0,1,50,5", "p2,1000,inf,0,0,2,50,5",
+            "p3,1000,10,0,0,3,nan,5"]
+    p = tmp_path / "pods.csv"
+    p.write_text("\n".join([head, *rows]) + "\n")
+    j = read_pods(p, SMALL)
+    # NaN sorts above every node size: it was dropped as "larger than a node"
+    assert len(j) == 1 and j.dropped == {"bad number (cpu, memory, gpu or times)": 3}
+    p.write_text("\n".join([head, "p0,1000,10,0,0,10,5,8"]) + "\n")
+    r = runner.invoke(app, ["replay", str(p), "--nodes", "2"])
+    assert r.exit_code == 2
+    assert "no replayable pods (dropped: 1 deleted before scheduled" in r.output
