@@ -906,6 +906,42 @@ def test_a_guess_only_moves_the_first_target(seed: int) -> None:
         assert r.cost == pytest.approx(opt) == pytest.approx(kl.cost(r.agent_of))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_short_seeding_level_never_ends_dearer_than_its_start(
+        monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """A seeding level with less than BB_MIN_S goes to the tree's path (tabu start, tree,
+    search), not to HiGHS, and ends no dearer than the start it was given: HiGHS's first
+    plan in such a slice cost 6397 on d1080-s311 at makespan 8 (optimum 5043). D 8x40 at
+    its tightest load cap, from a poor feasible plan."""
+    import allocator.solvers.exact_front as ef
+
+    kl, _ = _bb("d", 8, 40, seed)
+    K = 5
+    start = tabu_search(kl.C, kl.A, kl.cap, kl.loads, K, None, seed=seed, iterations=200,
+                        deadline=np.inf, clock=time.perf_counter).agent_of
+    assert start is not None and kl.feasible(start, K)
+    p = compile_snapshot(gap_to_snapshot(generate_gap("d", 8, 40, seed)))
+    obj = ["cost", "makespan"]
+    sw = ef._Sweep(ef._build(p, obj), obj, Budget(60), 0, share=True)
+    assert sw.fix_placed()
+    sw.budget = Budget(0.3)
+    assert sw.slice() < ef.BB_MIN_S
+    highs = {"n": 0}
+    real = ef._Sweep._highs
+
+    def counted(self: ef._Sweep, *a: object, **k: object) -> object:
+        highs["n"] += 1
+        return real(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ef._Sweep, "_highs", counted)
+    r = sw.solve("cost", {"makespan": float(K)}, start)
+    assert highs["n"] == 0
+    assert r.agent_of is not None and kl.feasible(r.agent_of, K)
+    assert assignment_feasible(p, r.agent_of)
+    assert r.values["cost"] == pytest.approx(kl.cost(r.agent_of))
+    assert kl.cost(r.agent_of) <= kl.cost(start) + 1e-9
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 @pytest.mark.parametrize("limit", [0.05, 0.3, 60.0])
 def test_seeding_sweep_plans_are_valid_whatever_the_budget(

@@ -119,6 +119,9 @@ USE_BB = True
 #: gave its 1.4 s steps to HiGHS at 1.5 (3860, 3887, 3877, 3863 at makespan 11-8) and to
 #: the tree at 0.5 (3875, 3838, 3854, 3863).
 BB_MIN_S = 0.5
+#: Seeding: a level short of BB_MIN_S goes to the tree's path too (not HiGHS), and no
+#: seeding level ends dearer than its start.
+SHORT_BB = True
 #: Tabu search for a bound-and-branch step's incumbent: most seconds, share of the step.
 BB_TABU_S, BB_TABU_SHARE = 0.5, 0.1
 BB_TABU_ITERATIONS = 20000
@@ -645,7 +648,12 @@ class _Sweep:
             if vals[target] <= lower + 1e-9 * max(1.0, abs(lower)):
                 self.bound_proofs += 1
                 return _Result(start, vals, True)
-        if self.slice() >= BB_MIN_S and self._bb_applies(target, bounds):
+        # A seeding level short of BB_MIN_S still goes to the tree's path (its tabu start,
+        # then tree and search) rather than to HiGHS, whose first plan in a fraction of a
+        # second can be far dearer than any start (d1080-s311 at makespan 8: 6397 in 0.43
+        # s, optimum 5043).
+        if ((self.slice() >= BB_MIN_S or (self.share and SHORT_BB))
+                and self._bb_applies(target, bounds)):
             self.bb_steps += 1
             res = self._solve_bb(target, bounds, start, lower, guess)
         elif self._lagrange_applies(target, bounds):
@@ -660,6 +668,12 @@ class _Sweep:
             # LNS tail (which ends unproven) must not break a chain of proofs.
             self.bound_proofs += 1
             res = _Result(res.agent_of, res.values, True)
+        if (self.share and SHORT_BB and start is not None and not res.infeasible
+                and self.placed_all and self._feasible(start, bounds)):
+            # A seeding level never ends dearer than the start it was given.
+            sv = self.values(start)
+            if res.agent_of is None or sv[target] < res.values[target]:
+                res = _Result(start, sv, False)
         if probe:
             self._probe = (key, res)
         if self.share and res.agent_of is not None:
