@@ -119,8 +119,11 @@ USE_BB = True
 #: gave its 1.4 s steps to HiGHS at 1.5 (3860, 3887, 3877, 3863 at makespan 11-8) and to
 #: the tree at 0.5 (3875, 3838, 3854, 3863).
 BB_MIN_S = 0.5
-#: Seeding: a level short of BB_MIN_S goes to the tree's path too (not HiGHS), and no
-#: seeding level ends dearer than its start.
+#: Seeding: a level short of BB_MIN_S goes to the tree's path too (tabu start, tree and
+#: search; not HiGHS), and no seeding level ends dearer than its start. Held-out 10x80
+#: type-D bottom levels (seeds 520-529) with 0.43 s from no repairable start: HiGHS
+#: 5861-6143, the tree's path 5024-5190, better on 10 of 10
+#: (docs/benchmarks/pareto-gap-cde.md, 2026-12-03 14:15 UTC).
 SHORT_BB = True
 #: Tabu search for a bound-and-branch step's incumbent: most seconds, share of the step.
 BB_TABU_S, BB_TABU_SHARE = 0.5, 0.1
