@@ -385,7 +385,7 @@ def test_task_raising_systemexit_fails_and_its_agent_goes_on(ray_cluster) -> Non
         bad = rx.submit(exits, 3, id="exits")
         kbi = rx.submit(interrupted, id="interrupted")
         good = [rx.submit(sleep_for, 0.0, i, id=f"t{i}") for i in range(3)]
-        rx.join(timeout=20)
+        rx.join(timeout=60)
     for fut, what in ((bad, "SystemExit: 3"), (kbi, "KeyboardInterrupt")):
         with pytest.raises(TaskFailedError) as e:
             fut.result()
@@ -405,7 +405,7 @@ def test_submit_refuses_bad_fields_and_known_ids_before_the_core(ray_cluster) ->
     seen = Terminals()
     with RayExecutor(agents(2), "jsq", on_instruction=seen) as rx:
         first = rx.submit(sleep_for, 0.0, "first", id="t1")
-        rx.join(timeout=20)
+        rx.join(timeout=60)
         bad: list[tuple[dict[str, object], str]] = [
             ({"id": "t1"}, "id"), ({"id": 5}, "id"), ({"priority": "urgent"}, "priority"),
             ({"work": float("nan")}, "work"), ({"work": -1.0}, "work"),
@@ -418,7 +418,7 @@ def test_submit_refuses_bad_fields_and_known_ids_before_the_core(ray_cluster) ->
                 rx.submit(sleep_for, 0.0, None, **fields)
             assert e.value.field == field, (fields, e.value)
         later = [rx.submit(sleep_for, 0.0, i, id=f"u{i}", priority="high") for i in range(4)]
-        rx.join(timeout=20)
+        rx.join(timeout=60)
     assert first.result() == "first" and [f.result() for f in later] == [0, 1, 2, 3]
     assert set(seen.ends) == {"t1", "u0", "u1", "u2", "u3"} and set(seen.ends.values()) == {1}
 
@@ -435,7 +435,7 @@ def test_a_result_ray_cannot_send_back_fails_with_the_reason(ray_cluster) -> Non
 
     with RayExecutor(agents(1), "fifo", max_retries=0) as rx:
         fut = rx.submit(lock, id="lock")
-        rx.join(timeout=20)
+        rx.join(timeout=60)
     with pytest.raises(TaskFailedError) as e:
         fut.result()
     assert "cannot pickle" in e.value.reason and "lock" in e.value.reason, e.value.reason
@@ -457,7 +457,7 @@ def test_a_bad_usage_report_fails_its_task_only(ray_cluster) -> None:
         bad = {str(u): rx.submit(report, u) for u in
                ({"tokens": "many"}, {"tokens": float("nan")}, {"tokens": -1.0}, [1, 2])}
         good = [rx.submit(report, {"tokens": 2.0}) for _ in range(4)]
-        rx.join(timeout=20)
+        rx.join(timeout=60)
         limiter_ok = all(a.limiter is None for a in rx.core.agents.values())
     for u, fut in bad.items():
         with pytest.raises(TaskFailedError) as e:
@@ -479,7 +479,7 @@ def test_a_task_whose_arguments_cannot_be_sent_fails_alone(ray_cluster) -> None:
         before = [rx.submit(sleep_for, 0.02, i, id=f"a{i}") for i in range(3)]
         bad = rx.submit(sleep_for, 0.0, threading.Lock(), id="lock")
         after = [rx.submit(sleep_for, 0.02, i, id=f"b{i}") for i in range(3)]
-        rx.join(timeout=20)
+        rx.join(timeout=60)
     with pytest.raises(TaskFailedError) as e:
         bad.result()
     assert "cannot send" in e.value.reason and "lock" in e.value.reason, e.value.reason
