@@ -39,6 +39,19 @@ def _compiled() -> None:
     warm_up()
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> dict[str, int]:
+    """Count the calls of `owner.name` (still made): {"n": calls so far}."""
+    calls = {"n": 0}
+    real = getattr(owner, name)
+
+    def counted(*a: object, **k: object) -> object:
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
 def _bb(kind: str, m: int, n: int, seed: int) -> tuple[KnapsackLagrangian, GapBranchBound]:
     p = compile_snapshot(gap_to_snapshot(generate_gap(kind, m, n, seed)))
     kl = KnapsackLagrangian.of(p, 1.0)
@@ -626,14 +639,7 @@ def test_seeding_portfolio_with_the_search_thread(monkeypatch: pytest.MonkeyPatc
     inc = t.agent_of
     assert inc is not None and kl.feasible(inc, K) and kl.cost(inc) > ref.cost
     monkeypatch.setattr(gl, "STALL_TREES", 1)
-    calls = {"n": 0}
-    real = ef.lns_search
-
-    def counted(*a: object, **k: object) -> object:
-        calls["n"] += 1
-        return real(*a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ef, "lns_search", counted)
+    calls = count_calls(monkeypatch, ef, "lns_search")
     p = compile_snapshot(gap_to_snapshot(generate_gap("d", 5, 20, seed)))
     sw = ef._Sweep(ef._build(p, ["cost", "makespan"]), ["cost", "makespan"], Budget(600), 0,
                    share=True)
@@ -660,14 +666,7 @@ def test_seeding_sweep_on_two_idle_cores_reaches_the_exact_front(
     assert true.proven
     monkeypatch.setattr(ef, "idle_cores", lambda own=1: 2)
     monkeypatch.setattr(ef, "LAST_EXACT", last_exact)
-    calls = {"n": 0}
-    real = ef._Sweep._portfolio
-
-    def counted(self: ef._Sweep, *a: object, **k: object) -> object:
-        calls["n"] += 1
-        return real(self, *a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ef._Sweep, "_portfolio", counted)
+    calls = count_calls(monkeypatch, ef._Sweep, "_portfolio")
     plans = ef.epsilon_assignments(p, ["cost", "makespan"], budget=Budget(60), seed=0)
     assert calls["n"] >= 1 or last_exact
     _assert_covers(p, plans, true)
@@ -926,14 +925,7 @@ def test_a_short_seeding_level_never_ends_dearer_than_its_start(
     assert sw.fix_placed()
     sw.budget = Budget(0.3)
     assert sw.slice() < ef.BB_MIN_S
-    highs = {"n": 0}
-    real = ef._Sweep._highs
-
-    def counted(self: ef._Sweep, *a: object, **k: object) -> object:
-        highs["n"] += 1
-        return real(self, *a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ef._Sweep, "_highs", counted)
+    highs = count_calls(monkeypatch, ef._Sweep, "_highs")
     r = sw.solve("cost", {"makespan": float(K)}, start)
     assert highs["n"] == 0
     assert r.agent_of is not None and kl.feasible(r.agent_of, K)
