@@ -122,12 +122,13 @@ WIDTH_CLASSES = ("1", "2-4", "5-16", "17-64", "65+")
 
 
 def header_machine(header: Sequence[str]) -> tuple[int | None, int | None]:
-    """(MaxProcs, MaxNodes) from SWF header comment lines (None when absent)."""
+    """(MaxProcs, MaxNodes) from SWF header comment lines: None when absent, 0 when the
+    header gives only 0 (no machine size; the error says so), else the first positive."""
     found: dict[str, int] = {}
     for line in header:
         m = _HEADER_NUM.match(line.strip())
-        if m and int(m.group(2)) > 0:
-            found.setdefault(m.group(1).lower(), int(m.group(2)))
+        if m and not found.get(key := m.group(1).lower()):
+            found[key] = int(m.group(2))
     return found.get("maxprocs"), found.get("maxnodes")
 
 
@@ -221,15 +222,14 @@ def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None =
         if procs < 1:
             raise InvalidInputError(f"procs must be >= 1, got {procs}", field="procs")
         P, how = procs, "--procs"
-    elif hp is not None:
+    elif hp:
         P, how = hp, "MaxProcs in the header"
-    elif hn is not None:
+    elif hn:
         P, how = hn, "MaxNodes in the header"
     elif not need_size:
         P, how = 0, "the widest job (no MaxProcs or MaxNodes in the header)"
     else:
-        zero = [f"{m.group(1)}: 0" for ln in header
-                if (m := _HEADER_NUM.match(ln.strip())) and int(m.group(2)) == 0]
+        zero = [f"{k}: 0" for k, v in (("MaxProcs", hp), ("MaxNodes", hn)) if v == 0]
         what = (f"its {' and '.join(zero)} is no machine size" if zero
                 else "it gives neither MaxProcs nor MaxNodes")
         raise InvalidInputError(f"{name}: the header does not say how many processors: "
@@ -288,5 +288,5 @@ def read_swf_cluster(source: str | PathLike[str] | bytes, *, procs: int | None =
         ids=[str(int(x)) for x in rows["job"].to_list()],
         dropped=dropped, filled={k: v for k, v in filled.items() if v}, source=name,
         origin=t0)
-    return ClusterTrace(jobs=jobs, procs=P, nodes=hn, procs_source=how, rows_read=rows_read,
+    return ClusterTrace(jobs=jobs, procs=P, nodes=hn or None, procs_source=how, rows_read=rows_read,
                         bad=bad)
