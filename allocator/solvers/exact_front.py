@@ -224,7 +224,7 @@ LAST_EXACT = True
 #: threads (two seeds) from a repaired or tabu start; its plan is then every level's start
 #: (`cheapest`). The bottom optimum sits 12-25 units above the level before it on 10x80 type
 #: D, where an exact-mode tree finds it only when its rising targets reach it (at the proof).
-BOTTOM_EARLY = 0.0
+BOTTOM_EARLY = 0.1
 #: Seconds of that search's first tree (its root sets the multipliers at the bottom cap).
 EARLY_ROOT_S = 0.15
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
@@ -960,13 +960,16 @@ class _Sweep:
         """Seeding on two idle cores (BOTTOM_EARLY): the search for the bottom level's plans
         (cost `target` within `bounds`) before the levels above it, on two threads; the best
         plan found joins `found`, where each later level's start is picked."""
-        if (not self.share or BOTTOM_EARLY <= 0 or self._workers() < 2
+        # Two idle cores: the last tree's threads (a second look at the machine here would
+        # shorten the window of the next level's look, see idle_cores).
+        if (not self.share or BOTTOM_EARLY <= 0 or self._threads < 2
                 or not self._bb_applies(target, bounds) or self._bb is None):
             return
         lag, bb, clock = self._lagrangian, self._bb, self.budget.clock
         assert lag is not None
         K = lag.load_units(bounds.get("makespan", np.inf))
-        end = clock() + BOTTOM_EARLY * self.budget.time_limit
+        end = clock() + min(BOTTOM_EARLY * self.budget.time_limit,
+                            0.5 * self.budget.remaining())
         inc = start if start is not None and bb.feasible(start, K) else None
         if inc is None:
             seed_plan = start if start is not None else lag.heuristic(bb.lam, K)
