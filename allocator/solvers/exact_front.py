@@ -224,8 +224,8 @@ LAST_EXACT = True
 #: threads (two seeds) from a repaired or tabu start; its plan is then every level's start
 #: (`cheapest`). The bottom optimum sits 12-25 units above the level before it on 10x80 type
 #: D, where an exact-mode tree finds it only when its rising targets reach it (at the proof).
-#: Held-out 10x80 type D (s720-s739), idle 10 s fronts, two passes: mean hv_ratio 0.875 ->
-#: 0.898, pairs below 0.9 17 -> 13 of 40; the early plan is rarely the optimum (1 of 20) but
+#: Held-out 10x80 type D (s720-s739), idle 10 s fronts, three passes: mean hv_ratio 0.872 ->
+#: 0.902, pairs below 0.9 25 -> 19 of 60; the early plan is rarely the optimum (1 of 20) but
 #: a nearer start for the bottom level (docs/benchmarks/pareto-gap-cde.md, 2026-12-03 17:02).
 BOTTOM_EARLY = 0.1
 #: Seconds of that search's first tree (its root sets the multipliers at the bottom cap).
