@@ -183,8 +183,12 @@ ANNEAL_CHAIN_SCAN = 8
 #: transient resource (a2_5: 391.7 / 367.9 million at 20 / 60 s of CPU against 396.5
 #: / 384.0 without ejections, and 400.5 with 20 partners; docs/benchmarks/roadef.md).
 ANNEAL_P_EJECT = 0.1
-#: ... and with a transient resource (next to the chains, which make room there).
-ANNEAL_P_EJECT_TR = 0.0
+#: ... and with a transient resource (next to the chains, which make room there), where
+#: no machine lacks safety capacity: a1_2 / a1_4 at 20 s, held-out seeds 10, 11, 30, 31,
+#: better in 8 of 8 pairs (a1_4 mean 7.8 -> 3.8 %). With zero-safety machines (a2_2,
+#: a2_3) they stay off: a2_3 lost 0.7 points (4 of 12 better); they take the one
+#: receiver of a stranded process there (docs/benchmarks/roadef.md, slot z).
+ANNEAL_P_EJECT_TR = 0.1
 ANNEAL_EJECT_DEPTH = 4
 ANNEAL_SWAP_SCAN_NO_TR = 3
 #: Moves start from the costliest of this many random machines (0: any process).
@@ -980,7 +984,8 @@ class _Search:
         # ejections where whole-machine LNS steps run too (a2_1, 10 processes per
         # machine: 364 at 60 s with them against 324 without)
         dense = self.inst.n_processes >= LNS_WHOLE_MIN_PER_MACHINE * self.inst.n_machines
-        p_eject = ANNEAL_P_EJECT_TR if any_tr else (ANNEAL_P_EJECT if dense else 0.0)
+        p_eject = ((0.0 if self.zero_safety else ANNEAL_P_EJECT_TR) if any_tr
+                   else (ANNEAL_P_EJECT if dense else 0.0))
         swap_scan = (ANNEAL_SWAP_SCAN if any_tr or not dense else ANNEAL_SWAP_SCAN_NO_TR)
         if self.iterations is not None:
             total = ANNEAL_MOVES_PER_ITERATION * max(1, self.iterations)
