@@ -672,44 +672,6 @@ def test_seeding_sweep_on_two_idle_cores_reaches_the_exact_front(
     _assert_covers(p, plans, true)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_the_bottom_levels_early_search_feeds_the_front(monkeypatch: pytest.MonkeyPatch,
-                                                        seed: int) -> None:
-    """On two idle cores (BOTTOM_EARLY) the bottom level is searched once, at the exact
-    front's least makespan, before the first capped level: a plan it adds fits that cap and
-    the capacities and costs no less than the bottom point, and the sweep's plans still
-    reach every exact point (D 6x30, two-point fronts, a 0.3 s search)."""
-    import allocator.solvers.exact_front as ef
-
-    snap = gap_to_snapshot(generate_gap("d", 6, 30, seed))
-    p = compile_snapshot(snap)
-    true = exact_front(p, ["cost", "makespan"], budget=Budget(60, workers=1), seed=0)
-    assert true.proven
-    bottom = min(true.points, key=lambda q: q.objectives["makespan"]).objectives
-    monkeypatch.setattr(ef, "idle_cores", lambda own=1: 2)
-    monkeypatch.setattr(ef, "BOTTOM_EARLY", 0.03)
-    caps: list[float] = []
-    early: list[np.ndarray] = []
-    real = ef._Sweep.bottom_early
-
-    def spy(self: ef._Sweep, target: str, bounds: dict[str, float],
-            start: np.ndarray | None) -> None:
-        n = len(self.found)
-        caps.append(bounds["makespan"])
-        real(self, target, bounds, start)
-        early.extend(a for a, _ in self.found[n:])
-
-    monkeypatch.setattr(ef._Sweep, "bottom_early", spy)
-    plans = ef.epsilon_assignments(p, ["cost", "makespan"], budget=Budget(10), seed=0)
-    assert caps == [bottom["makespan"]] and len(early) <= 1
-    ar = np.arange(p.n)
-    for a in early:  # (none when no plan within the cap was found in time: a loaded machine)
-        assert float(np.bincount(a, minlength=p.m).max()) <= bottom["makespan"]
-        assert assignment_feasible(p, a)
-        assert float(p.cost[a, ar].sum()) >= bottom["cost"] - 1e-6
-    _assert_covers(p, plans, true)
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_plans_met_in_a_tree_are_kept_by_makespan(seed: int) -> None:
     """After a cap-free step the tree has kept the cheapest plan it met at each makespan:

@@ -219,17 +219,6 @@ SKIP_EQUAL = True
 #: against main's mean 0.980, never worse (on one core it cannot fire: share mode):
 #: docs/benchmarks/pareto-gap-cde.md (2026-12-02 18:22 UTC).
 LAST_EXACT = True
-#: Seeding on two idle cores: before the first capped level, the bottom level (the makespan
-#: LP bound's cap) gets this share of the budget for the large-neighbourhood search on both
-#: threads (two seeds) from a repaired or tabu start; its plan is then every level's start
-#: (`cheapest`). The bottom optimum sits 12-25 units above the level before it on 10x80 type
-#: D, where an exact-mode tree finds it only when its rising targets reach it (at the proof).
-#: Held-out 10x80 type D (s720-s739), idle 10 s fronts, three passes: mean hv_ratio 0.872 ->
-#: 0.902, pairs below 0.9 25 -> 19 of 60; the early plan is rarely the optimum (1 of 20) but
-#: a nearer start for the bottom level (docs/benchmarks/pareto-gap-cde.md, 2026-12-03 17:02).
-BOTTOM_EARLY = 0.1
-#: Seconds of that search's first tree (its root sets the multipliers at the bottom cap).
-EARLY_ROOT_S = 0.15
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
 #: has 2 cores).
 BB_WORKERS = 2
@@ -958,66 +947,6 @@ class _Sweep:
                           sum(r.nodes for r in rs), any(r.emptied for r in rs),
                           sum(r.evaluations for r in rs))
 
-    def bottom_early(self, target: str, bounds: dict[str, float], start: np.ndarray | None
-                     ) -> None:
-        """Seeding on two idle cores (BOTTOM_EARLY): the search for the bottom level's plans
-        (cost `target` within `bounds`) before the levels above it, on two threads; the best
-        plan found joins `found`, where each later level's start is picked."""
-        # Two idle cores: the last tree's threads (a second look at the machine here would
-        # shorten the window of the next level's look, see idle_cores).
-        if (not self.share or BOTTOM_EARLY <= 0 or self._threads < 2
-                or not self._bb_applies(target, bounds) or self._bb is None):
-            return
-        lag, bb, clock = self._lagrangian, self._bb, self.budget.clock
-        assert lag is not None
-        K = lag.load_units(bounds.get("makespan", np.inf))
-        end = clock() + min(BOTTOM_EARLY * self.budget.time_limit,
-                            0.5 * self.budget.remaining())
-        inc = start if start is not None and bb.feasible(start, K) else None
-        if inc is None:
-            seed_plan = start if start is not None else lag.heuristic(bb.lam, K)
-            r = tabu_search(lag.C, lag.A, lag.cap, lag.loads, np.inf if K is None else K,
-                            seed_plan, seed=self.seed, iterations=BB_TABU_ITERATIONS,
-                            deadline=min(end, clock() + BB_TABU_S), clock=clock)
-            if r.agent_of is None or not bb.feasible(r.agent_of, K):
-                return
-            inc = r.agent_of
-        if self._bb2 is None:
-            self._bb2 = GapBranchBound(bb.C, bb.A, bb.cap, bb.D)
-        other = self._bb2
-        other.lam = bb.lam.copy()
-        # A short tree at the bottom cap on the copy first: its root moves the copy's
-        # multipliers to that cap (the chain's tree keeps its own), and they guide the search.
-        r0 = other.solve(K, inc, step=self.mm.step[target], clock=clock, raise_target=False,
-                         deadline=min(end, clock() + EARLY_ROOT_S), regret=True)
-        if r0.agent_of is not None and bb.cost(r0.agent_of) < bb.cost(inc):
-            inc = r0.agent_of
-        guide = self._guide(other, K)()
-        mine_bb = GapBranchBound(bb.C, bb.A, bb.cap, bb.D)
-        mine_bb.lam = other.lam.copy()
-        got: list[np.ndarray] = []
-        err: list[BaseException] = []
-
-        def run_other() -> None:
-            try:
-                got.append(lns_search(other, K, inc, step=self.mm.step[target],
-                                      seed=self.seed + 1, deadline=end, clock=clock,
-                                      guide=guide).agent_of)
-            except BaseException as exc:  # re-raised below, in the caller's thread
-                err.append(exc)
-
-        t = threading.Thread(target=run_other, name="seed-bottom", daemon=True)
-        t.start()
-        try:
-            mine = lns_search(mine_bb, K, inc, step=self.mm.step[target], seed=self.seed,
-                              deadline=end, clock=clock, guide=guide).agent_of
-        finally:
-            t.join()
-        if err:
-            raise err[0]
-        best = min([mine, *got], key=bb.cost)
-        self.found.append((best, self.values(best)))
-
     def _workers(self) -> int:
         """Threads of a tree: the budget's workers, as many as there are idle cores (a
         deterministic budget keeps one: the same seed gives the same plans). A seeding
@@ -1416,7 +1345,6 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
     retries = 0
     #: Kept points whose own solve was unproven while the next one was proven.
     again: list[tuple[int, _Result, dict[str, float]]] = []
-    early = False
     while True:
         assert pending.agent_of is not None
         if eps < floor:  # below g's bound: nothing further can exist
@@ -1442,13 +1370,6 @@ def _coarse(sw: _Sweep, *, top: _Result, g: str, h: str, lb: float) -> _Outcome:
             complete = False
             break
         start = _repair_start(mm.problem, pending.agent_of, g, eps)
-        if sw.share and not early:
-            # The bottom level's search first (BOTTOM_EARLY), from the plan above moved under
-            # its cap when that works.
-            early = True
-            bot = _on_grid(mm, g, lb)
-            if bot <= eps:
-                sw.bottom_early(h, {g: bot}, _repair_start(mm.problem, pending.agent_of, g, bot))
         if sw.share:
             start = sw.cheapest(h, {g: eps}, start)
             if (SKIP_EQUAL and start is not None and sw._feasible(start, {g: eps})
