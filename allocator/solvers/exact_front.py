@@ -48,8 +48,9 @@ from allocator.constraints import capacity_limit
 from allocator.errors import InvalidInputError
 from allocator.problem import Problem
 from allocator.solvers.base import Budget
-from allocator.solvers.gap_bb import GapBranchBound, StepResult, bb_ready
+from allocator.solvers.gap_bb import GapBranchBound, StepResult, StepTree, bb_ready
 from allocator.solvers.gap_bp import GapBranchPrice
+from allocator.solvers.gap_cover import cover_search, packed
 from allocator.solvers.gap_lns import LevelSearch, lns_search
 from allocator.solvers.gap_tabu import HAVE_NUMBA, tabu_search
 from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
@@ -219,6 +220,21 @@ SKIP_EQUAL = True
 #: against main's mean 0.980, never worse (on one core it cannot fire: share mode):
 #: docs/benchmarks/pareto-gap-cde.md (2026-12-02 18:22 UTC).
 LAST_EXACT = True
+#: A packed level (every agent must end exactly at its load cap: the bottom level of a
+#: 10x80 unit-load front at makespan 8) first gets up to this share of its time for the
+#: exact cover of enumerated agent sets (allocator.solvers.gap_cover) from its root's
+#: multipliers; a cover that proves its plan ends the level, else its plan is the
+#: level's start. Single bottom levels of held-out 10x80 type-D files (d1080 s815-s829,
+#: tabu start, one thread): see docs/benchmarks/pareto-gap-cde.md (2026-12-03 20:00 UTC).
+COVER_SHARE = 0.6
+#: ... and at most this many seconds: a cover that has not proven its plan by then rarely
+#: does (the exact sweep's bottom level would otherwise give it 60 % of a long budget).
+COVER_MAX_S = 3.0
+#: A packed level with less time than this skips the cover: its root's multipliers (fewer
+#: subgradient iterations in a short step) and its tables take most of a short slice, where
+#: the tabu start, the tree and its search tail do better (d1080-s819 at load 6.5: a
+#: bottom level of a few tenths of a second ended 5081 with the cover, 5022 without).
+COVER_MIN_S = 1.0
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
 #: has 2 cores).
 BB_WORKERS = 2
@@ -819,6 +835,15 @@ class _Sweep:
                 return first
             if first.agent_of is not None and bb.feasible(first.agent_of, K):
                 inc = first.agent_of
+        if inc is not None and COVER_SHARE > 0 and left() >= COVER_MIN_S and HAVE_NUMBA and (
+                K is not None) and packed(
+                bb.D, K, np.isfinite(bb.C) & (bb.cap[:, None] >= bb.A) & (bb.D <= K)):
+            got = self._cover(bb, K, inc, self.mm.step[target],
+                              clock() + min(COVER_SHARE * left(), COVER_MAX_S), lower)
+            if got.proven and got.agent_of is not None:
+                return _Result(got.agent_of, self.values(got.agent_of), True)
+            if got.agent_of is not None:
+                inc = got.agent_of
         workers = self._workers()
         seeding = self.share and not self.exactish
         # An exact-mode level of a hybrid sweep keeps an LNS tail of a reserve's share.
@@ -858,6 +883,26 @@ class _Sweep:
             return _Result(None, {}, False)
         plan = bb.least_makespan(res.agent_of, K) if seeding and LEAST_MAKESPAN else res.agent_of
         return _Result(plan, self.values(plan), res.proven)
+
+    def _cover(self, bb: GapBranchBound, K: int, inc: np.ndarray, step: float,
+               deadline: float, lower: float) -> StepResult:
+        """A packed level's exact cover (COVER_SHARE) from its tree's root multipliers at
+        this cap (the root runs first, one node); the cover's plan when cheaper than
+        `inc`, proven when the cover proved it."""
+        clock = self.budget.clock
+        root = StepTree(bb, K, inc, step=step, deadline=deadline, clock=clock, lower=lower)
+        root.run(deadline, nodes=1)
+        r = root.result()
+        if r.proven or root.ended:
+            return r
+        plan = root.best if root.cost < bb.cost(inc) else inc
+        got = cover_search(bb.C, bb.A, bb.cap, bb.D, K, bb.lam, plan, step=step,
+                           deadline=deadline, clock=clock)
+        best = got.agent_of if got.agent_of is not None else (
+            root.best.copy() if root.cost < bb.cost(inc) else None)
+        cost = got.cost if best is not None else bb.cost(inc)
+        return StepResult(best, cost, got.proven, False, r.root_bound, r.nodes, got.proven,
+                          r.evaluations)
 
     def _guide(self, bb: GapBranchBound, K: int | None) -> Callable[[], np.ndarray]:
         """The search's guide at the tree's current multipliers, read when called: a task's

@@ -1602,6 +1602,10 @@ def warm_up() -> None:
         one = np.array([1, 1], dtype=np.int64)
         for want_x in (True, False):
             _knapsack2(r, one, one, np.array([0, 1], dtype=np.int64), 2, 2, want_x)
+        # ... and the packed level's exact cover (allocator.solvers.gap_cover).
+        from allocator.solvers.gap_cover import warm_up as cover_warm_up
+
+        cover_warm_up()
         _WARM.mark_ready()
     except Exception:  # the sweep simply does without the search
         log.exception("gap_bb: warm-up failed")

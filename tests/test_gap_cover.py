@@ -1,0 +1,148 @@
+"""The exact cover of enumerated agent sets for a packed cost step (allocator.solvers.gap_cover)
+and the sweep's use of it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from allocator.io import gap_to_snapshot
+from allocator.io.gapgen import generate_gap
+from allocator.problem import compile_snapshot
+from allocator.solvers import exact_front as ef
+from allocator.solvers import gap_cover
+from allocator.solvers.base import Budget
+from allocator.solvers.gap_bb import GapBranchBound, StepTree
+from allocator.solvers.gap_cover import cover_search, packed
+from allocator.solvers.gap_tabu import HAVE_NUMBA, tabu_search
+from allocator.solvers.knapsack_lagrange import KnapsackLagrangian
+from tests.gap_helpers import brute_optimum
+
+pytestmark = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+
+
+def _still() -> float:
+    """A clock that never moves: every cover runs to its end."""
+    return 0.0
+
+
+def _packed_step(kind: str, m: int, n: int, seed: int) -> tuple[KnapsackLagrangian, int]:
+    kl = KnapsackLagrangian.of(compile_snapshot(gap_to_snapshot(generate_gap(kind, m, n, seed))),
+                               1.0)
+    assert kl is not None
+    return kl, n // m
+
+
+def _start(kl: KnapsackLagrangian, K: int, seed: int) -> np.ndarray | None:
+    r = tabu_search(kl.C, kl.A, kl.cap, kl.loads, K, None, seed=seed, iterations=50,
+                    deadline=np.inf, clock=time.perf_counter)
+    return r.agent_of
+
+
+CASES = [(kind, seed) for kind in ("c", "d", "e") for seed in range(4)]
+
+
+@pytest.mark.parametrize("kind,seed", CASES)
+@pytest.mark.parametrize("lam", ["zero", "root"])
+def test_proves_the_brute_force_optimum_of_packed_steps(kind: str, seed: int, lam: str) -> None:
+    """3 agents x 9 tasks at makespan 3 (every agent exactly 3 tasks): from a feasible start
+    the cover ends proven at the optimum enumeration finds, whatever the multipliers (the
+    proof holds for any), and its plan is feasible and costs what it says."""
+    kl, K = _packed_step(kind, 3, 9, seed)
+    assert packed(kl.loads, K, np.isfinite(kl.C))
+    start = _start(kl, K, seed)
+    if start is None or not kl.feasible(start, K):
+        pytest.skip("no feasible start at this cap")
+    bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
+    if lam == "root":
+        StepTree(bb, K, start, step=1.0, deadline=np.inf, clock=_still).run(np.inf, nodes=1)
+        mult = bb.lam
+    else:
+        mult = np.zeros(kl.n)
+    r = cover_search(kl.C, kl.A, kl.cap, kl.loads, K, mult, start, step=1.0, deadline=np.inf,
+                     clock=_still)
+    opt = brute_optimum(kl, K)
+    assert r.proven
+    assert r.cost == pytest.approx(opt)
+    plan = start if r.agent_of is None else r.agent_of
+    assert kl.feasible(plan, K)
+    assert kl.cost(plan) == pytest.approx(r.cost)
+    assert r.cost <= kl.cost(start)
+
+
+def test_the_cases_cover_both_a_better_plan_and_a_start_already_optimal() -> None:
+    """The cases above include starts the cover improved and starts it proved as they were."""
+    improved = kept = 0
+    for kind, seed in CASES:
+        kl, K = _packed_step(kind, 3, 9, seed)
+        start = _start(kl, K, seed)
+        if start is None or not kl.feasible(start, K):
+            continue
+        r = cover_search(kl.C, kl.A, kl.cap, kl.loads, K, np.zeros(kl.n), start, step=1.0,
+                         deadline=np.inf, clock=_still)
+        improved += r.agent_of is not None
+        kept += r.agent_of is None
+    assert improved > 0 and kept > 0
+
+
+def test_same_inputs_same_plan() -> None:
+    """A larger packed step (6 x 24, type D) with the same node budgets gives the same plan."""
+    kl, K = _packed_step("d", 6, 24, 3)
+    start = _start(kl, K, 0)
+    assert start is not None and kl.feasible(start, K)
+    runs = [cover_search(kl.C, kl.A, kl.cap, kl.loads, K, np.zeros(kl.n), start, step=1.0,
+                         deadline=np.inf, clock=_still) for _ in range(2)]
+    assert runs[0].cost == runs[1].cost and runs[0].proven == runs[1].proven
+    assert runs[0].agent_of is not None and runs[1].agent_of is not None
+    assert np.array_equal(runs[0].agent_of, runs[1].agent_of)
+    assert kl.feasible(runs[0].agent_of, K)
+
+
+def test_too_many_sets_ends_unproven_with_a_feasible_plan(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With room for only a few sets the search stops at the first window that overflows:
+    not proven, never dearer than its start."""
+    monkeypatch.setattr(gap_cover, "MAX_COLUMNS", 40)
+    kl, K = _packed_step("d", 6, 24, 3)
+    start = _start(kl, K, 0)
+    assert start is not None
+    r = cover_search(kl.C, kl.A, kl.cap, kl.loads, K, np.zeros(kl.n), start, step=1.0,
+                     deadline=np.inf, clock=_still)
+    assert not r.proven
+    assert r.cost <= kl.cost(start)
+    assert kl.feasible(start if r.agent_of is None else r.agent_of, K)
+
+
+def test_packed_only_when_every_agent_must_end_at_its_cap() -> None:
+    """Makespan 3 with 3 agents x 9 unit tasks is packed; makespan 4 is not."""
+    kl, _ = _packed_step("d", 3, 9, 0)
+    ok = np.isfinite(kl.C)
+    assert packed(kl.loads, 3, ok)
+    assert not packed(kl.loads, 4, ok)
+    assert not packed(kl.loads, None, ok)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_exact_front_is_the_same_with_the_cover(monkeypatch: pytest.MonkeyPatch,
+                                                    seed: int) -> None:
+    """D 4x16: the bottom level (makespan 4) is packed and the cover runs there; the proven
+    front equals the one without it."""
+    problem = compile_snapshot(gap_to_snapshot(generate_gap("d", 4, 16, seed)))
+    calls: list[int] = []
+    real = ef.cover_search
+
+    def spy(*args: object, **kwargs: object) -> gap_cover.CoverResult:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ef, "cover_search", spy)
+    budget = Budget(60, workers=1, deterministic=True)
+    with_cover = ef.exact_front(problem, ["cost", "makespan"], budget=budget, seed=0)
+    monkeypatch.setattr(ef, "COVER_SHARE", 0.0)
+    without = ef.exact_front(problem, ["cost", "makespan"],
+                             budget=Budget(60, workers=1, deterministic=True), seed=0)
+    assert calls
+    assert with_cover.proven and without.proven
+    assert sorted(with_cover.vectors()) == sorted(without.vectors())
