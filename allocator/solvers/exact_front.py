@@ -222,14 +222,14 @@ SKIP_EQUAL = True
 LAST_EXACT = True
 #: A packed level of the seeding sweep (every agent must end exactly at its load cap: the
 #: bottom level of a 10x80 unit-load front at makespan 8) first gets up to this share of
-#: its time for the
-#: exact cover of enumerated agent sets (allocator.solvers.gap_cover) from its root's
-#: multipliers; a cover that proves its plan ends the level, else its plan is the
-#: level's start. Single bottom levels of held-out 10x80 type-D files (d1080 s815-s829,
+#: its time for the exact cover of enumerated agent sets (allocator.solvers.gap_cover)
+#: from its root's multipliers; a cover that proves its plan ends the level, else its
+#: plan is the level's start. Single bottom levels of held-out 10x80 type-D files (d1080 s815-s829,
 #: tabu start, one thread) reached their optima within 1 CPU s on 10 of 15 (the tree on
 #: 3); their 10 s fronts, three interleaved passes at load 4-7: bottom levels at their
 #: optimum 28 of 45 against 12, mean hv_ratio 0.784 against 0.700 (27 below 0.9 against
-#: 34). The exact sweep does not use it: with a long budget its proofs came no sooner (7
+#: 34); idle (two cores, where it runs on one while the other waits) mixed: see the log.
+#: The exact sweep does not use it: with a long budget its proofs came no sooner (7
 #: fronts, one thread: 211 CPU s against 193): docs/benchmarks/pareto-gap-cde.md
 #: (2026-12-03 19:53 UTC).
 COVER_SHARE = 0.6
