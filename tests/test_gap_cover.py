@@ -156,3 +156,108 @@ def test_the_seeding_sweep_runs_the_cover_and_still_reaches_the_exact_front(
     for q in true.points:
         want = (q.objectives["cost"], q.objectives["makespan"])
         assert any(c <= want[0] + 1e-6 and k <= want[1] + 1e-6 for c, k in got), want
+
+
+LEVELS = [None, 4, 3]  # 3 agents x 8 tasks: no cap, a loose cap, a cap of slack 1 (load >= 2)
+
+
+@pytest.mark.parametrize("kind,seed", CASES)
+@pytest.mark.parametrize("K", LEVELS)
+def test_proves_the_brute_force_optimum_of_every_level_kind(kind: str, seed: int,
+                                                            K: int | None) -> None:
+    """Levels that are not packed (sets of any load up to the cap, or within capacity only
+    with no cap; each agent's empty set taken once every task is covered): from a feasible
+    start and the root's multipliers the cover ends proven at the brute-force optimum, its
+    plan feasible and costing what it says."""
+    kl, _ = _packed_step(kind, 3, 8, seed)
+    start = _start(kl, np.inf if K is None else K, seed)  # type: ignore[arg-type]
+    if start is None or not kl.feasible(start, K):
+        pytest.skip("no feasible start at this cap")
+    bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
+    StepTree(bb, K, start, step=1.0, deadline=np.inf, clock=_still).run(np.inf, nodes=1)
+    r = cover_search(kl.C, kl.A, kl.cap, kl.loads, K, bb.lam, start, step=1.0,
+                     deadline=np.inf, clock=_still)
+    assert r.proven
+    assert r.cost == pytest.approx(brute_optimum(kl, K))
+    plan = start if r.agent_of is None else r.agent_of
+    assert kl.feasible(plan, K)
+    assert kl.cost(plan) == pytest.approx(r.cost)
+
+
+def test_a_level_where_an_agent_takes_nothing_is_covered() -> None:
+    """Two agents, the second far dearer everywhere: with no cap the optimum leaves it empty
+    (its empty set completes the cover), and the cover proves it from any start."""
+    C = np.array([[1.0, 1.0, 1.0, 1.0], [9.0, 9.0, 9.0, 9.0]])
+    A = np.ones((2, 4), dtype=np.int64)
+    D = np.ones((2, 4), dtype=np.int64)
+    r = cover_search(C, A, np.array([4, 4], dtype=np.int64), D, None, np.zeros(4),
+                     np.array([1, 1, 0, 1]), step=1.0, deadline=np.inf, clock=_still)
+    assert r.proven and r.cost == 4.0
+    assert r.agent_of is not None and np.all(r.agent_of == 0)
+
+
+@pytest.mark.parametrize("K", [None, 5])
+def test_unpacked_levels_same_inputs_same_plan(K: int | None) -> None:
+    """A larger level that is not packed (6 x 24, type D; no cap or a cap of 5) with the
+    same node budgets gives the same plan twice, feasible (the root's multipliers: at zero
+    an uncapped level's window would hold nearly every set)."""
+    kl, _ = _packed_step("d", 6, 24, 3)
+    start = _start(kl, np.inf if K is None else K, 0)  # type: ignore[arg-type]
+    assert start is not None and kl.feasible(start, K)
+    bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
+    StepTree(bb, K, start, step=1.0, deadline=np.inf, clock=_still).run(np.inf, nodes=1)
+    runs = [cover_search(kl.C, kl.A, kl.cap, kl.loads, K, bb.lam, start, step=1.0,
+                         deadline=np.inf, clock=_still) for _ in range(2)]
+    assert runs[0].cost == runs[1].cost and runs[0].proven == runs[1].proven
+    plans = [start if r.agent_of is None else r.agent_of for r in runs]
+    assert np.array_equal(plans[0], plans[1])
+    assert kl.feasible(plans[0], K)
+    assert kl.cost(plans[0]) == pytest.approx(runs[0].cost) and runs[0].cost <= kl.cost(start)
+
+
+def test_too_many_sets_on_an_uncapped_level_ends_unproven_and_feasible(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no cap and room for only a few sets the search stops at the window that
+    overflows: not proven, never dearer than its start."""
+    monkeypatch.setattr(gap_cover, "MAX_COLUMNS", 40)
+    kl, _ = _packed_step("d", 6, 24, 3)
+    start = _start(kl, np.inf, 0)  # type: ignore[arg-type]
+    assert start is not None
+    r = cover_search(kl.C, kl.A, kl.cap, kl.loads, None, np.zeros(kl.n), start, step=1.0,
+                     deadline=np.inf, clock=_still)
+    assert not r.proven
+    assert r.cost <= kl.cost(start)
+    assert kl.feasible(start if r.agent_of is None else r.agent_of, None)
+
+
+def test_the_cover_beside_the_tree_keeps_every_level_feasible_and_exact(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two cores (forced): every seeding level runs the cover in the thread beside its tree
+    (COVER_BESIDE, portfolio and exact mode alike); the plans are feasible and reach every
+    point of the proven exact front of D 4x16."""
+    problem = compile_snapshot(gap_to_snapshot(generate_gap("d", 4, 16, 1)))
+    calls: list[int] = []
+    real = ef._Sweep._cover_then_search
+
+    def spy(self: ef._Sweep, *args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ef._Sweep, "_cover_then_search", spy)
+    monkeypatch.setattr(ef._Sweep, "_workers", lambda self: 2)
+    true = ef.exact_front(problem, ["cost", "makespan"],
+                          budget=Budget(60, workers=1, deterministic=True), seed=0)
+    assert true.proven
+    plans = ef.epsilon_assignments(problem, ["cost", "makespan"], budget=Budget(20), seed=0)
+    assert calls
+    ar = np.arange(problem.n)
+    got = []
+    for a in plans:
+        used = np.zeros((problem.m, problem.n_resources))
+        np.add.at(used, a, problem.demand[a, ar])
+        assert np.all(used <= problem.capacity + 1e-9)
+        load = np.bincount(a, minlength=problem.m).max()
+        got.append((float(problem.cost[a, ar].sum()), float(load)))
+    for q in true.points:
+        want = (q.objectives["cost"], q.objectives["makespan"])
+        assert any(c <= want[0] + 1e-6 and k <= want[1] + 1e-6 for c, k in got), want

@@ -241,6 +241,13 @@ COVER_MAX_S = 3.0
 #: the tabu start, the tree and its search tail do better (d1080-s819 at load 6.5: a
 #: bottom level of a few tenths of a second ended 5081 with the cover, 5022 without).
 COVER_MIN_S = 1.0
+#: A seeding level on two idle cores (portfolio or exact mode) runs, in the thread beside
+#: its tree, the exact cover of enumerated agent sets (gap_cover, any level: sets of every
+#: load up to the cap) from its own root's multipliers, then the large-neighbourhood search
+#: from the cover's best plan for the time left; a cover that proves its plan ends the
+#: level. The sequential packed-level cover above then does not run (the second core did
+#: nothing while it ran).
+COVER_BESIDE = True
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
 #: has 2 cores).
 BB_WORKERS = 2
@@ -841,8 +848,11 @@ class _Sweep:
                 return first
             if first.agent_of is not None and bb.feasible(first.agent_of, K):
                 inc = first.agent_of
-        if self.share and inc is not None and COVER_SHARE > 0 and left() >= COVER_MIN_S and (
-                HAVE_NUMBA and K is not None) and packed(
+        workers = self._workers()
+        beside = (self.share and COVER_BESIDE and HAVE_NUMBA and inc is not None
+                  and workers > 1)
+        if self.share and not beside and inc is not None and COVER_SHARE > 0 and (
+                left() >= COVER_MIN_S and HAVE_NUMBA and K is not None) and packed(
                 bb.D, K, np.isfinite(bb.C) & (bb.cap[:, None] >= bb.A) & (bb.D <= K)):
             got = self._cover(bb, K, inc, self.mm.step[target],
                               clock() + min(COVER_SHARE * left(), COVER_MAX_S), lower)
@@ -850,14 +860,19 @@ class _Sweep:
                 return _Result(got.agent_of, self.values(got.agent_of), True)
             if got.agent_of is not None:
                 inc = got.agent_of
-        workers = self._workers()
         seeding = self.share and not self.exactish
         # An exact-mode level of a hybrid sweep keeps an LNS tail of a reserve's share.
         tail = (LNS_SHARE * min(left(), HYBRID_RESERVE * self.budget.time_limit)
                 if self.share and self.exactish and self.reserve > 0 else 0.0)
         if seeding and workers > 1 and SEED_PORTFOLIO:
             res = self._portfolio(bb, K, inc, self.mm.step[target], clock() + left(), lower,
-                                  guess)
+                                  guess, cover=beside)
+        elif beside and inc is not None:
+            # Exact mode on two cores: one tree beside the cover (then the search).
+            res = self._portfolio(bb, K, inc, self.mm.step[target],
+                                  clock() + left() - tail, lower, cover=True, exact=True)
+            if tail > 0 and not res.proven and res.agent_of is not None and left() > 0:
+                res = self._lns(bb, K, res, self.mm.step[target], clock() + left())
         else:
             # A seeding step is cut short more often than not: its last round keeps
             # seeking any plan below the incumbent (the front's time-boxed trees were
@@ -937,11 +952,14 @@ class _Sweep:
 
     def _portfolio(self, bb: GapBranchBound, K: int | None, inc: np.ndarray | None,
                    step: float, deadline: float, lower: float,
-                   guess: float = -np.inf) -> StepResult:
+                   guess: float = -np.inf, cover: bool = False,
+                   exact: bool = False) -> StepResult:
         """A seeding step on two idle cores: the target-raising tree and, in a thread of
         its own, the large-neighbourhood search from the incumbent (PORTFOLIO_LNS; else,
-        or with no incumbent, a tree that only works down from it); the first to end
-        (the tree proven) stops the other at its next clock look, and the cheaper plan is kept.
+        or with no incumbent, a tree that only works down from it; with `cover` the exact
+        cover first, see COVER_BESIDE); the first to end (the tree or the cover proven)
+        stops the other at its next clock look, and the cheaper plan is kept. `exact`:
+        the tree is an exact-mode level's (no guess, its own tail step).
         The time to a level's optimum is heavy-tailed and the two trees' tails differ:
         on 8x60 type D at 3 CPU s the raising tree missed d0860-s2's three optima that
         the other found in 1.1-1.6 s, and took 0.4-0.7 s where the other took 1.4-2.4 s
@@ -958,13 +976,19 @@ class _Sweep:
         other.lam = bb.lam.copy()
         got: list[StepResult] = []
         err: list[BaseException] = []
-        search = PORTFOLIO_LNS and inc is not None
+        search = (PORTFOLIO_LNS or cover) and inc is not None
         # Read before the threads start: the guide at the multipliers the step starts from.
         guide = self._guide(bb, K)() if search and self._lagrangian is not None else None
 
         def run_other() -> None:
             try:
-                if search and inc is not None:
+                if cover and inc is not None:
+                    r = self._cover_then_search(other, K, inc, step, deadline, lower, look,
+                                                guide)
+                    got.append(r)
+                    if r.proven:
+                        stop.set()
+                elif search and inc is not None:
                     # The search proves nothing: its end (a stall) leaves the tree running.
                     q = lns_search(other, K, inc, step=step, seed=self.seed,
                                    deadline=deadline, clock=look, guide=guide)
@@ -981,7 +1005,8 @@ class _Sweep:
         t.start()
         try:
             mine = bb.solve(K, inc, step=step, deadline=deadline, clock=look, lower=lower,
-                            tail_step=False, guess=guess, regret=True)
+                            tail_step=None if exact else False,
+                            guess=-np.inf if exact else guess, regret=True)
         finally:
             stop.set()
             t.join()
@@ -997,6 +1022,30 @@ class _Sweep:
                           any(r.infeasible for r in rs), max(r.root_bound for r in rs),
                           sum(r.nodes for r in rs), any(r.emptied for r in rs),
                           sum(r.evaluations for r in rs))
+
+    def _cover_then_search(self, bb: GapBranchBound, K: int | None, inc: np.ndarray,
+                           step: float, deadline: float, lower: float,
+                           clock: Callable[[], float],
+                           guide: np.ndarray | None) -> StepResult:
+        """The portfolio's cover thread (COVER_BESIDE): the root of a tree of its own (its
+        multipliers), the exact cover from them, then the search from the best plan until
+        `deadline`. Proven when the root or the cover proved its plan."""
+        root = StepTree(bb, K, inc, step=step, deadline=deadline, clock=clock, lower=lower)
+        root.run(deadline, nodes=1)
+        r = root.result()
+        if root.ended:
+            return r
+        plan = root.best if root.cost < bb.cost(inc) else inc
+        got = cover_search(bb.C, bb.A, bb.cap, bb.D, K, bb.lam, plan, step=step,
+                           deadline=deadline, clock=clock)
+        best = got.agent_of if got.agent_of is not None else plan
+        if not got.proven and clock() < deadline:
+            q = lns_search(bb, K, best, step=step, seed=self.seed, deadline=deadline,
+                           clock=clock, guide=guide)
+            if q.cost < bb.cost(best):
+                best = q.agent_of
+        return StepResult(best, bb.cost(best), got.proven, False, r.root_bound, r.nodes,
+                          got.proven, r.evaluations)
 
     def _workers(self) -> int:
         """Threads of a tree: the budget's workers, as many as there are idle cores (a

@@ -62,7 +62,7 @@ class CoverResult:
 
 
 @_njit(cache=True, nogil=True)
-def _suffix(r: np.ndarray, a: np.ndarray, d: np.ndarray, cap: int, K: int) -> np.ndarray:
+def _exact(r: np.ndarray, a: np.ndarray, d: np.ndarray, cap: int, K: int) -> np.ndarray:
     """B[j, k, c]: least sum of r over a set of tasks j.. with load exactly k and resource
     use at most c (inf: none); tasks with r = inf are left out."""
     n = r.size
@@ -83,32 +83,52 @@ def _suffix(r: np.ndarray, a: np.ndarray, d: np.ndarray, cap: int, K: int) -> np
 
 
 @_njit(cache=True, nogil=True)
-def _enumerate(r: np.ndarray, a: np.ndarray, d: np.ndarray, cap: int, K: int, B: np.ndarray,
-               limit: float, most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Every set of tasks with load exactly K, resource use within cap and sum of r at most
-    `limit` (at most `most` of them): (task ids [q, K] padded with -1, sizes, sums,
-    overflowed)."""
+def _suffix(r: np.ndarray, a: np.ndarray, d: np.ndarray, cap: int, K: int,
+            lo: int) -> np.ndarray:
+    """M[j, l, c]: least sum of r over a set of tasks j.. that brings a load l so far into
+    [lo, K] with resource use at most c (inf: none)."""
+    B = _exact(r, a, d, cap, K)
+    n = r.size
+    M = np.full((n + 1, K + 1, cap + 1), np.inf)
+    for ld in range(K + 1):
+        for k in range(max(0, lo - ld), K - ld + 1):
+            for j in range(n + 1):
+                for c in range(cap + 1):
+                    if B[j, k, c] < M[j, ld, c]:
+                        M[j, ld, c] = B[j, k, c]
+    return M
+
+
+@_njit(cache=True, nogil=True)
+def _enumerate(r: np.ndarray, a: np.ndarray, d: np.ndarray, cap: int, K: int, lo: int,
+               M: np.ndarray, width: int, limit: float,
+               most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Every set of tasks with load in [lo, K], resource use within cap and sum of r at
+    most `limit` (at most `most` of them; M from _suffix): (task ids [q, width] padded with
+    -1, sizes, sums, overflowed)."""
     n = r.size
     room = min(most, 1024)
-    out = np.full((room, K), -1, dtype=np.int64)
+    out = np.full((room, width), -1, dtype=np.int64)
     size = np.zeros(room, dtype=np.int64)
     vals = np.zeros(room)
     cnt = 0
-    nxt = np.zeros(K + 2, dtype=np.int64)
-    chosen = np.zeros(K + 1, dtype=np.int64)
-    ws = np.zeros(K + 2, dtype=np.int64)
-    ls = np.zeros(K + 2, dtype=np.int64)
-    vs = np.zeros(K + 2)
+    nxt = np.zeros(width + 2, dtype=np.int64)
+    chosen = np.zeros(width + 1, dtype=np.int64)
+    ws = np.zeros(width + 2, dtype=np.int64)
+    ls = np.zeros(width + 2, dtype=np.int64)
+    vs = np.zeros(width + 2)
     depth = 0
     over = False
+    emit = lo <= 0 and limit >= 0.0  # the empty set first
     while depth >= 0:
-        if ls[depth] == K:
+        if emit:
+            emit = False
             if cnt >= most:
                 over = True
                 break
             if cnt >= room:  # grow the buffers (doubling)
                 room = min(most, 2 * room)
-                o2 = np.full((room, K), -1, dtype=np.int64)
+                o2 = np.full((room, width), -1, dtype=np.int64)
                 o2[:cnt] = out[:cnt]
                 s2 = np.zeros(room, dtype=np.int64)
                 s2[:cnt] = size[:cnt]
@@ -120,15 +140,16 @@ def _enumerate(r: np.ndarray, a: np.ndarray, d: np.ndarray, cap: int, K: int, B:
             size[cnt] = depth
             vals[cnt] = vs[depth]
             cnt += 1
-            depth -= 1
-            continue
         j = nxt[depth]
         w, ld, v = ws[depth], ls[depth], vs[depth]
-        while j < n:
-            if (np.isfinite(r[j]) and a[j] <= cap - w and d[j] <= K - ld
-                    and v + r[j] + B[j + 1, K - ld - d[j], cap - w - a[j]] <= limit):
-                break
-            j += 1
+        if depth < width:
+            while j < n:
+                if (np.isfinite(r[j]) and a[j] <= cap - w and d[j] <= K - ld
+                        and v + r[j] + M[j + 1, ld + d[j], cap - w - a[j]] <= limit):
+                    break
+                j += 1
+        else:
+            j = n
         if j >= n:
             depth -= 1
             continue
@@ -139,6 +160,7 @@ def _enumerate(r: np.ndarray, a: np.ndarray, d: np.ndarray, cap: int, K: int, B:
         vs[depth + 1] = v + r[j]
         nxt[depth + 1] = j + 1
         depth += 1
+        emit = ls[depth] >= lo and vs[depth] <= limit
     return out[:cnt], size[:cnt], vals[:cnt], over
 
 
@@ -147,14 +169,15 @@ def _cover(agent: np.ndarray, exc: np.ndarray, cost: np.ndarray, mask: np.ndarra
            tasks: np.ndarray, size: np.ndarray, m: int, n: int, const: float, step: float,
            best: float, max_nodes: int, pick: np.ndarray, live: np.ndarray, cnt: np.ndarray,
            br: np.ndarray, brn: np.ndarray, pos: np.ndarray, cov: np.ndarray, E: np.ndarray,
-           Cs: np.ndarray, done: np.ndarray, chosen: np.ndarray,
-           st: np.ndarray) -> tuple[float, int, bool]:
+           Cs: np.ndarray, done: np.ndarray, chosen: np.ndarray, st: np.ndarray,
+           empty: np.ndarray) -> tuple[float, int, bool]:
     """One set per agent covering every task once, cheapest first, costing at most
     `best` - `step` (sets sorted by excess; a plan costs `const` plus its excesses), for
-    at most `max_nodes` nodes. Returns (best cost, nodes, completed); `pick` [m] gets the
-    best plan's sets. The search's whole state lives in the arrays after `pick` (see
-    :class:`_CoverState`; st = (depth, expand, started)), so a call cut at `max_nodes`
-    goes on where it stopped at the next call."""
+    at most `max_nodes` nodes. `empty` [m]: each agent's empty set (-1: none), which the
+    agents still open take once every task is covered. Returns (best cost, nodes,
+    completed); `pick` [m] gets the best plan's sets. The search's whole state lives in
+    the arrays after `pick` (see :class:`_CoverState`; st = (depth, expand, started)),
+    so a call cut at `max_nodes` goes on where it stopped at the next call."""
     Q = agent.size
     W = mask.shape[1]
     least = np.empty(m)
@@ -212,7 +235,24 @@ def _cover(agent: np.ndarray, exc: np.ndarray, cost: np.ndarray, mask: np.ndarra
                 if tcount[j] < cb:
                     cb = tcount[j]
                     jb = j
-            if jb < 0 or cb == 0:
+            if jb < 0:  # every task covered: the open agents take their empty sets
+                ok = True
+                for i in range(m):
+                    if not done[depth, i] and empty[i] < 0:
+                        ok = False
+                if ok and Cs[depth] <= best - step + 1e-6 * max(1.0, abs(best)):
+                    best = Cs[depth]
+                    u = 0
+                    for k in range(depth):
+                        pick[u] = chosen[k]
+                        u += 1
+                    for i in range(m):
+                        if not done[depth, i]:
+                            pick[u] = empty[i]
+                            u += 1
+                depth -= 1
+                continue
+            if cb == 0:
                 depth -= 1
                 continue
             nb = 0
@@ -286,15 +326,36 @@ def packed(D: np.ndarray, K: int | None, allowed: np.ndarray) -> bool:
     return K is not None and K > 0 and GapBranchBound.slack(D, int(K), allowed) == 0
 
 
-def cover_search(C: np.ndarray, A: np.ndarray, cap: np.ndarray, D: np.ndarray, K: int,
-                 lam: np.ndarray, incumbent: np.ndarray, *, step: float, deadline: float,
-                 clock: Callable[[], float],
+def _loads(A: np.ndarray, D: np.ndarray, cap: np.ndarray, K: int | None,
+           allowed: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each agent's most load in a set (the cap K, or what fits in its capacity when that is
+    less: the tables' size) and the least load every agent must take (K less the caps'
+    slack over the tasks' load, see GapBranchBound.slack; 0 without a cap)."""
+    m = A.shape[0]
+    most = np.zeros(m, dtype=np.int64)
+    for i in range(m):
+        c = int(cap[i])
+        dp = np.zeros(c + 1, dtype=np.int64)  # most load within resource c
+        for j in np.flatnonzero(allowed[i]):
+            aj, dj = int(A[i, j]), int(D[i, j])
+            if aj <= c:
+                dp[aj:] = np.maximum(dp[aj:], dp[: c + 1 - aj] + dj)
+        most[i] = int(dp[c]) if K is None else min(int(K), int(dp[c]))
+    if K is None:
+        return most, 0
+    return most, max(0, int(K) - GapBranchBound.slack(D, int(K), allowed))
+
+
+def cover_search(C: np.ndarray, A: np.ndarray, cap: np.ndarray, D: np.ndarray,
+                 K: int | None, lam: np.ndarray, incumbent: np.ndarray, *, step: float,
+                 deadline: float, clock: Callable[[], float],
                  on_plan: Callable[[float], None] | None = None) -> CoverResult:
-    """Cheaper plans than the feasible `incumbent` of a packed step (see :func:`packed`)
-    under capacities `cap` and load cap K, from the multipliers `lam` [n] (the tree's root
-    ones: the tighter they are, the fewer sets), until `deadline` on `clock`. Same inputs
-    and node budgets give the same plan; the budgets come from the clock. `on_plan` is
-    called with the cost of every cheaper plan found."""
+    """Cheaper plans than the feasible `incumbent` of a cost step under capacities `cap`
+    and load cap K (None: none), from the multipliers `lam` [n] (the tree's root ones: the
+    tighter they are, the fewer sets), until `deadline` on `clock`. An agent's sets have a
+    load from the least every agent must take (K itself on a packed step, see
+    :func:`packed`) to K. Same inputs and node budgets give the same plan; the budgets come
+    from the clock. `on_plan` is called with the cost of every cheaper plan found."""
     C = np.ascontiguousarray(C, dtype=np.float64)
     A = np.ascontiguousarray(A, dtype=np.int64)
     D = np.ascontiguousarray(D, dtype=np.int64)
@@ -303,13 +364,19 @@ def cover_search(C: np.ndarray, A: np.ndarray, cap: np.ndarray, D: np.ndarray, K
     best_plan = np.asarray(incumbent, dtype=np.int64).copy()
     best = float(C[best_plan, ar].sum())
     out = CoverResult(None, best, False, 0.0, 0, 0)
-    if max((n + 1) * (K + 1) * (int(c) + 1) for c in cap) > MAX_CELLS:
+    top = n * int(D.max()) if K is None else int(K)
+    allowed = np.isfinite(C) & (cap[:, None] >= A) & (top >= D)
+    most, lo = _loads(A, D, cap, K, allowed)
+    if np.any(most < lo) or max((n + 1) * (int(k) + 1) * (int(c) + 1)
+                                for k, c in zip(most, cap, strict=True)) > MAX_CELLS:
         return out
+    # A set holds at most `most` tasks of positive load, and every task of load 0.
+    wide = int(most.max()) + int((D == 0).any(axis=0).sum())
     R = C - lam[None, :]
     tables, z = [], np.zeros(m)
     for i in range(m):
-        B = _suffix(R[i], A[i], D[i], int(cap[i]), int(K))
-        z[i] = B[0, K, int(cap[i])]
+        B = _suffix(R[i], A[i], D[i], int(cap[i]), int(most[i]), lo)
+        z[i] = B[0, 0, int(cap[i])]
         tables.append(B)
     if not np.all(np.isfinite(z)):
         return out
@@ -332,8 +399,9 @@ def cover_search(C: np.ndarray, A: np.ndarray, cap: np.ndarray, D: np.ndarray, K
         over = False
         total = 0
         for i in range(m):
-            S, size, vals, of = _enumerate(R[i], A[i], D[i], int(cap[i]), int(K), tables[i],
-                                           float(z[i] + g), MAX_COLUMNS - total)
+            S, size, vals, of = _enumerate(R[i], A[i], D[i], int(cap[i]), int(most[i]), lo,
+                                           tables[i], wide, float(z[i] + g),
+                                           MAX_COLUMNS - total)
             total += len(S)
             parts.append((S, size, vals - z[i]))
             if of:
@@ -343,7 +411,7 @@ def cover_search(C: np.ndarray, A: np.ndarray, cap: np.ndarray, D: np.ndarray, K
             break
         agent = np.concatenate([np.full(len(p[0]), i, dtype=np.int64)
                                 for i, p in enumerate(parts)])
-        tasks = np.concatenate([p[0] for p in parts]).reshape(-1, K)
+        tasks = np.concatenate([p[0] for p in parts]).reshape(-1, wide)
         size = np.concatenate([p[1] for p in parts])
         exc = np.concatenate([p[2] for p in parts])
         order = np.argsort(exc, kind="stable")
@@ -351,7 +419,10 @@ def cover_search(C: np.ndarray, A: np.ndarray, cap: np.ndarray, D: np.ndarray, K
         safe = np.where(tasks >= 0, tasks, 0)
         cost = np.where(tasks >= 0, C[agent[:, None], safe], 0.0).sum(axis=1)
         mask = np.zeros((len(agent) + 1, W), dtype=np.uint64)
-        for u in range(K):
+        empty = np.full(m, -1, dtype=np.int64)
+        nil = np.flatnonzero(size == 0)
+        empty[agent[nil]] = nil
+        for u in range(wide):
             t = tasks[:, u]
             on = t >= 0
             np.bitwise_or.at(mask, (np.flatnonzero(on), t[on] >> 6),
@@ -365,7 +436,7 @@ def cover_search(C: np.ndarray, A: np.ndarray, cap: np.ndarray, D: np.ndarray, K
             t0 = clock()
             budget = int(min(max(1000.0, min(deadline - t0, CALL_S) * rate), float(1 << 60)))
             got, nodes, completed = _cover(agent, exc, cost, mask, tasks, size, m, n, const,
-                                           float(step), best, budget, pick, *state.arrays)
+                                           float(step), best, budget, pick, *state.arrays, empty)
             dt = clock() - t0
             out.nodes += nodes
             rate = max(1000.0, nodes / dt) if dt > 0.005 else 2.0 * rate
