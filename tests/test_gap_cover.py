@@ -245,6 +245,7 @@ def test_the_cover_beside_the_tree_keeps_every_level_feasible_and_exact(
 
     monkeypatch.setattr(ef._Sweep, "_cover_then_search", spy)
     monkeypatch.setattr(ef._Sweep, "_workers", lambda self: 2)
+    monkeypatch.setattr(ef, "COVER_BESIDE", True)
     true = ef.exact_front(problem, ["cost", "makespan"],
                           budget=Budget(60, workers=1, deterministic=True), seed=0)
     assert true.proven

@@ -245,9 +245,15 @@ COVER_MIN_S = 1.0
 #: its tree, the exact cover of enumerated agent sets (gap_cover, any level: sets of every
 #: load up to the cap) from its own root's multipliers, then the large-neighbourhood search
 #: from the cover's best plan for the time left; a cover that proves its plan ends the
-#: level. The sequential packed-level cover above then does not run (the second core did
-#: nothing while it ran).
-COVER_BESIDE = True
+#: level. The sequential cover above then does not run (the second core did nothing while
+#: it ran). Off: not measured on an idle machine (the only place it runs: under load a
+#: seeding sweep has one core), see docs/benchmarks/pareto-gap-cde.md (2026-12-03 22:40).
+COVER_BESIDE = False
+#: ... and on one core the cover before the tree runs on every capped level, not only a
+#: packed one: single K = 9 levels of d1080 s900-s914 (tabu start, one thread, CPU s)
+#: reached their optimum within 1 / 2 / 4 s on 9 / 13 / 15 with the cover, 4 / 5 / 8 with
+#: the tree (the uncapped level: 9 / 10 / 12 against 9 / 11 / 13, so not there).
+COVER_CAPPED = True
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
 #: has 2 cores).
 BB_WORKERS = 2
@@ -852,8 +858,8 @@ class _Sweep:
         beside = (self.share and COVER_BESIDE and HAVE_NUMBA and inc is not None
                   and workers > 1)
         if self.share and not beside and inc is not None and COVER_SHARE > 0 and (
-                left() >= COVER_MIN_S and HAVE_NUMBA and K is not None) and packed(
-                bb.D, K, np.isfinite(bb.C) & (bb.cap[:, None] >= bb.A) & (bb.D <= K)):
+                left() >= COVER_MIN_S and HAVE_NUMBA and K is not None) and (COVER_CAPPED or packed(
+                bb.D, K, np.isfinite(bb.C) & (bb.cap[:, None] >= bb.A) & (bb.D <= K))):
             got = self._cover(bb, K, inc, self.mm.step[target],
                               clock() + min(COVER_SHARE * left(), COVER_MAX_S), lower)
             if got.proven and got.agent_of is not None:

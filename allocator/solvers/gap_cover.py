@@ -1,4 +1,4 @@
-"""A packed cost step by column enumeration and exact cover (the bottom level of a front).
+"""A cost step by column enumeration and exact cover (first for a front's packed bottom).
 
 When every agent must end exactly at its load cap K (the caps' total equals the tasks'
 load, e.g. 10 agents x 80 unit tasks at makespan 8), each agent's share of a plan is a
@@ -21,6 +21,12 @@ the incumbent less a step less the constant, every set of a cheaper plan was enu
 and the completed cover proves the incumbent optimal. The local searches end 15-50 units
 above these optima and the tree finds them when it proves them (see gap_lns); on 15
 tuning files this reached the bottom optimum within 1 CPU s on 10 (the tree on 3).
+
+Any other level decomposes the same way: an agent's sets then have any load from the
+least every agent must take (K less the caps' slack over the tasks' load, 0 without a
+cap) up to K, and an agent may end empty (its empty set closes a cover once every task
+is covered). On K = 9 levels of 10x80 type D the optimum lay 6-9 units above the
+constant and within windows of 5,000-42,000 sets (15 tuning files).
 """
 
 from __future__ import annotations
