@@ -246,13 +246,18 @@ COVER_MIN_S = 1.0
 #: load up to the cap) from its own root's multipliers, then the large-neighbourhood search
 #: from the cover's best plan for the time left; a cover that proves its plan ends the
 #: level. The sequential cover above then does not run (the second core did nothing while
-#: it ran). Off: not measured on an idle machine (the only place it runs: under load a
-#: seeding sweep has one core), see docs/benchmarks/pareto-gap-cde.md (2026-12-03 22:40).
-COVER_BESIDE = False
-#: ... and on one core the cover before the tree runs on every capped level, not only a
-#: packed one: single K = 9 levels of d1080 s900-s914 (tabu start, one thread, CPU s)
-#: reached their optimum within 1 / 2 / 4 s on 9 / 13 / 15 with the cover, 4 / 5 / 8 with
-#: the tree (the uncapped level: 9 / 10 / 12 against 9 / 11 / 13, so not there).
+#: it ran, and its time came off the levels after it). Idle machine, held-out d1080
+#: s915-s929, two interleaved passes: mean hv_ratio 0.950 -> 0.967, below 0.9 6 -> 2 of
+#: 30, per file better 6 / worse 2 (by 0.02 at most); COVER_CAPPED without it 0.955
+#: (better 4 / worse 6): docs/benchmarks/pareto-gap-cde.md (2026-12-03 22:41 UTC).
+COVER_BESIDE = True
+#: The cover before the tree runs on every capped level, not only a packed one: single
+#: K = 9 levels of d1080 s900-s914 (tabu start, one thread, CPU s) reached their optimum
+#: within 1 / 2 / 4 s on 9 / 13 / 15 with the cover, 4 / 5 / 8 with the tree (held out,
+#: s915-s929: 11 / 12 / 14 of 14 against 2 / 4 / 8); the uncapped level not (tuning: 10 /
+#: 11 / 13 against the tree's 9 / 12 / 14, and the tree proves it sooner). Held-out 10 s
+#: fronts at load 2-7 (45 pairs): mean hv_ratio 0.805 -> 0.886, below 0.9 30 -> 16:
+#: docs/benchmarks/pareto-gap-cde.md (2026-12-03 22:41 UTC).
 COVER_CAPPED = True
 #: Most threads of one tree in exact mode (gap_bb._Team; the machine this was measured on
 #: has 2 cores).
