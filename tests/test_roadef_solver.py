@@ -216,6 +216,82 @@ def test_evacuation_chain_frees_the_receiver_of_a_receivers_newcomer(
         assert st.total() == before
 
 
+def _reserve_instance(zero_safety: bool = True) -> RoadefInstance:
+    """Process 0 (60 on r0, transient) sits on machine 0 (no safety capacity when
+    `zero_safety`); machine 1 is its only receiver (static room 70). Process 1 (50,
+    costly on machine 2) gains by moving to machine 1 too, but the two cannot share
+    machine 1's room; process 2 lives on machine 1."""
+    return tiny(capacity=[[100], [100], [100]],
+                safety=[[0 if zero_safety else 10], [100], [20]],
+                requirement=[[60], [50], [30]], service=[0, 1, 2], initial=[0, 2, 1],
+                transient=[True])
+
+
+@pytest.mark.parametrize("zero_safety", [True, False])
+def test_reserved_receiver_is_kept_for_the_larger_stranded_process(
+        zero_safety: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RESERVE bites: the smaller process may not take the stranded one's only receiver
+    (in the sub-model, after a descent, from the peer); where the machine has safety
+    capacity nothing is reserved and it moves, priced as the evaluator prices it."""
+    inst = _reserve_instance(zero_safety)
+    search = _Search(inst, SolveContext(time_limit=60, workers=1, seed=0), iterations=None)
+    st = search.st
+    search._reserve = search.reservations()
+    before = st.total()
+    improved, optimal = search.lns_step(np.array([1, 2]), 5.0, np.array([1]))
+    assert optimal and violations(inst, st.a) == []
+    assert st.total() == evaluate(inst, st.a).total
+    if not zero_safety:
+        assert search._reserve == []
+        assert improved and st.a.tolist() == [0, 1, 1]
+        assert st.total() - before == -30 + 3  # load 30 off machine 2, three move costs
+        return
+    [(p, recv, excl)] = search._reserve
+    assert p == 0 and recv.tolist() == [1] and excl[:, 0].tolist() == [False, True, False]
+    assert not improved and st.a.tolist() == [0, 2, 1]
+    # a descent that takes the room is undone
+    a0, cost0 = st.a.copy(), st.total()
+    st.move(1, 1)
+    assert search.breaks_reserve(a0, st.a).tolist() == [1]
+    search.keep_reserve(a0, cost0)
+    assert search.st.a.tolist() == [0, 2, 1] and search.stats["reserve_undone"] == 1
+    # a peer's cheaper placement that takes it is not adopted
+    peer = _Search(inst, SolveContext(time_limit=60, workers=1, seed=1), iterations=None)
+    peer.st.move(1, 1)
+    peer.incumbent = (peer.st.total(), peer.st.a.copy())
+    assert peer.st.total() < search.st.total()
+    search.peer = peer
+    monkeypatch.setattr(solver_mod, "RESERVE_PEER", True)
+    assert not search.adopt_peer() and search.stats["reserve_refused_peer"] == 1
+    # the process itself may go: its move is the point of the reservation
+    improved, _ = search.lns_step(np.array([0, 1]), 5.0, np.array([0]))
+    assert improved and search.st.a.tolist() == [1, 2, 1]
+    assert search.st.total() == evaluate(inst, search.st.a).total == before - 60 + 3
+    # off its zero-safety machine, nothing is held for it any more
+    assert search.forbidden(np.arange(3)) == {}
+
+
+def test_a2_3_reserves_the_one_receiver_of_its_largest_stranded_process() -> None:
+    """a2_3 after the steepest start: process 438 (112 million on zero-safety machine
+    93) has one receiver, 34 (a2_2 has no such process); a counted solve with the
+    reservation is the same for a seed and valid."""
+    inst = _set_a("a2_3")
+    ctx = SolveContext(time_limit=60, workers=1, seed=0, deterministic=True)
+    search = _Search(inst, ctx, iterations=1)
+    search.steepest_start()
+    res = search.reservations()
+    assert [(p, recv.tolist()) for p, recv, _ in res] == [(438, [34])]
+    # a2_2's stranded processes have two receivers or more: nothing is held there
+    other = _Search(_set_a("a2_2"), ctx, iterations=1)
+    other.steepest_start()
+    assert other.zero_safety and other.reservations() == []
+    one = solve_roadef(inst, time_limit=600, seed=3, iterations=3)
+    two = solve_roadef(inst, time_limit=600, seed=3, iterations=3)
+    assert one.stats["reserved"] == 1
+    assert np.array_equal(one.assignment, two.assignment)
+    assert violations(inst, one.assignment) == []
+
+
 def test_home_step_sends_a_cycle_of_moved_processes_home() -> None:
     """Three processes moved round a cycle (0 to machine 1, 1 to 2, 2 to 0) on machines
     that each hold one process, with ten full machines beside them: no shift sends one

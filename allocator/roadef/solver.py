@@ -142,6 +142,26 @@ EVAC_LINEARIZATION: int | None = 2
 EVAC_CO = 2
 #: Share of the evacuations that free them.
 EVAC_CO_SHARE = 1.0
+#: Receivers held for stranded processes (`_Search.reservations`), on instances with a
+#: transient resource and machines without safety capacity (a2_2, a2_3): while a large
+#: process sits on such a machine and has at most RESERVE_MAX_RECEIVERS receivers, no
+#: smaller process may newly arrive on one of them if the two cannot share its static
+#: transient room. Why: a2_3's bad runs end with process 223 (89 million) on machine 34,
+#: the only receiver of process 438 (112 million on zero-safety machine 93); undoing it
+#: takes a cascade of four or more moves that no step finds. Held-out seeds 86-109 (40 CPU
+#: s, main and this at the same time): a2_3 mean 5.66 -> 4.76 %, runs above 5 % 12 -> 5 of
+#: 24, 438 left on 93 7 -> 2 (docs/benchmarks/roadef.md, slot z).
+RESERVE = True
+#: Why one: with two (a2_2's 407, 892, 638, 15 held) a2_2 was worse in 4 of 5 tuning pairs
+#: (+8.2 million a pair); a2_2's stranded processes lose their receivers to larger ones.
+RESERVE_MAX_RECEIVERS = 1
+#: ... and a load cost on its machine of at least this share of the cost when the LNS starts.
+RESERVE_MIN_SHARE = 0.03
+#: Whether the LNS also refuses the annealing's placements that take a reserved receiver
+#: (unless the takers can go back). Off: the annealing does not hold the reservation, and
+#: refusing its placements left the LNS behind (a2_3 held-out seed 72: 46 refusals, the
+#: annealing's own placement returned at 12.94 % against main's 5.84 %).
+RESERVE_PEER = False
 #: Adaptive share: seconds of each kind before it adapts, and its bounds.
 EVAC_WARMUP = 3.0
 EVAC_MIN, EVAC_MAX = 0.1, 0.8
@@ -264,8 +284,13 @@ class _Search:
         self.nontr = (~tr).astype(np.int64)
         self.any_tr = bool(tr.any())
         #: machines with no safety capacity on any resource (every unit costs there)
-        self.zero_safety = bool((inst.safety == 0).all(axis=1).any())
+        self._zs_machines = (inst.safety == 0).all(axis=1)
+        self.zero_safety = bool(self._zs_machines.any())
         self._static_room: np.ndarray | None = None
+        #: (process, its receivers, [P, receivers] who may not arrive there): see RESERVE
+        self._reserve: list[tuple[int, np.ndarray, np.ndarray]] = []
+        #: the last peer placement refused for taking a reserved receiver (counted once)
+        self._refused: np.ndarray | None = None
         #: processes that no other machine's capacity and static room holds
         self._stuck: set[int] = set()
         #: waste steps solved to optimality without a gain: (machines, their processes)
@@ -469,8 +494,25 @@ class _Search:
         if self._kernel is None or self._kernel.st is not self.st:
             self._kernel = Annealer(self.st)
         before = int(self._kernel.stats[0])
+        a0 = self.st.a.copy() if self._reserve else None
+        cost0 = self.st.total()
         self._kernel.descend(swaps=False)
         self.stats["shifts"] += int(self._kernel.stats[0]) - before
+        if a0 is not None:
+            self.keep_reserve(a0, cost0)
+
+    def keep_reserve(self, a0: np.ndarray, cost0: int) -> None:
+        """Undo the shifts since placement `a0` (of cost `cost0`) that took a reserved
+        receiver (`RESERVE`): those processes go back, or the whole placement does when
+        one cannot or the cost ends above `cost0`."""
+        st = self.st
+        bad = self.breaks_reserve(a0, st.a)
+        if bad.size == 0:
+            return
+        self.count("reserve_undone")
+        if all(st.shift_ok(q, int(a0[q])) for q in bad.tolist()) and st.total() <= cost0:
+            return
+        self.st = RoadefState(self.inst, a0)
 
     # -- LNS ----------------------------------------------------------------
 
@@ -681,6 +723,15 @@ class _Search:
         ok[st.a[st.siblings(int(st.svc[p]))]] = False
         return np.flatnonzero(ok)
 
+    def allowed_receivers(self, p: int) -> np.ndarray:
+        """`receivers(p)` less those reserved for another process (`RESERVE`)."""
+        recv = self.receivers(p)
+        if self._reserve and recv.size:
+            no = self.forbidden(np.array([p], dtype=np.int64)).get(p)
+            if no:
+                recv = recv[~np.isin(recv, list(no))]
+        return recv
+
     def evacuation(self, p: int | None = None, m: int | None = None
                    ) -> tuple[np.ndarray, np.ndarray] | None:
         """The freed processes and machines of an evacuation sub-problem, or None.
@@ -714,14 +765,14 @@ class _Search:
                 if w.sum() <= 0:
                     return None
                 p = int(self.rng.choice(P, p=w / w.sum()))
-                recv = self.receivers(p)
+                recv = self.allowed_receivers(p)
                 if recv.size:
                     break
                 w[p] = 0.0
             else:
                 return None
         else:
-            recv = self.receivers(p)
+            recv = self.allowed_receivers(p)
             if recv.size == 0:
                 return None
         m0 = int(a[p])
@@ -865,6 +916,70 @@ class _Search:
             self._static_room = self.st.cap - u0
         return self._static_room
 
+    def reservations(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """The stranded processes whose receivers are held for them (`RESERVE`): each
+        with its receivers and, per receiver, the smaller processes that cannot share
+        that receiver's static transient room with it (they may not arrive there while
+        the process stays on a zero-safety machine)."""
+        st = self.st
+        if not (RESERVE and self.any_tr and self.zero_safety):
+            return []
+        tr = self.inst.transient
+        room = self.static_room()
+        value = st.req @ st.lw
+        thr = RESERVE_MIN_SHARE * st.total()
+        out: list[tuple[int, np.ndarray, np.ndarray]] = []
+        for p in np.flatnonzero(self._zs_machines[st.a] & (value >= thr)).tolist():
+            r = st.req[p]
+            ok = (st.cap >= r).all(axis=1) & (room[:, tr] >= r[tr]).all(axis=1)
+            ok[int(st.init[p])] = False
+            recv = np.flatnonzero(ok)
+            if recv.size == 0 or recv.size > RESERVE_MAX_RECEIVERS:
+                continue
+            excl = ((st.req[:, None, tr] + r[tr]) > room[recv][:, tr][None, :, :]).any(axis=2)
+            excl &= (value < value[p])[:, None]
+            excl &= st.init[:, None] != recv[None, :]
+            excl[p] = False
+            out.append((p, recv, excl))
+        return out
+
+    def forbidden(self, procs: np.ndarray) -> dict[int, set[int]]:
+        """The reserved receivers each of `procs` may not move to now (`RESERVE`)."""
+        st = self.st
+        out: dict[int, set[int]] = {}
+        for p, recv, excl in self._reserve:
+            if not self._zs_machines[st.a[p]]:
+                continue
+            for k, m in enumerate(recv.tolist()):
+                for q in procs[excl[procs, k] & (st.a[procs] != m)].tolist():
+                    out.setdefault(q, set()).add(m)
+        return out
+
+    def forbid_for(self, on: np.ndarray) -> dict[int, set[int]] | None:
+        """`forbidden(on)` for a sub-model (None: nothing reserved), counted."""
+        if not self._reserve:
+            return None
+        no = self.forbidden(on)
+        if no:
+            self.count("reserve_forbid_steps")
+        return no
+
+    def breaks_reserve(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """The processes that arrive, from `before` to `after`, on a receiver reserved
+        for a process still on its zero-safety machine (empty: none)."""
+        bad: list[np.ndarray] = []
+        for p, recv, excl in self._reserve:
+            if not self._zs_machines[before[p]] or after[p] != before[p]:
+                continue
+            for k, m in enumerate(recv.tolist()):
+                q = np.flatnonzero(excl[:, k] & (after == m) & (before != m))
+                if q.size:
+                    bad.append(q)
+        return np.unique(np.concatenate(bad)) if bad else np.zeros(0, dtype=np.int64)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
     def lns_step(self, machines: np.ndarray, sub_time: float,
                  freed: np.ndarray | None = None,
                  linearization: int | None = None) -> tuple[bool, bool]:
@@ -887,7 +1002,8 @@ class _Search:
         if res is None:
             res = solve_subproblem(st, on, machines, time_limit=sub_time,
                                    deterministic=self.iterations is not None,
-                                   seed=seed, ctx=self.ctx, linearization=linearization)
+                                   seed=seed, ctx=self.ctx, linearization=linearization,
+                                   forbid=self.forbid_for(on))
         if res is None:
             return False, False
         new_machine, delta, optimal = res
@@ -895,6 +1011,7 @@ class _Search:
             return False, optimal
         before = st.total()
         old = st.a[on].copy()
+        a_before = st.a.copy() if self._reserve else None
         changed = np.flatnonzero(new_machine != old)
         # leave first, then arrive: intermediate states may break rules; the end is checked
         for i in changed.tolist():
@@ -902,7 +1019,9 @@ class _Search:
         # the model's objective bounds the change (its slack variables need not be
         # tight when CP-SAT stops early); the state's change is the exact one
         real = st.total() - before
-        if st.rules_ok(on.tolist(), machines.tolist()) and real <= delta:
+        if a_before is not None and self.breaks_reserve(a_before, st.a).size:
+            self.count("reserve_refused_lns")
+        elif st.rules_ok(on.tolist(), machines.tolist()) and real <= delta:
             if real < 0:
                 self.stats["lns_improved"] += 1
                 return True, optimal
@@ -1068,6 +1187,28 @@ class _Search:
         cost, placement = self.peer.incumbent
         if cost >= self.st.total():
             return False
+        bad = (self.breaks_reserve(self.st.a, placement) if self._reserve and RESERVE_PEER
+               else np.zeros(0, dtype=np.int64))
+        if bad.size:
+            # the peer's placement takes a reserved receiver (`RESERVE`): adopted only
+            # when the processes that took it can go back (to this placement's machine,
+            # else home) and it still beats this state
+            if placement is self._refused:
+                return False
+            self._refused = placement
+            here = self.st.a
+            st = RoadefState(self.inst, placement.copy())
+            for q in bad.tolist():
+                if not (st.shift_ok(q, int(here[q])) or st.shift_ok(q, int(st.init[q]))):
+                    break
+            else:
+                if st.total() < self.st.total() and not self.breaks_reserve(here, st.a).size:
+                    self.st = st
+                    self.count("reserve_repaired_peer")
+                    self.note("exchange")
+                    return True
+            self.count("reserve_refused_peer")
+            return False
         self.st = RoadefState(self.inst, placement.copy())
         self.note("exchange")
         return True
@@ -1109,6 +1250,8 @@ class _Search:
         self.local_search(swaps=False)
         self.local_search(max_rounds=1)
         self.note("local search", force=True)
+        self._reserve = self.reservations()
+        self.stats["reserved"] = len(self._reserve)
         k = LNS_MIN_MACHINES + 1
         it = 0
         stale = 0

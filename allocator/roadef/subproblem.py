@@ -41,12 +41,15 @@ class _Model(cp_model.CpModel):
 
 def solve_subproblem(st: RoadefState, freed: np.ndarray, machines: np.ndarray, *,
                      time_limit: float, deterministic: bool, seed: int,
-                     ctx: SolveContext | None = None, linearization: int | None = None
+                     ctx: SolveContext | None = None, linearization: int | None = None,
+                     forbid: dict[int, set[int]] | None = None
                      ) -> tuple[np.ndarray, int, bool] | None:
     """New machines for `freed`, the cost change, and whether CP-SAT proved it optimal.
 
     `linearization`: CP-SAT's linearization_level (None: its default); see
-    solver.WASTE_LINEARIZATION for where the full LP relaxation pays."""
+    solver.WASTE_LINEARIZATION for where the full LP relaxation pays. `forbid`: machines
+    a freed process may not move to (its own machine always stays allowed); see
+    solver.RESERVE for why."""
     inst = st.inst
     R = inst.n_resources
     K = len(machines)
@@ -105,8 +108,9 @@ def solve_subproblem(st: RoadefState, freed: np.ndarray, machines: np.ndarray, *
         fixed_s = fixed_on[svc_f[i]]
         row = []
         bl = blocked[i]
+        no = forbid.get(p) if forbid else None
         for j in range(K):
-            if bl[j] or j in fixed_s:
+            if bl[j] or j in fixed_s or (no is not None and ms[j] in no and j != j_cur[i]):
                 continue
             v = model.new_bool_var(f"x{p}_{j}")
             x[p, j] = v
