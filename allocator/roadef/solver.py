@@ -152,8 +152,9 @@ EVAC_CO_SHARE = 1.0
 #: s, main and this at the same time): a2_3 mean 5.66 -> 4.76 %, runs above 5 % 12 -> 5 of
 #: 24, 438 left on 93 7 -> 2 (docs/benchmarks/roadef.md, slot z).
 RESERVE = True
-#: Why one: with two (a2_2's 407, 892, 638, 15 held) a2_2 was worse in 4 of 5 tuning pairs
-#: (+8.2 million a pair); a2_2's stranded processes lose their receivers to larger ones.
+#: Why one: with two (a2_2's 407 and 892 held, and 638 and 15 at a 1 % share) a2_2 was worse
+#: in 5 of 6 tuning pairs (+7.9 million a pair); its stranded processes lose their receivers
+#: to larger ones, which this rule lets through.
 RESERVE_MAX_RECEIVERS = 1
 #: ... and a load cost on its machine of at least this share of the cost when the LNS starts.
 RESERVE_MIN_SHARE = 0.03
