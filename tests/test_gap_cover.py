@@ -101,19 +101,21 @@ def test_same_inputs_same_plan() -> None:
     assert kl.feasible(runs[0].agent_of, K)
 
 
+@pytest.mark.parametrize("capped", [True, False], ids=["capped", "uncapped"])
 def test_too_many_sets_ends_unproven_with_a_feasible_plan(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """With room for only a few sets the search stops at the first window that overflows:
-    not proven, never dearer than its start."""
+        monkeypatch: pytest.MonkeyPatch, capped: bool) -> None:
+    """With room for only a few sets the search stops at the first window that overflows,
+    on a capped level and with no cap alike: not proven, never dearer than its start."""
     monkeypatch.setattr(gap_cover, "MAX_COLUMNS", 40)
     kl, K = _packed_step("d", 6, 24, 3)
-    start = _start(kl, K, 0)
+    cap = K if capped else None
+    start = _start(kl, K if capped else np.inf, 0)  # type: ignore[arg-type]
     assert start is not None
-    r = cover_search(kl.C, kl.A, kl.cap, kl.loads, K, np.zeros(kl.n), start, step=1.0,
+    r = cover_search(kl.C, kl.A, kl.cap, kl.loads, cap, np.zeros(kl.n), start, step=1.0,
                      deadline=np.inf, clock=_still)
     assert not r.proven
     assert r.cost <= kl.cost(start)
-    assert kl.feasible(start if r.agent_of is None else r.agent_of, K)
+    assert kl.feasible(start if r.agent_of is None else r.agent_of, cap)
 
 
 def test_packed_only_when_every_agent_must_end_at_its_cap() -> None:
@@ -207,21 +209,6 @@ def test_unpacked_levels_same_inputs_same_plan(K: int | None) -> None:
     assert np.array_equal(plans[0], plans[1])
     assert kl.feasible(plans[0], K)
     assert kl.cost(plans[0]) == pytest.approx(runs[0].cost) and runs[0].cost <= kl.cost(start)
-
-
-def test_too_many_sets_on_an_uncapped_level_ends_unproven_and_feasible(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """With no cap and room for only a few sets the search stops at the window that
-    overflows: not proven, never dearer than its start."""
-    monkeypatch.setattr(gap_cover, "MAX_COLUMNS", 40)
-    kl, _ = _packed_step("d", 6, 24, 3)
-    start = _start(kl, np.inf, 0)  # type: ignore[arg-type]
-    assert start is not None
-    r = cover_search(kl.C, kl.A, kl.cap, kl.loads, None, np.zeros(kl.n), start, step=1.0,
-                     deadline=np.inf, clock=_still)
-    assert not r.proven
-    assert r.cost <= kl.cost(start)
-    assert kl.feasible(start if r.agent_of is None else r.agent_of, None)
 
 
 def test_the_cover_beside_the_tree_keeps_every_level_feasible_and_exact(
