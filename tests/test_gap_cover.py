@@ -36,7 +36,7 @@ def _packed_step(kind: str, m: int, n: int, seed: int) -> tuple[KnapsackLagrangi
     return kl, n // m
 
 
-def _start(kl: KnapsackLagrangian, K: int, seed: int) -> np.ndarray | None:
+def _start(kl: KnapsackLagrangian, K: float, seed: int) -> np.ndarray | None:
     r = tabu_search(kl.C, kl.A, kl.cap, kl.loads, K, None, seed=seed, iterations=50,
                     deadline=np.inf, clock=time.perf_counter)
     return r.agent_of
@@ -109,7 +109,7 @@ def test_too_many_sets_ends_unproven_with_a_feasible_plan(
     monkeypatch.setattr(gap_cover, "MAX_COLUMNS", 40)
     kl, K = _packed_step("d", 6, 24, 3)
     cap = K if capped else None
-    start = _start(kl, K if capped else np.inf, 0)  # type: ignore[arg-type]
+    start = _start(kl, K if capped else np.inf, 0)
     assert start is not None
     r = cover_search(kl.C, kl.A, kl.cap, kl.loads, cap, np.zeros(kl.n), start, step=1.0,
                      deadline=np.inf, clock=_still)
@@ -166,7 +166,7 @@ def test_proves_the_brute_force_optimum_of_every_level_kind(kind: str, seed: int
     start and the root's multipliers the cover ends proven at the brute-force optimum, its
     plan feasible and costing what it says."""
     kl, _ = _packed_step(kind, 3, 8, seed)
-    start = _start(kl, np.inf if K is None else K, seed)  # type: ignore[arg-type]
+    start = _start(kl, np.inf if K is None else K, seed)
     if start is None or not kl.feasible(start, K):
         pytest.skip("no feasible start at this cap")
     bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
@@ -198,7 +198,7 @@ def test_unpacked_levels_same_inputs_same_plan(K: int | None) -> None:
     same node budgets gives the same plan twice, feasible (the root's multipliers: at zero
     an uncapped level's window would hold nearly every set)."""
     kl, _ = _packed_step("d", 6, 24, 3)
-    start = _start(kl, np.inf if K is None else K, 0)  # type: ignore[arg-type]
+    start = _start(kl, np.inf if K is None else K, 0)
     assert start is not None and kl.feasible(start, K)
     bb = GapBranchBound(kl.C, kl.A, kl.cap, kl.loads)
     StepTree(bb, K, start, step=1.0, deadline=np.inf, clock=_still).run(np.inf, nodes=1)
