@@ -31,6 +31,8 @@ HOT_MARGIN = 0.10
 LP_MAX_COLUMNS = 2_000_000
 #: Candidate agents tried per task when evacuating a removed machine.
 EVACUATION_CANDIDATES = 32
+#: The zone label of agents that carry no zone (reported and priced like any zone).
+NO_ZONE = "(none)"
 
 
 @dataclass
@@ -91,7 +93,7 @@ def _domain_table(problem: Problem, agent_of: np.ndarray, key: str) -> list[dict
     over = np.maximum(used - safety, 0.0)
     members: dict[str, list[int]] = defaultdict(list)
     for i, a in enumerate(snap.agents):
-        members[a.topology_value(key) or "(none)"].append(i)
+        members[a.topology_value(key) or NO_ZONE].append(i)
     rows = []
     for name in sorted(members):
         idx = np.array(members[name])
@@ -179,9 +181,9 @@ def zone_lp(problem: Problem, agent_of: np.ndarray) -> dict[str, Any]:
     from scipy.optimize import linprog
 
     topo = problem.topology
-    names = sorted({a.zone or "(none)" for a in problem.snapshot.agents})
+    names = sorted({zone_label(a) for a in problem.snapshot.agents})
     z_index = {z: k for k, z in enumerate(names)}
-    zone_of = np.array([z_index[a.zone or "(none)"] for a in problem.snapshot.agents])
+    zone_of = np.array([z_index[zone_label(a)] for a in problem.snapshot.agents])
     Z, R = len(names), problem.n_resources
     tasks = np.flatnonzero(agent_of >= 0)
     n = tasks.size
@@ -239,11 +241,16 @@ def zone_lp(problem: Problem, agent_of: np.ndarray) -> dict[str, Any]:
     }
 
 
+def zone_label(agent: Agent) -> str:
+    """The agent's zone, or NO_ZONE: a snapshot without zones is one zone to the report."""
+    return agent.zone or NO_ZONE
+
+
 # -- what-ifs -------------------------------------------------------------------------------
 
 
 def _template(snapshot: Snapshot, zone: str) -> Agent | None:
-    agents = [a for a in snapshot.agents if a.zone == zone]
+    agents = [a for a in snapshot.agents if zone_label(a) == zone]
     if not agents:
         return None
     agents.sort(key=lambda a: sorted(a.capacity.items()))
@@ -295,7 +302,7 @@ def with_removed(snapshot: Snapshot, zone: str, k: int) -> tuple[Snapshot | None
     from allocator.constraints import assignment_feasible
 
     problem = compile_snapshot(snapshot)
-    in_zone = [i for i, a in enumerate(snapshot.agents) if a.zone == zone]
+    in_zone = [i for i, a in enumerate(snapshot.agents) if zone_label(a) == zone]
     if len(in_zone) <= k:
         return None, f"zone {zone!r} has {len(in_zone)} agent(s)", 0.0
     cur = problem.current
@@ -307,7 +314,7 @@ def with_removed(snapshot: Snapshot, zone: str, k: int) -> tuple[Snapshot | None
         a[j] = -1
         room = problem.capacity[keep] - np.array(
             [problem.demand_base[a == i].sum(axis=0) for i in keep])
-        same = np.array([snapshot.agents[i].zone == zone for i in keep])
+        same = np.array([zone_label(snapshot.agents[i]) == zone for i in keep])
         order = np.lexsort((-room.min(axis=1), ~same))[:EVACUATION_CANDIDATES]
         for i in keep[order].tolist():
             a[j] = i

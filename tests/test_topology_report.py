@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from allocator import solve, validate
 from allocator.errors import UnsupportedError
-from allocator.topology import analyse_topology, with_added, with_removed
+from allocator.topology import NO_ZONE, analyse_topology, with_added, with_removed
 from models import Agent, Group, Snapshot, Task, Topology, Weights, ZoneMoveCost
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "examples" / "topology-two-zone.json"
@@ -102,6 +102,25 @@ def test_what_if_snapshots() -> None:
     assert len(moved) == 4 and all(u.current_agent.startswith("west")
                                    for u in emptied.tasks if u.id in {t.id for t in moved})
     assert evacuation == pytest.approx(4 * (1 + 50) + 1)
+
+
+def test_a_snapshot_without_zones_is_one_zone() -> None:
+    """Agents with no zone are reported as the zone NO_ZONE and the what-ifs price it
+    (they used to fail: `with_added` looked the label up as a real zone)."""
+    c = two_zone_cluster()
+    s = Snapshot(agents=[a.model_copy(update={"zone": None, "neighbourhood": None})
+                         for a in c.agents],
+                 tasks=[t.model_copy(update={"group": None}) for t in c.tasks],
+                 weights=c.weights, name="no-zones")
+    report = analyse_topology(s, k=1, time_limit=0.5, seed=0)
+    assert [z["zone"] for z in report.zones] == [NO_ZONE]
+    assert report.zones[0]["agents"] == len(s.agents)
+    added = with_added(s, NO_ZONE, 1)
+    assert len(added.agents) == len(s.agents) + 1 and added.agents[-1].zone is None
+    removed, why, _ = with_removed(s, NO_ZONE, 1)
+    assert removed is not None and why == "" and len(removed.agents) == len(s.agents) - 1
+    by = {(w.action, w.source, w.target): w for w in report.what_if}
+    assert by[("add", None, NO_ZONE)].valid
 
 
 def test_cli_topology_json_and_table(tmp_path: Path) -> None:
