@@ -1,7 +1,12 @@
 """Machine reassignment solver: local search plus CP-SAT large neighbourhood search.
 
-It starts from the initial placement (feasible by the challenge's rules) and
-every incumbent it keeps is feasible:
+It starts from the initial placement, feasible by the challenge's rules; one
+that breaks a hard rule (an operator's snapshot: a capacity lowered, an
+anti-affinity added) is first repaired by allocator/roadef/repair.py within a
+share of the budget, or refused with an InfeasibleError naming the rules still
+broken (at once when none can be mended, e.g. a transient resource over
+capacity on an initial machine). Move costs stay measured against the initial
+placement. From there every incumbent it keeps is feasible:
 
 * steepest start (allocator/roadef/kernel.py, set-A sizes with numba, instances
   with a transient resource): the
@@ -55,6 +60,7 @@ import numpy as np
 
 from allocator.roadef.evaluate import CostBreakdown, evaluate, violations
 from allocator.roadef.instance import RoadefInstance
+from allocator.roadef.repair import repair
 from allocator.roadef.state import RoadefState
 from allocator.solvers.context import Improvement, SolveContext
 
@@ -265,10 +271,12 @@ class RoadefResult:
 
 class _Search:
     def __init__(self, inst: RoadefInstance, ctx: SolveContext,
-                 iterations: int | None) -> None:
+                 iterations: int | None, start: np.ndarray | None = None) -> None:
         self.inst = inst
         self.ctx = ctx
-        self.st = RoadefState(inst)
+        #: from `start` (a repaired placement) or the initial one; move costs are
+        #: measured against the initial placement either way
+        self.st = RoadefState(inst, start)
         self.rng = np.random.default_rng(ctx.seed)
         self.iterations = iterations
         self.stats: dict[str, int] = {"shifts": 0, "swaps": 0, "lns_improved": 0, "lns_calls": 0,
@@ -1418,7 +1426,7 @@ def _solo_role(search: _Search) -> str | None:
 
 
 def _annealer(inst: RoadefInstance, ctx: SolveContext, iterations: int | None,
-              seed: int) -> _Search | None:
+              seed: int, start: np.ndarray | None = None) -> _Search | None:
     """A second search that anneals with the compiled kernel, or None (no numba,
     annealing switched off, or an instance too small to move anything)."""
     from allocator.roadef.kernel import HAVE_NUMBA
@@ -1429,7 +1437,7 @@ def _annealer(inst: RoadefInstance, ctx: SolveContext, iterations: int | None,
     ann_ctx = SolveContext(time_limit=ctx.time_limit, workers=1, clock=ctx.clock,
                            seed=seed + 1, stop=ctx.stop, deterministic=ctx.deterministic)
     ann_ctx.started = ctx.started
-    return _Search(inst, ann_ctx, iterations)
+    return _Search(inst, ann_ctx, iterations, start)
 
 
 def _anneal_safely(search: _Search, budget: float) -> None:
@@ -1448,22 +1456,46 @@ def solve_roadef(inst: RoadefInstance, *, time_limit: float, seed: int = 0,
                  ctx: SolveContext | None = None) -> RoadefResult:
     """Improve the initial placement of `inst` within `time_limit` seconds.
 
-    The returned assignment passed the independent evaluator's rule check;
-    should the search's bookkeeping ever disagree with it (a bug), the best
-    placement that did pass is returned instead (at worst the initial one).
+    An initial placement that breaks a hard rule is repaired first
+    (allocator/roadef/repair.py, within a share of the budget) and the search
+    goes on from the repaired one; `initial_cost` stays the initial placement's
+    cost, and move costs stay measured against it. The returned assignment
+    passed the independent evaluator's rule check; should the search's
+    bookkeeping ever disagree with it (a bug), the best placement that did pass
+    is returned instead (at worst the start: the initial or repaired one).
     `iterations` bounds the LNS by a count (deterministic for a seed).
+
+    Raises
+    ------
+    InfeasibleError
+        The initial placement breaks a rule and no placement can mend it (found
+        up front, e.g. a transient resource over capacity on an initial machine)
+        or the repair did not within its share; the message names the first
+        three rules still broken.
     """
     t0 = time.perf_counter()
     if ctx is None:
         ctx = SolveContext(time_limit=time_limit, workers=1, seed=seed,
                            on_improve=on_improve, stop=stop or threading.Event(),
                            deterministic=iterations is not None)
-    search = _Search(inst, ctx, iterations)
-    initial_cost = search.best_cost
+    start: np.ndarray | None = None
+    repair_stats: dict[str, int] = {}
+    if violations(inst, inst.initial, limit=1):
+        try:
+            start, repair_stats = repair(inst, ctx)
+        except BaseException:
+            ctx.close()
+            raise
+    search = _Search(inst, ctx, iterations, start)
+    search.stats.update(repair_stats)
+    start_cost = search.best_cost
+    initial_cost = start_cost if start is None else evaluate(inst, inst.initial).total
+    if start is not None:
+        search.history.append((round(ctx.elapsed(), 3), start_cost, "repair"))
     if STEEPEST_FIRST:
         search.steepest_start()
-    annealing = _annealer(inst, ctx, iterations, seed)
-    if annealing is not None and search.best_cost < initial_cost and STEEPEST_SHARED:
+    annealing = _annealer(inst, ctx, iterations, seed, start)
+    if annealing is not None and search.best_cost < start_cost and STEEPEST_SHARED:
         annealing.adopt(search.best_cost, search.best, "steepest")
     try:
         if annealing is None:
@@ -1521,8 +1553,9 @@ def solve_roadef(inst: RoadefInstance, *, time_limit: float, seed: int = 0,
         search.history = merged
     best = search.best
     if violations(inst, best, limit=1):
-        log.error("roadef: the search's best placement breaks a rule; returning the initial one")
-        best = inst.initial.copy()
+        log.error("roadef: the search's best placement breaks a rule; returning the %s one",
+                  "initial" if start is None else "repaired")
+        best = (inst.initial if start is None else start).copy()
     cost = evaluate(inst, best)
     return RoadefResult(assignment=best, cost=cost, initial_cost=initial_cost,
                         moved=int((best != inst.initial).sum()),
