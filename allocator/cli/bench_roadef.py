@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from allocator.cli.app import bench_app, gen_app, guarded, to_json
+from allocator.cli.app import bench_app, gen_app, guarded, one_line, to_json
+from allocator.errors import AllocatorError
 
 COLUMNS = ("instance", "original_cost", "objective", "lower_bound", "best_known",
            "gap_to_best_pct", "moved", "time_s", "valid")
@@ -39,14 +40,23 @@ def bench_roadef(
     best = read_best_known(csv_path) if csv_path is not None else {}
     warm_up()  # the kernels' compile (or cache load) is not part of any instance's time
     rows = []
+    failed = 0
     for model in models:
-        row = bench_one(model, time_limit=time_limit, seed=seed, out=out, best=best,
-                        iterations=iterations)
+        try:
+            row = bench_one(model, time_limit=time_limit, seed=seed, out=out, best=best,
+                            iterations=iterations)
+        except AllocatorError as exc:
+            # one unreadable or infeasible instance does not lose the others' rows
+            failed += 1
+            typer.echo(f"error: {model}: {one_line(exc)}", err=True)
+            continue
         rows.append(row)
         if as_json:
             typer.echo(to_json(row))
-    if not as_json:
+    if not as_json and rows:
         _print_rows(rows)
+    if failed:
+        raise typer.Exit(2)
     if not all(r["valid"] for r in rows):
         raise typer.Exit(1)
 

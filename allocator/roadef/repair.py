@@ -55,14 +55,23 @@ STALL_STEPS = 50
 MAX_STEPS_PER_PROCESS = 20
 #: Steps a process may not return to the machine it left by a non-improving move.
 TABU_TENURE = 7
+#: Lowering moves applied per step (each re-chosen after the ones before it). Why more
+#: than one: 1,000 processes all on one machine (a2_4, a2_5) need 900 moves, and a
+#: step screens up to SCREEN_MAX processes over every machine.
+BATCH = 20
+#: A change of the measure below this is none (it sums floats).
+EPS = 1e-9
 #: Implicated processes whose moves are screened per step (a random sample above it).
 SCREEN_MAX = 200
-#: CP-SAT fallback: at most this many freed processes and machines, and its time (s,
-#: deterministic time in deterministic mode); rounds of local search + CP-SAT.
+#: CP-SAT fallback: at most this many freed processes, the machines added to the
+#: broken ones per round, and its time (s, deterministic time in deterministic mode).
 CPSAT_MAX_FREE = 300
-CPSAT_MAX_MACHINES = 30
-CPSAT_TIME = 5.0
-ROUNDS = 3
+CPSAT_MAX_MACHINES = 10
+CPSAT_TIME = 2.0
+#: Rounds of local search + CP-SAT in deterministic mode (timed: until the share ends).
+ROUNDS = 5
+#: Comparisons per chunk of the up-front "fits on no machine" check (bounded memory).
+FIT_CHUNK = 4_000_000
 #: Rules named in the error message.
 NAMED = 3
 
@@ -95,11 +104,13 @@ def impossible(inst: RoadefInstance) -> list[str]:
             if sizes[s] and not sizes[d]:
                 out.append(f"service {s} depends on service {d}, which has no process")
     if inst.n_machines and inst.n_processes:
-        fits = (inst.requirement[:, None, :] <= cap[None, :, :]).all(axis=2).any(axis=1) \
-            if inst.n_processes * inst.n_machines <= 10_000_000 else None
-        if fits is not None:
+        # processes that fit no machine, in chunks of about FIT_CHUNK comparisons
+        step = max(1, FIT_CHUNK // max(1, inst.n_machines * inst.n_resources))
+        for lo in range(0, inst.n_processes, step):
+            req = inst.requirement[lo:lo + step]
+            fits = np.any(np.all(req[:, None, :] <= cap[None, :, :], axis=2), axis=1)
             for p in np.nonzero(~fits)[0].tolist():
-                out.append(f"process {p}: fits on no machine")
+                out.append(f"process {lo + p}: fits on no machine")
         total = inst.requirement.sum(axis=0)
         for r in np.nonzero(total > cap.sum(axis=0))[0].tolist():
             out.append(f"resource {r}: total requirement {int(total[r])} > total capacity "
@@ -133,7 +144,7 @@ class _Repair:
         self.cpsat_calls = 0
 
     def out_of_time(self) -> bool:
-        return not self.counted and (self.ctx.clock() >= self.deadline or self.ctx.stopped())
+        return self.ctx.stopped() or (not self.counted and self.ctx.clock() >= self.deadline)
 
     # -- the violation measure ------------------------------------------------
 
@@ -239,7 +250,8 @@ class _Repair:
         # the challenge's cost change (load, balance, process and machine moves)
         rows = st.use + r
         dcost = (st.machine_costs(rows) - st.mc).astype(np.float64)
-        dcost += float(st.machine_costs(st.use[m0] - r, m0) - st.mc[m0])
+        src = np.asarray([m0])
+        dcost += float(st.machine_costs((st.use[m0] - r)[None, :], src)[0] - st.mc[m0])
         dcost += np.where(np.arange(M) != i0, float(st.pmc[p]), 0.0) \
             - (float(st.pmc[p]) if m0 != i0 else 0.0)
         mmc = st.mmc[i0].astype(np.float64)
@@ -249,52 +261,63 @@ class _Repair:
 
     # -- the search -----------------------------------------------------------
 
-    def step(self, procs: np.ndarray) -> bool:
-        """Apply the best move of `procs` (False: none lowers the measure; then the least
-        bad move not tabu is applied)."""
-        best: tuple[tuple[float, ...], int, int] | None = None
-        fallback: tuple[tuple[float, ...], int, int] | None = None
-        eps = 1e-9
-        for p in procs.tolist():
-            dv, added, dcost = self.deltas(p)
-            m0 = int(self.st.a[p])
-            ok = np.ones(len(dv), dtype=bool)
-            ok[m0] = False
-            for (q, m), until in self.tabu.items():
-                if q == p and until > self.steps:
-                    ok[m] = False
-            if not ok.any():
-                continue
-            lower = ok & (dv < -eps)
-            if lower.any():
-                clean = lower & (added <= eps)
-                if clean.any():
-                    m = int(np.flatnonzero(clean)[np.argmin(dcost[clean])])
-                    key: tuple[float, ...] = (0.0, float(dcost[m]), float(dv[m]))
-                else:
-                    cand = np.flatnonzero(lower)
-                    m = int(cand[np.lexsort((dcost[cand], dv[cand]))[0]])
-                    key = (1.0, float(dv[m]), float(dcost[m]))
-                if best is None or key < best[0]:
-                    best = (key, p, m)
-            elif best is None:
-                cand = np.flatnonzero(ok)
-                m = int(cand[np.lexsort((dcost[cand], dv[cand]))[0]])
-                key = (float(dv[m]), float(dcost[m]))
-                if fallback is None or key < fallback[0]:
-                    fallback = (key, p, m)
+    def choose(self, p: int) -> tuple[tuple[float, ...], int, bool] | None:
+        """p's best move: (its sort key, the machine, whether it lowers the measure);
+        None when every machine is p's own or tabu for it."""
+        dv, added, dcost = self.deltas(p)
+        ok = np.ones(len(dv), dtype=bool)
+        ok[int(self.st.a[p])] = False
+        for (q, m), until in self.tabu.items():
+            if q == p and until > self.steps:
+                ok[m] = False
+        if not ok.any():
+            return None
+        lower = ok & (dv < -EPS)
+        if lower.any():
+            clean = lower & (added <= EPS)
+            if clean.any():  # breaks nothing new: the cheapest
+                m = int(np.flatnonzero(clean)[np.argmin(dcost[clean])])
+                return (0.0, float(dv[m]), float(dcost[m])), m, True
+            cand = np.flatnonzero(lower)  # else the largest decrease
+            m = int(cand[np.lexsort((dcost[cand], dv[cand]))[0]])
+            return (1.0, float(dv[m]), float(dcost[m])), m, True
+        cand = np.flatnonzero(ok)
+        m = int(cand[np.lexsort((dcost[cand], dv[cand]))[0]])
+        return (2.0, float(dv[m]), float(dcost[m])), m, False
+
+    def step(self, procs: np.ndarray) -> int:
+        """Apply the best moves of `procs` that lower the measure, best first, each
+        re-chosen after the ones before it (at most `BATCH`); with none, the least bad
+        move not tabu. Returns the moves that lowered it."""
         self.steps += 1
-        pick = best if best is not None else fallback
-        if pick is None:
-            return False
-        _, p, m = pick
-        m0 = int(self.st.a[p])
-        self.st.move(p, m)
-        if best is None:
+        found = []
+        for p in procs.tolist():
+            got = self.choose(p)
+            if got is not None:
+                found.append((got[0], p, got[1], got[2]))
+        if not found:
+            return 0
+        found.sort()
+        if not found[0][3]:
+            _, p, m, _ = found[0]
+            m0 = int(self.st.a[p])
+            self.st.move(p, m)
             self.tabu[(p, m0)] = self.steps + TABU_TENURE
             if len(self.tabu) > 4 * TABU_TENURE:
                 self.tabu = {k: v for k, v in self.tabu.items() if v > self.steps}
-        return best is not None
+            return 0
+        applied = 0
+        for _, p, m, lowers in found:
+            if not lowers or applied >= BATCH:
+                break
+            if applied:  # the moves before it changed the picture
+                got = self.choose(p)
+                if got is None or not got[2]:
+                    continue
+                m = got[1]
+            self.st.move(p, m)
+            applied += 1
+        return applied
 
     def local_search(self) -> bool:
         """Steps until no rule is broken (True), it stalls or the budget ends (False)."""
@@ -320,43 +343,62 @@ class _Repair:
             self.st = RoadefState(self.inst, best_a)
         return best_v <= 0
 
-    def cpsat(self) -> None:
-        """Re-place the implicated processes with the exact sub-model (subproblem.py)."""
+    def cpsat(self, round_: int) -> None:
+        """Re-place the implicated processes with the exact sub-model (subproblem.py), on
+        their machines and homes plus the roomiest others (more each round, drawn at
+        random among twice as many), whose processes are freed too while
+        `CPSAT_MAX_FREE` allows: room on a tight cluster takes a cascade."""
         from allocator.roadef.subproblem import solve_subproblem
 
         st, inst = self.st, self.inst
         freed = self.implicated()
         if freed.size > CPSAT_MAX_FREE:
-            freed = np.sort(self.rng.choice(freed, CPSAT_MAX_FREE, replace=False))
+            # whole machines (in a random order): a broken machine with some of its
+            # processes fixed can stay broken in any sub-solution
+            by_machine = st.a[freed]
+            keep = np.zeros(freed.size, dtype=bool)
+            for m in self.rng.permutation(np.unique(by_machine)).tolist():
+                here = by_machine == m
+                if keep.sum() + here.sum() > CPSAT_MAX_FREE and keep.any():
+                    break
+                keep |= here
+            freed = freed[keep]
         mine = np.unique(np.concatenate([st.a[freed], st.init[freed]]))
-        k = max(CPSAT_MAX_MACHINES, mine.size)
-        if inst.n_machines <= k:
-            machines = np.arange(inst.n_machines)
-        else:
+        k = min(inst.n_machines - mine.size, CPSAT_MAX_MACHINES * (round_ + 1))
+        extra = np.zeros(0, dtype=np.int64)
+        if k > 0:
             room = ((st.cap - st.hard) * self.w).sum(axis=1)
             room[mine] = -np.inf
-            extra = np.argsort(-room, kind="stable")[:k - mine.size]
-            machines = np.unique(np.concatenate([mine, extra]))
-        machines = np.unique(np.concatenate([machines, st.a[freed]]))
+            pool = np.argsort(-room, kind="stable")[:min(2 * k, inst.n_machines - mine.size)]
+            extra = np.sort(self.rng.choice(pool, k, replace=False))
+            on = np.flatnonzero(np.isin(st.a, extra))
+            on = on[~np.isin(on, freed)]
+            more = CPSAT_MAX_FREE - freed.size
+            if more > 0 and on.size:
+                if on.size > more:
+                    on = np.sort(self.rng.choice(on, more, replace=False))
+                freed = np.unique(np.concatenate([freed, on]))
+        machines = np.unique(np.concatenate([mine, extra, st.a[freed]])).astype(np.int64)
         limit = CPSAT_TIME if self.counted else max(
             0.05, min(CPSAT_TIME, self.deadline - self.ctx.clock()))
         self.cpsat_calls += 1
         got = solve_subproblem(st, freed, machines, time_limit=limit,
                                deterministic=self.counted, seed=int(self.ctx.seed),
-                               ctx=self.ctx)
+                               ctx=self.ctx, first_solution=True)
         if got is None:
             return
-        new = got[0]
-        for p, m in zip(freed.tolist(), new.tolist(), strict=True):
+        for p, m in zip(freed.tolist(), got[0].tolist(), strict=True):
             st.move(p, m)
 
     def run(self) -> np.ndarray:
-        for _ in range(ROUNDS):
-            if self.local_search():
+        """Local search, then CP-SAT on a wider neighbourhood each round, until no rule is
+        broken or the share ends (`ROUNDS` rounds in deterministic mode)."""
+        round_ = 0
+        while not self.local_search() and not self.out_of_time():
+            if self.counted and round_ >= ROUNDS:
                 break
-            if self.out_of_time():
-                break
-            self.cpsat()
+            self.cpsat(round_)
+            round_ += 1
             if self.measure() <= 0:
                 break
         return self.st.a.copy()
@@ -385,7 +427,7 @@ def repair(inst: RoadefInstance, ctx: SolveContext, *, share: float = REPAIR_SHA
     if broken:
         raise _error([v.message for v in broken],
                      f"the initial placement breaks rules that the repair could not mend "
-                     f"within its share of the budget ({rep.steps} moves, "
+                     f"within its share of the budget ({rep.steps} local-search steps, "
                      f"{rep.cpsat_calls} CP-SAT call(s)); still broken")
     log.info("roadef: repaired the initial placement (%d processes moved, %d steps)",
              stats["repair_moved"], rep.steps)

@@ -42,14 +42,17 @@ class _Model(cp_model.CpModel):
 def solve_subproblem(st: RoadefState, freed: np.ndarray, machines: np.ndarray, *,
                      time_limit: float, deterministic: bool, seed: int,
                      ctx: SolveContext | None = None, linearization: int | None = None,
-                     forbid: dict[int, set[int]] | None = None
+                     forbid: dict[int, set[int]] | None = None,
+                     first_solution: bool = False
                      ) -> tuple[np.ndarray, int, bool] | None:
     """New machines for `freed`, the cost change, and whether CP-SAT proved it optimal.
 
     `linearization`: CP-SAT's linearization_level (None: its default); see
     solver.WASTE_LINEARIZATION for where the full LP relaxation pays. `forbid`: machines
     a freed process may not move to (its own machine always stays allowed); see
-    solver.RESERVE for why."""
+    solver.RESERVE for why. `first_solution`: stop at the first feasible placement (the
+    repair's use, allocator/roadef/repair.py: the current placement, the hint, breaks a
+    rule there, and the search improves the cost afterwards)."""
     inst = st.inst
     R = inst.n_resources
     K = len(machines)
@@ -284,6 +287,8 @@ def solve_subproblem(st: RoadefState, freed: np.ndarray, machines: np.ndarray, *
         prm.symmetry_level = 0
         prm.cp_model_probing_level = 0
         prm.max_presolve_iterations = 1
+    if first_solution:
+        prm.stop_after_first_solution = True
     if deterministic:
         prm.max_deterministic_time = time_limit
     else:
