@@ -74,3 +74,42 @@ def test_no_child_where_the_annealing_does_not_sleep(monkeypatch: pytest.MonkeyP
     res = solver.solve_roadef(inst, time_limit=2.0, seed=0)
     assert started == [] and violations(inst, res.assignment) == []
     assert np.array_equal(res.assignment.shape, inst.initial.shape)
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_the_child_stops_when_the_solve_loses_its_core(
+        busy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`watch`, called from the LNS thread: a thread that got less than MIN_SHARE of a core
+    over the window (here: it slept, as when another solve takes the core) stops the child;
+    a thread that ran keeps it."""
+    monkeypatch.setattr(portfolio, "WATCH_SECONDS", 0.1)
+    child = portfolio.ChildLns(_zero_safety(), None, seed=3, deadline=time.time() + 30.0)
+    try:
+        child.watch()
+        end = time.perf_counter() + 0.2
+        if busy:
+            while time.perf_counter() < end:
+                pass
+        else:
+            time.sleep(0.2)
+        child.watch()
+        assert child.stopped is (not busy)
+        if not busy:
+            assert child.result(grace=5.0) is None  # terminated: nothing comes back
+            assert child.proc.poll() is not None
+    finally:
+        child.close()
+
+
+def test_no_child_beyond_set_a_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond the steepest start's size (processes x machines above kernel.LIST_CELLS) the
+    first descent takes the whole window: no child there; within it, one starts."""
+    inst = _zero_safety()
+    monkeypatch.setattr(portfolio, "idle_cores", lambda seconds=0.2: 2.0)
+    search = solver._Search(inst, solver.SolveContext(time_limit=30.0, workers=1), None)
+    child = solver._start_portfolio(inst, search, 20.0, 0)
+    assert child is not None
+    child.close()
+    cells = inst.n_processes * inst.n_machines
+    monkeypatch.setattr("allocator.roadef.kernel.LIST_CELLS", cells - 1)
+    assert solver._start_portfolio(inst, search, 20.0, 0) is None

@@ -31,6 +31,12 @@ MIN_IDLE_CORES = 1.6
 PROBE_SECONDS = 0.2
 #: The child must have at least this many seconds of search left after its start-up.
 MIN_CHILD_SECONDS = 5.0
+#: While the child runs, the solve's LNS thread must keep this share of a core, measured
+#: over windows of WATCH_SECONDS: a machine that got busy after the probe (another solve
+#: started beside this one, both probed an idle machine at once) stops the child, which
+#: would otherwise take the solve's own CPU.
+MIN_SHARE = 0.8
+WATCH_SECONDS = 2.0
 
 
 def _cpu_times() -> tuple[float, float] | None:
@@ -124,6 +130,9 @@ class ChildLns:
             os.close(in_r)
             os.close(out_w)
         self._out = os.fdopen(out_r, "rb")
+        #: (wall, thread CPU) at the start of the current watch window; stopped by `watch`
+        self._mark: tuple[float, float] | None = None
+        self.stopped = False
         try:
             with os.fdopen(in_w, "wb") as fh:
                 pickle.dump((inst, start, seed, deadline), fh,
@@ -149,6 +158,21 @@ class ChildLns:
         finally:
             self.close()
         return None
+
+    def watch(self) -> None:
+        """Stop the child when the calling thread (the solve's LNS thread) got less than
+        MIN_SHARE of a core over the last WATCH_SECONDS. Call it from that thread only."""
+        now, cpu = time.perf_counter(), time.thread_time()
+        if self._mark is None:
+            self._mark = (now, cpu)
+            return
+        t0, c0 = self._mark
+        if now - t0 < WATCH_SECONDS:
+            return
+        self._mark = (now, cpu)
+        if (cpu - c0) / (now - t0) < MIN_SHARE and self.proc.poll() is None:
+            self.stopped = True
+            self.proc.terminate()
 
     def close(self) -> None:
         """Stop the child (when still running) and release its pipe."""

@@ -40,6 +40,10 @@ placement. From there every incumbent it keeps is feasible:
   third machine to make room). The kernel releases the GIL, so it takes the
   second core while this thread runs the descent and the LNS; the better of
   the two placements is returned.
+* where the annealing thread sleeps through its first walk (a2_2, a2_3) and
+  the machine has a spare core: a second LNS with another seed in a child
+  process over that window, the better of the two kept
+  (allocator/roadef/portfolio.py).
 
 Time is a SolveContext budget; with `iterations` set the search is bounded
 by counts and CP-SAT by deterministic time, so a seed gives one result on a
@@ -1248,6 +1252,7 @@ class _Search:
             return
         got = child.result()
         self.stats["anneal_portfolio_cost"] = -1 if got is None else got[0]
+        self.stats["anneal_portfolio_stopped"] = int(child.stopped)
         if self.peer is not None:
             self.stats["anneal_portfolio_lns_cost"] = int(self.peer.incumbent[0])
         if got is None or got[0] >= self.best_cost:
@@ -1297,6 +1302,9 @@ class _Search:
         while self.time_left() > 0.05 and (self.iterations is None or it < self.iterations):
             it += 1
             self.gate("lns")
+            child = self.peer.portfolio if self.peer is not None else None
+            if child is not None:
+                child.watch()
             if self.adopt_peer():
                 stale = 0
             kk = min(max(LNS_MIN_MACHINES, k + int(self.rng.integers(-1, 2))), M,
@@ -1472,8 +1480,11 @@ def _start_portfolio(inst: RoadefInstance, search: _Search, window: float,
     """The child-process LNS over the next `window` seconds from `search`'s placement,
     or None when the machine shows no spare core or the window is too short."""
     from allocator.roadef import portfolio
+    from allocator.roadef.kernel import LIST_CELLS
 
-    if window < portfolio.MIN_CHILD_SECONDS + 3.0:
+    if window < portfolio.MIN_CHILD_SECONDS + 3.0 or (
+            inst.n_processes * inst.n_machines > LIST_CELLS):
+        # beyond set-A sizes the first descent takes the whole window: no second one
         return None
     idle = portfolio.idle_cores()
     search.stats["portfolio_idle_cores_x10"] = round(10 * idle)
