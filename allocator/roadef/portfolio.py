@@ -37,6 +37,8 @@ MIN_CHILD_SECONDS = 5.0
 #: would otherwise take the solve's own CPU.
 MIN_SHARE = 0.8
 WATCH_SECONDS = 2.0
+#: Seconds past the child's deadline the waking annealing thread waits for its result.
+RESULT_GRACE = 2.0
 
 
 def _cpu_times() -> tuple[float, float] | None:
@@ -141,11 +143,14 @@ class ChildLns:
             self.close()
             raise
 
-    def result(self, grace: float = 2.0) -> tuple[int, np.ndarray] | None:
-        """The child's (cost, placement), waiting at most until its deadline + `grace`."""
+    def result(self, grace: float | None = None) -> tuple[int, np.ndarray] | None:
+        """The child's (cost, placement), waiting at most until its deadline + `grace`
+        (default RESULT_GRACE)."""
         import pickle
         import select
 
+        if grace is None:
+            grace = RESULT_GRACE
         try:
             wait = max(0.0, self.deadline - time.time()) + grace
             ready, _, _ = select.select([self._out], [], [], wait)
