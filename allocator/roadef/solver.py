@@ -40,6 +40,10 @@ placement. From there every incumbent it keeps is feasible:
   third machine to make room). The kernel releases the GIL, so it takes the
   second core while this thread runs the descent and the LNS; the better of
   the two placements is returned.
+* where the annealing thread sleeps through its first walk (a2_2, a2_3) and
+  the machine has a spare core: a second LNS with another seed in a child
+  process over that window, the better of the two kept
+  (allocator/roadef/portfolio.py).
 
 Time is a SolveContext budget; with `iterations` set the search is bounded
 by counts and CP-SAT by deterministic time, so a seed gives one result on a
@@ -192,6 +196,11 @@ ANNEAL_FIRST, ANNEAL_CYCLE, ANNEAL_REHEAT = 0.5, 0.25, 0.3
 #: instances with a transient resource and machines without safety capacity (a2_2,
 #: a2_3). Why: `_Search.first_walk_idle`.
 ANNEAL_FIRST_IDLE = True
+#: ... and while it sleeps, when the machine shows a spare core, a second LNS runs in a
+#: child process (allocator/roadef/portfolio.py) with another seed; the annealing thread
+#: wakes up with the child's best when it beats the LNS thread's, and both go on from
+#: the better one. Why: portfolio.py.
+PORTFOLIO = True
 #: The temperature never exceeds this multiple of the best cost per process.
 ANNEAL_CAP = 5.0
 ANNEAL_P_SWAP = 0.5
@@ -317,6 +326,8 @@ class _Search:
         self._kernel: Any = None
         #: shared by both threads of a timed solve (None: both always run)
         self.governor: _Governor | None = None
+        #: the child-process LNS of the first walk's window (`PORTFOLIO`), or None
+        self.portfolio: Any = None
 
     # -- budget -------------------------------------------------------------
 
@@ -1233,6 +1244,26 @@ class _Search:
         on the machine; asleep, it gives that CPU back."""
         return ANNEAL_FIRST_IDLE and self.any_tr and self.zero_safety
 
+    def take_portfolio(self) -> None:
+        """Go on from the child-process LNS's best (`PORTFOLIO`) when it beats this
+        search's; the LNS thread then adopts it too when it beats its own state."""
+        child, self.portfolio = self.portfolio, None
+        if child is None:
+            return
+        got = child.result()
+        self.stats["anneal_portfolio_cost"] = -1 if got is None else got[0]
+        self.stats["anneal_portfolio_stopped"] = int(child.stopped)
+        if self.peer is not None:
+            self.stats["anneal_portfolio_lns_cost"] = int(self.peer.incumbent[0])
+        if got is None or got[0] >= self.best_cost:
+            return
+        cost, placement = got
+        if placement.shape != self.st.a.shape or violations(self.inst, placement, limit=1) or (
+                evaluate(self.inst, placement).total != cost):
+            log.warning("roadef portfolio: the child's placement failed the check; dropped")
+            return
+        self.adopt(cost, placement, "portfolio")
+
     def anneal_cycles(self, budget: float) -> None:
         """A long annealing, then shorter re-annealings from the better of this
         search's and the peer's best placement (the LNS thread's, when it leads)."""
@@ -1243,6 +1274,7 @@ class _Search:
             while self.ctx.elapsed() < until and self.time_left() > 0.1:
                 if self.ctx.stop.wait(min(0.1, max(0.0, until - self.ctx.elapsed()))):
                     return
+            self.take_portfolio()
         else:
             self.anneal(budget * ANNEAL_FIRST)
         while True:
@@ -1270,6 +1302,9 @@ class _Search:
         while self.time_left() > 0.05 and (self.iterations is None or it < self.iterations):
             it += 1
             self.gate("lns")
+            child = self.peer.portfolio if self.peer is not None else None
+            if child is not None:
+                child.watch()
             if self.adopt_peer():
                 stale = 0
             kk = min(max(LNS_MIN_MACHINES, k + int(self.rng.integers(-1, 2))), M,
@@ -1440,6 +1475,29 @@ def _annealer(inst: RoadefInstance, ctx: SolveContext, iterations: int | None,
     return _Search(inst, ann_ctx, iterations, start)
 
 
+def _start_portfolio(inst: RoadefInstance, search: _Search, window: float,
+                     seed: int) -> Any:
+    """The child-process LNS over the next `window` seconds from `search`'s placement,
+    or None when the machine shows no spare core or the window is too short."""
+    from allocator.roadef import portfolio
+    from allocator.roadef.kernel import LIST_CELLS
+
+    if window < portfolio.MIN_CHILD_SECONDS + 3.0 or (
+            inst.n_processes * inst.n_machines > LIST_CELLS):
+        # beyond set-A sizes the first descent takes the whole window: no second one
+        return None
+    idle = portfolio.idle_cores()
+    search.stats["portfolio_idle_cores_x10"] = round(10 * idle)
+    if idle < portfolio.MIN_IDLE_CORES:
+        return None
+    try:
+        return portfolio.ChildLns(inst, search.st.a.copy(), seed + 7919,
+                                  time.time() + window - 0.5)
+    except Exception:  # OSError and the like: the solve goes on without it
+        log.exception("roadef portfolio: the child process did not start")
+        return None
+
+
 def _anneal_safely(search: _Search, budget: float) -> None:
     try:
         search.anneal_cycles(budget)
@@ -1510,6 +1568,9 @@ def solve_roadef(inst: RoadefInstance, *, time_limit: float, seed: int = 0,
             # while this thread runs the shift/swap descent and the CP-SAT LNS
             budget = ctx.remaining() * ANNEAL_SHARE
             search.peer, annealing.peer = annealing, search
+            if PORTFOLIO and annealing.first_walk_idle():
+                annealing.portfolio = _start_portfolio(inst, search, budget * ANNEAL_FIRST,
+                                                       seed)
             role = _solo_role(search)
             if GOVERN and role is not None:
                 search.governor = annealing.governor = _Governor(ctx, role)
@@ -1519,6 +1580,8 @@ def solve_roadef(inst: RoadefInstance, *, time_limit: float, seed: int = 0,
             try:
                 search.run()
             finally:
+                if annealing.portfolio is not None:
+                    annealing.portfolio.close()
                 if search.governor is not None:
                     search.governor.done("lns")
                     search.stats.update(search.governor.stats())
