@@ -56,6 +56,7 @@ def test_the_solve_runs_the_child_only_with_a_spare_core(
     monkeypatch.setattr(portfolio, "idle_cores", lambda seconds=0.2: 2.0 if spare else 0.5)
     monkeypatch.setattr(portfolio, "MIN_CHILD_SECONDS", 0.0)
     monkeypatch.setattr(portfolio, "RESULT_GRACE", 60.0)  # a loaded CI machine starts it late
+    monkeypatch.setattr(portfolio, "MIN_SHARE", 0.0)  # nor does its load stop it (`watch`)
     res = solver.solve_roadef(inst, time_limit=7.0, seed=0)
     assert violations(inst, res.assignment) == []
     assert res.cost.total == evaluate(inst, res.assignment).total
@@ -77,27 +78,30 @@ def test_no_child_where_the_annealing_does_not_sleep(monkeypatch: pytest.MonkeyP
     assert np.array_equal(res.assignment.shape, inst.initial.shape)
 
 
-@pytest.mark.parametrize("busy", [True, False])
+@pytest.mark.parametrize(("share", "stopped"), [(0.95, False), (0.5, True)])
 def test_the_child_stops_when_the_solve_loses_its_core(
-        busy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+        share: float, stopped: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """`watch`, called from the LNS thread: a thread that got less than MIN_SHARE of a core
-    over the window (here: it slept, as when another solve takes the core) stops the child;
-    a thread that ran keeps it."""
-    monkeypatch.setattr(portfolio, "WATCH_SECONDS", 0.1)
+    over the window (another solve took the core) stops the child; one that kept its core
+    keeps it. The thread's clocks are injected: the real ones depend on the machine's load."""
+    clock = {"wall": 100.0, "cpu": 10.0}
+    monkeypatch.setattr(portfolio, "_wall", lambda: clock["wall"])
+    monkeypatch.setattr(portfolio, "_thread_cpu", lambda: clock["cpu"])
     child = portfolio.ChildLns(_zero_safety(), None, seed=3, deadline=time.time() + 30.0)
     try:
         child.watch()
-        end = time.perf_counter() + 0.2
-        if busy:
-            while time.perf_counter() < end:
-                pass
-        else:
-            time.sleep(0.2)
+        clock["wall"] += 1.0  # within the window: nothing measured yet
         child.watch()
-        assert child.stopped is (not busy)
-        if not busy:
+        assert not child.stopped
+        clock["wall"] += portfolio.WATCH_SECONDS
+        clock["cpu"] += share * (1.0 + portfolio.WATCH_SECONDS)
+        child.watch()
+        assert child.stopped is stopped
+        if stopped:
             assert child.result(grace=5.0) is None  # terminated: nothing comes back
             assert child.proc.poll() is not None
+        else:
+            assert child.proc.poll() is None  # still searching
     finally:
         child.close()
 

@@ -41,6 +41,11 @@ WATCH_SECONDS = 2.0
 RESULT_GRACE = 2.0
 
 
+#: The clocks of `ChildLns.watch` (wall, and the calling thread's CPU): injectable.
+_wall = time.perf_counter
+_thread_cpu = time.thread_time
+
+
 def _cpu_times() -> tuple[float, float] | None:
     """(idle, total) jiffies of the whole machine from /proc/stat, or None elsewhere."""
     try:
@@ -167,7 +172,7 @@ class ChildLns:
     def watch(self) -> None:
         """Stop the child when the calling thread (the solve's LNS thread) got less than
         MIN_SHARE of a core over the last WATCH_SECONDS. Call it from that thread only."""
-        now, cpu = time.perf_counter(), time.thread_time()
+        now, cpu = _wall(), _thread_cpu()
         if self._mark is None:
             self._mark = (now, cpu)
             return
