@@ -82,12 +82,15 @@ def _child_main(argv: list[str]) -> int:
     import pickle
     import threading
 
+    fd_in, fd_out = int(argv[0]), int(argv[1])
+    # read first: the parent's write blocks until the pipe is drained (a2_2's input is
+    # 180 kB), and importing the solver (CP-SAT, the compiled kernels) takes a while
+    with os.fdopen(fd_in, "rb") as fh:
+        inst, start, seed, deadline = pickle.load(fh)
+
     from allocator.roadef.solver import _Search
     from allocator.solvers.context import SolveContext
 
-    fd_in, fd_out = int(argv[0]), int(argv[1])
-    with os.fdopen(fd_in, "rb") as fh:
-        inst, start, seed, deadline = pickle.load(fh)
     out: tuple[int, np.ndarray] | None = None
     try:
         ctx = SolveContext(time_limit=max(0.05, deadline - time.time()), workers=1,
@@ -192,6 +195,7 @@ class ChildLns:
             self.proc.wait(timeout=2.0)
         except Exception:
             self.proc.kill()
+            self.proc.wait()
         self._out.close()
 
 

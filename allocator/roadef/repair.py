@@ -148,12 +148,17 @@ class _Repair:
 
     # -- the violation measure ------------------------------------------------
 
-    def conflicts(self) -> np.ndarray:
-        """Processes that share a machine with a sibling (every one of each group)."""
+    def _sharing(self) -> tuple[np.ndarray, np.ndarray]:
+        """Processes in (service, machine) order, and whether each shares its machine
+        with the one before it (a conflicting pair)."""
         st = self.st
         order = np.lexsort((st.a, st.svc))
         s, m = st.svc[order], st.a[order]
-        same = (s[1:] == s[:-1]) & (m[1:] == m[:-1])
+        return order, (s[1:] == s[:-1]) & (m[1:] == m[:-1])
+
+    def conflicts(self) -> np.ndarray:
+        """Processes that share a machine with a sibling (every one of each group)."""
+        order, same = self._sharing()
         hit = np.zeros(len(order), dtype=bool)
         hit[1:] |= same
         hit[:-1] |= same
@@ -162,9 +167,7 @@ class _Repair:
     def measure(self) -> float:
         st = self.st
         cap = float((np.maximum(0, st.hard - st.cap) * self.w).sum())
-        order = np.lexsort((st.a, st.svc))
-        s, m = st.svc[order], st.a[order]
-        conf = int(((s[1:] == s[:-1]) & (m[1:] == m[:-1])).sum())
+        conf = int(self._sharing()[1].sum())
         spread = int(np.maximum(0, self.inst.spread_min - st.nloc).sum())
         dep = 0
         if self.dep_s.size:
